@@ -1,0 +1,56 @@
+# The user-facing commands.  CMake does the building; this file only strings
+# the steps together.
+#
+#   make           build build/orchestrator-host (and build/orchestrator-device)
+#   make run       install what is missing, build, run with config/orchestrator-host.json
+#   make test      install what the tests need, build, run the suite, then again
+#                  under AddressSanitizer + UBSan
+#   make demo      broker + host + three simulated devices
+#   make bench     the benchmark suite (bench/)
+#   make install   PREFIX=/usr/local by default
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PREFIX     ?= /usr/local
+CONFIG     ?= config/orchestrator-host.json
+JOBS       ?= $(shell nproc)
+
+.PHONY: all build deps deps-test run test test-release test-asan demo bench install clean
+
+all: build
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+deps:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+run: deps build
+	@BUILD=$(BUILD) scripts/run-host.sh $(CONFIG)
+
+test: deps-test build test-release test-asan
+
+test-release: build
+	cd $(BUILD) && ctest -j2 --output-on-failure
+
+test-asan:
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOH_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j2 --output-on-failure
+
+demo: deps build
+	@BUILD=$(BUILD) scripts/demo.sh
+
+bench: deps-test build
+	@BUILD=$(BUILD) bench/run.sh
+
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,207 @@
+/*
+ * Services the host offers a plugin through its context.
+ *
+ * All calls are made on the host's single event loop thread; none blocks.
+ * The module name is a namespace the host enforces: a plugin publishes only
+ * under {root}/orchestrator/{module}/... and {root}/device/{id}/{module}/...,
+ * its routes live under /api/{module}/, its page at /ui/{module}, and its
+ * lease keys start with "{module}:".
+ *
+ * Ownership is noted beside each pointer: borrowed (valid for the call),
+ * taken (the callee frees it, also on failure), returned (the caller frees).
+ */
+#ifndef OH_HOST_H
+#define OH_HOST_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "oh/defs.h"
+#include "oh/plugin.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- identity, state, logging ---------------------------------------- */
+
+const char *oh_module(const oh_ctx *ctx);      /* "ndi" */
+const char *oh_topic_root(const oh_ctx *ctx);  /* "/lab" */
+
+/* The plugin's own state; free_fn (may be NULL) runs after cleanup(). */
+void oh_set_data(oh_ctx *ctx, void *data, void (*free_fn)(void *data));
+void *oh_data(const oh_ctx *ctx);
+
+enum oh_log_level { OH_LOG_DEBUG, OH_LOG_INFO, OH_LOG_WARN, OH_LOG_ERROR };
+/* Logged with the module name as prefix. */
+void oh_log(oh_ctx *ctx, enum oh_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Records why init failed (shown in the log, /healthz and the snapshot);
+ * returns OH_ERR_INVAL so init can `return oh_fail(ctx, "...")`. */
+int oh_fail(oh_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- MQTT -------------------------------------------------------------- */
+
+struct oh_message {
+	const char *topic;        /* borrowed */
+	const void *payload;      /* borrowed raw bytes, not NUL-terminated */
+	size_t len;
+	bool retained;
+	/* Parsed payload, or NULL when it is not JSON or over max_payload_bytes;
+	 * then `error` says why and `too_large` tells which. */
+	const json_t *json;
+	const char *error;
+	bool too_large;
+	void *reserved[4];
+};
+
+typedef void (*oh_message_fn)(oh_ctx *ctx, const struct oh_message *msg, void *ud);
+
+/* Subscribes (QoS 0 or 1) and routes matching messages to fn.  The host keeps
+ * one broker subscription per filter and renews it on every reconnect.
+ * OH_ERR_INVAL for a filter that is not valid or not under the topic root. */
+int oh_subscribe(oh_ctx *ctx, const char *filter, int qos, oh_message_fn fn, void *ud);
+
+/* Publishes under the module's namespace (see above); OH_ERR_DENIED
+ * elsewhere.  QoS 1 messages published while the broker is away are queued
+ * and sent after reconnect; OH_ERR_NO_CONN for QoS 0. */
+int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len,
+		int qos, bool retain);
+int oh_publish_json(oh_ctx *ctx, const char *topic, const json_t *payload /* borrowed */,
+		int qos, bool retain);
+
+/* ---- command envelopes and acks (device-agent-protocol.md) -------------- */
+
+struct oh_command {
+	const char *req_id;       /* the envelope's, or a generated one */
+	const char *actor;        /* NULL when absent */
+	const char *action;
+	const json_t *params;     /* an object, possibly empty; borrowed from msg */
+	const json_t *envelope;   /* the whole payload; borrowed from msg */
+	char req_id_buf[40];
+	void *reserved[4];
+};
+
+/*
+ * Validates a command envelope: a JSON object (else BAD_JSON), not over
+ * max_payload_bytes (TOO_LARGE), `action` a non-empty string, `params` an
+ * object when present, `actor` and `req_id` strings when present
+ * (BAD_REQUEST).  On failure returns OH_ERR_INVAL and sets *code and err;
+ * cmd->req_id is still set so the error can be acked.
+ */
+int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd,
+		const char **code, char *err, size_t errlen);
+
+/* Builds an ack in the devices' shape: {req_id, ok, code, action, actor, ts,
+ * error, details}.  Strings are copied, details is taken (may be NULL).
+ * Returned; free with json_decref. */
+json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action,
+		const char *actor, const char *error, json_t *details);
+
+/* Publishes an ack (taken) on {root}/orchestrator/{module}/evt at QoS 1. */
+int oh_ack_publish(oh_ctx *ctx, json_t *ack);
+
+/* ---- registry (read-only) ----------------------------------------------- */
+
+struct oh_device {
+	const char *id;
+	const json_t *doc;        /* merged meta+status object; borrowed */
+	int online;               /* 1, 0, or -1 when never reported */
+	bool stale;               /* reported online but silent too long */
+	double last_seen;         /* wall-clock seconds, 0 if never */
+	void *reserved[4];
+};
+
+/* OH_OK and *out filled (valid until the loop runs again), or OH_ERR_NOT_FOUND. */
+int oh_device_get(oh_ctx *ctx, const char *id, struct oh_device *out);
+/* Calls fn for each device; stop early by returning non-zero from fn. */
+void oh_device_foreach(oh_ctx *ctx, int (*fn)(const struct oh_device *dev, void *ud), void *ud);
+
+/* ---- leases -------------------------------------------------------------- */
+
+struct oh_lease {
+	char holder[128];
+	double expires_at;        /* wall-clock seconds */
+	double remaining_s;
+};
+
+/* Keys must start with "{module}:".  Every change is durable before the call
+ * returns.  take: OH_OK (also when the same actor already holds it: the
+ * lease is extended), OH_ERR_IN_USE with *out naming the holder. */
+int oh_lease_take(oh_ctx *ctx, const char *key, const char *actor, double lease_s,
+		struct oh_lease *out);
+/* OH_ERR_NOT_HELD, OH_ERR_NOT_OWNER (with *out) */
+int oh_lease_renew(oh_ctx *ctx, const char *key, const char *actor, double lease_s,
+		struct oh_lease *out);
+int oh_lease_release(oh_ctx *ctx, const char *key, const char *actor, struct oh_lease *out);
+/* Drops the lease whoever holds it; *out gets the previous holder. */
+int oh_lease_force_release(oh_ctx *ctx, const char *key, struct oh_lease *out);
+/* OH_OK when the key is free or held by actor; OH_ERR_IN_USE (with *out). */
+int oh_lease_can_use(oh_ctx *ctx, const char *key, const char *actor, struct oh_lease *out);
+/* OH_OK with *out, or OH_ERR_NOT_FOUND. */
+int oh_lease_get(oh_ctx *ctx, const char *key, struct oh_lease *out);
+
+/* Called when one of the module's leases runs out (not on release). */
+typedef void (*oh_lease_expired_fn)(oh_ctx *ctx, const char *key, const char *holder, void *ud);
+int oh_lease_on_expire(oh_ctx *ctx, oh_lease_expired_fn fn, void *ud);
+
+/* ---- timers -------------------------------------------------------------- */
+
+struct oh_timer;
+typedef void (*oh_timer_fn)(oh_ctx *ctx, void *ud);
+/* A one-shot timer is freed by the host after it fires; don't cancel it then. */
+struct oh_timer *oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn fn, void *ud);
+void oh_timer_cancel(oh_ctx *ctx, struct oh_timer *timer);
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+struct oh_http_req;
+typedef void (*oh_http_fn)(oh_ctx *ctx, struct oh_http_req *req, void *ud);
+
+/*
+ * Mounts `method path` under /api/{module}; path segments written {name} are
+ * captured (oh_req_param).  `openapi` is the JSON text of an OpenAPI 3
+ * operation object describing the route (may be NULL), merged into
+ * /openapi.json.  A handler replies once, now or later: one that returns
+ * without replying leaves the request open (see oh_req_on_gone).
+ */
+int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud,
+		const char *openapi);
+
+const char *oh_req_method(const struct oh_http_req *req);
+const char *oh_req_path(const struct oh_http_req *req);
+const char *oh_req_param(const struct oh_http_req *req, const char *name);
+const char *oh_req_query(const struct oh_http_req *req, const char *name);
+const char *oh_req_header(const struct oh_http_req *req, const char *name);
+/* The parsed JSON body, or NULL when there was none.  Malformed bodies never
+ * reach a handler: the host answers 400 naming line and column. */
+const json_t *oh_req_body(const struct oh_http_req *req);
+/* The authenticated caller (token name), or NULL when auth is off. */
+const char *oh_req_actor(const struct oh_http_req *req);
+
+/* body is taken */
+int oh_reply_json(struct oh_http_req *req, unsigned status, json_t *body);
+/* {"error": {"code": code, "message": ...}} */
+int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code,
+		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The client left before a deferred reply; req is invalid after fn returns. */
+typedef void (*oh_req_gone_fn)(struct oh_http_req *req, void *ud);
+void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud);
+
+/* ---- UI ----------------------------------------------------------------- */
+
+/* Declares the module's page at /ui/{module}: `html` (copied) is the page's
+ * main content, placed inside the shared shell (header, navigation, styles).
+ * `script` (copied, may be NULL) is served as /ui/{module}/page.js and
+ * loaded by the shell. */
+int oh_ui_page(oh_ctx *ctx, const char *title, const char *html, const char *script);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,386 @@
+/*
+ * libmosquitto on a libevent loop.
+ *
+ * The pitfalls this file exists to get right:
+ * - a publish made inside a callback is only queued, so after every read we
+ *   check mosquitto_want_write() and arm the write event;
+ * - on a read or write error the library has already closed the socket, so
+ *   the events are dropped and a reconnect is scheduled from a timer;
+ * - events are re-created on every connect, because the new socket may reuse
+ *   the old descriptor number;
+ * - loop_misc runs from a one-second timer, well inside any keepalive.
+ */
+#include "mqtt_link.h"
+
+#include "log.h"
+#include "oh/defs.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <mosquitto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 30000
+/* Packets handled per readiness event before yielding to the loop. */
+#define MAX_PACKETS_PER_WAKE 256
+
+struct mqtt_link {
+	struct event_base *base;
+	struct mosquitto *mosq;
+	struct mqtt_link_callbacks cb;
+	void *ud;
+
+	char *host;
+	int port;
+	int keepalive_s;
+	char *log_prefix;
+
+	struct event *ev_read;
+	struct event *ev_write;
+	struct event *ev_misc;       /* keepalive housekeeping, 1 s */
+	struct event *ev_retry;      /* reconnect after backoff */
+
+	bool started;
+	bool stopping;
+	bool connected;              /* CONNACK accepted */
+	bool attempted;              /* a connect call has been made once */
+	bool refused;                /* the broker said no; keep its reason */
+	int backoff_ms;
+	unsigned long reconnects;
+	char last_error[160];
+};
+
+static void link_schedule_retry(struct mqtt_link *link);
+static void link_arm_socket(struct mqtt_link *link);
+
+static void set_error(struct mqtt_link *link, const char *text)
+{
+	snprintf(link->last_error, sizeof link->last_error, "%s", text);
+}
+
+static void drop_socket_events(struct mqtt_link *link)
+{
+	if(link->ev_read) {
+		event_free(link->ev_read);
+		link->ev_read = NULL;
+	}
+	if(link->ev_write) {
+		event_free(link->ev_write);
+		link->ev_write = NULL;
+	}
+}
+
+/* The connection is gone (or never came): tell the owner once, retry later. */
+static void link_lost(struct mqtt_link *link, const char *reason)
+{
+	bool was_connected = link->connected;
+	drop_socket_events(link);
+	link->connected = false;
+	if(reason && *reason && !link->refused)
+		set_error(link, reason);
+	if(!was_connected && !link->stopping)
+		log_warn(link->log_prefix, "cannot connect to %s:%d: %s; retrying",
+				link->host, link->port, link->last_error);
+	if(was_connected) {
+		log_warn(link->log_prefix, "connection to %s:%d lost: %s", link->host,
+				link->port, link->last_error);
+		if(link->cb.on_disconnect)
+			link->cb.on_disconnect(link, link->last_error, link->ud);
+	}
+	if(!link->stopping)
+		link_schedule_retry(link);
+}
+
+static void flush_writes(struct mqtt_link *link)
+{
+	if(!link->ev_write || !mosquitto_want_write(link->mosq))
+		return;
+	event_add(link->ev_write, NULL);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mqtt_link *link = arg;
+	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
+	if(rc != MOSQ_ERR_SUCCESS) {
+		link_lost(link, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		return;
+	}
+	/* Publishes made from message callbacks were only queued. */
+	if(mosquitto_want_write(link->mosq)) {
+		rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
+		if(rc != MOSQ_ERR_SUCCESS) {
+			link_lost(link, mosquitto_strerror(rc));
+			return;
+		}
+	}
+	flush_writes(link);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mqtt_link *link = arg;
+	int rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
+	if(rc != MOSQ_ERR_SUCCESS) {
+		link_lost(link, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		return;
+	}
+	flush_writes(link);
+}
+
+static void on_misc(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mqtt_link *link = arg;
+	if(!link->ev_read)
+		return;
+	int rc = mosquitto_loop_misc(link->mosq);
+	if(rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST) {
+		link_lost(link, "keepalive timeout");
+		return;
+	}
+	flush_writes(link);
+}
+
+static void link_arm_socket(struct mqtt_link *link)
+{
+	drop_socket_events(link);
+	int fd = mosquitto_socket(link->mosq);
+	if(fd < 0) {
+		link_lost(link, "no socket");
+		return;
+	}
+	link->ev_read = event_new(link->base, fd, EV_READ | EV_PERSIST, on_readable, link);
+	link->ev_write = event_new(link->base, fd, EV_WRITE, on_writable, link);
+	event_add(link->ev_read, NULL);
+	/* A non-blocking connect completes when the socket turns writable. */
+	event_add(link->ev_write, NULL);
+}
+
+static void try_connect(struct mqtt_link *link)
+{
+	int rc;
+	if(!link->attempted) {
+		link->attempted = true;
+		rc = mosquitto_connect_async(link->mosq, link->host, link->port, link->keepalive_s);
+	} else {
+		link->reconnects++;
+		rc = mosquitto_reconnect_async(link->mosq);
+	}
+	if(rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) {
+		char why[160];
+		snprintf(why, sizeof why, "connect to %s:%d failed: %s", link->host, link->port,
+				rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		set_error(link, why);
+		log_warn(link->log_prefix, "%s; retrying", why);
+		link_schedule_retry(link);
+		return;
+	}
+	link_arm_socket(link);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	try_connect(arg);
+}
+
+static void link_schedule_retry(struct mqtt_link *link)
+{
+	/* Full jitter around the current step, so a fleet does not reconnect
+	 * in lockstep after a broker restart. */
+	int delay = link->backoff_ms / 2 + rand() % (link->backoff_ms / 2 + 1);
+	link->backoff_ms *= 2;
+	if(link->backoff_ms > BACKOFF_MAX_MS)
+		link->backoff_ms = BACKOFF_MAX_MS;
+	struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+	event_add(link->ev_retry, &tv);
+}
+
+static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
+{
+	(void)mosq;
+	struct mqtt_link *link = ud;
+	if(rc != 0) {
+		char why[160];
+		snprintf(why, sizeof why, "broker refused connection: %s", mosquitto_connack_string(rc));
+		set_error(link, why);
+		link->refused = true;
+		/* The broker closes the socket; the read error schedules the retry. */
+		return;
+	}
+	link->connected = true;
+	link->refused = false;
+	link->backoff_ms = BACKOFF_MIN_MS;
+	link->last_error[0] = '\0';
+	log_info(link->log_prefix, "connected to %s:%d", link->host, link->port);
+	if(link->cb.on_connect)
+		link->cb.on_connect(link, link->ud);
+}
+
+static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosquitto_message *m)
+{
+	(void)mosq;
+	struct mqtt_link *link = ud;
+	if(link->cb.on_message)
+		link->cb.on_message(link, m->topic, m->payload, (size_t)m->payloadlen, m->retain, link->ud);
+}
+
+struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_opts *o,
+		const struct mqtt_link_callbacks *cb, void *ud)
+{
+	static bool lib_ready;
+	if(!lib_ready) {
+		mosquitto_lib_init();
+		lib_ready = true;
+	}
+	struct mqtt_link *link = calloc(1, sizeof *link);
+	if(!link)
+		return NULL;
+	link->base = base;
+	link->cb = *cb;
+	link->ud = ud;
+	link->host = strdup(o->host ? o->host : "127.0.0.1");
+	link->port = o->port ? o->port : 1883;
+	link->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : 30;
+	link->log_prefix = strdup(o->log_prefix ? o->log_prefix : "mqtt");
+	link->backoff_ms = BACKOFF_MIN_MS;
+	link->mosq = mosquitto_new(o->client_id, true, link);
+	if(!link->host || !link->log_prefix || !link->mosq)
+		goto fail;
+
+	mosquitto_int_option(link->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+	/* No cap on in-flight QoS 1 messages: bursts must not stall on acks. */
+	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, 65535);
+	mosquitto_connect_callback_set(link->mosq, on_mosq_connect);
+	mosquitto_message_callback_set(link->mosq, on_mosq_message);
+
+	if(o->username && mosquitto_username_pw_set(link->mosq, o->username, o->password)) {
+		log_error(link->log_prefix, "invalid username or password");
+		goto fail;
+	}
+	if(o->will_topic && mosquitto_will_set(link->mosq, o->will_topic,
+				(int)strlen(o->will_payload ? o->will_payload : ""), o->will_payload,
+				o->will_qos, o->will_retain)) {
+		log_error(link->log_prefix, "invalid last will topic %s", o->will_topic);
+		goto fail;
+	}
+	if(o->tls) {
+		const struct mqtt_tls_opts *t = o->tls;
+		int rc = mosquitto_tls_set(link->mosq, t->ca_file, NULL, t->cert_file, t->key_file, NULL);
+		if(!rc)
+			rc = mosquitto_tls_opts_set(link->mosq, 1, t->tls_version, NULL);
+		if(!rc && t->insecure_skip_verify)
+			rc = mosquitto_tls_insecure_set(link->mosq, true);
+		if(rc) {
+			log_error(link->log_prefix, "TLS setup failed: %s", mosquitto_strerror(rc));
+			goto fail;
+		}
+	}
+
+	link->ev_misc = event_new(base, -1, EV_PERSIST, on_misc, link);
+	link->ev_retry = event_new(base, -1, 0, on_retry, link);
+	if(!link->ev_misc || !link->ev_retry)
+		goto fail;
+	return link;
+
+fail:
+	mqtt_link_free(link);
+	return NULL;
+}
+
+int mqtt_link_start(struct mqtt_link *link)
+{
+	if(link->started)
+		return OH_OK;
+	link->started = true;
+	struct timeval second = {1, 0};
+	event_add(link->ev_misc, &second);
+	set_error(link, "connecting");
+	try_connect(link);
+	return OH_OK;
+}
+
+void mqtt_link_stop(struct mqtt_link *link)
+{
+	if(!link || !link->started)
+		return;
+	link->stopping = true;
+	event_del(link->ev_retry);
+	if(link->ev_read) {
+		/* Push out whatever is queued (a final retained snapshot, an
+		 * "offline" status) before saying goodbye. */
+		for(int i = 0; i < 50 && mosquitto_want_write(link->mosq); i++) {
+			if(mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE))
+				break;
+		}
+		mosquitto_disconnect(link->mosq);
+		mosquitto_loop_write(link->mosq, 1);
+	}
+	drop_socket_events(link);
+	link->connected = false;
+}
+
+void mqtt_link_free(struct mqtt_link *link)
+{
+	if(!link)
+		return;
+	drop_socket_events(link);
+	if(link->ev_misc)
+		event_free(link->ev_misc);
+	if(link->ev_retry)
+		event_free(link->ev_retry);
+	if(link->mosq)
+		mosquitto_destroy(link->mosq);
+	free(link->host);
+	free(link->log_prefix);
+	free(link);
+}
+
+int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *payload,
+		size_t len, int qos, bool retain)
+{
+	if(len > 268435455)
+		return OH_ERR_TOO_LARGE;
+	int rc = mosquitto_publish(link->mosq, NULL, topic, (int)len, payload, qos, retain);
+	if(rc == MOSQ_ERR_NO_CONN)
+		return OH_ERR_NO_CONN;
+	if(rc != MOSQ_ERR_SUCCESS)
+		return OH_ERR_INVAL;
+	flush_writes(link);
+	return OH_OK;
+}
+
+int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos)
+{
+	int rc = mosquitto_subscribe(link->mosq, NULL, filter, qos);
+	if(rc == MOSQ_ERR_NO_CONN)
+		return OH_ERR_NO_CONN;
+	if(rc != MOSQ_ERR_SUCCESS)
+		return OH_ERR_INVAL;
+	flush_writes(link);
+	return OH_OK;
+}
+
+int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter)
+{
+	int rc = mosquitto_unsubscribe(link->mosq, NULL, filter);
+	if(rc == MOSQ_ERR_NO_CONN)
+		return OH_ERR_NO_CONN;
+	if(rc != MOSQ_ERR_SUCCESS)
+		return OH_ERR_INVAL;
+	flush_writes(link);
+	return OH_OK;
+}
+
+bool mqtt_link_connected(const struct mqtt_link *link) { return link->connected; }
+const char *mqtt_link_last_error(const struct mqtt_link *link) { return link->last_error; }
+unsigned long mqtt_link_reconnects(const struct mqtt_link *link) { return link->reconnects; }

@@ -1,0 +1,78 @@
+/*
+ * One MQTT connection driven by a libevent loop.
+ *
+ * libmosquitto is used without its own thread: its socket is watched by the
+ * loop, reads and writes happen on readiness, and a timer runs the keepalive
+ * housekeeping.  The link reconnects by itself with backoff and jitter, and
+ * tells its owner on every (re)connect so subscriptions can be renewed.
+ * Shared by the host and the device agent.
+ */
+#ifndef OH_MQTT_LINK_H
+#define OH_MQTT_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct mqtt_link;
+
+struct mqtt_tls_opts {
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+	const char *tls_version;      /* "tlsv1.2", "tlsv1.3" or NULL */
+	bool insecure_skip_verify;
+};
+
+struct mqtt_link_opts {
+	const char *host;
+	int port;
+	const char *username;         /* NULL: anonymous */
+	const char *password;
+	const char *client_id;
+	int keepalive_s;
+	/* Last will; topic NULL for none. */
+	const char *will_topic;
+	const char *will_payload;
+	int will_qos;
+	bool will_retain;
+	const struct mqtt_tls_opts *tls;   /* NULL: plain TCP */
+	const char *log_prefix;       /* e.g. "mqtt" */
+};
+
+struct mqtt_link_callbacks {
+	/* Connected (again): subscribe here. */
+	void (*on_connect)(struct mqtt_link *link, void *ud);
+	/* Lost the broker; the link is already scheduling a reconnect. */
+	void (*on_disconnect)(struct mqtt_link *link, const char *reason, void *ud);
+	/* One message; payload is borrowed for the call and not NUL-terminated. */
+	void (*on_message)(struct mqtt_link *link, const char *topic,
+			const void *payload, size_t len, bool retained, void *ud);
+};
+
+/* Returns NULL on bad options (logged) or out of memory.  Strings in opts
+ * are copied.  Nothing happens until mqtt_link_start(). */
+struct mqtt_link *mqtt_link_new(struct event_base *base,
+		const struct mqtt_link_opts *opts,
+		const struct mqtt_link_callbacks *cb, void *ud);
+
+/* Begins connecting asynchronously; a broker that is down is retried. */
+int mqtt_link_start(struct mqtt_link *link);
+
+/* Sends what is queued and disconnects cleanly (the will is not sent). */
+void mqtt_link_stop(struct mqtt_link *link);
+void mqtt_link_free(struct mqtt_link *link);
+
+/* Returns OH_OK, OH_ERR_NO_CONN when the broker is away (QoS 0 is dropped,
+ * QoS 1 is queued by libmosquitto and sent after reconnect), OH_ERR_INVAL. */
+int mqtt_link_publish(struct mqtt_link *link, const char *topic,
+		const void *payload, size_t len, int qos, bool retain);
+int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos);
+int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
+
+bool mqtt_link_connected(const struct mqtt_link *link);
+/* Why the link is down ("connection refused: not authorised", ...), or "". */
+const char *mqtt_link_last_error(const struct mqtt_link *link);
+unsigned long mqtt_link_reconnects(const struct mqtt_link *link);
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * A reference-counted byte buffer, so one serialised snapshot can be handed
+ * to the broker and to any number of HTTP responses without copies, and
+ * freed when the last of them is done.
+ */
+#ifndef OH_SHARED_BUF_H
+#define OH_SHARED_BUF_H
+
+#include <stddef.h>
+
+struct shared_buf {
+	unsigned refs;
+	size_t len;
+	char data[];              /* NUL-terminated for convenience */
+};
+
+/* Returns a buffer with one reference, or NULL. */
+struct shared_buf *shared_buf_new(const char *data, size_t len);
+struct shared_buf *shared_buf_ref(struct shared_buf *b);
+void shared_buf_unref(struct shared_buf *b);
+
+#endif

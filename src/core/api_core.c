@@ -1,0 +1,96 @@
+/*
+ * The host's own REST routes: health, the registry, one device, the
+ * plugins, and the OpenAPI description of everything mounted.
+ */
+#include "http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqtt_link.h"
+#include "shared_buf.h"
+#include "timeutil.h"
+
+static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct host *h = ud;
+	bool up = mqtt_link_connected(h->link);
+	json_t *body = json_pack("{s:s, s:I, s:I, s:o, s:s}",
+			"mqtt", up ? "connected" : "disconnected",
+			"uptime_s", (json_int_t)(time_now_mono() - h->started_mono),
+			"devices", (json_int_t)registry_size(h->registry),
+			"plugins", plugins_status_json(h),
+			"version", OH_VERSION);
+	if(!up)
+		json_object_set_new(body, "mqtt_error", json_string(mqtt_link_last_error(h->link)));
+	oh_reply_json(req, up ? 200 : 503, body);
+}
+
+static void get_registry(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct host *h = ud;
+	struct shared_buf *snap = registry_snapshot(h->registry);
+	if(!snap) {
+		oh_reply_error(req, 500, "INTERNAL", "snapshot unavailable");
+		return;
+	}
+	http_reply_buf(req, 200, "application/json", snap);
+	shared_buf_unref(snap);
+}
+
+static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct host *h = ud;
+	const char *id = oh_req_param(req, "id");
+	char *text = registry_device_json(h->registry, id);
+	if(!text) {
+		oh_reply_error(req, 404, "NOT_FOUND", "no device \"%s\" in the registry", id);
+		return;
+	}
+	http_reply_copy(req, 200, "application/json", text, strlen(text));
+	free(text);
+}
+
+static void get_plugins(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	oh_reply_json(req, 200, json_pack("{s:o}", "plugins", plugins_status_json(ud)));
+}
+
+static void get_openapi(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct host *h = ud;
+	oh_reply_json(req, 200, http_openapi(h->http));
+}
+
+int api_core_register(struct host *h)
+{
+	static const struct {
+		const char *method, *path;
+		oh_http_fn fn;
+		const char *openapi;
+	} routes[] = {
+		{"GET", "/healthz", get_healthz,
+			"{\"summary\": \"Broker connection, uptime and plugin state\","
+			" \"responses\": {\"200\": {\"description\": \"connected to the broker\"},"
+			" \"503\": {\"description\": \"broker not connected\"}}}"},
+		{"GET", "/api/registry", get_registry,
+			"{\"summary\": \"The registry snapshot: devices, locks, modules, ts, seq\"}"},
+		{"GET", "/api/devices/{id}", get_device,
+			"{\"summary\": \"One device's merged meta and status\","
+			" \"parameters\": [{\"name\": \"id\", \"in\": \"path\", \"required\": true,"
+			" \"schema\": {\"type\": \"string\"}}],"
+			" \"responses\": {\"200\": {\"description\": \"the device\"},"
+			" \"404\": {\"description\": \"unknown device\"}}}"},
+		{"GET", "/api/plugins", get_plugins,
+			"{\"summary\": \"Configured plugins, whether each loaded, and why not\"}"},
+		{"GET", "/openapi.json", get_openapi,
+			"{\"summary\": \"This document\"}"},
+	};
+	for(size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		int rc = http_route_add(h->http, NULL, routes[i].method, routes[i].path, routes[i].fn, h,
+				routes[i].openapi);
+		if(rc)
+			return rc;
+	}
+	return OH_OK;
+}

@@ -1,0 +1,154 @@
+/*
+ * Command envelopes and acks, in the shape the deployed devices use
+ * (device-agent-protocol.md), shared by every plugin so that all of them
+ * validate the same way and answer with the same fields.
+ */
+#include "plugin_ctx.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "timeutil.h"
+
+const char *oh_strerror(int err)
+{
+	switch(err) {
+	case OH_OK: return "success";
+	case OH_ERR_INVAL: return "invalid argument";
+	case OH_ERR_NOMEM: return "out of memory";
+	case OH_ERR_NOT_FOUND: return "not found";
+	case OH_ERR_EXISTS: return "already exists";
+	case OH_ERR_IN_USE: return "in use by another actor";
+	case OH_ERR_NOT_OWNER: return "held by another actor";
+	case OH_ERR_NOT_HELD: return "not held";
+	case OH_ERR_DENIED: return "denied";
+	case OH_ERR_IO: return "storage or I/O error";
+	case OH_ERR_NO_CONN: return "broker not connected";
+	case OH_ERR_TOO_LARGE: return "too large";
+	case OH_ERR_VERSION: return "ABI version mismatch";
+	default: return "unknown error";
+	}
+}
+
+char *host_new_id(char *buf, size_t len)
+{
+	unsigned char raw[16];
+	if(getrandom(raw, sizeof raw, 0) != sizeof raw) {
+		/* Only before the entropy pool is ready; ids need to be unique,
+		 * not secret. */
+		static unsigned long counter;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		snprintf((char *)raw, sizeof raw, "%lx%lx", (unsigned long)ts.tv_nsec, ++counter);
+	}
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+	for(size_t i = 0; i < sizeof raw && n + 2 < len; i++) {
+		buf[n++] = hex[raw[i] >> 4];
+		buf[n++] = hex[raw[i] & 15];
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+char *host_now_iso(char *buf, size_t len)
+{
+	return time_format_utc(time(NULL), buf, len);
+}
+
+int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd,
+		const char **code, char *err, size_t errlen)
+{
+	memset(cmd, 0, sizeof *cmd);
+	const json_t *env = msg->json;
+	/* A req_id is recovered even from a bad envelope so its ack correlates. */
+	const json_t *rid = json_is_object(env) ? json_object_get(env, "req_id") : NULL;
+	if(json_is_string(rid) && json_string_length(rid) > 0 && json_string_length(rid) < 200)
+		cmd->req_id = json_string_value(rid);
+	else
+		cmd->req_id = host_new_id(cmd->req_id_buf, sizeof cmd->req_id_buf);
+
+	if(msg->too_large) {
+		*code = "TOO_LARGE";
+		snprintf(err, errlen, "%s", msg->error);
+		return OH_ERR_INVAL;
+	}
+	if(!env) {
+		*code = "BAD_JSON";
+		snprintf(err, errlen, "%s", msg->error ? msg->error : "payload is not JSON");
+		return OH_ERR_INVAL;
+	}
+	if(!json_is_object(env)) {
+		*code = "BAD_JSON";
+		snprintf(err, errlen, "payload must be a JSON object");
+		return OH_ERR_INVAL;
+	}
+	*code = "BAD_REQUEST";
+	if(rid && !json_is_string(rid) && !json_is_null(rid)) {
+		snprintf(err, errlen, "req_id: expected a string");
+		return OH_ERR_INVAL;
+	}
+	if(json_is_string(rid) && json_string_length(rid) >= 200) {
+		snprintf(err, errlen, "req_id: longer than 199 characters");
+		return OH_ERR_INVAL;
+	}
+	const json_t *action = json_object_get(env, "action");
+	if(!action) {
+		snprintf(err, errlen, "action: missing");
+		return OH_ERR_INVAL;
+	}
+	if(!json_is_string(action) || json_string_length(action) == 0) {
+		snprintf(err, errlen, "action: expected a non-empty string");
+		return OH_ERR_INVAL;
+	}
+	cmd->action = json_string_value(action);
+	const json_t *actor = json_object_get(env, "actor");
+	if(actor && !json_is_null(actor)) {
+		if(!json_is_string(actor) || json_string_length(actor) == 0 || json_string_length(actor) > 120) {
+			snprintf(err, errlen, "actor: expected a string of 1-120 characters");
+			return OH_ERR_INVAL;
+		}
+		cmd->actor = json_string_value(actor);
+	}
+	const json_t *params = json_object_get(env, "params");
+	if(params && !json_is_null(params) && !json_is_object(params)) {
+		snprintf(err, errlen, "params: expected an object");
+		return OH_ERR_INVAL;
+	}
+	static json_t *empty;
+	if(!empty)
+		empty = json_object();
+	cmd->params = json_is_object(params) ? params : empty;
+	cmd->envelope = env;
+	*code = NULL;
+	err[0] = '\0';
+	return OH_OK;
+}
+
+json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action,
+		const char *actor, const char *error, json_t *details)
+{
+	char when[32];
+	json_t *ack = json_object();
+	json_object_set_new(ack, "req_id", req_id ? json_string(req_id) : json_null());
+	json_object_set_new(ack, "ok", json_boolean(ok));
+	json_object_set_new(ack, "code", json_string(code ? code : (ok ? "OK" : "ERROR")));
+	json_object_set_new(ack, "action", action ? json_string(action) : json_null());
+	json_object_set_new(ack, "actor", actor ? json_string(actor) : json_null());
+	json_object_set_new(ack, "ts", json_string(host_now_iso(when, sizeof when)));
+	json_object_set_new(ack, "error", error ? json_string(error) : json_null());
+	json_object_set_new(ack, "details", details ? details : json_object());
+	return ack;
+}
+
+int oh_ack_publish(oh_ctx *ctx, json_t *ack)
+{
+	if(!ack)
+		return OH_ERR_NOMEM;
+	int rc = oh_publish_json(ctx, ctx->evt_topic, ack, 1, false);
+	json_decref(ack);
+	return rc;
+}

@@ -1,0 +1,55 @@
+/*
+ * The host's configuration: defaults, the JSON file, then environment
+ * overrides for connection settings and secrets.
+ */
+#ifndef OH_CONFIG_H
+#define OH_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct plugin_conf {
+	char *module;
+	char *path;               /* "builtin:ndi", "/x/y.so" or "/x/y.so:symbol" */
+	json_t *settings;         /* always an object */
+};
+
+struct config {
+	char *source;             /* file name, or "(defaults)" */
+	struct {
+		char *host;
+		int port;
+		char *username;
+		char *password;
+		char *client_id;
+		int keepalive_s;
+		struct {
+			bool enabled;
+			char *ca_file, *cert_file, *key_file, *tls_version;
+			bool insecure_skip_verify;
+		} tls;
+	} mqtt;
+	struct {
+		char *bind;
+		int port;
+		long max_body_bytes;
+	} http;
+	char *topic_root;
+	char *state_dir;
+	char *timezone;
+	double stale_after_s;
+	int snapshot_interval_ms;
+	long max_payload_bytes;
+	double misfire_grace_s;
+	char *log_level;
+	char *log_format;
+	struct plugin_conf *plugins;
+	size_t n_plugins;
+};
+
+/* Loads `path` (NULL: defaults only) and applies the environment.  On error
+ * returns -1 with one line in err naming the file and key. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * The daemon's internal wiring: the one `struct host` that every core module
+ * hangs off, and the interfaces the core files share with each other.
+ * Plugins never see this file; they get include/oh/host.h.
+ */
+#ifndef OH_CORE_H
+#define OH_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "oh/host.h"
+
+struct event_base;
+struct event;
+struct mqtt_link;
+struct dispatch;
+struct registry;
+struct http_server;
+struct store;
+struct leases;
+struct scheduler;
+struct shared_buf;
+
+struct counters {
+	uint64_t msgs_in, msgs_out;
+	uint64_t bad_payloads;
+	uint64_t snapshots_published, snapshot_bytes;
+};
+
+struct host {
+	struct config cfg;
+	struct event_base *base;
+	struct mqtt_link *link;
+	struct dispatch *dispatch;
+	struct registry *registry;
+	struct http_server *http;
+	struct store *store;
+	struct leases *leases;
+	struct scheduler *scheduler;
+	oh_ctx **plugins;         /* one context per configured plugin */
+	size_t n_plugins;
+	double started_mono;
+	bool shutting_down;
+	struct counters stats;
+};
+
+/* ---- dispatch.c: broker subscriptions and topic routing ------------------- */
+
+struct dispatch *dispatch_new(struct host *h);
+void dispatch_free(struct dispatch *d);
+/* owner is the plugin context or NULL for the core. */
+int dispatch_subscribe(struct dispatch *d, oh_ctx *owner, const char *filter, int qos,
+		oh_message_fn fn, void *ud);
+void dispatch_remove_owner(struct dispatch *d, oh_ctx *owner);
+/* Link callbacks. */
+void dispatch_on_connect(struct dispatch *d);
+void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload,
+		size_t len, bool retained);
+/* Publishes through the link, counting it. */
+int host_publish(struct host *h, const char *topic, const void *payload, size_t len,
+		int qos, bool retain);
+
+/* ---- registry.c: the live device registry and its snapshot ---------------- */
+
+struct registry *registry_new(struct host *h);
+void registry_free(struct registry *r);
+int registry_start(struct registry *r);        /* subscribes */
+/* The current snapshot, rebuilt if anything changed; a new reference. */
+struct shared_buf *registry_snapshot(struct registry *r);
+/* One device's document as JSON text (returned, free()), or NULL. */
+char *registry_device_json(struct registry *r, const char *id);
+int registry_device(struct registry *r, const char *id, struct oh_device *out);
+void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
+size_t registry_size(const struct registry *r);
+/* Something that appears in the snapshot (locks, modules) changed. */
+void registry_mark_dirty(struct registry *r);
+/* Publishes the final snapshot at once (shutdown). */
+void registry_flush(struct registry *r);
+/* Subscribe to changes, e.g. for server-sent events: called after each
+ * published snapshot. */
+void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *snap, void *ud), void *ud);
+
+/* ---- leases.c ------------------------------------------------------------- */
+
+struct leases *leases_new(struct host *h);
+void leases_free(struct leases *l);
+int leases_load(struct leases *l);            /* from the store, at startup */
+/* {"ndi:rpi-01": {"holder": ..., "expires_at": ...}}; returned. */
+json_t *leases_to_json(struct leases *l);
+size_t leases_count(const struct leases *l);
+int leases_take(struct leases *l, const char *key, const char *actor, double lease_s,
+		struct oh_lease *out);
+int leases_renew(struct leases *l, const char *key, const char *actor, double lease_s,
+		struct oh_lease *out);
+int leases_release(struct leases *l, const char *key, const char *actor, struct oh_lease *out);
+int leases_force_release(struct leases *l, const char *key, struct oh_lease *out);
+int leases_can_use(struct leases *l, const char *key, const char *actor, struct oh_lease *out);
+int leases_get(struct leases *l, const char *key, struct oh_lease *out);
+/* Expiry is reported to the plugin owning the key's module prefix. */
+void leases_set_expired_handler(struct leases *l, void (*fn)(struct host *h,
+		const char *key, const char *holder));
+
+/* ---- plugins.c ------------------------------------------------------------ */
+
+int plugins_load_all(struct host *h);
+void plugins_unload_all(struct host *h);
+/* [{"module": "ndi", "loaded": true, "error": null}, ...]; returned. */
+json_t *plugins_status_json(struct host *h);
+/* ["ndi", ...] of loaded plugins; returned. */
+json_t *plugins_modules_json(struct host *h);
+oh_ctx *plugins_find(struct host *h, const char *module);
+
+/* ---- api_core.c: the host's own REST routes -------------------------------- */
+
+int api_core_register(struct host *h);
+
+/* ---- misc ------------------------------------------------------------------ */
+
+/* A new random id of 32 hex characters in buf (>= 33 bytes). */
+char *host_new_id(char *buf, size_t len);
+/* "2026-11-28T10:00:00Z" for now. */
+char *host_now_iso(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,767 @@
+/*
+ * HTTP on the host's loop.
+ *
+ * libmicrohttpd runs in external-epoll mode: its epoll descriptor is one
+ * event in our loop and its own timeout drives a loop timer, so HTTP never
+ * needs a thread.  A request's body is collected up to http.max_body_bytes
+ * (413 beyond), parsed as JSON once (400 naming line and column when
+ * malformed) and handed to the route's handler.  A handler that does not
+ * reply at once leaves the connection suspended until it does; the reply
+ * then resumes it.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "shared_buf.h"
+
+#define MAX_SEGMENTS 16
+#define MAX_PARAMS 8
+
+struct route {
+	struct route *next;
+	oh_ctx *owner;
+	char *method;
+	char *path;
+	char *segs[MAX_SEGMENTS];
+	int n_segs;
+	oh_http_fn fn;
+	void *ud;
+	json_t *openapi;
+};
+
+struct oh_http_req {
+	struct http_server *server;
+	struct MHD_Connection *conn;
+	struct oh_http_req *prev, *next;   /* open requests */
+	char *method;
+	char *path;
+	char *body;
+	size_t body_len;
+	bool body_too_large;
+	json_t *json;
+	struct {
+		const char *name;
+		char *value;
+	} params[MAX_PARAMS];
+	int n_params;
+	oh_ctx *owner;
+
+	bool dispatched;
+	bool in_handler;
+	bool suspended;
+	struct MHD_Response *response;     /* set by a reply, queued by on_request */
+	unsigned status;
+	oh_req_gone_fn gone_fn;
+	void *gone_ud;
+	struct http_stream *stream;
+};
+
+struct http_stream {
+	struct oh_http_req *req;
+	char *buf;
+	size_t len, cap;
+	bool closed;
+	bool suspended;
+	void (*on_gone)(struct http_stream *, void *);
+	void *ud;
+};
+
+struct http_server {
+	struct host *host;
+	struct MHD_Daemon *mhd;
+	struct event *ev_io;
+	struct event *ev_timer;
+	struct route *routes;
+	struct oh_http_req *open;
+	int port;
+	struct http_counters stats;
+};
+
+static void http_kick(struct http_server *s);
+
+/* ---- security headers, applied to every response in one place ------------- */
+
+static void add_common_headers(struct MHD_Response *r)
+{
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "Content-Security-Policy",
+			"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+			"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+}
+
+/* ---- replies -------------------------------------------------------------- */
+
+static int set_response(struct oh_http_req *req, unsigned status, struct MHD_Response *resp,
+		const char *content_type)
+{
+	if(!resp)
+		return OH_ERR_NOMEM;
+	if(req->response || req->status) {
+		/* A second reply is a handler bug; keep the first. */
+		MHD_destroy_response(resp);
+		return OH_ERR_EXISTS;
+	}
+	if(content_type)
+		MHD_add_response_header(resp, "Content-Type", content_type);
+	add_common_headers(resp);
+	req->response = resp;
+	req->status = status;
+	if(req->suspended) {
+		req->suspended = false;
+		MHD_resume_connection(req->conn);
+		http_kick(req->server);
+	}
+	return OH_OK;
+}
+
+int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type,
+		const void *data, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+	return set_response(req, status, r, content_type);
+}
+
+int http_reply_static(struct oh_http_req *req, unsigned status, const char *content_type,
+		const void *data, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+	return set_response(req, status, r, content_type);
+}
+
+static void unref_buf(void *p)
+{
+	/* MHD hands back the data pointer; step back to the header. */
+	shared_buf_unref((struct shared_buf *)((char *)p - offsetof(struct shared_buf, data)));
+}
+
+int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type,
+		struct shared_buf *buf)
+{
+	shared_buf_ref(buf);
+	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(buf->len,
+			buf->data, unref_buf);
+	if(!r)
+		shared_buf_unref(buf);
+	return set_response(req, status, r, content_type);
+}
+
+int oh_reply_json(struct oh_http_req *req, unsigned status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(body);
+	if(!text)
+		return OH_ERR_NOMEM;
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if(!r)
+		free(text);
+	return set_response(req, status, r, "application/json");
+}
+
+int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return oh_reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+}
+
+void http_req_add_header(struct oh_http_req *req, const char *name, const char *value)
+{
+	if(req->response)
+		MHD_add_response_header(req->response, name, value);
+}
+
+/* ---- request accessors ------------------------------------------------------ */
+
+const char *oh_req_method(const struct oh_http_req *req) { return req->method; }
+const char *oh_req_path(const struct oh_http_req *req) { return req->path; }
+const json_t *oh_req_body(const struct oh_http_req *req) { return req->json; }
+const char *oh_req_actor(const struct oh_http_req *req) { return NULL; }
+
+const char *oh_req_param(const struct oh_http_req *req, const char *name)
+{
+	for(int i = 0; i < req->n_params; i++) {
+		if(!strcmp(req->params[i].name, name))
+			return req->params[i].value;
+	}
+	return NULL;
+}
+
+const char *oh_req_query(const struct oh_http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *oh_req_header(const struct oh_http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud)
+{
+	req->gone_fn = fn;
+	req->gone_ud = ud;
+}
+
+/* ---- routes ------------------------------------------------------------------- */
+
+static int split_path(char *path, char **segs)
+{
+	int n = 0;
+	for(char *tok = strtok(path, "/"); tok; tok = strtok(NULL, "/")) {
+		if(n == MAX_SEGMENTS)
+			return -1;
+		segs[n++] = tok;
+	}
+	return n;
+}
+
+int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
+		oh_http_fn fn, void *ud, const char *openapi)
+{
+	if(!method || !path || path[0] != '/' || !fn)
+		return OH_ERR_INVAL;
+	struct route *r = calloc(1, sizeof *r);
+	if(!r)
+		return OH_ERR_NOMEM;
+	r->owner = owner;
+	r->fn = fn;
+	r->ud = ud;
+	r->method = strdup(method);
+	r->path = strdup(path);
+	char *work = strdup(path);
+	if(!r->method || !r->path || !work)
+		goto fail;
+	int n = split_path(work, r->segs);
+	if(n < 0)
+		goto fail;
+	for(int i = 0; i < n; i++)
+		r->segs[i] = strdup(r->segs[i]);
+	r->n_segs = n;
+	free(work);
+	work = NULL;
+	if(openapi) {
+		json_error_t err;
+		r->openapi = json_loads(openapi, 0, &err);
+		if(!r->openapi)
+			log_warn("http", "route %s %s: OpenAPI text is not JSON: %s", method, path, err.text);
+	}
+	for(struct route *o = s->routes; o; o = o->next) {
+		if(!strcmp(o->method, method) && !strcmp(o->path, path)) {
+			json_decref(r->openapi);
+			goto fail_exists;
+		}
+	}
+	/* Append, so earlier (core) routes win ties. */
+	struct route **pp = &s->routes;
+	while(*pp)
+		pp = &(*pp)->next;
+	*pp = r;
+	return OH_OK;
+
+fail_exists:
+	for(int i = 0; i < r->n_segs; i++)
+		free(r->segs[i]);
+	free(r->method);
+	free(r->path);
+	free(r);
+	return OH_ERR_EXISTS;
+fail:
+	free(work);
+	free(r->method);
+	free(r->path);
+	free(r);
+	return OH_ERR_NOMEM;
+}
+
+static void route_free(struct route *r)
+{
+	for(int i = 0; i < r->n_segs; i++)
+		free(r->segs[i]);
+	free(r->method);
+	free(r->path);
+	json_decref(r->openapi);
+	free(r);
+}
+
+void http_remove_owner(struct http_server *s, oh_ctx *owner)
+{
+	struct route **pp = &s->routes;
+	while(*pp) {
+		struct route *r = *pp;
+		if(r->owner == owner) {
+			*pp = r->next;
+			route_free(r);
+		} else {
+			pp = &r->next;
+		}
+	}
+}
+
+static bool route_matches(const struct route *r, char **segs, int n, struct oh_http_req *req)
+{
+	if(r->n_segs != n)
+		return false;
+	int n_params = 0;
+	for(int i = 0; i < n; i++) {
+		const char *p = r->segs[i];
+		if(p[0] == '{') {
+			if(req && n_params < MAX_PARAMS) {
+				req->params[n_params].name = p;   /* "{id}": compared below */
+				n_params++;
+			}
+			continue;
+		}
+		if(strcmp(p, segs[i]))
+			return false;
+	}
+	return true;
+}
+
+static struct route *route_find(struct http_server *s, struct oh_http_req *req, bool *wrong_method,
+		char *allow, size_t allow_len)
+{
+	*wrong_method = false;
+	char *work = strdup(req->path);
+	if(!work)
+		return NULL;
+	char *segs[MAX_SEGMENTS];
+	int n = split_path(work, segs);
+	struct route *found = NULL;
+	*wrong_method = false;
+	allow[0] = '\0';
+	const char *method = strcmp(req->method, "HEAD") ? req->method : "GET";
+	for(struct route *r = s->routes; n >= 0 && r; r = r->next) {
+		if(!route_matches(r, segs, n, NULL))
+			continue;
+		if(!strcmp(r->method, method)) {
+			found = r;
+			break;
+		}
+		*wrong_method = true;
+		if(!strstr(allow, r->method)) {
+			size_t used = strlen(allow);
+			snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "", r->method);
+		}
+	}
+	if(found) {
+		for(int i = 0; i < found->n_segs; i++) {
+			const char *p = found->segs[i];
+			if(p[0] != '{' || req->n_params == MAX_PARAMS)
+				continue;
+			/* Store the name without braces by pointing into a copy. */
+			size_t len = strlen(p);
+			char *name = strndup(p + 1, len >= 2 ? len - 2 : 0);
+			req->params[req->n_params].name = name;
+			req->params[req->n_params].value = strdup(segs[i]);
+			req->n_params++;
+		}
+		req->owner = found->owner;
+	}
+	free(work);
+	return found;
+}
+
+json_t *http_openapi(struct http_server *s)
+{
+	json_t *paths = json_object();
+	for(struct route *r = s->routes; r; r = r->next) {
+		json_t *item = json_object_get(paths, r->path);
+		if(!item) {
+			item = json_object();
+			json_object_set_new(paths, r->path, item);
+		}
+		char lower[16];
+		size_t i = 0;
+		for(; r->method[i] && i < sizeof lower - 1; i++)
+			lower[i] = (char)(r->method[i] | 0x20);
+		lower[i] = '\0';
+		json_t *op = r->openapi ? json_deep_copy(r->openapi) : json_object();
+		if(!json_object_get(op, "summary"))
+			json_object_set_new(op, "summary", json_string(r->path));
+		if(!json_object_get(op, "responses"))
+			json_object_set_new(op, "responses", json_pack("{s:{s:s}}", "200", "description", "OK"));
+		if(r->owner && !json_object_get(op, "tags"))
+			json_object_set_new(op, "tags", json_pack("[s]", oh_module(r->owner)));
+		json_object_set_new(item, lower, op);
+	}
+	return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o}", "openapi", "3.0.3", "info", "title",
+			"orchestrator-host", "version", OH_VERSION, "description",
+			"Device registry, command relay, reservations and scheduling for a lab's devices.",
+			"paths", paths);
+}
+
+/* ---- request life cycle ------------------------------------------------------- */
+
+static void req_free(struct oh_http_req *req)
+{
+	struct http_server *s = req->server;
+	if(req->prev)
+		req->prev->next = req->next;
+	else if(s->open == req)
+		s->open = req->next;
+	if(req->next)
+		req->next->prev = req->prev;
+	for(int i = 0; i < req->n_params; i++) {
+		free((char *)req->params[i].name);
+		free(req->params[i].value);
+	}
+	if(req->response)
+		MHD_destroy_response(req->response);
+	json_decref(req->json);
+	free(req->method);
+	free(req->path);
+	free(req->body);
+	free(req);
+}
+
+static enum MHD_Result queue_reply(struct oh_http_req *req)
+{
+	struct MHD_Response *r = req->response;
+	req->response = NULL;
+	unsigned status = req->status;
+	struct http_server *s = req->server;
+	if(status >= 100 && status < 600)
+		s->stats.by_class[status / 100]++;
+	enum MHD_Result rc = MHD_queue_response(req->conn, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static void dispatch_request(struct http_server *s, struct oh_http_req *req)
+{
+	req->dispatched = true;
+	s->stats.requests++;
+	if(req->body_too_large) {
+		oh_reply_error(req, 413, "TOO_LARGE", "request body is over %ld bytes",
+				s->host->cfg.http.max_body_bytes);
+		return;
+	}
+	bool wrong_method = false;
+	char allow[128] = "";
+	struct route *r = route_find(s, req, &wrong_method, allow, sizeof allow);
+	if(!r) {
+		if(wrong_method) {
+			oh_reply_error(req, 405, "METHOD_NOT_ALLOWED", "%s is not allowed on %s (allowed: %s)",
+					req->method, req->path, allow);
+			http_req_add_header(req, "Allow", allow);
+		} else {
+			oh_reply_error(req, 404, "NOT_FOUND", "no such path: %s", req->path);
+		}
+		return;
+	}
+	if(req->body_len) {
+		json_error_t err;
+		req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
+		if(!req->json) {
+			oh_reply_error(req, 400, "BAD_JSON", "body is not valid JSON: line %d, column %d: %s",
+					err.line, err.column, err.text);
+			return;
+		}
+	}
+	req->in_handler = true;
+	r->fn(r->owner, req, r->ud);
+	req->in_handler = false;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+		const char *method, const char *version, const char *upload_data,
+		size_t *upload_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct oh_http_req *req = *con_cls;
+	if(!req) {
+		req = calloc(1, sizeof *req);
+		if(!req)
+			return MHD_NO;
+		req->server = s;
+		req->conn = conn;
+		req->method = strdup(method);
+		req->path = strdup(url);
+		if(!req->method || !req->path) {
+			free(req->method);
+			free(req->path);
+			free(req);
+			return MHD_NO;
+		}
+		req->next = s->open;
+		if(s->open)
+			s->open->prev = req;
+		s->open = req;
+		*con_cls = req;
+		return MHD_YES;
+	}
+	if(*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if(req->body_too_large)
+			return MHD_YES;
+		if(req->body_len + n > (size_t)s->host->cfg.http.max_body_bytes) {
+			/* Keep reading (and discarding) so the client gets its 413. */
+			req->body_too_large = true;
+			free(req->body);
+			req->body = NULL;
+			req->body_len = 0;
+			return MHD_YES;
+		}
+		char *b = realloc(req->body, req->body_len + n + 1);
+		if(!b)
+			return MHD_NO;
+		memcpy(b + req->body_len, upload_data, n);
+		req->body = b;
+		req->body_len += n;
+		return MHD_YES;
+	}
+	if(!req->dispatched)
+		dispatch_request(s, req);
+	if(req->response)
+		return queue_reply(req);
+	if(!req->suspended && !req->stream) {
+		/* The handler will answer later. */
+		req->suspended = true;
+		MHD_suspend_connection(conn);
+	}
+	return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		enum MHD_RequestTerminationCode toe)
+{
+	struct oh_http_req *req = *con_cls;
+	if(!req)
+		return;
+	*con_cls = NULL;
+	if(req->stream) {
+		struct http_stream *st = req->stream;
+		st->req = NULL;
+		if(st->on_gone)
+			st->on_gone(st, st->ud);
+		free(st->buf);
+		free(st);
+		req->stream = NULL;
+	} else if(!req->status && req->gone_fn) {
+		req->gone_fn(req, req->gone_ud);
+	}
+	req_free(req);
+}
+
+/* ---- streams --------------------------------------------------------------------- */
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct http_stream *st = cls;
+	if(st->len) {
+		size_t n = st->len < max ? st->len : max;
+		memcpy(out, st->buf, n);
+		memmove(st->buf, st->buf + n, st->len - n);
+		st->len -= n;
+		return (ssize_t)n;
+	}
+	if(st->closed)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	/* Nothing to send: park the connection until the next write. */
+	if(st->req && !st->suspended) {
+		st->suspended = true;
+		MHD_suspend_connection(st->req->conn);
+	}
+	return 0;
+}
+
+static void stream_response_freed(void *cls)
+{
+	(void)cls;   /* the stream is freed with its request */
+}
+
+struct http_stream *http_reply_stream(struct oh_http_req *req, const char *content_type,
+		void (*on_gone)(struct http_stream *, void *), void *ud)
+{
+	struct http_stream *st = calloc(1, sizeof *st);
+	if(!st)
+		return NULL;
+	st->req = req;
+	st->on_gone = on_gone;
+	st->ud = ud;
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+			stream_read, st, stream_response_freed);
+	if(!r) {
+		free(st);
+		return NULL;
+	}
+	req->stream = st;
+	set_response(req, 200, r, content_type);
+	http_req_add_header(req, "X-Accel-Buffering", "no");
+	return st;
+}
+
+static void stream_wake(struct http_stream *st)
+{
+	if(st->suspended && st->req) {
+		st->suspended = false;
+		MHD_resume_connection(st->req->conn);
+		http_kick(st->req->server);
+	}
+}
+
+int http_stream_write(struct http_stream *st, const char *data, size_t len)
+{
+	if(st->closed || !st->req)
+		return OH_ERR_NO_CONN;
+	if(st->len + len > st->cap) {
+		size_t cap = st->cap ? st->cap : 4096;
+		while(cap < st->len + len)
+			cap *= 2;
+		char *b = realloc(st->buf, cap);
+		if(!b)
+			return OH_ERR_NOMEM;
+		st->buf = b;
+		st->cap = cap;
+	}
+	memcpy(st->buf + st->len, data, len);
+	st->len += len;
+	stream_wake(st);
+	return OH_OK;
+}
+
+void http_stream_close(struct http_stream *st)
+{
+	st->closed = true;
+	stream_wake(st);
+}
+
+size_t http_stream_backlog(const struct http_stream *st) { return st->len; }
+
+/* ---- the loop glue ------------------------------------------------------------------ */
+
+static void run_mhd(struct http_server *s)
+{
+	MHD_run(s->mhd);
+	MHD_UNSIGNED_LONG_LONG ms;
+	if(MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
+		struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+		evtimer_add(s->ev_timer, &tv);
+	} else {
+		evtimer_del(s->ev_timer);
+	}
+}
+
+static void on_mhd_event(evutil_socket_t fd, short what, void *arg)
+{
+	run_mhd(arg);
+}
+
+static void http_kick(struct http_server *s)
+{
+	struct timeval now = {0, 0};
+	evtimer_add(s->ev_timer, &now);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	log_warn("http", "%s", msg);
+}
+
+struct http_server *http_server_new(struct host *h)
+{
+	struct http_server *s = calloc(1, sizeof *s);
+	if(s)
+		s->host = h;
+	return s;
+}
+
+int http_server_start(struct http_server *s)
+{
+	struct host *h = s->host;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
+	const char *bind = h->cfg.http.bind;
+	if(strchr(bind, ':')) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)h->cfg.http.port);
+		if(inet_pton(AF_INET6, bind, &a6->sin6_addr) != 1)
+			goto bad_addr;
+		flags |= MHD_USE_IPv6;
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)h->cfg.http.port);
+		if(inet_pton(AF_INET, bind, &a4->sin_addr) != 1)
+			goto bad_addr;
+	}
+	s->mhd = MHD_start_daemon(flags, (uint16_t)h->cfg.http.port, NULL, NULL, on_request, s,
+			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+			MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+			MHD_OPTION_END);
+	if(!s->mhd) {
+		log_error("http", "cannot listen on %s:%d (address in use or not available)",
+				bind, h->cfg.http.port);
+		return OH_ERR_IO;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	s->ev_io = event_new(h->base, info->epoll_fd, EV_READ | EV_PERSIST, on_mhd_event, s);
+	s->ev_timer = evtimer_new(h->base, on_mhd_event, s);
+	if(!s->ev_io || !s->ev_timer)
+		return OH_ERR_NOMEM;
+	event_add(s->ev_io, NULL);
+	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = info ? info->port : h->cfg.http.port;
+	log_info("http", "listening on http://%s%s%s:%d/", strchr(bind, ':') ? "[" : "", bind,
+			strchr(bind, ':') ? "]" : "", s->port);
+	return OH_OK;
+
+bad_addr:
+	log_error("http", "http.bind: \"%s\" is not an IP address", bind);
+	return OH_ERR_INVAL;
+}
+
+int http_server_port(const struct http_server *s) { return s->port; }
+const struct http_counters *http_stats(const struct http_server *s) { return &s->stats; }
+
+void http_server_free(struct http_server *s)
+{
+	if(!s)
+		return;
+	if(s->mhd) {
+		/* Suspended connections must be resumed before MHD can stop. */
+		for(struct oh_http_req *req = s->open; req; req = req->next) {
+			if(req->stream)
+				http_stream_close(req->stream);
+			else if(req->dispatched && !req->response && !req->status)
+				oh_reply_error(req, 503, "SHUTTING_DOWN", "the host is shutting down");
+		}
+		MHD_run(s->mhd);
+		MHD_stop_daemon(s->mhd);
+	}
+	if(s->ev_io)
+		event_free(s->ev_io);
+	if(s->ev_timer)
+		event_free(s->ev_timer);
+	while(s->routes) {
+		struct route *r = s->routes;
+		s->routes = r->next;
+		route_free(r);
+	}
+	free(s);
+}

@@ -1,0 +1,51 @@
+/*
+ * The HTTP server: libmicrohttpd in external-epoll mode on the host's loop,
+ * a route table with {param} captures, JSON replies, and deferred replies
+ * for handlers that wait (a device ack, an event stream).
+ */
+#ifndef OH_HTTP_H
+#define OH_HTTP_H
+
+#include "core.h"
+
+struct shared_buf;
+
+struct http_server *http_server_new(struct host *h);
+int http_server_start(struct http_server *s);      /* binds; logs the address */
+/* Answers every pending request with 503, then stops. */
+void http_server_free(struct http_server *s);
+int http_server_port(const struct http_server *s);
+
+/* Routes: owner is a plugin context or NULL for the core; `path` is absolute. */
+int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
+		oh_http_fn fn, void *ud, const char *openapi);
+void http_remove_owner(struct http_server *s, oh_ctx *owner);
+/* The OpenAPI 3 document of every route; returned. */
+json_t *http_openapi(struct http_server *s);
+
+/* Replies that are not JSON documents built per request. */
+int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type,
+		struct shared_buf *buf /* a new reference is taken */);
+int http_reply_static(struct oh_http_req *req, unsigned status, const char *content_type,
+		const void *data, size_t len /* data must outlive the server */);
+int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type,
+		const void *data, size_t len);
+void http_req_add_header(struct oh_http_req *req, const char *name, const char *value);
+
+/* An open-ended response (server-sent events).  Data written is sent as the
+ * client reads; the stream ends when the client leaves (on_gone) or on
+ * http_stream_close. */
+struct http_stream;
+struct http_stream *http_reply_stream(struct oh_http_req *req, const char *content_type,
+		void (*on_gone)(struct http_stream *st, void *ud), void *ud);
+int http_stream_write(struct http_stream *st, const char *data, size_t len);
+void http_stream_close(struct http_stream *st);
+size_t http_stream_backlog(const struct http_stream *st);
+
+struct http_counters {
+	unsigned long requests;
+	unsigned long by_class[6];   /* 1xx..5xx */
+};
+const struct http_counters *http_stats(const struct http_server *s);
+
+#endif

@@ -1,0 +1,297 @@
+/*
+ * Leases: actor-owned reservations of a key ("ndi:rpi-01") until a deadline.
+ *
+ * Deadlines are wall-clock times, because that is what survives a restart,
+ * and each lease's expiry runs on a monotonic loop timer.  When the timer
+ * fires the wall clock is checked again, so a clock stepped backwards
+ * re-arms the timer instead of ending the lease early.  Every change is
+ * written to the store before the caller is answered.
+ */
+#include "core.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store.h"
+#include "strmap.h"
+#include "timeutil.h"
+
+struct lease {
+	struct leases *owner;
+	char *key;
+	char holder[128];
+	double expires_at;
+	struct event *timer;
+};
+
+struct leases {
+	struct host *host;
+	struct strmap *map;
+	void (*expired)(struct host *h, const char *key, const char *holder);
+};
+
+static void lease_free(void *p)
+{
+	struct lease *l = p;
+	if(l->timer)
+		event_free(l->timer);
+	free(l->key);
+	free(l);
+}
+
+static void fill_out(const struct lease *l, struct oh_lease *out)
+{
+	if(!out)
+		return;
+	memset(out, 0, sizeof *out);
+	snprintf(out->holder, sizeof out->holder, "%s", l->holder);
+	out->expires_at = l->expires_at;
+	out->remaining_s = l->expires_at - time_now_wall();
+	if(out->remaining_s < 0)
+		out->remaining_s = 0;
+}
+
+static void arm(struct lease *l)
+{
+	double wait = l->expires_at - time_now_wall();
+	if(wait < 0)
+		wait = 0;
+	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (time_t)wait) * 1e6)};
+	evtimer_add(l->timer, &tv);
+}
+
+static void drop(struct leases *ls, struct lease *l)
+{
+	strmap_remove(ls->map, l->key);
+	lease_free(l);
+	registry_mark_dirty(ls->host->registry);
+}
+
+static void expire_now(struct lease *l)
+{
+	struct leases *ls = l->owner;
+	char key[256], holder[128];
+	snprintf(key, sizeof key, "%s", l->key);
+	snprintf(holder, sizeof holder, "%s", l->holder);
+	if(ls->host->store)
+		store_lease_delete(ls->host->store, key);
+	drop(ls, l);
+	log_info("leases", "%s held by %s expired", key, holder);
+	if(ls->expired)
+		ls->expired(ls->host, key, holder);
+}
+
+static void on_expire(evutil_socket_t fd, short what, void *arg)
+{
+	struct lease *l = arg;
+	/* Early by the wall clock (it was stepped back): wait the rest. */
+	if(l->expires_at - time_now_wall() > 0.001) {
+		arm(l);
+		return;
+	}
+	expire_now(l);
+}
+
+static struct lease *lease_new(struct leases *ls, const char *key)
+{
+	struct lease *l = calloc(1, sizeof *l);
+	if(!l)
+		return NULL;
+	l->owner = ls;
+	l->key = strdup(key);
+	l->timer = evtimer_new(ls->host->base, on_expire, l);
+	int err = 0;
+	if(l->key && l->timer)
+		strmap_put(ls->map, key, l, &err);
+	if(!l->key || !l->timer || err) {
+		lease_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+struct leases *leases_new(struct host *h)
+{
+	struct leases *ls = calloc(1, sizeof *ls);
+	if(!ls)
+		return NULL;
+	ls->host = h;
+	ls->map = strmap_new();
+	if(!ls->map) {
+		free(ls);
+		return NULL;
+	}
+	return ls;
+}
+
+void leases_free(struct leases *ls)
+{
+	if(!ls)
+		return;
+	strmap_free(ls->map, lease_free);
+	free(ls);
+}
+
+void leases_set_expired_handler(struct leases *ls, void (*fn)(struct host *, const char *, const char *))
+{
+	ls->expired = fn;
+}
+
+static void load_one(const struct store_lease *sl, void *ud)
+{
+	struct leases *ls = ud;
+	struct lease *l = lease_new(ls, sl->key);
+	if(!l)
+		return;
+	snprintf(l->holder, sizeof l->holder, "%s", sl->holder);
+	l->expires_at = sl->expires_at;
+	/* Leases that ran out while we were down expire on the first loop
+	 * turn, once the plugins that report them are loaded. */
+	arm(l);
+}
+
+int leases_load(struct leases *ls)
+{
+	if(!ls->host->store)
+		return OH_OK;
+	int rc = store_lease_load(ls->host->store, load_one, ls);
+	if(strmap_size(ls->map))
+		log_info("leases", "restored %zu lease(s)", strmap_size(ls->map));
+	return rc;
+}
+
+json_t *leases_to_json(struct leases *ls)
+{
+	json_t *out = json_object();
+	struct strmap_iter it;
+	strmap_iter_init(&it, ls->map);
+	void *v;
+	char when[32];
+	while(strmap_iter_next(&it, NULL, &v)) {
+		struct lease *l = v;
+		json_object_set_new(out, l->key, json_pack("{s:s, s:s}", "holder", l->holder,
+				"expires_at", time_format_utc((time_t)l->expires_at, when, sizeof when)));
+	}
+	return out;
+}
+
+size_t leases_count(const struct leases *ls) { return strmap_size(ls->map); }
+
+static struct lease *live(struct leases *ls, const char *key)
+{
+	struct lease *l = strmap_get(ls->map, key);
+	/* The timer may not have run yet for a lease that just ran out. */
+	if(l && l->expires_at <= time_now_wall()) {
+		expire_now(l);
+		return NULL;
+	}
+	return l;
+}
+
+static int persist(struct leases *ls, struct lease *l)
+{
+	if(!ls->host->store)
+		return OH_OK;
+	struct store_lease sl = {l->key, l->holder, l->expires_at};
+	return store_lease_put(ls->host->store, &sl);
+}
+
+int leases_take(struct leases *ls, const char *key, const char *actor, double lease_s,
+		struct oh_lease *out)
+{
+	if(!key || !actor || !*actor || lease_s <= 0 || strlen(actor) >= sizeof ((struct lease *)0)->holder)
+		return OH_ERR_INVAL;
+	struct lease *l = live(ls, key);
+	if(l && strcmp(l->holder, actor)) {
+		fill_out(l, out);
+		return OH_ERR_IN_USE;
+	}
+	bool created = false;
+	if(!l) {
+		l = lease_new(ls, key);
+		if(!l)
+			return OH_ERR_NOMEM;
+		created = true;
+	}
+	double old_expiry = l->expires_at;
+	char old_holder[128];
+	snprintf(old_holder, sizeof old_holder, "%s", l->holder);
+	snprintf(l->holder, sizeof l->holder, "%s", actor);
+	l->expires_at = time_now_wall() + lease_s;
+	int rc = persist(ls, l);
+	if(rc) {
+		/* Not durable: do not claim it. */
+		if(created) {
+			drop(ls, l);
+		} else {
+			l->expires_at = old_expiry;
+			snprintf(l->holder, sizeof l->holder, "%s", old_holder);
+		}
+		return rc;
+	}
+	arm(l);
+	fill_out(l, out);
+	registry_mark_dirty(ls->host->registry);
+	return OH_OK;
+}
+
+int leases_renew(struct leases *ls, const char *key, const char *actor, double lease_s,
+		struct oh_lease *out)
+{
+	struct lease *l = live(ls, key);
+	if(!l)
+		return OH_ERR_NOT_HELD;
+	if(strcmp(l->holder, actor)) {
+		fill_out(l, out);
+		return OH_ERR_NOT_OWNER;
+	}
+	return leases_take(ls, key, actor, lease_s, out);
+}
+
+int leases_release(struct leases *ls, const char *key, const char *actor, struct oh_lease *out)
+{
+	struct lease *l = live(ls, key);
+	if(!l)
+		return OH_ERR_NOT_HELD;
+	fill_out(l, out);
+	if(strcmp(l->holder, actor))
+		return OH_ERR_NOT_OWNER;
+	int rc = ls->host->store ? store_lease_delete(ls->host->store, key) : OH_OK;
+	if(rc)
+		return rc;
+	drop(ls, l);
+	return OH_OK;
+}
+
+int leases_force_release(struct leases *ls, const char *key, struct oh_lease *out)
+{
+	struct lease *l = live(ls, key);
+	if(!l)
+		return OH_ERR_NOT_HELD;
+	fill_out(l, out);
+	int rc = ls->host->store ? store_lease_delete(ls->host->store, key) : OH_OK;
+	if(rc)
+		return rc;
+	drop(ls, l);
+	return OH_OK;
+}
+
+int leases_can_use(struct leases *ls, const char *key, const char *actor, struct oh_lease *out)
+{
+	struct lease *l = live(ls, key);
+	if(!l || (actor && !strcmp(l->holder, actor)))
+		return OH_OK;
+	fill_out(l, out);
+	return OH_ERR_IN_USE;
+}
+
+int leases_get(struct leases *ls, const char *key, struct oh_lease *out)
+{
+	struct lease *l = live(ls, key);
+	if(!l)
+		return OH_ERR_NOT_FOUND;
+	fill_out(l, out);
+	return OH_OK;
+}

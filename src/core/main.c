@@ -1,0 +1,229 @@
+/*
+ * orchestrator-host: the daemon's entry point.  Reads the configuration,
+ * wires the core pieces onto one libevent loop, loads the plugins, and runs
+ * until SIGINT or SIGTERM, when it publishes a final snapshot and leaves
+ * cleanly.
+ */
+#include "plugin_ctx.h"
+
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+#include "mqtt_link.h"
+#include "store.h"
+#include "timeutil.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: orchestrator-host [--config FILE] [--check-config] [--print-broker]\n"
+		"                         [--log-format text|json] [--version] [--help]\n"
+		"\n"
+		"Runs the lab orchestrator: device registry, command relay, reservations,\n"
+		"scheduling and the web UI.  Without --config every setting has its default\n"
+		"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n");
+}
+
+static void on_connect(struct mqtt_link *link, void *ud)
+{
+	struct host *h = ud;
+	dispatch_on_connect(h->dispatch);
+	/* The broker may have lost our retained snapshot (restart without
+	 * persistence): publish it again. */
+	registry_mark_dirty(h->registry);
+}
+
+static void on_disconnect(struct mqtt_link *link, const char *reason, void *ud) {}
+
+static void on_message(struct mqtt_link *link, const char *topic, const void *payload,
+		size_t len, bool retained, void *ud)
+{
+	struct host *h = ud;
+	dispatch_on_message(h->dispatch, topic, payload, len, retained);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct host *h = arg;
+	if(h->shutting_down)
+		return;
+	h->shutting_down = true;
+	log_info("host", "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	event_base_loopbreak(h->base);
+}
+
+static int host_start(struct host *h)
+{
+	char err[512];
+	struct event_config *ec = event_config_new();
+	/* Scheduled jobs want millisecond timers, not the coarse clock. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	h->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if(!h->base)
+		return OH_ERR_NOMEM;
+	h->started_mono = time_now_mono();
+
+	h->store = store_open(h->cfg.state_dir, err, sizeof err);
+	if(!h->store) {
+		log_error("host", "%s", err);
+		return OH_ERR_IO;
+	}
+	h->dispatch = dispatch_new(h);
+	h->registry = registry_new(h);
+	h->leases = leases_new(h);
+	h->http = http_server_new(h);
+	if(!h->dispatch || !h->registry || !h->leases || !h->http)
+		return OH_ERR_NOMEM;
+	leases_set_expired_handler(h->leases, plugins_lease_expired);
+
+	struct mqtt_tls_opts tls = {
+		.ca_file = h->cfg.mqtt.tls.ca_file,
+		.cert_file = h->cfg.mqtt.tls.cert_file,
+		.key_file = h->cfg.mqtt.tls.key_file,
+		.tls_version = h->cfg.mqtt.tls.tls_version,
+		.insecure_skip_verify = h->cfg.mqtt.tls.insecure_skip_verify,
+	};
+	struct mqtt_link_opts mo = {
+		.host = h->cfg.mqtt.host,
+		.port = h->cfg.mqtt.port,
+		.username = h->cfg.mqtt.username,
+		.password = h->cfg.mqtt.password,
+		.client_id = h->cfg.mqtt.client_id,
+		.keepalive_s = h->cfg.mqtt.keepalive_s,
+		.tls = h->cfg.mqtt.tls.enabled ? &tls : NULL,
+		.log_prefix = "mqtt",
+	};
+	struct mqtt_link_callbacks cb = {on_connect, on_disconnect, on_message};
+	h->link = mqtt_link_new(h->base, &mo, &cb, h);
+	if(!h->link)
+		return OH_ERR_INVAL;
+
+	int rc = http_server_start(h->http);
+	if(rc)
+		return rc;
+	rc = api_core_register(h);
+	if(!rc)
+		rc = registry_start(h->registry);
+	if(!rc)
+		rc = plugins_load_all(h);
+	if(!rc)
+		rc = leases_load(h->leases);
+	if(rc)
+		return rc;
+	return mqtt_link_start(h->link);
+}
+
+static void host_stop(struct host *h)
+{
+	if(h->registry && h->link && mqtt_link_connected(h->link))
+		registry_flush(h->registry);
+	if(h->link)
+		mqtt_link_stop(h->link);
+	if(h->plugins)
+		plugins_unload_all(h);
+	http_server_free(h->http);
+	mqtt_link_free(h->link);
+	leases_free(h->leases);
+	registry_free(h->registry);
+	dispatch_free(h->dispatch);
+	store_close(h->store);
+	if(h->base)
+		event_base_free(h->base);
+	config_free(&h->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 'C'},
+		{"print-broker", no_argument, NULL, 'B'},
+		{"log-format", required_argument, NULL, 'l'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = NULL, *log_format = NULL;
+	bool check_only = false, print_broker = false;
+	int c;
+	while((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch(c) {
+		case 'c': config_path = optarg; break;
+		case 'C': check_only = true; break;
+		case 'B': print_broker = true; break;
+		case 'l': log_format = optarg; break;
+		case 'V': printf("orchestrator-host %s\n", OH_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if(optind < argc) {
+		fprintf(stderr, "orchestrator-host: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	static struct host host;
+	struct host *h = &host;
+	char err[512];
+	if(config_load(&h->cfg, config_path, err, sizeof err)) {
+		fprintf(stderr, "orchestrator-host: config error: %s\n", err);
+		config_free(&h->cfg);
+		return 1;
+	}
+	if(!tz_valid(h->cfg.timezone)) {
+		fprintf(stderr, "orchestrator-host: config error: %s: timezone: \"%s\" is not a known IANA time zone\n",
+				h->cfg.source, h->cfg.timezone);
+		config_free(&h->cfg);
+		return 1;
+	}
+	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
+		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");
+		config_free(&h->cfg);
+		return 2;
+	}
+	if(print_broker) {
+		/* For scripts: where the broker is, after environment overrides. */
+		printf("%s %d\n", h->cfg.mqtt.host, h->cfg.mqtt.port);
+		config_free(&h->cfg);
+		return 0;
+	}
+	if(check_only) {
+		printf("%s: configuration OK (%zu plugin(s))\n", h->cfg.source, h->cfg.n_plugins);
+		config_free(&h->cfg);
+		return 0;
+	}
+	enum log_level lvl = LOG_LVL_INFO;
+	log_level_parse(h->cfg.log_level, &lvl);
+	log_set_level(lvl);
+	log_set_json(!strcmp(log_format ? log_format : h->cfg.log_format, "json"));
+	signal(SIGPIPE, SIG_IGN);
+
+	log_info("host", "orchestrator-host %s starting (config: %s, broker %s:%d, state in %s)",
+			OH_VERSION, h->cfg.source, h->cfg.mqtt.host, h->cfg.mqtt.port, h->cfg.state_dir);
+	int rc = host_start(h);
+	if(rc) {
+		log_error("host", "startup failed: %s", oh_strerror(rc));
+		host_stop(h);
+		return 1;
+	}
+	struct event *ev_int = evsignal_new(h->base, SIGINT, on_signal, h);
+	struct event *ev_term = evsignal_new(h->base, SIGTERM, on_signal, h);
+	event_add(ev_int, NULL);
+	event_add(ev_term, NULL);
+
+	event_base_dispatch(h->base);
+
+	event_free(ev_int);
+	event_free(ev_term);
+	host_stop(h);
+	log_info("host", "stopped");
+	return 0;
+}

@@ -1,0 +1,47 @@
+/*
+ * What the host keeps per plugin: the context behind the opaque oh_ctx, and
+ * the registrations it must tear down when the plugin goes.
+ */
+#ifndef OH_PLUGIN_CTX_H
+#define OH_PLUGIN_CTX_H
+
+#include "core.h"
+
+struct oh_timer {
+	struct oh_timer *prev, *next;
+	oh_ctx *ctx;
+	struct event *ev;
+	oh_timer_fn fn;
+	void *ud;
+	bool repeat;
+};
+
+struct oh_ctx {
+	struct host *host;
+	char *module;
+	char *path;
+	const struct oh_plugin *desc;
+	void *dl;                 /* dlopen handle, NULL for built-ins */
+	bool loaded;
+	bool initialising;
+	char error[512];
+
+	void *data;
+	void (*free_data)(void *);
+
+	struct oh_timer *timers;
+	oh_lease_expired_fn lease_expired;
+	void *lease_expired_ud;
+
+	char *ui_title;
+	char *ui_html;
+	char *ui_script;
+
+	char *evt_topic;          /* {root}/orchestrator/{module}/evt */
+	char *own_prefix;         /* {root}/orchestrator/{module}/ */
+};
+
+void plugins_lease_expired(struct host *h, const char *key, const char *holder);
+void plugin_timers_free(oh_ctx *ctx);
+
+#endif

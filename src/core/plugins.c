@@ -1,0 +1,226 @@
+/*
+ * Loading plugins.
+ *
+ * Built-ins and shared objects travel the same road: an entry function
+ * returns the plugin's description, its ABI version is checked, init runs
+ * with the settings, and on failure everything it registered is torn down
+ * while the other plugins keep running.
+ */
+#include "plugin_ctx.h"
+
+#include <dlfcn.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+
+const struct oh_plugin *ndi_plugin_entry(void);
+
+static const struct {
+	const char *name;
+	oh_plugin_entry_fn entry;
+} builtins[] = {
+	{"ndi", ndi_plugin_entry},
+};
+
+static void teardown(oh_ctx *ctx)
+{
+	struct host *h = ctx->host;
+	dispatch_remove_owner(h->dispatch, ctx);
+	if(h->http)
+		http_remove_owner(h->http, ctx);
+	plugin_timers_free(ctx);
+	ctx->lease_expired = NULL;
+	if(ctx->free_data && ctx->data)
+		ctx->free_data(ctx->data);
+	ctx->data = NULL;
+	ctx->free_data = NULL;
+	free(ctx->ui_title);
+	free(ctx->ui_html);
+	free(ctx->ui_script);
+	ctx->ui_title = ctx->ui_html = ctx->ui_script = NULL;
+}
+
+static oh_plugin_entry_fn resolve(oh_ctx *ctx)
+{
+	const char *path = ctx->path;
+	if(!strncmp(path, "builtin:", 8)) {
+		for(size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+			if(!strcmp(builtins[i].name, path + 8))
+				return builtins[i].entry;
+		}
+		snprintf(ctx->error, sizeof ctx->error, "no built-in plugin named \"%s\"", path + 8);
+		return NULL;
+	}
+	/* "file.so:symbol" picks the entry point; a colon elsewhere is part
+	 * of the file name. */
+	char file[4096];
+	snprintf(file, sizeof file, "%s", path);
+	const char *symbol = OH_PLUGIN_ENTRY_SYMBOL;
+	char *colon = strrchr(file, ':');
+	if(colon && colon > file && !strchr(colon, '/')) {
+		*colon = '\0';
+		symbol = colon + 1;
+	}
+	ctx->dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+	if(!ctx->dl) {
+		snprintf(ctx->error, sizeof ctx->error, "cannot load: %s", dlerror());
+		return NULL;
+	}
+	oh_plugin_entry_fn fn;
+	*(void **)&fn = dlsym(ctx->dl, symbol);
+	if(!fn)
+		snprintf(ctx->error, sizeof ctx->error, "%s has no symbol %s", file, symbol);
+	return fn;
+}
+
+static int load_one(struct host *h, oh_ctx *ctx)
+{
+	oh_plugin_entry_fn entry = resolve(ctx);
+	if(!entry)
+		return OH_ERR_NOT_FOUND;
+	const struct oh_plugin *desc = entry();
+	if(!desc) {
+		snprintf(ctx->error, sizeof ctx->error, "entry point returned no description");
+		return OH_ERR_INVAL;
+	}
+	if(desc->abi_version != OH_PLUGIN_ABI_VERSION) {
+		snprintf(ctx->error, sizeof ctx->error,
+				"built for plugin ABI version %d, but this host speaks version %d",
+				desc->abi_version, OH_PLUGIN_ABI_VERSION);
+		return OH_ERR_VERSION;
+	}
+	if(!desc->init) {
+		snprintf(ctx->error, sizeof ctx->error, "description has no init function");
+		return OH_ERR_INVAL;
+	}
+	ctx->desc = desc;
+	const json_t *settings = NULL;
+	for(size_t i = 0; i < h->cfg.n_plugins; i++) {
+		if(!strcmp(h->cfg.plugins[i].module, ctx->module))
+			settings = h->cfg.plugins[i].settings;
+	}
+	ctx->initialising = true;
+	int rc = desc->init(ctx, settings);
+	ctx->initialising = false;
+	if(rc) {
+		if(!ctx->error[0])
+			snprintf(ctx->error, sizeof ctx->error, "init failed: %s", oh_strerror(rc));
+		if(desc->cleanup)
+			desc->cleanup(ctx);
+		return rc;
+	}
+	return OH_OK;
+}
+
+int plugins_load_all(struct host *h)
+{
+	h->plugins = calloc(h->cfg.n_plugins ? h->cfg.n_plugins : 1, sizeof *h->plugins);
+	if(!h->plugins)
+		return OH_ERR_NOMEM;
+	for(size_t i = 0; i < h->cfg.n_plugins; i++) {
+		const struct plugin_conf *pc = &h->cfg.plugins[i];
+		oh_ctx *ctx = calloc(1, sizeof *ctx);
+		if(!ctx)
+			return OH_ERR_NOMEM;
+		ctx->host = h;
+		ctx->module = strdup(pc->module);
+		ctx->path = strdup(pc->path);
+		size_t n = strlen(h->cfg.topic_root) + strlen(pc->module) + 32;
+		ctx->evt_topic = malloc(n);
+		ctx->own_prefix = malloc(n);
+		if(!ctx->module || !ctx->path || !ctx->evt_topic || !ctx->own_prefix)
+			return OH_ERR_NOMEM;
+		snprintf(ctx->evt_topic, n, "%s/orchestrator/%s/evt", h->cfg.topic_root, pc->module);
+		snprintf(ctx->own_prefix, n, "%s/orchestrator/%s/", h->cfg.topic_root, pc->module);
+		h->plugins[h->n_plugins++] = ctx;
+
+		if(load_one(h, ctx)) {
+			teardown(ctx);
+			if(ctx->dl) {
+				dlclose(ctx->dl);
+				ctx->dl = NULL;
+			}
+			log_error("plugins", "plugin %s (%s) refused: %s", ctx->module, ctx->path, ctx->error);
+			continue;
+		}
+		ctx->loaded = true;
+		log_info("plugins", "loaded %s (%s %s) from %s", ctx->module, ctx->desc->name ?
+				ctx->desc->name : ctx->module, ctx->desc->version ? ctx->desc->version : "",
+				ctx->path);
+	}
+	registry_mark_dirty(h->registry);
+	return OH_OK;
+}
+
+void plugins_unload_all(struct host *h)
+{
+	for(size_t i = h->n_plugins; i-- > 0;) {
+		oh_ctx *ctx = h->plugins[i];
+		if(ctx->loaded && ctx->desc->cleanup)
+			ctx->desc->cleanup(ctx);
+		teardown(ctx);
+		if(ctx->dl)
+			dlclose(ctx->dl);
+		free(ctx->module);
+		free(ctx->path);
+		free(ctx->evt_topic);
+		free(ctx->own_prefix);
+		free(ctx);
+	}
+	free(h->plugins);
+	h->plugins = NULL;
+	h->n_plugins = 0;
+}
+
+json_t *plugins_status_json(struct host *h)
+{
+	json_t *out = json_array();
+	for(size_t i = 0; i < h->n_plugins; i++) {
+		oh_ctx *c = h->plugins[i];
+		json_t *item = json_pack("{s:s, s:s, s:b}", "module", c->module, "path", c->path,
+				"loaded", c->loaded);
+		json_object_set_new(item, "error", c->loaded ? json_null() : json_string(c->error));
+		if(c->loaded && c->desc->name)
+			json_object_set_new(item, "name", json_string(c->desc->name));
+		if(c->loaded && c->desc->version)
+			json_object_set_new(item, "version", json_string(c->desc->version));
+		if(c->loaded && c->ui_title)
+			json_object_set_new(item, "ui", json_sprintf("/ui/%s", c->module));
+		json_array_append_new(out, item);
+	}
+	return out;
+}
+
+json_t *plugins_modules_json(struct host *h)
+{
+	json_t *out = json_array();
+	for(size_t i = 0; i < h->n_plugins; i++) {
+		if(h->plugins[i]->loaded)
+			json_array_append_new(out, json_string(h->plugins[i]->module));
+	}
+	return out;
+}
+
+oh_ctx *plugins_find(struct host *h, const char *module)
+{
+	for(size_t i = 0; i < h->n_plugins; i++) {
+		if(!strcmp(h->plugins[i]->module, module))
+			return h->plugins[i];
+	}
+	return NULL;
+}
+
+void plugins_lease_expired(struct host *h, const char *key, const char *holder)
+{
+	const char *colon = strchr(key, ':');
+	if(!colon)
+		return;
+	char module[64];
+	snprintf(module, sizeof module, "%.*s", (int)(colon - key), key);
+	oh_ctx *ctx = plugins_find(h, module);
+	if(ctx && ctx->loaded && ctx->lease_expired)
+		ctx->lease_expired(ctx, key, holder, ctx->lease_expired_ud);
+}

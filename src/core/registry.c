@@ -1,0 +1,572 @@
+/*
+ * The live device registry.
+ *
+ * Devices announce themselves with retained meta and status messages; each
+ * JSON object is merged key by key into the device's document (later wins).
+ * The registry is republished as one retained snapshot and served over HTTP.
+ *
+ * The snapshot is what makes or breaks throughput: a naive host serialises
+ * every device on every update.  Here each device caches its own serialised
+ * fragment, a change only drops that one fragment, and snapshots are
+ * coalesced to at most one per snapshot_interval_ms, so the cost of
+ * publishing does not grow with the update rate.  The same bytes go to the
+ * broker and to every HTTP client.
+ */
+#include "core.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "shared_buf.h"
+#include "strmap.h"
+#include "timeutil.h"
+
+#define MAX_LISTENERS 8
+#define BAD_LOG_INTERVAL_S 60.0
+
+struct device {
+	char id[65];
+	json_t *doc;              /* merged meta + status */
+	int online;               /* 1, 0, -1 unknown */
+	bool stale;
+	double last_seen_wall;
+	double last_seen_mono;
+	char *frag;               /* "\"id\":{...}" or NULL when it must be rebuilt */
+	size_t frag_len;
+	/* Devices in order of last message, oldest first: the stale scan only
+	 * looks at the head of this list. */
+	struct device *prev, *next;
+	bool in_fresh_list;
+};
+
+struct registry {
+	struct host *host;
+	struct strmap *devices;
+	struct device *fresh_head, *fresh_tail;
+
+	char *prefix;             /* "{root}/device/" */
+	size_t prefix_len;
+	char *snapshot_topic;
+
+	struct shared_buf *snapshot;  /* the latest built snapshot */
+	bool dirty;               /* something changed since it was built */
+	bool unpublished;         /* built but not yet sent to the broker */
+	uint64_t seq;
+	double last_publish_mono;
+
+	struct event *ev_publish;
+	struct event *ev_stale;
+
+	/* Rate limit for complaints about bad input, per device id. */
+	struct strmap *bad_log;
+	double bad_log_global;
+
+	struct {
+		void (*fn)(struct shared_buf *, void *);
+		void *ud;
+	} listeners[MAX_LISTENERS];
+	int n_listeners;
+};
+
+static void schedule_publish(struct registry *r);
+
+static void device_free(void *p)
+{
+	struct device *d = p;
+	json_decref(d->doc);
+	free(d->frag);
+	free(d);
+}
+
+static void fresh_unlink(struct registry *r, struct device *d)
+{
+	if(!d->in_fresh_list)
+		return;
+	if(d->prev)
+		d->prev->next = d->next;
+	else
+		r->fresh_head = d->next;
+	if(d->next)
+		d->next->prev = d->prev;
+	else
+		r->fresh_tail = d->prev;
+	d->prev = d->next = NULL;
+	d->in_fresh_list = false;
+}
+
+static void fresh_append(struct registry *r, struct device *d)
+{
+	d->prev = r->fresh_tail;
+	d->next = NULL;
+	if(r->fresh_tail)
+		r->fresh_tail->next = d;
+	else
+		r->fresh_head = d;
+	r->fresh_tail = d;
+	d->in_fresh_list = true;
+}
+
+static void device_changed(struct registry *r, struct device *d)
+{
+	free(d->frag);
+	d->frag = NULL;
+	registry_mark_dirty(r);
+}
+
+void registry_mark_dirty(struct registry *r)
+{
+	r->dirty = true;
+	schedule_publish(r);
+}
+
+/* ---- input ------------------------------------------------------------------ */
+
+static bool valid_device_id(const char *id, size_t len)
+{
+	if(len < 1 || len > 64)
+		return false;
+	for(size_t i = 0; i < len; i++) {
+		char c = id[i];
+		if(!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void complain(struct registry *r, const char *id, const char *topic, const char *why)
+{
+	struct host *h = r->host;
+	h->stats.bad_payloads++;
+	double now = time_now_mono();
+	if(!id) {
+		/* Ids we cannot trust share one budget so garbage cannot flood
+		 * the log or grow the rate-limit table. */
+		if(now - r->bad_log_global < BAD_LOG_INTERVAL_S && r->bad_log_global > 0)
+			return;
+		r->bad_log_global = now;
+	} else {
+		double *last = strmap_get(r->bad_log, id);
+		if(last && now - *last < BAD_LOG_INTERVAL_S)
+			return;
+		if(!last) {
+			last = malloc(sizeof *last);
+			if(!last)
+				return;
+			strmap_put(r->bad_log, id, last, NULL);
+		}
+		*last = now;
+	}
+	log_warn("registry", "ignored message on %s: %s", topic, why);
+}
+
+static struct device *device_get_or_add(struct registry *r, const char *id)
+{
+	struct device *d = strmap_get(r->devices, id);
+	if(d)
+		return d;
+	d = calloc(1, sizeof *d);
+	if(!d)
+		return NULL;
+	snprintf(d->id, sizeof d->id, "%s", id);
+	d->doc = json_object();
+	d->online = -1;
+	int err;
+	if(!d->doc || (strmap_put(r->devices, id, d, &err), err)) {
+		device_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+static void remove_device(struct registry *r, const char *id)
+{
+	struct device *d = strmap_remove(r->devices, id);
+	if(!d)
+		return;
+	fresh_unlink(r, d);
+	device_free(d);
+	registry_mark_dirty(r);
+	log_info("registry", "device %s removed (empty retained meta)", id);
+}
+
+static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *ud)
+{
+	struct registry *r = ud;
+	const char *topic = msg->topic;
+	if(strncmp(topic, r->prefix, r->prefix_len))
+		return;
+	const char *id_start = topic + r->prefix_len;
+	const char *slash = strchr(id_start, '/');
+	if(!slash)
+		return;
+	size_t id_len = (size_t)(slash - id_start);
+	const char *kind = slash + 1;
+	bool is_meta = !strcmp(kind, "meta");
+	if(!is_meta && strcmp(kind, "status"))
+		return;
+	if(!valid_device_id(id_start, id_len)) {
+		complain(r, NULL, topic, "device id must be 1-64 of [A-Za-z0-9._-]");
+		return;
+	}
+	char id[65];
+	memcpy(id, id_start, id_len);
+	id[id_len] = '\0';
+
+	if(msg->len == 0) {
+		/* Clearing a retained meta is how a device is decommissioned. */
+		if(is_meta)
+			remove_device(r, id);
+		return;
+	}
+	if(!msg->json || !json_is_object(msg->json)) {
+		complain(r, id, topic, msg->error ? msg->error : "payload is not a JSON object");
+		return;
+	}
+	const json_t *claimed = json_object_get(msg->json, "device_id");
+	if(claimed && (!json_is_string(claimed) || strcmp(json_string_value(claimed), id))) {
+		complain(r, id, topic, "payload device_id disagrees with the topic");
+		return;
+	}
+
+	struct device *d = device_get_or_add(r, id);
+	if(!d) {
+		log_error("registry", "out of memory adding device %s", id);
+		return;
+	}
+	json_object_update(d->doc, (json_t *)msg->json);
+	if(!claimed)
+		json_object_set_new(d->doc, "device_id", json_string(id));
+	const json_t *online = json_object_get(msg->json, "online");
+	if(!is_meta && json_is_boolean(online))
+		d->online = json_is_true(online) ? 1 : 0;
+	d->last_seen_wall = time_now_wall();
+	d->last_seen_mono = time_now_mono();
+	d->stale = false;
+	fresh_unlink(r, d);
+	fresh_append(r, d);
+	device_changed(r, d);
+}
+
+/* ---- staleness ---------------------------------------------------------------- */
+
+static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
+{
+	struct registry *r = arg;
+	double limit = time_now_mono() - r->host->cfg.stale_after_s;
+	/* The list is ordered by last message, so stop at the first device
+	 * that spoke recently. */
+	while(r->fresh_head && r->fresh_head->last_seen_mono < limit) {
+		struct device *d = r->fresh_head;
+		fresh_unlink(r, d);
+		if(d->online == 1 && !d->stale) {
+			d->stale = true;
+			device_changed(r, d);
+		}
+	}
+}
+
+/* ---- snapshot ----------------------------------------------------------------- */
+
+struct strbuf {
+	char *data;
+	size_t len, cap;
+	bool failed;
+};
+
+static void sb_append(struct strbuf *b, const char *s, size_t n)
+{
+	if(b->failed)
+		return;
+	if(b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while(cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->data, cap);
+		if(!p) {
+			b->failed = true;
+			return;
+		}
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void sb_puts(struct strbuf *b, const char *s) { sb_append(b, s, strlen(s)); }
+
+static void sb_json(struct strbuf *b, const json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	if(!text) {
+		b->failed = true;
+		return;
+	}
+	sb_puts(b, text);
+	free(text);
+}
+
+static bool build_fragment(struct device *d)
+{
+	char when[32] = "";
+	if(d->last_seen_wall > 0)
+		time_format_utc((time_t)d->last_seen_wall, when, sizeof when);
+	json_object_set_new(d->doc, "last_seen", d->last_seen_wall > 0 ? json_string(when) : json_null());
+	json_object_set_new(d->doc, "stale", json_boolean(d->stale));
+	if(d->online >= 0 || !json_object_get(d->doc, "online"))
+		json_object_set_new(d->doc, "online", d->online >= 0 ? json_boolean(d->online) : json_null());
+	json_t *key = json_string(d->id);
+	char *k = json_dumps(key, JSON_ENCODE_ANY);
+	char *v = json_dumps(d->doc, JSON_COMPACT);
+	json_decref(key);
+	if(!k || !v) {
+		free(k);
+		free(v);
+		return false;
+	}
+	size_t kl = strlen(k), vl = strlen(v);
+	d->frag = malloc(kl + 1 + vl + 1);
+	if(d->frag) {
+		memcpy(d->frag, k, kl);
+		d->frag[kl] = ':';
+		memcpy(d->frag + kl + 1, v, vl + 1);
+		d->frag_len = kl + 1 + vl;
+	}
+	free(k);
+	free(v);
+	return d->frag != NULL;
+}
+
+static int rebuild(struct registry *r)
+{
+	struct strbuf b = {0};
+	sb_puts(&b, "{\"devices\":{");
+	struct strmap_iter it;
+	strmap_iter_init(&it, r->devices);
+	void *value;
+	bool first = true;
+	while(strmap_iter_next(&it, NULL, &value)) {
+		struct device *d = value;
+		if(!d->frag && !build_fragment(d)) {
+			b.failed = true;
+			break;
+		}
+		if(!first)
+			sb_append(&b, ",", 1);
+		sb_append(&b, d->frag, d->frag_len);
+		first = false;
+	}
+	sb_puts(&b, "},\"locks\":");
+	json_t *locks = r->host->leases ? leases_to_json(r->host->leases) : json_object();
+	sb_json(&b, locks);
+	json_decref(locks);
+	sb_puts(&b, ",\"modules\":");
+	json_t *modules = plugins_modules_json(r->host);
+	sb_json(&b, modules);
+	json_decref(modules);
+	char tail[96], when[32];
+	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu}",
+			host_now_iso(when, sizeof when), (unsigned long long)(r->seq + 1));
+	sb_puts(&b, tail);
+	if(b.failed) {
+		free(b.data);
+		return OH_ERR_NOMEM;
+	}
+	struct shared_buf *snap = shared_buf_new(b.data, b.len);
+	free(b.data);
+	if(!snap)
+		return OH_ERR_NOMEM;
+	shared_buf_unref(r->snapshot);
+	r->snapshot = snap;
+	r->seq++;
+	r->dirty = false;
+	r->unpublished = true;
+	return OH_OK;
+}
+
+struct shared_buf *registry_snapshot(struct registry *r)
+{
+	if((r->dirty || !r->snapshot) && rebuild(r))
+		log_error("registry", "out of memory building the snapshot");
+	return r->snapshot ? shared_buf_ref(r->snapshot) : NULL;
+}
+
+static void publish_now(struct registry *r)
+{
+	struct shared_buf *snap = registry_snapshot(r);
+	if(!snap)
+		return;
+	if(r->unpublished) {
+		struct host *h = r->host;
+		int rc = host_publish(h, r->snapshot_topic, snap->data, snap->len, 1, true);
+		/* While the broker is away the snapshot stays marked unpublished
+		 * and goes out on reconnect. */
+		if(rc == OH_OK) {
+			r->unpublished = false;
+			h->stats.snapshots_published++;
+			h->stats.snapshot_bytes += snap->len;
+			r->last_publish_mono = time_now_mono();
+			for(int i = 0; i < r->n_listeners; i++)
+				r->listeners[i].fn(snap, r->listeners[i].ud);
+		}
+	}
+	shared_buf_unref(snap);
+}
+
+static void on_publish_timer(evutil_socket_t fd, short what, void *arg)
+{
+	publish_now(arg);
+}
+
+static void schedule_publish(struct registry *r)
+{
+	if(evtimer_pending(r->ev_publish, NULL))
+		return;
+	/* At most one snapshot per interval; an update after a quiet spell
+	 * goes out on the next loop turn, so a burst read in one go still
+	 * coalesces. */
+	double interval = r->host->cfg.snapshot_interval_ms / 1000.0;
+	double wait = r->last_publish_mono + interval - time_now_mono();
+	if(wait < 0)
+		wait = 0;
+	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (time_t)wait) * 1e6)};
+	evtimer_add(r->ev_publish, &tv);
+}
+
+void registry_flush(struct registry *r)
+{
+	if(r->dirty || r->unpublished)
+		publish_now(r);
+}
+
+void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *, void *), void *ud)
+{
+	if(r->n_listeners < MAX_LISTENERS) {
+		r->listeners[r->n_listeners].fn = fn;
+		r->listeners[r->n_listeners].ud = ud;
+		r->n_listeners++;
+	}
+}
+
+/* ---- reads -------------------------------------------------------------------- */
+
+static void fill_device(struct device *d, struct oh_device *out)
+{
+	memset(out, 0, sizeof *out);
+	out->id = d->id;
+	out->doc = d->doc;
+	out->online = d->online;
+	out->stale = d->stale;
+	out->last_seen = d->last_seen_wall;
+}
+
+int registry_device(struct registry *r, const char *id, struct oh_device *out)
+{
+	struct device *d = strmap_get(r->devices, id);
+	if(!d)
+		return OH_ERR_NOT_FOUND;
+	if(!d->frag)
+		build_fragment(d);   /* brings last_seen/stale into the document */
+	fill_device(d, out);
+	return OH_OK;
+}
+
+char *registry_device_json(struct registry *r, const char *id)
+{
+	struct device *d = strmap_get(r->devices, id);
+	if(!d)
+		return NULL;
+	if(!d->frag && !build_fragment(d))
+		return NULL;
+	return json_dumps(d->doc, JSON_COMPACT);
+}
+
+void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud)
+{
+	struct strmap_iter it;
+	strmap_iter_init(&it, r->devices);
+	void *value;
+	while(strmap_iter_next(&it, NULL, &value)) {
+		struct device *d = value;
+		if(!d->frag)
+			build_fragment(d);
+		struct oh_device dev;
+		fill_device(d, &dev);
+		if(fn(&dev, ud))
+			break;
+	}
+}
+
+size_t registry_size(const struct registry *r) { return strmap_size(r->devices); }
+
+/* ---- life cycle --------------------------------------------------------------- */
+
+struct registry *registry_new(struct host *h)
+{
+	struct registry *r = calloc(1, sizeof *r);
+	if(!r)
+		return NULL;
+	r->host = h;
+	r->devices = strmap_new();
+	r->bad_log = strmap_new();
+	const char *root = h->cfg.topic_root;
+	size_t n = strlen(root);
+	r->prefix = malloc(n + sizeof "/device/");
+	r->snapshot_topic = malloc(n + sizeof "/orchestrator/registry");
+	r->ev_publish = evtimer_new(h->base, on_publish_timer, r);
+	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
+	if(!r->devices || !r->bad_log || !r->prefix || !r->snapshot_topic || !r->ev_publish ||
+			!r->ev_stale) {
+		registry_free(r);
+		return NULL;
+	}
+	sprintf(r->prefix, "%s/device/", root);
+	r->prefix_len = strlen(r->prefix);
+	sprintf(r->snapshot_topic, "%s/orchestrator/registry", root);
+	r->last_publish_mono = -1e9;
+	return r;
+}
+
+int registry_start(struct registry *r)
+{
+	struct host *h = r->host;
+	char filter[300];
+	snprintf(filter, sizeof filter, "%s+/meta", r->prefix);
+	int rc = dispatch_subscribe(h->dispatch, NULL, filter, 1, on_device_message, r);
+	if(rc)
+		return rc;
+	snprintf(filter, sizeof filter, "%s+/status", r->prefix);
+	rc = dispatch_subscribe(h->dispatch, NULL, filter, 1, on_device_message, r);
+	if(rc)
+		return rc;
+	double scan = h->cfg.stale_after_s / 4;
+	if(scan > 1)
+		scan = 1;
+	if(scan < 0.05)
+		scan = 0.05;
+	struct timeval tv = {(time_t)scan, (suseconds_t)((scan - (time_t)scan) * 1e6)};
+	event_add(r->ev_stale, &tv);
+	registry_mark_dirty(r);
+	return OH_OK;
+}
+
+void registry_free(struct registry *r)
+{
+	if(!r)
+		return;
+	if(r->ev_publish)
+		event_free(r->ev_publish);
+	if(r->ev_stale)
+		event_free(r->ev_stale);
+	strmap_free(r->devices, device_free);
+	strmap_free(r->bad_log, free);
+	shared_buf_unref(r->snapshot);
+	free(r->prefix);
+	free(r->snapshot_topic);
+	free(r);
+}

@@ -1,0 +1,36 @@
+/*
+ * Durable state behind one small interface: leases and scheduled jobs.
+ * The SQLite backend (store_sqlite.c) is the only one today; a PostgreSQL
+ * backend for a pair of hosts would implement the same operations.
+ * Every write is committed before the call returns.
+ */
+#ifndef OH_STORE_H
+#define OH_STORE_H
+
+#include <jansson.h>
+
+struct store;
+
+struct store_lease {
+	const char *key;
+	const char *holder;
+	double expires_at;        /* wall-clock seconds */
+};
+
+/* Opens (creating) the store under dir; err gets a message on failure. */
+struct store *store_open(const char *dir, char *err, size_t errlen);
+void store_close(struct store *s);
+
+int store_lease_put(struct store *s, const struct store_lease *lease);
+int store_lease_delete(struct store *s, const char *key);
+/* Calls fn for every stored lease. */
+int store_lease_load(struct store *s, void (*fn)(const struct store_lease *l, void *ud), void *ud);
+
+/* Jobs are stored as JSON documents keyed by id, with the executing module. */
+int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc);
+int store_job_delete(struct store *s, const char *id);
+int store_job_load(struct store *s,
+		void (*fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud),
+		void *ud);
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * The SQLite store: one file, {state_dir}/state.db, in WAL mode with full
+ * synchronous commits, so a lease acknowledged to a client survives kill -9
+ * and power loss alike.  Statements are prepared once.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "oh/defs.h"
+
+enum stmt_id {
+	LEASE_PUT, LEASE_DEL, LEASE_ALL,
+	JOB_PUT, JOB_DEL, JOB_ALL,
+	N_STMTS
+};
+
+static const char *const stmt_sql[N_STMTS] = {
+	[LEASE_PUT] = "INSERT OR REPLACE INTO leases(key, holder, expires_at) VALUES(?1, ?2, ?3)",
+	[LEASE_DEL] = "DELETE FROM leases WHERE key = ?1",
+	[LEASE_ALL] = "SELECT key, holder, expires_at FROM leases",
+	[JOB_PUT] = "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, ?2, ?3)",
+	[JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
+	[JOB_ALL] = "SELECT id, module, doc FROM jobs ORDER BY rowid",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmts[N_STMTS];
+};
+
+static int mkdir_p(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s", dir);
+	for(char *p = path + 1; *p; p++) {
+		if(*p != '/')
+			continue;
+		*p = '\0';
+		if(mkdir(path, 0750) && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if(mkdir(path, 0750) && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+struct store *store_open(const char *dir, char *err, size_t errlen)
+{
+	if(mkdir_p(dir)) {
+		snprintf(err, errlen, "state_dir: cannot create %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	struct store *s = calloc(1, sizeof *s);
+	if(!s)
+		return NULL;
+	char path[4096];
+	snprintf(path, sizeof path, "%s/state.db", dir);
+	if(sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "state_dir: cannot open %s: %s", path, sqlite3_errmsg(s->db));
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 2000);
+	const char *schema =
+		"PRAGMA journal_mode=WAL;"
+		"PRAGMA synchronous=FULL;"
+		"CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+		" expires_at REAL NOT NULL);"
+		"CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
+		" doc TEXT NOT NULL);";
+	char *msg = NULL;
+	if(sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "state_dir: %s: %s", path, msg ? msg : "schema failed");
+		sqlite3_free(msg);
+		goto fail;
+	}
+	for(int i = 0; i < N_STMTS; i++) {
+		if(sqlite3_prepare_v2(s->db, stmt_sql[i], -1, &s->stmts[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "state_dir: %s: %s", path, sqlite3_errmsg(s->db));
+			goto fail;
+		}
+	}
+	return s;
+
+fail:
+	store_close(s);
+	return NULL;
+}
+
+void store_close(struct store *s)
+{
+	if(!s)
+		return;
+	for(int i = 0; i < N_STMTS; i++)
+		sqlite3_finalize(s->stmts[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+/* Runs a prepared write statement to completion. */
+static int step_done(struct store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if(rc != SQLITE_DONE) {
+		log_error("store", "write failed: %s", sqlite3_errmsg(s->db));
+		return OH_ERR_IO;
+	}
+	return OH_OK;
+}
+
+int store_lease_put(struct store *s, const struct store_lease *l)
+{
+	sqlite3_stmt *st = s->stmts[LEASE_PUT];
+	sqlite3_bind_text(st, 1, l->key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, l->holder, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_double(st, 3, l->expires_at);
+	return step_done(s, st);
+}
+
+int store_lease_delete(struct store *s, const char *key)
+{
+	sqlite3_stmt *st = s->stmts[LEASE_DEL];
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	return step_done(s, st);
+}
+
+int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, void *), void *ud)
+{
+	sqlite3_stmt *st = s->stmts[LEASE_ALL];
+	int rc;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_lease l = {
+			.key = (const char *)sqlite3_column_text(st, 0),
+			.holder = (const char *)sqlite3_column_text(st, 1),
+			.expires_at = sqlite3_column_double(st, 2),
+		};
+		if(l.key && l.holder)
+			fn(&l, ud);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+}
+
+int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_COMPACT);
+	if(!text)
+		return OH_ERR_NOMEM;
+	sqlite3_stmt *st = s->stmts[JOB_PUT];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, module, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, text, -1, free);
+	return step_done(s, st);
+}
+
+int store_job_delete(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->stmts[JOB_DEL];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	return step_done(s, st);
+}
+
+int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_t *, void *), void *ud)
+{
+	sqlite3_stmt *st = s->stmts[JOB_ALL];
+	int rc;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		const char *module = (const char *)sqlite3_column_text(st, 1);
+		const char *text = (const char *)sqlite3_column_text(st, 2);
+		json_error_t err;
+		json_t *doc = text ? json_loads(text, 0, &err) : NULL;
+		if(id && module && doc)
+			fn(id, module, doc, ud);
+		else
+			log_warn("store", "skipping unreadable job %s", id ? id : "?");
+		json_decref(doc);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+}

@@ -1,0 +1,637 @@
+/*
+ * The NDI plugin's command side: what happens to an envelope published on
+ * {root}/orchestrator/{module}/cmd.
+ *
+ * Every command goes through the same steps: oh_command_parse() checks the
+ * envelope, the actions table below names each action's parameters (so a
+ * bad one is reported by name), then the action runs.  Pass-through actions
+ * go to ndi_dispatch(), the single road to a device that REST and the
+ * scheduler take as well; reserve/renew/release/force_release act on the
+ * host's durable leases.  Each command gets exactly one ack on
+ * {root}/orchestrator/{module}/evt; relayed ones later get a second event
+ * (ndi_pending.c).  Nothing here changes state before validation passed.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "oh/host.h"
+
+#include "ndi.h"
+
+/* ---- ack codes ------------------------------------------------------------ */
+
+/* Every code the plugin puts in an ack, and whether it means success: `ok`
+ * is true when what was asked for now holds. */
+static const struct {
+	const char *code;
+	bool ok;
+} ack_codes[] = {
+	{"DISPATCHED", true},     /* relayed to the device */
+	{"OK", true},             /* lease operation done */
+	{"COMPLETED", true},      /* the device acked success */
+	{"DENIED", false},        /* leased by another actor / not an admin */
+	{"OFFLINE", false},       /* the device's last status said offline */
+	{"IN_USE", false},        /* reserve: held by another actor */
+	{"NOT_OWNER", false},     /* renew/release: held by another actor */
+	{"NOT_HELD", false},      /* renew/release/force_release: no lease */
+	{"FAILED", false},        /* the device acked failure */
+	{"TIMEOUT", false},       /* no device ack within ack_timeout_s */
+	{"EXPIRED", false},       /* a reservation ran out */
+	{"BAD_JSON", false},
+	{"BAD_REQUEST", false},
+	{"BAD_ACTION", false},
+	{"TOO_LARGE", false},
+	{"ERROR", false},         /* the host failed (store, memory, broker) */
+};
+
+bool ndi_code_ok(const char *code)
+{
+	for(size_t i = 0; i < sizeof(ack_codes) / sizeof(ack_codes[0]); i++) {
+		if(!strcmp(ack_codes[i].code, code)) return ack_codes[i].ok;
+	}
+	return false;
+}
+
+enum op { OP_RELAY, OP_LEASE };
+
+/* The one place mapping host errors to ack codes.  A lease conflict is
+ * IN_USE for reserve but DENIED for a relay: the command, not the lease,
+ * is what was refused. */
+static const char *err_code(int err, enum op op)
+{
+	switch(err) {
+	case OH_OK: return op == OP_RELAY ? "DISPATCHED" : "OK";
+	case OH_ERR_IN_USE: return op == OP_RELAY ? "DENIED" : "IN_USE";
+	case OH_ERR_NOT_OWNER: return "NOT_OWNER";
+	case OH_ERR_NOT_HELD:
+	case OH_ERR_NOT_FOUND: return "NOT_HELD";
+	case OH_ERR_DENIED: return "DENIED";
+	case OH_ERR_INVAL:
+	case OH_ERR_EXISTS: return "BAD_REQUEST";
+	case OH_ERR_TOO_LARGE: return "TOO_LARGE";
+	default: return "ERROR";
+	}
+}
+
+static json_t *ack_make(const char *req_id, const char *code, const char *action,
+		const char *actor, const char *error, json_t *details)
+{
+	return oh_ack_new(req_id, ndi_code_ok(code), code, action, actor, error, details);
+}
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+bool ndi_device_id_valid(const char *id)
+{
+	size_t len = 0;
+
+	if(!id) return false;
+	for(const char *p = id; *p; p++, len++) {
+		char c = *p;
+		bool good = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+		if(!good || len >= NDI_DEVICE_ID_MAX) return false;
+	}
+	return len > 0;
+}
+
+void ndi_uuid(char *buf, size_t len)
+{
+	unsigned char b[16];
+	ssize_t got = getrandom(b, sizeof(b), GRND_NONBLOCK);
+
+	/* Only correlation depends on this, not secrecy: fall back to rand(). */
+	for(ssize_t i = got < 0 ? 0 : got; i < (ssize_t)sizeof(b); i++) b[i] = (unsigned char)rand();
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(buf, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+			b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+			b[12], b[13], b[14], b[15]);
+}
+
+const char *ndi_iso_utc(double t, char *buf, size_t len)
+{
+	time_t secs = (time_t)t;
+	struct tm tm;
+
+	if(!gmtime_r(&secs, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+		snprintf(buf, len, "1970-01-01T00:00:00Z");
+	}
+	return buf;
+}
+
+static double now_wall(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Whole numbers print as integers (60, not 60.0). */
+static json_t *json_num(double d)
+{
+	if(d == floor(d) && fabs(d) < 9e15) return json_integer((json_int_t)d);
+	return json_real(d);
+}
+
+static json_int_t secs_left(double remaining_s)
+{
+	return remaining_s > 0 ? (json_int_t)ceil(remaining_s) : 0;
+}
+
+static void lease_key(const struct ndi *n, const char *device_id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s:%s", oh_module(n->ctx), device_id);
+}
+
+/* {device_id, holder, expires_at, remaining_s}: who holds a lease, until when. */
+static json_t *holder_details(const char *device_id, const struct oh_lease *l)
+{
+	char iso[32];
+
+	return json_pack("{s:s, s:s, s:s, s:I}", "device_id", device_id, "holder", l->holder,
+			"expires_at", ndi_iso_utc(l->expires_at, iso, sizeof(iso)),
+			"remaining_s", secs_left(l->remaining_s));
+}
+
+static void held_by_text(char *buf, size_t len, const char *device_id, const struct oh_lease *l)
+{
+	snprintf(buf, len, "%s is reserved by %s for another %lld s", device_id, l->holder,
+			(long long)secs_left(l->remaining_s));
+}
+
+/* ---- actions and their parameters ------------------------------------------- */
+
+enum field_type {
+	FIELD_STRING,
+	FIELD_DEVICE_ID,          /* a string matching [A-Za-z0-9._-]{1,64} */
+	FIELD_LEASE_S,            /* a number > 0 and <= max_lease_s */
+};
+
+struct field {
+	const char *name;
+	enum field_type type;
+	bool required;
+};
+
+struct request {
+	const char *req_id;
+	const char *action;
+	const char *actor;        /* effective: "anonymous" when absent */
+	const char *device_id;
+	const json_t *params;
+	const json_t *envelope;
+};
+
+typedef json_t *(*action_fn)(struct ndi *n, const struct request *r);
+
+static json_t *run_relay(struct ndi *n, const struct request *r);
+static json_t *run_reserve(struct ndi *n, const struct request *r);
+static json_t *run_renew(struct ndi *n, const struct request *r);
+static json_t *run_release(struct ndi *n, const struct request *r);
+static json_t *run_force_release(struct ndi *n, const struct request *r);
+
+#define MAX_FIELDS 3
+
+struct action {
+	const char *name;
+	action_fn run;
+	bool relay;               /* a pass-through to the device */
+	struct field fields[MAX_FIELDS];
+};
+
+#define DEVICE_ID {"device_id", FIELD_DEVICE_ID, true}
+
+/* Parameters not listed here are relayed untouched: the device may know
+ * more than the host does. */
+static const struct action actions[] = {
+	{"start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
+	{"stop", run_relay, true, {DEVICE_ID}},
+	{"set_input", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
+	{"record_start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, false}}},
+	{"record_stop", run_relay, true, {DEVICE_ID}},
+	{"reserve", run_reserve, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
+	{"renew", run_renew, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
+	{"release", run_release, false, {DEVICE_ID}},
+	{"force_release", run_force_release, false, {DEVICE_ID}},
+};
+
+static const struct action *action_find(const char *name)
+{
+	if(!name) return NULL;
+	for(size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+		if(!strcmp(actions[i].name, name)) return &actions[i];
+	}
+	return NULL;
+}
+
+/*
+ * Checks params against the action's table.  Returns NULL when they are
+ * fine, else the name of the first bad field with *why saying what is wrong.
+ * skip_device_id: the caller supplies the device id separately.
+ */
+static const char *params_check(const struct ndi *n, const struct action *a,
+		const json_t *params, bool skip_device_id, const char **why)
+{
+	for(int i = 0; i < MAX_FIELDS && a->fields[i].name; i++) {
+		const struct field *f = &a->fields[i];
+		const json_t *v = params ? json_object_get(params, f->name) : NULL;
+
+		if(f->type == FIELD_DEVICE_ID && skip_device_id) continue;
+		if(!v) {
+			if(!f->required) continue;
+			*why = "is required";
+			return f->name;
+		}
+		switch(f->type) {
+		case FIELD_STRING:
+			if(!json_is_string(v)) {
+				*why = "must be a string";
+				return f->name;
+			}
+			break;
+		case FIELD_DEVICE_ID:
+			if(!json_is_string(v)) {
+				*why = "must be a string";
+				return f->name;
+			}
+			if(!ndi_device_id_valid(json_string_value(v))) {
+				*why = "must match [A-Za-z0-9._-]{1,64}";
+				return f->name;
+			}
+			break;
+		case FIELD_LEASE_S:
+			if(!json_is_number(v)) {
+				*why = "must be a number";
+				return f->name;
+			}
+			if(!(json_number_value(v) > 0 && json_number_value(v) <= n->set.max_lease_s)) {
+				*why = "must be > 0 and <= max_lease_s";
+				return f->name;
+			}
+			break;
+		}
+	}
+	return NULL;
+}
+
+static json_t *bad_field(const struct request *r, const char *field, const char *why)
+{
+	char err[160];
+	char name[64];
+
+	snprintf(name, sizeof(name), "params.%s", field);
+	snprintf(err, sizeof(err), "%s %s", name, why);
+	return ack_make(r->req_id, "BAD_REQUEST", r->action, r->actor, err,
+			json_pack("{s:s}", "field", name));
+}
+
+/* ---- the relay ---------------------------------------------------------------- */
+
+/* The envelope the device gets.  An app's envelope keeps every field (only
+ * req_id is inserted when missing, so the device's ack can be matched);
+ * one the host originates names the host as actor, because the devices
+ * refuse unknown actors, and the real requester in requested_by. */
+static json_t *relay_envelope(const char *device_id, const char *action, const json_t *params,
+		const char *requester, const char *req_id, const json_t *envelope)
+{
+	json_t *out, *p;
+	char ts[32];
+
+	if(envelope) {
+		out = json_copy((json_t *)envelope);
+		if(out && !json_object_get(out, "req_id")) {
+			if(json_object_set_new(out, "req_id", json_string(req_id))) {
+				json_decref(out);
+				return NULL;
+			}
+		}
+		return out;
+	}
+	p = params ? json_deep_copy(params) : json_object();
+	if(!p || json_object_set_new(p, "device_id", json_string(device_id))) {
+		json_decref(p);
+		return NULL;
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:n, s:n}", "req_id", req_id,
+			"actor", NDI_HOST_ACTOR, "requested_by", requester,
+			"ts", ndi_iso_utc(now_wall(), ts, sizeof(ts)), "action", action,
+			"params", p, "reply_to", "ttl_s");
+}
+
+int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
+		const json_t *params, const char *requester, const char *req_id,
+		const json_t *envelope, json_t **ack_out)
+{
+	oh_ctx *ctx = n->ctx;
+	char idbuf[40], key[128], topic[512], err[256];
+	const char *actor = requester && *requester ? requester : NDI_ANONYMOUS;
+	const struct action *a = action_find(action);
+	const char *field, *why;
+	struct oh_lease lease;
+	struct oh_device dev;
+	struct request r;
+	json_t *out;
+	int rc;
+
+	*ack_out = NULL;
+	if(!req_id) {
+		ndi_uuid(idbuf, sizeof(idbuf));
+		req_id = idbuf;
+	}
+	r = (struct request){.req_id = req_id, .action = action, .actor = actor,
+		.device_id = device_id, .params = params, .envelope = envelope};
+
+	if(!a || !a->relay) {
+		snprintf(err, sizeof(err), "unknown action \"%s\"", action ? action : "");
+		*ack_out = ack_make(req_id, "BAD_ACTION", action, actor, err, NULL);
+		return OH_ERR_INVAL;
+	}
+	if(envelope) params = json_object_get(envelope, "params");
+	if(params && !json_is_object(params)) {
+		*ack_out = ack_make(req_id, "BAD_REQUEST", action, actor, "params must be an object",
+				json_pack("{s:s}", "field", "params"));
+		return OH_ERR_INVAL;
+	}
+	if(!ndi_device_id_valid(device_id)) {
+		*ack_out = bad_field(&r, "device_id", "must match [A-Za-z0-9._-]{1,64}");
+		return OH_ERR_INVAL;
+	}
+	/* An app's envelope is relayed as is, so the id it carries must be the
+	 * one whose topic and lease we check. */
+	if(envelope) {
+		const json_t *pid = json_object_get(params, "device_id");
+		if(!json_is_string(pid) || strcmp(json_string_value(pid), device_id)) {
+			*ack_out = bad_field(&r, "device_id", "does not match the device addressed");
+			return OH_ERR_INVAL;
+		}
+	}
+	if((field = params_check(n, a, params, true, &why))) {
+		*ack_out = bad_field(&r, field, why);
+		return OH_ERR_INVAL;
+	}
+
+	/* Reservations hold on every path: only the holder may drive a leased
+	 * device. */
+	lease_key(n, device_id, key, sizeof(key));
+	rc = oh_lease_can_use(ctx, key, actor, &lease);
+	if(rc == OH_ERR_IN_USE) {
+		held_by_text(err, sizeof(err), device_id, &lease);
+		*ack_out = ack_make(req_id, err_code(rc, OP_RELAY), action, actor, err,
+				holder_details(device_id, &lease));
+		return rc;
+	}
+	if(rc) {
+		snprintf(err, sizeof(err), "cannot check the reservation of %s: %s", device_id,
+				oh_strerror(rc));
+		*ack_out = ack_make(req_id, err_code(rc, OP_RELAY), action, actor, err,
+				json_pack("{s:s}", "device_id", device_id));
+		return rc;
+	}
+
+	/* Only an explicit "online": false stops a relay; a device never heard
+	 * from, or of unknown state, gets the command as the spec has it. */
+	if(!n->set.relay_when_offline && oh_device_get(ctx, device_id, &dev) == OH_OK &&
+			dev.online == 0) {
+		snprintf(err, sizeof(err), "device %s is offline", device_id);
+		*ack_out = ack_make(req_id, "OFFLINE", action, actor, err,
+				json_pack("{s:s}", "device_id", device_id));
+		return OH_ERR_NO_CONN;
+	}
+
+	rc = ndi_pending_add(n, device_id, req_id, action, actor);
+	if(rc == OH_ERR_EXISTS) {
+		snprintf(err, sizeof(err), "req_id \"%s\" is already in flight to %s", req_id,
+				device_id);
+		*ack_out = ack_make(req_id, err_code(rc, OP_RELAY), action, actor, err,
+				json_pack("{s:s}", "field", "req_id"));
+		return rc;
+	}
+	if(rc) return rc;
+
+	snprintf(topic, sizeof(topic), "%s/device/%s/%s/cmd", oh_topic_root(ctx), device_id,
+			oh_module(ctx));
+	out = relay_envelope(device_id, action, params, actor, req_id, envelope);
+	rc = out ? oh_publish_json(ctx, topic, out, 1, false) : OH_ERR_NOMEM;
+	json_decref(out);
+	if(rc) {
+		ndi_pending_drop(n, device_id, req_id);
+		oh_log(ctx, OH_LOG_WARN, "relay of %s to %s failed: %s", req_id, topic,
+				oh_strerror(rc));
+		snprintf(err, sizeof(err), "cannot relay to %s: %s", device_id, oh_strerror(rc));
+		*ack_out = ack_make(req_id, err_code(rc, OP_RELAY), action, actor, err,
+				json_pack("{s:s}", "device_id", device_id));
+		return rc;
+	}
+	*ack_out = ack_make(req_id, err_code(OH_OK, OP_RELAY), action, actor, NULL,
+			json_pack("{s:s, s:s}", "device_id", device_id, "topic", topic));
+	return OH_OK;
+}
+
+static json_t *run_relay(struct ndi *n, const struct request *r)
+{
+	json_t *ack = NULL;
+
+	ndi_dispatch(n, r->device_id, r->action, r->params, r->actor, r->req_id, r->envelope, &ack);
+	return ack;
+}
+
+/* ---- leases --------------------------------------------------------------------- */
+
+static double lease_s_of(const struct ndi *n, const struct request *r)
+{
+	const json_t *v = json_object_get(r->params, "lease_s");
+
+	return v ? json_number_value(v) : n->set.default_lease_s;
+}
+
+/* The ack for a lease call that did not succeed. */
+static json_t *lease_refused(const struct ndi *n, const struct request *r, int rc,
+		const struct oh_lease *l)
+{
+	char err[256];
+
+	switch(rc) {
+	case OH_ERR_IN_USE:
+	case OH_ERR_NOT_OWNER:
+		held_by_text(err, sizeof(err), r->device_id, l);
+		return ack_make(r->req_id, err_code(rc, OP_LEASE), r->action, r->actor, err,
+				holder_details(r->device_id, l));
+	case OH_ERR_NOT_HELD:
+	case OH_ERR_NOT_FOUND:
+		snprintf(err, sizeof(err), "%s is not reserved", r->device_id);
+		break;
+	default:
+		snprintf(err, sizeof(err), "%s of %s failed: %s", r->action, r->device_id,
+				oh_strerror(rc));
+		oh_log(n->ctx, OH_LOG_ERROR, "%s", err);
+		break;
+	}
+	return ack_make(r->req_id, err_code(rc, OP_LEASE), r->action, r->actor, err,
+			json_pack("{s:s}", "device_id", r->device_id));
+}
+
+/* {device_id, holder, expires_at, lease_s}: the lease as it now stands. */
+static json_t *lease_granted(const struct request *r, const struct oh_lease *l, double lease_s)
+{
+	char iso[32];
+
+	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
+			json_pack("{s:s, s:s, s:s, s:o}", "device_id", r->device_id,
+				"holder", l->holder,
+				"expires_at", ndi_iso_utc(l->expires_at, iso, sizeof(iso)),
+				"lease_s", json_num(lease_s)));
+}
+
+static json_t *run_reserve(struct ndi *n, const struct request *r)
+{
+	char key[128];
+	double lease_s = lease_s_of(n, r);
+	struct oh_lease l = {0};
+	int rc;
+
+	lease_key(n, r->device_id, key, sizeof(key));
+	rc = oh_lease_take(n->ctx, key, r->actor, lease_s, &l);
+	if(rc) return lease_refused(n, r, rc, &l);
+	return lease_granted(r, &l, lease_s);
+}
+
+static json_t *run_renew(struct ndi *n, const struct request *r)
+{
+	char key[128];
+	double lease_s = lease_s_of(n, r);
+	struct oh_lease l = {0};
+	int rc;
+
+	lease_key(n, r->device_id, key, sizeof(key));
+	rc = oh_lease_renew(n->ctx, key, r->actor, lease_s, &l);
+	if(rc) return lease_refused(n, r, rc, &l);
+	return lease_granted(r, &l, lease_s);
+}
+
+static json_t *run_release(struct ndi *n, const struct request *r)
+{
+	char key[128];
+	struct oh_lease l = {0};
+	int rc;
+
+	lease_key(n, r->device_id, key, sizeof(key));
+	rc = oh_lease_release(n->ctx, key, r->actor, &l);
+	if(rc) return lease_refused(n, r, rc, &l);
+	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
+			json_pack("{s:s}", "device_id", r->device_id));
+}
+
+static bool is_admin(const struct ndi *n, const char *actor)
+{
+	size_t i;
+	const json_t *item;
+
+	/* No list configured: every actor may break a lease (documented). */
+	if(!n->set.admins) return true;
+	json_array_foreach(n->set.admins, i, item) {
+		if(!strcmp(json_string_value(item), actor)) return true;
+	}
+	return false;
+}
+
+static json_t *run_force_release(struct ndi *n, const struct request *r)
+{
+	char key[128], err[256];
+	struct oh_lease l = {0};
+	int rc;
+
+	if(!is_admin(n, r->actor)) {
+		oh_log(n->ctx, OH_LOG_WARN, "force_release of %s refused: %s is not an admin",
+				r->device_id, r->actor);
+		snprintf(err, sizeof(err), "%s is not allowed to force_release", r->actor);
+		return ack_make(r->req_id, err_code(OH_ERR_DENIED, OP_LEASE), r->action, r->actor,
+				err, json_pack("{s:s}", "device_id", r->device_id));
+	}
+	lease_key(n, r->device_id, key, sizeof(key));
+	rc = oh_lease_force_release(n->ctx, key, &l);
+	if(rc) return lease_refused(n, r, rc, &l);
+	/* Breaking someone's reservation is an admin action: keep a trace. */
+	oh_log(n->ctx, OH_LOG_WARN, "force_release of %s by %s (req_id %s): was held by %s, "
+			"%lld s left", key, r->actor, r->req_id, l.holder,
+			(long long)secs_left(l.remaining_s));
+	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
+			json_pack("{s:s, s:s, s:s}", "device_id", r->device_id,
+				"previous_holder", l.holder, "released_by", r->actor));
+}
+
+/* ---- entry points -------------------------------------------------------------- */
+
+void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
+{
+	struct ndi *n = ud;
+	struct oh_command cmd;
+	const struct action *a;
+	const char *code = NULL, *field, *why;
+	char err[256] = "";
+	struct request r;
+	json_t *ack;
+
+	/* A retained command would run again on every reconnect and restart. */
+	if(msg->retained) {
+		oh_log(ctx, OH_LOG_WARN, "ignoring a retained command on %s; clear it with an "
+				"empty retained message", msg->topic);
+		return;
+	}
+
+	memset(&cmd, 0, sizeof(cmd));
+	if(oh_command_parse(ctx, msg, &cmd, &code, err, sizeof(err))) {
+		if(!code) code = "BAD_REQUEST";
+		oh_ack_publish(ctx, ack_make(cmd.req_id, code, cmd.action,
+				cmd.actor ? cmd.actor : NDI_ANONYMOUS, err[0] ? err : code, NULL));
+		return;
+	}
+	r = (struct request){.req_id = cmd.req_id, .action = cmd.action,
+		.actor = cmd.actor && *cmd.actor ? cmd.actor : NDI_ANONYMOUS,
+		.params = cmd.params, .envelope = cmd.envelope};
+
+	/* The device treats "" as missing and would ack under another id. */
+	if(!*r.req_id) {
+		ack = ack_make(r.req_id, "BAD_REQUEST", r.action, r.actor,
+				"req_id must not be empty", json_pack("{s:s}", "field", "req_id"));
+		goto publish;
+	}
+	a = action_find(r.action);
+	if(!a) {
+		snprintf(err, sizeof(err), "unknown action \"%s\"", r.action);
+		ack = ack_make(r.req_id, "BAD_ACTION", r.action, r.actor, err, NULL);
+		goto publish;
+	}
+	if((field = params_check(n, a, r.params, false, &why))) {
+		ack = bad_field(&r, field, why);
+		goto publish;
+	}
+	r.device_id = json_string_value(json_object_get(r.params, "device_id"));
+	ack = a->run(n, &r);
+
+publish:
+	if(!ack) {
+		oh_log(ctx, OH_LOG_ERROR, "out of memory acking %s", r.req_id);
+		return;
+	}
+	oh_ack_publish(ctx, ack);
+}
+
+void ndi_on_lease_expired(oh_ctx *ctx, const char *key, const char *holder, void *ud)
+{
+	char req_id[40], err[256];
+	const char *colon = strchr(key, ':');
+	const char *device_id = colon ? colon + 1 : key;
+
+	(void)ud;
+	ndi_uuid(req_id, sizeof(req_id));
+	snprintf(err, sizeof(err), "the reservation of %s by %s expired", device_id, holder);
+	oh_log(ctx, OH_LOG_INFO, "%s", err);
+	oh_ack_publish(ctx, ack_make(req_id, "EXPIRED", "reserve", holder, err,
+			json_pack("{s:s, s:s}", "device_id", device_id, "holder", holder)));
+}

@@ -1,0 +1,309 @@
+/*
+ * Commands relayed to devices and not yet answered.
+ *
+ * Each relayed command waits here, keyed by "{device_id}/{req_id}", until
+ * the device acks it on {root}/device/{id}/{module}/evt (then COMPLETED or
+ * FAILED is published) or its one-shot timer fires (TIMEOUT).  Benchmarks
+ * keep tens of thousands in flight, so lookups go through a hash table
+ * that grows with its load, and each command has its own timer in the
+ * host's timer heap rather than one periodic sweep.  Keying by device too
+ * (a device id cannot contain '/') means only the addressed device can
+ * complete a command, and two devices may use the same req_id.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oh/host.h"
+
+#include "ndi.h"
+
+struct entry {
+	struct entry *next;       /* bucket chain */
+	uint64_t hash;
+	char *key;                /* "{device_id}/{req_id}" */
+	const char *req_id;       /* points into key */
+	char device_id[NDI_DEVICE_ID_MAX + 1];
+	char *action;
+	char *actor;
+	struct oh_timer *timer;
+	struct ndi *n;
+};
+
+struct ndi_pending {
+	struct entry **buckets;
+	size_t nbuckets;          /* a power of two */
+	size_t count;
+};
+
+#define INITIAL_BUCKETS 64
+
+/* FNV-1a: short keys, no adversary worth a keyed hash (a colliding app
+ * would only slow down its own commands). */
+static uint64_t hash_key(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for(; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static char *make_key(const char *device_id, const char *req_id)
+{
+	size_t a = strlen(device_id), b = strlen(req_id);
+	char *key = malloc(a + b + 2);
+
+	if(!key) return NULL;
+	memcpy(key, device_id, a);
+	key[a] = '/';
+	memcpy(key + a + 1, req_id, b + 1);
+	return key;
+}
+
+struct ndi_pending *ndi_pending_new(void)
+{
+	struct ndi_pending *p = calloc(1, sizeof(*p));
+
+	if(!p) return NULL;
+	p->buckets = calloc(INITIAL_BUCKETS, sizeof(*p->buckets));
+	if(!p->buckets) {
+		free(p);
+		return NULL;
+	}
+	p->nbuckets = INITIAL_BUCKETS;
+	return p;
+}
+
+static void entry_free(struct entry *e)
+{
+	free(e->key);
+	free(e->action);
+	free(e->actor);
+	free(e);
+}
+
+void ndi_pending_free(struct ndi *n)
+{
+	struct ndi_pending *p = n->pending;
+
+	if(!p) return;
+	for(size_t i = 0; i < p->nbuckets; i++) {
+		struct entry *e = p->buckets[i], *next;
+		for(; e; e = next) {
+			next = e->next;
+			if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+			entry_free(e);
+		}
+	}
+	free(p->buckets);
+	free(p);
+	n->pending = NULL;
+}
+
+size_t ndi_pending_count(const struct ndi *n)
+{
+	return n->pending ? n->pending->count : 0;
+}
+
+/* Finds the slot pointing at the entry with this key (or the chain's end). */
+static struct entry **slot_find(struct ndi_pending *p, const char *key, uint64_t h)
+{
+	struct entry **slot = &p->buckets[h & (p->nbuckets - 1)];
+
+	for(; *slot; slot = &(*slot)->next) {
+		if((*slot)->hash == h && !strcmp((*slot)->key, key)) break;
+	}
+	return slot;
+}
+
+/* Doubles the table; on allocation failure it just stays as it is. */
+static void grow(struct ndi_pending *p)
+{
+	size_t nb = p->nbuckets * 2;
+	struct entry **b = calloc(nb, sizeof(*b));
+
+	if(!b) return;
+	for(size_t i = 0; i < p->nbuckets; i++) {
+		struct entry *e = p->buckets[i], *next;
+		for(; e; e = next) {
+			next = e->next;
+			e->next = b[e->hash & (nb - 1)];
+			b[e->hash & (nb - 1)] = e;
+		}
+	}
+	free(p->buckets);
+	p->buckets = b;
+	p->nbuckets = nb;
+}
+
+static void unlink_entry(struct ndi_pending *p, struct entry *e)
+{
+	struct entry **slot = &p->buckets[e->hash & (p->nbuckets - 1)];
+
+	for(; *slot; slot = &(*slot)->next) {
+		if(*slot == e) {
+			*slot = e->next;
+			p->count--;
+			return;
+		}
+	}
+}
+
+static void on_timeout(oh_ctx *ctx, void *ud)
+{
+	struct entry *e = ud;
+	struct ndi *n = e->n;
+	char err[200];
+
+	/* The host frees a one-shot timer after it fired. */
+	e->timer = NULL;
+	unlink_entry(n->pending, e);
+	snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id,
+			n->set.ack_timeout_s);
+	oh_ack_publish(ctx, oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action,
+			e->actor, err, json_pack("{s:s, s:f}", "device_id", e->device_id,
+				"timeout_s", n->set.ack_timeout_s)));
+	entry_free(e);
+}
+
+int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
+		const char *action, const char *actor)
+{
+	struct ndi_pending *p = n->pending;
+	struct entry **slot, *e;
+	char *key;
+	uint64_t h;
+
+	key = make_key(device_id, req_id);
+	if(!key) return OH_ERR_NOMEM;
+	h = hash_key(key);
+	slot = slot_find(p, key, h);
+	if(*slot) {
+		free(key);
+		return OH_ERR_EXISTS;
+	}
+	e = calloc(1, sizeof(*e));
+	if(!e) {
+		free(key);
+		return OH_ERR_NOMEM;
+	}
+	e->key = key;
+	e->hash = h;
+	e->req_id = key + strlen(device_id) + 1;
+	snprintf(e->device_id, sizeof(e->device_id), "%s", device_id);
+	e->action = strdup(action);
+	e->actor = strdup(actor);
+	e->n = n;
+	if(!e->action || !e->actor) goto out_entry;
+	e->timer = oh_timer_add(n->ctx, (unsigned)(n->set.ack_timeout_s * 1000 + 0.5), false,
+			on_timeout, e);
+	if(!e->timer) goto out_entry;
+
+	e->next = *slot;
+	*slot = e;
+	/* Grow at load 1: chains stay short without wasting memory. */
+	if(++p->count > p->nbuckets) grow(p);
+	return OH_OK;
+
+out_entry:
+	entry_free(e);
+	return OH_ERR_NOMEM;
+}
+
+void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id)
+{
+	struct ndi_pending *p = n->pending;
+	char *key = make_key(device_id, req_id);
+	struct entry **slot, *e;
+
+	if(!key) return;
+	slot = slot_find(p, key, hash_key(key));
+	free(key);
+	if(!(e = *slot)) return;
+	*slot = e->next;
+	p->count--;
+	if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+	entry_free(e);
+}
+
+/* The device id in {root}/device/{id}/{module}/evt, into buf; false when
+ * the topic has another shape. */
+static bool topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
+{
+	const char *root = oh_topic_root(ctx);
+	size_t rlen = strlen(root);
+	const char *id, *end;
+
+	if(strncmp(topic, root, rlen) || strncmp(topic + rlen, "/device/", 8)) return false;
+	id = topic + rlen + 8;
+	end = strchr(id, '/');
+	if(!end || (size_t)(end - id) >= len) return false;
+	memcpy(buf, id, (size_t)(end - id));
+	buf[end - id] = '\0';
+	return ndi_device_id_valid(buf);
+}
+
+void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
+{
+	struct ndi *n = ud;
+	struct ndi_pending *p = n->pending;
+	char device_id[NDI_DEVICE_ID_MAX + 1], err[300];
+	const json_t *doc = msg->json, *v;
+	const char *req_id, *code, *error;
+	struct entry **slot, *e;
+	bool ok;
+	char *key;
+	json_t *details;
+
+	/* Old acks kept by the broker say nothing about what is in flight now. */
+	if(msg->retained || !json_is_object(doc)) {
+		oh_log(ctx, OH_LOG_DEBUG, "ignoring %s message on %s",
+				msg->retained ? "a retained" : "a non-object", msg->topic);
+		return;
+	}
+	if(!topic_device(ctx, msg->topic, device_id, sizeof(device_id))) return;
+	req_id = json_string_value(json_object_get(doc, "req_id"));
+	if(!req_id) {
+		oh_log(ctx, OH_LOG_DEBUG, "ignoring an ack without req_id on %s", msg->topic);
+		return;
+	}
+	key = make_key(device_id, req_id);
+	if(!key) return;
+	slot = slot_find(p, key, hash_key(key));
+	free(key);
+	if(!(e = *slot)) {
+		oh_log(ctx, OH_LOG_DEBUG, "ack for unknown req_id %s from %s", req_id, device_id);
+		return;
+	}
+	*slot = e->next;
+	p->count--;
+	oh_timer_cancel(ctx, e->timer);
+	e->timer = NULL;
+
+	/* Devices send ok with code "OK"; trust ok, and code only without it. */
+	code = json_string_value(json_object_get(doc, "code"));
+	v = json_object_get(doc, "ok");
+	ok = v ? json_is_true(v) : (code && !strcmp(code, "OK"));
+	if(ok) {
+		v = json_object_get(doc, "details");
+		details = json_is_object(v) ? json_deep_copy(v) : json_object();
+		if(details) json_object_set_new(details, "device_id", json_string(device_id));
+		oh_ack_publish(ctx, oh_ack_new(e->req_id, ndi_code_ok("COMPLETED"), "COMPLETED",
+				e->action, e->actor, NULL, details));
+	} else {
+		error = json_string_value(json_object_get(doc, "error"));
+		snprintf(err, sizeof(err), "device %s failed: %s%s%s", device_id,
+				code ? code : "no code", error ? ": " : "", error ? error : "");
+		details = json_pack("{s:O?, s:O?, s:s}",
+				"device_code", json_object_get(doc, "code"),
+				"device_error", json_object_get(doc, "error"),
+				"device_id", device_id);
+		oh_ack_publish(ctx, oh_ack_new(e->req_id, ndi_code_ok("FAILED"), "FAILED",
+				e->action, e->actor, err, details));
+	}
+	entry_free(e);
+}
