@@ -2,6 +2,7 @@
 set(body "/* Generated from the web files under src/; do not edit. */\n#include <stddef.h>\n#include \"embedded.h\"\n\n")
 set(table "const struct embedded_file embedded_files[] = {\n")
 set(i 0)
+file(STRINGS ${LIST} INPUTS)
 foreach(path ${INPUTS})
 	file(READ ${path} hex HEX)
 	string(LENGTH "${hex}" hexlen)

@@ -193,6 +193,117 @@ int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code,
 typedef void (*oh_req_gone_fn)(struct oh_http_req *req, void *ud);
 void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud);
 
+/* ---- file descriptors and child processes --------------------------------- */
+
+/* Watches fd for OH_WATCH_READ and/or OH_WATCH_WRITE (persistently) on the
+ * host's loop, e.g. for a client library with its own socket (Avahi). */
+#define OH_WATCH_READ 0x02
+#define OH_WATCH_WRITE 0x04
+struct oh_watch;
+typedef void (*oh_watch_fn)(oh_ctx *ctx, int fd, int events, void *ud);
+struct oh_watch *oh_watch_add(oh_ctx *ctx, int fd, int events, oh_watch_fn fn, void *ud);
+/* Changes the events watched (0 pauses the watch). */
+int oh_watch_update(oh_ctx *ctx, struct oh_watch *w, int events);
+void oh_watch_cancel(oh_ctx *ctx, struct oh_watch *w);
+
+/*
+ * Runs argv (no shell) without blocking the loop, collecting up to
+ * max_output bytes of its standard output.  After timeout_ms the child's
+ * process group is killed.  done gets the exit status (as from waitpid;
+ * -1 if it could not start), whether it timed out, and the output (borrowed
+ * for the call).  Returns OH_OK or an error if the process could not be
+ * started (then done is not called).
+ */
+typedef void (*oh_spawn_done_fn)(oh_ctx *ctx, int status, bool timed_out,
+		const char *output, size_t len, void *ud);
+int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_output,
+		oh_spawn_done_fn done, void *ud);
+
+/* ---- scheduler ------------------------------------------------------------ */
+
+/*
+ * Durable scheduled jobs, a host service: a job runs a list of commands
+ * ({device_id, action, params}) at one instant (`at`) or on a 5-field
+ * crontab (`cron`) in an IANA time zone.  Jobs are written to the host's
+ * store before they are acknowledged and survive restarts (also kill -9);
+ * a run missed while the host was down runs once at startup if it is at
+ * most misfire_grace_s late, otherwise it is recorded as MISSED.  Each job
+ * records its owner and the module whose executor runs it.
+ *
+ * At the due time the scheduler calls the module's executor once per
+ * command, as the job's owner, and publishes on {root}/orchestrator/{module}/evt:
+ * FIRED (details: job_id, name, due, fired_at, lateness_ms, dispatched
+ * [{device_id, action, req_id}], skipped [...]), one SKIPPED per command the
+ * executor refused (details: job_id, device_id, action, holder, code), and
+ * MISSED (details: job_id, name, due).  See docs/scheduling.md.
+ */
+
+/*
+ * Runs one command of a job now.  command (borrowed) is {device_id, action,
+ * params}; owner (borrowed) is the job's owner, to be used as the lease
+ * actor and named as "requested_by" with "actor": "orchestrator" on the
+ * envelope sent to the device.  Returns an ack-shaped object (returned, the
+ * scheduler frees it): "ok": true means the command was sent (code
+ * DISPATCHED, "req_id" the relayed envelope's); otherwise "code" (DENIED,
+ * OFFLINE, ...), "error" and, for a lease, "details": {"holder": ...} say why
+ * it was skipped.  NULL counts as a skip with code ERROR.
+ */
+typedef json_t *(*oh_job_exec_fn)(oh_ctx *ctx, const char *job_id, const char *owner,
+		const json_t *command, void *ud);
+
+/*
+ * Optional check of one command when a job is created, after the host
+ * checked its shape.  Return OH_OK, or OH_ERR_INVAL with err set to a
+ * message that starts with the field inside the command ("action: unknown
+ * action \"fly\""); the host prefixes "commands[i]." and answers BAD_REQUEST.
+ */
+typedef int (*oh_job_validate_fn)(oh_ctx *ctx, const json_t *command /* borrowed */,
+		char *err, size_t errlen);
+
+/*
+ * Declares that the module executes scheduled jobs: call once from init.
+ * The host then mounts GET /api/{module}/jobs, POST /api/{module}/jobs,
+ * GET and DELETE /api/{module}/jobs/{id}, and restores the module's
+ * persisted jobs after init.  validate may be NULL.  ud is borrowed and must
+ * live until cleanup.  Everything is torn down with the plugin.
+ * Errors: OH_ERR_INVAL (exec NULL), OH_ERR_EXISTS (registered already),
+ * OH_ERR_NOMEM.
+ */
+int oh_scheduler_register(oh_ctx *ctx, oh_job_exec_fn exec, void *ud,
+		oh_job_validate_fn validate);
+
+/*
+ * Handles the scheduler's actions of a parsed command envelope (cmd and
+ * everything it points to borrowed):
+ *   schedule   {at | cron, commands, tz?, name?}  -> SCHEDULED {job_id, next_run, name}
+ *   unschedule {job_id}                          -> OK {job_id}, NOT_FOUND, NOT_OWNER
+ *   jobs       {owner?}                          -> OK {jobs: [...]}
+ * and BAD_REQUEST naming the field for invalid params.  The owner, and the
+ * only actor who may unschedule a job, is cmd->actor ("anonymous" when
+ * absent); an admin override arrives with authentication tokens.
+ * Returns the ack to publish (returned, e.g. to oh_ack_publish), or NULL
+ * when cmd->action is none of these three (or on NOMEM), so a plugin's
+ * command handler can try it first.
+ */
+json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd);
+
+/*
+ * The same from C.  oh_job_add: params (borrowed) as for `schedule`, owner
+ * (borrowed, NULL = "anonymous"); job_id (borrowed, >= 33 bytes) gets the
+ * new id.  OH_ERR_INVAL with err naming the field, OH_ERR_IO (not stored,
+ * so not scheduled), OH_ERR_DENIED (module not registered).
+ */
+int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_id,
+		char *err, size_t errlen);
+/* actor (borrowed) NULL removes whoever owns it.  OH_ERR_NOT_FOUND,
+ * OH_ERR_NOT_OWNER, OH_ERR_IO. */
+int oh_job_remove(oh_ctx *ctx, const char *job_id, const char *actor);
+/* The module's jobs, as the REST API shows them (owner NULL: all);
+ * returned, json_decref. */
+json_t *oh_job_list(oh_ctx *ctx, const char *owner);
+/* One job (returned), or NULL when there is none. */
+json_t *oh_job_get(oh_ctx *ctx, const char *job_id);
+
 /* ---- UI ----------------------------------------------------------------- */
 
 /* Declares the module's page at /ui/{module}: `html` (copied) is the page's

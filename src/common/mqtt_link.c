@@ -18,13 +18,18 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <mosquitto.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
 /* Packets handled per readiness event before yielding to the loop. */
 #define MAX_PACKETS_PER_WAKE 256
+/* How long mqtt_link_stop() waits for the broker to acknowledge what was
+ * published before it disconnects. */
+#define STOP_ACK_WAIT_MS 1000
 
 struct mqtt_link {
 	struct event_base *base;
@@ -49,6 +54,7 @@ struct mqtt_link {
 	bool refused;                /* the broker said no; keep its reason */
 	int backoff_ms;
 	unsigned long reconnects;
+	unsigned long unacked;       /* publishes not yet sent (QoS 0) or acked (QoS 1+) */
 	char last_error[160];
 };
 
@@ -226,10 +232,23 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 		link->cb.on_connect(link, link->ud);
 }
 
+/* Called when a QoS 0 publish is written or a QoS 1/2 one is acknowledged. */
+static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
+{
+	(void)mosq;
+	(void)mid;
+	struct mqtt_link *link = ud;
+	if(link->unacked > 0)
+		link->unacked--;
+}
+
 static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosquitto_message *m)
 {
 	(void)mosq;
 	struct mqtt_link *link = ud;
+	/* Read while draining acks in mqtt_link_stop(): the owner is going. */
+	if(link->stopping)
+		return;
 	if(link->cb.on_message)
 		link->cb.on_message(link, m->topic, m->payload, (size_t)m->payloadlen, m->retain, link->ud);
 }
@@ -262,6 +281,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, 65535);
 	mosquitto_connect_callback_set(link->mosq, on_mosq_connect);
 	mosquitto_message_callback_set(link->mosq, on_mosq_message);
+	mosquitto_publish_callback_set(link->mosq, on_mosq_publish);
 
 	if(o->username && mosquitto_username_pw_set(link->mosq, o->username, o->password)) {
 		log_error(link->log_prefix, "invalid username or password");
@@ -309,6 +329,36 @@ int mqtt_link_start(struct mqtt_link *link)
 	return OH_OK;
 }
 
+/*
+ * Sends what is queued and reads the broker's PUBACKs until every publish is
+ * acknowledged (or max_ms pass).  Closing the socket with PUBACKs unread in
+ * its receive buffer makes the kernel answer with a TCP reset instead of a
+ * FIN; the broker can then lose our DISCONNECT and publish the last will,
+ * overwriting the clean "offline" status we just sent.
+ */
+static void drain_acks(struct mqtt_link *link, int max_ms)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int fd = mosquitto_socket(link->mosq);
+	while(link->unacked > 0 && fd >= 0) {
+		if(mosquitto_want_write(link->mosq) &&
+				mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		long left = max_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if(left <= 0)
+			break;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int r = poll(&p, 1, (int)left);
+		if(r < 0 && errno == EINTR)
+			continue;
+		if(r <= 0 || mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE))
+			break;
+		fd = mosquitto_socket(link->mosq);
+	}
+}
+
 void mqtt_link_stop(struct mqtt_link *link)
 {
 	if(!link || !link->started)
@@ -322,6 +372,8 @@ void mqtt_link_stop(struct mqtt_link *link)
 			if(mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE))
 				break;
 		}
+		if(link->connected)
+			drain_acks(link, STOP_ACK_WAIT_MS);
 		mosquitto_disconnect(link->mosq);
 		mosquitto_loop_write(link->mosq, 1);
 	}
@@ -355,6 +407,7 @@ int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *pay
 		return OH_ERR_NO_CONN;
 	if(rc != MOSQ_ERR_SUCCESS)
 		return OH_ERR_INVAL;
+	link->unacked++;
 	flush_writes(link);
 	return OH_OK;
 }

@@ -51,11 +51,6 @@ static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	free(text);
 }
 
-static void get_plugins(oh_ctx *ctx, struct oh_http_req *req, void *ud)
-{
-	oh_reply_json(req, 200, json_pack("{s:o}", "plugins", plugins_status_json(ud)));
-}
-
 static void get_openapi(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct host *h = ud;
@@ -81,8 +76,6 @@ int api_core_register(struct host *h)
 			" \"schema\": {\"type\": \"string\"}}],"
 			" \"responses\": {\"200\": {\"description\": \"the device\"},"
 			" \"404\": {\"description\": \"unknown device\"}}}"},
-		{"GET", "/api/plugins", get_plugins,
-			"{\"summary\": \"Configured plugins, whether each loaded, and why not\"}"},
 		{"GET", "/openapi.json", get_openapi,
 			"{\"summary\": \"This document\"}"},
 	};
@@ -92,5 +85,6 @@ int api_core_register(struct host *h)
 		if(rc)
 			return rc;
 	}
-	return OH_OK;
+	int rc = api_plugins_register(h);
+	return rc ? rc : api_ui_register(h);
 }

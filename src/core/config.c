@@ -251,7 +251,7 @@ static int read_password_file(struct config *c, const char *path, char *err, siz
 {
 	FILE *f = fopen(path, "r");
 	if(!f) {
-		set_err(err, len, "mqtt.password_file: cannot read %s: %s", path, strerror(errno));
+		set_err(err, len, "%s: mqtt.password_file: cannot read %s: %s", c->source, path, strerror(errno));
 		return -1;
 	}
 	char buf[512];

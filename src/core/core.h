@@ -113,10 +113,22 @@ json_t *plugins_status_json(struct host *h);
 /* ["ndi", ...] of loaded plugins; returned. */
 json_t *plugins_modules_json(struct host *h);
 oh_ctx *plugins_find(struct host *h, const char *module);
+/* Unloads a loaded plugin (cleanup, teardown, dlclose); OH_ERR_NOT_FOUND for
+ * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  Never call it
+ * from inside one of that plugin's callbacks. */
+int plugins_unload(struct host *h, const char *module);
 
 /* ---- api_core.c: the host's own REST routes -------------------------------- */
 
 int api_core_register(struct host *h);
+/* api_plugins.c: GET /api/plugins, DELETE /api/plugins/{module} */
+int api_plugins_register(struct host *h);
+int api_ui_register(struct host *h);      /* api_ui.c: the web UI and /api/events */
+
+/* ---- events.c: server-sent events at GET /api/events ---------------------- */
+
+void events_broker_state(struct host *h, bool up);   /* from the link callbacks */
+void events_free(struct host *h);                   /* after http_server_free */
 
 /* ---- misc ------------------------------------------------------------------ */
 

@@ -65,10 +65,11 @@ struct oh_http_req {
 };
 
 struct http_stream {
-	struct oh_http_req *req;
-	char *buf;
-	size_t len, cap;
-	bool closed;
+	struct oh_http_req *req;           /* NULL once the client is gone */
+	char *buf;                         /* unsent bytes are buf[off..len) */
+	size_t off, len, cap;
+	bool closed;                       /* end after the backlog is sent */
+	bool aborted;                      /* drop the connection now */
 	bool suspended;
 	void (*on_gone)(struct http_stream *, void *);
 	void *ud;
@@ -299,6 +300,15 @@ static void route_free(struct route *r)
 
 void http_remove_owner(struct http_server *s, oh_ctx *owner)
 {
+	/* Requests the owner left open (deferred replies) would wait forever
+	 * and call its gone_fn after its code was unloaded: answer them now. */
+	for(struct oh_http_req *req = s->open; owner && req; req = req->next) {
+		if(req->owner != owner || !req->dispatched || req->status || req->stream)
+			continue;
+		req->gone_fn = NULL;
+		req->gone_ud = NULL;
+		oh_reply_error(req, 503, "UNAVAILABLE", "plugin %s was unloaded", oh_module(owner));
+	}
 	struct route **pp = &s->routes;
 	while(*pp) {
 		struct route *r = *pp;
@@ -560,14 +570,27 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- streams --------------------------------------------------------------------- */
 
+/*
+ * A stream is a chunked response whose reader hands out what was written.
+ * With nothing buffered the reader suspends the connection (returning 0 is
+ * only allowed together with a suspend); a write resumes it.  The buffer is
+ * consumed from `off` and compacted lazily, so a large backlog drains in
+ * linear time.  A suspended connection is not polled, so a client that went
+ * away is noticed on the next write: callers send a heartbeat.
+ */
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct http_stream *st = cls;
-	if(st->len) {
-		size_t n = st->len < max ? st->len : max;
-		memcpy(out, st->buf, n);
-		memmove(st->buf, st->buf + n, st->len - n);
-		st->len -= n;
+	if(st->aborted)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if(st->len > st->off) {
+		size_t avail = st->len - st->off;
+		size_t n = avail < max ? avail : max;
+		memcpy(out, st->buf + st->off, n);
+		st->off += n;
+		if(st->off == st->len)
+			st->off = st->len = 0;
 		return (ssize_t)n;
 	}
 	if(st->closed)
@@ -582,12 +605,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 
 static void stream_response_freed(void *cls)
 {
-	(void)cls;   /* the stream is freed with its request */
+	(void)cls;   /* the stream is freed with its request (on_completed) */
 }
 
 struct http_stream *http_reply_stream(struct oh_http_req *req, const char *content_type,
 		void (*on_gone)(struct http_stream *, void *), void *ud)
 {
+	if(req->response || req->status || req->stream)
+		return NULL;
 	struct http_stream *st = calloc(1, sizeof *st);
 	if(!st)
 		return NULL;
@@ -600,8 +625,12 @@ struct http_stream *http_reply_stream(struct oh_http_req *req, const char *conte
 		free(st);
 		return NULL;
 	}
+	if(set_response(req, 200, r, content_type)) {
+		free(st);
+		return NULL;
+	}
 	req->stream = st;
-	set_response(req, 200, r, content_type);
+	/* Proxies (nginx) must not buffer an event stream. */
 	http_req_add_header(req, "X-Accel-Buffering", "no");
 	return st;
 }
@@ -617,8 +646,14 @@ static void stream_wake(struct http_stream *st)
 
 int http_stream_write(struct http_stream *st, const char *data, size_t len)
 {
-	if(st->closed || !st->req)
+	if(st->closed || st->aborted || !st->req)
 		return OH_ERR_NO_CONN;
+	if(st->off && st->len + len > st->cap) {
+		/* Reuse the space already sent before growing. */
+		memmove(st->buf, st->buf + st->off, st->len - st->off);
+		st->len -= st->off;
+		st->off = 0;
+	}
 	if(st->len + len > st->cap) {
 		size_t cap = st->cap ? st->cap : 4096;
 		while(cap < st->len + len)
@@ -641,7 +676,16 @@ void http_stream_close(struct http_stream *st)
 	stream_wake(st);
 }
 
-size_t http_stream_backlog(const struct http_stream *st) { return st->len; }
+void http_stream_abort(struct http_stream *st)
+{
+	st->aborted = true;
+	free(st->buf);
+	st->buf = NULL;
+	st->len = st->off = st->cap = 0;
+	stream_wake(st);
+}
+
+size_t http_stream_backlog(const struct http_stream *st) { return st->len - st->off; }
 
 /* ---- the loop glue ------------------------------------------------------------------ */
 

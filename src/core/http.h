@@ -32,14 +32,25 @@ int http_reply_copy(struct oh_http_req *req, unsigned status, const char *conten
 		const void *data, size_t len);
 void http_req_add_header(struct oh_http_req *req, const char *name, const char *value);
 
-/* An open-ended response (server-sent events).  Data written is sent as the
- * client reads; the stream ends when the client leaves (on_gone) or on
- * http_stream_close. */
+/*
+ * An open-ended response (server-sent events): the reply to req, status 200.
+ * Returns NULL when req was already answered or on out-of-memory.  Data
+ * written (copied) is sent as the client reads.  on_gone runs once, when the
+ * connection is finished for whatever reason (client left, close, abort,
+ * server shutdown); st is invalid after it returns.  A client that vanished
+ * is only noticed on a later write, so long-lived streams send heartbeats.
+ */
 struct http_stream;
 struct http_stream *http_reply_stream(struct oh_http_req *req, const char *content_type,
 		void (*on_gone)(struct http_stream *st, void *ud), void *ud);
+/* OH_OK, OH_ERR_NO_CONN once closed/aborted/gone, OH_ERR_NOMEM. */
 int http_stream_write(struct http_stream *st, const char *data, size_t len);
+/* Ends the stream after what is buffered has been sent. */
 void http_stream_close(struct http_stream *st);
+/* Drops the buffer and the connection at once (a client too slow to keep
+ * up); on_gone follows when the server has let go of the connection. */
+void http_stream_abort(struct http_stream *st);
+/* Bytes written but not yet handed to the socket. */
 size_t http_stream_backlog(const struct http_stream *st);
 
 struct http_counters {

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
+#include "scheduler.h"
 #include "store.h"
 #include "timeutil.h"
 
@@ -37,9 +38,13 @@ static void on_connect(struct mqtt_link *link, void *ud)
 	/* The broker may have lost our retained snapshot (restart without
 	 * persistence): publish it again. */
 	registry_mark_dirty(h->registry);
+	events_broker_state(h, true);
 }
 
-static void on_disconnect(struct mqtt_link *link, const char *reason, void *ud) {}
+static void on_disconnect(struct mqtt_link *link, const char *reason, void *ud)
+{
+	events_broker_state(ud, false);
+}
 
 static void on_message(struct mqtt_link *link, const char *topic, const void *payload,
 		size_t len, bool retained, void *ud)
@@ -112,9 +117,13 @@ static int host_start(struct host *h)
 	if(!rc)
 		rc = registry_start(h->registry);
 	if(!rc)
+		rc = scheduler_init(h);
+	if(!rc)
 		rc = plugins_load_all(h);
 	if(!rc)
 		rc = leases_load(h->leases);
+	if(!rc)
+		rc = scheduler_load(h->scheduler);
 	if(rc)
 		return rc;
 	return mqtt_link_start(h->link);
@@ -128,11 +137,13 @@ static void host_stop(struct host *h)
 		mqtt_link_stop(h->link);
 	if(h->plugins)
 		plugins_unload_all(h);
+	scheduler_free(h->scheduler);
 	http_server_free(h->http);
 	mqtt_link_free(h->link);
 	leases_free(h->leases);
 	registry_free(h->registry);
 	dispatch_free(h->dispatch);
+	events_free(h);   /* last: the registry and dispatch hold its callbacks */
 	store_close(h->store);
 	if(h->base)
 		event_base_free(h->base);

@@ -37,11 +37,16 @@ struct oh_ctx {
 	char *ui_html;
 	char *ui_script;
 
+	struct plugin_io *io;     /* fd watches and children (plugin_io.c) */
+	void *sched;              /* the scheduler's per-plugin state (scheduler.c) */
+
 	char *evt_topic;          /* {root}/orchestrator/{module}/evt */
 	char *own_prefix;         /* {root}/orchestrator/{module}/ */
 };
 
 void plugins_lease_expired(struct host *h, const char *key, const char *holder);
 void plugin_timers_free(oh_ctx *ctx);
+/* Cancels the plugin's fd watches and kills its children (plugin_io.c). */
+void plugin_io_free(oh_ctx *ctx);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "scheduler.h"
 
 const struct oh_plugin *ndi_plugin_entry(void);
 
@@ -32,6 +33,8 @@ static void teardown(oh_ctx *ctx)
 	if(h->http)
 		http_remove_owner(h->http, ctx);
 	plugin_timers_free(ctx);
+	plugin_io_free(ctx);
+	scheduler_forget_plugin(h->scheduler, ctx);
 	ctx->lease_expired = NULL;
 	if(ctx->free_data && ctx->data)
 		ctx->free_data(ctx->data);
@@ -173,6 +176,37 @@ void plugins_unload_all(struct host *h)
 	free(h->plugins);
 	h->plugins = NULL;
 	h->n_plugins = 0;
+}
+
+/*
+ * Unloads one plugin at run time: its cleanup runs while its registrations
+ * still work (so it can say goodbye or answer what it left open), then the
+ * host tears down everything it registered and closes the shared object.
+ * The caller must not be inside one of this plugin's callbacks: after
+ * dlclose its code is gone (api_plugins.c defers to a fresh loop turn).
+ */
+int plugins_unload(struct host *h, const char *module)
+{
+	oh_ctx *ctx = plugins_find(h, module);
+	if(!ctx)
+		return OH_ERR_NOT_FOUND;
+	if(!ctx->loaded)
+		return OH_ERR_NOT_HELD;
+	/* Not loaded from here on: nothing (lease expiry, the snapshot, a
+	 * second unload) reaches the plugin through this context again. */
+	ctx->loaded = false;
+	if(ctx->desc->cleanup)
+		ctx->desc->cleanup(ctx);
+	teardown(ctx);
+	ctx->desc = NULL;
+	if(ctx->dl) {
+		dlclose(ctx->dl);
+		ctx->dl = NULL;
+	}
+	snprintf(ctx->error, sizeof ctx->error, "unloaded");
+	log_info("plugins", "unloaded %s (%s)", ctx->module, ctx->path);
+	registry_mark_dirty(h->registry);
+	return OH_OK;
 }
 
 json_t *plugins_status_json(struct host *h)

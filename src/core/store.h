@@ -33,4 +33,12 @@ int store_job_load(struct store *s,
 		void (*fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud),
 		void *ud);
 
+/*
+ * Groups writes into one transaction, so a batch of job updates costs one
+ * synchronous commit instead of one each.  Calls nest; only the outermost
+ * commit writes.  A failed write inside still leaves the others to commit.
+ */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+
 #endif

@@ -33,6 +33,7 @@ static const char *const stmt_sql[N_STMTS] = {
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[N_STMTS];
+	int txn_depth;            /* store_begin() nesting */
 };
 
 static int mkdir_p(const char *dir)
@@ -187,4 +188,32 @@ int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+}
+
+int store_begin(struct store *s)
+{
+	if(s->txn_depth++ > 0)
+		return OH_OK;
+	char *msg = NULL;
+	if(sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store", "begin failed: %s", msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		s->txn_depth--;
+		return OH_ERR_IO;
+	}
+	return OH_OK;
+}
+
+int store_commit(struct store *s)
+{
+	if(s->txn_depth <= 0 || --s->txn_depth > 0)
+		return OH_OK;
+	char *msg = NULL;
+	if(sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store", "commit failed: %s", msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return OH_ERR_IO;
+	}
+	return OH_OK;
 }

@@ -305,7 +305,10 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 
 	if(envelope) {
 		out = json_copy((json_t *)envelope);
-		if(out && !json_object_get(out, "req_id")) {
+		/* Missing or empty: the device would make up its own, and its
+		 * ack could not be matched. */
+		const char *had = json_string_value(json_object_get(out, "req_id"));
+		if(out && (!had || strcmp(had, req_id))) {
 			if(json_object_set_new(out, "req_id", json_string(req_id))) {
 				json_decref(out);
 				return NULL;
@@ -595,11 +598,11 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		.actor = cmd.actor && *cmd.actor ? cmd.actor : NDI_ANONYMOUS,
 		.params = cmd.params, .envelope = cmd.envelope};
 
-	/* The device treats "" as missing and would ack under another id. */
+	/* The device treats "" as missing and would ack under an id of its
+	 * own: generate one here, and the relay carries it. */
 	if(!*r.req_id) {
-		ack = ack_make(r.req_id, "BAD_REQUEST", r.action, r.actor,
-				"req_id must not be empty", json_pack("{s:s}", "field", "req_id"));
-		goto publish;
+		ndi_uuid(cmd.req_id_buf, sizeof(cmd.req_id_buf));
+		r.req_id = cmd.req_id_buf;
 	}
 	a = action_find(r.action);
 	if(!a) {

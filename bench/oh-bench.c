@@ -1,0 +1,915 @@
+/*
+ * oh-bench: the load tool behind `make bench` (bench/run.sh).
+ *
+ * Each subcommand drives one scenario against a broker (and, through it, an
+ * orchestrator-host) on 127.0.0.1 and prints one line per figure,
+ * "name value unit", on stdout; run.sh collects the lines and writes the JSON.
+ * Every loop is bounded by a count and a deadline, so a lost message or a
+ * dead host ends a run with a "lost" figure instead of a hang.
+ *
+ *   latency     sequential round trips app -> topic -> device subscriber
+ *   throughput  N commands as fast as possible, count what the device gets
+ *   registry    devices publish meta, then a burst of status updates; time
+ *               until GET /api/registry shows the last update of every device
+ *   populate    register devices [from, to) and wait until the host has them
+ *
+ * --mode relay publishes to {root}/orchestrator/ndi/cmd (through the host),
+ * --mode direct to {root}/device/{id}/ndi/cmd (the broker alone); the device
+ * side subscribes to {root}/device/{id}/ndi/cmd in both cases.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <mosquitto.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOCALHOST "127.0.0.1"
+
+static struct {
+	int port;
+	int http_port;
+	const char *root;
+	const char *mode;
+	const char *name;
+	const char *device_id;
+	int qos;
+	long n;
+	long warmup;
+	long devices;
+	long updates;
+	long from, to;
+	int conns;
+	double timeout_s;
+} opt = {
+	.port = 1883, .http_port = 8080, .root = "/lab", .mode = "relay", .name = "bench",
+	.device_id = "bench-dev", .qos = 1, .n = 1000, .warmup = 200, .devices = 1000,
+	.updates = 20, .from = 0, .to = 1000, .conns = 8, .timeout_s = 60,
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "oh-bench: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+static void figure(const char *suffix, double value, const char *unit)
+{
+	printf("%s_%s %.6g %s\n", opt.name, suffix, value, unit);
+	fflush(stdout);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static double percentile(const double *v, size_t n, double p)
+{
+	if(!n)
+		return NAN;
+	size_t k = (size_t)ceil(p / 100.0 * (double)n);
+	if(k < 1)
+		k = 1;
+	return v[k - 1];
+}
+
+/* ---- MQTT clients -------------------------------------------------------- */
+
+struct client {
+	struct mosquitto *mosq;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool connected;
+	int subacks;
+	long published;           /* PUBACKs (QoS 1) or writes (QoS 0) */
+	void (*on_msg)(struct client *, const struct mosquitto_message *);
+	void *ud;
+};
+
+static void cb_connect(struct mosquitto *m, void *ud, int rc)
+{
+	struct client *c = ud;
+	if(rc)
+		die("broker refused connection: %s", mosquitto_connack_string(rc));
+	pthread_mutex_lock(&c->lock);
+	c->connected = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void cb_subscribe(struct mosquitto *m, void *ud, int mid, int n, const int *granted)
+{
+	struct client *c = ud;
+	pthread_mutex_lock(&c->lock);
+	c->subacks++;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void cb_publish(struct mosquitto *m, void *ud, int mid)
+{
+	struct client *c = ud;
+	pthread_mutex_lock(&c->lock);
+	c->published++;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void cb_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
+{
+	struct client *c = ud;
+	if(c->on_msg)
+		c->on_msg(c, msg);
+}
+
+/* Connects synchronously; threaded: a libmosquitto network thread runs it. */
+static struct client *client_new(const char *tag, bool threaded)
+{
+	struct client *c = calloc(1, sizeof *c);
+	char id[64];
+	snprintf(id, sizeof id, "oh-bench-%s-%d", tag, (int)getpid());
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->mosq = mosquitto_new(id, true, c);
+	if(!c->mosq)
+		die("mosquitto_new failed");
+	mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+	/* A modest window: libmosquitto 2.0 walks its whole outgoing list on
+	 * every publish and PUBACK while the window has room, so a window of
+	 * 65535 makes a 50,000-message burst quadratic.  100 in flight at a
+	 * loopback round trip of ~50 us is still millions per second. */
+	mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, 100);
+	mosquitto_connect_callback_set(c->mosq, cb_connect);
+	mosquitto_subscribe_callback_set(c->mosq, cb_subscribe);
+	mosquitto_publish_callback_set(c->mosq, cb_publish);
+	mosquitto_message_callback_set(c->mosq, cb_message);
+	int rc = mosquitto_connect(c->mosq, LOCALHOST, opt.port, 60);
+	if(rc)
+		die("cannot connect to %s:%d: %s", LOCALHOST, opt.port,
+				rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	if(threaded) {
+		mosquitto_loop_start(c->mosq);
+		pthread_mutex_lock(&c->lock);
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += 10;
+		while(!c->connected && pthread_cond_timedwait(&c->cond, &c->lock, &dl) == 0)
+			;
+		pthread_mutex_unlock(&c->lock);
+	} else {
+		double end = now_s() + 10;
+		while(!c->connected && now_s() < end)
+			mosquitto_loop(c->mosq, 100, 1);
+	}
+	if(!c->connected)
+		die("no CONNACK from the broker on port %d", opt.port);
+	return c;
+}
+
+/* Subscribes and waits for the SUBACK. */
+static void client_subscribe(struct client *c, const char *filter, int qos, bool threaded)
+{
+	pthread_mutex_lock(&c->lock);
+	int want = c->subacks + 1;
+	pthread_mutex_unlock(&c->lock);
+	if(mosquitto_subscribe(c->mosq, NULL, filter, qos))
+		die("subscribe %s failed", filter);
+	double end = now_s() + 10;
+	for(;;) {
+		pthread_mutex_lock(&c->lock);
+		bool done = c->subacks >= want;
+		pthread_mutex_unlock(&c->lock);
+		if(done)
+			return;
+		if(now_s() > end)
+			die("no SUBACK for %s", filter);
+		if(threaded)
+			usleep(1000);
+		else
+			mosquitto_loop(c->mosq, 10, 1);
+	}
+}
+
+/* Waits until `target` publishes are acknowledged (threaded clients). */
+static bool client_wait_published(struct client *c, long target, double timeout_s)
+{
+	double end = now_s() + timeout_s;
+	pthread_mutex_lock(&c->lock);
+	while(c->published < target && now_s() < end) {
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_nsec += 50 * 1000000;
+		if(dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+	}
+	bool ok = c->published >= target;
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+static void client_free(struct client *c, bool threaded)
+{
+	mosquitto_disconnect(c->mosq);
+	if(threaded)
+		mosquitto_loop_stop(c->mosq, false);
+	mosquitto_destroy(c->mosq);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+}
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+/* GET over a fresh connection; returns the status, *body is malloc'd. */
+static int http_get(const char *path, char **body, size_t *body_len)
+{
+	*body = NULL;
+	*body_len = 0;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if(fd < 0)
+		return -1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.http_port)};
+	inet_pton(AF_INET, LOCALHOST, &a.sin_addr);
+	struct timeval tv = {10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if(connect(fd, (struct sockaddr *)&a, sizeof a)) {
+		close(fd);
+		return -1;
+	}
+	char req[512];
+	int n = snprintf(req, sizeof req,
+			"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+	if(write(fd, req, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap);
+	for(;;) {
+		if(len + 65536 > cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if(!buf)
+				die("out of memory reading %s", path);
+		}
+		ssize_t r = read(fd, buf + len, cap - len - 1);
+		if(r < 0 && errno == EINTR)
+			continue;
+		if(r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = '\0';
+	int status = -1;
+	if(sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+		free(buf);
+		return -1;
+	}
+	char *sep = strstr(buf, "\r\n\r\n");
+	if(!sep) {
+		free(buf);
+		return -1;
+	}
+	*body_len = len - (size_t)(sep + 4 - buf);
+	*body = malloc(*body_len + 1);
+	memcpy(*body, sep + 4, *body_len + 1);
+	free(buf);
+	return status;
+}
+
+static json_t *http_get_json(const char *path)
+{
+	char *body;
+	size_t len;
+	int status = http_get(path, &body, &len);
+	json_t *j = NULL;
+	if(status == 200)
+		j = json_loadb(body, len, 0, NULL);
+	free(body);
+	return j;
+}
+
+/* ---- latency ----------------------------------------------------------------- */
+
+/*
+ * No threads here: the app and device clients are driven from one poll()
+ * loop, so each round trip costs the broker (and host) path plus two
+ * wake-ups, the same for the relay and the direct path.
+ */
+struct lat_state {
+	atomic_long received;
+	double t_recv;
+};
+
+static void lat_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	struct lat_state *s = c->ud;
+	s->t_recv = now_s();
+	atomic_fetch_add(&s->received, 1);
+}
+
+static void pump(struct client **cs, int n, int timeout_ms)
+{
+	struct pollfd p[4];
+	for(int i = 0; i < n; i++) {
+		p[i].fd = mosquitto_socket(cs[i]->mosq);
+		p[i].events = POLLIN | (mosquitto_want_write(cs[i]->mosq) ? POLLOUT : 0);
+		p[i].revents = 0;
+	}
+	int r = poll(p, (nfds_t)n, timeout_ms);
+	if(r < 0 && errno != EINTR)
+		die("poll: %s", strerror(errno));
+	for(int i = 0; i < n; i++) {
+		if(p[i].revents & (POLLIN | POLLERR | POLLHUP)) {
+			if(mosquitto_loop_read(cs[i]->mosq, 64))
+				die("connection to the broker lost");
+		}
+		if(mosquitto_want_write(cs[i]->mosq))
+			mosquitto_loop_write(cs[i]->mosq, 64);
+	}
+}
+
+static void cmd_latency(void)
+{
+	bool relay = !strcmp(opt.mode, "relay");
+	char dev_topic[256], cmd_topic[256], tag[32];
+	snprintf(dev_topic, sizeof dev_topic, "%s/device/%s/ndi/cmd", opt.root, opt.device_id);
+	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+	snprintf(tag, sizeof tag, "L%dx%s", (int)getpid(), relay ? "r" : "d");
+
+	struct lat_state st = {0};
+	struct client *dev = client_new("lat-dev", false);
+	struct client *app = client_new("lat-app", false);
+	dev->on_msg = lat_on_msg;
+	dev->ud = &st;
+	client_subscribe(dev, dev_topic, opt.qos, false);
+	struct client *cs[2] = {app, dev};
+
+	long total = opt.warmup + opt.n, lost = 0;
+	double *samples = calloc((size_t)opt.n, sizeof *samples);
+	size_t ns = 0;
+	double last_misc = now_s(), deadline = now_s() + opt.timeout_s;
+	for(long i = 0; i < total && now_s() < deadline; i++) {
+		char payload[512];
+		int len = snprintf(payload, sizeof payload,
+				"{\"req_id\":\"%s-%ld\",\"actor\":\"bench\",\"action\":\"start\","
+				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
+				tag, i, opt.device_id);
+		long want = atomic_load(&st.received) + 1;
+		double t0 = now_s();
+		if(mosquitto_publish(app->mosq, NULL, relay ? cmd_topic : dev_topic, len, payload,
+					opt.qos, false))
+			die("publish failed");
+		/* One second is two orders above any sane round trip. */
+		while(atomic_load(&st.received) < want && now_s() - t0 < 1.0)
+			pump(cs, 2, 100);
+		if(atomic_load(&st.received) < want) {
+			lost++;
+			continue;
+		}
+		if(i >= opt.warmup)
+			samples[ns++] = (st.t_recv - t0) * 1e6;
+		if(st.t_recv - last_misc > 1) {
+			mosquitto_loop_misc(app->mosq);
+			mosquitto_loop_misc(dev->mosq);
+			last_misc = st.t_recv;
+		}
+	}
+	/* Let PUBACKs for the last messages go out before disconnecting. */
+	for(int i = 0; i < 5; i++)
+		pump(cs, 2, 10);
+	qsort(samples, ns, sizeof *samples, cmp_double);
+	double sum = 0;
+	for(size_t i = 0; i < ns; i++)
+		sum += samples[i];
+	figure("p50", percentile(samples, ns, 50), "us");
+	figure("p99", percentile(samples, ns, 99), "us");
+	figure("mean", ns ? sum / (double)ns : NAN, "us");
+	figure("samples", (double)ns, "count");
+	figure("lost", (double)lost, "count");
+	free(samples);
+	client_free(app, false);
+	client_free(dev, false);
+}
+
+/* ---- throughput ---------------------------------------------------------------- */
+
+struct tput_state {
+	pthread_mutex_t lock;
+	unsigned char *seen;
+	long n;
+	long unique;
+	long dups;
+	double t_first, t_last;
+	char tag[32];
+};
+
+static long parse_seq(const struct mosquitto_message *m, const char *tag)
+{
+	const char *p = memmem(m->payload, (size_t)m->payloadlen, tag, strlen(tag));
+	if(!p)
+		return -1;
+	p += strlen(tag);
+	char *end;
+	long v = strtol(p, &end, 10);
+	return end == p ? -1 : v;
+}
+
+static void tput_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	struct tput_state *s = c->ud;
+	long seq = parse_seq(m, s->tag);
+	double t = now_s();
+	pthread_mutex_lock(&s->lock);
+	if(seq >= 0 && seq < s->n) {
+		if(s->seen[seq]) {
+			s->dups++;
+		} else {
+			s->seen[seq] = 1;
+			s->unique++;
+			if(!s->t_first)
+				s->t_first = t;
+			s->t_last = t;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void cmd_throughput(void)
+{
+	bool relay = !strcmp(opt.mode, "relay");
+	char dev_topic[256], cmd_topic[256];
+	snprintf(dev_topic, sizeof dev_topic, "%s/device/%s/ndi/cmd", opt.root, opt.device_id);
+	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+
+	struct tput_state st = {.n = opt.n};
+	pthread_mutex_init(&st.lock, NULL);
+	st.seen = calloc((size_t)opt.n, 1);
+	snprintf(st.tag, sizeof st.tag, "T%dq%d%sx", (int)getpid(), opt.qos, relay ? "r" : "d");
+
+	struct client *dev = client_new("tput-dev", true);
+	dev->on_msg = tput_on_msg;
+	dev->ud = &st;
+	client_subscribe(dev, dev_topic, opt.qos, true);
+	struct client *app = client_new("tput-app", true);
+
+	double t0 = now_s();
+	for(long i = 0; i < opt.n; i++) {
+		char payload[512];
+		int len = snprintf(payload, sizeof payload,
+				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
+				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
+				st.tag, i, opt.device_id);
+		int rc = mosquitto_publish(app->mosq, NULL, relay ? cmd_topic : dev_topic, len,
+				payload, opt.qos, false);
+		if(rc)
+			die("publish failed: %s", mosquitto_strerror(rc));
+	}
+	double t_queued = now_s();
+	/* Done when everything arrived, or nothing new came for 3 s. */
+	long last_unique = -1;
+	double last_progress = now_s(), end = t0 + opt.timeout_s;
+	for(;;) {
+		usleep(5000);
+		pthread_mutex_lock(&st.lock);
+		long u = st.unique;
+		pthread_mutex_unlock(&st.lock);
+		double t = now_s();
+		if(u >= opt.n || t > end)
+			break;
+		if(u != last_unique) {
+			last_unique = u;
+			last_progress = t;
+		} else if(t - last_progress > 3.0) {
+			break;
+		}
+	}
+	client_wait_published(app, opt.n, 2.0);
+	pthread_mutex_lock(&st.lock);
+	double secs = st.t_last - t0;
+	figure("rate", secs > 0 ? (double)st.unique / secs : 0, "msg/s");
+	figure("delivered", (double)st.unique, "count");
+	figure("lost", (double)(opt.n - st.unique), "count");
+	figure("duplicates", (double)st.dups, "count");
+	figure("secs", secs, "s");
+	figure("publish_secs", t_queued - t0, "s");
+	pthread_mutex_unlock(&st.lock);
+	client_free(app, true);
+	client_free(dev, true);
+	free(st.seen);
+}
+
+/* ---- devices: meta, status, registry ------------------------------------------- */
+
+static void device_name(long i, char *out, size_t len)
+{
+	snprintf(out, len, "dev-%06ld", i);
+}
+
+static void publish_meta(struct client *c, long i)
+{
+	char id[32], topic[256], payload[512];
+	device_name(i, id, sizeof id);
+	snprintf(topic, sizeof topic, "%s/device/%s/meta", opt.root, id);
+	int len = snprintf(payload, sizeof payload,
+			"{\"device_id\":\"%s\",\"name\":\"Bench device %ld\",\"modules\":[\"ndi\"],"
+			"\"version\":\"1.4.2\",\"ip\":\"10.0.%ld.%ld\",\"model\":\"rpi4\"}",
+			id, i, (i / 250) % 256, i % 250 + 1);
+	if(mosquitto_publish(c->mosq, NULL, topic, len, payload, 1, true))
+		die("publish %s failed", topic);
+}
+
+static int publish_status(struct client *c, long i, long seq)
+{
+	char id[32], topic[256], payload[256];
+	device_name(i, id, sizeof id);
+	snprintf(topic, sizeof topic, "%s/device/%s/status", opt.root, id);
+	int len = snprintf(payload, sizeof payload,
+			"{\"online\":true,\"seq\":%ld,\"cpu\":%ld.%ld,\"ndi\":{\"state\":\"idle\"}}",
+			seq, (i * 7 + seq) % 100, seq % 10);
+	if(mosquitto_publish(c->mosq, NULL, topic, len, payload, 1, true))
+		die("publish %s failed", topic);
+	return len;
+}
+
+/* True once GET /api/devices/{id} shows status seq `seq` (or, seq < 0, exists). */
+static bool device_visible(long i, long seq)
+{
+	char id[32], path[128];
+	device_name(i, id, sizeof id);
+	snprintf(path, sizeof path, "/api/devices/%s", id);
+	json_t *j = http_get_json(path);
+	if(!j)
+		return false;
+	bool ok = seq < 0 || json_integer_value(json_object_get(j, "seq")) == seq;
+	json_decref(j);
+	return ok;
+}
+
+static struct client **open_conns(int n, const char *tag)
+{
+	struct client **cs = calloc((size_t)n, sizeof *cs);
+	for(int k = 0; k < n; k++) {
+		char t[32];
+		snprintf(t, sizeof t, "%s%d", tag, k);
+		cs[k] = client_new(t, true);
+	}
+	return cs;
+}
+
+static void wait_conns_published(struct client **cs, int n, const long *expected)
+{
+	for(int k = 0; k < n; k++) {
+		if(!client_wait_published(cs[k], expected[k], opt.timeout_s))
+			die("broker did not acknowledge every publish on connection %d", k);
+	}
+}
+
+/* populate: meta + one status for devices [from, to), then wait until the
+ * host shows the last device of every connection (each connection's messages
+ * arrive in order). */
+static void cmd_populate(void)
+{
+	int nc = opt.conns;
+	struct client **cs = open_conns(nc, "pop");
+	long *expected = calloc((size_t)nc, sizeof *expected);
+	long *last = calloc((size_t)nc, sizeof *last);
+	double t0 = now_s();
+	for(long i = opt.from; i < opt.to; i++) {
+		int k = (int)(i % nc);
+		publish_meta(cs[k], i);
+		publish_status(cs[k], i, 0);
+		expected[k] += 2;
+		last[k] = i;
+		/* Keep the client queues short: the broker acks as it goes. */
+		if((i - opt.from) % 2000 == 1999)
+			client_wait_published(cs[k], expected[k] - 1000, opt.timeout_s);
+	}
+	wait_conns_published(cs, nc, expected);
+	double t_acked = now_s(), end = t0 + opt.timeout_s;
+	bool all = false;
+	while(!all && now_s() < end) {
+		all = true;
+		for(int k = 0; k < nc && all; k++) {
+			if(expected[k] && !device_visible(last[k], 0))
+				all = false;
+		}
+		if(!all)
+			usleep(20000);
+	}
+	if(!all)
+		die("host did not show all %ld devices within %.0f s", opt.to - opt.from, opt.timeout_s);
+	figure("publish_secs", t_acked - t0, "s");
+	figure("visible_secs", now_s() - t0, "s");
+	for(int k = 0; k < nc; k++)
+		client_free(cs[k], true);
+	free(expected);
+	free(last);
+}
+
+struct reg_state {
+	pthread_mutex_t lock;
+	char status_suffix[16];
+	long status_seen;
+	long status_target;
+	double t_status_last;
+	double t_from;            /* count snapshots arriving after this */
+	long snapshots;
+	long snapshot_bytes;
+	long max_snapshot_bytes;
+	long devices_in_snapshot;
+	bool snapshot_final;      /* a snapshot showed every final update */
+	double t_snapshot_final;
+	long final_seq;
+	long ndev;
+};
+
+/* Whether a registry document shows `seq` for all `ndev` devices. */
+static bool registry_complete(json_t *reg, long seq, long ndev)
+{
+	json_t *devs = json_object_get(reg, "devices");
+	if((long)json_object_size(devs) < ndev)
+		return false;
+	const char *k;
+	json_t *v;
+	long n = 0;
+	json_object_foreach(devs, k, v) {
+		if(strncmp(k, "dev-", 4))
+			continue;
+		if(json_integer_value(json_object_get(v, "seq")) != seq)
+			return false;
+		n++;
+	}
+	return n >= ndev;
+}
+
+static void reg_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	struct reg_state *s = c->ud;
+	double t = now_s();
+	size_t tl = strlen(m->topic), sl = strlen(s->status_suffix);
+	if(tl > sl && !strcmp(m->topic + tl - sl, s->status_suffix)) {
+		if(m->retain)
+			return;
+		pthread_mutex_lock(&s->lock);
+		if(++s->status_seen == s->status_target)
+			s->t_status_last = t;
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	/* A registry snapshot. */
+	if(m->retain)
+		return;
+	pthread_mutex_lock(&s->lock);
+	bool counting = s->t_from > 0 && t >= s->t_from;
+	bool check = counting && !s->snapshot_final;
+	pthread_mutex_unlock(&s->lock);
+	if(!counting)
+		return;
+	bool final = false;
+	if(check) {
+		json_t *j = json_loadb(m->payload, (size_t)m->payloadlen, 0, NULL);
+		final = j && registry_complete(j, s->final_seq, s->ndev);
+		json_decref(j);
+	}
+	pthread_mutex_lock(&s->lock);
+	s->snapshots++;
+	s->snapshot_bytes += m->payloadlen;
+	if(m->payloadlen > s->max_snapshot_bytes)
+		s->max_snapshot_bytes = m->payloadlen;
+	if(final && !s->snapshot_final) {
+		s->snapshot_final = true;
+		s->t_snapshot_final = t;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void cmd_registry(void)
+{
+	int nc = opt.conns;
+	long ndev = opt.devices, nup = opt.updates;
+	struct reg_state st = {.final_seq = nup, .ndev = ndev};
+	pthread_mutex_init(&st.lock, NULL);
+	snprintf(st.status_suffix, sizeof st.status_suffix, "/status");
+
+	/* 1. Register the devices (meta only) and wait until the host has them. */
+	struct client **cs = open_conns(nc, "reg");
+	long *expected = calloc((size_t)nc, sizeof *expected);
+	for(long i = 0; i < ndev; i++) {
+		publish_meta(cs[i % nc], i);
+		expected[i % nc]++;
+	}
+	wait_conns_published(cs, nc, expected);
+	double end = now_s() + opt.timeout_s;
+	bool have_all = false;
+	while(!have_all && now_s() < end) {
+		json_t *reg = http_get_json("/api/registry");
+		have_all = reg && (long)json_object_size(json_object_get(reg, "devices")) >= ndev;
+		json_decref(reg);
+		if(!have_all)
+			usleep(50000);
+	}
+	if(!have_all)
+		die("host did not register %ld devices", ndev);
+	usleep(500000);   /* let the registration snapshots go out */
+
+	/* 2. A monitor sees what the broker delivers: every status update (the
+	 *    broker-alone reference) and every registry snapshot. */
+	struct client *mon = client_new("reg-mon", true);
+	mon->on_msg = reg_on_msg;
+	mon->ud = &st;
+	char filter[256];
+	snprintf(filter, sizeof filter, "%s/device/+/status", opt.root);
+	client_subscribe(mon, filter, 1, true);
+	snprintf(filter, sizeof filter, "%s/orchestrator/registry", opt.root);
+	client_subscribe(mon, filter, 1, true);
+	usleep(200000);
+
+	/* 3. The burst: `nup` rounds of one status per device, as fast as the
+	 *    client library takes them.  seq runs 1..nup. */
+	st.status_target = ndev * nup;
+	long status_bytes = 0;
+	double t0 = now_s();
+	pthread_mutex_lock(&st.lock);
+	st.t_from = t0;
+	pthread_mutex_unlock(&st.lock);
+	for(long u = 1; u <= nup; u++) {
+		for(long i = 0; i < ndev; i++) {
+			status_bytes += publish_status(cs[i % nc], i, u);
+			expected[i % nc]++;
+		}
+	}
+	double t_queued = now_s();
+
+	/* 4. Wait for the monitor to see the last update, then poll the host. */
+	end = t0 + opt.timeout_s;
+	for(;;) {
+		pthread_mutex_lock(&st.lock);
+		bool done = st.status_seen >= st.status_target;
+		pthread_mutex_unlock(&st.lock);
+		if(done || now_s() > end)
+			break;
+		usleep(1000);
+	}
+	pthread_mutex_lock(&st.lock);
+	long seen = st.status_seen;
+	double t_arrived = st.t_status_last;
+	pthread_mutex_unlock(&st.lock);
+	if(seen < st.status_target)
+		die("the monitor saw only %ld of %ld status updates", seen, st.status_target);
+
+	double t_visible = 0;
+	int polls = 0;
+	while(now_s() < end) {
+		json_t *reg = http_get_json("/api/registry");
+		double t = now_s();
+		polls++;
+		bool ok = reg && registry_complete(reg, nup, ndev);
+		json_decref(reg);
+		if(ok) {
+			t_visible = t;
+			break;
+		}
+		usleep(2000);
+	}
+	if(!t_visible)
+		die("GET /api/registry never showed the final update of every device");
+	/* Snapshots still in flight belong to the burst too. */
+	usleep(1000000);
+	wait_conns_published(cs, nc, expected);
+
+	pthread_mutex_lock(&st.lock);
+	long total = ndev * nup;
+	figure("updates", (double)total, "count");
+	figure("publish_secs", t_queued - t0, "s");
+	figure("broker_secs", t_arrived - t0, "s");
+	figure("broker_rate", (double)total / (t_arrived - t0), "updates/s");
+	figure("visible_secs", t_visible - t0, "s");
+	figure("visible_after_last_s", t_visible - t_arrived, "s");
+	figure("rate", (double)total / (t_visible - t0), "updates/s");
+	figure("snapshot_final_after_last_s",
+			st.snapshot_final ? st.t_snapshot_final - t_arrived : NAN, "s");
+	figure("snapshots", (double)st.snapshots, "count");
+	figure("snapshot_bytes", (double)st.snapshot_bytes, "bytes");
+	figure("snapshot_max_bytes", (double)st.max_snapshot_bytes, "bytes");
+	figure("status_bytes", (double)status_bytes, "bytes");
+	figure("write_amplification_bytes", (double)st.snapshot_bytes / (double)status_bytes, "ratio");
+	figure("snapshots_per_update", (double)st.snapshots / (double)total, "ratio");
+	figure("http_polls", polls, "count");
+	pthread_mutex_unlock(&st.lock);
+
+	client_free(mon, true);
+	for(int k = 0; k < nc; k++)
+		client_free(cs[k], true);
+	free(expected);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: oh-bench latency|throughput|registry|populate [options]\n"
+		"  --port N          broker port (1883)\n"
+		"  --http-port N     host HTTP port (8080)\n"
+		"  --root R          topic root (/lab)\n"
+		"  --mode M          relay (through the host) or direct (broker alone)\n"
+		"  --qos Q           0 or 1 (1)\n"
+		"  --n N             round trips / commands\n"
+		"  --warmup N        latency round trips not counted (200)\n"
+		"  --devices N       registry: devices (1000)\n"
+		"  --updates N       registry: status updates per device (20)\n"
+		"  --from A --to B   populate: device numbers [A, B)\n"
+		"  --conns N         MQTT connections the devices share (8)\n"
+		"  --timeout S       give up after S seconds (60)\n"
+		"  --name NAME       prefix of the printed figures\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	if(argc < 2)
+		usage();
+	const char *cmd = argv[1];
+	static const struct option lo[] = {
+		{"port", 1, 0, 'p'}, {"http-port", 1, 0, 'h'}, {"root", 1, 0, 'r'},
+		{"mode", 1, 0, 'm'}, {"qos", 1, 0, 'q'}, {"n", 1, 0, 'n'}, {"warmup", 1, 0, 'w'},
+		{"devices", 1, 0, 'd'}, {"updates", 1, 0, 'u'}, {"from", 1, 0, 'f'},
+		{"to", 1, 0, 't'}, {"conns", 1, 0, 'c'}, {"timeout", 1, 0, 'T'},
+		{"name", 1, 0, 'N'}, {"device-id", 1, 0, 'D'}, {0, 0, 0, 0},
+	};
+	int ch;
+	optind = 2;
+	while((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch(ch) {
+		case 'p': opt.port = atoi(optarg); break;
+		case 'h': opt.http_port = atoi(optarg); break;
+		case 'r': opt.root = optarg; break;
+		case 'm': opt.mode = optarg; break;
+		case 'q': opt.qos = atoi(optarg); break;
+		case 'n': opt.n = atol(optarg); break;
+		case 'w': opt.warmup = atol(optarg); break;
+		case 'd': opt.devices = atol(optarg); break;
+		case 'u': opt.updates = atol(optarg); break;
+		case 'f': opt.from = atol(optarg); break;
+		case 't': opt.to = atol(optarg); break;
+		case 'c': opt.conns = atoi(optarg); break;
+		case 'T': opt.timeout_s = atof(optarg); break;
+		case 'N': opt.name = optarg; break;
+		case 'D': opt.device_id = optarg; break;
+		default: usage();
+		}
+	}
+	if(opt.n < 1 || opt.conns < 1 || opt.devices < 1 || opt.qos < 0 || opt.qos > 1)
+		usage();
+	mosquitto_lib_init();
+	if(!strcmp(cmd, "latency"))
+		cmd_latency();
+	else if(!strcmp(cmd, "throughput"))
+		cmd_throughput();
+	else if(!strcmp(cmd, "registry"))
+		cmd_registry();
+	else if(!strcmp(cmd, "populate"))
+		cmd_populate();
+	else
+		usage();
+	mosquitto_lib_cleanup();
+	return 0;
+}

@@ -1,0 +1,115 @@
+/*
+ * The plugins' REST surface: GET /api/plugins lists every configured plugin
+ * (loaded or not, and why not), DELETE /api/plugins/{module} unloads one at
+ * run time.
+ *
+ * Unloading is deferred to a fresh turn of the loop, so no plugin callback
+ * can be on the stack when its shared object is closed, whoever asked.  The
+ * reply waits for the unload and reports the plugin's new state.
+ */
+#include "plugin_ctx.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+static void get_plugins(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	oh_reply_json(req, 200, json_pack("{s:o}", "plugins", plugins_status_json(ud)));
+}
+
+/* The plugin's entry in plugins_status_json(); returned. */
+static json_t *status_of(struct host *h, const char *module)
+{
+	json_t *all = plugins_status_json(h);
+	size_t i;
+	json_t *item;
+	json_array_foreach(all, i, item) {
+		if(!strcmp(json_string_value(json_object_get(item, "module")), module)) {
+			json_incref(item);
+			json_decref(all);
+			return item;
+		}
+	}
+	json_decref(all);
+	return json_object();
+}
+
+struct pending_unload {
+	struct host *host;
+	struct oh_http_req *req;  /* NULL once the client left */
+	char module[64];
+};
+
+static void unload_gone(struct oh_http_req *req, void *ud)
+{
+	struct pending_unload *p = ud;
+	p->req = NULL;
+}
+
+static void do_unload(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending_unload *p = arg;
+	int rc = plugins_unload(p->host, p->module);
+	if(p->req) {
+		oh_req_on_gone(p->req, NULL, NULL);
+		if(rc == OH_OK)
+			oh_reply_json(p->req, 200, status_of(p->host, p->module));
+		else if(rc == OH_ERR_NOT_HELD)
+			oh_reply_error(p->req, 409, "NOT_LOADED", "plugin %s is not loaded", p->module);
+		else
+			oh_reply_error(p->req, 404, "NOT_FOUND", "no plugin %s", p->module);
+	}
+	free(p);
+}
+
+static void delete_plugin(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct host *h = ud;
+	const char *module = oh_req_param(req, "module");
+	oh_ctx *target = plugins_find(h, module);
+	if(!target) {
+		oh_reply_error(req, 404, "NOT_FOUND", "no plugin %s", module);
+		return;
+	}
+	if(!target->loaded) {
+		oh_reply_error(req, 409, "NOT_LOADED", "plugin %s is not loaded: %s", module,
+				target->error);
+		return;
+	}
+	struct pending_unload *p = calloc(1, sizeof *p);
+	if(!p) {
+		oh_reply_error(req, 500, "INTERNAL", "out of memory");
+		return;
+	}
+	p->host = h;
+	p->req = req;
+	snprintf(p->module, sizeof p->module, "%s", module);
+	static const struct timeval now = {0, 0};
+	if(event_base_once(h->base, -1, EV_TIMEOUT, do_unload, p, &now)) {
+		free(p);
+		oh_reply_error(req, 500, "INTERNAL", "cannot schedule the unload");
+		return;
+	}
+	/* Reply later, from do_unload. */
+	oh_req_on_gone(req, unload_gone, p);
+}
+
+int api_plugins_register(struct host *h)
+{
+	int rc = http_route_add(h->http, NULL, "GET", "/api/plugins", get_plugins, h,
+			"{\"summary\": \"Configured plugins, whether each loaded, and why not\"}");
+	if(rc)
+		return rc;
+	return http_route_add(h->http, NULL, "DELETE", "/api/plugins/{module}", delete_plugin, h,
+			"{\"summary\": \"Unload a plugin: its cleanup runs, then the host removes its"
+			" subscriptions, routes, timers, lease watcher and UI page\","
+			" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
+			" \"schema\": {\"type\": \"string\"}}],"
+			" \"responses\": {\"200\": {\"description\": \"unloaded; the plugin's new state\"},"
+			" \"404\": {\"description\": \"no such plugin\"},"
+			" \"409\": {\"description\": \"the plugin is not loaded\"}}}");
+}

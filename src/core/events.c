@@ -1,0 +1,291 @@
+/*
+ * Server-sent events: GET /api/events streams what the web UI shows live.
+ *
+ * On connect a client gets `retry: 2000`, the broker state and the current
+ * registry snapshot, so a page (re)connecting needs nothing else; after that
+ * every published snapshot, every message on {root}/orchestrator/+/evt and
+ * every broker state change, plus a `: ping` comment every 15 seconds.  A
+ * connection parked with nothing to send is not polled, so the ping is also
+ * how a client that vanished gets noticed.
+ *
+ *   event: registry   data: the snapshot, as published on {root}/orchestrator/registry
+ *   event: orch_evt   data: {"topic": ..., "payload": <JSON or null>[, "error": ...]}
+ *   event: broker     data: {"mqtt": "connected" | "disconnected"}
+ *
+ * A client that falls more than MAX_BACKLOG bytes behind is dropped rather
+ * than buffered without bound; EventSource reconnects and starts again from
+ * a fresh snapshot, which is all it would have caught up to anyway.
+ */
+#include "events.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+#include "mqtt_link.h"
+#include "shared_buf.h"
+
+#define PING_INTERVAL_S 15
+#define MAX_BACKLOG (1024 * 1024)
+#define RETRY_MS "2000"
+
+struct client {
+	struct client *prev, *next;
+	struct events *ev;
+	struct http_stream *st;
+	bool dropped;             /* aborted, waiting for on_gone */
+};
+
+struct events {
+	struct host *host;
+	struct client *clients;
+	size_t n_clients;
+	struct event *ev_ping;
+	unsigned long dropped_total;
+};
+
+/* The link callbacks in main.c reach the state through the host; as struct
+ * host has no slot for it, it lives here (one host per process). */
+static struct events *the_events;
+
+/* ---- formatting ----------------------------------------------------------- */
+
+/* "event: NAME\ndata: ...\n\n", one data line per line of data (JSON text
+ * normally has none, but a pretty-printed document must not end the
+ * message early).  Returned; free(). */
+static char *sse_format(const char *event, const char *data, size_t len, size_t *out_len)
+{
+	size_t lines = 1;
+	for(size_t i = 0; i < len; i++)
+		lines += data[i] == '\n';
+	size_t cap = strlen(event) + 9 + len + lines * 7 + 2;
+	char *out = malloc(cap);
+	if(!out)
+		return NULL;
+	size_t n = (size_t)sprintf(out, "event: %s\n", event);
+	size_t start = 0;
+	for(size_t i = 0; i <= len; i++) {
+		if(i < len && data[i] != '\n')
+			continue;
+		size_t end = i;
+		if(end > start && data[end - 1] == '\r')
+			end--;
+		memcpy(out + n, "data: ", 6);
+		n += 6;
+		memcpy(out + n, data + start, end - start);
+		n += end - start;
+		out[n++] = '\n';
+		start = i + 1;
+	}
+	out[n++] = '\n';
+	*out_len = n;
+	return out;
+}
+
+/* ---- clients ------------------------------------------------------------------ */
+
+static void client_send(struct client *c, const char *msg, size_t len)
+{
+	if(c->dropped)
+		return;
+	size_t backlog = http_stream_backlog(c->st);
+	int rc = OH_OK;
+	if(backlog && backlog + len > MAX_BACKLOG)
+		rc = OH_ERR_TOO_LARGE;
+	else
+		rc = http_stream_write(c->st, msg, len);
+	if(rc) {
+		log_warn("events", "dropping an event-stream client (%zu bytes unsent): %s",
+				backlog, oh_strerror(rc));
+		c->dropped = true;
+		c->ev->dropped_total++;
+		http_stream_abort(c->st);
+	}
+}
+
+static void broadcast(struct events *ev, const char *msg, size_t len)
+{
+	for(struct client *c = ev->clients; c; c = c->next)
+		client_send(c, msg, len);
+}
+
+static void broadcast_event(struct events *ev, const char *event, const char *data, size_t len)
+{
+	if(!ev->clients)
+		return;
+	size_t n;
+	char *msg = sse_format(event, data, len, &n);
+	if(!msg) {
+		log_error("events", "out of memory formatting a %s event", event);
+		return;
+	}
+	broadcast(ev, msg, n);
+	free(msg);
+}
+
+static void send_event(struct client *c, const char *event, const char *data, size_t len)
+{
+	size_t n;
+	char *msg = sse_format(event, data, len, &n);
+	if(msg)
+		client_send(c, msg, n);
+	free(msg);
+}
+
+static const char *broker_json(bool up)
+{
+	return up ? "{\"mqtt\":\"connected\"}" : "{\"mqtt\":\"disconnected\"}";
+}
+
+static void on_gone(struct http_stream *st, void *ud)
+{
+	struct client *c = ud;
+	struct events *ev = c->ev;
+	if(c->prev)
+		c->prev->next = c->next;
+	else
+		ev->clients = c->next;
+	if(c->next)
+		c->next->prev = c->prev;
+	ev->n_clients--;
+	free(c);
+	if(!ev->clients)
+		event_del(ev->ev_ping);
+}
+
+static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct events *ev = ud;
+	struct host *h = ev->host;
+	struct client *c = calloc(1, sizeof *c);
+	if(!c) {
+		oh_reply_error(req, 503, "NO_MEMORY", "out of memory");
+		return;
+	}
+	c->ev = ev;
+	c->st = http_reply_stream(req, "text/event-stream", on_gone, c);
+	if(!c->st) {
+		free(c);
+		oh_reply_error(req, 503, "NO_MEMORY", "cannot open an event stream");
+		return;
+	}
+	c->next = ev->clients;
+	if(ev->clients)
+		ev->clients->prev = c;
+	ev->clients = c;
+	ev->n_clients++;
+	if(!event_pending(ev->ev_ping, EV_TIMEOUT, NULL)) {
+		struct timeval tv = {PING_INTERVAL_S, 0};
+		event_add(ev->ev_ping, &tv);
+	}
+
+	static const char hello[] = "retry: " RETRY_MS "\n\n";
+	client_send(c, hello, sizeof hello - 1);
+	const char *b = broker_json(h->link && mqtt_link_connected(h->link));
+	send_event(c, "broker", b, strlen(b));
+	struct shared_buf *snap = registry_snapshot(h->registry);
+	if(snap) {
+		send_event(c, "registry", snap->data, snap->len);
+		shared_buf_unref(snap);
+	}
+}
+
+/* ---- sources ---------------------------------------------------------------------- */
+
+static void on_snapshot(struct shared_buf *snap, void *ud)
+{
+	struct events *ev = ud;
+	broadcast_event(ev, "registry", snap->data, snap->len);
+}
+
+static void on_orch_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
+{
+	struct events *ev = ud;
+	if(!ev->clients)
+		return;
+	json_t *body = json_pack("{s:s, s:O?}", "topic", msg->topic, "payload", msg->json);
+	if(body && msg->error)
+		json_object_set_new(body, "error", json_string(msg->error));
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if(!text) {
+		log_error("events", "out of memory relaying %s", msg->topic);
+		return;
+	}
+	broadcast_event(ev, "orch_evt", text, strlen(text));
+	free(text);
+}
+
+static void on_ping(evutil_socket_t fd, short what, void *arg)
+{
+	static const char ping[] = ": ping\n\n";
+	broadcast(arg, ping, sizeof ping - 1);
+}
+
+void events_broker_state(struct host *h, bool up)
+{
+	struct events *ev = the_events;
+	if(!ev || ev->host != h)
+		return;
+	const char *b = broker_json(up);
+	broadcast_event(ev, "broker", b, strlen(b));
+}
+
+/* ---- set-up and teardown -------------------------------------------------------------- */
+
+int events_register(struct host *h)
+{
+	if(the_events)
+		return OH_ERR_EXISTS;
+	struct events *ev = calloc(1, sizeof *ev);
+	if(!ev)
+		return OH_ERR_NOMEM;
+	ev->host = h;
+	ev->ev_ping = event_new(h->base, -1, EV_PERSIST, on_ping, ev);
+	if(!ev->ev_ping) {
+		free(ev);
+		return OH_ERR_NOMEM;
+	}
+	char filter[300];
+	snprintf(filter, sizeof filter, "%s/orchestrator/+/evt", h->cfg.topic_root);
+	int rc = http_route_add(h->http, NULL, "GET", "/api/events", get_events, ev,
+			"{\"summary\": \"Live updates as server-sent events\","
+			" \"description\": \"text/event-stream. On connect: retry: 2000, an event"
+			" `broker` and an event `registry` with the current snapshot; then `registry`"
+			" (every published snapshot), `orch_evt` ({topic, payload} of every message on"
+			" {root}/orchestrator/+/evt) and `broker` ({mqtt: connected|disconnected}) as they"
+			" happen, and a `: ping` comment every 15 s. Clients more than 1 MB behind are"
+			" dropped and reconnect.\","
+			" \"responses\": {\"200\": {\"description\": \"an endless event stream\","
+			" \"content\": {\"text/event-stream\": {\"schema\": {\"type\": \"string\"}}}}}}");
+	if(!rc)
+		rc = dispatch_subscribe(h->dispatch, NULL, filter, 1, on_orch_evt, ev);
+	if(rc) {
+		/* A route already added stays with the server; it must not
+		 * outlive ev, so keep ev until events_free. */
+		the_events = ev;
+		return rc;
+	}
+	registry_on_publish(h->registry, on_snapshot, ev);
+	the_events = ev;
+	return OH_OK;
+}
+
+void events_free(struct host *h)
+{
+	struct events *ev = the_events;
+	if(!ev || ev->host != h)
+		return;
+	/* The HTTP server is gone, and with it every stream (on_gone has run
+	 * for each); anything left here is only memory. */
+	while(ev->clients) {
+		struct client *c = ev->clients;
+		ev->clients = c->next;
+		free(c);
+	}
+	event_free(ev->ev_ping);
+	free(ev);
+	the_events = NULL;
+}

@@ -1,0 +1,691 @@
+/*
+ * The durable scheduler: jobs in memory and in the store, one timer heap on
+ * the loop, firing, and catch-up after downtime.
+ *
+ * Every job sits in one binary min-heap keyed by its due time (wall-clock
+ * seconds), with a single monotonic libevent timer armed for the top, so
+ * 100,000 jobs cost one pending event and O(log n) per change.  When the
+ * timer fires the wall clock is read again: a clock stepped backwards
+ * re-arms instead of firing early.  A 1 s watch compares the wall clock
+ * with the monotonic one and re-arms on a step, so a step forwards does not
+ * delay jobs either.
+ *
+ * Exactly once: before a job's commands are dispatched its new state
+ * (last_run, and next_run already moved to the following cron time, or
+ * "done" for a one-off job) is committed to the store, so a crash during or
+ * after the dispatch never runs the same due time again.  A run that is
+ * more than misfire_grace_s late (the host was down, or the clock jumped)
+ * is recorded as MISSED instead, and a cron job then moves to its first
+ * time after now: one run or one MISSED, never a series.
+ */
+#include "scheduler.h"
+
+#include <event2/event.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "plugin_ctx.h"
+#include "store.h"
+#include "strmap.h"
+#include "timeutil.h"
+
+/* ---- the heap ----------------------------------------------------------- */
+
+static bool before(const struct job *a, const struct job *b)
+{
+	return a->due < b->due || (a->due == b->due && a->created < b->created);
+}
+
+static void heap_set(struct scheduler *s, uint32_t i, struct job *j)
+{
+	s->heap[i] = j;
+	j->heap_idx = i;
+}
+
+static void sift_up(struct scheduler *s, uint32_t i)
+{
+	struct job *j = s->heap[i];
+	while(i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if(!before(j, s->heap[p]))
+			break;
+		heap_set(s, i, s->heap[p]);
+		i = p;
+	}
+	heap_set(s, i, j);
+}
+
+static void sift_down(struct scheduler *s, uint32_t i)
+{
+	struct job *j = s->heap[i];
+	for(;;) {
+		uint32_t c = 2 * i + 1;
+		if(c >= s->n)
+			break;
+		if(c + 1 < s->n && before(s->heap[c + 1], s->heap[c]))
+			c++;
+		if(!before(s->heap[c], j))
+			break;
+		heap_set(s, i, s->heap[c]);
+		i = c;
+	}
+	heap_set(s, i, j);
+}
+
+/* Room for `want` entries.  Reserved whenever a job is created, so that
+ * putting a job back after it fired can never fail. */
+static int heap_reserve(struct scheduler *s, size_t want)
+{
+	if(want <= s->cap)
+		return OH_OK;
+	if(want >= UINT32_MAX / 2)
+		return OH_ERR_TOO_LARGE;
+	uint32_t cap = s->cap ? s->cap : 64;
+	while(cap < want)
+		cap *= 2;
+	struct job **heap = realloc(s->heap, cap * sizeof *heap);
+	if(!heap)
+		return OH_ERR_NOMEM;
+	s->heap = heap;
+	s->cap = cap;
+	return OH_OK;
+}
+
+static void heap_push(struct scheduler *s, struct job *j)
+{
+	heap_set(s, s->n++, j);
+	sift_up(s, j->heap_idx);
+}
+
+static void heap_remove(struct scheduler *s, struct job *j)
+{
+	uint32_t i = j->heap_idx;
+	if(i == UINT32_MAX)
+		return;
+	j->heap_idx = UINT32_MAX;
+	struct job *last = s->heap[--s->n];
+	if(i < s->n) {
+		heap_set(s, i, last);
+		sift_down(s, i);
+		sift_up(s, last->heap_idx);
+	}
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void arm(struct scheduler *s)
+{
+	if(!s->n) {
+		evtimer_del(s->timer);
+		return;
+	}
+	double wait = (double)s->heap[0]->due - s->now();
+	if(wait < 0)
+		wait = 0;
+	if(wait > 86400.0 * 365)
+		wait = 86400.0 * 365;   /* re-checked then; keeps timeval sane */
+	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - floor(wait)) * 1e6)};
+	evtimer_add(s->timer, &tv);
+}
+
+/* ---- jobs and their JSON ------------------------------------------------- */
+
+static struct job *job_alloc(struct sched_plugin *sp, const char *id, const char *owner,
+		const char *name, const char *tz, const char *spec, const char *commands)
+{
+	const char *src[5] = {owner, name, tz, spec, commands};
+	size_t len[5], total = 0;
+	for(int i = 0; i < 5; i++) {
+		len[i] = src[i] ? strlen(src[i]) + 1 : 0;
+		total += len[i];
+	}
+	struct job *j = calloc(1, sizeof *j + total);
+	if(!j)
+		return NULL;
+	j->sp = sp;
+	j->heap_idx = UINT32_MAX;
+	snprintf(j->id, sizeof j->id, "%s", id);
+	const char **dst[5] = {&j->owner, &j->name, &j->tz, &j->spec, &j->commands};
+	char *p = j->text;
+	for(int i = 0; i < 5; i++) {
+		if(!src[i]) {
+			*dst[i] = NULL;
+			continue;
+		}
+		memcpy(p, src[i], len[i]);
+		*dst[i] = p;
+		p += len[i];
+	}
+	return j;
+}
+
+static json_t *iso_or_null(int64_t t)
+{
+	char buf[TIME_UTC_BUFLEN];
+	if(!t || !time_format_utc((time_t)t, buf, sizeof buf))
+		return json_null();
+	return json_string(buf);
+}
+
+static json_t *result_json(const struct job_result *r)
+{
+	if(!r->code[0])
+		return json_null();
+	json_t *o = json_pack("{s:s, s:o, s:o}", "code", r->code, "at", iso_or_null(r->at),
+			"due", iso_or_null(r->due));
+	if(!strcmp(r->code, "FIRED")) {
+		json_object_set_new(o, "dispatched", json_integer(r->dispatched));
+		json_object_set_new(o, "skipped", json_integer(r->skipped));
+	}
+	return o;
+}
+
+json_t *sched__job_json(const struct job *j)
+{
+	json_error_t e;
+	json_t *cmds = json_loads(j->commands, 0, &e);
+	json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:{s:s}, s:s, s:o, s:o, s:o, s:o, s:o, s:s}",
+			"id", j->id,
+			"module", j->sp->ctx->module,
+			"owner", j->owner,
+			"name", j->name ? json_string(j->name) : json_null(),
+			"spec", j->kind == JOB_CRON ? "cron" : "at", j->spec,
+			"tz", j->tz,
+			"commands", cmds ? cmds : json_array(),
+			"created", iso_or_null(j->created),
+			"next_run", j->state == JOB_DONE ? json_null() : iso_or_null(j->due),
+			"last_run", iso_or_null(j->last_run),
+			"last_result", result_json(&j->last),
+			"state", j->state == JOB_DONE ? "done" : "scheduled");
+	return doc;
+}
+
+static int persist(struct scheduler *s, const struct job *j)
+{
+	if(!s->h->store)
+		return OH_OK;
+	json_t *doc = sched__job_json(j);
+	if(!doc)
+		return OH_ERR_NOMEM;
+	int rc = store_job_put(s->h->store, j->id, j->sp->ctx->module, doc);
+	json_decref(doc);
+	return rc;
+}
+
+static bool txn_begin(struct scheduler *s)
+{
+	return s->h->store && !store_begin(s->h->store);
+}
+
+static void txn_commit(struct scheduler *s, bool txn)
+{
+	if(txn && store_commit(s->h->store))
+		log_error("scheduler", "could not commit job state; a crash now may repeat a run");
+}
+
+struct job *sched__find(struct sched_plugin *sp, const char *id)
+{
+	struct job *j = id ? strmap_get(sp->s->jobs, id) : NULL;
+	return j && j->sp == sp ? j : NULL;
+}
+
+int sched__add(struct sched_plugin *sp, const struct job_req *r, struct job **out)
+{
+	struct scheduler *s = sp->s;
+	char *cmds = json_dumps(r->commands, JSON_COMPACT);
+	if(!cmds)
+		return OH_ERR_NOMEM;
+	char id[SCHED_ID_LEN + 1];
+	do
+		host_new_id(id, sizeof id);
+	while(strmap_get(s->jobs, id));
+	struct job *j = job_alloc(sp, id, r->owner, r->name, r->tz, r->spec, cmds);
+	free(cmds);
+	if(!j)
+		return OH_ERR_NOMEM;
+	j->kind = (uint8_t)r->kind;
+	j->cron = r->cron;
+	j->due = r->due;
+	j->created = (int64_t)s->now();
+	j->state = JOB_SCHEDULED;
+
+	int err = 0;
+	int rc = heap_reserve(s, strmap_size(s->jobs) + 1);
+	if(!rc)
+		strmap_put(s->jobs, j->id, j, &err);
+	if(rc || err) {
+		free(j);
+		return rc ? rc : OH_ERR_NOMEM;
+	}
+	/* Durable before it is acknowledged, or not at all. */
+	rc = persist(s, j);
+	if(rc) {
+		strmap_remove(s->jobs, j->id);
+		free(j);
+		return rc;
+	}
+	sp->n_jobs++;
+	heap_push(s, j);
+	if(j->heap_idx == 0)
+		arm(s);
+	*out = j;
+	return OH_OK;
+}
+
+static void unlink_job(struct scheduler *s, struct job *j)
+{
+	strmap_remove(s->jobs, j->id);
+	heap_remove(s, j);
+	j->sp->n_jobs--;
+	/* A job whose commands are being dispatched is freed when that ends. */
+	if(j->firing)
+		j->removed = true;
+	else
+		free(j);
+}
+
+int sched__remove(struct job *j)
+{
+	struct scheduler *s = j->sp->s;
+	if(s->h->store) {
+		int rc = store_job_delete(s->h->store, j->id);
+		if(rc)
+			return rc;
+	}
+	bool was_top = j->heap_idx == 0;
+	unlink_job(s, j);
+	if(was_top)
+		arm(s);
+	return OH_OK;
+}
+
+/* ---- firing ---------------------------------------------------------------- */
+
+static void publish_missed(struct job *j, int64_t due, double now)
+{
+	oh_ctx *ctx = j->sp->ctx;
+	char rid[SCHED_ID_LEN + 1], due_s[TIME_UTC_BUFLEN], msg[256];
+	time_format_utc((time_t)due, due_s, sizeof due_s);
+	snprintf(msg, sizeof msg, "the run due at %s was missed by %.0f s (misfire_grace_s is %g)",
+			due_s, now - (double)due, ctx->host->cfg.misfire_grace_s);
+	json_t *details = json_pack("{s:s, s:o, s:s, s:I}", "job_id", j->id,
+			"name", j->name ? json_string(j->name) : json_null(), "due", due_s,
+			"late_s", (json_int_t)(now - (double)due));
+	oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), false, "MISSED", "schedule",
+			j->owner, msg, details));
+	log_warn("scheduler", "%s job %s: %s", ctx->module, j->id, msg);
+}
+
+static const char *str_of(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+/* Runs every command through the module's executor, as the job's owner,
+ * and publishes SKIPPED per refused command and one FIRED. */
+static void fire_commands(struct scheduler *s, struct job *j, int64_t due, double now)
+{
+	oh_ctx *ctx = j->sp->ctx;
+	json_error_t e;
+	json_t *cmds = json_loads(j->commands, 0, &e);
+	json_t *dispatched = json_array(), *skipped = json_array();
+	char rid[SCHED_ID_LEN + 1];
+	size_t i;
+	json_t *c;
+	json_array_foreach(cmds, i, c) {
+		const char *dev = str_of(c, "device_id"), *act = str_of(c, "action");
+		json_t *ack = j->sp->exec(ctx, j->id, j->owner, c, j->sp->ud);
+		if(ack && json_is_true(json_object_get(ack, "ok"))) {
+			json_array_append_new(dispatched, json_pack("{s:s?, s:s?, s:O?}", "device_id", dev,
+					"action", act, "req_id", json_object_get(ack, "req_id")));
+			json_decref(ack);
+			continue;
+		}
+		const char *code = str_of(ack, "code");
+		const char *error = str_of(ack, "error");
+		json_t *holder = json_object_get(json_object_get(ack, "details"), "holder");
+		json_t *item = json_pack("{s:s?, s:s?, s:s, s:O?, s:s?}", "device_id", dev,
+				"action", act, "code", code ? code : "ERROR", "holder", holder,
+				"error", error);
+		json_array_append(skipped, item);
+		json_t *details = json_deep_copy(item);
+		json_object_set_new(details, "job_id", json_string(j->id));
+		json_object_set_new(details, "name", j->name ? json_string(j->name) : json_null());
+		char msg[512];
+		if(json_is_string(holder))
+			snprintf(msg, sizeof msg, "%s on %s skipped: reserved by %s", act ? act : "?",
+					dev ? dev : "?", json_string_value(holder));
+		else
+			snprintf(msg, sizeof msg, "%s on %s skipped: %s", act ? act : "?", dev ? dev : "?",
+					error ? error : code ? code : "the executor failed");
+		oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), false, "SKIPPED",
+				"schedule", j->owner, msg, details));
+		json_decref(item);
+		json_decref(ack);
+	}
+	json_decref(cmds);
+
+	double late = now - (double)due;
+	if(late < 0)
+		late = 0;
+	char due_s[TIME_UTC_BUFLEN], at_s[TIME_UTC_BUFLEN];
+	time_format_utc((time_t)due, due_s, sizeof due_s);
+	time_format_utc((time_t)now, at_s, sizeof at_s);
+	j->last.dispatched = (uint32_t)json_array_size(dispatched);
+	j->last.skipped = (uint32_t)json_array_size(skipped);
+	snprintf(j->last.code, sizeof j->last.code, "FIRED");
+	log_info("scheduler", "%s job %s fired %.0f ms after %s: %u dispatched, %u skipped",
+			ctx->module, j->id, late * 1000, due_s, j->last.dispatched, j->last.skipped);
+	json_t *details = json_pack("{s:s, s:o, s:s, s:s, s:I, s:o, s:o}", "job_id", j->id,
+			"name", j->name ? json_string(j->name) : json_null(), "due", due_s,
+			"fired_at", at_s, "lateness_ms", (json_int_t)llround(late * 1000),
+			"dispatched", dispatched, "skipped", skipped);
+	oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), true, "FIRED", "schedule",
+			j->owner, NULL, details));
+	s->fired++;
+}
+
+/* Moves j past the run due at `due`, at wall time now: a cron job to its
+ * first time after both, a one-off job to "done". */
+static void advance(struct job *j, int64_t due, double now)
+{
+	if(j->kind == JOB_CRON) {
+		time_t after = (time_t)fmax((double)due, floor(now)), next;
+		if(!cron_next(&j->cron, j->tz, after, &next)) {
+			j->due = next;
+			return;
+		}
+		log_warn("scheduler", "job %s: cron \"%s\" has no further run; done", j->id, j->spec);
+	}
+	j->state = JOB_DONE;
+	j->due = (int64_t)now + SCHED_DONE_KEEP_S;
+}
+
+struct planned {
+	struct job *job;
+	int64_t due;
+	bool miss;
+};
+
+static void run_due(struct scheduler *s)
+{
+	double now = s->now();
+	double grace = s->h->cfg.misfire_grace_s;
+	struct planned batch[SCHED_BATCH_MAX];
+	size_t nb = 0;
+	bool txn = txn_begin(s);
+	/* 1 ms early is on time: whole-second due times meet a loop timer
+	 * that may wake a hair before the wall clock gets there. */
+	while(s->n && nb < SCHED_BATCH_MAX && (double)s->heap[0]->due <= now + 0.001) {
+		struct job *j = s->heap[0];
+		heap_remove(s, j);
+		if(j->state == JOB_DONE) {
+			/* A finished one-off job has been listed long enough. */
+			if(s->h->store)
+				store_job_delete(s->h->store, j->id);
+			unlink_job(s, j);
+			continue;
+		}
+		struct planned *p = &batch[nb++];
+		p->job = j;
+		p->due = j->due;
+		p->miss = now - (double)j->due > grace;
+		j->firing = true;
+		memset(&j->last, 0, sizeof j->last);
+		j->last.at = (int64_t)now;
+		j->last.due = p->due;
+		snprintf(j->last.code, sizeof j->last.code, "%s", p->miss ? "MISSED" : "STARTED");
+		if(!p->miss)
+			j->last_run = (int64_t)now;
+		advance(j, p->due, now);
+		/* The next run is durable before this one is dispatched. */
+		if(persist(s, j))
+			log_error("scheduler", "job %s: could not store its state before running", j->id);
+	}
+	txn_commit(s, txn);
+
+	for(size_t i = 0; i < nb; i++) {
+		struct planned *p = &batch[i];
+		if(p->job->removed)
+			continue;   /* unscheduled by an executor earlier in this batch */
+		if(p->miss) {
+			publish_missed(p->job, p->due, now);
+			s->missed++;
+		} else {
+			fire_commands(s, p->job, p->due, s->now());
+		}
+	}
+
+	txn = txn_begin(s);
+	for(size_t i = 0; i < nb; i++) {
+		struct job *j = batch[i].job;
+		if(!batch[i].miss && !j->removed)
+			persist(s, j);   /* the outcome: FIRED with its counts */
+	}
+	txn_commit(s, txn);
+
+	for(size_t i = 0; i < nb; i++) {
+		struct job *j = batch[i].job;
+		j->firing = false;
+		if(j->removed)
+			free(j);
+		else
+			heap_push(s, j);
+	}
+	arm(s);
+}
+
+void sched__poll(struct scheduler *s)
+{
+	/* Early by the wall clock (it was stepped back): wait the rest. */
+	if(s->n && (double)s->heap[0]->due - s->now() > 0.001) {
+		arm(s);
+		return;
+	}
+	run_due(s);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	sched__poll(arg);
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	double off = s->now() - time_now_mono();
+	double step = off - s->clock_offset;
+	s->clock_offset = off;
+	if(fabs(step) > 0.5) {
+		log_warn("scheduler", "wall clock stepped by %+.3f s; re-arming %u job timer(s)", step, s->n);
+		arm(s);
+	}
+}
+
+/* ---- loading ------------------------------------------------------------------ */
+
+static int64_t iso_field(const json_t *doc, const char *key)
+{
+	const char *text = str_of(doc, key);
+	time_t t;
+	if(!text || time_parse_iso8601(text, "UTC", &t, NULL, 0))
+		return 0;
+	return (int64_t)t;
+}
+
+/* A job from its stored document; NULL (logged) when it is unreadable. */
+static struct job *job_from_doc(struct sched_plugin *sp, const char *id, const json_t *doc)
+{
+	const json_t *spec = json_object_get(doc, "spec");
+	const char *at = str_of(spec, "at"), *cron = str_of(spec, "cron");
+	const char *owner = str_of(doc, "owner"), *tz = str_of(doc, "tz");
+	const json_t *cmds = json_object_get(doc, "commands");
+	const char *why = NULL;
+	struct cron_expr ce;
+	memset(&ce, 0, sizeof ce);
+	if(!owner || !tz || !json_is_array(cmds) || (!at == !cron))
+		why = "missing fields";
+	else if(!tz_valid(tz))
+		why = "unknown time zone";
+	else if(cron && cron_parse(cron, &ce, NULL, 0))
+		why = "bad cron expression";
+	if(why) {
+		log_error("scheduler", "job %s in the store is unreadable (%s); left there", id, why);
+		return NULL;
+	}
+	char *text = json_dumps(cmds, JSON_COMPACT);
+	struct job *j = text ? job_alloc(sp, id, owner, str_of(doc, "name"), tz, at ? at : cron, text) : NULL;
+	free(text);
+	if(!j)
+		return NULL;
+	j->kind = cron ? JOB_CRON : JOB_AT;
+	j->cron = ce;
+	j->created = iso_field(doc, "created");
+	j->last_run = iso_field(doc, "last_run");
+	const json_t *lr = json_object_get(doc, "last_result");
+	if(json_is_object(lr) && str_of(lr, "code")) {
+		snprintf(j->last.code, sizeof j->last.code, "%s", str_of(lr, "code"));
+		j->last.at = iso_field(lr, "at");
+		j->last.due = iso_field(lr, "due");
+		j->last.dispatched = (uint32_t)json_integer_value(json_object_get(lr, "dispatched"));
+		j->last.skipped = (uint32_t)json_integer_value(json_object_get(lr, "skipped"));
+	}
+	const char *state = str_of(doc, "state");
+	int64_t next = iso_field(doc, "next_run");
+	if((state && !strcmp(state, "done")) || !next) {
+		j->state = JOB_DONE;
+		int64_t ended = j->last.at ? j->last.at : j->last_run ? j->last_run : j->created;
+		j->due = ended + SCHED_DONE_KEEP_S;
+	} else {
+		j->state = JOB_SCHEDULED;
+		j->due = next;
+	}
+	return j;
+}
+
+struct load_ctx {
+	struct scheduler *s;
+	struct sched_plugin *only;    /* NULL: every registered module */
+	size_t loaded, skipped;
+};
+
+static void load_one(const char *id, const char *module, json_t *doc, void *ud)
+{
+	struct load_ctx *lc = ud;
+	struct scheduler *s = lc->s;
+	oh_ctx *ctx = plugins_find(s->h, module);
+	struct sched_plugin *sp = ctx && ctx->loaded ? ctx->sched : NULL;
+	if(!sp || (lc->only && lc->only != sp)) {
+		if(!lc->only)
+			lc->skipped++;
+		return;
+	}
+	if(strmap_get(s->jobs, id))
+		return;
+	struct job *j = job_from_doc(sp, id, doc);
+	if(!j)
+		return;
+	int err = 0;
+	if(heap_reserve(s, strmap_size(s->jobs) + 1) || (strmap_put(s->jobs, j->id, j, &err), err)) {
+		log_error("scheduler", "out of memory restoring job %s", id);
+		free(j);
+		return;
+	}
+	sp->n_jobs++;
+	heap_push(s, j);
+	lc->loaded++;
+}
+
+static int load_jobs(struct scheduler *s, struct sched_plugin *only)
+{
+	if(!s->h->store)
+		return OH_OK;
+	struct load_ctx lc = {s, only, 0, 0};
+	int rc = store_job_load(s->h->store, load_one, &lc);
+	if(lc.loaded)
+		log_info("scheduler", "restored %zu job(s)%s%s", lc.loaded, only ? " for " : "",
+				only ? only->ctx->module : "");
+	if(lc.skipped)
+		log_warn("scheduler", "%zu stored job(s) belong to modules that are not loaded or do "
+				"not schedule; kept in the store", lc.skipped);
+	/* Runs missed while we were down are run or recorded as MISSED on the
+	 * first loop turn, by the same code that fires on time. */
+	arm(s);
+	return rc;
+}
+
+int scheduler_load(struct scheduler *s)
+{
+	s->loaded = true;
+	return load_jobs(s, NULL);
+}
+
+int sched__load_plugin(struct sched_plugin *sp)
+{
+	return sp->s->loaded ? load_jobs(sp->s, sp) : OH_OK;
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+int scheduler_init(struct host *h)
+{
+	struct scheduler *s = calloc(1, sizeof *s);
+	if(!s)
+		return OH_ERR_NOMEM;
+	s->h = h;
+	s->now = time_now_wall;
+	s->jobs = strmap_new();
+	s->timer = evtimer_new(h->base, on_timer, s);
+	s->watch = event_new(h->base, -1, EV_PERSIST, on_watch, s);
+	if(!s->jobs || !s->timer || !s->watch) {
+		h->scheduler = s;
+		scheduler_free(s);
+		return OH_ERR_NOMEM;
+	}
+	s->clock_offset = s->now() - time_now_mono();
+	struct timeval sec = {1, 0};
+	event_add(s->watch, &sec);
+	h->scheduler = s;
+	return OH_OK;
+}
+
+void scheduler_forget_plugin(struct scheduler *s, oh_ctx *ctx)
+{
+	struct sched_plugin *sp = ctx->sched;
+	if(!s || !sp)
+		return;
+	struct strmap_iter it;
+	strmap_iter_init(&it, s->jobs);
+	void *v;
+	while(strmap_iter_next(&it, NULL, &v)) {
+		struct job *j = v;
+		if(j->sp == sp)
+			unlink_job(s, j);
+	}
+	free(sp);
+	ctx->sched = NULL;
+	arm(s);
+}
+
+size_t scheduler_count(const struct scheduler *s)
+{
+	return s ? strmap_size(s->jobs) : 0;
+}
+
+void scheduler_free(struct scheduler *s)
+{
+	if(!s)
+		return;
+	if(s->h && s->h->scheduler == s)
+		s->h->scheduler = NULL;
+	if(s->timer)
+		event_free(s->timer);
+	if(s->watch)
+		event_free(s->watch);
+	if(s->jobs)
+		strmap_free(s->jobs, free);
+	free(s->heap);
+	free(s);
+}

@@ -1,0 +1,540 @@
+/*
+ * The scheduler as plugins and clients see it: the oh_scheduler_* and
+ * oh_job_* functions of include/oh/host.h, the `schedule`, `unschedule` and
+ * `jobs` actions, and the REST routes under /api/{module}/jobs.
+ *
+ * Requests are validated declaratively (a table of fields and types per
+ * object, as Janus does), so every BAD_REQUEST names the field, down to
+ * "commands[2].action".  Ack codes map to HTTP statuses in one place,
+ * http_status().
+ */
+#include "scheduler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin_ctx.h"
+#include "strmap.h"
+#include "timeutil.h"
+
+#define PARAMS_MAX_BYTES 16384   /* what the devices accept (device-agent-protocol.md) */
+
+/* ---- declarative validation ---------------------------------------------- */
+
+enum ftype { F_STRING, F_OBJECT, F_ARRAY };
+
+struct field {
+	const char *name;
+	enum ftype type;
+	bool required;
+	size_t min_len, max_len;   /* strings only */
+};
+
+static const struct field schedule_fields[] = {
+	{"at", F_STRING, false, 1, 64},
+	{"cron", F_STRING, false, 1, 200},
+	{"commands", F_ARRAY, true, 0, 0},
+	{"tz", F_STRING, false, 1, TZ_NAME_MAX},
+	{"name", F_STRING, false, 0, SCHED_NAME_MAX},
+};
+
+static const struct field command_fields[] = {
+	{"device_id", F_STRING, true, 1, 64},
+	{"action", F_STRING, true, 1, 64},
+	{"params", F_OBJECT, false, 0, 0},
+};
+
+static const char *const type_names[] = {"a string", "an object", "an array"};
+
+/* Checks obj against the table; a JSON null counts as absent.  err gets
+ * "{prefix}{field}: why". */
+static int check_fields(const json_t *obj, const struct field *f, size_t n, const char *prefix,
+		char *err, size_t errlen)
+{
+	for(size_t i = 0; i < n; i++) {
+		const json_t *v = json_object_get(obj, f[i].name);
+		if(!v || json_is_null(v)) {
+			if(f[i].required) {
+				snprintf(err, errlen, "%s%s: missing", prefix, f[i].name);
+				return OH_ERR_INVAL;
+			}
+			continue;
+		}
+		bool ok = (f[i].type == F_STRING && json_is_string(v)) ||
+				(f[i].type == F_OBJECT && json_is_object(v)) ||
+				(f[i].type == F_ARRAY && json_is_array(v));
+		if(!ok) {
+			snprintf(err, errlen, "%s%s: expected %s", prefix, f[i].name, type_names[f[i].type]);
+			return OH_ERR_INVAL;
+		}
+		if(f[i].type == F_STRING) {
+			size_t len = json_string_length(v);
+			if(len < f[i].min_len || len > f[i].max_len || strlen(json_string_value(v)) != len) {
+				snprintf(err, errlen, "%s%s: expected a string of %zu-%zu characters", prefix,
+						f[i].name, f[i].min_len, f[i].max_len);
+				return OH_ERR_INVAL;
+			}
+		}
+	}
+	return OH_OK;
+}
+
+static bool device_id_valid(const char *id)
+{
+	size_t n = 0;
+	for(; id[n]; n++) {
+		char c = id[n];
+		if(!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+				c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return n >= 1 && n <= 64;
+}
+
+/* The commands array, checked and normalised to [{device_id, action,
+ * params}] (returned in *out). */
+static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **out,
+		char *err, size_t errlen)
+{
+	size_t n = json_array_size(cmds);
+	if(n < 1 || n > SCHED_MAX_COMMANDS) {
+		snprintf(err, errlen, "commands: expected 1-%d commands, got %zu", SCHED_MAX_COMMANDS, n);
+		return OH_ERR_INVAL;
+	}
+	json_t *norm = json_array();
+	size_t i;
+	const json_t *c;
+	json_array_foreach(cmds, i, c) {
+		char prefix[32];
+		snprintf(prefix, sizeof prefix, "commands[%zu].", i);
+		if(!json_is_object(c)) {
+			snprintf(err, errlen, "commands[%zu]: expected an object", i);
+			goto fail;
+		}
+		if(check_fields(c, command_fields, sizeof command_fields / sizeof command_fields[0],
+				prefix, err, errlen))
+			goto fail;
+		const char *dev = json_string_value(json_object_get(c, "device_id"));
+		if(!device_id_valid(dev)) {
+			snprintf(err, errlen, "%sdevice_id: \"%.64s\" is not 1-64 characters of A-Z a-z 0-9 . _ -",
+					prefix, dev);
+			goto fail;
+		}
+		const json_t *params = json_object_get(c, "params");
+		json_t *item = json_pack("{s:s, s:s, s:o}", "device_id", dev,
+				"action", json_string_value(json_object_get(c, "action")),
+				"params", json_is_object(params) ? json_deep_copy(params) : json_object());
+		json_array_append_new(norm, item);
+		char *text = json_dumps(json_object_get(item, "params"), JSON_COMPACT);
+		size_t len = text ? strlen(text) : 0;
+		free(text);
+		if(len > PARAMS_MAX_BYTES) {
+			snprintf(err, errlen, "%sparams: %zu bytes once serialised, devices accept at most %d",
+					prefix, len, PARAMS_MAX_BYTES);
+			goto fail;
+		}
+		if(sp->validate) {
+			char why[256] = "";
+			if(sp->validate(sp->ctx, item, why, sizeof why)) {
+				snprintf(err, errlen, "%s%s", prefix, why[0] ? why : "refused by the module");
+				goto fail;
+			}
+		}
+	}
+	*out = norm;
+	return OH_OK;
+fail:
+	json_decref(norm);
+	return OH_ERR_INVAL;
+}
+
+/* Validates `schedule` params and creates the job. */
+static int create(struct sched_plugin *sp, const json_t *params, const char *owner,
+		struct job **out, char *err, size_t errlen)
+{
+	struct scheduler *s = sp->s;
+	struct host *h = s->h;
+	if(!json_is_object(params)) {
+		snprintf(err, errlen, "params: expected an object");
+		return OH_ERR_INVAL;
+	}
+	int rc = check_fields(params, schedule_fields, sizeof schedule_fields / sizeof schedule_fields[0],
+			"", err, errlen);
+	if(rc)
+		return rc;
+	const char *at = json_string_value(json_object_get(params, "at"));
+	const char *cron = json_string_value(json_object_get(params, "cron"));
+	if(!at == !cron) {
+		snprintf(err, errlen, at ? "at: give either at or cron, not both"
+				: "at: one of at (an ISO 8601 time) or cron (a crontab expression) is required");
+		return OH_ERR_INVAL;
+	}
+	struct job_req r;
+	memset(&r, 0, sizeof r);
+	r.owner = owner && *owner ? owner : "anonymous";
+	r.name = json_string_value(json_object_get(params, "name"));
+	r.tz = json_string_value(json_object_get(params, "tz"));
+	if(!r.tz)
+		r.tz = h->cfg.timezone && *h->cfg.timezone ? h->cfg.timezone : "UTC";
+	if(!tz_valid(r.tz)) {
+		snprintf(err, errlen, "tz: \"%.64s\" is not a known IANA time zone", r.tz);
+		return OH_ERR_INVAL;
+	}
+	double now = s->now();
+	char why[256] = "";
+	if(cron) {
+		r.kind = JOB_CRON;
+		r.spec = cron;
+		if(cron_parse(cron, &r.cron, why, sizeof why)) {
+			snprintf(err, errlen, "cron: %s", why);
+			return OH_ERR_INVAL;
+		}
+		time_t next;
+		rc = cron_next(&r.cron, r.tz, (time_t)now, &next);
+		if(rc) {
+			snprintf(err, errlen, rc == OH_ERR_NOT_FOUND ? "cron: \"%s\" never fires"
+					: "cron: \"%s\" cannot be evaluated", cron);
+			return OH_ERR_INVAL;
+		}
+		r.due = next;
+	} else {
+		r.kind = JOB_AT;
+		r.spec = at;
+		time_t t;
+		if(time_parse_iso8601(at, r.tz, &t, why, sizeof why)) {
+			snprintf(err, errlen, "at: %s", why);
+			return OH_ERR_INVAL;
+		}
+		double grace = h->cfg.misfire_grace_s;
+		if(now - (double)t > grace) {
+			snprintf(err, errlen, "at: %s is %.0f s in the past (misfire_grace_s is %g)",
+					at, now - (double)t, grace);
+			return OH_ERR_INVAL;
+		}
+		/* Just past, within the grace: it runs at once. */
+		r.due = t;
+	}
+	json_t *cmds = NULL;
+	rc = check_commands(sp, json_object_get(params, "commands"), &cmds, err, errlen);
+	if(rc)
+		return rc;
+	r.commands = cmds;
+	rc = sched__add(sp, &r, out);
+	json_decref(cmds);
+	if(rc)
+		snprintf(err, errlen, rc == OH_ERR_IO ? "the job could not be stored, so it is not scheduled"
+				: "%s", oh_strerror(rc));
+	return rc;
+}
+
+static int job_cmp(const void *a, const void *b)
+{
+	const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+	if(x->state != y->state)
+		return x->state < y->state ? -1 : 1;
+	if(x->due != y->due)
+		return x->due < y->due ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+json_t *sched__list(struct sched_plugin *sp, const char *owner)
+{
+	struct job **all = malloc((sp->n_jobs ? sp->n_jobs : 1) * sizeof *all);
+	if(!all)
+		return NULL;
+	size_t n = 0;
+	struct strmap_iter it;
+	strmap_iter_init(&it, sp->s->jobs);
+	void *v;
+	while(strmap_iter_next(&it, NULL, &v)) {
+		struct job *j = v;
+		if(j->sp == sp && n < sp->n_jobs && (!owner || !strcmp(owner, j->owner)))
+			all[n++] = j;
+	}
+	qsort(all, n, sizeof *all, job_cmp);
+	json_t *out = json_array();
+	for(size_t i = 0; i < n; i++)
+		json_array_append_new(out, sched__job_json(all[i]));
+	free(all);
+	return out;
+}
+
+/* ---- the public API ---------------------------------------------------------- */
+
+int oh_scheduler_register(oh_ctx *ctx, oh_job_exec_fn exec, void *ud, oh_job_validate_fn validate)
+{
+	struct scheduler *s = ctx->host->scheduler;
+	if(!s || !exec)
+		return OH_ERR_INVAL;
+	if(ctx->sched)
+		return OH_ERR_EXISTS;
+	struct sched_plugin *sp = calloc(1, sizeof *sp);
+	if(!sp)
+		return OH_ERR_NOMEM;
+	sp->s = s;
+	sp->ctx = ctx;
+	sp->exec = exec;
+	sp->ud = ud;
+	sp->validate = validate;
+	ctx->sched = sp;
+	/* Routes mounted so far are removed with the plugin's other routes. */
+	int rc = ctx->host->http ? sched__routes(sp) : OH_OK;
+	if(!rc)
+		rc = sched__load_plugin(sp);
+	if(rc) {
+		ctx->sched = NULL;
+		free(sp);
+	}
+	return rc;
+}
+
+static json_t *bad(const struct oh_command *cmd, const char *owner, const char *code, const char *msg,
+		json_t *details)
+{
+	return oh_ack_new(cmd->req_id, false, code, cmd->action, owner, msg, details);
+}
+
+json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
+{
+	const char *action = cmd->action;
+	if(!action || (strcmp(action, "schedule") && strcmp(action, "unschedule") && strcmp(action, "jobs")))
+		return NULL;
+	const char *owner = cmd->actor && *cmd->actor ? cmd->actor : "anonymous";
+	struct sched_plugin *sp = ctx->sched;
+	char err[512];
+	if(!sp) {
+		snprintf(err, sizeof err, "module %s does not run scheduled jobs", ctx->module);
+		return bad(cmd, owner, "BAD_REQUEST", err, NULL);
+	}
+	const json_t *params = cmd->params;
+	if(!strcmp(action, "schedule")) {
+		struct job *j;
+		int rc = create(sp, params, owner, &j, err, sizeof err);
+		if(rc)
+			return bad(cmd, owner, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err, NULL);
+		json_t *job = sched__job_json(j);
+		json_t *details = json_pack("{s:s, s:O, s:O, s:O, s:s}", "job_id", j->id,
+				"next_run", json_object_get(job, "next_run"), "name", json_object_get(job, "name"),
+				"spec", json_object_get(job, "spec"), "tz", j->tz);
+		json_decref(job);
+		return oh_ack_new(cmd->req_id, true, "SCHEDULED", action, owner, NULL, details);
+	}
+	if(!strcmp(action, "unschedule")) {
+		const json_t *id = json_object_get(params, "job_id");
+		if(!json_is_string(id))
+			return bad(cmd, owner, "BAD_REQUEST", id ? "job_id: expected a string" : "job_id: missing", NULL);
+		struct job *j = sched__find(sp, json_string_value(id));
+		if(!j) {
+			snprintf(err, sizeof err, "no job %.64s in module %s", json_string_value(id), ctx->module);
+			return bad(cmd, owner, "NOT_FOUND", err, json_pack("{s:O}", "job_id", id));
+		}
+		if(strcmp(j->owner, owner)) {
+			snprintf(err, sizeof err, "job %s belongs to %s", j->id, j->owner);
+			return bad(cmd, owner, "NOT_OWNER", err, json_pack("{s:s, s:s}", "job_id", j->id,
+					"owner", j->owner));
+		}
+		char jid[SCHED_ID_LEN + 1];
+		snprintf(jid, sizeof jid, "%s", j->id);
+		if(sched__remove(j))
+			return bad(cmd, owner, "ERROR", "the store failed; the job is still scheduled", NULL);
+		return oh_ack_new(cmd->req_id, true, "OK", action, owner, NULL, json_pack("{s:s}", "job_id", jid));
+	}
+	const json_t *who = json_object_get(params, "owner");
+	if(who && !json_is_null(who) && !json_is_string(who))
+		return bad(cmd, owner, "BAD_REQUEST", "owner: expected a string", NULL);
+	json_t *jobs = sched__list(sp, json_string_value(who));
+	if(!jobs)
+		return NULL;
+	return oh_ack_new(cmd->req_id, true, "OK", action, owner, NULL,
+			json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(jobs), "jobs", jobs));
+}
+
+int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_id, char *err,
+		size_t errlen)
+{
+	if(!ctx->sched) {
+		snprintf(err, errlen, "module %s does not run scheduled jobs", ctx->module);
+		return OH_ERR_DENIED;
+	}
+	struct job *j;
+	int rc = create(ctx->sched, params, owner, &j, err, errlen);
+	if(!rc && job_id)
+		snprintf(job_id, SCHED_ID_LEN + 1, "%s", j->id);
+	return rc;
+}
+
+int oh_job_remove(oh_ctx *ctx, const char *job_id, const char *actor)
+{
+	struct job *j = ctx->sched ? sched__find(ctx->sched, job_id) : NULL;
+	if(!j)
+		return OH_ERR_NOT_FOUND;
+	if(actor && strcmp(actor, j->owner))
+		return OH_ERR_NOT_OWNER;
+	return sched__remove(j);
+}
+
+json_t *oh_job_list(oh_ctx *ctx, const char *owner)
+{
+	return ctx->sched ? sched__list(ctx->sched, owner) : json_array();
+}
+
+json_t *oh_job_get(oh_ctx *ctx, const char *job_id)
+{
+	struct job *j = ctx->sched ? sched__find(ctx->sched, job_id) : NULL;
+	return j ? sched__job_json(j) : NULL;
+}
+
+/* ---- REST ---------------------------------------------------------------------- */
+
+/* The one map from ack codes to HTTP statuses. */
+static unsigned http_status(const char *code)
+{
+	static const struct {
+		const char *code;
+		unsigned status;
+	} map[] = {
+		{"OK", 200}, {"SCHEDULED", 201}, {"BAD_REQUEST", 400}, {"NOT_OWNER", 403},
+		{"NOT_FOUND", 404},
+	};
+	for(size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+		if(!strcmp(map[i].code, code))
+			return map[i].status;
+	}
+	return 500;
+}
+
+static void reply_err(struct oh_http_req *req, const char *code, const char *msg)
+{
+	oh_reply_error(req, http_status(code), code, "%s", msg);
+}
+
+static void get_jobs(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	json_t *jobs = sched__list(ud, oh_req_query(req, "owner"));
+	if(!jobs) {
+		reply_err(req, "ERROR", "out of memory");
+		return;
+	}
+	oh_reply_json(req, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(jobs),
+			"jobs", jobs));
+}
+
+static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	const json_t *body = oh_req_body(req);
+	if(!json_is_object(body)) {
+		reply_err(req, "BAD_REQUEST", "body: expected a JSON object like the schedule params");
+		return;
+	}
+	/* Until tokens arrive the requester names itself; the authenticated
+	 * caller wins once there is one. */
+	const char *owner = oh_req_actor(req);
+	const json_t *actor = json_object_get(body, "actor");
+	if(!owner && actor && !json_is_null(actor)) {
+		if(!json_is_string(actor) || json_string_length(actor) < 1 || json_string_length(actor) > 120) {
+			reply_err(req, "BAD_REQUEST", "actor: expected a string of 1-120 characters");
+			return;
+		}
+		owner = json_string_value(actor);
+	}
+	if(!owner)
+		owner = "api";
+	struct job *j;
+	char err[512];
+	int rc = create(ud, body, owner, &j, err, sizeof err);
+	if(rc) {
+		reply_err(req, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err);
+		return;
+	}
+	oh_reply_json(req, http_status("SCHEDULED"), sched__job_json(j));
+}
+
+static void get_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct job *j = sched__find(ud, oh_req_param(req, "id"));
+	if(!j) {
+		reply_err(req, "NOT_FOUND", "no such job");
+		return;
+	}
+	oh_reply_json(req, 200, sched__job_json(j));
+}
+
+static void delete_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct job *j = sched__find(ud, oh_req_param(req, "id"));
+	if(!j) {
+		reply_err(req, "NOT_FOUND", "no such job");
+		return;
+	}
+	/* Without authentication anyone may delete (as anyone could claim any
+	 * name); with it, only the owner. */
+	const char *actor = oh_req_actor(req);
+	if(actor && strcmp(actor, j->owner)) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "job %s belongs to %s", j->id, j->owner);
+		reply_err(req, "NOT_OWNER", msg);
+		return;
+	}
+	json_t *doc = sched__job_json(j);
+	if(sched__remove(j)) {
+		json_decref(doc);
+		reply_err(req, "ERROR", "the store failed; the job is still scheduled");
+		return;
+	}
+	oh_reply_json(req, 200, json_pack("{s:b, s:o}", "deleted", true, "job", doc));
+}
+
+static const char JOB_SCHEMA[] =
+	"{\"type\": \"object\", \"properties\": {"
+	"\"id\": {\"type\": \"string\"}, \"module\": {\"type\": \"string\"},"
+	"\"owner\": {\"type\": \"string\"}, \"name\": {\"type\": \"string\", \"nullable\": true},"
+	"\"spec\": {\"type\": \"object\", \"description\": \"{\\\"at\\\": ISO 8601} or {\\\"cron\\\": 5-field crontab}\"},"
+	"\"tz\": {\"type\": \"string\"}, \"commands\": {\"type\": \"array\", \"items\": {\"type\": \"object\"}},"
+	"\"created\": {\"type\": \"string\"}, \"next_run\": {\"type\": \"string\", \"nullable\": true},"
+	"\"last_run\": {\"type\": \"string\", \"nullable\": true},"
+	"\"last_result\": {\"type\": \"object\", \"nullable\": true},"
+	"\"state\": {\"type\": \"string\", \"enum\": [\"scheduled\", \"done\"]}}}";
+
+int sched__routes(struct sched_plugin *sp)
+{
+	char list_doc[2048], post_doc[3072], get_doc[2048], del_doc[1024];
+	snprintf(list_doc, sizeof list_doc,
+		"{\"summary\": \"List scheduled jobs\", \"parameters\": [{\"name\": \"owner\", \"in\": \"query\","
+		" \"required\": false, \"schema\": {\"type\": \"string\"}}], \"responses\": {\"200\": {"
+		"\"description\": \"{count, jobs}\", \"content\": {\"application/json\": {\"schema\": {"
+		"\"type\": \"object\", \"properties\": {\"count\": {\"type\": \"integer\"}, \"jobs\": {"
+		"\"type\": \"array\", \"items\": %s}}}}}}}}", JOB_SCHEMA);
+	snprintf(post_doc, sizeof post_doc,
+		"{\"summary\": \"Schedule a job\", \"description\": \"Exactly one of at (ISO 8601; without an"
+		" offset it is read in tz) or cron (5-field crontab, evaluated in tz). tz defaults to the"
+		" host's timezone setting. The job is stored before the reply.\","
+		" \"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {"
+		"\"type\": \"object\", \"required\": [\"commands\"], \"properties\": {"
+		"\"at\": {\"type\": \"string\"}, \"cron\": {\"type\": \"string\"}, \"tz\": {\"type\": \"string\"},"
+		" \"name\": {\"type\": \"string\", \"maxLength\": 200}, \"actor\": {\"type\": \"string\"},"
+		" \"commands\": {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 100, \"items\": {"
+		"\"type\": \"object\", \"required\": [\"device_id\", \"action\"], \"properties\": {"
+		"\"device_id\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"
+		" \"params\": {\"type\": \"object\"}}}}}}}}},"
+		" \"responses\": {\"201\": {\"description\": \"the job\", \"content\": {\"application/json\":"
+		" {\"schema\": %s}}}, \"400\": {\"description\": \"invalid; the message names the field\"}}}",
+		JOB_SCHEMA);
+	snprintf(get_doc, sizeof get_doc,
+		"{\"summary\": \"One scheduled job\", \"responses\": {\"200\": {\"description\": \"the job\","
+		" \"content\": {\"application/json\": {\"schema\": %s}}}, \"404\": {\"description\": \"no such job\"}}}",
+		JOB_SCHEMA);
+	snprintf(del_doc, sizeof del_doc,
+		"{\"summary\": \"Unschedule a job\", \"responses\": {\"200\": {\"description\":"
+		" \"{deleted: true, job}\"}, \"404\": {\"description\": \"no such job\"},"
+		" \"403\": {\"description\": \"the authenticated caller does not own the job\"}}}");
+	oh_ctx *ctx = sp->ctx;
+	int rc = oh_route(ctx, "GET", "/jobs", get_jobs, sp, list_doc);
+	if(!rc)
+		rc = oh_route(ctx, "POST", "/jobs", post_job, sp, post_doc);
+	if(!rc)
+		rc = oh_route(ctx, "GET", "/jobs/{id}", get_job, sp, get_doc);
+	if(!rc)
+		rc = oh_route(ctx, "DELETE", "/jobs/{id}", delete_job, sp, del_doc);
+	return rc;
+}

@@ -1,0 +1,179 @@
+/*
+ * Timestamps, UUIDs and table-driven JSON checks for the device agent.
+ * See util.h.  Kept in src/device because the host has its own time module
+ * (src/core/timeutil.c) and nothing here is needed by the host.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+char *dev_ts_format(time_t t, char *buf)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	/* Years past 9999 would not fit; clamp rather than truncate mid-field. */
+	if(tm.tm_year + 1900 > 9999)
+		tm.tm_year = 9999 - 1900;
+	if(tm.tm_year + 1900 < 0)
+		tm.tm_year = -1900;
+	if(!strftime(buf, DEV_TS_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		buf[0] = '\0';
+	return buf;
+}
+
+char *dev_ts_now(char *buf)
+{
+	return dev_ts_format(time(NULL), buf);
+}
+
+static bool read_urandom(unsigned char *out, size_t n)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if(fd < 0)
+		return false;
+	size_t got = 0;
+	while(got < n) {
+		ssize_t r = read(fd, out + got, n - got);
+		if(r < 0 && errno == EINTR)
+			continue;
+		if(r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	return got == n;
+}
+
+char *dev_uuid4(char *buf)
+{
+	unsigned char b[16];
+	ssize_t r;
+	do {
+		r = getrandom(b, sizeof b, 0);
+	} while(r < 0 && errno == EINTR);
+	if(r != (ssize_t)sizeof b && !read_urandom(b, sizeof b)) {
+		/* Uniqueness, not secrecy, is what a req_id needs. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		static uint32_t counter;
+		uint64_t x = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16) ^ ++counter;
+		for(int i = 0; i < 16; i++) {
+			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+			b[i] = (unsigned char)(x >> 56);
+		}
+	}
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(buf, DEV_UUID_LEN,
+			"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+			b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+			b[12], b[13], b[14], b[15]);
+	return buf;
+}
+
+json_t *dev_json_text(const char *s)
+{
+	json_t *j = json_string(s);
+	if(j)
+		return j;
+	size_t n = strlen(s);
+	char *copy = strdup(s);
+	if(!copy)
+		return NULL;
+	/* Keep ASCII, replace the rest: good enough for log-grade text. */
+	for(size_t i = 0; i < n; i++) {
+		if((unsigned char)copy[i] >= 0x80)
+			copy[i] = '?';
+	}
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
+const char *jf_type_name(enum jf_type t)
+{
+	switch(t) {
+	case JF_ANY: return "any value";
+	case JF_STRING: return "a string";
+	case JF_STRING_NE: return "a non-empty string";
+	case JF_STRING_NULL: return "a string or null";
+	case JF_INT: return "an integer";
+	case JF_NUMBER: return "a number";
+	case JF_BOOL: return "true or false";
+	case JF_OBJECT: return "an object";
+	case JF_OBJECT_NULL: return "an object or null";
+	case JF_STRING_ARRAY: return "an array of strings";
+	}
+	return "?";
+}
+
+static bool type_ok(const json_t *v, enum jf_type t)
+{
+	switch(t) {
+	case JF_ANY: return true;
+	case JF_STRING: return json_is_string(v);
+	case JF_STRING_NE: return json_is_string(v) && json_string_length(v) > 0;
+	case JF_STRING_NULL: return json_is_string(v) || json_is_null(v);
+	case JF_INT: return json_is_integer(v);
+	case JF_NUMBER: return json_is_number(v);
+	case JF_BOOL: return json_is_boolean(v);
+	case JF_OBJECT: return json_is_object(v);
+	case JF_OBJECT_NULL: return json_is_object(v) || json_is_null(v);
+	case JF_STRING_ARRAY: {
+		if(!json_is_array(v))
+			return false;
+		size_t i;
+		const json_t *item;
+		json_array_foreach(v, i, item) {
+			if(!json_is_string(item))
+				return false;
+		}
+		return true;
+	}
+	}
+	return false;
+}
+
+int jcheck_object(const json_t *obj, const struct jfield *table, bool allow_unknown,
+		const char *prefix, char *err, size_t errlen)
+{
+	const char *dot = prefix && *prefix ? "." : "";
+	if(!prefix)
+		prefix = "";
+	for(const struct jfield *f = table; f->key; f++) {
+		const json_t *v = json_object_get(obj, f->key);
+		if(!v) {
+			if(f->required) {
+				snprintf(err, errlen, "%s%s%s: missing (expected %s)", prefix, dot, f->key,
+						jf_type_name(f->type));
+				return -1;
+			}
+			continue;
+		}
+		if(!type_ok(v, f->type)) {
+			snprintf(err, errlen, "%s%s%s: expected %s", prefix, dot, f->key, jf_type_name(f->type));
+			return -1;
+		}
+	}
+	if(allow_unknown)
+		return 0;
+	const char *key;
+	const json_t *v;
+	json_object_foreach((json_t *)obj, key, v) {
+		const struct jfield *f = table;
+		while(f->key && strcmp(f->key, key))
+			f++;
+		if(!f->key) {
+			snprintf(err, errlen, "%s%s%s: unknown key", prefix, dot, key);
+			return -1;
+		}
+	}
+	return 0;
+}

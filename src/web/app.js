@@ -1,0 +1,235 @@
+/*
+ * Shared by every page (loaded first by the shell): window.OH.
+ *
+ *   OH.h(tag, attrs, ...children)  builds DOM; strings become text nodes, so
+ *                                  device data can never turn into markup
+ *   OH.clear(el), OH.$(sel), OH.$$(sel)
+ *   OH.live.on(name, fn)           server-sent events from /api/events:
+ *                                  "registry" (snapshot object), "orch_evt"
+ *                                  ({topic, payload}), "broker" ({mqtt}),
+ *                                  "open" / "lost" (the stream itself)
+ *   OH.live.snapshot               the last registry snapshot, or null
+ *   OH.fetchJSON(url, opts)        fetch + JSON; throws an Error whose message
+ *                                  is the API's {"error": {code, message}}
+ *   OH.postJSON(url, body)         the same with a JSON body
+ *   OH.showError(el, err)          puts err's message into el (as text)
+ *   OH.ago(iso), OH.list(value)    formatting helpers
+ *
+ * Nothing here uses innerHTML: the Content-Security-Policy forbids inline
+ * script and style, and textContent keeps a device named
+ * <img src=x onerror=alert(1)> a harmless string.
+ */
+(function () {
+  'use strict';
+
+  var FORBIDDEN_ATTR = /^(on|style$|srcdoc$)/i;
+
+  function append(el, child) {
+    if (child === null || child === undefined || child === false) return;
+    if (Array.isArray(child)) {
+      child.forEach(function (c) { append(el, c); });
+    } else if (child instanceof Node) {
+      el.appendChild(child);
+    } else {
+      el.appendChild(document.createTextNode(String(child)));
+    }
+  }
+
+  /* h('td', {class: 'x', 'data-label': 'Device'}, 'text', otherNode) */
+  function h(tag, attrs) {
+    var el = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        var v = attrs[k];
+        if (v === null || v === undefined || v === false) return;
+        if (FORBIDDEN_ATTR.test(k)) throw new Error('OH.h: attribute ' + k + ' is not allowed');
+        if (k === 'class') el.className = Array.isArray(v) ? v.filter(Boolean).join(' ') : v;
+        else if (k === 'text') el.textContent = String(v);
+        else if (k === 'href' && !/^(\/|#|https?:)/.test(String(v))) throw new Error('OH.h: unsafe href');
+        else el.setAttribute(k, v === true ? '' : String(v));
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) append(el, arguments[i]);
+    return el;
+  }
+
+  function clear(el) {
+    while (el.firstChild) el.removeChild(el.firstChild);
+    return el;
+  }
+
+  function $(sel, root) { return (root || document).querySelector(sel); }
+  function $$(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+
+  /* ---- fetch helpers ---------------------------------------------------- */
+
+  function fetchJSON(url, opts) {
+    opts = opts || {};
+    var headers = Object.assign({ Accept: 'application/json' }, opts.headers || {});
+    return fetch(url, Object.assign({}, opts, { headers: headers, credentials: 'same-origin' }))
+      .then(function (resp) {
+        return resp.text().then(function (text) {
+          var body = null;
+          try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
+          if (!resp.ok) {
+            var err = body && body.error ? body.error : null;
+            var e2 = new Error(err && err.message ? err.message
+              : 'HTTP ' + resp.status + ' ' + resp.statusText);
+            e2.status = resp.status;
+            e2.code = err && err.code ? err.code : null;
+            e2.body = body;
+            throw e2;
+          }
+          return body;
+        });
+      });
+  }
+
+  function postJSON(url, body, method) {
+    return fetchJSON(url, {
+      method: method || 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body === undefined ? {} : body)
+    });
+  }
+
+  function showError(el, err) {
+    if (!el) return;
+    clear(el);
+    if (!err) { el.hidden = true; return; }
+    el.hidden = false;
+    el.classList.add('error');
+    append(el, (err.code ? err.code + ': ' : '') + (err.message || String(err)));
+  }
+
+  /* ---- formatting -------------------------------------------------------- */
+
+  /* "12 s ago" for an ISO time; "" for nothing. */
+  function ago(iso) {
+    if (!iso) return '';
+    var t = Date.parse(iso);
+    if (isNaN(t)) return String(iso);
+    var s = Math.round((Date.now() - t) / 1000);
+    if (s < 0) s = 0;
+    if (s < 60) return s + ' s ago';
+    if (s < 3600) return Math.floor(s / 60) + ' min ago';
+    if (s < 86400) return Math.floor(s / 3600) + ' h ago';
+    return Math.floor(s / 86400) + ' d ago';
+  }
+
+  /* Any JSON value as a list of short strings (modules, labels...). */
+  function list(v) {
+    if (v === null || v === undefined) return [];
+    if (Array.isArray(v)) {
+      return v.map(function (x) { return typeof x === 'string' ? x : JSON.stringify(x); });
+    }
+    if (typeof v === 'object') {
+      return Object.keys(v).map(function (k) {
+        var x = v[k];
+        if (x === true || x === null) return k;
+        return k + '=' + (typeof x === 'string' ? x : JSON.stringify(x));
+      });
+    }
+    return [String(v)];
+  }
+
+  /* ---- live updates --------------------------------------------------------- */
+
+  var listeners = {};
+  var live = {
+    snapshot: null,
+    broker: null,
+    connected: false,
+    on: function (name, fn) {
+      (listeners[name] = listeners[name] || []).push(fn);
+      /* Late subscribers get what is already known. */
+      if (name === 'registry' && live.snapshot) fn(live.snapshot);
+      if (name === 'broker' && live.broker) fn(live.broker);
+      return live;
+    }
+  };
+
+  function emit(name, data) {
+    (listeners[name] || []).forEach(function (fn) {
+      try { fn(data); } catch (e) { console.error('OH.live ' + name + ' handler:', e); }
+    });
+  }
+
+  function setLive(state, text) {
+    var el = document.getElementById('live-state');
+    if (!el) return;
+    el.setAttribute('data-state', state);
+    el.textContent = text;
+  }
+
+  function setBroker(state) {
+    $$('[data-broker-badge]').forEach(function (el) {
+      el.setAttribute('data-state', state);
+      el.textContent = state;
+    });
+  }
+
+  var es = null, retryMs = 2000, retryTimer = null;
+
+  function parse(ev) {
+    try { return JSON.parse(ev.data); } catch (e) {
+      console.warn('OH.live: bad ' + ev.type + ' event');
+      return null;
+    }
+  }
+
+  function connect() {
+    retryTimer = null;
+    if (!window.EventSource) { setLive('offline', 'live: unsupported'); return; }
+    es = new EventSource('/api/events');
+    es.onopen = function () {
+      retryMs = 2000;
+      live.connected = true;
+      setLive('open', 'live');
+      emit('open', null);
+    };
+    es.addEventListener('registry', function (ev) {
+      var snap = parse(ev);
+      if (!snap) return;
+      live.snapshot = snap;
+      emit('registry', snap);
+    });
+    es.addEventListener('broker', function (ev) {
+      var b = parse(ev);
+      if (!b) return;
+      live.broker = b;
+      setBroker(b.mqtt === 'connected' ? 'connected' : 'disconnected');
+      emit('broker', b);
+    });
+    es.addEventListener('orch_evt', function (ev) {
+      var e = parse(ev);
+      if (e) emit('orch_evt', e);
+    });
+    es.onerror = function () {
+      if (live.connected) emit('lost', null);
+      live.connected = false;
+      setLive('offline', 'live: reconnecting');
+      /* The browser retries by itself unless the stream was refused
+       * (CLOSED); then we start again, backing off up to 30 s. */
+      if (es.readyState === EventSource.CLOSED && !retryTimer) {
+        es.close();
+        retryTimer = setTimeout(connect, retryMs);
+        retryMs = Math.min(retryMs * 2, 30000);
+      }
+    };
+  }
+
+  window.addEventListener('pagehide', function () { if (es) es.close(); });
+  window.addEventListener('pageshow', function (ev) {
+    if (ev.persisted && es && es.readyState === EventSource.CLOSED) connect();
+  });
+
+  window.OH = {
+    h: h, clear: clear, $: $, $$: $$,
+    fetchJSON: fetchJSON, postJSON: postJSON, showError: showError,
+    ago: ago, list: list,
+    live: live
+  };
+
+  connect();
+})();

@@ -1,0 +1,111 @@
+/*
+ * /ui/devices: the live device table.  Every registry snapshot from
+ * /api/events redraws it; nothing is fetched otherwise.  Device fields are
+ * whatever devices publish, so every one goes through OH.h (text only).
+ */
+(function () {
+  'use strict';
+  var OH = window.OH, h = OH.h;
+  var tbody = OH.$('#devices tbody');
+  var empty = OH.$('#devices-empty');
+  var summary = OH.$('#device-summary');
+  var filter = OH.$('#device-filter');
+  var seen = null;            /* ids already shown, to mark newcomers */
+
+  function state(d) {
+    if (d.online === true && d.stale) return ['stale', 'warn', 'online, but silent for too long'];
+    if (d.online === true) return ['online', 'ok', 'online'];
+    if (d.online === false) return ['offline', 'bad', 'reported offline'];
+    return ['unknown', 'muted', 'never reported a status'];
+  }
+
+  /* {device id: [{module, holder, expires_at}]} from snapshot.locks. */
+  function holders(locks) {
+    var out = {};
+    Object.keys(locks || {}).forEach(function (key) {
+      var i = key.indexOf(':');
+      if (i < 0) return;
+      var id = key.slice(i + 1);
+      var l = locks[key] || {};
+      (out[id] = out[id] || []).push({ module: key.slice(0, i), holder: l.holder, expires_at: l.expires_at });
+    });
+    return out;
+  }
+
+  function chips(values, cls) {
+    if (!values.length) return h('span', { class: 'muted' }, '—');
+    return values.map(function (v) { return h('span', { class: ['chip', cls] }, v); });
+  }
+
+  function expiresIn(at) {
+    if (typeof at !== 'number') return '';
+    var s = Math.round(at - Date.now() / 1000);
+    return s > 0 ? 'for ' + s + ' s' : 'expiring';
+  }
+
+  function matches(id, d, q) {
+    if (!q) return true;
+    var hay = [id, d.name, d.hostname].concat(OH.list(d.modules), OH.list(d.labels))
+      .join(' ').toLowerCase();
+    return hay.indexOf(q) >= 0;
+  }
+
+  function render(snap) {
+    var devices = snap.devices || {};
+    var locks = holders(snap.locks);
+    var ids = Object.keys(devices).sort();
+    var q = (filter.value || '').trim().toLowerCase();
+    var online = 0, stale = 0, shown = 0;
+    var rows = [];
+    ids.forEach(function (id) {
+      var d = devices[id] || {};
+      var st = state(d);
+      if (st[0] === 'online') online++;
+      if (st[0] === 'stale') stale++;
+      if (!matches(id, d, q)) return;
+      shown++;
+      var name = d.name || d.hostname;
+      var lease = (locks[id] || []).map(function (l) {
+        return h('div', { class: 'lease' },
+          h('span', { class: 'holder' }, l.holder == null ? '?' : String(l.holder)),
+          ' ', h('span', { class: 'muted' }, l.module + ' ' + expiresIn(l.expires_at)));
+      });
+      var row = h('tr', { 'data-device': id, class: seen && !seen[id] ? 'new' : null },
+        h('td', { 'data-label': 'Device' },
+          h('code', { class: 'device-id' }, id),
+          name ? h('div', { class: 'muted device-name' }, String(name)) : null,
+          d.version ? h('div', { class: 'muted' }, String(d.version)) : null),
+        h('td', { 'data-label': 'State' },
+          h('span', { class: ['badge', st[1]], title: st[2], 'data-state': st[0] }, st[0])),
+        h('td', { 'data-label': 'Modules', class: 'modules' }, chips(OH.list(d.modules), 'module')),
+        h('td', { 'data-label': 'Labels', class: 'labels' }, chips(OH.list(d.labels), 'label')),
+        h('td', { 'data-label': 'Last seen', class: 'last-seen', title: d.last_seen || '',
+          'data-ts': d.last_seen || '' }, d.last_seen ? OH.ago(d.last_seen) : 'never'),
+        h('td', { 'data-label': 'Lease holder', class: 'leases' },
+          lease.length ? lease : h('span', { class: 'muted' }, '—')));
+      rows.push(row);
+    });
+    OH.clear(tbody);
+    rows.forEach(function (r) { tbody.appendChild(r); });
+    seen = {};
+    ids.forEach(function (id) { seen[id] = true; });
+
+    empty.hidden = shown > 0;
+    OH.clear(empty).appendChild(document.createTextNode(
+      ids.length ? 'No device matches the filter.' : 'No devices yet.'));
+    summary.textContent = ids.length + ' device' + (ids.length === 1 ? '' : 's') + ' · ' +
+      online + ' online · ' + stale + ' stale' + (q ? ' · ' + shown + ' shown' : '');
+  }
+
+  OH.live.on('registry', render);
+  filter.addEventListener('input', function () {
+    if (OH.live.snapshot) render(OH.live.snapshot);
+  });
+  /* Keep "12 s ago" honest between snapshots. */
+  setInterval(function () {
+    OH.$$('td.last-seen[data-ts]').forEach(function (td) {
+      var ts = td.getAttribute('data-ts');
+      if (ts) td.textContent = OH.ago(ts);
+    });
+  }, 5000);
+})();

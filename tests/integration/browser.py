@@ -1,0 +1,303 @@
+"""
+A small driver for Debian's headless Chromium (packages chromium,
+chromium-driver, python3-selenium), for the web UI tests.  No browser is
+ever downloaded: the binaries are /usr/bin/chromium and /usr/bin/chromedriver
+(override with OH_CHROMIUM / OH_CHROMEDRIVER).
+
+    with Browser() as b:            # or Browser.available() to decide to skip
+        b.open(host.url("/ui/devices"))
+        b.wait_for_css("tr[data-device='dev-1']")
+        b.text("#device-summary")
+        b.screenshot(path)
+        assert not b.problems()      # console errors, CSP violations, alerts
+
+Before any page script runs, every page gets a recorder (CDP
+Page.addScriptToEvaluateOnNewDocument) that keeps CSP violations, uncaught
+errors and alert()/confirm()/prompt() calls in window.__oh, so a test can
+tell "nothing executed" from "nothing was looked at".  The browser's console
+(goog:loggingPrefs) is collected too: Chrome reports CSP refusals there.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+CHROMIUM = os.environ.get("OH_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("OH_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+CHROME_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--metrics-recording-only",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    # Never talk to anything but loopback, whatever a page asks for.
+    "--proxy-server=127.0.0.1:9",
+    "--proxy-bypass-list=127.0.0.1;localhost",
+]
+
+# Runs in every document before its own scripts.
+_RECORDER = r"""
+(function () {
+  var rec = window.__oh = {csp: [], errors: [], alerts: []};
+  document.addEventListener('securitypolicyviolation', function (e) {
+    rec.csp.push(e.violatedDirective + ' ' + (e.blockedURI || '') + ' ' +
+                 (e.sourceFile || '') + ':' + (e.lineNumber || 0));
+  });
+  window.addEventListener('error', function (e) {
+    rec.errors.push(String(e.message || e.type) + ' ' + (e.filename || '') + ':' + (e.lineno || 0));
+  }, true);
+  window.addEventListener('unhandledrejection', function (e) {
+    rec.errors.push('unhandled rejection: ' + String(e.reason));
+  });
+  ['alert', 'confirm', 'prompt'].forEach(function (name) {
+    window[name] = function (msg) { rec.alerts.push(name + ':' + String(msg)); return null; };
+  });
+})();
+"""
+
+
+class BrowserUnavailable(Exception):
+    pass
+
+
+def _import_selenium():
+    try:
+        from selenium import webdriver  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+class Browser:
+    """One headless Chromium with a fresh profile, driven by chromedriver."""
+
+    def __init__(self, width=1280, height=900, timeout=10, mobile=False):
+        why = Browser.unavailable_reason()
+        if why:
+            raise BrowserUnavailable(why)
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.timeout = timeout
+        self.profile = tempfile.mkdtemp(prefix="oh-chromium-")
+        self._logs = []
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for a in CHROME_ARGS:
+            opts.add_argument(a)
+        opts.add_argument("--user-data-dir=" + self.profile)
+        opts.add_argument("--window-size=%d,%d" % (width, height))
+        if mobile:
+            opts.add_experimental_option("mobileEmulation", {
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0}})
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        # Let a test see an alert instead of selenium raising on the next call.
+        opts.set_capability("unhandledPromptBehavior", "ignore")
+        service = Service(CHROMEDRIVER, log_output=os.devnull) if _service_takes_log_output() \
+            else Service(CHROMEDRIVER, log_path=os.devnull)
+        try:
+            self.driver = webdriver.Chrome(service=service, options=opts)
+        except Exception:
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise
+        self.driver.set_page_load_timeout(timeout)
+        self.driver.set_script_timeout(timeout)
+        self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _RECORDER})
+
+    # --- availability -----------------------------------------------------
+
+    @staticmethod
+    def unavailable_reason():
+        """None when a browser can be started here, else why not."""
+        for path in (CHROMIUM, CHROMEDRIVER):
+            if not os.access(path, os.X_OK):
+                return "%s is not installed" % path
+        if not _import_selenium():
+            return "python3-selenium is not installed"
+        return None
+
+    @staticmethod
+    def available():
+        return Browser.unavailable_reason() is None
+
+    # --- navigation and queries ---------------------------------------------
+
+    def open(self, url):
+        """Loads url and waits for the document to be complete."""
+        self.driver.get(url)
+        self.wait_until(lambda: self.js("return document.readyState") == "complete",
+                        msg="%s to load" % url)
+        return self
+
+    def reload(self):
+        self.driver.refresh()
+        return self
+
+    @property
+    def url(self):
+        return self.driver.current_url
+
+    def js(self, script, *args):
+        """Runs script (a function body; use `return`) in the page."""
+        return self.driver.execute_script(script, *args)
+
+    def wait_until(self, fn, timeout=None, interval=0.05, msg="condition"):
+        """Calls fn() until truthy and returns its value; exceptions count as
+        false (the last one is reported on timeout)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        last = None
+        while True:
+            try:
+                v = fn()
+                if v:
+                    return v
+                last = None
+            except Exception as exc:  # noqa: BLE001 - reported on timeout
+                last = exc
+            if time.monotonic() >= deadline:
+                raise AssertionError("browser: timed out waiting for %s%s\nconsole: %s"
+                                     % (msg, " (last error: %r)" % (last,) if last else "",
+                                        self.console()))
+            time.sleep(interval)
+
+    def find(self, selector):
+        """The elements matching a CSS selector (possibly none)."""
+        from selenium.webdriver.common.by import By
+        return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def wait_for_css(self, selector, timeout=None):
+        """The first element matching selector, once there is one."""
+        return self.wait_until(lambda: (self.find(selector) or [None])[0], timeout,
+                               msg="an element matching %r" % selector)
+
+    def wait_for_text(self, selector, text, timeout=None):
+        """Until the element's text contains text; returns the element's text."""
+        return self.wait_until(lambda: text in self.text(selector) and self.text(selector),
+                               timeout, msg="%r in the text of %r" % (text, selector))
+
+    def text(self, selector):
+        """textContent of the first match, "" when there is none.  (Not
+        selenium's .text, which drops hidden elements and reflows spaces.)"""
+        return self.js("var e = document.querySelector(arguments[0]);"
+                       "return e ? e.textContent : '';", selector)
+
+    def texts(self, selector):
+        return self.js("return Array.from(document.querySelectorAll(arguments[0]))"
+                       ".map(function (e) { return e.textContent; });", selector)
+
+    def attr(self, selector, name):
+        return self.js("var e = document.querySelector(arguments[0]);"
+                       "return e ? e.getAttribute(arguments[1]) : null;", selector, name)
+
+    def count(self, selector):
+        return self.js("return document.querySelectorAll(arguments[0]).length;", selector)
+
+    def click(self, selector):
+        self.wait_for_css(selector).click()
+        return self
+
+    def type(self, selector, text):
+        el = self.wait_for_css(selector)
+        el.clear()
+        el.send_keys(text)
+        return self
+
+    def screenshot(self, path):
+        """Saves a PNG of the viewport (directories are created)."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if not self.driver.save_screenshot(path):
+            raise AssertionError("screenshot to %s failed" % path)
+        return path
+
+    def full_screenshot(self, path):
+        """A PNG of the whole page, grown to the document's height."""
+        height = self.js("return Math.max(document.body.scrollHeight, window.innerHeight);")
+        width = self.js("return window.innerWidth;")
+        self.driver.set_window_size(width, min(int(height) + 150, 4000))
+        return self.screenshot(path)
+
+    # --- what went wrong ------------------------------------------------------
+
+    def console(self):
+        """Every console entry since the browser started (level, message)."""
+        try:
+            self._logs.extend(self.driver.get_log("browser"))
+        except Exception:  # noqa: BLE001 - the log is best effort
+            pass
+        return [(e.get("level"), e.get("message", "")) for e in self._logs]
+
+    def console_errors(self, ignore=()):
+        """SEVERE console entries, minus those containing one of ignore."""
+        return [m for lvl, m in self.console()
+                if lvl == "SEVERE" and not any(i in m for i in ignore)]
+
+    def recorded(self):
+        """The page's recorder: {"csp": [...], "errors": [...], "alerts": [...]}."""
+        return self.js("return window.__oh || {csp: [], errors: [], alerts: []};")
+
+    def csp_violations(self):
+        rec = self.recorded()
+        from_console = [m for _, m in self.console() if "Content Security Policy" in m]
+        return list(rec.get("csp", [])) + from_console
+
+    def alert_text(self):
+        """The text of an open native dialog, or None."""
+        try:
+            return self.driver.switch_to.alert.text
+        except Exception:  # noqa: BLE001 - NoAlertPresentException and friends
+            return None
+
+    def problems(self, ignore=()):
+        """Everything that should fail a UI test: console errors, CSP
+        violations, uncaught errors, dialogs."""
+        out = []
+        rec = self.recorded()
+        out += ["CSP: " + v for v in rec.get("csp", [])]
+        out += ["error: " + v for v in rec.get("errors", [])]
+        out += ["dialog: " + v for v in rec.get("alerts", [])]
+        alert = self.alert_text()
+        if alert is not None:
+            out.append("native dialog open: " + alert)
+        out += ["console: " + m for m in self.console_errors(ignore)]
+        return [p for p in out if not any(i in p for i in ignore)]
+
+    def resources(self):
+        """URLs the page loaded (Resource Timing), for "no external resources"."""
+        return self.js("return performance.getEntriesByType('resource')"
+                       ".map(function (e) { return e.name; });")
+
+    # --- life cycle ------------------------------------------------------------
+
+    def close(self):
+        try:
+            self.driver.quit()
+        finally:
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _service_takes_log_output():
+    import inspect
+    from selenium.webdriver.chrome.service import Service
+    try:
+        return "log_output" in inspect.signature(Service.__init__).parameters
+    except (TypeError, ValueError):
+        return False

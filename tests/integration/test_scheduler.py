@@ -1,0 +1,397 @@
+"""
+The durable scheduler, black-box: a real broker, the real daemon, and the
+sched_probe test plugin (tests/plugins/sched_probe.c), which schedules
+through the host service and executes jobs by publishing to
+/lab/device/{id}/probe/cmd like a real plugin.
+
+Covers: an `at` job delivered on time with the orchestrator envelope, a cron
+job firing on a minute boundary, validation errors naming the field, the
+reservation skip, unschedule and listing over MQTT and REST, jobs surviving
+kill -9, and misfire inside and outside the grace period.
+"""
+
+import datetime
+import os
+import time
+import uuid
+
+import pytest
+
+import harness
+from harness import wait_until
+
+CMD = "/lab/orchestrator/probe/cmd"
+EVT = "/lab/orchestrator/probe/evt"
+DEV_CMD = "/lab/device/+/probe/cmd"
+PROBE = os.path.join(harness.BUILD_DIR, "test-plugins", "sched_probe.so")
+
+
+def iso(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def wall_of(msg):
+    """The wall-clock time at which the test client received msg."""
+    return time.time() - (time.monotonic() - msg["time"])
+
+
+@pytest.fixture
+def start(make_host, make_mqtt):
+    """start(grace=60, **overrides) -> (host, mqtt client subscribed to the
+    probe's evt topic and every device's probe cmd topic)."""
+    if not os.path.exists(PROBE):
+        pytest.skip("%s is not built" % PROBE)
+
+    def factory(grace=60, **overrides):
+        cfg = {"plugins": [{"module": "probe", "path": PROBE}], "misfire_grace_s": grace}
+        cfg.update(overrides)
+        host = make_host(cfg)
+        host.wait_connected()
+        client = make_mqtt()
+        client.subscribe(EVT)
+        client.subscribe(DEV_CMD)
+        return host, client
+
+    return factory
+
+
+def command(client, action, params=None, actor="alice", timeout=5):
+    """Publishes a command to the probe and returns its ack."""
+    rid = uuid.uuid4().hex
+    mark = client.mark()
+    env = {"req_id": rid, "action": action, "params": params or {}}
+    if actor is not None:
+        env["actor"] = actor
+    client.publish(CMD, env)
+    return client.wait_for(EVT, lambda m: m["payload"]["req_id"] == rid, timeout, since=mark)["payload"]
+
+
+def schedule(client, actor="alice", **params):
+    ack = command(client, "schedule", params, actor=actor)
+    assert ack["ok"] and ack["code"] == "SCHEDULED", ack
+    return ack
+
+
+def event(client, code, job_id, timeout=5, since=0):
+    return client.wait_for(EVT, lambda m: m["payload"]["code"] == code
+                           and m["payload"]["details"]["job_id"] == job_id, timeout, since=since)
+
+
+def at_in(seconds):
+    """A whole-second ISO time at least `seconds` from now, and its epoch."""
+    t = int(time.time() + seconds) + 1
+    return iso(t), t
+
+
+# ---- schedule and fire ------------------------------------------------------
+
+
+def test_at_job_delivered_on_time(start):
+    host, client = start()
+    when, due = at_in(1.5)
+    ack = schedule(client, at=when, name="morning", commands=[
+        {"device_id": "rpi-01", "action": "start", "params": {"source": "CAM-1"}}])
+    job_id = ack["details"]["job_id"]
+    assert ack["details"]["next_run"] == when
+    assert ack["details"]["name"] == "morning"
+    assert ack["actor"] == "alice"
+
+    m = client.wait_for("/lab/device/rpi-01/probe/cmd", timeout=due - time.time() + 5)
+    env = m["payload"]
+    assert env["actor"] == "orchestrator"
+    assert env["requested_by"] == "alice"
+    assert env["action"] == "start"
+    assert env["params"]["source"] == "CAM-1"
+    assert env["params"]["device_id"] == "rpi-01"
+    lateness = wall_of(m) - due
+    assert -0.05 <= lateness < 0.5, lateness
+
+    fired = event(client, "FIRED", job_id)["payload"]
+    assert fired["ok"] is True and fired["actor"] == "alice"
+    d = fired["details"]
+    assert d["due"] == when and d["name"] == "morning"
+    assert 0 <= d["lateness_ms"] < 50, d
+    assert d["dispatched"] == [{"device_id": "rpi-01", "action": "start", "req_id": env["req_id"]}]
+    assert d["skipped"] == []
+
+    # A finished one-off job stays visible for a while, with its outcome.
+    status, job = host.get("/api/probe/jobs/" + job_id)
+    assert status == 200, job
+    assert job["state"] == "done" and job["next_run"] is None
+    assert job["last_run"] is not None
+    assert job["last_result"]["code"] == "FIRED"
+    assert job["last_result"]["dispatched"] == 1 and job["last_result"]["skipped"] == 0
+
+
+def test_at_just_past_runs_at_once_and_local_time_uses_tz(start):
+    host, client = start()
+    past = iso(int(time.time()) - 5)
+    ack = schedule(client, at=past, commands=[{"device_id": "rpi-02", "action": "stop"}])
+    event(client, "FIRED", ack["details"]["job_id"], timeout=3)
+    client.wait_for("/lab/device/rpi-02/probe/cmd", timeout=3)
+
+    # No offset: read in the job's zone (CEST is UTC+2 in June).
+    ack = schedule(client, at="2099-06-01T12:00:00", tz="Europe/Berlin",
+                   commands=[{"device_id": "rpi-02", "action": "stop"}])
+    assert ack["details"]["next_run"] == "2099-06-01T10:00:00Z"
+    assert ack["details"]["tz"] == "Europe/Berlin"
+    ack = schedule(client, at="2099-06-01T12:00:00+05:30",
+                   commands=[{"device_id": "rpi-02", "action": "stop"}])
+    assert ack["details"]["next_run"] == "2099-06-01T06:30:00Z"
+    assert ack["details"]["tz"] == "UTC"
+
+
+def test_host_timezone_is_the_default(start):
+    host, client = start(timezone="America/New_York")
+    ack = schedule(client, at="2099-01-15T09:00:00", commands=[{"device_id": "a", "action": "stop"}])
+    assert ack["details"]["tz"] == "America/New_York"
+    assert ack["details"]["next_run"] == "2099-01-15T14:00:00Z"
+    ack = schedule(client, cron="30 8 * * *", tz="Asia/Tokyo", commands=[{"device_id": "a", "action": "stop"}])
+    assert ack["details"]["next_run"].endswith("T23:30:00Z"), ack
+
+
+@pytest.mark.parametrize("params, field, token", [
+    ({"at": "2001-01-01T00:00:00Z"}, "at", "in the past"),
+    ({"at": "tomorrow"}, "at", None),
+    ({"cron": "61 * * * *"}, "cron: minute", "61"),
+    ({"cron": "0 0 * * FOO"}, "cron: day-of-week", "FOO"),
+    ({"cron": "* * * *"}, "cron", "5 fields"),
+    ({"cron": "0 0 30 2 *"}, "cron", "never"),
+    ({"cron": "* * * * *", "at": "2099-01-01T00:00:00Z"}, "at", "not both"),
+    ({}, "at", "cron"),
+    ({"cron": "* * * * *", "tz": "Mars/Olympus"}, "tz", "Mars/Olympus"),
+    ({"cron": "* * * * *", "commands": []}, "commands", "1-100"),
+    ({"cron": "* * * * *", "commands": "start"}, "commands", "array"),
+    ({"cron": "* * * * *", "commands": [{"device_id": "a", "action": "start"},
+                                         {"device_id": "b", "action": "start"},
+                                         {"device_id": "c", "action": "fly"}]},
+     "commands[2].action", "fly"),
+    ({"cron": "* * * * *", "commands": [{"device_id": "bad id!", "action": "start"}]},
+     "commands[0].device_id", None),
+    ({"cron": "* * * * *", "commands": [{"action": "start"}]}, "commands[0].device_id", "missing"),
+    ({"cron": "* * * * *", "commands": [{"device_id": "a", "action": "start", "params": 3}]},
+     "commands[0].params", "object"),
+    ({"cron": "* * * * *", "name": 7}, "name", "string"),
+    ({"cron": "* * * * *", "name": "x" * 201}, "name", None),
+])
+def test_schedule_rejects_bad_params_naming_the_field(start, params, field, token):
+    host, client = start()
+    params = dict(params)
+    params.setdefault("commands", [{"device_id": "rpi-01", "action": "start"}])
+    ack = command(client, "schedule", params)
+    assert ack["ok"] is False and ack["code"] == "BAD_REQUEST", ack
+    assert ack["error"].startswith(field), ack["error"]
+    if token:
+        assert token in ack["error"], ack["error"]
+    status, body = host.get("/api/probe/jobs")
+    assert body["count"] == 0
+
+
+def test_cron_job_fires_on_the_minute(start):
+    host, client = start()
+    ack = schedule(client, cron="* * * * *", commands=[{"device_id": "rpi-03", "action": "record_start"}])
+    job_id = ack["details"]["job_id"]
+    due = parse_iso(ack["details"]["next_run"])
+    assert due % 60 == 0 and 0 < due - time.time() <= 61
+    m = client.wait_for("/lab/device/rpi-03/probe/cmd", timeout=due - time.time() + 5)
+    assert abs(wall_of(m) - due) < 0.5
+    fired = event(client, "FIRED", job_id)["payload"]["details"]
+    assert fired["due"] == iso(due) and fired["lateness_ms"] < 50
+    status, job = host.get("/api/probe/jobs/" + job_id)
+    assert job["state"] == "scheduled"
+    assert job["next_run"] == iso(due + 60)
+    assert job["last_run"] is not None and job["last_result"]["code"] == "FIRED"
+    assert job["spec"] == {"cron": "* * * * *"}
+
+
+def test_reserved_device_is_skipped_and_names_the_holder(start):
+    host, client = start()
+    ack = command(client, "reserve", {"device_id": "rpi-04", "lease_s": 60}, actor="bob")
+    assert ack["ok"], ack
+    when, due = at_in(1)
+    ack = schedule(client, at=when, commands=[
+        {"device_id": "rpi-04", "action": "start"},
+        {"device_id": "rpi-05", "action": "start"}])
+    job_id = ack["details"]["job_id"]
+    skipped = event(client, "SKIPPED", job_id, timeout=due - time.time() + 5)["payload"]
+    assert skipped["ok"] is False
+    assert skipped["details"]["device_id"] == "rpi-04"
+    assert skipped["details"]["holder"] == "bob"
+    assert skipped["details"]["code"] == "DENIED"
+    assert "bob" in skipped["error"]
+    fired = event(client, "FIRED", job_id)["payload"]["details"]
+    assert [d["device_id"] for d in fired["dispatched"]] == ["rpi-05"]
+    assert [(s["device_id"], s["holder"]) for s in fired["skipped"]] == [("rpi-04", "bob")]
+    client.wait_for("/lab/device/rpi-05/probe/cmd")
+    time.sleep(0.3)
+    assert not client.messages("/lab/device/rpi-04/probe/cmd")
+    status, job = host.get("/api/probe/jobs/" + job_id)
+    assert job["last_result"]["dispatched"] == 1 and job["last_result"]["skipped"] == 1
+
+    # The owner's own reservation does not block its jobs.
+    assert command(client, "reserve", {"device_id": "rpi-06"}, actor="alice")["ok"]
+    when, due = at_in(1)
+    ack = schedule(client, at=when, commands=[{"device_id": "rpi-06", "action": "stop"}])
+    fired = event(client, "FIRED", ack["details"]["job_id"], timeout=due - time.time() + 5)
+    assert fired["payload"]["details"]["skipped"] == []
+
+
+# ---- management ----------------------------------------------------------------
+
+
+def test_listing_and_unschedule_over_mqtt_and_rest(start):
+    host, client = start()
+    a = schedule(client, cron="0 6 * * MON-FRI", name="weekday", tz="Europe/Paris",
+                 commands=[{"device_id": "rpi-01", "action": "start", "params": {"source": "S"}}])
+    b = schedule(client, at="2099-01-01T00:00:00Z", actor="bob",
+                 commands=[{"device_id": "rpi-02", "action": "stop"}])
+    ida, idb = a["details"]["job_id"], b["details"]["job_id"]
+
+    ack = command(client, "jobs")
+    assert ack["ok"] and ack["code"] == "OK"
+    jobs = {j["id"]: j for j in ack["details"]["jobs"]}
+    assert set(jobs) == {ida, idb}
+    ja = jobs[ida]
+    for key in ("id", "module", "owner", "name", "spec", "tz", "commands", "created",
+                "next_run", "last_run", "last_result"):
+        assert key in ja, key
+    assert ja["owner"] == "alice" and ja["module"] == "probe" and ja["name"] == "weekday"
+    assert ja["spec"] == {"cron": "0 6 * * MON-FRI"} and ja["tz"] == "Europe/Paris"
+    assert ja["commands"] == [{"device_id": "rpi-01", "action": "start", "params": {"source": "S"}}]
+    assert ja["last_run"] is None and ja["last_result"] is None
+    assert jobs[idb]["spec"] == {"at": "2099-01-01T00:00:00Z"} and jobs[idb]["owner"] == "bob"
+    assert [j["id"] for j in command(client, "jobs", {"owner": "bob"})["details"]["jobs"]] == [idb]
+
+    status, body = host.get("/api/probe/jobs")
+    assert status == 200 and body["count"] == 2
+    status, body = host.get("/api/probe/jobs?owner=alice")
+    assert [j["id"] for j in body["jobs"]] == [ida]
+    status, body = host.get("/api/probe/jobs/" + ida)
+    assert status == 200 and body == ja
+    status, body = host.get("/api/probe/jobs/nope")
+    assert status == 404 and body["error"]["code"] == "NOT_FOUND"
+
+    # Only the owner unschedules.
+    ack = command(client, "unschedule", {"job_id": ida}, actor="bob")
+    assert ack["code"] == "NOT_OWNER" and "alice" in ack["error"], ack
+    ack = command(client, "unschedule", {"job_id": ida})
+    assert ack["ok"] and ack["code"] == "OK" and ack["details"]["job_id"] == ida
+    assert command(client, "unschedule", {"job_id": ida})["code"] == "NOT_FOUND"
+    assert command(client, "unschedule", {})["code"] == "BAD_REQUEST"
+    assert host.get("/api/probe/jobs/" + ida)[0] == 404
+
+    status, body = host.delete("/api/probe/jobs/" + idb)
+    assert status == 200 and body["deleted"] is True and body["job"]["id"] == idb
+    assert host.delete("/api/probe/jobs/" + idb)[0] == 404
+    assert host.get("/api/probe/jobs")[1]["count"] == 0
+
+    # REST create, and its validation.
+    status, body = host.post("/api/probe/jobs", {"cron": "*/5 * * * *", "actor": "carol",
+                                                 "commands": [{"device_id": "x", "action": "stop"}]})
+    assert status == 201, body
+    assert body["owner"] == "carol" and body["next_run"]
+    status, body = host.post("/api/probe/jobs", {"cron": "*/5 * * * *",
+                                                 "commands": [{"device_id": "x", "action": "fly"}]})
+    assert status == 400 and body["error"]["message"].startswith("commands[0].action"), body
+    status, doc = host.get("/openapi.json")
+    assert "/api/probe/jobs/{id}" in doc["paths"] and "delete" in doc["paths"]["/api/probe/jobs/{id}"]
+
+
+def test_unschedule_before_due_means_it_never_fires(start):
+    host, client = start()
+    when, due = at_in(1)
+    ack = schedule(client, at=when, commands=[{"device_id": "rpi-07", "action": "start"}])
+    assert command(client, "unschedule", {"job_id": ack["details"]["job_id"]})["ok"]
+    time.sleep(max(0, due - time.time()) + 1)
+    assert not client.messages("/lab/device/rpi-07/probe/cmd")
+    assert not [m for m in client.messages(EVT) if m["payload"]["code"] == "FIRED"]
+
+
+# ---- durability and misfires ------------------------------------------------------
+
+
+def test_jobs_survive_kill_9(start):
+    host, client = start()
+    a = schedule(client, cron="15 3 * * *", tz="Europe/Berlin", name="nightly",
+                 commands=[{"device_id": "rpi-01", "action": "record_start"}])
+    b = schedule(client, at=iso(int(time.time()) + 3600), actor="bob",
+                 commands=[{"device_id": "rpi-02", "action": "stop"}])
+    before = {j["id"]: j for j in host.get("/api/probe/jobs")[1]["jobs"]}
+    assert set(before) == {a["details"]["job_id"], b["details"]["job_id"]}
+    host.kill()
+    host.start()
+    after = {j["id"]: j for j in host.get("/api/probe/jobs")[1]["jobs"]}
+    assert after == before
+    # Still managed by their owners after the restart.
+    host.wait_connected()
+    client2 = harness.MqttClient(client.host, client.port)
+    try:
+        client2.subscribe(EVT)
+        ack = command(client2, "unschedule", {"job_id": b["details"]["job_id"]}, actor="bob")
+        assert ack["ok"], ack
+    finally:
+        client2.close()
+    host.restart()
+    assert [j["id"] for j in host.get("/api/probe/jobs")[1]["jobs"]] == [a["details"]["job_id"]]
+
+
+def test_missed_run_within_grace_runs_once_at_startup(start):
+    host, client = start(grace=30)
+    when, due = at_in(1.5)
+    ack = schedule(client, at=when, commands=[{"device_id": "rpi-08", "action": "start"}])
+    job_id = ack["details"]["job_id"]
+    host.kill()
+    time.sleep(max(0, due - time.time()) + 1.5)
+    mark = client.mark()
+    host.start()
+    m = client.wait_for("/lab/device/rpi-08/probe/cmd", timeout=10, since=mark)
+    assert m["payload"]["requested_by"] == "alice"
+    fired = event(client, "FIRED", job_id, since=mark)["payload"]["details"]
+    assert fired["due"] == when and fired["lateness_ms"] >= 1000
+    status, job = host.get("/api/probe/jobs/" + job_id)
+    assert job["last_result"]["code"] == "FIRED" and job["state"] == "done"
+    # Exactly once, also across another crash right after.
+    host.kill()
+    mark = client.mark()
+    host.start()
+    host.wait_connected()
+    time.sleep(1)
+    assert not client.messages("/lab/device/rpi-08/probe/cmd", since=mark)
+
+
+def test_missed_run_outside_grace_is_recorded(start):
+    host, client = start(grace=1)
+    when, due = at_in(1)
+    ack = schedule(client, at=when, name="late", commands=[{"device_id": "rpi-09", "action": "start"}])
+    job_id = ack["details"]["job_id"]
+    cron_ack = schedule(client, cron="0 0 1 1 *", commands=[{"device_id": "rpi-09", "action": "stop"}])
+    host.kill()
+    time.sleep(max(0, due - time.time()) + 3)
+    mark = client.mark()
+    host.start()
+    missed = event(client, "MISSED", job_id, timeout=10, since=mark)["payload"]
+    assert missed["ok"] is False
+    assert missed["details"]["due"] == when and missed["details"]["name"] == "late"
+    assert missed["actor"] == "alice"
+    time.sleep(0.5)
+    assert not client.messages("/lab/device/rpi-09/probe/cmd", since=mark)
+    status, job = host.get("/api/probe/jobs/" + job_id)
+    assert job["last_result"]["code"] == "MISSED" and job["last_result"]["due"] == when
+    assert job["last_run"] is None and job["state"] == "done"
+    # The yearly cron job was not due: untouched.
+    status, cj = host.get("/api/probe/jobs/" + cron_ack["details"]["job_id"])
+    assert cj["last_result"] is None and cj["next_run"] == cron_ack["details"]["next_run"]
+
+
+def test_scheduler_actions_on_a_module_without_the_service(start, make_host):
+    # The abi_timers test plugin does not register with the scheduler;
+    # the probe's jobs are not served under its name.
+    host, client = start()
+    schedule(client, at="2099-01-01T00:00:00Z", commands=[{"device_id": "a", "action": "stop"}])
+    status, body = host.get("/api/nosuch/jobs")
+    assert status == 404

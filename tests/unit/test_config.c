@@ -1,0 +1,182 @@
+/*
+ * Unit tests of configuration loading: defaults, every kind of error the
+ * loader must name (file, key, line and column), and environment overrides.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+
+static char path[64];
+
+static void write_file(const char *text)
+{
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Loads text; returns the error (static) or NULL on success. */
+static const char *load(const char *text, struct config *c)
+{
+	static char err[512];
+	write_file(text);
+	if(config_load(c, path, err, sizeof err)) {
+		config_free(c);
+		return err;
+	}
+	return NULL;
+}
+
+static void test_defaults(void)
+{
+	struct config c;
+	CHECK(load("{}", &c) == NULL);
+	CHECK_STR_EQ(c.mqtt.host, "127.0.0.1");
+	CHECK_INT_EQ(c.mqtt.port, 1883);
+	CHECK_STR_EQ(c.http.bind, "127.0.0.1");
+	CHECK_INT_EQ(c.http.port, 8080);
+	CHECK_STR_EQ(c.topic_root, "/lab");
+	CHECK_INT_EQ(c.snapshot_interval_ms, 200);
+	CHECK_INT_EQ(c.max_payload_bytes, 65536);
+	CHECK(c.stale_after_s == 30);
+	/* No plugin list: the NDI plugin runs. */
+	CHECK_INT_EQ(c.n_plugins, 1);
+	CHECK_STR_EQ(c.plugins[0].path, "builtin:ndi");
+	CHECK(c.mqtt.username == NULL);
+	config_free(&c);
+
+	CHECK(config_load(&c, NULL, (char[64]){0}, 64) == 0);
+	CHECK_STR_EQ(c.source, "(defaults)");
+	config_free(&c);
+}
+
+static void test_full(void)
+{
+	struct config c;
+	const char *err = load("{\"mqtt\": {\"host\": \"127.0.0.2\", \"port\": 1999, \"username\": \"u\","
+			" \"password\": null, \"client_id\": \"x\", \"keepalive_s\": 10},"
+			" \"http\": {\"bind\": \"127.0.0.1\", \"port\": 0}, \"topic_root\": \"/t\","
+			" \"state_dir\": \"/tmp/s\", \"plugins\": [{\"module\": \"ndi\", \"path\": \"builtin:ndi\","
+			" \"settings\": {\"sources\": [\"A\"]}}, {\"module\": \"relay\", \"path\": \"/x/r.so:entry\"}]}", &c);
+	CHECK(err == NULL);
+	if(err)
+		return;
+	CHECK_STR_EQ(c.mqtt.host, "127.0.0.2");
+	CHECK_INT_EQ(c.mqtt.port, 1999);
+	CHECK_STR_EQ(c.mqtt.username, "u");
+	CHECK(c.mqtt.password == NULL);
+	CHECK_INT_EQ(c.http.port, 0);
+	CHECK_STR_EQ(c.topic_root, "/t");
+	CHECK_INT_EQ(c.n_plugins, 2);
+	CHECK_STR_EQ(c.plugins[1].module, "relay");
+	CHECK_STR_EQ(c.plugins[1].path, "/x/r.so:entry");
+	CHECK(json_is_object(c.plugins[1].settings));
+	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(c.plugins[0].settings, "sources"), 0)), "A");
+	config_free(&c);
+}
+
+static void test_errors(void)
+{
+	struct config c;
+	const struct {
+		const char *text;
+		const char *expect[3];
+	} cases[] = {
+		{"{\"mqtt\": {\"hots\": \"x\"}}", {"mqtt.hots", "unknown key"}},
+		{"{\"bogus\": 1}", {"bogus", "unknown key"}},
+		{"{\"mqtt\": {\"port\": \"1883\"}}", {"mqtt.port", "integer"}},
+		{"{\"mqtt\": {\"port\": 70000}}", {"mqtt.port", "out of range"}},
+		{"{\"mqtt\": {\"port\": 1.5}}", {"mqtt.port", "integer"}},
+		{"{\"mqtt\": 5}", {"mqtt", "object"}},
+		{"{\"http\": {\"port\": -1}}", {"http.port", "range"}},
+		{"{\"stale_after_s\": \"x\"}", {"stale_after_s", "number"}},
+		{"{\"topic_root\": \"/lab/\"}", {"topic_root", "trailing"}},
+		{"{\"topic_root\": \"/lab/#\"}", {"topic_root"}},
+		{"{\"topic_root\": null}", {"topic_root", "null"}},
+		{"{\"log_format\": \"xml\"}", {"log_format"}},
+		{"{\"log_level\": \"loud\"}", {"log_level"}},
+		{"{\"plugins\": {}}", {"plugins", "array"}},
+		{"{\"plugins\": [5]}", {"plugins[0]", "object"}},
+		{"{\"plugins\": [{\"path\": \"builtin:ndi\"}]}", {"plugins[0].module"}},
+		{"{\"plugins\": [{\"module\": \"NDI!\"}]}", {"plugins[0].module", "NDI!"}},
+		{"{\"plugins\": [{\"module\": \"ndi\", \"colour\": 1}]}", {"plugins[0].colour", "unknown key"}},
+		{"{\"plugins\": [{\"module\": \"ndi\", \"settings\": []}]}", {"plugins[0].settings", "object"}},
+		{"{\"plugins\": [{\"module\": \"a\"}, {\"module\": \"a\"}]}", {"plugins[1].module", "twice"}},
+		{"{\"mqtt\": {\"password_file\": \"/nonexistent/pw\"}}", {"mqtt.password_file", "/nonexistent/pw"}},
+		{"[1, 2]", {"top level"}},
+		{"{\"a\": 1, \"a\": 2}", {"line 1", "duplicate"}},
+		{"{\n  \"mqtt\": {\n    \"port\": 1883,\n  }\n}", {"line 4", "column"}},
+		{"", {"line"}},
+	};
+	for(size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *err = load(cases[i].text, &c);
+		if(!CHECK(err != NULL)) {
+			printf("     case %zu loaded: %s\n", i, cases[i].text);
+			config_free(&c);
+			continue;
+		}
+		CHECK_STR_CONTAINS(err, path);
+		for(int j = 0; j < 3 && cases[i].expect[j]; j++)
+			CHECK_STR_CONTAINS(err, cases[i].expect[j]);
+	}
+}
+
+static void test_env(void)
+{
+	struct config c;
+	setenv("OH_MQTT_HOST", "127.0.0.9", 1);
+	setenv("OH_MQTT_PORT", "2883", 1);
+	setenv("OH_MQTT_USERNAME", "envuser", 1);
+	setenv("OH_MQTT_PASSWORD", "envpw", 1);
+	setenv("OH_HTTP_PORT", "9999", 1);
+	setenv("OH_HTTP_BIND", "127.0.0.3", 1);
+	CHECK(load("{\"mqtt\": {\"host\": \"127.0.0.1\", \"password\": \"file\"}}", &c) == NULL);
+	CHECK_STR_EQ(c.mqtt.host, "127.0.0.9");
+	CHECK_INT_EQ(c.mqtt.port, 2883);
+	CHECK_STR_EQ(c.mqtt.username, "envuser");
+	CHECK_STR_EQ(c.mqtt.password, "envpw");
+	CHECK_INT_EQ(c.http.port, 9999);
+	CHECK_STR_EQ(c.http.bind, "127.0.0.3");
+	config_free(&c);
+
+	setenv("OH_HTTP_PORT", "80x", 1);
+	const char *err = load("{}", &c);
+	CHECK(err != NULL);
+	CHECK_STR_CONTAINS(err, "OH_HTTP_PORT");
+	unsetenv("OH_MQTT_HOST");
+	unsetenv("OH_MQTT_PORT");
+	unsetenv("OH_MQTT_USERNAME");
+	unsetenv("OH_MQTT_PASSWORD");
+	unsetenv("OH_HTTP_PORT");
+	unsetenv("OH_HTTP_BIND");
+}
+
+static void test_password_file(void)
+{
+	char pw[64];
+	snprintf(pw, sizeof pw, "/tmp/oh-test-pw-%d", (int)getpid());
+	FILE *f = fopen(pw, "w");
+	fputs("s3cret\n", f);
+	fclose(f);
+	char text[256];
+	snprintf(text, sizeof text, "{\"mqtt\": {\"username\": \"u\", \"password_file\": \"%s\"}}", pw);
+	struct config c;
+	CHECK(load(text, &c) == NULL);
+	CHECK_STR_EQ(c.mqtt.password, "s3cret");
+	config_free(&c);
+	unlink(pw);
+}
+
+int main(void)
+{
+	snprintf(path, sizeof path, "/tmp/oh-test-config-%d.json", (int)getpid());
+	test_defaults();
+	test_full();
+	test_errors();
+	test_env();
+	test_password_file();
+	unlink(path);
+	return check_summary();
+}
