@@ -8,14 +8,22 @@
 #   make demo      broker + host + three simulated devices
 #   make bench     the benchmark suite (bench/)
 #   make install   PREFIX=/usr/local by default
+#   make docker-build / docker-run   the container image (needs a Docker engine)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 PREFIX     ?= /usr/local
 CONFIG     ?= config/orchestrator-host.json
 JOBS       ?= $(shell nproc)
+IMAGE      ?= orchestrator-host
+# docker-run: the broker, and the directory holding tokens.json (the API
+# tokens, docs/deploy-http.md), mounted read-only as a secret.
+MQTT_HOST  ?= host.docker.internal
+SECRETS    ?= $(CURDIR)/var/secrets
+MAKEFLAGS  += --no-print-directory
 
-.PHONY: all build deps deps-test run test test-release test-asan demo bench install clean
+.PHONY: all build deps deps-test run test test-release test-asan demo bench install clean \
+	docker-build docker-run
 
 all: build
 
@@ -51,6 +59,18 @@ bench: deps-test build
 
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+docker-build:
+	docker build -t $(IMAGE) .
+
+docker-run:
+	docker run --rm -it --name orchestrator-host \
+		-p 8080:8080 --add-host=host.docker.internal:host-gateway \
+		-e OH_MQTT_HOST=$(MQTT_HOST) -e OH_MQTT_PORT=1883 \
+		$(if $(OH_MQTT_USERNAME),-e OH_MQTT_USERNAME -e OH_MQTT_PASSWORD) \
+		-v orchestrator-state:/var/lib/orchestrator-host \
+		-v $(SECRETS)/tokens.json:/run/secrets/orchestrator-host-tokens.json:ro \
+		$(IMAGE)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -12,6 +12,8 @@
  *   registry    devices publish meta, then a burst of status updates; time
  *               until GET /api/registry shows the last update of every device
  *   populate    register devices [from, to) and wait until the host has them
+ *   jobs        write scheduler jobs straight into a host's state.db
+ *   schedwatch  the device those jobs address: lateness of each firing
  *
  * --mode relay publishes to {root}/orchestrator/ndi/cmd (through the host),
  * --mode direct to {root}/device/{id}/ndi/cmd (the broker alone); the device
@@ -37,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,11 +61,24 @@ static struct {
 	long from, to;
 	int conns;
 	double timeout_s;
+	double at;                /* latency: start at this wall-clock time */
+	double duration;          /* latency: stop after this many seconds */
+	const char *db;           /* jobs: the host's state.db */
+	double fire_at;           /* jobs: the first due time (wall clock) */
+	double window;            /* jobs: due times spread over this many seconds */
+	long fire_n;              /* jobs: how many are due in the window */
 } opt = {
 	.port = 1883, .http_port = 8080, .root = "/lab", .mode = "relay", .name = "bench",
 	.device_id = "bench-dev", .qos = 1, .n = 1000, .warmup = 200, .devices = 1000,
 	.updates = 20, .from = 0, .to = 1000, .conns = 8, .timeout_s = 60,
 };
+
+static double wall_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static double now_s(void)
 {
@@ -366,55 +382,10 @@ static void pump(struct client **cs, int n, int timeout_ms)
 	}
 }
 
-static void cmd_latency(void)
+static void print_latency(const char *prefix, double *samples, size_t ns, long lost)
 {
-	bool relay = !strcmp(opt.mode, "relay");
-	char dev_topic[256], cmd_topic[256], tag[32];
-	snprintf(dev_topic, sizeof dev_topic, "%s/device/%s/ndi/cmd", opt.root, opt.device_id);
-	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
-	snprintf(tag, sizeof tag, "L%dx%s", (int)getpid(), relay ? "r" : "d");
-
-	struct lat_state st = {0};
-	struct client *dev = client_new("lat-dev", false);
-	struct client *app = client_new("lat-app", false);
-	dev->on_msg = lat_on_msg;
-	dev->ud = &st;
-	client_subscribe(dev, dev_topic, opt.qos, false);
-	struct client *cs[2] = {app, dev};
-
-	long total = opt.warmup + opt.n, lost = 0;
-	double *samples = calloc((size_t)opt.n, sizeof *samples);
-	size_t ns = 0;
-	double last_misc = now_s(), deadline = now_s() + opt.timeout_s;
-	for(long i = 0; i < total && now_s() < deadline; i++) {
-		char payload[512];
-		int len = snprintf(payload, sizeof payload,
-				"{\"req_id\":\"%s-%ld\",\"actor\":\"bench\",\"action\":\"start\","
-				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
-				tag, i, opt.device_id);
-		long want = atomic_load(&st.received) + 1;
-		double t0 = now_s();
-		if(mosquitto_publish(app->mosq, NULL, relay ? cmd_topic : dev_topic, len, payload,
-					opt.qos, false))
-			die("publish failed");
-		/* One second is two orders above any sane round trip. */
-		while(atomic_load(&st.received) < want && now_s() - t0 < 1.0)
-			pump(cs, 2, 100);
-		if(atomic_load(&st.received) < want) {
-			lost++;
-			continue;
-		}
-		if(i >= opt.warmup)
-			samples[ns++] = (st.t_recv - t0) * 1e6;
-		if(st.t_recv - last_misc > 1) {
-			mosquitto_loop_misc(app->mosq);
-			mosquitto_loop_misc(dev->mosq);
-			last_misc = st.t_recv;
-		}
-	}
-	/* Let PUBACKs for the last messages go out before disconnecting. */
-	for(int i = 0; i < 5; i++)
-		pump(cs, 2, 10);
+	const char *saved = opt.name;
+	opt.name = prefix;
 	qsort(samples, ns, sizeof *samples, cmp_double);
 	double sum = 0;
 	for(size_t i = 0; i < ns; i++)
@@ -424,7 +395,87 @@ static void cmd_latency(void)
 	figure("mean", ns ? sum / (double)ns : NAN, "us");
 	figure("samples", (double)ns, "count");
 	figure("lost", (double)lost, "count");
-	free(samples);
+	opt.name = saved;
+}
+
+/*
+ * --mode relay or direct measure one path; --mode both alternates the two
+ * round trip by round trip, so both see the same machine (a build running
+ * next door slows both alike) and the ratio is not at the mercy of drift.
+ */
+static void cmd_latency(void)
+{
+	bool both = !strcmp(opt.mode, "both");
+	bool relay_only = !strcmp(opt.mode, "relay");
+	char dev_topic[256], cmd_topic[256], tag[32];
+	snprintf(dev_topic, sizeof dev_topic, "%s/device/%s/ndi/cmd", opt.root, opt.device_id);
+	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+	snprintf(tag, sizeof tag, "L%dx", (int)getpid());
+
+	struct lat_state st = {0};
+	struct client *dev = client_new("lat-dev", false);
+	struct client *app = client_new("lat-app", false);
+	dev->on_msg = lat_on_msg;
+	dev->ud = &st;
+	client_subscribe(dev, dev_topic, opt.qos, false);
+	struct client *cs[2] = {app, dev};
+
+	long per_path = opt.warmup + opt.n;
+	long total = both ? 2 * per_path : per_path;
+	long lost[2] = {0, 0};
+	double *samples[2];
+	size_t ns[2] = {0, 0};
+	samples[0] = calloc((size_t)opt.n, sizeof(double));
+	samples[1] = calloc((size_t)opt.n, sizeof(double));
+	while(opt.at > 0 && wall_s() < opt.at)
+		pump(cs, 2, 10);
+	double last_misc = now_s(), deadline = now_s() + opt.timeout_s;
+	if(opt.duration > 0 && now_s() + opt.duration < deadline)
+		deadline = now_s() + opt.duration;
+	for(long i = 0; i < total && now_s() < deadline; i++) {
+		/* path 0: through the host, 1: the broker alone */
+		int path = both ? (int)(i & 1) : relay_only ? 0 : 1;
+		long k = both ? i / 2 : i;
+		char payload[512];
+		int len = snprintf(payload, sizeof payload,
+				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
+				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
+				tag, i, opt.device_id);
+		long want = atomic_load(&st.received) + 1;
+		double t0 = now_s();
+		if(mosquitto_publish(app->mosq, NULL, path == 0 ? cmd_topic : dev_topic, len, payload,
+					opt.qos, false))
+			die("publish failed");
+		/* One second is two orders above any sane round trip. */
+		while(atomic_load(&st.received) < want && now_s() - t0 < 1.0)
+			pump(cs, 2, 100);
+		if(atomic_load(&st.received) < want) {
+			lost[path]++;
+			continue;
+		}
+		if(k >= opt.warmup && ns[path] < (size_t)opt.n)
+			samples[path][ns[path]++] = (st.t_recv - t0) * 1e6;
+		if(st.t_recv - last_misc > 1) {
+			mosquitto_loop_misc(app->mosq);
+			mosquitto_loop_misc(dev->mosq);
+			last_misc = st.t_recv;
+		}
+	}
+	/* Let PUBACKs for the last messages go out before disconnecting. */
+	for(int i = 0; i < 5; i++)
+		pump(cs, 2, 10);
+	char prefix[128];
+	if(both) {
+		snprintf(prefix, sizeof prefix, "%s_relay", opt.name);
+		print_latency(prefix, samples[0], ns[0], lost[0]);
+		snprintf(prefix, sizeof prefix, "%s_broker", opt.name);
+		print_latency(prefix, samples[1], ns[1], lost[1]);
+	} else {
+		int path = relay_only ? 0 : 1;
+		print_latency(opt.name, samples[path], ns[path], lost[path]);
+	}
+	free(samples[0]);
+	free(samples[1]);
 	client_free(app, false);
 	client_free(dev, false);
 }
@@ -523,7 +574,7 @@ static void cmd_throughput(void)
 	}
 	client_wait_published(app, opt.n, 2.0);
 	pthread_mutex_lock(&st.lock);
-	double secs = st.t_last - t0;
+	double secs = st.unique ? st.t_last - t0 : now_s() - t0;
 	figure("rate", secs > 0 ? (double)st.unique / secs : 0, "msg/s");
 	figure("delivered", (double)st.unique, "count");
 	figure("lost", (double)(opt.n - st.unique), "count");
@@ -841,16 +892,141 @@ static void cmd_registry(void)
 	free(expected);
 }
 
+/* ---- scheduler ------------------------------------------------------------------ */
+
+static void iso_utc(double t, char *out, size_t len)
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * jobs: writes opt.n one-off jobs straight into the host's store, in the
+ * format src/core/scheduler.c persists (sched__job_json), before the host
+ * starts.  opt.fire_n of them fall due in [fire_at, fire_at + window), the
+ * rest days later.  Each job's command carries its due time in
+ * params.bench_due, so the device side can measure lateness.
+ */
+static void cmd_jobs(void)
+{
+	sqlite3 *db;
+	if(!opt.db || sqlite3_open(opt.db, &db) != SQLITE_OK)
+		die("cannot open %s", opt.db ? opt.db : "(no --db)");
+	char *err = NULL;
+	const char *schema =
+		"PRAGMA journal_mode=WAL;"
+		"CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+		" expires_at REAL NOT NULL);"
+		"CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
+		" doc TEXT NOT NULL);"
+		"BEGIN;";
+	if(sqlite3_exec(db, schema, NULL, NULL, &err) != SQLITE_OK)
+		die("%s: %s", opt.db, err);
+	sqlite3_stmt *st;
+	if(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, 'ndi', ?2)",
+				-1, &st, NULL) != SQLITE_OK)
+		die("prepare: %s", sqlite3_errmsg(db));
+	char created[32];
+	iso_utc(wall_s(), created, sizeof created);
+	/* Spread the due jobs evenly over the window, in whole seconds (the
+	 * scheduler's resolution). */
+	long per_sec = opt.fire_n / (opt.window >= 1 ? (long)opt.window : 1);
+	if(per_sec < 1)
+		per_sec = 1;
+	for(long i = 0; i < opt.n; i++) {
+		double due = i < opt.fire_n ? floor(opt.fire_at) + (double)(i / per_sec)
+				: wall_s() + 86400 + (double)(i % 86400);
+		char id[40], when[32], doc[1024];
+		snprintf(id, sizeof id, "bench-job-%07ld", i);
+		iso_utc(due, when, sizeof when);
+		int len = snprintf(doc, sizeof doc,
+				"{\"id\":\"%s\",\"module\":\"ndi\",\"owner\":\"bench\",\"name\":null,"
+				"\"spec\":{\"at\":\"%s\"},\"tz\":\"UTC\",\"commands\":[{\"device_id\":\"%s\","
+				"\"action\":\"start\",\"params\":{\"source\":\"S\",\"bench_due\":%.0f}}],"
+				"\"created\":\"%s\",\"next_run\":\"%s\",\"last_run\":null,\"last_result\":null,"
+				"\"state\":\"scheduled\"}",
+				id, when, i < opt.fire_n ? "sched-dev" : "idle-dev", due, created, when);
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, doc, len, SQLITE_TRANSIENT);
+		if(sqlite3_step(st) != SQLITE_DONE)
+			die("insert: %s", sqlite3_errmsg(db));
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	if(sqlite3_exec(db, "COMMIT;", NULL, NULL, &err) != SQLITE_OK)
+		die("commit: %s", err);
+	sqlite3_close(db);
+}
+
+struct watch_state {
+	pthread_mutex_t lock;
+	double *late;
+	long n;
+	long got;
+};
+
+static void watch_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	struct watch_state *s = c->ud;
+	double t = wall_s();
+	const char *p = memmem(m->payload, (size_t)m->payloadlen, "\"bench_due\":", 12);
+	if(!p)
+		return;
+	double due = strtod(p + 12, NULL);
+	pthread_mutex_lock(&s->lock);
+	if(s->got < s->n)
+		s->late[s->got++] = (t - due) * 1000.0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* schedwatch: the device the due jobs address; lateness = arrival - due. */
+static void cmd_schedwatch(void)
+{
+	struct watch_state st = {.n = opt.fire_n};
+	pthread_mutex_init(&st.lock, NULL);
+	st.late = calloc((size_t)opt.fire_n, sizeof *st.late);
+	struct client *dev = client_new("sched-dev", true);
+	dev->on_msg = watch_on_msg;
+	dev->ud = &st;
+	char topic[256];
+	snprintf(topic, sizeof topic, "%s/device/sched-dev/ndi/cmd", opt.root);
+	client_subscribe(dev, topic, 1, true);
+	printf("# schedwatch ready\n");
+	fflush(stdout);
+	double end = now_s() + opt.timeout_s;
+	for(;;) {
+		pthread_mutex_lock(&st.lock);
+		long got = st.got;
+		pthread_mutex_unlock(&st.lock);
+		if(got >= st.n || now_s() > end)
+			break;
+		usleep(10000);
+	}
+	pthread_mutex_lock(&st.lock);
+	qsort(st.late, (size_t)st.got, sizeof *st.late, cmp_double);
+	figure("fired", (double)st.got, "count");
+	figure("missing", (double)(st.n - st.got), "count");
+	figure("lateness_p50", percentile(st.late, (size_t)st.got, 50), "ms");
+	figure("lateness_p99", percentile(st.late, (size_t)st.got, 99), "ms");
+	figure("lateness_max", st.got ? st.late[st.got - 1] : NAN, "ms");
+	pthread_mutex_unlock(&st.lock);
+	client_free(dev, true);
+	free(st.late);
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: oh-bench latency|throughput|registry|populate [options]\n"
+		"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch [options]\n"
 		"  --port N          broker port (1883)\n"
 		"  --http-port N     host HTTP port (8080)\n"
 		"  --root R          topic root (/lab)\n"
-		"  --mode M          relay (through the host) or direct (broker alone)\n"
+		"  --mode M          relay (through the host), direct (broker alone), or\n"
+		"                    both (latency: alternate the two, trip by trip)\n"
 		"  --qos Q           0 or 1 (1)\n"
 		"  --n N             round trips / commands\n"
 		"  --warmup N        latency round trips not counted (200)\n"
@@ -859,7 +1035,11 @@ static void usage(void)
 		"  --from A --to B   populate: device numbers [A, B)\n"
 		"  --conns N         MQTT connections the devices share (8)\n"
 		"  --timeout S       give up after S seconds (60)\n"
-		"  --name NAME       prefix of the printed figures\n");
+		"  --name NAME       prefix of the printed figures\n"
+		"  --at T --duration S   latency: start at wall time T, stop after S seconds\n"
+		"  --db FILE --fire-at T --window S --fire-n K\n"
+		"                    jobs: write --n jobs into FILE, K due in [T, T+S)\n"
+		"                    schedwatch: wait for K due jobs, print their lateness\n");
 	exit(2);
 }
 
@@ -873,7 +1053,9 @@ int main(int argc, char **argv)
 		{"mode", 1, 0, 'm'}, {"qos", 1, 0, 'q'}, {"n", 1, 0, 'n'}, {"warmup", 1, 0, 'w'},
 		{"devices", 1, 0, 'd'}, {"updates", 1, 0, 'u'}, {"from", 1, 0, 'f'},
 		{"to", 1, 0, 't'}, {"conns", 1, 0, 'c'}, {"timeout", 1, 0, 'T'},
-		{"name", 1, 0, 'N'}, {"device-id", 1, 0, 'D'}, {0, 0, 0, 0},
+		{"name", 1, 0, 'N'}, {"device-id", 1, 0, 'D'}, {"at", 1, 0, 'A'},
+		{"duration", 1, 0, 'U'}, {"db", 1, 0, 'B'}, {"fire-at", 1, 0, 'F'},
+		{"window", 1, 0, 'W'}, {"fire-n", 1, 0, 'K'}, {0, 0, 0, 0},
 	};
 	int ch;
 	optind = 2;
@@ -894,6 +1076,12 @@ int main(int argc, char **argv)
 		case 'T': opt.timeout_s = atof(optarg); break;
 		case 'N': opt.name = optarg; break;
 		case 'D': opt.device_id = optarg; break;
+		case 'A': opt.at = atof(optarg); break;
+		case 'U': opt.duration = atof(optarg); break;
+		case 'B': opt.db = optarg; break;
+		case 'F': opt.fire_at = atof(optarg); break;
+		case 'W': opt.window = atof(optarg); break;
+		case 'K': opt.fire_n = atol(optarg); break;
 		default: usage();
 		}
 	}
@@ -908,6 +1096,10 @@ int main(int argc, char **argv)
 		cmd_registry();
 	else if(!strcmp(cmd, "populate"))
 		cmd_populate();
+	else if(!strcmp(cmd, "jobs"))
+		cmd_jobs();
+	else if(!strcmp(cmd, "schedwatch"))
+		cmd_schedwatch();
 	else
 		usage();
 	mosquitto_lib_cleanup();

@@ -35,6 +35,11 @@ for f in "$HOST_BIN" "$BENCH_BIN" "$MOSQUITTO"; do
 done
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/oh-bench.XXXXXX)
+# Private copies, so a rebuild during the run cannot pull the binaries away.
+cp "$HOST_BIN" "$WORK/orchestrator-host"
+cp "$BENCH_BIN" "$WORK/oh-bench"
+HOST_BIN=$WORK/orchestrator-host
+BENCH_BIN=$WORK/oh-bench
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
 PIDS=()
@@ -54,12 +59,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A port on 127.0.0.1 nothing listens on (random pick, checked with ss).
+# A port on 127.0.0.1 no socket uses (random pick below the kernel's
+# ephemeral range, checked with ss; start_host retries if it races).
 free_port() {
-	local p
+	local p lo
+	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 30000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
+		p=$((10000 + RANDOM % (lo - 10000)))
+		if ! ss -Htan "sport = :$p" | grep -q .; then
 			echo "$p"
 			return
 		fi
@@ -121,6 +128,16 @@ wait_port "$BROKER_PORT"
 # messages of one scenario never reach another), state dir and HTTP port.
 # Sets HOST_PID and HTTP_PORT.
 start_host() {
+	local try
+	for try in 1 2 3; do
+		start_host_once "$1" "$2" && return 0
+	done
+	echo "bench: host $1 did not come up; its log:" >&2
+	cat "$WORK/$1/host.log" >&2
+	exit 1
+}
+
+start_host_once() {
 	local name=$1 root=$2
 	HTTP_PORT=$(free_port)
 	mkdir -p "$WORK/$name"
@@ -148,9 +165,9 @@ EOF
 		kill -0 "$HOST_PID" 2>/dev/null || break
 		sleep 0.05
 	done
-	echo "bench: host $name did not come up; its log:" >&2
-	cat "$WORK/$name/host.log" >&2
-	exit 1
+	kill "$HOST_PID" 2>/dev/null || true
+	wait "$HOST_PID" 2>/dev/null || true
+	return 1
 }
 
 stop_host() {
@@ -171,19 +188,25 @@ echo "# orchestrator-host benchmark: $(nproc) CPUs, $(uname -sr), $(date -u +%FT
 
 # ---- 1. relay latency -----------------------------------------------------------
 start_host relay /lab
-bench latency --mode direct --n "$LAT_N" --name broker_latency --root /lab
-bench latency --mode relay --n "$LAT_N" --name relay_latency --root /lab
-ratio relay_latency_p50_ratio relay_latency_p50 broker_latency_p50
-ratio relay_latency_p99_ratio relay_latency_p99 broker_latency_p99
+# Relay and broker-alone round trips alternate trip by trip (--mode both).
+bench latency --mode both --n "$LAT_N" --name latency --root /lab
+ratio latency_p50_ratio latency_relay_p50 latency_broker_p50
+ratio latency_p99_ratio latency_relay_p99 latency_broker_p99
+
+emit_rss relay_host_after_latency
+stop_host
 
 # ---- 2. relay throughput ---------------------------------------------------------
+# A fresh host per relay run, so a host still digesting one burst cannot
+# slow the next; each run gives up 3 s after the last delivery or at 30 s.
 for q in 0 1; do
-	bench throughput --mode direct --qos $q --n "$TPUT_N" --name broker_tput_qos$q --root /lab
-	bench throughput --mode relay --qos $q --n "$TPUT_N" --name relay_tput_qos$q --root /lab
+	bench throughput --mode direct --qos $q --n "$TPUT_N" --timeout 30 --name broker_tput_qos$q --root /lab
+	start_host tput$q /lab
+	bench throughput --mode relay --qos $q --n "$TPUT_N" --timeout 30 --name relay_tput_qos$q --root /lab
 	ratio relay_tput_qos${q}_ratio relay_tput_qos${q}_rate broker_tput_qos${q}_rate
+	emit_rss relay_host_after_tput_qos$q
+	stop_host
 done
-emit_rss relay_host_after_tput
-stop_host
 
 # ---- 3. registry ingest, 4. REST ---------------------------------------------------
 start_host registry /reg
@@ -231,17 +254,60 @@ for n in $MEM_STEPS; do
 	emit_rss "mem_${n}"
 	prev=$n
 done
-emit "mem_registry_get_secs" "$(curl -s --noproxy '*' -o /dev/null -w '%{time_total}' \
-	"http://127.0.0.1:$HTTP_PORT/api/registry")" s
+read -r get_code get_bytes get_secs < <(curl -s --noproxy '*' -o /dev/null \
+	-w '%{http_code} %{size_download} %{time_total}\n' "http://127.0.0.1:$HTTP_PORT/api/registry")
+emit "mem_registry_get_secs" "$get_secs" "s (HTTP $get_code)"
+emit "mem_registry_get_bytes" "$get_bytes" bytes
 emit_rss mem_after_get
 stop_host
 
 # ---- 6. scheduler --------------------------------------------------------------------
-if [ -x bench/scheduler.sh ] && grep -q scheduler "$HOST_BIN" 2>/dev/null; then
-	# shellcheck source=/dev/null
-	. bench/scheduler.sh
+# SCHED_JOBS one-off jobs written straight into a fresh host's state.db (the
+# format src/core/scheduler.c persists), SCHED_FIRE of them due within a
+# SCHED_WINDOW-second window a little after start-up, the rest days later.
+# A device subscriber measures each firing's lateness (arrival - due time);
+# relay round trips run before the window and again while the jobs fire.
+SCHED_FIRE=${BENCH_SCHED_FIRE:-1000}
+SCHED_WINDOW=${BENCH_SCHED_WINDOW:-5}
+if grep -aq SCHEDULED "$HOST_BIN"; then
+	mkdir -p "$WORK/sched"
+	FIRE_AT=$(( $(date +%s) + ${BENCH_SCHED_LEAD:-15} ))
+	t0=$(date +%s.%N)
+	"$BENCH_BIN" jobs --db "$WORK/sched/state.db" --n "$SCHED_JOBS" --fire-at "$FIRE_AT" \
+		--window "$SCHED_WINDOW" --fire-n "$SCHED_FIRE"
+	t1=$(date +%s.%N)
+	emit sched_jobs_write_secs "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" s
+	start_host sched /sched
+	t2=$(date +%s.%N)
+	emit sched_host_start_secs "$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')" s
+	emit_rss "sched_${SCHED_JOBS}_jobs"
+	if [ "$(date +%s)" -ge $((FIRE_AT - 2)) ]; then
+		echo "bench: the host took too long to start; raise BENCH_SCHED_LEAD" >&2
+	fi
+	bench latency --mode both --n 2000 --root /sched --name sched_idle_latency
+	"$BENCH_BIN" schedwatch --port "$BROKER_PORT" --root /sched --fire-n "$SCHED_FIRE" \
+		--timeout $(( FIRE_AT - $(date +%s) + SCHED_WINDOW + 15 )) --name sched \
+		>"$WORK/schedwatch.txt" &
+	WATCH_PID=$!
+	PIDS+=("$WATCH_PID")
+	for _ in $(seq 100); do
+		grep -q ready "$WORK/schedwatch.txt" && break
+		sleep 0.05
+	done
+	bench latency --mode both --n 1000000 --warmup 0 --at "$FIRE_AT" --duration "$SCHED_WINDOW" \
+		--root /sched --name sched_firing_latency
+	wait "$WATCH_PID" || true
+	grep -v '^#' "$WORK/schedwatch.txt" | tee -a "$RESULTS"
+	# "Relay latency unchanged while they fire": relay/broker ratio while
+	# firing, and relay p50/p99 while firing over relay p50/p99 before.
+	ratio sched_firing_latency_p50_ratio sched_firing_latency_relay_p50 sched_firing_latency_broker_p50
+	ratio sched_firing_latency_p99_ratio sched_firing_latency_relay_p99 sched_firing_latency_broker_p99
+	ratio sched_firing_vs_idle_relay_p50 sched_firing_latency_relay_p50 sched_idle_latency_relay_p50
+	ratio sched_firing_vs_idle_relay_p99 sched_firing_latency_relay_p99 sched_idle_latency_relay_p99
+	emit_rss sched_after_firing
+	stop_host
 else
-	emit scheduler_lateness_p99 "n/a" "(scheduler not built)"
+	emit sched_lateness_p99 "n/a" "(scheduler not built)"
 fi
 
 # ---- results.json ------------------------------------------------------------------

@@ -193,6 +193,29 @@ int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code,
 typedef void (*oh_req_gone_fn)(struct oh_http_req *req, void *ud);
 void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud);
 
+/*
+ * Roles of API tokens (http.tokens), ordered: each includes the ones
+ * before it.  viewer: GET only; operator: commands and the caller's own
+ * leases and jobs; admin: also acting on others' (force_release, deleting
+ * others' jobs, unloading plugins).
+ */
+enum oh_role { OH_ROLE_NONE = 0, OH_ROLE_VIEWER, OH_ROLE_OPERATOR, OH_ROLE_ADMIN };
+
+/* The caller's role: the token's; OH_ROLE_ADMIN when no tokens are
+ * configured (the host then serves loopback only, or was told to serve
+ * without authentication); OH_ROLE_NONE on a public path (/healthz, /ui). */
+enum oh_role oh_req_role(const struct oh_http_req *req);
+
+/*
+ * Declares the role a route needs; by default GET needs viewer and every
+ * other method operator.  The host answers 401 without a token and 403 with
+ * a lesser role before the handler runs.  method and path as for oh_route.
+ * OH_ERR_INVAL for OH_ROLE_NONE, OH_ERR_NOT_FOUND when the route is not
+ * (yet) mounted.  A handler whose rule depends on the resource (another
+ * owner's job) checks oh_req_role() itself.
+ */
+int oh_route_require(oh_ctx *ctx, const char *method, const char *path, enum oh_role role);
+
 /* ---- file descriptors and child processes --------------------------------- */
 
 /* Watches fd for OH_WATCH_READ and/or OH_WATCH_WRITE (persistently) on the
@@ -303,6 +326,22 @@ int oh_job_remove(oh_ctx *ctx, const char *job_id, const char *actor);
 json_t *oh_job_list(oh_ctx *ctx, const char *owner);
 /* One job (returned), or NULL when there is none. */
 json_t *oh_job_get(oh_ctx *ctx, const char *job_id);
+
+/* ---- metrics (GET /metrics, Prometheus text format) --------------------- */
+
+/*
+ * Adds n to the counter oh_{module}_{name}.  name (borrowed) is
+ * [a-zA-Z_][a-zA-Z0-9_]*, ending in _total by convention, optionally
+ * followed by {label} to name the label: ("commands_total{code}", "OK", 1)
+ * counts oh_ndi_commands_total{code="OK"}.  label_value (borrowed) NULL:
+ * a counter without labels; non-NULL without {label}: the label is "kind".
+ * Keep label values few and fixed (codes, not ids): after 64 distinct values
+ * the rest are counted as "other".  A bad name is logged and ignored.
+ */
+void oh_metric_count(oh_ctx *ctx, const char *name, const char *label_value, unsigned long n);
+/* Records one observation in the histogram oh_{module}_{name} (name borrowed,
+ * e.g. "relay_latency_seconds"), buckets 0.0005 s .. 10 s and +Inf. */
+void oh_metric_observe(oh_ctx *ctx, const char *name, double seconds);
 
 /* ---- UI ----------------------------------------------------------------- */
 

@@ -8,7 +8,17 @@
  *   the events are dropped and a reconnect is scheduled from a timer;
  * - events are re-created on every connect, because the new socket may reuse
  *   the old descriptor number;
- * - loop_misc runs from a one-second timer, well inside any keepalive.
+ * - loop_misc runs from a one-second timer, well inside any keepalive;
+ * - TLS: mosquitto_loop_write() holds every write back while the handshake
+ *   is pending, and only mosquitto_loop_read() steps SSL_connect().  When
+ *   the TCP connect itself is still in progress (any broker that is not on
+ *   loopback) the first ClientHello cannot be sent, so nothing would ever
+ *   become readable: until the broker has answered, writability also runs
+ *   mosquitto_loop_read();
+ * - a broker that never answers (or closes the socket mid-handshake) is cut
+ *   off after CONNECT_TIMEOUT_S, so the link always gets back to retrying;
+ * - a failure is logged when it starts, when its reason changes and every
+ *   REPORT_EVERY attempts after that, not on every retry.
  */
 #include "mqtt_link.h"
 
@@ -21,6 +31,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define BACKOFF_MIN_MS 1000
@@ -30,6 +41,10 @@
 /* How long mqtt_link_stop() waits for the broker to acknowledge what was
  * published before it disconnects. */
 #define STOP_ACK_WAIT_MS 1000
+/* From socket creation to CONNACK (TCP connect, TLS handshake, auth). */
+#define CONNECT_TIMEOUT_S 15
+/* An unchanged failure is logged again every this many attempts. */
+#define REPORT_EVERY 10
 
 struct mqtt_link {
 	struct event_base *base;
@@ -52,10 +67,15 @@ struct mqtt_link {
 	bool connected;              /* CONNACK accepted */
 	bool attempted;              /* a connect call has been made once */
 	bool refused;                /* the broker said no; keep its reason */
+	bool tls;
 	int backoff_ms;
 	unsigned long reconnects;
 	unsigned long unacked;       /* publishes not yet sent (QoS 0) or acked (QoS 1+) */
-	char last_error[160];
+	unsigned long failures;      /* failed attempts since the last success */
+	struct timespec attempt_at;  /* when the current socket was opened */
+	char last_error[256];
+	char reported[256];          /* the failure last logged at warn level */
+	char lib_error[200];         /* libmosquitto's first error line of this attempt */
 };
 
 static void link_schedule_retry(struct mqtt_link *link);
@@ -78,6 +98,49 @@ static void drop_socket_events(struct mqtt_link *link)
 	}
 }
 
+/* A failed attempt: warn when the reason is new and every REPORT_EVERY
+ * attempts, so a broker that keeps saying no is neither silent nor spam. */
+static void report_failure(struct mqtt_link *link)
+{
+	link->failures++;
+	if(strcmp(link->reported, link->last_error) || link->failures % REPORT_EVERY == 0) {
+		log_warn(link->log_prefix, "cannot connect to %s:%d: %s; retrying (attempt %lu)",
+				link->host, link->port, link->last_error, link->failures);
+		snprintf(link->reported, sizeof link->reported, "%s", link->last_error);
+	} else {
+		log_debug(link->log_prefix, "cannot connect to %s:%d: %s; retrying (attempt %lu)",
+				link->host, link->port, link->last_error, link->failures);
+	}
+}
+
+/* Why a loop call failed, in words: for TLS, what OpenSSL said (libmosquitto
+ * only returns "A TLS error occurred"). */
+static const char *rc_text(struct mqtt_link *link, int rc, char *buf, size_t len)
+{
+	int err = errno;
+	/* Whatever the call returned, what OpenSSL said is the reason. */
+	if(link->tls && !link->connected && link->lib_error[0])
+		rc = MOSQ_ERR_TLS;
+	/* Cut off after a TLS handshake that looked fine from our side: with
+	 * TLS 1.3 the broker checks our certificate only after that, and says
+	 * nothing libmosquitto reports. */
+	if(link->tls && !link->connected && !link->lib_error[0] && (rc == MOSQ_ERR_CONN_LOST ||
+			rc == MOSQ_ERR_PROTOCOL || (rc == MOSQ_ERR_ERRNO && (err == EPROTO || err == ECONNRESET)))) {
+		snprintf(buf, len, "TLS: the broker closed the connection before accepting it (%s);"
+				" does it require a client certificate (mqtt.tls.cert_file, key_file)?",
+				rc == MOSQ_ERR_ERRNO ? strerror(err) : mosquitto_strerror(rc));
+		return buf;
+	}
+	if(rc == MOSQ_ERR_ERRNO)
+		return strerror(err);
+	if(rc != MOSQ_ERR_TLS)
+		return mosquitto_strerror(rc);
+	const char *what = link->lib_error[0] ? link->lib_error : "handshake failed";
+	snprintf(buf, len, "TLS: %s%s", what, strstr(what, "verify failed") ?
+			" (is mqtt.tls.ca_file the CA that signed the broker's certificate?)" : "");
+	return buf;
+}
+
 /* The connection is gone (or never came): tell the owner once, retry later. */
 static void link_lost(struct mqtt_link *link, const char *reason)
 {
@@ -87,8 +150,7 @@ static void link_lost(struct mqtt_link *link, const char *reason)
 	if(reason && *reason && !link->refused)
 		set_error(link, reason);
 	if(!was_connected && !link->stopping)
-		log_warn(link->log_prefix, "cannot connect to %s:%d: %s; retrying",
-				link->host, link->port, link->last_error);
+		report_failure(link);
 	if(was_connected) {
 		log_warn(link->log_prefix, "connection to %s:%d lost: %s", link->host,
 				link->port, link->last_error);
@@ -108,19 +170,29 @@ static void flush_writes(struct mqtt_link *link)
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
 	(void)what;
 	struct mqtt_link *link = arg;
+	char buf[256];
+	if(link->tls && !link->connected) {
+		/* libmosquitto treats EOF during the handshake as "try again", which
+		 * would spin on a socket that stays readable forever. */
+		char c;
+		if(recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+			link_lost(link, rc_text(link, link->lib_error[0] ? MOSQ_ERR_TLS : MOSQ_ERR_CONN_LOST,
+					buf, sizeof buf));
+			return;
+		}
+	}
 	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
 	if(rc != MOSQ_ERR_SUCCESS) {
-		link_lost(link, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		link_lost(link, rc_text(link, rc, buf, sizeof buf));
 		return;
 	}
 	/* Publishes made from message callbacks were only queued. */
 	if(mosquitto_want_write(link->mosq)) {
 		rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
 		if(rc != MOSQ_ERR_SUCCESS) {
-			link_lost(link, mosquitto_strerror(rc));
+			link_lost(link, rc_text(link, rc, buf, sizeof buf));
 			return;
 		}
 	}
@@ -132,9 +204,20 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct mqtt_link *link = arg;
-	int rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
+	char buf[256];
+	int rc;
+	/* Steps a pending TLS handshake (see the top of the file); a no-op read
+	 * otherwise, since nothing is buffered before CONNACK. */
+	if(link->tls && !link->connected) {
+		rc = mosquitto_loop_read(link->mosq, 1);
+		if(rc != MOSQ_ERR_SUCCESS) {
+			link_lost(link, rc_text(link, rc, buf, sizeof buf));
+			return;
+		}
+	}
+	rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
 	if(rc != MOSQ_ERR_SUCCESS) {
-		link_lost(link, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		link_lost(link, rc_text(link, rc, buf, sizeof buf));
 		return;
 	}
 	flush_writes(link);
@@ -147,6 +230,17 @@ static void on_misc(evutil_socket_t fd, short what, void *arg)
 	struct mqtt_link *link = arg;
 	if(!link->ev_read)
 		return;
+	if(!link->connected) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if(now.tv_sec - link->attempt_at.tv_sec >= CONNECT_TIMEOUT_S) {
+			char why[96];
+			snprintf(why, sizeof why, "no answer from the broker within %d s%s",
+					CONNECT_TIMEOUT_S, link->tls ? " (TLS handshake or CONNACK)" : "");
+			link_lost(link, why);
+			return;
+		}
+	}
 	int rc = mosquitto_loop_misc(link->mosq);
 	if(rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST) {
 		link_lost(link, "keepalive timeout");
@@ -173,6 +267,10 @@ static void link_arm_socket(struct mqtt_link *link)
 static void try_connect(struct mqtt_link *link)
 {
 	int rc;
+	/* A new attempt: its reason replaces the last one, whatever it was. */
+	link->refused = false;
+	link->lib_error[0] = '\0';
+	clock_gettime(CLOCK_MONOTONIC, &link->attempt_at);
 	if(!link->attempted) {
 		link->attempted = true;
 		rc = mosquitto_connect_async(link->mosq, link->host, link->port, link->keepalive_s);
@@ -181,11 +279,9 @@ static void try_connect(struct mqtt_link *link)
 		rc = mosquitto_reconnect_async(link->mosq);
 	}
 	if(rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) {
-		char why[160];
-		snprintf(why, sizeof why, "connect to %s:%d failed: %s", link->host, link->port,
-				rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-		set_error(link, why);
-		log_warn(link->log_prefix, "%s; retrying", why);
+		char buf[256];
+		set_error(link, rc_text(link, rc, buf, sizeof buf));
+		report_failure(link);
 		link_schedule_retry(link);
 		return;
 	}
@@ -216,7 +312,7 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 	(void)mosq;
 	struct mqtt_link *link = ud;
 	if(rc != 0) {
-		char why[160];
+		char why[200];
 		snprintf(why, sizeof why, "broker refused connection: %s", mosquitto_connack_string(rc));
 		set_error(link, why);
 		link->refused = true;
@@ -227,7 +323,14 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 	link->refused = false;
 	link->backoff_ms = BACKOFF_MIN_MS;
 	link->last_error[0] = '\0';
-	log_info(link->log_prefix, "connected to %s:%d", link->host, link->port);
+	link->reported[0] = '\0';
+	if(link->failures)
+		log_info(link->log_prefix, "connected to %s:%d%s after %lu failed attempts", link->host,
+				link->port, link->tls ? " (TLS)" : "", link->failures);
+	else
+		log_info(link->log_prefix, "connected to %s:%d%s", link->host, link->port,
+				link->tls ? " (TLS)" : "");
+	link->failures = 0;
 	if(link->cb.on_connect)
 		link->cb.on_connect(link, link->ud);
 }
@@ -240,6 +343,21 @@ static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
 	struct mqtt_link *link = ud;
 	if(link->unacked > 0)
 		link->unacked--;
+}
+
+/* libmosquitto reports why a TLS handshake failed only through its log. */
+static void on_mosq_log(struct mosquitto *mosq, void *ud, int level, const char *text)
+{
+	(void)mosq;
+	struct mqtt_link *link = ud;
+	if(!text)
+		return;
+	if(level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING))
+		log_debug(link->log_prefix, "libmosquitto: %s", text);
+	if(!(level & MOSQ_LOG_ERR) || link->lib_error[0])
+		return;
+	const char *p = strstr(text, "]: ");   /* "OpenSSL Error[0]: error:..." */
+	snprintf(link->lib_error, sizeof link->lib_error, "%s", p ? p + 3 : text);
 }
 
 static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosquitto_message *m)
@@ -282,6 +400,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	mosquitto_connect_callback_set(link->mosq, on_mosq_connect);
 	mosquitto_message_callback_set(link->mosq, on_mosq_message);
 	mosquitto_publish_callback_set(link->mosq, on_mosq_publish);
+	mosquitto_log_callback_set(link->mosq, on_mosq_log);
 
 	if(o->username && mosquitto_username_pw_set(link->mosq, o->username, o->password)) {
 		log_error(link->log_prefix, "invalid username or password");
@@ -304,6 +423,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 			log_error(link->log_prefix, "TLS setup failed: %s", mosquitto_strerror(rc));
 			goto fail;
 		}
+		link->tls = true;
 	}
 
 	link->ev_misc = event_new(base, -1, EV_PERSIST, on_misc, link);

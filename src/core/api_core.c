@@ -86,5 +86,7 @@ int api_core_register(struct host *h)
 			return rc;
 	}
 	int rc = api_plugins_register(h);
+	if(!rc)
+		rc = api_metrics_register(h);
 	return rc ? rc : api_ui_register(h);
 }

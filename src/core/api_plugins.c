@@ -104,7 +104,7 @@ int api_plugins_register(struct host *h)
 			"{\"summary\": \"Configured plugins, whether each loaded, and why not\"}");
 	if(rc)
 		return rc;
-	return http_route_add(h->http, NULL, "DELETE", "/api/plugins/{module}", delete_plugin, h,
+	rc = http_route_add(h->http, NULL, "DELETE", "/api/plugins/{module}", delete_plugin, h,
 			"{\"summary\": \"Unload a plugin: its cleanup runs, then the host removes its"
 			" subscriptions, routes, timers, lease watcher and UI page\","
 			" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
@@ -112,4 +112,6 @@ int api_plugins_register(struct host *h)
 			" \"responses\": {\"200\": {\"description\": \"unloaded; the plugin's new state\"},"
 			" \"404\": {\"description\": \"no such plugin\"},"
 			" \"409\": {\"description\": \"the plugin is not loaded\"}}}");
+	/* Unloading affects everyone: admins only when tokens are configured. */
+	return rc ? rc : http_route_require(h->http, "DELETE", "/api/plugins/{module}", OH_ROLE_ADMIN);
 }

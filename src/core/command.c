@@ -144,10 +144,26 @@ json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *ac
 	return ack;
 }
 
+static const char *field_or_dash(const json_t *obj, const char *key)
+{
+	const char *v = json_string_value(json_object_get(obj, key));
+	return v ? v : "-";
+}
+
 int oh_ack_publish(oh_ctx *ctx, json_t *ack)
 {
 	if(!ack)
 		return OH_ERR_NOMEM;
+	/* Every command outcome, counted and logged in one place.  DISPATCHED is
+	 * not an outcome (COMPLETED, FAILED or TIMEOUT follows), so each command
+	 * gets exactly one info line. */
+	const char *code = json_string_value(json_object_get(ack, "code"));
+	oh_metric_count(ctx, "commands_total{code}", code ? code : "none", 1);
+	oh_log(ctx, code && !strcmp(code, "DISPATCHED") ? OH_LOG_DEBUG : OH_LOG_INFO,
+			"command req_id=%s actor=%s device=%s action=%s result=%s",
+			field_or_dash(ack, "req_id"), field_or_dash(ack, "actor"),
+			field_or_dash(json_object_get(ack, "details"), "device_id"),
+			field_or_dash(ack, "action"), code ? code : "-");
 	int rc = oh_publish_json(ctx, ctx->evt_topic, ack, 1, false);
 	json_decref(ack);
 	return rc;

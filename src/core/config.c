@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum field_type { F_STR, F_INT, F_NUM, F_BOOL, F_OBJ, F_PLUGINS, F_LONG };
+#include "auth.h"
+
+enum field_type { F_STR, F_INT, F_NUM, F_BOOL, F_OBJ, F_PLUGINS, F_LONG, F_TOKENS, F_ORIGINS };
 
 struct field {
 	const char *key;          /* dotted path, e.g. "mqtt.port" */
@@ -48,6 +50,7 @@ static void set_defaults(struct config *c)
 	c->http.bind = strdup("127.0.0.1");
 	c->http.port = 8080;
 	c->http.max_body_bytes = 65536;
+	c->http.request_timeout_s = 30;
 	c->topic_root = strdup("/lab");
 	c->state_dir = strdup("var");
 	c->timezone = strdup("UTC");
@@ -68,6 +71,8 @@ static const char *type_name(enum field_type t)
 	case F_BOOL: return "true or false";
 	case F_OBJ: return "an object";
 	case F_PLUGINS: return "an array of plugin objects";
+	case F_TOKENS: return "an array of {\"name\", \"role\", \"sha256\"} objects";
+	case F_ORIGINS: return "an array of origins like \"https://ui.example.org\"";
 	}
 	return "?";
 }
@@ -104,6 +109,15 @@ static int load_plugins(struct config *c, const json_t *arr, const char *file, c
 			set_err(err, len, "%s: plugins[%zu].module: \"%s\" must be 1-32 of [a-z0-9_-]", file, i, m);
 			return -1;
 		}
+		/* The host's own /api/{name} and /ui/{name} paths. */
+		static const char *const reserved[] = {"plugins", "registry", "devices", "events",
+			"healthz", "metrics", "static", "docs", NULL};
+		for(const char *const *r = reserved; *r; r++) {
+			if(!strcmp(m, *r)) {
+				set_err(err, len, "%s: plugins[%zu].module: \"%s\" is reserved by the host", file, i, m);
+				return -1;
+			}
+		}
 		for(size_t j = 0; j < c->n_plugins; j++) {
 			if(!strcmp(c->plugins[j].module, m)) {
 				set_err(err, len, "%s: plugins[%zu].module: \"%s\" is listed twice", file, i, m);
@@ -127,6 +141,34 @@ static int load_plugins(struct config *c, const json_t *arr, const char *file, c
 			sprintf(pc->path, "builtin:%s", m);
 		}
 		pc->settings = json_is_object(settings) ? json_deep_copy(settings) : json_object();
+	}
+	return 0;
+}
+
+/* http.cors_origins: exact origins, as a browser sends them in Origin:
+ * scheme://host[:port], no path.  "*" is refused: list the origins. */
+static int load_origins(struct config *c, const json_t *arr, const char *file, char *err, size_t len)
+{
+	size_t n = json_array_size(arr);
+	c->http.cors_origins = calloc(n ? n : 1, sizeof *c->http.cors_origins);
+	if(!c->http.cors_origins)
+		return -1;
+	for(size_t i = 0; i < n; i++) {
+		const char *o = json_string_value(json_array_get(arr, i));
+		const char *host = NULL;
+		if(o && !strncmp(o, "https://", 8))
+			host = o + 8;
+		else if(o && !strncmp(o, "http://", 7))
+			host = o + 7;
+		if(!host || !*host || strpbrk(host, "/ \t\r\n?#*")) {
+			set_err(err, len, "%s: http.cors_origins[%zu]: expected an origin like "
+					"\"https://ui.example.org\" (scheme://host[:port], no path)", file, i);
+			return -1;
+		}
+		c->http.cors_origins[c->http.n_cors_origins] = strdup(o);
+		if(!c->http.cors_origins[c->http.n_cors_origins])
+			return -1;
+		c->http.n_cors_origins++;
 	}
 	return 0;
 }
@@ -180,6 +222,17 @@ static int apply(const struct field *f, const json_t *v, struct config *c, const
 		if(!json_is_array(v))
 			break;
 		return load_plugins(c, v, file, err, len);
+	case F_TOKENS: {
+		if(!json_is_array(v))
+			break;
+		char where[300];
+		snprintf(where, sizeof where, "%s: %s", file, f->key);
+		return auth_tokens_parse(v, where, &c->http.tokens, &c->http.n_tokens, err, len);
+	}
+	case F_ORIGINS:
+		if(!json_is_array(v))
+			break;
+		return load_origins(c, v, file, err, len);
 	}
 	set_err(err, len, "%s: %s: expected %s", file, f->key, type_name(f->type));
 	return -1;
@@ -263,6 +316,69 @@ static int read_password_file(struct config *c, const char *path, char *err, siz
 	return 0;
 }
 
+/* A whole small file as a string (returned, free()); NULL with err naming
+ * the key on failure. */
+static char *read_small_file(const char *source, const char *key, const char *path,
+		char *err, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	if(!f) {
+		set_err(err, len, "%s: %s: cannot read %s: %s", source, key, path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 1 << 20, n = 0;
+	char *buf = malloc(cap + 1);
+	if(buf)
+		n = fread(buf, 1, cap + 1, f);
+	int bad = ferror(f);
+	fclose(f);
+	if(!buf || bad || n == 0 || n > cap) {
+		set_err(err, len, "%s: %s: cannot read %s: %s", source, key, path,
+				!buf ? "out of memory" : bad ? "read error" : n ? "larger than 1 MiB" : "empty file");
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * The HTTP security settings that span several keys: the tokens file, the
+ * TLS files, and the rule that a host without tokens serves loopback only
+ * unless http.allow_unauthenticated says otherwise.
+ */
+static int check_http(struct config *c, const char *tokens_file, char *err, size_t len)
+{
+	if(tokens_file) {
+		char where[300];
+		snprintf(where, sizeof where, "%s: http.tokens_file", c->source);
+		if(auth_tokens_load_file(tokens_file, where, &c->http.tokens, &c->http.n_tokens, err, len))
+			return -1;
+	}
+	if(c->http.tls.enabled) {
+		if(!c->http.tls.cert_file || !c->http.tls.key_file) {
+			set_err(err, len, "%s: http.tls.%s: required when http.tls is present (both cert_file "
+					"and key_file, PEM)", c->source, c->http.tls.cert_file ? "key_file" : "cert_file");
+			return -1;
+		}
+		c->http.tls.cert_pem = read_small_file(c->source, "http.tls.cert_file",
+				c->http.tls.cert_file, err, len);
+		if(!c->http.tls.cert_pem)
+			return -1;
+		c->http.tls.key_pem = read_small_file(c->source, "http.tls.key_file",
+				c->http.tls.key_file, err, len);
+		if(!c->http.tls.key_pem)
+			return -1;
+	}
+	if(!c->http.n_tokens && !c->http.allow_unauthenticated && !auth_addr_is_loopback(c->http.bind)) {
+		set_err(err, len, "%s: http.bind: \"%s\" is not a loopback address and no http.tokens are "
+				"configured; add tokens, or set http.allow_unauthenticated: true to serve without "
+				"authentication", c->source, c->http.bind);
+		return -1;
+	}
+	return 0;
+}
+
 static bool valid_topic_root(const char *root)
 {
 	/* A plain prefix: no wildcards, no trailing slash, and not empty so the
@@ -274,6 +390,7 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 {
 	set_defaults(c);
 	char *password_file = NULL;
+	char *tokens_file = NULL;
 	const struct field table[] = {
 		{"mqtt", F_OBJ, false, 0, 0, NULL},
 		{"mqtt.host", F_STR, false, 0, 0, &c->mqtt.host},
@@ -293,6 +410,14 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 		{"http.bind", F_STR, false, 0, 0, &c->http.bind},
 		{"http.port", F_INT, false, 0, 65535, &c->http.port},
 		{"http.max_body_bytes", F_LONG, false, 64, 64 << 20, &c->http.max_body_bytes},
+		{"http.tokens", F_TOKENS, false, 0, 0, NULL},
+		{"http.tokens_file", F_STR, true, 0, 0, &tokens_file},
+		{"http.allow_unauthenticated", F_BOOL, false, 0, 0, &c->http.allow_unauthenticated},
+		{"http.cors_origins", F_ORIGINS, false, 0, 0, NULL},
+		{"http.request_timeout_s", F_INT, false, 1, 3600, &c->http.request_timeout_s},
+		{"http.tls", F_OBJ, true, 0, 0, NULL},
+		{"http.tls.cert_file", F_STR, false, 0, 0, &c->http.tls.cert_file},
+		{"http.tls.key_file", F_STR, false, 0, 0, &c->http.tls.key_file},
 		{"topic_root", F_STR, false, 0, 0, &c->topic_root},
 		{"state_dir", F_STR, false, 0, 0, &c->state_dir},
 		{"timezone", F_STR, false, 0, 0, &c->timezone},
@@ -325,6 +450,7 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 		int rc = walk(table, root, "", c, path, err, len);
 		const json_t *tls = json_object_get(json_object_get(root, "mqtt"), "tls");
 		c->mqtt.tls.enabled = json_is_object(tls);
+		c->http.tls.enabled = json_is_object(json_object_get(json_object_get(root, "http"), "tls"));
 		if(!rc && !json_object_get(root, "plugins")) {
 			/* No list given: run the NDI plugin, the reason most labs install us. */
 			json_t *def = json_pack("[{s:s, s:s}]", "module", "ndi", "path", "builtin:ndi");
@@ -345,6 +471,8 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 		goto fail;
 	if(env_overrides(c, err, len))
 		goto fail;
+	if(check_http(c, tokens_file, err, len))
+		goto fail;
 	if(!valid_topic_root(c->topic_root)) {
 		set_err(err, len, "%s: topic_root: \"%s\" must be non-empty, without + or # and without a trailing /",
 				c->source, c->topic_root);
@@ -360,10 +488,12 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 		goto fail;
 	}
 	free(password_file);
+	free(tokens_file);
 	return 0;
 
 fail:
 	free(password_file);
+	free(tokens_file);
 	return -1;
 }
 
@@ -379,6 +509,18 @@ void config_free(struct config *c)
 	free(c->mqtt.tls.key_file);
 	free(c->mqtt.tls.tls_version);
 	free(c->http.bind);
+	if(c->http.tokens)
+		explicit_bzero(c->http.tokens, c->http.n_tokens * sizeof *c->http.tokens);
+	free(c->http.tokens);
+	for(size_t i = 0; i < c->http.n_cors_origins; i++)
+		free(c->http.cors_origins[i]);
+	free(c->http.cors_origins);
+	free(c->http.tls.cert_file);
+	free(c->http.tls.key_file);
+	free(c->http.tls.cert_pem);
+	if(c->http.tls.key_pem)
+		explicit_bzero(c->http.tls.key_pem, strlen(c->http.tls.key_pem));
+	free(c->http.tls.key_pem);
 	free(c->topic_root);
 	free(c->state_dir);
 	free(c->timezone);

@@ -7,6 +7,9 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
+
+struct auth_token;
 
 struct plugin_conf {
 	char *module;
@@ -33,6 +36,19 @@ struct config {
 		char *bind;
 		int port;
 		long max_body_bytes;
+		/* API tokens (auth.h): http.tokens and http.tokens_file together;
+		 * none means no authentication (loopback unless allowed). */
+		struct auth_token *tokens;
+		size_t n_tokens;
+		bool allow_unauthenticated;
+		char **cors_origins;      /* exact Origin values allowed cross-origin */
+		size_t n_cors_origins;
+		int request_timeout_s;    /* idle time before a connection is cut */
+		struct {
+			bool enabled;         /* "http.tls" present */
+			char *cert_file, *key_file;
+			char *cert_pem, *key_pem;   /* the files' contents, read at load */
+		} tls;
 	} http;
 	char *topic_root;
 	char *state_dir;

@@ -80,8 +80,8 @@ size_t registry_size(const struct registry *r);
 void registry_mark_dirty(struct registry *r);
 /* Publishes the final snapshot at once (shutdown). */
 void registry_flush(struct registry *r);
-/* Subscribe to changes, e.g. for server-sent events: called after each
- * published snapshot. */
+/* Subscribe to changes, e.g. for server-sent events: called with each new
+ * snapshot, whether or not the broker is there to receive it. */
 void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *snap, void *ud), void *ud);
 
 /* ---- leases.c ------------------------------------------------------------- */
@@ -124,6 +124,7 @@ int api_core_register(struct host *h);
 /* api_plugins.c: GET /api/plugins, DELETE /api/plugins/{module} */
 int api_plugins_register(struct host *h);
 int api_ui_register(struct host *h);      /* api_ui.c: the web UI and /api/events */
+int api_metrics_register(struct host *h); /* metrics.c: GET /metrics */
 
 /* ---- events.c: server-sent events at GET /api/events ---------------------- */
 

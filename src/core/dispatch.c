@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "mqtt_link.h"
 #include "topic_tree.h"
 
@@ -190,6 +191,7 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 {
 	struct host *h = d->host;
 	h->stats.msgs_in++;
+	metrics_mqtt_message(h, false, topic);
 	struct match_list m = {.items = m.small, .cap = 8};
 	m.items = m.small;
 	topic_tree_match(d->tree, topic, collect, &m);
@@ -235,7 +237,9 @@ int host_publish(struct host *h, const char *topic, const void *payload, size_t 
 		int qos, bool retain)
 {
 	int rc = mqtt_link_publish(h->link, topic, payload, len, qos, retain);
-	if(rc == OH_OK)
+	if(rc == OH_OK) {
 		h->stats.msgs_out++;
+		metrics_mqtt_message(h, true, topic);
+	}
 	return rc;
 }

@@ -12,7 +12,7 @@
  *   event: orch_evt   data: {"topic": ..., "payload": <JSON or null>[, "error": ...]}
  *   event: broker     data: {"mqtt": "connected" | "disconnected"}
  *
- * A client that falls more than MAX_BACKLOG bytes behind is dropped rather
+ * A client that is more than MAX_BACKLOG bytes behind is dropped rather
  * than buffered without bound; EventSource reconnects and starts again from
  * a fresh snapshot, which is all it would have caught up to anyway.
  */
@@ -90,9 +90,10 @@ static void client_send(struct client *c, const char *msg, size_t len)
 {
 	if(c->dropped)
 		return;
+	/* Bounded by MAX_BACKLOG plus one message, however large snapshots get. */
 	size_t backlog = http_stream_backlog(c->st);
 	int rc = OH_OK;
-	if(backlog && backlog + len > MAX_BACKLOG)
+	if(backlog > MAX_BACKLOG)
 		rc = OH_ERR_TOO_LARGE;
 	else
 		rc = http_stream_write(c->st, msg, len);

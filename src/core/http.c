@@ -8,6 +8,12 @@
  * malformed) and handed to the route's handler.  A handler that does not
  * reply at once leaves the connection suspended until it does; the reply
  * then resumes it.
+ *
+ * Security is applied here, in one place, for every route: when API tokens
+ * are configured, paths under /api/ (and /metrics) need a bearer token
+ * whose role is at least the route's (GET: viewer, other methods: operator,
+ * or what the route declared); every response carries the security headers;
+ * CORS headers appear only for origins listed in http.cors_origins.
  */
 #include "http.h"
 
@@ -18,8 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "auth.h"
 #include "log.h"
+#include "metrics.h"
+#include "plugin_ctx.h"
 #include "shared_buf.h"
 
 #define MAX_SEGMENTS 16
@@ -35,6 +45,7 @@ struct route {
 	oh_http_fn fn;
 	void *ud;
 	json_t *openapi;
+	enum oh_role role;                 /* the least role a token needs */
 };
 
 struct oh_http_req {
@@ -53,6 +64,8 @@ struct oh_http_req {
 	} params[MAX_PARAMS];
 	int n_params;
 	oh_ctx *owner;
+	const struct auth_token *token;    /* the caller's, NULL without one */
+	enum oh_role role;
 
 	bool dispatched;
 	bool in_handler;
@@ -62,6 +75,7 @@ struct oh_http_req {
 	oh_req_gone_fn gone_fn;
 	void *gone_ud;
 	struct http_stream *stream;
+	const char *route;                 /* matched pattern (interned), for metrics */
 };
 
 struct http_stream {
@@ -101,6 +115,32 @@ static void add_common_headers(struct MHD_Response *r)
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 }
 
+/* The configured origin equal to the request's Origin header, or NULL. */
+static const char *cors_origin(const struct oh_http_req *req)
+{
+	const struct config *c = &req->server->host->cfg;
+	if(!c->http.n_cors_origins)
+		return NULL;
+	const char *origin = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
+	for(size_t i = 0; origin && i < c->http.n_cors_origins; i++) {
+		if(!strcmp(c->http.cors_origins[i], origin))
+			return c->http.cors_origins[i];
+	}
+	return NULL;
+}
+
+/* No CORS headers at all unless origins are configured; then a cache must
+ * keep answers apart by Origin, and only a listed origin is allowed. */
+static void add_cors_headers(struct oh_http_req *req, struct MHD_Response *r)
+{
+	if(!req->server->host->cfg.http.n_cors_origins)
+		return;
+	MHD_add_response_header(r, "Vary", "Origin");
+	const char *origin = cors_origin(req);
+	if(origin)
+		MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+}
+
 /* ---- replies -------------------------------------------------------------- */
 
 static int set_response(struct oh_http_req *req, unsigned status, struct MHD_Response *resp,
@@ -116,6 +156,7 @@ static int set_response(struct oh_http_req *req, unsigned status, struct MHD_Res
 	if(content_type)
 		MHD_add_response_header(resp, "Content-Type", content_type);
 	add_common_headers(resp);
+	add_cors_headers(req, resp);
 	req->response = resp;
 	req->status = status;
 	if(req->suspended) {
@@ -157,16 +198,36 @@ int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content
 	return set_response(req, status, r, content_type);
 }
 
+/* Every request gets an answer: a body that cannot be serialised becomes a
+ * fixed 500 rather than a connection left hanging. */
+static const char reply_failed[] =
+	"{\"error\":{\"code\":\"INTERNAL\",\"message\":\"the reply could not be built\"}}";
+
 int oh_reply_json(struct oh_http_req *req, unsigned status, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	json_decref(body);
 	if(!text)
-		return OH_ERR_NOMEM;
+		return http_reply_static(req, 500, "application/json", reply_failed, sizeof reply_failed - 1);
 	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
 	if(!r)
 		free(text);
 	return set_response(req, status, r, "application/json");
+}
+
+/* Cuts a string that vsnprintf truncated inside a UTF-8 sequence back to the
+ * last whole character, so it stays a valid JSON string. */
+static void utf8_trim_partial(char *s)
+{
+	size_t n = strlen(s), i = n;
+	while(i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+		i--;
+	if(i == 0 || !((unsigned char)s[i - 1] & 0x80))
+		return;
+	unsigned char lead = (unsigned char)s[i - 1];
+	size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	if(n - (i - 1) < want)
+		s[i - 1] = '\0';
 }
 
 int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code, const char *fmt, ...)
@@ -176,7 +237,11 @@ int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code, c
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	return oh_reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+	utf8_trim_partial(msg);
+	json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+	if(!body)   /* the text itself was not UTF-8 */
+		body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", "(unprintable)");
+	return oh_reply_json(req, status, body);
 }
 
 void http_req_add_header(struct oh_http_req *req, const char *name, const char *value)
@@ -190,7 +255,8 @@ void http_req_add_header(struct oh_http_req *req, const char *name, const char *
 const char *oh_req_method(const struct oh_http_req *req) { return req->method; }
 const char *oh_req_path(const struct oh_http_req *req) { return req->path; }
 const json_t *oh_req_body(const struct oh_http_req *req) { return req->json; }
-const char *oh_req_actor(const struct oh_http_req *req) { return NULL; }
+const char *oh_req_actor(const struct oh_http_req *req) { return req->token ? req->token->name : NULL; }
+enum oh_role oh_req_role(const struct oh_http_req *req) { return req->role; }
 
 const char *oh_req_param(const struct oh_http_req *req, const char *name)
 {
@@ -241,6 +307,7 @@ int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, con
 	r->owner = owner;
 	r->fn = fn;
 	r->ud = ud;
+	r->role = strcmp(method, "GET") && strcmp(method, "HEAD") ? OH_ROLE_OPERATOR : OH_ROLE_VIEWER;
 	r->method = strdup(method);
 	r->path = strdup(path);
 	char *work = strdup(path);
@@ -286,6 +353,30 @@ fail:
 	free(r->path);
 	free(r);
 	return OH_ERR_NOMEM;
+}
+
+int http_route_require(struct http_server *s, const char *method, const char *path,
+		enum oh_role role)
+{
+	if(role < OH_ROLE_VIEWER || role > OH_ROLE_ADMIN)
+		return OH_ERR_INVAL;
+	for(struct route *r = s->routes; r; r = r->next) {
+		if(!strcmp(r->method, method) && !strcmp(r->path, path)) {
+			r->role = role;
+			return OH_OK;
+		}
+	}
+	return OH_ERR_NOT_FOUND;
+}
+
+int oh_route_require(oh_ctx *ctx, const char *method, const char *path, enum oh_role role)
+{
+	if(!method || !path || path[0] != '/')
+		return OH_ERR_INVAL;
+	/* The same mapping as oh_route (plugin_api.c). */
+	char full[512];
+	snprintf(full, sizeof full, "/api/%s%s", ctx->module, strcmp(path, "/") ? path : "");
+	return http_route_require(ctx->host->http, method, full, role);
 }
 
 static void route_free(struct route *r)
@@ -446,15 +537,109 @@ static enum MHD_Result queue_reply(struct oh_http_req *req)
 	struct http_server *s = req->server;
 	if(status >= 100 && status < 600)
 		s->stats.by_class[status / 100]++;
+	metrics_http_request(req->method, req->route, status);
 	enum MHD_Result rc = MHD_queue_response(req->conn, status, r);
 	MHD_destroy_response(r);
 	return rc;
+}
+
+/* ---- authentication ---------------------------------------------------------- */
+
+/* Paths that carry data.  The pages, scripts, /openapi.json and /healthz
+ * hold none and stay public, so a browser can load the UI and ask for a
+ * token, and a load balancer can probe. */
+static bool needs_token(const char *path)
+{
+	return !strncmp(path, "/api/", 5) || !strcmp(path, "/api") || !strcmp(path, "/metrics");
+}
+
+static void reply_unauthorized(struct oh_http_req *req, bool invalid, const char *msg)
+{
+	oh_reply_error(req, 401, "UNAUTHORIZED", "%s", msg);
+	http_req_add_header(req, "WWW-Authenticate", invalid ?
+			"Bearer realm=\"orchestrator-host\", error=\"invalid_token\"" :
+			"Bearer realm=\"orchestrator-host\"");
+}
+
+static void log_refused(struct oh_http_req *req, const char *why)
+{
+	char addr[INET6_ADDRSTRLEN] = "?";
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn,
+			MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if(ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if(sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
+		else if(sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof addr);
+	}
+	log_warn("http", "%s %s from %s: %s", req->method, req->path, addr, why);
+}
+
+/*
+ * Sets req->token and req->role, or answers 401 and returns false.  The
+ * token comes from "Authorization: Bearer ..."; on GET /api/events also
+ * from ?access_token=, because a browser's EventSource cannot send headers
+ * (docs/deploy-http.md names the trade-off).
+ */
+static bool authenticate(struct http_server *s, struct oh_http_req *req)
+{
+	const struct config *c = &s->host->cfg;
+	if(!c->http.n_tokens) {
+		/* No tokens: loopback only, or explicitly allowed (config.c). */
+		req->role = OH_ROLE_ADMIN;
+		return true;
+	}
+	req->role = OH_ROLE_NONE;
+	if(!needs_token(req->path))
+		return true;
+	const char *tok = NULL;
+	const char *hdr = oh_req_header(req, "Authorization");
+	if(hdr) {
+		if(strncasecmp(hdr, "Bearer ", 7)) {
+			reply_unauthorized(req, false, "the Authorization header must be \"Bearer TOKEN\"");
+			return false;
+		}
+		tok = hdr + 7;
+		tok += strspn(tok, " ");
+	} else if(!strcmp(req->path, "/api/events") &&
+			(!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD"))) {
+		tok = oh_req_query(req, "access_token");
+	}
+	if(!tok || !*tok) {
+		reply_unauthorized(req, false, "an API token is required: send \"Authorization: Bearer TOKEN\"");
+		return false;
+	}
+	req->token = auth_lookup(c->http.tokens, c->http.n_tokens, tok);
+	if(!req->token) {
+		log_refused(req, "invalid API token");
+		reply_unauthorized(req, true, "the API token is not valid");
+		return false;
+	}
+	req->role = req->token->role;
+	return true;
+}
+
+/* A CORS preflight from a listed origin; anything else goes on as a plain
+ * request (an OPTIONS without a route gets 405). */
+static bool answer_preflight(struct oh_http_req *req)
+{
+	if(strcmp(req->method, "OPTIONS") || !cors_origin(req) ||
+			!oh_req_header(req, "Access-Control-Request-Method"))
+		return false;
+	http_reply_static(req, 204, NULL, "", 0);
+	http_req_add_header(req, "Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE");
+	http_req_add_header(req, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+	http_req_add_header(req, "Access-Control-Max-Age", "600");
+	return true;
 }
 
 static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 {
 	req->dispatched = true;
 	s->stats.requests++;
+	if(answer_preflight(req) || !authenticate(s, req))
+		return;
 	if(req->body_too_large) {
 		oh_reply_error(req, 413, "TOO_LARGE", "request body is over %ld bytes",
 				s->host->cfg.http.max_body_bytes);
@@ -471,6 +656,14 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 		} else {
 			oh_reply_error(req, 404, "NOT_FOUND", "no such path: %s", req->path);
 		}
+		return;
+	}
+	req->route = metrics_intern(r->path);
+	if(req->token && req->token->role < r->role) {
+		log_refused(req, "role too low");
+		oh_reply_error(req, 403, "FORBIDDEN", "%s %s needs the %s role; token \"%s\" has %s",
+				req->method, req->path, auth_role_name(r->role), req->token->name,
+				auth_role_name(req->token->role));
 		return;
 	}
 	if(req->body_len) {
@@ -717,7 +910,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	char msg[512];
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	log_warn("http", "%s", msg);
+	/* A browser closing a tab is routine, not worth a warning. */
+	if(strstr(msg, "Failed to send") || strstr(msg, "reset by peer") || strstr(msg, "closed by remote"))
+		log_debug("http", "%s", msg);
+	else
+		log_warn("http", "%s", msg);
 }
 
 struct http_server *http_server_new(struct host *h)
@@ -735,6 +932,21 @@ int http_server_start(struct http_server *s)
 	memset(&ss, 0, sizeof ss);
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	const char *bind = h->cfg.http.bind;
+	/* TLS from memory (config.c read the files), through MHD's GnuTLS. */
+	bool tls = h->cfg.http.tls.enabled;
+	struct MHD_OptionItem tls_opts[] = {
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, h->cfg.http.tls.cert_pem},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, h->cfg.http.tls.key_pem},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	if(tls) {
+		if(MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			log_error("http", "http.tls: this libmicrohttpd was built without TLS support");
+			return OH_ERR_INVAL;
+		}
+		flags |= MHD_USE_TLS;
+	}
 	if(strchr(bind, ':')) {
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
 		a6->sin6_family = AF_INET6;
@@ -753,14 +965,18 @@ int http_server_start(struct http_server *s)
 			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+			MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3],
+			/* An idle or slow client (slowloris) is cut off after this;
+			 * suspended requests and streams are not timed. */
+			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->cfg.http.request_timeout_s,
 			MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+			/* Bounds the request line and headers too (MHD answers 431). */
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 			MHD_OPTION_END);
 	if(!s->mhd) {
-		log_error("http", "cannot listen on %s:%d (address in use or not available)",
-				bind, h->cfg.http.port);
+		log_error("http", "cannot listen on %s:%d (address in use or not available%s)",
+				bind, h->cfg.http.port, tls ? ", or http.tls certificate/key rejected" : "");
 		return OH_ERR_IO;
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -771,7 +987,8 @@ int http_server_start(struct http_server *s)
 	event_add(s->ev_io, NULL);
 	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info ? info->port : h->cfg.http.port;
-	log_info("http", "listening on http://%s%s%s:%d/", strchr(bind, ':') ? "[" : "", bind,
+	log_info("http", "listening on %s://%s%s%s:%d/", tls ? "https" : "http",
+			strchr(bind, ':') ? "[" : "", bind,
 			strchr(bind, ':') ? "]" : "", s->port);
 	return OH_OK;
 

@@ -20,6 +20,10 @@ int http_server_port(const struct http_server *s);
 int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
 		oh_http_fn fn, void *ud, const char *openapi);
 void http_remove_owner(struct http_server *s, oh_ctx *owner);
+/* Sets the role a mounted route needs (default: viewer for GET, operator
+ * otherwise); OH_ERR_NOT_FOUND, OH_ERR_INVAL for OH_ROLE_NONE. */
+int http_route_require(struct http_server *s, const char *method, const char *path,
+		enum oh_role role);
 /* The OpenAPI 3 document of every route; returned. */
 json_t *http_openapi(struct http_server *s);
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
@@ -201,8 +202,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if(print_broker) {
-		/* For scripts: where the broker is, after environment overrides. */
-		printf("%s %d\n", h->cfg.mqtt.host, h->cfg.mqtt.port);
+		/* For scripts: the broker and HTTP addresses after environment
+		 * overrides, "MQTT_HOST MQTT_PORT HTTP_BIND HTTP_PORT". */
+		printf("%s %d %s %d\n", h->cfg.mqtt.host, h->cfg.mqtt.port, h->cfg.http.bind,
+				h->cfg.http.port);
 		config_free(&h->cfg);
 		return 0;
 	}
@@ -219,6 +222,7 @@ int main(int argc, char **argv)
 
 	log_info("host", "orchestrator-host %s starting (config: %s, broker %s:%d, state in %s)",
 			OH_VERSION, h->cfg.source, h->cfg.mqtt.host, h->cfg.mqtt.port, h->cfg.state_dir);
+	auth_log_startup(&h->cfg);
 	int rc = host_start(h);
 	if(rc) {
 		log_error("host", "startup failed: %s", oh_strerror(rc));

@@ -362,7 +362,8 @@ int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_ou
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
 	if(err) {
-		log_warn("plugins", "%s: cannot run %s: %s", ctx->module, argv[0], strerror(err));
+		/* Not logged here: a plugin retrying every few seconds decides
+		 * how often to say so. */
 		rc = err == ENOMEM ? OH_ERR_NOMEM : err == ENOENT || err == EACCES ? OH_ERR_NOT_FOUND
 				: OH_ERR_IO;
 		goto out_child;

@@ -55,6 +55,7 @@ struct registry {
 	bool dirty;               /* something changed since it was built */
 	bool unpublished;         /* built but not yet sent to the broker */
 	uint64_t seq;
+	uint64_t notified_seq;    /* last seq the listeners were given */
 	double last_publish_mono;
 
 	struct event *ev_publish;
@@ -410,10 +411,15 @@ static void publish_now(struct registry *r)
 			r->unpublished = false;
 			h->stats.snapshots_published++;
 			h->stats.snapshot_bytes += snap->len;
-			r->last_publish_mono = time_now_mono();
-			for(int i = 0; i < r->n_listeners; i++)
-				r->listeners[i].fn(snap, r->listeners[i].ud);
 		}
+	}
+	r->last_publish_mono = time_now_mono();
+	/* Listeners (the UI's event stream) hear of every snapshot, also while
+	 * the broker is away. */
+	if(r->notified_seq != r->seq) {
+		r->notified_seq = r->seq;
+		for(int i = 0; i < r->n_listeners; i++)
+			r->listeners[i].fn(snap, r->listeners[i].ud);
 	}
 	shared_buf_unref(snap);
 }

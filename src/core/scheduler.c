@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "plugin_ctx.h"
 #include "store.h"
 #include "strmap.h"
@@ -270,6 +271,7 @@ int sched__add(struct sched_plugin *sp, const struct job_req *r, struct job **ou
 	heap_push(s, j);
 	if(j->heap_idx == 0)
 		arm(s);
+	metrics_count("oh_scheduler_jobs_scheduled_total", 1);
 	*out = j;
 	return OH_OK;
 }
@@ -316,6 +318,7 @@ static void publish_missed(struct job *j, int64_t due, double now)
 	oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), false, "MISSED", "schedule",
 			j->owner, msg, details));
 	log_warn("scheduler", "%s job %s: %s", ctx->module, j->id, msg);
+	metrics_count("oh_scheduler_jobs_missed_total", 1);
 }
 
 static const char *str_of(const json_t *o, const char *key)
@@ -385,6 +388,7 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 	oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), true, "FIRED", "schedule",
 			j->owner, NULL, details));
 	s->fired++;
+	metrics_count("oh_scheduler_jobs_fired_total", 1);
 }
 
 /* Moves j past the run due at `due`, at wall time now: a cron job to its

@@ -468,9 +468,9 @@ static void delete_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 	/* Without authentication anyone may delete (as anyone could claim any
-	 * name); with it, only the owner. */
+	 * name); with it, only the owner or an admin. */
 	const char *actor = oh_req_actor(req);
-	if(actor && strcmp(actor, j->owner)) {
+	if(actor && strcmp(actor, j->owner) && oh_req_role(req) < OH_ROLE_ADMIN) {
 		char msg[256];
 		snprintf(msg, sizeof msg, "job %s belongs to %s", j->id, j->owner);
 		reply_err(req, "NOT_OWNER", msg);

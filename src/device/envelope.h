@@ -1,7 +1,7 @@
 /*
  * The command envelope a device receives and the ack it sends back, exactly
  * as the deployed Python agent validates and shapes them
- * (docs: /work/shared/spec/device-agent-protocol.md, "Command envelope" and
+ * (docs/protocol.md and docs/device-agent.md, "Command envelope" and
  * "Ack").  Pure functions over jansson values, so they are unit-tested
  * without a broker.
  */

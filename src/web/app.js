@@ -14,6 +14,11 @@
  *   OH.postJSON(url, body)         the same with a JSON body
  *   OH.showError(el, err)          puts err's message into el (as text)
  *   OH.ago(iso), OH.list(value)    formatting helpers
+ *   OH.token.get(), OH.token.set(t) the API token (http.tokens), kept in
+ *                                  sessionStorage: sent as "Authorization:
+ *                                  Bearer" by fetchJSON and as ?access_token=
+ *                                  on the event stream; 401/403 answers are
+ *                                  shown in the header (#auth-msg)
  *
  * Nothing here uses innerHTML: the Content-Security-Policy forbids inline
  * script and style, and textContent keeps a device named
@@ -61,11 +66,49 @@
   function $(sel, root) { return (root || document).querySelector(sel); }
   function $$(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
 
+  /* ---- API token ---------------------------------------------------------- */
+
+  /* Entered once per tab (the header's token form) and kept in
+   * sessionStorage, so it goes when the tab does. */
+  var TOKEN_KEY = 'oh.api_token';
+  var token = {
+    get: function () {
+      try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+    },
+    set: function (t) {
+      try {
+        if (t) sessionStorage.setItem(TOKEN_KEY, t);
+        else sessionStorage.removeItem(TOKEN_KEY);
+      } catch (e) { /* storage disabled: the token lasts this page only */ }
+    }
+  };
+
+  function authHeaders(headers) {
+    var t = token.get();
+    if (t && !headers.Authorization) headers.Authorization = 'Bearer ' + t;
+    return headers;
+  }
+
+  /* Says plainly in the header why the API refused, and opens the token
+   * form when a (better) token would help. */
+  function showAuthProblem(status, message) {
+    var el = document.getElementById('auth-msg');
+    var form = document.getElementById('token-form');
+    if (status === 401 && form) form.hidden = false;
+    if (!el) return;
+    el.hidden = false;
+    el.setAttribute('data-status', String(status));
+    el.textContent = status === 401
+      ? (token.get() ? '401 Unauthorized: the API token was not accepted. Enter another.'
+        : '401 Unauthorized: this host needs an API token. Enter it above.')
+      : '403 Forbidden: ' + (message || 'your token\'s role may not do this.');
+  }
+
   /* ---- fetch helpers ---------------------------------------------------- */
 
   function fetchJSON(url, opts) {
     opts = opts || {};
-    var headers = Object.assign({ Accept: 'application/json' }, opts.headers || {});
+    var headers = authHeaders(Object.assign({ Accept: 'application/json' }, opts.headers || {}));
     return fetch(url, Object.assign({}, opts, { headers: headers, credentials: 'same-origin' }))
       .then(function (resp) {
         return resp.text().then(function (text) {
@@ -73,6 +116,9 @@
           try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
           if (!resp.ok) {
             var err = body && body.error ? body.error : null;
+            if (resp.status === 401 || resp.status === 403) {
+              showAuthProblem(resp.status, err && err.message);
+            }
             var e2 = new Error(err && err.message ? err.message
               : 'HTTP ' + resp.status + ' ' + resp.statusText);
             e2.status = resp.status;
@@ -181,7 +227,10 @@
   function connect() {
     retryTimer = null;
     if (!window.EventSource) { setLive('offline', 'live: unsupported'); return; }
-    es = new EventSource('/api/events');
+    /* EventSource cannot send headers: the host reads the token from the
+     * query on this one path. */
+    var t = token.get();
+    es = new EventSource('/api/events' + (t ? '?access_token=' + encodeURIComponent(t) : ''));
     es.onopen = function () {
       retryMs = 2000;
       live.connected = true;
@@ -213,10 +262,47 @@
        * (CLOSED); then we start again, backing off up to 30 s. */
       if (es.readyState === EventSource.CLOSED && !retryTimer) {
         es.close();
+        /* An EventSource does not say why; ask once, cheaply. */
+        fetch('/api/registry', { method: 'HEAD', headers: authHeaders({}), credentials: 'same-origin' })
+          .then(function (resp) {
+            if (resp.status === 401 || resp.status === 403) {
+              setLive('offline', 'live: ' + resp.status + (resp.status === 401 ? ' token needed' : ' forbidden'));
+              showAuthProblem(resp.status, null);
+            }
+          }, function () { /* the host is away: keep retrying */ });
         retryTimer = setTimeout(connect, retryMs);
         retryMs = Math.min(retryMs * 2, 30000);
       }
     };
+  }
+
+  /* The header's token form: set, change or forget the token, then reload
+   * so every fetch and the stream start over with it. */
+  function initTokenForm() {
+    var form = document.getElementById('token-form');
+    var input = document.getElementById('token-input');
+    var toggle = document.getElementById('token-toggle');
+    var forget = document.getElementById('token-forget');
+    if (!form || !input) return;
+    if (toggle) {
+      toggle.textContent = token.get() ? 'token \u2713' : 'token';
+      toggle.addEventListener('click', function () {
+        form.hidden = !form.hidden;
+        if (!form.hidden) input.focus();
+      });
+    }
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      token.set(input.value.trim());
+      input.value = '';
+      location.reload();
+    });
+    if (forget) {
+      forget.addEventListener('click', function () {
+        token.set('');
+        location.reload();
+      });
+    }
   }
 
   window.addEventListener('pagehide', function () { if (es) es.close(); });
@@ -228,8 +314,9 @@
     h: h, clear: clear, $: $, $$: $$,
     fetchJSON: fetchJSON, postJSON: postJSON, showError: showError,
     ago: ago, list: list,
-    live: live
+    live: live, token: token
   };
 
+  initTokenForm();
   connect();
 })();

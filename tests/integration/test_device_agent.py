@@ -4,7 +4,7 @@ real agent spawning real children, paho clients playing the host, and, where
 it is built, the real orchestrator-host reading the agent into its registry.
 
 Covers the wire format of docs/device-agent.md and
-/work/shared/spec/device-agent-protocol.md: retained meta/status/module
+docs/device-agent.md: retained meta/status/module
 status and their exact keys, the heartbeat, ping/set_labels and the refused
 device actions, envelope validation codes, the NDI module with `sleep 1000`
 as its viewer (real pid, own process group, stop ends the whole group, a

@@ -15,7 +15,6 @@ headers and pkg-config file, driven end to end.  See docs/plugins.md.
 """
 
 import glob
-import json
 import os
 import shutil
 import subprocess
@@ -152,6 +151,7 @@ def test_failing_init_leaves_nothing_behind(make_host, mqtt):
     _, api = host.get("/openapi.json")
     assert not [p for p in api["paths"] if p.startswith("/api/failing")]
     assert "ui" not in plugins_by_module(host)["failing"]
+    assert host.get("/ui/failing")[0] == 404
     assert plugins_by_module(host)["failing"]["error"] == "probe says no: (none) is not a relay board"
 
     # Its subscription does not react, its 20 ms timer does not tick.
@@ -208,9 +208,11 @@ def test_custom_symbol_plugin_gets_settings_registry_and_errors(make_host, mqtt)
                  retain=True)
     wait_until(lambda: dev in host.get("/api/custom/devices")[1]["devices"], 5,
                msg="the device in oh_device_foreach")
-    status, body = wait_until(lambda: (lambda r: r if r[1].get("online") == 1 else None)(
-        host.get("/api/custom/devices/" + dev)), 5, msg="the device online in oh_device_get")
-    assert status == 200 and body["id"] == dev and body["doc"]["modules"] == ["custom"]
+    def online():
+        status, body = host.get("/api/custom/devices/" + dev)
+        return body if status == 200 and body["online"] == 1 else None
+    body = wait_until(online, 5, msg="the device online in oh_device_get")
+    assert body["id"] == dev and body["doc"]["modules"] == ["custom"]
     assert host.get("/api/custom/devices/nope-" + rid())[0] == 404
     for t in ("meta", "status"):
         mqtt.publish(ROOT + "/device/%s/%s" % (dev, t), b"", retain=True)
@@ -315,14 +317,24 @@ def test_unload_tears_down_everything(make_host, make_broker, make_mqtt, tmp_pat
     status, body = host.get("/api/timers/ticks")
     assert status == 200 and body["ticks"] > 0
     assert plugins_by_module(host)["timers"]["ui"] == "/ui/timers"
+    status, page = host.get("/ui/timers")
+    assert status == 200 and "<p>ticks</p>" in page
+    assert host.get("/ui/timers/page.js") == (200, "console.log('ticks');")
     assert sorted(snapshot_modules(host)) == ["ndi", "timers"]
 
     # The broker holds one subscription for the plugin's own command topic;
     # the device meta filter is shared with the core registry.
     sysmon = make_mqtt(broker=broker)
     sysmon.subscribe("$SYS/broker/subscriptions/count")
-    wait_until(lambda: sys_subscription_count(sysmon) is not None, 5)
-    time.sleep(1.5)
+    # $SYS is refreshed once a second: wait for a count that includes
+    # everyone's subscriptions and then holds still.
+    wait_until(lambda: (sys_subscription_count(sysmon) or 0) > 0, 10,
+               msg="a non-zero $SYS subscription count")
+    for _ in range(10):
+        mark = sysmon.mark()
+        time.sleep(1.5)
+        if not sysmon.messages("$SYS/broker/subscriptions/count", since=mark):
+            break
     before = sys_subscription_count(sysmon)
 
     # A request the plugin leaves open (deferred reply, with on_gone).
@@ -358,6 +370,8 @@ def test_unload_tears_down_everything(make_host, make_broker, make_mqtt, tmp_pat
     nothing_on(mqtt, evt, 1.0, since=quiet)
     assert host.get("/api/timers/ticks")[0] == 404
     assert host.get("/api/timers/wait")[0] == 404
+    assert host.get("/ui/timers")[0] == 404
+    assert host.get("/ui/timers/page.js")[0] == 404
     _, api = host.get("/openapi.json")
     assert not [p for p in api["paths"] if p.startswith("/api/timers")]
     for path in ("/api/plugins", "/healthz"):
@@ -480,6 +494,10 @@ def test_example_relay_built_out_of_tree(make_host, mqtt, make_mqtt, relay_so):
     assert p["relay"]["name"] == "Power relays" and p["relay"]["ui"] == "/ui/relay"
     assert p["ndi"]["loaded"] is True
     wait_until(lambda: sorted(snapshot_modules(host)) == ["ndi", "relay"], 5)
+    status, page = host.get("/ui/relay")
+    assert status == 200 and 'id="relays"' in page
+    status, script = host.get("/ui/relay/page.js")
+    assert status == 200 and "/state" in script
 
     dev = "rl-" + rid()
     device = make_mqtt()
@@ -554,6 +572,7 @@ def test_example_relay_built_out_of_tree(make_host, mqtt, make_mqtt, relay_so):
     status, body = host.delete("/api/plugins/relay")
     assert status == 200 and body["error"] == "unloaded"
     assert host.get("/api/relay/state")[0] == 404
+    assert host.get("/ui/relay")[0] == 404
     for t in ("meta", "status"):
         device.publish(ROOT + "/device/%s/%s" % (dev, t), b"", retain=True)
     assert "[relay] on channel 2 of %s for app" % dev in host.log()

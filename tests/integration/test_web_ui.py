@@ -108,7 +108,7 @@ class EventStream:
                     data.append(line[5:][1:] if line[5:].startswith(" ") else line[5:])
                 elif line.startswith("retry:"):
                     self.retry = int(line[6:].strip())
-        except (OSError, ValueError, http.client.HTTPException):
+        except Exception:  # noqa: BLE001 - any way the stream ends, it ended
             pass
         with self._cond:
             self.ended = True
@@ -525,6 +525,7 @@ def test_browser_docs_page(host, browser):
     b.wait_until(lambda: b.js("return document.querySelector(arguments[0]).open;", sel))
     assert "id" in b.texts(sel + " table.params code")
     assert "404" in b.texts(sel + " .responses code")
+    b.full_screenshot(os.path.join(SCREENSHOTS, "docs.png"))
     # Filtering.
     b.type("#docs-filter", "healthz")
     b.wait_until(lambda: b.js("return Array.from(document.querySelectorAll('details.op'))"
@@ -533,7 +534,6 @@ def test_browser_docs_page(host, browser):
     origin = host.url("")
     for url in b.resources():
         assert url.startswith(origin), url
-    b.screenshot(os.path.join(SCREENSHOTS, "docs.png"))
     assert_clean(b, "/docs")
 
 
@@ -545,3 +545,18 @@ def test_browser_unknown_page(host, browser):
     # The 404 itself is reported on the console; nothing else may be.
     problems = [p for p in b.problems() if "404" not in p]
     assert not problems, problems
+
+
+def test_browser_plugin_page(host, browser):
+    _, body = host.get("/api/plugins")
+    ndi = next(p for p in body["plugins"] if p["module"] == "ndi")
+    if not ndi.get("ui"):
+        pytest.skip("the ndi plugin declares no page (yet)")
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    b.wait_until(lambda: b.attr("#live-state", "data-state") == "open", msg="live updates")
+    assert b.attr("nav a[aria-current='page']", "href") == "/ui/ndi"
+    assert b.text("#broker-state") == "connected"
+    assert b.count("main > h1") == 1
+    b.screenshot(os.path.join(SCREENSHOTS, "ndi-shell.png"))
+    assert_clean(b, "/ui/ndi")

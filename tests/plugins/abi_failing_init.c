@@ -5,8 +5,8 @@
  * running the other plugins.  If any registration survived, the test sees
  * it: the route answers, the command topic gets a reply, the timer ticks.
  */
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "oh/host.h"
 #include "oh/plugin.h"
@@ -48,7 +48,7 @@ static int init(oh_ctx *ctx, const json_t *settings)
 		return oh_fail(ctx, "test setup: UI page failed");
 	oh_lease_on_expire(ctx, on_expire, NULL);
 	/* Freed by the host after cleanup, even though init failed. */
-	oh_set_data(ctx, strdup("state the host must free"), free);
+	oh_set_data(ctx, calloc(1, 64), free);
 	const char *device = json_string_value(json_object_get(settings, "device"));
 	return oh_fail(ctx, "probe says no: %s is not a relay board", device ? device : "(none)");
 }

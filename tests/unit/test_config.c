@@ -104,6 +104,7 @@ static void test_errors(void)
 		{"{\"plugins\": [{\"module\": \"ndi\", \"colour\": 1}]}", {"plugins[0].colour", "unknown key"}},
 		{"{\"plugins\": [{\"module\": \"ndi\", \"settings\": []}]}", {"plugins[0].settings", "object"}},
 		{"{\"plugins\": [{\"module\": \"a\"}, {\"module\": \"a\"}]}", {"plugins[1].module", "twice"}},
+		{"{\"plugins\": [{\"module\": \"devices\"}]}", {"plugins[0].module", "reserved"}},
 		{"{\"mqtt\": {\"password_file\": \"/nonexistent/pw\"}}", {"mqtt.password_file", "/nonexistent/pw"}},
 		{"[1, 2]", {"top level"}},
 		{"{\"a\": 1, \"a\": 2}", {"line 1", "duplicate"}},

@@ -17,6 +17,7 @@
 #include "oh/plugin.h"
 
 #include "ndi.h"
+#include "ndi_discovery.h"
 
 /* ---- settings ------------------------------------------------------------ */
 
@@ -40,13 +41,11 @@ struct setting {
 /* Every key plugins[].settings may hold; anything else fails init, so a
  * typo ("ack_timeout") is caught at start rather than silently ignored. */
 static const struct setting settings_table[] = {
-	{"sources", SET_STRING_ARRAY, AT(sources), 0, 0},
 	/* The bound keeps the timer's milliseconds inside an unsigned. */
 	{"ack_timeout_s", SET_NUMBER, AT(ack_timeout_s), 0, 86400},
 	{"default_lease_s", SET_NUMBER, AT(default_lease_s), 0, 1e9},
 	{"max_lease_s", SET_NUMBER, AT(max_lease_s), 0, 1e9},
 	{"relay_when_offline", SET_BOOL, AT(relay_when_offline), 0, 0},
-	{"discovery_helper", SET_STRING_OR_NULL, AT(discovery_helper), 0, 0},
 	{"admins", SET_STRING_ARRAY_OR_NULL, AT(admins), 0, 0},
 };
 
@@ -56,6 +55,15 @@ static const struct setting *setting_find(const char *key)
 		if(!strcmp(settings_table[i].key, key)) return &settings_table[i];
 	}
 	return NULL;
+}
+
+/* Keys read (and checked) by ndi_discovery_new() instead. */
+static bool discovery_key(const char *key)
+{
+	for(size_t i = 0; ndi_discovery_setting_keys[i]; i++) {
+		if(!strcmp(ndi_discovery_setting_keys[i], key)) return true;
+	}
+	return false;
 }
 
 static bool string_array(const json_t *v)
@@ -72,9 +80,7 @@ static bool string_array(const json_t *v)
 
 static void settings_clear(struct ndi_settings *s)
 {
-	json_decref(s->sources);
 	json_decref(s->admins);
-	free(s->discovery_helper);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -101,6 +107,7 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 		const struct setting *st = setting_find(key);
 		char *field;
 
+		if(!st && discovery_key(key)) continue;
 		if(!st) {
 			rc = oh_fail(ctx, "settings.%s: unknown setting", key);
 			break;
@@ -174,7 +181,6 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 		return oh_fail(ctx, "settings.default_lease_s: %g is over max_lease_s (%g)",
 				s->default_lease_s, s->max_lease_s);
 	}
-	if(!s->sources && !(s->sources = json_array())) return OH_ERR_NOMEM;
 	return OH_OK;
 }
 
@@ -183,7 +189,11 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 static void ndi_free(struct ndi *n)
 {
 	if(!n) return;
+	/* Pending first: it answers the REST requests still waiting for an
+	 * ack while the host's HTTP side can still send the reply. */
 	ndi_pending_free(n);
+	ndi_status_free(n);
+	ndi_discovery_free(n->discovery);
 	settings_clear(&n->set);
 	free(n);
 }
@@ -225,6 +235,25 @@ static int ndi_init(oh_ctx *ctx, const json_t *settings)
 	rc = oh_lease_on_expire(ctx, ndi_on_lease_expired, n);
 	if(rc) {
 		oh_fail(ctx, "cannot watch lease expiry: %s", oh_strerror(rc));
+		goto out_free;
+	}
+	rc = ndi_status_start(n);
+	if(rc) goto out_free;
+	/* It reads and checks its own settings keys, naming a bad one. */
+	n->discovery = ndi_discovery_new(ctx, settings);
+	if(!n->discovery) {
+		rc = OH_ERR_INVAL;
+		goto out_free;
+	}
+	rc = ndi_rest_register(n);
+	if(rc) {
+		oh_fail(ctx, "cannot mount the REST API: %s", oh_strerror(rc));
+		goto out_free;
+	}
+	/* Mounts /api/{module}/jobs and restores this module's stored jobs. */
+	rc = oh_scheduler_register(ctx, ndi_job_exec, n, ndi_job_validate);
+	if(rc) {
+		oh_fail(ctx, "cannot register with the scheduler: %s", oh_strerror(rc));
 		goto out_free;
 	}
 

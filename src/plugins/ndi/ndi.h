@@ -6,7 +6,10 @@
  * ndi_pending.c follows relayed commands until the device acks or times
  * out.  ndi_dispatch() is the single road to a device: the MQTT command
  * topic, the REST API and the scheduler all relay through it, so leases,
- * the offline check and pending tracking hold on every path.
+ * the offline check and pending tracking hold on every path.  ndi_rest.c is
+ * the REST API and the web page, ndi_status.c remembers what the devices
+ * and the host last said (module status, registry snapshot), and
+ * ndi_discovery.c finds NDI sources.
  */
 #ifndef NDI_H
 #define NDI_H
@@ -25,14 +28,16 @@
 #define NDI_DEVICE_ID_MAX 64
 
 struct ndi_pending;
+struct ndi_status;
+struct ndi_discovery;
 
+/* The plugin's own settings; the discovery keys (sources, discovery_*,
+ * mdns) are read and checked by ndi_discovery_new(). */
 struct ndi_settings {
-	json_t *sources;          /* array of strings (owned), for the REST side */
 	double ack_timeout_s;
 	double default_lease_s;
 	double max_lease_s;
 	bool relay_when_offline;
-	char *discovery_helper;   /* owned, NULL when unset */
 	json_t *admins;           /* array of strings (owned), NULL: any actor */
 };
 
@@ -40,6 +45,8 @@ struct ndi {
 	oh_ctx *ctx;
 	struct ndi_settings set;
 	struct ndi_pending *pending;
+	struct ndi_status *status;
+	struct ndi_discovery *discovery;
 };
 
 /*
@@ -75,6 +82,28 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 /* Message handler for {root}/orchestrator/{module}/cmd (ud = struct ndi). */
 void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud);
 
+/*
+ * Runs one action the way the command topic does, for callers without an
+ * envelope (REST): params (borrowed, may be NULL) are checked against the
+ * same actions table, then a pass-through goes to ndi_dispatch() (the
+ * device gets a host-originated envelope naming `actor` in requested_by)
+ * and reserve/renew/release/force_release act on the lease as `actor`
+ * (borrowed, NULL = "anonymous").  req_id (borrowed) NULL generates one.
+ * Returns the ack (returned, json_decref), NULL only on NOMEM.
+ */
+json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor,
+		const char *req_id);
+/* The scheduler's executor and command check (oh_job_exec_fn and
+ * oh_job_validate_fn; ud = struct ndi): a job's command is relayed through
+ * ndi_dispatch() as the job's owner; only pass-through actions with their
+ * required params can be scheduled. */
+json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command,
+		void *ud);
+int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen);
+/* Whether action is one the plugin knows / one relayed to the device. */
+bool ndi_action_known(const char *action);
+bool ndi_action_relayed(const char *action);
+
 /* Lease expiry watcher: publishes EXPIRED (ud = struct ndi). */
 void ndi_on_lease_expired(oh_ctx *ctx, const char *key, const char *holder, void *ud);
 
@@ -93,6 +122,40 @@ void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id);
 size_t ndi_pending_count(const struct ndi *n);
 /* Message handler for {root}/device/+/{module}/evt (ud = struct ndi). */
 void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud);
+
+/*
+ * Called once when a tracked command ends: event (borrowed for the call)
+ * is the COMPLETED, FAILED or TIMEOUT event just published, or NULL when
+ * tracking stopped without one (the plugin is being cleaned up).
+ */
+typedef void (*ndi_done_fn)(struct ndi *n, const json_t *event, void *ud);
+/* Attaches fn to the command in flight (one per command).  OH_ERR_NOT_FOUND
+ * when it is not in flight, OH_ERR_EXISTS when it already has one. */
+int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id,
+		ndi_done_fn fn, void *ud);
+/* Detaches the callback (whoever waited went away); the command itself
+ * stays tracked and its event is still published. */
+void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id);
+
+/* ---- what devices and the host last said (ndi_status.c) ---------------- */
+
+/* Subscribes to {root}/device/+/{module}/status and {root}/orchestrator/registry;
+ * n->status is freed by ndi_status_free.  OH_ERR_NOMEM, or the subscribe
+ * error (after oh_fail). */
+int ndi_status_start(struct ndi *n);
+void ndi_status_free(struct ndi *n);
+/* The device's last module status object (borrowed until the loop runs
+ * again), or NULL when it never published one. */
+const json_t *ndi_status_get(const struct ndi *n, const char *device_id);
+/* The last registry snapshot the host published (borrowed, as above), or
+ * NULL before the first one arrived. */
+const json_t *ndi_status_snapshot(const struct ndi *n);
+
+/* ---- REST API and web page (ndi_rest.c) ---------------------------------- */
+
+/* Mounts /api/{module}/{status,sources,devices,send,reserve,renew,release,
+ * force_release} and the page /ui/{module}.  OH_ERR_* from oh_route. */
+int ndi_rest_register(struct ndi *n);
 
 /* ---- helpers (ndi_commands.c) ------------------------------------------ */
 

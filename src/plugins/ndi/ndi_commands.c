@@ -398,7 +398,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 	}
 
 	/* Only an explicit "online": false stops a relay; a device never heard
-	 * from, or of unknown state, gets the command as the spec has it. */
+	 * from, or of unknown state, gets the command, as the original host did. */
 	if(!n->set.relay_when_offline && oh_device_get(ctx, device_id, &dev) == OH_OK &&
 			dev.online == 0) {
 		snprintf(err, sizeof(err), "device %s is offline", device_id);
@@ -570,6 +570,85 @@ static json_t *run_force_release(struct ndi *n, const struct request *r)
 
 /* ---- entry points -------------------------------------------------------------- */
 
+bool ndi_action_known(const char *action)
+{
+	return action_find(action) != NULL;
+}
+
+bool ndi_action_relayed(const char *action)
+{
+	const struct action *a = action_find(action);
+
+	return a && a->relay;
+}
+
+json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor,
+		const char *req_id)
+{
+	char idbuf[40], err[256];
+	const struct action *a = action_find(action);
+	const char *field, *why;
+	struct request r;
+
+	if(!req_id || !*req_id) {
+		ndi_uuid(idbuf, sizeof(idbuf));
+		req_id = idbuf;
+	}
+	r = (struct request){.req_id = req_id, .action = action ? action : "",
+		.actor = actor && *actor ? actor : NDI_ANONYMOUS, .params = params};
+	if(!a) {
+		snprintf(err, sizeof(err), "unknown action \"%s\"", r.action);
+		return ack_make(r.req_id, "BAD_ACTION", r.action, r.actor, err, NULL);
+	}
+	if(params && !json_is_object(params)) {
+		return ack_make(r.req_id, "BAD_REQUEST", r.action, r.actor, "params must be an object",
+				json_pack("{s:s}", "field", "params"));
+	}
+	if((field = params_check(n, a, params, false, &why))) return bad_field(&r, field, why);
+	r.device_id = json_string_value(json_object_get(params, "device_id"));
+	return a->run(n, &r);
+}
+
+/* The scheduler's executor: one command of a job, relayed as its owner
+ * (host-originated envelope: actor "orchestrator", requested_by owner). */
+json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command,
+		void *ud)
+{
+	struct ndi *n = ud;
+	json_t *ack = NULL;
+
+	(void)job_id;
+	ndi_dispatch(n, json_string_value(json_object_get(command, "device_id")),
+			json_string_value(json_object_get(command, "action")),
+			json_object_get(command, "params"), owner, NULL, NULL, &ack);
+	return ack;
+}
+
+/* Checks a job's command when it is scheduled: only pass-through actions,
+ * with the parameters their table asks for (device_id is the command's). */
+int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen)
+{
+	struct ndi *n = oh_data(ctx);
+	const char *name = json_string_value(json_object_get(command, "action"));
+	const struct action *a = action_find(name);
+	const char *field, *why;
+
+	if(!a) {
+		snprintf(err, errlen, "action: unknown action \"%s\"", name ? name : "");
+		return OH_ERR_INVAL;
+	}
+	if(!a->relay) {
+		snprintf(err, errlen, "action: \"%s\" cannot be scheduled (only start, stop, "
+				"set_input, record_start, record_stop)", name);
+		return OH_ERR_INVAL;
+	}
+	if(n && (field = params_check(n, a, json_object_get(command, "params"), true, &why))) {
+		snprintf(err, errlen, "params.%s: %s", field, why);
+		return OH_ERR_INVAL;
+	}
+	return OH_OK;
+}
+
 void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 {
 	struct ndi *n = ud;
@@ -604,6 +683,10 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		ndi_uuid(cmd.req_id_buf, sizeof(cmd.req_id_buf));
 		r.req_id = cmd.req_id_buf;
 	}
+	/* schedule, unschedule, jobs: the host's scheduler service. */
+	cmd.req_id = r.req_id;
+	ack = oh_scheduler_command(ctx, &cmd);
+	if(ack) goto publish;
 	a = action_find(r.action);
 	if(!a) {
 		snprintf(err, sizeof(err), "unknown action \"%s\"", r.action);

@@ -9,11 +9,18 @@
  * host's timer heap rather than one periodic sweep.  Keying by device too
  * (a device id cannot contain '/') means only the addressed device can
  * complete a command, and two devices may use the same req_id.
+ *
+ * A command may carry one completion callback (ndi_pending_on_done): the
+ * REST API's ?wait=1 uses it to answer with the device's ack.  It runs
+ * after the event is published and at most once; ndi_pending_forget()
+ * detaches it when the waiter goes first, so neither side is left holding
+ * a pointer to the other.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "oh/host.h"
 
@@ -29,6 +36,9 @@ struct entry {
 	char *actor;
 	struct oh_timer *timer;
 	struct ndi *n;
+	ndi_done_fn done_fn;      /* NULL when nobody waits */
+	void *done_ud;
+	struct timespec sent;     /* relayed at, for oh_ndi_relay_latency_seconds */
 };
 
 struct ndi_pending {
@@ -86,6 +96,29 @@ static void entry_free(struct entry *e)
 	free(e);
 }
 
+/* Runs and detaches the entry's callback; event NULL: ended without one. */
+static void finish(struct entry *e, const json_t *event)
+{
+	ndi_done_fn fn = e->done_fn;
+
+	e->done_fn = NULL;
+	if(fn) fn(e->n, event, e->done_ud);
+}
+
+/* Publishes the command's last event (taken) and tells whoever waits. */
+static void conclude(oh_ctx *ctx, struct entry *e, json_t *event)
+{
+	if(!event) {
+		oh_log(ctx, OH_LOG_ERROR, "out of memory reporting %s", e->req_id);
+		finish(e, NULL);
+		return;
+	}
+	json_incref(event);
+	oh_ack_publish(ctx, event);
+	finish(e, event);
+	json_decref(event);
+}
+
 void ndi_pending_free(struct ndi *n)
 {
 	struct ndi_pending *p = n->pending;
@@ -96,6 +129,7 @@ void ndi_pending_free(struct ndi *n)
 		for(; e; e = next) {
 			next = e->next;
 			if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+			finish(e, NULL);
 			entry_free(e);
 		}
 	}
@@ -164,7 +198,7 @@ static void on_timeout(oh_ctx *ctx, void *ud)
 	unlink_entry(n->pending, e);
 	snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id,
 			n->set.ack_timeout_s);
-	oh_ack_publish(ctx, oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action,
+	conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action,
 			e->actor, err, json_pack("{s:s, s:f}", "device_id", e->device_id,
 				"timeout_s", n->set.ack_timeout_s)));
 	entry_free(e);
@@ -198,6 +232,7 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
 	e->action = strdup(action);
 	e->actor = strdup(actor);
 	e->n = n;
+	clock_gettime(CLOCK_MONOTONIC, &e->sent);
 	if(!e->action || !e->actor) goto out_entry;
 	e->timer = oh_timer_add(n->ctx, (unsigned)(n->set.ack_timeout_s * 1000 + 0.5), false,
 			on_timeout, e);
@@ -227,7 +262,41 @@ void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id)
 	*slot = e->next;
 	p->count--;
 	if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+	finish(e, NULL);
 	entry_free(e);
+}
+
+/* The entry for this pair, or NULL. */
+static struct entry *entry_find(struct ndi *n, const char *device_id, const char *req_id)
+{
+	char *key = make_key(device_id, req_id);
+	struct entry *e;
+
+	if(!key) return NULL;
+	e = *slot_find(n->pending, key, hash_key(key));
+	free(key);
+	return e;
+}
+
+int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id,
+		ndi_done_fn fn, void *ud)
+{
+	struct entry *e = entry_find(n, device_id, req_id);
+
+	if(!e) return OH_ERR_NOT_FOUND;
+	if(e->done_fn) return OH_ERR_EXISTS;
+	e->done_fn = fn;
+	e->done_ud = ud;
+	return OH_OK;
+}
+
+void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id)
+{
+	struct entry *e = entry_find(n, device_id, req_id);
+
+	if(!e) return;
+	e->done_fn = NULL;
+	e->done_ud = NULL;
 }
 
 /* The device id in {root}/device/{id}/{module}/evt, into buf; false when
@@ -284,6 +353,11 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 	oh_timer_cancel(ctx, e->timer);
 	e->timer = NULL;
 
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	oh_metric_observe(ctx, "relay_latency_seconds", (double)(now.tv_sec - e->sent.tv_sec) +
+			(double)(now.tv_nsec - e->sent.tv_nsec) / 1e9);
+
 	/* Devices send ok with code "OK"; trust ok, and code only without it. */
 	code = json_string_value(json_object_get(doc, "code"));
 	v = json_object_get(doc, "ok");
@@ -292,7 +366,7 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		v = json_object_get(doc, "details");
 		details = json_is_object(v) ? json_deep_copy(v) : json_object();
 		if(details) json_object_set_new(details, "device_id", json_string(device_id));
-		oh_ack_publish(ctx, oh_ack_new(e->req_id, ndi_code_ok("COMPLETED"), "COMPLETED",
+		conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("COMPLETED"), "COMPLETED",
 				e->action, e->actor, NULL, details));
 	} else {
 		error = json_string_value(json_object_get(doc, "error"));
@@ -302,7 +376,7 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 				"device_code", json_object_get(doc, "code"),
 				"device_error", json_object_get(doc, "error"),
 				"device_id", device_id);
-		oh_ack_publish(ctx, oh_ack_new(e->req_id, ndi_code_ok("FAILED"), "FAILED",
+		conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("FAILED"), "FAILED",
 				e->action, e->actor, err, details));
 	}
 	entry_free(e);

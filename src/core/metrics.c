@@ -1,0 +1,562 @@
+/*
+ * The metrics registry and GET /metrics.
+ *
+ * Families are kept in registration order in one list and series in a short
+ * list per family; both are small by construction (fixed label sets, a cap
+ * on series), so lookups are linear scans with strcmp, which is cheaper
+ * than hashing at these sizes.  Values that the host already keeps (leases,
+ * snapshots, reconnects) are not counted twice: they are copied into gauges
+ * and counters when /metrics is rendered.  Plugins count through
+ * oh_metric_count() and oh_metric_observe(), under oh_{module}_.
+ */
+#include "metrics.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "http.h"
+#include "log.h"
+#include "mqtt_link.h"
+#include "scheduler.h"
+#include "timeutil.h"
+
+static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25, 0.5, 1, 2.5, 5, 10};
+#define N_BUCKETS (sizeof bucket_le / sizeof bucket_le[0])
+
+struct series {
+	struct series *next;
+	char *values[METRICS_MAX_LABELS];
+	double value;                     /* counter, gauge; histogram: sum */
+	unsigned long count;              /* histogram */
+	unsigned long buckets[N_BUCKETS]; /* histogram, not cumulative */
+};
+
+struct metric {
+	struct metric *next;
+	char *name;
+	char *help;
+	enum metric_type type;
+	int n_labels;
+	char *labels[METRICS_MAX_LABELS];
+	struct series *series, **tail;
+	size_t n_series;
+	struct series *other;             /* the overflow series */
+};
+
+static struct {
+	struct metric *head, **tail;
+	struct interned {
+		struct interned *next;
+		char s[];
+	} *strings;
+} reg;
+
+static bool name_valid(const char *s)
+{
+	if(!s || !(isalpha((unsigned char)*s) || *s == '_'))
+		return false;
+	for(; *s; s++) {
+		if(!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	}
+	return true;
+}
+
+static struct metric *family_find(const char *name)
+{
+	for(struct metric *m = reg.head; m; m = m->next) {
+		if(!strcmp(m->name, name))
+			return m;
+	}
+	return NULL;
+}
+
+static void family_free(struct metric *m)
+{
+	free(m->name);
+	free(m->help);
+	for(int i = 0; i < m->n_labels; i++)
+		free(m->labels[i]);
+	free(m);
+}
+
+struct metric *metrics_family(const char *name, enum metric_type type, const char *help,
+		const char *labels)
+{
+	char buf[METRICS_MAX_LABELS * 64];
+	if(!name_valid(name))
+		return NULL;
+	struct metric *m = family_find(name);
+	if(m) {
+		/* Same type and labels: the caller just wants the handle. */
+		snprintf(buf, sizeof buf, "%s", labels ? labels : "");
+		char have[sizeof buf] = "";
+		for(int i = 0; i < m->n_labels; i++)
+			snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? "," : "",
+					m->labels[i]);
+		if(m->type == type && !strcmp(have, buf))
+			return m;
+		return NULL;
+	}
+	m = calloc(1, sizeof *m);
+	if(!m)
+		return NULL;
+	m->name = strdup(name);
+	m->help = strdup(help ? help : "");
+	m->type = type;
+	m->tail = &m->series;
+	if(!m->name || !m->help)
+		goto fail;
+	if(labels && *labels) {
+		snprintf(buf, sizeof buf, "%s", labels);
+		char *save = NULL;
+		for(char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			if(m->n_labels == METRICS_MAX_LABELS || !name_valid(t) || !strcmp(t, "le"))
+				goto fail;
+			m->labels[m->n_labels] = strdup(t);
+			if(!m->labels[m->n_labels++])
+				goto fail;
+		}
+	}
+	if(!reg.tail)
+		reg.tail = &reg.head;
+	*reg.tail = m;
+	reg.tail = &m->next;
+	return m;
+
+fail:
+	family_free(m);
+	return NULL;
+}
+
+static struct series *series_new(struct metric *m, const char *const *values)
+{
+	struct series *s = calloc(1, sizeof *s);
+	if(!s)
+		return NULL;
+	for(int i = 0; i < m->n_labels; i++) {
+		s->values[i] = strdup(values && values[i] ? values[i] : "");
+		if(!s->values[i]) {
+			for(int j = 0; j < i; j++)
+				free(s->values[j]);
+			free(s);
+			return NULL;
+		}
+	}
+	*m->tail = s;
+	m->tail = &s->next;
+	m->n_series++;
+	return s;
+}
+
+static struct series *series_get(struct metric *m, const char *const *values)
+{
+	for(struct series *s = m->series; s; s = s->next) {
+		int i = 0;
+		while(i < m->n_labels && !strcmp(s->values[i], values && values[i] ? values[i] : ""))
+			i++;
+		if(i == m->n_labels)
+			return s;
+	}
+	if(m->n_series < METRICS_MAX_SERIES)
+		return series_new(m, values);
+	/* Over the cap: one shared series with every label "other". */
+	if(!m->other) {
+		const char *other[METRICS_MAX_LABELS] = {"other", "other", "other"};
+		m->other = series_new(m, other);
+	}
+	return m->other;
+}
+
+void metrics_add(struct metric *m, const char *const *values, double n)
+{
+	struct series *s = m ? series_get(m, values) : NULL;
+	if(s)
+		s->value += n;
+}
+
+void metrics_set(struct metric *m, const char *const *values, double v)
+{
+	struct series *s = m ? series_get(m, values) : NULL;
+	if(s)
+		s->value = v;
+}
+
+void metrics_observe(struct metric *m, const char *const *values, double v)
+{
+	struct series *s = m && m->type == METRIC_HISTOGRAM ? series_get(m, values) : NULL;
+	if(!s)
+		return;
+	s->value += v;
+	s->count++;
+	for(size_t i = 0; i < N_BUCKETS; i++) {
+		if(v <= bucket_le[i]) {
+			s->buckets[i]++;
+			break;
+		}
+	}
+}
+
+const char *metrics_intern(const char *s)
+{
+	for(struct interned *i = reg.strings; i; i = i->next) {
+		if(!strcmp(i->s, s))
+			return i->s;
+	}
+	size_t len = strlen(s);
+	struct interned *i = malloc(sizeof *i + len + 1);
+	if(!i)
+		return NULL;
+	memcpy(i->s, s, len + 1);
+	i->next = reg.strings;
+	reg.strings = i;
+	return i->s;
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+struct out {
+	char *buf;
+	size_t len, cap;
+	bool failed;
+};
+
+static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(struct out *o, const char *fmt, ...)
+{
+	if(o->failed)
+		return;
+	for(;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if(n < 0) {
+			o->failed = true;
+			return;
+		}
+		if((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		size_t cap = o->cap * 2 + (size_t)n + 1;
+		char *b = realloc(o->buf, cap);
+		if(!b) {
+			o->failed = true;
+			return;
+		}
+		o->buf = b;
+		o->cap = cap;
+	}
+}
+
+/* A label value with \, " and newline escaped, as the format requires. */
+static void out_label_value(struct out *o, const char *v)
+{
+	for(; *v; v++) {
+		if(*v == '\\' || *v == '"')
+			out_printf(o, "\\%c", *v);
+		else if(*v == '\n')
+			out_printf(o, "\\n");
+		else
+			out_printf(o, "%c", *v);
+	}
+}
+
+/* {a="x",b="y"[,le="0.5"]}, or nothing when there are no labels. */
+static void out_labels(struct out *o, const struct metric *m, const struct series *s,
+		const char *le)
+{
+	if(!m->n_labels && !le)
+		return;
+	out_printf(o, "{");
+	for(int i = 0; i < m->n_labels; i++) {
+		out_printf(o, "%s%s=\"", i ? "," : "", m->labels[i]);
+		out_label_value(o, s->values[i]);
+		out_printf(o, "\"");
+	}
+	if(le)
+		out_printf(o, "%sle=\"%s\"", m->n_labels ? "," : "", le);
+	out_printf(o, "}");
+}
+
+static void out_help(struct out *o, const char *help)
+{
+	for(; *help; help++) {
+		if(*help == '\\')
+			out_printf(o, "\\\\");
+		else if(*help == '\n')
+			out_printf(o, "\\n");
+		else
+			out_printf(o, "%c", *help);
+	}
+}
+
+static void render_family(struct out *o, const struct metric *m)
+{
+	static const char *const type_names[] = {"counter", "gauge", "histogram"};
+	out_printf(o, "# HELP %s ", m->name);
+	out_help(o, m->help);
+	out_printf(o, "\n# TYPE %s %s\n", m->name, type_names[m->type]);
+	if(!m->series && !m->n_labels && m->type != METRIC_HISTOGRAM) {
+		/* A family without labels exists from registration: show its 0. */
+		out_printf(o, "%s 0\n", m->name);
+		return;
+	}
+	for(const struct series *s = m->series; s; s = s->next) {
+		if(m->type != METRIC_HISTOGRAM) {
+			out_printf(o, "%s", m->name);
+			out_labels(o, m, s, NULL);
+			out_printf(o, " %.17g\n", s->value);
+			continue;
+		}
+		unsigned long cum = 0;
+		for(size_t i = 0; i < N_BUCKETS; i++) {
+			char le[32];
+			snprintf(le, sizeof le, "%g", bucket_le[i]);
+			cum += s->buckets[i];
+			out_printf(o, "%s_bucket", m->name);
+			out_labels(o, m, s, le);
+			out_printf(o, " %lu\n", cum);
+		}
+		out_printf(o, "%s_bucket", m->name);
+		out_labels(o, m, s, "+Inf");
+		out_printf(o, " %lu\n%s_sum", s->count, m->name);
+		out_labels(o, m, s, NULL);
+		out_printf(o, " %.17g\n%s_count", s->value, m->name);
+		out_labels(o, m, s, NULL);
+		out_printf(o, " %lu\n", s->count);
+	}
+}
+
+char *metrics_render(size_t *len)
+{
+	struct out o = {.cap = 8192};
+	o.buf = malloc(o.cap);
+	if(!o.buf)
+		return NULL;
+	o.buf[0] = '\0';
+	for(const struct metric *m = reg.head; m; m = m->next)
+		render_family(&o, m);
+	if(o.failed) {
+		free(o.buf);
+		return NULL;
+	}
+	*len = o.len;
+	return o.buf;
+}
+
+/* ---- core hooks ----------------------------------------------------------- */
+
+void metrics_count(const char *name, double n)
+{
+	struct metric *m = family_find(name);
+	if(m && !m->n_labels && m->type == METRIC_COUNTER)
+		metrics_add(m, NULL, n);
+}
+
+/* The segment of `topic` after `n` slashes past the root, its length in *len. */
+static const char *segment(const char *p, int n, size_t *len)
+{
+	for(; n > 0 && p; n--) {
+		p = strchr(p, '/');
+		if(p)
+			p++;
+	}
+	if(!p)
+		return NULL;
+	const char *end = strchr(p, '/');
+	*len = end ? (size_t)(end - p) : strlen(p);
+	return p;
+}
+
+static bool seg_is(const char *p, size_t len, const char *word)
+{
+	return p && len == strlen(word) && !memcmp(p, word, len);
+}
+
+const char *metrics_topic_kind(const struct host *h, const char *topic)
+{
+	const char *root = h->cfg.topic_root ? h->cfg.topic_root : "";
+	size_t rl = strlen(root);
+	if(strncmp(topic, root, rl) || topic[rl] != '/')
+		return "other";
+	const char *rest = topic + rl + 1;
+	size_t l0, l2, l3;
+	const char *s0 = segment(rest, 0, &l0);
+	const char *s2 = segment(rest, 2, &l2);
+	const char *s3 = segment(rest, 3, &l3);
+	if(seg_is(s0, l0, "device")) {
+		/* device/{id}/meta|status, device/{id}/{module}/cmd|evt|status */
+		if(s2 && !s3)
+			return seg_is(s2, l2, "meta") || seg_is(s2, l2, "status") ? "registry" : "other";
+		if(s3 && !strchr(s3, '/')) {
+			if(seg_is(s3, l3, "cmd"))
+				return "command";
+			if(seg_is(s3, l3, "evt"))
+				return "ack";
+			if(seg_is(s3, l3, "status"))
+				return "module_status";
+		}
+		return "other";
+	}
+	if(seg_is(s0, l0, "orchestrator")) {
+		size_t l1;
+		const char *s1 = segment(rest, 1, &l1);
+		if(seg_is(s1, l1, "registry") && !s2)
+			return "snapshot";
+		if(s2 && !s3 && seg_is(s2, l2, "cmd"))
+			return "command";
+		if(s2 && !s3 && seg_is(s2, l2, "evt"))
+			return "event";
+	}
+	return "other";
+}
+
+void metrics_mqtt_message(const struct host *h, bool out, const char *topic)
+{
+	static struct metric *in_m, *out_m;
+	if(!in_m)
+		in_m = metrics_family("oh_mqtt_messages_received_total", METRIC_COUNTER,
+				"MQTT messages received, by the kind of topic", "kind");
+	if(!out_m)
+		out_m = metrics_family("oh_mqtt_messages_sent_total", METRIC_COUNTER,
+				"MQTT messages published, by the kind of topic", "kind");
+	const char *kind = metrics_topic_kind(h, topic);
+	metrics_add(out ? out_m : in_m, &kind, 1);
+}
+
+void metrics_http_request(const char *method, const char *route, unsigned status)
+{
+	static struct metric *m;
+	static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD",
+		"OPTIONS"};
+	if(!m)
+		m = metrics_family("oh_http_requests_total", METRIC_COUNTER,
+				"HTTP requests answered, by method, route pattern and status", "method,route,code");
+	const char *meth = "other";
+	for(size_t i = 0; method && i < sizeof methods / sizeof methods[0]; i++) {
+		if(!strcmp(method, methods[i]))
+			meth = methods[i];
+	}
+	char code[8];
+	snprintf(code, sizeof code, "%u", status);
+	const char *values[] = {meth, route ? route : "unmatched", code};
+	metrics_add(m, values, 1);
+}
+
+/* ---- plugins: oh_metric_count / oh_metric_observe ------------------------- */
+
+/* "oh_{module}_{name}" and the label name from a "name{label}" argument. */
+static struct metric *plugin_family(oh_ctx *ctx, const char *name, enum metric_type type,
+		bool labelled)
+{
+	char base[128], full[192], label[64] = "";
+	const char *brace = name ? strchr(name, '{') : NULL;
+	if(!name)
+		return NULL;
+	if(brace) {
+		snprintf(base, sizeof base, "%.*s", (int)(brace - name), name);
+		snprintf(label, sizeof label, "%s", brace + 1);
+		char *end = strchr(label, '}');
+		if(!end || end[1]) {
+			oh_log(ctx, OH_LOG_WARN, "metric %s: expected name or name{label}", name);
+			return NULL;
+		}
+		*end = '\0';
+	} else {
+		snprintf(base, sizeof base, "%s", name);
+	}
+	if(labelled && !label[0])
+		snprintf(label, sizeof label, "kind");
+	snprintf(full, sizeof full, "oh_%s_%s", oh_module(ctx), base);
+	char help[96];
+	snprintf(help, sizeof help, "Reported by plugin %s", oh_module(ctx));
+	struct metric *m = family_find(full);
+	if(m)
+		return m->type == type && m->n_labels == (labelled ? 1 : 0) ? m : NULL;
+	m = metrics_family(full, type, help, labelled ? label : NULL);
+	if(!m)
+		oh_log(ctx, OH_LOG_WARN, "metric %s: invalid name or label", full);
+	return m;
+}
+
+void oh_metric_count(oh_ctx *ctx, const char *name, const char *label_value, unsigned long n)
+{
+	struct metric *m = plugin_family(ctx, name, METRIC_COUNTER, label_value != NULL);
+	metrics_add(m, label_value ? &label_value : NULL, (double)n);
+}
+
+void oh_metric_observe(oh_ctx *ctx, const char *name, double seconds)
+{
+	metrics_observe(plugin_family(ctx, name, METRIC_HISTOGRAM, false), NULL, seconds);
+}
+
+/* ---- GET /metrics --------------------------------------------------------- */
+
+/* Copies what the host keeps anyway into the registry, just before rendering. */
+static void update_host_values(struct host *h)
+{
+	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *bad,
+			*uptime, *jobs, *info;
+	if(!up) {
+		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE,
+				"1 while the broker connection is up", NULL);
+		reconnects = metrics_family("oh_mqtt_reconnects_total", METRIC_COUNTER,
+				"Reconnection attempts to the broker", NULL);
+		bad = metrics_family("oh_mqtt_bad_payloads_total", METRIC_COUNTER,
+				"Registry messages refused as malformed", NULL);
+		snaps = metrics_family("oh_snapshot_publishes_total", METRIC_COUNTER,
+				"Registry snapshots published", NULL);
+		snap_bytes = metrics_family("oh_snapshot_bytes_total", METRIC_COUNTER,
+				"Bytes of registry snapshots published", NULL);
+		devices = metrics_family("oh_devices", METRIC_GAUGE, "Devices in the registry", NULL);
+		leases = metrics_family("oh_leases_held", METRIC_GAUGE, "Reservations held", NULL);
+		jobs = metrics_family("oh_scheduler_jobs", METRIC_GAUGE, "Jobs waiting to run", NULL);
+		uptime = metrics_family("oh_uptime_seconds", METRIC_GAUGE, "Seconds since start", NULL);
+		info = metrics_family("oh_build_info", METRIC_GAUGE, "Always 1; the version", "version");
+	}
+	metrics_set(up, NULL, h->link && mqtt_link_connected(h->link));
+	metrics_set(reconnects, NULL, h->link ? (double)mqtt_link_reconnects(h->link) : 0);
+	metrics_set(bad, NULL, (double)h->stats.bad_payloads);
+	metrics_set(snaps, NULL, (double)h->stats.snapshots_published);
+	metrics_set(snap_bytes, NULL, (double)h->stats.snapshot_bytes);
+	metrics_set(devices, NULL, h->registry ? (double)registry_size(h->registry) : 0);
+	metrics_set(leases, NULL, h->leases ? (double)leases_count(h->leases) : 0);
+	metrics_set(jobs, NULL, h->scheduler ? (double)h->scheduler->n : 0);
+	metrics_set(uptime, NULL, (double)(long)(time_now_mono() - h->started_mono));
+	const char *version = OH_VERSION;
+	metrics_set(info, &version, 1);
+}
+
+static void get_metrics(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	update_host_values(ud);
+	size_t len = 0;
+	char *text = metrics_render(&len);
+	if(!text) {
+		oh_reply_error(req, 500, "INTERNAL", "out of memory");
+		return;
+	}
+	http_reply_copy(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
+}
+
+int api_metrics_register(struct host *h)
+{
+	/* Counted elsewhere; registered here so they read 0 before the first event. */
+	metrics_family("oh_scheduler_jobs_scheduled_total", METRIC_COUNTER,
+			"Jobs added to the scheduler", NULL);
+	metrics_family("oh_scheduler_jobs_fired_total", METRIC_COUNTER, "Job runs started", NULL);
+	metrics_family("oh_scheduler_jobs_missed_total", METRIC_COUNTER,
+			"Job runs missed (later than misfire_grace_s)", NULL);
+	return http_route_add(h->http, NULL, "GET", "/metrics", get_metrics, h,
+			"{\"summary\": \"Counters, gauges and histograms in Prometheus text format\","
+			" \"responses\": {\"200\": {\"description\": \"text/plain; version=0.0.4\","
+			" \"content\": {\"text/plain\": {\"schema\": {\"type\": \"string\"}}}}}}");
+}

@@ -1,0 +1,391 @@
+/*
+ * /ui/ndi: drive NDI devices through the plugin's REST API and watch what
+ * becomes of each command.
+ *
+ *   devices   GET /api/ndi/devices, again on every registry snapshot (leases,
+ *             online state) and after each device ack (input, recording)
+ *   sources   GET /api/ndi/sources, offered as suggestions for the source box
+ *   commands  POST /api/ndi/send; the reply is the DISPATCHED ack (or an
+ *             error), the device's COMPLETED / FAILED / TIMEOUT arrives as an
+ *             `orch_evt` server-sent event on /lab/orchestrator/ndi/evt
+ *   leases    POST /api/ndi/reserve, /release, /force_release
+ *   jobs      GET/POST /api/ndi/jobs, DELETE /api/ndi/jobs/{id}
+ *
+ * Everything a device or another user supplied reaches the DOM through
+ * OH.h (text nodes and attributes, never markup).
+ */
+(function () {
+  'use strict';
+  var OH = window.OH, h = OH.h;
+  var API = '/api/ndi';
+  var MAX_ACKS = 50;
+
+  var el = {
+    device: OH.$('#ndi-device'),
+    source: OH.$('#ndi-source'),
+    sources: OH.$('#ndi-sources'),
+    actor: OH.$('#ndi-actor'),
+    info: OH.$('#ndi-device-info tbody'),
+    leaseS: OH.$('#ndi-lease-s'),
+    error: OH.$('#ndi-error'),
+    acks: OH.$('#ndi-acks tbody'),
+    acksEmpty: OH.$('#ndi-acks-empty'),
+    devices: OH.$('#ndi-devices tbody'),
+    devicesEmpty: OH.$('#ndi-devices-empty'),
+    jobForm: OH.$('#ndi-job-form'),
+    jobWhen: OH.$('#ndi-job-when'),
+    jobAt: OH.$('#ndi-job-at'),
+    jobCron: OH.$('#ndi-job-cron'),
+    jobAction: OH.$('#ndi-job-action'),
+    jobName: OH.$('#ndi-job-name'),
+    jobError: OH.$('#ndi-job-error'),
+    jobs: OH.$('#ndi-jobs tbody'),
+    jobsEmpty: OH.$('#ndi-jobs-empty')
+  };
+
+  var devices = [];           /* the last GET /devices */
+  var acks = {};              /* req_id -> {row, cells, events: [ack...]} */
+  var ackOrder = [];          /* req_ids, newest first */
+
+  /* ---- small helpers ---------------------------------------------------- */
+
+  function actor() {
+    var a = (el.actor.value || '').trim();
+    return a || 'ui';
+  }
+
+  function str(v) {
+    if (v === null || v === undefined) return '';
+    return typeof v === 'string' ? v : JSON.stringify(v);
+  }
+
+  function badgeClass(code) {
+    if (code === 'COMPLETED' || code === 'OK') return 'ok';
+    if (code === 'DISPATCHED' || code === 'SCHEDULED' || code === 'FIRED') return 'warn';
+    return 'bad';
+  }
+
+  function timeOf(iso) {
+    var t = iso ? new Date(iso) : new Date();
+    if (isNaN(t.getTime())) return str(iso);
+    return t.toLocaleTimeString();
+  }
+
+  function showError(err) { OH.showError(el.error, err); }
+
+  /* Remembered across visits (localStorage only; no cookies). */
+  try {
+    var saved = window.localStorage.getItem('ndi.actor');
+    if (saved) el.actor.value = saved;
+  } catch (e) { /* storage disabled */ }
+  el.actor.addEventListener('change', function () {
+    try { window.localStorage.setItem('ndi.actor', actor()); } catch (e) { /* ignore */ }
+  });
+
+  /* ---- devices ------------------------------------------------------------ */
+
+  function selected() {
+    var id = el.device.value;
+    for (var i = 0; i < devices.length; i++) if (devices[i].device_id === id) return devices[i];
+    return null;
+  }
+
+  function stateOf(d) {
+    if (d.online === true && d.stale) return ['stale', 'warn'];
+    if (d.online === true) return ['online', 'ok'];
+    if (d.online === false) return ['offline', 'bad'];
+    return ['unknown', 'muted'];
+  }
+
+  function leaseText(d) {
+    if (!d.lease) return '—';
+    return str(d.lease.holder) + ' (' + str(d.lease.remaining_s) + ' s left)';
+  }
+
+  function renderSelect() {
+    var keep = el.device.value;
+    OH.clear(el.device);
+    if (!devices.length) {
+      el.device.appendChild(h('option', { value: '' }, '(no NDI devices yet)'));
+    }
+    devices.forEach(function (d) {
+      el.device.appendChild(h('option', { value: d.device_id }, d.device_id));
+    });
+    if (keep && devices.some(function (d) { return d.device_id === keep; })) el.device.value = keep;
+  }
+
+  function renderInfo() {
+    var d = selected();
+    OH.clear(el.info);
+    if (!d) return;
+    var st = stateOf(d);
+    function cell(label, value) {
+      return h('td', { 'data-label': label, 'data-field': label.toLowerCase().replace(/ /g, '-') },
+        value);
+    }
+    el.info.appendChild(h('tr', null,
+      cell('State', h('span', { class: ['badge', st[1]] }, st[0])),
+      cell('Input', d.input == null ? '—' : str(d.input)),
+      cell('Recording', d.recording === true ? 'yes' : d.recording === false ? 'no' : '—'),
+      cell('Lease holder', leaseText(d))));
+  }
+
+  function renderTable() {
+    OH.clear(el.devices);
+    devices.forEach(function (d) {
+      var st = stateOf(d);
+      el.devices.appendChild(h('tr', { 'data-device': d.device_id },
+        h('td', { 'data-label': 'Device' }, h('code', { class: 'device-id' }, d.device_id)),
+        h('td', { 'data-label': 'State' },
+          h('span', { class: ['badge', st[1]], 'data-state': st[0] }, st[0]),
+          d.state ? h('span', { class: 'muted' }, ' ' + str(d.state)) : null),
+        h('td', { 'data-label': 'Input', class: 'input' }, d.input == null ? '—' : str(d.input)),
+        h('td', { 'data-label': 'Recording', class: 'recording' },
+          d.recording === true ? 'yes' : d.recording === false ? 'no' : '—'),
+        h('td', { 'data-label': 'Lease holder', class: 'holder' }, leaseText(d))));
+    });
+    el.devicesEmpty.hidden = devices.length > 0;
+  }
+
+  var loadingDevices = null, againDevices = false;
+  function loadDevices() {
+    /* One request at a time; a burst of snapshots ends in one more. */
+    if (loadingDevices) { againDevices = true; return loadingDevices; }
+    loadingDevices = OH.fetchJSON(API + '/devices').then(function (body) {
+      devices = (body && body.devices) || [];
+      renderSelect();
+      renderInfo();
+      renderTable();
+    }).catch(showError).then(function () {
+      loadingDevices = null;
+      if (againDevices) { againDevices = false; loadDevices(); }
+    });
+    return loadingDevices;
+  }
+
+  function loadSources() {
+    return OH.fetchJSON(API + '/sources').then(function (body) {
+      OH.clear(el.sources);
+      ((body && body.sources) || []).forEach(function (name) {
+        el.sources.appendChild(h('option', { value: str(name) }));
+      });
+    }).catch(function () { /* suggestions only */ });
+  }
+
+  el.device.addEventListener('change', renderInfo);
+
+  /* ---- acks ------------------------------------------------------------------- */
+
+  /* Adds ack (an ack object) to its command's row, creating the row. */
+  function noteAck(ack, device) {
+    if (!ack || !ack.req_id) return;
+    var id = String(ack.req_id);
+    var entry = acks[id];
+    if (!entry) {
+      var cells = {
+        time: h('td', { 'data-label': 'Time' }),
+        action: h('td', { 'data-label': 'Command' }),
+        device: h('td', { 'data-label': 'Device' }),
+        actor: h('td', { 'data-label': 'By' }),
+        result: h('td', { 'data-label': 'Result', class: 'result' })
+      };
+      entry = acks[id] = {
+        row: h('tr', { 'data-req-id': id }, cells.time, cells.action, cells.device, cells.actor,
+          cells.result),
+        cells: cells,
+        events: []
+      };
+      ackOrder.unshift(id);
+      el.acks.insertBefore(entry.row, el.acks.firstChild);
+      while (ackOrder.length > MAX_ACKS) {
+        var old = acks[ackOrder.pop()];
+        if (old) { el.acks.removeChild(old.row); }
+      }
+      el.acksEmpty.hidden = true;
+    }
+    /* A late duplicate (the same code twice) adds nothing. */
+    if (entry.events.some(function (e) { return e.code === ack.code; })) return;
+    entry.events.push(ack);
+    var details = ack.details || {};
+    var c = entry.cells;
+    c.time.textContent = timeOf(entry.events[0].ts);
+    c.action.textContent = str(entry.events[0].action);
+    c.device.textContent = str(details.device_id || device || c.device.textContent);
+    c.actor.textContent = str(entry.events[0].actor);
+    OH.clear(c.result);
+    entry.events.forEach(function (e, i) {
+      if (i) c.result.appendChild(document.createTextNode(' → '));
+      c.result.appendChild(h('span', { class: ['badge', badgeClass(e.code)], 'data-code': str(e.code),
+        title: e.error ? str(e.error) : null }, str(e.code)));
+    });
+    var last = entry.events[entry.events.length - 1];
+    if (last.error) c.result.appendChild(h('div', { class: 'muted ack-error' }, str(last.error)));
+  }
+
+  OH.live.on('orch_evt', function (e) {
+    if (!e || typeof e.topic !== 'string' || !/\/orchestrator\/ndi\/evt$/.test(e.topic)) return;
+    var ack = e.payload;
+    if (!ack || typeof ack !== 'object') return;
+    var code = ack.code;
+    if (code === 'FIRED' || code === 'MISSED' || code === 'SKIPPED' || code === 'SCHEDULED') loadJobs();
+    noteAck(ack);
+    if (code === 'COMPLETED' || code === 'FAILED' || code === 'TIMEOUT' || code === 'EXPIRED') {
+      loadDevices();
+    }
+  });
+  OH.live.on('registry', function () { loadDevices(); });
+  /* After a reconnect, catch up on what the stream did not carry. */
+  OH.live.on('open', function () { loadDevices(); loadJobs(); });
+
+  /* An API error as an ack-like row, so a refusal shows where results do. */
+  function noteError(err, action, device) {
+    var body = err && err.body && err.body.error;
+    if (body && body.req_id) {
+      noteAck({ req_id: body.req_id, code: body.code || 'ERROR', action: action, actor: actor(),
+        error: body.message, details: body.details || { device_id: device } }, device);
+    }
+    showError(err);
+  }
+
+  /* ---- commands and leases -------------------------------------------------------- */
+
+  function needDevice() {
+    var id = el.device.value;
+    if (!id) showError(new Error('Choose a device first.'));
+    return id;
+  }
+
+  OH.$$('#ndi-control [data-action]').forEach(function (btn) {
+    btn.addEventListener('click', function () {
+      var id = needDevice();
+      if (!id) return;
+      var action = btn.getAttribute('data-action');
+      var body = { device_id: id, action: action, actor: actor() };
+      var source = (el.source.value || '').trim();
+      if (source && action !== 'stop' && action !== 'record_stop') body.source = source;
+      showError(null);
+      btn.disabled = true;
+      OH.postJSON(API + '/send', body).then(function (ack) {
+        noteAck(ack, id);
+      }).catch(function (err) {
+        noteError(err, action, id);
+      }).then(function () { btn.disabled = false; });
+    });
+  });
+
+  OH.$$('#ndi-control [data-lease]').forEach(function (btn) {
+    btn.addEventListener('click', function () {
+      var id = needDevice();
+      if (!id) return;
+      var action = btn.getAttribute('data-lease');
+      var body = { device_id: id, actor: actor() };
+      var secs = Number(el.leaseS.value);
+      if (action === 'reserve' && secs > 0) body.lease_s = secs;
+      showError(null);
+      btn.disabled = true;
+      OH.postJSON(API + '/' + action, body).then(function (ack) {
+        noteAck(ack, id);
+        loadDevices();
+      }).catch(function (err) {
+        noteError(err, action, id);
+      }).then(function () { btn.disabled = false; });
+    });
+  });
+
+  /* ---- scheduled jobs ---------------------------------------------------------------- */
+
+  function whenText(job) {
+    var spec = job.spec || {};
+    if (spec.cron) return 'cron ' + str(spec.cron) + (job.tz ? ' (' + str(job.tz) + ')' : '');
+    if (spec.at) return 'at ' + str(spec.at);
+    return '';
+  }
+
+  function commandsText(job) {
+    return (job.commands || []).map(function (c) {
+      var p = c.params || {};
+      return str(c.action) + ' ' + str(c.device_id) + (p.source ? ' ← ' + str(p.source) : '');
+    }).join('; ');
+  }
+
+  function renderJobs(list) {
+    OH.clear(el.jobs);
+    list.forEach(function (job) {
+      var cancel = h('button', { type: 'button', class: 'danger', 'data-cancel': job.id }, 'Cancel');
+      cancel.addEventListener('click', function () {
+        cancel.disabled = true;
+        OH.fetchJSON(API + '/jobs/' + encodeURIComponent(job.id), { method: 'DELETE' })
+          .then(function () { OH.showError(el.jobError, null); })
+          .catch(function (err) { OH.showError(el.jobError, err); })
+          .then(loadJobs);
+      });
+      el.jobs.appendChild(h('tr', { 'data-job': job.id },
+        h('td', { 'data-label': 'Job' }, job.name ? str(job.name) : h('code', null, str(job.id).slice(0, 8))),
+        h('td', { 'data-label': 'When' }, whenText(job)),
+        h('td', { 'data-label': 'Commands' }, commandsText(job)),
+        h('td', { 'data-label': 'Next run' }, job.next_run ? str(job.next_run) : str(job.state)),
+        h('td', { 'data-label': 'Owner' }, str(job.owner)),
+        h('td', { 'data-label': '' }, cancel)));
+    });
+    el.jobsEmpty.hidden = list.length > 0;
+  }
+
+  function loadJobs() {
+    return OH.fetchJSON(API + '/jobs').then(function (body) {
+      renderJobs((body && body.jobs) || []);
+    }).catch(function (err) {
+      if (err && err.status === 404) {
+        OH.clear(el.jobsEmpty).appendChild(document.createTextNode(
+          'Scheduling is not available on this host.'));
+        el.jobsEmpty.hidden = false;
+        return;
+      }
+      OH.showError(el.jobError, err);
+    });
+  }
+
+  el.jobWhen.addEventListener('change', function () {
+    var cron = el.jobWhen.value === 'cron';
+    el.jobCron.hidden = !cron;
+    el.jobAt.hidden = cron;
+  });
+
+  el.jobForm.addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var id = el.device.value;
+    if (!id) { OH.showError(el.jobError, new Error('Choose a device first.')); return; }
+    var action = el.jobAction.value;
+    var params = {};
+    var source = (el.source.value || '').trim();
+    if (source && action !== 'stop' && action !== 'record_stop') params.source = source;
+    var body = { commands: [{ device_id: id, action: action, params: params }], actor: actor() };
+    if (el.jobWhen.value === 'cron') {
+      body.cron = (el.jobCron.value || '').trim();
+    } else {
+      /* datetime-local is the browser's local time: send it as UTC. */
+      var t = el.jobAt.value ? new Date(el.jobAt.value) : null;
+      if (!t || isNaN(t.getTime())) {
+        OH.showError(el.jobError, new Error('Pick a date and time.'));
+        return;
+      }
+      body.at = t.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    }
+    var name = (el.jobName.value || '').trim();
+    if (name) body.name = name;
+    OH.postJSON(API + '/jobs', body).then(function () {
+      OH.showError(el.jobError, null);
+      el.jobName.value = '';
+      return loadJobs();
+    }).catch(function (err) { OH.showError(el.jobError, err); });
+  });
+
+  /* ---- start ---------------------------------------------------------------------------- */
+
+  loadDevices();
+  loadSources();
+  loadJobs();
+  /* Module status (input, recording) is not in the registry stream, and
+   * lease countdowns move: refresh now and then. */
+  setInterval(loadDevices, 10000);
+  setInterval(loadSources, 30000);
+})();

@@ -1,0 +1,191 @@
+"""
+The NDI page (/ui/ndi) in headless Chromium (tests/integration/browser.py):
+a test device registered over MQTT shows up, Start reaches
+/lab/device/{id}/ndi/cmd, and the page shows the device's ack as it
+arrives; reserve/release show the lease holder; jobs can be added and
+cancelled; device-supplied text such as <img src=x onerror=alert(1)> stays
+text; the page fits a phone's width.  Screenshots go to
+$OH_BUILD_DIR/screenshots/.
+"""
+
+import os
+
+import pytest
+
+import harness
+from browser import Browser
+from conftest import wait_until
+from test_ndi_rest import Device, in_registry, ndi_config
+
+pytestmark = pytest.mark.skipif(not Browser.available(), reason=str(Browser.unavailable_reason()))
+
+XSS = "<img src=x onerror=alert(1)>"
+SHOTS = os.path.join(harness.BUILD_DIR, "screenshots")
+
+
+@pytest.fixture
+def host(make_host):
+    h = make_host(ndi_config({"sources": ["CAM-1", "CAM-2"], "ack_timeout_s": 5}))
+    h.wait_connected()
+    return h
+
+
+@pytest.fixture
+def browser():
+    with Browser() as b:
+        yield b
+
+
+def choose_device(b, device_id):
+    b.wait_for_css("#ndi-device option[value='%s']" % device_id)
+    b.js("var s = document.getElementById('ndi-device'); s.value = arguments[0];"
+         "s.dispatchEvent(new Event('change'));", device_id)
+
+
+def ack_css(req_id, code):
+    return "#ndi-acks tr[data-req-id='%s'] [data-code='%s']" % (req_id, code)
+
+
+def test_start_reaches_the_device_and_the_ack_shows(host, make_mqtt, browser):
+    d = Device(make_mqtt, "rpi-ui-1", ndi_status={"state": "idle", "fields": {
+        "input": None, "recording": False}})
+    wait_until(lambda: in_registry(host, d.id), 5, msg="the device in the registry")
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    choose_device(b, d.id)
+    b.wait_for_css("#ndi-devices tr[data-device='rpi-ui-1']")
+    b.type("#ndi-source", "CAM-2")
+    b.type("#ndi-actor", "alice")
+
+    mark = d.client.mark()
+    b.click("[data-action='start']")
+    cmd = d.next_cmd(since=mark)
+    assert cmd["action"] == "start"
+    assert cmd["actor"] == "orchestrator" and cmd["requested_by"] == "alice"
+    assert cmd["params"] == {"device_id": d.id, "source": "CAM-2"}
+    req_id = cmd["req_id"]
+    b.wait_for_css(ack_css(req_id, "DISPATCHED"))
+
+    d.module_status({"state": "running", "fields": {"input": "CAM-2", "recording": False}})
+    d.ack(req_id, details={"pid": 4242, "input": "CAM-2"})
+    b.wait_for_css(ack_css(req_id, "COMPLETED"))
+    row = "#ndi-acks tr[data-req-id='%s']" % req_id
+    assert "DISPATCHED" in b.text(row) and "COMPLETED" in b.text(row)
+    assert "rpi-ui-1" in b.text(row) and "alice" in b.text(row)
+    # The device's new input shows once the page refreshes after the ack.
+    b.wait_for_text("#ndi-devices tr[data-device='rpi-ui-1'] .input", "CAM-2")
+
+    # A command the device fails, and one it never answers.
+    mark = d.client.mark()
+    b.click("[data-action='record_start']")
+    rec = d.next_cmd(since=mark)
+    d.ack(rec["req_id"], ok=False, code="MODULE_ERROR", error="no disk", action="record_start")
+    b.wait_for_css(ack_css(rec["req_id"], "FAILED"))
+    assert "no disk" in b.text("#ndi-acks tr[data-req-id='%s']" % rec["req_id"])
+
+    b.full_screenshot(os.path.join(SHOTS, "ndi.png"))
+    assert not b.problems(), b.problems()
+
+
+def test_timeout_shows(make_host, make_mqtt, browser):
+    h = make_host(ndi_config({"ack_timeout_s": 1}))
+    h.wait_connected()
+    d = Device(make_mqtt, "rpi-ui-2")
+    wait_until(lambda: in_registry(h, d.id), 5)
+    b = browser
+    b.open(h.url("/ui/ndi"))
+    choose_device(b, d.id)
+    mark = d.client.mark()
+    b.click("[data-action='stop']")
+    cmd = d.next_cmd(since=mark)
+    b.wait_for_css(ack_css(cmd["req_id"], "TIMEOUT"), timeout=5)
+    assert not b.problems(), b.problems()
+
+
+def test_reserve_release_and_refusals(host, make_mqtt, browser):
+    d = Device(make_mqtt, "rpi-ui-3")
+    wait_until(lambda: in_registry(host, d.id), 5)
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    choose_device(b, d.id)
+    b.type("#ndi-actor", "alice")
+    b.click("[data-lease='reserve']")
+    b.wait_for_text("#ndi-device-info [data-field='lease-holder']", "alice")
+    b.wait_for_text("#ndi-devices tr[data-device='rpi-ui-3'] .holder", "alice")
+
+    # Someone else cannot drive it: the page shows the refusal and the holder.
+    b.type("#ndi-actor", "bob")
+    b.type("#ndi-source", "CAM-1")
+    b.click("[data-action='start']")
+    b.wait_for_text("#ndi-error", "DENIED")
+    assert "alice" in b.text("#ndi-error")
+    b.wait_for_css("#ndi-acks [data-code='DENIED']")
+
+    b.type("#ndi-actor", "alice")
+    b.click("[data-lease='release']")
+    b.wait_until(lambda: "alice" not in b.text("#ndi-device-info [data-field='lease-holder']"),
+                 msg="the lease to be gone")
+    # Chrome logs every non-2xx fetch; the 409 above was the point.
+    problems = b.problems(ignore=["status of 409"])
+    assert not problems, problems
+
+
+def test_jobs_can_be_added_and_cancelled(host, make_mqtt, browser):
+    if host.get("/api/ndi/jobs")[0] == 404:
+        pytest.skip("the scheduler does not serve /api/ndi/jobs on this build")
+    d = Device(make_mqtt, "rpi-ui-4")
+    wait_until(lambda: in_registry(host, d.id), 5)
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    choose_device(b, d.id)
+    b.type("#ndi-source", "CAM-1")
+    b.js("var w = document.getElementById('ndi-job-when'); w.value = 'cron';"
+         "w.dispatchEvent(new Event('change'));")
+    b.type("#ndi-job-cron", "0 3 * * *")
+    b.type("#ndi-job-name", "nightly start")
+    b.click("#ndi-job-form button[type='submit']")
+    b.wait_for_text("#ndi-jobs tbody", "nightly start")
+    assert "start rpi-ui-4" in b.text("#ndi-jobs tbody")
+    jobs = host.get("/api/ndi/jobs")[1]["jobs"]
+    assert [j["name"] for j in jobs] == ["nightly start"]
+    assert jobs[0]["commands"] == [{"device_id": d.id, "action": "start",
+                                    "params": {"source": "CAM-1"}}]
+    b.click("#ndi-jobs [data-cancel]")
+    b.wait_until(lambda: b.count("#ndi-jobs tbody tr") == 0, msg="the job to be cancelled")
+    assert host.get("/api/ndi/jobs")[1]["jobs"] == []
+    assert not b.problems(), b.problems()
+
+
+def test_device_text_is_never_markup(host, make_mqtt, browser):
+    d = Device(make_mqtt, "rpi-xss", capabilities={"ndi": {"note": XSS}},
+               ndi_status={"state": XSS, "fields": {"input": XSS, "recording": False}})
+    wait_until(lambda: in_registry(host, d.id), 5)
+    # A lease holder and a device error carrying markup too.
+    assert host.post("/api/ndi/reserve", {"device_id": d.id, "actor": XSS})[0] == 200
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    choose_device(b, d.id)
+    b.wait_for_text("#ndi-devices tr[data-device='rpi-xss'] .input", XSS)
+    b.wait_for_text("#ndi-device-info [data-field='lease-holder']", XSS)
+    b.type("#ndi-actor", XSS)
+    mark = d.client.mark()
+    b.click("[data-action='stop']")
+    cmd = d.next_cmd(since=mark)
+    d.ack(cmd["req_id"], ok=False, code="MODULE_ERROR", error=XSS, action="stop")
+    b.wait_for_css(ack_css(cmd["req_id"], "FAILED"))
+    assert XSS in b.text("#ndi-acks tr[data-req-id='%s']" % cmd["req_id"])
+    assert b.count("main img") == 0
+    assert b.recorded()["alerts"] == []
+    assert not b.problems(), b.problems()
+
+
+def test_page_fits_a_phone(host, make_mqtt):
+    d = Device(make_mqtt, "rpi-phone")
+    wait_until(lambda: in_registry(host, d.id), 5)
+    with Browser(width=390, height=844, mobile=True) as b:
+        b.open(host.url("/ui/ndi"))
+        b.wait_for_css("#ndi-devices tr[data-device='rpi-phone']")
+        overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;")
+        assert overflow <= 0, "page is %d px wider than the phone" % overflow
+        b.full_screenshot(os.path.join(SHOTS, "ndi-phone.png"))
+        assert not b.problems(), b.problems()
