@@ -291,7 +291,7 @@ if grep -aq SCHEDULED "$HOST_BIN"; then
 	WATCH_PID=$!
 	PIDS+=("$WATCH_PID")
 	for _ in $(seq 100); do
-		grep -q ready "$WORK/schedwatch.txt" && break
+		grep -qs ready "$WORK/schedwatch.txt" && break
 		sleep 0.05
 	done
 	bench latency --mode both --n 1000000 --warmup 0 --at "$FIRE_AT" --duration "$SCHED_WINDOW" \

@@ -26,44 +26,14 @@
 #include "events.h"
 #include "http.h"
 #include "mqtt_link.h"
+#include "strbuf.h"
 
 #define WEB_DIR "src/web/"
 #define HTML_TYPE "text/html; charset=utf-8"
 #define JS_TYPE "text/javascript; charset=utf-8"
 
-/* ---- a growable string ------------------------------------------------------ */
-
-struct sbuf {
-	char *data;
-	size_t len, cap;
-	bool failed;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if(b->failed)
-		return;
-	if(b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 8192;
-		while(cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->data, cap);
-		if(!p) {
-			b->failed = true;
-			return;
-		}
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
 /* Text made safe for element content and quoted attribute values. */
-static void sb_esc(struct sbuf *b, const char *s)
+static void sb_esc(struct strbuf *b, const char *s)
 {
 	if(!s)
 		return;
@@ -78,15 +48,15 @@ static void sb_esc(struct sbuf *b, const char *s)
 		case '\'': rep = "&#39;"; break;
 		default: continue;
 		}
-		sb_add(b, run, (size_t)(s - run));
-		sb_puts(b, rep);
+		strbuf_add(b, run, (size_t)(s - run));
+		strbuf_puts(b, rep);
 		run = s + 1;
 	}
-	sb_add(b, run, (size_t)(s - run));
+	strbuf_add(b, run, (size_t)(s - run));
 }
 
 __attribute__((format(printf, 2, 3)))
-static void sb_printf_esc(struct sbuf *b, const char *fmt, ...)
+static void sb_printf_esc(struct strbuf *b, const char *fmt, ...)
 {
 	char tmp[1024];
 	va_list ap;
@@ -111,16 +81,16 @@ static bool has_page(const oh_ctx *c)
 	return c->loaded && c->ui_title && c->ui_html && strcmp(c->module, "devices");
 }
 
-static void nav_link(struct sbuf *b, const char *href, const char *label, bool current)
+static void nav_link(struct strbuf *b, const char *href, const char *label, bool current)
 {
-	sb_puts(b, "<a href=\"");
+	strbuf_puts(b, "<a href=\"");
 	sb_esc(b, href);
-	sb_puts(b, current ? "\" aria-current=\"page\">" : "\">");
+	strbuf_puts(b, current ? "\" aria-current=\"page\">" : "\">");
 	sb_esc(b, label);
-	sb_puts(b, "</a>");
+	strbuf_puts(b, "</a>");
 }
 
-static void render_nav(struct host *h, struct sbuf *b, const char *current)
+static void render_nav(struct host *h, struct strbuf *b, const char *current)
 {
 	nav_link(b, "/", "Home", !strcmp(current, "home"));
 	nav_link(b, "/ui/devices", "Devices", !strcmp(current, "devices"));
@@ -146,18 +116,18 @@ static char *render(struct host *h, const struct page *p, size_t *len)
 	const struct embedded_file *shell = embedded_find(WEB_DIR "shell.html");
 	if(!shell)
 		return NULL;
-	struct sbuf b = {0};
+	struct strbuf b = {0};
 	const char *t = (const char *)shell->data, *end = t + shell->len;
 	while(t < end) {
 		const char *open = memmem(t, (size_t)(end - t), "{{", 2);
 		if(!open) {
-			sb_add(&b, t, (size_t)(end - t));
+			strbuf_add(&b, t, (size_t)(end - t));
 			break;
 		}
-		sb_add(&b, t, (size_t)(open - t));
+		strbuf_add(&b, t, (size_t)(open - t));
 		const char *close = memmem(open, (size_t)(end - open), "}}", 2);
 		if(!close) {
-			sb_add(&b, open, (size_t)(end - open));
+			strbuf_add(&b, open, (size_t)(end - open));
 			break;
 		}
 		size_t n = (size_t)(close - open - 2);
@@ -170,17 +140,17 @@ static char *render(struct host *h, const struct page *p, size_t *len)
 		} else if(IS("NAV")) {
 			render_nav(h, &b, p->id);
 		} else if(IS("BROKER_STATE")) {
-			sb_puts(&b, broker_up(h) ? "connected" : "disconnected");
+			strbuf_puts(&b, broker_up(h) ? "connected" : "disconnected");
 		} else if(IS("SCRIPT")) {
 			if(p->script) {
-				sb_puts(&b, "<script src=\"");
+				strbuf_puts(&b, "<script src=\"");
 				sb_esc(&b, p->script);
-				sb_puts(&b, "\" defer></script>");
+				strbuf_puts(&b, "\" defer></script>");
 			}
 		} else if(IS("CONTENT")) {
-			sb_puts(&b, p->content);
+			strbuf_puts(&b, p->content);
 		} else {
-			sb_add(&b, open, (size_t)(close + 2 - open));   /* not ours: as is */
+			strbuf_add(&b, open, (size_t)(close + 2 - open));   /* not ours: as is */
 		}
 #undef IS
 		t = close + 2;
@@ -219,10 +189,10 @@ static void not_found(struct host *h, struct oh_http_req *req, const char *what)
 		oh_reply_error(req, 404, "NOT_FOUND", "%s", what);
 		return;
 	}
-	struct sbuf b = {0};
-	sb_puts(&b, "<section class=\"card\"><p class=\"error\">");
+	struct strbuf b = {0};
+	strbuf_puts(&b, "<section class=\"card\"><p class=\"error\">");
 	sb_esc(&b, what);
-	sb_puts(&b, "</p><p><a href=\"/\">Back to the start page</a></p></section>");
+	strbuf_puts(&b, "</p><p><a href=\"/\">Back to the start page</a></p></section>");
 	struct page p = {"", "Not found", b.failed ? "" : b.data, NULL};
 	reply_page(h, req, 404, &p);
 	free(b.data);
@@ -234,61 +204,61 @@ static void get_home(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct host *h = ud;
 	bool up = broker_up(h);
-	struct sbuf b = {0};
-	sb_puts(&b, "<section class=\"card\" aria-labelledby=\"broker-h\">"
+	struct strbuf b = {0};
+	strbuf_puts(&b, "<section class=\"card\" aria-labelledby=\"broker-h\">"
 			"<h2 id=\"broker-h\">Broker</h2><p><span class=\"badge\" data-broker-badge data-state=\"");
-	sb_puts(&b, up ? "connected\">connected" : "disconnected\">disconnected");
-	sb_puts(&b, "</span> <span class=\"muted\">");
+	strbuf_puts(&b, up ? "connected\">connected" : "disconnected\">disconnected");
+	strbuf_puts(&b, "</span> <span class=\"muted\">");
 	sb_printf_esc(&b, "mqtt://%s:%d", h->cfg.mqtt.host, h->cfg.mqtt.port);
-	sb_puts(&b, "</span></p></section>");
+	strbuf_puts(&b, "</span></p></section>");
 
-	sb_puts(&b, "<section class=\"card\" aria-labelledby=\"devices-h\">"
+	strbuf_puts(&b, "<section class=\"card\" aria-labelledby=\"devices-h\">"
 			"<h2 id=\"devices-h\">Devices</h2><p><span id=\"device-count\">");
 	sb_printf_esc(&b, "%zu", registry_size(h->registry));
-	sb_puts(&b, "</span> known, <span id=\"online-count\">?</span> online, "
+	strbuf_puts(&b, "</span> known, <span id=\"online-count\">?</span> online, "
 			"<span id=\"stale-count\">?</span> stale. <a href=\"/ui/devices\">Show devices</a>"
 			"</p></section>");
 
-	sb_puts(&b, "<section class=\"card\" aria-labelledby=\"plugins-h\">"
+	strbuf_puts(&b, "<section class=\"card\" aria-labelledby=\"plugins-h\">"
 			"<h2 id=\"plugins-h\">Plugins</h2>");
 	if(!h->n_plugins)
-		sb_puts(&b, "<p class=\"muted\">No plugins configured.</p>");
+		strbuf_puts(&b, "<p class=\"muted\">No plugins configured.</p>");
 	else
-		sb_puts(&b, "<ul class=\"plugins\" id=\"plugin-list\">");
+		strbuf_puts(&b, "<ul class=\"plugins\" id=\"plugin-list\">");
 	for(size_t i = 0; i < h->n_plugins; i++) {
 		oh_ctx *c = h->plugins[i];
-		sb_puts(&b, "<li data-module=\"");
+		strbuf_puts(&b, "<li data-module=\"");
 		sb_esc(&b, c->module);
-		sb_puts(&b, "\"><span class=\"plugin-name\">");
+		strbuf_puts(&b, "\"><span class=\"plugin-name\">");
 		if(has_page(c)) {
-			sb_puts(&b, "<a href=\"/ui/");
+			strbuf_puts(&b, "<a href=\"/ui/");
 			sb_esc(&b, c->module);
-			sb_puts(&b, "\">");
+			strbuf_puts(&b, "\">");
 			sb_esc(&b, c->ui_title);
-			sb_puts(&b, "</a>");
+			strbuf_puts(&b, "</a>");
 		} else {
 			sb_esc(&b, c->loaded && c->desc && c->desc->name ? c->desc->name : c->module);
 		}
-		sb_puts(&b, "</span> <code>");
+		strbuf_puts(&b, "</span> <code>");
 		sb_esc(&b, c->module);
-		sb_puts(&b, "</code>");
+		strbuf_puts(&b, "</code>");
 		if(c->loaded && c->desc && c->desc->version) {
-			sb_puts(&b, " <span class=\"muted\">");
+			strbuf_puts(&b, " <span class=\"muted\">");
 			sb_esc(&b, c->desc->version);
-			sb_puts(&b, "</span>");
+			strbuf_puts(&b, "</span>");
 		}
 		if(c->loaded) {
-			sb_puts(&b, " <span class=\"badge ok\">loaded</span>");
+			strbuf_puts(&b, " <span class=\"badge ok\">loaded</span>");
 		} else {
-			sb_puts(&b, " <span class=\"badge bad\">not loaded</span> <span class=\"error\">");
+			strbuf_puts(&b, " <span class=\"badge bad\">not loaded</span> <span class=\"error\">");
 			sb_esc(&b, c->error);
-			sb_puts(&b, "</span>");
+			strbuf_puts(&b, "</span>");
 		}
-		sb_puts(&b, "</li>");
+		strbuf_puts(&b, "</li>");
 	}
 	if(h->n_plugins)
-		sb_puts(&b, "</ul>");
-	sb_puts(&b, "</section>");
+		strbuf_puts(&b, "</ul>");
+	strbuf_puts(&b, "</section>");
 	if(b.failed) {
 		free(b.data);
 		oh_reply_error(req, 500, "INTERNAL", "out of memory");

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "conf.h"
+
 struct auth_token;
 
 struct plugin_conf {
@@ -19,19 +21,7 @@ struct plugin_conf {
 
 struct config {
 	char *source;             /* file name, or "(defaults)" */
-	struct {
-		char *host;
-		int port;
-		char *username;
-		char *password;
-		char *client_id;
-		int keepalive_s;
-		struct {
-			bool enabled;
-			char *ca_file, *cert_file, *key_file, *tls_version;
-			bool insecure_skip_verify;
-		} tls;
-	} mqtt;
+	struct conf_mqtt mqtt;
 	struct {
 		char *bind;
 		int port;

@@ -89,23 +89,10 @@ static int host_start(struct host *h)
 		return OH_ERR_NOMEM;
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
 
-	struct mqtt_tls_opts tls = {
-		.ca_file = h->cfg.mqtt.tls.ca_file,
-		.cert_file = h->cfg.mqtt.tls.cert_file,
-		.key_file = h->cfg.mqtt.tls.key_file,
-		.tls_version = h->cfg.mqtt.tls.tls_version,
-		.insecure_skip_verify = h->cfg.mqtt.tls.insecure_skip_verify,
-	};
-	struct mqtt_link_opts mo = {
-		.host = h->cfg.mqtt.host,
-		.port = h->cfg.mqtt.port,
-		.username = h->cfg.mqtt.username,
-		.password = h->cfg.mqtt.password,
-		.client_id = h->cfg.mqtt.client_id,
-		.keepalive_s = h->cfg.mqtt.keepalive_s,
-		.tls = h->cfg.mqtt.tls.enabled ? &tls : NULL,
-		.log_prefix = "mqtt",
-	};
+	struct mqtt_tls_opts tls;
+	struct mqtt_link_opts mo;
+	conf_mqtt_link_opts(&h->cfg.mqtt, &mo, &tls);
+	mo.log_prefix = "mqtt";
 	struct mqtt_link_callbacks cb = {on_connect, on_disconnect, on_message};
 	h->link = mqtt_link_new(h->base, &mo, &cb, h);
 	if(!h->link)

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mqtt_link.h"
 #include "scheduler.h"
+#include "strbuf.h"
 #include "timeutil.h"
 
 static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -220,99 +221,64 @@ const char *metrics_intern(const char *s)
 
 /* ---- rendering ------------------------------------------------------------ */
 
-struct out {
-	char *buf;
-	size_t len, cap;
-	bool failed;
-};
-
-static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_printf(struct out *o, const char *fmt, ...)
-{
-	if(o->failed)
-		return;
-	for(;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-		va_end(ap);
-		if(n < 0) {
-			o->failed = true;
-			return;
-		}
-		if((size_t)n < o->cap - o->len) {
-			o->len += (size_t)n;
-			return;
-		}
-		size_t cap = o->cap * 2 + (size_t)n + 1;
-		char *b = realloc(o->buf, cap);
-		if(!b) {
-			o->failed = true;
-			return;
-		}
-		o->buf = b;
-		o->cap = cap;
-	}
-}
-
 /* A label value with \, " and newline escaped, as the format requires. */
-static void out_label_value(struct out *o, const char *v)
+static void out_label_value(struct strbuf *o, const char *v)
 {
 	for(; *v; v++) {
 		if(*v == '\\' || *v == '"')
-			out_printf(o, "\\%c", *v);
+			strbuf_printf(o, "\\%c", *v);
 		else if(*v == '\n')
-			out_printf(o, "\\n");
+			strbuf_printf(o, "\\n");
 		else
-			out_printf(o, "%c", *v);
+			strbuf_printf(o, "%c", *v);
 	}
 }
 
 /* {a="x",b="y"[,le="0.5"]}, or nothing when there are no labels. */
-static void out_labels(struct out *o, const struct metric *m, const struct series *s,
+static void out_labels(struct strbuf *o, const struct metric *m, const struct series *s,
 		const char *le)
 {
 	if(!m->n_labels && !le)
 		return;
-	out_printf(o, "{");
+	strbuf_printf(o, "{");
 	for(int i = 0; i < m->n_labels; i++) {
-		out_printf(o, "%s%s=\"", i ? "," : "", m->labels[i]);
+		strbuf_printf(o, "%s%s=\"", i ? "," : "", m->labels[i]);
 		out_label_value(o, s->values[i]);
-		out_printf(o, "\"");
+		strbuf_printf(o, "\"");
 	}
 	if(le)
-		out_printf(o, "%sle=\"%s\"", m->n_labels ? "," : "", le);
-	out_printf(o, "}");
+		strbuf_printf(o, "%sle=\"%s\"", m->n_labels ? "," : "", le);
+	strbuf_printf(o, "}");
 }
 
-static void out_help(struct out *o, const char *help)
+static void out_help(struct strbuf *o, const char *help)
 {
 	for(; *help; help++) {
 		if(*help == '\\')
-			out_printf(o, "\\\\");
+			strbuf_printf(o, "\\\\");
 		else if(*help == '\n')
-			out_printf(o, "\\n");
+			strbuf_printf(o, "\\n");
 		else
-			out_printf(o, "%c", *help);
+			strbuf_printf(o, "%c", *help);
 	}
 }
 
-static void render_family(struct out *o, const struct metric *m)
+static void render_family(struct strbuf *o, const struct metric *m)
 {
 	static const char *const type_names[] = {"counter", "gauge", "histogram"};
-	out_printf(o, "# HELP %s ", m->name);
+	strbuf_printf(o, "# HELP %s ", m->name);
 	out_help(o, m->help);
-	out_printf(o, "\n# TYPE %s %s\n", m->name, type_names[m->type]);
+	strbuf_printf(o, "\n# TYPE %s %s\n", m->name, type_names[m->type]);
 	if(!m->series && !m->n_labels && m->type != METRIC_HISTOGRAM) {
 		/* A family without labels exists from registration: show its 0. */
-		out_printf(o, "%s 0\n", m->name);
+		strbuf_printf(o, "%s 0\n", m->name);
 		return;
 	}
 	for(const struct series *s = m->series; s; s = s->next) {
 		if(m->type != METRIC_HISTOGRAM) {
-			out_printf(o, "%s", m->name);
+			strbuf_printf(o, "%s", m->name);
 			out_labels(o, m, s, NULL);
-			out_printf(o, " %.17g\n", s->value);
+			strbuf_printf(o, " %.17g\n", s->value);
 			continue;
 		}
 		unsigned long cum = 0;
@@ -320,35 +286,27 @@ static void render_family(struct out *o, const struct metric *m)
 			char le[32];
 			snprintf(le, sizeof le, "%g", bucket_le[i]);
 			cum += s->buckets[i];
-			out_printf(o, "%s_bucket", m->name);
+			strbuf_printf(o, "%s_bucket", m->name);
 			out_labels(o, m, s, le);
-			out_printf(o, " %lu\n", cum);
+			strbuf_printf(o, " %lu\n", cum);
 		}
-		out_printf(o, "%s_bucket", m->name);
+		strbuf_printf(o, "%s_bucket", m->name);
 		out_labels(o, m, s, "+Inf");
-		out_printf(o, " %lu\n%s_sum", s->count, m->name);
+		strbuf_printf(o, " %lu\n%s_sum", s->count, m->name);
 		out_labels(o, m, s, NULL);
-		out_printf(o, " %.17g\n%s_count", s->value, m->name);
+		strbuf_printf(o, " %.17g\n%s_count", s->value, m->name);
 		out_labels(o, m, s, NULL);
-		out_printf(o, " %lu\n", s->count);
+		strbuf_printf(o, " %lu\n", s->count);
 	}
 }
 
 char *metrics_render(size_t *len)
 {
-	struct out o = {.cap = 8192};
-	o.buf = malloc(o.cap);
-	if(!o.buf)
-		return NULL;
-	o.buf[0] = '\0';
+	struct strbuf o = {0};
 	for(const struct metric *m = reg.head; m; m = m->next)
 		render_family(&o, m);
-	if(o.failed) {
-		free(o.buf);
-		return NULL;
-	}
 	*len = o.len;
-	return o.buf;
+	return strbuf_take(&o);
 }
 
 /* ---- core hooks ----------------------------------------------------------- */

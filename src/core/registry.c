@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "shared_buf.h"
+#include "strbuf.h"
 #include "strmap.h"
 #include "timeutil.h"
 
@@ -272,43 +273,14 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 
 /* ---- snapshot ----------------------------------------------------------------- */
 
-struct strbuf {
-	char *data;
-	size_t len, cap;
-	bool failed;
-};
-
-static void sb_append(struct strbuf *b, const char *s, size_t n)
-{
-	if(b->failed)
-		return;
-	if(b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while(cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->data, cap);
-		if(!p) {
-			b->failed = true;
-			return;
-		}
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void sb_puts(struct strbuf *b, const char *s) { sb_append(b, s, strlen(s)); }
-
-static void sb_json(struct strbuf *b, const json_t *j)
+static void strbuf_json(struct strbuf *b, const json_t *j)
 {
 	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 	if(!text) {
 		b->failed = true;
 		return;
 	}
-	sb_puts(b, text);
+	strbuf_puts(b, text);
 	free(text);
 }
 
@@ -346,7 +318,7 @@ static bool build_fragment(struct device *d)
 static int rebuild(struct registry *r)
 {
 	struct strbuf b = {0};
-	sb_puts(&b, "{\"devices\":{");
+	strbuf_puts(&b, "{\"devices\":{");
 	struct strmap_iter it;
 	strmap_iter_init(&it, r->devices);
 	void *value;
@@ -358,22 +330,22 @@ static int rebuild(struct registry *r)
 			break;
 		}
 		if(!first)
-			sb_append(&b, ",", 1);
-		sb_append(&b, d->frag, d->frag_len);
+			strbuf_add(&b, ",", 1);
+		strbuf_add(&b, d->frag, d->frag_len);
 		first = false;
 	}
-	sb_puts(&b, "},\"locks\":");
+	strbuf_puts(&b, "},\"locks\":");
 	json_t *locks = r->host->leases ? leases_to_json(r->host->leases) : json_object();
-	sb_json(&b, locks);
+	strbuf_json(&b, locks);
 	json_decref(locks);
-	sb_puts(&b, ",\"modules\":");
+	strbuf_puts(&b, ",\"modules\":");
 	json_t *modules = plugins_modules_json(r->host);
-	sb_json(&b, modules);
+	strbuf_json(&b, modules);
 	json_decref(modules);
 	char tail[96], when[32];
 	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu}",
 			host_now_iso(when, sizeof when), (unsigned long long)(r->seq + 1));
-	sb_puts(&b, tail);
+	strbuf_puts(&b, tail);
 	if(b.failed) {
 		free(b.data);
 		return OH_ERR_NOMEM;

@@ -455,24 +455,15 @@ struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, c
 	if(!will || !will_topic || !client_id)
 		goto nomem;
 
-	struct mqtt_tls_opts tls = {
-		cfg->mqtt.tls.ca_file, cfg->mqtt.tls.cert_file, cfg->mqtt.tls.key_file,
-		cfg->mqtt.tls.tls_version, cfg->mqtt.tls.insecure_skip_verify,
-	};
-	struct mqtt_link_opts opts = {
-		.host = cfg->mqtt.host,
-		.port = cfg->mqtt.port,
-		.username = cfg->mqtt.username,
-		.password = cfg->mqtt.password,
-		.client_id = client_id,
-		.keepalive_s = cfg->mqtt.keepalive_s,
-		.will_topic = will_topic,
-		.will_payload = will,
-		.will_qos = 1,
-		.will_retain = true,
-		.tls = cfg->mqtt.tls.enabled ? &tls : NULL,
-		.log_prefix = a->log_src,
-	};
+	struct mqtt_tls_opts tls;
+	struct mqtt_link_opts opts;
+	conf_mqtt_link_opts(&cfg->mqtt, &opts, &tls);
+	opts.client_id = client_id;
+	opts.will_topic = will_topic;
+	opts.will_payload = will;
+	opts.will_qos = 1;
+	opts.will_retain = true;
+	opts.log_prefix = a->log_src;
 	struct mqtt_link_callbacks cb = {on_connect, NULL, on_message};
 	a->link = mqtt_link_new(base, &opts, &cb, a);
 	if(!a->link)

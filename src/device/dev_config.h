@@ -11,23 +11,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "conf.h"
+
 struct dev_config {
 	char *source;                 /* file name, or "(defaults)" */
 	char *device_id;              /* NULL when the file names none */
 	json_t *labels;               /* array of strings, never NULL */
-	struct {
-		char *host;
-		int port;
-		char *username;
-		char *password;
-		char *client_id;          /* NULL: "device-{id}" */
-		int keepalive_s;
-		struct {
-			bool enabled;         /* "tls" present as an object */
-			char *ca_file, *cert_file, *key_file, *tls_version;
-			bool insecure_skip_verify;
-		} tls;
-	} mqtt;
+	struct conf_mqtt mqtt;         /* client_id NULL: "device-{id}" */
 	char *topic_root;
 	double heartbeat_interval_s;
 	json_t *modules;              /* object: module name -> settings object; never NULL */

@@ -219,7 +219,7 @@ def test_helper_that_cannot_start(probe_host, tmp_path):
     ({"sources": ["ok", 3]}, "settings.sources[1]"),
     ({"discovery_helper": 5}, "settings.discovery_helper"),
     ({"discovery_helper": "run 'unterminated"}, "unterminated single quote"),
-    ({"discovery_helper": "   "}, "empty command"),
+    ({"discovery_helper": "   "}, "command line is empty"),
     ({"discovery_helper": []}, "settings.discovery_helper"),
     ({"discovery_interval_s": 0}, "settings.discovery_interval_s"),
     ({"discovery_helper_timeout_s": "5"}, "settings.discovery_helper_timeout_s"),

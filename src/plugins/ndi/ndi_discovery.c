@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "cmdline.h"
+
 #ifdef OH_HAVE_AVAHI
 #include <avahi-client/client.h>
 #include <avahi-client/lookup.h>
@@ -123,109 +125,6 @@ static double mono_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- argv splitting --------------------------------------------------------- */
-
-static bool blank(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-void ndi_discovery_argv_free(char **argv)
-{
-	if(!argv)
-		return;
-	for(char **p = argv; *p; p++)
-		free(*p);
-	free(argv);
-}
-
-int ndi_discovery_split_argv(const char *line, char ***argv_out, const char **err)
-{
-	const char *why = NULL;
-	*argv_out = NULL;
-	if(!line)
-		line = "";
-	char *word = malloc(strlen(line) + 1);
-	size_t argc = 0, cap = 4;
-	char **argv = calloc(cap, sizeof *argv);
-	if(!word || !argv)
-		goto out_nomem;
-
-	const char *p = line;
-	for(;;) {
-		while(blank(*p))
-			p++;
-		if(!*p)
-			break;
-		size_t len = 0;
-		while(*p && !blank(*p)) {
-			if(*p == '\'') {
-				const char *end = strchr(p + 1, '\'');
-				if(!end) {
-					why = "unterminated single quote";
-					goto out_inval;
-				}
-				memcpy(word + len, p + 1, (size_t)(end - p - 1));
-				len += (size_t)(end - p - 1);
-				p = end + 1;
-			} else if(*p == '"') {
-				p++;
-				while(*p && *p != '"') {
-					/* Inside double quotes a backslash escapes only these. */
-					if(*p == '\\' && p[1] && strchr("\"\\$`", p[1]))
-						p++;
-					word[len++] = *p++;
-				}
-				if(!*p) {
-					why = "unterminated double quote";
-					goto out_inval;
-				}
-				p++;
-			} else if(*p == '\\') {
-				if(!p[1]) {
-					why = "trailing backslash";
-					goto out_inval;
-				}
-				word[len++] = p[1];
-				p += 2;
-			} else {
-				word[len++] = *p++;
-			}
-		}
-		if(argc + 2 > cap) {
-			char **grown = realloc(argv, cap * 2 * sizeof *argv);
-			if(!grown)
-				goto out_nomem;
-			argv = grown;
-			cap *= 2;
-		}
-		argv[argc] = strndup(word, len);
-		if(!argv[argc])
-			goto out_nomem;
-		argv[++argc] = NULL;
-	}
-	if(!argc) {
-		why = "empty command";
-		goto out_inval;
-	}
-	free(word);
-	*argv_out = argv;
-	return OH_OK;
-
-out_inval:
-	if(err)
-		*err = why;
-	free(word);
-	ndi_discovery_argv_free(argv);
-	return OH_ERR_INVAL;
-out_nomem:
-	if(err)
-		*err = "out of memory";
-	free(word);
-	ndi_discovery_argv_free(argv);
-	return OH_ERR_NOMEM;
-}
-
 /* ---- the helper ------------------------------------------------------------- */
 
 static void helper_failed(struct ndi_discovery *d, const char *fmt, ...)
@@ -274,7 +173,7 @@ static const char *opt_string(const json_t *item, const char *key, bool *bad)
 static json_t *parse_helper_output(const char *out, size_t len, char *err, size_t errlen)
 {
 	size_t i = 0;
-	while(i < len && blank(out[i]))
+	while(i < len && (out[i] == ' ' || out[i] == '\t' || out[i] == '\r' || out[i] == '\n'))
 		i++;
 	if(i == len) {
 		snprintf(err, errlen, "printed nothing");
@@ -785,11 +684,9 @@ static int parse_settings(struct ndi_discovery *d, const json_t *settings)
 
 	v = json_object_get(settings, "discovery_helper");
 	if(json_is_string(v)) {
-		const char *why = NULL;
-		int rc = ndi_discovery_split_argv(json_string_value(v), &d->helper_argv, &why);
-		if(rc == OH_ERR_NOMEM)
-			return rc;
-		if(rc)
+		char why[160];
+		int argc;
+		if(cmdline_split(json_string_value(v), &d->helper_argv, &argc, why, sizeof why))
 			return oh_fail(ctx, "settings.discovery_helper: %s", why);
 	} else if(json_is_array(v)) {
 		size_t n = json_array_size(v), i;
@@ -890,7 +787,7 @@ void ndi_discovery_free(struct ndi_discovery *d)
 		oh_timer_cancel(d->ctx, d->helper_timer);
 	/* A running helper is killed by the host at teardown; if it finishes
 	 * first, find_live() no longer knows this id. */
-	ndi_discovery_argv_free(d->helper_argv);
+	cmdline_free(d->helper_argv);
 	json_decref(d->statics);
 	json_decref(d->helper);
 	free(d);

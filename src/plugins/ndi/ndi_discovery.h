@@ -68,17 +68,4 @@ bool ndi_discovery_any(struct ndi_discovery *d);
  * D-Bus, or built without Avahi) or "disabled" (settings.mdns false). */
 const char *ndi_discovery_mdns_state(struct ndi_discovery *d);
 
-/*
- * Splits a command line into argv like a POSIX shell's word splitting and
- * quote removal, without expansions: blanks separate words, '...' is
- * literal, "..." keeps blanks and honours \" \\ \$ \` , a backslash outside
- * quotes escapes the next character.  On success *argv_out is a
- * NULL-terminated array (returned: ndi_discovery_argv_free) with at least
- * one word.  OH_ERR_INVAL for an empty line or an unterminated quote or
- * escape (*err, if not NULL, then says which: a static string),
- * OH_ERR_NOMEM.
- */
-int ndi_discovery_split_argv(const char *line, char ***argv_out, const char **err);
-void ndi_discovery_argv_free(char **argv);
-
 #endif

@@ -145,7 +145,7 @@ int cmdline_split(const char *tmpl, char ***argv_out, int *argc_out, char *err, 
 	if(in_word && !push_word(&argv, &argc, &w))
 		goto nomem;
 	if(argc == 0) {
-		snprintf(err, errlen, "the command template is empty");
+		snprintf(err, errlen, "the command line is empty");
 		goto fail;
 	}
 	*argv_out = argv;

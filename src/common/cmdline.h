@@ -7,8 +7,8 @@
  * removes or joins words and is never interpreted by a shell: the source
  * name `x; rm -rf /` stays one harmless argument.
  */
-#ifndef OH_DEVICE_CMDLINE_H
-#define OH_DEVICE_CMDLINE_H
+#ifndef OH_CMDLINE_H
+#define OH_CMDLINE_H
 
 #include <stddef.h>
 

@@ -1,8 +1,8 @@
 /*
- * Unit tests of the device agent's command template handling
- * (src/device/cmdline.c): shell-like splitting of the template, then
- * placeholder substitution inside each word, so a substituted value never
- * becomes more than one argument.
+ * Unit tests of command-line handling (src/common/cmdline.c), used for the
+ * device agent's command templates and the NDI discovery helper: shell-like
+ * splitting, then placeholder substitution inside each word, so a
+ * substituted value never becomes more than one argument.
  */
 #include "check.h"
 #include "cmdline.h"
@@ -67,6 +67,20 @@ static void test_split(void)
 	SPLIT("a\\\nb", "ab");
 	SPLIT("$HOME ~ *.c `id` $(id) ;|&", "$HOME", "~", "*.c", "`id`", "$(id)", ";|&");
 	SPLIT("rec --out \"/rec/{device_id} {source}.mkv\"", "rec", "--out", "/rec/{device_id} {source}.mkv");
+}
+
+/* Command lines as a discovery helper is configured. */
+static void test_split_helper_lines(void)
+{
+	SPLIT("  /usr/bin/ndi-discover   --json\t-t 2 \n", "/usr/bin/ndi-discover", "--json", "-t", "2");
+	SPLIT("helper 'two words' \"and three words\"", "helper", "two words", "and three words");
+	SPLIT("a '' \"\" b", "a", "", "", "b");
+	SPLIT("plain\\ escaped \\'q\\' \\\\", "plain escaped", "'q'", "\\");
+	/* No expansions: what a shell would expand stays literal. */
+	SPLIT("echo $HOME * ~ `id` $(id)", "echo", "$HOME", "*", "~", "`id`", "$(id)");
+	SPLIT("'a\\b \"c\"'", "a\\b \"c\"");
+	SPLIT("\"a\\\"b \\\\ \\$x \\n\"", "a\"b \\ $x \\n");
+	SPLIT("STUDIO-PC\\ (Camera\\ 1)", "STUDIO-PC (Camera 1)");
 }
 
 static void test_split_errors(void)
@@ -160,6 +174,7 @@ static void test_build_injection(void)
 
 int main(void)
 {
+	test_split_helper_lines();
 	test_split();
 	test_split_errors();
 	test_subst();
