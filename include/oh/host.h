@@ -120,6 +120,10 @@ struct oh_device {
 int oh_device_get(oh_ctx *ctx, const char *id, struct oh_device *out);
 /* Calls fn for each device; stop early by returning non-zero from fn. */
 void oh_device_foreach(oh_ctx *ctx, int (*fn)(const struct oh_device *dev, void *ud), void *ud);
+/* A counter that changes whenever anything in the snapshot does (a device,
+ * a lease, the loaded modules): cache views derived from the registry
+ * against it instead of rebuilding them per request. */
+unsigned long long oh_registry_generation(oh_ctx *ctx);
 
 /* ---- leases -------------------------------------------------------------- */
 
@@ -185,6 +189,11 @@ const char *oh_req_actor(const struct oh_http_req *req);
 
 /* body is taken */
 int oh_reply_json(struct oh_http_req *req, unsigned status, json_t *body);
+/* A body that is already serialised (copied), e.g. a cached view. */
+int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_type,
+		const void *data, size_t len);
+/* The registry snapshot, exactly as GET /api/registry serves it. */
+int oh_reply_snapshot(struct oh_http_req *req);
 /* {"error": {"code": code, "message": ...}} */
 int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -66,6 +66,7 @@ struct mqtt_link {
 	bool stopping;
 	bool connected;              /* CONNACK accepted */
 	bool attempted;              /* a connect call has been made once */
+	bool in_read;                /* inside mosquitto_loop_read */
 	bool refused;                /* the broker said no; keep its reason */
 	bool tls;
 	int backoff_ms;
@@ -163,7 +164,9 @@ static void link_lost(struct mqtt_link *link, const char *reason)
 
 static void flush_writes(struct mqtt_link *link)
 {
-	if(!link->ev_write || !mosquitto_want_write(link->mosq))
+	/* While reading, the read handler writes out afterwards itself; arming
+	 * the write event here would cost two epoll_ctl calls per message. */
+	if(link->in_read || !link->ev_write || !mosquitto_want_write(link->mosq))
 		return;
 	event_add(link->ev_write, NULL);
 }
@@ -183,7 +186,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
+	link->in_read = true;
 	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
+	link->in_read = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
 		link_lost(link, rc_text(link, rc, buf, sizeof buf));
 		return;
@@ -395,8 +400,11 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 		goto fail;
 
 	mosquitto_int_option(link->mosq, MOSQ_OPT_TCP_NODELAY, 1);
-	/* No cap on in-flight QoS 1 messages: bursts must not stall on acks. */
-	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, 65535);
+	/* A window of in-flight QoS 1 messages: large enough that a burst does
+	 * not wait on acks, small because libmosquitto walks the whole window
+	 * on every publish and every PUBACK (measured: 65535 cut the relay to
+	 * ~650 commands/s, 100 gives 11k-18k/s with nothing lost). */
+	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, 100);
 	mosquitto_connect_callback_set(link->mosq, on_mosq_connect);
 	mosquitto_message_callback_set(link->mosq, on_mosq_message);
 	mosquitto_publish_callback_set(link->mosq, on_mosq_publish);

@@ -28,14 +28,7 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static void get_registry(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	struct host *h = ud;
-	struct shared_buf *snap = registry_snapshot(h->registry);
-	if(!snap) {
-		oh_reply_error(req, 500, "INTERNAL", "snapshot unavailable");
-		return;
-	}
-	http_reply_buf(req, 200, "application/json", snap);
-	shared_buf_unref(snap);
+	oh_reply_snapshot(req);
 }
 
 static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)

@@ -76,6 +76,7 @@ char *registry_device_json(struct registry *r, const char *id);
 int registry_device(struct registry *r, const char *id, struct oh_device *out);
 void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
 size_t registry_size(const struct registry *r);
+uint64_t registry_generation(const struct registry *r);
 /* Something that appears in the snapshot (locks, modules) changed. */
 void registry_mark_dirty(struct registry *r);
 /* Publishes the final snapshot at once (shutdown). */
@@ -129,6 +130,8 @@ int api_metrics_register(struct host *h); /* metrics.c: GET /metrics */
 /* ---- events.c: server-sent events at GET /api/events ---------------------- */
 
 void events_broker_state(struct host *h, bool up);   /* from the link callbacks */
+/* An event the host publishes on {root}/orchestrator/{module}/evt. */
+void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len);
 void events_free(struct host *h);                   /* after http_server_free */
 
 /* ---- misc ------------------------------------------------------------------ */

@@ -233,6 +233,14 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 		purge_dead(d);
 }
 
+/* {root}/orchestrator/{module}/evt */
+static bool is_orchestrator_event(const struct host *h, const char *topic)
+{
+	size_t root = strlen(h->cfg.topic_root), n = strlen(topic);
+	return n > root + 18 && !strncmp(topic, h->cfg.topic_root, root) &&
+			!strncmp(topic + root, "/orchestrator/", 14) && !strcmp(topic + n - 4, "/evt");
+}
+
 int host_publish(struct host *h, const char *topic, const void *payload, size_t len,
 		int qos, bool retain)
 {
@@ -241,5 +249,8 @@ int host_publish(struct host *h, const char *topic, const void *payload, size_t 
 		h->stats.msgs_out++;
 		metrics_mqtt_message(h, true, topic);
 	}
+	/* The UI's event stream hears of it whether or not the broker does. */
+	if(is_orchestrator_event(h, topic))
+		events_orch_evt(h, topic, payload, len);
 	return rc;
 }

@@ -3,8 +3,10 @@
  *
  * On connect a client gets `retry: 2000`, the broker state and the current
  * registry snapshot, so a page (re)connecting needs nothing else; after that
- * every published snapshot, every message on {root}/orchestrator/+/evt and
- * every broker state change, plus a `: ping` comment every 15 seconds.  A
+ * every published snapshot, every event the host publishes on
+ * {root}/orchestrator/{module}/evt (handed over locally, not read back from
+ * the broker, which would double the host's traffic) and every broker state
+ * change, plus a `: ping` comment every 15 seconds.  A
  * connection parked with nothing to send is not polled, so the ping is also
  * how a client that vanished gets noticed.
  *
@@ -26,6 +28,7 @@
 #include "log.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
+#include "strbuf.h"
 
 #define PING_INTERVAL_S 15
 #define MAX_BACKLOG (1024 * 1024)
@@ -201,18 +204,25 @@ static void on_snapshot(struct shared_buf *snap, void *ud)
 	broadcast_event(ev, "registry", snap->data, snap->len);
 }
 
-static void on_orch_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
+void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len)
 {
-	struct events *ev = ud;
-	if(!ev->clients)
+	struct events *ev = the_events;
+	if(!ev || ev->host != h || !ev->clients)
 		return;
-	json_t *body = json_pack("{s:s, s:O?}", "topic", msg->topic, "payload", msg->json);
-	if(body && msg->error)
-		json_object_set_new(body, "error", json_string(msg->error));
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
+	/* Our own JSON, so it is spliced in as it is rather than parsed. */
+	json_t *name = json_string(topic);
+	char *quoted = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
+	json_decref(name);
+	struct strbuf b = {0};
+	strbuf_puts(&b, "{\"topic\":");
+	strbuf_puts(&b, quoted ? quoted : "null");
+	strbuf_puts(&b, ",\"payload\":");
+	strbuf_add(&b, payload, len);
+	strbuf_putc(&b, '}');
+	free(quoted);
+	char *text = strbuf_take(&b);
 	if(!text) {
-		log_error("events", "out of memory relaying %s", msg->topic);
+		log_error("events", "out of memory relaying %s", topic);
 		return;
 	}
 	broadcast_event(ev, "orch_evt", text, strlen(text));
@@ -249,20 +259,16 @@ int events_register(struct host *h)
 		free(ev);
 		return OH_ERR_NOMEM;
 	}
-	char filter[300];
-	snprintf(filter, sizeof filter, "%s/orchestrator/+/evt", h->cfg.topic_root);
 	int rc = http_route_add(h->http, NULL, "GET", "/api/events", get_events, ev,
 			"{\"summary\": \"Live updates as server-sent events\","
 			" \"description\": \"text/event-stream. On connect: retry: 2000, an event"
 			" `broker` and an event `registry` with the current snapshot; then `registry`"
-			" (every published snapshot), `orch_evt` ({topic, payload} of every message on"
-			" {root}/orchestrator/+/evt) and `broker` ({mqtt: connected|disconnected}) as they"
+			" (every published snapshot), `orch_evt` ({topic, payload} of every event the host"
+			" publishes on {root}/orchestrator/{module}/evt) and `broker` ({mqtt: connected|disconnected}) as they"
 			" happen, and a `: ping` comment every 15 s. Clients more than 1 MB behind are"
 			" dropped and reconnect.\","
 			" \"responses\": {\"200\": {\"description\": \"an endless event stream\","
 			" \"content\": {\"text/event-stream\": {\"schema\": {\"type\": \"string\"}}}}}}");
-	if(!rc)
-		rc = dispatch_subscribe(h->dispatch, NULL, filter, 1, on_orch_evt, ev);
 	if(rc) {
 		/* A route already added stays with the server; it must not
 		 * outlive ev, so keep ev until events_free. */

@@ -253,6 +253,7 @@ void http_req_add_header(struct oh_http_req *req, const char *name, const char *
 /* ---- request accessors ------------------------------------------------------ */
 
 const char *oh_req_method(const struct oh_http_req *req) { return req->method; }
+struct host *http_req_host(const struct oh_http_req *req) { return req->server->host; }
 const char *oh_req_path(const struct oh_http_req *req) { return req->path; }
 const json_t *oh_req_body(const struct oh_http_req *req) { return req->json; }
 const char *oh_req_actor(const struct oh_http_req *req) { return req->token ? req->token->name : NULL; }

@@ -35,6 +35,7 @@ int http_reply_static(struct oh_http_req *req, unsigned status, const char *cont
 int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type,
 		const void *data, size_t len);
 void http_req_add_header(struct oh_http_req *req, const char *name, const char *value);
+struct host *http_req_host(const struct oh_http_req *req);
 
 /*
  * An open-ended response (server-sent events): the reply to req, status 200.

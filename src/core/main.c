@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,10 @@ int main(int argc, char **argv)
 	log_set_level(lvl);
 	log_set_json(!strcmp(log_format ? log_format : h->cfg.log_format, "json"));
 	signal(SIGPIPE, SIG_IGN);
+	/* Snapshots of large registries are megabytes each; glibc's adaptive
+	 * threshold would move such blocks into the heap and fragment it
+	 * (measured: 100,000 devices took 552 MB RSS instead of 350). */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	log_info("host", "orchestrator-host %s starting (config: %s, broker %s:%d, state in %s)",
 			OH_VERSION, h->cfg.source, h->cfg.mqtt.host, h->cfg.mqtt.port, h->cfg.state_dir);

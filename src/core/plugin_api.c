@@ -14,6 +14,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "shared_buf.h"
 #include "topic_tree.h"
 
 const char *oh_module(const oh_ctx *ctx) { return ctx->module; }
@@ -110,6 +111,28 @@ int oh_device_get(oh_ctx *ctx, const char *id, struct oh_device *out)
 void oh_device_foreach(oh_ctx *ctx, int (*fn)(const struct oh_device *, void *), void *ud)
 {
 	registry_foreach(ctx->host->registry, fn, ud);
+}
+
+unsigned long long oh_registry_generation(oh_ctx *ctx)
+{
+	return registry_generation(ctx->host->registry);
+}
+
+int oh_reply_snapshot(struct oh_http_req *req)
+{
+	struct host *h = http_req_host(req);
+	struct shared_buf *snap = registry_snapshot(h->registry);
+	if(!snap)
+		return oh_reply_error(req, 500, "INTERNAL", "snapshot unavailable");
+	int rc = http_reply_buf(req, 200, "application/json", snap);
+	shared_buf_unref(snap);
+	return rc;
+}
+
+int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_type,
+		const void *data, size_t len)
+{
+	return http_reply_copy(req, status, content_type, data, len);
 }
 
 /* ---- leases ------------------------------------------------------------------------ */

@@ -407,6 +407,50 @@ static void advance(struct job *j, int64_t due, double now)
 	j->due = (int64_t)now + SCHED_DONE_KEEP_S;
 }
 
+static void mark_outcome_dirty(struct scheduler *s, struct job *j)
+{
+	if(j->outcome_dirty || !s->h->store)
+		return;
+	if(s->n_dirty == s->cap_dirty) {
+		size_t cap = s->cap_dirty ? s->cap_dirty * 2 : 64;
+		char (*grown)[SCHED_ID_LEN + 1] = realloc(s->dirty, cap * sizeof *grown);
+		if(!grown) {
+			persist(s, j);   /* no room to defer: store it now */
+			return;
+		}
+		s->dirty = grown;
+		s->cap_dirty = cap;
+	}
+	memcpy(s->dirty[s->n_dirty++], j->id, SCHED_ID_LEN + 1);
+	j->outcome_dirty = true;
+	if(!evtimer_pending(s->flush, NULL)) {
+		struct timeval tv = {0, SCHED_OUTCOME_FLUSH_MS * 1000};
+		evtimer_add(s->flush, &tv);
+	}
+}
+
+void scheduler_flush(struct scheduler *s)
+{
+	if(!s || !s->n_dirty)
+		return;
+	bool txn = txn_begin(s);
+	for(size_t i = 0; i < s->n_dirty; i++) {
+		/* By id: the job may have been removed since. */
+		struct job *j = strmap_get(s->jobs, s->dirty[i]);
+		if(j && j->outcome_dirty && !j->removed) {
+			j->outcome_dirty = false;
+			persist(s, j);
+		}
+	}
+	txn_commit(s, txn);
+	s->n_dirty = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	scheduler_flush(arg);
+}
+
 struct planned {
 	struct job *job;
 	int64_t due;
@@ -462,13 +506,11 @@ static void run_due(struct scheduler *s)
 		}
 	}
 
-	txn = txn_begin(s);
 	for(size_t i = 0; i < nb; i++) {
 		struct job *j = batch[i].job;
 		if(!batch[i].miss && !j->removed)
-			persist(s, j);   /* the outcome: FIRED with its counts */
+			mark_outcome_dirty(s, j);   /* FIRED with its counts */
 	}
-	txn_commit(s, txn);
 
 	for(size_t i = 0; i < nb; i++) {
 		struct job *j = batch[i].job;
@@ -643,7 +685,8 @@ int scheduler_init(struct host *h)
 	s->jobs = strmap_new();
 	s->timer = evtimer_new(h->base, on_timer, s);
 	s->watch = event_new(h->base, -1, EV_PERSIST, on_watch, s);
-	if(!s->jobs || !s->timer || !s->watch) {
+	s->flush = evtimer_new(h->base, on_flush, s);
+	if(!s->jobs || !s->timer || !s->watch || !s->flush) {
 		h->scheduler = s;
 		scheduler_free(s);
 		return OH_ERR_NOMEM;
@@ -660,6 +703,7 @@ void scheduler_forget_plugin(struct scheduler *s, oh_ctx *ctx)
 	struct sched_plugin *sp = ctx->sched;
 	if(!s || !sp)
 		return;
+	scheduler_flush(s);   /* while the jobs still know their module */
 	struct strmap_iter it;
 	strmap_iter_init(&it, s->jobs);
 	void *v;
@@ -682,8 +726,12 @@ void scheduler_free(struct scheduler *s)
 {
 	if(!s)
 		return;
+	scheduler_flush(s);
 	if(s->h && s->h->scheduler == s)
 		s->h->scheduler = NULL;
+	if(s->flush)
+		event_free(s->flush);
+	free(s->dirty);
 	if(s->timer)
 		event_free(s->timer);
 	if(s->watch)

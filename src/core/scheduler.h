@@ -21,8 +21,13 @@
 /* A finished one-off job stays listed this long before it is purged. */
 #define SCHED_DONE_KEEP_S 3600
 /* Most jobs handled in one loop turn; the rest follow on the next turn so
- * a burst of due jobs cannot starve MQTT and HTTP. */
-#define SCHED_BATCH_MAX 256
+ * a burst of due jobs cannot starve MQTT and HTTP.  Small, because every
+ * job of a batch is stored before the first of them is dispatched. */
+#define SCHED_BATCH_MAX 32
+/* Outcomes (last_result) are stored this long after a run, many per
+ * transaction: they are a report, unlike next_run, which is stored before
+ * the run so a crash can never repeat it. */
+#define SCHED_OUTCOME_FLUSH_MS 200
 #define SCHED_MAX_COMMANDS 100
 #define SCHED_NAME_MAX 200
 #define SCHED_ID_LEN 32
@@ -64,6 +69,7 @@ struct job {
 	uint32_t heap_idx;        /* UINT32_MAX: not in the heap */
 	uint8_t kind, state;
 	bool firing, removed;
+	bool outcome_dirty;       /* last_result not yet stored */
 	char id[SCHED_ID_LEN + 1];
 	const char *owner, *name /* NULL when unnamed */, *tz, *spec, *commands;
 	char text[];
@@ -76,6 +82,9 @@ struct scheduler {
 	uint32_t n, cap;
 	struct event *timer;      /* the earliest due job */
 	struct event *watch;      /* 1 s clock-step watch */
+	struct event *flush;      /* stores the outcomes of recent runs */
+	char (*dirty)[SCHED_ID_LEN + 1];   /* ids of jobs with outcome_dirty */
+	size_t n_dirty, cap_dirty;
 	double clock_offset;      /* wall - mono at the last watch */
 	bool loaded;
 	double (*now)(void);      /* the wall clock; tests may replace it */
@@ -87,6 +96,8 @@ int scheduler_init(struct host *h);
  * arms the timer; past-due runs are then run or recorded as missed on the
  * first loop turn.  Call after the plugins and the leases are loaded. */
 int scheduler_load(struct scheduler *s);
+/* Stores pending outcomes (also done by scheduler_free). */
+void scheduler_flush(struct scheduler *s);
 void scheduler_free(struct scheduler *s);
 /* Drops the plugin's jobs from memory (not from the store) and its
  * registration; called when the plugin is torn down. */

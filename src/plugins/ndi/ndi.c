@@ -193,6 +193,7 @@ static void ndi_free(struct ndi *n)
 	 * ack while the host's HTTP side can still send the reply. */
 	ndi_pending_free(n);
 	ndi_status_free(n);
+	free(n->devices_cache.body);
 	ndi_discovery_free(n->discovery);
 	settings_clear(&n->set);
 	free(n);

@@ -47,6 +47,14 @@ struct ndi {
 	struct ndi_pending *pending;
 	struct ndi_status *status;
 	struct ndi_discovery *discovery;
+	/* GET /devices, serialised once per change of its inputs. */
+	struct {
+		char *body;
+		size_t len;
+		unsigned long long registry_gen, status_gen;
+		bool has_leases;
+		double built_at;      /* CLOCK_MONOTONIC seconds */
+	} devices_cache;
 };
 
 /*
@@ -139,7 +147,7 @@ void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id
 
 /* ---- what devices and the host last said (ndi_status.c) ---------------- */
 
-/* Subscribes to {root}/device/+/{module}/status and {root}/orchestrator/registry;
+/* Subscribes to {root}/device/+/{module}/status;
  * n->status is freed by ndi_status_free.  OH_ERR_NOMEM, or the subscribe
  * error (after oh_fail). */
 int ndi_status_start(struct ndi *n);
@@ -147,9 +155,8 @@ void ndi_status_free(struct ndi *n);
 /* The device's last module status object (borrowed until the loop runs
  * again), or NULL when it never published one. */
 const json_t *ndi_status_get(const struct ndi *n, const char *device_id);
-/* The last registry snapshot the host published (borrowed, as above), or
- * NULL before the first one arrived. */
-const json_t *ndi_status_snapshot(const struct ndi *n);
+/* Changes whenever any device's module status does. */
+unsigned long long ndi_status_generation(const struct ndi *n);
 
 /* ---- REST API and web page (ndi_rest.c) ---------------------------------- */
 

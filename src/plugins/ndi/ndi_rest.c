@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "oh/host.h"
 
@@ -222,14 +223,7 @@ static bool query_flag(struct oh_http_req *req, const char *name)
 
 static void get_status(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	const json_t *snap = ndi_status_snapshot(ud);
-
-	if(!snap) {
-		oh_reply_error(req, 503, "UNAVAILABLE", "no registry snapshot yet (is the broker "
-				"connected?)");
-		return;
-	}
-	oh_reply_json(req, 200, json_incref((json_t *)snap));
+	oh_reply_snapshot(req);
 }
 
 static void get_sources(oh_ctx *ctx, struct oh_http_req *req, void *ud)
@@ -276,6 +270,7 @@ struct devices_walk {
 	struct ndi *n;
 	json_t *list;
 	bool failed;
+	bool has_leases;          /* remaining_s in the list ages with time */
 };
 
 static int collect_device(const struct oh_device *dev, void *ud)
@@ -292,6 +287,7 @@ static int collect_device(const struct oh_device *dev, void *ud)
 	if(!has_module(dev->doc, oh_module(ctx))) return 0;
 	snprintf(key, sizeof(key), "%s:%s", oh_module(ctx), dev->id);
 	if(oh_lease_get(ctx, key, &l) == OH_OK) {
+		w->has_leases = true;
 		lease = json_pack("{s:s, s:s, s:I}", "holder", l.holder, "expires_at",
 				ndi_iso_utc(l.expires_at, iso, sizeof(iso)), "remaining_s",
 				(json_int_t)(l.remaining_s > 0 ? ceil(l.remaining_s) : 0));
@@ -324,9 +320,10 @@ static int by_device_id(const void *a, const void *b)
 			json_string_value(json_object_get(y, "device_id")));
 }
 
-static void get_devices(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+/* The device list, sorted by id (returned), or NULL when out of memory. */
+static json_t *build_devices(oh_ctx *ctx, struct ndi *n, bool *has_leases)
 {
-	struct devices_walk w = {.n = ud, .list = json_array()};
+	struct devices_walk w = {.n = n, .list = json_array()};
 	json_t **items = NULL, *sorted = NULL;
 	size_t count;
 
@@ -345,14 +342,53 @@ static void get_devices(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	}
 	free(items);
 	json_decref(w.list);
-	oh_reply_json(req, 200, json_pack("{s:o}", "devices", sorted));
-	return;
+	*has_leases = w.has_leases;
+	return json_pack("{s:o}", "devices", sorted);
 
 nomem:
 	free(items);
 	json_decref(sorted);
 	json_decref(w.list);
-	oh_reply_error(req, 500, "ERROR", "out of memory");
+	return NULL;
+}
+
+static double now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Built from the registry (devices, leases, staleness) and the module
+ * statuses; rebuilt only when one of them changed (or, with leases listed,
+ * once a second for their remaining_s), so a dashboard polling it costs a
+ * copy, not a serialisation of every device. */
+static void get_devices(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct ndi *n = ud;
+	unsigned long long reg = oh_registry_generation(ctx), st = ndi_status_generation(n);
+	double now = now_mono();
+
+	if(!n->devices_cache.body || n->devices_cache.registry_gen != reg ||
+			n->devices_cache.status_gen != st ||
+			(n->devices_cache.has_leases && now - n->devices_cache.built_at >= 1.0)) {
+		bool has_leases = false;
+		json_t *doc = build_devices(ctx, n, &has_leases);
+		char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+		json_decref(doc);
+		if(!body) {
+			oh_reply_error(req, 500, "ERROR", "out of memory");
+			return;
+		}
+		free(n->devices_cache.body);
+		n->devices_cache.body = body;
+		n->devices_cache.len = strlen(body);
+		n->devices_cache.registry_gen = reg;
+		n->devices_cache.status_gen = st;
+		n->devices_cache.has_leases = has_leases;
+		n->devices_cache.built_at = now;
+	}
+	oh_reply_raw(req, 200, "application/json", n->devices_cache.body, n->devices_cache.len);
 }
 
 /* ---- POST /send and its waiters ------------------------------------------------------ */

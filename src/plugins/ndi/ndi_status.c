@@ -7,11 +7,8 @@
  * retained message (the device cleared it) forgets the device; payloads
  * that are not JSON objects, and topics whose id is not a valid device id,
  * are ignored.
- *
- * The host's registry snapshot reaches a plugin the way it reaches anyone:
- * retained on {root}/orchestrator/registry.  It is kept as the raw text and
- * parsed only when asked for, because with many devices it is published
- * far more often than GET /api/{module}/status is called.
+ * A counter moves with every change, so views built from this state can be
+ * cached.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +25,7 @@
 struct ndi_status {
 	struct strmap *by_device;         /* device id -> json_t * (owned) */
 	bool full_logged;
-	char *snapshot;                   /* raw registry snapshot, NUL-terminated */
-	size_t snapshot_len;
-	json_t *parsed;                   /* snapshot parsed, or NULL until asked */
+	unsigned long long generation;    /* bumped on every change */
 };
 
 static void value_free(void *v)
@@ -69,6 +64,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	}
 	if(msg->len == 0) {
 		json_decref(strmap_remove(st->by_device, id));
+		st->generation++;
 		return;
 	}
 	if(!json_is_object(msg->json)) {
@@ -92,26 +88,12 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 		return;
 	}
 	json_decref(old);
+	st->generation++;
 }
 
-static void on_snapshot(oh_ctx *ctx, const struct oh_message *msg, void *ud)
+unsigned long long ndi_status_generation(const struct ndi *n)
 {
-	struct ndi *n = ud;
-	struct ndi_status *st = n->status;
-	char *text;
-
-	/* The snapshot is retained, so an empty message would only mean someone
-	 * cleared it by hand: keep what we had. */
-	if(msg->len == 0) return;
-	text = malloc(msg->len + 1);
-	if(!text) return;
-	memcpy(text, msg->payload, msg->len);
-	text[msg->len] = '\0';
-	free(st->snapshot);
-	json_decref(st->parsed);
-	st->snapshot = text;
-	st->snapshot_len = msg->len;
-	st->parsed = NULL;
+	return n->status ? n->status->generation : 0;
 }
 
 int ndi_status_start(struct ndi *n)
@@ -128,9 +110,6 @@ int ndi_status_start(struct ndi *n)
 	snprintf(topic, sizeof(topic), "%s/device/+/%s/status", oh_topic_root(ctx), oh_module(ctx));
 	rc = oh_subscribe(ctx, topic, 1, on_module_status, n);
 	if(rc) return oh_fail(ctx, "cannot subscribe to %s: %s", topic, oh_strerror(rc));
-	snprintf(topic, sizeof(topic), "%s/orchestrator/registry", oh_topic_root(ctx));
-	rc = oh_subscribe(ctx, topic, 1, on_snapshot, n);
-	if(rc) return oh_fail(ctx, "cannot subscribe to %s: %s", topic, oh_strerror(rc));
 	return OH_OK;
 }
 
@@ -140,8 +119,6 @@ void ndi_status_free(struct ndi *n)
 
 	if(!st) return;
 	if(st->by_device) strmap_free(st->by_device, value_free);
-	free(st->snapshot);
-	json_decref(st->parsed);
 	free(st);
 	n->status = NULL;
 }
@@ -149,20 +126,4 @@ void ndi_status_free(struct ndi *n)
 const json_t *ndi_status_get(const struct ndi *n, const char *device_id)
 {
 	return n->status && device_id ? strmap_get(n->status->by_device, device_id) : NULL;
-}
-
-const json_t *ndi_status_snapshot(const struct ndi *n)
-{
-	struct ndi_status *st = n->status;
-	json_error_t err;
-
-	if(!st || !st->snapshot) return NULL;
-	if(!st->parsed) {
-		st->parsed = json_loadb(st->snapshot, st->snapshot_len, 0, &err);
-		if(!st->parsed) {
-			oh_log(n->ctx, OH_LOG_WARN, "the registry snapshot is not JSON: %s", err.text);
-			return NULL;
-		}
-	}
-	return st->parsed;
 }
