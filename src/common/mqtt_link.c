@@ -28,6 +28,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <mosquitto.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,6 +562,14 @@ int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter)
 		return OH_ERR_INVAL;
 	flush_writes(link);
 	return OH_OK;
+}
+
+void mqtt_link_cork(struct mqtt_link *link, bool on)
+{
+	int fd = mosquitto_socket(link->mosq);
+	int v = on ? 1 : 0;
+	if(fd >= 0 && link->connected)
+		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v);
 }
 
 bool mqtt_link_connected(const struct mqtt_link *link) { return link->connected; }

@@ -70,6 +70,10 @@ int mqtt_link_publish(struct mqtt_link *link, const char *topic,
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos);
 int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
 
+/* Holds back (on) or sends (off) what is published meanwhile as few TCP
+ * segments, for a burst of publishes made outside any read. */
+void mqtt_link_cork(struct mqtt_link *link, bool on);
+
 bool mqtt_link_connected(const struct mqtt_link *link);
 /* Why the link is down ("connection refused: not authorised", ...), or "". */
 const char *mqtt_link_last_error(const struct mqtt_link *link);

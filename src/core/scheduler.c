@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mqtt_link.h"
 #include "metrics.h"
 #include "plugin_ctx.h"
 #include "store.h"
@@ -215,9 +216,11 @@ static int persist(struct scheduler *s, const struct job *j)
 	return rc;
 }
 
-static bool txn_begin(struct scheduler *s)
+/* For what firing records: a process crash loses none of it, a power cut
+ * may lose the last moments (a run could then repeat once). */
+static bool txn_begin_relaxed(struct scheduler *s)
 {
-	return s->h->store && !store_begin(s->h->store);
+	return s->h->store && !store_begin_relaxed(s->h->store);
 }
 
 static void txn_commit(struct scheduler *s, bool txn)
@@ -379,7 +382,7 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 	j->last.dispatched = (uint32_t)json_array_size(dispatched);
 	j->last.skipped = (uint32_t)json_array_size(skipped);
 	snprintf(j->last.code, sizeof j->last.code, "FIRED");
-	log_info("scheduler", "%s job %s fired %.0f ms after %s: %u dispatched, %u skipped",
+	log_debug("scheduler", "%s job %s fired %.0f ms after %s: %u dispatched, %u skipped",
 			ctx->module, j->id, late * 1000, due_s, j->last.dispatched, j->last.skipped);
 	json_t *details = json_pack("{s:s, s:o, s:s, s:s, s:I, s:o, s:o}", "job_id", j->id,
 			"name", j->name ? json_string(j->name) : json_null(), "due", due_s,
@@ -433,7 +436,7 @@ void scheduler_flush(struct scheduler *s)
 {
 	if(!s || !s->n_dirty)
 		return;
-	bool txn = txn_begin(s);
+	bool txn = txn_begin_relaxed(s);
 	for(size_t i = 0; i < s->n_dirty; i++) {
 		/* By id: the job may have been removed since. */
 		struct job *j = strmap_get(s->jobs, s->dirty[i]);
@@ -463,7 +466,7 @@ static void run_due(struct scheduler *s)
 	double grace = s->h->cfg.misfire_grace_s;
 	struct planned batch[SCHED_BATCH_MAX];
 	size_t nb = 0;
-	bool txn = txn_begin(s);
+	bool txn = txn_begin_relaxed(s);
 	/* 1 ms early is on time: whole-second due times meet a loop timer
 	 * that may wake a hair before the wall clock gets there. */
 	while(s->n && nb < SCHED_BATCH_MAX && (double)s->heap[0]->due <= now + 0.001) {
@@ -488,12 +491,23 @@ static void run_due(struct scheduler *s)
 		if(!p->miss)
 			j->last_run = (int64_t)now;
 		advance(j, p->due, now);
-		/* The next run is durable before this one is dispatched. */
-		if(persist(s, j))
+		/* The next run is durable before this one is dispatched.  A
+		 * one-off job has none: deleting it is the cheapest way to make
+		 * sure a crash cannot run it again, and its "done" record is
+		 * written back with the outcome. */
+		int rc = j->state == JOB_DONE && s->h->store ? store_job_delete(s->h->store, j->id)
+				: persist(s, j);
+		if(rc)
 			log_error("scheduler", "job %s: could not store its state before running", j->id);
+		if(j->state == JOB_DONE && p->miss)
+			mark_outcome_dirty(s, j);
 	}
 	txn_commit(s, txn);
 
+	/* The batch's commands leave in a few TCP segments instead of one or
+	 * two per job. */
+	if(nb > 1)
+		mqtt_link_cork(s->h->link, true);
 	for(size_t i = 0; i < nb; i++) {
 		struct planned *p = &batch[i];
 		if(p->job->removed)
@@ -506,6 +520,8 @@ static void run_due(struct scheduler *s)
 		}
 	}
 
+	if(nb > 1)
+		mqtt_link_cork(s->h->link, false);
 	for(size_t i = 0; i < nb; i++) {
 		struct job *j = batch[i].job;
 		if(!batch[i].miss && !j->removed)

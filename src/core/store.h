@@ -39,6 +39,10 @@ int store_job_load(struct store *s,
  * commit writes.  A failed write inside still leaves the others to commit.
  */
 int store_begin(struct store *s);
+/* Like store_begin, for bookkeeping the host can afford to lose on a power
+ * cut (never on a process crash): the commit skips the fsync.  Used when
+ * jobs fire, where an fsync per batch was most of the lateness. */
+int store_begin_relaxed(struct store *s);
 int store_commit(struct store *s);
 
 #endif

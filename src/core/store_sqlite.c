@@ -6,6 +6,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[N_STMTS];
 	int txn_depth;            /* store_begin() nesting */
+	bool relaxed;             /* the open transaction commits without fsync */
 };
 
 static int mkdir_p(const char *dir)
@@ -75,7 +77,11 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		"CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
 		" expires_at REAL NOT NULL);"
 		"CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
-		" doc TEXT NOT NULL);";
+		" doc TEXT NOT NULL);"
+		"CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
+		/* A real write now, so the first one that matters (a job firing
+		 * right after start-up) does not pay for setting up the WAL. */
+		"INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
 	char *msg = NULL;
 	if(sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
 		snprintf(err, errlen, "state_dir: %s: %s", path, msg ? msg : "schema failed");
@@ -204,16 +210,33 @@ int store_begin(struct store *s)
 	return OH_OK;
 }
 
+int store_begin_relaxed(struct store *s)
+{
+	if(s->txn_depth == 0) {
+		/* WAL with synchronous=NORMAL: committed to the OS at once, so a
+		 * killed process loses nothing; synced at the next checkpoint or
+		 * FULL commit. */
+		sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+		s->relaxed = true;
+	}
+	return store_begin(s);
+}
+
 int store_commit(struct store *s)
 {
 	if(s->txn_depth <= 0 || --s->txn_depth > 0)
 		return OH_OK;
 	char *msg = NULL;
+	int rc = OH_OK;
 	if(sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
 		log_error("store", "commit failed: %s", msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return OH_ERR_IO;
+		rc = OH_ERR_IO;
 	}
-	return OH_OK;
+	if(s->relaxed) {
+		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+		s->relaxed = false;
+	}
+	return rc;
 }

@@ -70,8 +70,9 @@ struct ndi {
  *   added when missing.  Used only when `envelope` is NULL.
  * requester (borrowed, may be NULL = "anonymous"): the lease actor.
  * req_id (borrowed, may be NULL): NULL generates one.
- * envelope (borrowed, may be NULL): an app's envelope, relayed with every
- *   field kept (req_id inserted when it had none).  NULL means the host
+ * msg (borrowed, may be NULL): an app's command message; its envelope is
+ *   relayed byte for byte, or with every field kept and req_id inserted
+ *   when it had none.  NULL means the host
  *   originates the command (REST, scheduler): the device then gets a fresh
  *   envelope with "actor": "orchestrator" and "requested_by": requester.
  * ack_out (returned, json_decref): the ack to publish or return, with
@@ -85,7 +86,7 @@ struct ndi {
  */
 int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 		const json_t *params, const char *requester, const char *req_id,
-		const json_t *envelope, json_t **ack_out);
+		const struct oh_message *msg, json_t **ack_out);
 
 /* Message handler for {root}/orchestrator/{module}/cmd (ud = struct ndi). */
 void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud);

@@ -186,6 +186,7 @@ struct request {
 	const char *device_id;
 	const json_t *params;
 	const json_t *envelope;
+	const struct oh_message *msg;   /* the app's message, for a byte-exact relay */
 };
 
 typedef json_t *(*action_fn)(struct ndi *n, const struct request *r);
@@ -329,8 +330,9 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 
 int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 		const json_t *params, const char *requester, const char *req_id,
-		const json_t *envelope, json_t **ack_out)
+		const struct oh_message *msg, json_t **ack_out)
 {
+	const json_t *envelope = msg ? msg->json : NULL;
 	oh_ctx *ctx = n->ctx;
 	char idbuf[40], key[128], topic[512], err[256];
 	const char *actor = requester && *requester ? requester : NDI_ANONYMOUS;
@@ -348,7 +350,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 		req_id = idbuf;
 	}
 	r = (struct request){.req_id = req_id, .action = action, .actor = actor,
-		.device_id = device_id, .params = params, .envelope = envelope};
+		.device_id = device_id, .params = params, .envelope = envelope, .msg = msg};
 
 	if(!a || !a->relay) {
 		snprintf(err, sizeof(err), "unknown action \"%s\"", action ? action : "");
@@ -419,9 +421,15 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 
 	snprintf(topic, sizeof(topic), "%s/device/%s/%s/cmd", oh_topic_root(ctx), device_id,
 			oh_module(ctx));
-	out = relay_envelope(device_id, action, params, actor, req_id, envelope);
-	rc = out ? oh_publish_json(ctx, topic, out, 1, false) : OH_ERR_NOMEM;
-	json_decref(out);
+	const char *had = json_string_value(json_object_get(envelope, "req_id"));
+	if(msg && had && !strcmp(had, req_id)) {
+		/* Nothing to add: the device gets the app's bytes as they came. */
+		rc = oh_publish(ctx, topic, msg->payload, msg->len, 1, false);
+	} else {
+		out = relay_envelope(device_id, action, params, actor, req_id, envelope);
+		rc = out ? oh_publish_json(ctx, topic, out, 1, false) : OH_ERR_NOMEM;
+		json_decref(out);
+	}
 	if(rc) {
 		ndi_pending_drop(n, device_id, req_id);
 		oh_log(ctx, OH_LOG_WARN, "relay of %s to %s failed: %s", req_id, topic,
@@ -440,7 +448,7 @@ static json_t *run_relay(struct ndi *n, const struct request *r)
 {
 	json_t *ack = NULL;
 
-	ndi_dispatch(n, r->device_id, r->action, r->params, r->actor, r->req_id, r->envelope, &ack);
+	ndi_dispatch(n, r->device_id, r->action, r->params, r->actor, r->req_id, r->msg, &ack);
 	return ack;
 }
 
@@ -675,7 +683,7 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 	}
 	r = (struct request){.req_id = cmd.req_id, .action = cmd.action,
 		.actor = cmd.actor && *cmd.actor ? cmd.actor : NDI_ANONYMOUS,
-		.params = cmd.params, .envelope = cmd.envelope};
+		.params = cmd.params, .envelope = cmd.envelope, .msg = msg};
 
 	/* The device treats "" as missing and would ack under an id of its
 	 * own: generate one here, and the relay carries it. */
