@@ -164,6 +164,12 @@ static void link_lost(struct mqtt_link *link, const char *reason)
 		link_schedule_retry(link);
 }
 
+static void set_cork(int fd, bool on)
+{
+	int v = on ? 1 : 0;
+	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v);
+}
+
 static void flush_writes(struct mqtt_link *link)
 {
 	/* While reading, the read handler writes out afterwards itself; arming
@@ -195,9 +201,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		link_lost(link, rc_text(link, rc, buf, sizeof buf));
 		return;
 	}
-	/* Publishes made from message callbacks were only queued. */
+	/* Publishes made from message callbacks were only queued: send them
+	 * corked, so a batch of relays and acks leaves as a few segments
+	 * rather than one per packet (each costs the broker a wake-up). */
 	if(mosquitto_want_write(link->mosq)) {
+		set_cork(fd, true);
 		rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
+		set_cork(fd, false);
 		if(rc != MOSQ_ERR_SUCCESS) {
 			link_lost(link, rc_text(link, rc, buf, sizeof buf));
 			return;
@@ -346,10 +356,11 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
 {
 	(void)mosq;
-	(void)mid;
 	struct mqtt_link *link = ud;
 	if(link->unacked > 0)
 		link->unacked--;
+	if(link->cb.on_published && !link->stopping)
+		link->cb.on_published(link, mid, link->ud);
 }
 
 /* libmosquitto reports why a TLS handshake failed only through its log. */
@@ -530,9 +541,15 @@ void mqtt_link_free(struct mqtt_link *link)
 int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *payload,
 		size_t len, int qos, bool retain)
 {
+	return mqtt_link_publish_mid(link, topic, payload, len, qos, retain, NULL);
+}
+
+int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload,
+		size_t len, int qos, bool retain, int *mid)
+{
 	if(len > 268435455)
 		return OH_ERR_TOO_LARGE;
-	int rc = mosquitto_publish(link->mosq, NULL, topic, (int)len, payload, qos, retain);
+	int rc = mosquitto_publish(link->mosq, mid, topic, (int)len, payload, qos, retain);
 	if(rc == MOSQ_ERR_NO_CONN)
 		return OH_ERR_NO_CONN;
 	if(rc != MOSQ_ERR_SUCCESS)
@@ -567,9 +584,8 @@ int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter)
 void mqtt_link_cork(struct mqtt_link *link, bool on)
 {
 	int fd = mosquitto_socket(link->mosq);
-	int v = on ? 1 : 0;
 	if(fd >= 0 && link->connected)
-		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v);
+		set_cork(fd, on);
 }
 
 bool mqtt_link_connected(const struct mqtt_link *link) { return link->connected; }

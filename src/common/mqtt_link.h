@@ -48,6 +48,8 @@ struct mqtt_link_callbacks {
 	/* One message; payload is borrowed for the call and not NUL-terminated. */
 	void (*on_message)(struct mqtt_link *link, const char *topic,
 			const void *payload, size_t len, bool retained, void *ud);
+	/* A publish left (QoS 0) or was acknowledged (QoS 1); may be NULL. */
+	void (*on_published)(struct mqtt_link *link, int mid, void *ud);
 };
 
 /* Returns NULL on bad options (logged) or out of memory.  Strings in opts
@@ -67,6 +69,9 @@ void mqtt_link_free(struct mqtt_link *link);
  * QoS 1 is queued by libmosquitto and sent after reconnect), OH_ERR_INVAL. */
 int mqtt_link_publish(struct mqtt_link *link, const char *topic,
 		const void *payload, size_t len, int qos, bool retain);
+/* The same, returning the message id that on_published will report. */
+int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic,
+		const void *payload, size_t len, int qos, bool retain, int *mid);
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos);
 int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
 

@@ -63,6 +63,9 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 /* Publishes through the link, counting it. */
 int host_publish(struct host *h, const char *topic, const void *payload, size_t len,
 		int qos, bool retain);
+/* The same, with the message id the link reports when the broker has it. */
+int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len,
+		int qos, bool retain, int *mid);
 
 /* ---- registry.c: the live device registry and its snapshot ---------------- */
 
@@ -81,6 +84,10 @@ uint64_t registry_generation(const struct registry *r);
 void registry_mark_dirty(struct registry *r);
 /* Publishes the final snapshot at once (shutdown). */
 void registry_flush(struct registry *r);
+/* The broker acknowledged message mid (the link's on_published). */
+void registry_published(struct registry *r, int mid);
+/* The broker connection is new: nothing of ours is in flight. */
+void registry_on_connect(struct registry *r);
 /* Subscribe to changes, e.g. for server-sent events: called with each new
  * snapshot, whether or not the broker is there to receive it. */
 void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *snap, void *ud), void *ud);

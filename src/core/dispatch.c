@@ -244,7 +244,13 @@ static bool is_orchestrator_event(const struct host *h, const char *topic)
 int host_publish(struct host *h, const char *topic, const void *payload, size_t len,
 		int qos, bool retain)
 {
-	int rc = mqtt_link_publish(h->link, topic, payload, len, qos, retain);
+	return host_publish_mid(h, topic, payload, len, qos, retain, NULL);
+}
+
+int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len,
+		int qos, bool retain, int *mid)
+{
+	int rc = mqtt_link_publish_mid(h->link, topic, payload, len, qos, retain, mid);
 	if(rc == OH_OK) {
 		h->stats.msgs_out++;
 		metrics_mqtt_message(h, true, topic);

@@ -37,9 +37,7 @@ static void on_connect(struct mqtt_link *link, void *ud)
 {
 	struct host *h = ud;
 	dispatch_on_connect(h->dispatch);
-	/* The broker may have lost our retained snapshot (restart without
-	 * persistence): publish it again. */
-	registry_mark_dirty(h->registry);
+	registry_on_connect(h->registry);
 	events_broker_state(h, true);
 }
 
@@ -53,6 +51,12 @@ static void on_message(struct mqtt_link *link, const char *topic, const void *pa
 {
 	struct host *h = ud;
 	dispatch_on_message(h->dispatch, topic, payload, len, retained);
+}
+
+static void on_published(struct mqtt_link *link, int mid, void *ud)
+{
+	struct host *h = ud;
+	registry_published(h->registry, mid);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -94,7 +98,7 @@ static int host_start(struct host *h)
 	struct mqtt_link_opts mo;
 	conf_mqtt_link_opts(&h->cfg.mqtt, &mo, &tls);
 	mo.log_prefix = "mqtt";
-	struct mqtt_link_callbacks cb = {on_connect, on_disconnect, on_message};
+	struct mqtt_link_callbacks cb = {on_connect, on_disconnect, on_message, on_published};
 	h->link = mqtt_link_new(h->base, &mo, &cb, h);
 	if(!h->link)
 		return OH_ERR_INVAL;

@@ -26,6 +26,7 @@
 
 #define MAX_LISTENERS 8
 #define BAD_LOG_INTERVAL_S 60.0
+#define SNAPSHOT_ACK_WAIT_S 5.0
 
 struct device {
 	char id[65];
@@ -52,6 +53,12 @@ struct registry {
 	char *snapshot_topic;
 
 	struct shared_buf *snapshot;  /* the latest built snapshot */
+	/* One snapshot in flight at a time: the next waits for the broker's
+	 * ack, so a burst on a large registry cannot stack up copies of a
+	 * multi-megabyte document in the client's queue. */
+	bool in_flight;
+	int in_flight_mid;
+	double in_flight_since;
 	bool dirty;               /* something changed since it was built */
 	bool unpublished;         /* built but not yet sent to the broker */
 	uint64_t seq;
@@ -390,13 +397,21 @@ static void publish_now(struct registry *r)
 	struct shared_buf *snap = registry_snapshot(r);
 	if(!snap)
 		return;
-	if(r->unpublished) {
+	double now = time_now_mono();
+	/* An ack lost with a connection must not stop the snapshots for good. */
+	if(r->in_flight && now - r->in_flight_since > SNAPSHOT_ACK_WAIT_S)
+		r->in_flight = false;
+	if(r->unpublished && !r->in_flight) {
 		struct host *h = r->host;
-		int rc = host_publish(h, r->snapshot_topic, snap->data, snap->len, 1, true);
+		int mid = 0;
+		int rc = host_publish_mid(h, r->snapshot_topic, snap->data, snap->len, 1, true, &mid);
 		/* While the broker is away the snapshot stays marked unpublished
 		 * and goes out on reconnect. */
 		if(rc == OH_OK) {
 			r->unpublished = false;
+			r->in_flight = true;
+			r->in_flight_mid = mid;
+			r->in_flight_since = now;
 			h->stats.snapshots_published++;
 			h->stats.snapshot_bytes += snap->len;
 		}
@@ -432,8 +447,26 @@ static void schedule_publish(struct registry *r)
 	evtimer_add(r->ev_publish, &tv);
 }
 
+void registry_published(struct registry *r, int mid)
+{
+	if(!r->in_flight || mid != r->in_flight_mid)
+		return;
+	r->in_flight = false;
+	if(r->dirty || r->unpublished)
+		schedule_publish(r);
+}
+
+void registry_on_connect(struct registry *r)
+{
+	r->in_flight = false;
+	/* The broker may have lost our retained snapshot (restart without
+	 * persistence): publish it again. */
+	registry_mark_dirty(r);
+}
+
 void registry_flush(struct registry *r)
 {
+	r->in_flight = false;   /* the final state goes out regardless */
 	if(r->dirty || r->unpublished)
 		publish_now(r);
 }

@@ -464,7 +464,7 @@ struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, c
 	opts.will_qos = 1;
 	opts.will_retain = true;
 	opts.log_prefix = a->log_src;
-	struct mqtt_link_callbacks cb = {on_connect, NULL, on_message};
+	struct mqtt_link_callbacks cb = {on_connect, NULL, on_message, NULL};
 	a->link = mqtt_link_new(base, &opts, &cb, a);
 	if(!a->link)
 		goto fail;
