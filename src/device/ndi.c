@@ -196,6 +196,37 @@ static const char *param_source(const struct envelope *env, bool required, struc
 	return json_string_value(s);
 }
 
+/*
+ * Builds the command from template_key, stops the viewer (or the recorder)
+ * and starts the new child in its place.  Returns its pid, or 0 after
+ * failing res; the command is validated before anything is stopped.
+ */
+static pid_t replace_child(struct ndi *n, const char *template_key, const char *source,
+		bool recorder, struct mod_result *res)
+{
+	char **argv = build_argv(n, template_key, source, res);
+	if(!argv)
+		return 0;
+	bool was_running = recorder ? n->recording : n->pid != 0;
+	if(recorder)
+		stop_recorder(n);
+	else
+		stop_viewer(n);
+	pid_t pid;
+	char why[256];
+	int rc = proc_spawn(argv, on_child_exit, n, &pid, why, sizeof why);
+	cmdline_free(argv);
+	if(rc) {
+		mod_result_fail(res, ACK_MODULE_ERROR, "%s", why);
+		if(was_running)
+			changed(n);
+		return 0;
+	}
+	log_info("ndi", "%s: %s started for '%s' (pid %d)", n->base.host.device_id,
+			recorder ? "recorder" : "viewer", source, (int)pid);
+	return pid;
+}
+
 static void do_start(struct ndi *n, const struct envelope *env, struct mod_result *res)
 {
 	const char *source = param_source(env, true, res);
@@ -214,26 +245,11 @@ static void do_start(struct ndi *n, const struct envelope *env, struct mod_resul
 		changed(n);
 		return;
 	}
-	/* Validate the new command before touching what runs now. */
-	char **argv = build_argv(n, "start_cmd_template", source, res);
-	if(!argv) {
+	pid_t pid = replace_child(n, "start_cmd_template", source, false, res);
+	if(!pid) {
 		free(copy);
 		return;
 	}
-	bool was_running = n->pid != 0;
-	stop_viewer(n);
-	pid_t pid;
-	char why[256];
-	if(proc_spawn(argv, on_child_exit, n, &pid, why, sizeof why)) {
-		mod_result_fail(res, ACK_MODULE_ERROR, "%s", why);
-		free(copy);
-		cmdline_free(argv);
-		if(was_running)
-			changed(n);
-		return;
-	}
-	log_info("ndi", "%s: viewer started for '%s' (pid %d)", n->base.host.device_id, source, (int)pid);
-	cmdline_free(argv);
 	n->pid = pid;
 	n->input = copy;
 	json_decref(n->last_exit);
@@ -284,25 +300,11 @@ static void do_record_start(struct ndi *n, const struct envelope *env, struct mo
 		changed(n);
 		return;
 	}
-	char **argv = build_argv(n, "record_start_cmd_template", source, res);
-	if(!argv) {
+	pid_t pid = replace_child(n, "record_start_cmd_template", source, true, res);
+	if(!pid) {
 		free(copy);
 		return;
 	}
-	bool was_recording = n->recording;
-	stop_recorder(n);
-	pid_t pid;
-	char why[256];
-	if(proc_spawn(argv, on_child_exit, n, &pid, why, sizeof why)) {
-		mod_result_fail(res, ACK_MODULE_ERROR, "%s", why);
-		free(copy);
-		cmdline_free(argv);
-		if(was_recording)
-			changed(n);
-		return;
-	}
-	log_info("ndi", "%s: recorder started for '%s' (pid %d)", n->base.host.device_id, copy, (int)pid);
-	cmdline_free(argv);
 	n->recording = true;
 	n->record_pid = pid;
 	n->record_source = copy;

@@ -146,6 +146,10 @@ int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id
  * stays tracked and its event is still published. */
 void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id);
 
+/* The {id} of a {root}/device/{id}/... topic into buf (len bytes); false
+ * when the topic has another shape or the id is not a valid device id. */
+bool ndi_topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len);
+
 /* ---- what devices and the host last said (ndi_status.c) ---------------- */
 
 /* Subscribes to {root}/device/+/{module}/status;

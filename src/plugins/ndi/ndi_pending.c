@@ -299,9 +299,7 @@ void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id
 	e->done_ud = NULL;
 }
 
-/* The device id in {root}/device/{id}/{module}/evt, into buf; false when
- * the topic has another shape. */
-static bool topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
+bool ndi_topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
 {
 	const char *root = oh_topic_root(ctx);
 	size_t rlen = strlen(root);
@@ -334,7 +332,7 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 				msg->retained ? "a retained" : "a non-object", msg->topic);
 		return;
 	}
-	if(!topic_device(ctx, msg->topic, device_id, sizeof(device_id))) return;
+	if(!ndi_topic_device(ctx, msg->topic, device_id, sizeof(device_id))) return;
 	req_id = json_string_value(json_object_get(doc, "req_id"));
 	if(!req_id) {
 		oh_log(ctx, OH_LOG_DEBUG, "ignoring an ack without req_id on %s", msg->topic);

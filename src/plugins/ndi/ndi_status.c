@@ -33,23 +33,6 @@ static void value_free(void *v)
 	json_decref(v);
 }
 
-/* The {id} of {root}/device/{id}/{module}/status into buf; false when the
- * topic has another shape or the id is not a device id. */
-static bool topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
-{
-	const char *root = oh_topic_root(ctx);
-	size_t rlen = strlen(root);
-	const char *id, *end;
-
-	if(strncmp(topic, root, rlen) || strncmp(topic + rlen, "/device/", 8)) return false;
-	id = topic + rlen + 8;
-	end = strchr(id, '/');
-	if(!end || (size_t)(end - id) >= len) return false;
-	memcpy(buf, id, (size_t)(end - id));
-	buf[end - id] = '\0';
-	return ndi_device_id_valid(buf);
-}
-
 static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 {
 	struct ndi *n = ud;
@@ -58,7 +41,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	json_t *copy, *old;
 	int err = 0;
 
-	if(!topic_device(ctx, msg->topic, id, sizeof(id))) {
+	if(!ndi_topic_device(ctx, msg->topic, id, sizeof(id))) {
 		oh_log(ctx, OH_LOG_DEBUG, "ignoring module status on %s: not a device id", msg->topic);
 		return;
 	}
