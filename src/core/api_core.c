@@ -23,6 +23,8 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 			"version", OH_VERSION);
 	if(!up)
 		json_object_set_new(body, "mqtt_error", json_string(mqtt_link_last_error(h->link)));
+	/* Pages adapt: with tokens the token's name is the actor. */
+	json_object_set_new(body, "auth", json_string(h->cfg.http.n_tokens ? "tokens" : "none"));
 	oh_reply_json(req, up ? 200 : 503, body);
 }
 

@@ -554,8 +554,19 @@ def test_browser_token_entry(make_host):
         b.js("OH.postJSON('/api/ndi/jobs', {}).catch(function () {});")
         b.wait_for_text("#auth-msg", "403")
         assert "operator" in b.text("#auth-msg")
+        # The NDI page acts in the token's name: its "acting as" field is off.
+        b.open(host.url("/ui/ndi"))
+        b.wait_until(lambda: b.js("return document.getElementById('ndi-actor').disabled;"),
+                     msg="the actor field disabled under tokens")
         problems = [p for p in b.problems() if " 401 " not in p and " 403 " not in p
                     and "(Unauthorized)" not in p and "(Forbidden)" not in p]
         assert not problems, problems
     finally:
         b.close()
+
+
+def test_healthz_says_whether_tokens_are_required(make_host):
+    host = make_host()
+    assert host.get("/healthz")[1]["auth"] == "none"
+    host = make_host({"http": {"tokens": token_entries(["alice"])}})
+    assert host.get("/healthz")[1]["auth"] == "tokens"

@@ -78,6 +78,16 @@
     var saved = window.localStorage.getItem('ndi.actor');
     if (saved) el.actor.value = saved;
   } catch (e) { /* storage disabled */ }
+  /* With API tokens the host acts in the token's name and ignores this
+   * field: say so instead of offering a choice that does nothing. */
+  OH.fetchJSON('/healthz').catch(function (e) { return e.body || {}; }).then(function (hz) {
+    if (hz && hz.auth === 'tokens') {
+      el.actor.value = '';
+      el.actor.placeholder = 'your token\'s name';
+      el.actor.disabled = true;
+      el.actor.title = 'API tokens are configured: commands and leases are in your token\'s name';
+    }
+  });
   el.actor.addEventListener('change', function () {
     try { window.localStorage.setItem('ndi.actor', actor()); } catch (e) { /* ignore */ }
   });
