@@ -26,13 +26,17 @@
 #include "oh/defs.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <mosquitto.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -63,6 +67,10 @@ struct mqtt_link {
 	struct event *ev_write;
 	struct event *ev_misc;       /* keepalive housekeeping, 1 s */
 	struct event *ev_retry;      /* reconnect after backoff */
+	struct evdns_base *dns;      /* created on the first name to resolve */
+	struct evdns_getaddrinfo_request *dns_req;
+	bool resolving;              /* a lookup has not called back yet */
+	bool host_numeric;           /* an IP address: nothing to resolve */
 
 	bool started;
 	bool stopping;
@@ -281,20 +289,9 @@ static void link_arm_socket(struct mqtt_link *link)
 	event_add(link->ev_write, NULL);
 }
 
-static void try_connect(struct mqtt_link *link)
+static void connect_to(struct mqtt_link *link, const char *target)
 {
-	int rc;
-	/* A new attempt: its reason replaces the last one, whatever it was. */
-	link->refused = false;
-	link->lib_error[0] = '\0';
-	clock_gettime(CLOCK_MONOTONIC, &link->attempt_at);
-	if(!link->attempted) {
-		link->attempted = true;
-		rc = mosquitto_connect_async(link->mosq, link->host, link->port, link->keepalive_s);
-	} else {
-		link->reconnects++;
-		rc = mosquitto_reconnect_async(link->mosq);
-	}
+	int rc = mosquitto_connect_async(link->mosq, target, link->port, link->keepalive_s);
 	if(rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) {
 		char buf[256];
 		set_error(link, rc_text(link, rc, buf, sizeof buf));
@@ -303,6 +300,86 @@ static void try_connect(struct mqtt_link *link)
 		return;
 	}
 	link_arm_socket(link);
+}
+
+static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
+{
+	struct mqtt_link *link = arg;
+	link->dns_req = NULL;
+	link->resolving = false;
+	if(err == EVUTIL_EAI_CANCEL)
+		return;
+	if(err) {
+		size_t n = strlen(link->host);
+		if(n > 6 && !strcasecmp(link->host + n - 6, ".local")) {
+			/* mDNS names are the system resolver's business (nss-mdns),
+			 * which libevent's resolver cannot do: let libmosquitto look
+			 * it up, on the loop. */
+			connect_to(link, link->host);
+			return;
+		}
+		char why[256];
+		snprintf(why, sizeof why, "cannot resolve %s: %s", link->host, evutil_gai_strerror(err));
+		set_error(link, why);
+		report_failure(link);
+		link_schedule_retry(link);
+		return;
+	}
+	/* IPv4 first: a broker on loopback usually listens on 127.0.0.1 only. */
+	struct evutil_addrinfo *pick = res;
+	for(struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if(ai->ai_family == AF_INET) {
+			pick = ai;
+			break;
+		}
+	}
+	char addr[INET6_ADDRSTRLEN] = "";
+	const void *in = pick->ai_family == AF_INET ?
+		(const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr :
+		(const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+	evutil_inet_ntop(pick->ai_family, in, addr, sizeof addr);
+	evutil_freeaddrinfo(res);
+	/* TLS checks the broker's certificate against the name, so it keeps
+	 * it; the lookup libmosquitto then makes is answered at once, since
+	 * the name just resolved. */
+	connect_to(link, link->tls ? link->host : addr);
+}
+
+/*
+ * One connection attempt.  A host name is resolved with libevent's
+ * asynchronous resolver first: libmosquitto would call getaddrinfo() on the
+ * loop, and a slow or absent DNS server would then freeze HTTP and
+ * everything else for seconds at every retry.
+ */
+static void try_connect(struct mqtt_link *link)
+{
+	/* A new attempt: its reason replaces the last one, whatever it was. */
+	link->refused = false;
+	link->lib_error[0] = '\0';
+	clock_gettime(CLOCK_MONOTONIC, &link->attempt_at);
+	if(link->attempted)
+		link->reconnects++;
+	link->attempted = true;
+	if(link->host_numeric) {
+		connect_to(link, link->host);
+		return;
+	}
+	if(!link->dns)
+		link->dns = evdns_base_new(link->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if(!link->dns) {
+		connect_to(link, link->host);
+		return;
+	}
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	/* The callback may run before this returns (a hosts-file entry). */
+	link->resolving = true;
+	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(link->dns, link->host, NULL,
+			&hints, on_resolved, link);
+	if(link->resolving)
+		link->dns_req = req;
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -404,6 +481,11 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->cb = *cb;
 	link->ud = ud;
 	link->host = strdup(o->host ? o->host : "127.0.0.1");
+	if(link->host) {
+		unsigned char ip[16];
+		link->host_numeric = inet_pton(AF_INET, link->host, ip) == 1 ||
+				inet_pton(AF_INET6, link->host, ip) == 1;
+	}
 	link->port = o->port ? o->port : 1883;
 	link->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : 30;
 	link->log_prefix = strdup(o->log_prefix ? o->log_prefix : "mqtt");
@@ -506,6 +588,10 @@ void mqtt_link_stop(struct mqtt_link *link)
 		return;
 	link->stopping = true;
 	event_del(link->ev_retry);
+	if(link->dns_req) {
+		evdns_getaddrinfo_cancel(link->dns_req);
+		link->dns_req = NULL;
+	}
 	if(link->ev_read) {
 		/* Push out whatever is queued (a final retained snapshot, an
 		 * "offline" status) before saying goodbye. */
@@ -531,6 +617,10 @@ void mqtt_link_free(struct mqtt_link *link)
 		event_free(link->ev_misc);
 	if(link->ev_retry)
 		event_free(link->ev_retry);
+	if(link->dns_req)
+		evdns_getaddrinfo_cancel(link->dns_req);
+	if(link->dns)
+		evdns_base_free(link->dns, 0);
 	if(link->mosq)
 		mosquitto_destroy(link->mosq);
 	free(link->host);

@@ -376,3 +376,11 @@ def test_restart_keeps_working(make_host, make_mqtt):
     host.wait_connected()
     # Retained meta comes back from the broker after the restart.
     wait_until(lambda: host.get("/api/devices/r-1")[0] == 200, msg="r-1 known after restart")
+
+
+def test_broker_by_name_resolved_without_blocking(broker, make_host):
+    # "localhost" goes through the host's asynchronous resolver (hosts file),
+    # not a getaddrinfo() call on the event loop.
+    host = make_host({"mqtt": {"host": "localhost", "port": broker.port}})
+    body = host.wait_connected()
+    assert body["mqtt"] == "connected"
