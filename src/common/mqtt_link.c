@@ -202,6 +202,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
+	/* Corked for the whole turn: libmosquitto writes each PUBACK the moment
+	 * it reads a QoS 1 message, and the relays and acks made in callbacks
+	 * follow; held together they leave as a few segments instead of one
+	 * per packet, and each segment costs the broker a wake-up. */
+	set_cork(fd, true);
 	link->in_read = true;
 	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
 	link->in_read = false;
@@ -209,18 +214,15 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		link_lost(link, rc_text(link, rc, buf, sizeof buf));
 		return;
 	}
-	/* Publishes made from message callbacks were only queued: send them
-	 * corked, so a batch of relays and acks leaves as a few segments
-	 * rather than one per packet (each costs the broker a wake-up). */
+	/* Publishes made from message callbacks were only queued. */
 	if(mosquitto_want_write(link->mosq)) {
-		set_cork(fd, true);
 		rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
-		set_cork(fd, false);
 		if(rc != MOSQ_ERR_SUCCESS) {
 			link_lost(link, rc_text(link, rc, buf, sizeof buf));
 			return;
 		}
 	}
+	set_cork(fd, false);
 	flush_writes(link);
 }
 
