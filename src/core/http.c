@@ -14,12 +14,13 @@
  * whose role is at least the route's (GET: viewer, other methods: operator,
  * or what the route declared); every response carries the security headers;
  * CORS headers appear only for origins listed in http.cors_origins.
+ *
+ * The route table is in http_routes.c, event streams in http_stream.c.
  */
-#include "http.h"
+#include "http_internal.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
-#include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,75 +33,6 @@
 #include "plugin_ctx.h"
 #include "shared_buf.h"
 
-#define MAX_SEGMENTS 16
-#define MAX_PARAMS 8
-
-struct route {
-	struct route *next;
-	oh_ctx *owner;
-	char *method;
-	char *path;
-	char *segs[MAX_SEGMENTS];
-	int n_segs;
-	oh_http_fn fn;
-	void *ud;
-	json_t *openapi;
-	enum oh_role role;                 /* the least role a token needs */
-};
-
-struct oh_http_req {
-	struct http_server *server;
-	struct MHD_Connection *conn;
-	struct oh_http_req *prev, *next;   /* open requests */
-	char *method;
-	char *path;
-	char *body;
-	size_t body_len;
-	bool body_too_large;
-	json_t *json;
-	struct {
-		const char *name;
-		char *value;
-	} params[MAX_PARAMS];
-	int n_params;
-	oh_ctx *owner;
-	const struct auth_token *token;    /* the caller's, NULL without one */
-	enum oh_role role;
-
-	bool dispatched;
-	bool in_handler;
-	bool suspended;
-	struct MHD_Response *response;     /* set by a reply, queued by on_request */
-	unsigned status;
-	oh_req_gone_fn gone_fn;
-	void *gone_ud;
-	struct http_stream *stream;
-	const char *route;                 /* matched pattern (interned), for metrics */
-};
-
-struct http_stream {
-	struct oh_http_req *req;           /* NULL once the client is gone */
-	char *buf;                         /* unsent bytes are buf[off..len) */
-	size_t off, len, cap;
-	bool closed;                       /* end after the backlog is sent */
-	bool aborted;                      /* drop the connection now */
-	bool suspended;
-	void (*on_gone)(struct http_stream *, void *);
-	void *ud;
-};
-
-struct http_server {
-	struct host *host;
-	struct MHD_Daemon *mhd;
-	struct event *ev_io;
-	struct event *ev_timer;
-	struct route *routes;
-	struct oh_http_req *open;
-	int port;
-	struct http_counters stats;
-};
-
-static void http_kick(struct http_server *s);
 
 /* ---- security headers, applied to every response in one place ------------- */
 
@@ -143,7 +75,7 @@ static void add_cors_headers(struct oh_http_req *req, struct MHD_Response *r)
 
 /* ---- replies -------------------------------------------------------------- */
 
-static int set_response(struct oh_http_req *req, unsigned status, struct MHD_Response *resp,
+int http__set_response(struct oh_http_req *req, unsigned status, struct MHD_Response *resp,
 		const char *content_type)
 {
 	if(!resp)
@@ -162,7 +94,7 @@ static int set_response(struct oh_http_req *req, unsigned status, struct MHD_Res
 	if(req->suspended) {
 		req->suspended = false;
 		MHD_resume_connection(req->conn);
-		http_kick(req->server);
+		http__kick(req->server);
 	}
 	return OH_OK;
 }
@@ -171,14 +103,14 @@ int http_reply_copy(struct oh_http_req *req, unsigned status, const char *conten
 		const void *data, size_t len)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
-	return set_response(req, status, r, content_type);
+	return http__set_response(req, status, r, content_type);
 }
 
 int http_reply_static(struct oh_http_req *req, unsigned status, const char *content_type,
 		const void *data, size_t len)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
-	return set_response(req, status, r, content_type);
+	return http__set_response(req, status, r, content_type);
 }
 
 static void unref_buf(void *p)
@@ -195,7 +127,7 @@ int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content
 			buf->data, unref_buf);
 	if(!r)
 		shared_buf_unref(buf);
-	return set_response(req, status, r, content_type);
+	return http__set_response(req, status, r, content_type);
 }
 
 /* Every request gets an answer: a body that cannot be serialised becomes a
@@ -212,7 +144,7 @@ int oh_reply_json(struct oh_http_req *req, unsigned status, json_t *body)
 	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
 	if(!r)
 		free(text);
-	return set_response(req, status, r, "application/json");
+	return http__set_response(req, status, r, "application/json");
 }
 
 /* Cuts a string that vsnprintf truncated inside a UTF-8 sequence back to the
@@ -282,228 +214,6 @@ void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud)
 {
 	req->gone_fn = fn;
 	req->gone_ud = ud;
-}
-
-/* ---- routes ------------------------------------------------------------------- */
-
-static int split_path(char *path, char **segs)
-{
-	int n = 0;
-	for(char *tok = strtok(path, "/"); tok; tok = strtok(NULL, "/")) {
-		if(n == MAX_SEGMENTS)
-			return -1;
-		segs[n++] = tok;
-	}
-	return n;
-}
-
-int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
-		oh_http_fn fn, void *ud, const char *openapi)
-{
-	if(!method || !path || path[0] != '/' || !fn)
-		return OH_ERR_INVAL;
-	struct route *r = calloc(1, sizeof *r);
-	if(!r)
-		return OH_ERR_NOMEM;
-	r->owner = owner;
-	r->fn = fn;
-	r->ud = ud;
-	r->role = strcmp(method, "GET") && strcmp(method, "HEAD") ? OH_ROLE_OPERATOR : OH_ROLE_VIEWER;
-	r->method = strdup(method);
-	r->path = strdup(path);
-	char *work = strdup(path);
-	if(!r->method || !r->path || !work)
-		goto fail;
-	int n = split_path(work, r->segs);
-	if(n < 0)
-		goto fail;
-	for(int i = 0; i < n; i++)
-		r->segs[i] = strdup(r->segs[i]);
-	r->n_segs = n;
-	free(work);
-	work = NULL;
-	if(openapi) {
-		json_error_t err;
-		r->openapi = json_loads(openapi, 0, &err);
-		if(!r->openapi)
-			log_warn("http", "route %s %s: OpenAPI text is not JSON: %s", method, path, err.text);
-	}
-	for(struct route *o = s->routes; o; o = o->next) {
-		if(!strcmp(o->method, method) && !strcmp(o->path, path)) {
-			json_decref(r->openapi);
-			goto fail_exists;
-		}
-	}
-	/* Append, so earlier (core) routes win ties. */
-	struct route **pp = &s->routes;
-	while(*pp)
-		pp = &(*pp)->next;
-	*pp = r;
-	return OH_OK;
-
-fail_exists:
-	for(int i = 0; i < r->n_segs; i++)
-		free(r->segs[i]);
-	free(r->method);
-	free(r->path);
-	free(r);
-	return OH_ERR_EXISTS;
-fail:
-	free(work);
-	free(r->method);
-	free(r->path);
-	free(r);
-	return OH_ERR_NOMEM;
-}
-
-int http_route_require(struct http_server *s, const char *method, const char *path,
-		enum oh_role role)
-{
-	if(role < OH_ROLE_VIEWER || role > OH_ROLE_ADMIN)
-		return OH_ERR_INVAL;
-	for(struct route *r = s->routes; r; r = r->next) {
-		if(!strcmp(r->method, method) && !strcmp(r->path, path)) {
-			r->role = role;
-			return OH_OK;
-		}
-	}
-	return OH_ERR_NOT_FOUND;
-}
-
-int oh_route_require(oh_ctx *ctx, const char *method, const char *path, enum oh_role role)
-{
-	if(!method || !path || path[0] != '/')
-		return OH_ERR_INVAL;
-	/* The same mapping as oh_route (plugin_api.c). */
-	char full[512];
-	snprintf(full, sizeof full, "/api/%s%s", ctx->module, strcmp(path, "/") ? path : "");
-	return http_route_require(ctx->host->http, method, full, role);
-}
-
-static void route_free(struct route *r)
-{
-	for(int i = 0; i < r->n_segs; i++)
-		free(r->segs[i]);
-	free(r->method);
-	free(r->path);
-	json_decref(r->openapi);
-	free(r);
-}
-
-void http_remove_owner(struct http_server *s, oh_ctx *owner)
-{
-	/* Requests the owner left open (deferred replies) would wait forever
-	 * and call its gone_fn after its code was unloaded: answer them now. */
-	for(struct oh_http_req *req = s->open; owner && req; req = req->next) {
-		if(req->owner != owner || !req->dispatched || req->status || req->stream)
-			continue;
-		req->gone_fn = NULL;
-		req->gone_ud = NULL;
-		oh_reply_error(req, 503, "UNAVAILABLE", "plugin %s was unloaded", oh_module(owner));
-	}
-	struct route **pp = &s->routes;
-	while(*pp) {
-		struct route *r = *pp;
-		if(r->owner == owner) {
-			*pp = r->next;
-			route_free(r);
-		} else {
-			pp = &r->next;
-		}
-	}
-}
-
-static bool route_matches(const struct route *r, char **segs, int n, struct oh_http_req *req)
-{
-	if(r->n_segs != n)
-		return false;
-	int n_params = 0;
-	for(int i = 0; i < n; i++) {
-		const char *p = r->segs[i];
-		if(p[0] == '{') {
-			if(req && n_params < MAX_PARAMS) {
-				req->params[n_params].name = p;   /* "{id}": compared below */
-				n_params++;
-			}
-			continue;
-		}
-		if(strcmp(p, segs[i]))
-			return false;
-	}
-	return true;
-}
-
-static struct route *route_find(struct http_server *s, struct oh_http_req *req, bool *wrong_method,
-		char *allow, size_t allow_len)
-{
-	*wrong_method = false;
-	char *work = strdup(req->path);
-	if(!work)
-		return NULL;
-	char *segs[MAX_SEGMENTS];
-	int n = split_path(work, segs);
-	struct route *found = NULL;
-	*wrong_method = false;
-	allow[0] = '\0';
-	const char *method = strcmp(req->method, "HEAD") ? req->method : "GET";
-	for(struct route *r = s->routes; n >= 0 && r; r = r->next) {
-		if(!route_matches(r, segs, n, NULL))
-			continue;
-		if(!strcmp(r->method, method)) {
-			found = r;
-			break;
-		}
-		*wrong_method = true;
-		if(!strstr(allow, r->method)) {
-			size_t used = strlen(allow);
-			snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "", r->method);
-		}
-	}
-	if(found) {
-		for(int i = 0; i < found->n_segs; i++) {
-			const char *p = found->segs[i];
-			if(p[0] != '{' || req->n_params == MAX_PARAMS)
-				continue;
-			/* Store the name without braces by pointing into a copy. */
-			size_t len = strlen(p);
-			char *name = strndup(p + 1, len >= 2 ? len - 2 : 0);
-			req->params[req->n_params].name = name;
-			req->params[req->n_params].value = strdup(segs[i]);
-			req->n_params++;
-		}
-		req->owner = found->owner;
-	}
-	free(work);
-	return found;
-}
-
-json_t *http_openapi(struct http_server *s)
-{
-	json_t *paths = json_object();
-	for(struct route *r = s->routes; r; r = r->next) {
-		json_t *item = json_object_get(paths, r->path);
-		if(!item) {
-			item = json_object();
-			json_object_set_new(paths, r->path, item);
-		}
-		char lower[16];
-		size_t i = 0;
-		for(; r->method[i] && i < sizeof lower - 1; i++)
-			lower[i] = (char)(r->method[i] | 0x20);
-		lower[i] = '\0';
-		json_t *op = r->openapi ? json_deep_copy(r->openapi) : json_object();
-		if(!json_object_get(op, "summary"))
-			json_object_set_new(op, "summary", json_string(r->path));
-		if(!json_object_get(op, "responses"))
-			json_object_set_new(op, "responses", json_pack("{s:{s:s}}", "200", "description", "OK"));
-		if(r->owner && !json_object_get(op, "tags"))
-			json_object_set_new(op, "tags", json_pack("[s]", oh_module(r->owner)));
-		json_object_set_new(item, lower, op);
-	}
-	return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o}", "openapi", "3.0.3", "info", "title",
-			"orchestrator-host", "version", OH_VERSION, "description",
-			"Device registry, command relay, reservations and scheduling for a lab's devices.",
-			"paths", paths);
 }
 
 /* ---- request life cycle ------------------------------------------------------- */
@@ -648,7 +358,7 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 	}
 	bool wrong_method = false;
 	char allow[128] = "";
-	struct route *r = route_find(s, req, &wrong_method, allow, sizeof allow);
+	struct route *r = http__route_find(s, req, &wrong_method, allow, sizeof allow);
 	if(!r) {
 		if(wrong_method) {
 			oh_reply_error(req, 405, "METHOD_NOT_ALLOWED", "%s is not allowed on %s (allowed: %s)",
@@ -749,137 +459,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	*con_cls = NULL;
 	if(req->stream) {
-		struct http_stream *st = req->stream;
-		st->req = NULL;
-		if(st->on_gone)
-			st->on_gone(st, st->ud);
-		free(st->buf);
-		free(st);
-		req->stream = NULL;
+		http__stream_gone(req);
 	} else if(!req->status && req->gone_fn) {
 		req->gone_fn(req, req->gone_ud);
 	}
 	req_free(req);
 }
-
-/* ---- streams --------------------------------------------------------------------- */
-
-/*
- * A stream is a chunked response whose reader hands out what was written.
- * With nothing buffered the reader suspends the connection (returning 0 is
- * only allowed together with a suspend); a write resumes it.  The buffer is
- * consumed from `off` and compacted lazily, so a large backlog drains in
- * linear time.  A suspended connection is not polled, so a client that went
- * away is noticed on the next write: callers send a heartbeat.
- */
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
-{
-	struct http_stream *st = cls;
-	if(st->aborted)
-		return MHD_CONTENT_READER_END_WITH_ERROR;
-	if(st->len > st->off) {
-		size_t avail = st->len - st->off;
-		size_t n = avail < max ? avail : max;
-		memcpy(out, st->buf + st->off, n);
-		st->off += n;
-		if(st->off == st->len)
-			st->off = st->len = 0;
-		return (ssize_t)n;
-	}
-	if(st->closed)
-		return MHD_CONTENT_READER_END_OF_STREAM;
-	/* Nothing to send: park the connection until the next write. */
-	if(st->req && !st->suspended) {
-		st->suspended = true;
-		MHD_suspend_connection(st->req->conn);
-	}
-	return 0;
-}
-
-static void stream_response_freed(void *cls)
-{
-	(void)cls;   /* the stream is freed with its request (on_completed) */
-}
-
-struct http_stream *http_reply_stream(struct oh_http_req *req, const char *content_type,
-		void (*on_gone)(struct http_stream *, void *), void *ud)
-{
-	if(req->response || req->status || req->stream)
-		return NULL;
-	struct http_stream *st = calloc(1, sizeof *st);
-	if(!st)
-		return NULL;
-	st->req = req;
-	st->on_gone = on_gone;
-	st->ud = ud;
-	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
-			stream_read, st, stream_response_freed);
-	if(!r) {
-		free(st);
-		return NULL;
-	}
-	if(set_response(req, 200, r, content_type)) {
-		free(st);
-		return NULL;
-	}
-	req->stream = st;
-	/* Proxies (nginx) must not buffer an event stream. */
-	http_req_add_header(req, "X-Accel-Buffering", "no");
-	return st;
-}
-
-static void stream_wake(struct http_stream *st)
-{
-	if(st->suspended && st->req) {
-		st->suspended = false;
-		MHD_resume_connection(st->req->conn);
-		http_kick(st->req->server);
-	}
-}
-
-int http_stream_write(struct http_stream *st, const char *data, size_t len)
-{
-	if(st->closed || st->aborted || !st->req)
-		return OH_ERR_NO_CONN;
-	if(st->off && st->len + len > st->cap) {
-		/* Reuse the space already sent before growing. */
-		memmove(st->buf, st->buf + st->off, st->len - st->off);
-		st->len -= st->off;
-		st->off = 0;
-	}
-	if(st->len + len > st->cap) {
-		size_t cap = st->cap ? st->cap : 4096;
-		while(cap < st->len + len)
-			cap *= 2;
-		char *b = realloc(st->buf, cap);
-		if(!b)
-			return OH_ERR_NOMEM;
-		st->buf = b;
-		st->cap = cap;
-	}
-	memcpy(st->buf + st->len, data, len);
-	st->len += len;
-	stream_wake(st);
-	return OH_OK;
-}
-
-void http_stream_close(struct http_stream *st)
-{
-	st->closed = true;
-	stream_wake(st);
-}
-
-void http_stream_abort(struct http_stream *st)
-{
-	st->aborted = true;
-	free(st->buf);
-	st->buf = NULL;
-	st->len = st->off = st->cap = 0;
-	stream_wake(st);
-}
-
-size_t http_stream_backlog(const struct http_stream *st) { return st->len - st->off; }
 
 /* ---- the loop glue ------------------------------------------------------------------ */
 
@@ -900,7 +485,7 @@ static void on_mhd_event(evutil_socket_t fd, short what, void *arg)
 	run_mhd(arg);
 }
 
-static void http_kick(struct http_server *s)
+void http__kick(struct http_server *s)
 {
 	struct timeval now = {0, 0};
 	evtimer_add(s->ev_timer, &now);
@@ -1020,10 +605,6 @@ void http_server_free(struct http_server *s)
 		event_free(s->ev_io);
 	if(s->ev_timer)
 		event_free(s->ev_timer);
-	while(s->routes) {
-		struct route *r = s->routes;
-		s->routes = r->next;
-		route_free(r);
-	}
+	http__routes_free(s);
 	free(s);
 }

@@ -1,0 +1,96 @@
+/*
+ * What the HTTP files share: the request, route, stream and server
+ * structures, and the few functions one file calls in another.  http.c is
+ * the server and the request life cycle, http_routes.c the route table and
+ * the OpenAPI document, http_stream.c the open-ended responses.
+ */
+#ifndef OH_HTTP_INTERNAL_H
+#define OH_HTTP_INTERNAL_H
+
+#include <microhttpd.h>
+
+#include "auth.h"
+#include "http.h"
+
+#define MAX_SEGMENTS 16
+#define MAX_PARAMS 8
+
+struct route {
+	struct route *next;
+	oh_ctx *owner;
+	char *method;
+	char *path;
+	char *segs[MAX_SEGMENTS];
+	int n_segs;
+	oh_http_fn fn;
+	void *ud;
+	json_t *openapi;
+	enum oh_role role;                 /* the least role a token needs */
+};
+
+struct oh_http_req {
+	struct http_server *server;
+	struct MHD_Connection *conn;
+	struct oh_http_req *prev, *next;   /* open requests */
+	char *method;
+	char *path;
+	char *body;
+	size_t body_len;
+	bool body_too_large;
+	json_t *json;
+	struct {
+		const char *name;
+		char *value;
+	} params[MAX_PARAMS];
+	int n_params;
+	oh_ctx *owner;
+	const struct auth_token *token;    /* the caller's, NULL without one */
+	enum oh_role role;
+
+	bool dispatched;
+	bool in_handler;
+	bool suspended;
+	struct MHD_Response *response;     /* set by a reply, queued by on_request */
+	unsigned status;
+	oh_req_gone_fn gone_fn;
+	void *gone_ud;
+	struct http_stream *stream;
+	const char *route;                 /* matched pattern (interned), for metrics */
+};
+
+struct http_stream {
+	struct oh_http_req *req;           /* NULL once the client is gone */
+	char *buf;                         /* unsent bytes are buf[off..len) */
+	size_t off, len, cap;
+	bool closed;                       /* end after the backlog is sent */
+	bool aborted;                      /* drop the connection now */
+	bool suspended;
+	void (*on_gone)(struct http_stream *, void *);
+	void *ud;
+};
+
+struct http_server {
+	struct host *host;
+	struct MHD_Daemon *mhd;
+	struct event *ev_io;
+	struct event *ev_timer;
+	struct route *routes;
+	struct oh_http_req *open;
+	int port;
+	struct http_counters stats;
+};
+
+/* Stores the reply on req; a deferred request is resumed. */
+int http__set_response(struct oh_http_req *req, unsigned status, struct MHD_Response *resp,
+		const char *content_type);
+/* Runs libmicrohttpd on the next loop turn (after a resume). */
+void http__kick(struct http_server *s);
+/* The route for req, capturing its {params}; NULL with *wrong_method and
+ * the allowed methods in allow when only the method differs. */
+struct route *http__route_find(struct http_server *s, struct oh_http_req *req, bool *wrong_method,
+		char *allow, size_t allow_len);
+void http__routes_free(struct http_server *s);
+/* The connection finished: tell the stream's owner, free the stream. */
+void http__stream_gone(struct oh_http_req *req);
+
+#endif
