@@ -2,9 +2,8 @@
  * NDI source discovery (see ndi_discovery.h): mDNS through avahi-daemon, a
  * helper command and a static list, merged by name.
  *
- * Only include/oh/host.h is used: Avahi runs on the host's loop through an
- * AvahiPoll adapter built from oh_watch_* and oh_timer_add, and the helper
- * through oh_spawn.  Nothing here blocks, except the short D-Bus round trips
+ * Only include/oh/host.h is used: Avahi runs on the host's loop through the
+ * AvahiPoll adapter of ndi_avahi_poll.c, and the helper through oh_spawn.  Nothing here blocks, except the short D-Bus round trips
  * libavahi-client itself makes when it (re)connects to the local daemon.
  */
 #include "ndi_discovery.h"
@@ -14,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -26,6 +24,8 @@
 #include <avahi-common/address.h>
 #include <avahi-common/error.h>
 #include <avahi-common/watch.h>
+
+#include "ndi_avahi_poll.h"
 #endif
 
 #define NDI_SERVICE_TYPE "_ndi._tcp"
@@ -59,22 +59,6 @@ struct mdns_svc {
 	int port;
 };
 
-struct AvahiWatch {
-	struct ndi_discovery *d;
-	struct oh_watch *w;
-	AvahiWatchEvent revents;
-	AvahiWatchCallback cb;
-	void *userdata;
-	bool in_cb, dead;
-};
-
-struct AvahiTimeout {
-	struct ndi_discovery *d;
-	struct oh_timer *t;               /* NULL when disarmed or just fired */
-	AvahiTimeoutCallback cb;
-	void *userdata;
-	bool in_cb, dead;
-};
 #endif
 
 struct ndi_discovery {
@@ -321,120 +305,6 @@ static void mdns_unavailable(struct ndi_discovery *d, const char *why)
 }
 
 #ifdef OH_HAVE_AVAHI
-
-static int to_oh_events(AvahiWatchEvent e)
-{
-	return (e & AVAHI_WATCH_IN ? OH_WATCH_READ : 0) | (e & AVAHI_WATCH_OUT ? OH_WATCH_WRITE : 0);
-}
-
-static void on_av_watch(oh_ctx *ctx, int fd, int events, void *ud)
-{
-	AvahiWatch *w = ud;
-	w->revents = (events & OH_WATCH_READ ? AVAHI_WATCH_IN : 0)
-			| (events & OH_WATCH_WRITE ? AVAHI_WATCH_OUT : 0);
-	/* The callback may free this watch: then only after it returns. */
-	w->in_cb = true;
-	w->cb(w, fd, w->revents, w->userdata);
-	w->in_cb = false;
-	if(w->dead)
-		free(w);
-	else
-		w->revents = 0;
-}
-
-static AvahiWatch *av_watch_new(const AvahiPoll *api, int fd, AvahiWatchEvent event,
-		AvahiWatchCallback cb, void *userdata)
-{
-	struct ndi_discovery *d = api->userdata;
-	AvahiWatch *w = calloc(1, sizeof *w);
-	if(!w)
-		return NULL;
-	w->d = d;
-	w->cb = cb;
-	w->userdata = userdata;
-	w->w = oh_watch_add(d->ctx, fd, to_oh_events(event), on_av_watch, w);
-	if(!w->w) {
-		free(w);
-		return NULL;
-	}
-	return w;
-}
-
-static void av_watch_update(AvahiWatch *w, AvahiWatchEvent event)
-{
-	oh_watch_update(w->d->ctx, w->w, to_oh_events(event));
-}
-
-static AvahiWatchEvent av_watch_get_events(AvahiWatch *w)
-{
-	return w->revents;
-}
-
-static void av_watch_free(AvahiWatch *w)
-{
-	oh_watch_cancel(w->d->ctx, w->w);
-	w->w = NULL;
-	if(w->in_cb)
-		w->dead = true;
-	else
-		free(w);
-}
-
-static void on_av_timeout(oh_ctx *ctx, void *ud)
-{
-	AvahiTimeout *t = ud;
-	t->t = NULL;              /* one-shot: the host already freed it */
-	t->in_cb = true;
-	t->cb(t, t->userdata);
-	t->in_cb = false;
-	if(t->dead)
-		free(t);
-}
-
-static void av_timeout_arm(AvahiTimeout *t, const struct timeval *tv)
-{
-	if(t->t) {
-		oh_timer_cancel(t->d->ctx, t->t);
-		t->t = NULL;
-	}
-	if(!tv)
-		return;
-	/* Avahi's times are absolute, on the wall clock (gettimeofday). */
-	struct timeval now;
-	gettimeofday(&now, NULL);
-	long long us = (long long)(tv->tv_sec - now.tv_sec) * 1000000LL + (tv->tv_usec - now.tv_usec);
-	unsigned ms = us <= 0 ? 0 : us > 86400000000LL ? 86400000u : (unsigned)((us + 999) / 1000);
-	t->t = oh_timer_add(t->d->ctx, ms, false, on_av_timeout, t);
-	if(!t->t)
-		oh_log(t->d->ctx, OH_LOG_ERROR, "cannot arm a timer for Avahi");
-}
-
-static AvahiTimeout *av_timeout_new(const AvahiPoll *api, const struct timeval *tv,
-		AvahiTimeoutCallback cb, void *userdata)
-{
-	AvahiTimeout *t = calloc(1, sizeof *t);
-	if(!t)
-		return NULL;
-	t->d = api->userdata;
-	t->cb = cb;
-	t->userdata = userdata;
-	av_timeout_arm(t, tv);
-	return t;
-}
-
-static void av_timeout_update(AvahiTimeout *t, const struct timeval *tv)
-{
-	av_timeout_arm(t, tv);
-}
-
-static void av_timeout_free(AvahiTimeout *t)
-{
-	av_timeout_arm(t, NULL);
-	if(t->in_cb)
-		t->dead = true;
-	else
-		free(t);
-}
 
 static void svc_free(struct mdns_svc *s)
 {
@@ -748,16 +618,7 @@ struct ndi_discovery *ndi_discovery_new(oh_ctx *ctx, const json_t *settings)
 
 	if(d->mdns_enabled) {
 #ifdef OH_HAVE_AVAHI
-		d->poll = (AvahiPoll){
-			.userdata = d,
-			.watch_new = av_watch_new,
-			.watch_update = av_watch_update,
-			.watch_get_events = av_watch_get_events,
-			.watch_free = av_watch_free,
-			.timeout_new = av_timeout_new,
-			.timeout_update = av_timeout_update,
-			.timeout_free = av_timeout_free,
-		};
+		ndi_avahi_poll_init(&d->poll, ctx);
 		mdns_start(d);
 #else
 		mdns_unavailable(d, "built without libavahi-client");
