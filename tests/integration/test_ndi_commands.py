@@ -178,6 +178,17 @@ def test_pass_through_relays_the_same_payload(app, device, action, params):
     assert relayed["qos"] == 1
 
 
+def test_envelope_is_relayed_byte_for_byte(app, device):
+    # Odd spacing, key order and number forms survive: the device gets the
+    # app's bytes, not a re-encoding.
+    req_id = rid()
+    raw = ('{ "params" : {"source":"CAM-1", "device_id":"%s", "gain": 1.50E0},\n'
+           '  "action":"start", "actor":"app", "req_id":"%s", "z": [ ] }' % (device.id, req_id))
+    app.mqtt.publish(CMD, raw.encode())
+    assert app.event(req_id)["code"] == "DISPATCHED"
+    assert device.next_cmd()["raw"] == raw.encode()
+
+
 def test_missing_req_id_is_generated_and_inserted(app, device):
     mark = app.mqtt.mark()
     env = app.send("stop", {"device_id": device.id}, req_id=False)
