@@ -269,35 +269,28 @@ static void get_home(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	free(b.data);
 }
 
+/* A page whose content is a fixed fragment under src/web/. */
+static void reply_fragment(struct host *h, struct oh_http_req *req, const char *id,
+		const char *title, const char *file, const char *script)
+{
+	const struct embedded_file *f = embedded_find(file);
+	if(!f) {
+		oh_reply_error(req, 500, "INTERNAL", "%s is not built in", file);
+		return;
+	}
+	/* Embedded files end in a NUL, so the bytes are a string. */
+	struct page p = {id, title, (const char *)f->data, script};
+	reply_page(h, req, 200, &p);
+}
+
 static void get_devices_page(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	static const char content[] =
-		"<div class=\"toolbar\">"
-		"<input id=\"device-filter\" type=\"search\" placeholder=\"Filter: id, label, module\""
-		" aria-label=\"Filter devices\" autocomplete=\"off\">"
-		"<span id=\"device-summary\" class=\"muted\" aria-live=\"polite\"></span>"
-		"</div>"
-		"<div class=\"table-wrap\"><table id=\"devices\" class=\"devices\">"
-		"<thead><tr><th scope=\"col\">Device</th><th scope=\"col\">State</th>"
-		"<th scope=\"col\">Modules</th><th scope=\"col\">Labels</th>"
-		"<th scope=\"col\">Last seen</th><th scope=\"col\">Lease holder</th></tr></thead>"
-		"<tbody></tbody></table></div>"
-		"<p id=\"devices-empty\" class=\"muted\">Waiting for the registry&hellip;</p>";
-	struct page p = {"devices", "Devices", content, "/static/devices.js"};
-	reply_page(ud, req, 200, &p);
+	reply_fragment(ud, req, "devices", "Devices", WEB_DIR "devices.html", "/static/devices.js");
 }
 
 static void get_docs(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	static const char content[] =
-		"<p class=\"muted\">Every route the daemon serves, from "
-		"<a href=\"/openapi.json\">/openapi.json</a> (OpenAPI 3).</p>"
-		"<div class=\"toolbar\"><input id=\"docs-filter\" type=\"search\""
-		" placeholder=\"Filter: path, method, summary\" aria-label=\"Filter routes\""
-		" autocomplete=\"off\"></div>"
-		"<div id=\"docs\" class=\"docs\"><p class=\"muted\">Loading&hellip;</p></div>";
-	struct page p = {"docs", "API docs", content, "/static/docs.js"};
-	reply_page(ud, req, 200, &p);
+	reply_fragment(ud, req, "docs", "API docs", WEB_DIR "docs.html", "/static/docs.js");
 }
 
 static oh_ctx *page_owner(struct host *h, const char *module)
@@ -341,9 +334,10 @@ static void get_static(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	const char *file = oh_req_param(req, "file");
 	char path[256];
 	const struct embedded_file *f = NULL;
-	/* One path segment, so nothing outside src/web/; the shell template is
-	 * not a page by itself. */
-	if(file && strcmp(file, "shell.html") && strlen(file) < 128) {
+	/* One path segment, so nothing outside src/web/; the HTML files are
+	 * the shell and page fragments, not pages by themselves. */
+	size_t n = file ? strlen(file) : 0;
+	if(file && n < 128 && !(n >= 5 && !strcmp(file + n - 5, ".html"))) {
 		snprintf(path, sizeof path, WEB_DIR "%s", file);
 		f = embedded_find(path);
 	}

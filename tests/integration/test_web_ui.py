@@ -236,7 +236,7 @@ def test_pages_static_files_and_headers(host):
 
 
 def test_unknown_pages_and_files_are_404(host):
-    for path in ("/ui/x", "/ui/x/page.js", "/static/x", "/static/nope.js", "/static/shell.html",
+    for path in ("/ui/x", "/ui/x/page.js", "/static/x", "/static/nope.js", "/static/shell.html", "/static/devices.html",
                  "/static/..%2fcore%2fhttp.c", "/ui/devices/page.js"):
         status, headers, text = host.request("GET", path)
         assert status == 404, (path, status)
