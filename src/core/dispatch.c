@@ -191,7 +191,7 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 {
 	struct host *h = d->host;
 	h->stats.msgs_in++;
-	metrics_mqtt_message(h, false, topic);
+	metrics_mqtt_message(false, metrics_topic_kind(h, topic));
 	struct match_list m = {.items = m.small, .cap = 8};
 	m.items = m.small;
 	topic_tree_match(d->tree, topic, collect, &m);
@@ -233,14 +233,6 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 		purge_dead(d);
 }
 
-/* {root}/orchestrator/{module}/evt */
-static bool is_orchestrator_event(const struct host *h, const char *topic)
-{
-	size_t root = strlen(h->cfg.topic_root), n = strlen(topic);
-	return n > root + 18 && !strncmp(topic, h->cfg.topic_root, root) &&
-			!strncmp(topic + root, "/orchestrator/", 14) && !strcmp(topic + n - 4, "/evt");
-}
-
 int host_publish(struct host *h, const char *topic, const void *payload, size_t len,
 		int qos, bool retain)
 {
@@ -251,12 +243,14 @@ int host_publish_mid(struct host *h, const char *topic, const void *payload, siz
 		int qos, bool retain, int *mid)
 {
 	int rc = mqtt_link_publish_mid(h->link, topic, payload, len, qos, retain, mid);
+	const char *kind = metrics_topic_kind(h, topic);
 	if(rc == OH_OK) {
 		h->stats.msgs_out++;
-		metrics_mqtt_message(h, true, topic);
+		metrics_mqtt_message(true, kind);
 	}
-	/* The UI's event stream hears of it whether or not the broker does. */
-	if(is_orchestrator_event(h, topic))
+	/* The UI's event stream hears of the host's events ({root}/orchestrator/
+	 * {module}/evt) whether or not the broker does. */
+	if(kind == METRICS_KIND_EVENT)
 		events_orch_evt(h, topic, payload, len);
 	return rc;
 }

@@ -338,6 +338,8 @@ static bool seg_is(const char *p, size_t len, const char *word)
 	return p && len == strlen(word) && !memcmp(p, word, len);
 }
 
+const char METRICS_KIND_EVENT[] = "event";
+
 const char *metrics_topic_kind(const struct host *h, const char *topic)
 {
 	const char *root = h->cfg.topic_root ? h->cfg.topic_root : "";
@@ -371,12 +373,12 @@ const char *metrics_topic_kind(const struct host *h, const char *topic)
 		if(s2 && !s3 && seg_is(s2, l2, "cmd"))
 			return "command";
 		if(s2 && !s3 && seg_is(s2, l2, "evt"))
-			return "event";
+			return METRICS_KIND_EVENT;
 	}
 	return "other";
 }
 
-void metrics_mqtt_message(const struct host *h, bool out, const char *topic)
+void metrics_mqtt_message(bool out, const char *kind)
 {
 	static struct metric *in_m, *out_m;
 	if(!in_m)
@@ -385,7 +387,6 @@ void metrics_mqtt_message(const struct host *h, bool out, const char *topic)
 	if(!out_m)
 		out_m = metrics_family("oh_mqtt_messages_sent_total", METRIC_COUNTER,
 				"MQTT messages published, by the kind of topic", "kind");
-	const char *kind = metrics_topic_kind(h, topic);
 	metrics_add(out ? out_m : in_m, &kind, 1);
 }
 

@@ -42,10 +42,13 @@ char *metrics_render(size_t *len);
 void metrics_count(const char *name, double n);
 
 /* Core hooks.  A broker message received (out false) or published (out
- * true), counted by the kind its topic names. */
-void metrics_mqtt_message(const struct host *h, bool out, const char *topic);
-/* "registry", "command", ... for a topic under h's root. */
+ * true), counted by its kind (from metrics_topic_kind). */
+void metrics_mqtt_message(bool out, const char *kind);
+/* "registry", "command", ... for a topic under h's root: one of a few static
+ * strings, so callers may compare the pointer (METRICS_KIND_EVENT is the
+ * host's own {root}/orchestrator/{module}/evt). */
 const char *metrics_topic_kind(const struct host *h, const char *topic);
+extern const char METRICS_KIND_EVENT[];
 /* An HTTP reply queued; route is the matched pattern or NULL (no route). */
 void metrics_http_request(const char *method, const char *route, unsigned status);
 /* A copy of s that lives until exit, one per distinct string (route
