@@ -28,6 +28,12 @@ enum oh_err {
 	OH_ERR_UNKNOWN
 };
 
+/* Identifier limits host, plugins and devices share: a device id is 1-64
+ * characters of [A-Za-z0-9._-] (oh_device_id_valid), a request id at most
+ * OH_REQ_ID_MAX bytes. */
+#define OH_DEVICE_ID_MAX 64
+#define OH_REQ_ID_MAX 199
+
 /* A short, static, human-readable text for an error code. */
 const char *oh_strerror(int err);
 

@@ -120,6 +120,9 @@ struct oh_device {
 int oh_device_get(oh_ctx *ctx, const char *id, struct oh_device *out);
 /* Calls fn for each device; stop early by returning non-zero from fn. */
 void oh_device_foreach(oh_ctx *ctx, int (*fn)(const struct oh_device *dev, void *ud), void *ud);
+/* Whether id can name a device: 1-64 characters of [A-Za-z0-9._-], the
+ * rule the registry applies (it keeps '/', '+', '#' and "" out of topics). */
+bool oh_device_id_valid(const char *id);
 /* A counter that changes whenever anything in the snapshot does (a device,
  * a lease, the loaded modules): cache views derived from the registry
  * against it instead of rebuilding them per request. */

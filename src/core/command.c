@@ -66,7 +66,8 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 	const json_t *env = msg->json;
 	/* A req_id is recovered even from a bad envelope so its ack correlates. */
 	const json_t *rid = json_is_object(env) ? json_object_get(env, "req_id") : NULL;
-	if(json_is_string(rid) && json_string_length(rid) > 0 && json_string_length(rid) < 200)
+	if(json_is_string(rid) && json_string_length(rid) > 0 &&
+			json_string_length(rid) <= OH_REQ_ID_MAX)
 		cmd->req_id = json_string_value(rid);
 	else
 		cmd->req_id = host_new_id(cmd->req_id_buf, sizeof cmd->req_id_buf);
@@ -91,8 +92,8 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 		snprintf(err, errlen, "req_id: expected a string");
 		return OH_ERR_INVAL;
 	}
-	if(json_is_string(rid) && json_string_length(rid) >= 200) {
-		snprintf(err, errlen, "req_id: longer than 199 characters");
+	if(json_is_string(rid) && json_string_length(rid) > OH_REQ_ID_MAX) {
+		snprintf(err, errlen, "req_id: longer than %d characters", OH_REQ_ID_MAX);
 		return OH_ERR_INVAL;
 	}
 	const json_t *action = json_object_get(env, "action");

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "ident.h"
 #include "log.h"
 #include "shared_buf.h"
 #include "topic_tree.h"
@@ -111,6 +112,11 @@ int oh_device_get(oh_ctx *ctx, const char *id, struct oh_device *out)
 void oh_device_foreach(oh_ctx *ctx, int (*fn)(const struct oh_device *, void *), void *ud)
 {
 	registry_foreach(ctx->host->registry, fn, ud);
+}
+
+bool oh_device_id_valid(const char *id)
+{
+	return id && ident_device_id_valid(id, strlen(id));
 }
 
 unsigned long long oh_registry_generation(oh_ctx *ctx)

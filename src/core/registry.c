@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ident.h"
 #include "log.h"
 #include "shared_buf.h"
 #include "strmap.h"
@@ -134,19 +135,6 @@ void registry_mark_dirty(struct registry *r)
 
 /* ---- input ------------------------------------------------------------------ */
 
-static bool valid_device_id(const char *id, size_t len)
-{
-	if(len < 1 || len > 64)
-		return false;
-	for(size_t i = 0; i < len; i++) {
-		char c = id[i];
-		if(!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-				c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 static void complain(struct registry *r, const char *id, const char *topic, const char *why)
 {
 	struct host *h = r->host;
@@ -218,7 +206,7 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	bool is_meta = !strcmp(kind, "meta");
 	if(!is_meta && strcmp(kind, "status"))
 		return;
-	if(!valid_device_id(id_start, id_len)) {
+	if(!ident_device_id_valid(id_start, id_len)) {
 		complain(r, NULL, topic, "device id must be 1-64 of [A-Za-z0-9._-]");
 		return;
 	}

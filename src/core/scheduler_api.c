@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ident.h"
 #include "plugin_ctx.h"
 #include "strmap.h"
 #include "timeutil.h"
@@ -80,18 +81,6 @@ static int check_fields(const json_t *obj, const struct field *f, size_t n, cons
 	return OH_OK;
 }
 
-static bool device_id_valid(const char *id)
-{
-	size_t n = 0;
-	for(; id[n]; n++) {
-		char c = id[n];
-		if(!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-				c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return n >= 1 && n <= 64;
-}
-
 /* The commands array, checked and normalised to [{device_id, action,
  * params}] (returned in *out). */
 static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **out,
@@ -116,7 +105,7 @@ static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **
 				prefix, err, errlen))
 			goto fail;
 		const char *dev = json_string_value(json_object_get(c, "device_id"));
-		if(!device_id_valid(dev)) {
+		if(!ident_device_id_valid(dev, strlen(dev))) {
 			snprintf(err, errlen, "%sdevice_id: \"%.64s\" is not 1-64 characters of A-Z a-z 0-9 . _ -",
 					prefix, dev);
 			goto fail;
@@ -282,10 +271,9 @@ int oh_scheduler_register(oh_ctx *ctx, oh_job_exec_fn exec, void *ud, oh_job_val
 	int rc = ctx->host->http ? sched__routes(sp) : OH_OK;
 	if(!rc)
 		rc = sched__load_plugin(sp);
-	if(rc) {
-		ctx->sched = NULL;
-		free(sp);
-	}
+	/* Jobs restored before a failure go with it. */
+	if(rc)
+		scheduler_forget_plugin(s, ctx);
 	return rc;
 }
 
@@ -411,7 +399,13 @@ static void reply_err(struct oh_http_req *req, const char *code, const char *msg
 
 static void get_jobs(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	json_t *jobs = sched__list(ud, oh_req_query(req, "owner"));
+	/* The plugin's registration, not ud: it is gone if registering failed. */
+	struct sched_plugin *sp = ctx->sched;
+	if(!sp) {
+		oh_reply_error(req, 404, "NOT_FOUND", "%s schedules no jobs", oh_module(ctx));
+		return;
+	}
+	json_t *jobs = sched__list(sp, oh_req_query(req, "owner"));
 	if(!jobs) {
 		reply_err(req, "ERROR", "out of memory");
 		return;
@@ -422,6 +416,12 @@ static void get_jobs(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
+	/* The plugin's registration, not ud: it is gone if registering failed. */
+	struct sched_plugin *sp = ctx->sched;
+	if(!sp) {
+		oh_reply_error(req, 404, "NOT_FOUND", "%s schedules no jobs", oh_module(ctx));
+		return;
+	}
 	const json_t *body = oh_req_body(req);
 	if(!json_is_object(body)) {
 		reply_err(req, "BAD_REQUEST", "body: expected a JSON object like the schedule params");
@@ -442,7 +442,7 @@ static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		owner = "api";
 	struct job *j;
 	char err[512];
-	int rc = create(ud, body, owner, &j, err, sizeof err);
+	int rc = create(sp, body, owner, &j, err, sizeof err);
 	if(rc) {
 		reply_err(req, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err);
 		return;
@@ -452,7 +452,13 @@ static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static void get_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	struct job *j = sched__find(ud, oh_req_param(req, "id"));
+	/* The plugin's registration, not ud: it is gone if registering failed. */
+	struct sched_plugin *sp = ctx->sched;
+	if(!sp) {
+		oh_reply_error(req, 404, "NOT_FOUND", "%s schedules no jobs", oh_module(ctx));
+		return;
+	}
+	struct job *j = sched__find(sp, oh_req_param(req, "id"));
 	if(!j) {
 		reply_err(req, "NOT_FOUND", "no such job");
 		return;
@@ -462,7 +468,13 @@ static void get_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static void delete_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	struct job *j = sched__find(ud, oh_req_param(req, "id"));
+	/* The plugin's registration, not ud: it is gone if registering failed. */
+	struct sched_plugin *sp = ctx->sched;
+	if(!sp) {
+		oh_reply_error(req, 404, "NOT_FOUND", "%s schedules no jobs", oh_module(ctx));
+		return;
+	}
+	struct job *j = sched__find(sp, oh_req_param(req, "id"));
 	if(!j) {
 		reply_err(req, "NOT_FOUND", "no such job");
 		return;
@@ -529,12 +541,12 @@ int sched__routes(struct sched_plugin *sp)
 		" \"{deleted: true, job}\"}, \"404\": {\"description\": \"no such job\"},"
 		" \"403\": {\"description\": \"the authenticated caller does not own the job\"}}}");
 	oh_ctx *ctx = sp->ctx;
-	int rc = oh_route(ctx, "GET", "/jobs", get_jobs, sp, list_doc);
+	int rc = oh_route(ctx, "GET", "/jobs", get_jobs, NULL, list_doc);
 	if(!rc)
-		rc = oh_route(ctx, "POST", "/jobs", post_job, sp, post_doc);
+		rc = oh_route(ctx, "POST", "/jobs", post_job, NULL, post_doc);
 	if(!rc)
-		rc = oh_route(ctx, "GET", "/jobs/{id}", get_job, sp, get_doc);
+		rc = oh_route(ctx, "GET", "/jobs/{id}", get_job, NULL, get_doc);
 	if(!rc)
-		rc = oh_route(ctx, "DELETE", "/jobs/{id}", delete_job, sp, del_doc);
+		rc = oh_route(ctx, "DELETE", "/jobs/{id}", delete_job, NULL, del_doc);
 	return rc;
 }

@@ -7,6 +7,7 @@
  */
 #include "dev_config.h"
 
+#include "ident.h"
 #include "module.h"
 
 #include <stdio.h>
@@ -15,8 +16,7 @@
 
 int dev_id_valid(const char *id)
 {
-	size_t n = id ? strlen(id) : 0;
-	return n > 0 && n <= 128 && !strpbrk(id, "/+#");
+	return id && ident_device_id_valid(id, strlen(id));
 }
 
 static int set_defaults(struct dev_config *c)
@@ -115,7 +115,7 @@ int dev_config_load(struct dev_config *c, const char *path, bool need_device_id,
 	conf_mqtt_fields(&c->mqtt, table, &n);
 	const struct conf_field own[] = {
 		{"device_id", CONF_CUSTOM, false, 0, 0, NULL, custom_device_id,
-			"a non-empty string without / + #, at most 128 bytes"},
+			"1-64 characters of A-Z a-z 0-9 . _ -"},
 		{"labels", CONF_CUSTOM, false, 0, 0, NULL, custom_labels, "an array of strings"},
 		{"topic_root", CONF_STR, false, 0, 0, &c->topic_root, NULL, NULL},
 		{"heartbeat_interval_s", CONF_NUM, false, 0.1, 86400, &c->heartbeat_interval_s, NULL, NULL},

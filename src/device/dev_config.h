@@ -37,7 +37,7 @@ int dev_config_load(struct dev_config *c, const char *path, bool need_device_id,
 		char *err, size_t errlen);
 void dev_config_free(struct dev_config *c);
 
-/* 1 if id can be a topic level: 1-128 bytes, no '/', '+', '#'. */
+/* 1 if the host will accept id as a device id (ident.h). */
 int dev_id_valid(const char *id);
 
 #endif

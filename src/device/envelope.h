@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "oh/defs.h"
 #include "util.h"
 
 /* Largest `params`, serialised compactly, that a device accepts. */
@@ -32,7 +33,7 @@ const char *ack_code_name(enum ack_code code);
 
 struct envelope {
 	json_t *root;               /* owned: the parsed payload, or NULL */
-	char req_id[128];           /* the request's id, or a fresh UUID */
+	char req_id[OH_REQ_ID_MAX + 1];   /* the request's id, or a fresh UUID */
 	const char *action;         /* borrowed from root; NULL if unknown */
 	const char *actor;          /* borrowed from root; NULL if absent */
 	json_t *params;             /* owned reference: always an object once valid */

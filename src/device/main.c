@@ -135,7 +135,7 @@ int main(int argc, char **argv)
 		char longest[160];
 		snprintf(longest, sizeof longest, "%s%0*ld", prefix, width, simulate);
 		if(!dev_id_valid(longest)) {
-			fprintf(stderr, "orchestrator-device: --id-prefix: \"%s\" cannot start a device id (no / + #, ids at most 128 bytes)\n", prefix);
+			fprintf(stderr, "orchestrator-device: --id-prefix: \"%s\" cannot start a device id (ids are 1-64 of A-Z a-z 0-9 . _ -)\n", prefix);
 			goto free_config;
 		}
 		/* A simulated fleet always has the module to simulate. */

@@ -186,11 +186,15 @@ static void test_id_valid(void)
 	CHECK(!dev_id_valid("a/b"));
 	CHECK(!dev_id_valid("a+"));
 	CHECK(!dev_id_valid("#"));
+	/* The host's rule: anything else would be ignored by its registry. */
+	CHECK(!dev_id_valid("a b"));
+	CHECK(!dev_id_valid("caf\xc3\xa9"));
+	CHECK(dev_id_valid("A.b_c-9"));
 	char longid[200];
-	memset(longid, 'a', 129);
-	longid[129] = '\0';
+	memset(longid, 'a', 65);
+	longid[65] = '\0';
 	CHECK(!dev_id_valid(longid));
-	longid[128] = '\0';
+	longid[64] = '\0';
 	CHECK(dev_id_valid(longid));
 }
 

@@ -74,6 +74,20 @@ static void test_valid(void)
 	CHECK(is_uuid4(a) && is_uuid4(b) && strcmp(a, b));
 }
 
+/* Every req_id the host accepts comes back in the ack, or the host could not
+ * match it and would report a timeout instead of the device's answer. */
+static void test_longest_host_req_id_kept(void)
+{
+	char id[OH_REQ_ID_MAX + 1], text[512], err[200];
+	memset(id, 'r', OH_REQ_ID_MAX);
+	id[OH_REQ_ID_MAX] = '\0';
+	snprintf(text, sizeof text, "{\"req_id\": \"%s\", \"action\": \"ping\"}", id);
+	struct envelope env;
+	CHECK_INT_EQ(parse(text, &env, err, sizeof err), ACK_OK);
+	CHECK_STR_EQ(env.req_id, id);
+	envelope_clear(&env);
+}
+
 static void test_bad_json(void)
 {
 	struct envelope env;
@@ -219,6 +233,7 @@ static void test_ts(void)
 int main(void)
 {
 	test_valid();
+	test_longest_host_req_id_kept();
 	test_bad_json();
 	test_bad_request();
 	test_params_size();

@@ -25,7 +25,7 @@
 #define NDI_ANONYMOUS "anonymous"
 /* Actor on envelopes the host originates; the devices accept only a few. */
 #define NDI_HOST_ACTOR "orchestrator"
-#define NDI_DEVICE_ID_MAX 64
+#define NDI_DEVICE_ID_MAX OH_DEVICE_ID_MAX
 
 struct ndi_pending;
 struct ndi_status;
@@ -171,7 +171,6 @@ int ndi_rest_register(struct ndi *n);
 
 /* ---- helpers (ndi_commands.c) ------------------------------------------ */
 
-bool ndi_device_id_valid(const char *id);
 /* A fresh UUIDv4 into buf (at least 37 bytes). */
 void ndi_uuid(char *buf, size_t len);
 /* Wall-clock seconds as ISO 8601 UTC ("2026-11-28T10:00:00Z") in buf. */

@@ -85,19 +85,6 @@ static json_t *ack_make(const char *req_id, const char *code, const char *action
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-bool ndi_device_id_valid(const char *id)
-{
-	size_t len = 0;
-
-	if(!id) return false;
-	for(const char *p = id; *p; p++, len++) {
-		char c = *p;
-		bool good = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			(c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-		if(!good || len >= NDI_DEVICE_ID_MAX) return false;
-	}
-	return len > 0;
-}
 
 void ndi_uuid(char *buf, size_t len)
 {
@@ -261,7 +248,7 @@ static const char *params_check(const struct ndi *n, const struct action *a,
 				*why = "must be a string";
 				return f->name;
 			}
-			if(!ndi_device_id_valid(json_string_value(v))) {
+			if(!oh_device_id_valid(json_string_value(v))) {
 				*why = "must match [A-Za-z0-9._-]{1,64}";
 				return f->name;
 			}
@@ -363,7 +350,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 				json_pack("{s:s}", "field", "params"));
 		return OH_ERR_INVAL;
 	}
-	if(!ndi_device_id_valid(device_id)) {
+	if(!oh_device_id_valid(device_id)) {
 		*ack_out = bad_field(&r, "device_id", "must match [A-Za-z0-9._-]{1,64}");
 		return OH_ERR_INVAL;
 	}

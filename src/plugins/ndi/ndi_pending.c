@@ -311,7 +311,7 @@ bool ndi_topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
 	if(!end || (size_t)(end - id) >= len) return false;
 	memcpy(buf, id, (size_t)(end - id));
 	buf[end - id] = '\0';
-	return ndi_device_id_valid(buf);
+	return oh_device_id_valid(buf);
 }
 
 void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)

@@ -34,7 +34,7 @@
 
 #define REST_ACTOR "api"
 #define ACTOR_MAX 120
-#define REQ_ID_MAX 199
+#define REQ_ID_MAX OH_REQ_ID_MAX
 #define SOURCE_MAX 1024
 
 /* ---- ack codes -> HTTP statuses (the one place) ------------------------------ */
@@ -459,7 +459,7 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 				"stop, set_input, record_start or record_stop)", action);
 		return;
 	}
-	if(!ndi_device_id_valid(device_id)) {
+	if(!oh_device_id_valid(device_id)) {
 		oh_reply_error(req, 400, "BAD_REQUEST", "device_id: must match [A-Za-z0-9._-]{1,64}");
 		return;
 	}
