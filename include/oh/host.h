@@ -105,6 +105,13 @@ json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *ac
 /* Publishes an ack (taken) on {root}/orchestrator/{module}/evt at QoS 1. */
 int oh_ack_publish(oh_ctx *ctx, json_t *ack);
 
+/* A fresh request id (32 hex characters, random) into buf (>= 33 bytes),
+ * in the same form the host generates; returns buf. */
+char *oh_new_id(char *buf, size_t len);
+/* Wall-clock seconds as the wire format: "2026-11-28T10:00:00Z" (buf >= 21
+ * bytes); returns buf. */
+char *oh_format_time(double t, char *buf, size_t len);
+
 /* ---- registry (read-only) ----------------------------------------------- */
 
 struct oh_device {

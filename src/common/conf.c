@@ -147,6 +147,12 @@ int conf_walk(const struct conf_field *table, const json_t *obj, void *ctx, cons
 	return walk(table, obj, "", ctx, file, err, len);
 }
 
+int conf_walk_at(const struct conf_field *table, const json_t *obj, const char *prefix, void *ctx,
+		const char *file, char *err, size_t len)
+{
+	return walk(table, obj, prefix, ctx, file, err, len);
+}
+
 char *conf_read_file(const char *path, size_t max, const char *source, const char *key,
 		char *err, size_t len)
 {

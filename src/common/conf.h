@@ -56,6 +56,10 @@ json_t *conf_load_json(const char *path, char *err, size_t len);
  * values and recursing into CONF_OBJ entries.  ctx goes to custom(). */
 int conf_walk(const struct conf_field *table, const json_t *obj, void *ctx, const char *file,
 		char *err, size_t len);
+/* The same for an object found at `prefix` ("settings"): its keys are
+ * "prefix.key" in the table and in messages. */
+int conf_walk_at(const struct conf_field *table, const json_t *obj, const char *prefix, void *ctx,
+		const char *file, char *err, size_t len);
 
 /* A whole file of at most max bytes (returned, free()), or NULL with err
  * naming source and key. */

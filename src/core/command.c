@@ -59,6 +59,18 @@ char *host_now_iso(char *buf, size_t len)
 	return time_format_utc(time(NULL), buf, len);
 }
 
+char *oh_new_id(char *buf, size_t len)
+{
+	return host_new_id(buf, len);
+}
+
+char *oh_format_time(double t, char *buf, size_t len)
+{
+	if(!time_format_utc((time_t)t, buf, len))
+		snprintf(buf, len, "1970-01-01T00:00:00Z");
+	return buf;
+}
+
 int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd,
 		const char **code, char *err, size_t errlen)
 {

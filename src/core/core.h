@@ -26,7 +26,6 @@ struct scheduler;
 struct shared_buf;
 
 struct counters {
-	uint64_t msgs_in, msgs_out;
 	uint64_t bad_payloads;
 	uint64_t snapshots_published, snapshot_bytes;
 };

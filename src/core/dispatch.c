@@ -190,9 +190,8 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 		size_t len, bool retained)
 {
 	struct host *h = d->host;
-	h->stats.msgs_in++;
 	metrics_mqtt_message(false, metrics_topic_kind(h, topic));
-	struct match_list m = {.items = m.small, .cap = 8};
+	struct match_list m = {.cap = 8};
 	m.items = m.small;
 	topic_tree_match(d->tree, topic, collect, &m);
 	if(m.n == 0)
@@ -244,10 +243,8 @@ int host_publish_mid(struct host *h, const char *topic, const void *payload, siz
 {
 	int rc = mqtt_link_publish_mid(h->link, topic, payload, len, qos, retain, mid);
 	const char *kind = metrics_topic_kind(h, topic);
-	if(rc == OH_OK) {
-		h->stats.msgs_out++;
+	if(rc == OH_OK)
 		metrics_mqtt_message(true, kind);
-	}
 	/* The UI's event stream hears of the host's events ({root}/orchestrator/
 	 * {module}/evt) whether or not the broker does. */
 	if(kind == METRICS_KIND_EVENT)

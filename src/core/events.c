@@ -11,7 +11,8 @@
  * how a client that vanished gets noticed.
  *
  *   event: registry   data: the snapshot, as published on {root}/orchestrator/registry
- *   event: orch_evt   data: {"topic": ..., "payload": <JSON or null>[, "error": ...]}
+ *   event: orch_evt   data: {"topic": ..., "payload": <the event>} (payload null, with
+ *                      "error", if a plugin published something that is not JSON)
  *   event: broker     data: {"mqtt": "connected" | "disconnected"}
  *
  * A client that is more than MAX_BACKLOG bytes behind is dropped rather
@@ -44,9 +45,7 @@ struct client {
 struct events {
 	struct host *host;
 	struct client *clients;
-	size_t n_clients;
 	struct event *ev_ping;
-	unsigned long dropped_total;
 };
 
 /* The link callbacks in main.c reach the state through the host; as struct
@@ -104,7 +103,6 @@ static void client_send(struct client *c, const char *msg, size_t len)
 		log_warn("events", "dropping an event-stream client (%zu bytes unsent): %s",
 				backlog, oh_strerror(rc));
 		c->dropped = true;
-		c->ev->dropped_total++;
 		http_stream_abort(c->st);
 	}
 }
@@ -153,7 +151,6 @@ static void on_gone(struct http_stream *st, void *ud)
 		ev->clients = c->next;
 	if(c->next)
 		c->next->prev = c->prev;
-	ev->n_clients--;
 	free(c);
 	if(!ev->clients)
 		event_del(ev->ev_ping);
@@ -179,7 +176,6 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	if(ev->clients)
 		ev->clients->prev = c;
 	ev->clients = c;
-	ev->n_clients++;
 	if(!event_pending(ev->ev_ping, EV_TIMEOUT, NULL)) {
 		struct timeval tv = {PING_INTERVAL_S, 0};
 		event_add(ev->ev_ping, &tv);
@@ -213,19 +209,29 @@ void events_orch_evt(struct host *h, const char *topic, const void *payload, siz
 	json_t *name = json_string(topic);
 	char *quoted = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
 	json_decref(name);
+	/* Acks are JSON, but a plugin may publish any bytes on its evt topic;
+	 * the stream's data must stay one JSON document either way. */
+	json_error_t err;
+	json_t *parsed = json_loadb(payload, len, JSON_DECODE_ANY, &err);
+	json_decref(parsed);
 	struct strbuf b = {0};
 	strbuf_puts(&b, "{\"topic\":");
 	strbuf_puts(&b, quoted ? quoted : "null");
-	strbuf_puts(&b, ",\"payload\":");
-	strbuf_add(&b, payload, len);
+	if(parsed) {
+		strbuf_puts(&b, ",\"payload\":");
+		strbuf_add(&b, payload, len);
+	} else {
+		strbuf_puts(&b, ",\"payload\":null,\"error\":\"not JSON\"");
+	}
 	strbuf_putc(&b, '}');
 	free(quoted);
+	size_t n = b.len;
 	char *text = strbuf_take(&b);
 	if(!text) {
 		log_error("events", "out of memory relaying %s", topic);
 		return;
 	}
-	broadcast_event(ev, "orch_evt", text, strlen(text));
+	broadcast_event(ev, "orch_evt", text, n);
 	free(text);
 }
 

@@ -245,9 +245,6 @@ static enum MHD_Result queue_reply(struct oh_http_req *req)
 	struct MHD_Response *r = req->response;
 	req->response = NULL;
 	unsigned status = req->status;
-	struct http_server *s = req->server;
-	if(status >= 100 && status < 600)
-		s->stats.by_class[status / 100]++;
 	metrics_http_request(req->method, req->route, status);
 	enum MHD_Result rc = MHD_queue_response(req->conn, status, r);
 	MHD_destroy_response(r);
@@ -348,7 +345,6 @@ static bool answer_preflight(struct oh_http_req *req)
 static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 {
 	req->dispatched = true;
-	s->stats.requests++;
 	if(answer_preflight(req) || !authenticate(s, req))
 		return;
 	if(req->body_too_large) {
@@ -584,7 +580,6 @@ bad_addr:
 }
 
 int http_server_port(const struct http_server *s) { return s->port; }
-const struct http_counters *http_stats(const struct http_server *s) { return &s->stats; }
 
 void http_server_free(struct http_server *s)
 {

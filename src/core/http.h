@@ -58,10 +58,5 @@ void http_stream_abort(struct http_stream *st);
 /* Bytes written but not yet handed to the socket. */
 size_t http_stream_backlog(const struct http_stream *st);
 
-struct http_counters {
-	unsigned long requests;
-	unsigned long by_class[6];   /* 1xx..5xx */
-};
-const struct http_counters *http_stats(const struct http_server *s);
 
 #endif

@@ -77,7 +77,6 @@ struct http_server {
 	struct route *routes;
 	struct oh_http_req *open;
 	int port;
-	struct http_counters stats;
 };
 
 /* Stores the reply on req; a deferred request is resumed. */

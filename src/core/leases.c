@@ -18,6 +18,8 @@
 #include "strmap.h"
 #include "timeutil.h"
 
+#define LEASE_KEY_MAX 256
+
 struct lease {
 	struct leases *owner;
 	char *key;
@@ -72,7 +74,7 @@ static void drop(struct leases *ls, struct lease *l)
 static void expire_now(struct lease *l)
 {
 	struct leases *ls = l->owner;
-	char key[256], holder[128];
+	char key[LEASE_KEY_MAX], holder[128];
 	snprintf(key, sizeof key, "%s", l->key);
 	snprintf(holder, sizeof holder, "%s", l->holder);
 	if(ls->host->store)
@@ -201,7 +203,9 @@ static int persist(struct leases *ls, struct lease *l)
 int leases_take(struct leases *ls, const char *key, const char *actor, double lease_s,
 		struct oh_lease *out)
 {
-	if(!key || !actor || !*actor || lease_s <= 0 || strlen(actor) >= sizeof ((struct lease *)0)->holder)
+	/* Keys are bounded so expiry can copy one before freeing the lease. */
+	if(!key || strlen(key) >= LEASE_KEY_MAX || !actor || !*actor || lease_s <= 0 ||
+			strlen(actor) >= sizeof ((struct lease *)0)->holder)
 		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
 	if(l && strcmp(l->holder, actor)) {

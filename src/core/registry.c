@@ -36,6 +36,7 @@ struct device {
 	bool stale;
 	double last_seen_wall;
 	double last_seen_mono;
+	double last_complaint;    /* when bad input from it was last logged */
 	char *frag;               /* "\"id\":{...}" or NULL when it must be rebuilt */
 	size_t frag_len;
 	/* Devices in order of last message, oldest first: the stale scan only
@@ -70,8 +71,7 @@ struct registry {
 	struct event *ev_publish;
 	struct event *ev_stale;
 
-	/* Rate limit for complaints about bad input, per device id. */
-	struct strmap *bad_log;
+	/* When bad input from an id not in the registry was last logged. */
 	double bad_log_global;
 
 	struct {
@@ -137,27 +137,15 @@ void registry_mark_dirty(struct registry *r)
 
 static void complain(struct registry *r, const char *id, const char *topic, const char *why)
 {
-	struct host *h = r->host;
-	h->stats.bad_payloads++;
+	r->host->stats.bad_payloads++;
+	/* A known device has its own minute; every other id shares one, so
+	 * made-up ids can neither flood the log nor grow a table. */
+	struct device *d = id ? strmap_get(r->devices, id) : NULL;
+	double *last = d ? &d->last_complaint : &r->bad_log_global;
 	double now = time_now_mono();
-	if(!id) {
-		/* Ids we cannot trust share one budget so garbage cannot flood
-		 * the log or grow the rate-limit table. */
-		if(now - r->bad_log_global < BAD_LOG_INTERVAL_S && r->bad_log_global > 0)
-			return;
-		r->bad_log_global = now;
-	} else {
-		double *last = strmap_get(r->bad_log, id);
-		if(last && now - *last < BAD_LOG_INTERVAL_S)
-			return;
-		if(!last) {
-			last = malloc(sizeof *last);
-			if(!last)
-				return;
-			strmap_put(r->bad_log, id, last, NULL);
-		}
-		*last = now;
-	}
+	if(*last > 0 && now - *last < BAD_LOG_INTERVAL_S)
+		return;
+	*last = now;
 	log_warn("registry", "ignored message on %s: %s", topic, why);
 }
 
@@ -529,14 +517,13 @@ struct registry *registry_new(struct host *h)
 		return NULL;
 	r->host = h;
 	r->devices = strmap_new();
-	r->bad_log = strmap_new();
 	const char *root = h->cfg.topic_root;
 	size_t n = strlen(root);
 	r->prefix = malloc(n + sizeof "/device/");
 	r->snapshot_topic = malloc(n + sizeof "/orchestrator/registry");
 	r->ev_publish = evtimer_new(h->base, on_publish_timer, r);
 	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
-	if(!r->devices || !r->bad_log || !r->prefix || !r->snapshot_topic || !r->ev_publish ||
+	if(!r->devices || !r->prefix || !r->snapshot_topic || !r->ev_publish ||
 			!r->ev_stale) {
 		registry_free(r);
 		return NULL;
@@ -580,7 +567,6 @@ void registry_free(struct registry *r)
 	if(r->ev_stale)
 		event_free(r->ev_stale);
 	strmap_free(r->devices, device_free);
-	strmap_free(r->bad_log, free);
 	shared_buf_unref(r->snapshot);
 	free(r->prefix);
 	free(r->snapshot_topic);

@@ -390,7 +390,6 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 			"dispatched", dispatched, "skipped", skipped);
 	oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), true, "FIRED", "schedule",
 			j->owner, NULL, details));
-	s->fired++;
 	metrics_count("oh_scheduler_jobs_fired_total", 1);
 }
 
@@ -514,7 +513,6 @@ static void run_due(struct scheduler *s)
 			continue;   /* unscheduled by an executor earlier in this batch */
 		if(p->miss) {
 			publish_missed(p->job, p->due, now);
-			s->missed++;
 		} else {
 			fire_commands(s, p->job, p->due, s->now());
 		}

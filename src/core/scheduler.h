@@ -88,7 +88,6 @@ struct scheduler {
 	double clock_offset;      /* wall - mono at the last watch */
 	bool loaded;
 	double (*now)(void);      /* the wall clock; tests may replace it */
-	uint64_t fired, missed;
 };
 
 int scheduler_init(struct host *h);

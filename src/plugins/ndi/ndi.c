@@ -19,63 +19,32 @@
 #include "ndi.h"
 #include "ndi_discovery.h"
 
+#include "conf.h"
+
 /* ---- settings ------------------------------------------------------------ */
 
-enum setting_kind {
-	SET_NUMBER,               /* > min and <= max */
-	SET_BOOL,
-	SET_STRING_OR_NULL,
-	SET_STRING_ARRAY,
-	SET_STRING_ARRAY_OR_NULL,
-};
-
-struct setting {
-	const char *key;
-	enum setting_kind kind;
-	size_t offset;            /* into struct ndi_settings */
-	double min, max;          /* SET_NUMBER: min < value <= max */
-};
-
-#define AT(field) offsetof(struct ndi_settings, field)
-
-/* Every key plugins[].settings may hold; anything else fails init, so a
- * typo ("ack_timeout") is caught at start rather than silently ignored. */
-static const struct setting settings_table[] = {
-	/* The bound keeps the timer's milliseconds inside an unsigned. */
-	{"ack_timeout_s", SET_NUMBER, AT(ack_timeout_s), 0, 86400},
-	{"default_lease_s", SET_NUMBER, AT(default_lease_s), 0, 1e9},
-	{"max_lease_s", SET_NUMBER, AT(max_lease_s), 0, 1e9},
-	{"relay_when_offline", SET_BOOL, AT(relay_when_offline), 0, 0},
-	{"admins", SET_STRING_ARRAY_OR_NULL, AT(admins), 0, 0},
-};
-
-static const struct setting *setting_find(const char *key)
+/* Keys read (and checked) by ndi_discovery_new(): accepted here as they are. */
+static int discovery_setting(const struct conf_field *f, const json_t *v, void *ctx,
+		const char *file, char *err, size_t len)
 {
-	for(size_t i = 0; i < sizeof(settings_table) / sizeof(settings_table[0]); i++) {
-		if(!strcmp(settings_table[i].key, key)) return &settings_table[i];
-	}
-	return NULL;
+	return 0;
 }
 
-/* Keys read (and checked) by ndi_discovery_new() instead. */
-static bool discovery_key(const char *key)
+static int admins_setting(const struct conf_field *f, const json_t *v, void *ctx,
+		const char *file, char *err, size_t len)
 {
-	for(size_t i = 0; ndi_discovery_setting_keys[i]; i++) {
-		if(!strcmp(ndi_discovery_setting_keys[i], key)) return true;
-	}
-	return false;
-}
-
-static bool string_array(const json_t *v)
-{
+	struct ndi_settings *s = ctx;
 	size_t i;
 	const json_t *item;
-
-	if(!json_is_array(v)) return false;
+	if(!json_is_array(v))
+		return 1;
 	json_array_foreach(v, i, item) {
-		if(!json_is_string(item)) return false;
+		if(!json_is_string(item))
+			return 1;
 	}
-	return true;
+	json_decref(s->admins);
+	s->admins = json_deep_copy(v);
+	return s->admins ? 0 : -1;
 }
 
 static void settings_clear(struct ndi_settings *s)
@@ -84,99 +53,41 @@ static void settings_clear(struct ndi_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Fills *s from the settings object; on failure explains with oh_fail()
- * (naming the key) and leaves *s for settings_clear(). */
+/*
+ * Fills *s from the settings object with the host's schema walker, so every
+ * key is checked and an unknown one (a typo like "ack_timeout") fails init
+ * naming it; on failure explains with oh_fail() and leaves *s for
+ * settings_clear().
+ */
 static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 {
-	const char *key;
-	json_t *v;
-
 	s->ack_timeout_s = 10;
 	s->default_lease_s = 60;
 	s->max_lease_s = 86400;
 	s->relay_when_offline = false;
-	if(!obj) obj = json_object();
-	else json_incref((json_t *)obj);
-	if(!json_is_object(obj)) {
-		json_decref((json_t *)obj);
+	if(!obj)
+		return OH_OK;
+	if(!json_is_object(obj))
 		return oh_fail(ctx, "settings: expected an object");
+
+	struct conf_field table[32] = {
+		/* The bound keeps the timer's milliseconds inside an unsigned. */
+		{"settings.ack_timeout_s", CONF_NUM, false, 0.001, 86400, &s->ack_timeout_s, NULL, NULL},
+		{"settings.default_lease_s", CONF_NUM, false, 0.001, 1e9, &s->default_lease_s, NULL, NULL},
+		{"settings.max_lease_s", CONF_NUM, false, 0.001, 1e9, &s->max_lease_s, NULL, NULL},
+		{"settings.relay_when_offline", CONF_BOOL, false, 0, 0, &s->relay_when_offline, NULL, NULL},
+		{"settings.admins", CONF_CUSTOM, true, 0, 0, NULL, admins_setting,
+			"an array of strings or null"},
+	};
+	size_t n = 5;
+	char keys[16][64];
+	for(size_t i = 0; ndi_discovery_setting_keys[i] && n < 16 + 5; i++, n++) {
+		snprintf(keys[i], sizeof keys[i], "settings.%s", ndi_discovery_setting_keys[i]);
+		table[n] = (struct conf_field){keys[i], CONF_CUSTOM, true, 0, 0, NULL, discovery_setting, NULL};
 	}
-
-	int rc = OH_OK;
-	json_object_foreach((json_t *)obj, key, v) {
-		const struct setting *st = setting_find(key);
-		char *field;
-
-		if(!st && discovery_key(key)) continue;
-		if(!st) {
-			rc = oh_fail(ctx, "settings.%s: unknown setting", key);
-			break;
-		}
-		field = (char *)s + st->offset;
-		switch(st->kind) {
-		case SET_NUMBER: {
-			double d;
-			if(!json_is_number(v)) {
-				rc = oh_fail(ctx, "settings.%s: expected a number", key);
-				break;
-			}
-			d = json_number_value(v);
-			if(!(d > st->min && d <= st->max)) {
-				rc = oh_fail(ctx, "settings.%s: must be > %g and <= %g", key,
-						st->min, st->max);
-				break;
-			}
-			memcpy(field, &d, sizeof(d));
-			break;
-		}
-		case SET_BOOL: {
-			bool b;
-			if(!json_is_boolean(v)) {
-				rc = oh_fail(ctx, "settings.%s: expected true or false", key);
-				break;
-			}
-			b = json_is_true(v);
-			memcpy(field, &b, sizeof(b));
-			break;
-		}
-		case SET_STRING_OR_NULL: {
-			char *str = NULL;
-			if(!json_is_null(v) && !json_is_string(v)) {
-				rc = oh_fail(ctx, "settings.%s: expected a string or null", key);
-				break;
-			}
-			if(json_is_string(v) && !(str = strdup(json_string_value(v)))) {
-				rc = OH_ERR_NOMEM;
-				break;
-			}
-			memcpy(field, &str, sizeof(str));
-			break;
-		}
-		case SET_STRING_ARRAY:
-		case SET_STRING_ARRAY_OR_NULL: {
-			json_t *copy = NULL;
-			if(st->kind == SET_STRING_ARRAY_OR_NULL && json_is_null(v)) {
-				memcpy(field, &copy, sizeof(copy));
-				break;
-			}
-			if(!string_array(v)) {
-				rc = oh_fail(ctx, "settings.%s: expected an array of strings%s", key,
-						st->kind == SET_STRING_ARRAY_OR_NULL ? " or null" : "");
-				break;
-			}
-			if(!(copy = json_deep_copy(v))) {
-				rc = OH_ERR_NOMEM;
-				break;
-			}
-			memcpy(field, &copy, sizeof(copy));
-			break;
-		}
-		}
-		if(rc) break;
-	}
-	json_decref((json_t *)obj);
-	if(rc) return rc;
-
+	char err[300];
+	if(conf_walk_at(table, obj, "settings", s, oh_module(ctx), err, sizeof err))
+		return oh_fail(ctx, "%s", err);
 	if(s->default_lease_s > s->max_lease_s) {
 		return oh_fail(ctx, "settings.default_lease_s: %g is over max_lease_s (%g)",
 				s->default_lease_s, s->max_lease_s);

@@ -109,8 +109,7 @@ json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const c
 json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command,
 		void *ud);
 int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen);
-/* Whether action is one the plugin knows / one relayed to the device. */
-bool ndi_action_known(const char *action);
+/* Whether action is one relayed to the device. */
 bool ndi_action_relayed(const char *action);
 
 /* Lease expiry watcher: publishes EXPIRED (ud = struct ndi). */
@@ -171,10 +170,6 @@ int ndi_rest_register(struct ndi *n);
 
 /* ---- helpers (ndi_commands.c) ------------------------------------------ */
 
-/* A fresh UUIDv4 into buf (at least 37 bytes). */
-void ndi_uuid(char *buf, size_t len);
-/* Wall-clock seconds as ISO 8601 UTC ("2026-11-28T10:00:00Z") in buf. */
-const char *ndi_iso_utc(double t, char *buf, size_t len);
 /* Whether an ack with this code reports success (the one table of codes). */
 bool ndi_code_ok(const char *code);
 

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "oh/host.h"
@@ -86,31 +85,6 @@ static json_t *ack_make(const char *req_id, const char *code, const char *action
 /* ---- small helpers ---------------------------------------------------------- */
 
 
-void ndi_uuid(char *buf, size_t len)
-{
-	unsigned char b[16];
-	ssize_t got = getrandom(b, sizeof(b), GRND_NONBLOCK);
-
-	/* Only correlation depends on this, not secrecy: fall back to rand(). */
-	for(ssize_t i = got < 0 ? 0 : got; i < (ssize_t)sizeof(b); i++) b[i] = (unsigned char)rand();
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(buf, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-			b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-			b[12], b[13], b[14], b[15]);
-}
-
-const char *ndi_iso_utc(double t, char *buf, size_t len)
-{
-	time_t secs = (time_t)t;
-	struct tm tm;
-
-	if(!gmtime_r(&secs, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
-		snprintf(buf, len, "1970-01-01T00:00:00Z");
-	}
-	return buf;
-}
-
 static double now_wall(void)
 {
 	struct timespec ts;
@@ -142,7 +116,7 @@ static json_t *holder_details(const char *device_id, const struct oh_lease *l)
 	char iso[32];
 
 	return json_pack("{s:s, s:s, s:s, s:I}", "device_id", device_id, "holder", l->holder,
-			"expires_at", ndi_iso_utc(l->expires_at, iso, sizeof(iso)),
+			"expires_at", oh_format_time(l->expires_at, iso, sizeof(iso)),
 			"remaining_s", secs_left(l->remaining_s));
 }
 
@@ -311,7 +285,7 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 	}
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:n, s:n}", "req_id", req_id,
 			"actor", NDI_HOST_ACTOR, "requested_by", requester,
-			"ts", ndi_iso_utc(now_wall(), ts, sizeof(ts)), "action", action,
+			"ts", oh_format_time(now_wall(), ts, sizeof(ts)), "action", action,
 			"params", p, "reply_to", "ttl_s");
 }
 
@@ -333,7 +307,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 
 	*ack_out = NULL;
 	if(!req_id) {
-		ndi_uuid(idbuf, sizeof(idbuf));
+		oh_new_id(idbuf, sizeof(idbuf));
 		req_id = idbuf;
 	}
 	r = (struct request){.req_id = req_id, .action = action, .actor = actor,
@@ -482,7 +456,7 @@ static json_t *lease_granted(const struct request *r, const struct oh_lease *l, 
 	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
 			json_pack("{s:s, s:s, s:s, s:o}", "device_id", r->device_id,
 				"holder", l->holder,
-				"expires_at", ndi_iso_utc(l->expires_at, iso, sizeof(iso)),
+				"expires_at", oh_format_time(l->expires_at, iso, sizeof(iso)),
 				"lease_s", json_num(lease_s)));
 }
 
@@ -565,11 +539,6 @@ static json_t *run_force_release(struct ndi *n, const struct request *r)
 
 /* ---- entry points -------------------------------------------------------------- */
 
-bool ndi_action_known(const char *action)
-{
-	return action_find(action) != NULL;
-}
-
 bool ndi_action_relayed(const char *action)
 {
 	const struct action *a = action_find(action);
@@ -586,7 +555,7 @@ json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const c
 	struct request r;
 
 	if(!req_id || !*req_id) {
-		ndi_uuid(idbuf, sizeof(idbuf));
+		oh_new_id(idbuf, sizeof(idbuf));
 		req_id = idbuf;
 	}
 	r = (struct request){.req_id = req_id, .action = action ? action : "",
@@ -661,7 +630,8 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		return;
 	}
 
-	memset(&cmd, 0, sizeof(cmd));
+	/* Never an empty req_id here: oh_command_parse generates one for a
+	 * missing or empty id, and the relay then carries it. */
 	if(oh_command_parse(ctx, msg, &cmd, &code, err, sizeof(err))) {
 		if(!code) code = "BAD_REQUEST";
 		oh_ack_publish(ctx, ack_make(cmd.req_id, code, cmd.action,
@@ -672,14 +642,7 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		.actor = cmd.actor && *cmd.actor ? cmd.actor : NDI_ANONYMOUS,
 		.params = cmd.params, .envelope = cmd.envelope, .msg = msg};
 
-	/* The device treats "" as missing and would ack under an id of its
-	 * own: generate one here, and the relay carries it. */
-	if(!*r.req_id) {
-		ndi_uuid(cmd.req_id_buf, sizeof(cmd.req_id_buf));
-		r.req_id = cmd.req_id_buf;
-	}
 	/* schedule, unschedule, jobs: the host's scheduler service. */
-	cmd.req_id = r.req_id;
 	ack = oh_scheduler_command(ctx, &cmd);
 	if(ack) goto publish;
 	a = action_find(r.action);
@@ -710,7 +673,7 @@ void ndi_on_lease_expired(oh_ctx *ctx, const char *key, const char *holder, void
 	const char *device_id = colon ? colon + 1 : key;
 
 	(void)ud;
-	ndi_uuid(req_id, sizeof(req_id));
+	oh_new_id(req_id, sizeof(req_id));
 	snprintf(err, sizeof(err), "the reservation of %s by %s expired", device_id, holder);
 	oh_log(ctx, OH_LOG_INFO, "%s", err);
 	oh_ack_publish(ctx, ack_make(req_id, "EXPIRED", "reserve", holder, err,

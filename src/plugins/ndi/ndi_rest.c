@@ -289,7 +289,7 @@ static int collect_device(const struct oh_device *dev, void *ud)
 	if(oh_lease_get(ctx, key, &l) == OH_OK) {
 		w->has_leases = true;
 		lease = json_pack("{s:s, s:s, s:I}", "holder", l.holder, "expires_at",
-				ndi_iso_utc(l.expires_at, iso, sizeof(iso)), "remaining_s",
+				oh_format_time(l.expires_at, iso, sizeof(iso)), "remaining_s",
 				(json_int_t)(l.remaining_s > 0 ? ceil(l.remaining_s) : 0));
 	}
 	item = json_pack("{s:s, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
@@ -297,7 +297,7 @@ static int collect_device(const struct oh_device *dev, void *ud)
 			"online", dev->online < 0 ? json_null() : json_boolean(dev->online),
 			"stale", dev->stale,
 			"last_seen", dev->last_seen > 0 ?
-				json_string(ndi_iso_utc(dev->last_seen, iso, sizeof(iso))) : json_null(),
+				json_string(oh_format_time(dev->last_seen, iso, sizeof(iso))) : json_null(),
 			"capabilities", caps ? json_deep_copy(caps) : json_null(),
 			"state", st ? status_field(st, "state") : json_null(),
 			"input", st ? status_field(st, "input") : json_null(),
