@@ -7,9 +7,8 @@
  * out.  ndi_dispatch() is the single road to a device: the MQTT command
  * topic, the REST API and the scheduler all relay through it, so leases,
  * the offline check and pending tracking hold on every path.  ndi_rest.c is
- * the REST API and the web page, ndi_status.c remembers what the devices
- * and the host last said (module status, registry snapshot), and
- * ndi_discovery.c finds NDI sources.
+ * the REST API and the web page, ndi_status.c remembers each device's last
+ * module status, and ndi_discovery.c finds NDI sources.
  */
 #ifndef NDI_H
 #define NDI_H

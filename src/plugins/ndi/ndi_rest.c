@@ -16,9 +16,9 @@
  * the pending table answers 503.  Either way the waiter is freed exactly
  * once and neither side keeps a pointer to it.
  *
- * Until API tokens exist the requester names itself with the body's
- * `actor` (default "api"); leases are held and checked under that name,
- * and devices see "actor": "orchestrator" with "requested_by" naming it.
+ * The requester is the API token's name when tokens are configured, else
+ * the body's `actor` (default "api"); leases are held and checked under that
+ * name, and devices see "actor": "orchestrator" with "requested_by" naming it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -578,9 +578,9 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static const char DOC_STATUS[] =
 	"{\"summary\": \"The registry snapshot\","
-	" \"description\": \"As last published on /lab/orchestrator/registry: devices, locks,"
-	" modules, ts, seq.\", \"responses\": {" OK_JSON("the snapshot") ", "
-	ERR("503", "no snapshot received yet") "}}";
+	" \"description\": \"The same document as GET /api/registry and"
+	" /lab/orchestrator/registry: devices, locks, modules, ts, seq.\","
+	" \"responses\": {" OK_JSON("the snapshot") "}}";
 
 static const char DOC_SOURCES[] =
 	"{\"summary\": \"Discovered NDI sources\","

@@ -55,7 +55,12 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 				msg->json ? "not a JSON object" : msg->error ? msg->error : "not JSON");
 		return;
 	}
-	if(!strmap_get(st->by_device, id) && strmap_size(st->by_device) >= MAX_DEVICES) {
+	old = strmap_get(st->by_device, id);
+	/* The broker resends every retained status after a reconnect: an
+	 * unchanged one must not invalidate views built from it. */
+	if(old && json_equal(old, msg->json))
+		return;
+	if(!old && strmap_size(st->by_device) >= MAX_DEVICES) {
 		if(!st->full_logged) {
 			oh_log(ctx, OH_LOG_WARN, "module status kept for %d devices already; ignoring "
 					"new ones", MAX_DEVICES);
