@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "auth.h"
 #include "log.h"
@@ -342,8 +344,95 @@ static bool answer_preflight(struct oh_http_req *req)
 	return true;
 }
 
+/* ---- slow clients ---------------------------------------------------------------- */
+
+/*
+ * libmicrohttpd's connection timeout counts idle time, so a client that
+ * trickles a byte a second never reaches it.  Each connection therefore has
+ * a clock: a request must have arrived whole (headers and body) within
+ * http.request_timeout_s of the connection opening or of the previous
+ * request ending, or the connection is shut.  A request being handled, a
+ * deferred reply and an event stream are not timed.
+ */
+struct conn_clock {
+	struct conn_clock *prev, *next;
+	struct MHD_Connection *conn;
+	double since;
+	bool handling;
+};
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct conn_clock *clock_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
+			MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+		enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	struct conn_clock *c = *socket_context;
+	if(code == MHD_CONNECTION_NOTIFY_STARTED) {
+		c = calloc(1, sizeof *c);
+		if(!c)
+			return;   /* untimed; the idle timeout still applies */
+		c->conn = conn;
+		c->since = mono_now();
+		c->next = s->clocks;
+		if(s->clocks)
+			s->clocks->prev = c;
+		s->clocks = c;
+		*socket_context = c;
+		return;
+	}
+	if(!c)
+		return;
+	if(c->prev)
+		c->prev->next = c->next;
+	else
+		s->clocks = c->next;
+	if(c->next)
+		c->next->prev = c->prev;
+	free(c);
+	*socket_context = NULL;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+	double limit = mono_now() - s->host->cfg.http.request_timeout_s;
+	bool cut = false;
+	for(struct conn_clock *c = s->clocks; c; c = c->next) {
+		if(c->handling || c->since > limit)
+			continue;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn,
+				MHD_CONNECTION_INFO_CONNECTION_FD);
+		if(ci) {
+			/* libmicrohttpd sees the socket end and closes the connection. */
+			shutdown(ci->connect_fd, SHUT_RDWR);
+			c->since = mono_now();   /* once */
+			cut = true;
+		}
+	}
+	if(cut) {
+		log_debug("http", "cut off a client too slow to send its request");
+		http__kick(s);
+	}
+}
+
 static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 {
+	struct conn_clock *c = clock_of(req->conn);
+	if(c)
+		c->handling = true;
 	req->dispatched = true;
 	if(answer_preflight(req) || !authenticate(s, req))
 		return;
@@ -451,6 +540,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		enum MHD_RequestTerminationCode toe)
 {
 	struct oh_http_req *req = *con_cls;
+	struct conn_clock *c = clock_of(conn);
+	if(c) {
+		/* The next request on this connection has its own time. */
+		c->handling = false;
+		c->since = mono_now();
+	}
 	if(!req)
 		return;
 	*con_cls = NULL;
@@ -547,9 +642,10 @@ int http_server_start(struct http_server *s)
 			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+			MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 			MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3],
-			/* An idle or slow client (slowloris) is cut off after this;
-			 * suspended requests and streams are not timed. */
+			/* An idle client is cut off after this; a slow one by
+			 * on_deadline. */
 			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->cfg.http.request_timeout_s,
 			MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
 			/* Bounds the request line and headers too (MHD answers 431). */
@@ -564,9 +660,12 @@ int http_server_start(struct http_server *s)
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	s->ev_io = event_new(h->base, info->epoll_fd, EV_READ | EV_PERSIST, on_mhd_event, s);
 	s->ev_timer = evtimer_new(h->base, on_mhd_event, s);
-	if(!s->ev_io || !s->ev_timer)
+	s->ev_deadline = event_new(h->base, -1, EV_PERSIST, on_deadline, s);
+	if(!s->ev_io || !s->ev_timer || !s->ev_deadline)
 		return OH_ERR_NOMEM;
 	event_add(s->ev_io, NULL);
+	struct timeval second = {1, 0};
+	event_add(s->ev_deadline, &second);
 	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info ? info->port : h->cfg.http.port;
 	log_info("http", "listening on %s://%s%s%s:%d/", tls ? "https" : "http",
@@ -600,6 +699,8 @@ void http_server_free(struct http_server *s)
 		event_free(s->ev_io);
 	if(s->ev_timer)
 		event_free(s->ev_timer);
+	if(s->ev_deadline)
+		event_free(s->ev_deadline);
 	http__routes_free(s);
 	free(s);
 }

@@ -76,6 +76,8 @@ struct http_server {
 	struct event *ev_timer;
 	struct route *routes;
 	struct oh_http_req *open;
+	struct conn_clock *clocks;         /* every connection, for the deadline */
+	struct event *ev_deadline;
 	int port;
 };
 

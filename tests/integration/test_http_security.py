@@ -389,23 +389,61 @@ def test_slow_client_is_cut_off(make_host):
     assert call(host, "GET", "/healthz")[0] == 200
 
 
-def test_event_stream_outlives_the_request_timeout(make_host):
+def trickle(port, head, body=b"", every=0.2, limit=8.0):
+    """Sends head at once, then body a byte at a time; returns how long the
+    server let that go on before closing the connection."""
+    with socket.create_connection((LOCALHOST, port), timeout=10) as s:
+        s.sendall(head)
+        s.setblocking(False)
+        t0 = time.monotonic()
+        for b in body:
+            try:
+                s.send(bytes([b]))
+                if s.recv(4096) == b"":
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            if time.monotonic() - t0 > limit:
+                break
+            time.sleep(every)
+        return time.monotonic() - t0
+
+
+def test_client_trickling_its_headers_is_cut_off(make_host):
+    # Each byte resets an idle timer; the request as a whole must still
+    # arrive within request_timeout_s.
     host = make_host({"http": {"request_timeout_s": 1}})
-    conn = http.client.HTTPConnection(LOCALHOST, host.http_port, timeout=10)
-    try:
-        conn.request("GET", "/api/events")
-        resp = conn.getresponse()
-        assert resp.status == 200
+    took = trickle(host.http_port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+                   body=b"a" * 100)
+    assert took < 4, "a trickling client kept its connection for %.1f s" % took
+    assert call(host, "GET", "/healthz")[0] == 200
+
+
+def test_client_trickling_its_body_is_cut_off(make_host):
+    host = make_host({"http": {"request_timeout_s": 1}})
+    took = trickle(host.http_port, b"POST /api/ndi/reserve HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+                   body=b" " * 100)
+    assert took < 4, "a trickling body kept its connection for %.1f s" % took
+    assert call(host, "GET", "/healthz")[0] == 200
+
+
+def test_event_stream_outlives_the_request_timeout(make_host, mqtt):
+    host = make_host({"http": {"request_timeout_s": 1}})
+    with socket.create_connection((LOCALHOST, host.http_port), timeout=5) as s:
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         time.sleep(2.5)
-        assert host.running()
-        conn.sock.settimeout(0.2)
-        try:
-            resp.fp.peek(1)
-        except socket.timeout:
-            pass
-        assert not resp.isclosed()
-    finally:
-        conn.close()
+        # Still delivering: a registry change after the timeout arrives.
+        mqtt.publish("/lab/device/late-dev/meta", {"modules": []}, retain=True)
+        got = b""
+        deadline = time.monotonic() + 5
+        while b"late-dev" not in got and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            assert chunk, "the stream was closed"
+            got += chunk
+        assert b"late-dev" in got
 
 
 # ---- HTTPS ------------------------------------------------------------------------------------
