@@ -308,6 +308,16 @@ def test_broker_restart_same_port(broker, make_host, make_mqtt):
     assert "before" in m["payload"]["devices"], "registry lost across the broker restart"
     st, dev = host.get("/api/devices/after")
     assert st == 200 and dev["modules"] == ["ndi"]
+    # The relay resumed too: the plugin's subscriptions were renewed.
+    c2.subscribe("/lab/device/after/ndi/cmd")
+    c2.subscribe("/lab/orchestrator/ndi/evt")
+    c2.publish("/lab/orchestrator/ndi/cmd", {"req_id": "after-1", "actor": "app", "action": "stop",
+                                            "params": {"device_id": "after"}})
+    remaining = max(1.0, 10 - (time.monotonic() - t0))
+    c2.wait_for("/lab/device/after/ndi/cmd", lambda m: m["payload"]["req_id"] == "after-1",
+                timeout=remaining)
+    ack = c2.wait_for("/lab/orchestrator/ndi/evt", lambda m: m["payload"]["req_id"] == "after-1")
+    assert ack["payload"]["code"] == "DISPATCHED"
 
 
 def test_broker_killed_and_back(broker, make_host, make_mqtt):

@@ -470,13 +470,16 @@ def test_snapshot_shows_locks(app):
 
 def test_lease_survives_kill_and_restart(host, mqtt, device):
     app = Ndi(host, mqtt)
-    assert app.do("reserve", {"device_id": device.id, "lease_s": 120}, actor="alice")["code"] == "OK"
+    ok = app.do("reserve", {"device_id": device.id, "lease_s": 120}, actor="alice")
+    assert ok["code"] == "OK"
     host.kill()
     host.start()
     host.wait_connected()
     app.wait_ready()
     busy = app.do("reserve", {"device_id": device.id}, actor="bob")
     assert busy["code"] == "IN_USE" and busy["details"]["holder"] == "alice"
+    # The same deadline, not a fresh lease_s from the restart.
+    assert busy["details"]["expires_at"] == ok["details"]["expires_at"], (busy, ok)
     assert app.do("start", {"device_id": device.id, "source": "CAM-1"}, actor="bob")["code"] == "DENIED"
     assert_not_relayed_before(device, app, actor="alice")
     host.restart()

@@ -242,8 +242,6 @@ def test_ndi_plugin_route(make_host, tmp_path):
                                 "settings": {"sources": ["NDI-Source-1"],
                                              "discovery_helper": helper}}]})
     status, body = h.get("/api/ndi/sources")
-    if status == 404:
-        pytest.skip("the NDI plugin does not serve /api/ndi/sources yet")
     assert status == 200, body
     wait_until(lambda: "HELPER (Cam)" in h.get("/api/ndi/sources")[1]["sources"], 10,
                msg="helper source via /api/ndi/sources")

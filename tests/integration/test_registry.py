@@ -218,6 +218,9 @@ def test_bad_payloads_ignored_then_good_message_works(host, reg, kind):
 
     st, d = host.get("/api/devices/" + dev)
     assert st == 200 and d["marker"] == len(BAD_PAYLOADS), (st, d)
+    # Eight bad payloads within the minute: one log line for the device.
+    complaints = [l for l in host.log().splitlines() if "ignored message on " + topic in l]
+    assert len(complaints) == 1, complaints
 
 
 @pytest.mark.parametrize("kind", ["meta", "status"])
