@@ -229,10 +229,7 @@ static void req_free(struct oh_http_req *req)
 		s->open = req->next;
 	if(req->next)
 		req->next->prev = req->prev;
-	for(int i = 0; i < req->n_params; i++) {
-		free((char *)req->params[i].name);
-		free(req->params[i].value);
-	}
+	free(req->segs_buf);
 	if(req->response)
 		MHD_destroy_response(req->response);
 	json_decref(req->json);
@@ -454,7 +451,7 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 		}
 		return;
 	}
-	req->route = metrics_intern(r->path);
+	req->route = r->metric_name;
 	if(req->token && req->token->role < r->role) {
 		log_refused(req, "role too low");
 		oh_reply_error(req, 403, "FORBIDDEN", "%s %s needs the %s role; token \"%s\" has %s",

@@ -20,6 +20,9 @@ int http_server_port(const struct http_server *s);
 int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
 		oh_http_fn fn, void *ud, const char *openapi);
 void http_remove_owner(struct http_server *s, oh_ctx *owner);
+/* "/api/{module}{path}" for a plugin's route path into buf: OH_ERR_INVAL for
+ * a path not starting with '/' or containing "..", OH_ERR_TOO_LARGE. */
+int http_plugin_path(const oh_ctx *ctx, const char *path, char *buf, size_t len);
 /* Sets the role a mounted route needs (default: viewer for GET, operator
  * otherwise); OH_ERR_NOT_FOUND, OH_ERR_INVAL for OH_ROLE_NONE. */
 int http_route_require(struct http_server *s, const char *method, const char *path,

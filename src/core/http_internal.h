@@ -21,7 +21,9 @@ struct route {
 	char *method;
 	char *path;
 	char *segs[MAX_SEGMENTS];
+	char *params[MAX_SEGMENTS];        /* "id" for a "{id}" segment, else NULL */
 	int n_segs;
+	const char *metric_name;           /* path, interned for the metrics */
 	oh_http_fn fn;
 	void *ud;
 	json_t *openapi;
@@ -39,10 +41,11 @@ struct oh_http_req {
 	bool body_too_large;
 	json_t *json;
 	struct {
-		const char *name;
-		char *value;
+		const char *name;              /* borrowed from the route */
+		const char *value;             /* points into segs_buf */
 	} params[MAX_PARAMS];
 	int n_params;
+	char *segs_buf;                    /* the path, split at '/' */
 	oh_ctx *owner;
 	const struct auth_token *token;    /* the caller's, NULL without one */
 	enum oh_role role;

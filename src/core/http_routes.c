@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "plugin_ctx.h"
 
 static int split_path(char *path, char **segs)
@@ -23,42 +24,65 @@ static int split_path(char *path, char **segs)
 	return n;
 }
 
+static void route_free(struct route *r)
+{
+	for(int i = 0; i < r->n_segs; i++) {
+		free(r->segs[i]);
+		free(r->params[i]);
+	}
+	free(r->method);
+	free(r->path);
+	json_decref(r->openapi);
+	free(r);
+}
+
 int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
 		oh_http_fn fn, void *ud, const char *openapi)
 {
 	if(!method || !path || path[0] != '/' || !fn)
 		return OH_ERR_INVAL;
+	for(struct route *o = s->routes; o; o = o->next) {
+		if(!strcmp(o->method, method) && !strcmp(o->path, path))
+			return OH_ERR_EXISTS;
+	}
 	struct route *r = calloc(1, sizeof *r);
-	if(!r)
-		return OH_ERR_NOMEM;
+	char *work = strdup(path);
+	if(!r || !work)
+		goto nomem;
 	r->owner = owner;
 	r->fn = fn;
 	r->ud = ud;
 	r->role = strcmp(method, "GET") && strcmp(method, "HEAD") ? OH_ROLE_OPERATOR : OH_ROLE_VIEWER;
 	r->method = strdup(method);
 	r->path = strdup(path);
-	char *work = strdup(path);
-	if(!r->method || !r->path || !work)
-		goto fail;
-	int n = split_path(work, r->segs);
-	if(n < 0)
-		goto fail;
-	for(int i = 0; i < n; i++)
-		r->segs[i] = strdup(r->segs[i]);
+	r->metric_name = metrics_intern(path);
+	char *segs[MAX_SEGMENTS];
+	int n = split_path(work, segs);
+	if(n < 0) {
+		free(work);
+		route_free(r);
+		return OH_ERR_INVAL;
+	}
 	r->n_segs = n;
+	for(int i = 0; i < n; i++) {
+		size_t len = strlen(segs[i]);
+		r->segs[i] = strdup(segs[i]);
+		/* "{id}" captures a parameter named "id". */
+		if(len >= 2 && segs[i][0] == '{' && segs[i][len - 1] == '}' &&
+				!(r->params[i] = strndup(segs[i] + 1, len - 2)))
+			goto nomem;
+		if(!r->segs[i])
+			goto nomem;
+	}
 	free(work);
 	work = NULL;
+	if(!r->method || !r->path)
+		goto nomem;
 	if(openapi) {
 		json_error_t err;
 		r->openapi = json_loads(openapi, 0, &err);
 		if(!r->openapi)
 			log_warn("http", "route %s %s: OpenAPI text is not JSON: %s", method, path, err.text);
-	}
-	for(struct route *o = s->routes; o; o = o->next) {
-		if(!strcmp(o->method, method) && !strcmp(o->path, path)) {
-			json_decref(r->openapi);
-			goto fail_exists;
-		}
 	}
 	/* Append, so earlier (core) routes win ties. */
 	struct route **pp = &s->routes;
@@ -67,19 +91,19 @@ int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, con
 	*pp = r;
 	return OH_OK;
 
-fail_exists:
-	for(int i = 0; i < r->n_segs; i++)
-		free(r->segs[i]);
-	free(r->method);
-	free(r->path);
-	free(r);
-	return OH_ERR_EXISTS;
-fail:
+nomem:
 	free(work);
-	free(r->method);
-	free(r->path);
-	free(r);
+	if(r)
+		route_free(r);
 	return OH_ERR_NOMEM;
+}
+
+int http_plugin_path(const oh_ctx *ctx, const char *path, char *buf, size_t len)
+{
+	if(!path || path[0] != '/' || strstr(path, ".."))
+		return OH_ERR_INVAL;
+	int n = snprintf(buf, len, "/api/%s%s", ctx->module, strcmp(path, "/") ? path : "");
+	return n < 0 || (size_t)n >= len ? OH_ERR_TOO_LARGE : OH_OK;
 }
 
 int http_route_require(struct http_server *s, const char *method, const char *path,
@@ -98,22 +122,9 @@ int http_route_require(struct http_server *s, const char *method, const char *pa
 
 int oh_route_require(oh_ctx *ctx, const char *method, const char *path, enum oh_role role)
 {
-	if(!method || !path || path[0] != '/')
-		return OH_ERR_INVAL;
-	/* The same mapping as oh_route (plugin_api.c). */
 	char full[512];
-	snprintf(full, sizeof full, "/api/%s%s", ctx->module, strcmp(path, "/") ? path : "");
-	return http_route_require(ctx->host->http, method, full, role);
-}
-
-static void route_free(struct route *r)
-{
-	for(int i = 0; i < r->n_segs; i++)
-		free(r->segs[i]);
-	free(r->method);
-	free(r->path);
-	json_decref(r->openapi);
-	free(r);
+	int rc = method ? http_plugin_path(ctx, path, full, sizeof full) : OH_ERR_INVAL;
+	return rc ? rc : http_route_require(ctx->host->http, method, full, role);
 }
 
 void http_remove_owner(struct http_server *s, oh_ctx *owner)
@@ -139,21 +150,12 @@ void http_remove_owner(struct http_server *s, oh_ctx *owner)
 	}
 }
 
-static bool route_matches(const struct route *r, char **segs, int n, struct oh_http_req *req)
+static bool route_matches(const struct route *r, char **segs, int n)
 {
 	if(r->n_segs != n)
 		return false;
-	int n_params = 0;
 	for(int i = 0; i < n; i++) {
-		const char *p = r->segs[i];
-		if(p[0] == '{') {
-			if(req && n_params < MAX_PARAMS) {
-				req->params[n_params].name = p;   /* "{id}": compared below */
-				n_params++;
-			}
-			continue;
-		}
-		if(strcmp(p, segs[i]))
+		if(!r->params[i] && strcmp(r->segs[i], segs[i]))
 			return false;
 	}
 	return true;
@@ -163,17 +165,18 @@ struct route *http__route_find(struct http_server *s, struct oh_http_req *req, b
 		char *allow, size_t allow_len)
 {
 	*wrong_method = false;
-	char *work = strdup(req->path);
-	if(!work)
+	allow[0] = '\0';
+	/* Kept with the request: parameter values point into it. */
+	free(req->segs_buf);
+	req->segs_buf = strdup(req->path);
+	if(!req->segs_buf)
 		return NULL;
 	char *segs[MAX_SEGMENTS];
-	int n = split_path(work, segs);
+	int n = split_path(req->segs_buf, segs);
 	struct route *found = NULL;
-	*wrong_method = false;
-	allow[0] = '\0';
 	const char *method = strcmp(req->method, "HEAD") ? req->method : "GET";
 	for(struct route *r = s->routes; n >= 0 && r; r = r->next) {
-		if(!route_matches(r, segs, n, NULL))
+		if(!route_matches(r, segs, n))
 			continue;
 		if(!strcmp(r->method, method)) {
 			found = r;
@@ -186,20 +189,15 @@ struct route *http__route_find(struct http_server *s, struct oh_http_req *req, b
 		}
 	}
 	if(found) {
-		for(int i = 0; i < found->n_segs; i++) {
-			const char *p = found->segs[i];
-			if(p[0] != '{' || req->n_params == MAX_PARAMS)
+		for(int i = 0; i < found->n_segs && req->n_params < MAX_PARAMS; i++) {
+			if(!found->params[i])
 				continue;
-			/* Store the name without braces by pointing into a copy. */
-			size_t len = strlen(p);
-			char *name = strndup(p + 1, len >= 2 ? len - 2 : 0);
-			req->params[req->n_params].name = name;
-			req->params[req->n_params].value = strdup(segs[i]);
+			req->params[req->n_params].name = found->params[i];
+			req->params[req->n_params].value = segs[i];
 			req->n_params++;
 		}
 		req->owner = found->owner;
 	}
-	free(work);
 	return found;
 }
 

@@ -273,11 +273,9 @@ void plugin_timers_free(oh_ctx *ctx)
 int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud,
 		const char *openapi)
 {
-	if(!path || path[0] != '/' || strstr(path, ".."))
-		return OH_ERR_INVAL;
 	char full[512];
-	snprintf(full, sizeof full, "/api/%s%s", ctx->module, strcmp(path, "/") ? path : "");
-	return http_route_add(ctx->host->http, ctx, method, full, fn, ud, openapi);
+	int rc = http_plugin_path(ctx, path, full, sizeof full);
+	return rc ? rc : http_route_add(ctx->host->http, ctx, method, full, fn, ud, openapi);
 }
 
 int oh_ui_page(oh_ctx *ctx, const char *title, const char *html, const char *script)
