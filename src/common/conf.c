@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "mqtt_link.h"
 
 void conf_err(char *err, size_t len, const char *fmt, ...)
@@ -218,8 +219,8 @@ int conf_check_common(const char *source, const char *topic_root, const char *lo
 		conf_err(err, len, "%s: log_format: expected \"text\" or \"json\"", source);
 		return -1;
 	}
-	if(strcmp(log_level, "debug") && strcmp(log_level, "info") && strcmp(log_level, "warn") &&
-			strcmp(log_level, "error")) {
+	enum log_level lvl;
+	if(log_level_parse(log_level, &lvl)) {
 		conf_err(err, len, "%s: log_level: expected debug, info, warn or error", source);
 		return -1;
 	}

@@ -10,21 +10,13 @@
 
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "config.h"
 #include "log.h"
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
 
 const char *auth_role_name(enum oh_role role)
 {
@@ -98,19 +90,19 @@ static int parse_one(const json_t *o, const char *where, size_t i, struct auth_t
 		char *err, size_t len)
 {
 	if(!json_is_object(o)) {
-		set_err(err, len, "%s[%zu]: expected an object {\"name\", \"role\", \"sha256\"}", where, i);
+		conf_err(err, len, "%s[%zu]: expected an object {\"name\", \"role\", \"sha256\"}", where, i);
 		return -1;
 	}
 	const char *key;
 	const json_t *v;
 	json_object_foreach((json_t *)o, key, v) {
 		if(!strcmp(key, "token")) {
-			set_err(err, len, "%s[%zu].token: plain tokens are not accepted; store the token's "
+			conf_err(err, len, "%s[%zu].token: plain tokens are not accepted; store the token's "
 					"SHA-256 as \"sha256\" (printf %%s TOKEN | sha256sum)", where, i);
 			return -1;
 		}
 		if(strcmp(key, "name") && strcmp(key, "role") && strcmp(key, "sha256")) {
-			set_err(err, len, "%s[%zu].%s: unknown key", where, i, key);
+			conf_err(err, len, "%s[%zu].%s: unknown key", where, i, key);
 			return -1;
 		}
 	}
@@ -118,15 +110,15 @@ static int parse_one(const json_t *o, const char *where, size_t i, struct auth_t
 	const json_t *role = json_object_get(o, "role");
 	const json_t *hash = json_object_get(o, "sha256");
 	if(!json_is_string(name) || !valid_name(json_string_value(name))) {
-		set_err(err, len, "%s[%zu].name: expected 1-%d of [A-Za-z0-9._-]", where, i, AUTH_NAME_MAX);
+		conf_err(err, len, "%s[%zu].name: expected 1-%d of [A-Za-z0-9._-]", where, i, AUTH_NAME_MAX);
 		return -1;
 	}
 	if(!json_is_string(role) || role_parse(json_string_value(role), &t->role)) {
-		set_err(err, len, "%s[%zu].role: expected \"viewer\", \"operator\" or \"admin\"", where, i);
+		conf_err(err, len, "%s[%zu].role: expected \"viewer\", \"operator\" or \"admin\"", where, i);
 		return -1;
 	}
 	if(!json_is_string(hash) || parse_hex32(json_string_value(hash), t->digest)) {
-		set_err(err, len, "%s[%zu].sha256: expected 64 hex digits (printf %%s TOKEN | sha256sum)",
+		conf_err(err, len, "%s[%zu].sha256: expected 64 hex digits (printf %%s TOKEN | sha256sum)",
 				where, i);
 		return -1;
 	}
@@ -138,7 +130,7 @@ int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **
 		size_t *n, char *err, size_t errlen)
 {
 	if(!json_is_array(arr)) {
-		set_err(err, errlen, "%s: expected an array of {\"name\", \"role\", \"sha256\"}", where);
+		conf_err(err, errlen, "%s: expected an array of {\"name\", \"role\", \"sha256\"}", where);
 		return -1;
 	}
 	size_t add = json_array_size(arr);
@@ -146,7 +138,7 @@ int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **
 		return 0;
 	struct auth_token *all = realloc(*tokens, (*n + add) * sizeof *all);
 	if(!all) {
-		set_err(err, errlen, "%s: out of memory", where);
+		conf_err(err, errlen, "%s: out of memory", where);
 		return -1;
 	}
 	*tokens = all;
@@ -157,11 +149,11 @@ int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **
 			return -1;
 		for(size_t j = 0; j < *n; j++) {
 			if(!strcmp(all[j].name, t->name)) {
-				set_err(err, errlen, "%s[%zu].name: \"%s\" is used twice", where, i, t->name);
+				conf_err(err, errlen, "%s[%zu].name: \"%s\" is used twice", where, i, t->name);
 				return -1;
 			}
 			if(digest_equal(all[j].digest, t->digest)) {
-				set_err(err, errlen, "%s[%zu].sha256: the same token as \"%s\"", where, i,
+				conf_err(err, errlen, "%s[%zu].sha256: the same token as \"%s\"", where, i,
 						all[j].name);
 				return -1;
 			}
@@ -178,9 +170,9 @@ int auth_tokens_load_file(const char *path, const char *where, struct auth_token
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if(!root) {
 		if(jerr.line <= 0)
-			set_err(err, errlen, "%s: %s: %s", where, path, jerr.text);
+			conf_err(err, errlen, "%s: %s: %s", where, path, jerr.text);
 		else
-			set_err(err, errlen, "%s: %s: line %d, column %d: %s", where, path, jerr.line,
+			conf_err(err, errlen, "%s: %s: line %d, column %d: %s", where, path, jerr.line,
 					jerr.column, jerr.text);
 		return -1;
 	}

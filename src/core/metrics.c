@@ -221,17 +221,26 @@ const char *metrics_intern(const char *s)
 
 /* ---- rendering ------------------------------------------------------------ */
 
-/* A label value with \, " and newline escaped, as the format requires. */
-static void out_label_value(struct strbuf *o, const char *v)
+/* Text escaped as the exposition format wants: backslash and newline, and
+ * the double quote inside label values. */
+static void out_escaped(struct strbuf *o, const char *v, bool quotes)
 {
 	for(; *v; v++) {
-		if(*v == '\\' || *v == '"')
-			strbuf_printf(o, "\\%c", *v);
-		else if(*v == '\n')
-			strbuf_printf(o, "\\n");
-		else
-			strbuf_printf(o, "%c", *v);
+		if(*v == '\\' || (quotes && *v == '"')) {
+			strbuf_putc(o, '\\');
+			strbuf_putc(o, *v);
+		} else if(*v == '\n') {
+			strbuf_puts(o, "\\n");
+		} else {
+			strbuf_putc(o, *v);
+		}
 	}
+}
+
+/* A label value: \, " and newline escaped, as the format requires. */
+static void out_label_value(struct strbuf *o, const char *v)
+{
+	out_escaped(o, v, true);
 }
 
 /* {a="x",b="y"[,le="0.5"]}, or nothing when there are no labels. */
@@ -251,16 +260,10 @@ static void out_labels(struct strbuf *o, const struct metric *m, const struct se
 	strbuf_printf(o, "}");
 }
 
+/* HELP text: only \ and newline are escaped there. */
 static void out_help(struct strbuf *o, const char *help)
 {
-	for(; *help; help++) {
-		if(*help == '\\')
-			strbuf_printf(o, "\\\\");
-		else if(*help == '\n')
-			strbuf_printf(o, "\\n");
-		else
-			strbuf_printf(o, "%c", *help);
-	}
+	out_escaped(o, help, false);
 }
 
 static void render_family(struct strbuf *o, const struct metric *m)
