@@ -4,9 +4,9 @@
  * Each relayed command waits here, keyed by "{device_id}/{req_id}", until
  * the device acks it on {root}/device/{id}/{module}/evt (then COMPLETED or
  * FAILED is published) or its one-shot timer fires (TIMEOUT).  Benchmarks
- * keep tens of thousands in flight, so lookups go through a hash table
- * that grows with its load, and each command has its own timer in the
- * host's timer heap rather than one periodic sweep.  Keying by device too
+ * keep tens of thousands in flight, so lookups go through a hash map
+ * (strmap) and each command has its own timer in the host's timer heap
+ * rather than one periodic sweep.  Keying by device too
  * (a device id cannot contain '/') means only the addressed device can
  * complete a command, and two devices may use the same req_id.
  *
@@ -16,7 +16,6 @@
  * detaches it when the waiter goes first, so neither side is left holding
  * a pointer to the other.
  */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +24,10 @@
 #include "oh/host.h"
 
 #include "ndi.h"
+#include "strmap.h"
 
 struct entry {
-	struct entry *next;       /* bucket chain */
-	uint64_t hash;
-	char *key;                /* "{device_id}/{req_id}" */
+	char *key;                /* "{device_id}/{req_id}", the table's key */
 	const char *req_id;       /* points into key */
 	char device_id[NDI_DEVICE_ID_MAX + 1];
 	char *action;
@@ -42,36 +40,18 @@ struct entry {
 };
 
 struct ndi_pending {
-	struct entry **buckets;
-	size_t nbuckets;          /* a power of two */
-	size_t count;
+	struct strmap *by_key;    /* "{device_id}/{req_id}" -> struct entry */
 };
 
-#define INITIAL_BUCKETS 64
+/* Room for "{device_id}/{req_id}" and its NUL. */
+#define KEY_MAX (NDI_DEVICE_ID_MAX + 1 + OH_REQ_ID_MAX + 1)
 
-/* FNV-1a: short keys, no adversary worth a keyed hash (a colliding app
- * would only slow down its own commands). */
-static uint64_t hash_key(const char *s)
+/* The key into buf; false when req_id is longer than any the host accepts
+ * (so nothing can be pending under it). */
+static bool make_key(char buf[KEY_MAX], const char *device_id, const char *req_id)
 {
-	uint64_t h = 1469598103934665603ULL;
-
-	for(; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static char *make_key(const char *device_id, const char *req_id)
-{
-	size_t a = strlen(device_id), b = strlen(req_id);
-	char *key = malloc(a + b + 2);
-
-	if(!key) return NULL;
-	memcpy(key, device_id, a);
-	key[a] = '/';
-	memcpy(key + a + 1, req_id, b + 1);
-	return key;
+	int n = snprintf(buf, KEY_MAX, "%s/%s", device_id, req_id);
+	return n > 0 && n < KEY_MAX;
 }
 
 struct ndi_pending *ndi_pending_new(void)
@@ -79,12 +59,11 @@ struct ndi_pending *ndi_pending_new(void)
 	struct ndi_pending *p = calloc(1, sizeof(*p));
 
 	if(!p) return NULL;
-	p->buckets = calloc(INITIAL_BUCKETS, sizeof(*p->buckets));
-	if(!p->buckets) {
+	p->by_key = strmap_new();
+	if(!p->by_key) {
 		free(p);
 		return NULL;
 	}
-	p->nbuckets = INITIAL_BUCKETS;
 	return p;
 }
 
@@ -122,69 +101,25 @@ static void conclude(oh_ctx *ctx, struct entry *e, json_t *event)
 void ndi_pending_free(struct ndi *n)
 {
 	struct ndi_pending *p = n->pending;
+	struct strmap_iter it;
+	void *v;
 
 	if(!p) return;
-	for(size_t i = 0; i < p->nbuckets; i++) {
-		struct entry *e = p->buckets[i], *next;
-		for(; e; e = next) {
-			next = e->next;
-			if(e->timer) oh_timer_cancel(n->ctx, e->timer);
-			finish(e, NULL);
-			entry_free(e);
-		}
+	strmap_iter_init(&it, p->by_key);
+	while(strmap_iter_next(&it, NULL, &v)) {
+		struct entry *e = v;
+		if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+		finish(e, NULL);
+		entry_free(e);
 	}
-	free(p->buckets);
+	strmap_free(p->by_key, NULL);
 	free(p);
 	n->pending = NULL;
 }
 
 size_t ndi_pending_count(const struct ndi *n)
 {
-	return n->pending ? n->pending->count : 0;
-}
-
-/* Finds the slot pointing at the entry with this key (or the chain's end). */
-static struct entry **slot_find(struct ndi_pending *p, const char *key, uint64_t h)
-{
-	struct entry **slot = &p->buckets[h & (p->nbuckets - 1)];
-
-	for(; *slot; slot = &(*slot)->next) {
-		if((*slot)->hash == h && !strcmp((*slot)->key, key)) break;
-	}
-	return slot;
-}
-
-/* Doubles the table; on allocation failure it just stays as it is. */
-static void grow(struct ndi_pending *p)
-{
-	size_t nb = p->nbuckets * 2;
-	struct entry **b = calloc(nb, sizeof(*b));
-
-	if(!b) return;
-	for(size_t i = 0; i < p->nbuckets; i++) {
-		struct entry *e = p->buckets[i], *next;
-		for(; e; e = next) {
-			next = e->next;
-			e->next = b[e->hash & (nb - 1)];
-			b[e->hash & (nb - 1)] = e;
-		}
-	}
-	free(p->buckets);
-	p->buckets = b;
-	p->nbuckets = nb;
-}
-
-static void unlink_entry(struct ndi_pending *p, struct entry *e)
-{
-	struct entry **slot = &p->buckets[e->hash & (p->nbuckets - 1)];
-
-	for(; *slot; slot = &(*slot)->next) {
-		if(*slot == e) {
-			*slot = e->next;
-			p->count--;
-			return;
-		}
-	}
+	return n->pending ? strmap_size(n->pending->by_key) : 0;
 }
 
 static void on_timeout(oh_ctx *ctx, void *ud)
@@ -195,7 +130,7 @@ static void on_timeout(oh_ctx *ctx, void *ud)
 
 	/* The host frees a one-shot timer after it fired. */
 	e->timer = NULL;
-	unlink_entry(n->pending, e);
+	strmap_remove(n->pending->by_key, e->key);
 	snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id,
 			n->set.ack_timeout_s);
 	conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action,
@@ -208,40 +143,30 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
 		const char *action, const char *actor)
 {
 	struct ndi_pending *p = n->pending;
-	struct entry **slot, *e;
-	char *key;
-	uint64_t h;
+	char key[KEY_MAX];
+	struct entry *e;
+	int err = 0;
 
-	key = make_key(device_id, req_id);
-	if(!key) return OH_ERR_NOMEM;
-	h = hash_key(key);
-	slot = slot_find(p, key, h);
-	if(*slot) {
-		free(key);
-		return OH_ERR_EXISTS;
-	}
+	if(!make_key(key, device_id, req_id)) return OH_ERR_INVAL;
+	if(strmap_get(p->by_key, key)) return OH_ERR_EXISTS;
 	e = calloc(1, sizeof(*e));
-	if(!e) {
-		free(key);
-		return OH_ERR_NOMEM;
-	}
-	e->key = key;
-	e->hash = h;
-	e->req_id = key + strlen(device_id) + 1;
+	if(!e) return OH_ERR_NOMEM;
+	e->key = strdup(key);
 	snprintf(e->device_id, sizeof(e->device_id), "%s", device_id);
 	e->action = strdup(action);
 	e->actor = strdup(actor);
 	e->n = n;
 	clock_gettime(CLOCK_MONOTONIC, &e->sent);
-	if(!e->action || !e->actor) goto out_entry;
+	if(!e->key || !e->action || !e->actor) goto out_entry;
+	e->req_id = e->key + strlen(device_id) + 1;
+	strmap_put(p->by_key, key, e, &err);
+	if(err) goto out_entry;
 	e->timer = oh_timer_add(n->ctx, (unsigned)(n->set.ack_timeout_s * 1000 + 0.5), false,
 			on_timeout, e);
-	if(!e->timer) goto out_entry;
-
-	e->next = *slot;
-	*slot = e;
-	/* Grow at load 1: chains stay short without wasting memory. */
-	if(++p->count > p->nbuckets) grow(p);
+	if(!e->timer) {
+		strmap_remove(p->by_key, key);
+		goto out_entry;
+	}
 	return OH_OK;
 
 out_entry:
@@ -249,33 +174,28 @@ out_entry:
 	return OH_ERR_NOMEM;
 }
 
-void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id)
+/* Takes the entry for this pair out of the table, or NULL. */
+static struct entry *entry_take(struct ndi *n, const char *device_id, const char *req_id)
 {
-	struct ndi_pending *p = n->pending;
-	char *key = make_key(device_id, req_id);
-	struct entry **slot, *e;
-
-	if(!key) return;
-	slot = slot_find(p, key, hash_key(key));
-	free(key);
-	if(!(e = *slot)) return;
-	*slot = e->next;
-	p->count--;
-	if(e->timer) oh_timer_cancel(n->ctx, e->timer);
-	finish(e, NULL);
-	entry_free(e);
+	char key[KEY_MAX];
+	return make_key(key, device_id, req_id) ? strmap_remove(n->pending->by_key, key) : NULL;
 }
 
 /* The entry for this pair, or NULL. */
 static struct entry *entry_find(struct ndi *n, const char *device_id, const char *req_id)
 {
-	char *key = make_key(device_id, req_id);
-	struct entry *e;
+	char key[KEY_MAX];
+	return make_key(key, device_id, req_id) ? strmap_get(n->pending->by_key, key) : NULL;
+}
 
-	if(!key) return NULL;
-	e = *slot_find(n->pending, key, hash_key(key));
-	free(key);
-	return e;
+void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id)
+{
+	struct entry *e = entry_take(n, device_id, req_id);
+
+	if(!e) return;
+	if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+	finish(e, NULL);
+	entry_free(e);
 }
 
 int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id,
@@ -317,13 +237,11 @@ bool ndi_topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
 void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 {
 	struct ndi *n = ud;
-	struct ndi_pending *p = n->pending;
 	char device_id[NDI_DEVICE_ID_MAX + 1], err[300];
 	const json_t *doc = msg->json, *v;
 	const char *req_id, *code, *error;
-	struct entry **slot, *e;
+	struct entry *e;
 	bool ok;
-	char *key;
 	json_t *details;
 
 	/* Old acks kept by the broker say nothing about what is in flight now. */
@@ -338,16 +256,10 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		oh_log(ctx, OH_LOG_DEBUG, "ignoring an ack without req_id on %s", msg->topic);
 		return;
 	}
-	key = make_key(device_id, req_id);
-	if(!key) return;
-	slot = slot_find(p, key, hash_key(key));
-	free(key);
-	if(!(e = *slot)) {
+	if(!(e = entry_take(n, device_id, req_id))) {
 		oh_log(ctx, OH_LOG_DEBUG, "ack for unknown req_id %s from %s", req_id, device_id);
 		return;
 	}
-	*slot = e->next;
-	p->count--;
 	oh_timer_cancel(ctx, e->timer);
 	e->timer = NULL;
 
