@@ -126,6 +126,17 @@ static void stop_recorder(struct ndi *n)
 	n->record_source = NULL;
 }
 
+/* A child of this role started again: its earlier exit is no longer news
+ * (the other role's is). */
+static void forget_exit(struct ndi *n, const char *role)
+{
+	const char *was = json_string_value(json_object_get(n->last_exit, "role"));
+	if(was && !strcmp(was, role)) {
+		json_decref(n->last_exit);
+		n->last_exit = NULL;
+	}
+}
+
 static void on_child_exit(pid_t pid, int wstatus, void *ud)
 {
 	struct ndi *n = ud;
@@ -252,8 +263,7 @@ static void do_start(struct ndi *n, const struct envelope *env, struct mod_resul
 	}
 	n->pid = pid;
 	n->input = copy;
-	json_decref(n->last_exit);
-	n->last_exit = NULL;
+	forget_exit(n, "viewer");
 	res->details = json_pack("{s:i, s:s}", "pid", (int)pid, "input", source);
 	changed(n);
 }
@@ -308,6 +318,7 @@ static void do_record_start(struct ndi *n, const struct envelope *env, struct mo
 	n->recording = true;
 	n->record_pid = pid;
 	n->record_source = copy;
+	forget_exit(n, "recorder");
 	res->details = json_pack("{s:i, s:s}", "record_pid", (int)pid, "source", copy);
 	changed(n);
 }
