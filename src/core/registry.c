@@ -160,8 +160,9 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 	snprintf(d->id, sizeof d->id, "%s", id);
 	d->doc = json_object();
 	d->online = -1;
-	int err;
-	if(!d->doc || (strmap_put(r->devices, id, d, &err), err)) {
+	/* Set once: a payload naming another id is refused before merging. */
+	int err = json_object_set_new(d->doc, "device_id", json_string(id));
+	if(!d->doc || err || (strmap_put(r->devices, id, d, &err), err)) {
 		device_free(d);
 		return NULL;
 	}
@@ -224,8 +225,6 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		return;
 	}
 	json_object_update(d->doc, (json_t *)msg->json);
-	if(!claimed)
-		json_object_set_new(d->doc, "device_id", json_string(id));
 	const json_t *online = json_object_get(msg->json, "online");
 	if(!is_meta && json_is_boolean(online))
 		d->online = json_is_true(online) ? 1 : 0;
@@ -266,24 +265,17 @@ static bool build_fragment(struct device *d)
 	json_object_set_new(d->doc, "stale", json_boolean(d->stale));
 	if(d->online >= 0 || !json_object_get(d->doc, "online"))
 		json_object_set_new(d->doc, "online", d->online >= 0 ? json_boolean(d->online) : json_null());
-	json_t *key = json_string(d->id);
-	char *k = json_dumps(key, JSON_ENCODE_ANY);
 	char *v = json_dumps(d->doc, JSON_COMPACT);
-	json_decref(key);
-	if(!k || !v) {
-		free(k);
-		free(v);
+	if(!v)
 		return false;
-	}
-	size_t kl = strlen(k), vl = strlen(v);
-	d->frag = malloc(kl + 1 + vl + 1);
+	/* Device ids are [A-Za-z0-9._-]: the key needs no escaping. */
+	size_t kl = strlen(d->id) + 3, vl = strlen(v);
+	d->frag = malloc(kl + vl + 1);
 	if(d->frag) {
-		memcpy(d->frag, k, kl);
-		d->frag[kl] = ':';
-		memcpy(d->frag + kl + 1, v, vl + 1);
-		d->frag_len = kl + 1 + vl;
+		snprintf(d->frag, kl + 1, "\"%s\":", d->id);
+		memcpy(d->frag + kl, v, vl + 1);
+		d->frag_len = kl + vl;
 	}
-	free(k);
 	free(v);
 	return d->frag != NULL;
 }
