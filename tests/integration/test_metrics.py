@@ -141,6 +141,41 @@ def test_relay_latency_histogram(make_host, mqtt):
     assert "bob" in lines[0] and "rpi-02" in lines[0]
 
 
+def test_every_command_is_logged_once(make_host, mqtt):
+    host = make_host({"plugins": [{"module": "ndi", "path": "builtin:ndi",
+                                   "settings": {"ack_timeout_s": 1}}]})
+    host.wait_connected()
+    mqtt.publish("/lab/device/rpi-03/meta", {"modules": ["ndi"]}, retain=True)
+    mqtt.publish("/lab/device/rpi-03/status", {"online": True}, retain=True)
+    wait_until(lambda: host.get("/api/devices/rpi-03")[0] == 200, 5, msg="device registered")
+    mqtt.subscribe("/lab/orchestrator/ndi/evt")
+
+    def cmd(req_id, actor, action, params):
+        mqtt.publish("/lab/orchestrator/ndi/cmd", {"req_id": req_id, "actor": actor,
+                                                   "action": action, "params": params})
+
+    cmd("l-lease", "alice", "reserve", {"device_id": "rpi-03", "lease_s": 60})
+    cmd("l-denied", "bob", "stop", {"device_id": "rpi-03"})
+    cmd("l-bad", "bob", "start", {"device_id": "rpi-03"})           # no source
+    cmd("l-timeout", "alice", "stop", {"device_id": "rpi-03"})      # nobody acks
+    st, body = host.post("/api/ndi/send", {"device_id": "rpi-03", "action": "stop",
+                                            "actor": "alice"})
+    assert st == 202, body
+    rest_id = body["req_id"]
+    for rid in ("l-timeout", rest_id):
+        mqtt.wait_for("/lab/orchestrator/ndi/evt", lambda m, r=rid: m["payload"].get("req_id") == r
+                      and m["payload"].get("code") == "TIMEOUT", timeout=5)
+    expected = {"l-lease": ("alice", "OK"), "l-denied": ("bob", "DENIED"),
+                "l-bad": ("bob", "BAD_REQUEST"), "l-timeout": ("alice", "TIMEOUT"),
+                rest_id: ("alice", "TIMEOUT")}
+    log = host.log().splitlines()
+    for rid, (actor, result) in expected.items():
+        lines = [l for l in log if "command req_id=%s " % rid in l]
+        assert len(lines) == 1, (rid, lines)
+        assert "actor=%s " % actor in lines[0] and "device=rpi-03 " in lines[0], lines[0]
+        assert lines[0].endswith("result=%s" % result), lines[0]
+
+
 def test_json_log_lines(make_host):
     host = make_host(args=["--log-format", "json"])
     host.wait_connected()

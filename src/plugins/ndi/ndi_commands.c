@@ -249,8 +249,12 @@ static json_t *bad_field(const struct request *r, const char *field, const char 
 
 	snprintf(name, sizeof(name), "params.%s", field);
 	snprintf(err, sizeof(err), "%s %s", name, why);
-	return ack_make(r->req_id, "BAD_REQUEST", r->action, r->actor, err,
-			json_pack("{s:s}", "field", name));
+	json_t *details = json_pack("{s:s}", "field", name);
+	/* Naming a valid device lets the command log say which one it was. */
+	const char *dev = json_string_value(json_object_get(r->params, "device_id"));
+	if(details && oh_device_id_valid(dev))
+		json_object_set_new(details, "device_id", json_string(dev));
+	return ack_make(r->req_id, "BAD_REQUEST", r->action, r->actor, err, details);
 }
 
 /* ---- the relay ---------------------------------------------------------------- */
