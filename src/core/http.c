@@ -341,6 +341,46 @@ static bool answer_preflight(struct oh_http_req *req)
 	return true;
 }
 
+/* ---- the guard: Host, path, and requests forged by other sites -------------- */
+
+/*
+ * Answers 400 or 403 and returns false for a request no route may see:
+ * a Host that does not name us (DNS rebinding), a non-canonical path (so
+ * auth and routing read one string), or a state-changing request that a
+ * page on another site sent (CSRF; http_guard.c says why these headers).
+ */
+static bool passes_guard(struct http_server *s, struct oh_http_req *req)
+{
+	const char *host = oh_req_header(req, "Host");
+	if((!host && !req->http10) || !http_host_allowed(&s->host_rules, host)) {
+		oh_reply_error(req, 400, "BAD_HOST", "Host \"%s\" does not name this host; add it to "
+				"http.allowed_hosts if clients reach the host by that name", host ? host : "");
+		return false;
+	}
+	if(req->path_problem) {
+		oh_reply_error(req, 400, "BAD_PATH", "%s", req->path_problem);
+		return false;
+	}
+	if(!http_method_changes_state(req->method))
+		return true;
+	const char *origin = oh_req_header(req, "Origin");
+	bool listed = cors_origin(req) != NULL;
+	if(origin && !listed && !http_origin_is_own(origin, host, s->host->cfg.http.tls.enabled)) {
+		log_refused(req, "cross-origin request");
+		oh_reply_error(req, 403, "CROSS_ORIGIN", "%s requests from origin %s are refused; list it "
+				"in http.cors_origins to allow it", req->method, origin);
+		return false;
+	}
+	const char *site = oh_req_header(req, "Sec-Fetch-Site");
+	if(site && !strcmp(site, "cross-site") && !listed) {
+		log_refused(req, "cross-site request");
+		oh_reply_error(req, 403, "CROSS_ORIGIN", "%s requests from another site are refused",
+				req->method);
+		return false;
+	}
+	return true;
+}
+
 /* ---- slow clients ---------------------------------------------------------------- */
 
 /*
@@ -431,7 +471,11 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 	if(c)
 		c->handling = true;
 	req->dispatched = true;
-	if(answer_preflight(req) || !authenticate(s, req))
+	if(!passes_guard(s, req))
+		return;
+	/* OPTIONS needs no token: a listed origin's preflight is answered, any
+	 * other OPTIONS falls through to 404/405 below. */
+	if(answer_preflight(req) || (strcmp(req->method, "OPTIONS") && !authenticate(s, req)))
 		return;
 	if(req->body_too_large) {
 		oh_reply_error(req, 413, "TOO_LARGE", "request body is over %ld bytes",
@@ -459,6 +503,15 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 				auth_role_name(req->token->role));
 		return;
 	}
+	/* A body is JSON, and says so: a browser cannot send that cross-site
+	 * without a preflight, which only listed origins pass. */
+	const char *ct = oh_req_header(req, "Content-Type");
+	if((req->body_len || ct) && http_method_changes_state(req->method) &&
+			!http_content_type_is_json(ct)) {
+		oh_reply_error(req, 415, "UNSUPPORTED_MEDIA_TYPE", "%s %s takes Content-Type: "
+				"application/json%s%s", req->method, req->path, ct ? ", not " : "", ct ? ct : "");
+		return;
+	}
 	if(req->body_len) {
 		json_error_t err;
 		req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
@@ -479,20 +532,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
 	struct http_server *s = cls;
 	struct oh_http_req *req = *con_cls;
-	if(!req) {
-		req = calloc(1, sizeof *req);
-		if(!req)
-			return MHD_NO;
-		req->server = s;
-		req->conn = conn;
+	if(!req)
+		return MHD_NO;   /* on_uri ran out of memory */
+	if(!req->method) {
+		req->http10 = !strcmp(version, MHD_HTTP_VERSION_1_0);
 		req->method = strdup(method);
 		req->path = strdup(url);
-		if(!req->method || !req->path) {
-			free(req->method);
-			free(req->path);
-			free(req);
-			return MHD_NO;
-		}
+		if(!req->method || !req->path)
+			return MHD_NO;   /* on_completed frees req */
 		req->next = s->open;
 		if(s->open)
 			s->open->prev = req;
@@ -531,6 +578,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		MHD_suspend_connection(conn);
 	}
 	return MHD_YES;
+}
+
+/* libmicrohttpd shows the request target as the client sent it only here,
+ * before it percent-decodes the path for on_request, and the canonical
+ * check must see the raw form.  What this returns is the request's context,
+ * which on_completed frees. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct oh_http_req *req = calloc(1, sizeof *req);
+	if(!req)
+		return NULL;
+	req->server = cls;
+	req->conn = conn;
+	req->path_problem = http_path_problem(uri);
+	return req;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -594,8 +656,14 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 struct http_server *http_server_new(struct host *h)
 {
 	struct http_server *s = calloc(1, sizeof *s);
-	if(s)
-		s->host = h;
+	if(!s)
+		return NULL;
+	s->host = h;
+	if(http_host_rules_init(&s->host_rules, h->cfg.http.bind, h->cfg.http.allowed_hosts,
+			h->cfg.http.n_allowed_hosts)) {
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -605,7 +673,7 @@ int http_server_start(struct http_server *s)
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof ss);
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
-	const char *bind = h->cfg.http.bind;
+	const char *addr = h->cfg.http.bind;
 	/* TLS from memory (config.c read the files), through MHD's GnuTLS. */
 	bool tls = h->cfg.http.tls.enabled;
 	struct MHD_OptionItem tls_opts[] = {
@@ -621,23 +689,52 @@ int http_server_start(struct http_server *s)
 		}
 		flags |= MHD_USE_TLS;
 	}
-	if(strchr(bind, ':')) {
+	if(strchr(addr, ':')) {
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
 		a6->sin6_family = AF_INET6;
 		a6->sin6_port = htons((uint16_t)h->cfg.http.port);
-		if(inet_pton(AF_INET6, bind, &a6->sin6_addr) != 1)
+		if(inet_pton(AF_INET6, addr, &a6->sin6_addr) != 1)
 			goto bad_addr;
 		flags |= MHD_USE_IPv6;
 	} else {
 		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
 		a4->sin_family = AF_INET;
 		a4->sin_port = htons((uint16_t)h->cfg.http.port);
-		if(inet_pton(AF_INET, bind, &a4->sin_addr) != 1)
+		if(inet_pton(AF_INET, addr, &a4->sin_addr) != 1)
 			goto bad_addr;
+	}
+	/* A bind of our own first, because MHD_start_daemon() only says that
+	 * it failed, not why.  Never SO_REUSEPORT (MHD's
+	 * MHD_OPTION_LISTENING_ADDRESS_REUSE): with it a second host starts
+	 * silently on a busy port and the kernel splits the requests between
+	 * the two. */
+	char where[INET6_ADDRSTRLEN + 16];
+	snprintf(where, sizeof where, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, h->cfg.http.port);
+	int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if(probe >= 0) {
+		int one = 1;
+		/* As MHD does: a port left in TIME_WAIT by our last run is free,
+		 * and an IPv6 address does not take the IPv4 port as well. */
+		setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if(ss.ss_family == AF_INET6)
+			setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+		int rc = bind(probe, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ?
+				sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+		int e = errno;
+		close(probe);
+		if(rc) {
+			log_error("http", "cannot listen on %s: %s%s", where,
+					e == EADDRINUSE ? "address already in use" : strerror(e),
+					e == EADDRINUSE ? " (is another orchestrator-host running?)" :
+					e == EADDRNOTAVAIL ? " (http.bind is not an address of this machine)" :
+					e == EACCES ? " (ports below 1024 need privileges)" : "");
+			return OH_ERR_IO;
+		}
 	}
 	s->mhd = MHD_start_daemon(flags, (uint16_t)h->cfg.http.port, NULL, NULL, on_request, s,
 			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+			MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
 			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 			MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 			MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3],
@@ -647,31 +744,33 @@ int http_server_start(struct http_server *s)
 			MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
 			/* Bounds the request line and headers too (MHD answers 431). */
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 			MHD_OPTION_END);
 	if(!s->mhd) {
-		log_error("http", "cannot listen on %s:%d (address in use or not available%s)",
-				bind, h->cfg.http.port, tls ? ", or http.tls certificate/key rejected" : "");
+		/* The port was free a moment ago (or the probe could not tell). */
+		log_error("http", "cannot listen on %s (address in use or not available%s)",
+				where, tls ? ", or http.tls certificate/key rejected" : "");
 		return OH_ERR_IO;
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	s->ev_io = event_new(h->base, info->epoll_fd, EV_READ | EV_PERSIST, on_mhd_event, s);
 	s->ev_timer = evtimer_new(h->base, on_mhd_event, s);
 	s->ev_deadline = event_new(h->base, -1, EV_PERSIST, on_deadline, s);
-	if(!s->ev_io || !s->ev_timer || !s->ev_deadline)
+	if(!s->ev_io || !s->ev_timer || !s->ev_deadline) {
+		log_error("http", "out of memory");
 		return OH_ERR_NOMEM;
+	}
 	event_add(s->ev_io, NULL);
 	struct timeval second = {1, 0};
 	event_add(s->ev_deadline, &second);
 	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info ? info->port : h->cfg.http.port;
 	log_info("http", "listening on %s://%s%s%s:%d/", tls ? "https" : "http",
-			strchr(bind, ':') ? "[" : "", bind,
-			strchr(bind, ':') ? "]" : "", s->port);
+			strchr(addr, ':') ? "[" : "", addr,
+			strchr(addr, ':') ? "]" : "", s->port);
 	return OH_OK;
 
 bad_addr:
-	log_error("http", "http.bind: \"%s\" is not an IP address", bind);
+	log_error("http", "http.bind: \"%s\" is not an IP address", addr);
 	return OH_ERR_INVAL;
 }
 
@@ -699,5 +798,6 @@ void http_server_free(struct http_server *s)
 	if(s->ev_deadline)
 		event_free(s->ev_deadline);
 	http__routes_free(s);
+	http_host_rules_free(&s->host_rules);
 	free(s);
 }

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "http.h"
+#include "http_guard.h"
 
 #define MAX_SEGMENTS 16
 #define MAX_PARAMS 8
@@ -35,7 +36,9 @@ struct oh_http_req {
 	struct MHD_Connection *conn;
 	struct oh_http_req *prev, *next;   /* open requests */
 	char *method;
-	char *path;
+	char *path;                        /* percent-decoded, canonical once checked */
+	const char *path_problem;          /* static; why the raw path was refused */
+	bool http10;                       /* HTTP/1.0: Host is optional */
 	char *body;
 	size_t body_len;
 	bool body_too_large;
@@ -81,6 +84,7 @@ struct http_server {
 	struct oh_http_req *open;
 	struct conn_clock *clocks;         /* every connection, for the deadline */
 	struct event *ev_deadline;
+	struct http_host_rules host_rules;
 	int port;
 };
 

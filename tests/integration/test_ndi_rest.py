@@ -385,7 +385,7 @@ def test_wait_client_leaving_is_harmless(host, device, mqtt):
     mark = device.client.mark()
     body = json.dumps({"device_id": device.id, "source": "CAM-1", "req_id": "gone-1"}).encode()
     s = socket.create_connection(("127.0.0.1", host.http_port))
-    s.sendall(b"POST /api/ndi/send?wait=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+    s.sendall(b"POST /api/ndi/send?wait=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     assert device.next_cmd(since=mark)["req_id"] == "gone-1"
     s.close()
@@ -404,7 +404,7 @@ def test_wait_client_leaving_is_harmless(host, device, mqtt):
 def test_wait_client_leaving_then_timeout(host, device):
     body = json.dumps({"device_id": device.id, "source": "CAM-1"}).encode()
     s = socket.create_connection(("127.0.0.1", host.http_port))
-    s.sendall(b"POST /api/ndi/send?wait=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+    s.sendall(b"POST /api/ndi/send?wait=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     device.next_cmd()
     s.close()
