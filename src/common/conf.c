@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "mqtt_link.h"
@@ -229,13 +230,26 @@ int conf_check_common(const char *source, const char *topic_root, const char *lo
 
 /* ---- the broker connection ---------------------------------------------------- */
 
-int conf_mqtt_init(struct conf_mqtt *m, const char *client_id)
+int conf_mqtt_init(struct conf_mqtt *m, const char *client_id_base)
 {
 	memset(m, 0, sizeof *m);
 	m->port = 1883;
 	m->keepalive_s = 30;
-	if(conf_set_str(&m->host, "127.0.0.1") || conf_set_str(&m->client_id, client_id))
+	if(conf_set_str(&m->host, "127.0.0.1"))
 		return -1;
+	if(!client_id_base)
+		return 0;
+	/* The broker lets one session hold a client id: a fixed default would
+	 * make the hosts of two machines on one broker throw each other out
+	 * forever.  The machine's name keeps the default unique and stable. */
+	char name[256];
+	if(gethostname(name, sizeof name))
+		snprintf(name, sizeof name, "unknown");
+	name[sizeof name - 1] = '\0';
+	size_t n = strlen(client_id_base) + 1 + strlen(name) + 1;
+	if(!(m->client_id = malloc(n)))
+		return -1;
+	snprintf(m->client_id, n, "%s-%s", client_id_base, name);
 	return 0;
 }
 

@@ -93,8 +93,10 @@ struct conf_mqtt {
 
 #define CONF_MQTT_NFIELDS 15
 
-/* Defaults: 127.0.0.1:1883, keepalive 30 s, client_id (copied; may be NULL). */
-int conf_mqtt_init(struct conf_mqtt *m, const char *client_id);
+/* Defaults: 127.0.0.1:1883, keepalive 30 s, client id "{client_id_base}-{hostname}"
+ * (unique per machine), or none when client_id_base is NULL (the caller
+ * picks one later).  client_id_base is borrowed. */
+int conf_mqtt_init(struct conf_mqtt *m, const char *client_id_base);
 /* Appends the "mqtt" entries (CONF_MQTT_NFIELDS of them) at table[*n]. */
 void conf_mqtt_fields(struct conf_mqtt *m, struct conf_field *table, size_t *n);
 /* Reads mqtt.password_file, then applies OH_MQTT_HOST, OH_MQTT_PORT,

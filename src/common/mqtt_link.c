@@ -18,7 +18,14 @@
  * - a broker that never answers (or closes the socket mid-handshake) is cut
  *   off after CONNECT_TIMEOUT_S, so the link always gets back to retrying;
  * - a failure is logged when it starts, when its reason changes and every
- *   REPORT_EVERY attempts after that, not on every retry.
+ *   REPORT_EVERY attempts after that, not on every retry;
+ * - a client id used by someone else looks like an unreliable network: the
+ *   broker accepts us, then drops us without a word as soon as the other
+ *   client connects again (MQTT lets the newest session take the id over),
+ *   and each side reconnects and throws the other out.  TAKEOVER_DROPS
+ *   connections in a row that each end within SHORT_CONNECTION_S of their
+ *   CONNACK are reported once, naming the client id; a connection that
+ *   lasts, or an attempt that fails, ends the streak.
  */
 #include "mqtt_link.h"
 
@@ -51,6 +58,10 @@
 #define CONNECT_TIMEOUT_S 15
 /* An unchanged failure is logged again every this many attempts. */
 #define REPORT_EVERY 10
+/* A client id taken over: this many connections in a row, each dropped
+ * within this many seconds of its CONNACK. */
+#define TAKEOVER_DROPS 3
+#define SHORT_CONNECTION_S 5
 
 struct mqtt_link {
 	struct event_base *base;
@@ -62,6 +73,7 @@ struct mqtt_link {
 	int port;
 	int keepalive_s;
 	char *log_prefix;
+	char *client_id;             /* NULL: libmosquitto made one up */
 
 	struct event *ev_read;
 	struct event *ev_write;
@@ -84,6 +96,9 @@ struct mqtt_link {
 	unsigned long unacked;       /* publishes not yet sent (QoS 0) or acked (QoS 1+) */
 	unsigned long failures;      /* failed attempts since the last success */
 	struct timespec attempt_at;  /* when the current socket was opened */
+	struct timespec connected_at;  /* when CONNACK accepted the current one */
+	unsigned short_drops;        /* connections in a row lost soon after CONNACK */
+	bool takeover_reported;      /* said so for this streak */
 	char last_error[256];
 	char reported[256];          /* the failure last logged at warn level */
 	char lib_error[200];         /* libmosquitto's first error line of this attempt */
@@ -114,6 +129,7 @@ static void drop_socket_events(struct mqtt_link *link)
 static void report_failure(struct mqtt_link *link)
 {
 	link->failures++;
+	link->short_drops = 0;       /* the broker itself is in trouble, not the id */
 	if(strcmp(link->reported, link->last_error) || link->failures % REPORT_EVERY == 0) {
 		log_warn(link->log_prefix, "cannot connect to %s:%d: %s; retrying (attempt %lu)",
 				link->host, link->port, link->last_error, link->failures);
@@ -152,6 +168,27 @@ static const char *rc_text(struct mqtt_link *link, int rc, char *buf, size_t len
 	return buf;
 }
 
+/* A connection just ended: if it was a short one, and the last few were
+ * too, someone else is most likely connecting with our client id. */
+static void count_short_drop(struct mqtt_link *link)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if(now.tv_sec - link->connected_at.tv_sec >= SHORT_CONNECTION_S) {
+		link->short_drops = 0;
+		link->takeover_reported = false;
+		return;
+	}
+	if(++link->short_drops < TAKEOVER_DROPS || link->takeover_reported)
+		return;
+	link->takeover_reported = true;
+	if(link->client_id)
+		log_warn(link->log_prefix, "the broker keeps dropping us right after connecting: another"
+				" client is probably using the client id \"%s\"", link->client_id);
+	else
+		log_warn(link->log_prefix, "the broker keeps dropping us right after connecting");
+}
+
 /* The connection is gone (or never came): tell the owner once, retry later. */
 static void link_lost(struct mqtt_link *link, const char *reason)
 {
@@ -165,6 +202,8 @@ static void link_lost(struct mqtt_link *link, const char *reason)
 	if(was_connected) {
 		log_warn(link->log_prefix, "connection to %s:%d lost: %s", link->host,
 				link->port, link->last_error);
+		if(!link->stopping)
+			count_short_drop(link);
 		if(link->cb.on_disconnect)
 			link->cb.on_disconnect(link, link->last_error, link->ud);
 	}
@@ -417,6 +456,7 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 	}
 	link->connected = true;
 	link->refused = false;
+	clock_gettime(CLOCK_MONOTONIC, &link->connected_at);
 	link->backoff_ms = BACKOFF_MIN_MS;
 	link->last_error[0] = '\0';
 	link->reported[0] = '\0';
@@ -477,8 +517,10 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 		lib_ready = true;
 	}
 	struct mqtt_link *link = calloc(1, sizeof *link);
-	if(!link)
+	if(!link) {
+		log_error(o->log_prefix ? o->log_prefix : "mqtt", "out of memory");
 		return NULL;
+	}
 	link->base = base;
 	link->cb = *cb;
 	link->ud = ud;
@@ -491,10 +533,16 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->port = o->port ? o->port : 1883;
 	link->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : 30;
 	link->log_prefix = strdup(o->log_prefix ? o->log_prefix : "mqtt");
+	link->client_id = o->client_id ? strdup(o->client_id) : NULL;
 	link->backoff_ms = BACKOFF_MIN_MS;
 	link->mosq = mosquitto_new(o->client_id, true, link);
-	if(!link->host || !link->log_prefix || !link->mosq)
+	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
+		/* mosquitto_new() leaves errno unset for a client id it refuses. */
+		log_error(o->log_prefix ? o->log_prefix : "mqtt", "%s", link->mosq || errno == ENOMEM ?
+				"out of memory" : "cannot create the MQTT client: is the client id valid UTF-8,"
+				" at most 65535 bytes?");
 		goto fail;
+	}
 
 	mosquitto_int_option(link->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	/* A window of in-flight QoS 1 messages: large enough that a burst does
@@ -627,6 +675,7 @@ void mqtt_link_free(struct mqtt_link *link)
 		mosquitto_destroy(link->mosq);
 	free(link->host);
 	free(link->log_prefix);
+	free(link->client_id);
 	free(link);
 }
 

@@ -52,8 +52,8 @@ struct mqtt_link_callbacks {
 	void (*on_published)(struct mqtt_link *link, int mid, void *ud);
 };
 
-/* Returns NULL on bad options (logged) or out of memory.  Strings in opts
- * are copied.  Nothing happens until mqtt_link_start(). */
+/* Returns NULL on bad options or out of memory, having logged which.
+ * Strings in opts are copied.  Nothing happens until mqtt_link_start(). */
 struct mqtt_link *mqtt_link_new(struct event_base *base,
 		const struct mqtt_link_opts *opts,
 		const struct mqtt_link_callbacks *cb, void *ud);

@@ -1,8 +1,12 @@
 /*
  * orchestrator-host: the daemon's entry point.  Reads the configuration,
- * wires the core pieces onto one libevent loop, loads the plugins, and runs
- * until SIGINT or SIGTERM, when it publishes a final snapshot and leaves
- * cleanly.
+ * locks the state directory, wires the core pieces onto one libevent loop,
+ * loads the plugins, and runs until SIGINT or SIGTERM, when it publishes a
+ * final snapshot and leaves cleanly.
+ *
+ * A start-up that fails says why in one line, from the piece that knows
+ * (the store names its file, HTTP its address), and exits non-zero; no
+ * generic "startup failed" follows it to bury the reason.
  */
 #include "plugin_ctx.h"
 
@@ -19,6 +23,7 @@
 #include "log.h"
 #include "mqtt_link.h"
 #include "scheduler.h"
+#include "state_lock.h"
 #include "store.h"
 #include "timeutil.h"
 
@@ -69,16 +74,26 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(h->base);
 }
 
+/* For the steps whose callee fails without saying why. */
+static int failed(int rc, const char *what)
+{
+	if(rc)
+		log_error("host", "startup failed: %s: %s", what, oh_strerror(rc));
+	return rc;
+}
+
+/* Every failure is logged once, here or by the callee (see the top). */
 static int host_start(struct host *h)
 {
 	char err[512];
 	struct event_config *ec = event_config_new();
 	/* Scheduled jobs want millisecond timers, not the coarse clock. */
-	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
-	h->base = event_base_new_with_config(ec);
+	if(ec)
+		event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	h->base = ec ? event_base_new_with_config(ec) : NULL;
 	event_config_free(ec);
 	if(!h->base)
-		return OH_ERR_NOMEM;
+		return failed(OH_ERR_NOMEM, "event loop");
 	h->started_mono = time_now_mono();
 
 	h->store = store_open(h->cfg.state_dir, err, sizeof err);
@@ -91,7 +106,7 @@ static int host_start(struct host *h)
 	h->leases = leases_new(h);
 	h->http = http_server_new(h);
 	if(!h->dispatch || !h->registry || !h->leases || !h->http)
-		return OH_ERR_NOMEM;
+		return failed(OH_ERR_NOMEM, "core");
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
 
 	struct mqtt_tls_opts tls;
@@ -99,27 +114,25 @@ static int host_start(struct host *h)
 	conf_mqtt_link_opts(&h->cfg.mqtt, &mo, &tls);
 	mo.log_prefix = "mqtt";
 	struct mqtt_link_callbacks cb = {on_connect, on_disconnect, on_message, on_published};
-	h->link = mqtt_link_new(h->base, &mo, &cb, h);
+	h->link = mqtt_link_new(h->base, &mo, &cb, h);   /* logs why */
 	if(!h->link)
 		return OH_ERR_INVAL;
 
-	int rc = http_server_start(h->http);
+	int rc = http_server_start(h->http);   /* logs why */
 	if(rc)
 		return rc;
-	rc = api_core_register(h);
-	if(!rc)
-		rc = registry_start(h->registry);
-	if(!rc)
-		rc = scheduler_init(h);
-	if(!rc)
-		rc = plugins_load_all(h);
-	if(!rc)
-		rc = leases_load(h->leases);
+	if(failed(api_core_register(h), "REST routes") ||
+			failed(registry_start(h->registry), "registry") ||
+			failed(scheduler_init(h), "scheduler") ||
+			failed(plugins_load_all(h), "plugins"))
+		return OH_ERR_INVAL;
+	/* The store names the file and what SQLite said. */
+	rc = leases_load(h->leases);
 	if(!rc)
 		rc = scheduler_load(h->scheduler);
 	if(rc)
 		return rc;
-	return mqtt_link_start(h->link);
+	return failed(mqtt_link_start(h->link), "mqtt");
 }
 
 static void host_stop(struct host *h)
@@ -216,13 +229,23 @@ int main(int argc, char **argv)
 	 * (measured: 100,000 devices took 552 MB RSS instead of 350). */
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
-	log_info("host", "orchestrator-host %s starting (config: %s, broker %s:%d, state in %s)",
-			OH_VERSION, h->cfg.source, h->cfg.mqtt.host, h->cfg.mqtt.port, h->cfg.state_dir);
+	log_info("host", "orchestrator-host %s starting (config: %s, broker %s:%d, client id %s,"
+			" state in %s)", OH_VERSION, h->cfg.source, h->cfg.mqtt.host, h->cfg.mqtt.port,
+			h->cfg.mqtt.client_id ? h->cfg.mqtt.client_id : "(random)", h->cfg.state_dir);
+	/* Before anything reads the state or shows itself on the broker: a
+	 * second host on this directory leaves without a trace.  Held until
+	 * the very end (returned by state_lock_take, released here). */
+	struct state_lock *lock = state_lock_take(h->cfg.state_dir, err, sizeof err);
+	if(!lock) {
+		log_error("host", "%s", err);
+		config_free(&h->cfg);
+		return 1;
+	}
 	auth_log_startup(&h->cfg);
 	int rc = host_start(h);
 	if(rc) {
-		log_error("host", "startup failed: %s", oh_strerror(rc));
 		host_stop(h);
+		state_lock_release(lock);
 		return 1;
 	}
 	struct event *ev_int = evsignal_new(h->base, SIGINT, on_signal, h);
@@ -235,6 +258,7 @@ int main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_term);
 	host_stop(h);
+	state_lock_release(lock);
 	log_info("host", "stopped");
 	return 0;
 }

@@ -1,20 +1,21 @@
 /*
  * The SQLite store: one file, {state_dir}/state.db, in WAL mode with full
  * synchronous commits, so a lease acknowledged to a client survives kill -9
- * and power loss alike.  Statements are prepared once.
+ * and power loss alike.  Statements are prepared once.  Every failure names
+ * the file and says what SQLite said, since "database disk image is
+ * malformed" alone does not tell an operator which file to restore.
  */
 #include "store.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "log.h"
 #include "oh/defs.h"
+#include "state_lock.h"
 
 enum stmt_id {
 	LEASE_PUT, LEASE_DEL, LEASE_ALL,
@@ -34,40 +35,43 @@ static const char *const stmt_sql[N_STMTS] = {
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[N_STMTS];
+	char *path;               /* {state_dir}/state.db, for messages */
 	int txn_depth;            /* store_begin() nesting */
 	bool relaxed;             /* the open transaction commits without fsync */
 };
 
-static int mkdir_p(const char *dir)
+/* What to do about it, for the errors an operator can act on. */
+static const char *hint(sqlite3 *db)
 {
-	char path[4096];
-	snprintf(path, sizeof path, "%s", dir);
-	for(char *p = path + 1; *p; p++) {
-		if(*p != '/')
-			continue;
-		*p = '\0';
-		if(mkdir(path, 0750) && errno != EEXIST)
-			return -1;
-		*p = '/';
+	switch(db ? sqlite3_errcode(db) : SQLITE_OK) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return " (restore it from a backup, or move it away to start with no leases and jobs)";
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PERM:
+		return " (check the permissions of the file and its directory)";
+	default:
+		return "";
 	}
-	if(mkdir(path, 0750) && errno != EEXIST)
-		return -1;
-	return 0;
 }
 
 struct store *store_open(const char *dir, char *err, size_t errlen)
 {
-	if(mkdir_p(dir)) {
-		snprintf(err, errlen, "state_dir: cannot create %s: %s", dir, strerror(errno));
+	if(state_dir_create(dir, err, errlen))
+		return NULL;
+	struct store *s = calloc(1, sizeof *s);
+	size_t n = strlen(dir) + sizeof "/state.db";
+	if(!s || !(s->path = malloc(n))) {
+		snprintf(err, errlen, "state_dir: out of memory");
+		free(s);
 		return NULL;
 	}
-	struct store *s = calloc(1, sizeof *s);
-	if(!s)
-		return NULL;
-	char path[4096];
-	snprintf(path, sizeof path, "%s/state.db", dir);
+	snprintf(s->path, n, "%s/state.db", dir);
+	const char *path = s->path;
 	if(sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "state_dir: cannot open %s: %s", path, sqlite3_errmsg(s->db));
+		snprintf(err, errlen, "state_dir: cannot open %s: %s%s", path, sqlite3_errmsg(s->db),
+				hint(s->db));
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, 2000);
@@ -84,13 +88,15 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		"INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
 	char *msg = NULL;
 	if(sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, errlen, "state_dir: %s: %s", path, msg ? msg : "schema failed");
+		snprintf(err, errlen, "state_dir: cannot open %s: %s%s", path,
+				msg ? msg : sqlite3_errmsg(s->db), hint(s->db));
 		sqlite3_free(msg);
 		goto fail;
 	}
 	for(int i = 0; i < N_STMTS; i++) {
 		if(sqlite3_prepare_v2(s->db, stmt_sql[i], -1, &s->stmts[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "state_dir: %s: %s", path, sqlite3_errmsg(s->db));
+			snprintf(err, errlen, "state_dir: cannot open %s: %s%s", path,
+					sqlite3_errmsg(s->db), hint(s->db));
 			goto fail;
 		}
 	}
@@ -108,6 +114,7 @@ void store_close(struct store *s)
 	for(int i = 0; i < N_STMTS; i++)
 		sqlite3_finalize(s->stmts[i]);
 	sqlite3_close(s->db);
+	free(s->path);
 	free(s);
 }
 
@@ -118,7 +125,7 @@ static int step_done(struct store *s, sqlite3_stmt *st)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if(rc != SQLITE_DONE) {
-		log_error("store", "write failed: %s", sqlite3_errmsg(s->db));
+		log_error("store", "%s: write failed: %s%s", s->path, sqlite3_errmsg(s->db), hint(s->db));
 		return OH_ERR_IO;
 	}
 	return OH_OK;
@@ -140,6 +147,16 @@ int store_lease_delete(struct store *s, const char *key)
 	return step_done(s, st);
 }
 
+/* Ends a read of every row; rc is the last sqlite3_step() result. */
+static int load_done(struct store *s, sqlite3_stmt *st, int rc, const char *what)
+{
+	if(rc != SQLITE_DONE)
+		log_error("store", "%s: cannot read the %s: %s%s", s->path, what, sqlite3_errmsg(s->db),
+				hint(s->db));
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+}
+
 int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, void *), void *ud)
 {
 	sqlite3_stmt *st = s->stmts[LEASE_ALL];
@@ -153,8 +170,7 @@ int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, voi
 		if(l.key && l.holder)
 			fn(&l, ud);
 	}
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+	return load_done(s, st, rc, "leases");
 }
 
 int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc)
@@ -192,8 +208,7 @@ int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_
 			log_warn("store", "skipping unreadable job %s", id ? id : "?");
 		json_decref(doc);
 	}
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+	return load_done(s, st, rc, "jobs");
 }
 
 int store_begin(struct store *s)
@@ -202,7 +217,7 @@ int store_begin(struct store *s)
 		return OH_OK;
 	char *msg = NULL;
 	if(sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("store", "begin failed: %s", msg ? msg : sqlite3_errmsg(s->db));
+		log_error("store", "%s: begin failed: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);
 		s->txn_depth--;
 		return OH_ERR_IO;
@@ -229,7 +244,8 @@ int store_commit(struct store *s)
 	char *msg = NULL;
 	int rc = OH_OK;
 	if(sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("store", "commit failed: %s", msg ? msg : sqlite3_errmsg(s->db));
+		log_error("store", "%s: commit failed: %s%s", s->path, msg ? msg : sqlite3_errmsg(s->db),
+				hint(s->db));
 		sqlite3_free(msg);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		rc = OH_ERR_IO;
