@@ -2,8 +2,10 @@
  * The live device registry.
  *
  * Devices announce themselves with retained meta and status messages; each
- * JSON object is merged key by key into the device's document (later wins).
- * The registry is republished as one retained snapshot and served over HTTP.
+ * JSON object is merged key by key into the device's document (later wins),
+ * except that a field the protocol gives a type (known_fields[]) must have
+ * it.  The registry is republished as one retained snapshot and served over
+ * HTTP.
  *
  * The snapshot is what makes or breaks throughput: a naive host serialises
  * every device on every update.  Here each device caches its own serialised
@@ -20,6 +22,7 @@
 #include <time.h>
 
 #include "ident.h"
+#include "json_fields.h"
 #include "log.h"
 #include "shared_buf.h"
 #include "strmap.h"
@@ -135,7 +138,68 @@ void registry_mark_dirty(struct registry *r)
 
 /* ---- input ------------------------------------------------------------------ */
 
-static void complain(struct registry *r, const char *id, const char *topic, const char *why)
+/*
+ * The fields docs/protocol.md gives a type ("Registry input"), from the
+ * device-agent spec, what src/device/agent.c publishes and what the web UI
+ * reads.  Meta and status
+ * merge into one document, so one table serves both: a status cannot turn
+ * `modules` into a number either.  A field of the wrong type is left out of
+ * the merge and the rest of the message still merges, so that consumers (the
+ * NDI plugin, the web UI, apps reading the snapshot) can rely on these types
+ * instead of each defending itself.  Fields not listed are the device's own
+ * and merge as they come.  device_id is not here: a payload naming another
+ * device is refused whole.  last_seen and stale are the host's, rewritten on
+ * every build of the fragment.
+ */
+static const struct jfield known_fields[] = {
+	{"modules", JF_STRING_ARRAY, false},
+	{"capabilities", JF_OBJECT_OF_OBJECTS, false},
+	{"labels", JF_STRING_ARRAY, false},
+	{"feature", JF_STRING_NULL, false},
+	{"version", JF_STRING, false},
+	{"ts", JF_STRING, false},
+	{"online", JF_BOOL, false},
+	/* Not sent by the deployed agents, but the web UI shows them. */
+	{"name", JF_STRING, false},
+	{"hostname", JF_STRING, false},
+	{NULL, JF_ANY, false},
+};
+
+static const struct jfield *known_field(const char *key)
+{
+	for(const struct jfield *f = known_fields; f->key; f++) {
+		if(!strcmp(f->key, key))
+			return f;
+	}
+	return NULL;
+}
+
+/* Merges obj (borrowed) into doc key by key, later wins, leaving out known
+ * fields of the wrong type.  Those are named in why ("" when there were
+ * none); returns whether any was. */
+static bool merge_typed(json_t *doc, const json_t *obj, char *why, size_t len)
+{
+	size_t used = 0;
+	const char *key;
+	json_t *v;
+	why[0] = '\0';
+	json_object_foreach((json_t *)obj, key, v) {
+		const struct jfield *f = known_field(key);
+		if(f && !jf_type_ok(v, f->type)) {
+			if(used < len) {
+				int n = snprintf(why + used, len - used, "%s%s: expected %s",
+						used ? "; " : "", key, jf_type_name(f->type));
+				used += n > 0 ? (size_t)n : 0;
+			}
+			continue;
+		}
+		json_object_set(doc, key, v);
+	}
+	return why[0] != '\0';
+}
+
+static void complain(struct registry *r, const char *id, const char *topic, const char *what,
+		const char *why)
 {
 	r->host->stats.bad_payloads++;
 	/* A known device has its own minute; every other id shares one, so
@@ -146,7 +210,7 @@ static void complain(struct registry *r, const char *id, const char *topic, cons
 	if(*last > 0 && now - *last < BAD_LOG_INTERVAL_S)
 		return;
 	*last = now;
-	log_warn("registry", "ignored message on %s: %s", topic, why);
+	log_warn("registry", "ignored %s on %s: %s", what, topic, why);
 }
 
 static struct device *device_get_or_add(struct registry *r, const char *id)
@@ -196,7 +260,7 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	if(!is_meta && strcmp(kind, "status"))
 		return;
 	if(!ident_device_id_valid(id_start, id_len)) {
-		complain(r, NULL, topic, "device id must be 1-64 of [A-Za-z0-9._-]");
+		complain(r, NULL, topic, "message", "device id must be " IDENT_DEVICE_ID_RULE);
 		return;
 	}
 	char id[65];
@@ -210,12 +274,12 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		return;
 	}
 	if(!msg->json || !json_is_object(msg->json)) {
-		complain(r, id, topic, msg->error ? msg->error : "payload is not a JSON object");
+		complain(r, id, topic, "message", msg->error ? msg->error : "payload is not a JSON object");
 		return;
 	}
 	const json_t *claimed = json_object_get(msg->json, "device_id");
 	if(claimed && (!json_is_string(claimed) || strcmp(json_string_value(claimed), id))) {
-		complain(r, id, topic, "payload device_id disagrees with the topic");
+		complain(r, id, topic, "message", "payload device_id disagrees with the topic");
 		return;
 	}
 
@@ -224,7 +288,10 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		log_error("registry", "out of memory adding device %s", id);
 		return;
 	}
-	json_object_update(d->doc, (json_t *)msg->json);
+	char why[256];
+	/* After the device exists, so that the complaint spends its own budget. */
+	if(merge_typed(d->doc, msg->json, why, sizeof why))
+		complain(r, id, topic, "fields", why);
 	const json_t *online = json_object_get(msg->json, "online");
 	if(!is_meta && json_is_boolean(online))
 		d->online = json_is_true(online) ? 1 : 0;

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "json_fields.h"
+
 /* "YYYY-MM-DDTHH:MM:SSZ" plus NUL. */
 #define DEV_TS_LEN 21
 /* "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" plus NUL. */
@@ -30,37 +32,5 @@ char *dev_uuid4(char *buf);
 /* A JSON string of s (borrowed); bytes that are not valid UTF-8 (a message
  * cut by snprintf mid-character) become '?'.  NULL only when out of memory. */
 json_t *dev_json_text(const char *s);
-
-/* Types a field may have; the _NULL variants also accept JSON null. */
-enum jf_type {
-	JF_ANY,
-	JF_STRING,          /* any string */
-	JF_STRING_NE,       /* a non-empty string */
-	JF_STRING_NULL,
-	JF_INT,
-	JF_NUMBER,
-	JF_BOOL,
-	JF_OBJECT,
-	JF_OBJECT_NULL,
-	JF_STRING_ARRAY,    /* an array whose items are all strings */
-};
-
-struct jfield {
-	const char *key;
-	enum jf_type type;
-	bool required;
-};
-
-/*
- * Checks obj (borrowed) against table (borrowed, ended by a NULL key): every
- * required key present, every present key of its declared type, and, unless
- * allow_unknown, no key outside the table.  On failure writes one line to
- * err naming `prefix`.key (prefix may be "" or e.g. "mqtt") and returns -1.
- */
-int jcheck_object(const json_t *obj, const struct jfield *table, bool allow_unknown,
-		const char *prefix, char *err, size_t errlen);
-
-/* A short English name for a field type ("a string", ...). */
-const char *jf_type_name(enum jf_type t);
 
 #endif

@@ -431,3 +431,133 @@ def test_coalescing_burst(make_host, reg):
     assert final(snaps[-1])
     st, body = host.get("/api/registry")
     assert final({"payload": body})
+
+
+# ------------------------------------------------------- typed known fields
+
+
+def test_known_fields_of_the_wrong_type_are_dropped(host, reg):
+    dev = "typed-1"
+    good = meta(dev)
+    reg.publish(meta_topic(dev), good, retain=True)
+    reg.publish(status_topic(dev), status(dev), retain=True)
+    reg.wait_for(REGISTRY, device_is(dev, online=True))
+
+    # The examples: the known fields are dropped, the rest merges.
+    reg.publish(meta_topic(dev), {"modules": "ndi", "labels": 5, "capabilities": [],
+                                  "version": "v2", "marker": 1})
+    reg.publish(status_topic(dev), {"online": "yes", "ts": 5, "marker": 2})
+    m = reg.wait_for(REGISTRY, device_is(dev, marker=2))
+    d = devices_of(m)[dev]
+    assert d["version"] == "v2", d
+    expect = {"modules": good["modules"], "labels": good["labels"],
+              "capabilities": good["capabilities"], "online": True,
+              "ts": "2026-11-28T10:00:00Z"}
+    assert {k: d.get(k) for k in expect} == expect, d
+    for s in reg.messages(REGISTRY):
+        sd = devices_of(s).get(dev, {})
+        assert sd.get("modules") in (None, ["ndi"]) and sd.get("online") in (None, True), sd
+    st, body = host.get("/api/devices/" + dev)
+    assert st == 200 and {k: body.get(k) for k in expect} == expect, (st, body)
+    st, body = host.get("/api/registry")
+    assert {k: body["devices"][dev].get(k) for k in expect} == expect, body
+
+    # A device whose first word is all wrong is known, with nothing typed in it.
+    reg.publish(meta_topic("typed-2"), {"modules": 5, "online": "yes", "marker": 3})
+    m = reg.wait_for(REGISTRY, device_is("typed-2", marker=3))
+    d = devices_of(m)["typed-2"]
+    assert "modules" not in d and d["online"] is None, d
+
+    # Logged, naming the fields, at most once a minute per device.
+    complaints = [l for l in host.log().splitlines()
+                  if "ignored" in l and "/device/%s/" % dev in l]
+    assert len(complaints) == 1, complaints
+    for field in ("modules", "labels", "capabilities"):
+        assert field in complaints[0], complaints
+
+
+def test_the_device_agents_own_meta_and_status_pass(host, reg):
+    # The shapes src/device/agent.c publishes, null feature included.
+    dev = "agent-shaped"
+    reg.publish(meta_topic(dev), {"device_id": dev, "modules": ["ndi"],
+                                  "capabilities": {"ndi": {}}, "labels": [],
+                                  "feature": None, "version": "0.1.0",
+                                  "ts": "2026-11-28T10:00:00Z"}, retain=True)
+    reg.publish(status_topic(dev), status(dev), retain=True)
+    reg.wait_for(REGISTRY, device_is(dev, online=True, modules=["ndi"], labels=[],
+                                     capabilities={"ndi": {}}, feature=None, version="0.1.0"))
+    assert not [l for l in host.log().splitlines() if "/device/%s/" % dev in l]
+
+
+# ------------------------------------------------------- "." and ".." ids
+
+
+def test_dot_device_ids_never_enter_the_registry(host, reg):
+    for bad in (".", ".."):
+        reg.publish(meta_topic(bad), meta(bad), retain=True)
+        reg.publish(status_topic(bad), {"online": True, "ts": "2026-11-28T10:00:00Z"})
+    # Only those two: dots are fine inside an id and in longer ones.
+    for dev in ("...", ".a", "a.."):
+        reg.publish(meta_topic(dev), {"ok": True})
+    m = reg.wait_for(REGISTRY, lambda m: all(devices_of(m).get(d, {}).get("ok")
+                                              for d in ("...", ".a", "a..")))
+    for s in reg.messages(REGISTRY):
+        assert "." not in devices_of(s) and ".." not in devices_of(s), sorted(devices_of(s))
+    st, body = host.get("/api/registry")
+    assert set(body["devices"]) == {"...", ".a", "a.."}, sorted(body["devices"])
+    st, _ = host.get("/api/devices/...")
+    assert st == 200
+
+
+def _ndi_host(make_host):
+    h = make_host({"plugins": [{"module": "ndi", "path": "builtin:ndi",
+                                "settings": {"ack_timeout_s": 1}}]})
+    h.wait_connected()
+    return h
+
+
+def test_commands_to_dot_device_ids_are_refused(make_host, mqtt):
+    host = _ndi_host(make_host)
+    cmd, evt = ROOT + "/orchestrator/ndi/cmd", ROOT + "/orchestrator/ndi/evt"
+    mqtt.subscribe(evt)
+    mqtt.subscribe(ROOT + "/device/#")
+
+    def ack(req_id, action, params, timeout=5):
+        mark = mqtt.mark()
+        mqtt.publish(cmd, {"req_id": req_id, "actor": "app", "action": action, "params": params})
+        return mqtt.wait_for(evt, lambda m: m["payload"]["req_id"] == req_id,
+                             timeout=timeout, since=mark)["payload"]
+
+    # The plugin subscribes a moment after /healthz says connected.
+    wait_until(lambda: _try(lambda: ack("probe-%f" % time.monotonic(), "release",
+                                        {"device_id": "probe"}, timeout=0.5)),
+               timeout=10, msg="the ndi plugin to answer")
+
+    for i, bad in enumerate((".", "..")):
+        for action, params in (("stop", {}), ("start", {"source": "CAM-1"}),
+                               ("reserve", {"lease_s": 5})):
+            a = ack("dot-%d-%s" % (i, action), action, dict(params, device_id=bad))
+            assert a["code"] == "BAD_REQUEST" and a["ok"] is False, a
+            assert "device_id" in a["error"], a
+        st, body = host.post("/api/ndi/send", {"device_id": bad, "action": "stop"})
+        assert st == 400 and body["error"]["code"] == "BAD_REQUEST", (st, body)
+        a = ack("dot-%d-schedule" % i, "schedule", {
+            "at": "2099-01-01T00:00:00Z", "commands": [{"device_id": bad, "action": "stop"}]})
+        assert a["code"] == "BAD_REQUEST" and "device_id" in a["error"], a
+
+    # A good command after them is relayed; the host publishes in order, so
+    # once it shows nothing can still be on its way to a dot topic.
+    a = ack("after-dots", "stop", {"device_id": "rpi-01"})
+    assert a["code"] == "DISPATCHED", a
+    mqtt.wait_for(ROOT + "/device/rpi-01/ndi/cmd", lambda m: m["payload"]["req_id"] == "after-dots")
+    dots = [m["topic"] for m in mqtt.messages(ROOT + "/device/#")
+            if m["topic"].split("/")[3] in (".", "..")]
+    assert not dots, dots
+
+
+def _try(fn):
+    try:
+        fn()
+        return True
+    except AssertionError:
+        return False

@@ -2,7 +2,9 @@
  * Unit tests of the registry merge, driven through the real dispatcher with
  * a host whose broker link is never started: meta and status merging, the
  * topic's device id being authoritative, removal by empty meta, bad input
- * ignored without harm, staleness, and the snapshot document.
+ * ignored without harm, known fields of the wrong type dropped from the
+ * merge, the device id rule ("." and ".." refused), staleness, and the
+ * snapshot document.
  */
 #include <event2/event.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "check.h"
 #include "core.h"
+#include "ident.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
 
@@ -190,6 +193,149 @@ static void test_stale(void)
 	CHECK(!od.stale);
 }
 
+static const char *str_of(const char *id, const char *key)
+{
+	return json_string_value(json_object_get(device(id), key));
+}
+
+/* Known fields of the wrong type are dropped one by one; the rest of the
+ * same message is still merged, and the message counts as bad input. */
+static void test_field_types(void)
+{
+	deliver("/lab/device/typed-1/meta",
+			"{\"device_id\":\"typed-1\",\"modules\":[\"ndi\"],\"labels\":[\"a\"],"
+			"\"capabilities\":{\"ndi\":{\"start_cmd_template\":\"x\"}},\"feature\":null,"
+			"\"version\":\"1\",\"ts\":\"2026-11-28T10:00:00Z\"}");
+	deliver("/lab/device/typed-1/status", "{\"online\":true,\"ts\":\"2026-11-28T10:00:01Z\"}");
+	uint64_t bad = h.stats.bad_payloads;
+
+	/* The issue's example: nothing typed is replaced, version still is. */
+	deliver("/lab/device/typed-1/meta",
+			"{\"modules\":\"ndi\",\"labels\":5,\"capabilities\":[],\"version\":\"2\"}");
+	json_t *d = device("typed-1");
+	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(d, "modules"), 0)), "ndi");
+	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(d, "labels"), 0)), "a");
+	CHECK(json_is_object(json_object_get(json_object_get(d, "capabilities"), "ndi")));
+	CHECK_STR_EQ(str_of("typed-1", "version"), "2");
+	CHECK_INT_EQ(h.stats.bad_payloads - bad, 1);
+
+	deliver("/lab/device/typed-1/status", "{\"online\":\"yes\",\"ts\":5,\"marker\":1}");
+	struct oh_device od;
+	registry_device(h.registry, "typed-1", &od);
+	CHECK_INT_EQ(od.online, 1);
+	CHECK(json_is_true(json_object_get(device("typed-1"), "online")));
+	CHECK_STR_EQ(str_of("typed-1", "ts"), "2026-11-28T10:00:01Z");
+	CHECK_INT_EQ(json_integer_value(json_object_get(device("typed-1"), "marker")), 1);
+	/* Not a boolean: neither "false" nor 0 takes a device offline. */
+	deliver("/lab/device/typed-1/status", "{\"online\":0}");
+	deliver("/lab/device/typed-1/status", "{\"online\":\"false\"}");
+	registry_device(h.registry, "typed-1", &od);
+	CHECK_INT_EQ(od.online, 1);
+	CHECK_INT_EQ(h.stats.bad_payloads - bad, 4);
+
+	/* Each kind of check, at its edge. */
+	static const char *wrong[] = {
+		"{\"modules\":[\"ndi\",5]}", "{\"modules\":null}", "{\"modules\":{}}",
+		"{\"labels\":[null]}", "{\"labels\":{\"a\":\"b\"}}",
+		"{\"capabilities\":{\"ndi\":\"x\"}}", "{\"capabilities\":null}",
+		"{\"feature\":5}", "{\"version\":null}", "{\"version\":1}",
+		"{\"ts\":null}", "{\"ts\":1764324000}", "{\"online\":null}",
+		"{\"online\":\"yes\"}", "{\"name\":[\"x\"]}", "{\"hostname\":5}",
+	};
+	for(size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
+		int failed = check_failed;
+		deliver("/lab/device/typed-1/meta", wrong[i]);
+		json_t *dd = device("typed-1");
+		CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(dd, "modules"), 0)), "ndi");
+		CHECK_INT_EQ(json_array_size(json_object_get(dd, "modules")), 1);
+		CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(dd, "labels"), 0)), "a");
+		CHECK(json_is_object(json_object_get(json_object_get(dd, "capabilities"), "ndi")));
+		CHECK(json_is_null(json_object_get(dd, "feature")));
+		CHECK_STR_EQ(str_of("typed-1", "version"), "2");
+		CHECK_STR_EQ(str_of("typed-1", "ts"), "2026-11-28T10:00:01Z");
+		CHECK(json_is_true(json_object_get(dd, "online")));
+		if(check_failed != failed)
+			printf("     after %s\n", wrong[i]);
+	}
+	CHECK_INT_EQ(h.stats.bad_payloads - bad, 4 + sizeof wrong / sizeof *wrong);
+
+	/* What the agent and the spec send passes, null feature included. */
+	deliver("/lab/device/typed-1/meta",
+			"{\"modules\":[],\"labels\":[],\"capabilities\":{},\"feature\":\"f\","
+			"\"version\":\"3\",\"name\":\"Studio A\",\"hostname\":\"rpi\"}");
+	d = device("typed-1");
+	CHECK_INT_EQ(json_array_size(json_object_get(d, "modules")), 0);
+	CHECK_STR_EQ(str_of("typed-1", "feature"), "f");
+	deliver("/lab/device/typed-1/meta", "{\"feature\":null}");
+	CHECK(json_is_null(json_object_get(device("typed-1"), "feature")));
+	CHECK_INT_EQ(h.stats.bad_payloads - bad, 4 + sizeof wrong / sizeof *wrong);
+	/* Unknown fields are the device's own business and merge as they come. */
+	deliver("/lab/device/typed-1/meta", "{\"extra\":{\"n\":[1,\"x\"]}}");
+	CHECK(json_is_object(json_object_get(device("typed-1"), "extra")));
+
+	/* A first message whose known fields are all wrong still announces the
+	 * device, with nothing typed in it: online stays unknown. */
+	deliver("/lab/device/typed-2/meta", "{\"modules\":5,\"online\":\"yes\",\"x\":1}");
+	CHECK_INT_EQ(registry_device(h.registry, "typed-2", &od), OH_OK);
+	CHECK_INT_EQ(od.online, -1);
+	d = device("typed-2");
+	CHECK(json_object_get(d, "modules") == NULL);
+	CHECK(json_is_null(json_object_get(d, "online")));
+	CHECK_INT_EQ(json_integer_value(json_object_get(d, "x")), 1);
+	json_t *s = snapshot();
+	json_t *sd = json_object_get(json_object_get(s, "devices"), "typed-2");
+	CHECK(sd != NULL && json_object_get(sd, "modules") == NULL);
+	CHECK(json_is_null(json_object_get(sd, "online")));
+	json_decref(s);
+}
+
+/* The one device id rule (ident.c), as the host, plugins and agent see it. */
+static void test_device_id_rule(void)
+{
+	static const char *good[] = {"a", "rpi-01", "A.b_c-9", "...", ".a", "a.", "..a", "a..",
+			"a..b", ".-", "_", "-"};
+	static const char *bad[] = {".", "..", "", "a/b", "+", "#", "a b", "caf\xc3\xa9", "a\n",
+			"../a", "./", "/.."};
+	for(size_t i = 0; i < sizeof good / sizeof *good; i++) {
+		if(!check_report(ident_device_id_valid(good[i], strlen(good[i])) &&
+				oh_device_id_valid(good[i]), __FILE__, __LINE__, "valid id"))
+			printf("     refused \"%s\"\n", good[i]);
+	}
+	for(size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		if(!check_report(!ident_device_id_valid(bad[i], strlen(bad[i])) &&
+				!oh_device_id_valid(bad[i]), __FILE__, __LINE__, "invalid id"))
+			printf("     accepted \"%s\"\n", bad[i]);
+	}
+	CHECK(!oh_device_id_valid(NULL));
+	CHECK(!ident_device_id_valid(NULL, 1));
+	/* The length bounds the id, not a NUL: a topic level is cut from a
+	 * longer string. */
+	CHECK(!ident_device_id_valid("./meta", 1));
+	CHECK(!ident_device_id_valid("../meta", 2));
+	CHECK(ident_device_id_valid(".a/meta", 2));
+	CHECK(ident_device_id_valid("...", 3));
+	char id[OH_DEVICE_ID_MAX + 2];
+	memset(id, '.', sizeof id);
+	CHECK(ident_device_id_valid(id, OH_DEVICE_ID_MAX));
+	CHECK(!ident_device_id_valid(id, OH_DEVICE_ID_MAX + 1));
+
+	/* The registry applies it to the topic level. */
+	size_t n = registry_size(h.registry);
+	uint64_t bad_before = h.stats.bad_payloads;
+	deliver("/lab/device/./meta", "{\"x\":1}");
+	deliver("/lab/device/../meta", "{\"x\":1}");
+	deliver("/lab/device/./status", "{\"online\":true}");
+	deliver("/lab/device/../status", "{\"online\":true}");
+	CHECK(device(".") == NULL);
+	CHECK(device("..") == NULL);
+	CHECK_INT_EQ(registry_size(h.registry), n);
+	CHECK_INT_EQ(h.stats.bad_payloads - bad_before, 4);
+	json_t *s = snapshot();
+	CHECK(json_object_get(json_object_get(s, "devices"), ".") == NULL);
+	CHECK(json_object_get(json_object_get(s, "devices"), "..") == NULL);
+	json_decref(s);
+}
+
 int main(void)
 {
 	setup();
@@ -198,6 +344,8 @@ int main(void)
 	test_snapshot();
 	test_remove();
 	test_stale();
+	test_field_types();
+	test_device_id_rule();
 	teardown();
 	return check_summary();
 }

@@ -130,7 +130,7 @@ static void held_by_text(char *buf, size_t len, const char *device_id, const str
 
 enum field_type {
 	FIELD_STRING,
-	FIELD_DEVICE_ID,          /* a string matching [A-Za-z0-9._-]{1,64} */
+	FIELD_DEVICE_ID,          /* 1-64 of [A-Za-z0-9._-], not "." or ".." */
 	FIELD_LEASE_S,            /* a number > 0 and <= max_lease_s */
 };
 
@@ -223,7 +223,7 @@ static const char *params_check(const struct ndi *n, const struct action *a,
 				return f->name;
 			}
 			if(!oh_device_id_valid(json_string_value(v))) {
-				*why = "must match [A-Za-z0-9._-]{1,64}";
+				*why = "must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"";
 				return f->name;
 			}
 			break;
@@ -329,7 +329,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 		return OH_ERR_INVAL;
 	}
 	if(!oh_device_id_valid(device_id)) {
-		*ack_out = bad_field(&r, "device_id", "must match [A-Za-z0-9._-]{1,64}");
+		*ack_out = bad_field(&r, "device_id", "must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"");
 		return OH_ERR_INVAL;
 	}
 	/* An app's envelope is relayed as is, so the id it carries must be the

@@ -460,7 +460,7 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 	if(!oh_device_id_valid(device_id)) {
-		oh_reply_error(req, 400, "BAD_REQUEST", "device_id: must match [A-Za-z0-9._-]{1,64}");
+		oh_reply_error(req, 400, "BAD_REQUEST", "device_id: must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"");
 		return;
 	}
 	if(oh_device_get(ctx, device_id, &dev) != OH_OK) {
@@ -563,7 +563,7 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	"\"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {" \
 	"\"type\": \"object\", \"required\": " required ", \"additionalProperties\": false," \
 	" \"properties\": {" props "}}}}}"
-#define P_DEVICE "\"device_id\": {\"type\": \"string\", \"pattern\": \"^[A-Za-z0-9._-]{1,64}$\"}"
+#define P_DEVICE "\"device_id\": {\"type\": \"string\", \"pattern\": \"^(?!\\\\.\\\\.?$)[A-Za-z0-9._-]{1,64}$\"}"
 #define P_ACTOR \
 	"\"actor\": {\"type\": \"string\", \"maxLength\": 120, \"default\": \"api\"," \
 	" \"description\": \"the requester: lease identity, and requested_by on the device's" \
