@@ -231,7 +231,9 @@ enum oh_role oh_req_role(const struct oh_http_req *req);
  * a lesser role before the handler runs.  method and path as for oh_route.
  * OH_ERR_INVAL for OH_ROLE_NONE, OH_ERR_NOT_FOUND when the route is not
  * (yet) mounted.  A handler whose rule depends on the resource (another
- * owner's job) checks oh_req_role() itself.
+ * owner's job) checks oh_req_role() itself.  Marking POST /{action} admin
+ * also makes the MQTT command `action` an admin action, which
+ * mqtt_commands.admin_actors can limit (docs/security.md).
  */
 int oh_route_require(oh_ctx *ctx, const char *method, const char *path, enum oh_role role);
 

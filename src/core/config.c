@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "http_guard.h"
 
 static void set_defaults(struct config *c)
 {
@@ -29,6 +30,7 @@ static void set_defaults(struct config *c)
 	c->snapshot_interval_ms = 200;
 	c->max_payload_bytes = 65536;
 	c->misfire_grace_s = 60;
+	c->mqtt_commands.enabled = true;
 	c->log_level = strdup("info");
 	c->log_format = strdup("text");
 }
@@ -129,6 +131,36 @@ static int load_origins(struct config *c, const json_t *arr, const char *file, c
 	return 0;
 }
 
+/* http.allowed_hosts: the names (or addresses) clients use to reach the
+ * host, beyond loopback and the bind address; checked by http_guard.c. */
+static int load_allowed_hosts(struct config *c, const json_t *arr, const char *file, char *err,
+		size_t len)
+{
+	size_t n = json_array_size(arr);
+	c->http.allowed_hosts = calloc(n ? n : 1, sizeof *c->http.allowed_hosts);
+	if(!c->http.allowed_hosts)
+		return -1;
+	for(size_t i = 0; i < n; i++) {
+		const char *h = json_string_value(json_array_get(arr, i));
+		if(!http_host_pattern_valid(h)) {
+			conf_err(err, len, "%s: http.allowed_hosts[%zu]: expected a host name or address "
+					"like \"lab-pc.example.org\", \".example.org\" (and its subdomains) or "
+					"\"*\" (no scheme, port or path)", file, i);
+			return -1;
+		}
+		if(!(c->http.allowed_hosts[c->http.n_allowed_hosts] = strdup(h)))
+			return -1;
+		c->http.n_allowed_hosts++;
+	}
+	return 0;
+}
+
+static int custom_allowed_hosts(const struct conf_field *f, const json_t *v, void *ctx,
+		const char *file, char *err, size_t len)
+{
+	return json_is_array(v) ? load_allowed_hosts(ctx, v, file, err, len) : 1;
+}
+
 static int custom_plugins(const struct conf_field *f, const json_t *v, void *ctx,
 		const char *file, char *err, size_t len)
 {
@@ -150,6 +182,41 @@ static int custom_origins(const struct conf_field *f, const json_t *v, void *ctx
 		const char *file, char *err, size_t len)
 {
 	return json_is_array(v) ? load_origins(ctx, v, file, err, len) : 1;
+}
+
+/* mqtt_commands.admin_actors: names as a command envelope's `actor` may be
+ * (1-120 characters, the rule oh_command_parse applies), each listed once.
+ * An empty array is kept: no actor may run an admin action over MQTT. */
+static int custom_admin_actors(const struct conf_field *f, const json_t *v, void *ctx,
+		const char *file, char *err, size_t len)
+{
+	struct config *c = ctx;
+	if(!json_is_array(v))
+		return 1;
+	size_t n = json_array_size(v);
+	c->mqtt_commands.admin_actors = calloc(n ? n : 1, sizeof *c->mqtt_commands.admin_actors);
+	if(!c->mqtt_commands.admin_actors)
+		return -1;
+	for(size_t i = 0; i < n; i++) {
+		const json_t *item = json_array_get(v, i);
+		if(!json_is_string(item) || json_string_length(item) < 1 || json_string_length(item) > 120) {
+			conf_err(err, len, "%s: %s[%zu]: expected an actor name (a string of 1-120 characters)",
+					file, f->key, i);
+			return -1;
+		}
+		const char *name = json_string_value(item);
+		for(size_t j = 0; j < c->mqtt_commands.n_admin_actors; j++) {
+			if(!strcmp(c->mqtt_commands.admin_actors[j], name)) {
+				conf_err(err, len, "%s: %s[%zu]: \"%s\" is listed twice", file, f->key, i, name);
+				return -1;
+			}
+		}
+		c->mqtt_commands.admin_actors[c->mqtt_commands.n_admin_actors] = strdup(name);
+		if(!c->mqtt_commands.admin_actors[c->mqtt_commands.n_admin_actors])
+			return -1;
+		c->mqtt_commands.n_admin_actors++;
+	}
+	return 0;
 }
 
 /*
@@ -207,6 +274,8 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 		{"http.allow_unauthenticated", CONF_BOOL, false, 0, 0, &c->http.allow_unauthenticated, NULL, NULL},
 		{"http.cors_origins", CONF_CUSTOM, false, 0, 0, NULL, custom_origins,
 			"an array of origins like \"https://ui.example.org\""},
+		{"http.allowed_hosts", CONF_CUSTOM, false, 0, 0, NULL, custom_allowed_hosts,
+			"an array of host names like \"lab-pc.example.org\""},
 		{"http.request_timeout_s", CONF_INT, false, 1, 3600, &c->http.request_timeout_s, NULL, NULL},
 		{"http.tls", CONF_OBJ, true, 0, 0, &c->http.tls.enabled, NULL, NULL},
 		{"http.tls.cert_file", CONF_STR, false, 0, 0, &c->http.tls.cert_file, NULL, NULL},
@@ -218,6 +287,10 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 		{"snapshot_interval_ms", CONF_INT, false, 0, 60000, &c->snapshot_interval_ms, NULL, NULL},
 		{"max_payload_bytes", CONF_LONG, false, 64, 256 << 20, &c->max_payload_bytes, NULL, NULL},
 		{"misfire_grace_s", CONF_NUM, false, 0, 86400 * 7, &c->misfire_grace_s, NULL, NULL},
+		{"mqtt_commands", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
+		{"mqtt_commands.enabled", CONF_BOOL, false, 0, 0, &c->mqtt_commands.enabled, NULL, NULL},
+		{"mqtt_commands.admin_actors", CONF_CUSTOM, true, 0, 0, NULL, custom_admin_actors,
+			"an array of actor names, or null"},
 		{"log_level", CONF_STR, false, 0, 0, &c->log_level, NULL, NULL},
 		{"log_format", CONF_STR, false, 0, 0, &c->log_format, NULL, NULL},
 		{"plugins", CONF_CUSTOM, false, 0, 0, NULL, custom_plugins, "an array of plugin objects"},
@@ -266,12 +339,18 @@ void config_free(struct config *c)
 	for(size_t i = 0; i < c->http.n_cors_origins; i++)
 		free(c->http.cors_origins[i]);
 	free(c->http.cors_origins);
+	for(size_t i = 0; i < c->http.n_allowed_hosts; i++)
+		free(c->http.allowed_hosts[i]);
+	free(c->http.allowed_hosts);
 	free(c->http.tls.cert_file);
 	free(c->http.tls.key_file);
 	free(c->http.tls.cert_pem);
 	if(c->http.tls.key_pem)
 		explicit_bzero(c->http.tls.key_pem, strlen(c->http.tls.key_pem));
 	free(c->http.tls.key_pem);
+	for(size_t i = 0; i < c->mqtt_commands.n_admin_actors; i++)
+		free(c->mqtt_commands.admin_actors[i]);
+	free(c->mqtt_commands.admin_actors);
 	free(c->topic_root);
 	free(c->state_dir);
 	free(c->timezone);

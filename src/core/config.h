@@ -33,6 +33,8 @@ struct config {
 		bool allow_unauthenticated;
 		char **cors_origins;      /* exact Origin values allowed cross-origin */
 		size_t n_cors_origins;
+		char **allowed_hosts;     /* extra Host names (http_guard.h) */
+		size_t n_allowed_hosts;
 		int request_timeout_s;    /* idle time before a connection is cut */
 		struct {
 			bool enabled;         /* "http.tls" present */
@@ -40,6 +42,14 @@ struct config {
 			char *cert_pem, *key_pem;   /* the files' contents, read at load */
 		} tls;
 	} http;
+	/* mqtt_commands: what the host does with commands on
+	 * {root}/orchestrator/{module}/cmd (command_policy.c). */
+	struct {
+		bool enabled;             /* false: every command is refused (FORBIDDEN) */
+		char **admin_actors;      /* NULL: not limited by the host; else the only
+		                           * actors that may run admin actions over MQTT */
+		size_t n_admin_actors;
+	} mqtt_commands;
 	char *topic_root;
 	char *state_dir;
 	char *timezone;

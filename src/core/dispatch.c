@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "command_policy.h"
 #include "log.h"
 #include "metrics.h"
 #include "mqtt_link.h"
@@ -42,6 +43,7 @@ struct dispatch *dispatch_new(struct host *h)
 	if(!d)
 		return NULL;
 	d->host = h;
+	command_policy_log_startup(&h->cfg);
 	d->tree = topic_tree_new();
 	if(!d->tree) {
 		free(d);
@@ -190,7 +192,8 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 		size_t len, bool retained)
 {
 	struct host *h = d->host;
-	metrics_mqtt_message(false, metrics_topic_kind(h, topic));
+	const char *kind = metrics_topic_kind(h, topic);
+	metrics_mqtt_message(false, kind);
 	struct match_list m = {.cap = 8};
 	m.items = m.small;
 	topic_tree_match(d->tree, topic, collect, &m);
@@ -218,10 +221,21 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 	}
 	msg.json = json;
 
+	/* A command passes the host's mqtt_commands policy before any plugin
+	 * acts on it (command_policy.c); a refused one was answered there.
+	 * The core's own handlers still see every message. */
+	bool to_plugins = true;
+	for(size_t i = 0; i < m.n; i++) {
+		if(m.items[i]->owner) {
+			to_plugins = command_policy_allows(h, &msg, kind);
+			break;
+		}
+	}
+
 	d->delivering++;
 	for(size_t i = 0; i < m.n; i++) {
 		struct sub *s = m.items[i];
-		if(!s->dead)
+		if(!s->dead && (to_plugins || !s->owner))
 			s->fn(s->owner, &msg, s->ud);
 	}
 	d->delivering--;

@@ -27,6 +27,10 @@ int http_plugin_path(const oh_ctx *ctx, const char *path, char *buf, size_t len)
  * otherwise); OH_ERR_NOT_FOUND, OH_ERR_INVAL for OH_ROLE_NONE. */
 int http_route_require(struct http_server *s, const char *method, const char *path,
 		enum oh_role role);
+/* The role the route `method path` (a pattern, as added) needs, or
+ * OH_ROLE_NONE when owner has no such route. */
+enum oh_role http_route_role(const struct http_server *s, const oh_ctx *owner, const char *method,
+		const char *path);
 /* The OpenAPI 3 document of every route; returned. */
 json_t *http_openapi(struct http_server *s);
 

@@ -120,6 +120,16 @@ int http_route_require(struct http_server *s, const char *method, const char *pa
 	return OH_ERR_NOT_FOUND;
 }
 
+enum oh_role http_route_role(const struct http_server *s, const oh_ctx *owner, const char *method,
+		const char *path)
+{
+	for(const struct route *r = s->routes; r; r = r->next) {
+		if(r->owner == owner && !strcmp(r->method, method) && !strcmp(r->path, path))
+			return r->role;
+	}
+	return OH_ROLE_NONE;
+}
+
 int oh_route_require(oh_ctx *ctx, const char *method, const char *path, enum oh_role role)
 {
 	char full[512];

@@ -561,7 +561,7 @@ class MqttClient:
     """A paho client on its own loop thread that records every message."""
 
     def __init__(self, broker_host, broker_port, client_id=None, clean_session=True,
-                 timeout=10, will=None):
+                 timeout=10, will=None, username=None, password=None):
         self.client_id = client_id or unique_name("oh-test")
         self.host = broker_host
         self.port = broker_port
@@ -580,6 +580,8 @@ class MqttClient:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        if username is not None:
+            self.client.username_pw_set(username, password)
         if will:
             self.client.will_set(will["topic"], encode_payload(will.get("payload")),
                                  will.get("qos", 1), will.get("retain", False))

@@ -1,0 +1,28 @@
+/*
+ * The host's policy for commands that arrive over MQTT (config
+ * `mqtt_commands`), checked once in the core for every plugin.  See
+ * command_policy.c for why it exists and docs/security.md for how it sits
+ * beside the broker's ACL.
+ */
+#ifndef OH_COMMAND_POLICY_H
+#define OH_COMMAND_POLICY_H
+
+#include <stdbool.h>
+
+#include "core.h"
+
+/* Says at startup what the MQTT command plane allows (and warns when HTTP
+ * tokens are configured but the command topics are open). */
+void command_policy_log_startup(const struct config *cfg);
+
+/*
+ * Whether msg (borrowed) may reach the plugins' handlers.  kind is
+ * metrics_topic_kind(h, msg->topic).  Only commands on
+ * {root}/orchestrator/{module}/cmd are checked; everything else passes.
+ * When this returns false the command has been answered with a FORBIDDEN
+ * ack on {root}/orchestrator/{module}/evt (unless it was retained, which is
+ * dropped silently as the plugins do) and must not be delivered to a plugin.
+ */
+bool command_policy_allows(struct host *h, const struct oh_message *msg, const char *kind);
+
+#endif
