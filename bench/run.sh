@@ -12,12 +12,24 @@
 # as it would on a small box next to other work; wrk runs on CPU 1.  The
 # broker and the load tool are left to the kernel.  See docs/performance.md.
 #
+# Broker: mosquitto (default), or BENCH_BROKER=rabbitmq for a private
+# RabbitMQ 3.10 node started by bench/rabbit_node.py as the integration tests
+# start theirs (needs root and rabbitmq-server); its figures go to
+# results-rabbitmq.txt/.json, so both runs can sit side by side.
+#
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BROKER=${BENCH_BROKER:-mosquitto}
+case $BROKER in
+mosquitto) SUFFIX= ;;
+rabbitmq) SUFFIX=-rabbitmq ;;
+*) echo "bench: BENCH_BROKER must be mosquitto or rabbitmq, not \"$BROKER\"" >&2; exit 2 ;;
+esac
 HOST_BIN=$BUILD/orchestrator-host
 BENCH_BIN=$BUILD/bench/oh-bench
 MOSQUITTO=${OH_MOSQUITTO:-/usr/sbin/mosquitto}
@@ -30,7 +42,9 @@ WRK_SECS=${BENCH_WRK_SECS:-5}
 MEM_STEPS=${BENCH_MEM_STEPS:-"1000 10000 100000"}
 SCHED_JOBS=${BENCH_SCHED_JOBS:-100000}
 
-for f in "$HOST_BIN" "$BENCH_BIN" "$MOSQUITTO"; do
+NEEDED=("$HOST_BIN" "$BENCH_BIN")
+[ "$BROKER" = mosquitto ] && NEEDED+=("$MOSQUITTO")
+for f in "${NEEDED[@]}"; do
 	[ -x "$f" ] || { echo "bench: $f is missing (run make build)" >&2; exit 1; }
 done
 mkdir -p "$OUT"
@@ -40,7 +54,7 @@ cp "$HOST_BIN" "$WORK/orchestrator-host"
 cp "$BENCH_BIN" "$WORK/oh-bench"
 HOST_BIN=$WORK/orchestrator-host
 BENCH_BIN=$WORK/oh-bench
-RESULTS=$OUT/results.txt
+RESULTS=$OUT/results$SUFFIX.txt
 : >"$RESULTS"
 PIDS=()
 
@@ -103,8 +117,29 @@ wait_port() {
 }
 
 # ---- broker -----------------------------------------------------------------
-BROKER_PORT=$(free_port)
-cat >"$WORK/mosquitto.conf" <<EOF
+start_rabbitmq() {
+	# The launcher writes the MQTT port once the node answers CONNECT, and
+	# stops the node on SIGTERM (cleanup above).
+	/usr/bin/python3 "$SRC/bench/rabbit_node.py" "$WORK/rabbit" "$WORK/rabbit.port" \
+		>"$WORK/rabbit-node.log" 2>&1 &
+	BROKER_PID=$!
+	PIDS+=("$BROKER_PID")
+	for _ in $(seq 1200); do
+		[ -s "$WORK/rabbit.port" ] && break
+		if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+			echo "bench: RabbitMQ did not start:" >&2
+			cat "$WORK/rabbit-node.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	BROKER_PORT=$(cat "$WORK/rabbit.port")
+	wait_port "$BROKER_PORT"
+}
+
+start_mosquitto() {
+	BROKER_PORT=$(free_port)
+	cat >"$WORK/mosquitto.conf" <<EOF
 listener $BROKER_PORT 127.0.0.1
 allow_anonymous true
 set_tcp_nodelay true
@@ -117,13 +152,29 @@ log_dest stderr
 log_type error
 log_type warning
 EOF
-[ "$(id -u)" = 0 ] && echo "user root" >>"$WORK/mosquitto.conf"
-"$MOSQUITTO" -c "$WORK/mosquitto.conf" 2>"$WORK/mosquitto.log" &
-BROKER_PID=$!
-PIDS+=("$BROKER_PID")
-wait_port "$BROKER_PORT"
+	[ "$(id -u)" = 0 ] && echo "user root" >>"$WORK/mosquitto.conf"
+	"$MOSQUITTO" -c "$WORK/mosquitto.conf" 2>"$WORK/mosquitto.log" &
+	BROKER_PID=$!
+	PIDS+=("$BROKER_PID")
+	wait_port "$BROKER_PORT"
+}
+
+if [ "$BROKER" = rabbitmq ]; then
+	start_rabbitmq
+else
+	start_mosquitto
+fi
 
 # ---- hosts --------------------------------------------------------------------
+# The bench's device never acks, and NDI ack_timeout_s is a day, so every
+# command stays pending: a host with limits.max_pending_per_device (default
+# 1000) would refuse the rest of a run's commands to bench-dev.
+LIMITS=
+if grep -aq max_pending_per_device "$HOST_BIN"; then
+	LIMITS='
+  "limits": {"max_pending": 10000000, "max_pending_per_device": 10000000},'
+fi
+
 # start_host NAME ROOT: a fresh host with its own topic root (so retained
 # messages of one scenario never reach another), state dir and HTTP port.
 # Sets HOST_PID and HTTP_PORT.
@@ -149,7 +200,7 @@ start_host_once() {
   "state_dir": "$WORK/$name",
   "snapshot_interval_ms": 200,
   "stale_after_s": 600,
-  "log_level": "warn",
+  "log_level": "warn",$LIMITS
   "plugins": [{"module": "ndi", "path": "builtin:ndi",
                "settings": {"ack_timeout_s": 86400}}]
 }
@@ -184,7 +235,7 @@ emit_rss() {  # name
 	emit "${1}_hwm" "$(awk -v k="$(rss_kb "$HOST_PID" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }')" MB
 }
 
-echo "# orchestrator-host benchmark: $(nproc) CPUs, $(uname -sr), $(date -u +%FT%TZ)"
+echo "# orchestrator-host benchmark: $(nproc) CPUs, $(uname -sr), $(date -u +%FT%TZ), broker $BROKER"
 
 # ---- 1. relay latency -----------------------------------------------------------
 start_host relay /lab
@@ -315,14 +366,14 @@ else
 fi
 
 # ---- results.json ------------------------------------------------------------------
-awk -v machine="$(nproc) CPUs, $(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }'), $(uname -sr)" \
+awk -v broker="$BROKER" -v machine="$(nproc) CPUs, $(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }'), $(uname -sr)" \
 	-v when="$(date -u +%FT%TZ)" '
-	BEGIN { printf "{\n  \"machine\": \"%s\",\n  \"date\": \"%s\",\n  \"figures\": {", machine, when }
+	BEGIN { printf "{\n  \"machine\": \"%s\",\n  \"broker\": \"%s\",\n  \"date\": \"%s\",\n  \"figures\": {", machine, broker, when }
 	!/^#/ && NF >= 2 {
 		unit = ""; for(i = 3; i <= NF; i++) unit = unit (i > 3 ? " " : "") $i
 		gsub(/"/, "\\\"", unit)
 		v = ($2 ~ /^-?[0-9.eE+-]+$/) ? $2 : "null"
 		printf "%s\n    \"%s\": {\"value\": %s, \"unit\": \"%s\"}", (n++ ? "," : ""), $1, v, unit
 	}
-	END { printf "\n  }\n}\n" }' "$RESULTS" >"$OUT/results.json"
-echo "# written: $RESULTS and $OUT/results.json"
+	END { printf "\n  }\n}\n" }' "$RESULTS" >"$OUT/results$SUFFIX.json"
+echo "# written: $RESULTS and $OUT/results$SUFFIX.json"

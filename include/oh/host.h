@@ -145,7 +145,9 @@ struct oh_lease {
 
 /* Keys must start with "{module}:".  Every change is durable before the call
  * returns.  take: OH_OK (also when the same actor already holds it: the
- * lease is extended), OH_ERR_IN_USE with *out naming the holder. */
+ * lease is extended), OH_ERR_IN_USE with *out naming the holder,
+ * OH_ERR_TOO_LARGE when limits.max_leases leases are held and this would be
+ * a new one (the host counted the refusal; answer with LIMIT). */
 int oh_lease_take(oh_ctx *ctx, const char *key, const char *actor, double lease_s,
 		struct oh_lease *out);
 /* OH_ERR_NOT_HELD, OH_ERR_NOT_OWNER (with *out) */
@@ -335,7 +337,9 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd);
  * The same from C.  oh_job_add: params (borrowed) as for `schedule`, owner
  * (borrowed, NULL = "anonymous"); job_id (borrowed, >= 33 bytes) gets the
  * new id.  OH_ERR_INVAL with err naming the field, OH_ERR_IO (not stored,
- * so not scheduled), OH_ERR_DENIED (module not registered).
+ * so not scheduled), OH_ERR_DENIED (module not registered), OH_ERR_TOO_LARGE
+ * with err naming limits.max_jobs or limits.max_jobs_per_actor (counted by
+ * the host; the `schedule` action and the REST route answer LIMIT).
  */
 int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_id,
 		char *err, size_t errlen);
@@ -363,6 +367,33 @@ void oh_metric_count(oh_ctx *ctx, const char *name, const char *label_value, uns
 /* Records one observation in the histogram oh_{module}_{name} (name borrowed,
  * e.g. "relay_latency_seconds"), buckets 0.0005 s .. 10 s and +Inf. */
 void oh_metric_observe(oh_ctx *ctx, const char *name, double seconds);
+
+/* ---- limits (config "limits") ------------------------------------------- */
+
+/*
+ * Every table a client can grow has a cap: the host's config holds them
+ * under "limits" (README.md, "Limits"), and a plugin keeping such a table
+ * reads its caps here.  Past a cap the plugin refuses what would grow the
+ * table, leaves what it holds alone, counts the refusal with
+ * oh_limit_refused() and answers with the ack code LIMIT naming the limit:
+ *   {"code": "LIMIT", "error": "limits.max_pending (100000) reached",
+ *    "details": {"limit": "max_pending", "value": 100000}}
+ * (HTTP 429, or 507 for what is stored).  The host enforces and counts its
+ * own limits (devices, leases, jobs) itself.
+ */
+
+/* The value of limits.{name}, name (borrowed) e.g. "max_pending": >= 1, and
+ * fixed while the host runs.  -1 for a name this host does not know (a
+ * plugin built for a newer host). */
+long oh_limit(const oh_ctx *ctx, const char *name);
+/* Counts one refusal in oh_limit_refusals_total{limit=name} (name borrowed);
+ * names that are not limits are ignored. */
+void oh_limit_refused(oh_ctx *ctx, const char *name);
+/* Hands free heap memory back to the system now (malloc_trim(0) with glibc,
+ * nothing elsewhere).  It walks the heap, up to milliseconds when it is
+ * large: call it once, from a timer, after a table shrank by thousands of
+ * entries, never per free. */
+void oh_memory_trim(oh_ctx *ctx);
 
 /* ---- UI ----------------------------------------------------------------- */
 

@@ -122,10 +122,14 @@ static int walk(const struct conf_field *table, const json_t *obj, const char *p
 	json_object_foreach((json_t *)obj, key, v) {
 		char path[256];
 		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
-		const struct conf_field *f = table;
-		while(f->key && strcmp(f->key, path))
+		/* A dotted key is no key of ours: {"http.cors_origins": [...]}
+		 * would otherwise be found as http.cors_origins, and given beside
+		 * {"http": {"cors_origins": [...]}} be stored twice, which the
+		 * custom loaders (one array each) do not expect. */
+		const struct conf_field *f = strchr(key, '.') ? NULL : table;
+		while(f && f->key && strcmp(f->key, path))
 			f++;
-		if(!f->key) {
+		if(!f || !f->key) {
 			conf_err(err, len, "%s: %s: unknown key", file, path);
 			return -1;
 		}

@@ -53,7 +53,9 @@ int conf_set_str(char **dst, const char *value);
 json_t *conf_load_json(const char *path, char *err, size_t len);
 
 /* Checks every key of obj against table (terminated by a NULL key), storing
- * values and recursing into CONF_OBJ entries.  ctx goes to custom(). */
+ * values and recursing into CONF_OBJ entries.  ctx goes to custom().  A
+ * dotted key in the file ("mqtt.port") is unknown: nesting is the only way
+ * to reach a field, so each is stored at most once. */
 int conf_walk(const struct conf_field *table, const json_t *obj, void *ctx, const char *file,
 		char *err, size_t len);
 /* The same for an object found at `prefix` ("settings"): its keys are

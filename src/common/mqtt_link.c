@@ -25,7 +25,28 @@
  *   and each side reconnects and throws the other out.  TAKEOVER_DROPS
  *   connections in a row that each end within SHORT_CONNECTION_S of their
  *   CONNACK are reported once, naming the client id; a connection that
- *   lasts, or an attempt that fails, ends the streak.
+ *   lasts, or an attempt that fails, ends the streak;
+ * - MQTT 5 first (opts.mqtt5), 3.1.1 when the broker refuses it: a CONNACK
+ *   "unsupported protocol version" (libmosquitto reports a 3.1.1 broker's
+ *   refusal as that too), or the broker closing the connection before any
+ *   CONNACK (RabbitMQ 3.10).  The 3.1.1 attempt follows at once and is not
+ *   a failure.  A close that has nothing to do with the version looks the
+ *   same (a TLS 1.3 broker refusing our certificate after the handshake),
+ *   so a close only makes 3.1.1 tentative: until a 3.1.1 CONNACK confirms
+ *   it, a 3.1.1 attempt closed the same way sends the next one back to v5.
+ *   Once confirmed, 3.1.1 is kept for this run, except that a reconnect
+ *   V5_RETRY_S after the fallback tries v5 again (a broker upgraded in
+ *   place); the version is logged when it changes, not on every connect;
+ * - protocol options are per attempt: MOSQ_OPT_PROTOCOL_VERSION is set
+ *   before each connect, and so is MOSQ_OPT_SEND_MAXIMUM, because a v5
+ *   CONNACK replaces our window with the broker's Receive Maximum
+ *   (mosquitto's max_inflight_messages, 20 unless configured);
+ * - on v5 every subscription asks for "retain as published" (see the
+ *   header), whoever calls mqtt_link_subscribe();
+ * - on v5 the broker may end a connection with a DISCONNECT packet (session
+ *   taken over, ...): libmosquitto closes the socket and the read still
+ *   succeeds, so a read that leaves no socket is a lost connection, and the
+ *   broker's reason is kept from the disconnect callback.
  */
 #include "mqtt_link.h"
 
@@ -38,6 +59,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -62,6 +84,16 @@
  * within this many seconds of its CONNACK. */
 #define TAKEOVER_DROPS 3
 #define SHORT_CONNECTION_S 5
+/* After falling back to 3.1.1, a reconnect this much later tries v5 again. */
+#define V5_RETRY_S 3600
+/* The in-flight window asked for (see mqtt_link_new). */
+#define SEND_MAXIMUM 100
+
+/* The protocol levels of CONNECT. */
+enum mqtt_link_version {
+	MQTT_LINK_V311 = 4,
+	MQTT_LINK_V5 = 5,
+};
 
 struct mqtt_link {
 	struct event_base *base;
@@ -91,6 +123,16 @@ struct mqtt_link {
 	bool in_read;                /* inside mosquitto_loop_read */
 	bool refused;                /* the broker said no; keep its reason */
 	bool tls;
+	bool want_v5;                /* opts.mqtt5 */
+	enum mqtt_link_version version;  /* of the current or next attempt */
+	bool v311_tentative;         /* on 3.1.1 after a close, not a refusal */
+	bool got_connack;            /* this attempt had an answer, yes or no */
+	bool v5_refused;             /* ... and it was "unsupported protocol version" */
+	bool broker_closed;          /* this attempt ended by the broker closing it */
+	bool retry_now;              /* the next attempt is the fallback's, not a reconnect */
+	enum mqtt_link_version logged_version;  /* 0: none logged yet */
+	struct timespec v311_since;  /* when the fallback happened */
+	char broker_reason[128];     /* a v5 DISCONNECT's reason, for the log */
 	int backoff_ms;
 	unsigned long reconnects;
 	unsigned long unacked;       /* publishes not yet sent (QoS 0) or acked (QoS 1+) */
@@ -189,6 +231,33 @@ static void count_short_drop(struct mqtt_link *link)
 		log_warn(link->log_prefix, "the broker keeps dropping us right after connecting");
 }
 
+/*
+ * An attempt ended before the broker accepted it: whether the next attempt
+ * speaks the other version (see the top).  True when it should follow at
+ * once, as the fallback to 3.1.1.
+ */
+static bool version_fallback(struct mqtt_link *link)
+{
+	if(!link->want_v5)
+		return false;
+	bool closed = link->broker_closed && !link->got_connack;
+	if(link->version == MQTT_LINK_V5 && (link->v5_refused || closed)) {
+		link->version = MQTT_LINK_V311;
+		link->v311_tentative = !link->v5_refused;
+		clock_gettime(CLOCK_MONOTONIC, &link->v311_since);
+		log_debug(link->log_prefix, "%s:%d %s; trying MQTT 3.1.1", link->host, link->port,
+				link->v5_refused ? "refused MQTT 5" :
+				"closed the connection before answering an MQTT 5 CONNECT");
+		return true;
+	}
+	if(link->version == MQTT_LINK_V311 && link->v311_tentative && closed) {
+		/* 3.1.1 fared no better: the close was not about the version. */
+		link->version = MQTT_LINK_V5;
+		link->v311_tentative = false;
+	}
+	return false;
+}
+
 /* The connection is gone (or never came): tell the owner once, retry later. */
 static void link_lost(struct mqtt_link *link, const char *reason)
 {
@@ -197,6 +266,13 @@ static void link_lost(struct mqtt_link *link, const char *reason)
 	link->connected = false;
 	if(reason && *reason && !link->refused)
 		set_error(link, reason);
+	if(!was_connected && !link->stopping && version_fallback(link)) {
+		/* Not a failure: the same broker, at once, in 3.1.1. */
+		struct timeval now = {0, 0};
+		link->retry_now = true;
+		event_add(link->ev_retry, &now);
+		return;
+	}
 	if(!was_connected && !link->stopping)
 		report_failure(link);
 	if(was_connected) {
@@ -226,18 +302,30 @@ static void flush_writes(struct mqtt_link *link)
 	event_add(link->ev_write, NULL);
 }
 
+/* A loop call failed: note whether the broker hung up on us (for the
+ * version fallback), then give the connection up. */
+static void io_failed(struct mqtt_link *link, int rc)
+{
+	int err = errno;
+	char buf[256];
+	/* When OpenSSL said something, the failure is our side's TLS. */
+	link->broker_closed = !link->lib_error[0] && (rc == MOSQ_ERR_CONN_LOST ||
+			(rc == MOSQ_ERR_ERRNO && (err == ECONNRESET || err == EPIPE)));
+	errno = err;
+	/* A v5 DISCONNECT said why; libmosquitto then reports only the loss. */
+	link_lost(link, link->broker_reason[0] ? link->broker_reason : rc_text(link, rc, buf, sizeof buf));
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
 	struct mqtt_link *link = arg;
-	char buf[256];
 	if(link->tls && !link->connected) {
 		/* libmosquitto treats EOF during the handshake as "try again", which
 		 * would spin on a socket that stays readable forever. */
 		char c;
 		if(recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-			link_lost(link, rc_text(link, link->lib_error[0] ? MOSQ_ERR_TLS : MOSQ_ERR_CONN_LOST,
-					buf, sizeof buf));
+			io_failed(link, link->lib_error[0] ? MOSQ_ERR_TLS : MOSQ_ERR_CONN_LOST);
 			return;
 		}
 	}
@@ -250,14 +338,20 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
 	link->in_read = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
-		link_lost(link, rc_text(link, rc, buf, sizeof buf));
+		io_failed(link, rc);
+		return;
+	}
+	if(mosquitto_socket(link->mosq) < 0) {
+		/* A v5 DISCONNECT from the broker (see the top). */
+		link_lost(link, link->broker_reason[0] ? link->broker_reason :
+				"the broker closed the connection");
 		return;
 	}
 	/* Publishes made from message callbacks were only queued. */
 	if(mosquitto_want_write(link->mosq)) {
 		rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
 		if(rc != MOSQ_ERR_SUCCESS) {
-			link_lost(link, rc_text(link, rc, buf, sizeof buf));
+			io_failed(link, rc);
 			return;
 		}
 	}
@@ -270,20 +364,19 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct mqtt_link *link = arg;
-	char buf[256];
 	int rc;
 	/* Steps a pending TLS handshake (see the top of the file); a no-op read
 	 * otherwise, since nothing is buffered before CONNACK. */
 	if(link->tls && !link->connected) {
 		rc = mosquitto_loop_read(link->mosq, 1);
 		if(rc != MOSQ_ERR_SUCCESS) {
-			link_lost(link, rc_text(link, rc, buf, sizeof buf));
+			io_failed(link, rc);
 			return;
 		}
 	}
 	rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
 	if(rc != MOSQ_ERR_SUCCESS) {
-		link_lost(link, rc_text(link, rc, buf, sizeof buf));
+		io_failed(link, rc);
 		return;
 	}
 	flush_writes(link);
@@ -397,10 +490,20 @@ static void try_connect(struct mqtt_link *link)
 	/* A new attempt: its reason replaces the last one, whatever it was. */
 	link->refused = false;
 	link->lib_error[0] = '\0';
+	link->broker_reason[0] = '\0';
+	link->got_connack = link->v5_refused = link->broker_closed = false;
 	clock_gettime(CLOCK_MONOTONIC, &link->attempt_at);
-	if(link->attempted)
+	if(link->want_v5 && link->version == MQTT_LINK_V311 && !link->v311_tentative &&
+			link->attempt_at.tv_sec - link->v311_since.tv_sec >= V5_RETRY_S)
+		link->version = MQTT_LINK_V5;
+	mosquitto_int_option(link->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+			link->version == MQTT_LINK_V5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, SEND_MAXIMUM);
+	/* The fallback's attempt continues the one before; it is no reconnect. */
+	if(link->attempted && !link->retry_now)
 		link->reconnects++;
 	link->attempted = true;
+	link->retry_now = false;
 	if(link->host_numeric) {
 		connect_to(link, link->host);
 		return;
@@ -446,9 +549,15 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 {
 	(void)mosq;
 	struct mqtt_link *link = ud;
+	link->got_connack = true;
+	if(link->version == MQTT_LINK_V311)
+		link->v311_tentative = false;    /* the broker answers 3.1.1 */
 	if(rc != 0) {
 		char why[200];
-		snprintf(why, sizeof why, "broker refused connection: %s", mosquitto_connack_string(rc));
+		if(link->version == MQTT_LINK_V5 && rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION)
+			link->v5_refused = true;
+		snprintf(why, sizeof why, "broker refused connection: %s", link->version == MQTT_LINK_V5 ?
+				mosquitto_reason_string(rc) : mosquitto_connack_string(rc));
 		set_error(link, why);
 		link->refused = true;
 		/* The broker closes the socket; the read error schedules the retry. */
@@ -467,8 +576,28 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 		log_info(link->log_prefix, "connected to %s:%d%s", link->host, link->port,
 				link->tls ? " (TLS)" : "");
 	link->failures = 0;
+	if(link->want_v5 && link->version != link->logged_version) {
+		if(link->version == MQTT_LINK_V5)
+			log_info(link->log_prefix, "speaking MQTT 5 with %s:%d", link->host, link->port);
+		else
+			log_info(link->log_prefix, "%s:%d does not speak MQTT 5: using MQTT 3.1.1 (tried"
+					" again at a reconnect after %d min)", link->host, link->port, V5_RETRY_S / 60);
+		link->logged_version = link->version;
+	}
 	if(link->cb.on_connect)
 		link->cb.on_connect(link, link->ud);
+}
+
+/* Keeps the reason of a v5 DISCONNECT from the broker (0x80 and up; the
+ * library's own error codes, also reported here, are small numbers). */
+static void on_mosq_disconnect(struct mosquitto *mosq, void *ud, int rc, const mosquitto_property *props)
+{
+	(void)mosq;
+	(void)props;
+	struct mqtt_link *link = ud;
+	if(link->version == MQTT_LINK_V5 && rc >= 0x80)
+		snprintf(link->broker_reason, sizeof link->broker_reason, "the broker disconnected us: %s",
+				mosquitto_reason_string(rc));
 }
 
 /* Called when a QoS 0 publish is written or a QoS 1/2 one is acknowledged. */
@@ -535,6 +664,8 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->log_prefix = strdup(o->log_prefix ? o->log_prefix : "mqtt");
 	link->client_id = o->client_id ? strdup(o->client_id) : NULL;
 	link->backoff_ms = BACKOFF_MIN_MS;
+	link->want_v5 = o->mqtt5;
+	link->version = o->mqtt5 ? MQTT_LINK_V5 : MQTT_LINK_V311;
 	link->mosq = mosquitto_new(o->client_id, true, link);
 	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
 		/* mosquitto_new() leaves errno unset for a client id it refuses. */
@@ -548,9 +679,11 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	/* A window of in-flight QoS 1 messages: large enough that a burst does
 	 * not wait on acks, small because libmosquitto walks the whole window
 	 * on every publish and every PUBACK (measured: 65535 cut the relay to
-	 * ~650 commands/s, 100 gives 11k-18k/s with nothing lost). */
-	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, 100);
+	 * ~650 commands/s, 100 gives 11k-18k/s with nothing lost).  Set again
+	 * before every attempt (see the top). */
+	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, SEND_MAXIMUM);
 	mosquitto_connect_callback_set(link->mosq, on_mosq_connect);
+	mosquitto_disconnect_v5_callback_set(link->mosq, on_mosq_disconnect);
 	mosquitto_message_callback_set(link->mosq, on_mosq_message);
 	mosquitto_publish_callback_set(link->mosq, on_mosq_publish);
 	mosquitto_log_callback_set(link->mosq, on_mosq_log);
@@ -702,7 +835,10 @@ int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void 
 
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos)
 {
-	int rc = mosquitto_subscribe(link->mosq, NULL, filter, qos);
+	int rc = link->version == MQTT_LINK_V5 ?
+			mosquitto_subscribe_v5(link->mosq, NULL, filter, qos,
+					MQTT_SUB_OPT_RETAIN_AS_PUBLISHED, NULL) :
+			mosquitto_subscribe(link->mosq, NULL, filter, qos);
 	if(rc == MOSQ_ERR_NO_CONN)
 		return OH_ERR_NO_CONN;
 	if(rc != MOSQ_ERR_SUCCESS)
@@ -732,3 +868,9 @@ void mqtt_link_cork(struct mqtt_link *link, bool on)
 bool mqtt_link_connected(const struct mqtt_link *link) { return link->connected; }
 const char *mqtt_link_last_error(const struct mqtt_link *link) { return link->last_error; }
 unsigned long mqtt_link_reconnects(const struct mqtt_link *link) { return link->reconnects; }
+
+bool mqtt_link_retain_as_published(const struct mqtt_link *link)
+{
+	/* Every subscription of a v5 connection asks for it (mqtt_link_subscribe). */
+	return link->connected && link->version == MQTT_LINK_V5;
+}

@@ -6,6 +6,13 @@
  * housekeeping.  The link reconnects by itself with backoff and jitter, and
  * tells its owner on every (re)connect so subscriptions can be renewed.
  * Shared by the host and the device agent.
+ *
+ * With opts.mqtt5 the link speaks MQTT 5 where the broker does and falls
+ * back to 3.1.1 where it does not (RabbitMQ 3.10 closes the connection on a
+ * v5 CONNECT).  The difference its owner sees is the retained flag: on v5
+ * every subscription is made with "retain as published", so `retained` is
+ * the publisher's flag also for messages forwarded live; on 3.1.1 it is set
+ * only for the stored messages a new subscription brings.
  */
 #ifndef OH_MQTT_LINK_H
 #define OH_MQTT_LINK_H
@@ -38,6 +45,8 @@ struct mqtt_link_opts {
 	bool will_retain;
 	const struct mqtt_tls_opts *tls;   /* NULL: plain TCP */
 	const char *log_prefix;       /* e.g. "mqtt" */
+	/* Try MQTT 5 first (see the top); false: MQTT 3.1.1 only. */
+	bool mqtt5;
 };
 
 struct mqtt_link_callbacks {
@@ -45,7 +54,8 @@ struct mqtt_link_callbacks {
 	void (*on_connect)(struct mqtt_link *link, void *ud);
 	/* Lost the broker; the link is already scheduling a reconnect. */
 	void (*on_disconnect)(struct mqtt_link *link, const char *reason, void *ud);
-	/* One message; payload is borrowed for the call and not NUL-terminated. */
+	/* One message; payload is borrowed for the call and not NUL-terminated;
+	 * what `retained` means depends on the version (see the top). */
 	void (*on_message)(struct mqtt_link *link, const char *topic,
 			const void *payload, size_t len, bool retained, void *ud);
 	/* A publish left (QoS 0) or was acknowledged (QoS 1); may be NULL. */
@@ -80,6 +90,10 @@ int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
 void mqtt_link_cork(struct mqtt_link *link, bool on);
 
 bool mqtt_link_connected(const struct mqtt_link *link);
+/* The connection is MQTT 5 with retain-as-published subscriptions: a
+ * message's retained flag is true for retained messages delivered live
+ * (see the top).  False while disconnected. */
+bool mqtt_link_retain_as_published(const struct mqtt_link *link);
 /* Why the link is down ("connection refused: not authorised", ...), or "". */
 const char *mqtt_link_last_error(const struct mqtt_link *link);
 unsigned long mqtt_link_reconnects(const struct mqtt_link *link);

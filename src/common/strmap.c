@@ -1,17 +1,28 @@
 /*
- * Chained hash map keyed by strings (FNV-1a), doubling at load factor 1.
- * Each entry holds its key inline, so one allocation per entry.
+ * Chained hash map keyed by strings, doubling at load factor 1.  Each entry
+ * holds its key inline, so one allocation per entry.
+ *
+ * Keys come from clients (device ids, request ids, lease keys), so the hash
+ * is keyed: SipHash-2-4 under a per-process random key (siphash.h).  With
+ * the unseeded FNV-1a this map used before, anyone could compute thousands
+ * of device ids that share a bucket and turn every lookup into a scan.
+ * Iteration order therefore differs from run to run; sort what people read.
  */
 #include "strmap.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "siphash.h"
+
+#define MIN_BUCKETS 16
+
 struct entry {
 	struct entry *next;
 	void *value;
-	uint32_t hash;
+	uint32_t hash;            /* the low bits pick the bucket */
 	char key[];
 };
 
@@ -19,16 +30,12 @@ struct strmap {
 	struct entry **buckets;
 	size_t n_buckets;         /* a power of two */
 	size_t size;
+	uint8_t key[SIPHASH_KEY_LEN];
 };
 
-static uint32_t hash_str(const char *s)
+static uint32_t hash_str(const struct strmap *m, const char *s)
 {
-	uint32_t h = 2166136261u;
-	for(; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
+	return (uint32_t)siphash24(s, strlen(s), m->key);
 }
 
 struct strmap *strmap_new(void)
@@ -36,7 +43,8 @@ struct strmap *strmap_new(void)
 	struct strmap *m = calloc(1, sizeof *m);
 	if(!m)
 		return NULL;
-	m->n_buckets = 16;
+	memcpy(m->key, siphash_process_key(), sizeof m->key);
+	m->n_buckets = MIN_BUCKETS;
 	m->buckets = calloc(m->n_buckets, sizeof *m->buckets);
 	if(!m->buckets) {
 		free(m);
@@ -63,12 +71,13 @@ void strmap_free(struct strmap *m, void (*free_value)(void *))
 	free(m);
 }
 
-static void grow(struct strmap *m)
+/* Moves every entry into a table of n buckets (a power of two); false when
+ * that cannot be allocated (the map keeps working as it was). */
+static bool rehash(struct strmap *m, size_t n)
 {
-	size_t n = m->n_buckets * 2;
 	struct entry **b = calloc(n, sizeof *b);
 	if(!b)
-		return; /* keep working with longer chains */
+		return false;
 	for(size_t i = 0; i < m->n_buckets; i++) {
 		struct entry *e = m->buckets[i];
 		while(e) {
@@ -82,6 +91,7 @@ static void grow(struct strmap *m)
 	free(m->buckets);
 	m->buckets = b;
 	m->n_buckets = n;
+	return true;
 }
 
 static struct entry **find(const struct strmap *m, const char *key, uint32_t h)
@@ -94,7 +104,7 @@ static struct entry **find(const struct strmap *m, const char *key, uint32_t h)
 
 void *strmap_put(struct strmap *m, const char *key, void *value, int *err)
 {
-	uint32_t h = hash_str(key);
+	uint32_t h = hash_str(m, key);
 	struct entry **pp = find(m, key, h);
 	if(err)
 		*err = 0;
@@ -116,19 +126,19 @@ void *strmap_put(struct strmap *m, const char *key, void *value, int *err)
 	e->next = NULL;
 	*pp = e;
 	if(++m->size > m->n_buckets)
-		grow(m);
+		rehash(m, m->n_buckets * 2);   /* on failure: longer chains, still correct */
 	return NULL;
 }
 
 void *strmap_get(const struct strmap *m, const char *key)
 {
-	struct entry *e = *find(m, key, hash_str(key));
+	struct entry *e = *find(m, key, hash_str(m, key));
 	return e ? e->value : NULL;
 }
 
 void *strmap_remove(struct strmap *m, const char *key)
 {
-	struct entry **pp = find(m, key, hash_str(key));
+	struct entry **pp = find(m, key, hash_str(m, key));
 	struct entry *e = *pp;
 	if(!e)
 		return NULL;
@@ -140,6 +150,28 @@ void *strmap_remove(struct strmap *m, const char *key)
 }
 
 size_t strmap_size(const struct strmap *m) { return m->size; }
+
+void strmap_compact(struct strmap *m)
+{
+	size_t n = MIN_BUCKETS;
+	while(n < m->size)
+		n *= 2;
+	if(n < m->n_buckets)
+		rehash(m, n);
+}
+
+size_t strmap_longest_chain(const struct strmap *m)
+{
+	size_t longest = 0;
+	for(size_t i = 0; i < m->n_buckets; i++) {
+		size_t len = 0;
+		for(const struct entry *e = m->buckets[i]; e; e = e->next)
+			len++;
+		if(len > longest)
+			longest = len;
+	}
+	return longest;
+}
 
 void strmap_iter_init(struct strmap_iter *it, const struct strmap *m)
 {

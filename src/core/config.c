@@ -8,12 +8,72 @@
  */
 #include "config.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
 #include "http_guard.h"
+
+/*
+ * The limits, one row each: the defaults suit a lab of 100,000 devices
+ * (documented in README.md, "Limits").  The config schema, oh_limit() and
+ * the labels of oh_limit_refusals_total all come from this table.
+ */
+static const struct {
+	const char *name;
+	size_t offset;            /* in struct config_limits */
+	long def, max;            /* the minimum is 1 */
+} limits[] = {
+	{"max_devices", offsetof(struct config_limits, max_devices), 200000, 10000000},
+	{"max_device_bytes", offsetof(struct config_limits, max_device_bytes), 131072, 64 << 20},
+	{"max_pending", offsetof(struct config_limits, max_pending), 100000, 10000000},
+	{"max_pending_per_device", offsetof(struct config_limits, max_pending_per_device), 1000,
+		10000000},
+	{"max_leases", offsetof(struct config_limits, max_leases), 200000, 10000000},
+	{"max_jobs", offsetof(struct config_limits, max_jobs), 200000, 10000000},
+	{"max_jobs_per_actor", offsetof(struct config_limits, max_jobs_per_actor), 10000, 10000000},
+	{"max_sse_clients", offsetof(struct config_limits, max_sse_clients), 256, 100000},
+	{"max_http_connections", offsetof(struct config_limits, max_http_connections), 1000, 100000},
+	{"max_http_connections_per_client",
+		offsetof(struct config_limits, max_http_connections_per_client), 256, 100000},
+};
+#define N_LIMITS (sizeof limits / sizeof limits[0])
+
+static long *limit_slot(struct config_limits *l, size_t i)
+{
+	return (long *)((char *)l + limits[i].offset);
+}
+
+long config_limit(const struct config *c, const char *name)
+{
+	for(size_t i = 0; name && i < N_LIMITS; i++) {
+		if(!strcmp(limits[i].name, name))
+			return *limit_slot((struct config_limits *)&c->limits, i);
+	}
+	return -1;
+}
+
+const char *config_limit_name(size_t i)
+{
+	return i < N_LIMITS ? limits[i].name : NULL;
+}
+
+/* limits.*: whole numbers from 1 to the row's maximum, said in full (the
+ * generic range message would print 1e+07). */
+static int custom_limit(const struct conf_field *f, const json_t *v, void *ctx,
+		const char *file, char *err, size_t len)
+{
+	json_int_t n = json_integer_value(v);
+	if(!json_is_integer(v) || n < (json_int_t)f->min || n > (json_int_t)f->max) {
+		conf_err(err, len, "%s: %s: expected an integer from %.0f to %.0f", file, f->key,
+				f->min, f->max);
+		return -1;
+	}
+	*(long *)f->dest = (long)n;
+	return 0;
+}
 
 static void set_defaults(struct config *c)
 {
@@ -33,6 +93,8 @@ static void set_defaults(struct config *c)
 	c->mqtt_commands.enabled = true;
 	c->log_level = strdup("info");
 	c->log_format = strdup("text");
+	for(size_t i = 0; i < N_LIMITS; i++)
+		*limit_slot(&c->limits, i) = limits[i].def;
 }
 
 static int load_plugins(struct config *c, const json_t *arr, const char *file, char *err, size_t len)
@@ -260,7 +322,8 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 {
 	set_defaults(c);
 	char *tokens_file = NULL;
-	struct conf_field table[64] = {{0}};
+	struct conf_field table[96] = {{0}};
+	char limit_keys[N_LIMITS][48];
 	size_t n = 0;
 	conf_mqtt_fields(&c->mqtt, table, &n);
 	const struct conf_field own[] = {
@@ -297,6 +360,12 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 	};
 	for(size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		table[n++] = own[i];
+	table[n++] = (struct conf_field){"limits", CONF_OBJ, false, 0, 0, NULL, NULL, NULL};
+	for(size_t i = 0; i < N_LIMITS; i++) {
+		snprintf(limit_keys[i], sizeof limit_keys[i], "limits.%s", limits[i].name);
+		table[n++] = (struct conf_field){limit_keys[i], CONF_CUSTOM, false, 1,
+			(double)limits[i].max, limit_slot(&c->limits, i), custom_limit, "an integer"};
+	}
 
 	c->source = strdup(path ? path : "(defaults)");
 	json_t *root = path ? conf_load_json(path, err, len) : json_object();

@@ -19,6 +19,26 @@ struct plugin_conf {
 	json_t *settings;         /* always an object */
 };
 
+/*
+ * limits: a cap on every table that clients grow (README, "Limits").  Past
+ * one, what would grow the table is refused (ack code LIMIT, HTTP 429, or
+ * 507 for what is stored), counted in oh_limit_refusals_total{limit}, and
+ * nothing already held is touched.  The defaults suit a lab of 100,000
+ * devices.
+ */
+struct config_limits {
+	long max_devices;             /* devices in the registry */
+	long max_device_bytes;        /* one device's merged meta+status, serialised */
+	long max_pending;             /* relayed commands awaiting a device ack, in all */
+	long max_pending_per_device;  /* ... to one device */
+	long max_leases;              /* leases held */
+	long max_jobs;                /* scheduled jobs, in all */
+	long max_jobs_per_actor;      /* ... of one owner */
+	long max_sse_clients;         /* open GET /api/events streams */
+	long max_http_connections;    /* open HTTP connections, in all */
+	long max_http_connections_per_client;   /* ... from one address */
+};
+
 struct config {
 	char *source;             /* file name, or "(defaults)" */
 	struct conf_mqtt mqtt;
@@ -61,11 +81,25 @@ struct config {
 	char *log_format;
 	struct plugin_conf *plugins;
 	size_t n_plugins;
+	struct config_limits limits;
 };
 
 /* Loads `path` (NULL: defaults only) and applies the environment.  On error
  * returns -1 with one line in err naming the file and key. */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/* The value of limits.{name} ("max_pending"), or -1 when name (borrowed)
+ * is not a limit. */
+long config_limit(const struct config *cfg, const char *name);
+/* The name of the i-th limit ("max_devices"), NULL past the last: static. */
+const char *config_limit_name(size_t i);
+/* Whether a table holding `count` may not grow under `limit`.  0 caps
+ * nothing: config_load never gives it, only a struct config filled by hand
+ * (unit tests). */
+static inline bool config_limit_reached(long limit, size_t count)
+{
+	return limit > 0 && count >= (size_t)limit;
+}
 
 #endif

@@ -23,6 +23,7 @@ struct http_server;
 struct store;
 struct leases;
 struct scheduler;
+struct broker_probe;
 struct shared_buf;
 
 struct counters {
@@ -40,6 +41,8 @@ struct host {
 	struct store *store;
 	struct leases *leases;
 	struct scheduler *scheduler;
+	struct broker_probe *probe;   /* owned (broker_probe_free) */
+	char *node;               /* owned: our name on the bus, in the birth message */
 	oh_ctx **plugins;         /* one context per configured plugin */
 	size_t n_plugins;
 	double started_mono;
@@ -55,6 +58,9 @@ void dispatch_free(struct dispatch *d);
 int dispatch_subscribe(struct dispatch *d, oh_ctx *owner, const char *filter, int qos,
 		oh_message_fn fn, void *ud);
 void dispatch_remove_owner(struct dispatch *d, oh_ctx *owner);
+/* Removes one (filter, fn, ud) subscription of owner (NULL: the core). */
+void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter, oh_message_fn fn,
+		void *ud);
 /* Link callbacks. */
 void dispatch_on_connect(struct dispatch *d);
 void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload,
@@ -87,6 +93,9 @@ void registry_flush(struct registry *r);
 void registry_published(struct registry *r, int mid);
 /* The broker connection is new: nothing of ours is in flight. */
 void registry_on_connect(struct registry *r);
+/* Any message on the broker: a device heard on a module topic that is not
+ * in the registry gets its meta fetched (registry_repair.c). */
+void registry_heard_topic(struct registry *r, const char *topic);
 /* Subscribe to changes, e.g. for server-sent events: called with each new
  * snapshot, whether or not the broker is there to receive it. */
 void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *snap, void *ud), void *ud);

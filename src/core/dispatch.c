@@ -131,10 +131,15 @@ static void purge_dead(struct dispatch *d)
 	d->has_dead = false;
 }
 
-void dispatch_remove_owner(struct dispatch *d, oh_ctx *owner)
+/* Marks the subscriptions that match dead, and unsubscribes the broker from
+ * filters nobody wants any more.  filter NULL: every filter of owner. */
+static void remove_matching(struct dispatch *d, oh_ctx *owner, const char *filter,
+		oh_message_fn fn, void *ud)
 {
 	for(struct sub *s = d->subs; s; s = s->next) {
 		if(s->dead || s->owner != owner)
+			continue;
+		if(filter && (strcmp(s->filter, filter) || s->fn != fn || s->ud != ud))
 			continue;
 		topic_tree_remove(d->tree, s->filter, s);
 		s->dead = true;
@@ -145,6 +150,17 @@ void dispatch_remove_owner(struct dispatch *d, oh_ctx *owner)
 	}
 	if(!d->delivering)
 		purge_dead(d);
+}
+
+void dispatch_remove_owner(struct dispatch *d, oh_ctx *owner)
+{
+	remove_matching(d, owner, NULL, NULL, NULL);
+}
+
+void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter, oh_message_fn fn,
+		void *ud)
+{
+	remove_matching(d, owner, filter, fn, ud);
 }
 
 void dispatch_on_connect(struct dispatch *d)

@@ -6,6 +6,11 @@
  * fires the wall clock is checked again, so a clock stepped backwards
  * re-arms the timer instead of ending the lease early.  Every change is
  * written to the store before the caller is answered.
+ *
+ * Any client may reserve any key, so new leases stop at limits.max_leases
+ * (OH_ERR_TOO_LARGE, counted); the holders of existing ones can still
+ * renew, release and take them again.  Leases restored at start-up are all
+ * kept, even past a lowered limit: they were granted.
  */
 #include "core.h"
 
@@ -14,6 +19,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "strmap.h"
 #include "timeutil.h"
@@ -161,6 +167,10 @@ int leases_load(struct leases *ls)
 	int rc = store_lease_load(ls->host->store, load_one, ls);
 	if(strmap_size(ls->map))
 		log_info("leases", "restored %zu lease(s)", strmap_size(ls->map));
+	long max = ls->host->cfg.limits.max_leases;
+	if(max > 0 && strmap_size(ls->map) > (size_t)max)
+		log_warn("leases", "more leases than limits.max_leases (%ld): all kept, no new ones "
+				"until they end", max);
 	return rc;
 }
 
@@ -214,6 +224,12 @@ int leases_take(struct leases *ls, const char *key, const char *actor, double le
 	}
 	bool created = false;
 	if(!l) {
+		if(config_limit_reached(ls->host->cfg.limits.max_leases, strmap_size(ls->map))) {
+			metrics_limit_refusal("max_leases");
+			log_debug("leases", "%s for %s refused: limits.max_leases (%ld) reached", key,
+					actor, ls->host->cfg.limits.max_leases);
+			return OH_ERR_TOO_LARGE;
+		}
 		l = lease_new(ls, key);
 		if(!l)
 			return OH_ERR_NOMEM;

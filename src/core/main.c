@@ -7,6 +7,13 @@
  * A start-up that fails says why in one line, from the piece that knows
  * (the store names its file, HTTP its address), and exits non-zero; no
  * generic "startup failed" follows it to bury the reason.
+ *
+ * The host's own presence is here too, with the connect handling: a
+ * retained "birth" on {root}/orchestrator/status at every connect, a last
+ * will on the same topic saying the opposite, and the same "offline" sent
+ * by the host itself when it stops cleanly (docs/protocol.md, "Host
+ * presence").  Devices that know it re-announce themselves when a host
+ * (re)appears.
  */
 #include "plugin_ctx.h"
 
@@ -19,6 +26,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "broker_probe.h"
 #include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
@@ -38,23 +46,61 @@ static void usage(FILE *out)
 		"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n");
 }
 
+/* {root}/orchestrator/status, returned (free()), or NULL. */
+static char *presence_topic(const struct host *h)
+{
+	char *t = NULL;
+	return asprintf(&t, "%s/orchestrator/status", h->cfg.topic_root) < 0 ? NULL : t;
+}
+
+/* {"online": true, "node", "ts": now} or {"online": false, "node", "ts": null}:
+ * the offline one is also the last will, fixed before connecting, so it
+ * cannot carry a time.  Returned (free()), or NULL when out of memory. */
+static char *presence_payload(const struct host *h, bool online)
+{
+	char ts[32];
+	json_t *j = json_pack("{s:b, s:s, s:s?}", "online", online, "node", h->node,
+			"ts", online ? host_now_iso(ts, sizeof ts) : NULL);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return text;
+}
+
+/* Retained, QoS 1: the birth at connect, the clean "offline" at exit. */
+static void publish_presence(struct host *h, bool online)
+{
+	char *topic = presence_topic(h);
+	char *text = presence_payload(h, online);
+	if(!topic || !text || host_publish(h, topic, text, strlen(text), 1, true))
+		log_warn("host", "cannot publish the host's %s status", online ? "online" : "offline");
+	free(topic);
+	free(text);
+}
+
 static void on_connect(struct mqtt_link *link, void *ud)
 {
 	struct host *h = ud;
 	dispatch_on_connect(h->dispatch);
 	registry_on_connect(h->registry);
+	/* After the subscriptions, so that what devices answer to it finds
+	 * them in place. */
+	publish_presence(h, true);
+	broker_probe_on_connect(h->probe);
 	events_broker_state(h, true);
 }
 
 static void on_disconnect(struct mqtt_link *link, const char *reason, void *ud)
 {
-	events_broker_state(ud, false);
+	struct host *h = ud;
+	broker_probe_on_disconnect(h->probe);
+	events_broker_state(h, false);
 }
 
 static void on_message(struct mqtt_link *link, const char *topic, const void *payload,
 		size_t len, bool retained, void *ud)
 {
 	struct host *h = ud;
+	registry_heard_topic(h->registry, topic);
 	dispatch_on_message(h->dispatch, topic, payload, len, retained);
 }
 
@@ -109,12 +155,36 @@ static int host_start(struct host *h)
 		return failed(OH_ERR_NOMEM, "core");
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
 
+	/* Our name in the birth message and the probe: the client id, or one
+	 * for this run when libmosquitto is left to make the client id up. */
+	char id[33];
+	if(h->cfg.mqtt.client_id)
+		h->node = strdup(h->cfg.mqtt.client_id);
+	else if(asprintf(&h->node, "orchestrator-host-%.12s", host_new_id(id, sizeof id)) < 0)
+		h->node = NULL;
+	h->probe = h->node ? broker_probe_new(h, h->node) : NULL;
+	char *will_topic = presence_topic(h);
+	char *will = h->node ? presence_payload(h, false) : NULL;
+	if(!h->probe || !will_topic || !will) {
+		free(will_topic);
+		free(will);
+		return failed(OH_ERR_NOMEM, "mqtt");
+	}
 	struct mqtt_tls_opts tls;
 	struct mqtt_link_opts mo;
 	conf_mqtt_link_opts(&h->cfg.mqtt, &mo, &tls);
 	mo.log_prefix = "mqtt";
+	/* v5 where the broker speaks it: retained clears told from plain
+	 * empty messages (registry), with 3.1.1 for the brokers that do not. */
+	mo.mqtt5 = true;
+	mo.will_topic = will_topic;
+	mo.will_payload = will;
+	mo.will_qos = 1;
+	mo.will_retain = true;
 	struct mqtt_link_callbacks cb = {on_connect, on_disconnect, on_message, on_published};
 	h->link = mqtt_link_new(h->base, &mo, &cb, h);   /* logs why */
+	free(will_topic);
+	free(will);
 	if(!h->link)
 		return OH_ERR_INVAL;
 
@@ -137,15 +207,20 @@ static int host_start(struct host *h)
 
 static void host_stop(struct host *h)
 {
-	if(h->registry && h->link && mqtt_link_connected(h->link))
+	if(h->registry && h->link && mqtt_link_connected(h->link)) {
 		registry_flush(h->registry);
+		/* The will is not sent on a clean disconnect: say it ourselves. */
+		publish_presence(h, false);
+	}
 	if(h->link)
 		mqtt_link_stop(h->link);
 	if(h->plugins)
 		plugins_unload_all(h);
 	scheduler_free(h->scheduler);
 	http_server_free(h->http);
+	broker_probe_free(h->probe);   /* before dispatch, whose subscription it may hold */
 	mqtt_link_free(h->link);
+	free(h->node);
 	leases_free(h->leases);
 	registry_free(h->registry);
 	dispatch_free(h->dispatch);

@@ -412,6 +412,35 @@ void metrics_http_request(const char *method, const char *route, unsigned status
 	metrics_add(m, values, 1);
 }
 
+/* ---- limits: oh_limit_refusals_total{limit} -------------------------------- */
+
+static struct metric *limit_family(void)
+{
+	static struct metric *m;
+	if(!m)
+		m = metrics_family("oh_limit_refusals_total", METRIC_COUNTER,
+				"Requests refused because a limits.* cap was reached, by limit", "limit");
+	return m;
+}
+
+void metrics_limit_refusal(const char *limit)
+{
+	/* Only the names of the limits table: the label set stays fixed. */
+	for(size_t i = 0; limit && config_limit_name(i); i++) {
+		if(!strcmp(config_limit_name(i), limit)) {
+			const char *values[] = {config_limit_name(i)};
+			metrics_add(limit_family(), values, 1);
+			return;
+		}
+	}
+	log_debug("metrics", "refusal of unknown limit %s not counted", limit ? limit : "(null)");
+}
+
+void oh_limit_refused(oh_ctx *ctx, const char *name)
+{
+	metrics_limit_refusal(name);
+}
+
 /* ---- plugins: oh_metric_count / oh_metric_observe ------------------------- */
 
 /* "oh_{module}_{name}" and the label name from a "name{label}" argument. */
@@ -517,6 +546,11 @@ int api_metrics_register(struct host *h)
 	metrics_family("oh_scheduler_jobs_fired_total", METRIC_COUNTER, "Job runs started", NULL);
 	metrics_family("oh_scheduler_jobs_missed_total", METRIC_COUNTER,
 			"Job runs missed (later than misfire_grace_s)", NULL);
+	/* Every limit reads 0 until refused, so a rate() over it has a start. */
+	for(size_t i = 0; config_limit_name(i); i++) {
+		const char *values[] = {config_limit_name(i)};
+		metrics_add(limit_family(), values, 0);
+	}
 	return http_route_add(h->http, NULL, "GET", "/metrics", get_metrics, h,
 			"{\"summary\": \"Counters, gauges and histograms in Prometheus text format\","
 			" \"responses\": {\"200\": {\"description\": \"text/plain; version=0.0.4\","

@@ -41,6 +41,10 @@ char *metrics_render(size_t *len);
  * (the scheduler's); a no-op for an unknown name. */
 void metrics_count(const char *name, double n);
 
+/* Counts one refusal in oh_limit_refusals_total{limit="max_devices"}; limit
+ * (borrowed) is a name of config.h's limits table, others are ignored. */
+void metrics_limit_refusal(const char *limit);
+
 /* Core hooks.  A broker message received (out false) or published (out
  * true), counted by its kind (from metrics_topic_kind). */
 void metrics_mqtt_message(bool out, const char *kind);

@@ -8,6 +8,9 @@
 #include "plugin_ctx.h"
 
 #include <event2/event.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +269,20 @@ void plugin_timers_free(oh_ctx *ctx)
 {
 	while(ctx->timers)
 		timer_free(ctx->timers);
+}
+
+/* ---- limits and memory ------------------------------------------------------------- */
+
+long oh_limit(const oh_ctx *ctx, const char *name)
+{
+	return config_limit(&ctx->host->cfg, name);
+}
+
+void oh_memory_trim(oh_ctx *ctx)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 }
 
 /* ---- HTTP and UI --------------------------------------------------------------------- */

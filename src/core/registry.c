@@ -13,6 +13,27 @@
  * coalesced to at most one per snapshot_interval_ms, so the cost of
  * publishing does not grow with the update rate.  The same bytes go to the
  * broker and to every HTTP client.
+ *
+ * Surviving any broker (docs/deploy.md, "Brokers"):
+ * - The state subscriptions are QoS 0.  Retained state is idempotent and
+ *   refreshed by heartbeats, and mosquitto's per-client queue limit
+ *   (max_queued_messages, 1000 by default) applies to QoS 1 and 2 only: at
+ *   QoS 1 a start with 10,000 devices received 1020 messages, at QoS 0 all.
+ * - What the wildcard did not bring, registry_repair.c fetches one exact
+ *   topic at a time: the meta of a device known only from its status, from
+ *   a module topic, or from the store.
+ * - The last merged document of each device is kept in the store, so a
+ *   restarted host starts warm (devices "online": null until heard from).
+ * - Until the registry is as complete as it was (the store's count, or the
+ *   retained snapshot's) or SETTLE_MAX_S passed, the snapshot is not
+ *   published to the broker: a half-empty one would replace a full one.
+ *
+ * Any client may publish under {root}/device/, so a message that would add
+ * a device past limits.max_devices, or grow a device's document past
+ * limits.max_device_bytes, is dropped whole (counted, logged within the
+ * complaint budget); the devices and documents already held stay as they
+ * are.  A document's size is kept per device and updated by the size of
+ * what each message replaces, so the check costs what the message does.
  */
 #include "core.h"
 
@@ -24,13 +45,26 @@
 #include "ident.h"
 #include "json_fields.h"
 #include "log.h"
+#include "metrics.h"
+#include "mqtt_link.h"
+#include "registry_repair.h"
 #include "shared_buf.h"
+#include "store.h"
 #include "strmap.h"
 #include "timeutil.h"
 
 #define MAX_LISTENERS 8
 #define BAD_LOG_INTERVAL_S 60.0
 #define SNAPSHOT_ACK_WAIT_S 5.0
+/* At start-up, the snapshot waits at least this long for the retained burst
+ * and the broker's copy of the previous snapshot, and at most SETTLE_MAX_S
+ * for the devices the previous run knew. */
+#define SETTLE_MIN_S 1.0
+#define SETTLE_MAX_S 10.0
+/* Devices written to the store per turn of the loop, in one relaxed
+ * transaction, and how often. */
+#define PERSIST_BATCH 2000
+#define PERSIST_INTERVAL_MS 1000
 
 struct device {
 	char id[65];
@@ -40,12 +74,20 @@ struct device {
 	double last_seen_wall;
 	double last_seen_mono;
 	double last_complaint;    /* when bad input from it was last logged */
+	/* Its document serialised compactly, without the host's last_seen,
+	 * stale and online (limits.max_device_bytes); 0: not measured yet. */
+	size_t doc_bytes;
 	char *frag;               /* "\"id\":{...}" or NULL when it must be rebuilt */
 	size_t frag_len;
 	/* Devices in order of last message, oldest first: the stale scan only
 	 * looks at the head of this list. */
 	struct device *prev, *next;
 	bool in_fresh_list;
+	bool has_meta;            /* its document holds a meta (this run or stored) */
+	bool meta_heard;          /* a meta message arrived in this run */
+	bool heard;               /* any message arrived in this run */
+	/* Devices whose document changed since it was last stored. */
+	struct device *persist_next, **persist_pprev;
 };
 
 struct registry {
@@ -73,6 +115,19 @@ struct registry {
 
 	struct event *ev_publish;
 	struct event *ev_stale;
+
+	struct registry_repair *repair;
+	struct device *persist_head;
+	struct event *ev_persist;
+
+	/* Start-up: the broker gets no snapshot while settling (see the top). */
+	bool settling;
+	bool connected_once;
+	double settle_from;       /* monotonic time of the first connect */
+	bool refreshed;           /* silent devices' meta asked for (once) */
+	size_t expected;          /* devices the last run or the broker knew */
+	size_t n_heard;           /* devices heard from in this run */
+	struct event *ev_settle;
 
 	/* When bad input from an id not in the registry was last logged. */
 	double bad_log_global;
@@ -120,6 +175,63 @@ static void fresh_append(struct registry *r, struct device *d)
 		r->fresh_head = d;
 	r->fresh_tail = d;
 	d->in_fresh_list = true;
+}
+
+static void persist_unlink(struct device *d)
+{
+	if(!d->persist_pprev)
+		return;
+	*d->persist_pprev = d->persist_next;
+	if(d->persist_next)
+		d->persist_next->persist_pprev = d->persist_pprev;
+	d->persist_next = NULL;
+	d->persist_pprev = NULL;
+}
+
+static void persist_mark(struct registry *r, struct device *d)
+{
+	if(d->persist_pprev)
+		return;
+	d->persist_next = r->persist_head;
+	if(r->persist_head)
+		r->persist_head->persist_pprev = &d->persist_next;
+	r->persist_head = d;
+	d->persist_pprev = &r->persist_head;
+	if(!evtimer_pending(r->ev_persist, NULL)) {
+		struct timeval tv = {PERSIST_INTERVAL_MS / 1000, (PERSIST_INTERVAL_MS % 1000) * 1000};
+		evtimer_add(r->ev_persist, &tv);
+	}
+}
+
+/* Writes up to `max` changed devices, in one transaction without fsync: the
+ * store is a cache the devices refresh, so a power cut may lose the last
+ * second of it, never a crash (WAL). */
+static void persist_some(struct registry *r, size_t max)
+{
+	struct store *st = r->host->store;
+	if(!r->persist_head || !st)
+		return;
+	store_begin_relaxed(st);
+	for(size_t n = 0; r->persist_head && n < max; n++) {
+		struct device *d = r->persist_head;
+		persist_unlink(d);
+		char *text = json_dumps(d->doc, JSON_COMPACT);
+		if(text) {
+			store_device_put(st, d->id, text, strlen(text), d->last_seen_wall);
+			free(text);
+		}
+	}
+	store_commit(st);
+}
+
+static void on_persist_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct registry *r = arg;
+	persist_some(r, PERSIST_BATCH);
+	if(r->persist_head) {
+		struct timeval tv = {0, 0};
+		evtimer_add(r->ev_persist, &tv);   /* the rest on the next turn */
+	}
 }
 
 static void device_changed(struct registry *r, struct device *d)
@@ -198,19 +310,84 @@ static bool merge_typed(json_t *doc, const json_t *obj, char *why, size_t len)
 	return why[0] != '\0';
 }
 
-static void complain(struct registry *r, const char *id, const char *topic, const char *what,
-		const char *why)
+/* Whether a complaint about id may be logged now, spending its budget. */
+static bool log_budget(struct registry *r, const char *id)
 {
-	r->host->stats.bad_payloads++;
 	/* A known device has its own minute; every other id shares one, so
 	 * made-up ids can neither flood the log nor grow a table. */
 	struct device *d = id ? strmap_get(r->devices, id) : NULL;
 	double *last = d ? &d->last_complaint : &r->bad_log_global;
 	double now = time_now_mono();
 	if(*last > 0 && now - *last < BAD_LOG_INTERVAL_S)
-		return;
+		return false;
 	*last = now;
-	log_warn("registry", "ignored %s on %s: %s", what, topic, why);
+	return true;
+}
+
+static void complain(struct registry *r, const char *id, const char *topic, const char *what,
+		const char *why)
+{
+	r->host->stats.bad_payloads++;
+	if(log_budget(r, id))
+		log_warn("registry", "ignored %s on %s: %s", what, topic, why);
+}
+
+/* A message dropped at limits.{limit}: counted, and logged within the
+ * complaint budget (not as a bad payload: it was well formed). */
+static void refuse(struct registry *r, const char *id, const char *topic, const char *limit,
+		const char *why)
+{
+	metrics_limit_refusal(limit);
+	if(log_budget(r, id))
+		log_warn("registry", "dropped the message on %s: limits.%s (%ld) reached: %s", topic,
+				limit, config_limit(&r->host->cfg, limit), why);
+}
+
+/* ---- document sizes (limits.max_device_bytes) ------------------------------ */
+
+/* Fields the host rewrites on every build: not the device's bytes. */
+static bool host_field(const char *key)
+{
+	return !strcmp(key, "last_seen") || !strcmp(key, "stale") || !strcmp(key, "online");
+}
+
+/* The bytes of "key":value, and its comma, in compact JSON as jansson
+ * writes it: '"', '\\' and control characters escaped, UTF-8 as is. */
+static size_t pair_bytes(const char *key, const json_t *v)
+{
+	size_t n = 2;                 /* the quotes */
+	for(const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		if(*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' ||
+				*p == '\t')
+			n += 2;
+		else
+			n += *p < 0x20 ? 6 : 1;
+	}
+	return n + 1 + json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) + 1;
+}
+
+/* The size of d's document (see doc_bytes) once obj is merged into it the
+ * way merge_typed() does; measures the whole document only the first time. */
+static size_t merged_bytes(struct device *d, const json_t *obj)
+{
+	const char *key;
+	json_t *v;
+	if(!d->doc_bytes) {
+		d->doc_bytes = 1;         /* "{", and "}" in place of the last comma */
+		json_object_foreach(d->doc, key, v) {
+			if(!host_field(key))
+				d->doc_bytes += pair_bytes(key, v);
+		}
+	}
+	size_t bytes = d->doc_bytes;
+	json_object_foreach((json_t *)obj, key, v) {
+		const struct jfield *f = known_field(key);
+		if(host_field(key) || (f && !jf_type_ok(v, f->type)))
+			continue;
+		const json_t *old = json_object_get(d->doc, key);
+		bytes += pair_bytes(key, v) - (old ? pair_bytes(key, old) : 0);
+	}
+	return bytes;
 }
 
 static struct device *device_get_or_add(struct registry *r, const char *id)
@@ -239,9 +416,36 @@ static void remove_device(struct registry *r, const char *id)
 	if(!d)
 		return;
 	fresh_unlink(r, d);
+	persist_unlink(d);
+	if(d->heard)
+		r->n_heard--;
 	device_free(d);
+	registry_repair_forget(r->repair, id);
+	if(r->host->store)
+		store_device_delete(r->host->store, id);
 	registry_mark_dirty(r);
 	log_info("registry", "device %s removed (empty retained meta)", id);
+}
+
+static void settle_check(struct registry *r);
+static void on_previous_snapshot(oh_ctx *ctx, const struct oh_message *msg, void *ud);
+
+/* A device was heard from: the start-up may be over, and what it lacks is
+ * fetched. */
+static void device_heard(struct registry *r, struct device *d, bool is_meta)
+{
+	if(!d->heard) {
+		d->heard = true;
+		r->n_heard++;
+		if(r->settling && r->n_heard >= r->expected)
+			settle_check(r);
+	}
+	if(is_meta) {
+		d->has_meta = d->meta_heard = true;
+		registry_repair_done(r->repair, d->id);
+	} else if(!d->has_meta) {
+		registry_repair_want(r->repair, d->id);
+	}
 }
 
 static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *ud)
@@ -268,8 +472,10 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	id[id_len] = '\0';
 
 	if(msg->len == 0) {
-		/* Clearing a retained meta is how a device is decommissioned. */
-		if(is_meta)
+		/* Clearing a retained meta is how a device is decommissioned.  On
+		 * MQTT 5 the broker tells a retained clear from a plain empty
+		 * publish (retain as published); on 3.1.1 it cannot. */
+		if(is_meta && (msg->retained || !mqtt_link_retain_as_published(r->host->link)))
 			remove_device(r, id);
 		return;
 	}
@@ -283,12 +489,33 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		return;
 	}
 
-	struct device *d = device_get_or_add(r, id);
-	if(!d) {
+	const struct config_limits *lim = &r->host->cfg.limits;
+	struct device *d = strmap_get(r->devices, id);
+	bool created = !d;
+	char why[256];
+	if(created && config_limit_reached(lim->max_devices, strmap_size(r->devices))) {
+		snprintf(why, sizeof why, "device %s is not added", id);
+		refuse(r, id, topic, "max_devices", why);
+		return;
+	}
+	if(created && !(d = device_get_or_add(r, id))) {
 		log_error("registry", "out of memory adding device %s", id);
 		return;
 	}
-	char why[256];
+	size_t bytes = merged_bytes(d, msg->json);
+	/* Only growth past the limit: a document stored under a higher one
+	 * still takes the heartbeats that keep it the same size. */
+	if(lim->max_device_bytes > 0 && bytes > (size_t)lim->max_device_bytes &&
+			bytes > d->doc_bytes) {
+		snprintf(why, sizeof why, "the document of %s would be %zu bytes", id, bytes);
+		if(created) {
+			strmap_remove(r->devices, id);   /* nothing else knows it yet */
+			device_free(d);
+		}
+		refuse(r, id, topic, "max_device_bytes", why);
+		return;
+	}
+	d->doc_bytes = bytes;
 	/* After the device exists, so that the complaint spends its own budget. */
 	if(merge_typed(d->doc, msg->json, why, sizeof why))
 		complain(r, id, topic, "fields", why);
@@ -301,6 +528,28 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	fresh_unlink(r, d);
 	fresh_append(r, d);
 	device_changed(r, d);
+	persist_mark(r, d);
+	device_heard(r, d, is_meta);
+}
+
+void registry_heard_topic(struct registry *r, const char *topic)
+{
+	/* {prefix}{id}/{module}/...: a device that speaks for a module but is
+	 * not in the registry lost its meta and status on the way to us. */
+	if(strncmp(topic, r->prefix, r->prefix_len))
+		return;
+	const char *id_start = topic + r->prefix_len;
+	const char *slash = strchr(id_start, '/');
+	if(!slash || !strchr(slash + 1, '/'))
+		return;
+	size_t id_len = (size_t)(slash - id_start);
+	if(!ident_device_id_valid(id_start, id_len))
+		return;
+	char id[65];
+	memcpy(id, id_start, id_len);
+	id[id_len] = '\0';
+	if(!strmap_get(r->devices, id))
+		registry_repair_want(r->repair, id);
 }
 
 /* ---- staleness ---------------------------------------------------------------- */
@@ -436,7 +685,7 @@ static void publish_now(struct registry *r)
 	/* An ack lost with a connection must not stop the snapshots for good. */
 	if(r->in_flight && now - r->in_flight_since > SNAPSHOT_ACK_WAIT_S)
 		r->in_flight = false;
-	if(r->unpublished && !r->in_flight) {
+	if(r->unpublished && !r->in_flight && !r->settling) {
 		struct host *h = r->host;
 		int mid = 0;
 		int rc = host_publish_mid(h, r->snapshot_topic, snap->data, snap->len, 1, true, &mid);
@@ -491,9 +740,90 @@ void registry_published(struct registry *r, int mid)
 		schedule_publish(r);
 }
 
+/* ---- start-up ------------------------------------------------------------------ */
+
+static void end_settling(struct registry *r, const char *why)
+{
+	if(!r->settling)
+		return;
+	r->settling = false;
+	evtimer_del(r->ev_settle);
+	dispatch_unsubscribe(r->host->dispatch, NULL, r->snapshot_topic, on_previous_snapshot, r);
+	log_info("registry", "%zu of %zu known devices heard from (%s); publishing the snapshot",
+			r->n_heard, r->expected, why);
+	registry_mark_dirty(r);
+}
+
+/* Devices kept from the last run whose meta the retained burst did not
+ * bring (RabbitMQ sends none to wildcards): it may have changed while we
+ * were away, so ask the broker for it, once, SETTLE_MIN_S after connecting. */
+static void refresh_silent_devices(struct registry *r)
+{
+	if(r->refreshed)
+		return;
+	r->refreshed = true;
+	struct strmap_iter it;
+	void *value;
+	strmap_iter_init(&it, r->devices);
+	while(strmap_iter_next(&it, NULL, &value)) {
+		struct device *d = value;
+		if(!d->meta_heard)
+			registry_repair_want(r->repair, d->id);
+	}
+}
+
+static void settle_check(struct registry *r)
+{
+	if(!r->settling || !r->connected_once)
+		return;
+	double waited = time_now_mono() - r->settle_from;
+	if(waited >= SETTLE_MIN_S)
+		refresh_silent_devices(r);
+	if(waited >= SETTLE_MAX_S) {
+		end_settling(r, "the settle time is over");
+	} else if(waited >= SETTLE_MIN_S && r->n_heard >= r->expected) {
+		end_settling(r, "complete");
+	} else {
+		double left = waited < SETTLE_MIN_S ? SETTLE_MIN_S - waited : SETTLE_MAX_S - waited;
+		struct timeval tv = {(time_t)left, (suseconds_t)((left - (time_t)left) * 1e6)};
+		evtimer_add(r->ev_settle, &tv);
+	}
+}
+
+static void on_settle_timer(evutil_socket_t fd, short what, void *arg)
+{
+	settle_check(arg);
+}
+
+/* The broker's retained copy of the last snapshot: the registry is not
+ * complete before it has as many devices (a host whose store was lost
+ * must not replace a full snapshot with its first few devices). */
+static void on_previous_snapshot(oh_ctx *ctx, const struct oh_message *msg, void *ud)
+{
+	struct registry *r = ud;
+	if(!r->settling || !msg->len)
+		return;
+	json_t *doc = json_loadb(msg->payload, msg->len, 0, NULL);
+	size_t n = json_object_size(json_object_get(doc, "devices"));
+	json_decref(doc);
+	if(n > r->expected) {
+		r->expected = n;
+		log_info("registry", "the broker's last snapshot has %zu devices; waiting for them", n);
+	}
+	/* Our own snapshots are not published while settling, and this
+	 * subscription ends with it, so this is the previous run's. */
+	dispatch_unsubscribe(r->host->dispatch, NULL, r->snapshot_topic, on_previous_snapshot, r);
+}
+
 void registry_on_connect(struct registry *r)
 {
 	r->in_flight = false;
+	registry_repair_on_connect(r->repair);
+	if(!r->connected_once) {
+		r->connected_once = true;
+		r->settle_from = time_now_mono();
+		settle_check(r);
+	}
 	/* The broker may have lost our retained snapshot (restart without
 	 * persistence): publish it again. */
 	registry_mark_dirty(r);
@@ -501,9 +831,10 @@ void registry_on_connect(struct registry *r)
 
 void registry_flush(struct registry *r)
 {
-	r->in_flight = false;   /* the final state goes out regardless */
+	r->in_flight = false;   /* the final state goes out regardless... */
 	if(r->dirty || r->unpublished)
-		publish_now(r);
+		publish_now(r);     /* ...unless still settling: it is partial */
+	persist_some(r, (size_t)-1);
 }
 
 void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *, void *), void *ud)
@@ -582,28 +913,74 @@ struct registry *registry_new(struct host *h)
 	r->snapshot_topic = malloc(n + sizeof "/orchestrator/registry");
 	r->ev_publish = evtimer_new(h->base, on_publish_timer, r);
 	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
+	r->ev_persist = evtimer_new(h->base, on_persist_timer, r);
+	r->ev_settle = evtimer_new(h->base, on_settle_timer, r);
 	if(!r->devices || !r->prefix || !r->snapshot_topic || !r->ev_publish ||
-			!r->ev_stale) {
+			!r->ev_stale || !r->ev_persist || !r->ev_settle) {
 		registry_free(r);
 		return NULL;
 	}
 	sprintf(r->prefix, "%s/device/", root);
+	if(!(r->repair = registry_repair_new(h, r->prefix))) {
+		registry_free(r);
+		return NULL;
+	}
+	r->settling = true;
 	r->prefix_len = strlen(r->prefix);
 	sprintf(r->snapshot_topic, "%s/orchestrator/registry", root);
 	r->last_publish_mono = -1e9;
 	return r;
 }
 
+/* A device as the last run left it: its document, not yet heard from. */
+static void load_device(const char *id, const char *text, size_t len, double last_seen, void *ud)
+{
+	struct registry *r = ud;
+	if(!ident_device_id_valid(id, strlen(id)) || strmap_get(r->devices, id))
+		return;
+	json_t *doc = json_loadb(text, len, 0, NULL);
+	if(!json_is_object(doc)) {
+		log_warn("registry", "skipping the stored document of %s: not a JSON object", id);
+		json_decref(doc);
+		return;
+	}
+	struct device *d = device_get_or_add(r, id);
+	if(!d) {
+		json_decref(doc);
+		return;
+	}
+	/* What the host derives is derived again; online is unknown until the
+	 * device speaks. */
+	json_object_del(doc, "online");
+	json_object_del(doc, "stale");
+	json_object_del(doc, "last_seen");
+	json_object_del(doc, "device_id");
+	json_object_update(d->doc, doc);
+	json_decref(doc);
+	d->has_meta = json_object_get(d->doc, "modules") != NULL;
+	d->last_seen_wall = last_seen;
+	d->last_seen_mono = time_now_mono() - (time_now_wall() - last_seen);
+}
+
 int registry_start(struct registry *r)
 {
 	struct host *h = r->host;
+	if(h->store && !store_device_load(h->store, load_device, r)) {
+		r->expected = strmap_size(r->devices);
+		if(r->expected)
+			log_info("registry", "%zu devices known from the last run", r->expected);
+	}
+	/* QoS 0: see the top of this file. */
 	char filter[300];
 	snprintf(filter, sizeof filter, "%s+/meta", r->prefix);
-	int rc = dispatch_subscribe(h->dispatch, NULL, filter, 1, on_device_message, r);
+	int rc = dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r);
 	if(rc)
 		return rc;
 	snprintf(filter, sizeof filter, "%s+/status", r->prefix);
-	rc = dispatch_subscribe(h->dispatch, NULL, filter, 1, on_device_message, r);
+	rc = dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r);
+	if(rc)
+		return rc;
+	rc = dispatch_subscribe(h->dispatch, NULL, r->snapshot_topic, 0, on_previous_snapshot, r);
 	if(rc)
 		return rc;
 	double scan = h->cfg.stale_after_s / 4;
@@ -625,6 +1002,11 @@ void registry_free(struct registry *r)
 		event_free(r->ev_publish);
 	if(r->ev_stale)
 		event_free(r->ev_stale);
+	if(r->ev_persist)
+		event_free(r->ev_persist);
+	if(r->ev_settle)
+		event_free(r->ev_settle);
+	registry_repair_free(r->repair);
 	strmap_free(r->devices, device_free);
 	shared_buf_unref(r->snapshot);
 	free(r->prefix);

@@ -17,11 +17,18 @@
  * more than misfire_grace_s late (the host was down, or the clock jumped)
  * is recorded as MISSED instead, and a cron job then moves to its first
  * time after now: one run or one MISSED, never a series.
+ *
+ * Any client may schedule, and every job costs an fsync and stays until
+ * removed (a finished one-off job for SCHED_DONE_KEEP_S more), so a new
+ * job is refused at limits.max_jobs in all or limits.max_jobs_per_actor for
+ * its owner (OH_ERR_TOO_LARGE, counted).  Jobs restored from the store are
+ * all kept, past a lowered limit too: they were accepted.
  */
 #include "scheduler.h"
 
 #include <event2/event.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +39,25 @@
 #include "store.h"
 #include "strmap.h"
 #include "timeutil.h"
+
+static size_t owner_jobs(struct scheduler *s, const char *owner)
+{
+	return (size_t)(uintptr_t)strmap_get(s->owners, owner);
+}
+
+/* Adds delta (+1 or -1) to the owner's count; an owner without jobs leaves
+ * the map, so the map is never larger than the jobs table. */
+static int owner_count(struct scheduler *s, const char *owner, int delta)
+{
+	size_t n = owner_jobs(s, owner);
+	n = delta > 0 ? n + 1 : n ? n - 1 : 0;
+	int err = 0;
+	if(n)
+		strmap_put(s->owners, owner, (void *)(uintptr_t)n, &err);
+	else
+		strmap_remove(s->owners, owner);
+	return err ? OH_ERR_NOMEM : OH_OK;
+}
 
 /* ---- the heap ----------------------------------------------------------- */
 
@@ -238,6 +264,16 @@ struct job *sched__find(struct sched_plugin *sp, const char *id)
 int sched__add(struct sched_plugin *sp, const struct job_req *r, struct job **out)
 {
 	struct scheduler *s = sp->s;
+	const struct config_limits *lim = &s->h->cfg.limits;
+	/* max_jobs first: callers name the limit by checking it again. */
+	if(config_limit_reached(lim->max_jobs, strmap_size(s->jobs))) {
+		metrics_limit_refusal("max_jobs");
+		return OH_ERR_TOO_LARGE;
+	}
+	if(config_limit_reached(lim->max_jobs_per_actor, owner_jobs(s, r->owner))) {
+		metrics_limit_refusal("max_jobs_per_actor");
+		return OH_ERR_TOO_LARGE;
+	}
 	char *cmds = json_dumps(r->commands, JSON_COMPACT);
 	if(!cmds)
 		return OH_ERR_NOMEM;
@@ -258,15 +294,23 @@ int sched__add(struct sched_plugin *sp, const struct job_req *r, struct job **ou
 	int err = 0;
 	int rc = heap_reserve(s, strmap_size(s->jobs) + 1);
 	if(!rc)
+		rc = owner_count(s, j->owner, +1);
+	if(!rc) {
 		strmap_put(s->jobs, j->id, j, &err);
-	if(rc || err) {
+		if(err) {
+			owner_count(s, j->owner, -1);
+			rc = OH_ERR_NOMEM;
+		}
+	}
+	if(rc) {
 		free(j);
-		return rc ? rc : OH_ERR_NOMEM;
+		return rc;
 	}
 	/* Durable before it is acknowledged, or not at all. */
 	rc = persist(s, j);
 	if(rc) {
 		strmap_remove(s->jobs, j->id);
+		owner_count(s, j->owner, -1);
 		free(j);
 		return rc;
 	}
@@ -282,6 +326,7 @@ int sched__add(struct sched_plugin *sp, const struct job_req *r, struct job **ou
 static void unlink_job(struct scheduler *s, struct job *j)
 {
 	strmap_remove(s->jobs, j->id);
+	owner_count(s, j->owner, -1);
 	heap_remove(s, j);
 	j->sp->n_jobs--;
 	/* A job whose commands are being dispatched is freed when that ends. */
@@ -648,7 +693,14 @@ static void load_one(const char *id, const char *module, json_t *doc, void *ud)
 	if(!j)
 		return;
 	int err = 0;
-	if(heap_reserve(s, strmap_size(s->jobs) + 1) || (strmap_put(s->jobs, j->id, j, &err), err)) {
+	if(heap_reserve(s, strmap_size(s->jobs) + 1) || owner_count(s, j->owner, +1)) {
+		log_error("scheduler", "out of memory restoring job %s", id);
+		free(j);
+		return;
+	}
+	strmap_put(s->jobs, j->id, j, &err);
+	if(err) {
+		owner_count(s, j->owner, -1);
 		log_error("scheduler", "out of memory restoring job %s", id);
 		free(j);
 		return;
@@ -670,6 +722,10 @@ static int load_jobs(struct scheduler *s, struct sched_plugin *only)
 	if(lc.skipped)
 		log_warn("scheduler", "%zu stored job(s) belong to modules that are not loaded or do "
 				"not schedule; kept in the store", lc.skipped);
+	long max = s->h->cfg.limits.max_jobs;
+	if(lc.loaded && max > 0 && strmap_size(s->jobs) > (size_t)max)
+		log_warn("scheduler", "%zu jobs, more than limits.max_jobs (%ld): all kept, no new "
+				"ones until some end", strmap_size(s->jobs), max);
 	/* Runs missed while we were down are run or recorded as MISSED on the
 	 * first loop turn, by the same code that fires on time. */
 	arm(s);
@@ -697,10 +753,11 @@ int scheduler_init(struct host *h)
 	s->h = h;
 	s->now = time_now_wall;
 	s->jobs = strmap_new();
+	s->owners = strmap_new();
 	s->timer = evtimer_new(h->base, on_timer, s);
 	s->watch = event_new(h->base, -1, EV_PERSIST, on_watch, s);
 	s->flush = evtimer_new(h->base, on_flush, s);
-	if(!s->jobs || !s->timer || !s->watch || !s->flush) {
+	if(!s->jobs || !s->owners || !s->timer || !s->watch || !s->flush) {
 		h->scheduler = s;
 		scheduler_free(s);
 		return OH_ERR_NOMEM;
@@ -752,6 +809,7 @@ void scheduler_free(struct scheduler *s)
 		event_free(s->watch);
 	if(s->jobs)
 		strmap_free(s->jobs, free);
+	strmap_free(s->owners, NULL);
 	free(s->heap);
 	free(s);
 }

@@ -78,6 +78,7 @@ struct job {
 struct scheduler {
 	struct host *h;
 	struct strmap *jobs;      /* id -> struct job */
+	struct strmap *owners;    /* owner -> its number of jobs (>= 1), as a pointer */
 	struct job **heap;
 	uint32_t n, cap;
 	struct event *timer;      /* the earliest due job */

@@ -6,7 +6,8 @@
  * Requests are validated declaratively (a table of fields and types per
  * object, as Janus does), so every BAD_REQUEST names the field, down to
  * "commands[2].action".  Ack codes map to HTTP statuses in one place,
- * http_status().
+ * http_status().  A job past limits.max_jobs or max_jobs_per_actor is
+ * refused with LIMIT (HTTP 507: jobs are storage), naming the limit.
  */
 #include "scheduler.h"
 
@@ -138,9 +139,17 @@ fail:
 	return OH_ERR_INVAL;
 }
 
-/* Validates `schedule` params and creates the job. */
+/* {"limit": name, "value": N}, the details of a LIMIT refusal (returned). */
+static json_t *limit_details(const struct scheduler *s, const char *limit)
+{
+	return json_pack("{s:s, s:I}", "limit", limit,
+			"value", (json_int_t)config_limit(&s->h->cfg, limit));
+}
+
+/* Validates `schedule` params and creates the job.  OH_ERR_TOO_LARGE: a
+ * limit was reached, *limit names it ("max_jobs") and err says so. */
 static int create(struct sched_plugin *sp, const json_t *params, const char *owner,
-		struct job **out, char *err, size_t errlen)
+		struct job **out, const char **limit, char *err, size_t errlen)
 {
 	struct scheduler *s = sp->s;
 	struct host *h = s->h;
@@ -211,9 +220,19 @@ static int create(struct sched_plugin *sp, const json_t *params, const char *own
 	r.commands = cmds;
 	rc = sched__add(sp, &r, out);
 	json_decref(cmds);
-	if(rc)
+	if(rc == OH_ERR_TOO_LARGE) {
+		/* sched__add checks max_jobs first, so a full table means that one. */
+		bool all = config_limit_reached(h->cfg.limits.max_jobs, scheduler_count(s));
+		*limit = all ? "max_jobs" : "max_jobs_per_actor";
+		if(all)
+			snprintf(err, errlen, "limits.max_jobs (%ld) reached", h->cfg.limits.max_jobs);
+		else
+			snprintf(err, errlen, "limits.max_jobs_per_actor (%ld) reached for %.120s",
+					h->cfg.limits.max_jobs_per_actor, r.owner);
+	} else if(rc) {
 		snprintf(err, errlen, rc == OH_ERR_IO ? "the job could not be stored, so it is not scheduled"
 				: "%s", oh_strerror(rc));
+	}
 	return rc;
 }
 
@@ -298,7 +317,10 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 	const json_t *params = cmd->params;
 	if(!strcmp(action, "schedule")) {
 		struct job *j;
-		int rc = create(sp, params, owner, &j, err, sizeof err);
+		const char *limit = NULL;
+		int rc = create(sp, params, owner, &j, &limit, err, sizeof err);
+		if(rc == OH_ERR_TOO_LARGE)
+			return bad(cmd, owner, "LIMIT", err, limit_details(sp->s, limit));
 		if(rc)
 			return bad(cmd, owner, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err, NULL);
 		json_t *job = sched__job_json(j);
@@ -346,7 +368,8 @@ int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_i
 		return OH_ERR_DENIED;
 	}
 	struct job *j;
-	int rc = create(ctx->sched, params, owner, &j, err, errlen);
+	const char *limit = NULL;
+	int rc = create(ctx->sched, params, owner, &j, &limit, err, errlen);
 	if(!rc && job_id)
 		snprintf(job_id, SCHED_ID_LEN + 1, "%s", j->id);
 	return rc;
@@ -383,7 +406,7 @@ static unsigned http_status(const char *code)
 		unsigned status;
 	} map[] = {
 		{"OK", 200}, {"SCHEDULED", 201}, {"BAD_REQUEST", 400}, {"NOT_OWNER", 403},
-		{"NOT_FOUND", 404},
+		{"NOT_FOUND", 404}, {"LIMIT", 507},
 	};
 	for(size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
 		if(!strcmp(map[i].code, code))
@@ -442,7 +465,13 @@ static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		owner = "api";
 	struct job *j;
 	char err[512];
-	int rc = create(sp, body, owner, &j, err, sizeof err);
+	const char *limit = NULL;
+	int rc = create(sp, body, owner, &j, &limit, err, sizeof err);
+	if(rc == OH_ERR_TOO_LARGE) {
+		oh_reply_json(req, http_status("LIMIT"), json_pack("{s:{s:s, s:s, s:o}}", "error",
+				"code", "LIMIT", "message", err, "details", limit_details(sp->s, limit)));
+		return;
+	}
 	if(rc) {
 		reply_err(req, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err);
 		return;
@@ -530,7 +559,9 @@ int sched__routes(struct sched_plugin *sp)
 		"\"device_id\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"
 		" \"params\": {\"type\": \"object\"}}}}}}}}},"
 		" \"responses\": {\"201\": {\"description\": \"the job\", \"content\": {\"application/json\":"
-		" {\"schema\": %s}}}, \"400\": {\"description\": \"invalid; the message names the field\"}}}",
+		" {\"schema\": %s}}}, \"400\": {\"description\": \"invalid; the message names the field\"},"
+		" \"507\": {\"description\": \"LIMIT: limits.max_jobs or limits.max_jobs_per_actor"
+		" reached (error.details.limit names it)\"}}}",
 		JOB_SCHEMA);
 	snprintf(get_doc, sizeof get_doc,
 		"{\"summary\": \"One scheduled job\", \"responses\": {\"200\": {\"description\": \"the job\","

@@ -1,5 +1,6 @@
 /*
- * Durable state behind one small interface: leases and scheduled jobs.
+ * Durable state behind one small interface: leases, scheduled jobs and the
+ * last known document of each device.
  * The SQLite backend (store_sqlite.c) is the only one today; a PostgreSQL
  * backend for a pair of hosts would implement the same operations.
  * Every write is committed before the call returns.
@@ -31,6 +32,18 @@ int store_job_put(struct store *s, const char *id, const char *module, const jso
 int store_job_delete(struct store *s, const char *id);
 int store_job_load(struct store *s,
 		void (*fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud),
+		void *ud);
+
+/*
+ * The registry's last merged document per device (JSON text, borrowed for
+ * the call) and when it was last heard from, for a warm start.  Written in
+ * relaxed batches: it is a cache the devices refresh, not a promise.
+ */
+int store_device_put(struct store *s, const char *id, const char *doc, size_t len, double last_seen);
+int store_device_delete(struct store *s, const char *id);
+int store_device_load(struct store *s,
+		void (*fn)(const char *id, const char *doc /* borrowed */, size_t len, double last_seen,
+			void *ud),
 		void *ud);
 
 /*

@@ -20,6 +20,7 @@
 enum stmt_id {
 	LEASE_PUT, LEASE_DEL, LEASE_ALL,
 	JOB_PUT, JOB_DEL, JOB_ALL,
+	DEVICE_PUT, DEVICE_DEL, DEVICE_ALL,
 	N_STMTS
 };
 
@@ -30,6 +31,9 @@ static const char *const stmt_sql[N_STMTS] = {
 	[JOB_PUT] = "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, ?2, ?3)",
 	[JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
 	[JOB_ALL] = "SELECT id, module, doc FROM jobs ORDER BY rowid",
+	[DEVICE_PUT] = "INSERT OR REPLACE INTO devices(id, doc, last_seen) VALUES(?1, ?2, ?3)",
+	[DEVICE_DEL] = "DELETE FROM devices WHERE id = ?1",
+	[DEVICE_ALL] = "SELECT id, doc, last_seen FROM devices",
 };
 
 struct store {
@@ -83,6 +87,8 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		"CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
 		" doc TEXT NOT NULL);"
 		"CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
+		"CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
+		" last_seen REAL NOT NULL);"
 		/* A real write now, so the first one that matters (a job firing
 		 * right after start-up) does not pay for setting up the WAL. */
 		"INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
@@ -209,6 +215,38 @@ int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_
 		json_decref(doc);
 	}
 	return load_done(s, st, rc, "jobs");
+}
+
+int store_device_put(struct store *s, const char *id, const char *doc, size_t len, double last_seen)
+{
+	sqlite3_stmt *st = s->stmts[DEVICE_PUT];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, doc, (int)len, SQLITE_STATIC);
+	sqlite3_bind_double(st, 3, last_seen);
+	return step_done(s, st);
+}
+
+int store_device_delete(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->stmts[DEVICE_DEL];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	return step_done(s, st);
+}
+
+int store_device_load(struct store *s,
+		void (*fn)(const char *id, const char *doc, size_t len, double last_seen, void *ud),
+		void *ud)
+{
+	sqlite3_stmt *st = s->stmts[DEVICE_ALL];
+	int rc;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		const char *doc = (const char *)sqlite3_column_text(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		if(id && doc)
+			fn(id, doc, len, sqlite3_column_double(st, 2), ud);
+	}
+	return load_done(s, st, rc, "devices");
 }
 
 int store_begin(struct store *s)

@@ -4,11 +4,18 @@
  *   {root}/device/{id}/cmd  -> /evt            device-level commands and acks
  *   {root}/device/{id}/{m}/cmd, /cfg -> /evt   module commands, cfg and acks
  *   {root}/device/{id}/{m}/status              retained module state
+ *   {root}/orchestrator/status                 the host's presence, read here
  * Everything is republished after each (re)connect because the session is
- * clean and the broker may have restarted without persistence.
+ * clean and the broker may have restarted without persistence, and again
+ * for each new birth of a host (birth.h).  The agent speaks MQTT 3.1.1
+ * only: it needs nothing from v5, 3.1.1's retained flag is exactly "stored
+ * before this subscription" (which the birth logic and the refusal of
+ * retained commands rely on), and a v5 attempt would cost a second
+ * connection per device on brokers without v5 (--simulate runs thousands).
  */
 #include "agent.h"
 
+#include "birth.h"
 #include "envelope.h"
 #include "log.h"
 #include "module.h"
@@ -29,6 +36,8 @@ struct agent {
 	json_t *labels;               /* owned array of strings */
 	char *prefix;                 /* "{root}/device/{id}" */
 	char *log_src;                /* "device rpi-01" for log lines */
+	char *birth_topic;            /* "{root}/orchestrator/status" */
+	struct birth_state birth;
 	struct mqtt_link *link;
 	struct event *ev_heartbeat;
 	struct dev_module **mods;
@@ -343,10 +352,34 @@ out:
 
 /* ---- the connection ---- */
 
+/* Everything the agent keeps retained on the broker, as at connect. */
+static void announce(struct agent *a)
+{
+	publish_meta(a);
+	publish_status(a, true);
+	for(size_t i = 0; i < a->n_mods; i++)
+		publish_module_status(a, a->mods[i], true);
+}
+
+static void on_host_presence(struct agent *a, const void *payload, size_t len, bool retained)
+{
+	char why[200];
+	if(birth_judge(&a->birth, payload, len, retained, why, sizeof why) == BIRTH_ANSWER) {
+		log_info(a->log_src, "the orchestrator came online: publishing meta and status again");
+		announce(a);
+	} else if(why[0]) {
+		log_debug(a->log_src, "ignoring %s: %s", a->birth_topic, why);
+	}
+}
+
 static void on_message(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
 		bool retained, void *ud)
 {
 	struct agent *a = ud;
+	if(!strcmp(topic, a->birth_topic)) {
+		on_host_presence(a, payload, len, retained);
+		return;
+	}
 	size_t plen = strlen(a->prefix);
 	if(strncmp(topic, a->prefix, plen) || topic[plen] != '/')
 		return;
@@ -392,10 +425,9 @@ static void on_connect(struct mqtt_link *link, void *ud)
 		snprintf(suffix, sizeof suffix, "%s/cfg", a->mods[i]->name);
 		subscribe_suffix(a, suffix);
 	}
-	publish_meta(a);
-	publish_status(a, true);
-	for(size_t i = 0; i < a->n_mods; i++)
-		publish_module_status(a, a->mods[i], true);
+	if(mqtt_link_subscribe(a->link, a->birth_topic, 1))
+		log_warn(a->log_src, "cannot subscribe to %s", a->birth_topic);
+	announce(a);
 }
 
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
@@ -419,7 +451,8 @@ struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, c
 	a->labels = json_deep_copy(cfg->labels);
 	a->prefix = strfmt("%s/device/%s", cfg->topic_root, id);
 	a->log_src = strfmt("device %s", id);
-	if(!a->id || !a->labels || !a->prefix || !a->log_src)
+	a->birth_topic = strfmt("%s/orchestrator/status", cfg->topic_root);
+	if(!a->id || !a->labels || !a->prefix || !a->log_src || !a->birth_topic)
 		goto nomem;
 
 	size_t n = json_object_size(cfg->modules);
@@ -529,6 +562,8 @@ void agent_free(struct agent *a)
 	json_decref(a->labels);
 	free(a->prefix);
 	free(a->log_src);
+	free(a->birth_topic);
+	birth_state_clear(&a->birth);
 	free(a->id);
 	free(a);
 }

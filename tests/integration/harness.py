@@ -256,11 +256,15 @@ class Broker(_Process):
     """A mosquitto on 127.0.0.1 with a generated config.
 
     Broker(persistence=True) keeps retained messages across stop()/start().
-    extra_conf is appended to the config verbatim."""
+    extra_conf is appended to the config verbatim.  Broker(stock=True) runs
+    mosquitto with its default limits (1000 queued and 20 in-flight messages
+    per client, no TCP_NODELAY), as a lab's unedited install would: only the
+    listener, allow_anonymous and persistence lines are written."""
 
     name = "mosquitto"
 
-    def __init__(self, workdir=None, port=None, persistence=False, extra_conf="", start=True):
+    def __init__(self, workdir=None, port=None, persistence=False, extra_conf="", start=True,
+                 stock=False):
         if workdir is None:
             import tempfile
             workdir = tempfile.mkdtemp(prefix="oh-broker-")
@@ -270,6 +274,7 @@ class Broker(_Process):
         self._fixed_port = port is not None
         self.persistence = persistence
         self.extra_conf = extra_conf
+        self.stock = stock
         self.conf_path = os.path.join(workdir, "mosquitto.conf")
         self._write_conf()
         if start:
@@ -281,14 +286,13 @@ class Broker(_Process):
         ]
         if "allow_anonymous" not in self.extra_conf:
             lines.append("allow_anonymous true")
-        lines += [
-            "set_tcp_nodelay true",
-            "max_queued_messages 100000",
-            "persistence %s" % ("true" if self.persistence else "false"),
-        ]
+        if not self.stock:
+            lines += ["set_tcp_nodelay true", "max_queued_messages 100000"]
+        lines.append("persistence %s" % ("true" if self.persistence else "false"))
         if self.persistence:
             lines.append("persistence_location %s/" % self.workdir)
-            lines.append("autosave_interval 1")
+            if not self.stock:
+                lines.append("autosave_interval 1")
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # As root, mosquitto would switch to the "mosquitto" user and then
             # fail to write its files in our private temp dir.

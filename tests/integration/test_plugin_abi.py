@@ -325,6 +325,9 @@ def test_unload_tears_down_everything(make_host, make_broker, make_mqtt, tmp_pat
     # The broker holds one subscription for the plugin's own command topic;
     # the device meta filter is shared with the core registry.
     sysmon = make_mqtt(broker=broker)
+    # The host reads the broker's last snapshot only until the start-up has
+    # settled (registry.c); count after that.
+    wait_until(lambda: "publishing the snapshot" in host.log(), 15, msg="the start-up settled")
     sysmon.subscribe("$SYS/broker/subscriptions/count")
     # $SYS is refreshed once a second: wait for a count that includes
     # everyone's subscriptions and then holds still.

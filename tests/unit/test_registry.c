@@ -16,6 +16,7 @@
 #include "ident.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
+#include "store.h"
 
 static struct host h;
 
@@ -336,6 +337,73 @@ static void test_device_id_rule(void)
 	json_decref(s);
 }
 
+/* A second registry on a store: what one run merged, the next starts with. */
+static void test_warm_start(void)
+{
+	char dir[] = "/tmp/oh-test-registry-XXXXXX";
+	char err[256];
+	if(!mkdtemp(dir))
+		abort();
+	struct store *st = store_open(dir, err, sizeof err);
+	CHECK(st != NULL);
+	if(!st)
+		return;
+	const char *doc = "{\"device_id\":\"cam-9\",\"modules\":[\"ndi\"],\"online\":true,"
+			"\"stale\":false,\"last_seen\":\"2026-01-01T00:00:00Z\",\"labels\":[\"x\"]}";
+	CHECK_INT_EQ(store_device_put(st, "cam-9", doc, strlen(doc), 1767225600.0), 0);
+	CHECK_INT_EQ(store_device_put(st, "..", "{}", 2, 1.0), 0);        /* refused on load */
+	CHECK_INT_EQ(store_device_put(st, "bad-doc", "[1]", 3, 1.0), 0);  /* not an object */
+
+	struct registry *saved = h.registry;
+	h.store = st;
+	h.registry = registry_new(&h);
+	CHECK_INT_EQ(registry_start(h.registry), 0);
+	CHECK_INT_EQ(registry_size(h.registry), 1);
+	json_t *snap = snapshot();
+	json_t *d = json_object_get(json_object_get(snap, "devices"), "cam-9");
+	CHECK(json_is_null(json_object_get(d, "online")));      /* not heard from yet */
+	CHECK_STR_EQ(json_string_value(json_object_get(d, "last_seen")), "2026-01-01T00:00:00Z");
+	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(d, "modules"), 0)), "ndi");
+	CHECK_STR_EQ(json_string_value(json_object_get(d, "device_id")), "cam-9");
+	json_decref(snap);
+
+	/* Heard from: merged on top, and written back when flushed. */
+	deliver("/lab/device/cam-9/status", "{\"online\":false,\"ts\":\"2026-02-02T00:00:00Z\"}");
+	deliver("/lab/device/cam-10/meta", "{\"modules\":[\"ndi\",\"ptz\"]}");
+	registry_flush(h.registry);
+	registry_free(h.registry);
+	dispatch_remove_owner(h.dispatch, NULL);
+
+	h.registry = registry_new(&h);
+	CHECK_INT_EQ(registry_start(h.registry), 0);
+	CHECK_INT_EQ(registry_size(h.registry), 2);
+	snap = snapshot();
+	d = json_object_get(json_object_get(snap, "devices"), "cam-9");
+	CHECK_STR_EQ(json_string_value(json_object_get(d, "ts")), "2026-02-02T00:00:00Z");
+	CHECK(json_is_null(json_object_get(d, "online")));
+	d = json_object_get(json_object_get(snap, "devices"), "cam-10");
+	CHECK_INT_EQ(json_array_size(json_object_get(d, "modules")), 2);
+	json_decref(snap);
+
+	/* A retained clear removes it from the store too. */
+	dispatch_on_message(h.dispatch, "/lab/device/cam-10/meta", "", 0, true);
+	registry_free(h.registry);
+	dispatch_remove_owner(h.dispatch, NULL);
+	h.registry = registry_new(&h);
+	CHECK_INT_EQ(registry_start(h.registry), 0);
+	CHECK_INT_EQ(registry_size(h.registry), 1);
+	registry_free(h.registry);
+	dispatch_remove_owner(h.dispatch, NULL);
+
+	h.registry = saved;
+	h.store = NULL;
+	store_close(st);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if(system(cmd))
+		printf("could not remove %s\n", dir);
+}
+
 int main(void)
 {
 	setup();
@@ -346,6 +414,7 @@ int main(void)
 	test_stale();
 	test_field_types();
 	test_device_id_rule();
+	test_warm_start();
 	teardown();
 	return check_summary();
 }

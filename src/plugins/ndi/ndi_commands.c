@@ -10,6 +10,8 @@
  * host's durable leases.  Each command gets exactly one ack on
  * {root}/orchestrator/{module}/evt; relayed ones later get a second event
  * (ndi_pending.c).  Nothing here changes state before validation passed.
+ * A relay past limits.max_pending(_per_device) or a reservation past
+ * limits.max_leases gets LIMIT, naming the limit and its value.
  */
 #include <math.h>
 #include <stdio.h>
@@ -44,6 +46,7 @@ static const struct {
 	{"BAD_REQUEST", false},
 	{"BAD_ACTION", false},
 	{"TOO_LARGE", false},
+	{"LIMIT", false},         /* a table is at its limits.* cap */
 	{"ERROR", false},         /* the host failed (store, memory, broker) */
 };
 
@@ -80,6 +83,19 @@ static json_t *ack_make(const char *req_id, const char *code, const char *action
 		const char *actor, const char *error, json_t *details)
 {
 	return oh_ack_new(req_id, ndi_code_ok(code), code, action, actor, error, details);
+}
+
+/* LIMIT: limits.{limit} stopped the command on device_id (the refusal is
+ * already counted, by ndi_pending_add or the host). */
+static json_t *limit_ack(const struct ndi *n, const char *req_id, const char *action,
+		const char *actor, const char *limit, const char *device_id)
+{
+	char err[160];
+	long value = oh_limit(n->ctx, limit);
+
+	snprintf(err, sizeof(err), "limits.%s (%ld) reached for %s", limit, value, device_id);
+	return ack_make(req_id, "LIMIT", action, actor, err, json_pack("{s:s, s:I, s:s}",
+			"limit", limit, "value", (json_int_t)value, "device_id", device_id));
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -382,6 +398,15 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 				json_pack("{s:s}", "field", "req_id"));
 		return rc;
 	}
+	if(rc == OH_ERR_TOO_LARGE) {
+		/* ndi_pending_add checks max_pending first: a full table means it. */
+		long all = oh_limit(ctx, "max_pending");
+		bool full = all > 0 && ndi_pending_count(n) >= (size_t)all;
+
+		*ack_out = limit_ack(n, req_id, action, actor,
+				full ? "max_pending" : "max_pending_per_device", device_id);
+		return rc;
+	}
 	if(rc) return rc;
 
 	snprintf(topic, sizeof(topic), "%s/device/%s/%s/cmd", oh_topic_root(ctx), device_id,
@@ -433,6 +458,9 @@ static json_t *lease_refused(const struct ndi *n, const struct request *r, int r
 	char err[256];
 
 	switch(rc) {
+	case OH_ERR_TOO_LARGE:    /* only oh_lease_take, for a new lease */
+		return limit_ack(n, r->req_id, r->action, r->actor, "max_leases",
+				r->device_id);
 	case OH_ERR_IN_USE:
 	case OH_ERR_NOT_OWNER:
 		held_by_text(err, sizeof(err), r->device_id, l);

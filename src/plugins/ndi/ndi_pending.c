@@ -15,7 +15,23 @@
  * after the event is published and at most once; ndi_pending_forget()
  * detaches it when the waiter goes first, so neither side is left holding
  * a pointer to the other.
+ *
+ * Any client can relay commands to a device that never answers, so the
+ * table has two caps from the host's limits: limits.max_pending in all and
+ * limits.max_pending_per_device (counted per device in a second map, never
+ * larger than the first).  ndi_pending_add refuses past either with
+ * OH_ERR_TOO_LARGE and counts the refusal; what is in flight is untouched.
+ *
+ * After a burst the memory goes back to the system.  Once the table has
+ * shrunk to half its peak (a peak of at least TRIM_MIN_PEAK), a timer looks
+ * every TRIM_CHECK_MS whether it is still draining; when it is quiet (or
+ * after TRIM_MAX_WAIT checks) both maps are compacted and oh_memory_trim()
+ * runs; once more TRIM_LATE_MS later, for the copies of the last events,
+ * which the MQTT client frees only when the broker acks them.  So a burst
+ * costs two trims.  A steady flow of commands never trims: the memory freed
+ * is reused by the next ones.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +57,22 @@ struct entry {
 
 struct ndi_pending {
 	struct strmap *by_key;    /* "{device_id}/{req_id}" -> struct entry */
+	struct strmap *by_device; /* device_id -> its commands in flight (>= 1), as a pointer */
+	bool limits_read;         /* max_all and max_device hold the host's limits */
+	long max_all, max_device; /* <= 0: not capped (a host without these limits) */
+	size_t peak;              /* the most in flight since the last trim */
+	struct oh_timer *trim;    /* armed while a burst drains */
+	size_t removed;           /* entries removed since the timer last looked */
+	int trim_checks;          /* times it looked during this drain */
+	bool trim_late;           /* the timer is the follow-up of a trim */
 };
+
+#define TRIM_MIN_PEAK 4096
+#define TRIM_CHECK_MS 1000
+/* Still draining: more removed than this in one check. */
+#define TRIM_QUIET_REMOVALS 256
+#define TRIM_MAX_WAIT 10
+#define TRIM_LATE_MS 5000
 
 /* Room for "{device_id}/{req_id}" and its NUL. */
 #define KEY_MAX (NDI_DEVICE_ID_MAX + 1 + OH_REQ_ID_MAX + 1)
@@ -60,11 +91,61 @@ struct ndi_pending *ndi_pending_new(void)
 
 	if(!p) return NULL;
 	p->by_key = strmap_new();
-	if(!p->by_key) {
+	p->by_device = strmap_new();
+	if(!p->by_key || !p->by_device) {
+		strmap_free(p->by_key, NULL);
+		strmap_free(p->by_device, NULL);
 		free(p);
 		return NULL;
 	}
 	return p;
+}
+
+static size_t device_pending(const struct ndi_pending *p, const char *device_id)
+{
+	return (size_t)(uintptr_t)strmap_get(p->by_device, device_id);
+}
+
+static void on_trim(oh_ctx *ctx, void *ud)
+{
+	struct ndi *n = ud;
+	struct ndi_pending *p = n->pending;
+	bool draining = p->removed > TRIM_QUIET_REMOVALS && strmap_size(p->by_key) > 0;
+
+	/* The host frees a one-shot timer after it fired. */
+	p->trim = NULL;
+	p->removed = 0;
+	if(!p->trim_late && draining && ++p->trim_checks < TRIM_MAX_WAIT) {
+		p->trim = oh_timer_add(ctx, TRIM_CHECK_MS, false, on_trim, n);
+		if(p->trim) return;
+	}
+	strmap_compact(p->by_key);
+	strmap_compact(p->by_device);
+	oh_memory_trim(ctx);
+	p->peak = strmap_size(p->by_key);
+	p->trim_checks = 0;
+	p->trim_late = !p->trim_late;
+	if(p->trim_late && !(p->trim = oh_timer_add(ctx, TRIM_LATE_MS, false, on_trim, n)))
+		p->trim_late = false;
+}
+
+/* Takes e out of both maps (e itself is the caller's to free). */
+static void entry_unlink(struct ndi *n, struct entry *e)
+{
+	struct ndi_pending *p = n->pending;
+	size_t left = device_pending(p, e->device_id);
+	int err = 0;
+
+	strmap_remove(p->by_key, e->key);
+	if(left > 1) {
+		/* Replacing an existing key allocates nothing, so cannot fail. */
+		strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)(left - 1), &err);
+	} else {
+		strmap_remove(p->by_device, e->device_id);
+	}
+	p->removed++;
+	if(!p->trim && p->peak >= TRIM_MIN_PEAK && strmap_size(p->by_key) <= p->peak / 2)
+		p->trim = oh_timer_add(n->ctx, TRIM_CHECK_MS, false, on_trim, n);
 }
 
 static void entry_free(struct entry *e)
@@ -105,6 +186,7 @@ void ndi_pending_free(struct ndi *n)
 	void *v;
 
 	if(!p) return;
+	if(p->trim) oh_timer_cancel(n->ctx, p->trim);
 	strmap_iter_init(&it, p->by_key);
 	while(strmap_iter_next(&it, NULL, &v)) {
 		struct entry *e = v;
@@ -113,6 +195,7 @@ void ndi_pending_free(struct ndi *n)
 		entry_free(e);
 	}
 	strmap_free(p->by_key, NULL);
+	strmap_free(p->by_device, NULL);
 	free(p);
 	n->pending = NULL;
 }
@@ -130,7 +213,7 @@ static void on_timeout(oh_ctx *ctx, void *ud)
 
 	/* The host frees a one-shot timer after it fired. */
 	e->timer = NULL;
-	strmap_remove(n->pending->by_key, e->key);
+	entry_unlink(n, e);
 	snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id,
 			n->set.ack_timeout_s);
 	conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action,
@@ -139,16 +222,41 @@ static void on_timeout(oh_ctx *ctx, void *ud)
 	entry_free(e);
 }
 
+/* OH_OK when one more command to device_id fits, else OH_ERR_TOO_LARGE
+ * after counting the refusal.  max_pending is checked first: ndi_dispatch
+ * names the limit by checking it again. */
+static int check_limits(struct ndi *n, const char *device_id)
+{
+	struct ndi_pending *p = n->pending;
+
+	if(!p->limits_read) {
+		p->max_all = oh_limit(n->ctx, "max_pending");
+		p->max_device = oh_limit(n->ctx, "max_pending_per_device");
+		p->limits_read = true;
+	}
+	if(p->max_all > 0 && strmap_size(p->by_key) >= (size_t)p->max_all) {
+		oh_limit_refused(n->ctx, "max_pending");
+		return OH_ERR_TOO_LARGE;
+	}
+	if(p->max_device > 0 && device_pending(p, device_id) >= (size_t)p->max_device) {
+		oh_limit_refused(n->ctx, "max_pending_per_device");
+		return OH_ERR_TOO_LARGE;
+	}
+	return OH_OK;
+}
+
 int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
 		const char *action, const char *actor)
 {
 	struct ndi_pending *p = n->pending;
 	char key[KEY_MAX];
 	struct entry *e;
-	int err = 0;
+	size_t on_device;
+	int err = 0, rc;
 
 	if(!make_key(key, device_id, req_id)) return OH_ERR_INVAL;
 	if(strmap_get(p->by_key, key)) return OH_ERR_EXISTS;
+	if((rc = check_limits(n, device_id))) return rc;
 	e = calloc(1, sizeof(*e));
 	if(!e) return OH_ERR_NOMEM;
 	e->key = strdup(key);
@@ -159,15 +267,23 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
 	clock_gettime(CLOCK_MONOTONIC, &e->sent);
 	if(!e->key || !e->action || !e->actor) goto out_entry;
 	e->req_id = e->key + strlen(device_id) + 1;
-	strmap_put(p->by_key, key, e, &err);
+	on_device = device_pending(p, device_id);
+	strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)(on_device + 1), &err);
 	if(err) goto out_entry;
+	strmap_put(p->by_key, key, e, &err);
+	if(err) goto out_count;
 	e->timer = oh_timer_add(n->ctx, (unsigned)(n->set.ack_timeout_s * 1000 + 0.5), false,
 			on_timeout, e);
 	if(!e->timer) {
-		strmap_remove(p->by_key, key);
+		entry_unlink(n, e);
 		goto out_entry;
 	}
+	if(strmap_size(p->by_key) > p->peak) p->peak = strmap_size(p->by_key);
 	return OH_OK;
+
+out_count:
+	if(on_device) strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, &err);
+	else strmap_remove(p->by_device, e->device_id);
 
 out_entry:
 	entry_free(e);
@@ -178,7 +294,11 @@ out_entry:
 static struct entry *entry_take(struct ndi *n, const char *device_id, const char *req_id)
 {
 	char key[KEY_MAX];
-	return make_key(key, device_id, req_id) ? strmap_remove(n->pending->by_key, key) : NULL;
+	struct entry *e = make_key(key, device_id, req_id) ? strmap_get(n->pending->by_key, key)
+		: NULL;
+
+	if(e) entry_unlink(n, e);
+	return e;
 }
 
 /* The entry for this pair, or NULL. */

@@ -58,6 +58,8 @@ static const struct {
 	{"NOT_OWNER", NULL, 409},
 	{"NOT_HELD", NULL, 409},
 	{"TOO_LARGE", NULL, 413},
+	{"LIMIT", "reserve", 507},        /* limits.max_leases: leases are stored */
+	{"LIMIT", NULL, 429},             /* limits.max_pending(_per_device) */
 	{"FAILED", NULL, 502},            /* the device acked failure */
 	{"UNAVAILABLE", NULL, 503},
 	{"TIMEOUT", NULL, 504},           /* no device ack within ack_timeout_s */
@@ -633,6 +635,8 @@ static const char DOC_SEND[] =
 	ERR("409", "leased by another actor (DENIED, details.holder) or the device is offline"
 		" (OFFLINE)") ", "
 	ERR("413", "body too large") ", "
+	ERR("429", "LIMIT: limits.max_pending or limits.max_pending_per_device reached"
+		" (details.limit, details.value)") ", "
 	ERR("502", "wait=1: the device acked failure (FAILED, details.device_code)") ", "
 	ERR("503", "wait=1: the plugin stopped before the ack") ", "
 	ERR("504", "wait=1: no ack within ack_timeout_s (TIMEOUT)") "}}";
@@ -644,7 +648,8 @@ static const char DOC_RESERVE[] =
 	BODY("[\"device_id\"]", P_DEVICE ", " P_LEASE_S ", " P_ACTOR ", " P_REQ_ID) ","
 	" \"responses\": {" ACK("200", "OK: details {device_id, holder, expires_at, lease_s}") ", "
 	ERR("400", "bad body") ", "
-	ERR("409", "IN_USE: another actor holds it (details.holder, remaining_s)") "}}";
+	ERR("409", "IN_USE: another actor holds it (details.holder, remaining_s)") ", "
+	ERR("507", "LIMIT: limits.max_leases leases are held (details.limit, details.value)") "}}";
 
 static const char DOC_RENEW[] =
 	"{\"summary\": \"Renew one's own lease\", "

@@ -96,7 +96,10 @@ int ndi_status_start(struct ndi *n)
 	if(!n->status->by_device) return OH_ERR_NOMEM;
 
 	snprintf(topic, sizeof(topic), "%s/device/+/%s/status", oh_topic_root(ctx), oh_module(ctx));
-	rc = oh_subscribe(ctx, topic, 1, on_module_status, n);
+	/* QoS 0, like the registry's state topics: retained state is refreshed
+	 * by the devices, and a QoS 1 burst at start-up overflows the queue a
+	 * stock mosquitto keeps per client. */
+	rc = oh_subscribe(ctx, topic, 0, on_module_status, n);
 	if(rc) return oh_fail(ctx, "cannot subscribe to %s: %s", topic, oh_strerror(rc));
 	return OH_OK;
 }
