@@ -15,9 +15,17 @@
  *                      "error", if a plugin published something that is not JSON)
  *   event: broker     data: {"mqtt": "connected" | "disconnected"}
  *
- * A client that is more than MAX_BACKLOG bytes behind is dropped rather
- * than buffered without bound; EventSource reconnects and starts again from
- * a fresh snapshot, which is all it would have caught up to anyway.
+ * An event is formatted once and queued by reference on every client's
+ * stream, so memory grows with the distinct events not yet sent to someone,
+ * not with clients times backlog.  A newer snapshot takes the place of an
+ * unsent older one in a client's queue: a slow reader gets the latest state,
+ * not every state in between.  A client that is still more than MAX_BACKLOG
+ * bytes behind is dropped rather than buffered without bound; EventSource
+ * reconnects and starts again from a fresh snapshot; so is one that read
+ * nothing of its backlog for MAX_STALL_S (a newer snapshot replacing an
+ * older one keeps a stuck client's backlog small, not its slot free).  At most
+ * limits.max_sse_clients streams are open at once, so streams cannot take
+ * the connections that ordinary requests and /healthz need.
  */
 #include "events.h"
 
@@ -27,18 +35,23 @@
 
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
 #include "strbuf.h"
 
 #define PING_INTERVAL_S 15
 #define MAX_BACKLOG (1024 * 1024)
+/* A client that has read nothing of what waits for it for this long is
+ * stuck (a slow link still reads something every second). */
+#define MAX_STALL_S 8.0
 #define RETRY_MS "2000"
 
 struct client {
 	struct client *prev, *next;
 	struct events *ev;
 	struct http_stream *st;
+	struct shared_buf *snapshot;  /* the last snapshot event queued (a reference) */
 	bool dropped;             /* aborted, waiting for on_gone */
 };
 
@@ -56,16 +69,18 @@ static struct events *the_events;
 
 /* "event: NAME\ndata: ...\n\n", one data line per line of data (JSON text
  * normally has none, but a pretty-printed document must not end the
- * message early).  Returned; free(). */
-static char *sse_format(const char *event, const char *data, size_t len, size_t *out_len)
+ * message early), in a buffer to share between clients.  A new reference,
+ * or NULL. */
+static struct shared_buf *sse_format(const char *event, const char *data, size_t len)
 {
 	size_t lines = 1;
 	for(size_t i = 0; i < len; i++)
 		lines += data[i] == '\n';
 	size_t cap = strlen(event) + 9 + len + lines * 7 + 2;
-	char *out = malloc(cap);
-	if(!out)
+	struct shared_buf *b = shared_buf_new(NULL, cap);
+	if(!b)
 		return NULL;
+	char *out = b->data;
 	size_t n = (size_t)sprintf(out, "event: %s\n", event);
 	size_t start = 0;
 	for(size_t i = 0; i <= len; i++) {
@@ -82,58 +97,86 @@ static char *sse_format(const char *event, const char *data, size_t len, size_t 
 		start = i + 1;
 	}
 	out[n++] = '\n';
-	*out_len = n;
-	return out;
+	out[n] = '\0';
+	b->len = n;
+	return b;
 }
 
 /* ---- clients ------------------------------------------------------------------ */
 
-static void client_send(struct client *c, const char *msg, size_t len)
+static void client_drop(struct client *c, const char *why)
+{
+	log_warn("events", "dropping an event-stream client (%zu bytes unsent): %s",
+			http_stream_backlog(c->st), why);
+	c->dropped = true;
+	http_stream_abort(c->st);
+}
+
+static void client_send(struct client *c, struct shared_buf *msg)
 {
 	if(c->dropped)
 		return;
-	/* Bounded by MAX_BACKLOG plus one message, however large snapshots get. */
-	size_t backlog = http_stream_backlog(c->st);
-	int rc = OH_OK;
-	if(backlog > MAX_BACKLOG)
-		rc = OH_ERR_TOO_LARGE;
-	else
-		rc = http_stream_write(c->st, msg, len);
-	if(rc) {
-		log_warn("events", "dropping an event-stream client (%zu bytes unsent): %s",
-				backlog, oh_strerror(rc));
-		c->dropped = true;
-		http_stream_abort(c->st);
+	if(http_stream_stalled_s(c->st) > MAX_STALL_S) {
+		client_drop(c, "it read nothing of what waits for it");
+		return;
 	}
+	/* Bounded by MAX_BACKLOG plus one message, however large snapshots get. */
+	int rc = http_stream_backlog(c->st) > MAX_BACKLOG ? OH_ERR_TOO_LARGE :
+			http_stream_write_buf(c->st, msg);
+	if(rc)
+		client_drop(c, oh_strerror(rc));
 }
 
-static void broadcast(struct events *ev, const char *msg, size_t len)
+static void client_send_text(struct client *c, const char *text, size_t len)
+{
+	struct shared_buf *b = shared_buf_new(text, len);
+	if(b)
+		client_send(c, b);
+	else
+		client_drop(c, oh_strerror(OH_ERR_NOMEM));
+	shared_buf_unref(b);
+}
+
+/* A snapshot supersedes the client's unsent one, if it has one. */
+static void client_send_snapshot(struct client *c, struct shared_buf *msg)
+{
+	if(c->dropped)
+		return;
+	if(http_stream_stalled_s(c->st) > MAX_STALL_S) {
+		client_drop(c, "it read nothing of what waits for it");
+		return;
+	}
+	if(!c->snapshot || !http_stream_replace_buf(c->st, c->snapshot, msg))
+		client_send(c, msg);
+	shared_buf_unref(c->snapshot);
+	c->snapshot = shared_buf_ref(msg);
+}
+
+static void broadcast(struct events *ev, struct shared_buf *msg)
 {
 	for(struct client *c = ev->clients; c; c = c->next)
-		client_send(c, msg, len);
+		client_send(c, msg);
 }
 
 static void broadcast_event(struct events *ev, const char *event, const char *data, size_t len)
 {
 	if(!ev->clients)
 		return;
-	size_t n;
-	char *msg = sse_format(event, data, len, &n);
+	struct shared_buf *msg = sse_format(event, data, len);
 	if(!msg) {
 		log_error("events", "out of memory formatting a %s event", event);
 		return;
 	}
-	broadcast(ev, msg, n);
-	free(msg);
+	broadcast(ev, msg);
+	shared_buf_unref(msg);
 }
 
 static void send_event(struct client *c, const char *event, const char *data, size_t len)
 {
-	size_t n;
-	char *msg = sse_format(event, data, len, &n);
+	struct shared_buf *msg = sse_format(event, data, len);
 	if(msg)
-		client_send(c, msg, n);
-	free(msg);
+		client_send(c, msg);
+	shared_buf_unref(msg);
 }
 
 static const char *broker_json(bool up)
@@ -151,6 +194,7 @@ static void on_gone(struct http_stream *st, void *ud)
 		ev->clients = c->next;
 	if(c->next)
 		c->next->prev = c->prev;
+	shared_buf_unref(c->snapshot);
 	free(c);
 	if(!ev->clients)
 		event_del(ev->ev_ping);
@@ -160,6 +204,14 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct events *ev = ud;
 	struct host *h = ev->host;
+	long max = h->cfg.limits.max_sse_clients;
+	if(http_server_streams(h->http) >= (size_t)max) {
+		metrics_limit_refusal("max_sse_clients");
+		oh_reply_error(req, 429, "LIMIT", "limits.max_sse_clients (%ld) event streams are open; "
+				"try again later", max);
+		http_req_add_header(req, "Retry-After", "2");
+		return;
+	}
 	struct client *c = calloc(1, sizeof *c);
 	if(!c) {
 		oh_reply_error(req, 503, "NO_MEMORY", "out of memory");
@@ -182,14 +234,15 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	}
 
 	static const char hello[] = "retry: " RETRY_MS "\n\n";
-	client_send(c, hello, sizeof hello - 1);
+	client_send_text(c, hello, sizeof hello - 1);
 	const char *b = broker_json(h->link && mqtt_link_connected(h->link));
 	send_event(c, "broker", b, strlen(b));
 	struct shared_buf *snap = registry_snapshot(h->registry);
-	if(snap) {
-		send_event(c, "registry", snap->data, snap->len);
-		shared_buf_unref(snap);
-	}
+	struct shared_buf *msg = snap ? sse_format("registry", snap->data, snap->len) : NULL;
+	if(msg)
+		client_send_snapshot(c, msg);
+	shared_buf_unref(msg);
+	shared_buf_unref(snap);
 }
 
 /* ---- sources ---------------------------------------------------------------------- */
@@ -197,7 +250,16 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 static void on_snapshot(struct shared_buf *snap, void *ud)
 {
 	struct events *ev = ud;
-	broadcast_event(ev, "registry", snap->data, snap->len);
+	if(!ev->clients)
+		return;
+	struct shared_buf *msg = sse_format("registry", snap->data, snap->len);
+	if(!msg) {
+		log_error("events", "out of memory formatting a registry event");
+		return;
+	}
+	for(struct client *c = ev->clients; c; c = c->next)
+		client_send_snapshot(c, msg);
+	shared_buf_unref(msg);
 }
 
 void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len)
@@ -238,7 +300,10 @@ void events_orch_evt(struct host *h, const char *topic, const void *payload, siz
 static void on_ping(evutil_socket_t fd, short what, void *arg)
 {
 	static const char ping[] = ": ping\n\n";
-	broadcast(arg, ping, sizeof ping - 1);
+	struct shared_buf *msg = shared_buf_new(ping, sizeof ping - 1);
+	if(msg)
+		broadcast(arg, msg);
+	shared_buf_unref(msg);
 }
 
 void events_broker_state(struct host *h, bool up)
@@ -271,8 +336,9 @@ int events_register(struct host *h)
 			" `broker` and an event `registry` with the current snapshot; then `registry`"
 			" (every published snapshot), `orch_evt` ({topic, payload} of every event the host"
 			" publishes on {root}/orchestrator/{module}/evt) and `broker` ({mqtt: connected|disconnected}) as they"
-			" happen, and a `: ping` comment every 15 s. Clients more than 1 MB behind are"
-			" dropped and reconnect.\","
+			" happen, and a `: ping` comment every 15 s. A newer snapshot replaces an unsent one;"
+			" clients more than 1 MB behind, or that read nothing for 8 s, are dropped and"
+			" reconnect. At most limits.max_sse_clients streams (429 LIMIT beyond).\","
 			" \"responses\": {\"200\": {\"description\": \"an endless event stream\","
 			" \"content\": {\"text/event-stream\": {\"schema\": {\"type\": \"string\"}}}}}}");
 	if(rc) {
@@ -296,6 +362,7 @@ void events_free(struct host *h)
 	while(ev->clients) {
 		struct client *c = ev->clients;
 		ev->clients = c->next;
+		shared_buf_unref(c->snapshot);
 		free(c);
 	}
 	event_free(ev->ev_ping);

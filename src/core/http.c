@@ -381,6 +381,54 @@ static bool passes_guard(struct http_server *s, struct oh_http_req *req)
 	return true;
 }
 
+/* Every Content-Length header, to tell a repeated one from a conflicting
+ * one (a request smuggling trick: two parsers may pick different ones). */
+struct length_scan {
+	const char *first;
+	bool conflict;
+};
+
+static enum MHD_Result scan_length(void *cls, enum MHD_ValueKind kind, const char *key,
+		const char *value)
+{
+	struct length_scan *sc = cls;
+	if(key && value && !strcasecmp(key, "Content-Length")) {
+		if(!sc->first)
+			sc->first = value;
+		else if(strcmp(sc->first, value))
+			sc->conflict = true;
+	}
+	return MHD_YES;
+}
+
+/*
+ * Answers what the headers alone decide, before any of the body is read:
+ * the guard, conflicting Content-Length headers (400) and a declared body
+ * over http.max_body_bytes (413; reading 100 MB first only to refuse it
+ * was the old way).  Returns whether req was answered.
+ */
+static bool refused_from_headers(struct http_server *s, struct oh_http_req *req)
+{
+	if(!passes_guard(s, req))
+		return true;
+	struct length_scan sc = {0};
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, scan_length, &sc);
+	if(sc.conflict) {
+		oh_reply_error(req, 400, "BAD_REQUEST", "conflicting Content-Length headers");
+		return true;
+	}
+	if(sc.first) {
+		char *end;
+		unsigned long long n = strtoull(sc.first, &end, 10);
+		if(end != sc.first && n > (unsigned long long)s->host->cfg.http.max_body_bytes) {
+			oh_reply_error(req, 413, "TOO_LARGE", "request body is over %ld bytes",
+					s->host->cfg.http.max_body_bytes);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* ---- slow clients ---------------------------------------------------------------- */
 
 /*
@@ -417,6 +465,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
 	struct http_server *s = cls;
 	struct conn_clock *c = *socket_context;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
+			MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *client = ci ? ci->client_addr : NULL;
+	if(code == MHD_CONNECTION_NOTIFY_STARTED)
+		http__conn_started(s, client);
+	else
+		http__conn_closed(s, client);
 	if(code == MHD_CONNECTION_NOTIFY_STARTED) {
 		c = calloc(1, sizeof *c);
 		if(!c)
@@ -545,6 +600,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			s->open->prev = req;
 		s->open = req;
 		*con_cls = req;
+		if(refused_from_headers(s, req)) {
+			req->dispatched = true;
+			return queue_reply(req);
+		}
 		return MHD_YES;
 	}
 	if(*upload_size) {
@@ -659,6 +718,7 @@ struct http_server *http_server_new(struct host *h)
 	if(!s)
 		return NULL;
 	s->host = h;
+	s->listen_fd = -1;
 	if(http_host_rules_init(&s->host_rules, h->cfg.http.bind, h->cfg.http.allowed_hosts,
 			h->cfg.http.n_allowed_hosts)) {
 		free(s);
@@ -703,37 +763,15 @@ int http_server_start(struct http_server *s)
 		if(inet_pton(AF_INET, addr, &a4->sin_addr) != 1)
 			goto bad_addr;
 	}
-	/* A bind of our own first, because MHD_start_daemon() only says that
-	 * it failed, not why.  Never SO_REUSEPORT (MHD's
-	 * MHD_OPTION_LISTENING_ADDRESS_REUSE): with it a second host starts
-	 * silently on a busy port and the kernel splits the requests between
-	 * the two. */
 	char where[INET6_ADDRSTRLEN + 16];
 	snprintf(where, sizeof where, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, h->cfg.http.port);
-	int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if(probe >= 0) {
-		int one = 1;
-		/* As MHD does: a port left in TIME_WAIT by our last run is free,
-		 * and an IPv6 address does not take the IPv4 port as well. */
-		setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if(ss.ss_family == AF_INET6)
-			setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-		int rc = bind(probe, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ?
-				sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-		int e = errno;
-		close(probe);
-		if(rc) {
-			log_error("http", "cannot listen on %s: %s%s", where,
-					e == EADDRINUSE ? "address already in use" : strerror(e),
-					e == EADDRINUSE ? " (is another orchestrator-host running?)" :
-					e == EADDRNOTAVAIL ? " (http.bind is not an address of this machine)" :
-					e == EACCES ? " (ports below 1024 need privileges)" : "");
-			return OH_ERR_IO;
-		}
-	}
-	s->mhd = MHD_start_daemon(flags, (uint16_t)h->cfg.http.port, NULL, NULL, on_request, s,
+	int rc = http__listen_open(s, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ?
+			sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), where);
+	if(rc)
+		return rc;
+	/* No listening socket of its own: http_listen.c accepts and admits. */
+	s->mhd = MHD_start_daemon(flags | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, s,
 			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 			MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
 			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 			MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
@@ -741,14 +779,14 @@ int http_server_start(struct http_server *s)
 			/* An idle client is cut off after this; a slow one by
 			 * on_deadline. */
 			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->cfg.http.request_timeout_s,
-			MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+			/* Never reached: http_listen.c admits fewer. */
+			MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->cfg.limits.max_http_connections + 16,
 			/* Bounds the request line and headers too (MHD answers 431). */
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 			MHD_OPTION_END);
 	if(!s->mhd) {
-		/* The port was free a moment ago (or the probe could not tell). */
-		log_error("http", "cannot listen on %s (address in use or not available%s)",
-				where, tls ? ", or http.tls certificate/key rejected" : "");
+		log_error("http", "cannot serve on %s%s", where,
+				tls ? " (http.tls certificate or key rejected)" : "");
 		return OH_ERR_IO;
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -762,8 +800,6 @@ int http_server_start(struct http_server *s)
 	event_add(s->ev_io, NULL);
 	struct timeval second = {1, 0};
 	event_add(s->ev_deadline, &second);
-	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = info ? info->port : h->cfg.http.port;
 	log_info("http", "listening on %s://%s%s%s:%d/", tls ? "https" : "http",
 			strchr(addr, ':') ? "[" : "", addr,
 			strchr(addr, ':') ? "]" : "", s->port);
@@ -797,6 +833,7 @@ void http_server_free(struct http_server *s)
 		event_free(s->ev_timer);
 	if(s->ev_deadline)
 		event_free(s->ev_deadline);
+	http__listen_close(s);
 	http__routes_free(s);
 	http_host_rules_free(&s->host_rules);
 	free(s);

@@ -15,6 +15,9 @@ int http_server_start(struct http_server *s);      /* binds; logs the address */
 /* Answers every pending request with 503, then stops. */
 void http_server_free(struct http_server *s);
 int http_server_port(const struct http_server *s);
+/* Live connections and event streams, for the limits and the metrics. */
+size_t http_server_connections(const struct http_server *s);
+size_t http_server_streams(const struct http_server *s);
 
 /* Routes: owner is a plugin context or NULL for the core; `path` is absolute. */
 int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
@@ -57,6 +60,12 @@ struct http_stream *http_reply_stream(struct oh_http_req *req, const char *conte
 		void (*on_gone)(struct http_stream *st, void *ud), void *ud);
 /* OH_OK, OH_ERR_NO_CONN once closed/aborted/gone, OH_ERR_NOMEM. */
 int http_stream_write(struct http_stream *st, const char *data, size_t len);
+/* The same without a copy: buf is queued by reference (a new one is
+ * taken), so one buffer can be queued on any number of streams. */
+int http_stream_write_buf(struct http_stream *st, struct shared_buf *buf);
+/* Swaps a queued buffer that has not begun to go out for buf (a newer
+ * snapshot superseding an unsent one); false when old is not so queued. */
+bool http_stream_replace_buf(struct http_stream *st, struct shared_buf *old, struct shared_buf *buf);
 /* Ends the stream after what is buffered has been sent. */
 void http_stream_close(struct http_stream *st);
 /* Drops the buffer and the connection at once (a client too slow to keep
@@ -64,6 +73,8 @@ void http_stream_close(struct http_stream *st);
 void http_stream_abort(struct http_stream *st);
 /* Bytes written but not yet handed to the socket. */
 size_t http_stream_backlog(const struct http_stream *st);
+/* How long data has waited with nothing read by the client (0: none waits). */
+double http_stream_stalled_s(const struct http_stream *st);
 
 
 #endif

@@ -8,6 +8,7 @@
 #define OH_HTTP_INTERNAL_H
 
 #include <microhttpd.h>
+#include <sys/socket.h>
 
 #include "auth.h"
 #include "http.h"
@@ -64,10 +65,19 @@ struct oh_http_req {
 	const char *route;                 /* matched pattern (interned), for metrics */
 };
 
+/* One piece of a stream's backlog: a reference to a buffer that may be
+ * queued on every other stream too, and how much of it this one sent. */
+struct stream_chunk {
+	struct stream_chunk *next;
+	struct shared_buf *buf;
+	size_t off;
+};
+
 struct http_stream {
 	struct oh_http_req *req;           /* NULL once the client is gone */
-	char *buf;                         /* unsent bytes are buf[off..len) */
-	size_t off, len, cap;
+	struct stream_chunk *head, *tail;  /* unsent, oldest first */
+	size_t backlog;                    /* unsent bytes */
+	double progress_mono;              /* last read by the client, or backlog start */
 	bool closed;                       /* end after the backlog is sent */
 	bool aborted;                      /* drop the connection now */
 	bool suspended;
@@ -86,6 +96,14 @@ struct http_server {
 	struct event *ev_deadline;
 	struct http_host_rules host_rules;
 	int port;
+
+	/* http_listen.c: our own listening socket and the admission counts. */
+	int listen_fd;
+	struct event *ev_listen;
+	struct event *ev_pause;            /* accepting again after EMFILE */
+	struct strmap *per_client;         /* address -> live connections */
+	size_t n_conns;                    /* live connections */
+	size_t n_streams;                  /* live event streams */
 };
 
 /* Stores the reply on req; a deferred request is resumed. */
@@ -100,5 +118,15 @@ struct route *http__route_find(struct http_server *s, struct oh_http_req *req, b
 void http__routes_free(struct http_server *s);
 /* The connection finished: tell the stream's owner, free the stream. */
 void http__stream_gone(struct oh_http_req *req);
+
+/* http_listen.c: binds and listens on sa (logging one line naming `where`
+ * on failure), and hands accepted connections to libmicrohttpd within the
+ * connection limits. */
+int http__listen_open(struct http_server *s, const struct sockaddr *sa, socklen_t sl,
+		const char *where);
+void http__listen_close(struct http_server *s);
+/* libmicrohttpd started or closed a connection from client. */
+void http__conn_started(struct http_server *s, const struct sockaddr *client);
+void http__conn_closed(struct http_server *s, const struct sockaddr *client);
 
 #endif

@@ -6,27 +6,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared_buf.h"
+#include "timeutil.h"
+
 /*
  * A stream is a chunked response whose reader hands out what was written.
- * With nothing buffered the reader suspends the connection (returning 0 is
- * only allowed together with a suspend); a write resumes it.  The buffer is
- * consumed from `off` and compacted lazily, so a large backlog drains in
- * linear time.  A suspended connection is not polled, so a client that went
- * away is noticed on the next write: callers send a heartbeat.
+ * With nothing queued the reader suspends the connection (returning 0 is
+ * only allowed together with a suspend); a write resumes it.  A suspended
+ * connection is not polled, so a client that went away is noticed on the
+ * next write: callers send a heartbeat.
+ *
+ * The backlog is a queue of references to shared buffers, not a copy per
+ * stream: an event sent to 900 clients is stored once, and memory is
+ * bounded by the distinct events still unsent to someone, not by clients
+ * times backlog (900 clients once took the host from 17 MB to 1.2 GB).
  */
+
+static void chunk_pop(struct http_stream *st)
+{
+	struct stream_chunk *c = st->head;
+	st->head = c->next;
+	if(!st->head)
+		st->tail = NULL;
+	shared_buf_unref(c->buf);
+	free(c);
+}
+
+static void drop_backlog(struct http_stream *st)
+{
+	while(st->head)
+		chunk_pop(st);
+	st->backlog = 0;
+}
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct http_stream *st = cls;
 	if(st->aborted)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
-	if(st->len > st->off) {
-		size_t avail = st->len - st->off;
-		size_t n = avail < max ? avail : max;
-		memcpy(out, st->buf + st->off, n);
-		st->off += n;
-		if(st->off == st->len)
-			st->off = st->len = 0;
+	size_t n = 0;
+	while(st->head && n < max) {
+		struct stream_chunk *c = st->head;
+		size_t avail = c->buf->len - c->off;
+		size_t take = avail < max - n ? avail : max - n;
+		memcpy(out + n, c->buf->data + c->off, take);
+		c->off += take;
+		n += take;
+		if(c->off == c->buf->len)
+			chunk_pop(st);
+	}
+	if(n) {
+		st->backlog -= n;
+		st->progress_mono = time_now_mono();
 		return (ssize_t)n;
 	}
 	if(st->closed)
@@ -55,7 +86,7 @@ struct http_stream *http_reply_stream(struct oh_http_req *req, const char *conte
 	st->req = req;
 	st->on_gone = on_gone;
 	st->ud = ud;
-	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
 			stream_read, st, stream_response_freed);
 	if(!r) {
 		free(st);
@@ -66,10 +97,13 @@ struct http_stream *http_reply_stream(struct oh_http_req *req, const char *conte
 		return NULL;
 	}
 	req->stream = st;
+	req->server->n_streams++;
 	/* Proxies (nginx) must not buffer an event stream. */
 	http_req_add_header(req, "X-Accel-Buffering", "no");
 	return st;
 }
+
+size_t http_server_streams(const struct http_server *s) { return s->n_streams; }
 
 static void stream_wake(struct http_stream *st)
 {
@@ -80,30 +114,53 @@ static void stream_wake(struct http_stream *st)
 	}
 }
 
+int http_stream_write_buf(struct http_stream *st, struct shared_buf *buf)
+{
+	if(st->closed || st->aborted || !st->req)
+		return OH_ERR_NO_CONN;
+	if(!buf->len)
+		return OH_OK;
+	struct stream_chunk *c = malloc(sizeof *c);
+	if(!c)
+		return OH_ERR_NOMEM;
+	c->next = NULL;
+	c->buf = shared_buf_ref(buf);
+	c->off = 0;
+	if(st->tail)
+		st->tail->next = c;
+	else
+		st->head = c;
+	st->tail = c;
+	if(!st->backlog)
+		st->progress_mono = time_now_mono();   /* the wait starts now */
+	st->backlog += buf->len;
+	stream_wake(st);
+	return OH_OK;
+}
+
 int http_stream_write(struct http_stream *st, const char *data, size_t len)
 {
 	if(st->closed || st->aborted || !st->req)
 		return OH_ERR_NO_CONN;
-	if(st->off && st->len + len > st->cap) {
-		/* Reuse the space already sent before growing. */
-		memmove(st->buf, st->buf + st->off, st->len - st->off);
-		st->len -= st->off;
-		st->off = 0;
+	struct shared_buf *b = shared_buf_new(data, len);
+	if(!b)
+		return OH_ERR_NOMEM;
+	int rc = http_stream_write_buf(st, b);
+	shared_buf_unref(b);
+	return rc;
+}
+
+bool http_stream_replace_buf(struct http_stream *st, struct shared_buf *old, struct shared_buf *buf)
+{
+	for(struct stream_chunk *c = st->head; c; c = c->next) {
+		if(c->buf != old || c->off)
+			continue;
+		st->backlog = st->backlog - old->len + buf->len;
+		c->buf = shared_buf_ref(buf);
+		shared_buf_unref(old);
+		return true;
 	}
-	if(st->len + len > st->cap) {
-		size_t cap = st->cap ? st->cap : 4096;
-		while(cap < st->len + len)
-			cap *= 2;
-		char *b = realloc(st->buf, cap);
-		if(!b)
-			return OH_ERR_NOMEM;
-		st->buf = b;
-		st->cap = cap;
-	}
-	memcpy(st->buf + st->len, data, len);
-	st->len += len;
-	stream_wake(st);
-	return OH_OK;
+	return false;
 }
 
 void http_stream_close(struct http_stream *st)
@@ -115,22 +172,27 @@ void http_stream_close(struct http_stream *st)
 void http_stream_abort(struct http_stream *st)
 {
 	st->aborted = true;
-	free(st->buf);
-	st->buf = NULL;
-	st->len = st->off = st->cap = 0;
+	drop_backlog(st);
 	stream_wake(st);
 }
 
-size_t http_stream_backlog(const struct http_stream *st) { return st->len - st->off; }
+size_t http_stream_backlog(const struct http_stream *st) { return st->backlog; }
+
+double http_stream_stalled_s(const struct http_stream *st)
+{
+	return st->backlog ? time_now_mono() - st->progress_mono : 0;
+}
 
 
 void http__stream_gone(struct oh_http_req *req)
 {
 	struct http_stream *st = req->stream;
 	st->req = NULL;
+	if(req->server->n_streams)
+		req->server->n_streams--;
 	if(st->on_gone)
 		st->on_gone(st, st->ud);
-	free(st->buf);
+	drop_backlog(st);
 	free(st);
 	req->stream = NULL;
 }
