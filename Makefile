@@ -7,6 +7,11 @@
 #                  under AddressSanitizer + UBSan
 #   make demo      broker + host + three simulated devices
 #   make bench     the benchmark suite (bench/)
+#   make fuzz      the libFuzzer targets of tests/fuzz/ under ASan+UBSan, built
+#                  with clang in build-fuzz/, FUZZ_SECONDS (60) each, from the
+#                  committed seeds; FUZZ_JOBS=2 runs two at a time,
+#                  FUZZ_TARGETS="cron rest" only those (tests/fuzz/run.sh).
+#                  `make test` replays the seeds without clang.
 #   make install   PREFIX=/usr/local by default
 #   make docker-build / docker-run   the container image (needs a Docker engine)
 
@@ -16,13 +21,18 @@ PREFIX     ?= /usr/local
 CONFIG     ?= config/orchestrator-host.json
 JOBS       ?= $(shell nproc)
 IMAGE      ?= orchestrator-host
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC    ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS  ?= 1
+FUZZ_TARGETS ?=
 # docker-run: the broker, and the directory holding tokens.json (the API
 # tokens, docs/deploy-http.md), mounted read-only as a secret.
 MQTT_HOST  ?= host.docker.internal
 SECRETS    ?= $(CURDIR)/var/secrets
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all build deps deps-test run test test-release test-asan demo bench install clean \
+.PHONY: all build deps deps-test run test test-release test-asan demo bench fuzz install clean \
 	docker-build docker-run
 
 all: build
@@ -57,6 +67,12 @@ demo: deps build
 bench: deps-test build
 	@BUILD=$(BUILD) bench/run.sh
 
+fuzz:
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DOH_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -73,4 +89,4 @@ docker-run:
 		$(IMAGE)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

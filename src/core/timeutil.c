@@ -337,6 +337,15 @@ static bool digits(const char **p, int count, int *val)
 	return true;
 }
 
+/* An instant before 0001-01-01 or after 9999-12-31 UTC ("0001-01-01T00:00
+ * +05:00", a leap second on 9999-12-31): time_format_utc() could not write
+ * it back, and a job due then would be listed and stored without a time. */
+static int out_of_range(const char *text, char *err, size_t errlen)
+{
+	set_err(err, errlen, "\"%.64s\" is outside years 0001-9999 in UTC", text);
+	return OH_ERR_INVAL;
+}
+
 int time_parse_iso8601(const char *text, const char *tz, time_t *out, char *err, size_t errlen)
 {
 	int y, mo, d, h, mi, s = 0;
@@ -410,10 +419,16 @@ int time_parse_iso8601(const char *text, const char *tz, time_t *out, char *err,
 	int64_t wall = time_timegm(&tm);
 
 	if(*p == '\0') {
-		int rc = tz_mktime(tz, &tm, out);
-		if(rc)
+		time_t t;
+		int rc = tz_mktime(tz, &tm, &t);
+		if(rc) {
 			set_err(err, errlen, "\"%.64s\" cannot be placed in the time zone", text);
-		return rc;
+			return rc;
+		}
+		if(t < T_MIN || t > T_MAX)
+			return out_of_range(text, err, errlen);
+		*out = t;
+		return OH_OK;
 	}
 
 	int64_t off;
@@ -449,6 +464,8 @@ int time_parse_iso8601(const char *text, const char *tz, time_t *out, char *err,
 		set_err(err, errlen, "unexpected \"%.32s\" after the UTC offset", p);
 		return OH_ERR_INVAL;
 	}
+	if(wall - off < T_MIN || wall - off > T_MAX)
+		return out_of_range(text, err, errlen);
 	*out = (time_t)(wall - off);
 	return OH_OK;
 }

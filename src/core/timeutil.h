@@ -93,6 +93,9 @@ int tz_spans(const char *tz, time_t from, time_t to, struct tz_span *out, size_t
  * time is its first occurrence, a skipped time is the end of the gap).
  * Fractional seconds are truncated; a leap second :60 is read as the first
  * second of the next minute, as POSIX time does.  No surrounding spaces.
+ * The instant must lie in 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, so
+ * that time_format_utc() can write it back ("0001-01-01T00:00+01:00" is
+ * refused).
  * text and tz are borrowed; err (may be NULL) gets a human message naming
  * the problem.  Errors: OH_ERR_INVAL.
  */
