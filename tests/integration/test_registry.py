@@ -155,6 +155,22 @@ def test_http_registry_and_device(host, reg):
     assert_json_error(st, body, 404)
 
 
+def test_plain_empty_meta_does_not_remove_a_device(host, reg):
+    """Only clearing the retained meta retires a device; a plain empty
+    publish is not that (mosquitto speaks MQTT 5, so the host subscribes
+    with retain-as-published and can tell them apart)."""
+    reg.publish(meta_topic("kept-1"), meta("kept-1"), retain=True)
+    reg.wait_for(REGISTRY, lambda m: "kept-1" in devices_of(m))
+    reg.publish(meta_topic("kept-1"), b"", retain=False)
+    # A later update is the fence: the empty publish came before it.
+    mark = reg.mark()
+    reg.publish(status_topic("kept-1"), status("kept-1"), retain=True)
+    m = reg.wait_for(REGISTRY, device_is("kept-1", online=True), since=mark)
+    assert devices_of(m)["kept-1"]["modules"] == ["ndi"]
+    assert api_device(host, "kept-1") is not None
+    assert "speaking MQTT 5" in host.log(), "the host did not say it speaks MQTT 5 to mosquitto"
+
+
 def test_empty_retained_meta_removes_device(host, reg):
     reg.publish(meta_topic("gone-1"), meta("gone-1"), retain=True)
     reg.publish(status_topic("gone-1"), status("gone-1"), retain=True)
