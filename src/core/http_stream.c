@@ -86,7 +86,7 @@ struct http_stream *http_reply_stream(struct oh_http_req *req, const char *conte
 	st->req = req;
 	st->on_gone = on_gone;
 	st->ud = ud;
-	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
 			stream_read, st, stream_response_freed);
 	if(!r) {
 		free(st);

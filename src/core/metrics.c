@@ -494,7 +494,7 @@ void oh_metric_observe(oh_ctx *ctx, const char *name, double seconds)
 static void update_host_values(struct host *h)
 {
 	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *bad,
-			*uptime, *jobs, *info;
+			*uptime, *jobs, *info, *conns, *streams;
 	if(!up) {
 		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE,
 				"1 while the broker connection is up", NULL);
@@ -511,6 +511,10 @@ static void update_host_values(struct host *h)
 		jobs = metrics_family("oh_scheduler_jobs", METRIC_GAUGE, "Jobs waiting to run", NULL);
 		uptime = metrics_family("oh_uptime_seconds", METRIC_GAUGE, "Seconds since start", NULL);
 		info = metrics_family("oh_build_info", METRIC_GAUGE, "Always 1; the version", "version");
+		conns = metrics_family("oh_http_connections", METRIC_GAUGE,
+				"Open HTTP connections (limits.max_http_connections)", NULL);
+		streams = metrics_family("oh_sse_clients", METRIC_GAUGE,
+				"Open event streams (limits.max_sse_clients)", NULL);
 	}
 	metrics_set(up, NULL, h->link && mqtt_link_connected(h->link));
 	metrics_set(reconnects, NULL, h->link ? (double)mqtt_link_reconnects(h->link) : 0);
@@ -521,6 +525,8 @@ static void update_host_values(struct host *h)
 	metrics_set(leases, NULL, h->leases ? (double)leases_count(h->leases) : 0);
 	metrics_set(jobs, NULL, h->scheduler ? (double)h->scheduler->n : 0);
 	metrics_set(uptime, NULL, (double)(long)(time_now_mono() - h->started_mono));
+	metrics_set(conns, NULL, h->http ? (double)http_server_connections(h->http) : 0);
+	metrics_set(streams, NULL, h->http ? (double)http_server_streams(h->http) : 0);
 	const char *version = OH_VERSION;
 	metrics_set(info, &version, 1);
 }
