@@ -120,7 +120,13 @@ struct oh_device {
 	int online;               /* 1, 0, or -1 when never reported */
 	bool stale;               /* reported online but silent too long */
 	double last_seen;         /* wall-clock seconds, 0 if never */
-	void *reserved[4];
+	/* Moves (up, never back, and to a value no other device has had)
+	 * whenever anything above does: the document, online, stale or
+	 * last_seen.  A view cached per device is current while this equals
+	 * the value it was built from.  0 from hosts before this field: then
+	 * rebuild every time.  (It took reserved slots: the size is unchanged.) */
+	unsigned long long changes;
+	void *reserved[4 - sizeof(unsigned long long) / sizeof(void *)];
 };
 
 /* OH_OK and *out filled (valid until the loop runs again), or OH_ERR_NOT_FOUND. */
@@ -143,11 +149,20 @@ struct oh_lease {
 	double remaining_s;
 };
 
+/* The longest lease_s the host grants (about 31 years). */
+#define OH_LEASE_MAX_S 1e9
+
 /* Keys must start with "{module}:".  Every change is durable before the call
  * returns.  take: OH_OK (also when the same actor already holds it: the
  * lease is extended), OH_ERR_IN_USE with *out naming the holder,
  * OH_ERR_TOO_LARGE when limits.max_leases leases are held and this would be
- * a new one (the host counted the refusal; answer with LIMIT). */
+ * a new one (the host counted the refusal; answer with LIMIT).
+ * Every lease call: OH_ERR_INVAL for a NULL or empty key, and where an actor
+ * is required (take, renew, release) for a NULL, empty or over 127-byte
+ * actor; take and renew also for a lease_s that is NaN, infinite, <= 0 or
+ * over OH_LEASE_MAX_S.  OH_ERR_IO when the store could not record the
+ * change (nothing changed; e.g. another process holds the database: try
+ * again later).  key, actor and out are borrowed. */
 int oh_lease_take(oh_ctx *ctx, const char *key, const char *actor, double lease_s,
 		struct oh_lease *out);
 /* OH_ERR_NOT_HELD, OH_ERR_NOT_OWNER (with *out) */
@@ -156,10 +171,16 @@ int oh_lease_renew(oh_ctx *ctx, const char *key, const char *actor, double lease
 int oh_lease_release(oh_ctx *ctx, const char *key, const char *actor, struct oh_lease *out);
 /* Drops the lease whoever holds it; *out gets the previous holder. */
 int oh_lease_force_release(oh_ctx *ctx, const char *key, struct oh_lease *out);
-/* OH_OK when the key is free or held by actor; OH_ERR_IN_USE (with *out). */
+/* OH_OK when the key is free or held by actor (NULL: only when free);
+ * OH_ERR_IN_USE (with *out). */
 int oh_lease_can_use(oh_ctx *ctx, const char *key, const char *actor, struct oh_lease *out);
 /* OH_OK with *out, or OH_ERR_NOT_FOUND. */
 int oh_lease_get(oh_ctx *ctx, const char *key, struct oh_lease *out);
+/* A counter that moves whenever a plugin takes, renews, releases or
+ * force-releases a lease (any module's).  Expiry does not move it: a lease
+ * is gone once its expires_at has passed.  A view showing leases is current
+ * while this is unchanged and none of the leases it shows has run out. */
+unsigned long long oh_lease_generation(oh_ctx *ctx);
 
 /* Called when one of the module's leases runs out (not on release). */
 typedef void (*oh_lease_expired_fn)(oh_ctx *ctx, const char *key, const char *holder, void *ud);
@@ -167,11 +188,20 @@ int oh_lease_on_expire(oh_ctx *ctx, oh_lease_expired_fn fn, void *ud);
 
 /* ---- timers -------------------------------------------------------------- */
 
+/*
+ * The handle is an opaque token owned by the host, never a pointer to
+ * dereference or free; NULL means the timer could not be added.  A one-shot
+ * timer ends when it fires (before fn runs) and a repeating one when it is
+ * cancelled; all end when the plugin is unloaded.  Cancelling a handle whose
+ * timer already ended (fired, cancelled, torn down) or that another plugin
+ * holds does nothing, so a plugin need not clear its copy in the callback.
+ * (Hosts before this rule freed a fired one-shot timer's memory: plugins for
+ * those must not cancel after it fired.)
+ */
 struct oh_timer;
 typedef void (*oh_timer_fn)(oh_ctx *ctx, void *ud);
-/* A one-shot timer is freed by the host after it fires; don't cancel it then. */
 struct oh_timer *oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn fn, void *ud);
-void oh_timer_cancel(oh_ctx *ctx, struct oh_timer *timer);
+void oh_timer_cancel(oh_ctx *ctx, struct oh_timer *timer /* borrowed, may be stale */);
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
@@ -206,6 +236,31 @@ int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_t
 		const void *data, size_t len);
 /* The registry snapshot, exactly as GET /api/registry serves it. */
 int oh_reply_snapshot(struct oh_http_req *req);
+
+/*
+ * Blobs: reference-counted bodies, for a large view built once and sent to
+ * any number of requests without a copy per request (oh_reply_raw copies).
+ * The creator holds one reference; every reply takes its own, dropped once
+ * that response is sent or abandoned, so a blob replaced in a cache stays
+ * alive exactly as long as responses still send it.
+ */
+struct oh_blob;
+/* A blob of len bytes (returned, with one reference: oh_blob_unref):
+ * a copy of data, or with data NULL uninitialised bytes to fill through
+ * oh_blob_data() before the first reply.  NULL when out of memory. */
+struct oh_blob *oh_blob_new(const void *data, size_t len);
+/* Its len bytes, followed by a NUL the host keeps there.  Write only
+ * before the blob is first replied with: afterwards they are being sent. */
+char *oh_blob_data(struct oh_blob *blob);
+size_t oh_blob_len(const struct oh_blob *blob);
+/* Another reference to blob (returned). */
+struct oh_blob *oh_blob_ref(struct oh_blob *blob);
+/* Drops one reference (taken); NULL does nothing. */
+void oh_blob_unref(struct oh_blob *blob);
+/* Replies with the blob's bytes; blob is borrowed (the reply takes its own
+ * reference).  OH_ERR_NOMEM, OH_ERR_EXISTS when req was answered already. */
+int oh_reply_blob(struct oh_http_req *req, unsigned status, const char *content_type,
+		struct oh_blob *blob);
 /* {"error": {"code": code, "message": ...}} */
 int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -254,8 +309,9 @@ void oh_watch_cancel(oh_ctx *ctx, struct oh_watch *w);
 
 /*
  * Runs argv (no shell) without blocking the loop, collecting up to
- * max_output bytes of its standard output.  After timeout_ms the child's
- * process group is killed.  done gets the exit status (as from waitpid;
+ * max_output bytes of its standard output (any value, SIZE_MAX included:
+ * the buffer grows with the output; what is over is read and dropped).
+ * After timeout_ms the child's process group is killed.  done gets the exit status (as from waitpid;
  * -1 if it could not start), whether it timed out, and the output (borrowed
  * for the call).  Returns OH_OK or an error if the process could not be
  * started (then done is not called).

@@ -9,18 +9,15 @@
  * - The last block carries the length (mod 256) in its top byte and the
  *   0-7 remaining bytes below it, so messages that differ only in trailing
  *   zero bytes hash differently.
- * - The key is drawn without blocking the event loop: GRND_NONBLOCK, and
- *   a fallback when the entropy pool is not initialised yet (early boot)
- *   or getrandom() does not exist.
+ * - The key is drawn without blocking the event loop (entropy.h: a
+ *   fallback when the entropy pool is not initialised yet at early boot,
+ *   or getrandom() does not exist).
  */
 #include "siphash.h"
 
-#include <fcntl.h>
 #include <stdbool.h>
-#include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "entropy.h"
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
@@ -79,63 +76,14 @@ uint64_t siphash24(const void *data, size_t len, const uint8_t key[SIPHASH_KEY_L
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* Fills buf from /dev/urandom, which never blocks (before the pool is
- * initialised it may be weak, which the mixing below tolerates). */
-static bool read_urandom(uint8_t *buf, size_t len)
-{
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if(fd < 0)
-		return false;
-	size_t got = 0;
-	while(got < len) {
-		ssize_t n = read(fd, buf + got, len - got);
-		if(n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	return got == len;
-}
-
-/* Whatever differs between runs and processes: clocks, pid, and addresses
- * that ASLR moves, folded in with SipHash itself. */
-static void mix_fallback(uint8_t key[SIPHASH_KEY_LEN])
-{
-	struct timespec mono, real;
-	clock_gettime(CLOCK_MONOTONIC, &mono);
-	clock_gettime(CLOCK_REALTIME, &real);
-	struct {
-		struct timespec mono, real;
-		pid_t pid;
-		const void *stack, *code, *data;
-	} seed;
-	memset(&seed, 0, sizeof seed);    /* no stray padding bytes in the hash */
-	seed.mono = mono;
-	seed.real = real;
-	seed.pid = getpid();
-	seed.stack = &mono;
-	seed.code = (const void *)mix_fallback;
-	seed.data = key;
-	for(int half = 0; half < 2; half++) {
-		uint64_t h = siphash24(&seed, sizeof seed, key) ^ (uint64_t)half;
-		for(int i = 0; i < 8; i++)
-			key[half * 8 + i] ^= (uint8_t)(h >> (8 * i));
-	}
-}
-
 const uint8_t *siphash_process_key(void)
 {
 	static uint8_t key[SIPHASH_KEY_LEN];
 	static bool drawn;
-	if(drawn)
-		return key;
-	ssize_t n = getrandom(key, sizeof key, GRND_NONBLOCK);
-	if(n != (ssize_t)sizeof key) {
-		/* EAGAIN (early boot), ENOSYS (old kernel, seccomp): never wait. */
-		if(!read_urandom(key, sizeof key))
-			memset(key, 0, sizeof key);
-		mix_fallback(key);
+	if(!drawn) {
+		/* Never waits for the kernel's pool (entropy.h). */
+		entropy_bytes(key, sizeof key);
+		drawn = true;
 	}
-	drawn = true;
 	return key;
 }

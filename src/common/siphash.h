@@ -4,9 +4,9 @@
  * choose keys that all land in one bucket, as it could with FNV-1a.
  *
  * siphash_process_key() is the per-process random key, drawn once without
- * ever blocking (getrandom with GRND_NONBLOCK; /dev/urandom, then clocks,
- * pid and addresses when the kernel's pool is not ready or the call is
- * missing).  It is a hash-flooding defence, not a cryptographic secret.
+ * ever blocking (entropy_bytes(): getrandom with GRND_NONBLOCK, then
+ * /dev/urandom, then clocks, pid and addresses).  It is a hash-flooding
+ * defence, not a cryptographic secret.
  */
 #ifndef OH_SIPHASH_H
 #define OH_SIPHASH_H

@@ -5,7 +5,10 @@
  *
  * Unloading is deferred to a fresh turn of the loop, so no plugin callback
  * can be on the stack when its shared object is closed, whoever asked.  The
- * reply waits for the unload and reports the plugin's new state.
+ * reply waits for the unload and reports the plugin's new state.  A
+ * shutdown can come first (SIGTERM right after the DELETE): the loop then
+ * never runs the deferred unload, so the host runs what is still pending
+ * from api_plugins_stop(), before it unloads the rest and closes HTTP.
  */
 #include "plugin_ctx.h"
 
@@ -39,15 +42,32 @@ static json_t *status_of(struct host *h, const char *module)
 }
 
 struct pending_unload {
+	struct pending_unload *prev, *next;
 	struct host *host;
+	struct event *ev;         /* the deferred turn */
 	struct oh_http_req *req;  /* NULL once the client left */
 	char module[64];
 };
+
+/* Every unload not run yet, of every host (there is one outside tests). */
+static struct pending_unload *pending;
 
 static void unload_gone(struct oh_http_req *req, void *ud)
 {
 	struct pending_unload *p = ud;
 	p->req = NULL;
+}
+
+static void pending_free(struct pending_unload *p)
+{
+	if(p->prev)
+		p->prev->next = p->next;
+	else
+		pending = p->next;
+	if(p->next)
+		p->next->prev = p->prev;
+	event_free(p->ev);
+	free(p);
 }
 
 static void do_unload(evutil_socket_t fd, short what, void *arg)
@@ -63,7 +83,19 @@ static void do_unload(evutil_socket_t fd, short what, void *arg)
 		else
 			oh_reply_error(p->req, 404, "NOT_FOUND", "no plugin %s", p->module);
 	}
-	free(p);
+	pending_free(p);
+}
+
+void api_plugins_stop(struct host *h)
+{
+	struct pending_unload *p = pending, *next;
+	for(; p; p = next) {
+		next = p->next;
+		/* Run now, as the loop would have: outside any plugin callback,
+		 * and the client still gets its answer while HTTP is up. */
+		if(p->host == h)
+			do_unload(-1, EV_TIMEOUT, p);
+	}
 }
 
 static void delete_plugin(oh_ctx *ctx, struct oh_http_req *req, void *ud)
@@ -89,11 +121,18 @@ static void delete_plugin(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	p->req = req;
 	snprintf(p->module, sizeof p->module, "%s", module);
 	static const struct timeval now = {0, 0};
-	if(event_base_once(h->base, -1, EV_TIMEOUT, do_unload, p, &now)) {
+	p->ev = evtimer_new(h->base, do_unload, p);
+	if(!p->ev || evtimer_add(p->ev, &now)) {
+		if(p->ev)
+			event_free(p->ev);
 		free(p);
 		oh_reply_error(req, 500, "INTERNAL", "cannot schedule the unload");
 		return;
 	}
+	p->next = pending;
+	if(pending)
+		pending->prev = p;
+	pending = p;
 	/* Reply later, from do_unload. */
 	oh_req_on_gone(req, unload_gone, p);
 }

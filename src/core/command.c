@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
+#include "entropy.h"
 #include "timeutil.h"
 
 const char *oh_strerror(int err)
@@ -35,15 +35,10 @@ const char *oh_strerror(int err)
 
 char *host_new_id(char *buf, size_t len)
 {
+	/* Ids need to be unique, not secret: entropy_bytes() never blocks the
+	 * loop (early boot, no getrandom) and its fallback never repeats. */
 	unsigned char raw[16];
-	if(getrandom(raw, sizeof raw, 0) != sizeof raw) {
-		/* Only before the entropy pool is ready; ids need to be unique,
-		 * not secret. */
-		static unsigned long counter;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		snprintf((char *)raw, sizeof raw, "%lx%lx", (unsigned long)ts.tv_nsec, ++counter);
-	}
+	entropy_bytes(raw, sizeof raw);
 	static const char hex[] = "0123456789abcdef";
 	size_t n = 0;
 	for(size_t i = 0; i < sizeof raw && n + 2 < len; i++) {

@@ -11,10 +11,16 @@
  * (OH_ERR_TOO_LARGE, counted); the holders of existing ones can still
  * renew, release and take them again.  Leases restored at start-up are all
  * kept, even past a lowered limit: they were granted.
+ *
+ * Arguments come from plugins, which pass on what clients sent: a NULL key
+ * or actor, and a lease_s that is NaN, infinite, not positive or over
+ * OH_LEASE_MAX_S, are refused with OH_ERR_INVAL before anything else, so
+ * no comparison sees NULL and no deadline becomes a time_t out of range.
  */
 #include "core.h"
 
 #include <event2/event.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +31,8 @@
 #include "timeutil.h"
 
 #define LEASE_KEY_MAX 256
+/* Stored expiries beyond this (seconds, the year 33658) cannot be real. */
+#define LEASE_EXPIRY_SANE 1e12
 
 struct lease {
 	struct leases *owner;
@@ -38,6 +46,7 @@ struct leases {
 	struct host *host;
 	struct strmap *map;
 	void (*expired)(struct host *h, const char *key, const char *holder);
+	size_t insane;            /* restored leases whose expiry was not a time */
 };
 
 static void lease_free(void *p)
@@ -64,8 +73,12 @@ static void fill_out(const struct lease *l, struct oh_lease *out)
 static void arm(struct lease *l)
 {
 	double wait = l->expires_at - time_now_wall();
-	if(wait < 0)
+	/* NaN too.  A deadline is at most OH_LEASE_MAX_S away (and re-checked
+	 * when the timer fires), so the casts below stay in range. */
+	if(!(wait > 0))
 		wait = 0;
+	if(wait > OH_LEASE_MAX_S)
+		wait = OH_LEASE_MAX_S;
 	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (time_t)wait) * 1e6)};
 	evtimer_add(l->timer, &tv);
 }
@@ -155,6 +168,12 @@ static void load_one(const struct store_lease *sl, void *ud)
 		return;
 	snprintf(l->holder, sizeof l->holder, "%s", sl->holder);
 	l->expires_at = sl->expires_at;
+	if(!(fabs(l->expires_at) < LEASE_EXPIRY_SANE)) {
+		/* NaN, infinite or absurd (a damaged row): end it now rather than
+		 * carry a deadline no time_t can hold. */
+		ls->insane++;
+		l->expires_at = 0;
+	}
 	/* Leases that ran out while we were down expire on the first loop
 	 * turn, once the plugins that report them are loaded. */
 	arm(l);
@@ -164,7 +183,11 @@ int leases_load(struct leases *ls)
 {
 	if(!ls->host->store)
 		return OH_OK;
+	ls->insane = 0;
 	int rc = store_lease_load(ls->host->store, load_one, ls);
+	if(ls->insane)
+		log_warn("leases", "%zu stored lease(s) had an expiry that is not a time; they end now",
+				ls->insane);
 	if(strmap_size(ls->map))
 		log_info("leases", "restored %zu lease(s)", strmap_size(ls->map));
 	long max = ls->host->cfg.limits.max_leases;
@@ -183,6 +206,7 @@ json_t *leases_to_json(struct leases *ls)
 	char when[32];
 	while(strmap_iter_next(&it, NULL, &v)) {
 		struct lease *l = v;
+		/* expires_at is finite and in range: checked when it was set. */
 		json_object_set_new(out, l->key, json_pack("{s:s, s:s}", "holder", l->holder,
 				"expires_at", time_format_utc((time_t)l->expires_at, when, sizeof when)));
 	}
@@ -190,6 +214,23 @@ json_t *leases_to_json(struct leases *ls)
 }
 
 size_t leases_count(const struct leases *ls) { return strmap_size(ls->map); }
+
+static bool key_ok(const char *key)
+{
+	/* Keys are bounded so expiry can copy one before freeing the lease. */
+	return key && *key && strlen(key) < LEASE_KEY_MAX;
+}
+
+static bool actor_ok(const char *actor)
+{
+	return actor && *actor && strlen(actor) < sizeof ((struct lease *)0)->holder;
+}
+
+static bool duration_ok(double lease_s)
+{
+	/* Written so that NaN fails too. */
+	return lease_s > 0 && lease_s <= OH_LEASE_MAX_S;
+}
 
 static struct lease *live(struct leases *ls, const char *key)
 {
@@ -213,9 +254,7 @@ static int persist(struct leases *ls, struct lease *l)
 int leases_take(struct leases *ls, const char *key, const char *actor, double lease_s,
 		struct oh_lease *out)
 {
-	/* Keys are bounded so expiry can copy one before freeing the lease. */
-	if(!key || strlen(key) >= LEASE_KEY_MAX || !actor || !*actor || lease_s <= 0 ||
-			strlen(actor) >= sizeof ((struct lease *)0)->holder)
+	if(!key_ok(key) || !actor_ok(actor) || !duration_ok(lease_s))
 		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
 	if(l && strcmp(l->holder, actor)) {
@@ -260,6 +299,8 @@ int leases_take(struct leases *ls, const char *key, const char *actor, double le
 int leases_renew(struct leases *ls, const char *key, const char *actor, double lease_s,
 		struct oh_lease *out)
 {
+	if(!key_ok(key) || !actor_ok(actor) || !duration_ok(lease_s))
+		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
 	if(!l)
 		return OH_ERR_NOT_HELD;
@@ -272,6 +313,8 @@ int leases_renew(struct leases *ls, const char *key, const char *actor, double l
 
 int leases_release(struct leases *ls, const char *key, const char *actor, struct oh_lease *out)
 {
+	if(!key_ok(key) || !actor_ok(actor))
+		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
 	if(!l)
 		return OH_ERR_NOT_HELD;
@@ -287,6 +330,8 @@ int leases_release(struct leases *ls, const char *key, const char *actor, struct
 
 int leases_force_release(struct leases *ls, const char *key, struct oh_lease *out)
 {
+	if(!key_ok(key))
+		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
 	if(!l)
 		return OH_ERR_NOT_HELD;
@@ -300,6 +345,8 @@ int leases_force_release(struct leases *ls, const char *key, struct oh_lease *ou
 
 int leases_can_use(struct leases *ls, const char *key, const char *actor, struct oh_lease *out)
 {
+	if(!key_ok(key))
+		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
 	if(!l || (actor && !strcmp(l->holder, actor)))
 		return OH_OK;
@@ -309,6 +356,8 @@ int leases_can_use(struct leases *ls, const char *key, const char *actor, struct
 
 int leases_get(struct leases *ls, const char *key, struct oh_lease *out)
 {
+	if(!key_ok(key))
+		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
 	if(!l)
 		return OH_ERR_NOT_FOUND;

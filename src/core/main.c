@@ -214,6 +214,8 @@ static void host_stop(struct host *h)
 	}
 	if(h->link)
 		mqtt_link_stop(h->link);
+	/* An unload asked for just before the signal, before all the others. */
+	api_plugins_stop(h);
 	if(h->plugins)
 		plugins_unload_all(h);
 	scheduler_free(h->scheduler);

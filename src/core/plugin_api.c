@@ -11,6 +11,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,44 +145,106 @@ int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_t
 	return http_reply_copy(req, status, content_type, data, len);
 }
 
+/* A blob is a shared_buf under another name: plugins see an opaque type,
+ * the HTTP side sends its bytes by reference (http_reply_buf). */
+static struct shared_buf *blob_buf(const struct oh_blob *blob)
+{
+	return (struct shared_buf *)blob;
+}
+
+struct oh_blob *oh_blob_new(const void *data, size_t len)
+{
+	return (struct oh_blob *)shared_buf_new(data, len);
+}
+
+char *oh_blob_data(struct oh_blob *blob)
+{
+	return blob_buf(blob)->data;
+}
+
+size_t oh_blob_len(const struct oh_blob *blob)
+{
+	return blob_buf(blob)->len;
+}
+
+struct oh_blob *oh_blob_ref(struct oh_blob *blob)
+{
+	return (struct oh_blob *)shared_buf_ref(blob_buf(blob));
+}
+
+void oh_blob_unref(struct oh_blob *blob)
+{
+	shared_buf_unref(blob_buf(blob));
+}
+
+int oh_reply_blob(struct oh_http_req *req, unsigned status, const char *content_type,
+		struct oh_blob *blob)
+{
+	return http_reply_buf(req, status, content_type, blob_buf(blob));
+}
+
 /* ---- leases ------------------------------------------------------------------------ */
 
-static bool own_key(const oh_ctx *ctx, const char *key)
+/* Moved by every lease a plugin changes (oh_lease_generation); expiry is
+ * told by the deadline itself. */
+static unsigned long long lease_generation = 1;
+
+static int lease_changed(int rc)
 {
+	if(rc == OH_OK)
+		lease_generation++;
+	return rc;
+}
+
+unsigned long long oh_lease_generation(oh_ctx *ctx)
+{
+	return lease_generation;
+}
+
+/* OH_OK for a key in the module's namespace, OH_ERR_INVAL for none at all,
+ * OH_ERR_DENIED (logged) for another module's. */
+static int own_key(const oh_ctx *ctx, const char *key)
+{
+	if(!key)
+		return OH_ERR_INVAL;
 	size_t n = strlen(ctx->module);
-	if(key && !strncmp(key, ctx->module, n) && key[n] == ':' && key[n + 1])
-		return true;
-	oh_log((oh_ctx *)ctx, OH_LOG_ERROR, "lease key %s refused: must start with \"%s:\"",
-			key ? key : "(null)", ctx->module);
-	return false;
+	if(!strncmp(key, ctx->module, n) && key[n] == ':' && key[n + 1])
+		return OH_OK;
+	oh_log((oh_ctx *)ctx, OH_LOG_ERROR, "lease key %s refused: must start with \"%s:\"", key,
+			ctx->module);
+	return OH_ERR_DENIED;
 }
 
 int oh_lease_take(oh_ctx *ctx, const char *key, const char *actor, double lease_s, struct oh_lease *out)
 {
-	if(!own_key(ctx, key))
-		return OH_ERR_DENIED;
-	return leases_take(ctx->host->leases, key, actor, lease_s, out);
+	int rc = own_key(ctx, key);
+	if(rc)
+		return rc;
+	return lease_changed(leases_take(ctx->host->leases, key, actor, lease_s, out));
 }
 
 int oh_lease_renew(oh_ctx *ctx, const char *key, const char *actor, double lease_s, struct oh_lease *out)
 {
-	if(!own_key(ctx, key))
-		return OH_ERR_DENIED;
-	return leases_renew(ctx->host->leases, key, actor, lease_s, out);
+	int rc = own_key(ctx, key);
+	if(rc)
+		return rc;
+	return lease_changed(leases_renew(ctx->host->leases, key, actor, lease_s, out));
 }
 
 int oh_lease_release(oh_ctx *ctx, const char *key, const char *actor, struct oh_lease *out)
 {
-	if(!own_key(ctx, key))
-		return OH_ERR_DENIED;
-	return leases_release(ctx->host->leases, key, actor, out);
+	int rc = own_key(ctx, key);
+	if(rc)
+		return rc;
+	return lease_changed(leases_release(ctx->host->leases, key, actor, out));
 }
 
 int oh_lease_force_release(oh_ctx *ctx, const char *key, struct oh_lease *out)
 {
-	if(!own_key(ctx, key))
-		return OH_ERR_DENIED;
-	return leases_force_release(ctx->host->leases, key, out);
+	int rc = own_key(ctx, key);
+	if(rc)
+		return rc;
+	return lease_changed(leases_force_release(ctx->host->leases, key, out));
 }
 
 int oh_lease_can_use(oh_ctx *ctx, const char *key, const char *actor, struct oh_lease *out)
@@ -203,72 +266,208 @@ int oh_lease_on_expire(oh_ctx *ctx, oh_lease_expired_fn fn, void *ud)
 
 /* ---- timers ----------------------------------------------------------------------- */
 
-static void timer_unlink(struct oh_timer *t)
+/*
+ * A plugin's timer handle is an id, not the address of the host's record:
+ * a one-shot timer is freed when it fires, and a plugin that cancels it
+ * afterwards (or after teardown) must find nothing rather than freed
+ * memory, or worse a new timer that malloc put at the same address.  The
+ * ids come from one counter and are looked up in the context's table, so
+ * a stale handle is simply not found.  The table is open addressing with
+ * linear probing: the NDI plugin holds one timer per pending command, up
+ * to limits.max_pending, and cancels them one by one.
+ */
+
+struct plugin_timer {
+	oh_ctx *ctx;
+	struct event *ev;
+	oh_timer_fn fn;
+	void *ud;
+	uintptr_t id;             /* what the plugin holds, as a struct oh_timer * */
+	bool repeat;
+};
+
+struct plugin_timers {
+	struct plugin_timer **slots;
+	size_t cap;               /* a power of two, or 0 before the first timer */
+	size_t n;
+};
+
+#define TIMERS_MIN_CAP 16
+
+static size_t timer_slot(uintptr_t id, size_t cap)
 {
-	oh_ctx *ctx = t->ctx;
-	if(t->prev)
-		t->prev->next = t->next;
-	else
-		ctx->timers = t->next;
-	if(t->next)
-		t->next->prev = t->prev;
+	/* Fibonacci hashing: consecutive ids spread over the table. */
+	return (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ULL) >> 32) & (cap - 1);
 }
 
-static void timer_free(struct oh_timer *t)
+static struct oh_timer *timer_handle(const struct plugin_timer *t)
 {
-	timer_unlink(t);
+	return (struct oh_timer *)t->id;
+}
+
+/* The index of id's slot, or of the empty slot where it would go. */
+static size_t timers_probe(const struct plugin_timers *tt, uintptr_t id)
+{
+	size_t i = timer_slot(id, tt->cap);
+	while(tt->slots[i] && tt->slots[i]->id != id)
+		i = (i + 1) & (tt->cap - 1);
+	return i;
+}
+
+static struct plugin_timer *timers_find(const struct plugin_timers *tt, uintptr_t id)
+{
+	if(!tt || !tt->n || !id)
+		return NULL;
+	return tt->slots[timers_probe(tt, id)];
+}
+
+/* Moves every timer into a table of cap slots; false (nothing changed)
+ * when that cannot be allocated. */
+static bool timers_rehash(struct plugin_timers *tt, size_t cap)
+{
+	struct plugin_timer **slots = calloc(cap, sizeof *slots);
+	if(!slots)
+		return false;
+	struct plugin_timers grown = {slots, cap, 0};
+	for(size_t i = 0; i < tt->cap; i++) {
+		if(tt->slots[i])
+			slots[timers_probe(&grown, tt->slots[i]->id)] = tt->slots[i];
+	}
+	free(tt->slots);
+	tt->slots = slots;
+	tt->cap = cap;
+	return true;
+}
+
+static int timers_insert(struct plugin_timers *tt, struct plugin_timer *t)
+{
+	/* At most half full, so probes stay short. */
+	if((tt->n + 1) * 2 > tt->cap && !timers_rehash(tt, tt->cap ? tt->cap * 2 : TIMERS_MIN_CAP))
+		return OH_ERR_NOMEM;
+	tt->slots[timers_probe(tt, t->id)] = t;
+	tt->n++;
+	return OH_OK;
+}
+
+static void timers_remove(struct plugin_timers *tt, const struct plugin_timer *t)
+{
+	size_t i = timers_probe(tt, t->id);
+	if(tt->slots[i] != t)
+		return;
+	/* Backward-shift deletion: pull later members of the probe run into
+	 * the hole, so lookups never stop early at it. */
+	size_t mask = tt->cap - 1, j = i;
+	tt->slots[i] = NULL;
+	for(;;) {
+		j = (j + 1) & mask;
+		if(!tt->slots[j])
+			break;
+		size_t home = timer_slot(tt->slots[j]->id, tt->cap);
+		/* Stays when its home lies cyclically in (i, j]. */
+		if(i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		tt->slots[i] = tt->slots[j];
+		tt->slots[j] = NULL;
+		i = j;
+	}
+	tt->n--;
+	/* A burst of timers drained: give the table back (failure is fine). */
+	if(tt->cap > TIMERS_MIN_CAP && tt->n * 8 < tt->cap)
+		timers_rehash(tt, tt->cap / 2);
+}
+
+static void timer_free(struct plugin_timer *t)
+{
+	timers_remove(t->ctx->timers, t);
 	event_free(t->ev);
 	free(t);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
-	struct oh_timer *t = arg;
+	struct plugin_timer *t = arg;
 	oh_ctx *ctx = t->ctx;
 	oh_timer_fn fn = t->fn;
 	void *ud = t->ud;
 	/* A one-shot timer is gone before its callback runs, so the callback
-	 * may add timers (or unload) freely. */
+	 * may add timers (or unload) freely, and cancelling its handle later
+	 * finds nothing. */
 	if(!t->repeat)
 		timer_free(t);
 	fn(ctx, ud);
+}
+
+/* A fresh id, never 0 and not one of ctx's live timers (the counter is
+ * shared by all plugins and could wrap where uintptr_t is 32 bits). */
+static uintptr_t timer_new_id(const struct plugin_timers *tt)
+{
+	static uintptr_t counter;
+	uintptr_t id;
+	do
+		id = ++counter;
+	while(!id || timers_find(tt, id));
+	return id;
 }
 
 struct oh_timer *oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn fn, void *ud)
 {
 	if(!fn)
 		return NULL;
-	struct oh_timer *t = calloc(1, sizeof *t);
+	if(!ctx->timers && !(ctx->timers = calloc(1, sizeof *ctx->timers)))
+		return NULL;
+	struct plugin_timer *t = calloc(1, sizeof *t);
 	if(!t)
 		return NULL;
 	t->ctx = ctx;
 	t->fn = fn;
 	t->ud = ud;
 	t->repeat = repeat;
+	t->id = timer_new_id(ctx->timers);
 	t->ev = event_new(ctx->host->base, -1, repeat ? EV_PERSIST : 0, on_timer, t);
-	if(!t->ev) {
-		free(t);
-		return NULL;
-	}
-	t->next = ctx->timers;
-	if(ctx->timers)
-		ctx->timers->prev = t;
-	ctx->timers = t;
+	if(!t->ev)
+		goto out_timer;
 	struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
-	event_add(t->ev, &tv);
-	return t;
+	if(event_add(t->ev, &tv))
+		goto out_event;
+	if(timers_insert(ctx->timers, t))
+		goto out_event;
+	return timer_handle(t);
+
+out_event:
+	event_free(t->ev);
+out_timer:
+	free(t);
+	return NULL;
 }
 
-void oh_timer_cancel(oh_ctx *ctx, struct oh_timer *t)
+void oh_timer_cancel(oh_ctx *ctx, struct oh_timer *timer)
 {
-	if(t && t->ctx == ctx)
+	/* Unknown, fired, cancelled or another plugin's: nothing to do. */
+	struct plugin_timer *t = ctx ? timers_find(ctx->timers, (uintptr_t)timer) : NULL;
+	if(t)
 		timer_free(t);
+}
+
+size_t plugin_timers_count(const oh_ctx *ctx)
+{
+	return ctx->timers ? ctx->timers->n : 0;
 }
 
 void plugin_timers_free(oh_ctx *ctx)
 {
-	while(ctx->timers)
-		timer_free(ctx->timers);
+	struct plugin_timers *tt = ctx->timers;
+	if(!tt)
+		return;
+	for(size_t i = 0; i < tt->cap; i++) {
+		struct plugin_timer *t = tt->slots[i];
+		if(t) {
+			event_free(t->ev);
+			free(t);
+		}
+	}
+	free(tt->slots);
+	free(tt);
+	ctx->timers = NULL;
 }
 
 /* ---- limits and memory ------------------------------------------------------------- */

@@ -7,14 +7,9 @@
 
 #include "core.h"
 
-struct oh_timer {
-	struct oh_timer *prev, *next;
-	oh_ctx *ctx;
-	struct event *ev;
-	oh_timer_fn fn;
-	void *ud;
-	bool repeat;
-};
+/* A plugin's timers by id (plugin_api.c).  struct oh_timer itself is
+ * never defined: the handles plugins hold are ids, not addresses. */
+struct plugin_timers;
 
 struct oh_ctx {
 	struct host *host;
@@ -29,7 +24,7 @@ struct oh_ctx {
 	void *data;
 	void (*free_data)(void *);
 
-	struct oh_timer *timers;
+	struct plugin_timers *timers;
 	oh_lease_expired_fn lease_expired;
 	void *lease_expired_ud;
 
@@ -46,7 +41,13 @@ struct oh_ctx {
 
 void plugins_lease_expired(struct host *h, const char *key, const char *holder);
 void plugin_timers_free(oh_ctx *ctx);
+/* How many timers ctx holds (for tests and diagnostics). */
+size_t plugin_timers_count(const oh_ctx *ctx);
 /* Cancels the plugin's fd watches and kills its children (plugin_io.c). */
 void plugin_io_free(oh_ctx *ctx);
+/* Runs the unloads DELETE /api/plugins/{module} deferred to a loop turn
+ * that did not come (api_plugins.c); the host calls it on shutdown while
+ * plugins and HTTP are still up. */
+void api_plugins_stop(struct host *h);
 
 #endif

@@ -13,6 +13,11 @@
  * has no SIGCHLD handler, so a child is reaped by polling waitpid(WNOHANG)
  * on a short timer once its output reached EOF or its time ran out; `done`
  * runs once, after the reap.
+ *
+ * The output buffer grows as output arrives, doubling up to max_output
+ * (plus the terminating NUL), so a generous max_output costs nothing until
+ * a child writes that much; every size computation is checked, because
+ * max_output may be anything up to SIZE_MAX.
  */
 #include "plugin_ctx.h"
 
@@ -21,6 +26,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -50,8 +56,9 @@ struct child {
 	struct event *deadline;
 	struct event *reap;
 	unsigned reap_polls;
-	char *buf;
-	size_t len, max;
+	char *buf;                /* NULL until output arrives */
+	size_t len, cap;          /* cap > len whenever buf is set */
+	size_t max;               /* max_output, at most SIZE_MAX - 1 */
 	bool timed_out;
 	oh_spawn_done_fn done;
 	void *ud;
@@ -248,7 +255,7 @@ static void child_try_reap(struct child *c)
 	child_unlink(c);
 	child_close_pipe(c);
 	if(c->buf)
-		c->buf[c->len] = '\0';
+		c->buf[c->len] = '\0';   /* cap > len */
 	c->done(c->ctx, status, c->timed_out, c->buf ? c->buf : "", c->len, c->ud);
 	child_free(c);
 }
@@ -256,6 +263,26 @@ static void child_try_reap(struct child *c)
 static void on_child_reap(evutil_socket_t fd, short what, void *arg)
 {
 	child_try_reap(arg);
+}
+
+/* Room for `more` bytes after the output so far, and a NUL; false (the
+ * bytes are dropped) when memory runs out.  len + more <= max < SIZE_MAX. */
+static bool child_reserve(struct child *c, size_t more)
+{
+	size_t want = c->len + more + 1;
+	if(want <= c->cap)
+		return true;
+	size_t cap = c->cap ? c->cap : 4096;
+	while(cap < want)
+		cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+	if(cap > c->max + 1)
+		cap = c->max + 1;
+	char *buf = realloc(c->buf, cap);
+	if(!buf)
+		return false;
+	c->buf = buf;
+	c->cap = cap;
+	return true;
 }
 
 static void on_child_output(evutil_socket_t fd, short what, void *arg)
@@ -270,7 +297,14 @@ static void on_child_output(evutil_socket_t fd, short what, void *arg)
 			size_t keep = c->max - c->len;
 			if(keep > (size_t)n)
 				keep = (size_t)n;
-			memcpy(c->buf + c->len, chunk, keep);
+			if(keep && !child_reserve(c, keep)) {
+				log_warn("plugins", "out of memory for the output of child %ld of %s; "
+						"keeping the first %zu bytes", (long)c->pid, c->ctx->module, c->len);
+				c->max = c->len;
+				continue;
+			}
+			if(keep)
+				memcpy(c->buf + c->len, chunk, keep);
 			c->len += keep;
 			continue;
 		}
@@ -313,10 +347,8 @@ int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_ou
 	c->fd = -1;
 	c->done = done;
 	c->ud = ud;
-	c->max = max_output;
-	c->buf = malloc(max_output + 1);
-	if(!c->buf)
-		goto out_child;
+	/* One byte is kept for the NUL, so max + 1 never wraps. */
+	c->max = max_output < SIZE_MAX ? max_output : SIZE_MAX - 1;
 
 	int pipefd[2];
 	if(pipe2(pipefd, O_CLOEXEC | O_NONBLOCK)) {

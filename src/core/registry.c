@@ -65,6 +65,7 @@
  * transaction, and how often. */
 #define PERSIST_BATCH 2000
 #define PERSIST_INTERVAL_MS 1000
+#define PERSIST_HEARTBEAT_S 60.0
 
 struct device {
 	char id[65];
@@ -79,6 +80,8 @@ struct device {
 	size_t doc_bytes;
 	char *frag;               /* "\"id\":{...}" or NULL when it must be rebuilt */
 	size_t frag_len;
+	uint64_t changes;         /* the generation of its last change (oh_device.changes) */
+	bool doc_current;         /* last_seen, stale, online in doc are up to date */
 	/* Devices in order of last message, oldest first: the stale scan only
 	 * looks at the head of this list. */
 	struct device *prev, *next;
@@ -86,6 +89,7 @@ struct device {
 	bool has_meta;            /* its document holds a meta (this run or stored) */
 	bool meta_heard;          /* a meta message arrived in this run */
 	bool heard;               /* any message arrived in this run */
+	double persisted_mono;    /* when its document was last stored */
 	/* Devices whose document changed since it was last stored. */
 	struct device *persist_next, **persist_pprev;
 };
@@ -215,6 +219,7 @@ static void persist_some(struct registry *r, size_t max)
 	for(size_t n = 0; r->persist_head && n < max; n++) {
 		struct device *d = r->persist_head;
 		persist_unlink(d);
+		d->persisted_mono = time_now_mono();
 		char *text = json_dumps(d->doc, JSON_COMPACT);
 		if(text) {
 			store_device_put(st, d->id, text, strlen(text), d->last_seen_wall);
@@ -238,7 +243,9 @@ static void device_changed(struct registry *r, struct device *d)
 {
 	free(d->frag);
 	d->frag = NULL;
+	d->doc_current = false;
 	registry_mark_dirty(r);
+	d->changes = r->generation;
 }
 
 void registry_mark_dirty(struct registry *r)
@@ -401,6 +408,7 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 	snprintf(d->id, sizeof d->id, "%s", id);
 	d->doc = json_object();
 	d->online = -1;
+	d->changes = ++r->generation;   /* never 0, never another device's */
 	/* Set once: a payload naming another id is refused before merging. */
 	int err = json_object_set_new(d->doc, "device_id", json_string(id));
 	if(!d->doc || err || (strmap_put(r->devices, id, d, &err), err)) {
@@ -528,7 +536,11 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	fresh_unlink(r, d);
 	fresh_append(r, d);
 	device_changed(r, d);
-	persist_mark(r, d);
+	/* A meta is stored at once; a heartbeat only refreshes the stored
+	 * last_seen, so once a minute is enough (at 100,000 devices every
+	 * heartbeat stored was a tenth of a core). */
+	if(is_meta || !d->has_meta || d->last_seen_mono - d->persisted_mono >= PERSIST_HEARTBEAT_S)
+		persist_mark(r, d);
 	device_heard(r, d, is_meta);
 }
 
@@ -572,15 +584,24 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 
 /* ---- snapshot ----------------------------------------------------------------- */
 
-static bool build_fragment(struct device *d)
+/* Brings the host's fields (last_seen, stale, online) into the document. */
+static void refresh_doc(struct device *d)
 {
 	char when[32] = "";
+	if(d->doc_current)
+		return;
 	if(d->last_seen_wall > 0)
 		time_format_utc((time_t)d->last_seen_wall, when, sizeof when);
 	json_object_set_new(d->doc, "last_seen", d->last_seen_wall > 0 ? json_string(when) : json_null());
 	json_object_set_new(d->doc, "stale", json_boolean(d->stale));
 	if(d->online >= 0 || !json_object_get(d->doc, "online"))
 		json_object_set_new(d->doc, "online", d->online >= 0 ? json_boolean(d->online) : json_null());
+	d->doc_current = true;
+}
+
+static bool build_fragment(struct device *d)
+{
+	refresh_doc(d);
 	char *v = json_dumps(d->doc, JSON_COMPACT);
 	if(!v)
 		return false;
@@ -856,15 +877,21 @@ static void fill_device(struct device *d, struct oh_device *out)
 	out->online = d->online;
 	out->stale = d->stale;
 	out->last_seen = d->last_seen_wall;
+	out->changes = d->changes;
 }
+
+/* changes took reserved slots: plugins built before it allocate as much. */
+_Static_assert(sizeof(struct oh_device) ==
+		offsetof(struct oh_device, changes) + 4 * sizeof(void *), "struct oh_device grew");
 
 int registry_device(struct registry *r, const char *id, struct oh_device *out)
 {
 	struct device *d = strmap_get(r->devices, id);
 	if(!d)
 		return OH_ERR_NOT_FOUND;
-	if(!d->frag)
-		build_fragment(d);   /* brings last_seen/stale into the document */
+	/* Plugins read the document, not the fragment: serialising it is left
+	 * to the next snapshot. */
+	refresh_doc(d);
 	fill_device(d, out);
 	return OH_OK;
 }
@@ -886,8 +913,7 @@ void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, vo
 	void *value;
 	while(strmap_iter_next(&it, NULL, &value)) {
 		struct device *d = value;
-		if(!d->frag)
-			build_fragment(d);
+		refresh_doc(d);
 		struct oh_device dev;
 		fill_device(d, &dev);
 		if(fn(&dev, ud))

@@ -16,7 +16,12 @@
  * after the dispatch never runs the same due time again.  A run that is
  * more than misfire_grace_s late (the host was down, or the clock jumped)
  * is recorded as MISSED instead, and a cron job then moves to its first
- * time after now: one run or one MISSED, never a series.
+ * time after now: one run or one MISSED, never a series.  When that state
+ * cannot be stored (the store failed, or another process holds the
+ * database) the run is not dispatched: the job is put back as it was and
+ * the batch is tried again after SCHED_STORE_RETRY_S, so a run is never
+ * repeated and never lost (if the store stays away past misfire_grace_s,
+ * the run is recorded as MISSED once it is back).
  *
  * Any client may schedule, and every job costs an fsync and stays until
  * removed (a finished one-off job for SCHED_DONE_KEEP_S more), so a new
@@ -39,6 +44,14 @@
 #include "store.h"
 #include "strmap.h"
 #include "timeutil.h"
+
+/* Seconds between attempts while the store refuses a batch's state. */
+#define SCHED_STORE_RETRY_S 1
+
+static double retry_mono(const struct scheduler *s)
+{
+	return s->backoff.retry_mono;
+}
 
 static size_t owner_jobs(struct scheduler *s, const char *owner)
 {
@@ -150,6 +163,9 @@ static void arm(struct scheduler *s)
 		return;
 	}
 	double wait = (double)s->heap[0]->due - s->now();
+	/* After a store failure, nothing runs before the retry. */
+	if(retry_mono(s) > 0 && retry_mono(s) - time_now_mono() > wait)
+		wait = retry_mono(s) - time_now_mono();
 	if(wait < 0)
 		wait = 0;
 	if(wait > 86400.0 * 365)
@@ -249,10 +265,10 @@ static bool txn_begin_relaxed(struct scheduler *s)
 	return s->h->store && !store_begin_relaxed(s->h->store);
 }
 
-static void txn_commit(struct scheduler *s, bool txn)
+/* false when the transaction's writes were not committed. */
+static bool txn_commit(struct scheduler *s, bool txn)
 {
-	if(txn && store_commit(s->h->store))
-		log_error("scheduler", "could not commit job state; a crash now may repeat a run");
+	return !txn || !store_commit(s->h->store);
 }
 
 struct job *sched__find(struct sched_plugin *sp, const char *id)
@@ -489,7 +505,10 @@ void scheduler_flush(struct scheduler *s)
 			persist(s, j);
 		}
 	}
-	txn_commit(s, txn);
+	/* Outcomes are a report: one lost to a failing store is logged by the
+	 * store and rewritten with the job's next change. */
+	if(!txn_commit(s, txn))
+		log_warn("scheduler", "could not store the outcome of %zu run(s)", s->n_dirty);
 	s->n_dirty = 0;
 }
 
@@ -502,7 +521,32 @@ struct planned {
 	struct job *job;
 	int64_t due;
 	bool miss;
+	/* The job as it was, to put back when its advance was not stored. */
+	int64_t old_due, old_last_run;
+	struct job_result old_last;
+	uint8_t old_state;
 };
+
+/* Puts a planned job back as it was before run_due advanced it. */
+static void unplan(struct planned *p)
+{
+	struct job *j = p->job;
+	j->due = p->old_due;
+	j->last_run = p->old_last_run;
+	j->last = p->old_last;
+	j->state = p->old_state;
+}
+
+/* The store refused what must be durable before a run: try again later,
+ * saying so once per outage rather than every retry. */
+static void store_retry_later(struct scheduler *s)
+{
+	s->backoff.retry_mono = time_now_mono() + SCHED_STORE_RETRY_S;
+	if(!s->backoff.failing)
+		log_error("scheduler", "due jobs not run: their next run could not be stored; "
+				"retrying every %d s", SCHED_STORE_RETRY_S);
+	s->backoff.failing = true;
+}
 
 static void run_due(struct scheduler *s)
 {
@@ -510,9 +554,20 @@ static void run_due(struct scheduler *s)
 	double grace = s->h->cfg.misfire_grace_s;
 	struct planned batch[SCHED_BATCH_MAX];
 	size_t nb = 0;
-	bool txn = txn_begin_relaxed(s);
 	/* 1 ms early is on time: whole-second due times meet a loop timer
 	 * that may wake a hair before the wall clock gets there. */
+	if(!s->n || (double)s->heap[0]->due > now + 0.001) {
+		arm(s);
+		return;
+	}
+	bool txn = txn_begin_relaxed(s);
+	if(s->h->store && !txn) {
+		/* The store is busy or failing: no write would stick. */
+		store_retry_later(s);
+		arm(s);
+		return;
+	}
+	struct job *not_stored = NULL;
 	while(s->n && nb < SCHED_BATCH_MAX && (double)s->heap[0]->due <= now + 0.001) {
 		struct job *j = s->heap[0];
 		heap_remove(s, j);
@@ -527,6 +582,10 @@ static void run_due(struct scheduler *s)
 		p->job = j;
 		p->due = j->due;
 		p->miss = now - (double)j->due > grace;
+		p->old_due = j->due;
+		p->old_last_run = j->last_run;
+		p->old_last = j->last;
+		p->old_state = j->state;
 		j->firing = true;
 		memset(&j->last, 0, sizeof j->last);
 		j->last.at = (int64_t)now;
@@ -541,12 +600,38 @@ static void run_due(struct scheduler *s)
 		 * written back with the outcome. */
 		int rc = j->state == JOB_DONE && s->h->store ? store_job_delete(s->h->store, j->id)
 				: persist(s, j);
-		if(rc)
-			log_error("scheduler", "job %s: could not store its state before running", j->id);
-		if(j->state == JOB_DONE && p->miss)
-			mark_outcome_dirty(s, j);
+		if(rc) {
+			/* Not durable, so not run: as if it had not been due yet.
+			 * The store is failing: the rest waits too. */
+			unplan(p);
+			j->firing = false;
+			nb--;
+			not_stored = j;
+			break;
+		}
 	}
-	txn_commit(s, txn);
+	bool committed = txn_commit(s, txn);
+	if(not_stored)
+		heap_push(s, not_stored);
+	if(!committed) {
+		/* None of the batch is durable. */
+		for(size_t i = 0; i < nb; i++) {
+			unplan(&batch[i]);
+			batch[i].job->firing = false;
+			heap_push(s, batch[i].job);
+		}
+		nb = 0;
+	}
+	if(not_stored || !committed) {
+		store_retry_later(s);
+	} else if(s->backoff.failing && nb) {
+		log_info("scheduler", "the store works again; running the delayed jobs");
+		s->backoff.failing = false;
+	}
+	for(size_t i = 0; i < nb; i++) {
+		if(batch[i].job->state == JOB_DONE && batch[i].miss)
+			mark_outcome_dirty(s, batch[i].job);
+	}
 
 	/* The batch's commands leave in a few TCP segments instead of one or
 	 * two per job. */
@@ -584,11 +669,14 @@ static void run_due(struct scheduler *s)
 
 void sched__poll(struct scheduler *s)
 {
-	/* Early by the wall clock (it was stepped back): wait the rest. */
-	if(s->n && (double)s->heap[0]->due - s->now() > 0.001) {
+	/* Early by the wall clock (it was stepped back), or waiting for the
+	 * store: wait the rest. */
+	if(s->n && ((double)s->heap[0]->due - s->now() > 0.001 ||
+			retry_mono(s) > time_now_mono())) {
 		arm(s);
 		return;
 	}
+	s->backoff.retry_mono = 0;
 	run_due(s);
 }
 

@@ -79,6 +79,10 @@ struct scheduler {
 	struct host *h;
 	struct strmap *jobs;      /* id -> struct job */
 	struct strmap *owners;    /* owner -> its number of jobs (>= 1), as a pointer */
+	struct {
+		double retry_mono;    /* after a store failure nothing runs before this; 0: none */
+		bool failing;         /* said so in the log; say when it recovers */
+	} backoff;
 	struct job **heap;
 	uint32_t n, cap;
 	struct event *timer;      /* the earliest due job */

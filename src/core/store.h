@@ -4,6 +4,13 @@
  * The SQLite backend (store_sqlite.c) is the only one today; a PostgreSQL
  * backend for a pair of hosts would implement the same operations.
  * Every write is committed before the call returns.
+ *
+ * Calls run on the event loop and never wait long for other processes:
+ * while one holds the database (a backup, the sqlite3 shell), a write fails
+ * after a few milliseconds with OH_ERR_IO and changes nothing, and the
+ * caller refuses what it was asked (a lease, a job) or tries again later
+ * (the scheduler's runs).  Only the *_load calls, made at start-up, wait
+ * up to 2 s.
  */
 #ifndef OH_STORE_H
 #define OH_STORE_H
@@ -51,11 +58,15 @@ int store_device_load(struct store *s,
  * synchronous commit instead of one each.  Calls nest; only the outermost
  * commit writes.  A failed write inside still leaves the others to commit.
  */
+/* OH_ERR_IO (nothing opened, nothing to commit) when the database is
+ * locked or failing. */
 int store_begin(struct store *s);
 /* Like store_begin, for bookkeeping the host can afford to lose on a power
  * cut (never on a process crash): the commit skips the fsync.  Used when
  * jobs fire, where an fsync per batch was most of the lateness. */
 int store_begin_relaxed(struct store *s);
+/* OH_ERR_IO when the outermost commit failed: then none of the
+ * transaction's writes were kept. */
 int store_commit(struct store *s);
 
 #endif

@@ -4,6 +4,15 @@
  * and power loss alike.  Statements are prepared once.  Every failure names
  * the file and says what SQLite said, since "database disk image is
  * malformed" alone does not tell an operator which file to restore.
+ *
+ * The store runs on the event loop, so it must not wait on other processes:
+ * a backup or the sqlite3 shell holding the database would otherwise stall
+ * every request for the busy timeout, per statement.  A write waits at most
+ * STORE_BUSY_MS for the lock and then fails with OH_ERR_IO, which callers
+ * already handle (a lease or job is refused, the scheduler retries, the
+ * registry's cache catches up); the outage is logged once when it starts
+ * and once when it ends.  Opening and loading, before the loop runs, may
+ * wait longer (STORE_BUSY_START_MS).
  */
 #include "store.h"
 
@@ -16,6 +25,11 @@
 #include "log.h"
 #include "oh/defs.h"
 #include "state_lock.h"
+
+/* How long one statement may wait for another process's lock. */
+#define STORE_BUSY_MS 5
+/* The same while opening and loading at start-up, off the loop's clock. */
+#define STORE_BUSY_START_MS 2000
 
 enum stmt_id {
 	LEASE_PUT, LEASE_DEL, LEASE_ALL,
@@ -42,6 +56,7 @@ struct store {
 	char *path;               /* {state_dir}/state.db, for messages */
 	int txn_depth;            /* store_begin() nesting */
 	bool relaxed;             /* the open transaction commits without fsync */
+	bool locked_out;          /* the last write found the database locked */
 };
 
 /* What to do about it, for the errors an operator can act on. */
@@ -55,6 +70,9 @@ static const char *hint(sqlite3 *db)
 	case SQLITE_CANTOPEN:
 	case SQLITE_PERM:
 		return " (check the permissions of the file and its directory)";
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return " (another process holds the database: a backup, the sqlite3 shell?)";
 	default:
 		return "";
 	}
@@ -78,7 +96,7 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 				hint(s->db));
 		goto fail;
 	}
-	sqlite3_busy_timeout(s->db, 2000);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_START_MS);
 	const char *schema =
 		"PRAGMA journal_mode=WAL;"
 		"PRAGMA synchronous=FULL;"
@@ -106,6 +124,7 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	return s;
 
 fail:
@@ -124,17 +143,58 @@ void store_close(struct store *s)
 	free(s);
 }
 
+static bool is_busy(int rc)
+{
+	rc &= 0xff;   /* extended codes, e.g. SQLITE_BUSY_SNAPSHOT */
+	return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+}
+
+/* Logs a failed write: a lock held elsewhere once per outage (it can last
+ * as long as a backup, with writes failing all along), the rest each time. */
+static int write_failed(struct store *s, int rc, const char *what, const char *msg)
+{
+	if(!is_busy(rc)) {
+		log_error("store", "%s: %s failed: %s%s", s->path, what, msg, hint(s->db));
+	} else if(!s->locked_out) {
+		log_warn("store", "%s is locked by another process (a backup, the sqlite3 shell?): "
+				"writes are refused until it lets go", s->path);
+		s->locked_out = true;
+	}
+	return OH_ERR_IO;
+}
+
+static void write_worked(struct store *s)
+{
+	if(s->locked_out) {
+		log_info("store", "%s is writable again", s->path);
+		s->locked_out = false;
+	}
+}
+
 /* Runs a prepared write statement to completion. */
 static int step_done(struct store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	if(rc != SQLITE_DONE) {
-		log_error("store", "%s: write failed: %s%s", s->path, sqlite3_errmsg(s->db), hint(s->db));
-		return OH_ERR_IO;
-	}
+	if(rc != SQLITE_DONE)
+		return write_failed(s, rc, "write", sqlite3_errmsg(s->db));
+	/* Inside a transaction only the commit tells. */
+	if(!s->txn_depth)
+		write_worked(s);
 	return OH_OK;
+}
+
+/* Reads may wait as long as at start-up: they run then, and in WAL mode
+ * another process's write lock does not block them anyway. */
+static void load_begin(struct store *s)
+{
+	sqlite3_busy_timeout(s->db, STORE_BUSY_START_MS);
+}
+
+static void load_end(struct store *s)
+{
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 }
 
 int store_lease_put(struct store *s, const struct store_lease *l)
@@ -156,6 +216,7 @@ int store_lease_delete(struct store *s, const char *key)
 /* Ends a read of every row; rc is the last sqlite3_step() result. */
 static int load_done(struct store *s, sqlite3_stmt *st, int rc, const char *what)
 {
+	load_end(s);
 	if(rc != SQLITE_DONE)
 		log_error("store", "%s: cannot read the %s: %s%s", s->path, what, sqlite3_errmsg(s->db),
 				hint(s->db));
@@ -167,6 +228,7 @@ int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, voi
 {
 	sqlite3_stmt *st = s->stmts[LEASE_ALL];
 	int rc;
+	load_begin(s);
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_lease l = {
 			.key = (const char *)sqlite3_column_text(st, 0),
@@ -202,6 +264,7 @@ int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_
 {
 	sqlite3_stmt *st = s->stmts[JOB_ALL];
 	int rc;
+	load_begin(s);
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		const char *module = (const char *)sqlite3_column_text(st, 1);
@@ -239,6 +302,7 @@ int store_device_load(struct store *s,
 {
 	sqlite3_stmt *st = s->stmts[DEVICE_ALL];
 	int rc;
+	load_begin(s);
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		const char *doc = (const char *)sqlite3_column_text(st, 1);
@@ -254,8 +318,9 @@ int store_begin(struct store *s)
 	if(s->txn_depth++ > 0)
 		return OH_OK;
 	char *msg = NULL;
-	if(sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("store", "%s: begin failed: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+	if(rc != SQLITE_OK) {
+		write_failed(s, rc, "begin", msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);
 		s->txn_depth--;
 		return OH_ERR_IO;
@@ -272,7 +337,13 @@ int store_begin_relaxed(struct store *s)
 		sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 		s->relaxed = true;
 	}
-	return store_begin(s);
+	int rc = store_begin(s);
+	if(rc && s->txn_depth == 0 && s->relaxed) {
+		/* No transaction to end: the writes that follow need FULL. */
+		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+		s->relaxed = false;
+	}
+	return rc;
 }
 
 int store_commit(struct store *s)
@@ -280,13 +351,13 @@ int store_commit(struct store *s)
 	if(s->txn_depth <= 0 || --s->txn_depth > 0)
 		return OH_OK;
 	char *msg = NULL;
-	int rc = OH_OK;
-	if(sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("store", "%s: commit failed: %s%s", s->path, msg ? msg : sqlite3_errmsg(s->db),
-				hint(s->db));
+	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg);
+	if(rc != SQLITE_OK) {
+		rc = write_failed(s, rc, "commit", msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		rc = OH_ERR_IO;
+	} else {
+		write_worked(s);
 	}
 	if(s->relaxed) {
 		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);

@@ -1,43 +1,49 @@
 /*
  * Time zones, civil-calendar arithmetic and the ISO 8601 wire format.
  *
- * The C library only converts UTC to local time reliably (localtime_r);
- * mktime() guesses differently across libcs for wall times that a DST
- * change skips or repeats.  So local-to-UTC here goes the other way round:
- * tz_spans() maps out the UTC offsets in force around an instant with
- * localtime_r() alone, and tz_mktime() picks among the instants whose wall
- * clock matches by explicit rules.  The calendar arithmetic is Howard
- * Hinnant's days_from_civil/civil_from_days, exact for any year.
+ * Why zones are read from their TZif files here (tzfile.c) instead of
+ * through the C library: glibc converts in one zone per process, the one
+ * named by TZ.  Switching it per job (setenv + tzset) changed the zone for
+ * everything else in the process that calls localtime() (logging, libraries,
+ * plugins), and glibc re-read the zone's file from disk on every switch, so
+ * a scheduler alternating between two zones spent its time in open/read.
+ * glibc offers no per-zone call (no localtime_rz/mktime_z as NetBSD and
+ * tzcode have).  So each zone is parsed once into an immutable table, kept
+ * in a small LRU cache keyed by name, and every conversion is a lookup in
+ * it.  mktime() had a second problem, solved the same way: it guesses
+ * differently across libcs for wall times that a DST change skips or
+ * repeats.  So local-to-UTC goes the other way round: tz_spans() maps out
+ * the UTC offsets in force around an instant, and tz_mktime() picks among
+ * the instants whose wall clock matches by explicit rules.
+ *
+ * tests/unit/test_tzfile.c checks the result against glibc for every zone
+ * of tzdata.  The calendar arithmetic is Howard Hinnant's
+ * days_from_civil/civil_from_days, exact for any year.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE		/* tm_gmtoff, tm_zone */
 
 #include "timeutil.h"
 
 #include <ctype.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "oh/defs.h"
-
-#define ZONEINFO_DIR "/usr/share/zoneinfo"
+#include "tzfile.h"
 
 /* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the years the wire
- * format can write, and far inside what glibc's localtime_r handles. */
+ * format can write. */
 #define T_MIN ((time_t)-62135596800LL)
 #define T_MAX ((time_t)253402300799LL)
 
-/* No zone has ever been more than 26 hours from UTC (LMT offsets
- * included), so every instant showing a given wall time lies within this
- * distance of that wall time read as UTC. */
-#define MAX_ABS_OFFSET (26 * 3600)
-
-/* The TZ value last installed by tz_use(), to skip redundant tzset(). */
-static char current_tz[TZ_NAME_MAX + 2];
+/* No zone is more than this far from UTC (tzfile.c refuses any that
+ * claims to be), so every instant showing a given wall time lies within
+ * this distance of that wall time read as UTC. */
+#define MAX_ABS_OFFSET TZFILE_MAX_OFFSET
 
 int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
@@ -103,179 +109,272 @@ static bool is_utc(const char *tz)
 	return !tz || !*tz || !strcmp(tz, "UTC");
 }
 
-static bool tz_name_ok(const char *tz)
+/* ---- the zone cache ---- */
+
+struct zone_slot {
+	char name[TZ_NAME_MAX + 1];
+	struct tzfile *zone;
+	uint64_t used;		/* zone_clock at the last use */
+};
+
+static struct zone_slot zones[TZ_CACHE_MAX];
+static size_t nzones;
+static size_t last_hit;
+static uint64_t zone_clock, zone_loads, zone_evictions;
+/* The directory the cached zones were read from: if TZDIR changes, they
+ * are dropped, so a name always means the file under the current one. */
+static char zones_dir[PATH_MAX];
+
+static void zones_flush(void)
 {
-	size_t len = strlen(tz);
-	if(len > TZ_NAME_MAX || tz[0] == '/')
-		return false;
-	if(!strcmp(tz, "localtime") || !strncmp(tz, "right/", 6))
-		return false;
-	/* Walk components: none empty, none starting with '.' (which rules
-	 * out "." and ".."), only the characters IANA names use. */
-	const char *c = tz;
-	for(;;) {
-		if(*c == '/' || *c == '\0' || *c == '.')
-			return false;
-		while(*c && *c != '/') {
-			if(!isalnum((unsigned char)*c) && !strchr("._+-", *c))
-				return false;
-			c++;
-		}
-		if(!*c)
-			return true;
-		c++;
+	for(size_t i = 0; i < nzones; i++)
+		tzfile_free(zones[i].zone);
+	nzones = 0;
+	last_hit = 0;
+}
+
+/*
+ * The parsed zone tz names, loading it on first use; *out is NULL for
+ * UTC.  Errors: OH_ERR_INVAL (not a valid zone), OH_ERR_NOMEM.
+ */
+static int zone_get(const char *tz, const struct tzfile **out)
+{
+	*out = NULL;
+	if(is_utc(tz))
+		return OH_OK;
+
+	const char *dir = getenv("TZDIR");
+	if(!dir || !*dir)
+		dir = TZFILE_DEFAULT_DIR;
+	if(strcmp(dir, zones_dir)) {
+		if(strlen(dir) >= sizeof zones_dir)
+			return OH_ERR_INVAL;
+		zones_flush();
+		strcpy(zones_dir, dir);
 	}
+
+	/* Most calls name the zone of the call before. */
+	if(last_hit < nzones && !strcmp(zones[last_hit].name, tz)) {
+		zones[last_hit].used = ++zone_clock;
+		*out = zones[last_hit].zone;
+		return OH_OK;
+	}
+	for(size_t i = 0; i < nzones; i++) {
+		if(!strcmp(zones[i].name, tz)) {
+			zones[i].used = ++zone_clock;
+			last_hit = i;
+			*out = zones[i].zone;
+			return OH_OK;
+		}
+	}
+
+	/* tzfile_load() checks the name before it reaches the file system;
+	 * a name that passes fits in a slot. */
+	struct tzfile *z;
+	int rc = tzfile_load(dir, tz, &z);
+	if(rc)
+		return rc == OH_ERR_NOMEM ? rc : OH_ERR_INVAL;
+	zone_loads++;
+	size_t slot = nzones;
+	if(nzones < TZ_CACHE_MAX) {
+		nzones++;
+	} else {
+		slot = 0;
+		for(size_t i = 1; i < nzones; i++) {
+			if(zones[i].used < zones[slot].used)
+				slot = i;
+		}
+		tzfile_free(zones[slot].zone);
+		zone_evictions++;
+	}
+	snprintf(zones[slot].name, sizeof zones[slot].name, "%s", tz);
+	zones[slot].zone = z;
+	zones[slot].used = ++zone_clock;
+	last_hit = slot;
+	*out = z;
+	return OH_OK;
+}
+
+void tz_cache_stats(struct tz_cache_stats *out)
+{
+	if(out)
+		*out = (struct tz_cache_stats){nzones, zone_loads, zone_evictions};
+}
+
+/* What is in force at t in z (NULL: UTC). */
+static void info_at(const struct tzfile *z, int64_t t, struct tzfile_info *info)
+{
+	if(z)
+		tzfile_lookup(z, t, info);
+	else
+		*info = (struct tzfile_info){0, false, "UTC", INT64_MAX};
+}
+
+/*
+ * A copy of the abbreviation that lives until exit, for tm_zone: a struct
+ * tm may outlive the cached zone it came from.  tzdata has under 200
+ * distinct abbreviations; past ABBR_SLOTS / 2 (another TZDIR full of odd
+ * ones) tm_zone is NULL, which strftime("%Z") prints as "".
+ */
+#define ABBR_SLOTS 512
+#define ABBR_POOL 8192
+
+static const char *abbr_keep(const char *s)
+{
+	static const char *slot[ABBR_SLOTS];
+	static char pool[ABBR_POOL];
+	static size_t used, count;
+
+	uint32_t h = 2166136261u;
+	for(const char *c = s; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	size_t i = h & (ABBR_SLOTS - 1);
+	while(slot[i]) {
+		if(!strcmp(slot[i], s))
+			return slot[i];
+		i = (i + 1) & (ABBR_SLOTS - 1);
+	}
+	size_t len = strlen(s) + 1;
+	if(count >= ABBR_SLOTS / 2 || len > ABBR_POOL - used)
+		return NULL;
+	memcpy(pool + used, s, len);
+	slot[i] = pool + used;
+	used += len;
+	count++;
+	return slot[i];
+}
+
+/* t as local time with the offset etc. of info; false when the year does
+ * not fit tm_year. */
+static bool fill_tm(int64_t t, const struct tzfile_info *info, struct tm *out)
+{
+	/* Far enough inside int64_t that adding an offset cannot overflow;
+	 * such years do not fit an int anyway. */
+	if(t < INT64_MIN / 2 || t > INT64_MAX / 2)
+		return false;
+	int64_t local = t + info->utoff;
+	int64_t days = floor_div(local, 86400), secs = local - days * 86400, y;
+	unsigned m, d;
+	time_civil_from_days(days, &y, &m, &d);
+	if(y - 1900 < INT_MIN || y - 1900 > INT_MAX)
+		return false;
+	memset(out, 0, sizeof *out);
+	out->tm_year = (int)(y - 1900);
+	out->tm_mon = (int)m - 1;
+	out->tm_mday = (int)d;
+	out->tm_hour = (int)(secs / 3600);
+	out->tm_min = (int)(secs / 60 % 60);
+	out->tm_sec = (int)(secs % 60);
+	out->tm_wday = (int)time_weekday(days);
+	out->tm_yday = (int)(days - time_days_from_civil(y, 1, 1));
+	out->tm_isdst = info->isdst;
+	out->tm_gmtoff = info->utoff;
+	out->tm_zone = abbr_keep(info->abbr);
+	return true;
+}
+
+/* The instants the offset functions accept: a little beyond the years the
+ * wire format can write, as searches around them need. */
+static bool in_range(int64_t t)
+{
+	return t >= T_MIN - MAX_ABS_OFFSET * 2 && t <= T_MAX + MAX_ABS_OFFSET * 2;
 }
 
 int tz_valid(const char *tz)
 {
-	if(is_utc(tz))
-		return 1;
-	if(!tz_name_ok(tz))
-		return 0;
-
-	char path[sizeof(ZONEINFO_DIR) + TZ_NAME_MAX + 2];
-	snprintf(path, sizeof(path), "%s/%s", ZONEINFO_DIR, tz);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if(fd < 0)
-		return 0;
-	/* Directories ("Europe") and the tables shipped alongside the zones
-	 * (zone.tab, iso3166.tab) exist too; only TZif files are zones. */
-	struct stat st;
-	char magic[4];
-	int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
-		&& read(fd, magic, 4) == 4 && !memcmp(magic, "TZif", 4);
-	close(fd);
-	return ok;
-}
-
-int tz_use(const char *tz)
-{
-	char want[TZ_NAME_MAX + 2];
-
-	/* "UTC0" is a POSIX rule, so UTC works even without tzdata; the ':'
-	 * makes glibc read the name as a file only, never as a POSIX rule. */
-	if(is_utc(tz)) {
-		strcpy(want, "UTC0");
-	} else {
-		if(strlen(tz) > TZ_NAME_MAX)
-			return OH_ERR_INVAL;
-		snprintf(want, sizeof(want), ":%s", tz);
-	}
-
-	/* Someone else may have changed TZ behind our back; then re-apply. */
-	const char *env = getenv("TZ");
-	if(env && !strcmp(env, want) && !strcmp(current_tz, want))
-		return OH_OK;
-
-	if(!is_utc(tz) && !tz_valid(tz))
-		return OH_ERR_INVAL;
-	if(setenv("TZ", want, 1))
-		return OH_ERR_NOMEM;
-	tzset();
-	strcpy(current_tz, want);
-	return OH_OK;
-}
-
-/* Offset at t in the zone tz_use() installed; false if t is unusable. */
-static bool offset_at(time_t t, long *off)
-{
-	struct tm tm;
-	if(t < T_MIN - MAX_ABS_OFFSET * 2 || t > T_MAX + MAX_ABS_OFFSET * 2)
-		return false;
-	if(!localtime_r(&t, &tm))
-		return false;
-	*off = (long)(time_timegm(&tm) - (int64_t)t);
-	return true;
+	const struct tzfile *z;
+	return zone_get(tz, &z) == OH_OK;
 }
 
 int tz_localtime(const char *tz, time_t t, struct tm *out)
 {
+	const struct tzfile *z;
 	if(!out)
 		return OH_ERR_INVAL;
-	int rc = tz_use(tz);
+	int rc = zone_get(tz, &z);
 	if(rc)
 		return rc;
-	if(!localtime_r(&t, out))
-		return OH_ERR_INVAL;
-	return OH_OK;
+	struct tzfile_info info;
+	info_at(z, t, &info);
+	return fill_tm(t, &info, out) ? OH_OK : OH_ERR_INVAL;
 }
 
 int tz_utc_offset(const char *tz, time_t t, long *off)
 {
+	const struct tzfile *z;
 	if(!off)
 		return OH_ERR_INVAL;
-	int rc = tz_use(tz);
+	int rc = zone_get(tz, &z);
 	if(rc)
 		return rc;
-	return offset_at(t, off) ? OH_OK : OH_ERR_INVAL;
+	if(!in_range(t))
+		return OH_ERR_INVAL;
+	struct tzfile_info info;
+	info_at(z, t, &info);
+	*off = info.utoff;
+	return OH_OK;
 }
 
-int tz_spans(const char *tz, time_t from, time_t to, struct tz_span *out, size_t max, size_t *n)
+/* tz_spans() on a zone already looked up. */
+static int spans(const struct tzfile *z, time_t from, time_t to, struct tz_span *out, size_t max, size_t *n)
 {
-	if(!out || !n || max == 0 || from >= to)
-		return OH_ERR_INVAL;
-	int rc = tz_use(tz);
-	if(rc)
-		return rc;
-
 	*n = 0;
-	if(is_utc(tz)) {
+	if(!z) {
 		out[0] = (struct tz_span){from, to, 0};
 		*n = 1;
 		return OH_OK;
 	}
-
-	long off;
-	if(!offset_at(from, &off))
+	if(!in_range(from) || !in_range((int64_t)to - 1))
 		return OH_ERR_INVAL;
-	time_t start = from, prev = from;
-	while(prev < to - 1) {
-		time_t probe = to - 1 - prev > 3600 ? prev + 3600 : to - 1;
-		long o;
-		if(!offset_at(probe, &o))
-			return OH_ERR_INVAL;
-		if(o == off) {
-			prev = probe;
-			continue;
+
+	struct tzfile_info info;
+	tzfile_lookup(z, from, &info);
+	long off = info.utoff;
+	time_t start = from;
+	int64_t next = info.until;
+	while(next < to) {
+		tzfile_lookup(z, next, &info);
+		if(info.utoff != off) {
+			if(*n + 1 >= max)
+				return OH_ERR_TOO_LARGE;
+			out[(*n)++] = (struct tz_span){start, (time_t)next, off};
+			start = (time_t)next;
+			off = info.utoff;
 		}
-		/* Bisect (prev, probe] for the first second with another offset:
-		 * offset(lo) == off, offset(hi) != off. */
-		time_t lo = prev, hi = probe;
-		while(hi - lo > 1) {
-			time_t mid = lo + (hi - lo) / 2;
-			long m;
-			if(!offset_at(mid, &m))
-				return OH_ERR_INVAL;
-			if(m == off)
-				lo = mid;
-			else
-				hi = mid;
-		}
-		if(*n + 1 >= max)
-			return OH_ERR_TOO_LARGE;
-		out[(*n)++] = (struct tz_span){start, hi, off};
-		start = prev = hi;
-		if(!offset_at(hi, &off))
-			return OH_ERR_INVAL;
+		next = info.until;
 	}
 	out[(*n)++] = (struct tz_span){start, to, off};
 	return OH_OK;
 }
 
+int tz_spans(const char *tz, time_t from, time_t to, struct tz_span *out, size_t max, size_t *n)
+{
+	const struct tzfile *z;
+	if(!out || !n || max == 0 || from >= to)
+		return OH_ERR_INVAL;
+	int rc = zone_get(tz, &z);
+	if(rc)
+		return rc;
+	return spans(z, from, to, out, max, n);
+}
+
 int tz_mktime(const char *tz, struct tm *tm, time_t *out)
 {
+	const struct tzfile *z;
 	if(!tm || !out)
 		return OH_ERR_INVAL;
 	int64_t wall = time_timegm(tm);
 	if(wall < T_MIN || wall > T_MAX)
 		return OH_ERR_INVAL;
+	int rc = zone_get(tz, &z);
+	if(rc)
+		return rc;
 
 	struct tz_span sp[16];
 	size_t n;
-	int rc = tz_spans(tz, (time_t)(wall - MAX_ABS_OFFSET), (time_t)(wall + MAX_ABS_OFFSET + 1), sp, 16, &n);
+	rc = spans(z, (time_t)(wall - MAX_ABS_OFFSET), (time_t)(wall + MAX_ABS_OFFSET + 1), sp, 16, &n);
 	if(rc)
-		return rc;
+		return rc == OH_ERR_TOO_LARGE ? OH_ERR_INVAL : rc;
 
 	/* Occurrences come out in chronological order because spans do. */
 	time_t occ[16];
@@ -286,6 +385,7 @@ int tz_mktime(const char *tz, struct tm *tm, time_t *out)
 			occ[nocc++] = t;
 	}
 
+	struct tzfile_info info;
 	time_t result;
 	if(nocc == 0) {
 		/* Skipped by a forward change: the gap is [end+old, end+new). */
@@ -302,8 +402,8 @@ int tz_mktime(const char *tz, struct tm *tm, time_t *out)
 		result = occ[0];
 		if(nocc > 1 && tm->tm_isdst >= 0) {
 			for(size_t i = 0; i < nocc; i++) {
-				struct tm lt;
-				if(localtime_r(&occ[i], &lt) && (lt.tm_isdst > 0) == (tm->tm_isdst > 0)) {
+				info_at(z, occ[i], &info);
+				if(info.isdst == (tm->tm_isdst > 0)) {
 					result = occ[i];
 					break;
 				}
@@ -311,7 +411,8 @@ int tz_mktime(const char *tz, struct tm *tm, time_t *out)
 		}
 	}
 
-	if(!localtime_r(&result, tm))
+	info_at(z, result, &info);
+	if(!fill_tm(result, &info, tm))
 		return OH_ERR_INVAL;
 	*out = result;
 	return OH_OK;

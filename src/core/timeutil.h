@@ -2,9 +2,12 @@
  * Time zones, civil-calendar arithmetic and the ISO 8601 wire format.
  *
  * The scheduler thinks in wall-clock time of an IANA zone, the wire speaks
- * UTC.  This module is the only place that touches the process TZ: it
- * switches it (setenv + tzset) on demand, which is safe because the daemon
- * is single-threaded.  Everything here is pure computation, no event loop.
+ * UTC.  Zones are read from their TZif files by tzfile.c and kept in a
+ * small cache here; the process time zone (TZ, tzset(), localtime()) is
+ * never touched, so nothing else in the process sees a zone change.  A
+ * zone's file is read the first time it is named (a small blocking read,
+ * once per zone while it stays among the TZ_CACHE_MAX most recently used);
+ * after that every call is pure computation.  Loop thread only.
  *
  * Time zone arguments: NULL, "" and "UTC" all mean UTC; anything else must
  * pass tz_valid() or the call fails with OH_ERR_INVAL.  Every function
@@ -23,25 +26,28 @@
 /* Smallest buffer time_format_utc() needs: "YYYY-MM-DDTHH:MM:SSZ" + NUL. */
 #define TIME_UTC_BUFLEN 21
 
+/* Zones kept parsed at once; the least recently used one is dropped to
+ * make room (and read again if it is named again). */
+#define TZ_CACHE_MAX 64
+
 /*
  * 1 if tz (borrowed) names a zone: NULL, "" or "UTC", or a relative path of
- * a TZif file under /usr/share/zoneinfo.  Rejects path tricks (absolute
- * paths, "." or ".." components, empty components, characters outside
- * [A-Za-z0-9._+-/]), the "right/" leap-second variants (their time_t is not
- * POSIX time) and the "localtime" link (not an IANA name).  0 otherwise.
+ * a valid TZif file under the zone directory ($TZDIR if set and not empty,
+ * else /usr/share/zoneinfo).  Rejects path tricks (absolute paths, "." or
+ * ".." components, empty components, characters outside [A-Za-z0-9._+-/]),
+ * anything but a regular file, the "right/" leap-second variants (their
+ * time_t is not POSIX time) and the "localtime" link (not an IANA name).
+ * A zone that passes is loaded into the cache, so converting in it next
+ * reads nothing.  0 otherwise.
  */
 int tz_valid(const char *tz);
 
 /*
- * Make tz (borrowed) the process time zone for localtime_r()/mktime().
- * Validates and calls tzset() only when tz differs from the zone last set
- * here, so calling it before every conversion is cheap.
- * Errors: OH_ERR_INVAL (tz not valid), OH_ERR_NOMEM (setenv failed).
+ * Broken-down local time of t in tz, into out (borrowed), with tm_isdst,
+ * tm_wday, tm_yday, tm_gmtoff and tm_zone (the abbreviation, "CEST" or
+ * "+0545", in storage that lives until exit) set as localtime_r() would.
+ * OH_ERR_INVAL if tz is not valid or the year does not fit an int.
  */
-int tz_use(const char *tz);
-
-/* Broken-down local time of t in tz.  out is borrowed.  OH_ERR_INVAL if tz
- * is not valid or t is out of the C library's range. */
 int tz_localtime(const char *tz, time_t t, struct tm *out);
 
 /* Seconds east of UTC in force in tz at instant t (CET is +3600). */
@@ -77,9 +83,8 @@ struct tz_span {
 /*
  * Split [from, to) into stretches of constant UTC offset in tz, in
  * chronological order, written to out (borrowed, room for max entries),
- * their number to *n.  Transitions are found by probing every hour and
- * bisecting to the second, so two changes less than an hour apart that
- * cancel out are missed (no zone has had such a pair).
+ * their number to *n.  Every change of offset is found, however short;
+ * changes of only the abbreviation or the DST flag do not split a span.
  * Errors: OH_ERR_INVAL (bad tz, from >= to, time out of range),
  * OH_ERR_TOO_LARGE (more than max stretches).
  */
@@ -123,5 +128,13 @@ unsigned time_weekday(int64_t days);			/* 0 = Sunday */
 /* The tm fields read as UTC (a portable timegm(); normalises like mktime,
  * ignores tm_isdst, does not modify tm). */
 int64_t time_timegm(const struct tm *tm);
+
+/* The zone cache, for tests and metrics. */
+struct tz_cache_stats {
+	size_t zones;		/* held now, at most TZ_CACHE_MAX */
+	uint64_t loads;		/* zone files read and parsed so far */
+	uint64_t evictions;	/* zones dropped to make room */
+};
+void tz_cache_stats(struct tz_cache_stats *out);	/* out is borrowed */
 
 #endif

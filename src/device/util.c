@@ -6,14 +6,12 @@
  */
 #include "util.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
+
+#include "entropy.h"
 
 char *dev_ts_format(time_t t, char *buf)
 {
@@ -34,42 +32,11 @@ char *dev_ts_now(char *buf)
 	return dev_ts_format(time(NULL), buf);
 }
 
-static bool read_urandom(unsigned char *out, size_t n)
-{
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if(fd < 0)
-		return false;
-	size_t got = 0;
-	while(got < n) {
-		ssize_t r = read(fd, out + got, n - got);
-		if(r < 0 && errno == EINTR)
-			continue;
-		if(r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(fd);
-	return got == n;
-}
-
 char *dev_uuid4(char *buf)
 {
 	unsigned char b[16];
-	ssize_t r;
-	do {
-		r = getrandom(b, sizeof b, 0);
-	} while(r < 0 && errno == EINTR);
-	if(r != (ssize_t)sizeof b && !read_urandom(b, sizeof b)) {
-		/* Uniqueness, not secrecy, is what a req_id needs. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		static uint32_t counter;
-		uint64_t x = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16) ^ ++counter;
-		for(int i = 0; i < 16; i++) {
-			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-			b[i] = (unsigned char)(x >> 56);
-		}
-	}
+	/* Never blocks (early boot); unique within the process either way. */
+	entropy_bytes(b, sizeof b);
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	snprintf(buf, DEV_UUID_LEN,

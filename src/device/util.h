@@ -25,8 +25,7 @@ char *dev_ts_format(time_t t, char *buf);
 char *dev_ts_now(char *buf);
 
 /* A random (version 4) UUID into buf (borrowed, DEV_UUID_LEN bytes), from
- * getrandom(); falls back to /dev/urandom, then to the clock and pid so a
- * request id is always produced.  Returns buf. */
+ * entropy_bytes(), which never blocks.  Returns buf. */
 char *dev_uuid4(char *buf);
 
 /* A JSON string of s (borrowed); bytes that are not valid UTF-8 (a message

@@ -2,7 +2,9 @@
  * Unit tests of the scheduler's timing logic on a fake wall clock: catch-up
  * runs once or is MISSED once (never a series), clock steps neither repeat
  * nor lose runs, one-off jobs finish and are purged, the next run is durable
- * before commands are dispatched, and 100,000 jobs stay cheap.
+ * before commands are dispatched, a run whose next run cannot be stored
+ * (another process holds the database) is not dispatched until it can be,
+ * and 100,000 jobs stay cheap.
  *
  * The real scheduler runs on a real event base with a fake plugin context;
  * events are published into an unconnected MQTT link (queued, unseen).
@@ -11,6 +13,7 @@
 
 #include <event2/event.h>
 #include <malloc.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -254,6 +257,107 @@ static void test_next_run_is_durable_before_dispatch(void)
 	CHECK(system(cmd) == 0);
 }
 
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Another process holding the database's write lock, as a backup or the
+ * sqlite3 shell would: a second connection does the same. */
+static sqlite3 *lock_db(const char *dir)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/state.db", dir);
+	sqlite3 *db = NULL;
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+	return db;
+}
+
+static void unlock_db(sqlite3 *db)
+{
+	CHECK(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void test_unstored_run_is_not_dispatched(void)
+{
+	char dir[] = "/tmp/oh-sched-unit-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	setup(dir);
+	fake_now = (double)at("2030-01-01T00:00:10Z");
+	struct job *j = add("*/5 * * * *", NULL, "d1");
+	char id[40];
+	snprintf(id, sizeof id, "%s", j->id);
+
+	/* Due while the database is locked: its advance cannot be stored, so
+	 * the run must not leave (a crash after it would repeat it), and the
+	 * loop must not stall waiting for the lock. */
+	sqlite3 *other = lock_db(dir);
+	fake_now = (double)at("2030-01-01T00:05:00Z");
+	double t0 = mono_s();
+	sched__poll(H.scheduler);
+	double took = mono_s() - t0;
+	CHECK_INT_EQ(n_calls, 0);
+	if(!CHECK(took < 0.5))
+		printf("     a poll with the database locked took %.3f s\n", took);
+	CHECK_INT_EQ(j->due, at("2030-01-01T00:05:00Z"));
+	CHECK_INT_EQ(j->last_run, 0);
+	CHECK_STR_EQ(j->last.code, "");
+	CHECK_INT_EQ(j->state, JOB_SCHEDULED);
+	CHECK_INT_EQ(scheduler_count(H.scheduler), 1);
+
+	/* Released, but the retry waits its second: nothing yet. */
+	unlock_db(other);
+	sched__poll(H.scheduler);
+	CHECK_INT_EQ(n_calls, 0);
+
+	/* Then the run goes, once, 20 s late (inside the grace), with its next
+	 * run stored before the dispatch. */
+	usleep(1100 * 1000);
+	fake_now = (double)at("2030-01-01T00:05:20Z");
+	stored_next_at_dispatch[0] = '\0';
+	sched__poll(H.scheduler);
+	CHECK_INT_EQ(n_calls, 1);
+	CHECK_STR_EQ(stored_next_at_dispatch, "2030-01-01T00:10:00Z");
+	CHECK_STR_EQ(j->last.code, "FIRED");
+	CHECK_INT_EQ(j->last.due, at("2030-01-01T00:05:00Z"));
+	CHECK_INT_EQ(j->due, at("2030-01-01T00:10:00Z"));
+	sched__poll(H.scheduler);
+	CHECK_INT_EQ(n_calls, 1);
+	teardown();
+
+	/* Nothing repeats after a restart. */
+	setup(dir);
+	fake_now = (double)at("2030-01-01T00:05:30Z");
+	j = sched__find(CTX.sched, id);
+	if(CHECK(j != NULL))
+		CHECK_INT_EQ(j->due, at("2030-01-01T00:10:00Z"));
+	sched__poll(H.scheduler);
+	CHECK_INT_EQ(n_calls, 0);
+
+	/* A job cannot be created while the database is locked (not stored,
+	 * so not scheduled), and can again afterwards. */
+	other = lock_db(dir);
+	char err[256] = "", nid[40];
+	json_t *params = json_pack("{s:s, s:[{s:s, s:s}]}", "cron", "* * * * *", "commands",
+			"device_id", "d2", "action", "start");
+	t0 = mono_s();
+	CHECK_INT_EQ(oh_job_add(&CTX, "alice", params, nid, err, sizeof err), OH_ERR_IO);
+	CHECK(mono_s() - t0 < 0.5);
+	CHECK_INT_EQ(scheduler_count(H.scheduler), 1);
+	unlock_db(other);
+	CHECK_INT_EQ(oh_job_add(&CTX, "alice", params, nid, err, sizeof err), OH_OK);
+	CHECK_INT_EQ(scheduler_count(H.scheduler), 2);
+	json_decref(params);
+	teardown();
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+}
+
 static void test_hundred_thousand_jobs(void)
 {
 	setup(NULL);
@@ -301,6 +405,7 @@ int main(void)
 	test_clock_steps();
 	test_one_off_finishes_and_is_purged();
 	test_next_run_is_durable_before_dispatch();
+	test_unstored_run_is_not_dispatched();
 	test_hundred_thousand_jobs();
 	return check_summary();
 }

@@ -1,10 +1,18 @@
 /*
  * Unit tests for src/core/timeutil.c: ISO 8601 parsing and formatting,
- * time zone names, local<->UTC conversion across DST changes, and the
- * calendar arithmetic.  Expected instants were checked with zdump/date.
+ * time zone names, local<->UTC conversion across DST changes, the zone
+ * cache (TZDIR, eviction, no process-wide state), and the calendar
+ * arithmetic.  Expected instants were checked with zdump/date; the
+ * comparison with glibc over all of tzdata is in test_tzfile.c.
  */
+#define _DEFAULT_SOURCE
+
+#include <ftw.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "check.h"
@@ -261,6 +269,178 @@ static void test_tz_conversions(void)
 	CHECK_INT_EQ(bad, 0);
 }
 
+static void test_tm_extras(void)
+{
+	struct tm tm;
+	CHECK_INT_EQ(tz_localtime("Asia/Kathmandu", 1774746000, &tm), OH_OK);
+	CHECK_INT_EQ(tm.tm_gmtoff, 5 * 3600 + 45 * 60);
+	CHECK_STR_EQ(tm.tm_zone, "+0545");
+	CHECK_INT_EQ(tm.tm_isdst, 0);
+	CHECK_INT_EQ(tz_localtime("Europe/Berlin", 1774746000, &tm), OH_OK);
+	CHECK_STR_EQ(tm.tm_zone, "CEST");
+	CHECK_INT_EQ(tm.tm_gmtoff, 7200);
+	CHECK_INT_EQ(tm.tm_yday, 87);
+	CHECK_INT_EQ(tm.tm_wday, 0);
+	CHECK_INT_EQ(tz_localtime(NULL, 0, &tm), OH_OK);
+	CHECK_STR_EQ(tm.tm_zone, "UTC");
+	/* Dublin's "DST" is winter (negative DST, tzdata since 2018). */
+	CHECK_INT_EQ(tz_localtime("Europe/Dublin", 1768478400, &tm), OH_OK);	/* 2026-01-15T12:00Z */
+	CHECK_STR_EQ(tm.tm_zone, "GMT");
+	CHECK_INT_EQ(tm.tm_isdst, 1);
+	/* Far ends: LMT in year 1, the footer's rules in 9999, and a year
+	 * that does not fit an int. */
+	CHECK_INT_EQ(tz_localtime("America/New_York", (time_t)-62135596800LL, &tm), OH_OK);
+	CHECK_STR_EQ(tm.tm_zone, "LMT");
+	CHECK_INT_EQ(tm.tm_gmtoff, -(4 * 3600 + 56 * 60 + 2));
+	CHECK_INT_EQ(tz_localtime("Europe/Berlin", (time_t)253386000000LL, &tm), OH_OK);	/* 9999-06-14 */
+	CHECK_STR_EQ(tm.tm_zone, "CEST");
+	CHECK_INT_EQ(tm.tm_year, 9999 - 1900);
+	CHECK_INT_EQ(tz_localtime("Europe/Berlin", (time_t)INT64_MAX, &tm), OH_ERR_INVAL);
+	CHECK_INT_EQ(tz_localtime("Europe/Berlin", (time_t)INT64_MIN, &tm), OH_ERR_INVAL);
+	/* The last second whose tm_year is INT_MAX, and the next. */
+	CHECK_INT_EQ(tz_localtime(NULL, (time_t)67768036191676799LL, &tm), OH_OK);
+	CHECK_INT_EQ(tm.tm_year, INT32_MAX);
+	CHECK_INT_EQ(tz_localtime(NULL, (time_t)67768036191676800LL, &tm), OH_ERR_INVAL);
+}
+
+/* The defect this module was rewritten for: converting in a zone must not
+ * change the process time zone that localtime() and friends use. */
+static void test_no_process_tz(void)
+{
+	struct tm tm;
+	time_t t;
+	struct tz_span sp[4];
+	size_t n;
+	for(int pass = 0; pass < 2; pass++) {
+		if(pass == 0)
+			setenv("TZ", "Asia/Tokyo", 1);
+		else
+			unsetenv("TZ");
+		tzset();
+		CHECK(tz_valid("America/New_York"));
+		CHECK_INT_EQ(tz_localtime("America/New_York", 0, &tm), OH_OK);
+		tm = (struct tm){.tm_year = 126, .tm_mon = 6, .tm_mday = 1, .tm_isdst = -1};
+		CHECK_INT_EQ(tz_mktime("Europe/Berlin", &tm, &t), OH_OK);
+		CHECK_INT_EQ(tz_spans("Australia/Lord_Howe", 0, 86400 * 365, sp, 4, &n), OH_OK);
+		if(pass == 0) {
+			CHECK_STR_EQ(getenv("TZ"), "Asia/Tokyo");
+			time_t zero = 0;
+			struct tm lt;
+			localtime_r(&zero, &lt);
+			CHECK_INT_EQ(lt.tm_hour, 9);
+			CHECK_STR_EQ(lt.tm_zone, "JST");
+		} else {
+			CHECK(getenv("TZ") == NULL);
+		}
+	}
+}
+
+static const char *const many_zones[] = {
+	"Africa/Abidjan", "Africa/Accra", "Africa/Algiers", "Africa/Cairo", "Africa/Casablanca",
+	"Africa/Johannesburg", "Africa/Lagos", "Africa/Nairobi", "America/Anchorage", "America/Bogota",
+	"America/Chicago", "America/Denver", "America/Halifax", "America/Havana", "America/Lima",
+	"America/Los_Angeles", "America/Mexico_City", "America/Nuuk", "America/Phoenix", "America/Santiago",
+	"America/Sao_Paulo", "America/St_Johns", "Asia/Baghdad", "Asia/Bangkok", "Asia/Dhaka", "Asia/Dubai",
+	"Asia/Gaza", "Asia/Hong_Kong", "Asia/Jakarta", "Asia/Jerusalem", "Asia/Kabul", "Asia/Karachi",
+	"Asia/Kolkata", "Asia/Manila", "Asia/Seoul", "Asia/Shanghai", "Asia/Singapore", "Asia/Tehran",
+	"Asia/Tokyo", "Atlantic/Azores", "Atlantic/Reykjavik", "Australia/Adelaide", "Australia/Lord_Howe",
+	"Australia/Perth", "Australia/Sydney", "Europe/Athens", "Europe/Dublin", "Europe/Istanbul",
+	"Europe/Kyiv", "Europe/Lisbon", "Europe/London", "Europe/Madrid", "Europe/Moscow", "Europe/Paris",
+	"Europe/Rome", "Europe/Warsaw", "Pacific/Apia", "Pacific/Auckland", "Pacific/Chatham", "Pacific/Fiji",
+	"Pacific/Honolulu", "Pacific/Kiritimati", "Pacific/Marquesas", "Pacific/Tongatapu", "Etc/GMT+5",
+	"Etc/GMT-3", "Etc/UTC", "Antarctica/Troll", "Asia/Colombo", "Asia/Kathmandu",
+};
+
+static void test_cache(void)
+{
+	struct tz_cache_stats a, b;
+	struct tm tm;
+	long off;
+
+	/* Once loaded, a zone is never read again while it stays cached. */
+	CHECK(tz_valid("Europe/Berlin") && tz_valid("America/New_York"));
+	tz_cache_stats(&a);
+	for(int i = 0; i < 1000; i++)
+		tz_utc_offset(i % 2 ? "Europe/Berlin" : "America/New_York", 1774746000 + i * 3600, &off);
+	tz_cache_stats(&b);
+	CHECK_INT_EQ(b.loads, a.loads);
+	/* A bad name is refused before the file system and not cached. */
+	CHECK(!tz_valid("../Europe/Berlin"));
+	CHECK(!tz_valid("Europe/Nowhere"));
+	tz_cache_stats(&a);
+	CHECK_INT_EQ(a.loads, b.loads);
+	CHECK_INT_EQ(a.zones, b.zones);
+
+	/* More zones than slots: the table stays at TZ_CACHE_MAX, dropping
+	 * the least recently used, and answers stay right. */
+	CHECK_INT_EQ(tz_localtime("Asia/Kathmandu", 0, &tm), OH_OK);
+	const char *abbr = tm.tm_zone;
+	size_t nz = sizeof many_zones / sizeof many_zones[0];
+	CHECK(nz > TZ_CACHE_MAX);
+	for(size_t i = 0; i < nz; i++)
+		CHECK(tz_valid(many_zones[i]));
+	tz_cache_stats(&a);
+	CHECK_INT_EQ(a.zones, TZ_CACHE_MAX);
+	CHECK(a.evictions >= nz - TZ_CACHE_MAX);
+	/* The struct tm outlives its zone: tm_zone does not point into it. */
+	CHECK_STR_EQ(abbr, "+0530");
+	CHECK_INT_EQ(tz_utc_offset(many_zones[nz - 1], 0, &off), OH_OK);
+	tz_cache_stats(&b);
+	CHECK_INT_EQ(b.loads, a.loads);		/* the last one is still there */
+	CHECK_INT_EQ(tz_utc_offset(many_zones[0], 0, &off), OH_OK);
+	tz_cache_stats(&b);
+	CHECK_INT_EQ(b.loads, a.loads + 1);	/* the first one was dropped */
+	CHECK_INT_EQ(tz_utc_offset("Europe/Berlin", 1774746000, &off), OH_OK);
+	CHECK_INT_EQ(off, 7200);
+	CHECK_INT_EQ(tz_utc_offset("Australia/Lord_Howe", 1774746000, &off), OH_OK);
+	CHECK_INT_EQ(off, 11 * 3600);	/* DST there is half an hour */
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+/* $TZDIR names the zone directory; changing it drops what was cached. */
+static void test_tzdir(void)
+{
+	char dir[64] = "/tmp/oh-tzdir-XXXXXX", path[128];
+	if(!CHECK(mkdtemp(dir) != NULL))
+		return;
+	snprintf(path, sizeof path, "%s/Test", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/Test/Zone", dir);
+	FILE *in = fopen("/usr/share/zoneinfo/Asia/Kolkata", "rb"), *out = fopen(path, "wb");
+	char buf[8192];
+	size_t len = in ? fread(buf, 1, sizeof buf, in) : 0;
+	if(out)
+		fwrite(buf, 1, len, out);
+	if(in)
+		fclose(in);
+	if(out)
+		fclose(out);
+
+	long off = 0;
+	CHECK(tz_valid("Europe/Berlin"));
+	CHECK(!tz_valid("Test/Zone"));
+	setenv("TZDIR", dir, 1);
+	CHECK(tz_valid("Test/Zone"));
+	CHECK_INT_EQ(tz_utc_offset("Test/Zone", 0, &off), OH_OK);
+	CHECK_INT_EQ(off, 5 * 3600 + 1800);
+	CHECK(!tz_valid("Europe/Berlin"));
+	CHECK(tz_valid("UTC"));			/* needs no file */
+	CHECK_INT_EQ(tz_utc_offset("Europe/Berlin", 0, &off), OH_ERR_INVAL);
+	setenv("TZDIR", "", 1);			/* empty: the default */
+	CHECK(!tz_valid("Test/Zone"));
+	CHECK(tz_valid("Europe/Berlin"));
+	setenv("TZDIR", dir, 1);
+	CHECK(tz_valid("Test/Zone"));
+	unsetenv("TZDIR");
+	CHECK(!tz_valid("Test/Zone"));
+	CHECK(tz_valid("Europe/Berlin"));
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 static void test_spans(void)
 {
 	struct tz_span sp[4];
@@ -322,6 +502,10 @@ int main(void)
 	test_tz_valid();
 	test_tz_conversions();
 	test_spans();
+	test_tm_extras();
+	test_no_process_tz();
+	test_cache();
+	test_tzdir();
 	test_calendar();
 	test_clocks();
 	return check_summary();

@@ -100,11 +100,11 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 static void ndi_free(struct ndi *n)
 {
 	if(!n) return;
-	/* Pending first: it answers the REST requests still waiting for an
-	 * ack while the host's HTTP side can still send the reply. */
+	/* Pending and the device list first: they answer the REST requests
+	 * still waiting while the host's HTTP side can still send the reply. */
 	ndi_pending_free(n);
+	ndi_devices_free(n);
 	ndi_status_free(n);
-	free(n->devices_cache.body);
 	ndi_discovery_free(n->discovery);
 	settings_clear(&n->set);
 	free(n);
@@ -150,6 +150,8 @@ static int ndi_init(oh_ctx *ctx, const json_t *settings)
 		goto out_free;
 	}
 	rc = ndi_status_start(n);
+	if(rc) goto out_free;
+	rc = ndi_devices_start(n);
 	if(rc) goto out_free;
 	/* It reads and checks its own settings keys, naming a bad one. */
 	n->discovery = ndi_discovery_new(ctx, settings);

@@ -7,8 +7,9 @@
  * out.  ndi_dispatch() is the single road to a device: the MQTT command
  * topic, the REST API and the scheduler all relay through it, so leases,
  * the offline check and pending tracking hold on every path.  ndi_rest.c is
- * the REST API and the web page, ndi_status.c remembers each device's last
- * module status, and ndi_discovery.c finds NDI sources.
+ * the REST API and the web page, ndi_devices.c builds its device list,
+ * ndi_status.c remembers each device's last module status, and
+ * ndi_discovery.c finds NDI sources.
  */
 #ifndef NDI_H
 #define NDI_H
@@ -28,6 +29,7 @@
 
 struct ndi_pending;
 struct ndi_status;
+struct ndi_devices;
 struct ndi_discovery;
 
 /* The plugin's own settings; the discovery keys (sources, discovery_*,
@@ -46,14 +48,7 @@ struct ndi {
 	struct ndi_pending *pending;
 	struct ndi_status *status;
 	struct ndi_discovery *discovery;
-	/* GET /devices, serialised once per change of its inputs. */
-	struct {
-		char *body;
-		size_t len;
-		unsigned long long registry_gen, status_gen;
-		bool has_leases;
-		double built_at;      /* CLOCK_MONOTONIC seconds */
-	} devices_cache;
+	struct ndi_devices *devices;      /* GET /devices (ndi_devices.c) */
 };
 
 /*
@@ -156,10 +151,29 @@ bool ndi_topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len);
 int ndi_status_start(struct ndi *n);
 void ndi_status_free(struct ndi *n);
 /* The device's last module status object (borrowed until the loop runs
- * again), or NULL when it never published one. */
-const json_t *ndi_status_get(const struct ndi *n, const char *device_id);
+ * again), or NULL when it never published one.  *seq (may be NULL) gets a
+ * value that changes with the device's status and no other's (0: none). */
+const json_t *ndi_status_get(const struct ndi *n, const char *device_id,
+		unsigned long long *seq);
 /* Changes whenever any device's module status does. */
 unsigned long long ndi_status_generation(const struct ndi *n);
+/* Calls fn (device_id borrowed for the call; fn must not change the
+ * statuses) for each device whose status changed after generation `since`,
+ * newest first: O(changes).  false, without calling fn, when a status was
+ * removed since then: compare each device's seq instead. */
+bool ndi_status_changed_since(const struct ndi *n, unsigned long long since,
+		void (*fn)(const char *device_id, void *ud), void *ud);
+
+/* ---- the device list (ndi_devices.c) ------------------------------------ */
+
+/* n->devices for GET /devices: OH_OK or OH_ERR_NOMEM. */
+int ndi_devices_start(struct ndi *n);
+/* Answers the requests still waiting with 503 and frees n->devices (NULL
+ * is fine). */
+void ndi_devices_free(struct ndi *n);
+/* Answers req (borrowed; answered now or later) with {devices: [...]},
+ * each device listing the module, sorted by id. */
+void ndi_devices_get(struct ndi *n, struct oh_http_req *req);
 
 /* ---- REST API and web page (ndi_rest.c) ---------------------------------- */
 

@@ -20,11 +20,9 @@
  * the body's `actor` (default "api"); leases are held and checked under that
  * name, and devices see "actor": "orchestrator" with "requested_by" naming it.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "oh/host.h"
 
@@ -246,151 +244,11 @@ static void get_sources(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	}
 }
 
-static bool has_module(const json_t *doc, const char *module)
-{
-	const json_t *mods = json_object_get(doc, "modules"), *m;
-	size_t i;
-
-	json_array_foreach(mods, i, m) {
-		if(json_is_string(m) && !strcmp(json_string_value(m), module)) return true;
-	}
-	return false;
-}
-
-/* A field of the module status: devices put them under "fields"; a flat
- * object is read too. */
-static json_t *status_field(const json_t *st, const char *name)
-{
-	const json_t *fields = json_object_get(st, "fields");
-	const json_t *v = json_is_object(fields) ? json_object_get(fields, name) : NULL;
-
-	if(!v) v = json_object_get(st, name);
-	return v ? json_deep_copy(v) : json_null();
-}
-
-struct devices_walk {
-	struct ndi *n;
-	json_t *list;
-	bool failed;
-	bool has_leases;          /* remaining_s in the list ages with time */
-};
-
-static int collect_device(const struct oh_device *dev, void *ud)
-{
-	struct devices_walk *w = ud;
-	oh_ctx *ctx = w->n->ctx;
-	const json_t *caps = json_object_get(json_object_get(dev->doc, "capabilities"),
-			oh_module(ctx));
-	const json_t *st = ndi_status_get(w->n, dev->id);
-	char key[128], iso[32];
-	struct oh_lease l;
-	json_t *lease = NULL, *item;
-
-	if(!has_module(dev->doc, oh_module(ctx))) return 0;
-	snprintf(key, sizeof(key), "%s:%s", oh_module(ctx), dev->id);
-	if(oh_lease_get(ctx, key, &l) == OH_OK) {
-		w->has_leases = true;
-		lease = json_pack("{s:s, s:s, s:I}", "holder", l.holder, "expires_at",
-				oh_format_time(l.expires_at, iso, sizeof(iso)), "remaining_s",
-				(json_int_t)(l.remaining_s > 0 ? ceil(l.remaining_s) : 0));
-	}
-	item = json_pack("{s:s, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-			"device_id", dev->id,
-			"online", dev->online < 0 ? json_null() : json_boolean(dev->online),
-			"stale", dev->stale,
-			"last_seen", dev->last_seen > 0 ?
-				json_string(oh_format_time(dev->last_seen, iso, sizeof(iso))) : json_null(),
-			"capabilities", caps ? json_deep_copy(caps) : json_null(),
-			"state", st ? status_field(st, "state") : json_null(),
-			"input", st ? status_field(st, "input") : json_null(),
-			"recording", st ? status_field(st, "recording") : json_null(),
-			"module_status", st ? json_deep_copy(st) : json_null(),
-			"holder", lease ? json_incref(json_object_get(lease, "holder")) : json_null(),
-			"lease", lease ? lease : json_null());
-	if(!item || json_array_append_new(w->list, item)) {
-		w->failed = true;
-		return 1;
-	}
-	return 0;
-}
-
-static int by_device_id(const void *a, const void *b)
-{
-	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-
-	return strcmp(json_string_value(json_object_get(x, "device_id")),
-			json_string_value(json_object_get(y, "device_id")));
-}
-
-/* The device list, sorted by id (returned), or NULL when out of memory. */
-static json_t *build_devices(oh_ctx *ctx, struct ndi *n, bool *has_leases)
-{
-	struct devices_walk w = {.n = n, .list = json_array()};
-	json_t **items = NULL, *sorted = NULL;
-	size_t count;
-
-	if(!w.list) goto nomem;
-	oh_device_foreach(ctx, collect_device, &w);
-	if(w.failed) goto nomem;
-	/* The registry iterates in hash order; a list people read is sorted. */
-	count = json_array_size(w.list);
-	items = calloc(count ? count : 1, sizeof(*items));
-	sorted = json_array();
-	if(!items || !sorted) goto nomem;
-	for(size_t i = 0; i < count; i++) items[i] = json_array_get(w.list, i);
-	qsort(items, count, sizeof(*items), by_device_id);
-	for(size_t i = 0; i < count; i++) {
-		if(json_array_append(sorted, items[i])) goto nomem;
-	}
-	free(items);
-	json_decref(w.list);
-	*has_leases = w.has_leases;
-	return json_pack("{s:o}", "devices", sorted);
-
-nomem:
-	free(items);
-	json_decref(sorted);
-	json_decref(w.list);
-	return NULL;
-}
-
-static double now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Built from the registry (devices, leases, staleness) and the module
- * statuses; rebuilt only when one of them changed (or, with leases listed,
- * once a second for their remaining_s), so a dashboard polling it costs a
- * copy, not a serialisation of every device. */
+/* Built from the registry, the leases and the module statuses, per device
+ * and in slices (ndi_devices.c); the body is shared by every reply. */
 static void get_devices(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	struct ndi *n = ud;
-	unsigned long long reg = oh_registry_generation(ctx), st = ndi_status_generation(n);
-	double now = now_mono();
-
-	if(!n->devices_cache.body || n->devices_cache.registry_gen != reg ||
-			n->devices_cache.status_gen != st ||
-			(n->devices_cache.has_leases && now - n->devices_cache.built_at >= 1.0)) {
-		bool has_leases = false;
-		json_t *doc = build_devices(ctx, n, &has_leases);
-		char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-		json_decref(doc);
-		if(!body) {
-			oh_reply_error(req, 500, "ERROR", "out of memory");
-			return;
-		}
-		free(n->devices_cache.body);
-		n->devices_cache.body = body;
-		n->devices_cache.len = strlen(body);
-		n->devices_cache.registry_gen = reg;
-		n->devices_cache.status_gen = st;
-		n->devices_cache.has_leases = has_leases;
-		n->devices_cache.built_at = now;
-	}
-	oh_reply_raw(req, 200, "application/json", n->devices_cache.body, n->devices_cache.len);
+	ndi_devices_get(ud, req);
 }
 
 /* ---- POST /send and its waiters ------------------------------------------------------ */

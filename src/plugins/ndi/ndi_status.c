@@ -7,8 +7,11 @@
  * retained message (the device cleared it) forgets the device; payloads
  * that are not JSON objects, and topics whose id is not a valid device id,
  * are ignored.
- * A counter moves with every change, so views built from this state can be
- * cached.
+ * Each device's status carries the value of a counter taken when it was
+ * set, the counter moves with every change, and the statuses are kept in
+ * the order they were set, so views built from this state can be cached
+ * per device and find what changed since they were built without looking
+ * at every device.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,15 +25,46 @@
 /* Bounds the memory a flood of made-up device ids can take. */
 #define MAX_DEVICES 65536
 
+struct status {
+	json_t *doc;                      /* owned */
+	unsigned long long seq;           /* the generation it was set at */
+	struct status *prev, *next;       /* by seq, oldest first */
+	char id[];
+};
+
 struct ndi_status {
-	struct strmap *by_device;         /* device id -> json_t * (owned) */
+	struct strmap *by_device;         /* device id -> struct status (owned) */
+	struct status *oldest, *newest;
 	bool full_logged;
 	unsigned long long generation;    /* bumped on every change */
+	unsigned long long removed_at;    /* the generation of the last removal */
 };
 
 static void value_free(void *v)
 {
-	json_decref(v);
+	struct status *s = v;
+
+	if(!s) return;
+	json_decref(s->doc);
+	free(s);
+}
+
+static void unlink_status(struct ndi_status *st, struct status *s)
+{
+	if(s->prev) s->prev->next = s->next;
+	else st->oldest = s->next;
+	if(s->next) s->next->prev = s->prev;
+	else st->newest = s->prev;
+	s->prev = s->next = NULL;
+}
+
+static void append_status(struct ndi_status *st, struct status *s)
+{
+	s->prev = st->newest;
+	s->next = NULL;
+	if(st->newest) st->newest->next = s;
+	else st->oldest = s;
+	st->newest = s;
 }
 
 static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud)
@@ -38,16 +72,22 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	struct ndi *n = ud;
 	struct ndi_status *st = n->status;
 	char id[NDI_DEVICE_ID_MAX + 1];
-	json_t *copy, *old;
+	struct status *s;
+	json_t *copy;
+	size_t len;
 	int err = 0;
 
 	if(!ndi_topic_device(ctx, msg->topic, id, sizeof(id))) {
 		oh_log(ctx, OH_LOG_DEBUG, "ignoring module status on %s: not a device id", msg->topic);
 		return;
 	}
+	s = strmap_get(st->by_device, id);
 	if(msg->len == 0) {
-		json_decref(strmap_remove(st->by_device, id));
-		st->generation++;
+		if(!s) return;
+		strmap_remove(st->by_device, id);
+		unlink_status(st, s);
+		value_free(s);
+		st->removed_at = ++st->generation;
 		return;
 	}
 	if(!json_is_object(msg->json)) {
@@ -55,12 +95,11 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 				msg->json ? "not a JSON object" : msg->error ? msg->error : "not JSON");
 		return;
 	}
-	old = strmap_get(st->by_device, id);
 	/* The broker resends every retained status after a reconnect: an
 	 * unchanged one must not invalidate views built from it. */
-	if(old && json_equal(old, msg->json))
+	if(s && json_equal(s->doc, msg->json))
 		return;
-	if(!old && strmap_size(st->by_device) >= MAX_DEVICES) {
+	if(!s && strmap_size(st->by_device) >= MAX_DEVICES) {
 		if(!st->full_logged) {
 			oh_log(ctx, OH_LOG_WARN, "module status kept for %d devices already; ignoring "
 					"new ones", MAX_DEVICES);
@@ -70,13 +109,38 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	}
 	copy = json_deep_copy(msg->json);
 	if(!copy) return;
-	old = strmap_put(st->by_device, id, copy, &err);
-	if(err) {
-		json_decref(copy);
-		return;
+	if(s) {
+		json_decref(s->doc);
+		unlink_status(st, s);
+	} else {
+		len = strlen(id);
+		s = calloc(1, sizeof(*s) + len + 1);
+		if(!s) {
+			json_decref(copy);
+			return;
+		}
+		memcpy(s->id, id, len + 1);
+		strmap_put(st->by_device, id, s, &err);
+		if(err) {
+			json_decref(copy);
+			free(s);
+			return;
+		}
 	}
-	json_decref(old);
-	st->generation++;
+	s->doc = copy;
+	s->seq = ++st->generation;
+	append_status(st, s);
+}
+
+bool ndi_status_changed_since(const struct ndi *n, unsigned long long since,
+		void (*fn)(const char *device_id, void *ud), void *ud)
+{
+	const struct ndi_status *st = n->status;
+
+	if(!st) return true;
+	if(since < st->removed_at) return false;
+	for(const struct status *s = st->newest; s && s->seq > since; s = s->prev) fn(s->id, ud);
+	return true;
 }
 
 unsigned long long ndi_status_generation(const struct ndi *n)
@@ -114,7 +178,12 @@ void ndi_status_free(struct ndi *n)
 	n->status = NULL;
 }
 
-const json_t *ndi_status_get(const struct ndi *n, const char *device_id)
+const json_t *ndi_status_get(const struct ndi *n, const char *device_id,
+		unsigned long long *seq)
 {
-	return n->status && device_id ? strmap_get(n->status->by_device, device_id) : NULL;
+	const struct status *s = n->status && device_id ?
+		strmap_get(n->status->by_device, device_id) : NULL;
+
+	if(seq) *seq = s ? s->seq : 0;
+	return s ? s->doc : NULL;
 }
