@@ -3,8 +3,9 @@
 #
 #   make           build build/orchestrator-host (and build/orchestrator-device)
 #   make run       install what is missing, build, run with config/orchestrator-host.json
-#   make test      install what the tests need, build, run the suite, then again
-#                  under AddressSanitizer + UBSan
+#   make test      install what the tests need, build, and run the suite twice
+#                  at once: as built and under AddressSanitizer + UBSan
+#                  (make test-release / make test-asan: one of them)
 #   make demo      broker + host + three simulated devices
 #   make bench     the benchmark suite (bench/)
 #   make fuzz      the libFuzzer targets of tests/fuzz/ under ASan+UBSan, built
@@ -28,18 +29,28 @@ FUZZ_JOBS  ?= 1
 FUZZ_TARGETS ?=
 # docker-run: the broker, and the directory holding tokens.json (the API
 # tokens, docs/deploy-http.md), mounted read-only as a secret.
+# ctest -j: most tests wait (timers, brokers, round trips) rather than
+# compute, so several run per core; tests/CMakeLists.txt gives the busy ones
+# more of these slots and the long ones a head start.
+TEST_JOBS  ?= $(shell echo $$(( $(JOBS) * 4 )))
+SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 MQTT_HOST  ?= host.docker.internal
 SECRETS    ?= $(CURDIR)/var/secrets
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all build deps deps-test run test test-release test-asan demo bench fuzz install clean \
-	docker-build docker-run
+.PHONY: all build build-asan deps deps-test run test test-both test-release test-asan demo bench \
+	fuzz install clean docker-build docker-run
 
 all: build
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
+
+build-asan:
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOH_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 deps:
 	@scripts/install-deps.sh run
@@ -50,16 +61,39 @@ deps-test:
 run: deps build
 	@BUILD=$(BUILD) scripts/run-host.sh $(CONFIG)
 
-test: deps-test build test-release test-asan
+# The test packages (Chromium, RabbitMQ, ...) are not needed to compile:
+# they install while both trees build.
+test: deps
+	@mkdir -p $(BUILD)
+	@echo "installing the test packages meanwhile (scripts/install-deps.sh test)"
+	@scripts/install-deps.sh test > $(BUILD)/deps-test.log 2>&1 & deps=$$!; \
+	$(MAKE) build build-asan; rc=$$?; \
+	wait $$deps; drc=$$?; cat $(BUILD)/deps-test.log; \
+	[ $$drc -eq 0 ] || echo "installing the test packages failed"; \
+	[ $$rc -eq 0 ] && [ $$drc -eq 0 ]
+	@$(MAKE) test-both
+
+# Both trees' tests in one CTest run ($(BUILD)/all-tests lists the two): one
+# scheduler for all (the longest first, slots per test), one summary, a
+# failure if any test of either fails.
+test-both:
+	@mkdir -p $(BUILD)/all-tests
+	@printf 'subdirs("%s")\nsubdirs("%s")\n' "$(abspath $(BUILD))" "$(abspath $(ASAN_BUILD))" \
+		> $(BUILD)/all-tests/CTestTestfile.cmake
+	@n=$$(cd $(BUILD) && ctest -N | sed -n 's/^Total Tests: //p'); \
+	echo "tests 1-$$n: $(BUILD) (release); the rest: $(ASAN_BUILD) (ASan+UBSan)"; \
+	cd $(BUILD)/all-tests && $(SANITIZER_ENV) ctest -j$(TEST_JOBS) --output-on-failure; rc=$$?; \
+	if [ $$rc -ne 0 ] && [ -f Testing/Temporary/LastTestsFailed.log ]; then \
+		awk -F: -v n=$$n '{ print "  " $$2 " in " ($$1 <= n ? "$(BUILD)" : "$(ASAN_BUILD)") }' \
+			Testing/Temporary/LastTestsFailed.log; \
+	fi; \
+	exit $$rc
 
 test-release: build
-	cd $(BUILD) && ctest -j2 --output-on-failure
+	cd $(BUILD) && ctest -j$(TEST_JOBS) --output-on-failure
 
-test-asan:
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOH_SANITIZE=ON >/dev/null
-	@cmake --build $(ASAN_BUILD) -j$(JOBS)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j2 --output-on-failure
+test-asan: build-asan
+	cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest -j$(TEST_JOBS) --output-on-failure
 
 demo: deps build
 	@BUILD=$(BUILD) scripts/demo.sh

@@ -16,8 +16,16 @@ Page.addScriptToEvaluateOnNewDocument) that keeps CSP violations, uncaught
 errors and alert()/confirm()/prompt() calls in window.__oh, so a test can
 tell "nothing executed" from "nothing was looked at".  The browser's console
 (goog:loggingPrefs) is collected too: Chrome reports CSP refusals there.
+
+A Chromium takes two seconds of CPU to start, so a test file shares one
+(conftest's `browser` fixture): Browser.reset() brings it back to a blank
+page in a plain desktop window, or a phone's (mobile emulation), with
+nothing recorded.  At most OH_BROWSER_SLOTS (2) browsers run at once on the
+machine, across test processes: a slot is a lock file held while a browser
+lives (Chromium under heavy load lost its renderer).
 """
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -92,6 +100,8 @@ class Browser:
         from selenium.webdriver.chrome.service import Service
 
         self.timeout = timeout
+        self.size = (width, height)
+        self._slot = _take_slot()
         self.profile = tempfile.mkdtemp(prefix="oh-chromium-")
         self._logs = []
         opts = webdriver.ChromeOptions()
@@ -106,12 +116,18 @@ class Browser:
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         # Let a test see an alert instead of selenium raising on the next call.
         opts.set_capability("unhandledPromptBehavior", "ignore")
-        service = Service(CHROMEDRIVER, log_output=os.devnull) if _service_takes_log_output() \
-            else Service(CHROMEDRIVER, log_path=os.devnull)
+        # OH_CHROMEDRIVER_LOG=path: chromedriver's log and Chrome's own
+        # output there, for when a browser dies.
+        log = os.environ.get("OH_CHROMEDRIVER_LOG") or os.devnull
+        args = ["--verbose", "--enable-chrome-logs"] if log != os.devnull else []
+        service = Service(CHROMEDRIVER, log_output=log, service_args=args) \
+            if _service_takes_log_output() \
+            else Service(CHROMEDRIVER, log_path=log, service_args=args)
         try:
             self.driver = webdriver.Chrome(service=service, options=opts)
         except Exception:
             shutil.rmtree(self.profile, ignore_errors=True)
+            _release_slot(self._slot)
             raise
         self.driver.set_page_load_timeout(timeout)
         self.driver.set_script_timeout(timeout)
@@ -281,11 +297,54 @@ class Browser:
 
     # --- life cycle ------------------------------------------------------------
 
+    def alive(self):
+        """False once the browser or its session is gone."""
+        try:
+            return self.driver.execute_script("return 1;") == 1
+        except Exception:  # noqa: BLE001 - any failure means it is no use
+            return False
+
+    def reset(self, width=1280, height=900, mobile=False):
+        """Back to a blank page in a width x height window, with no console
+        entries, no cookies, and nothing in the cache: what the next test of
+        a shared browser starts from.  mobile=True emulates a phone of that
+        size (as chromedriver's mobileEmulation does: a mobile viewport at
+        pixel ratio 2, with touch)."""
+        if self.alert_text() is not None:
+            try:
+                self.driver.switch_to.alert.dismiss()
+            except Exception:  # noqa: BLE001 - gone meanwhile
+                pass
+        self.driver.get("about:blank")
+        self.driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        self.driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+        if mobile:
+            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 2.0, "mobile": True})
+            self.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled",
+                                        {"enabled": True, "maxTouchPoints": 1})
+            self.driver.execute_cdp_cmd("Emulation.setEmitTouchEventsForMouse",
+                                        {"enabled": True, "configuration": "mobile"})
+        else:
+            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+            self.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+            self.driver.execute_cdp_cmd("Emulation.setEmitTouchEventsForMouse", {"enabled": False})
+        if self.driver.get_window_size() != {"width": width, "height": height}:
+            self.driver.set_window_size(width, height)
+        try:
+            self.driver.get_log("browser")      # drains what earlier pages logged
+        except Exception:  # noqa: BLE001 - the log is best effort
+            pass
+        self._logs = []
+        return self
+
     def close(self):
         try:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+            _release_slot(self._slot)
+            self._slot = None
 
     def __enter__(self):
         return self
@@ -301,3 +360,35 @@ def _service_takes_log_output():
         return "log_output" in inspect.signature(Service.__init__).parameters
     except (TypeError, ValueError):
         return False
+
+
+# --- browsers running at once, machine-wide ----------------------------------------
+
+SLOT_DIR = os.path.join(tempfile.gettempdir(), "oh-test-browser-slots")
+
+
+def _take_slot(timeout=300):
+    """Waits for one of OH_BROWSER_SLOTS lock files; returns its descriptor
+    (the kernel releases it if this process dies)."""
+    slots = max(1, int(os.environ.get("OH_BROWSER_SLOTS", "2")))
+    os.makedirs(SLOT_DIR, mode=0o1777, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        for n in range(slots):
+            fd = os.open(os.path.join(SLOT_DIR, "slot-%d.lock" % n), os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except OSError:
+                os.close(fd)
+        if time.monotonic() >= deadline:
+            raise BrowserUnavailable("no browser slot free within %ss (%d in use)" % (timeout, slots))
+        time.sleep(0.1)
+
+
+def _release_slot(fd):
+    if fd is not None:
+        try:
+            os.close(fd)        # closing the descriptor drops the lock
+        except OSError:
+            pass

@@ -9,6 +9,9 @@ Fixtures for the integration tests; the machinery lives in harness.py.
   make_mqtt    factory for more clients: make_mqtt(client_id=None, broker=None, **kw)
   make_device  factory: make_device(config, extra_args=None) -> harness.Device
                (skips the test when orchestrator-device is not built)
+  browser      the file's shared headless Chromium (browser.py), reset to a
+               blank 1280x900 desktop window; skips when there is none
+  phone_browser  the same browser, emulating a 390x844 phone
 
 At teardown every host and device is stopped; the test fails if one of them
 died of a signal it was not sent by the test, hung on SIGTERM, or logged a
@@ -39,6 +42,7 @@ def _processes(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    setattr(item, "_oh_rep_" + rep.when, rep)
     if rep.failed:
         for proc in getattr(item, "_oh_processes", []):
             text = proc.log()
@@ -161,3 +165,54 @@ def make_device(broker, tmp_path, request):
 
     yield factory
     _teardown(devices)
+
+
+@pytest.fixture(scope="session")
+def _shared_browser():
+    """Holds the one Chromium of this test process (started on first use)."""
+    holder = {}
+    yield holder
+    b = holder.pop("browser", None)
+    if b is not None:
+        b.close()
+
+
+def _browser(holder, request, **reset):
+    from browser import Browser
+    why = Browser.unavailable_reason()
+    if why:
+        pytest.skip(why)
+    b = holder.get("browser")
+    if b is not None and not b.alive():
+        holder.pop("browser")
+        try:
+            b.close()
+        except Exception:  # noqa: BLE001 - it is already gone
+            pass
+        b = None
+    if b is None:
+        b = holder["browser"] = Browser()
+    try:
+        b.reset(**reset)
+    except Exception:
+        holder.pop("browser")
+        b.close()
+        raise
+    yield b
+    # After a failure, the next test gets a new browser: nothing this one
+    # left behind can explain a second failure.
+    rep = getattr(request.node, "_oh_rep_call", None)
+    if rep is None or rep.failed:
+        if holder.get("browser") is b:
+            holder.pop("browser")
+            b.close()
+
+
+@pytest.fixture
+def browser(_shared_browser, request):
+    yield from _browser(_shared_browser, request)
+
+
+@pytest.fixture
+def phone_browser(_shared_browser, request):
+    yield from _browser(_shared_browser, request, width=390, height=844, mobile=True)

@@ -13,13 +13,17 @@ Environment:
 """
 
 import copy
+import fcntl
 import itertools
 import json
 import os
+import random
 import re
+import select
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -58,19 +62,76 @@ def unique_name(prefix):
 
 _issued_ports = set()
 _ports_lock = threading.Lock()
+_port_locks = []          # open lock files: held until this process exits
+PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "oh-test-ports")
+
+
+def _port_range():
+    """Ports below the kernel's ephemeral range: no outgoing connection, of
+    any process, is ever given one of them, so a port found free stays free
+    until the daemon binds it.  (Port 0 would hand out an ephemeral port,
+    which the many client connections of parallel test files then take.)"""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    if low < 12000:
+        return None
+    return 10000, low - 1
+
+
+def _lock_port(port):
+    """Takes the machine-wide claim on port (a lock file, released by the
+    kernel when this process ends), so that test processes running side by
+    side (ctest -j, both builds at once, pytest-xdist) never pick the same
+    port.  False when another process holds it."""
+    os.makedirs(PORT_LOCK_DIR, mode=0o1777, exist_ok=True)
+    path = os.path.join(PORT_LOCK_DIR, "%d.lock" % port)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _port_locks.append(fd)
+    return True
+
+
+def _bindable(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOCALHOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (and not handed out
-    before by this process)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((LOCALHOST, 0))
-            port = s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free, below the ephemeral range, and
+    claimed for this process: no other test process on the machine gets it,
+    and this one does not hand it out twice."""
+    span = _port_range()
+    rng = random.Random("%d-%s" % (os.getpid(), uuid.uuid4().hex))
+    for _ in range(500):
+        if span is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((LOCALHOST, 0))
+                port = s.getsockname()[1]
+        else:
+            port = rng.randint(*span)
         with _ports_lock:
-            if port not in _issued_ports:
-                _issued_ports.add(port)
-                return port
+            if port in _issued_ports:
+                continue
+            if not _lock_port(port):
+                continue
+            if not _bindable(port):
+                continue        # keep the claim: something else uses it
+            _issued_ports.add(port)
+            return port
     raise RuntimeError("no free port found")
 
 
@@ -92,6 +153,26 @@ def wait_until(fn, timeout=5, interval=0.02, msg=""):
             raise AssertionError("timed out after %ss waiting for %s%s"
                                  % (timeout, msg or getattr(fn, "__name__", "condition"), detail))
         time.sleep(interval)
+
+
+def wait_exit(proc, timeout):
+    """proc.wait(timeout), woken by the exit itself (a pidfd) rather than
+    Popen's polling, whose sleeps grow to 50 ms: every test stops a broker and
+    a host or two.  Raises subprocess.TimeoutExpired like Popen.wait."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return proc.wait(timeout)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(None if timeout is None else max(0, timeout) * 1000):
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+    finally:
+        os.close(fd)
+    return proc.wait()
 
 
 def port_accepts(port, host=LOCALHOST):
@@ -207,7 +288,7 @@ class _Process:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                wait_exit(self.proc, timeout)
             except subprocess.TimeoutExpired:
                 self._current["hung"] = True
                 self._current["killed_by_test"] = True
@@ -227,7 +308,7 @@ class _Process:
 
     def wait(self, timeout=10):
         """Waits for the process to exit on its own; returns the exit code."""
-        self.proc.wait(timeout)
+        wait_exit(self.proc, timeout)
         return self._reap()
 
     def log(self):
@@ -314,7 +395,7 @@ class Broker(_Process):
                     break
                 if port_accepts(self.port):
                     return
-                time.sleep(0.02)
+                time.sleep(0.005)
             self._reap()
             if self.proc.poll() is None:
                 self.kill()
@@ -328,6 +409,15 @@ class Broker(_Process):
             self.runs.pop()
             self.port = free_port()
             self._write_conf()
+
+    def stop(self, timeout=10):
+        """SIGTERM, and a connection to wake it: mosquitto 2.0 notices the
+        signal only when its event loop wakes, which with clients gone can
+        be 100 ms later (every test stops one)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            port_accepts(self.port)
+        return super().stop(timeout)
 
     def restart(self):
         self.stop()
@@ -440,7 +530,7 @@ class Host(_Process):
             if time.monotonic() >= deadline:
                 raise AssertionError("host did not answer /healthz within %ss:\n%s"
                                      % (timeout, tail(self.log())))
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     def health(self):
         return self.get("/healthz", timeout=2)
@@ -561,6 +651,90 @@ def encode_payload(payload):
     return json.dumps(payload).encode()
 
 
+def _mqtt_string(data):
+    return len(data).to_bytes(2, "big") + data
+
+
+def _mqtt_packet(first_byte, body):
+    """A packet: the fixed header (with the variable-length remaining
+    length) and body."""
+    n = len(body)
+    length = bytearray()
+    while True:
+        digit, n = n % 128, n // 128
+        length.append(digit | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([first_byte]) + bytes(length) + body
+
+
+def bulk_publish(host, port, messages, qos=1, retain=False, window=1000, timeout=60,
+                 client_id=None):
+    """Publishes many messages over one MQTT 3.1.1 connection and returns
+    once the broker acknowledged every one (QoS 1; QoS 0: once all are
+    written).  messages: (topic, payload) pairs, the payload as
+    encode_payload() takes it.  At most `window` unacknowledged at a time,
+    in order: the traffic a paho client with max_inflight_messages=window
+    sends, without paho's per-message bookkeeping (0.1 ms of CPU each, which
+    for tens of thousands of messages is seconds of a busy machine)."""
+    if qos not in (0, 1):
+        raise ValueError("qos 0 or 1")
+    deadline = time.monotonic() + timeout
+    cid = (client_id or unique_name("oh-bulk")).encode()
+    connect = _mqtt_string(b"MQTT") + bytes([4, 0x02, 0, 0]) + _mqtt_string(cid)
+    flags = 0x30 | (qos << 1) | (1 if retain else 0)
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(_mqtt_packet(0x10, connect))
+        pending = b""
+        while len(pending) < 4:
+            chunk = s.recv(4)
+            if not chunk:
+                raise AssertionError("bulk_publish: %s:%d closed before CONNACK" % (host, port))
+            pending += chunk
+        if pending[0] != 0x20 or pending[3] != 0:
+            raise AssertionError("bulk_publish: CONNACK refused: %r" % pending[:4])
+        pending = pending[4:]
+        inflight = set()
+        next_id = 0
+        it = iter(messages)
+        done = False
+        while not done or inflight:
+            out = bytearray()
+            while not done and (qos == 0 or len(inflight) < window) and len(out) < 256 * 1024:
+                try:
+                    topic_name, payload = next(it)
+                except StopIteration:
+                    done = True
+                    break
+                body = _mqtt_string(topic_name.encode())
+                if qos:
+                    next_id = next_id % 65535 + 1
+                    inflight.add(next_id)
+                    body += next_id.to_bytes(2, "big")
+                out += _mqtt_packet(flags, body + encode_payload(payload))
+            if out:
+                s.sendall(out)
+            if qos == 0 or not inflight or (not done and len(inflight) < window):
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("bulk_publish: %d message(s) not acknowledged within %ss"
+                                     % (len(inflight), timeout))
+            s.settimeout(left)
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("bulk_publish: the broker closed the connection with %d "
+                                     "message(s) unacknowledged" % len(inflight))
+            pending += chunk
+            while len(pending) >= 4:
+                if pending[0] != 0x40 or pending[1] != 2:
+                    raise AssertionError("bulk_publish: expected PUBACK, got %r" % pending[:8])
+                inflight.discard(int.from_bytes(pending[2:4], "big"))
+                pending = pending[4:]
+        s.sendall(b"\xe0\x00")          # DISCONNECT
+
+
 class MqttClient:
     """A paho client on its own loop thread that records every message."""
 
@@ -584,6 +758,7 @@ class MqttClient:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
         if username is not None:
             self.client.username_pw_set(username, password)
         if will:
@@ -596,6 +771,13 @@ class MqttClient:
     # --- callbacks (paho thread) -----------------------------------------
 
     def _on_connect(self, client, userdata, flags, rc):
+        # No Nagle delay between a test's small packets and the next.
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         with self._cond:
             if rc != 0:
                 return
@@ -614,6 +796,11 @@ class MqttClient:
     def _on_subscribe(self, client, userdata, mid, granted_qos):
         with self._cond:
             self._acked.add(mid)
+            self._cond.notify_all()
+
+    def _on_publish(self, client, userdata, mid):
+        # paho marks the message info published before it calls this.
+        with self._cond:
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, msg):
@@ -662,16 +849,18 @@ class MqttClient:
             self.wait_published([info], timeout)
         return info
 
-    @staticmethod
-    def wait_published(infos, timeout=30):
-        """Waits until every MQTTMessageInfo in infos completed."""
+    def wait_published(self, infos, timeout=30):
+        """Waits until every MQTTMessageInfo in infos (of this client)
+        completed: woken by each PUBACK, not polling."""
         deadline = time.monotonic() + timeout
-        for info in infos:
-            while not info.is_published():
-                if time.monotonic() >= deadline:
-                    raise AssertionError("publish (mid %s) not acknowledged within %ss"
-                                         % (info.mid, timeout))
-                time.sleep(0.005)
+        with self._cond:
+            for info in infos:
+                while not info.is_published():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise AssertionError("publish (mid %s) not acknowledged within %ss"
+                                             % (info.mid, timeout))
+                    self._cond.wait(min(remaining, 0.5))
 
     def mark(self):
         """The number of messages received so far; pass as since= to look only at later ones."""

@@ -568,38 +568,31 @@ def test_bad_token_config_is_refused(make_host, tmp_path):
 # ---- the UI with tokens ----------------------------------------------------------------------------
 
 
-def test_browser_token_entry(make_host):
-    from browser import Browser
-    why = Browser.unavailable_reason()
-    if why:
-        pytest.skip(why)
+def test_browser_token_entry(make_host, browser):
     host = make_host({"http": {"tokens": token_entries(["alice"])}})
     host.wait_connected()
-    b = Browser()
-    try:
-        b.open(host.url("/ui/devices"))
-        # Refused without a token, and the page says so and offers the form.
-        b.wait_for_text("#auth-msg", "401")
-        assert b.js("return document.getElementById('token-form').hidden;") is False
-        b.type("#token-input", TOKENS["alice"][0])
-        b.js("document.getElementById('token-form').requestSubmit();")
-        b.wait_until(lambda: b.attr("#live-state", "data-state") == "open",
-                     msg="the event stream with the token")
-        assert b.js("return sessionStorage.getItem('oh.api_token');") == TOKENS["alice"][0]
-        assert b.js("return document.getElementById('auth-msg').hidden;") is True
-        # A write the role may not do is shown as a 403, naming the role.
-        b.js("OH.postJSON('/api/ndi/jobs', {}).catch(function () {});")
-        b.wait_for_text("#auth-msg", "403")
-        assert "operator" in b.text("#auth-msg")
-        # The NDI page acts in the token's name: its "acting as" field is off.
-        b.open(host.url("/ui/ndi"))
-        b.wait_until(lambda: b.js("return document.getElementById('ndi-actor').disabled;"),
-                     msg="the actor field disabled under tokens")
-        problems = [p for p in b.problems() if " 401 " not in p and " 403 " not in p
-                    and "(Unauthorized)" not in p and "(Forbidden)" not in p]
-        assert not problems, problems
-    finally:
-        b.close()
+    b = browser
+    b.open(host.url("/ui/devices"))
+    # Refused without a token, and the page says so and offers the form.
+    b.wait_for_text("#auth-msg", "401")
+    assert b.js("return document.getElementById('token-form').hidden;") is False
+    b.type("#token-input", TOKENS["alice"][0])
+    b.js("document.getElementById('token-form').requestSubmit();")
+    b.wait_until(lambda: b.attr("#live-state", "data-state") == "open",
+                 msg="the event stream with the token")
+    assert b.js("return sessionStorage.getItem('oh.api_token');") == TOKENS["alice"][0]
+    assert b.js("return document.getElementById('auth-msg').hidden;") is True
+    # A write the role may not do is shown as a 403, naming the role.
+    b.js("OH.postJSON('/api/ndi/jobs', {}).catch(function () {});")
+    b.wait_for_text("#auth-msg", "403")
+    assert "operator" in b.text("#auth-msg")
+    # The NDI page acts in the token's name: its "acting as" field is off.
+    b.open(host.url("/ui/ndi"))
+    b.wait_until(lambda: b.js("return document.getElementById('ndi-actor').disabled;"),
+                 msg="the actor field disabled under tokens")
+    problems = [p for p in b.problems() if " 401 " not in p and " 403 " not in p
+                and "(Unauthorized)" not in p and "(Forbidden)" not in p]
+    assert not problems, problems
 
 
 def test_healthz_says_whether_tokens_are_required(make_host):

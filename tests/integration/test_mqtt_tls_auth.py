@@ -4,9 +4,9 @@ TLS and credentials between the host and the broker.
 One mosquitto per test with three listeners on 127.0.0.1
 (per_listener_settings): a plain anonymous one for the test's own clients, a
 TLS one with a password file and an ACL, and a TLS one that requires a client
-certificate and takes its CN as the user name.  Certificates are made with
-openssl in the test's temp dir: a CA, a server certificate for IP 127.0.0.1,
-a client certificate, and a second, unrelated CA.
+certificate and takes its CN as the user name.  Certificates are made once
+per file with openssl: a CA, a server certificate for IP 127.0.0.1, a client
+certificate, and a second, unrelated CA.
 """
 
 import os
@@ -106,9 +106,11 @@ def _accepts(port):
         return False
 
 
-@pytest.fixture
-def pki(tmp_path):
-    return make_pki(str(tmp_path / "pki"))
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """Made once for the file (four RSA keys cost seconds of CPU); every
+    test only reads it."""
+    return make_pki(str(tmp_path_factory.mktemp("pki")))
 
 
 @pytest.fixture

@@ -30,12 +30,6 @@ def host(make_host):
     return h
 
 
-@pytest.fixture
-def browser():
-    with Browser() as b:
-        yield b
-
-
 def choose_device(b, device_id):
     b.wait_for_css("#ndi-device option[value='%s']" % device_id)
     b.js("var s = document.getElementById('ndi-device'); s.value = arguments[0];"
@@ -79,6 +73,11 @@ def test_start_reaches_the_device_and_the_ack_shows(host, make_mqtt, browser):
     mark = d.client.mark()
     b.click("[data-action='record_start']")
     rec = d.next_cmd(since=mark)
+    # As for start above: the device answers once the page shows the
+    # dispatch.  (Answered at once, the FAILED event can reach the page
+    # before the DISPATCHED reply to its POST, and the page lists them in
+    # the order they came: "FAILED -> DISPATCHED", without the error.)
+    b.wait_for_css(ack_css(rec["req_id"], "DISPATCHED"))
     d.ack(rec["req_id"], ok=False, code="MODULE_ERROR", error="no disk", action="record_start")
     b.wait_for_css(ack_css(rec["req_id"], "FAILED"))
     assert "no disk" in b.text("#ndi-acks tr[data-req-id='%s']" % rec["req_id"])
@@ -170,6 +169,7 @@ def test_device_text_is_never_markup(host, make_mqtt, browser):
     mark = d.client.mark()
     b.click("[data-action='stop']")
     cmd = d.next_cmd(since=mark)
+    b.wait_for_css(ack_css(cmd["req_id"], "DISPATCHED"))   # see the record_start above
     d.ack(cmd["req_id"], ok=False, code="MODULE_ERROR", error=XSS, action="stop")
     b.wait_for_css(ack_css(cmd["req_id"], "FAILED"))
     assert XSS in b.text("#ndi-acks tr[data-req-id='%s']" % cmd["req_id"])
@@ -178,13 +178,14 @@ def test_device_text_is_never_markup(host, make_mqtt, browser):
     assert not b.problems(), b.problems()
 
 
-def test_page_fits_a_phone(host, make_mqtt):
+def test_page_fits_a_phone(host, make_mqtt, phone_browser):
     d = Device(make_mqtt, "rpi-phone")
     wait_until(lambda: in_registry(host, d.id), 5)
-    with Browser(width=390, height=844, mobile=True) as b:
-        b.open(host.url("/ui/ndi"))
-        b.wait_for_css("#ndi-devices tr[data-device='rpi-phone']")
-        overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;")
-        assert overflow <= 0, "page is %d px wider than the phone" % overflow
-        b.full_screenshot(os.path.join(SHOTS, "ndi-phone.png"))
-        assert not b.problems(), b.problems()
+    b = phone_browser
+    b.open(host.url("/ui/ndi"))
+    b.wait_for_css("#ndi-devices tr[data-device='rpi-phone']")
+    assert b.js("return window.innerWidth;") == 390
+    overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;")
+    assert overflow <= 0, "page is %d px wider than the phone" % overflow
+    b.full_screenshot(os.path.join(SHOTS, "ndi-phone.png"))
+    assert not b.problems(), b.problems()

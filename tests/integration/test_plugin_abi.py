@@ -10,7 +10,9 @@ plugins keep working; teardown of everything a failed plugin registered;
 non-JSON payloads as ackable errors, log prefix); namespace enforcement;
 run-time unload (DELETE /api/plugins/{module}) with live timers,
 subscriptions, routes, an open deferred request, a lease watcher and a UI
-page; and the example relay plugin built out of tree against the installed
+page; edges a careless plugin reaches (stale timer handles, lease calls
+without an actor or with NaN durations, oh_spawn with max_output SIZE_MAX);
+and the example relay plugin built out of tree against the installed
 headers and pkg-config file, driven end to end.  See docs/plugins.md.
 """
 
@@ -422,6 +424,48 @@ def test_unload_builtin_and_shutdown(make_host, mqtt):
     wait_until(lambda: snapshot_modules(host) == ["custom"], 5)
     # A clean SIGTERM with one plugin unloaded and one loaded (the fixture
     # checks the exit and the sanitizers).
+    assert host.stop() == 0
+
+
+def test_edges_a_careless_plugin_reaches_are_harmless(make_host):
+    """Stale timer handles, lease calls without actor or with NaN/huge
+    durations, and oh_spawn with max_output up to SIZE_MAX (abi_edges.c):
+    answered, never a crash or a sanitizer report."""
+    host = make_host({"plugins": [{"module": "edges", "path": so("abi_edges")}]})
+    assert plugins_by_module(host)["edges"]["loaded"] is True
+
+    # A one-shot timer fired and its handle was cancelled from its own
+    # callback (after a new timer was added), and again later; a repeating
+    # timer was cancelled twice.  The new timer still fired.
+    timers = wait_until(lambda: (lambda r: r[1] if r[0] == 200 and r[1]["checked"] else None)(
+        host.get("/api/edges/timers")), 5, msg="the stale-handle checks to run")
+    assert timers == {"first_fired": 1, "second_fired": 1, "rep_ticks": 3, "checked": 1}
+    time.sleep(0.1)
+    assert host.get("/api/edges/timers")[1]["rep_ticks"] == 3
+
+    status, leases = host.get("/api/edges/leases")
+    assert status == 200, leases
+    bad = {k: v for k, v in leases.items() if k.startswith("bad_")}
+    assert len(bad) == 13
+    assert bad == {k: "invalid argument" for k in bad}
+    assert {k: v for k, v in leases.items() if k.startswith("own_")} == {
+        "own_take": "success", "own_get": "success", "own_renew": "success",
+        "own_release": "success"}
+    assert leases["holder"] == "alice" and 59 < leases["remaining_s"] <= 60
+
+    def spawn(**query):
+        path = "/api/edges/spawn?" + "&".join("%s=%s" % kv for kv in query.items())
+        status, body = host.get(path, timeout=15)
+        assert status == 200, (path, body)
+        assert body["status"] == 0 and body["timed_out"] is False, body
+        return body
+    assert spawn(max=3, text="abcdef")["text"] == "abc"
+    assert spawn(max="SIZE_MAX", text="hello")["text"] == "hello"
+    assert spawn(max="SIZE_MAX", bytes=1000000)["len"] == 1000000
+    assert spawn(max=18446744073709551614, bytes=70000)["len"] == 70000
+    assert spawn(max=100000, bytes=1000000)["len"] == 100000
+    assert spawn(max=0, bytes=5000) == {"status": 0, "timed_out": False, "len": 0, "text": ""}
+    assert host.running()
     assert host.stop() == 0
 
 

@@ -388,14 +388,8 @@ def test_a_client_that_does_not_read_is_dropped(host, mqtt, make_stream):
 # In the browser
 
 
-@pytest.fixture
-def browser():
-    why = Browser.unavailable_reason()
-    if why:
-        pytest.skip(why)
-    b = Browser()
-    yield b
-    b.close()
+# `browser` and `phone_browser` (conftest.py): the file's one Chromium,
+# reset for each test.
 
 
 def assert_clean(b, what):
@@ -474,19 +468,17 @@ def test_browser_devices_live_and_escaped(make_host, mqtt, browser):
     assert_clean(b, "/ui/devices")
 
 
-def test_browser_devices_on_a_phone(host, mqtt):
-    why = Browser.unavailable_reason()
-    if why:
-        pytest.skip(why)
+def test_browser_devices_on_a_phone(host, mqtt, phone_browser):
     announce(mqtt, "dev-phone", labels=[XSS])
-    with Browser(width=390, height=844, mobile=True) as b:
-        b.open(host.url("/ui/devices"))
-        b.wait_for_css("tr[data-device='dev-phone']")
-        # The table fits the screen: no sideways scrolling of the page.
-        assert b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
-        assert b.texts("tr[data-device='dev-phone'] .labels .chip") == [XSS]
-        b.screenshot(os.path.join(SCREENSHOTS, "devices-phone.png"))
-        assert_clean(b, "/ui/devices on a phone")
+    b = phone_browser
+    b.open(host.url("/ui/devices"))
+    b.wait_for_css("tr[data-device='dev-phone']")
+    assert b.js("return window.innerWidth;") == 390
+    # The table fits the screen: no sideways scrolling of the page.
+    assert b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+    assert b.texts("tr[data-device='dev-phone'] .labels .chip") == [XSS]
+    b.screenshot(os.path.join(SCREENSHOTS, "devices-phone.png"))
+    assert_clean(b, "/ui/devices on a phone")
 
 
 def test_browser_reconnects_by_itself(make_host, broker, mqtt, browser):

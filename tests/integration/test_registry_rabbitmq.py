@@ -1,0 +1,208 @@
+"""
+The registry on RabbitMQ 3.10 (issue "A registry that survives any
+broker"; mosquitto is test_registry_brokers.py): every device with its
+modules within 5 s of the host being connected.
+
+RabbitMQ 3.10 (one node for the module; retained messages reach exact-topic
+subscriptions only, '.' in topics becomes '/', MQTT 3.1.1 only), each test
+with device ids of its own:
+- 1,000 devices as the deployed Python agents publish them (retained meta and
+  status at QoS 1, the status again every heartbeat_interval_s = 10 s, no
+  birth handling; device-agent-protocol.md) plus C agents (--simulate 3):
+  after a host restart and a broker restart, every device with its modules
+  within 5 s;
+- a host with no state of its own learns the Python devices from their
+  heartbeats and fetches their meta;
+- a device id with a dot: the host says once that such ids cannot work;
+- relay and agent acks (MQTT and REST), a lease, an `at` job, a last will.
+"""
+
+import time
+import uuid
+
+import pytest
+
+from conftest import MqttClient, unique_name, wait_until
+from fleet import (DEADLINE_S, EVT, attach, connected_at, dot_warnings_per_run,
+                   ndi_devices, reconnects, topic, wait_listed, wait_reconnected,
+                   wait_subscribed)
+from fleet import make_fleet  # noqa: F401 - a fixture
+from test_ndi_commands import Ndi, ndi_config
+import rabbit
+
+
+# --------------------------------------------------------------------------
+# RabbitMQ 3.10
+
+
+@pytest.fixture(scope="module")
+def rabbit_node(tmp_path_factory):
+    reason = rabbit.available()
+    if reason:
+        pytest.skip(reason)
+    rb = rabbit.RabbitBroker(str(tmp_path_factory.mktemp("rabbit")))
+    try:
+        rb.start()
+        yield rb
+    finally:
+        rb.close()
+    problems = rb.problems()
+    assert not problems, "\n".join(problems) + "\n" + rb.log()[-4000:]
+
+
+@pytest.fixture
+def rb(rabbit_node, request):
+    attach(request, rabbit_node)
+    if not rabbit_node.running():   # a test before this one failed mid-restart
+        rabbit_node.start()
+    return rabbit_node
+
+
+@pytest.fixture
+def rabbit_host(make_host, rb):
+    def factory(settings=None, **overrides):
+        s = {"ack_timeout_s": 5}
+        s.update(settings or {})
+        host = make_host(ndi_config(s, **overrides), broker=rb)
+        host.wait_connected()
+        return host
+    return factory
+
+
+@pytest.fixture
+def rabbit_agent(make_device, rb):
+    """rabbit_agent(n) -> (Device, ids): orchestrator-device --simulate n."""
+    def factory(n, heartbeat_s=10):
+        prefix = unique_name("cag") + "-"
+        d = make_device({"mqtt": {"host": rb.host, "port": rb.port}, "labels": ["c-agent"],
+                         "heartbeat_interval_s": heartbeat_s},
+                        extra_args=["--simulate", str(n), "--id-prefix", prefix])
+        return d, [prefix + "%02d" % i for i in range(1, n + 1)]
+    return factory
+
+
+def wait_published(broker, ids, suffix="meta", timeout=10):
+    """Until each id has published on its topic: retained messages are read
+    through exact-topic subscriptions (the only kind RabbitMQ serves them
+    to), or the message arrives live."""
+    c = MqttClient(broker.host, broker.port)
+    try:
+        for dev in ids:
+            c.subscribe(topic(dev, suffix))
+        for dev in ids:
+            c.wait_for(topic(dev, suffix), timeout=timeout)
+    finally:
+        c.close()
+
+
+def test_rabbitmq_python_and_c_agents_survive_host_and_broker_restarts(rb, rabbit_host,
+                                                                       rabbit_agent, make_fleet):
+    host = rabbit_host()
+    wait_subscribed(host, rb)
+    py_ids = [unique_name("py") for _ in range(1000)]
+    fleet = make_fleet(rb, py_ids)
+    fleet.register()
+    fleet.heartbeat(10)          # the deployed agents' default heartbeat_interval_s
+    agent, c_ids = rabbit_agent(3)
+    wait_published(rb, c_ids)
+    ids = py_ids + c_ids
+    # Registered while the host ran: it heard them live.
+    wait_listed(host, ids, "1000 Python and 3 C agents registered while the host ran")
+
+    host.restart(wait=True)
+    wait_listed(host, ids, "RabbitMQ, after a host restart", since=connected_at(host))
+
+    before = reconnects(host)
+    rb.restart()
+    wait_listed(host, ids, "RabbitMQ, after a broker restart",
+                since=wait_reconnected(host, before, timeout=30))
+    assert all(len(run) <= 1 for run in dot_warnings_per_run(host)), \
+        "the dots warning more than once in a run:\n%s" % dot_warnings_per_run(host)
+
+
+def test_rabbitmq_host_without_state_learns_devices_from_heartbeats(rb, rabbit_host, make_fleet):
+    """A host that never saw these devices, on a broker that sends it none of
+    their retained messages: the heartbeats name them, and their meta must be
+    fetched (exact-topic subscriptions), else they have no modules.  The
+    fetches are paced (a bounded number open at once), so this gets 10 s
+    after the first heartbeat rather than the 5 s of a restart."""
+    ids = [unique_name("hb") for _ in range(500)]
+    fleet = make_fleet(rb, ids)
+    fleet.register()
+    host = rabbit_host()
+    t0 = time.monotonic()
+    fleet.heartbeat(2)
+    wait_listed(host, ids, "a fresh host on RabbitMQ, heartbeats every 2 s (clock from the "
+                "host being connected)", timeout=2 + 10, since=t0)
+
+
+def test_rabbitmq_dotted_device_id_is_reported_once(rb, rabbit_host, make_fleet):
+    host = rabbit_host()
+    dev = "rpi.%s" % uuid.uuid4().hex[:8]
+    fleet = make_fleet(rb, [dev])
+    fleet.register()
+    # RabbitMQ delivers it as /lab/device/rpi/xxxxxxxx/meta.
+    wait_until(lambda: any(dot_warnings_per_run(host)), 8, 0.1,
+               "the host to say that ids with a '.' cannot work on this broker")
+    fleet.register()
+    time.sleep(0.5)
+    lines = dot_warnings_per_run(host)[-1]
+    assert len(lines) == 1, "said %d times, not once:\n%s" % (len(lines), "\n".join(lines))
+
+
+def test_rabbitmq_relay_and_agent_acks(rb, rabbit_host, rabbit_agent, make_mqtt):
+    host = rabbit_host()
+    agent, (dev,) = rabbit_agent(1)
+    wait_listed(host, [dev], "the C agent on RabbitMQ")
+    ndi = Ndi(host, make_mqtt(broker=rb))
+    env = ndi.send("start", {"device_id": dev, "source": "CAM-1"}, actor="app")
+    assert ndi.event(env["req_id"], "DISPATCHED")["ok"]
+    done = ndi.event(env["req_id"], "COMPLETED")
+    assert done["ok"] is True and done["details"]["device_id"] == dev, done
+    status, body = host.post("/api/ndi/send?wait=1", {"device_id": dev, "action": "stop"})
+    assert status == 200 and body["code"] == "COMPLETED", (status, body)
+
+
+def test_rabbitmq_lease(rb, rabbit_host, make_mqtt):
+    host = rabbit_host()
+    dev = unique_name("lease")
+    ndi = Ndi(host, make_mqtt(broker=rb))
+    ok = ndi.do("reserve", {"device_id": dev, "lease_s": 60}, actor="user")
+    assert ok["code"] == "OK" and ok["details"]["holder"] == "user", ok
+    denied = ndi.do("start", {"device_id": dev, "source": "CAM-1"}, actor="app")
+    assert denied["code"] == "DENIED" and denied["details"]["holder"] == "user", denied
+    taken = ndi.do("reserve", {"device_id": dev, "lease_s": 60}, actor="app")
+    assert taken["code"] == "IN_USE", taken
+    assert ndi.do("release", {"device_id": dev}, actor="user")["code"] == "OK"
+    assert ndi.do("reserve", {"device_id": dev, "lease_s": 60}, actor="app")["code"] == "OK"
+
+
+def test_rabbitmq_scheduled_at_job_fires(rb, rabbit_host, make_mqtt):
+    host = rabbit_host()
+    dev = unique_name("sched")
+    device = make_mqtt(broker=rb)
+    device.subscribe(topic(dev, "ndi/cmd"))
+    ndi = Ndi(host, make_mqtt(broker=rb))
+    due = int(time.time()) + 2
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
+    ack = ndi.do("schedule", {"at": when, "commands": [
+        {"device_id": dev, "action": "start", "params": {"source": "CAM-1"}}]}, actor="alice")
+    assert ack["code"] == "SCHEDULED", ack
+    m = device.wait_for(topic(dev, "ndi/cmd"), timeout=due - time.time() + 5)
+    env = m["payload"]
+    assert env["actor"] == "orchestrator" and env["requested_by"] == "alice", env
+    late = time.time() - (time.monotonic() - m["time"]) - due
+    assert -0.05 <= late < 1.0, "fired %.3f s after its due time" % late
+    fired = ndi.mqtt.wait_for(EVT, lambda m: m["payload"]["code"] == "FIRED"
+                              and m["payload"]["details"]["job_id"] == ack["details"]["job_id"])
+    assert fired["payload"]["details"]["dispatched"][0]["device_id"] == dev
+
+
+def test_rabbitmq_last_will_marks_device_offline(rb, rabbit_host, rabbit_agent):
+    host = rabbit_host()
+    agent, (dev,) = rabbit_agent(1)
+    wait_until(lambda: ndi_devices(host).get(dev, {}).get("online") is True, 10, 0.1,
+               "the C agent listed online")
+    agent.kill()
+    wait_until(lambda: ndi_devices(host).get(dev, {}).get("online") is False, DEADLINE_S, 0.1,
+               "the agent's last will (online false) to reach the registry")
