@@ -92,7 +92,7 @@ def _import_selenium():
 class Browser:
     """One headless Chromium with a fresh profile, driven by chromedriver."""
 
-    def __init__(self, width=1280, height=900, timeout=10, mobile=False):
+    def __init__(self, width=1280, height=900, timeout=10, mobile=False, log_dir=None):
         why = Browser.unavailable_reason()
         if why:
             raise BrowserUnavailable(why)
@@ -106,7 +106,7 @@ class Browser:
         self._logs = []
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
-        for a in CHROME_ARGS:
+        for a in CHROME_ARGS + os.environ.get("OH_CHROMIUM_ARGS", "").split():
             opts.add_argument(a)
         opts.add_argument("--user-data-dir=" + self.profile)
         opts.add_argument("--window-size=%d,%d" % (width, height))
@@ -116,13 +116,19 @@ class Browser:
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         # Let a test see an alert instead of selenium raising on the next call.
         opts.set_capability("unhandledPromptBehavior", "ignore")
-        # OH_CHROMEDRIVER_LOG=path: chromedriver's log and Chrome's own
-        # output there, for when a browser dies.
-        log = os.environ.get("OH_CHROMEDRIVER_LOG") or os.devnull
-        args = ["--verbose", "--enable-chrome-logs"] if log != os.devnull else []
-        service = Service(CHROMEDRIVER, log_output=log, service_args=args) \
+        # chromedriver's log with Chrome's own output, for when a browser
+        # dies (conftest attaches it to the report); OH_CHROMEDRIVER_LOG=
+        # verbose for every DevTools message too.
+        self._own_log_dir = log_dir is None
+        log_dir = log_dir or tempfile.mkdtemp(prefix="oh-chromedriver-")
+        os.makedirs(log_dir, exist_ok=True)
+        self.log_path = os.path.join(log_dir, "chromedriver-%s.log" % os.path.basename(self.profile))
+        args = ["--enable-chrome-logs"]
+        if os.environ.get("OH_CHROMEDRIVER_LOG") == "verbose":
+            args.append("--verbose")
+        service = Service(CHROMEDRIVER, log_output=self.log_path, service_args=args) \
             if _service_takes_log_output() \
-            else Service(CHROMEDRIVER, log_path=log, service_args=args)
+            else Service(CHROMEDRIVER, log_path=self.log_path, service_args=args)
         try:
             self.driver = webdriver.Chrome(service=service, options=opts)
         except Exception:
@@ -226,9 +232,14 @@ class Browser:
         return self
 
     def type(self, selector, text):
+        """Replaces the field's text as a user would: erased (WebDriver's
+        clear() fires only "change"; a user erasing it fires "input" too,
+        which is what pages listen to), then typed."""
         el = self.wait_for_css(selector)
         el.clear()
-        el.send_keys(text)
+        self.js("arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", el)
+        if text:
+            el.send_keys(text)
         return self
 
     def screenshot(self, path):
@@ -297,6 +308,16 @@ class Browser:
 
     # --- life cycle ------------------------------------------------------------
 
+    name = "chromium"
+
+    def log(self):
+        """chromedriver's log, with what Chrome wrote to stderr."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def alive(self):
         """False once the browser or its session is gone."""
         try:
@@ -318,6 +339,11 @@ class Browser:
         self.driver.get("about:blank")
         self.driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
         self.driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+        self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        self.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+        self.driver.execute_cdp_cmd("Emulation.setEmitTouchEventsForMouse", {"enabled": False})
+        if self.driver.get_window_size() != {"width": width, "height": height}:
+            self.driver.set_window_size(width, height)
         if mobile:
             self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
                 "width": width, "height": height, "deviceScaleFactor": 2.0, "mobile": True})
@@ -325,12 +351,6 @@ class Browser:
                                         {"enabled": True, "maxTouchPoints": 1})
             self.driver.execute_cdp_cmd("Emulation.setEmitTouchEventsForMouse",
                                         {"enabled": True, "configuration": "mobile"})
-        else:
-            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-            self.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
-            self.driver.execute_cdp_cmd("Emulation.setEmitTouchEventsForMouse", {"enabled": False})
-        if self.driver.get_window_size() != {"width": width, "height": height}:
-            self.driver.set_window_size(width, height)
         try:
             self.driver.get_log("browser")      # drains what earlier pages logged
         except Exception:  # noqa: BLE001 - the log is best effort
@@ -343,6 +363,8 @@ class Browser:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+            if self._own_log_dir:
+                shutil.rmtree(os.path.dirname(self.log_path), ignore_errors=True)
             _release_slot(self._slot)
             self._slot = None
 

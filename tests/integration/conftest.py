@@ -168,9 +168,9 @@ def make_device(broker, tmp_path, request):
 
 
 @pytest.fixture(scope="session")
-def _shared_browser():
+def _shared_browser(tmp_path_factory):
     """Holds the one Chromium of this test process (started on first use)."""
-    holder = {}
+    holder = {"log_dir": str(tmp_path_factory.mktemp("chromium"))}
     yield holder
     b = holder.pop("browser", None)
     if b is not None:
@@ -182,22 +182,29 @@ def _browser(holder, request, **reset):
     why = Browser.unavailable_reason()
     if why:
         pytest.skip(why)
-    b = holder.get("browser")
-    if b is not None and not b.alive():
-        holder.pop("browser")
+    # A browser that died between tests (or while starting, on a machine
+    # under heavy load) is replaced, once: the test has not begun.
+    for attempt in (1, 2):
+        b = holder.get("browser")
         try:
-            b.close()
-        except Exception:  # noqa: BLE001 - it is already gone
-            pass
-        b = None
-    if b is None:
-        b = holder["browser"] = Browser()
-    try:
-        b.reset(**reset)
-    except Exception:
-        holder.pop("browser")
-        b.close()
-        raise
+            if b is not None and not b.alive():
+                raise RuntimeError("the shared browser died")
+            if b is None:
+                b = holder["browser"] = Browser(log_dir=holder["log_dir"])
+            b.reset(**reset)
+            break
+        except Exception:
+            holder.pop("browser", None)
+            if b is not None:
+                if attempt == 2:
+                    _processes(request.node).append(b)     # its log, in the report
+                try:
+                    b.close()
+                except Exception:  # noqa: BLE001 - it is already gone
+                    pass
+            if attempt == 2:
+                raise
+    _processes(request.node).append(b)
     yield b
     # After a failure, the next test gets a new browser: nothing this one
     # left behind can explain a second failure.

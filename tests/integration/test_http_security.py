@@ -370,6 +370,7 @@ def test_oversized_body_is_refused(secured):
 
 def test_slow_client_is_cut_off(make_host):
     host = make_host({"http": {"request_timeout_s": 1}})
+    host.wait_connected()       # the /healthz 200 at the end needs the broker
     with socket.create_connection((LOCALHOST, host.http_port), timeout=10) as s:
         s.sendall(b"GET /api/registry HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         t0 = time.monotonic()
@@ -414,6 +415,7 @@ def test_client_trickling_its_headers_is_cut_off(make_host):
     # Each byte resets an idle timer; the request as a whole must still
     # arrive within request_timeout_s.
     host = make_host({"http": {"request_timeout_s": 1}})
+    host.wait_connected()       # the /healthz 200 at the end needs the broker
     took = trickle(host.http_port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
                    body=b"a" * 100)
     assert took < 4, "a trickling client kept its connection for %.1f s" % took
@@ -422,6 +424,7 @@ def test_client_trickling_its_headers_is_cut_off(make_host):
 
 def test_client_trickling_its_body_is_cut_off(make_host):
     host = make_host({"http": {"request_timeout_s": 1}})
+    host.wait_connected()       # the /healthz 200 at the end needs the broker
     took = trickle(host.http_port, b"POST /api/ndi/reserve HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
                    body=b" " * 100)
@@ -431,6 +434,7 @@ def test_client_trickling_its_body_is_cut_off(make_host):
 
 def test_event_stream_outlives_the_request_timeout(make_host, mqtt):
     host = make_host({"http": {"request_timeout_s": 1}})
+    host.wait_connected()       # the registry change below must reach it
     with socket.create_connection((LOCALHOST, host.http_port), timeout=5) as s:
         s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         time.sleep(2.5)

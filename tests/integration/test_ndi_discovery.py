@@ -428,6 +428,11 @@ class AvahiEnv:
                 os.kill(self.dbus_pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+            # Gone before the lock is released: a bus that still accepts
+            # while it shuts down would look up to the next test's setup,
+            # whose host would then find no bus at all.
+            wait_until(lambda: not _bus_up(), 10, msg="the system bus we started to go")
+            self.dbus_pid = None
 
 
 def _netns_of_named(name):
