@@ -392,7 +392,7 @@ SLOT_DIR = os.path.join(tempfile.gettempdir(), "oh-test-browser-slots")
 def _take_slot(timeout=300):
     """Waits for one of OH_BROWSER_SLOTS lock files; returns its descriptor
     (the kernel releases it if this process dies)."""
-    slots = max(1, int(os.environ.get("OH_BROWSER_SLOTS", "2")))
+    slots = max(1, int(os.environ.get("OH_BROWSER_SLOTS", "1")))
     os.makedirs(SLOT_DIR, mode=0o1777, exist_ok=True)
     deadline = time.monotonic() + timeout
     while True:
