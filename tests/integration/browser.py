@@ -20,7 +20,7 @@ tell "nothing executed" from "nothing was looked at".  The browser's console
 A Chromium takes two seconds of CPU to start, so a test file shares one
 (conftest's `browser` fixture): Browser.reset() brings it back to a blank
 page in a plain desktop window, or a phone's (mobile emulation), with
-nothing recorded.  At most OH_BROWSER_SLOTS (2) browsers run at once on the
+nothing recorded.  At most OH_BROWSER_SLOTS (1) browsers run at once on the
 machine, across test processes: a slot is a lock file held while a browser
 lives (Chromium under heavy load lost its renderer).
 """
