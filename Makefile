@@ -32,7 +32,7 @@ FUZZ_TARGETS ?=
 # ctest -j: most tests wait (timers, brokers, round trips) rather than
 # compute, so several run per core; tests/CMakeLists.txt gives the busy ones
 # more of these slots and the long ones a head start.
-TEST_JOBS  ?= $(shell echo $$(( $(JOBS) * 3 )))
+TEST_JOBS  ?= $(shell echo $$(( $(JOBS) * 2 )))
 SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 MQTT_HOST  ?= host.docker.internal
