@@ -1,8 +1,11 @@
 /*
  * The dot probe (see broker_probe.h).  After each connect: subscribe to
- * {root}/orchestrator/probe/#, publish one message (QoS 1, not retained)
- * to {root}/orchestrator/probe/{node}.dot, and see where it comes back:
- * unchanged, all is well; as .../{node}/dot, the broker rewrites dots.
+ * {root}/orchestrator/probe/from-{node}/#, publish one message (QoS 1, not
+ * retained) to {root}/orchestrator/probe/from-{node}/check.dot, and see
+ * where it comes back: unchanged, all is well; as .../check/dot, the broker
+ * rewrites dots.  The filter never covers {root}/orchestrator/probe/cmd:
+ * a plugin may be called "probe", and a broker delivers a message once per
+ * matching subscription, so an overlap would hand it each command twice.
  * The subscription is dropped at the answer or after PROBE_WAIT_S, and
  * with the connection; it goes through dispatch like any other, but is
  * made per connection, not renewed by dispatch on the next one.
@@ -27,9 +30,9 @@
 struct broker_probe {
 	struct host *host;
 	struct event *ev_timeout;
-	char *filter;            /* {root}/orchestrator/probe/# */
-	char *sent_topic;        /* {root}/orchestrator/probe/{node}.dot */
-	char *rewritten_topic;   /* {root}/orchestrator/probe/{node}/dot */
+	char *filter;            /* {root}/orchestrator/probe/from-{node}/# */
+	char *sent_topic;        /* .../probe/from-{node}/check.dot */
+	char *rewritten_topic;   /* .../probe/from-{node}/check/dot */
 	char nonce[33];          /* this probe's payload */
 	bool active;             /* subscribed, waiting for the answer */
 	bool warned;             /* the warning is said once per run */
@@ -72,21 +75,21 @@ static void on_probe_message(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	probe_end(p);
 }
 
-/* "{root}/orchestrator/probe/{node}{sep}dot" with node reduced to
+/* "{root}/orchestrator/probe/from-{node}/{tail}" with node reduced to
  * [A-Za-z0-9_-], so that it is one topic level with no dot of its own. */
-static char *probe_topic(const char *root, const char *node, char sep)
+static char *probe_topic(const char *root, const char *node, const char *tail)
 {
-	size_t n = strlen(root) + sizeof "/orchestrator/probe/" + strlen(node) + sizeof ".dot";
+	size_t n = strlen(root) + sizeof "/orchestrator/probe/from-/" + strlen(node) + strlen(tail);
 	char *t = malloc(n);
 	if(!t)
 		return NULL;
-	int at = snprintf(t, n, "%s/orchestrator/probe/", root);
+	int at = snprintf(t, n, "%s/orchestrator/probe/from-", root);
 	for(const char *c = node; *c; c++) {
 		bool keep = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
 				(*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
 		t[at++] = keep ? *c : '_';
 	}
-	snprintf(t + at, n - (size_t)at, "%cdot", sep);
+	snprintf(t + at, n - (size_t)at, "/%s", tail);
 	return t;
 }
 
@@ -97,12 +100,9 @@ struct broker_probe *broker_probe_new(struct host *h, const char *node)
 		return NULL;
 	p->host = h;
 	const char *root = h->cfg.topic_root;
-	size_t n = strlen(root) + sizeof "/orchestrator/probe/#";
-	p->filter = malloc(n);
-	if(p->filter)
-		snprintf(p->filter, n, "%s/orchestrator/probe/#", root);
-	p->sent_topic = probe_topic(root, node, '.');
-	p->rewritten_topic = probe_topic(root, node, '/');
+	p->filter = probe_topic(root, node, "#");
+	p->sent_topic = probe_topic(root, node, "check.dot");
+	p->rewritten_topic = probe_topic(root, node, "check/dot");
 	p->ev_timeout = evtimer_new(h->base, on_timeout, p);
 	if(!p->filter || !p->sent_topic || !p->rewritten_topic || !p->ev_timeout) {
 		broker_probe_free(p);

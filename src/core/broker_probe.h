@@ -13,7 +13,7 @@ struct host;
 struct broker_probe;
 
 /* A probe for h (borrowed: h->dispatch, h->link and h->base must outlive
- * it), publishing under {root}/orchestrator/probe/ with node (copied, any
+ * it), publishing under {root}/orchestrator/probe/from-{node}/ with node (copied, any
  * text: sanitised for the topic).  Returned: free with broker_probe_free();
  * NULL when out of memory. */
 struct broker_probe *broker_probe_new(struct host *h, const char *node);

@@ -126,9 +126,12 @@ class Browser:
         args = ["--enable-chrome-logs"]
         if os.environ.get("OH_CHROMEDRIVER_LOG") == "verbose":
             args.append("--verbose")
-        service = Service(CHROMEDRIVER, log_output=self.log_path, service_args=args) \
+        # No system D-Bus: Chrome aborts when its bus connection drops, and
+        # test_ndi_discovery.py starts and stops a system bus of its own.
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent/oh-test-no-bus")
+        service = Service(CHROMEDRIVER, log_output=self.log_path, service_args=args, env=env) \
             if _service_takes_log_output() \
-            else Service(CHROMEDRIVER, log_path=self.log_path, service_args=args)
+            else Service(CHROMEDRIVER, log_path=self.log_path, service_args=args, env=env)
         try:
             self.driver = webdriver.Chrome(service=service, options=opts)
         except Exception:

@@ -110,6 +110,12 @@ def make_host(broker, tmp_path, request):
         }
         config = deep_merge(base, config_overrides)
         h = Host(str(workdir), config, env=env, args=args)
+        # The test's own plain broker, as the config has it: wait_connected()
+        # also waits until the broker has the host's subscriptions.
+        m = config.get("mqtt") if isinstance(config.get("mqtt"), dict) else {}
+        if (b is default_broker and m.get("host") == b.host and m.get("port") == b.port
+                and "tls" not in m and not any(k.startswith("OH_MQTT_") for k in (env or {}))):
+            h.birth_broker = b
         hosts.append(h)
         _processes(request.node).append(h)
         if start:

@@ -12,6 +12,7 @@ Environment:
   OH_SOURCE_DIR  the source tree (default: two levels above this file)
 """
 
+import calendar
 import copy
 import fcntl
 import itertools
@@ -477,6 +478,7 @@ class Host(_Process):
             raise AssertionError("host already running")
         if not os.path.exists(self.binary):
             raise AssertionError("%s does not exist: build the project first" % self.binary)
+        self._started_wall = time.time()
         self._spawn(self.argv(), env=clean_env(self.env))
         if wait:
             self.wait_ready(timeout)
@@ -535,8 +537,14 @@ class Host(_Process):
     def health(self):
         return self.get("/healthz", timeout=2)
 
+    # A plain harness Broker this host talks to (conftest's make_host sets
+    # it when it knows): wait_connected() then waits for the subscriptions
+    # too (wait_subscribed).
+    birth_broker = None
+
     def wait_connected(self, timeout=10):
-        """Until /healthz says "mqtt": "connected"; returns the healthz body."""
+        """Until /healthz says "mqtt": "connected" and, with birth_broker,
+        the broker has the host's subscriptions; returns the healthz body."""
         deadline = time.monotonic() + timeout
         last = None
         while True:
@@ -544,13 +552,45 @@ class Host(_Process):
             try:
                 last = self.get("/healthz", timeout=1)
                 if isinstance(last[1], dict) and last[1].get("mqtt") == "connected":
+                    if self.birth_broker is not None:
+                        self.wait_subscribed(self.birth_broker,
+                                             max(1.0, deadline - time.monotonic()))
                     return last[1]
             except (urllib.error.URLError, ConnectionError, OSError) as exc:
                 last = exc
             if time.monotonic() >= deadline:
                 raise AssertionError("host not connected to MQTT within %ss (last /healthz: %r):\n%s"
                                      % (timeout, last, tail(self.log())))
-            time.sleep(0.05)
+            time.sleep(0.02)
+
+    def wait_subscribed(self, broker, timeout=10):
+        """Until broker has this run's subscriptions.  /healthz says
+        "connected" once the CONNACK came; the host then subscribes and,
+        after its SUBSCRIBEs on the same connection, publishes its retained
+        birth ({root}/orchestrator/status, online, node = its client id), so
+        a broker holding the birth holds the subscriptions.  Before that, a
+        message a test publishes can reach no subscription of the host."""
+        root = self.config.get("topic_root", "/lab")
+        node = (self.config.get("mqtt") or {}).get("client_id")
+        since = int(getattr(self, "_started_wall", 0))
+        topic = root + "/orchestrator/status"
+
+        def this_birth(m):
+            p = m["payload"]
+            if p.get("online") is not True or (node and p.get("node") != node):
+                return False
+            # The ts of this run, not a previous run's birth still retained.
+            return calendar.timegm(time.strptime(p["ts"], "%Y-%m-%dT%H:%M:%SZ")) >= since
+
+        c = MqttClient(broker.host, broker.port)
+        try:
+            c.subscribe(topic)
+            c.wait_for(topic, this_birth, timeout)
+        except AssertionError as exc:
+            raise AssertionError("host's subscriptions not in place: %s\n%s"
+                                 % (exc, tail(self.log())))
+        finally:
+            c.close()
 
     def wait_disconnected(self, timeout=10):
         return wait_until(lambda: self.get("/healthz")[1].get("mqtt") == "disconnected",

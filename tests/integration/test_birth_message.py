@@ -19,12 +19,13 @@ A scripted broker (a socket in the test) for what neither of them does:
 refusing v5 with a 3.1.1 CONNACK, and ending a v5 connection with a
 DISCONNECT that names its reason.
 
-RabbitMQ 3.10 (one node for the module; 3.1.1 only, rewrites '.' to '/'):
-- the host falls back to 3.1.1 and says so once; the dot warning is logged
-  exactly once, also after a reconnect; the agent (3.1.1 only) connects
-  without a fallback; a command is relayed to the agent and completed,
-  before and after the reconnect; the agent answers a host restart there
-  too; and a retained command published live loses its flag (3.1.1).
+RabbitMQ 3.10 (3.1.1 only, rewrites '.' to '/'): the same, on the node of
+test_registry_rabbitmq.py (a node boot costs seconds of CPU): the host falls
+back to 3.1.1 and says so once; the dot warning is logged exactly once, also
+after a reconnect; the agent (3.1.1 only) connects without a fallback; a
+command is relayed to the agent and completed, before and after the
+reconnect; the agent answers a host restart there too; and a retained
+command published live loses its flag (3.1.1).
 """
 
 import re
@@ -33,12 +34,8 @@ import threading
 import time
 import uuid
 
-import paho.mqtt.client as paho
-import pytest
-
 from conftest import LOCALHOST, MqttClient, unique_name, wait_until
 from test_ndi_commands import Ndi, ndi_config
-import rabbit
 
 ROOT = "/lab"
 STATUS = ROOT + "/orchestrator/status"
@@ -197,7 +194,8 @@ def test_probe_on_mosquitto_keeps_dots(make_host, mqtt):
     client_id = unique_name("oh.host")
     host = make_host({"log_level": "debug", "mqtt": {"client_id": client_id}})
     sent = mqtt.wait_for(PROBE)
-    assert sent["topic"] == "%s/orchestrator/probe/%s.dot" % (ROOT, client_id.replace(".", "_"))
+    assert sent["topic"] == "%s/orchestrator/probe/from-%s/check.dot" % (
+        ROOT, client_id.replace(".", "_"))
     assert not sent["retain"] and sent["qos"] == 1, sent
     wait_until(lambda: PROBE_KEPT in host.log(), 5, msg="the probe's answer")
     assert DOTS_WARNING not in host.log()
@@ -305,108 +303,3 @@ def test_v5_disconnect_reason_is_reported(make_host):
         assert set(fake.levels) == {5}, fake.levels
     finally:
         fake.stop()
-
-
-# ------------------------------------------------------------------- RabbitMQ
-
-
-@pytest.fixture(scope="module")
-def rabbit_broker(tmp_path_factory):
-    reason = rabbit.available()
-    if reason:
-        pytest.skip(reason)
-    rb = rabbit.RabbitBroker(str(tmp_path_factory.mktemp("rabbit")))
-    try:
-        rb.start()
-        yield rb
-    finally:
-        rb.close()
-    problems = rb.problems()
-    assert not problems, "\n".join(problems) + "\n" + rb.log()[-4000:]
-
-
-@pytest.fixture
-def on_rabbit(request, rabbit_broker):
-    # conftest attaches the logs of these to a failing test's report.
-    procs = getattr(request.node, "_oh_processes", None)
-    if procs is None:
-        procs = request.node._oh_processes = []
-    procs.append(rabbit_broker)
-    made = []
-
-    def client():
-        c = MqttClient(rabbit_broker.host, rabbit_broker.port)
-        made.append(c)
-        return c
-
-    yield client
-    for c in made:
-        c.close()
-
-
-def kick(broker, client_id):
-    """Takes client_id's session over and leaves: the broker drops the
-    holder, which then reconnects by itself."""
-    c = paho.Client(client_id=client_id, clean_session=True, protocol=paho.MQTTv311)
-    c.connect(broker.host, broker.port, keepalive=30)
-    c.loop_start()
-    wait_until(c.is_connected, 5, msg="the kicking client to connect")
-    c.disconnect()
-    c.loop_stop()
-
-
-def test_rabbitmq_fallback_probe_and_relay(rabbit_broker, on_rabbit, make_host, make_device):
-    rb = rabbit_broker
-    watcher = on_rabbit()
-    watcher.subscribe(STATUS)   # RabbitMQ: retained only on exact topics
-    started = time.monotonic()
-    host = make_host(ndi_config({"ack_timeout_s": 10}, log_level="debug"), broker=rb)
-    host.wait_connected()
-    print("\nconnected to RabbitMQ through the fallback in %.3f s" % (time.monotonic() - started))
-    assert watcher.wait_for(STATUS, online(True))["payload"]["node"] == host.config["mqtt"]["client_id"]
-    wait_until(lambda: DOTS_WARNING in host.log(), 5, msg="the dot warning")
-    log = host.log()
-    assert log.count(FALLBACK) == 1 and log.count(V5_CLOSED) == 1 and V5 not in log, log
-
-    prefix = unique_name("rb") + "-"
-    dev = prefix + "01"
-    app_client = on_rabbit()
-    app_client.subscribe(dev_topic(dev, "status"))
-    app_client.subscribe(dev_topic(dev, "meta"))
-    agent = simulated(make_device, prefix, 1, host=rb.host, port=rb.port)
-    app_client.wait_for(dev_topic(dev, "status"), online(True), timeout=10)
-    app = Ndi(host, app_client)
-    relay_start(app, dev)
-    assert "MQTT 5" not in agent.log() and "3.1.1" not in agent.log()
-
-    # A reconnect keeps 3.1.1 without trying v5 again, and says nothing new.
-    kick(rb, host.config["mqtt"]["client_id"])
-    wait_until(lambda: host.log().count(PROBE_REWRITTEN) == 2, 15,
-               msg="the host to reconnect and probe again")
-    host.wait_connected()
-    log = host.log()
-    assert log.count(FALLBACK) == 1 and log.count(V5_CLOSED) == 1, log
-    assert log.count(DOTS_WARNING) == 1, log
-    relay_start(app, dev)
-
-    # The agent answers a host restart on RabbitMQ too.
-    mark = app_client.mark()
-    host.restart()
-    app_client.wait_for(dev_topic(dev, "meta"), since=mark, timeout=10)
-    assert ANSWERED in agent.log()
-    assert host.log().count(FALLBACK) == 2   # one per run
-
-
-def test_rabbitmq_clears_the_retain_flag_of_live_messages(rabbit_broker, on_rabbit, make_host):
-    # 3.1.1: a retained command published while the host is connected
-    # arrives unflagged and is run like any other (docs/protocol.md).
-    host = make_host(ndi_config(), broker=rabbit_broker)
-    host.wait_connected()
-    app = Ndi(host, on_rabbit())
-    req_id = "live-retained-" + rid()
-    app.mqtt.publish(CMD, {"req_id": req_id, "actor": "app", "action": "stop",
-                           "params": {"device_id": "rpi-01"}}, retain=True)
-    try:
-        assert app.event(req_id)["code"] == "DISPATCHED"
-    finally:
-        app.mqtt.publish(CMD, b"", retain=True)

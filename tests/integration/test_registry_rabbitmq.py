@@ -15,11 +15,20 @@ with device ids of its own:
   heartbeats and fetches their meta;
 - a device id with a dot: the host says once that such ids cannot work;
 - relay and agent acks (MQTT and REST), a lease, an `at` job, a last will.
+
+First, the node itself (rabbit.RabbitBroker, the harness's second broker):
+private and on loopback only, publish/subscribe, retained messages on an
+exact subscription.  Last, the host's presence and its fallback to MQTT
+3.1.1 there (test_birth_message.py has them on mosquitto).  One node for
+the file: a boot costs seconds of CPU.
 """
 
+import ipaddress
+import os
 import time
 import uuid
 
+import paho.mqtt.client as paho
 import pytest
 
 from conftest import MqttClient, unique_name, wait_until
@@ -27,6 +36,8 @@ from fleet import (DEADLINE_S, EVT, attach, connected_at, dot_warnings_per_run,
                    ndi_devices, reconnects, topic, wait_listed, wait_reconnected,
                    wait_subscribed)
 from fleet import make_fleet  # noqa: F401 - a fixture
+from test_birth_message import (ANSWERED, CMD, DOTS_WARNING, FALLBACK, PROBE_REWRITTEN, STATUS,
+                                V5, V5_CLOSED, dev_topic, online, relay_start, rid, simulated)
 from test_ndi_commands import Ndi, ndi_config
 import rabbit
 
@@ -79,6 +90,119 @@ def rabbit_agent(make_device, rb):
                         extra_args=["--simulate", str(n), "--id-prefix", prefix])
         return d, [prefix + "%02d" % i for i in range(1, n + 1)]
     return factory
+
+
+@pytest.fixture
+def clients(rb):
+    made = []
+
+    def make(**kw):
+        c = MqttClient(rb.host, rb.port, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+# --------------------------------------------------------------------------
+# The node
+
+
+def test_node_is_private_and_on_loopback(rb):
+    rabbit_broker = rb
+    assert rabbit_broker.running()
+    env = rabbit_broker.env()
+    assert env["RABBITMQ_NODENAME"] == rabbit_broker.nodename
+    assert rabbit_broker.nodename.startswith("rabbit-")
+    with open(env["RABBITMQ_ENABLED_PLUGINS_FILE"]) as f:
+        assert f.read().strip() == "[rabbitmq_mqtt]."
+    # Every listening TCP socket of the node (beam, epmd) is on loopback,
+    # and the MQTT, distribution and epmd ports are among them.
+    listening = _listening_sockets(rabbit_broker.pids())
+    assert listening, "no listening sockets found for %s" % rabbit_broker.pids()
+    assert all(addr in ("127.0.0.1", "::1") for addr, _ in listening), listening
+    ports = {port for _, port in listening}
+    assert {rabbit_broker.port, rabbit_broker.dist_port, rabbit_broker.epmd_port} <= ports, listening
+
+
+def test_publish_subscribe(clients):
+    topic = "/lab/smoke/%s/event" % unique_name("t")
+    sub = clients()
+    sub.subscribe(topic, qos=1)
+    pub = clients()
+    pub.publish(topic, {"n": 1}, qos=1)
+    pub.publish(topic, b"raw", qos=0)
+    m = sub.wait_for(topic, lambda m: m["payload"] == {"n": 1}, timeout=5)
+    assert m["topic"] == topic and not m["retain"]
+    sub.wait_for(topic, lambda m: m["raw"] == b"raw", timeout=5)
+
+
+def test_retained_on_exact_subscription(clients):
+    topic = "/lab/device/%s/meta" % unique_name("dev")
+    pub = clients()
+    pub.publish(topic, {"model": "smoke"}, qos=1, retain=True)
+    late = clients()
+    late.subscribe(topic, qos=1)
+    m = late.wait_for(topic, timeout=5)
+    assert m["payload"] == {"model": "smoke"} and m["retain"], m
+    # An empty retained message clears it.
+    pub.publish(topic, b"", qos=1, retain=True)
+    later = clients()
+    mark = later.mark()
+    later.subscribe(topic, qos=1)
+    # A live message after the subscription: whatever came before it would
+    # have been the retained one.
+    pub.publish(topic, b"live", qos=1)
+    later.wait_for(topic, lambda m: m["raw"] == b"live", timeout=5)
+    assert [m["raw"] for m in later.messages(topic, since=mark)] == [b"live"]
+
+
+def _listening_sockets(pids):
+    """(address, port) of the TCP sockets in LISTEN state held by pids."""
+    inodes = set()
+    for pid in pids:
+        fd_dir = "/proc/%d/fd" % pid
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    out = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 10 or fields[3] != "0A" or fields[9] not in inodes:
+                continue
+            hexaddr, hexport = fields[1].split(":")
+            out.append((_addr(hexaddr, v6), int(hexport, 16)))
+    return out
+
+
+def _addr(hexaddr, v6):
+    raw = bytes.fromhex(hexaddr)
+    # /proc/net stores each 32-bit word in host (little-endian) order.
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    addr = ipaddress.ip_address(words)
+    if v6 and addr.ipv4_mapped:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+# --------------------------------------------------------------------------
+# The registry
 
 
 def wait_published(broker, ids, suffix="meta", timeout=10):
@@ -206,3 +330,88 @@ def test_rabbitmq_last_will_marks_device_offline(rb, rabbit_host, rabbit_agent):
     agent.kill()
     wait_until(lambda: ndi_devices(host).get(dev, {}).get("online") is False, DEADLINE_S, 0.1,
                "the agent's last will (online false) to reach the registry")
+
+
+# --------------------------------------------------------------------------
+# Host presence and MQTT 3.1.1 (test_birth_message.py has the same on mosquitto)
+
+
+@pytest.fixture
+def on_rabbit(rb):
+    made = []
+
+    def client():
+        c = MqttClient(rb.host, rb.port)
+        made.append(c)
+        return c
+
+    yield client
+    for c in made:
+        c.close()
+
+
+def kick(broker, client_id):
+    """Takes client_id's session over and leaves: the broker drops the
+    holder, which then reconnects by itself."""
+    c = paho.Client(client_id=client_id, clean_session=True, protocol=paho.MQTTv311)
+    c.connect(broker.host, broker.port, keepalive=30)
+    c.loop_start()
+    wait_until(c.is_connected, 5, msg="the kicking client to connect")
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_rabbitmq_fallback_probe_and_relay(rb, on_rabbit, make_host, make_device):
+    watcher = on_rabbit()
+    watcher.subscribe(STATUS)   # RabbitMQ: retained only on exact topics
+    started = time.monotonic()
+    host = make_host(ndi_config({"ack_timeout_s": 10}, log_level="debug"), broker=rb)
+    host.wait_connected()
+    print("\nconnected to RabbitMQ through the fallback in %.3f s" % (time.monotonic() - started))
+    assert watcher.wait_for(STATUS, online(True))["payload"]["node"] == host.config["mqtt"]["client_id"]
+    wait_until(lambda: DOTS_WARNING in host.log(), 5, msg="the dot warning")
+    log = host.log()
+    assert log.count(FALLBACK) == 1 and log.count(V5_CLOSED) == 1 and V5 not in log, log
+
+    prefix = unique_name("rb") + "-"
+    dev = prefix + "01"
+    app_client = on_rabbit()
+    app_client.subscribe(dev_topic(dev, "status"))
+    app_client.subscribe(dev_topic(dev, "meta"))
+    agent = simulated(make_device, prefix, 1, host=rb.host, port=rb.port)
+    app_client.wait_for(dev_topic(dev, "status"), online(True), timeout=10)
+    app = Ndi(host, app_client)
+    relay_start(app, dev)
+    assert "MQTT 5" not in agent.log() and "3.1.1" not in agent.log()
+
+    # A reconnect keeps 3.1.1 without trying v5 again, and says nothing new.
+    kick(rb, host.config["mqtt"]["client_id"])
+    wait_until(lambda: host.log().count(PROBE_REWRITTEN) == 2, 15,
+               msg="the host to reconnect and probe again")
+    host.wait_connected()
+    log = host.log()
+    assert log.count(FALLBACK) == 1 and log.count(V5_CLOSED) == 1, log
+    assert log.count(DOTS_WARNING) == 1, log
+    relay_start(app, dev)
+
+    # The agent answers a host restart on RabbitMQ too.
+    mark = app_client.mark()
+    host.restart()
+    app_client.wait_for(dev_topic(dev, "meta"), since=mark, timeout=10)
+    assert ANSWERED in agent.log()
+    assert host.log().count(FALLBACK) == 2   # one per run
+
+
+def test_rabbitmq_clears_the_retain_flag_of_live_messages(rb, on_rabbit, make_host):
+    # 3.1.1: a retained command published while the host is connected
+    # arrives unflagged and is run like any other (docs/protocol.md).
+    host = make_host(ndi_config(), broker=rb)
+    host.wait_connected()
+    app = Ndi(host, on_rabbit())
+    req_id = "live-retained-" + rid()
+    app.mqtt.publish(CMD, {"req_id": req_id, "actor": "app", "action": "stop",
+                           "params": {"device_id": "rpi-01"}}, retain=True)
+    try:
+        assert app.event(req_id)["code"] == "DISPATCHED"
+    finally:
+        app.mqtt.publish(CMD, b"", retain=True)

@@ -1,8 +1,11 @@
 """
 The durable scheduler, black-box: a real broker, the real daemon, and the
-sched_probe test plugin (tests/plugins/sched_probe.c), which schedules
-through the host service and executes jobs by publishing to
-/lab/device/{id}/probe/cmd like a real plugin.
+sched_probe test plugin (tests/plugins/sched_probe.c), loaded as module
+"sched", which schedules through the host service and executes jobs by
+publishing to /lab/device/{id}/sched/cmd like a real plugin.  (Not as
+"probe": after each connect the host's dot probe subscribes to
+/lab/orchestrator/probe/#, and the broker then delivers a command to a
+module of that name twice, once per subscription.)
 
 Covers: an `at` job delivered on time with the orchestrator envelope,
 validation errors naming the field, the reservation skip, unschedule and
@@ -21,9 +24,9 @@ import pytest
 import harness
 from harness import wait_until
 
-CMD = "/lab/orchestrator/probe/cmd"
-EVT = "/lab/orchestrator/probe/evt"
-DEV_CMD = "/lab/device/+/probe/cmd"
+CMD = "/lab/orchestrator/sched/cmd"
+EVT = "/lab/orchestrator/sched/evt"
+DEV_CMD = "/lab/device/+/sched/cmd"
 PROBE = os.path.join(harness.BUILD_DIR, "test-plugins", "sched_probe.so")
 
 
@@ -49,7 +52,7 @@ def start(make_host, make_mqtt):
         pytest.skip("%s is not built" % PROBE)
 
     def factory(grace=60, **overrides):
-        cfg = {"plugins": [{"module": "probe", "path": PROBE}], "misfire_grace_s": grace}
+        cfg = {"plugins": [{"module": "sched", "path": PROBE}], "misfire_grace_s": grace}
         cfg.update(overrides)
         host = make_host(cfg)
         host.wait_connected()
@@ -102,7 +105,7 @@ def test_at_job_delivered_on_time(start):
     assert ack["details"]["name"] == "morning"
     assert ack["actor"] == "alice"
 
-    m = client.wait_for("/lab/device/rpi-01/probe/cmd", timeout=due - time.time() + 5)
+    m = client.wait_for("/lab/device/rpi-01/sched/cmd", timeout=due - time.time() + 5)
     env = m["payload"]
     assert env["actor"] == "orchestrator"
     assert env["requested_by"] == "alice"
@@ -121,7 +124,7 @@ def test_at_job_delivered_on_time(start):
     assert d["skipped"] == []
 
     # A finished one-off job stays visible for a while, with its outcome.
-    status, job = host.get("/api/probe/jobs/" + job_id)
+    status, job = host.get("/api/sched/jobs/" + job_id)
     assert status == 200, job
     assert job["state"] == "done" and job["next_run"] is None
     assert job["last_run"] is not None
@@ -151,7 +154,7 @@ def test_at_just_past_runs_at_once_and_local_time_uses_tz(start):
     past = iso(int(time.time()) - 5)
     ack = schedule(client, at=past, commands=[{"device_id": "rpi-02", "action": "stop"}])
     event(client, "FIRED", ack["details"]["job_id"], timeout=3)
-    client.wait_for("/lab/device/rpi-02/probe/cmd", timeout=3)
+    client.wait_for("/lab/device/rpi-02/sched/cmd", timeout=3)
 
     # No offset: read in the job's zone (CEST is UTC+2 in June).
     ack = schedule(client, at="2099-06-01T12:00:00", tz="Europe/Berlin",
@@ -206,7 +209,7 @@ def test_schedule_rejects_bad_params_naming_the_field(start, params, field, toke
     assert ack["error"].startswith(field), ack["error"]
     if token:
         assert token in ack["error"], ack["error"]
-    status, body = host.get("/api/probe/jobs")
+    status, body = host.get("/api/sched/jobs")
     assert body["count"] == 0
 
 
@@ -228,10 +231,10 @@ def test_reserved_device_is_skipped_and_names_the_holder(start):
     fired = event(client, "FIRED", job_id)["payload"]["details"]
     assert [d["device_id"] for d in fired["dispatched"]] == ["rpi-05"]
     assert [(s["device_id"], s["holder"]) for s in fired["skipped"]] == [("rpi-04", "bob")]
-    client.wait_for("/lab/device/rpi-05/probe/cmd")
+    client.wait_for("/lab/device/rpi-05/sched/cmd")
     time.sleep(0.3)
-    assert not client.messages("/lab/device/rpi-04/probe/cmd")
-    status, job = host.get("/api/probe/jobs/" + job_id)
+    assert not client.messages("/lab/device/rpi-04/sched/cmd")
+    status, job = host.get("/api/sched/jobs/" + job_id)
     assert job["last_result"]["dispatched"] == 1 and job["last_result"]["skipped"] == 1
 
     # The owner's own reservation does not block its jobs.
@@ -261,20 +264,20 @@ def test_listing_and_unschedule_over_mqtt_and_rest(start):
     for key in ("id", "module", "owner", "name", "spec", "tz", "commands", "created",
                 "next_run", "last_run", "last_result"):
         assert key in ja, key
-    assert ja["owner"] == "alice" and ja["module"] == "probe" and ja["name"] == "weekday"
+    assert ja["owner"] == "alice" and ja["module"] == "sched" and ja["name"] == "weekday"
     assert ja["spec"] == {"cron": "0 6 * * MON-FRI"} and ja["tz"] == "Europe/Paris"
     assert ja["commands"] == [{"device_id": "rpi-01", "action": "start", "params": {"source": "S"}}]
     assert ja["last_run"] is None and ja["last_result"] is None
     assert jobs[idb]["spec"] == {"at": "2099-01-01T00:00:00Z"} and jobs[idb]["owner"] == "bob"
     assert [j["id"] for j in command(client, "jobs", {"owner": "bob"})["details"]["jobs"]] == [idb]
 
-    status, body = host.get("/api/probe/jobs")
+    status, body = host.get("/api/sched/jobs")
     assert status == 200 and body["count"] == 2
-    status, body = host.get("/api/probe/jobs?owner=alice")
+    status, body = host.get("/api/sched/jobs?owner=alice")
     assert [j["id"] for j in body["jobs"]] == [ida]
-    status, body = host.get("/api/probe/jobs/" + ida)
+    status, body = host.get("/api/sched/jobs/" + ida)
     assert status == 200 and body == ja
-    status, body = host.get("/api/probe/jobs/nope")
+    status, body = host.get("/api/sched/jobs/nope")
     assert status == 404 and body["error"]["code"] == "NOT_FOUND"
 
     # Only the owner unschedules.
@@ -284,23 +287,23 @@ def test_listing_and_unschedule_over_mqtt_and_rest(start):
     assert ack["ok"] and ack["code"] == "OK" and ack["details"]["job_id"] == ida
     assert command(client, "unschedule", {"job_id": ida})["code"] == "NOT_FOUND"
     assert command(client, "unschedule", {})["code"] == "BAD_REQUEST"
-    assert host.get("/api/probe/jobs/" + ida)[0] == 404
+    assert host.get("/api/sched/jobs/" + ida)[0] == 404
 
-    status, body = host.delete("/api/probe/jobs/" + idb)
+    status, body = host.delete("/api/sched/jobs/" + idb)
     assert status == 200 and body["deleted"] is True and body["job"]["id"] == idb
-    assert host.delete("/api/probe/jobs/" + idb)[0] == 404
-    assert host.get("/api/probe/jobs")[1]["count"] == 0
+    assert host.delete("/api/sched/jobs/" + idb)[0] == 404
+    assert host.get("/api/sched/jobs")[1]["count"] == 0
 
     # REST create, and its validation.
-    status, body = host.post("/api/probe/jobs", {"cron": "*/5 * * * *", "actor": "carol",
+    status, body = host.post("/api/sched/jobs", {"cron": "*/5 * * * *", "actor": "carol",
                                                  "commands": [{"device_id": "x", "action": "stop"}]})
     assert status == 201, body
     assert body["owner"] == "carol" and body["next_run"]
-    status, body = host.post("/api/probe/jobs", {"cron": "*/5 * * * *",
+    status, body = host.post("/api/sched/jobs", {"cron": "*/5 * * * *",
                                                  "commands": [{"device_id": "x", "action": "fly"}]})
     assert status == 400 and body["error"]["message"].startswith("commands[0].action"), body
     status, doc = host.get("/openapi.json")
-    assert "/api/probe/jobs/{id}" in doc["paths"] and "delete" in doc["paths"]["/api/probe/jobs/{id}"]
+    assert "/api/sched/jobs/{id}" in doc["paths"] and "delete" in doc["paths"]["/api/sched/jobs/{id}"]
 
 
 def test_unschedule_before_due_means_it_never_fires(start):
@@ -309,7 +312,7 @@ def test_unschedule_before_due_means_it_never_fires(start):
     ack = schedule(client, at=when, commands=[{"device_id": "rpi-07", "action": "start"}])
     assert command(client, "unschedule", {"job_id": ack["details"]["job_id"]})["ok"]
     time.sleep(max(0, due - time.time()) + 1)
-    assert not client.messages("/lab/device/rpi-07/probe/cmd")
+    assert not client.messages("/lab/device/rpi-07/sched/cmd")
     assert not [m for m in client.messages(EVT) if m["payload"]["code"] == "FIRED"]
 
 
@@ -322,11 +325,11 @@ def test_jobs_survive_kill_9(start):
                  commands=[{"device_id": "rpi-01", "action": "record_start"}])
     b = schedule(client, at=iso(int(time.time()) + 3600), actor="bob",
                  commands=[{"device_id": "rpi-02", "action": "stop"}])
-    before = {j["id"]: j for j in host.get("/api/probe/jobs")[1]["jobs"]}
+    before = {j["id"]: j for j in host.get("/api/sched/jobs")[1]["jobs"]}
     assert set(before) == {a["details"]["job_id"], b["details"]["job_id"]}
     host.kill()
     host.start()
-    after = {j["id"]: j for j in host.get("/api/probe/jobs")[1]["jobs"]}
+    after = {j["id"]: j for j in host.get("/api/sched/jobs")[1]["jobs"]}
     assert after == before
     # Still managed by their owners after the restart.
     host.wait_connected()
@@ -338,7 +341,7 @@ def test_jobs_survive_kill_9(start):
     finally:
         client2.close()
     host.restart()
-    assert [j["id"] for j in host.get("/api/probe/jobs")[1]["jobs"]] == [a["details"]["job_id"]]
+    assert [j["id"] for j in host.get("/api/sched/jobs")[1]["jobs"]] == [a["details"]["job_id"]]
 
 
 def test_missed_run_within_grace_runs_once_at_startup(start):
@@ -350,11 +353,11 @@ def test_missed_run_within_grace_runs_once_at_startup(start):
     time.sleep(max(0, due - time.time()) + 1.5)
     mark = client.mark()
     host.start()
-    m = client.wait_for("/lab/device/rpi-08/probe/cmd", timeout=10, since=mark)
+    m = client.wait_for("/lab/device/rpi-08/sched/cmd", timeout=10, since=mark)
     assert m["payload"]["requested_by"] == "alice"
     fired = event(client, "FIRED", job_id, since=mark)["payload"]["details"]
     assert fired["due"] == when and fired["lateness_ms"] >= 1000
-    status, job = host.get("/api/probe/jobs/" + job_id)
+    status, job = host.get("/api/sched/jobs/" + job_id)
     assert job["last_result"]["code"] == "FIRED" and job["state"] == "done"
     # Exactly once, also across another crash right after.
     host.kill()
@@ -362,7 +365,7 @@ def test_missed_run_within_grace_runs_once_at_startup(start):
     host.start()
     host.wait_connected()
     time.sleep(1)
-    assert not client.messages("/lab/device/rpi-08/probe/cmd", since=mark)
+    assert not client.messages("/lab/device/rpi-08/sched/cmd", since=mark)
 
 
 def test_missed_run_outside_grace_is_recorded(start):
@@ -380,12 +383,12 @@ def test_missed_run_outside_grace_is_recorded(start):
     assert missed["details"]["due"] == when and missed["details"]["name"] == "late"
     assert missed["actor"] == "alice"
     time.sleep(0.5)
-    assert not client.messages("/lab/device/rpi-09/probe/cmd", since=mark)
-    status, job = host.get("/api/probe/jobs/" + job_id)
+    assert not client.messages("/lab/device/rpi-09/sched/cmd", since=mark)
+    status, job = host.get("/api/sched/jobs/" + job_id)
     assert job["last_result"]["code"] == "MISSED" and job["last_result"]["due"] == when
     assert job["last_run"] is None and job["state"] == "done"
     # The yearly cron job was not due: untouched.
-    status, cj = host.get("/api/probe/jobs/" + cron_ack["details"]["job_id"])
+    status, cj = host.get("/api/sched/jobs/" + cron_ack["details"]["job_id"])
     assert cj["last_result"] is None and cj["next_run"] == cron_ack["details"]["next_run"]
 
 
@@ -492,3 +495,41 @@ def test_ndi_schedule_checks_actions_and_params(ndi):
     assert ndi_command(client, "unschedule", {"job_id": job_id}, actor="bob")["code"] == "NOT_OWNER"
     wait_until(lambda: ndi_command(client, "unschedule", {"job_id": job_id})["ok"], timeout=10)
     assert host.get("/api/ndi/jobs")[1]["count"] == 0
+
+
+def test_a_plugin_named_probe_gets_each_command_once(make_host, make_broker, make_mqtt, tmp_path):
+    """The host's dot probe lives under {root}/orchestrator/probe/ too; its
+    subscription must not also cover the command topic of a module of that
+    name, or the broker hands that module every command twice while the
+    probe waits for its answer (a short window, so the subscriptions the
+    broker logs are checked as well as the acks)."""
+    from paho.mqtt.client import topic_matches_sub
+    if not os.path.exists(PROBE):
+        pytest.skip("%s is not built" % PROBE)
+    sub_log = str(tmp_path / "subscriptions.log")   # a file: mosquitto flushes it per line
+    b = make_broker(extra_conf="log_dest file %s\nlog_type subscribe" % sub_log)
+    client_id = "oh-probe-named-" + uuid.uuid4().hex[:8]
+    host = make_host({"plugins": [{"module": "probe", "path": PROBE}],
+                      "mqtt": {"host": b.host, "port": b.port, "client_id": client_id}})
+    host.wait_connected()
+    client = make_mqtt(broker=b)
+    evt = "/lab/orchestrator/probe/evt"
+    client.subscribe(evt)
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    for rid in (first, second):
+        client.publish("/lab/orchestrator/probe/cmd",
+                       {"req_id": rid, "actor": "alice", "action": "jobs", "params": {}})
+    # Copies of one message reach the client back to back: once the second
+    # command's ack is in, a duplicate of the first would be too.
+    client.wait_for(evt, lambda m: m["payload"]["req_id"] == second, 5)
+    acks = [m for m in client.messages(evt) if m["payload"]["req_id"] == first]
+    assert len(acks) == 1, acks
+    # Every filter the host subscribed to: one only may cover the command topic.
+    def subscriptions():
+        with open(sub_log) as f:
+            return [line.split()[-1] for line in f if " %s " % client_id in line]
+    wait_until(lambda: any("/orchestrator/probe/from-" in f or f.endswith("/probe/#")
+                           for f in subscriptions()), 5, msg="the probe's subscription")
+    filters = subscriptions()
+    covering = [f for f in filters if topic_matches_sub(f, "/lab/orchestrator/probe/cmd")]
+    assert len(covering) == 1, (covering, filters)
