@@ -61,16 +61,28 @@ static struct {
 	long from, to;
 	int conns;
 	double timeout_s;
-	double at;                /* latency: start at this wall-clock time */
-	double duration;          /* latency: stop after this many seconds */
-	const char *db;           /* jobs: the host's state.db */
-	double fire_at;           /* jobs: the first due time (wall clock) */
-	double window;            /* jobs: due times spread over this many seconds */
-	long fire_n;              /* jobs: how many are due in the window */
+	double at;       /* latency: start at this wall-clock time */
+	double duration; /* latency: stop after this many seconds */
+	const char *db;  /* jobs: the host's state.db */
+	double fire_at;  /* jobs: the first due time (wall clock) */
+	double window;   /* jobs: due times spread over this many seconds */
+	long fire_n;     /* jobs: how many are due in the window */
 } opt = {
-	.port = 1883, .http_port = 8080, .root = "/lab", .mode = "relay", .name = "bench",
-	.device_id = "bench-dev", .qos = 1, .n = 1000, .warmup = 200, .devices = 1000,
-	.updates = 20, .from = 0, .to = 1000, .conns = 8, .timeout_s = 60,
+		.port = 1883,
+		.http_port = 8080,
+		.root = "/lab",
+		.mode = "relay",
+		.name = "bench",
+		.device_id = "bench-dev",
+		.qos = 1,
+		.n = 1000,
+		.warmup = 200,
+		.devices = 1000,
+		.updates = 20,
+		.from = 0,
+		.to = 1000,
+		.conns = 8,
+		.timeout_s = 60,
 };
 
 static double wall_s(void)
@@ -130,7 +142,7 @@ struct client {
 	pthread_cond_t cond;
 	bool connected;
 	int subacks;
-	long published;           /* PUBACKs (QoS 1) or writes (QoS 0) */
+	long published; /* PUBACKs (QoS 1) or writes (QoS 0) */
 	void (*on_msg)(struct client *, const struct mosquitto_message *);
 	void *ud;
 };
@@ -289,8 +301,8 @@ static int http_get(const char *path, char **body, size_t *body_len)
 		return -1;
 	}
 	char req[512];
-	int n = snprintf(req, sizeof req,
-			"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+	int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+			path);
 	if(write(fd, req, (size_t)n) != n) {
 		close(fd);
 		return -1;
@@ -444,7 +456,7 @@ static void cmd_latency(void)
 		long want = atomic_load(&st.received) + 1;
 		double t0 = now_s();
 		if(mosquitto_publish(app->mosq, NULL, path == 0 ? cmd_topic : dev_topic, len, payload,
-					opt.qos, false))
+				   opt.qos, false))
 			die("publish failed");
 		/* One second is two orders above any sane round trip. */
 		while(atomic_load(&st.received) < want && now_s() - t0 < 1.0)
@@ -548,8 +560,8 @@ static void cmd_throughput(void)
 				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
 				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
 				st.tag, i, opt.device_id);
-		int rc = mosquitto_publish(app->mosq, NULL, relay ? cmd_topic : dev_topic, len,
-				payload, opt.qos, false);
+		int rc = mosquitto_publish(
+				app->mosq, NULL, relay ? cmd_topic : dev_topic, len, payload, opt.qos, false);
 		if(rc)
 			die("publish failed: %s", mosquitto_strerror(rc));
 	}
@@ -613,8 +625,8 @@ static int publish_status(struct client *c, long i, long seq)
 	device_name(i, id, sizeof id);
 	snprintf(topic, sizeof topic, "%s/device/%s/status", opt.root, id);
 	int len = snprintf(payload, sizeof payload,
-			"{\"online\":true,\"seq\":%ld,\"cpu\":%ld.%ld,\"ndi\":{\"state\":\"idle\"}}",
-			seq, (i * 7 + seq) % 100, seq % 10);
+			"{\"online\":true,\"seq\":%ld,\"cpu\":%ld.%ld,\"ndi\":{\"state\":\"idle\"}}", seq,
+			(i * 7 + seq) % 100, seq % 10);
 	if(mosquitto_publish(c->mosq, NULL, topic, len, payload, 1, true))
 		die("publish %s failed", topic);
 	return len;
@@ -701,12 +713,12 @@ struct reg_state {
 	long status_seen;
 	long status_target;
 	double t_status_last;
-	double t_from;            /* count snapshots arriving after this */
+	double t_from; /* count snapshots arriving after this */
 	long snapshots;
 	long snapshot_bytes;
 	long max_snapshot_bytes;
 	long devices_in_snapshot;
-	bool snapshot_final;      /* a snapshot showed every final update */
+	bool snapshot_final; /* a snapshot showed every final update */
 	double t_snapshot_final;
 	long final_seq;
 	long ndev;
@@ -721,7 +733,8 @@ static bool registry_complete(json_t *reg, long seq, long ndev)
 	const char *k;
 	json_t *v;
 	long n = 0;
-	json_object_foreach(devs, k, v) {
+	json_object_foreach(devs, k, v)
+	{
 		if(strncmp(k, "dev-", 4))
 			continue;
 		if(json_integer_value(json_object_get(v, "seq")) != seq)
@@ -799,7 +812,7 @@ static void cmd_registry(void)
 	}
 	if(!have_all)
 		die("host did not register %ld devices", ndev);
-	usleep(500000);   /* let the registration snapshots go out */
+	usleep(500000); /* let the registration snapshots go out */
 
 	/* 2. A monitor sees what the broker delivers: every status update (the
 	 *    broker-alone reference) and every registry snapshot. */
@@ -875,8 +888,7 @@ static void cmd_registry(void)
 	figure("visible_secs", t_visible - t0, "s");
 	figure("visible_after_last_s", t_visible - t_arrived, "s");
 	figure("rate", (double)total / (t_visible - t0), "updates/s");
-	figure("snapshot_final_after_last_s",
-			st.snapshot_final ? st.t_snapshot_final - t_arrived : NAN, "s");
+	figure("snapshot_final_after_last_s", st.snapshot_final ? st.t_snapshot_final - t_arrived : NAN, "s");
 	figure("snapshots", (double)st.snapshots, "count");
 	figure("snapshot_bytes", (double)st.snapshot_bytes, "bytes");
 	figure("snapshot_max_bytes", (double)st.max_snapshot_bytes, "bytes");
@@ -915,18 +927,17 @@ static void cmd_jobs(void)
 	if(!opt.db || sqlite3_open(opt.db, &db) != SQLITE_OK)
 		die("cannot open %s", opt.db ? opt.db : "(no --db)");
 	char *err = NULL;
-	const char *schema =
-		"PRAGMA journal_mode=WAL;"
-		"CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
-		" expires_at REAL NOT NULL);"
-		"CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
-		" doc TEXT NOT NULL);"
-		"BEGIN;";
+	const char *schema = "PRAGMA journal_mode=WAL;"
+			     "CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+			     " expires_at REAL NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
+			     " doc TEXT NOT NULL);"
+			     "BEGIN;";
 	if(sqlite3_exec(db, schema, NULL, NULL, &err) != SQLITE_OK)
 		die("%s: %s", opt.db, err);
 	sqlite3_stmt *st;
-	if(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, 'ndi', ?2)",
-				-1, &st, NULL) != SQLITE_OK)
+	if(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, 'ndi', ?2)", -1,
+			   &st, NULL) != SQLITE_OK)
 		die("prepare: %s", sqlite3_errmsg(db));
 	char created[32];
 	iso_utc(wall_s(), created, sizeof created);
@@ -937,7 +948,7 @@ static void cmd_jobs(void)
 		per_sec = 1;
 	for(long i = 0; i < opt.n; i++) {
 		double due = i < opt.fire_n ? floor(opt.fire_at) + (double)(i / per_sec)
-				: wall_s() + 86400 + (double)(i % 86400);
+					    : wall_s() + 86400 + (double)(i % 86400);
 		char id[40], when[32], doc[1024];
 		snprintf(id, sizeof id, "bench-job-%07ld", i);
 		iso_utc(due, when, sizeof when);
@@ -1021,25 +1032,25 @@ static void cmd_schedwatch(void)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch [options]\n"
-		"  --port N          broker port (1883)\n"
-		"  --http-port N     host HTTP port (8080)\n"
-		"  --root R          topic root (/lab)\n"
-		"  --mode M          relay (through the host), direct (broker alone), or\n"
-		"                    both (latency: alternate the two, trip by trip)\n"
-		"  --qos Q           0 or 1 (1)\n"
-		"  --n N             round trips / commands\n"
-		"  --warmup N        latency round trips not counted (200)\n"
-		"  --devices N       registry: devices (1000)\n"
-		"  --updates N       registry: status updates per device (20)\n"
-		"  --from A --to B   populate: device numbers [A, B)\n"
-		"  --conns N         MQTT connections the devices share (8)\n"
-		"  --timeout S       give up after S seconds (60)\n"
-		"  --name NAME       prefix of the printed figures\n"
-		"  --at T --duration S   latency: start at wall time T, stop after S seconds\n"
-		"  --db FILE --fire-at T --window S --fire-n K\n"
-		"                    jobs: write --n jobs into FILE, K due in [T, T+S)\n"
-		"                    schedwatch: wait for K due jobs, print their lateness\n");
+			"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch [options]\n"
+			"  --port N          broker port (1883)\n"
+			"  --http-port N     host HTTP port (8080)\n"
+			"  --root R          topic root (/lab)\n"
+			"  --mode M          relay (through the host), direct (broker alone), or\n"
+			"                    both (latency: alternate the two, trip by trip)\n"
+			"  --qos Q           0 or 1 (1)\n"
+			"  --n N             round trips / commands\n"
+			"  --warmup N        latency round trips not counted (200)\n"
+			"  --devices N       registry: devices (1000)\n"
+			"  --updates N       registry: status updates per device (20)\n"
+			"  --from A --to B   populate: device numbers [A, B)\n"
+			"  --conns N         MQTT connections the devices share (8)\n"
+			"  --timeout S       give up after S seconds (60)\n"
+			"  --name NAME       prefix of the printed figures\n"
+			"  --at T --duration S   latency: start at wall time T, stop after S seconds\n"
+			"  --db FILE --fire-at T --window S --fire-n K\n"
+			"                    jobs: write --n jobs into FILE, K due in [T, T+S)\n"
+			"                    schedwatch: wait for K due jobs, print their lateness\n");
 	exit(2);
 }
 
@@ -1049,40 +1060,98 @@ int main(int argc, char **argv)
 		usage();
 	const char *cmd = argv[1];
 	static const struct option lo[] = {
-		{"port", 1, 0, 'p'}, {"http-port", 1, 0, 'h'}, {"root", 1, 0, 'r'},
-		{"mode", 1, 0, 'm'}, {"qos", 1, 0, 'q'}, {"n", 1, 0, 'n'}, {"warmup", 1, 0, 'w'},
-		{"devices", 1, 0, 'd'}, {"updates", 1, 0, 'u'}, {"from", 1, 0, 'f'},
-		{"to", 1, 0, 't'}, {"conns", 1, 0, 'c'}, {"timeout", 1, 0, 'T'},
-		{"name", 1, 0, 'N'}, {"device-id", 1, 0, 'D'}, {"at", 1, 0, 'A'},
-		{"duration", 1, 0, 'U'}, {"db", 1, 0, 'B'}, {"fire-at", 1, 0, 'F'},
-		{"window", 1, 0, 'W'}, {"fire-n", 1, 0, 'K'}, {0, 0, 0, 0},
+			{"port", 1, 0, 'p'},
+			{"http-port", 1, 0, 'h'},
+			{"root", 1, 0, 'r'},
+			{"mode", 1, 0, 'm'},
+			{"qos", 1, 0, 'q'},
+			{"n", 1, 0, 'n'},
+			{"warmup", 1, 0, 'w'},
+			{"devices", 1, 0, 'd'},
+			{"updates", 1, 0, 'u'},
+			{"from", 1, 0, 'f'},
+			{"to", 1, 0, 't'},
+			{"conns", 1, 0, 'c'},
+			{"timeout", 1, 0, 'T'},
+			{"name", 1, 0, 'N'},
+			{"device-id", 1, 0, 'D'},
+			{"at", 1, 0, 'A'},
+			{"duration", 1, 0, 'U'},
+			{"db", 1, 0, 'B'},
+			{"fire-at", 1, 0, 'F'},
+			{"window", 1, 0, 'W'},
+			{"fire-n", 1, 0, 'K'},
+			{0, 0, 0, 0},
 	};
 	int ch;
 	optind = 2;
 	while((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch(ch) {
-		case 'p': opt.port = atoi(optarg); break;
-		case 'h': opt.http_port = atoi(optarg); break;
-		case 'r': opt.root = optarg; break;
-		case 'm': opt.mode = optarg; break;
-		case 'q': opt.qos = atoi(optarg); break;
-		case 'n': opt.n = atol(optarg); break;
-		case 'w': opt.warmup = atol(optarg); break;
-		case 'd': opt.devices = atol(optarg); break;
-		case 'u': opt.updates = atol(optarg); break;
-		case 'f': opt.from = atol(optarg); break;
-		case 't': opt.to = atol(optarg); break;
-		case 'c': opt.conns = atoi(optarg); break;
-		case 'T': opt.timeout_s = atof(optarg); break;
-		case 'N': opt.name = optarg; break;
-		case 'D': opt.device_id = optarg; break;
-		case 'A': opt.at = atof(optarg); break;
-		case 'U': opt.duration = atof(optarg); break;
-		case 'B': opt.db = optarg; break;
-		case 'F': opt.fire_at = atof(optarg); break;
-		case 'W': opt.window = atof(optarg); break;
-		case 'K': opt.fire_n = atol(optarg); break;
-		default: usage();
+		case 'p':
+			opt.port = atoi(optarg);
+			break;
+		case 'h':
+			opt.http_port = atoi(optarg);
+			break;
+		case 'r':
+			opt.root = optarg;
+			break;
+		case 'm':
+			opt.mode = optarg;
+			break;
+		case 'q':
+			opt.qos = atoi(optarg);
+			break;
+		case 'n':
+			opt.n = atol(optarg);
+			break;
+		case 'w':
+			opt.warmup = atol(optarg);
+			break;
+		case 'd':
+			opt.devices = atol(optarg);
+			break;
+		case 'u':
+			opt.updates = atol(optarg);
+			break;
+		case 'f':
+			opt.from = atol(optarg);
+			break;
+		case 't':
+			opt.to = atol(optarg);
+			break;
+		case 'c':
+			opt.conns = atoi(optarg);
+			break;
+		case 'T':
+			opt.timeout_s = atof(optarg);
+			break;
+		case 'N':
+			opt.name = optarg;
+			break;
+		case 'D':
+			opt.device_id = optarg;
+			break;
+		case 'A':
+			opt.at = atof(optarg);
+			break;
+		case 'U':
+			opt.duration = atof(optarg);
+			break;
+		case 'B':
+			opt.db = optarg;
+			break;
+		case 'F':
+			opt.fire_at = atof(optarg);
+			break;
+		case 'W':
+			opt.window = atof(optarg);
+			break;
+		case 'K':
+			opt.fire_n = atol(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if(opt.n < 1 || opt.conns < 1 || opt.devices < 1 || opt.qos < 0 || opt.qos > 1)

@@ -27,7 +27,7 @@
 
 /* The plugin's state, freed by the host after unload. */
 struct relay {
-	json_t *commanded;        /* {"rpi-01": {"0": true, "3": false}} */
+	json_t *commanded; /* {"rpi-01": {"0": true, "3": false}} */
 	double default_lease_s;
 };
 
@@ -36,19 +36,29 @@ struct relay {
 static const char *ack_code(int rc, bool lease_op)
 {
 	switch(rc) {
-	case OH_OK: return lease_op ? "OK" : "DISPATCHED";
-	case OH_ERR_IN_USE: return lease_op ? "IN_USE" : "DENIED";
-	case OH_ERR_NOT_OWNER: return "NOT_OWNER";
+	case OH_OK:
+		return lease_op ? "OK" : "DISPATCHED";
+	case OH_ERR_IN_USE:
+		return lease_op ? "IN_USE" : "DENIED";
+	case OH_ERR_NOT_OWNER:
+		return "NOT_OWNER";
 	case OH_ERR_NOT_HELD:
-	case OH_ERR_NOT_FOUND: return "NOT_HELD";
-	case OH_ERR_INVAL: return "BAD_REQUEST";
-	default: return "ERROR";
+	case OH_ERR_NOT_FOUND:
+		return "NOT_HELD";
+	case OH_ERR_INVAL:
+		return "BAD_REQUEST";
+	default:
+		return "ERROR";
 	}
 }
 
 /* ---- parameters, checked from one table ---------------------------------- */
 
-enum kind { P_STRING, P_CHANNEL, P_SECONDS };
+enum kind {
+	P_STRING,
+	P_CHANNEL,
+	P_SECONDS
+};
 
 struct param {
 	const char *name;
@@ -58,14 +68,14 @@ struct param {
 
 static const struct {
 	const char *action;
-	bool switches;            /* relayed to the device */
+	bool switches; /* relayed to the device */
 	struct param params[3];
 } actions[] = {
-	{"on", true, {{"device_id", P_STRING, true}, {"channel", P_CHANNEL, false}}},
-	{"off", true, {{"device_id", P_STRING, true}, {"channel", P_CHANNEL, false}}},
-	{"toggle", true, {{"device_id", P_STRING, true}, {"channel", P_CHANNEL, false}}},
-	{"reserve", false, {{"device_id", P_STRING, true}, {"lease_s", P_SECONDS, false}}},
-	{"release", false, {{"device_id", P_STRING, true}}},
+		{"on", true, {{"device_id", P_STRING, true}, {"channel", P_CHANNEL, false}}},
+		{"off", true, {{"device_id", P_STRING, true}, {"channel", P_CHANNEL, false}}},
+		{"toggle", true, {{"device_id", P_STRING, true}, {"channel", P_CHANNEL, false}}},
+		{"reserve", false, {{"device_id", P_STRING, true}, {"lease_s", P_SECONDS, false}}},
+		{"release", false, {{"device_id", P_STRING, true}}},
 };
 
 static int find_action(const char *name)
@@ -92,11 +102,11 @@ static int check_params(int a, const json_t *params, char *err, size_t len)
 		switch(p->kind) {
 		case P_STRING:
 			ok = json_is_string(v) && json_string_length(v) > 0 &&
-				!strpbrk(json_string_value(v), "/+#");
+					!strpbrk(json_string_value(v), "/+#");
 			break;
 		case P_CHANNEL:
 			ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
-				json_integer_value(v) <= MAX_CHANNEL;
+					json_integer_value(v) <= MAX_CHANNEL;
 			break;
 		case P_SECONDS:
 			ok = json_is_number(v) && json_number_value(v) > 0;
@@ -104,8 +114,9 @@ static int check_params(int a, const json_t *params, char *err, size_t len)
 		}
 		if(!ok) {
 			snprintf(err, len, "params.%s: expected %s", p->name,
-					p->kind == P_STRING ? "a device id" :
-					p->kind == P_CHANNEL ? "an integer 0-63" : "a positive number");
+					p->kind == P_STRING                    ? "a device id"
+							: p->kind == P_CHANNEL ? "an integer 0-63"
+									       : "a positive number");
 			return OH_ERR_INVAL;
 		}
 	}
@@ -123,15 +134,16 @@ static void remember(struct relay *r, const char *device, int channel, const cha
 	}
 	char ch[8];
 	snprintf(ch, sizeof ch, "%d", channel);
-	bool now = !strcmp(action, "on") ? true : !strcmp(action, "off") ? false :
-		!json_is_true(json_object_get(dev, ch));
+	bool now = !strcmp(action, "on")         ? true
+			: !strcmp(action, "off") ? false
+						 : !json_is_true(json_object_get(dev, ch));
 	json_object_set_new(dev, ch, json_boolean(now));
 }
 
 /* Relays a switching command; the envelope is passed on unchanged so the
  * device sees the caller's req_id and actor. */
-static const char *do_switch(oh_ctx *ctx, const char *action, const json_t *params,
-		const json_t *envelope, const char *actor, char *err, size_t len)
+static const char *do_switch(oh_ctx *ctx, const char *action, const json_t *params, const json_t *envelope,
+		const char *actor, char *err, size_t len)
 {
 	struct relay *r = oh_data(ctx);
 	const char *device = json_string_value(json_object_get(params, "device_id"));
@@ -142,8 +154,8 @@ static const char *do_switch(oh_ctx *ctx, const char *action, const json_t *para
 	snprintf(key, sizeof key, "%s:%s", oh_module(ctx), device);
 	int rc = oh_lease_can_use(ctx, key, actor ? actor : "", &lease);
 	if(rc) {
-		snprintf(err, len, "%s is reserved by %s for %.0f more seconds", device,
-				lease.holder, lease.remaining_s);
+		snprintf(err, len, "%s is reserved by %s for %.0f more seconds", device, lease.holder,
+				lease.remaining_s);
 		return ack_code(rc, false);
 	}
 	struct oh_device dev;
@@ -152,8 +164,7 @@ static const char *do_switch(oh_ctx *ctx, const char *action, const json_t *para
 		return "OFFLINE";
 	}
 	char topic[512];
-	snprintf(topic, sizeof topic, "%s/device/%s/%s/cmd", oh_topic_root(ctx), device,
-			oh_module(ctx));
+	snprintf(topic, sizeof topic, "%s/device/%s/%s/cmd", oh_topic_root(ctx), device, oh_module(ctx));
 	rc = oh_publish_json(ctx, topic, envelope, 1, false);
 	if(rc) {
 		snprintf(err, len, "cannot relay: %s", oh_strerror(rc));
@@ -165,8 +176,8 @@ static const char *do_switch(oh_ctx *ctx, const char *action, const json_t *para
 	return "DISPATCHED";
 }
 
-static const char *do_lease(oh_ctx *ctx, const char *action, const json_t *params,
-		const char *actor, char *err, size_t len, json_t **details)
+static const char *do_lease(oh_ctx *ctx, const char *action, const json_t *params, const char *actor,
+		char *err, size_t len, json_t **details)
 {
 	struct relay *r = oh_data(ctx);
 	const char *device = json_string_value(json_object_get(params, "device_id"));
@@ -179,23 +190,23 @@ static const char *do_lease(oh_ctx *ctx, const char *action, const json_t *param
 		snprintf(err, len, "actor: required to %s", action);
 		return "BAD_REQUEST";
 	}
-	int rc = !strcmp(action, "reserve") ?
-		oh_lease_take(ctx, key, actor, secs ? json_number_value(secs) : r->default_lease_s,
-				&lease) :
-		oh_lease_release(ctx, key, actor, &lease);
+	int rc = !strcmp(action, "reserve")
+			? oh_lease_take(ctx, key, actor, secs ? json_number_value(secs) : r->default_lease_s,
+					  &lease)
+			: oh_lease_release(ctx, key, actor, &lease);
 	if(rc && lease.holder[0])
 		snprintf(err, len, "%s is reserved by %s", device, lease.holder);
 	else if(rc)
 		snprintf(err, len, "%s", oh_strerror(rc));
 	else if(!strcmp(action, "reserve"))
-		*details = json_pack("{s:s, s:s, s:f}", "key", key, "holder", lease.holder,
-				"expires_at", lease.expires_at);
+		*details = json_pack("{s:s, s:s, s:f}", "key", key, "holder", lease.holder, "expires_at",
+				lease.expires_at);
 	return ack_code(rc, true);
 }
 
 /* Runs one command; returns the ack code, err set when it is not a success. */
-static const char *run(oh_ctx *ctx, const char *action, const json_t *params,
-		const json_t *envelope, const char *actor, char *err, size_t len, json_t **details)
+static const char *run(oh_ctx *ctx, const char *action, const json_t *params, const json_t *envelope,
+		const char *actor, char *err, size_t len, json_t **details)
 {
 	int a = find_action(action);
 	if(a < 0) {
@@ -223,14 +234,14 @@ static void on_cmd(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 	}
 	code = run(ctx, cmd.action, cmd.params, cmd.envelope, cmd.actor, err, sizeof err, &details);
 	bool ok = !strcmp(code, "DISPATCHED") || !strcmp(code, "OK");
-	oh_ack_publish(ctx, oh_ack_new(cmd.req_id, ok, code, cmd.action, cmd.actor,
-			ok ? NULL : err, details));
+	oh_ack_publish(ctx, oh_ack_new(cmd.req_id, ok, code, cmd.action, cmd.actor, ok ? NULL : err, details));
 }
 
 static void on_expired(oh_ctx *ctx, const char *key, const char *holder, void *ud)
 {
-	oh_ack_publish(ctx, oh_ack_new(NULL, false, "EXPIRED", "reserve", holder,
-			"the reservation ran out", json_pack("{s:s}", "key", key)));
+	oh_ack_publish(ctx,
+			oh_ack_new(NULL, false, "EXPIRED", "reserve", holder, "the reservation ran out",
+					json_pack("{s:s}", "key", key)));
 }
 
 /* ---- REST ----------------------------------------------------------------- */
@@ -248,7 +259,8 @@ static int add_device(const struct oh_device *dev, void *ud)
 	bool runs = false;
 	size_t i;
 	const json_t *m;
-	json_array_foreach(modules, i, m) {
+	json_array_foreach(modules, i, m)
+	{
 		if(json_is_string(m) && !strcmp(json_string_value(m), oh_module(w->ctx)))
 			runs = true;
 	}
@@ -258,11 +270,11 @@ static int add_device(const struct oh_device *dev, void *ud)
 	struct oh_lease lease;
 	snprintf(key, sizeof key, "%s:%s", oh_module(w->ctx), dev->id);
 	json_t *channels = json_object_get(r->commanded, dev->id);
-	json_t *item = json_pack("{s:s, s:o, s:o}", "device_id", dev->id,
-			"online", dev->online < 0 ? json_null() : json_boolean(dev->online),
-			"channels", channels ? json_deep_copy(channels) : json_object());
-	json_object_set_new(item, "reserved_by", oh_lease_get(w->ctx, key, &lease) ?
-			json_null() : json_string(lease.holder));
+	json_t *item = json_pack("{s:s, s:o, s:o}", "device_id", dev->id, "online",
+			dev->online < 0 ? json_null() : json_boolean(dev->online), "channels",
+			channels ? json_deep_copy(channels) : json_object());
+	json_object_set_new(item, "reserved_by",
+			oh_lease_get(w->ctx, key, &lease) ? json_null() : json_string(lease.holder));
 	json_array_append_new(w->out, item);
 	return 0;
 }
@@ -290,15 +302,16 @@ static void post_switch(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	/* Commands the host originates say so; the devices accept that actor. */
 	json_t *params = json_deep_copy(body);
 	json_object_del(params, "action");
-	json_t *env = json_pack("{s:s, s:s, s:s, s:O}", "actor", "orchestrator",
-			"requested_by", oh_req_actor(req) ? oh_req_actor(req) : "api",
-			"action", action, "params", params);
+	json_t *env = json_pack("{s:s, s:s, s:s, s:O}", "actor", "orchestrator", "requested_by",
+			oh_req_actor(req) ? oh_req_actor(req) : "api", "action", action, "params", params);
 	char err[256] = "";
 	json_t *details = NULL;
 	const char *code = run(ctx, action, params, env, "orchestrator", err, sizeof err, &details);
 	json_decref(details);
-	unsigned status = !strcmp(code, "DISPATCHED") ? 202 : !strcmp(code, "DENIED") ? 409 :
-		!strcmp(code, "OFFLINE") ? 503 : 400;
+	unsigned status = !strcmp(code, "DISPATCHED") ? 202
+			: !strcmp(code, "DENIED")     ? 409
+			: !strcmp(code, "OFFLINE")    ? 503
+						      : 400;
 	if(status == 202)
 		oh_reply_json(req, status, json_pack("{s:s}", "code", code));
 	else
@@ -310,31 +323,31 @@ static void post_switch(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 /* ---- life cycle ----------------------------------------------------------- */
 
 static const char page_html[] =
-	"<h1>Relays</h1>"
-	"<p>Devices running the relay module, and the state last commanded.</p>"
-	"<table id=\"relays\"><thead><tr><th>Device</th><th>Online</th><th>Reserved by</th>"
-	"<th>Channels</th></tr></thead><tbody></tbody></table>";
+		"<h1>Relays</h1>"
+		"<p>Devices running the relay module, and the state last commanded.</p>"
+		"<table id=\"relays\"><thead><tr><th>Device</th><th>Online</th><th>Reserved by</th>"
+		"<th>Channels</th></tr></thead><tbody></tbody></table>";
 
 static const char page_js[] =
-	"async function load() {\n"
-	"  const base = location.pathname.replace(/^\\/ui\\//, '/api/').replace(/\\/$/, '');\n"
-	"  const r = await fetch(base + '/state');\n"
-	"  const body = await r.json();\n"
-	"  const tbody = document.querySelector('#relays tbody');\n"
-	"  tbody.textContent = '';\n"
-	"  for (const d of body.devices) {\n"
-	"    const tr = document.createElement('tr');\n"
-	"    const chans = Object.entries(d.channels).map(([c, on]) => c + ':' + (on ? 'on' : 'off'));\n"
-	"    for (const v of [d.device_id, String(d.online), d.reserved_by || '', chans.join(' ')]) {\n"
-	"      const td = document.createElement('td');\n"
-	"      td.textContent = v;\n"
-	"      tr.appendChild(td);\n"
-	"    }\n"
-	"    tbody.appendChild(tr);\n"
-	"  }\n"
-	"}\n"
-	"load();\n"
-	"setInterval(load, 2000);\n";
+		"async function load() {\n"
+		"  const base = location.pathname.replace(/^\\/ui\\//, '/api/').replace(/\\/$/, '');\n"
+		"  const r = await fetch(base + '/state');\n"
+		"  const body = await r.json();\n"
+		"  const tbody = document.querySelector('#relays tbody');\n"
+		"  tbody.textContent = '';\n"
+		"  for (const d of body.devices) {\n"
+		"    const tr = document.createElement('tr');\n"
+		"    const chans = Object.entries(d.channels).map(([c, on]) => c + ':' + (on ? 'on' : 'off'));\n"
+		"    for (const v of [d.device_id, String(d.online), d.reserved_by || '', chans.join(' ')]) {\n"
+		"      const td = document.createElement('td');\n"
+		"      td.textContent = v;\n"
+		"      tr.appendChild(td);\n"
+		"    }\n"
+		"    tbody.appendChild(tr);\n"
+		"  }\n"
+		"}\n"
+		"load();\n"
+		"setInterval(load, 2000);\n";
 
 static void relay_free(void *p)
 {
@@ -355,7 +368,8 @@ static int init(oh_ctx *ctx, const json_t *settings)
 
 	const char *key;
 	const json_t *v;
-	json_object_foreach((json_t *)settings, key, v) {
+	json_object_foreach((json_t *)settings, key, v)
+	{
 		if(strcmp(key, "default_lease_s"))
 			return oh_fail(ctx, "settings.%s: unknown setting", key);
 		if(!json_is_number(v) || json_number_value(v) <= 0)
@@ -383,11 +397,8 @@ static int init(oh_ctx *ctx, const json_t *settings)
 }
 
 static const struct oh_plugin plugin = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "Power relays",
-	.version = "0.1.0",
-	.init = init,
-	/* No cleanup: the host removes the registrations and frees r. */
+		.abi_version = OH_PLUGIN_ABI_VERSION, .name = "Power relays", .version = "0.1.0", .init = init,
+		/* No cleanup: the host removes the registrations and frees r. */
 };
 
 const struct oh_plugin *oh_plugin_entry(void)

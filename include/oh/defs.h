@@ -13,18 +13,18 @@ extern "C" {
 
 enum oh_err {
 	OH_OK = 0,
-	OH_ERR_INVAL,       /* an argument or input is malformed */
-	OH_ERR_NOMEM,       /* allocation failed */
-	OH_ERR_NOT_FOUND,   /* no such device, job, lease, route... */
-	OH_ERR_EXISTS,      /* already registered */
-	OH_ERR_IN_USE,      /* a lease is held by another actor */
-	OH_ERR_NOT_OWNER,   /* the lease belongs to someone else */
-	OH_ERR_NOT_HELD,    /* no lease to renew or release */
-	OH_ERR_DENIED,      /* outside the caller's namespace or rights */
-	OH_ERR_IO,          /* the durable store or a socket failed */
-	OH_ERR_NO_CONN,     /* the broker is not connected */
-	OH_ERR_TOO_LARGE,   /* input over a configured limit */
-	OH_ERR_VERSION,     /* plugin ABI mismatch */
+	OH_ERR_INVAL,     /* an argument or input is malformed */
+	OH_ERR_NOMEM,     /* allocation failed */
+	OH_ERR_NOT_FOUND, /* no such device, job, lease, route... */
+	OH_ERR_EXISTS,    /* already registered */
+	OH_ERR_IN_USE,    /* a lease is held by another actor */
+	OH_ERR_NOT_OWNER, /* the lease belongs to someone else */
+	OH_ERR_NOT_HELD,  /* no lease to renew or release */
+	OH_ERR_DENIED,    /* outside the caller's namespace or rights */
+	OH_ERR_IO,        /* the durable store or a socket failed */
+	OH_ERR_NO_CONN,   /* the broker is not connected */
+	OH_ERR_TOO_LARGE, /* input over a configured limit */
+	OH_ERR_VERSION,   /* plugin ABI mismatch */
 	OH_ERR_UNKNOWN
 };
 

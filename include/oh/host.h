@@ -28,17 +28,21 @@ extern "C" {
 
 /* ---- identity, state, logging ---------------------------------------- */
 
-const char *oh_module(const oh_ctx *ctx);      /* "ndi" */
-const char *oh_topic_root(const oh_ctx *ctx);  /* "/lab" */
+const char *oh_module(const oh_ctx *ctx);     /* "ndi" */
+const char *oh_topic_root(const oh_ctx *ctx); /* "/lab" */
 
 /* The plugin's own state; free_fn (may be NULL) runs after cleanup(). */
 void oh_set_data(oh_ctx *ctx, void *data, void (*free_fn)(void *data));
 void *oh_data(const oh_ctx *ctx);
 
-enum oh_log_level { OH_LOG_DEBUG, OH_LOG_INFO, OH_LOG_WARN, OH_LOG_ERROR };
+enum oh_log_level {
+	OH_LOG_DEBUG,
+	OH_LOG_INFO,
+	OH_LOG_WARN,
+	OH_LOG_ERROR
+};
 /* Logged with the module name as prefix. */
-void oh_log(oh_ctx *ctx, enum oh_log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void oh_log(oh_ctx *ctx, enum oh_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Records why init failed (shown in the log, /healthz and the snapshot);
  * returns OH_ERR_INVAL so init can `return oh_fail(ctx, "...")`. */
@@ -47,8 +51,8 @@ int oh_fail(oh_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* ---- MQTT -------------------------------------------------------------- */
 
 struct oh_message {
-	const char *topic;        /* borrowed */
-	const void *payload;      /* borrowed raw bytes, not NUL-terminated */
+	const char *topic;   /* borrowed */
+	const void *payload; /* borrowed raw bytes, not NUL-terminated */
 	size_t len;
 	bool retained;
 	/* Parsed payload, or NULL when it is not JSON or over max_payload_bytes;
@@ -69,19 +73,17 @@ int oh_subscribe(oh_ctx *ctx, const char *filter, int qos, oh_message_fn fn, voi
 /* Publishes under the module's namespace (see above); OH_ERR_DENIED
  * elsewhere.  QoS 1 messages published while the broker is away are queued
  * and sent after reconnect; OH_ERR_NO_CONN for QoS 0. */
-int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len,
-		int qos, bool retain);
-int oh_publish_json(oh_ctx *ctx, const char *topic, const json_t *payload /* borrowed */,
-		int qos, bool retain);
+int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len, int qos, bool retain);
+int oh_publish_json(oh_ctx *ctx, const char *topic, const json_t *payload /* borrowed */, int qos, bool retain);
 
 /* ---- command envelopes and acks (device-agent-protocol.md) -------------- */
 
 struct oh_command {
-	const char *req_id;       /* the envelope's, or a generated one */
-	const char *actor;        /* NULL when absent */
+	const char *req_id; /* the envelope's, or a generated one */
+	const char *actor;  /* NULL when absent */
 	const char *action;
-	const json_t *params;     /* an object, possibly empty; borrowed from msg */
-	const json_t *envelope;   /* the whole payload; borrowed from msg */
+	const json_t *params;   /* an object, possibly empty; borrowed from msg */
+	const json_t *envelope; /* the whole payload; borrowed from msg */
 	char req_id_buf[40];
 	void *reserved[4];
 };
@@ -93,14 +95,14 @@ struct oh_command {
  * (BAD_REQUEST).  On failure returns OH_ERR_INVAL and sets *code and err;
  * cmd->req_id is still set so the error can be acked.
  */
-int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd,
-		const char **code, char *err, size_t errlen);
+int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
+		char *err, size_t errlen);
 
 /* Builds an ack in the devices' shape: {req_id, ok, code, action, actor, ts,
  * error, details}.  Strings are copied, details is taken (may be NULL).
  * Returned; free with json_decref. */
-json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action,
-		const char *actor, const char *error, json_t *details);
+json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action, const char *actor,
+		const char *error, json_t *details);
 
 /* Publishes an ack (taken) on {root}/orchestrator/{module}/evt at QoS 1. */
 int oh_ack_publish(oh_ctx *ctx, json_t *ack);
@@ -116,10 +118,10 @@ char *oh_format_time(double t, char *buf, size_t len);
 
 struct oh_device {
 	const char *id;
-	const json_t *doc;        /* merged meta+status object; borrowed */
-	int online;               /* 1, 0, or -1 when never reported */
-	bool stale;               /* reported online but silent too long */
-	double last_seen;         /* wall-clock seconds, 0 if never */
+	const json_t *doc; /* merged meta+status object; borrowed */
+	int online;        /* 1, 0, or -1 when never reported */
+	bool stale;        /* reported online but silent too long */
+	double last_seen;  /* wall-clock seconds, 0 if never */
 	/* Moves (up, never back, and to a value no other device has had)
 	 * whenever anything above does: the document, online, stale or
 	 * last_seen.  A view cached per device is current while this equals
@@ -145,7 +147,7 @@ unsigned long long oh_registry_generation(oh_ctx *ctx);
 
 struct oh_lease {
 	char holder[128];
-	double expires_at;        /* wall-clock seconds */
+	double expires_at; /* wall-clock seconds */
 	double remaining_s;
 };
 
@@ -163,11 +165,9 @@ struct oh_lease {
  * over OH_LEASE_MAX_S.  OH_ERR_IO when the store could not record the
  * change (nothing changed; e.g. another process holds the database: try
  * again later).  key, actor and out are borrowed. */
-int oh_lease_take(oh_ctx *ctx, const char *key, const char *actor, double lease_s,
-		struct oh_lease *out);
+int oh_lease_take(oh_ctx *ctx, const char *key, const char *actor, double lease_s, struct oh_lease *out);
 /* OH_ERR_NOT_HELD, OH_ERR_NOT_OWNER (with *out) */
-int oh_lease_renew(oh_ctx *ctx, const char *key, const char *actor, double lease_s,
-		struct oh_lease *out);
+int oh_lease_renew(oh_ctx *ctx, const char *key, const char *actor, double lease_s, struct oh_lease *out);
 int oh_lease_release(oh_ctx *ctx, const char *key, const char *actor, struct oh_lease *out);
 /* Drops the lease whoever holds it; *out gets the previous holder. */
 int oh_lease_force_release(oh_ctx *ctx, const char *key, struct oh_lease *out);
@@ -215,8 +215,7 @@ typedef void (*oh_http_fn)(oh_ctx *ctx, struct oh_http_req *req, void *ud);
  * /openapi.json.  A handler replies once, now or later: one that returns
  * without replying leaves the request open (see oh_req_on_gone).
  */
-int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud,
-		const char *openapi);
+int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud, const char *openapi);
 
 const char *oh_req_method(const struct oh_http_req *req);
 const char *oh_req_path(const struct oh_http_req *req);
@@ -232,8 +231,8 @@ const char *oh_req_actor(const struct oh_http_req *req);
 /* body is taken */
 int oh_reply_json(struct oh_http_req *req, unsigned status, json_t *body);
 /* A body that is already serialised (copied), e.g. a cached view. */
-int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_type,
-		const void *data, size_t len);
+int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_type, const void *data,
+		size_t len);
 /* The registry snapshot, exactly as GET /api/registry serves it. */
 int oh_reply_snapshot(struct oh_http_req *req);
 
@@ -259,11 +258,10 @@ struct oh_blob *oh_blob_ref(struct oh_blob *blob);
 void oh_blob_unref(struct oh_blob *blob);
 /* Replies with the blob's bytes; blob is borrowed (the reply takes its own
  * reference).  OH_ERR_NOMEM, OH_ERR_EXISTS when req was answered already. */
-int oh_reply_blob(struct oh_http_req *req, unsigned status, const char *content_type,
-		struct oh_blob *blob);
+int oh_reply_blob(struct oh_http_req *req, unsigned status, const char *content_type, struct oh_blob *blob);
 /* {"error": {"code": code, "message": ...}} */
-int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code,
-		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code, const char *fmt, ...)
+		__attribute__((format(printf, 4, 5)));
 
 /* The client left before a deferred reply; req is invalid after fn returns. */
 typedef void (*oh_req_gone_fn)(struct oh_http_req *req, void *ud);
@@ -275,7 +273,12 @@ void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud);
  * leases and jobs; admin: also acting on others' (force_release, deleting
  * others' jobs, unloading plugins).
  */
-enum oh_role { OH_ROLE_NONE = 0, OH_ROLE_VIEWER, OH_ROLE_OPERATOR, OH_ROLE_ADMIN };
+enum oh_role {
+	OH_ROLE_NONE = 0,
+	OH_ROLE_VIEWER,
+	OH_ROLE_OPERATOR,
+	OH_ROLE_ADMIN
+};
 
 /* The caller's role: the token's; OH_ROLE_ADMIN when no tokens are
  * configured (the host then serves loopback only, or was told to serve
@@ -316,10 +319,10 @@ void oh_watch_cancel(oh_ctx *ctx, struct oh_watch *w);
  * for the call).  Returns OH_OK or an error if the process could not be
  * started (then done is not called).
  */
-typedef void (*oh_spawn_done_fn)(oh_ctx *ctx, int status, bool timed_out,
-		const char *output, size_t len, void *ud);
-int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_output,
-		oh_spawn_done_fn done, void *ud);
+typedef void (*oh_spawn_done_fn)(
+		oh_ctx *ctx, int status, bool timed_out, const char *output, size_t len, void *ud);
+int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_output, oh_spawn_done_fn done,
+		void *ud);
 
 /* ---- scheduler ------------------------------------------------------------ */
 
@@ -350,8 +353,8 @@ int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_ou
  * OFFLINE, ...), "error" and, for a lease, "details": {"holder": ...} say why
  * it was skipped.  NULL counts as a skip with code ERROR.
  */
-typedef json_t *(*oh_job_exec_fn)(oh_ctx *ctx, const char *job_id, const char *owner,
-		const json_t *command, void *ud);
+typedef json_t *(*oh_job_exec_fn)(
+		oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud);
 
 /*
  * Optional check of one command when a job is created, after the host
@@ -359,8 +362,7 @@ typedef json_t *(*oh_job_exec_fn)(oh_ctx *ctx, const char *job_id, const char *o
  * message that starts with the field inside the command ("action: unknown
  * action \"fly\""); the host prefixes "commands[i]." and answers BAD_REQUEST.
  */
-typedef int (*oh_job_validate_fn)(oh_ctx *ctx, const json_t *command /* borrowed */,
-		char *err, size_t errlen);
+typedef int (*oh_job_validate_fn)(oh_ctx *ctx, const json_t *command /* borrowed */, char *err, size_t errlen);
 
 /*
  * Declares that the module executes scheduled jobs: call once from init.
@@ -371,8 +373,7 @@ typedef int (*oh_job_validate_fn)(oh_ctx *ctx, const json_t *command /* borrowed
  * Errors: OH_ERR_INVAL (exec NULL), OH_ERR_EXISTS (registered already),
  * OH_ERR_NOMEM.
  */
-int oh_scheduler_register(oh_ctx *ctx, oh_job_exec_fn exec, void *ud,
-		oh_job_validate_fn validate);
+int oh_scheduler_register(oh_ctx *ctx, oh_job_exec_fn exec, void *ud, oh_job_validate_fn validate);
 
 /*
  * Handles the scheduler's actions of a parsed command envelope (cmd and
@@ -397,8 +398,7 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd);
  * with err naming limits.max_jobs or limits.max_jobs_per_actor (counted by
  * the host; the `schedule` action and the REST route answer LIMIT).
  */
-int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_id,
-		char *err, size_t errlen);
+int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_id, char *err, size_t errlen);
 /* actor (borrowed) NULL removes whoever owns it.  OH_ERR_NOT_FOUND,
  * OH_ERR_NOT_OWNER, OH_ERR_IO. */
 int oh_job_remove(oh_ctx *ctx, const char *job_id, const char *actor);

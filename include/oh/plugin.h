@@ -28,9 +28,9 @@ extern "C" {
 typedef struct oh_ctx oh_ctx;
 
 struct oh_plugin {
-	int abi_version;          /* always OH_PLUGIN_ABI_VERSION */
-	const char *name;         /* human-readable, e.g. "NDI video" */
-	const char *version;      /* the plugin's own version */
+	int abi_version;     /* always OH_PLUGIN_ABI_VERSION */
+	const char *name;    /* human-readable, e.g. "NDI video" */
+	const char *version; /* the plugin's own version */
 	/*
 	 * Called once after loading.  `settings` is borrowed (the config's
 	 * plugins[].settings, an empty object when absent).  Return OH_OK, or
@@ -40,7 +40,7 @@ struct oh_plugin {
 	/* Called before unload; may be NULL.  Registrations are removed by the
 	 * host afterwards, so this only frees the plugin's own state. */
 	void (*cleanup)(oh_ctx *ctx);
-	void *reserved[8];        /* room to grow without breaking old plugins */
+	void *reserved[8]; /* room to grow without breaking old plugins */
 };
 
 typedef const struct oh_plugin *(*oh_plugin_entry_fn)(void);

@@ -89,7 +89,8 @@ int cmdline_split(const char *tmpl, char ***argv_out, int *argc_out, char *err, 
 		if(c == '\'') {
 			const char *end = strchr(s + 1, '\'');
 			if(!end) {
-				snprintf(err, errlen, "unterminated single quote at offset %zu", (size_t)(s - tmpl));
+				snprintf(err, errlen, "unterminated single quote at offset %zu",
+						(size_t)(s - tmpl));
 				goto fail;
 			}
 			if(!buf_put(&w, s + 1, (size_t)(end - s - 1)))
@@ -115,7 +116,8 @@ int cmdline_split(const char *tmpl, char ***argv_out, int *argc_out, char *err, 
 				s++;
 			}
 			if(!*s) {
-				snprintf(err, errlen, "unterminated double quote at offset %zu", (size_t)(start - tmpl));
+				snprintf(err, errlen, "unterminated double quote at offset %zu",
+						(size_t)(start - tmpl));
 				goto fail;
 			}
 			if(!w.p && !buf_put(&w, "", 0))
@@ -194,8 +196,8 @@ nomem:
 	return NULL;
 }
 
-int cmdline_build(const char *tmpl, const struct cmdline_var *vars, size_t nvars,
-		char ***argv_out, int *argc_out, char *err, size_t errlen)
+int cmdline_build(const char *tmpl, const struct cmdline_var *vars, size_t nvars, char ***argv_out,
+		int *argc_out, char *err, size_t errlen)
 {
 	char **argv;
 	int argc;

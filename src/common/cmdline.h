@@ -31,7 +31,7 @@
 int cmdline_split(const char *tmpl, char ***argv, int *argc, char *err, size_t errlen);
 
 struct cmdline_var {
-	const char *name;      /* without braces: "source" */
+	const char *name; /* without braces: "source" */
 	const char *value;
 };
 
@@ -45,8 +45,8 @@ char *cmdline_subst(const char *word, const struct cmdline_var *vars, size_t nva
 
 /* Split then substitute: the argv a module runs.  Same contract as
  * cmdline_split(). */
-int cmdline_build(const char *tmpl, const struct cmdline_var *vars, size_t nvars,
-		char ***argv, int *argc, char *err, size_t errlen);
+int cmdline_build(const char *tmpl, const struct cmdline_var *vars, size_t nvars, char ***argv, int *argc,
+		char *err, size_t errlen);
 
 void cmdline_free(char **argv);
 

@@ -39,7 +39,8 @@ json_t *conf_load_json(const char *path, char *err, size_t len)
 		if(jerr.line <= 0)
 			conf_err(err, len, "%s: %s", path, jerr.text);
 		else
-			conf_err(err, len, "%s: line %d, column %d: %s", path, jerr.line, jerr.column, jerr.text);
+			conf_err(err, len, "%s: line %d, column %d: %s", path, jerr.line, jerr.column,
+					jerr.text);
 		return NULL;
 	}
 	if(!json_is_object(root)) {
@@ -53,23 +54,30 @@ json_t *conf_load_json(const char *path, char *err, size_t len)
 static const char *type_name(const struct conf_field *f)
 {
 	switch(f->type) {
-	case CONF_STR: return "a string";
-	case CONF_INT: case CONF_LONG: return "an integer";
-	case CONF_NUM: return "a number";
-	case CONF_BOOL: return "true or false";
-	case CONF_OBJ: return "an object";
-	case CONF_CUSTOM: return f->expect ? f->expect : "a valid value";
+	case CONF_STR:
+		return "a string";
+	case CONF_INT:
+	case CONF_LONG:
+		return "an integer";
+	case CONF_NUM:
+		return "a number";
+	case CONF_BOOL:
+		return "true or false";
+	case CONF_OBJ:
+		return "an object";
+	case CONF_CUSTOM:
+		return f->expect ? f->expect : "a valid value";
 	}
 	return "?";
 }
 
 /* Stores one value; 1 means "wrong type". */
-static int apply(const struct conf_field *f, const json_t *v, void *ctx, const char *file,
-		char *err, size_t len)
+static int apply(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err, size_t len)
 {
 	if(json_is_null(v)) {
 		if(!f->nullable) {
-			conf_err(err, len, "%s: %s: must not be null (expected %s)", file, f->key, type_name(f));
+			conf_err(err, len, "%s: %s: must not be null (expected %s)", file, f->key,
+					type_name(f));
 			return -1;
 		}
 		return f->type == CONF_STR ? conf_set_str(f->dest, NULL) : 0;
@@ -86,7 +94,8 @@ static int apply(const struct conf_field *f, const json_t *v, void *ctx, const c
 			return 1;
 		double d = json_number_value(v);
 		if(d < f->min || d > f->max) {
-			conf_err(err, len, "%s: %s: %g is out of range %g..%g", file, f->key, d, f->min, f->max);
+			conf_err(err, len, "%s: %s: %g is out of range %g..%g", file, f->key, d, f->min,
+					f->max);
 			return -1;
 		}
 		if(f->type == CONF_INT)
@@ -119,7 +128,8 @@ static int walk(const struct conf_field *table, const json_t *obj, const char *p
 {
 	const char *key;
 	json_t *v;
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		char path[256];
 		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
 		/* A dotted key is no key of ours: {"http.cors_origins": [...]}
@@ -147,8 +157,8 @@ static int walk(const struct conf_field *table, const json_t *obj, const char *p
 	return 0;
 }
 
-int conf_walk(const struct conf_field *table, const json_t *obj, void *ctx, const char *file,
-		char *err, size_t len)
+int conf_walk(const struct conf_field *table, const json_t *obj, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	return walk(table, obj, "", ctx, file, err, len);
 }
@@ -159,8 +169,7 @@ int conf_walk_at(const struct conf_field *table, const json_t *obj, const char *
 	return walk(table, obj, prefix, ctx, file, err, len);
 }
 
-char *conf_read_file(const char *path, size_t max, const char *source, const char *key,
-		char *err, size_t len)
+char *conf_read_file(const char *path, size_t max, const char *source, const char *key, char *err, size_t len)
 {
 	FILE *f = fopen(path, "r");
 	if(!f) {
@@ -175,7 +184,10 @@ char *conf_read_file(const char *path, size_t max, const char *source, const cha
 	fclose(f);
 	if(!buf || bad || n == 0 || n > max) {
 		conf_err(err, len, "%s: %s: cannot read %s: %s", source, key, path,
-				!buf ? "out of memory" : bad ? "read error" : n ? "file too large" : "empty file");
+				!buf                  ? "out of memory"
+						: bad ? "read error"
+						: n   ? "file too large"
+						      : "empty file");
 		free(buf);
 		return NULL;
 	}
@@ -216,8 +228,10 @@ int conf_check_common(const char *source, const char *topic_root, const char *lo
 	 * device topics keep their leading level. */
 	size_t n = strlen(topic_root);
 	if(!n || strpbrk(topic_root, "+#") || topic_root[n - 1] == '/') {
-		conf_err(err, len, "%s: topic_root: \"%s\" must be non-empty, without + or # and without "
-				"a trailing /", source, topic_root);
+		conf_err(err, len,
+				"%s: topic_root: \"%s\" must be non-empty, without + or # and without "
+				"a trailing /",
+				source, topic_root);
 		return -1;
 	}
 	if(strcmp(log_format, "text") && strcmp(log_format, "json")) {
@@ -260,23 +274,23 @@ int conf_mqtt_init(struct conf_mqtt *m, const char *client_id_base)
 void conf_mqtt_fields(struct conf_mqtt *m, struct conf_field *t, size_t *n)
 {
 	const struct conf_field fields[CONF_MQTT_NFIELDS] = {
-		{"mqtt", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
-		{"mqtt.host", CONF_STR, false, 0, 0, &m->host, NULL, NULL},
-		{"mqtt.port", CONF_INT, false, 1, 65535, &m->port, NULL, NULL},
-		{"mqtt.username", CONF_STR, true, 0, 0, &m->username, NULL, NULL},
-		{"mqtt.password", CONF_STR, true, 0, 0, &m->password, NULL, NULL},
-		{"mqtt.password_file", CONF_STR, true, 0, 0, &m->password_file, NULL, NULL},
-		{"mqtt.client_id", CONF_STR, true, 0, 0, &m->client_id, NULL, NULL},
-		{"mqtt.keepalive_s", CONF_INT, false, 5, 3600, &m->keepalive_s, NULL, NULL},
-		/* Present as an object switches TLS on. */
-		{"mqtt.tls", CONF_OBJ, true, 0, 0, &m->tls.enabled, NULL, NULL},
-		{"mqtt.tls.ca_file", CONF_STR, true, 0, 0, &m->tls.ca_file, NULL, NULL},
-		{"mqtt.tls.cert_file", CONF_STR, true, 0, 0, &m->tls.cert_file, NULL, NULL},
-		{"mqtt.tls.key_file", CONF_STR, true, 0, 0, &m->tls.key_file, NULL, NULL},
-		{"mqtt.tls.tls_version", CONF_STR, true, 0, 0, &m->tls.tls_version, NULL, NULL},
-		{"mqtt.tls.insecure_skip_verify", CONF_BOOL, false, 0, 0, &m->tls.insecure_skip_verify,
-			NULL, NULL},
-		{NULL, 0, false, 0, 0, NULL, NULL, NULL},
+			{"mqtt", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
+			{"mqtt.host", CONF_STR, false, 0, 0, &m->host, NULL, NULL},
+			{"mqtt.port", CONF_INT, false, 1, 65535, &m->port, NULL, NULL},
+			{"mqtt.username", CONF_STR, true, 0, 0, &m->username, NULL, NULL},
+			{"mqtt.password", CONF_STR, true, 0, 0, &m->password, NULL, NULL},
+			{"mqtt.password_file", CONF_STR, true, 0, 0, &m->password_file, NULL, NULL},
+			{"mqtt.client_id", CONF_STR, true, 0, 0, &m->client_id, NULL, NULL},
+			{"mqtt.keepalive_s", CONF_INT, false, 5, 3600, &m->keepalive_s, NULL, NULL},
+			/* Present as an object switches TLS on. */
+			{"mqtt.tls", CONF_OBJ, true, 0, 0, &m->tls.enabled, NULL, NULL},
+			{"mqtt.tls.ca_file", CONF_STR, true, 0, 0, &m->tls.ca_file, NULL, NULL},
+			{"mqtt.tls.cert_file", CONF_STR, true, 0, 0, &m->tls.cert_file, NULL, NULL},
+			{"mqtt.tls.key_file", CONF_STR, true, 0, 0, &m->tls.key_file, NULL, NULL},
+			{"mqtt.tls.tls_version", CONF_STR, true, 0, 0, &m->tls.tls_version, NULL, NULL},
+			{"mqtt.tls.insecure_skip_verify", CONF_BOOL, false, 0, 0,
+					&m->tls.insecure_skip_verify, NULL, NULL},
+			{NULL, 0, false, 0, 0, NULL, NULL, NULL},
 	};
 	for(size_t i = 0; fields[i].key; i++)
 		t[(*n)++] = fields[i];
@@ -321,19 +335,19 @@ void conf_mqtt_free(struct conf_mqtt *m)
 void conf_mqtt_link_opts(const struct conf_mqtt *m, struct mqtt_link_opts *o, struct mqtt_tls_opts *tls)
 {
 	*tls = (struct mqtt_tls_opts){
-		.ca_file = m->tls.ca_file,
-		.cert_file = m->tls.cert_file,
-		.key_file = m->tls.key_file,
-		.tls_version = m->tls.tls_version,
-		.insecure_skip_verify = m->tls.insecure_skip_verify,
+			.ca_file = m->tls.ca_file,
+			.cert_file = m->tls.cert_file,
+			.key_file = m->tls.key_file,
+			.tls_version = m->tls.tls_version,
+			.insecure_skip_verify = m->tls.insecure_skip_verify,
 	};
 	*o = (struct mqtt_link_opts){
-		.host = m->host,
-		.port = m->port,
-		.username = m->username,
-		.password = m->password,
-		.client_id = m->client_id,
-		.keepalive_s = m->keepalive_s,
-		.tls = m->tls.enabled ? tls : NULL,
+			.host = m->host,
+			.port = m->port,
+			.username = m->username,
+			.password = m->password,
+			.client_id = m->client_id,
+			.keepalive_s = m->keepalive_s,
+			.tls = m->tls.enabled ? tls : NULL,
 	};
 }

@@ -18,21 +18,21 @@ struct mqtt_link_opts;
 struct mqtt_tls_opts;
 
 enum conf_type {
-	CONF_STR,                 /* dest: char ** (replaced, NULL when null) */
-	CONF_INT,                 /* dest: int *, range min..max */
-	CONF_LONG,                /* dest: long * */
-	CONF_NUM,                 /* dest: double * */
-	CONF_BOOL,                /* dest: bool * */
-	CONF_OBJ,                 /* its keys are in the table; dest: bool * set when present, or NULL */
-	CONF_CUSTOM,              /* custom() checks and stores the value */
+	CONF_STR,    /* dest: char ** (replaced, NULL when null) */
+	CONF_INT,    /* dest: int *, range min..max */
+	CONF_LONG,   /* dest: long * */
+	CONF_NUM,    /* dest: double * */
+	CONF_BOOL,   /* dest: bool * */
+	CONF_OBJ,    /* its keys are in the table; dest: bool * set when present, or NULL */
+	CONF_CUSTOM, /* custom() checks and stores the value */
 };
 
 struct conf_field;
 
 /* Returns 0 when stored, 1 when the value has the wrong type (the walker
  * then reports "expected {expect}"), -1 with err set on any other error. */
-typedef int (*conf_custom_fn)(const struct conf_field *f, const json_t *value, void *ctx,
-		const char *file, char *err, size_t len);
+typedef int (*conf_custom_fn)(const struct conf_field *f, const json_t *value, void *ctx, const char *file,
+		char *err, size_t len);
 
 struct conf_field {
 	const char *key;
@@ -41,7 +41,7 @@ struct conf_field {
 	double min, max;
 	void *dest;
 	conf_custom_fn custom;
-	const char *expect;       /* CONF_CUSTOM: what the value must be */
+	const char *expect; /* CONF_CUSTOM: what the value must be */
 };
 
 void conf_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -56,8 +56,8 @@ json_t *conf_load_json(const char *path, char *err, size_t len);
  * values and recursing into CONF_OBJ entries.  ctx goes to custom().  A
  * dotted key in the file ("mqtt.port") is unknown: nesting is the only way
  * to reach a field, so each is stored at most once. */
-int conf_walk(const struct conf_field *table, const json_t *obj, void *ctx, const char *file,
-		char *err, size_t len);
+int conf_walk(const struct conf_field *table, const json_t *obj, void *ctx, const char *file, char *err,
+		size_t len);
 /* The same for an object found at `prefix` ("settings"): its keys are
  * "prefix.key" in the table and in messages. */
 int conf_walk_at(const struct conf_field *table, const json_t *obj, const char *prefix, void *ctx,
@@ -65,8 +65,7 @@ int conf_walk_at(const struct conf_field *table, const json_t *obj, const char *
 
 /* A whole file of at most max bytes (returned, free()), or NULL with err
  * naming source and key. */
-char *conf_read_file(const char *path, size_t max, const char *source, const char *key,
-		char *err, size_t len);
+char *conf_read_file(const char *path, size_t max, const char *source, const char *key, char *err, size_t len);
 
 /* Environment overrides: a string, or a port number 0..65535. */
 int conf_env_str(const char *name, char **dst, char *err, size_t len);
@@ -86,11 +85,11 @@ struct conf_mqtt {
 	char *client_id;
 	int keepalive_s;
 	struct {
-		bool enabled;             /* "mqtt.tls" present as an object */
+		bool enabled; /* "mqtt.tls" present as an object */
 		char *ca_file, *cert_file, *key_file, *tls_version;
 		bool insecure_skip_verify;
 	} tls;
-	char *password_file;          /* read by conf_mqtt_finish */
+	char *password_file; /* read by conf_mqtt_finish */
 };
 
 #define CONF_MQTT_NFIELDS 15
@@ -106,7 +105,6 @@ void conf_mqtt_fields(struct conf_mqtt *m, struct conf_field *table, size_t *n);
 int conf_mqtt_finish(struct conf_mqtt *m, const char *source, char *err, size_t len);
 void conf_mqtt_free(struct conf_mqtt *m);
 /* Fills link options that borrow m's strings; tls is used when enabled. */
-void conf_mqtt_link_opts(const struct conf_mqtt *m, struct mqtt_link_opts *o,
-		struct mqtt_tls_opts *tls);
+void conf_mqtt_link_opts(const struct conf_mqtt *m, struct mqtt_link_opts *o, struct mqtt_tls_opts *tls);
 
 #endif

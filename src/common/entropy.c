@@ -32,7 +32,7 @@ static bool from_getrandom(uint8_t *p, size_t len)
 		else if(n < 0 && errno == EINTR)
 			continue;
 		else
-			return false;   /* EAGAIN (pool not ready), ENOSYS, EPERM */
+			return false; /* EAGAIN (pool not ready), ENOSYS, EPERM */
 	}
 	return true;
 }
@@ -89,7 +89,7 @@ void entropy__fallback(void *buf, size_t len)
 		fallback_seed();
 	uint8_t *p = buf;
 	while(len) {
-		fallback.state += 0x9e3779b97f4a7c15ULL;   /* odd: the full 2^64 period */
+		fallback.state += 0x9e3779b97f4a7c15ULL; /* odd: the full 2^64 period */
 		uint64_t v = mix64(fallback.state);
 		size_t n = len < 8 ? len : 8;
 		for(size_t i = 0; i < n; i++)

@@ -19,8 +19,8 @@ bool ident_device_id_valid(const char *id, size_t len)
 		return false;
 	for(size_t i = 0; i < len; i++) {
 		char c = id[i];
-		if(!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-				c == '.' || c == '_' || c == '-'))
+		if(!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+				   c == '_' || c == '-'))
 			return false;
 	}
 	return true;

@@ -13,15 +13,15 @@
 /* Types a field may have; the _NULL variants also accept JSON null. */
 enum jf_type {
 	JF_ANY,
-	JF_STRING,          /* any string */
-	JF_STRING_NE,       /* a non-empty string */
+	JF_STRING,    /* any string */
+	JF_STRING_NE, /* a non-empty string */
 	JF_STRING_NULL,
 	JF_INT,
 	JF_NUMBER,
 	JF_BOOL,
 	JF_OBJECT,
 	JF_OBJECT_NULL,
-	JF_STRING_ARRAY,    /* an array whose items are all strings */
+	JF_STRING_ARRAY,      /* an array whose items are all strings */
 	JF_OBJECT_OF_OBJECTS, /* an object whose values are all objects */
 };
 
@@ -37,8 +37,8 @@ struct jfield {
  * allow_unknown, no key outside the table.  On failure writes one line to
  * err naming `prefix`.key (prefix may be "" or e.g. "mqtt") and returns -1.
  */
-int jcheck_object(const json_t *obj, const struct jfield *table, bool allow_unknown,
-		const char *prefix, char *err, size_t errlen);
+int jcheck_object(const json_t *obj, const struct jfield *table, bool allow_unknown, const char *prefix,
+		char *err, size_t errlen);
 
 /* A short English name for a field type ("a string", ...). */
 const char *jf_type_name(enum jf_type t);

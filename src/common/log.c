@@ -16,8 +16,14 @@ static int json_mode;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void log_set_level(enum log_level lvl) { min_level = lvl; }
-void log_set_json(int on) { json_mode = on; }
+void log_set_level(enum log_level lvl)
+{
+	min_level = lvl;
+}
+void log_set_json(int on)
+{
+	json_mode = on;
+}
 
 int log_level_parse(const char *text, enum log_level *out)
 {
@@ -42,22 +48,19 @@ void log_vmsg(enum log_level lvl, const char *source, const char *fmt, va_list a
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
 	char when[96];
-	snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-			tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-			tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 
 	if(json_mode) {
-		json_t *line = json_pack("{s:s, s:s, s:s, s:s}", "ts", when,
-				"level", level_names[lvl], "source", source ? source : "host",
-				"msg", msg);
+		json_t *line = json_pack("{s:s, s:s, s:s, s:s}", "ts", when, "level", level_names[lvl],
+				"source", source ? source : "host", "msg", msg);
 		char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
 		if(text)
 			fprintf(stderr, "%s\n", text);
 		free(text);
 		json_decref(line);
 	} else {
-		fprintf(stderr, "%s %-5s [%s] %s\n", when, level_names[lvl],
-				source ? source : "host", msg);
+		fprintf(stderr, "%s %-5s [%s] %s\n", when, level_names[lvl], source ? source : "host", msg);
 	}
 }
 

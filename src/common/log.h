@@ -7,7 +7,12 @@
 
 #include <stdarg.h>
 
-enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
+enum log_level {
+	LOG_LVL_DEBUG,
+	LOG_LVL_INFO,
+	LOG_LVL_WARN,
+	LOG_LVL_ERROR
+};
 
 void log_set_level(enum log_level lvl);
 void log_set_json(int on);
@@ -15,12 +20,12 @@ int log_level_parse(const char *text, enum log_level *out);
 
 /* `source` names who speaks ("mqtt", "registry", a plugin's module). */
 void log_msg(enum log_level lvl, const char *source, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+		__attribute__((format(printf, 3, 4)));
 void log_vmsg(enum log_level lvl, const char *source, const char *fmt, va_list ap);
 
 #define log_debug(src, ...) log_msg(LOG_LVL_DEBUG, src, __VA_ARGS__)
-#define log_info(src, ...)  log_msg(LOG_LVL_INFO, src, __VA_ARGS__)
-#define log_warn(src, ...)  log_msg(LOG_LVL_WARN, src, __VA_ARGS__)
+#define log_info(src, ...) log_msg(LOG_LVL_INFO, src, __VA_ARGS__)
+#define log_warn(src, ...) log_msg(LOG_LVL_WARN, src, __VA_ARGS__)
 #define log_error(src, ...) log_msg(LOG_LVL_ERROR, src, __VA_ARGS__)
 
 #endif

@@ -105,45 +105,45 @@ struct mqtt_link {
 	int port;
 	int keepalive_s;
 	char *log_prefix;
-	char *client_id;             /* NULL: libmosquitto made one up */
+	char *client_id; /* NULL: libmosquitto made one up */
 
 	struct event *ev_read;
 	struct event *ev_write;
-	struct event *ev_misc;       /* keepalive housekeeping, 1 s */
-	struct event *ev_retry;      /* reconnect after backoff */
-	struct evdns_base *dns;      /* created on the first name to resolve */
+	struct event *ev_misc;  /* keepalive housekeeping, 1 s */
+	struct event *ev_retry; /* reconnect after backoff */
+	struct evdns_base *dns; /* created on the first name to resolve */
 	struct evdns_getaddrinfo_request *dns_req;
-	bool resolving;              /* a lookup has not called back yet */
-	bool host_numeric;           /* an IP address: nothing to resolve */
+	bool resolving;    /* a lookup has not called back yet */
+	bool host_numeric; /* an IP address: nothing to resolve */
 
 	bool started;
 	bool stopping;
-	bool connected;              /* CONNACK accepted */
-	bool attempted;              /* a connect call has been made once */
-	bool in_read;                /* inside mosquitto_loop_read */
-	bool refused;                /* the broker said no; keep its reason */
+	bool connected; /* CONNACK accepted */
+	bool attempted; /* a connect call has been made once */
+	bool in_read;   /* inside mosquitto_loop_read */
+	bool refused;   /* the broker said no; keep its reason */
 	bool tls;
-	bool want_v5;                /* opts.mqtt5 */
-	enum mqtt_link_version version;  /* of the current or next attempt */
-	bool v311_tentative;         /* on 3.1.1 after a close, not a refusal */
-	bool got_connack;            /* this attempt had an answer, yes or no */
-	bool v5_refused;             /* ... and it was "unsupported protocol version" */
-	bool broker_closed;          /* this attempt ended by the broker closing it */
-	bool retry_now;              /* the next attempt is the fallback's, not a reconnect */
-	enum mqtt_link_version logged_version;  /* 0: none logged yet */
-	struct timespec v311_since;  /* when the fallback happened */
-	char broker_reason[128];     /* a v5 DISCONNECT's reason, for the log */
+	bool want_v5;                          /* opts.mqtt5 */
+	enum mqtt_link_version version;        /* of the current or next attempt */
+	bool v311_tentative;                   /* on 3.1.1 after a close, not a refusal */
+	bool got_connack;                      /* this attempt had an answer, yes or no */
+	bool v5_refused;                       /* ... and it was "unsupported protocol version" */
+	bool broker_closed;                    /* this attempt ended by the broker closing it */
+	bool retry_now;                        /* the next attempt is the fallback's, not a reconnect */
+	enum mqtt_link_version logged_version; /* 0: none logged yet */
+	struct timespec v311_since;            /* when the fallback happened */
+	char broker_reason[128];               /* a v5 DISCONNECT's reason, for the log */
 	int backoff_ms;
 	unsigned long reconnects;
-	unsigned long unacked;       /* publishes not yet sent (QoS 0) or acked (QoS 1+) */
-	unsigned long failures;      /* failed attempts since the last success */
-	struct timespec attempt_at;  /* when the current socket was opened */
-	struct timespec connected_at;  /* when CONNACK accepted the current one */
-	unsigned short_drops;        /* connections in a row lost soon after CONNACK */
-	bool takeover_reported;      /* said so for this streak */
+	unsigned long unacked;        /* publishes not yet sent (QoS 0) or acked (QoS 1+) */
+	unsigned long failures;       /* failed attempts since the last success */
+	struct timespec attempt_at;   /* when the current socket was opened */
+	struct timespec connected_at; /* when CONNACK accepted the current one */
+	unsigned short_drops;         /* connections in a row lost soon after CONNACK */
+	bool takeover_reported;       /* said so for this streak */
 	char last_error[256];
-	char reported[256];          /* the failure last logged at warn level */
-	char lib_error[200];         /* libmosquitto's first error line of this attempt */
+	char reported[256];  /* the failure last logged at warn level */
+	char lib_error[200]; /* libmosquitto's first error line of this attempt */
 };
 
 static void link_schedule_retry(struct mqtt_link *link);
@@ -171,14 +171,14 @@ static void drop_socket_events(struct mqtt_link *link)
 static void report_failure(struct mqtt_link *link)
 {
 	link->failures++;
-	link->short_drops = 0;       /* the broker itself is in trouble, not the id */
+	link->short_drops = 0; /* the broker itself is in trouble, not the id */
 	if(strcmp(link->reported, link->last_error) || link->failures % REPORT_EVERY == 0) {
-		log_warn(link->log_prefix, "cannot connect to %s:%d: %s; retrying (attempt %lu)",
-				link->host, link->port, link->last_error, link->failures);
+		log_warn(link->log_prefix, "cannot connect to %s:%d: %s; retrying (attempt %lu)", link->host,
+				link->port, link->last_error, link->failures);
 		snprintf(link->reported, sizeof link->reported, "%s", link->last_error);
 	} else {
-		log_debug(link->log_prefix, "cannot connect to %s:%d: %s; retrying (attempt %lu)",
-				link->host, link->port, link->last_error, link->failures);
+		log_debug(link->log_prefix, "cannot connect to %s:%d: %s; retrying (attempt %lu)", link->host,
+				link->port, link->last_error, link->failures);
 	}
 }
 
@@ -193,9 +193,11 @@ static const char *rc_text(struct mqtt_link *link, int rc, char *buf, size_t len
 	/* Cut off after a TLS handshake that looked fine from our side: with
 	 * TLS 1.3 the broker checks our certificate only after that, and says
 	 * nothing libmosquitto reports. */
-	if(link->tls && !link->connected && !link->lib_error[0] && (rc == MOSQ_ERR_CONN_LOST ||
-			rc == MOSQ_ERR_PROTOCOL || (rc == MOSQ_ERR_ERRNO && (err == EPROTO || err == ECONNRESET)))) {
-		snprintf(buf, len, "TLS: the broker closed the connection before accepting it (%s);"
+	if(link->tls && !link->connected && !link->lib_error[0] &&
+			(rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_PROTOCOL ||
+					(rc == MOSQ_ERR_ERRNO && (err == EPROTO || err == ECONNRESET)))) {
+		snprintf(buf, len,
+				"TLS: the broker closed the connection before accepting it (%s);"
 				" does it require a client certificate (mqtt.tls.cert_file, key_file)?",
 				rc == MOSQ_ERR_ERRNO ? strerror(err) : mosquitto_strerror(rc));
 		return buf;
@@ -205,8 +207,10 @@ static const char *rc_text(struct mqtt_link *link, int rc, char *buf, size_t len
 	if(rc != MOSQ_ERR_TLS)
 		return mosquitto_strerror(rc);
 	const char *what = link->lib_error[0] ? link->lib_error : "handshake failed";
-	snprintf(buf, len, "TLS: %s%s", what, strstr(what, "verify failed") ?
-			" (is mqtt.tls.ca_file the CA that signed the broker's certificate?)" : "");
+	snprintf(buf, len, "TLS: %s%s", what,
+			strstr(what, "verify failed")
+					? " (is mqtt.tls.ca_file the CA that signed the broker's certificate?)"
+					: "");
 	return buf;
 }
 
@@ -225,8 +229,10 @@ static void count_short_drop(struct mqtt_link *link)
 		return;
 	link->takeover_reported = true;
 	if(link->client_id)
-		log_warn(link->log_prefix, "the broker keeps dropping us right after connecting: another"
-				" client is probably using the client id \"%s\"", link->client_id);
+		log_warn(link->log_prefix,
+				"the broker keeps dropping us right after connecting: another"
+				" client is probably using the client id \"%s\"",
+				link->client_id);
 	else
 		log_warn(link->log_prefix, "the broker keeps dropping us right after connecting");
 }
@@ -246,8 +252,8 @@ static bool version_fallback(struct mqtt_link *link)
 		link->v311_tentative = !link->v5_refused;
 		clock_gettime(CLOCK_MONOTONIC, &link->v311_since);
 		log_debug(link->log_prefix, "%s:%d %s; trying MQTT 3.1.1", link->host, link->port,
-				link->v5_refused ? "refused MQTT 5" :
-				"closed the connection before answering an MQTT 5 CONNECT");
+				link->v5_refused ? "refused MQTT 5"
+						 : "closed the connection before answering an MQTT 5 CONNECT");
 		return true;
 	}
 	if(link->version == MQTT_LINK_V311 && link->v311_tentative && closed) {
@@ -276,8 +282,8 @@ static void link_lost(struct mqtt_link *link, const char *reason)
 	if(!was_connected && !link->stopping)
 		report_failure(link);
 	if(was_connected) {
-		log_warn(link->log_prefix, "connection to %s:%d lost: %s", link->host,
-				link->port, link->last_error);
+		log_warn(link->log_prefix, "connection to %s:%d lost: %s", link->host, link->port,
+				link->last_error);
 		if(!link->stopping)
 			count_short_drop(link);
 		if(link->cb.on_disconnect)
@@ -309,8 +315,9 @@ static void io_failed(struct mqtt_link *link, int rc)
 	int err = errno;
 	char buf[256];
 	/* When OpenSSL said something, the failure is our side's TLS. */
-	link->broker_closed = !link->lib_error[0] && (rc == MOSQ_ERR_CONN_LOST ||
-			(rc == MOSQ_ERR_ERRNO && (err == ECONNRESET || err == EPIPE)));
+	link->broker_closed = !link->lib_error[0] &&
+			(rc == MOSQ_ERR_CONN_LOST ||
+					(rc == MOSQ_ERR_ERRNO && (err == ECONNRESET || err == EPIPE)));
 	errno = err;
 	/* A v5 DISCONNECT said why; libmosquitto then reports only the loss. */
 	link_lost(link, link->broker_reason[0] ? link->broker_reason : rc_text(link, rc, buf, sizeof buf));
@@ -343,8 +350,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	if(mosquitto_socket(link->mosq) < 0) {
 		/* A v5 DISCONNECT from the broker (see the top). */
-		link_lost(link, link->broker_reason[0] ? link->broker_reason :
-				"the broker closed the connection");
+		link_lost(link,
+				link->broker_reason[0] ? link->broker_reason
+						       : "the broker closed the connection");
 		return;
 	}
 	/* Publishes made from message callbacks were only queued. */
@@ -468,9 +476,9 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		}
 	}
 	char addr[INET6_ADDRSTRLEN] = "";
-	const void *in = pick->ai_family == AF_INET ?
-		(const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr :
-		(const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+	const void *in = pick->ai_family == AF_INET
+			? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+			: (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
 	evutil_inet_ntop(pick->ai_family, in, addr, sizeof addr);
 	evutil_freeaddrinfo(res);
 	/* TLS checks the broker's certificate against the name, so it keeps
@@ -520,8 +528,8 @@ static void try_connect(struct mqtt_link *link)
 	hints.ai_socktype = SOCK_STREAM;
 	/* The callback may run before this returns (a hosts-file entry). */
 	link->resolving = true;
-	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(link->dns, link->host, NULL,
-			&hints, on_resolved, link);
+	struct evdns_getaddrinfo_request *req =
+			evdns_getaddrinfo(link->dns, link->host, NULL, &hints, on_resolved, link);
 	if(link->resolving)
 		link->dns_req = req;
 }
@@ -551,13 +559,14 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 	struct mqtt_link *link = ud;
 	link->got_connack = true;
 	if(link->version == MQTT_LINK_V311)
-		link->v311_tentative = false;    /* the broker answers 3.1.1 */
+		link->v311_tentative = false; /* the broker answers 3.1.1 */
 	if(rc != 0) {
 		char why[200];
 		if(link->version == MQTT_LINK_V5 && rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION)
 			link->v5_refused = true;
-		snprintf(why, sizeof why, "broker refused connection: %s", link->version == MQTT_LINK_V5 ?
-				mosquitto_reason_string(rc) : mosquitto_connack_string(rc));
+		snprintf(why, sizeof why, "broker refused connection: %s",
+				link->version == MQTT_LINK_V5 ? mosquitto_reason_string(rc)
+							      : mosquitto_connack_string(rc));
 		set_error(link, why);
 		link->refused = true;
 		/* The broker closes the socket; the read error schedules the retry. */
@@ -580,8 +589,10 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 		if(link->version == MQTT_LINK_V5)
 			log_info(link->log_prefix, "speaking MQTT 5 with %s:%d", link->host, link->port);
 		else
-			log_info(link->log_prefix, "%s:%d does not speak MQTT 5: using MQTT 3.1.1 (tried"
-					" again at a reconnect after %d min)", link->host, link->port, V5_RETRY_S / 60);
+			log_info(link->log_prefix,
+					"%s:%d does not speak MQTT 5: using MQTT 3.1.1 (tried"
+					" again at a reconnect after %d min)",
+					link->host, link->port, V5_RETRY_S / 60);
 		link->logged_version = link->version;
 	}
 	if(link->cb.on_connect)
@@ -622,7 +633,7 @@ static void on_mosq_log(struct mosquitto *mosq, void *ud, int level, const char 
 		log_debug(link->log_prefix, "libmosquitto: %s", text);
 	if(!(level & MOSQ_LOG_ERR) || link->lib_error[0])
 		return;
-	const char *p = strstr(text, "]: ");   /* "OpenSSL Error[0]: error:..." */
+	const char *p = strstr(text, "]: "); /* "OpenSSL Error[0]: error:..." */
 	snprintf(link->lib_error, sizeof link->lib_error, "%s", p ? p + 3 : text);
 }
 
@@ -669,9 +680,11 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->mosq = mosquitto_new(o->client_id, true, link);
 	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
 		/* mosquitto_new() leaves errno unset for a client id it refuses. */
-		log_error(o->log_prefix ? o->log_prefix : "mqtt", "%s", link->mosq || errno == ENOMEM ?
-				"out of memory" : "cannot create the MQTT client: is the client id valid UTF-8,"
-				" at most 65535 bytes?");
+		log_error(o->log_prefix ? o->log_prefix : "mqtt", "%s",
+				link->mosq || errno == ENOMEM
+						? "out of memory"
+						: "cannot create the MQTT client: is the client id valid UTF-8,"
+						  " at most 65535 bytes?");
 		goto fail;
 	}
 
@@ -692,9 +705,10 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 		log_error(link->log_prefix, "invalid username or password");
 		goto fail;
 	}
-	if(o->will_topic && mosquitto_will_set(link->mosq, o->will_topic,
-				(int)strlen(o->will_payload ? o->will_payload : ""), o->will_payload,
-				o->will_qos, o->will_retain)) {
+	if(o->will_topic &&
+			mosquitto_will_set(link->mosq, o->will_topic,
+					(int)strlen(o->will_payload ? o->will_payload : ""), o->will_payload,
+					o->will_qos, o->will_retain)) {
 		log_error(link->log_prefix, "invalid last will topic %s", o->will_topic);
 		goto fail;
 	}
@@ -748,8 +762,7 @@ static void drain_acks(struct mqtt_link *link, int max_ms)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int fd = mosquitto_socket(link->mosq);
 	while(link->unacked > 0 && fd >= 0) {
-		if(mosquitto_want_write(link->mosq) &&
-				mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE))
+		if(mosquitto_want_write(link->mosq) && mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE))
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		long left = max_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
@@ -812,14 +825,14 @@ void mqtt_link_free(struct mqtt_link *link)
 	free(link);
 }
 
-int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *payload,
-		size_t len, int qos, bool retain)
+int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *payload, size_t len, int qos,
+		bool retain)
 {
 	return mqtt_link_publish_mid(link, topic, payload, len, qos, retain, NULL);
 }
 
-int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload,
-		size_t len, int qos, bool retain, int *mid)
+int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len, int qos,
+		bool retain, int *mid)
 {
 	if(len > 268435455)
 		return OH_ERR_TOO_LARGE;
@@ -835,10 +848,9 @@ int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void 
 
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos)
 {
-	int rc = link->version == MQTT_LINK_V5 ?
-			mosquitto_subscribe_v5(link->mosq, NULL, filter, qos,
-					MQTT_SUB_OPT_RETAIN_AS_PUBLISHED, NULL) :
-			mosquitto_subscribe(link->mosq, NULL, filter, qos);
+	int rc = link->version == MQTT_LINK_V5 ? mosquitto_subscribe_v5(link->mosq, NULL, filter, qos,
+								 MQTT_SUB_OPT_RETAIN_AS_PUBLISHED, NULL)
+					       : mosquitto_subscribe(link->mosq, NULL, filter, qos);
 	if(rc == MOSQ_ERR_NO_CONN)
 		return OH_ERR_NO_CONN;
 	if(rc != MOSQ_ERR_SUCCESS)
@@ -865,9 +877,18 @@ void mqtt_link_cork(struct mqtt_link *link, bool on)
 		set_cork(fd, on);
 }
 
-bool mqtt_link_connected(const struct mqtt_link *link) { return link->connected; }
-const char *mqtt_link_last_error(const struct mqtt_link *link) { return link->last_error; }
-unsigned long mqtt_link_reconnects(const struct mqtt_link *link) { return link->reconnects; }
+bool mqtt_link_connected(const struct mqtt_link *link)
+{
+	return link->connected;
+}
+const char *mqtt_link_last_error(const struct mqtt_link *link)
+{
+	return link->last_error;
+}
+unsigned long mqtt_link_reconnects(const struct mqtt_link *link)
+{
+	return link->reconnects;
+}
 
 bool mqtt_link_retain_as_published(const struct mqtt_link *link)
 {

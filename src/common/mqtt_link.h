@@ -27,14 +27,14 @@ struct mqtt_tls_opts {
 	const char *ca_file;
 	const char *cert_file;
 	const char *key_file;
-	const char *tls_version;      /* "tlsv1.2", "tlsv1.3" or NULL */
+	const char *tls_version; /* "tlsv1.2", "tlsv1.3" or NULL */
 	bool insecure_skip_verify;
 };
 
 struct mqtt_link_opts {
 	const char *host;
 	int port;
-	const char *username;         /* NULL: anonymous */
+	const char *username; /* NULL: anonymous */
 	const char *password;
 	const char *client_id;
 	int keepalive_s;
@@ -43,8 +43,8 @@ struct mqtt_link_opts {
 	const char *will_payload;
 	int will_qos;
 	bool will_retain;
-	const struct mqtt_tls_opts *tls;   /* NULL: plain TCP */
-	const char *log_prefix;       /* e.g. "mqtt" */
+	const struct mqtt_tls_opts *tls; /* NULL: plain TCP */
+	const char *log_prefix;          /* e.g. "mqtt" */
 	/* Try MQTT 5 first (see the top); false: MQTT 3.1.1 only. */
 	bool mqtt5;
 };
@@ -56,16 +56,15 @@ struct mqtt_link_callbacks {
 	void (*on_disconnect)(struct mqtt_link *link, const char *reason, void *ud);
 	/* One message; payload is borrowed for the call and not NUL-terminated;
 	 * what `retained` means depends on the version (see the top). */
-	void (*on_message)(struct mqtt_link *link, const char *topic,
-			const void *payload, size_t len, bool retained, void *ud);
+	void (*on_message)(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
+			bool retained, void *ud);
 	/* A publish left (QoS 0) or was acknowledged (QoS 1); may be NULL. */
 	void (*on_published)(struct mqtt_link *link, int mid, void *ud);
 };
 
 /* Returns NULL on bad options or out of memory, having logged which.
  * Strings in opts are copied.  Nothing happens until mqtt_link_start(). */
-struct mqtt_link *mqtt_link_new(struct event_base *base,
-		const struct mqtt_link_opts *opts,
+struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_opts *opts,
 		const struct mqtt_link_callbacks *cb, void *ud);
 
 /* Begins connecting asynchronously; a broker that is down is retried. */
@@ -77,11 +76,11 @@ void mqtt_link_free(struct mqtt_link *link);
 
 /* Returns OH_OK, OH_ERR_NO_CONN when the broker is away (QoS 0 is dropped,
  * QoS 1 is queued by libmosquitto and sent after reconnect), OH_ERR_INVAL. */
-int mqtt_link_publish(struct mqtt_link *link, const char *topic,
-		const void *payload, size_t len, int qos, bool retain);
+int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *payload, size_t len, int qos,
+		bool retain);
 /* The same, returning the message id that on_published will report. */
-int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic,
-		const void *payload, size_t len, int qos, bool retain, int *mid);
+int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len, int qos,
+		bool retain, int *mid);
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos);
 int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
 

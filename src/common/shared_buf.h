@@ -11,7 +11,7 @@
 struct shared_buf {
 	unsigned refs;
 	size_t len;
-	char data[];              /* NUL-terminated for convenience */
+	char data[]; /* NUL-terminated for convenience */
 };
 
 /* Returns a buffer with one reference, or NULL. */

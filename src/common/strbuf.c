@@ -34,8 +34,14 @@ void strbuf_add(struct strbuf *b, const void *data, size_t len)
 	b->data[b->len] = '\0';
 }
 
-void strbuf_puts(struct strbuf *b, const char *s) { strbuf_add(b, s, strlen(s)); }
-void strbuf_putc(struct strbuf *b, char c) { strbuf_add(b, &c, 1); }
+void strbuf_puts(struct strbuf *b, const char *s)
+{
+	strbuf_add(b, s, strlen(s));
+}
+void strbuf_putc(struct strbuf *b, char c)
+{
+	strbuf_add(b, &c, 1);
+}
 
 void strbuf_printf(struct strbuf *b, const char *fmt, ...)
 {

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 struct strbuf {
-	char *data;               /* NULL until something is added */
+	char *data; /* NULL until something is added */
 	size_t len, cap;
 	bool failed;
 };

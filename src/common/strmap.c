@@ -22,13 +22,13 @@
 struct entry {
 	struct entry *next;
 	void *value;
-	uint32_t hash;            /* the low bits pick the bucket */
+	uint32_t hash; /* the low bits pick the bucket */
 	char key[];
 };
 
 struct strmap {
 	struct entry **buckets;
-	size_t n_buckets;         /* a power of two */
+	size_t n_buckets; /* a power of two */
 	size_t size;
 	uint8_t key[SIPHASH_KEY_LEN];
 };
@@ -126,7 +126,7 @@ void *strmap_put(struct strmap *m, const char *key, void *value, int *err)
 	e->next = NULL;
 	*pp = e;
 	if(++m->size > m->n_buckets)
-		rehash(m, m->n_buckets * 2);   /* on failure: longer chains, still correct */
+		rehash(m, m->n_buckets * 2); /* on failure: longer chains, still correct */
 	return NULL;
 }
 
@@ -149,7 +149,10 @@ void *strmap_remove(struct strmap *m, const char *key)
 	return v;
 }
 
-size_t strmap_size(const struct strmap *m) { return m->size; }
+size_t strmap_size(const struct strmap *m)
+{
+	return m->size;
+}
 
 void strmap_compact(struct strmap *m)
 {

@@ -15,12 +15,10 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct host *h = ud;
 	bool up = mqtt_link_connected(h->link);
-	json_t *body = json_pack("{s:s, s:I, s:I, s:o, s:s}",
-			"mqtt", up ? "connected" : "disconnected",
-			"uptime_s", (json_int_t)(time_now_mono() - h->started_mono),
-			"devices", (json_int_t)registry_size(h->registry),
-			"plugins", plugins_status_json(h),
-			"version", OH_VERSION);
+	json_t *body = json_pack("{s:s, s:I, s:I, s:o, s:s}", "mqtt", up ? "connected" : "disconnected",
+			"uptime_s", (json_int_t)(time_now_mono() - h->started_mono), "devices",
+			(json_int_t)registry_size(h->registry), "plugins", plugins_status_json(h), "version",
+			OH_VERSION);
 	if(!up)
 		json_object_set_new(body, "mqtt_error", json_string(mqtt_link_last_error(h->link)));
 	/* Pages adapt: with tokens the token's name is the actor. */
@@ -59,20 +57,19 @@ int api_core_register(struct host *h)
 		oh_http_fn fn;
 		const char *openapi;
 	} routes[] = {
-		{"GET", "/healthz", get_healthz,
-			"{\"summary\": \"Broker connection, uptime and plugin state\","
-			" \"responses\": {\"200\": {\"description\": \"connected to the broker\"},"
-			" \"503\": {\"description\": \"broker not connected\"}}}"},
-		{"GET", "/api/registry", get_registry,
-			"{\"summary\": \"The registry snapshot: devices, locks, modules, ts, seq\"}"},
-		{"GET", "/api/devices/{id}", get_device,
-			"{\"summary\": \"One device's merged meta and status\","
-			" \"parameters\": [{\"name\": \"id\", \"in\": \"path\", \"required\": true,"
-			" \"schema\": {\"type\": \"string\"}}],"
-			" \"responses\": {\"200\": {\"description\": \"the device\"},"
-			" \"404\": {\"description\": \"unknown device\"}}}"},
-		{"GET", "/openapi.json", get_openapi,
-			"{\"summary\": \"This document\"}"},
+			{"GET", "/healthz", get_healthz,
+					"{\"summary\": \"Broker connection, uptime and plugin state\","
+					" \"responses\": {\"200\": {\"description\": \"connected to the broker\"},"
+					" \"503\": {\"description\": \"broker not connected\"}}}"},
+			{"GET", "/api/registry", get_registry,
+					"{\"summary\": \"The registry snapshot: devices, locks, modules, ts, seq\"}"},
+			{"GET", "/api/devices/{id}", get_device,
+					"{\"summary\": \"One device's merged meta and status\","
+					" \"parameters\": [{\"name\": \"id\", \"in\": \"path\", \"required\": true,"
+					" \"schema\": {\"type\": \"string\"}}],"
+					" \"responses\": {\"200\": {\"description\": \"the device\"},"
+					" \"404\": {\"description\": \"unknown device\"}}}"},
+			{"GET", "/openapi.json", get_openapi, "{\"summary\": \"This document\"}"},
 	};
 	for(size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		int rc = http_route_add(h->http, NULL, routes[i].method, routes[i].path, routes[i].fn, h,

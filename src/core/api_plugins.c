@@ -30,7 +30,8 @@ static json_t *status_of(struct host *h, const char *module)
 	json_t *all = plugins_status_json(h);
 	size_t i;
 	json_t *item;
-	json_array_foreach(all, i, item) {
+	json_array_foreach(all, i, item)
+	{
 		if(!strcmp(json_string_value(json_object_get(item, "module")), module)) {
 			json_incref(item);
 			json_decref(all);
@@ -44,8 +45,8 @@ static json_t *status_of(struct host *h, const char *module)
 struct pending_unload {
 	struct pending_unload *prev, *next;
 	struct host *host;
-	struct event *ev;         /* the deferred turn */
-	struct oh_http_req *req;  /* NULL once the client left */
+	struct event *ev;        /* the deferred turn */
+	struct oh_http_req *req; /* NULL once the client left */
 	char module[64];
 };
 
@@ -108,8 +109,7 @@ static void delete_plugin(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 	if(!target->loaded) {
-		oh_reply_error(req, 409, "NOT_LOADED", "plugin %s is not loaded: %s", module,
-				target->error);
+		oh_reply_error(req, 409, "NOT_LOADED", "plugin %s is not loaded: %s", module, target->error);
 		return;
 	}
 	struct pending_unload *p = calloc(1, sizeof *p);

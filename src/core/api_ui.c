@@ -41,12 +41,23 @@ static void sb_esc(struct strbuf *b, const char *s)
 	for(; *s; s++) {
 		const char *rep = NULL;
 		switch(*s) {
-		case '&': rep = "&amp;"; break;
-		case '<': rep = "&lt;"; break;
-		case '>': rep = "&gt;"; break;
-		case '"': rep = "&quot;"; break;
-		case '\'': rep = "&#39;"; break;
-		default: continue;
+		case '&':
+			rep = "&amp;";
+			break;
+		case '<':
+			rep = "&lt;";
+			break;
+		case '>':
+			rep = "&gt;";
+			break;
+		case '"':
+			rep = "&quot;";
+			break;
+		case '\'':
+			rep = "&#39;";
+			break;
+		default:
+			continue;
 		}
 		strbuf_add(b, run, (size_t)(s - run));
 		strbuf_puts(b, rep);
@@ -55,8 +66,7 @@ static void sb_esc(struct strbuf *b, const char *s)
 	strbuf_add(b, run, (size_t)(s - run));
 }
 
-__attribute__((format(printf, 2, 3)))
-static void sb_printf_esc(struct strbuf *b, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void sb_printf_esc(struct strbuf *b, const char *fmt, ...)
 {
 	char tmp[1024];
 	va_list ap;
@@ -69,10 +79,10 @@ static void sb_printf_esc(struct strbuf *b, const char *fmt, ...)
 /* ---- the shell ------------------------------------------------------------------ */
 
 struct page {
-	const char *id;           /* "home", "devices", "docs", a module, "" */
-	const char *title;        /* plain text */
-	const char *content;      /* trusted HTML */
-	const char *script;       /* URL of the page's script, or NULL */
+	const char *id;      /* "home", "devices", "docs", a module, "" */
+	const char *title;   /* plain text */
+	const char *content; /* trusted HTML */
+	const char *script;  /* URL of the page's script, or NULL */
 };
 
 static bool has_page(const oh_ctx *c)
@@ -150,7 +160,7 @@ static char *render(struct host *h, const struct page *p, size_t *len)
 		} else if(IS("CONTENT")) {
 			strbuf_puts(&b, p->content);
 		} else {
-			strbuf_add(&b, open, (size_t)(close + 2 - open));   /* not ours: as is */
+			strbuf_add(&b, open, (size_t)(close + 2 - open)); /* not ours: as is */
 		}
 #undef IS
 		t = close + 2;
@@ -163,8 +173,7 @@ static char *render(struct host *h, const struct page *p, size_t *len)
 	return b.data;
 }
 
-static void reply_page(struct host *h, struct oh_http_req *req, unsigned status,
-		const struct page *p)
+static void reply_page(struct host *h, struct oh_http_req *req, unsigned status, const struct page *p)
 {
 	size_t len = 0;
 	char *html = render(h, p, &len);
@@ -205,21 +214,25 @@ static void get_home(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	struct host *h = ud;
 	bool up = broker_up(h);
 	struct strbuf b = {0};
-	strbuf_puts(&b, "<section class=\"card\" aria-labelledby=\"broker-h\">"
+	strbuf_puts(&b,
+			"<section class=\"card\" aria-labelledby=\"broker-h\">"
 			"<h2 id=\"broker-h\">Broker</h2><p><span class=\"badge\" data-broker-badge data-state=\"");
 	strbuf_puts(&b, up ? "connected\">connected" : "disconnected\">disconnected");
 	strbuf_puts(&b, "</span> <span class=\"muted\">");
 	sb_printf_esc(&b, "mqtt://%s:%d", h->cfg.mqtt.host, h->cfg.mqtt.port);
 	strbuf_puts(&b, "</span></p></section>");
 
-	strbuf_puts(&b, "<section class=\"card\" aria-labelledby=\"devices-h\">"
+	strbuf_puts(&b,
+			"<section class=\"card\" aria-labelledby=\"devices-h\">"
 			"<h2 id=\"devices-h\">Devices</h2><p><span id=\"device-count\">");
 	sb_printf_esc(&b, "%zu", registry_size(h->registry));
-	strbuf_puts(&b, "</span> known, <span id=\"online-count\">?</span> online, "
+	strbuf_puts(&b,
+			"</span> known, <span id=\"online-count\">?</span> online, "
 			"<span id=\"stale-count\">?</span> stale. <a href=\"/ui/devices\">Show devices</a>"
 			"</p></section>");
 
-	strbuf_puts(&b, "<section class=\"card\" aria-labelledby=\"plugins-h\">"
+	strbuf_puts(&b,
+			"<section class=\"card\" aria-labelledby=\"plugins-h\">"
 			"<h2 id=\"plugins-h\">Plugins</h2>");
 	if(!h->n_plugins)
 		strbuf_puts(&b, "<p class=\"muted\">No plugins configured.</p>");
@@ -270,8 +283,8 @@ static void get_home(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 }
 
 /* A page whose content is a fixed fragment under src/web/. */
-static void reply_fragment(struct host *h, struct oh_http_req *req, const char *id,
-		const char *title, const char *file, const char *script)
+static void reply_fragment(struct host *h, struct oh_http_req *req, const char *id, const char *title,
+		const char *file, const char *script)
 {
 	const struct embedded_file *f = embedded_find(file);
 	if(!f) {
@@ -355,33 +368,33 @@ int api_ui_register(struct host *h)
 		oh_http_fn fn;
 		const char *openapi;
 	} routes[] = {
-		{"GET", "/", get_home,
-			"{\"summary\": \"Web UI: start page with the plugins and the broker state\","
-			" \"tags\": [\"ui\"], \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
-		{"GET", "/ui/devices", get_devices_page,
-			"{\"summary\": \"Web UI: live table of devices\", \"tags\": [\"ui\"],"
-			" \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
-		{"GET", "/ui/{module}", get_plugin_page,
-			"{\"summary\": \"Web UI: a plugin's page inside the shared shell\", \"tags\": [\"ui\"],"
-			" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
-			" \"schema\": {\"type\": \"string\"}}],"
-			" \"responses\": {\"200\": {\"description\": \"HTML\"},"
-			" \"404\": {\"description\": \"no loaded plugin with a page of that name\"}}}"},
-		{"GET", "/ui/{module}/page.js", get_plugin_script,
-			"{\"summary\": \"Web UI: a plugin page's script\", \"tags\": [\"ui\"],"
-			" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
-			" \"schema\": {\"type\": \"string\"}}],"
-			" \"responses\": {\"200\": {\"description\": \"JavaScript\"},"
-			" \"404\": {\"description\": \"no such plugin page or no script\"}}}"},
-		{"GET", "/static/{file}", get_static,
-			"{\"summary\": \"Web UI: shared scripts and styles (compiled into the daemon)\","
-			" \"tags\": [\"ui\"], \"parameters\": [{\"name\": \"file\", \"in\": \"path\","
-			" \"required\": true, \"schema\": {\"type\": \"string\"}}],"
-			" \"responses\": {\"200\": {\"description\": \"the file\"},"
-			" \"404\": {\"description\": \"no such file\"}}}"},
-		{"GET", "/docs", get_docs,
-			"{\"summary\": \"Web UI: this API, rendered from /openapi.json\", \"tags\": [\"ui\"],"
-			" \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
+			{"GET", "/", get_home,
+					"{\"summary\": \"Web UI: start page with the plugins and the broker state\","
+					" \"tags\": [\"ui\"], \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
+			{"GET", "/ui/devices", get_devices_page,
+					"{\"summary\": \"Web UI: live table of devices\", \"tags\": [\"ui\"],"
+					" \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
+			{"GET", "/ui/{module}", get_plugin_page,
+					"{\"summary\": \"Web UI: a plugin's page inside the shared shell\", \"tags\": [\"ui\"],"
+					" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
+					" \"schema\": {\"type\": \"string\"}}],"
+					" \"responses\": {\"200\": {\"description\": \"HTML\"},"
+					" \"404\": {\"description\": \"no loaded plugin with a page of that name\"}}}"},
+			{"GET", "/ui/{module}/page.js", get_plugin_script,
+					"{\"summary\": \"Web UI: a plugin page's script\", \"tags\": [\"ui\"],"
+					" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
+					" \"schema\": {\"type\": \"string\"}}],"
+					" \"responses\": {\"200\": {\"description\": \"JavaScript\"},"
+					" \"404\": {\"description\": \"no such plugin page or no script\"}}}"},
+			{"GET", "/static/{file}", get_static,
+					"{\"summary\": \"Web UI: shared scripts and styles (compiled into the daemon)\","
+					" \"tags\": [\"ui\"], \"parameters\": [{\"name\": \"file\", \"in\": \"path\","
+					" \"required\": true, \"schema\": {\"type\": \"string\"}}],"
+					" \"responses\": {\"200\": {\"description\": \"the file\"},"
+					" \"404\": {\"description\": \"no such file\"}}}"},
+			{"GET", "/docs", get_docs,
+					"{\"summary\": \"Web UI: this API, rendered from /openapi.json\", \"tags\": [\"ui\"],"
+					" \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
 	};
 	for(size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		int rc = http_route_add(h->http, NULL, routes[i].method, routes[i].path, routes[i].fn, h,

@@ -21,10 +21,14 @@
 const char *auth_role_name(enum oh_role role)
 {
 	switch(role) {
-	case OH_ROLE_NONE: return "none";
-	case OH_ROLE_VIEWER: return "viewer";
-	case OH_ROLE_OPERATOR: return "operator";
-	case OH_ROLE_ADMIN: return "admin";
+	case OH_ROLE_NONE:
+		return "none";
+	case OH_ROLE_VIEWER:
+		return "viewer";
+	case OH_ROLE_OPERATOR:
+		return "operator";
+	case OH_ROLE_ADMIN:
+		return "admin";
 	}
 	return "?";
 }
@@ -73,7 +77,7 @@ static bool valid_name(const char *s)
 {
 	size_t len = strlen(s);
 	return len >= 1 && len <= AUTH_NAME_MAX &&
-		strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
+			strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
 }
 
 /* Compares without an early exit, so the time taken says nothing about
@@ -86,8 +90,7 @@ static bool digest_equal(const unsigned char *a, const unsigned char *b)
 	return diff == 0;
 }
 
-static int parse_one(const json_t *o, const char *where, size_t i, struct auth_token *t,
-		char *err, size_t len)
+static int parse_one(const json_t *o, const char *where, size_t i, struct auth_token *t, char *err, size_t len)
 {
 	if(!json_is_object(o)) {
 		conf_err(err, len, "%s[%zu]: expected an object {\"name\", \"role\", \"sha256\"}", where, i);
@@ -95,10 +98,13 @@ static int parse_one(const json_t *o, const char *where, size_t i, struct auth_t
 	}
 	const char *key;
 	const json_t *v;
-	json_object_foreach((json_t *)o, key, v) {
+	json_object_foreach((json_t *)o, key, v)
+	{
 		if(!strcmp(key, "token")) {
-			conf_err(err, len, "%s[%zu].token: plain tokens are not accepted; store the token's "
-					"SHA-256 as \"sha256\" (printf %%s TOKEN | sha256sum)", where, i);
+			conf_err(err, len,
+					"%s[%zu].token: plain tokens are not accepted; store the token's "
+					"SHA-256 as \"sha256\" (printf %%s TOKEN | sha256sum)",
+					where, i);
 			return -1;
 		}
 		if(strcmp(key, "name") && strcmp(key, "role") && strcmp(key, "sha256")) {
@@ -126,8 +132,8 @@ static int parse_one(const json_t *o, const char *where, size_t i, struct auth_t
 	return 0;
 }
 
-int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **tokens,
-		size_t *n, char *err, size_t errlen)
+int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **tokens, size_t *n, char *err,
+		size_t errlen)
 {
 	if(!json_is_array(arr)) {
 		conf_err(err, errlen, "%s: expected an array of {\"name\", \"role\", \"sha256\"}", where);
@@ -163,8 +169,8 @@ int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **
 	return 0;
 }
 
-int auth_tokens_load_file(const char *path, const char *where, struct auth_token **tokens,
-		size_t *n, char *err, size_t errlen)
+int auth_tokens_load_file(const char *path, const char *where, struct auth_token **tokens, size_t *n,
+		char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -183,8 +189,7 @@ int auth_tokens_load_file(const char *path, const char *where, struct auth_token
 	return rc;
 }
 
-const struct auth_token *auth_lookup(const struct auth_token *tokens, size_t n,
-		const char *presented)
+const struct auth_token *auth_lookup(const struct auth_token *tokens, size_t n, const char *presented)
 {
 	unsigned char d[32];
 	if(!presented || !*presented || auth_sha256(presented, strlen(presented), d))
@@ -218,11 +223,15 @@ void auth_log_startup(const struct config *c)
 	bool loopback = auth_addr_is_loopback(bind);
 	if(!c->http.n_tokens) {
 		if(loopback)
-			log_warn("http", "no API tokens configured: serving without authentication on "
-					"loopback only (%s)", bind);
+			log_warn("http",
+					"no API tokens configured: serving without authentication on "
+					"loopback only (%s)",
+					bind);
 		else
-			log_warn("http", "no API tokens configured: serving WITHOUT authentication on %s "
-					"(http.allow_unauthenticated is true)", bind);
+			log_warn("http",
+					"no API tokens configured: serving WITHOUT authentication on %s "
+					"(http.allow_unauthenticated is true)",
+					bind);
 		return;
 	}
 	size_t by_role[OH_ROLE_ADMIN + 1] = {0};
@@ -231,6 +240,8 @@ void auth_log_startup(const struct config *c)
 	log_info("http", "API tokens: %zu (%zu admin, %zu operator, %zu viewer)", c->http.n_tokens,
 			by_role[OH_ROLE_ADMIN], by_role[OH_ROLE_OPERATOR], by_role[OH_ROLE_VIEWER]);
 	if(!c->http.tls.enabled && !loopback)
-		log_warn("http", "tokens travel in clear text on %s: enable http.tls or put a TLS "
-				"reverse proxy in front (docs/deploy-http.md)", bind);
+		log_warn("http",
+				"tokens travel in clear text on %s: enable http.tls or put a TLS "
+				"reverse proxy in front (docs/deploy-http.md)",
+				bind);
 }

@@ -20,7 +20,7 @@
 struct auth_token {
 	char name[AUTH_NAME_MAX + 1];
 	enum oh_role role;
-	unsigned char digest[32];   /* SHA-256 of the token */
+	unsigned char digest[32]; /* SHA-256 of the token */
 };
 
 /* "viewer", "operator", "admin" ("none" for OH_ROLE_NONE). */
@@ -35,18 +35,17 @@ const char *auth_role_name(enum oh_role role);
  * error returns -1 with one line in err starting with `where` (e.g.
  * "host.json: http.tokens"), followed by "[i].field: ...".
  */
-int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **tokens,
-		size_t *n, char *err, size_t errlen);
+int auth_tokens_parse(const json_t *arr, const char *where, struct auth_token **tokens, size_t *n, char *err,
+		size_t errlen);
 
 /* Reads a JSON file holding such an array and appends it as above; errors
  * name `where` and the file. */
-int auth_tokens_load_file(const char *path, const char *where, struct auth_token **tokens,
-		size_t *n, char *err, size_t errlen);
+int auth_tokens_load_file(const char *path, const char *where, struct auth_token **tokens, size_t *n,
+		char *err, size_t errlen);
 
 /* The token whose digest matches SHA-256(presented), or NULL.  Every stored
  * digest is compared, each in constant time. */
-const struct auth_token *auth_lookup(const struct auth_token *tokens, size_t n,
-		const char *presented);
+const struct auth_token *auth_lookup(const struct auth_token *tokens, size_t n, const char *presented);
 
 /* SHA-256 of data into out; 0, or -1 if the hash is unavailable. */
 int auth_sha256(const void *data, size_t len, unsigned char out[32]);

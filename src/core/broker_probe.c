@@ -30,12 +30,12 @@
 struct broker_probe {
 	struct host *host;
 	struct event *ev_timeout;
-	char *filter;            /* {root}/orchestrator/probe/from-{node}/# */
-	char *sent_topic;        /* .../probe/from-{node}/check.dot */
-	char *rewritten_topic;   /* .../probe/from-{node}/check/dot */
-	char nonce[33];          /* this probe's payload */
-	bool active;             /* subscribed, waiting for the answer */
-	bool warned;             /* the warning is said once per run */
+	char *filter;          /* {root}/orchestrator/probe/from-{node}/# */
+	char *sent_topic;      /* .../probe/from-{node}/check.dot */
+	char *rewritten_topic; /* .../probe/from-{node}/check/dot */
+	char nonce[33];        /* this probe's payload */
+	bool active;           /* subscribed, waiting for the answer */
+	bool warned;           /* the warning is said once per run */
 };
 
 static void on_probe_message(oh_ctx *ctx, const struct oh_message *msg, void *ud);
@@ -64,7 +64,8 @@ static void on_probe_message(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	if(!strcmp(msg->topic, p->rewritten_topic)) {
 		log_debug("mqtt", "topic probe: the broker rewrites '.' to '/'");
 		if(!p->warned)
-			log_warn("mqtt", "this broker rewrites '.' in topics to '/' (RabbitMQ does): devices"
+			log_warn("mqtt",
+					"this broker rewrites '.' in topics to '/' (RabbitMQ does): devices"
 					" whose id contains '.' cannot be reached; rename them");
 		p->warned = true;
 	} else if(!strcmp(msg->topic, p->sent_topic)) {

@@ -16,20 +16,34 @@
 const char *oh_strerror(int err)
 {
 	switch(err) {
-	case OH_OK: return "success";
-	case OH_ERR_INVAL: return "invalid argument";
-	case OH_ERR_NOMEM: return "out of memory";
-	case OH_ERR_NOT_FOUND: return "not found";
-	case OH_ERR_EXISTS: return "already exists";
-	case OH_ERR_IN_USE: return "in use by another actor";
-	case OH_ERR_NOT_OWNER: return "held by another actor";
-	case OH_ERR_NOT_HELD: return "not held";
-	case OH_ERR_DENIED: return "denied";
-	case OH_ERR_IO: return "storage or I/O error";
-	case OH_ERR_NO_CONN: return "broker not connected";
-	case OH_ERR_TOO_LARGE: return "too large";
-	case OH_ERR_VERSION: return "ABI version mismatch";
-	default: return "unknown error";
+	case OH_OK:
+		return "success";
+	case OH_ERR_INVAL:
+		return "invalid argument";
+	case OH_ERR_NOMEM:
+		return "out of memory";
+	case OH_ERR_NOT_FOUND:
+		return "not found";
+	case OH_ERR_EXISTS:
+		return "already exists";
+	case OH_ERR_IN_USE:
+		return "in use by another actor";
+	case OH_ERR_NOT_OWNER:
+		return "held by another actor";
+	case OH_ERR_NOT_HELD:
+		return "not held";
+	case OH_ERR_DENIED:
+		return "denied";
+	case OH_ERR_IO:
+		return "storage or I/O error";
+	case OH_ERR_NO_CONN:
+		return "broker not connected";
+	case OH_ERR_TOO_LARGE:
+		return "too large";
+	case OH_ERR_VERSION:
+		return "ABI version mismatch";
+	default:
+		return "unknown error";
 	}
 }
 
@@ -66,15 +80,14 @@ char *oh_format_time(double t, char *buf, size_t len)
 	return buf;
 }
 
-int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd,
-		const char **code, char *err, size_t errlen)
+int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
+		char *err, size_t errlen)
 {
 	memset(cmd, 0, sizeof *cmd);
 	const json_t *env = msg->json;
 	/* A req_id is recovered even from a bad envelope so its ack correlates. */
 	const json_t *rid = json_is_object(env) ? json_object_get(env, "req_id") : NULL;
-	if(json_is_string(rid) && json_string_length(rid) > 0 &&
-			json_string_length(rid) <= OH_REQ_ID_MAX)
+	if(json_is_string(rid) && json_string_length(rid) > 0 && json_string_length(rid) <= OH_REQ_ID_MAX)
 		cmd->req_id = json_string_value(rid);
 	else
 		cmd->req_id = host_new_id(cmd->req_id_buf, sizeof cmd->req_id_buf);
@@ -136,8 +149,8 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 	return OH_OK;
 }
 
-json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action,
-		const char *actor, const char *error, json_t *details)
+json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action, const char *actor,
+		const char *error, json_t *details)
 {
 	char when[32];
 	json_t *ack = json_object();

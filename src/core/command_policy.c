@@ -43,13 +43,17 @@ void command_policy_log_startup(const struct config *c)
 {
 	const char *root = c->topic_root;
 	if(!c->mqtt_commands.enabled) {
-		log_info("mqtt", "commands on %s/orchestrator/+/cmd are refused with FORBIDDEN "
-				"(mqtt_commands.enabled is false); the HTTP API is unaffected", root);
+		log_info("mqtt",
+				"commands on %s/orchestrator/+/cmd are refused with FORBIDDEN "
+				"(mqtt_commands.enabled is false); the HTTP API is unaffected",
+				root);
 		return;
 	}
 	if(c->mqtt_commands.admin_actors) {
-		log_info("mqtt", "admin actions over MQTT are limited to the %zu actor(s) in "
-				"mqtt_commands.admin_actors", c->mqtt_commands.n_admin_actors);
+		log_info("mqtt",
+				"admin actions over MQTT are limited to the %zu actor(s) in "
+				"mqtt_commands.admin_actors",
+				c->mqtt_commands.n_admin_actors);
 		return;
 	}
 	if(!c->http.n_tokens)
@@ -60,7 +64,8 @@ void command_policy_log_startup(const struct config *c)
 			"HTTP tokens protect HTTP only: any client the broker lets publish on "
 			"%s/orchestrator/+/cmd can command devices in any actor's name, force_release "
 			"included; limit it with the broker's ACL (config/mosquitto/acl.example) or "
-			"mqtt_commands (docs/security.md)", root);
+			"mqtt_commands (docs/security.md)",
+			root);
 }
 
 /* The loaded plugin whose command topic this is, or NULL. */
@@ -112,8 +117,9 @@ static bool refuse(oh_ctx *ctx, const struct oh_message *msg, const struct oh_co
 	const char *dev = json_string_value(json_object_get(cmd->params, "device_id"));
 	if(details && oh_device_id_valid(dev))
 		json_object_set_new(details, "device_id", json_string(dev));
-	oh_ack_publish(ctx, oh_ack_new(cmd->req_id, false, "FORBIDDEN", cmd->action,
-			cmd->actor ? cmd->actor : ANONYMOUS, why, details));
+	oh_ack_publish(ctx,
+			oh_ack_new(cmd->req_id, false, "FORBIDDEN", cmd->action,
+					cmd->actor ? cmd->actor : ANONYMOUS, why, details));
 	return false;
 }
 
@@ -140,8 +146,7 @@ bool command_policy_allows(struct host *h, const struct oh_message *msg, const c
 		if(!ctx) {
 			/* No plugin owns the module, so there is no evt topic to
 			 * answer on; a wildcard subscriber still must not act. */
-			log_debug("mqtt", "command on %s dropped: mqtt_commands.enabled is false",
-					msg->topic);
+			log_debug("mqtt", "command on %s dropped: mqtt_commands.enabled is false", msg->topic);
 			return false;
 		}
 		return refuse(ctx, msg, &cmd, "mqtt_commands.enabled",
@@ -155,8 +160,10 @@ bool command_policy_allows(struct host *h, const struct oh_message *msg, const c
 	const char *actor = cmd.actor ? cmd.actor : ANONYMOUS;
 	if(actor_listed(c, actor))
 		return true;
-	snprintf(err, sizeof err, "%s is an admin action; actor \"%.120s\" is not in "
-			"mqtt_commands.admin_actors", cmd.action, actor);
+	snprintf(err, sizeof err,
+			"%s is an admin action; actor \"%.120s\" is not in "
+			"mqtt_commands.admin_actors",
+			cmd.action, actor);
 	log_warn("mqtt", "command %s on %s refused: %s", cmd.req_id, msg->topic, err);
 	return refuse(ctx, msg, &cmd, "mqtt_commands.admin_actors", err);
 }

@@ -23,21 +23,21 @@
  */
 static const struct {
 	const char *name;
-	size_t offset;            /* in struct config_limits */
-	long def, max;            /* the minimum is 1 */
+	size_t offset; /* in struct config_limits */
+	long def, max; /* the minimum is 1 */
 } limits[] = {
-	{"max_devices", offsetof(struct config_limits, max_devices), 200000, 10000000},
-	{"max_device_bytes", offsetof(struct config_limits, max_device_bytes), 131072, 64 << 20},
-	{"max_pending", offsetof(struct config_limits, max_pending), 100000, 10000000},
-	{"max_pending_per_device", offsetof(struct config_limits, max_pending_per_device), 1000,
-		10000000},
-	{"max_leases", offsetof(struct config_limits, max_leases), 200000, 10000000},
-	{"max_jobs", offsetof(struct config_limits, max_jobs), 200000, 10000000},
-	{"max_jobs_per_actor", offsetof(struct config_limits, max_jobs_per_actor), 10000, 10000000},
-	{"max_sse_clients", offsetof(struct config_limits, max_sse_clients), 256, 100000},
-	{"max_http_connections", offsetof(struct config_limits, max_http_connections), 1000, 100000},
-	{"max_http_connections_per_client",
-		offsetof(struct config_limits, max_http_connections_per_client), 256, 100000},
+		{"max_devices", offsetof(struct config_limits, max_devices), 200000, 10000000},
+		{"max_device_bytes", offsetof(struct config_limits, max_device_bytes), 131072, 64 << 20},
+		{"max_pending", offsetof(struct config_limits, max_pending), 100000, 10000000},
+		{"max_pending_per_device", offsetof(struct config_limits, max_pending_per_device), 1000,
+				10000000},
+		{"max_leases", offsetof(struct config_limits, max_leases), 200000, 10000000},
+		{"max_jobs", offsetof(struct config_limits, max_jobs), 200000, 10000000},
+		{"max_jobs_per_actor", offsetof(struct config_limits, max_jobs_per_actor), 10000, 10000000},
+		{"max_sse_clients", offsetof(struct config_limits, max_sse_clients), 256, 100000},
+		{"max_http_connections", offsetof(struct config_limits, max_http_connections), 1000, 100000},
+		{"max_http_connections_per_client",
+				offsetof(struct config_limits, max_http_connections_per_client), 256, 100000},
 };
 #define N_LIMITS (sizeof limits / sizeof limits[0])
 
@@ -62,13 +62,13 @@ const char *config_limit_name(size_t i)
 
 /* limits.*: whole numbers from 1 to the row's maximum, said in full (the
  * generic range message would print 1e+07). */
-static int custom_limit(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_limit(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	json_int_t n = json_integer_value(v);
 	if(!json_is_integer(v) || n < (json_int_t)f->min || n > (json_int_t)f->max) {
-		conf_err(err, len, "%s: %s: expected an integer from %.0f to %.0f", file, f->key,
-				f->min, f->max);
+		conf_err(err, len, "%s: %s: expected an integer from %.0f to %.0f", file, f->key, f->min,
+				f->max);
 		return -1;
 	}
 	*(long *)f->dest = (long)n;
@@ -111,7 +111,8 @@ static int load_plugins(struct config *c, const json_t *arr, const char *file, c
 		}
 		const char *key;
 		const json_t *v;
-		json_object_foreach((json_t *)p, key, v) {
+		json_object_foreach((json_t *)p, key, v)
+		{
 			if(strcmp(key, "module") && strcmp(key, "path") && strcmp(key, "settings")) {
 				conf_err(err, len, "%s: plugins[%zu].%s: unknown key", file, i, key);
 				return -1;
@@ -126,21 +127,24 @@ static int load_plugins(struct config *c, const json_t *arr, const char *file, c
 		}
 		const char *m = json_string_value(module);
 		if(strspn(m, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(m) || strlen(m) > 32) {
-			conf_err(err, len, "%s: plugins[%zu].module: \"%s\" must be 1-32 of [a-z0-9_-]", file, i, m);
+			conf_err(err, len, "%s: plugins[%zu].module: \"%s\" must be 1-32 of [a-z0-9_-]", file,
+					i, m);
 			return -1;
 		}
 		/* The host's own /api/{name} and /ui/{name} paths. */
-		static const char *const reserved[] = {"plugins", "registry", "devices", "events",
-			"healthz", "metrics", "static", "docs", NULL};
+		static const char *const reserved[] = {"plugins", "registry", "devices", "events", "healthz",
+				"metrics", "static", "docs", NULL};
 		for(const char *const *r = reserved; *r; r++) {
 			if(!strcmp(m, *r)) {
-				conf_err(err, len, "%s: plugins[%zu].module: \"%s\" is reserved by the host", file, i, m);
+				conf_err(err, len, "%s: plugins[%zu].module: \"%s\" is reserved by the host",
+						file, i, m);
 				return -1;
 			}
 		}
 		for(size_t j = 0; j < c->n_plugins; j++) {
 			if(!strcmp(c->plugins[j].module, m)) {
-				conf_err(err, len, "%s: plugins[%zu].module: \"%s\" is listed twice", file, i, m);
+				conf_err(err, len, "%s: plugins[%zu].module: \"%s\" is listed twice", file, i,
+						m);
 				return -1;
 			}
 		}
@@ -181,8 +185,10 @@ static int load_origins(struct config *c, const json_t *arr, const char *file, c
 		else if(o && !strncmp(o, "http://", 7))
 			host = o + 7;
 		if(!host || !*host || strpbrk(host, "/ \t\r\n?#*")) {
-			conf_err(err, len, "%s: http.cors_origins[%zu]: expected an origin like "
-					"\"https://ui.example.org\" (scheme://host[:port], no path)", file, i);
+			conf_err(err, len,
+					"%s: http.cors_origins[%zu]: expected an origin like "
+					"\"https://ui.example.org\" (scheme://host[:port], no path)",
+					file, i);
 			return -1;
 		}
 		c->http.cors_origins[c->http.n_cors_origins] = strdup(o);
@@ -195,8 +201,7 @@ static int load_origins(struct config *c, const json_t *arr, const char *file, c
 
 /* http.allowed_hosts: the names (or addresses) clients use to reach the
  * host, beyond loopback and the bind address; checked by http_guard.c. */
-static int load_allowed_hosts(struct config *c, const json_t *arr, const char *file, char *err,
-		size_t len)
+static int load_allowed_hosts(struct config *c, const json_t *arr, const char *file, char *err, size_t len)
 {
 	size_t n = json_array_size(arr);
 	c->http.allowed_hosts = calloc(n ? n : 1, sizeof *c->http.allowed_hosts);
@@ -205,9 +210,11 @@ static int load_allowed_hosts(struct config *c, const json_t *arr, const char *f
 	for(size_t i = 0; i < n; i++) {
 		const char *h = json_string_value(json_array_get(arr, i));
 		if(!http_host_pattern_valid(h)) {
-			conf_err(err, len, "%s: http.allowed_hosts[%zu]: expected a host name or address "
+			conf_err(err, len,
+					"%s: http.allowed_hosts[%zu]: expected a host name or address "
 					"like \"lab-pc.example.org\", \".example.org\" (and its subdomains) or "
-					"\"*\" (no scheme, port or path)", file, i);
+					"\"*\" (no scheme, port or path)",
+					file, i);
 			return -1;
 		}
 		if(!(c->http.allowed_hosts[c->http.n_allowed_hosts] = strdup(h)))
@@ -217,20 +224,20 @@ static int load_allowed_hosts(struct config *c, const json_t *arr, const char *f
 	return 0;
 }
 
-static int custom_allowed_hosts(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_allowed_hosts(const struct conf_field *f, const json_t *v, void *ctx, const char *file,
+		char *err, size_t len)
 {
 	return json_is_array(v) ? load_allowed_hosts(ctx, v, file, err, len) : 1;
 }
 
-static int custom_plugins(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_plugins(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	return json_is_array(v) ? load_plugins(ctx, v, file, err, len) : 1;
 }
 
-static int custom_tokens(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_tokens(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	struct config *c = ctx;
 	if(!json_is_array(v))
@@ -240,8 +247,8 @@ static int custom_tokens(const struct conf_field *f, const json_t *v, void *ctx,
 	return auth_tokens_parse(v, where, &c->http.tokens, &c->http.n_tokens, err, len) ? -1 : 0;
 }
 
-static int custom_origins(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_origins(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	return json_is_array(v) ? load_origins(ctx, v, file, err, len) : 1;
 }
@@ -249,8 +256,8 @@ static int custom_origins(const struct conf_field *f, const json_t *v, void *ctx
 /* mqtt_commands.admin_actors: names as a command envelope's `actor` may be
  * (1-120 characters, the rule oh_command_parse applies), each listed once.
  * An empty array is kept: no actor may run an admin action over MQTT. */
-static int custom_admin_actors(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_admin_actors(const struct conf_field *f, const json_t *v, void *ctx, const char *file,
+		char *err, size_t len)
 {
 	struct config *c = ctx;
 	if(!json_is_array(v))
@@ -269,7 +276,8 @@ static int custom_admin_actors(const struct conf_field *f, const json_t *v, void
 		const char *name = json_string_value(item);
 		for(size_t j = 0; j < c->mqtt_commands.n_admin_actors; j++) {
 			if(!strcmp(c->mqtt_commands.admin_actors[j], name)) {
-				conf_err(err, len, "%s: %s[%zu]: \"%s\" is listed twice", file, f->key, i, name);
+				conf_err(err, len, "%s: %s[%zu]: \"%s\" is listed twice", file, f->key, i,
+						name);
 				return -1;
 			}
 		}
@@ -296,23 +304,27 @@ static int check_http(struct config *c, const char *tokens_file, char *err, size
 	}
 	if(c->http.tls.enabled) {
 		if(!c->http.tls.cert_file || !c->http.tls.key_file) {
-			conf_err(err, len, "%s: http.tls.%s: required when http.tls is present (both cert_file "
-					"and key_file, PEM)", c->source, c->http.tls.cert_file ? "key_file" : "cert_file");
+			conf_err(err, len,
+					"%s: http.tls.%s: required when http.tls is present (both cert_file "
+					"and key_file, PEM)",
+					c->source, c->http.tls.cert_file ? "key_file" : "cert_file");
 			return -1;
 		}
-		c->http.tls.cert_pem = conf_read_file(c->http.tls.cert_file, 1 << 20, c->source,
-				"http.tls.cert_file", err, len);
+		c->http.tls.cert_pem = conf_read_file(
+				c->http.tls.cert_file, 1 << 20, c->source, "http.tls.cert_file", err, len);
 		if(!c->http.tls.cert_pem)
 			return -1;
-		c->http.tls.key_pem = conf_read_file(c->http.tls.key_file, 1 << 20, c->source,
-				"http.tls.key_file", err, len);
+		c->http.tls.key_pem = conf_read_file(
+				c->http.tls.key_file, 1 << 20, c->source, "http.tls.key_file", err, len);
 		if(!c->http.tls.key_pem)
 			return -1;
 	}
 	if(!c->http.n_tokens && !c->http.allow_unauthenticated && !auth_addr_is_loopback(c->http.bind)) {
-		conf_err(err, len, "%s: http.bind: \"%s\" is not a loopback address and no http.tokens are "
+		conf_err(err, len,
+				"%s: http.bind: \"%s\" is not a loopback address and no http.tokens are "
 				"configured; add tokens, or set http.allow_unauthenticated: true to serve without "
-				"authentication", c->source, c->http.bind);
+				"authentication",
+				c->source, c->http.bind);
 		return -1;
 	}
 	return 0;
@@ -327,44 +339,50 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 	size_t n = 0;
 	conf_mqtt_fields(&c->mqtt, table, &n);
 	const struct conf_field own[] = {
-		{"http", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
-		{"http.bind", CONF_STR, false, 0, 0, &c->http.bind, NULL, NULL},
-		{"http.port", CONF_INT, false, 0, 65535, &c->http.port, NULL, NULL},
-		{"http.max_body_bytes", CONF_LONG, false, 64, 64 << 20, &c->http.max_body_bytes, NULL, NULL},
-		{"http.tokens", CONF_CUSTOM, false, 0, 0, NULL, custom_tokens,
-			"an array of {\"name\", \"role\", \"sha256\"} objects"},
-		{"http.tokens_file", CONF_STR, true, 0, 0, &tokens_file, NULL, NULL},
-		{"http.allow_unauthenticated", CONF_BOOL, false, 0, 0, &c->http.allow_unauthenticated, NULL, NULL},
-		{"http.cors_origins", CONF_CUSTOM, false, 0, 0, NULL, custom_origins,
-			"an array of origins like \"https://ui.example.org\""},
-		{"http.allowed_hosts", CONF_CUSTOM, false, 0, 0, NULL, custom_allowed_hosts,
-			"an array of host names like \"lab-pc.example.org\""},
-		{"http.request_timeout_s", CONF_INT, false, 1, 3600, &c->http.request_timeout_s, NULL, NULL},
-		{"http.tls", CONF_OBJ, true, 0, 0, &c->http.tls.enabled, NULL, NULL},
-		{"http.tls.cert_file", CONF_STR, false, 0, 0, &c->http.tls.cert_file, NULL, NULL},
-		{"http.tls.key_file", CONF_STR, false, 0, 0, &c->http.tls.key_file, NULL, NULL},
-		{"topic_root", CONF_STR, false, 0, 0, &c->topic_root, NULL, NULL},
-		{"state_dir", CONF_STR, false, 0, 0, &c->state_dir, NULL, NULL},
-		{"timezone", CONF_STR, false, 0, 0, &c->timezone, NULL, NULL},
-		{"stale_after_s", CONF_NUM, false, 0.1, 86400, &c->stale_after_s, NULL, NULL},
-		{"snapshot_interval_ms", CONF_INT, false, 0, 60000, &c->snapshot_interval_ms, NULL, NULL},
-		{"max_payload_bytes", CONF_LONG, false, 64, 256 << 20, &c->max_payload_bytes, NULL, NULL},
-		{"misfire_grace_s", CONF_NUM, false, 0, 86400 * 7, &c->misfire_grace_s, NULL, NULL},
-		{"mqtt_commands", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
-		{"mqtt_commands.enabled", CONF_BOOL, false, 0, 0, &c->mqtt_commands.enabled, NULL, NULL},
-		{"mqtt_commands.admin_actors", CONF_CUSTOM, true, 0, 0, NULL, custom_admin_actors,
-			"an array of actor names, or null"},
-		{"log_level", CONF_STR, false, 0, 0, &c->log_level, NULL, NULL},
-		{"log_format", CONF_STR, false, 0, 0, &c->log_format, NULL, NULL},
-		{"plugins", CONF_CUSTOM, false, 0, 0, NULL, custom_plugins, "an array of plugin objects"},
+			{"http", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
+			{"http.bind", CONF_STR, false, 0, 0, &c->http.bind, NULL, NULL},
+			{"http.port", CONF_INT, false, 0, 65535, &c->http.port, NULL, NULL},
+			{"http.max_body_bytes", CONF_LONG, false, 64, 64 << 20, &c->http.max_body_bytes, NULL,
+					NULL},
+			{"http.tokens", CONF_CUSTOM, false, 0, 0, NULL, custom_tokens,
+					"an array of {\"name\", \"role\", \"sha256\"} objects"},
+			{"http.tokens_file", CONF_STR, true, 0, 0, &tokens_file, NULL, NULL},
+			{"http.allow_unauthenticated", CONF_BOOL, false, 0, 0, &c->http.allow_unauthenticated,
+					NULL, NULL},
+			{"http.cors_origins", CONF_CUSTOM, false, 0, 0, NULL, custom_origins,
+					"an array of origins like \"https://ui.example.org\""},
+			{"http.allowed_hosts", CONF_CUSTOM, false, 0, 0, NULL, custom_allowed_hosts,
+					"an array of host names like \"lab-pc.example.org\""},
+			{"http.request_timeout_s", CONF_INT, false, 1, 3600, &c->http.request_timeout_s, NULL,
+					NULL},
+			{"http.tls", CONF_OBJ, true, 0, 0, &c->http.tls.enabled, NULL, NULL},
+			{"http.tls.cert_file", CONF_STR, false, 0, 0, &c->http.tls.cert_file, NULL, NULL},
+			{"http.tls.key_file", CONF_STR, false, 0, 0, &c->http.tls.key_file, NULL, NULL},
+			{"topic_root", CONF_STR, false, 0, 0, &c->topic_root, NULL, NULL},
+			{"state_dir", CONF_STR, false, 0, 0, &c->state_dir, NULL, NULL},
+			{"timezone", CONF_STR, false, 0, 0, &c->timezone, NULL, NULL},
+			{"stale_after_s", CONF_NUM, false, 0.1, 86400, &c->stale_after_s, NULL, NULL},
+			{"snapshot_interval_ms", CONF_INT, false, 0, 60000, &c->snapshot_interval_ms, NULL,
+					NULL},
+			{"max_payload_bytes", CONF_LONG, false, 64, 256 << 20, &c->max_payload_bytes, NULL,
+					NULL},
+			{"misfire_grace_s", CONF_NUM, false, 0, 86400 * 7, &c->misfire_grace_s, NULL, NULL},
+			{"mqtt_commands", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
+			{"mqtt_commands.enabled", CONF_BOOL, false, 0, 0, &c->mqtt_commands.enabled, NULL, NULL},
+			{"mqtt_commands.admin_actors", CONF_CUSTOM, true, 0, 0, NULL, custom_admin_actors,
+					"an array of actor names, or null"},
+			{"log_level", CONF_STR, false, 0, 0, &c->log_level, NULL, NULL},
+			{"log_format", CONF_STR, false, 0, 0, &c->log_format, NULL, NULL},
+			{"plugins", CONF_CUSTOM, false, 0, 0, NULL, custom_plugins,
+					"an array of plugin objects"},
 	};
 	for(size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		table[n++] = own[i];
 	table[n++] = (struct conf_field){"limits", CONF_OBJ, false, 0, 0, NULL, NULL, NULL};
 	for(size_t i = 0; i < N_LIMITS; i++) {
 		snprintf(limit_keys[i], sizeof limit_keys[i], "limits.%s", limits[i].name);
-		table[n++] = (struct conf_field){limit_keys[i], CONF_CUSTOM, false, 1,
-			(double)limits[i].max, limit_slot(&c->limits, i), custom_limit, "an integer"};
+		table[n++] = (struct conf_field){limit_keys[i], CONF_CUSTOM, false, 1, (double)limits[i].max,
+				limit_slot(&c->limits, i), custom_limit, "an integer"};
 	}
 
 	c->source = strdup(path ? path : "(defaults)");

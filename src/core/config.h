@@ -15,8 +15,8 @@ struct auth_token;
 
 struct plugin_conf {
 	char *module;
-	char *path;               /* "builtin:ndi", "/x/y.so" or "/x/y.so:symbol" */
-	json_t *settings;         /* always an object */
+	char *path;       /* "builtin:ndi", "/x/y.so" or "/x/y.so:symbol" */
+	json_t *settings; /* always an object */
 };
 
 /*
@@ -27,20 +27,20 @@ struct plugin_conf {
  * devices.
  */
 struct config_limits {
-	long max_devices;             /* devices in the registry */
-	long max_device_bytes;        /* one device's merged meta+status, serialised */
-	long max_pending;             /* relayed commands awaiting a device ack, in all */
-	long max_pending_per_device;  /* ... to one device */
-	long max_leases;              /* leases held */
-	long max_jobs;                /* scheduled jobs, in all */
-	long max_jobs_per_actor;      /* ... of one owner */
-	long max_sse_clients;         /* open GET /api/events streams */
-	long max_http_connections;    /* open HTTP connections, in all */
-	long max_http_connections_per_client;   /* ... from one address */
+	long max_devices;                     /* devices in the registry */
+	long max_device_bytes;                /* one device's merged meta+status, serialised */
+	long max_pending;                     /* relayed commands awaiting a device ack, in all */
+	long max_pending_per_device;          /* ... to one device */
+	long max_leases;                      /* leases held */
+	long max_jobs;                        /* scheduled jobs, in all */
+	long max_jobs_per_actor;              /* ... of one owner */
+	long max_sse_clients;                 /* open GET /api/events streams */
+	long max_http_connections;            /* open HTTP connections, in all */
+	long max_http_connections_per_client; /* ... from one address */
 };
 
 struct config {
-	char *source;             /* file name, or "(defaults)" */
+	char *source; /* file name, or "(defaults)" */
 	struct conf_mqtt mqtt;
 	struct {
 		char *bind;
@@ -51,22 +51,22 @@ struct config {
 		struct auth_token *tokens;
 		size_t n_tokens;
 		bool allow_unauthenticated;
-		char **cors_origins;      /* exact Origin values allowed cross-origin */
+		char **cors_origins; /* exact Origin values allowed cross-origin */
 		size_t n_cors_origins;
-		char **allowed_hosts;     /* extra Host names (http_guard.h) */
+		char **allowed_hosts; /* extra Host names (http_guard.h) */
 		size_t n_allowed_hosts;
-		int request_timeout_s;    /* idle time before a connection is cut */
+		int request_timeout_s; /* idle time before a connection is cut */
 		struct {
-			bool enabled;         /* "http.tls" present */
+			bool enabled; /* "http.tls" present */
 			char *cert_file, *key_file;
-			char *cert_pem, *key_pem;   /* the files' contents, read at load */
+			char *cert_pem, *key_pem; /* the files' contents, read at load */
 		} tls;
 	} http;
 	/* mqtt_commands: what the host does with commands on
 	 * {root}/orchestrator/{module}/cmd (command_policy.c). */
 	struct {
-		bool enabled;             /* false: every command is refused (FORBIDDEN) */
-		char **admin_actors;      /* NULL: not limited by the host; else the only
+		bool enabled;        /* false: every command is refused (FORBIDDEN) */
+		char **admin_actors; /* NULL: not limited by the host; else the only
 		                           * actors that may run admin actions over MQTT */
 		size_t n_admin_actors;
 	} mqtt_commands;

@@ -41,9 +41,9 @@ struct host {
 	struct store *store;
 	struct leases *leases;
 	struct scheduler *scheduler;
-	struct broker_probe *probe;   /* owned (broker_probe_free) */
-	char *node;               /* owned: our name on the bus, in the birth message */
-	oh_ctx **plugins;         /* one context per configured plugin */
+	struct broker_probe *probe; /* owned (broker_probe_free) */
+	char *node;                 /* owned: our name on the bus, in the birth message */
+	oh_ctx **plugins;           /* one context per configured plugin */
 	size_t n_plugins;
 	double started_mono;
 	bool shutting_down;
@@ -55,28 +55,25 @@ struct host {
 struct dispatch *dispatch_new(struct host *h);
 void dispatch_free(struct dispatch *d);
 /* owner is the plugin context or NULL for the core. */
-int dispatch_subscribe(struct dispatch *d, oh_ctx *owner, const char *filter, int qos,
-		oh_message_fn fn, void *ud);
+int dispatch_subscribe(
+		struct dispatch *d, oh_ctx *owner, const char *filter, int qos, oh_message_fn fn, void *ud);
 void dispatch_remove_owner(struct dispatch *d, oh_ctx *owner);
 /* Removes one (filter, fn, ud) subscription of owner (NULL: the core). */
-void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter, oh_message_fn fn,
-		void *ud);
+void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter, oh_message_fn fn, void *ud);
 /* Link callbacks. */
 void dispatch_on_connect(struct dispatch *d);
-void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload,
-		size_t len, bool retained);
+void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload, size_t len, bool retained);
 /* Publishes through the link, counting it. */
-int host_publish(struct host *h, const char *topic, const void *payload, size_t len,
-		int qos, bool retain);
+int host_publish(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain);
 /* The same, with the message id the link reports when the broker has it. */
-int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len,
-		int qos, bool retain, int *mid);
+int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
+		int *mid);
 
 /* ---- registry.c: the live device registry and its snapshot ---------------- */
 
 struct registry *registry_new(struct host *h);
 void registry_free(struct registry *r);
-int registry_start(struct registry *r);        /* subscribes */
+int registry_start(struct registry *r); /* subscribes */
 /* The current snapshot, rebuilt if anything changed; a new reference. */
 struct shared_buf *registry_snapshot(struct registry *r);
 /* One device's document as JSON text (returned, free()), or NULL. */
@@ -104,21 +101,19 @@ void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *snap,
 
 struct leases *leases_new(struct host *h);
 void leases_free(struct leases *l);
-int leases_load(struct leases *l);            /* from the store, at startup */
+int leases_load(struct leases *l); /* from the store, at startup */
 /* {"ndi:rpi-01": {"holder": ..., "expires_at": ...}}; returned. */
 json_t *leases_to_json(struct leases *l);
 size_t leases_count(const struct leases *l);
-int leases_take(struct leases *l, const char *key, const char *actor, double lease_s,
-		struct oh_lease *out);
-int leases_renew(struct leases *l, const char *key, const char *actor, double lease_s,
-		struct oh_lease *out);
+int leases_take(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
+int leases_renew(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
 int leases_release(struct leases *l, const char *key, const char *actor, struct oh_lease *out);
 int leases_force_release(struct leases *l, const char *key, struct oh_lease *out);
 int leases_can_use(struct leases *l, const char *key, const char *actor, struct oh_lease *out);
 int leases_get(struct leases *l, const char *key, struct oh_lease *out);
 /* Expiry is reported to the plugin owning the key's module prefix. */
-void leases_set_expired_handler(struct leases *l, void (*fn)(struct host *h,
-		const char *key, const char *holder));
+void leases_set_expired_handler(
+		struct leases *l, void (*fn)(struct host *h, const char *key, const char *holder));
 
 /* ---- plugins.c ------------------------------------------------------------ */
 
@@ -144,10 +139,10 @@ int api_metrics_register(struct host *h); /* metrics.c: GET /metrics */
 
 /* ---- events.c: server-sent events at GET /api/events ---------------------- */
 
-void events_broker_state(struct host *h, bool up);   /* from the link callbacks */
+void events_broker_state(struct host *h, bool up); /* from the link callbacks */
 /* An event the host publishes on {root}/orchestrator/{module}/evt. */
 void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len);
-void events_free(struct host *h);                   /* after http_server_free */
+void events_free(struct host *h); /* after http_server_free */
 
 /* ---- misc ------------------------------------------------------------------ */
 

@@ -46,37 +46,41 @@
 #include "oh/defs.h"
 #include "timeutil.h"
 
-enum { F_MIN, F_HOUR, F_DOM, F_MON, F_DOW, F_COUNT };
+enum {
+	F_MIN,
+	F_HOUR,
+	F_DOM,
+	F_MON,
+	F_DOW,
+	F_COUNT
+};
 
 static const char *const month_names[] = {
-	"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", NULL
-};
+		"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", NULL};
 static const char *const dow_names[] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL};
 
 static const struct field {
 	const char *name;
 	int lo, hi;
-	const char *const *names;	/* names[i] stands for lo + i */
-	unsigned star_flag;		/* set when the field starts with '*' */
+	const char *const *names; /* names[i] stands for lo + i */
+	unsigned star_flag;       /* set when the field starts with '*' */
 } fields[F_COUNT] = {
-	{"minute", 0, 59, NULL, CRON_MIN_STAR},
-	{"hour", 0, 23, NULL, CRON_HOUR_STAR},
-	{"day-of-month", 1, 31, NULL, CRON_DOM_STAR},
-	{"month", 1, 12, month_names, 0},
-	{"day-of-week", 0, 7, dow_names, CRON_DOW_STAR},	/* 7 is Sunday again */
+		{"minute", 0, 59, NULL, CRON_MIN_STAR}, {"hour", 0, 23, NULL, CRON_HOUR_STAR},
+		{"day-of-month", 1, 31, NULL, CRON_DOM_STAR}, {"month", 1, 12, month_names, 0},
+		{"day-of-week", 0, 7, dow_names, CRON_DOW_STAR}, /* 7 is Sunday again */
 };
 
 static const struct {
 	const char *name;
 	const char *expansion;
 } macros[] = {
-	{"@yearly", "0 0 1 1 *"},
-	{"@annually", "0 0 1 1 *"},
-	{"@monthly", "0 0 1 * *"},
-	{"@weekly", "0 0 * * 0"},
-	{"@daily", "0 0 * * *"},
-	{"@midnight", "0 0 * * *"},
-	{"@hourly", "0 * * * *"},
+		{"@yearly", "0 0 1 1 *"},
+		{"@annually", "0 0 1 1 *"},
+		{"@monthly", "0 0 1 * *"},
+		{"@weekly", "0 0 * * 0"},
+		{"@daily", "0 0 * * *"},
+		{"@midnight", "0 0 * * *"},
+		{"@hourly", "0 * * * *"},
 };
 
 /* Tokens are quoted in messages; cut them so a long one cannot hide the
@@ -88,8 +92,7 @@ static bool is_sep(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -108,7 +111,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
  * quoted in the message when the value is not a number or name.
  */
 static int parse_value(const struct field *f, const char *s, size_t len, const char *item, size_t ilen,
-	int *val, char *err, size_t errlen)
+		int *val, char *err, size_t errlen)
 {
 	if(len > 0 && isdigit((unsigned char)s[0])) {
 		long v = 0;
@@ -120,7 +123,8 @@ static int parse_value(const struct field *f, const char *s, size_t len, const c
 				v = v * 10 + (s[i] - '0');
 		}
 		if(v < f->lo || v > f->hi)
-			return fail(err, errlen, "%s: %.*s out of range %d-%d", f->name, (int)(len > TOK_MAX ? TOK_MAX : len), s, f->lo, f->hi);
+			return fail(err, errlen, "%s: %.*s out of range %d-%d", f->name,
+					(int)(len > TOK_MAX ? TOK_MAX : len), s, f->lo, f->hi);
 		*val = (int)v;
 		return OH_OK;
 	}
@@ -133,11 +137,13 @@ static int parse_value(const struct field *f, const char *s, size_t len, const c
 		}
 	}
 bad:
-	return fail(err, errlen, "%s: bad token \"%.*s\"", f->name, (int)(ilen > TOK_MAX ? TOK_MAX : ilen), item);
+	return fail(err, errlen, "%s: bad token \"%.*s\"", f->name, (int)(ilen > TOK_MAX ? TOK_MAX : ilen),
+			item);
 }
 
 /* One comma-separated item: `*`, `N`, `N-M`, each optionally `/step`. */
-static int parse_item(const struct field *f, const char *item, size_t ilen, uint64_t *bits, char *err, size_t errlen)
+static int parse_item(const struct field *f, const char *item, size_t ilen, uint64_t *bits, char *err,
+		size_t errlen)
 {
 	int itok = (int)(ilen > TOK_MAX ? TOK_MAX : ilen);
 	if(ilen == 0)
@@ -161,7 +167,7 @@ static int parse_item(const struct field *f, const char *item, size_t ilen, uint
 		}
 		if(v < 1 || v > f->hi)
 			return fail(err, errlen, "%s: step %.*s out of range 1-%d in \"%.*s\"", f->name,
-				(int)(slen > TOK_MAX ? TOK_MAX : slen), s, f->hi, itok, item);
+					(int)(slen > TOK_MAX ? TOK_MAX : slen), s, f->hi, itok, item);
 		step = (int)v;
 	}
 
@@ -193,7 +199,8 @@ static int parse_item(const struct field *f, const char *item, size_t ilen, uint
 	return OH_OK;
 }
 
-static int parse_field(const struct field *f, const char *s, size_t len, uint64_t *bits, char *err, size_t errlen)
+static int parse_field(
+		const struct field *f, const char *s, size_t len, uint64_t *bits, char *err, size_t errlen)
 {
 	*bits = 0;
 	for(;;) {
@@ -232,7 +239,8 @@ int cron_parse(const char *text, struct cron_expr *out, char *err, size_t errlen
 		for(size_t i = 0; i < sizeof(macros) / sizeof(macros[0]); i++) {
 			if(strlen(macros[i].name) == len && !strncasecmp(text, macros[i].name, len)) {
 				if(*rest)
-					return fail(err, errlen, "unexpected \"%.*s\" after %.*s", TOK_MAX, rest, tok, text);
+					return fail(err, errlen, "unexpected \"%.*s\" after %.*s", TOK_MAX,
+							rest, tok, text);
 				return cron_parse(macros[i].expansion, out, err, errlen);
 			}
 		}
@@ -301,12 +309,14 @@ static bool date_matches(const struct cron_expr *e, int64_t day)
  * Fold the fire times of local day `day` (whose date matches) that are
  * > after into *best (*found says whether *best holds one yet).
  */
-static int scan_day(const struct cron_expr *e, const char *tz, int64_t day, time_t after, time_t *best, bool *found)
+static int scan_day(const struct cron_expr *e, const char *tz, int64_t day, time_t after, time_t *best,
+		bool *found)
 {
 	int64_t wall0 = day * 86400;
 	struct tz_span sp[MAX_SPANS];
 	size_t n;
-	int rc = tz_spans(tz, (time_t)(wall0 - DAY_MARGIN), (time_t)(wall0 + 86400 + DAY_MARGIN), sp, MAX_SPANS, &n);
+	int rc = tz_spans(tz, (time_t)(wall0 - DAY_MARGIN), (time_t)(wall0 + 86400 + DAY_MARGIN), sp,
+			MAX_SPANS, &n);
 	if(rc)
 		return rc;
 	bool fixed = !(e->flags & (CRON_MIN_STAR | CRON_HOUR_STAR));
@@ -334,7 +344,8 @@ static int scan_day(const struct cron_expr *e, const char *tz, int64_t day, time
 			if(!seen && fixed) {
 				/* Skipped by a forward change at sp[k].end: fire then. */
 				for(size_t k = 0; k + 1 < n; k++) {
-					if(sp[k + 1].off > sp[k].off && w >= sp[k].end + sp[k].off && w < sp[k].end + sp[k + 1].off)
+					if(sp[k + 1].off > sp[k].off && w >= sp[k].end + sp[k].off &&
+							w < sp[k].end + sp[k + 1].off)
 						cand[nc++] = sp[k].end;
 				}
 			}
@@ -353,11 +364,12 @@ int cron_next(const struct cron_expr *e, const char *tz, time_t after, time_t *n
 {
 	if(!e || !next)
 		return OH_ERR_INVAL;
-	if(!(e->minutes & 0x0fffffffffffffffULL) || !(e->hours & 0xffffffu) || !(e->mdays & 0xfffffffeu)
-		|| !(e->months & 0x1ffeu) || !(e->wdays & 0x7fu))
+	if(!(e->minutes & 0x0fffffffffffffffULL) || !(e->hours & 0xffffffu) || !(e->mdays & 0xfffffffeu) ||
+			!(e->months & 0x1ffeu) || !(e->wdays & 0x7fu))
 		return OH_ERR_INVAL;
 	/* Keep every instant the search may touch inside years 1..9999. */
-	if(after < (time_t)-62135596800LL + 3 * 86400 || after > (time_t)253402300799LL - (CRON_HORIZON_YEARS + 2) * 366LL * 86400)
+	if(after < (time_t)-62135596800LL + 3 * 86400 ||
+			after > (time_t)253402300799LL - (CRON_HORIZON_YEARS + 2) * 366LL * 86400)
 		return OH_ERR_INVAL;
 
 	long off;

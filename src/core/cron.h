@@ -14,18 +14,18 @@
 
 /* Fields that began with '*' (Vixie cron's *_STAR flags).  They decide the
  * day-of-month/day-of-week rule and which DST rule a job follows. */
-#define CRON_MIN_STAR  0x1u	/* minute field starts with '*' */
-#define CRON_HOUR_STAR 0x2u	/* hour field starts with '*' */
-#define CRON_DOM_STAR  0x4u	/* day-of-month field starts with '*' */
-#define CRON_DOW_STAR  0x8u	/* day-of-week field starts with '*' */
+#define CRON_MIN_STAR 0x1u  /* minute field starts with '*' */
+#define CRON_HOUR_STAR 0x2u /* hour field starts with '*' */
+#define CRON_DOM_STAR 0x4u  /* day-of-month field starts with '*' */
+#define CRON_DOW_STAR 0x8u  /* day-of-week field starts with '*' */
 
 struct cron_expr {
-	uint64_t minutes;	/* bit n: minute n, 0..59 */
-	uint32_t hours;		/* bit n: hour n, 0..23 */
-	uint32_t mdays;		/* bit n: day of month n, 1..31 */
-	uint16_t months;	/* bit n: month n, 1..12 */
-	uint8_t wdays;		/* bit n: weekday n, 0 = Sunday..6 (7 folded into 0) */
-	unsigned flags;		/* CRON_*_STAR */
+	uint64_t minutes; /* bit n: minute n, 0..59 */
+	uint32_t hours;   /* bit n: hour n, 0..23 */
+	uint32_t mdays;   /* bit n: day of month n, 1..31 */
+	uint16_t months;  /* bit n: month n, 1..12 */
+	uint8_t wdays;    /* bit n: weekday n, 0 = Sunday..6 (7 folded into 0) */
+	unsigned flags;   /* CRON_*_STAR */
 };
 
 /*

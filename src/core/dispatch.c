@@ -20,7 +20,7 @@
 #include "topic_tree.h"
 
 struct sub {
-	struct sub *next;         /* all subscriptions, for teardown */
+	struct sub *next; /* all subscriptions, for teardown */
 	oh_ctx *owner;
 	char *filter;
 	int qos;
@@ -33,7 +33,7 @@ struct dispatch {
 	struct host *host;
 	struct topic_tree *tree;
 	struct sub *subs;
-	int delivering;           /* nesting depth of dispatch_on_message */
+	int delivering; /* nesting depth of dispatch_on_message */
 	bool has_dead;
 };
 
@@ -83,8 +83,8 @@ static int filter_qos(struct dispatch *d, const char *filter)
 	return qos;
 }
 
-int dispatch_subscribe(struct dispatch *d, oh_ctx *owner, const char *filter, int qos,
-		oh_message_fn fn, void *ud)
+int dispatch_subscribe(
+		struct dispatch *d, oh_ctx *owner, const char *filter, int qos, oh_message_fn fn, void *ud)
 {
 	if(!filter || !topic_filter_valid(filter) || qos < 0 || qos > 1 || !fn)
 		return OH_ERR_INVAL;
@@ -133,8 +133,7 @@ static void purge_dead(struct dispatch *d)
 
 /* Marks the subscriptions that match dead, and unsubscribes the broker from
  * filters nobody wants any more.  filter NULL: every filter of owner. */
-static void remove_matching(struct dispatch *d, oh_ctx *owner, const char *filter,
-		oh_message_fn fn, void *ud)
+static void remove_matching(struct dispatch *d, oh_ctx *owner, const char *filter, oh_message_fn fn, void *ud)
 {
 	for(struct sub *s = d->subs; s; s = s->next) {
 		if(s->dead || s->owner != owner)
@@ -157,8 +156,7 @@ void dispatch_remove_owner(struct dispatch *d, oh_ctx *owner)
 	remove_matching(d, owner, NULL, NULL, NULL);
 }
 
-void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter, oh_message_fn fn,
-		void *ud)
+void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter, oh_message_fn fn, void *ud)
 {
 	remove_matching(d, owner, filter, fn, ud);
 }
@@ -204,8 +202,7 @@ static void collect(void *value, void *ud)
 	m->items[m->n++] = value;
 }
 
-void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload,
-		size_t len, bool retained)
+void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload, size_t len, bool retained)
 {
 	struct host *h = d->host;
 	const char *kind = metrics_topic_kind(h, topic);
@@ -220,8 +217,8 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 	json_t *json = NULL;
 	char why[200];
 	if(len > (size_t)h->cfg.max_payload_bytes) {
-		snprintf(why, sizeof why, "payload of %zu bytes is over max_payload_bytes (%ld)",
-				len, h->cfg.max_payload_bytes);
+		snprintf(why, sizeof why, "payload of %zu bytes is over max_payload_bytes (%ld)", len,
+				h->cfg.max_payload_bytes);
 		msg.error = why;
 		msg.too_large = true;
 	} else if(len == 0) {
@@ -230,8 +227,8 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 		json_error_t err;
 		json = json_loadb(payload, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
 		if(!json) {
-			snprintf(why, sizeof why, "not JSON: line %d, column %d: %s", err.line,
-					err.column, err.text);
+			snprintf(why, sizeof why, "not JSON: line %d, column %d: %s", err.line, err.column,
+					err.text);
 			msg.error = why;
 		}
 	}
@@ -262,14 +259,13 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 		purge_dead(d);
 }
 
-int host_publish(struct host *h, const char *topic, const void *payload, size_t len,
-		int qos, bool retain)
+int host_publish(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain)
 {
 	return host_publish_mid(h, topic, payload, len, qos, retain, NULL);
 }
 
-int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len,
-		int qos, bool retain, int *mid)
+int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
+		int *mid)
 {
 	int rc = mqtt_link_publish_mid(h->link, topic, payload, len, qos, retain, mid);
 	const char *kind = metrics_topic_kind(h, topic);

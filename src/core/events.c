@@ -51,8 +51,8 @@ struct client {
 	struct client *prev, *next;
 	struct events *ev;
 	struct http_stream *st;
-	struct shared_buf *snapshot;  /* the last snapshot event queued (a reference) */
-	bool dropped;             /* aborted, waiting for on_gone */
+	struct shared_buf *snapshot; /* the last snapshot event queued (a reference) */
+	bool dropped;                /* aborted, waiting for on_gone */
 };
 
 struct events {
@@ -121,8 +121,8 @@ static void client_send(struct client *c, struct shared_buf *msg)
 		return;
 	}
 	/* Bounded by MAX_BACKLOG plus one message, however large snapshots get. */
-	int rc = http_stream_backlog(c->st) > MAX_BACKLOG ? OH_ERR_TOO_LARGE :
-			http_stream_write_buf(c->st, msg);
+	int rc = http_stream_backlog(c->st) > MAX_BACKLOG ? OH_ERR_TOO_LARGE
+							  : http_stream_write_buf(c->st, msg);
 	if(rc)
 		client_drop(c, oh_strerror(rc));
 }
@@ -207,8 +207,10 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	long max = h->cfg.limits.max_sse_clients;
 	if(http_server_streams(h->http) >= (size_t)max) {
 		metrics_limit_refusal("max_sse_clients");
-		oh_reply_error(req, 429, "LIMIT", "limits.max_sse_clients (%ld) event streams are open; "
-				"try again later", max);
+		oh_reply_error(req, 429, "LIMIT",
+				"limits.max_sse_clients (%ld) event streams are open; "
+				"try again later",
+				max);
 		http_req_add_header(req, "Retry-After", "2");
 		return;
 	}

@@ -77,8 +77,8 @@ static void add_cors_headers(struct oh_http_req *req, struct MHD_Response *r)
 
 /* ---- replies -------------------------------------------------------------- */
 
-int http__set_response(struct oh_http_req *req, unsigned status, struct MHD_Response *resp,
-		const char *content_type)
+int http__set_response(
+		struct oh_http_req *req, unsigned status, struct MHD_Response *resp, const char *content_type)
 {
 	if(!resp)
 		return OH_ERR_NOMEM;
@@ -101,15 +101,15 @@ int http__set_response(struct oh_http_req *req, unsigned status, struct MHD_Resp
 	return OH_OK;
 }
 
-int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type,
-		const void *data, size_t len)
+int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type, const void *data,
+		size_t len)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
 	return http__set_response(req, status, r, content_type);
 }
 
-int http_reply_static(struct oh_http_req *req, unsigned status, const char *content_type,
-		const void *data, size_t len)
+int http_reply_static(struct oh_http_req *req, unsigned status, const char *content_type, const void *data,
+		size_t len)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
 	return http__set_response(req, status, r, content_type);
@@ -121,12 +121,11 @@ static void unref_buf(void *p)
 	shared_buf_unref((struct shared_buf *)((char *)p - offsetof(struct shared_buf, data)));
 }
 
-int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type,
-		struct shared_buf *buf)
+int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf)
 {
 	shared_buf_ref(buf);
-	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(buf->len,
-			buf->data, unref_buf);
+	struct MHD_Response *r =
+			MHD_create_response_from_buffer_with_free_callback(buf->len, buf->data, unref_buf);
 	if(!r)
 		shared_buf_unref(buf);
 	return http__set_response(req, status, r, content_type);
@@ -135,7 +134,7 @@ int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content
 /* Every request gets an answer: a body that cannot be serialised becomes a
  * fixed 500 rather than a connection left hanging. */
 static const char reply_failed[] =
-	"{\"error\":{\"code\":\"INTERNAL\",\"message\":\"the reply could not be built\"}}";
+		"{\"error\":{\"code\":\"INTERNAL\",\"message\":\"the reply could not be built\"}}";
 
 int oh_reply_json(struct oh_http_req *req, unsigned status, json_t *body)
 {
@@ -173,7 +172,7 @@ int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code, c
 	va_end(ap);
 	utf8_trim_partial(msg);
 	json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-	if(!body)   /* the text itself was not UTF-8 */
+	if(!body) /* the text itself was not UTF-8 */
 		body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", "(unprintable)");
 	return oh_reply_json(req, status, body);
 }
@@ -186,12 +185,30 @@ void http_req_add_header(struct oh_http_req *req, const char *name, const char *
 
 /* ---- request accessors ------------------------------------------------------ */
 
-const char *oh_req_method(const struct oh_http_req *req) { return req->method; }
-struct host *http_req_host(const struct oh_http_req *req) { return req->server->host; }
-const char *oh_req_path(const struct oh_http_req *req) { return req->path; }
-const json_t *oh_req_body(const struct oh_http_req *req) { return req->json; }
-const char *oh_req_actor(const struct oh_http_req *req) { return req->token ? req->token->name : NULL; }
-enum oh_role oh_req_role(const struct oh_http_req *req) { return req->role; }
+const char *oh_req_method(const struct oh_http_req *req)
+{
+	return req->method;
+}
+struct host *http_req_host(const struct oh_http_req *req)
+{
+	return req->server->host;
+}
+const char *oh_req_path(const struct oh_http_req *req)
+{
+	return req->path;
+}
+const json_t *oh_req_body(const struct oh_http_req *req)
+{
+	return req->json;
+}
+const char *oh_req_actor(const struct oh_http_req *req)
+{
+	return req->token ? req->token->name : NULL;
+}
+enum oh_role oh_req_role(const struct oh_http_req *req)
+{
+	return req->role;
+}
 
 const char *oh_req_param(const struct oh_http_req *req, const char *name)
 {
@@ -263,16 +280,16 @@ static bool needs_token(const char *path)
 static void reply_unauthorized(struct oh_http_req *req, bool invalid, const char *msg)
 {
 	oh_reply_error(req, 401, "UNAUTHORIZED", "%s", msg);
-	http_req_add_header(req, "WWW-Authenticate", invalid ?
-			"Bearer realm=\"orchestrator-host\", error=\"invalid_token\"" :
-			"Bearer realm=\"orchestrator-host\"");
+	http_req_add_header(req, "WWW-Authenticate",
+			invalid ? "Bearer realm=\"orchestrator-host\", error=\"invalid_token\""
+				: "Bearer realm=\"orchestrator-host\"");
 }
 
 static void log_refused(struct oh_http_req *req, const char *why)
 {
 	char addr[INET6_ADDRSTRLEN] = "?";
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn,
-			MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if(ci && ci->client_addr) {
 		const struct sockaddr *sa = ci->client_addr;
 		if(sa->sa_family == AF_INET)
@@ -314,7 +331,8 @@ static bool authenticate(struct http_server *s, struct oh_http_req *req)
 		tok = oh_req_query(req, "access_token");
 	}
 	if(!tok || !*tok) {
-		reply_unauthorized(req, false, "an API token is required: send \"Authorization: Bearer TOKEN\"");
+		reply_unauthorized(
+				req, false, "an API token is required: send \"Authorization: Bearer TOKEN\"");
 		return false;
 	}
 	req->token = auth_lookup(c->http.tokens, c->http.n_tokens, tok);
@@ -353,8 +371,10 @@ static bool passes_guard(struct http_server *s, struct oh_http_req *req)
 {
 	const char *host = oh_req_header(req, "Host");
 	if((!host && !req->http10) || !http_host_allowed(&s->host_rules, host)) {
-		oh_reply_error(req, 400, "BAD_HOST", "Host \"%s\" does not name this host; add it to "
-				"http.allowed_hosts if clients reach the host by that name", host ? host : "");
+		oh_reply_error(req, 400, "BAD_HOST",
+				"Host \"%s\" does not name this host; add it to "
+				"http.allowed_hosts if clients reach the host by that name",
+				host ? host : "");
 		return false;
 	}
 	if(req->path_problem) {
@@ -367,8 +387,10 @@ static bool passes_guard(struct http_server *s, struct oh_http_req *req)
 	bool listed = cors_origin(req) != NULL;
 	if(origin && !listed && !http_origin_is_own(origin, host, s->host->cfg.http.tls.enabled)) {
 		log_refused(req, "cross-origin request");
-		oh_reply_error(req, 403, "CROSS_ORIGIN", "%s requests from origin %s are refused; list it "
-				"in http.cors_origins to allow it", req->method, origin);
+		oh_reply_error(req, 403, "CROSS_ORIGIN",
+				"%s requests from origin %s are refused; list it "
+				"in http.cors_origins to allow it",
+				req->method, origin);
 		return false;
 	}
 	const char *site = oh_req_header(req, "Sec-Fetch-Site");
@@ -388,8 +410,7 @@ struct length_scan {
 	bool conflict;
 };
 
-static enum MHD_Result scan_length(void *cls, enum MHD_ValueKind kind, const char *key,
-		const char *value)
+static enum MHD_Result scan_length(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	struct length_scan *sc = cls;
 	if(key && value && !strcasecmp(key, "Content-Length")) {
@@ -455,8 +476,7 @@ static double mono_now(void)
 
 static struct conn_clock *clock_of(struct MHD_Connection *conn)
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
-			MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return ci ? ci->socket_context : NULL;
 }
 
@@ -465,8 +485,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
 	struct http_server *s = cls;
 	struct conn_clock *c = *socket_context;
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
-			MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *client = ci ? ci->client_addr : NULL;
 	if(code == MHD_CONNECTION_NOTIFY_STARTED)
 		http__conn_started(s, client);
@@ -475,7 +494,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	if(code == MHD_CONNECTION_NOTIFY_STARTED) {
 		c = calloc(1, sizeof *c);
 		if(!c)
-			return;   /* untimed; the idle timeout still applies */
+			return; /* untimed; the idle timeout still applies */
 		c->conn = conn;
 		c->since = mono_now();
 		c->next = s->clocks;
@@ -505,12 +524,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	for(struct conn_clock *c = s->clocks; c; c = c->next) {
 		if(c->handling || c->since > limit)
 			continue;
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn,
-				MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ci =
+				MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		if(ci) {
 			/* libmicrohttpd sees the socket end and closes the connection. */
 			shutdown(ci->connect_fd, SHUT_RDWR);
-			c->since = mono_now();   /* once */
+			c->since = mono_now(); /* once */
 			cut = true;
 		}
 	}
@@ -561,10 +580,11 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 	/* A body is JSON, and says so: a browser cannot send that cross-site
 	 * without a preflight, which only listed origins pass. */
 	const char *ct = oh_req_header(req, "Content-Type");
-	if((req->body_len || ct) && http_method_changes_state(req->method) &&
-			!http_content_type_is_json(ct)) {
-		oh_reply_error(req, 415, "UNSUPPORTED_MEDIA_TYPE", "%s %s takes Content-Type: "
-				"application/json%s%s", req->method, req->path, ct ? ", not " : "", ct ? ct : "");
+	if((req->body_len || ct) && http_method_changes_state(req->method) && !http_content_type_is_json(ct)) {
+		oh_reply_error(req, 415, "UNSUPPORTED_MEDIA_TYPE",
+				"%s %s takes Content-Type: "
+				"application/json%s%s",
+				req->method, req->path, ct ? ", not " : "", ct ? ct : "");
 		return;
 	}
 	if(req->body_len) {
@@ -581,20 +601,19 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 	req->in_handler = false;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-		const char *method, const char *version, const char *upload_data,
-		size_t *upload_size, void **con_cls)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+		const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
 	struct http_server *s = cls;
 	struct oh_http_req *req = *con_cls;
 	if(!req)
-		return MHD_NO;   /* on_uri ran out of memory */
+		return MHD_NO; /* on_uri ran out of memory */
 	if(!req->method) {
 		req->http10 = !strcmp(version, MHD_HTTP_VERSION_1_0);
 		req->method = strdup(method);
 		req->path = strdup(url);
 		if(!req->method || !req->path)
-			return MHD_NO;   /* on_completed frees req */
+			return MHD_NO; /* on_completed frees req */
 		req->next = s->open;
 		if(s->open)
 			s->open->prev = req;
@@ -654,8 +673,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	return req;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-		enum MHD_RequestTerminationCode toe)
+static void on_completed(
+		void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct oh_http_req *req = *con_cls;
 	struct conn_clock *c = clock_of(conn);
@@ -720,7 +739,7 @@ struct http_server *http_server_new(struct host *h)
 	s->host = h;
 	s->listen_fd = -1;
 	if(http_host_rules_init(&s->host_rules, h->cfg.http.bind, h->cfg.http.allowed_hosts,
-			h->cfg.http.n_allowed_hosts)) {
+			   h->cfg.http.n_allowed_hosts)) {
 		free(s);
 		return NULL;
 	}
@@ -737,10 +756,10 @@ int http_server_start(struct http_server *s)
 	/* TLS from memory (config.c read the files), through MHD's GnuTLS. */
 	bool tls = h->cfg.http.tls.enabled;
 	struct MHD_OptionItem tls_opts[] = {
-		{MHD_OPTION_HTTPS_MEM_CERT, 0, h->cfg.http.tls.cert_pem},
-		{MHD_OPTION_HTTPS_MEM_KEY, 0, h->cfg.http.tls.key_pem},
-		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
-		{MHD_OPTION_END, 0, NULL},
+			{MHD_OPTION_HTTPS_MEM_CERT, 0, h->cfg.http.tls.cert_pem},
+			{MHD_OPTION_HTTPS_MEM_KEY, 0, h->cfg.http.tls.key_pem},
+			{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+			{MHD_OPTION_END, 0, NULL},
 	};
 	if(tls) {
 		if(MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
@@ -765,25 +784,23 @@ int http_server_start(struct http_server *s)
 	}
 	char where[INET6_ADDRSTRLEN + 16];
 	snprintf(where, sizeof where, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, h->cfg.http.port);
-	int rc = http__listen_open(s, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ?
-			sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), where);
+	int rc = http__listen_open(s, (struct sockaddr *)&ss,
+			ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+			where);
 	if(rc)
 		return rc;
 	/* No listening socket of its own: http_listen.c accepts and admits. */
 	s->mhd = MHD_start_daemon(flags | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, s,
-			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-			MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-			MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3],
+			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+			on_connection, s, MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3],
 			/* An idle client is cut off after this; a slow one by
 			 * on_deadline. */
 			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->cfg.http.request_timeout_s,
 			/* Never reached: http_listen.c admits fewer. */
 			MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->cfg.limits.max_http_connections + 16,
 			/* Bounds the request line and headers too (MHD answers 431). */
-			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-			MHD_OPTION_END);
+			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
 	if(!s->mhd) {
 		log_error("http", "cannot serve on %s%s", where,
 				tls ? " (http.tls certificate or key rejected)" : "");
@@ -800,9 +817,8 @@ int http_server_start(struct http_server *s)
 	event_add(s->ev_io, NULL);
 	struct timeval second = {1, 0};
 	event_add(s->ev_deadline, &second);
-	log_info("http", "listening on %s://%s%s%s:%d/", tls ? "https" : "http",
-			strchr(addr, ':') ? "[" : "", addr,
-			strchr(addr, ':') ? "]" : "", s->port);
+	log_info("http", "listening on %s://%s%s%s:%d/", tls ? "https" : "http", strchr(addr, ':') ? "[" : "",
+			addr, strchr(addr, ':') ? "]" : "", s->port);
 	return OH_OK;
 
 bad_addr:
@@ -810,7 +826,10 @@ bad_addr:
 	return OH_ERR_INVAL;
 }
 
-int http_server_port(const struct http_server *s) { return s->port; }
+int http_server_port(const struct http_server *s)
+{
+	return s->port;
+}
 
 void http_server_free(struct http_server *s)
 {

@@ -11,7 +11,7 @@
 struct shared_buf;
 
 struct http_server *http_server_new(struct host *h);
-int http_server_start(struct http_server *s);      /* binds; logs the address */
+int http_server_start(struct http_server *s); /* binds; logs the address */
 /* Answers every pending request with 503, then stops. */
 void http_server_free(struct http_server *s);
 int http_server_port(const struct http_server *s);
@@ -20,30 +20,29 @@ size_t http_server_connections(const struct http_server *s);
 size_t http_server_streams(const struct http_server *s);
 
 /* Routes: owner is a plugin context or NULL for the core; `path` is absolute. */
-int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
-		oh_http_fn fn, void *ud, const char *openapi);
+int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path, oh_http_fn fn,
+		void *ud, const char *openapi);
 void http_remove_owner(struct http_server *s, oh_ctx *owner);
 /* "/api/{module}{path}" for a plugin's route path into buf: OH_ERR_INVAL for
  * a path not starting with '/' or containing "..", OH_ERR_TOO_LARGE. */
 int http_plugin_path(const oh_ctx *ctx, const char *path, char *buf, size_t len);
 /* Sets the role a mounted route needs (default: viewer for GET, operator
  * otherwise); OH_ERR_NOT_FOUND, OH_ERR_INVAL for OH_ROLE_NONE. */
-int http_route_require(struct http_server *s, const char *method, const char *path,
-		enum oh_role role);
+int http_route_require(struct http_server *s, const char *method, const char *path, enum oh_role role);
 /* The role the route `method path` (a pattern, as added) needs, or
  * OH_ROLE_NONE when owner has no such route. */
-enum oh_role http_route_role(const struct http_server *s, const oh_ctx *owner, const char *method,
-		const char *path);
+enum oh_role http_route_role(
+		const struct http_server *s, const oh_ctx *owner, const char *method, const char *path);
 /* The OpenAPI 3 document of every route; returned. */
 json_t *http_openapi(struct http_server *s);
 
 /* Replies that are not JSON documents built per request. */
 int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type,
 		struct shared_buf *buf /* a new reference is taken */);
-int http_reply_static(struct oh_http_req *req, unsigned status, const char *content_type,
-		const void *data, size_t len /* data must outlive the server */);
-int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type,
-		const void *data, size_t len);
+int http_reply_static(struct oh_http_req *req, unsigned status, const char *content_type, const void *data,
+		size_t len /* data must outlive the server */);
+int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type, const void *data,
+		size_t len);
 void http_req_add_header(struct oh_http_req *req, const char *name, const char *value);
 struct host *http_req_host(const struct oh_http_req *req);
 

@@ -43,7 +43,7 @@ const char *http_path_problem(const char *target)
 	const char *p = target + 1;
 	for(;;) {
 		/* One segment: p up to the next '/', '?' or the end. */
-		char seg[3];           /* enough to tell "." and ".." apart */
+		char seg[3]; /* enough to tell "." and ".." apart */
 		size_t seg_len = 0;
 		const char *start = p;
 		for(; *p && *p != '/' && *p != '?'; p++) {
@@ -126,7 +126,7 @@ static bool host_name_of(const char *hdr, char *out, size_t out_len, bool *is_v6
 			return false;
 		inet_ntop(AF_INET6, &a6, out, (socklen_t)out_len);
 	} else if(len > 1 && out[len - 1] == '.') {
-		out[len - 1] = '\0';   /* "localhost." is "localhost" */
+		out[len - 1] = '\0'; /* "localhost." is "localhost" */
 	}
 	return true;
 }
@@ -140,7 +140,7 @@ bool http_host_pattern_valid(const char *pattern)
 	char name[256];
 	bool v6;
 	size_t len = strlen(pattern);
-	if(pattern[0] == '[')   /* "[fd00::5]", without a port */
+	if(pattern[0] == '[') /* "[fd00::5]", without a port */
 		return pattern[len - 1] == ']' && host_name_of(pattern, name, sizeof name, &v6);
 	if(strchr(pattern, ':')) {
 		/* A bare IPv6 address, as http.bind takes it. */
@@ -192,7 +192,7 @@ static int add_machine_names(struct http_host_rules *r)
 		if(add_name(r, name))
 			return -1;
 		if(!strchr(name, '.')) {
-			strcat(name, ".local");   /* the mDNS name */
+			strcat(name, ".local"); /* the mDNS name */
 			if(add_name(r, name))
 				return -1;
 		}
@@ -208,7 +208,8 @@ static int add_machine_names(struct http_host_rules *r)
 		if(i->ifa_addr->sa_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, addr, sizeof addr);
 		else if(i->ifa_addr->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, addr, sizeof addr);
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, addr,
+					sizeof addr);
 		else
 			continue;
 		rc = add_name(r, addr);
@@ -217,8 +218,7 @@ static int add_machine_names(struct http_host_rules *r)
 	return rc;
 }
 
-int http_host_rules_init(struct http_host_rules *r, const char *bind, char *const *allowed,
-		size_t n_allowed)
+int http_host_rules_init(struct http_host_rules *r, const char *bind, char *const *allowed, size_t n_allowed)
 {
 	memset(r, 0, sizeof *r);
 	bool wildcard = !bind || !strcmp(bind, "0.0.0.0") || !strcmp(bind, "::");

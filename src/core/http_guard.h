@@ -24,10 +24,10 @@ const char *http_path_problem(const char *target);
 
 /* Which names a request's Host header may carry (DNS-rebinding defence). */
 struct http_host_rules {
-	char **names;          /* lower-case host names or addresses, no port;
+	char **names; /* lower-case host names or addresses, no port;
 	                        * ".example.org" also matches its subdomains */
 	size_t n_names;
-	bool any;              /* "*" was listed: no check */
+	bool any; /* "*" was listed: no check */
 };
 
 /*
@@ -36,8 +36,7 @@ struct http_host_rules {
  * then `allowed` (http.allowed_hosts, borrowed).  Returns 0, or -1 on
  * out-of-memory.  Free with http_host_rules_free().
  */
-int http_host_rules_init(struct http_host_rules *r, const char *bind, char *const *allowed,
-		size_t n_allowed);
+int http_host_rules_init(struct http_host_rules *r, const char *bind, char *const *allowed, size_t n_allowed);
 void http_host_rules_free(struct http_host_rules *r);
 
 /* Whether a Host header value ("name", "name:port", "[v6]:port") is one

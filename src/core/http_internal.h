@@ -23,46 +23,46 @@ struct route {
 	char *method;
 	char *path;
 	char *segs[MAX_SEGMENTS];
-	char *params[MAX_SEGMENTS];        /* "id" for a "{id}" segment, else NULL */
+	char *params[MAX_SEGMENTS]; /* "id" for a "{id}" segment, else NULL */
 	int n_segs;
-	const char *metric_name;           /* path, interned for the metrics */
+	const char *metric_name; /* path, interned for the metrics */
 	oh_http_fn fn;
 	void *ud;
 	json_t *openapi;
-	enum oh_role role;                 /* the least role a token needs */
+	enum oh_role role; /* the least role a token needs */
 };
 
 struct oh_http_req {
 	struct http_server *server;
 	struct MHD_Connection *conn;
-	struct oh_http_req *prev, *next;   /* open requests */
+	struct oh_http_req *prev, *next; /* open requests */
 	char *method;
-	char *path;                        /* percent-decoded, canonical once checked */
-	const char *path_problem;          /* static; why the raw path was refused */
-	bool http10;                       /* HTTP/1.0: Host is optional */
+	char *path;               /* percent-decoded, canonical once checked */
+	const char *path_problem; /* static; why the raw path was refused */
+	bool http10;              /* HTTP/1.0: Host is optional */
 	char *body;
 	size_t body_len;
 	bool body_too_large;
 	json_t *json;
 	struct {
-		const char *name;              /* borrowed from the route */
-		const char *value;             /* points into segs_buf */
+		const char *name;  /* borrowed from the route */
+		const char *value; /* points into segs_buf */
 	} params[MAX_PARAMS];
 	int n_params;
-	char *segs_buf;                    /* the path, split at '/' */
+	char *segs_buf; /* the path, split at '/' */
 	oh_ctx *owner;
-	const struct auth_token *token;    /* the caller's, NULL without one */
+	const struct auth_token *token; /* the caller's, NULL without one */
 	enum oh_role role;
 
 	bool dispatched;
 	bool in_handler;
 	bool suspended;
-	struct MHD_Response *response;     /* set by a reply, queued by on_request */
+	struct MHD_Response *response; /* set by a reply, queued by on_request */
 	unsigned status;
 	oh_req_gone_fn gone_fn;
 	void *gone_ud;
 	struct http_stream *stream;
-	const char *route;                 /* matched pattern (interned), for metrics */
+	const char *route; /* matched pattern (interned), for metrics */
 };
 
 /* One piece of a stream's backlog: a reference to a buffer that may be
@@ -74,12 +74,12 @@ struct stream_chunk {
 };
 
 struct http_stream {
-	struct oh_http_req *req;           /* NULL once the client is gone */
-	struct stream_chunk *head, *tail;  /* unsent, oldest first */
-	size_t backlog;                    /* unsent bytes */
-	double progress_mono;              /* last read by the client, or backlog start */
-	bool closed;                       /* end after the backlog is sent */
-	bool aborted;                      /* drop the connection now */
+	struct oh_http_req *req;          /* NULL once the client is gone */
+	struct stream_chunk *head, *tail; /* unsent, oldest first */
+	size_t backlog;                   /* unsent bytes */
+	double progress_mono;             /* last read by the client, or backlog start */
+	bool closed;                      /* end after the backlog is sent */
+	bool aborted;                     /* drop the connection now */
 	bool suspended;
 	void (*on_gone)(struct http_stream *, void *);
 	void *ud;
@@ -92,7 +92,7 @@ struct http_server {
 	struct event *ev_timer;
 	struct route *routes;
 	struct oh_http_req *open;
-	struct conn_clock *clocks;         /* every connection, for the deadline */
+	struct conn_clock *clocks; /* every connection, for the deadline */
 	struct event *ev_deadline;
 	struct http_host_rules host_rules;
 	int port;
@@ -100,10 +100,10 @@ struct http_server {
 	/* http_listen.c: our own listening socket and the admission counts. */
 	int listen_fd;
 	struct event *ev_listen;
-	struct event *ev_pause;            /* accepting again after EMFILE */
-	struct strmap *per_client;         /* address -> live connections */
-	size_t n_conns;                    /* live connections */
-	size_t n_streams;                  /* live event streams */
+	struct event *ev_pause;    /* accepting again after EMFILE */
+	struct strmap *per_client; /* address -> live connections */
+	size_t n_conns;            /* live connections */
+	size_t n_streams;          /* live event streams */
 };
 
 /* Stores the reply on req; a deferred request is resumed. */
@@ -122,8 +122,7 @@ void http__stream_gone(struct oh_http_req *req);
 /* http_listen.c: binds and listens on sa (logging one line naming `where`
  * on failure), and hands accepted connections to libmicrohttpd within the
  * connection limits. */
-int http__listen_open(struct http_server *s, const struct sockaddr *sa, socklen_t sl,
-		const char *where);
+int http__listen_open(struct http_server *s, const struct sockaddr *sa, socklen_t sl, const char *where);
 void http__listen_close(struct http_server *s);
 /* libmicrohttpd started or closed a connection from client. */
 void http__conn_started(struct http_server *s, const struct sockaddr *client);

@@ -84,13 +84,17 @@ void http__conn_closed(struct http_server *s, const struct sockaddr *client)
 static void turn_away(struct http_server *s, int fd, const char *limit, long value)
 {
 	char body[200], msg[400];
-	int bl = snprintf(body, sizeof body, "{\"error\":{\"code\":\"LIMIT\",\"message\":"
-			"\"limits.%s (%ld) reached: try again later\"}}", limit, value);
-	int n = snprintf(msg, sizeof msg, "HTTP/1.1 503 Service Unavailable\r\n"
+	int bl = snprintf(body, sizeof body,
+			"{\"error\":{\"code\":\"LIMIT\",\"message\":"
+			"\"limits.%s (%ld) reached: try again later\"}}",
+			limit, value);
+	int n = snprintf(msg, sizeof msg,
+			"HTTP/1.1 503 Service Unavailable\r\n"
 			"Content-Type: application/json\r\nContent-Length: %d\r\nRetry-After: 1\r\n"
-			"Connection: close\r\n\r\n%s", bl, body);
+			"Connection: close\r\n\r\n%s",
+			bl, body);
 	if(!s->host->cfg.http.tls.enabled && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		(void)0;   /* nothing more to do for it */
+		(void)0; /* nothing more to do for it */
 	close(fd);
 	metrics_limit_refusal(limit);
 }
@@ -116,7 +120,7 @@ static void on_listen(evutil_socket_t lfd, short what, void *arg)
 				struct timeval tv = {0, PAUSE_AFTER_EMFILE_MS * 1000};
 				evtimer_add(s->ev_pause, &tv);
 			}
-			break;   /* EAGAIN: all taken; others: the client left already */
+			break; /* EAGAIN: all taken; others: the client left already */
 		}
 		char key[INET6_ADDRSTRLEN];
 		addr_key((struct sockaddr *)&ss, key, sizeof key);
@@ -136,8 +140,7 @@ static void on_listen(evutil_socket_t lfd, short what, void *arg)
 	http__kick(s);
 }
 
-int http__listen_open(struct http_server *s, const struct sockaddr *sa, socklen_t sl,
-		const char *where)
+int http__listen_open(struct http_server *s, const struct sockaddr *sa, socklen_t sl, const char *where)
 {
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if(fd < 0) {
@@ -157,18 +160,19 @@ int http__listen_open(struct http_server *s, const struct sockaddr *sa, socklen_
 		close(fd);
 		log_error("http", "cannot listen on %s: %s%s", where,
 				e == EADDRINUSE ? "address already in use" : strerror(e),
-				e == EADDRINUSE ? " (is another orchestrator-host running?)" :
-				e == EADDRNOTAVAIL ? " (http.bind is not an address of this machine)" :
-				e == EACCES ? " (ports below 1024 need privileges)" : "");
+				e == EADDRINUSE ? " (is another orchestrator-host running?)"
+						: e == EADDRNOTAVAIL
+						? " (http.bind is not an address of this machine)"
+						: e == EACCES ? " (ports below 1024 need privileges)"
+							      : "");
 		return OH_ERR_IO;
 	}
 	struct sockaddr_storage bound;
 	socklen_t bl = sizeof bound;
 	s->port = 0;
 	if(!getsockname(fd, (struct sockaddr *)&bound, &bl))
-		s->port = ntohs(bound.ss_family == AF_INET6 ?
-				((struct sockaddr_in6 *)&bound)->sin6_port :
-				((struct sockaddr_in *)&bound)->sin_port);
+		s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+							    : ((struct sockaddr_in *)&bound)->sin_port);
 	s->listen_fd = fd;
 	s->per_client = strmap_new();
 	s->ev_listen = event_new(s->host->base, fd, EV_READ | EV_PERSIST, on_listen, s);
@@ -195,4 +199,7 @@ void http__listen_close(struct http_server *s)
 	s->per_client = NULL;
 }
 
-size_t http_server_connections(const struct http_server *s) { return s->n_conns; }
+size_t http_server_connections(const struct http_server *s)
+{
+	return s->n_conns;
+}

@@ -36,8 +36,8 @@ static void route_free(struct route *r)
 	free(r);
 }
 
-int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path,
-		oh_http_fn fn, void *ud, const char *openapi)
+int http_route_add(struct http_server *s, oh_ctx *owner, const char *method, const char *path, oh_http_fn fn,
+		void *ud, const char *openapi)
 {
 	if(!method || !path || path[0] != '/' || !fn)
 		return OH_ERR_INVAL;
@@ -106,8 +106,7 @@ int http_plugin_path(const oh_ctx *ctx, const char *path, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? OH_ERR_TOO_LARGE : OH_OK;
 }
 
-int http_route_require(struct http_server *s, const char *method, const char *path,
-		enum oh_role role)
+int http_route_require(struct http_server *s, const char *method, const char *path, enum oh_role role)
 {
 	if(role < OH_ROLE_VIEWER || role > OH_ROLE_ADMIN)
 		return OH_ERR_INVAL;
@@ -120,8 +119,8 @@ int http_route_require(struct http_server *s, const char *method, const char *pa
 	return OH_ERR_NOT_FOUND;
 }
 
-enum oh_role http_route_role(const struct http_server *s, const oh_ctx *owner, const char *method,
-		const char *path)
+enum oh_role http_route_role(
+		const struct http_server *s, const oh_ctx *owner, const char *method, const char *path)
 {
 	for(const struct route *r = s->routes; r; r = r->next) {
 		if(r->owner == owner && !strcmp(r->method, method) && !strcmp(r->path, path))
@@ -229,7 +228,8 @@ json_t *http_openapi(struct http_server *s)
 		if(!json_object_get(op, "summary"))
 			json_object_set_new(op, "summary", json_string(r->path));
 		if(!json_object_get(op, "responses"))
-			json_object_set_new(op, "responses", json_pack("{s:{s:s}}", "200", "description", "OK"));
+			json_object_set_new(
+					op, "responses", json_pack("{s:{s:s}}", "200", "description", "OK"));
 		if(r->owner && !json_object_get(op, "tags"))
 			json_object_set_new(op, "tags", json_pack("[s]", oh_module(r->owner)));
 		json_object_set_new(item, lower, op);

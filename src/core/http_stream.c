@@ -72,7 +72,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 
 static void stream_response_freed(void *cls)
 {
-	(void)cls;   /* the stream is freed with its request (on_completed) */
+	(void)cls; /* the stream is freed with its request (on_completed) */
 }
 
 struct http_stream *http_reply_stream(struct oh_http_req *req, const char *content_type,
@@ -86,8 +86,8 @@ struct http_stream *http_reply_stream(struct oh_http_req *req, const char *conte
 	st->req = req;
 	st->on_gone = on_gone;
 	st->ud = ud;
-	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
-			stream_read, st, stream_response_freed);
+	struct MHD_Response *r = MHD_create_response_from_callback(
+			MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_response_freed);
 	if(!r) {
 		free(st);
 		return NULL;
@@ -103,7 +103,10 @@ struct http_stream *http_reply_stream(struct oh_http_req *req, const char *conte
 	return st;
 }
 
-size_t http_server_streams(const struct http_server *s) { return s->n_streams; }
+size_t http_server_streams(const struct http_server *s)
+{
+	return s->n_streams;
+}
 
 static void stream_wake(struct http_stream *st)
 {
@@ -132,7 +135,7 @@ int http_stream_write_buf(struct http_stream *st, struct shared_buf *buf)
 		st->head = c;
 	st->tail = c;
 	if(!st->backlog)
-		st->progress_mono = time_now_mono();   /* the wait starts now */
+		st->progress_mono = time_now_mono(); /* the wait starts now */
 	st->backlog += buf->len;
 	stream_wake(st);
 	return OH_OK;
@@ -176,7 +179,10 @@ void http_stream_abort(struct http_stream *st)
 	stream_wake(st);
 }
 
-size_t http_stream_backlog(const struct http_stream *st) { return st->backlog; }
+size_t http_stream_backlog(const struct http_stream *st)
+{
+	return st->backlog;
+}
 
 double http_stream_stalled_s(const struct http_stream *st)
 {

@@ -46,7 +46,7 @@ struct leases {
 	struct host *host;
 	struct strmap *map;
 	void (*expired)(struct host *h, const char *key, const char *holder);
-	size_t insane;            /* restored leases whose expiry was not a time */
+	size_t insane; /* restored leases whose expiry was not a time */
 };
 
 static void lease_free(void *p)
@@ -192,8 +192,10 @@ int leases_load(struct leases *ls)
 		log_info("leases", "restored %zu lease(s)", strmap_size(ls->map));
 	long max = ls->host->cfg.limits.max_leases;
 	if(max > 0 && strmap_size(ls->map) > (size_t)max)
-		log_warn("leases", "more leases than limits.max_leases (%ld): all kept, no new ones "
-				"until they end", max);
+		log_warn("leases",
+				"more leases than limits.max_leases (%ld): all kept, no new ones "
+				"until they end",
+				max);
 	return rc;
 }
 
@@ -207,13 +209,17 @@ json_t *leases_to_json(struct leases *ls)
 	while(strmap_iter_next(&it, NULL, &v)) {
 		struct lease *l = v;
 		/* expires_at is finite and in range: checked when it was set. */
-		json_object_set_new(out, l->key, json_pack("{s:s, s:s}", "holder", l->holder,
-				"expires_at", time_format_utc((time_t)l->expires_at, when, sizeof when)));
+		json_object_set_new(out, l->key,
+				json_pack("{s:s, s:s}", "holder", l->holder, "expires_at",
+						time_format_utc((time_t)l->expires_at, when, sizeof when)));
 	}
 	return out;
 }
 
-size_t leases_count(const struct leases *ls) { return strmap_size(ls->map); }
+size_t leases_count(const struct leases *ls)
+{
+	return strmap_size(ls->map);
+}
 
 static bool key_ok(const char *key)
 {
@@ -223,7 +229,7 @@ static bool key_ok(const char *key)
 
 static bool actor_ok(const char *actor)
 {
-	return actor && *actor && strlen(actor) < sizeof ((struct lease *)0)->holder;
+	return actor && *actor && strlen(actor) < sizeof((struct lease *)0)->holder;
 }
 
 static bool duration_ok(double lease_s)
@@ -251,8 +257,7 @@ static int persist(struct leases *ls, struct lease *l)
 	return store_lease_put(ls->host->store, &sl);
 }
 
-int leases_take(struct leases *ls, const char *key, const char *actor, double lease_s,
-		struct oh_lease *out)
+int leases_take(struct leases *ls, const char *key, const char *actor, double lease_s, struct oh_lease *out)
 {
 	if(!key_ok(key) || !actor_ok(actor) || !duration_ok(lease_s))
 		return OH_ERR_INVAL;
@@ -265,8 +270,8 @@ int leases_take(struct leases *ls, const char *key, const char *actor, double le
 	if(!l) {
 		if(config_limit_reached(ls->host->cfg.limits.max_leases, strmap_size(ls->map))) {
 			metrics_limit_refusal("max_leases");
-			log_debug("leases", "%s for %s refused: limits.max_leases (%ld) reached", key,
-					actor, ls->host->cfg.limits.max_leases);
+			log_debug("leases", "%s for %s refused: limits.max_leases (%ld) reached", key, actor,
+					ls->host->cfg.limits.max_leases);
 			return OH_ERR_TOO_LARGE;
 		}
 		l = lease_new(ls, key);
@@ -296,8 +301,7 @@ int leases_take(struct leases *ls, const char *key, const char *actor, double le
 	return OH_OK;
 }
 
-int leases_renew(struct leases *ls, const char *key, const char *actor, double lease_s,
-		struct oh_lease *out)
+int leases_renew(struct leases *ls, const char *key, const char *actor, double lease_s, struct oh_lease *out)
 {
 	if(!key_ok(key) || !actor_ok(actor) || !duration_ok(lease_s))
 		return OH_ERR_INVAL;

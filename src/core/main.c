@@ -38,12 +38,12 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: orchestrator-host [--config FILE] [--check-config] [--print-broker]\n"
-		"                         [--log-format text|json] [--version] [--help]\n"
-		"\n"
-		"Runs the lab orchestrator: device registry, command relay, reservations,\n"
-		"scheduling and the web UI.  Without --config every setting has its default\n"
-		"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n");
+			"usage: orchestrator-host [--config FILE] [--check-config] [--print-broker]\n"
+			"                         [--log-format text|json] [--version] [--help]\n"
+			"\n"
+			"Runs the lab orchestrator: device registry, command relay, reservations,\n"
+			"scheduling and the web UI.  Without --config every setting has its default\n"
+			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n");
 }
 
 /* {root}/orchestrator/status, returned (free()), or NULL. */
@@ -59,8 +59,8 @@ static char *presence_topic(const struct host *h)
 static char *presence_payload(const struct host *h, bool online)
 {
 	char ts[32];
-	json_t *j = json_pack("{s:b, s:s, s:s?}", "online", online, "node", h->node,
-			"ts", online ? host_now_iso(ts, sizeof ts) : NULL);
+	json_t *j = json_pack("{s:b, s:s, s:s?}", "online", online, "node", h->node, "ts",
+			online ? host_now_iso(ts, sizeof ts) : NULL);
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	return text;
@@ -96,8 +96,8 @@ static void on_disconnect(struct mqtt_link *link, const char *reason, void *ud)
 	events_broker_state(h, false);
 }
 
-static void on_message(struct mqtt_link *link, const char *topic, const void *payload,
-		size_t len, bool retained, void *ud)
+static void on_message(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
+		bool retained, void *ud)
 {
 	struct host *h = ud;
 	registry_heard_topic(h->registry, topic);
@@ -182,19 +182,17 @@ static int host_start(struct host *h)
 	mo.will_qos = 1;
 	mo.will_retain = true;
 	struct mqtt_link_callbacks cb = {on_connect, on_disconnect, on_message, on_published};
-	h->link = mqtt_link_new(h->base, &mo, &cb, h);   /* logs why */
+	h->link = mqtt_link_new(h->base, &mo, &cb, h); /* logs why */
 	free(will_topic);
 	free(will);
 	if(!h->link)
 		return OH_ERR_INVAL;
 
-	int rc = http_server_start(h->http);   /* logs why */
+	int rc = http_server_start(h->http); /* logs why */
 	if(rc)
 		return rc;
-	if(failed(api_core_register(h), "REST routes") ||
-			failed(registry_start(h->registry), "registry") ||
-			failed(scheduler_init(h), "scheduler") ||
-			failed(plugins_load_all(h), "plugins"))
+	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
+			failed(scheduler_init(h), "scheduler") || failed(plugins_load_all(h), "plugins"))
 		return OH_ERR_INVAL;
 	/* The store names the file and what SQLite said. */
 	rc = leases_load(h->leases);
@@ -220,13 +218,13 @@ static void host_stop(struct host *h)
 		plugins_unload_all(h);
 	scheduler_free(h->scheduler);
 	http_server_free(h->http);
-	broker_probe_free(h->probe);   /* before dispatch, whose subscription it may hold */
+	broker_probe_free(h->probe); /* before dispatch, whose subscription it may hold */
 	mqtt_link_free(h->link);
 	free(h->node);
 	leases_free(h->leases);
 	registry_free(h->registry);
 	dispatch_free(h->dispatch);
-	events_free(h);   /* last: the registry and dispatch hold its callbacks */
+	events_free(h); /* last: the registry and dispatch hold its callbacks */
 	store_close(h->store);
 	if(h->base)
 		event_base_free(h->base);
@@ -236,26 +234,40 @@ static void host_stop(struct host *h)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check-config", no_argument, NULL, 'C'},
-		{"print-broker", no_argument, NULL, 'B'},
-		{"log-format", required_argument, NULL, 'l'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+			{"config", required_argument, NULL, 'c'},
+			{"check-config", no_argument, NULL, 'C'},
+			{"print-broker", no_argument, NULL, 'B'},
+			{"log-format", required_argument, NULL, 'l'},
+			{"version", no_argument, NULL, 'V'},
+			{"help", no_argument, NULL, 'h'},
+			{NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL, *log_format = NULL;
 	bool check_only = false, print_broker = false;
 	int c;
 	while((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch(c) {
-		case 'c': config_path = optarg; break;
-		case 'C': check_only = true; break;
-		case 'B': print_broker = true; break;
-		case 'l': log_format = optarg; break;
-		case 'V': printf("orchestrator-host %s\n", OH_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'B':
+			print_broker = true;
+			break;
+		case 'l':
+			log_format = optarg;
+			break;
+		case 'V':
+			printf("orchestrator-host %s\n", OH_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if(optind < argc) {
@@ -286,8 +298,7 @@ int main(int argc, char **argv)
 	if(print_broker) {
 		/* For scripts: the broker and HTTP addresses after environment
 		 * overrides, "MQTT_HOST MQTT_PORT HTTP_BIND HTTP_PORT". */
-		printf("%s %d %s %d\n", h->cfg.mqtt.host, h->cfg.mqtt.port, h->cfg.http.bind,
-				h->cfg.http.port);
+		printf("%s %d %s %d\n", h->cfg.mqtt.host, h->cfg.mqtt.port, h->cfg.http.bind, h->cfg.http.port);
 		config_free(&h->cfg);
 		return 0;
 	}
@@ -306,8 +317,10 @@ int main(int argc, char **argv)
 	 * (measured: 100,000 devices took 552 MB RSS instead of 350). */
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
-	log_info("host", "orchestrator-host %s starting (config: %s, broker %s:%d, client id %s,"
-			" state in %s)", OH_VERSION, h->cfg.source, h->cfg.mqtt.host, h->cfg.mqtt.port,
+	log_info("host",
+			"orchestrator-host %s starting (config: %s, broker %s:%d, client id %s,"
+			" state in %s)",
+			OH_VERSION, h->cfg.source, h->cfg.mqtt.host, h->cfg.mqtt.port,
 			h->cfg.mqtt.client_id ? h->cfg.mqtt.client_id : "(random)", h->cfg.state_dir);
 	/* Before anything reads the state or shows itself on the broker: a
 	 * second host on this directory leaves without a trace.  Held until

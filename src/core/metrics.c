@@ -25,8 +25,8 @@
 #include "strbuf.h"
 #include "timeutil.h"
 
-static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-	0.25, 0.5, 1, 2.5, 5, 10};
+static const double bucket_le[] = {
+		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define N_BUCKETS (sizeof bucket_le / sizeof bucket_le[0])
 
 struct series {
@@ -46,7 +46,7 @@ struct metric {
 	char *labels[METRICS_MAX_LABELS];
 	struct series *series, **tail;
 	size_t n_series;
-	struct series *other;             /* the overflow series */
+	struct series *other; /* the overflow series */
 };
 
 static struct {
@@ -54,7 +54,7 @@ static struct {
 	struct interned {
 		struct interned *next;
 		char s[];
-	} *strings;
+	} * strings;
 } reg;
 
 static bool name_valid(const char *s)
@@ -86,8 +86,7 @@ static void family_free(struct metric *m)
 	free(m);
 }
 
-struct metric *metrics_family(const char *name, enum metric_type type, const char *help,
-		const char *labels)
+struct metric *metrics_family(const char *name, enum metric_type type, const char *help, const char *labels)
 {
 	char buf[METRICS_MAX_LABELS * 64];
 	if(!name_valid(name))
@@ -244,8 +243,7 @@ static void out_label_value(struct strbuf *o, const char *v)
 }
 
 /* {a="x",b="y"[,le="0.5"]}, or nothing when there are no labels. */
-static void out_labels(struct strbuf *o, const struct metric *m, const struct series *s,
-		const char *le)
+static void out_labels(struct strbuf *o, const struct metric *m, const struct series *s, const char *le)
 {
 	if(!m->n_labels && !le)
 		return;
@@ -396,11 +394,11 @@ void metrics_mqtt_message(bool out, const char *kind)
 void metrics_http_request(const char *method, const char *route, unsigned status)
 {
 	static struct metric *m;
-	static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD",
-		"OPTIONS"};
+	static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
 	if(!m)
 		m = metrics_family("oh_http_requests_total", METRIC_COUNTER,
-				"HTTP requests answered, by method, route pattern and status", "method,route,code");
+				"HTTP requests answered, by method, route pattern and status",
+				"method,route,code");
 	const char *meth = "other";
 	for(size_t i = 0; method && i < sizeof methods / sizeof methods[0]; i++) {
 		if(!strcmp(method, methods[i]))
@@ -444,8 +442,7 @@ void oh_limit_refused(oh_ctx *ctx, const char *name)
 /* ---- plugins: oh_metric_count / oh_metric_observe ------------------------- */
 
 /* "oh_{module}_{name}" and the label name from a "name{label}" argument. */
-static struct metric *plugin_family(oh_ctx *ctx, const char *name, enum metric_type type,
-		bool labelled)
+static struct metric *plugin_family(oh_ctx *ctx, const char *name, enum metric_type type, bool labelled)
 {
 	char base[128], full[192], label[64] = "";
 	const char *brace = name ? strchr(name, '{') : NULL;
@@ -493,11 +490,11 @@ void oh_metric_observe(oh_ctx *ctx, const char *name, double seconds)
 /* Copies what the host keeps anyway into the registry, just before rendering. */
 static void update_host_values(struct host *h)
 {
-	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *bad,
-			*uptime, *jobs, *info, *conns, *streams;
+	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *bad, *uptime, *jobs,
+			*info, *conns, *streams;
 	if(!up) {
-		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE,
-				"1 while the broker connection is up", NULL);
+		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
+				NULL);
 		reconnects = metrics_family("oh_mqtt_reconnects_total", METRIC_COUNTER,
 				"Reconnection attempts to the broker", NULL);
 		bad = metrics_family("oh_mqtt_bad_payloads_total", METRIC_COUNTER,
@@ -547,8 +544,8 @@ static void get_metrics(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 int api_metrics_register(struct host *h)
 {
 	/* Counted elsewhere; registered here so they read 0 before the first event. */
-	metrics_family("oh_scheduler_jobs_scheduled_total", METRIC_COUNTER,
-			"Jobs added to the scheduler", NULL);
+	metrics_family("oh_scheduler_jobs_scheduled_total", METRIC_COUNTER, "Jobs added to the scheduler",
+			NULL);
 	metrics_family("oh_scheduler_jobs_fired_total", METRIC_COUNTER, "Job runs started", NULL);
 	metrics_family("oh_scheduler_jobs_missed_total", METRIC_COUNTER,
 			"Job runs missed (later than misfire_grace_s)", NULL);

@@ -20,14 +20,17 @@ struct metric;
 #define METRICS_MAX_LABELS 3
 #define METRICS_MAX_SERIES 64
 
-enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
+enum metric_type {
+	METRIC_COUNTER,
+	METRIC_GAUGE,
+	METRIC_HISTOGRAM
+};
 
 /* Finds or creates the family `name` (borrowed strings, copied).  labels:
  * comma-separated label names ("method,route,code"), or NULL for none.
  * Returns NULL on a bad name, out of memory, or when `name` exists with
  * another type or other labels (logged once). */
-struct metric *metrics_family(const char *name, enum metric_type type, const char *help,
-		const char *labels);
+struct metric *metrics_family(const char *name, enum metric_type type, const char *help, const char *labels);
 /* values: one string per label name (borrowed); NULL when the family has none. */
 void metrics_add(struct metric *m, const char *const *values, double n);
 void metrics_set(struct metric *m, const char *const *values, double v);

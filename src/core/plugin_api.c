@@ -22,9 +22,18 @@
 #include "shared_buf.h"
 #include "topic_tree.h"
 
-const char *oh_module(const oh_ctx *ctx) { return ctx->module; }
-const char *oh_topic_root(const oh_ctx *ctx) { return ctx->host->cfg.topic_root; }
-void *oh_data(const oh_ctx *ctx) { return ctx->data; }
+const char *oh_module(const oh_ctx *ctx)
+{
+	return ctx->module;
+}
+const char *oh_topic_root(const oh_ctx *ctx)
+{
+	return ctx->host->cfg.topic_root;
+}
+void *oh_data(const oh_ctx *ctx)
+{
+	return ctx->data;
+}
 
 void oh_set_data(oh_ctx *ctx, void *data, void (*free_fn)(void *))
 {
@@ -61,8 +70,8 @@ static bool under_root(const oh_ctx *ctx, const char *topic)
 int oh_subscribe(oh_ctx *ctx, const char *filter, int qos, oh_message_fn fn, void *ud)
 {
 	if(!filter || !under_root(ctx, filter)) {
-		oh_log(ctx, OH_LOG_ERROR, "subscription to %s refused: not under %s", filter ? filter : "(null)",
-				ctx->host->cfg.topic_root);
+		oh_log(ctx, OH_LOG_ERROR, "subscription to %s refused: not under %s",
+				filter ? filter : "(null)", ctx->host->cfg.topic_root);
 		return OH_ERR_INVAL;
 	}
 	return dispatch_subscribe(ctx->host->dispatch, ctx, filter, qos, fn, ud);
@@ -90,7 +99,8 @@ int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len, 
 	if(!topic || !topic_name_valid(topic) || qos < 0 || qos > 2)
 		return OH_ERR_INVAL;
 	if(!in_namespace(ctx, topic)) {
-		oh_log(ctx, OH_LOG_ERROR, "publish to %s refused: outside the %s namespace", topic, ctx->module);
+		oh_log(ctx, OH_LOG_ERROR, "publish to %s refused: outside the %s namespace", topic,
+				ctx->module);
 		return OH_ERR_DENIED;
 	}
 	return host_publish(ctx->host, topic, payload, len, qos, retain);
@@ -139,8 +149,8 @@ int oh_reply_snapshot(struct oh_http_req *req)
 	return rc;
 }
 
-int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_type,
-		const void *data, size_t len)
+int oh_reply_raw(struct oh_http_req *req, unsigned status, const char *content_type, const void *data,
+		size_t len)
 {
 	return http_reply_copy(req, status, content_type, data, len);
 }
@@ -177,8 +187,7 @@ void oh_blob_unref(struct oh_blob *blob)
 	shared_buf_unref(blob_buf(blob));
 }
 
-int oh_reply_blob(struct oh_http_req *req, unsigned status, const char *content_type,
-		struct oh_blob *blob)
+int oh_reply_blob(struct oh_http_req *req, unsigned status, const char *content_type, struct oh_blob *blob)
 {
 	return http_reply_buf(req, status, content_type, blob_buf(blob));
 }
@@ -210,8 +219,7 @@ static int own_key(const oh_ctx *ctx, const char *key)
 	size_t n = strlen(ctx->module);
 	if(!strncmp(key, ctx->module, n) && key[n] == ':' && key[n + 1])
 		return OH_OK;
-	oh_log((oh_ctx *)ctx, OH_LOG_ERROR, "lease key %s refused: must start with \"%s:\"", key,
-			ctx->module);
+	oh_log((oh_ctx *)ctx, OH_LOG_ERROR, "lease key %s refused: must start with \"%s:\"", key, ctx->module);
 	return OH_ERR_DENIED;
 }
 
@@ -282,13 +290,13 @@ struct plugin_timer {
 	struct event *ev;
 	oh_timer_fn fn;
 	void *ud;
-	uintptr_t id;             /* what the plugin holds, as a struct oh_timer * */
+	uintptr_t id; /* what the plugin holds, as a struct oh_timer * */
 	bool repeat;
 };
 
 struct plugin_timers {
 	struct plugin_timer **slots;
-	size_t cap;               /* a power of two, or 0 before the first timer */
+	size_t cap; /* a power of two, or 0 before the first timer */
 	size_t n;
 };
 
@@ -486,8 +494,7 @@ void oh_memory_trim(oh_ctx *ctx)
 
 /* ---- HTTP and UI --------------------------------------------------------------------- */
 
-int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud,
-		const char *openapi)
+int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud, const char *openapi)
 {
 	char full[512];
 	int rc = http_plugin_path(ctx, path, full, sizeof full);

@@ -16,7 +16,7 @@ struct oh_ctx {
 	char *module;
 	char *path;
 	const struct oh_plugin *desc;
-	void *dl;                 /* dlopen handle, NULL for built-ins */
+	void *dl; /* dlopen handle, NULL for built-ins */
 	bool loaded;
 	bool initialising;
 	char error[512];
@@ -32,11 +32,11 @@ struct oh_ctx {
 	char *ui_html;
 	char *ui_script;
 
-	struct plugin_io *io;     /* fd watches and children (plugin_io.c) */
-	void *sched;              /* the scheduler's per-plugin state (scheduler.c) */
+	struct plugin_io *io; /* fd watches and children (plugin_io.c) */
+	void *sched;          /* the scheduler's per-plugin state (scheduler.c) */
 
-	char *evt_topic;          /* {root}/orchestrator/{module}/evt */
-	char *own_prefix;         /* {root}/orchestrator/{module}/ */
+	char *evt_topic;  /* {root}/orchestrator/{module}/evt */
+	char *own_prefix; /* {root}/orchestrator/{module}/ */
 };
 
 void plugins_lease_expired(struct host *h, const char *key, const char *holder);

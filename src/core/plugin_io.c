@@ -40,7 +40,7 @@ extern char **environ;
 struct oh_watch {
 	struct oh_watch *prev, *next;
 	oh_ctx *ctx;
-	struct event *ev;         /* NULL while paused (events == 0) */
+	struct event *ev; /* NULL while paused (events == 0) */
 	int fd;
 	int events;
 	oh_watch_fn fn;
@@ -51,14 +51,14 @@ struct child {
 	struct child *prev, *next;
 	oh_ctx *ctx;
 	pid_t pid;
-	int fd;                   /* read end of the stdout pipe, -1 once closed */
+	int fd; /* read end of the stdout pipe, -1 once closed */
 	struct event *rd;
 	struct event *deadline;
 	struct event *reap;
 	unsigned reap_polls;
-	char *buf;                /* NULL until output arrives */
-	size_t len, cap;          /* cap > len whenever buf is set */
-	size_t max;               /* max_output, at most SIZE_MAX - 1 */
+	char *buf;       /* NULL until output arrives */
+	size_t len, cap; /* cap > len whenever buf is set */
+	size_t max;      /* max_output, at most SIZE_MAX - 1 */
 	bool timed_out;
 	oh_spawn_done_fn done;
 	void *ud;
@@ -255,7 +255,7 @@ static void child_try_reap(struct child *c)
 	child_unlink(c);
 	child_close_pipe(c);
 	if(c->buf)
-		c->buf[c->len] = '\0';   /* cap > len */
+		c->buf[c->len] = '\0'; /* cap > len */
 	c->done(c->ctx, status, c->timed_out, c->buf ? c->buf : "", c->len, c->ud);
 	child_free(c);
 }
@@ -298,8 +298,10 @@ static void on_child_output(evutil_socket_t fd, short what, void *arg)
 			if(keep > (size_t)n)
 				keep = (size_t)n;
 			if(keep && !child_reserve(c, keep)) {
-				log_warn("plugins", "out of memory for the output of child %ld of %s; "
-						"keeping the first %zu bytes", (long)c->pid, c->ctx->module, c->len);
+				log_warn("plugins",
+						"out of memory for the output of child %ld of %s; "
+						"keeping the first %zu bytes",
+						(long)c->pid, c->ctx->module, c->len);
 				c->max = c->len;
 				continue;
 			}
@@ -331,8 +333,8 @@ static void on_child_deadline(evutil_socket_t fd, short what, void *arg)
 	child_try_reap(c);
 }
 
-int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_output,
-		oh_spawn_done_fn done, void *ud)
+int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_output, oh_spawn_done_fn done,
+		void *ud)
 {
 	if(!argv || !argv[0] || !argv[0][0] || !done)
 		return OH_ERR_INVAL;
@@ -375,18 +377,17 @@ int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_ou
 	sigaddset(&defaults, SIGTERM);
 	sigaddset(&defaults, SIGCHLD);
 	sigaddset(&defaults, SIGHUP);
-	if(posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
-			|| posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO)
+	if(posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0) ||
+			posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO)
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
 			/* Sockets of the broker link and HTTP server may lack
 			 * O_CLOEXEC; a helper must not inherit them. */
 			|| posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1)
 #endif
-			|| posix_spawnattr_setpgroup(&attr, 0)
-			|| posix_spawnattr_setsigmask(&attr, &none)
-			|| posix_spawnattr_setsigdefault(&attr, &defaults)
-			|| posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
-					| POSIX_SPAWN_SETSIGDEF))
+			|| posix_spawnattr_setpgroup(&attr, 0) || posix_spawnattr_setsigmask(&attr, &none) ||
+			posix_spawnattr_setsigdefault(&attr, &defaults) ||
+			posix_spawnattr_setflags(&attr,
+					POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 		goto out_attr;
 
 	int err = posix_spawnp(&c->pid, argv[0], &fa, &attr, argv, environ);
@@ -396,8 +397,9 @@ int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_ou
 	if(err) {
 		/* Not logged here: a plugin retrying every few seconds decides
 		 * how often to say so. */
-		rc = err == ENOMEM ? OH_ERR_NOMEM : err == ENOENT || err == EACCES ? OH_ERR_NOT_FOUND
-				: OH_ERR_IO;
+		rc = err == ENOMEM                               ? OH_ERR_NOMEM
+				: err == ENOENT || err == EACCES ? OH_ERR_NOT_FOUND
+								 : OH_ERR_IO;
 		goto out_child;
 	}
 

@@ -23,7 +23,7 @@ static const struct {
 	const char *name;
 	oh_plugin_entry_fn entry;
 } builtins[] = {
-	{"ndi", ndi_plugin_entry},
+		{"ndi", ndi_plugin_entry},
 };
 
 static void teardown(oh_ctx *ctx)
@@ -150,9 +150,9 @@ int plugins_load_all(struct host *h)
 			continue;
 		}
 		ctx->loaded = true;
-		log_info("plugins", "loaded %s (%s %s) from %s", ctx->module, ctx->desc->name ?
-				ctx->desc->name : ctx->module, ctx->desc->version ? ctx->desc->version : "",
-				ctx->path);
+		log_info("plugins", "loaded %s (%s %s) from %s", ctx->module,
+				ctx->desc->name ? ctx->desc->name : ctx->module,
+				ctx->desc->version ? ctx->desc->version : "", ctx->path);
 	}
 	registry_mark_dirty(h->registry);
 	return OH_OK;
@@ -214,8 +214,8 @@ json_t *plugins_status_json(struct host *h)
 	json_t *out = json_array();
 	for(size_t i = 0; i < h->n_plugins; i++) {
 		oh_ctx *c = h->plugins[i];
-		json_t *item = json_pack("{s:s, s:s, s:b}", "module", c->module, "path", c->path,
-				"loaded", c->loaded);
+		json_t *item = json_pack(
+				"{s:s, s:s, s:b}", "module", c->module, "path", c->path, "loaded", c->loaded);
 		json_object_set_new(item, "error", c->loaded ? json_null() : json_string(c->error));
 		if(c->loaded && c->desc->name)
 			json_object_set_new(item, "name", json_string(c->desc->name));

@@ -69,27 +69,27 @@
 
 struct device {
 	char id[65];
-	json_t *doc;              /* merged meta + status */
-	int online;               /* 1, 0, -1 unknown */
+	json_t *doc; /* merged meta + status */
+	int online;  /* 1, 0, -1 unknown */
 	bool stale;
 	double last_seen_wall;
 	double last_seen_mono;
-	double last_complaint;    /* when bad input from it was last logged */
+	double last_complaint; /* when bad input from it was last logged */
 	/* Its document serialised compactly, without the host's last_seen,
 	 * stale and online (limits.max_device_bytes); 0: not measured yet. */
 	size_t doc_bytes;
-	char *frag;               /* "\"id\":{...}" or NULL when it must be rebuilt */
+	char *frag; /* "\"id\":{...}" or NULL when it must be rebuilt */
 	size_t frag_len;
-	uint64_t changes;         /* the generation of its last change (oh_device.changes) */
-	bool doc_current;         /* last_seen, stale, online in doc are up to date */
+	uint64_t changes; /* the generation of its last change (oh_device.changes) */
+	bool doc_current; /* last_seen, stale, online in doc are up to date */
 	/* Devices in order of last message, oldest first: the stale scan only
 	 * looks at the head of this list. */
 	struct device *prev, *next;
 	bool in_fresh_list;
-	bool has_meta;            /* its document holds a meta (this run or stored) */
-	bool meta_heard;          /* a meta message arrived in this run */
-	bool heard;               /* any message arrived in this run */
-	double persisted_mono;    /* when its document was last stored */
+	bool has_meta;         /* its document holds a meta (this run or stored) */
+	bool meta_heard;       /* a meta message arrived in this run */
+	bool heard;            /* any message arrived in this run */
+	double persisted_mono; /* when its document was last stored */
 	/* Devices whose document changed since it was last stored. */
 	struct device *persist_next, **persist_pprev;
 };
@@ -99,22 +99,22 @@ struct registry {
 	struct strmap *devices;
 	struct device *fresh_head, *fresh_tail;
 
-	char *prefix;             /* "{root}/device/" */
+	char *prefix; /* "{root}/device/" */
 	size_t prefix_len;
 	char *snapshot_topic;
 
-	struct shared_buf *snapshot;  /* the latest built snapshot */
+	struct shared_buf *snapshot; /* the latest built snapshot */
 	/* One snapshot in flight at a time: the next waits for the broker's
 	 * ack, so a burst on a large registry cannot stack up copies of a
 	 * multi-megabyte document in the client's queue. */
 	bool in_flight;
 	int in_flight_mid;
 	double in_flight_since;
-	bool dirty;               /* something changed since it was built */
-	bool unpublished;         /* built but not yet sent to the broker */
+	bool dirty;       /* something changed since it was built */
+	bool unpublished; /* built but not yet sent to the broker */
 	uint64_t seq;
-	uint64_t generation;      /* bumped on every change, see oh_registry_generation */
-	uint64_t notified_seq;    /* last seq the listeners were given */
+	uint64_t generation;   /* bumped on every change, see oh_registry_generation */
+	uint64_t notified_seq; /* last seq the listeners were given */
 	double last_publish_mono;
 
 	struct event *ev_publish;
@@ -127,10 +127,10 @@ struct registry {
 	/* Start-up: the broker gets no snapshot while settling (see the top). */
 	bool settling;
 	bool connected_once;
-	double settle_from;       /* monotonic time of the first connect */
-	bool refreshed;           /* silent devices' meta asked for (once) */
-	size_t expected;          /* devices the last run or the broker knew */
-	size_t n_heard;           /* devices heard from in this run */
+	double settle_from; /* monotonic time of the first connect */
+	bool refreshed;     /* silent devices' meta asked for (once) */
+	size_t expected;    /* devices the last run or the broker knew */
+	size_t n_heard;     /* devices heard from in this run */
 	struct event *ev_settle;
 
 	/* When bad input from an id not in the registry was last logged. */
@@ -235,7 +235,7 @@ static void on_persist_timer(evutil_socket_t fd, short what, void *arg)
 	persist_some(r, PERSIST_BATCH);
 	if(r->persist_head) {
 		struct timeval tv = {0, 0};
-		evtimer_add(r->ev_persist, &tv);   /* the rest on the next turn */
+		evtimer_add(r->ev_persist, &tv); /* the rest on the next turn */
 	}
 }
 
@@ -271,17 +271,17 @@ void registry_mark_dirty(struct registry *r)
  * every build of the fragment.
  */
 static const struct jfield known_fields[] = {
-	{"modules", JF_STRING_ARRAY, false},
-	{"capabilities", JF_OBJECT_OF_OBJECTS, false},
-	{"labels", JF_STRING_ARRAY, false},
-	{"feature", JF_STRING_NULL, false},
-	{"version", JF_STRING, false},
-	{"ts", JF_STRING, false},
-	{"online", JF_BOOL, false},
-	/* Not sent by the deployed agents, but the web UI shows them. */
-	{"name", JF_STRING, false},
-	{"hostname", JF_STRING, false},
-	{NULL, JF_ANY, false},
+		{"modules", JF_STRING_ARRAY, false},
+		{"capabilities", JF_OBJECT_OF_OBJECTS, false},
+		{"labels", JF_STRING_ARRAY, false},
+		{"feature", JF_STRING_NULL, false},
+		{"version", JF_STRING, false},
+		{"ts", JF_STRING, false},
+		{"online", JF_BOOL, false},
+		/* Not sent by the deployed agents, but the web UI shows them. */
+		{"name", JF_STRING, false},
+		{"hostname", JF_STRING, false},
+		{NULL, JF_ANY, false},
 };
 
 static const struct jfield *known_field(const char *key)
@@ -302,7 +302,8 @@ static bool merge_typed(json_t *doc, const json_t *obj, char *why, size_t len)
 	const char *key;
 	json_t *v;
 	why[0] = '\0';
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		const struct jfield *f = known_field(key);
 		if(f && !jf_type_ok(v, f->type)) {
 			if(used < len) {
@@ -331,8 +332,7 @@ static bool log_budget(struct registry *r, const char *id)
 	return true;
 }
 
-static void complain(struct registry *r, const char *id, const char *topic, const char *what,
-		const char *why)
+static void complain(struct registry *r, const char *id, const char *topic, const char *what, const char *why)
 {
 	r->host->stats.bad_payloads++;
 	if(log_budget(r, id))
@@ -341,13 +341,12 @@ static void complain(struct registry *r, const char *id, const char *topic, cons
 
 /* A message dropped at limits.{limit}: counted, and logged within the
  * complaint budget (not as a bad payload: it was well formed). */
-static void refuse(struct registry *r, const char *id, const char *topic, const char *limit,
-		const char *why)
+static void refuse(struct registry *r, const char *id, const char *topic, const char *limit, const char *why)
 {
 	metrics_limit_refusal(limit);
 	if(log_budget(r, id))
-		log_warn("registry", "dropped the message on %s: limits.%s (%ld) reached: %s", topic,
-				limit, config_limit(&r->host->cfg, limit), why);
+		log_warn("registry", "dropped the message on %s: limits.%s (%ld) reached: %s", topic, limit,
+				config_limit(&r->host->cfg, limit), why);
 }
 
 /* ---- document sizes (limits.max_device_bytes) ------------------------------ */
@@ -362,10 +361,9 @@ static bool host_field(const char *key)
  * writes it: '"', '\\' and control characters escaped, UTF-8 as is. */
 static size_t pair_bytes(const char *key, const json_t *v)
 {
-	size_t n = 2;                 /* the quotes */
+	size_t n = 2; /* the quotes */
 	for(const unsigned char *p = (const unsigned char *)key; *p; p++) {
-		if(*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' ||
-				*p == '\t')
+		if(*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' || *p == '\t')
 			n += 2;
 		else
 			n += *p < 0x20 ? 6 : 1;
@@ -380,14 +378,16 @@ static size_t merged_bytes(struct device *d, const json_t *obj)
 	const char *key;
 	json_t *v;
 	if(!d->doc_bytes) {
-		d->doc_bytes = 1;         /* "{", and "}" in place of the last comma */
-		json_object_foreach(d->doc, key, v) {
+		d->doc_bytes = 1; /* "{", and "}" in place of the last comma */
+		json_object_foreach(d->doc, key, v)
+		{
 			if(!host_field(key))
 				d->doc_bytes += pair_bytes(key, v);
 		}
 	}
 	size_t bytes = d->doc_bytes;
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		const struct jfield *f = known_field(key);
 		if(host_field(key) || (f && !jf_type_ok(v, f->type)))
 			continue;
@@ -408,7 +408,7 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 	snprintf(d->id, sizeof d->id, "%s", id);
 	d->doc = json_object();
 	d->online = -1;
-	d->changes = ++r->generation;   /* never 0, never another device's */
+	d->changes = ++r->generation; /* never 0, never another device's */
 	/* Set once: a payload naming another id is refused before merging. */
 	int err = json_object_set_new(d->doc, "device_id", json_string(id));
 	if(!d->doc || err || (strmap_put(r->devices, id, d, &err), err)) {
@@ -513,11 +513,10 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	size_t bytes = merged_bytes(d, msg->json);
 	/* Only growth past the limit: a document stored under a higher one
 	 * still takes the heartbeats that keep it the same size. */
-	if(lim->max_device_bytes > 0 && bytes > (size_t)lim->max_device_bytes &&
-			bytes > d->doc_bytes) {
+	if(lim->max_device_bytes > 0 && bytes > (size_t)lim->max_device_bytes && bytes > d->doc_bytes) {
 		snprintf(why, sizeof why, "the document of %s would be %zu bytes", id, bytes);
 		if(created) {
-			strmap_remove(r->devices, id);   /* nothing else knows it yet */
+			strmap_remove(r->devices, id); /* nothing else knows it yet */
 			device_free(d);
 		}
 		refuse(r, id, topic, "max_device_bytes", why);
@@ -638,15 +637,15 @@ static int rebuild(struct registry *r)
 	json_decref(locks_json);
 	json_decref(modules_json);
 	char tail[96], when[32];
-	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu}",
-			host_now_iso(when, sizeof when), (unsigned long long)(r->seq + 1));
+	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu}", host_now_iso(when, sizeof when),
+			(unsigned long long)(r->seq + 1));
 	static const char head[] = "{\"devices\":{", mid1[] = "},\"locks\":", mid2[] = ",\"modules\":";
 	int rc = OH_ERR_NOMEM;
 	if(!locks || !modules)
 		goto out;
 
-	size_t total = sizeof head - 1 + sizeof mid1 - 1 + strlen(locks) + sizeof mid2 - 1 +
-			strlen(modules) + strlen(tail);
+	size_t total = sizeof head - 1 + sizeof mid1 - 1 + strlen(locks) + sizeof mid2 - 1 + strlen(modules) +
+			strlen(tail);
 	struct strmap_iter it;
 	void *value;
 	strmap_iter_init(&it, r->devices);
@@ -654,7 +653,7 @@ static int rebuild(struct registry *r)
 		struct device *d = value;
 		if(!d->frag && !build_fragment(d))
 			goto out;
-		total += d->frag_len + 1;     /* and a comma */
+		total += d->frag_len + 1; /* and a comma */
 	}
 	struct shared_buf *snap = shared_buf_new(NULL, total);
 	if(!snap)
@@ -676,7 +675,7 @@ static int rebuild(struct registry *r)
 	put(&p, modules, strlen(modules));
 	put(&p, tail, strlen(tail));
 	*p = '\0';
-	snap->len = (size_t)(p - snap->data);   /* no comma before the first device */
+	snap->len = (size_t)(p - snap->data); /* no comma before the first device */
 
 	shared_buf_unref(r->snapshot);
 	r->snapshot = snap;
@@ -770,8 +769,8 @@ static void end_settling(struct registry *r, const char *why)
 	r->settling = false;
 	evtimer_del(r->ev_settle);
 	dispatch_unsubscribe(r->host->dispatch, NULL, r->snapshot_topic, on_previous_snapshot, r);
-	log_info("registry", "%zu of %zu known devices heard from (%s); publishing the snapshot",
-			r->n_heard, r->expected, why);
+	log_info("registry", "%zu of %zu known devices heard from (%s); publishing the snapshot", r->n_heard,
+			r->expected, why);
 	registry_mark_dirty(r);
 }
 
@@ -852,9 +851,9 @@ void registry_on_connect(struct registry *r)
 
 void registry_flush(struct registry *r)
 {
-	r->in_flight = false;   /* the final state goes out regardless... */
+	r->in_flight = false; /* the final state goes out regardless... */
 	if(r->dirty || r->unpublished)
-		publish_now(r);     /* ...unless still settling: it is partial */
+		publish_now(r); /* ...unless still settling: it is partial */
 	persist_some(r, (size_t)-1);
 }
 
@@ -881,8 +880,8 @@ static void fill_device(struct device *d, struct oh_device *out)
 }
 
 /* changes took reserved slots: plugins built before it allocate as much. */
-_Static_assert(sizeof(struct oh_device) ==
-		offsetof(struct oh_device, changes) + 4 * sizeof(void *), "struct oh_device grew");
+_Static_assert(sizeof(struct oh_device) == offsetof(struct oh_device, changes) + 4 * sizeof(void *),
+		"struct oh_device grew");
 
 int registry_device(struct registry *r, const char *id, struct oh_device *out)
 {
@@ -921,8 +920,14 @@ void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, vo
 	}
 }
 
-size_t registry_size(const struct registry *r) { return strmap_size(r->devices); }
-uint64_t registry_generation(const struct registry *r) { return r->generation; }
+size_t registry_size(const struct registry *r)
+{
+	return strmap_size(r->devices);
+}
+uint64_t registry_generation(const struct registry *r)
+{
+	return r->generation;
+}
 
 /* ---- life cycle --------------------------------------------------------------- */
 
@@ -941,8 +946,8 @@ struct registry *registry_new(struct host *h)
 	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
 	r->ev_persist = evtimer_new(h->base, on_persist_timer, r);
 	r->ev_settle = evtimer_new(h->base, on_settle_timer, r);
-	if(!r->devices || !r->prefix || !r->snapshot_topic || !r->ev_publish ||
-			!r->ev_stale || !r->ev_persist || !r->ev_settle) {
+	if(!r->devices || !r->prefix || !r->snapshot_topic || !r->ev_publish || !r->ev_stale ||
+			!r->ev_persist || !r->ev_settle) {
 		registry_free(r);
 		return NULL;
 	}

@@ -43,7 +43,11 @@
  * table without end. */
 #define REPAIR_MAX_FETCHES 20000
 
-enum fetch_state { QUEUED, OPEN, GAVE_UP };
+enum fetch_state {
+	QUEUED,
+	OPEN,
+	GAVE_UP
+};
 
 struct fetch {
 	char id[65];
@@ -56,7 +60,7 @@ struct fetch {
 struct registry_repair {
 	struct host *host;
 	char *prefix;
-	struct strmap *fetches;    /* id -> struct fetch, one per device at most */
+	struct strmap *fetches; /* id -> struct fetch, one per device at most */
 	struct fetch *queue_head, *queue_tail;
 	size_t queued;
 	struct fetch *open[REPAIR_IN_FLIGHT];
@@ -135,7 +139,7 @@ static void fill(struct registry_repair *rp)
 		char topic[512];
 		topic_of(rp, f->id, topic, sizeof topic);
 		if(mqtt_link_subscribe(rp->host->link, topic, 0))
-			break;   /* connection gone: on_connect starts again */
+			break; /* connection gone: on_connect starts again */
 		queue_unlink(rp, f);
 		f->state = OPEN;
 		f->deadline = now + REPAIR_WAIT_S;
@@ -155,7 +159,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			i++;
 			continue;
 		}
-		close_open(rp, f);   /* moves the last one into slot i */
+		close_open(rp, f); /* moves the last one into slot i */
 		f->state = GAVE_UP;
 		f->deadline = now + REPAIR_RETRY_S;
 		rp->missed++;
@@ -260,5 +264,11 @@ size_t registry_repair_pending(const struct registry_repair *rp)
 	return rp->queued + (size_t)rp->n_open;
 }
 
-unsigned long registry_repair_fetched(const struct registry_repair *rp) { return rp->fetched; }
-unsigned long registry_repair_missed(const struct registry_repair *rp) { return rp->missed; }
+unsigned long registry_repair_fetched(const struct registry_repair *rp)
+{
+	return rp->fetched;
+}
+unsigned long registry_repair_missed(const struct registry_repair *rp)
+{
+	return rp->missed;
+}

@@ -169,15 +169,15 @@ static void arm(struct scheduler *s)
 	if(wait < 0)
 		wait = 0;
 	if(wait > 86400.0 * 365)
-		wait = 86400.0 * 365;   /* re-checked then; keeps timeval sane */
+		wait = 86400.0 * 365; /* re-checked then; keeps timeval sane */
 	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - floor(wait)) * 1e6)};
 	evtimer_add(s->timer, &tv);
 }
 
 /* ---- jobs and their JSON ------------------------------------------------- */
 
-static struct job *job_alloc(struct sched_plugin *sp, const char *id, const char *owner,
-		const char *name, const char *tz, const char *spec, const char *commands)
+static struct job *job_alloc(struct sched_plugin *sp, const char *id, const char *owner, const char *name,
+		const char *tz, const char *spec, const char *commands)
 {
 	const char *src[5] = {owner, name, tz, spec, commands};
 	size_t len[5], total = 0;
@@ -217,8 +217,8 @@ static json_t *result_json(const struct job_result *r)
 {
 	if(!r->code[0])
 		return json_null();
-	json_t *o = json_pack("{s:s, s:o, s:o}", "code", r->code, "at", iso_or_null(r->at),
-			"due", iso_or_null(r->due));
+	json_t *o = json_pack("{s:s, s:o, s:o}", "code", r->code, "at", iso_or_null(r->at), "due",
+			iso_or_null(r->due));
 	if(!strcmp(r->code, "FIRED")) {
 		json_object_set_new(o, "dispatched", json_integer(r->dispatched));
 		json_object_set_new(o, "skipped", json_integer(r->skipped));
@@ -230,19 +230,14 @@ json_t *sched__job_json(const struct job *j)
 {
 	json_error_t e;
 	json_t *cmds = json_loads(j->commands, 0, &e);
-	json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:{s:s}, s:s, s:o, s:o, s:o, s:o, s:o, s:s}",
-			"id", j->id,
-			"module", j->sp->ctx->module,
-			"owner", j->owner,
-			"name", j->name ? json_string(j->name) : json_null(),
-			"spec", j->kind == JOB_CRON ? "cron" : "at", j->spec,
-			"tz", j->tz,
-			"commands", cmds ? cmds : json_array(),
-			"created", iso_or_null(j->created),
-			"next_run", j->state == JOB_DONE ? json_null() : iso_or_null(j->due),
-			"last_run", iso_or_null(j->last_run),
-			"last_result", result_json(&j->last),
-			"state", j->state == JOB_DONE ? "done" : "scheduled");
+	json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:{s:s}, s:s, s:o, s:o, s:o, s:o, s:o, s:s}", "id",
+			j->id, "module", j->sp->ctx->module, "owner", j->owner, "name",
+			j->name ? json_string(j->name) : json_null(), "spec",
+			j->kind == JOB_CRON ? "cron" : "at", j->spec, "tz", j->tz, "commands",
+			cmds ? cmds : json_array(), "created", iso_or_null(j->created), "next_run",
+			j->state == JOB_DONE ? json_null() : iso_or_null(j->due), "last_run",
+			iso_or_null(j->last_run), "last_result", result_json(&j->last), "state",
+			j->state == JOB_DONE ? "done" : "scheduled");
 	return doc;
 }
 
@@ -374,13 +369,14 @@ static void publish_missed(struct job *j, int64_t due, double now)
 	oh_ctx *ctx = j->sp->ctx;
 	char rid[SCHED_ID_LEN + 1], due_s[TIME_UTC_BUFLEN], msg[256];
 	time_format_utc((time_t)due, due_s, sizeof due_s);
-	snprintf(msg, sizeof msg, "the run due at %s was missed by %.0f s (misfire_grace_s is %g)",
-			due_s, now - (double)due, ctx->host->cfg.misfire_grace_s);
-	json_t *details = json_pack("{s:s, s:o, s:s, s:I}", "job_id", j->id,
-			"name", j->name ? json_string(j->name) : json_null(), "due", due_s,
-			"late_s", (json_int_t)(now - (double)due));
-	oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), false, "MISSED", "schedule",
-			j->owner, msg, details));
+	snprintf(msg, sizeof msg, "the run due at %s was missed by %.0f s (misfire_grace_s is %g)", due_s,
+			now - (double)due, ctx->host->cfg.misfire_grace_s);
+	json_t *details = json_pack("{s:s, s:o, s:s, s:I}", "job_id", j->id, "name",
+			j->name ? json_string(j->name) : json_null(), "due", due_s, "late_s",
+			(json_int_t)(now - (double)due));
+	oh_ack_publish(ctx,
+			oh_ack_new(host_new_id(rid, sizeof rid), false, "MISSED", "schedule", j->owner, msg,
+					details));
 	log_warn("scheduler", "%s job %s: %s", ctx->module, j->id, msg);
 	metrics_count("oh_scheduler_jobs_missed_total", 1);
 }
@@ -401,21 +397,22 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 	char rid[SCHED_ID_LEN + 1];
 	size_t i;
 	json_t *c;
-	json_array_foreach(cmds, i, c) {
+	json_array_foreach(cmds, i, c)
+	{
 		const char *dev = str_of(c, "device_id"), *act = str_of(c, "action");
 		json_t *ack = j->sp->exec(ctx, j->id, j->owner, c, j->sp->ud);
 		if(ack && json_is_true(json_object_get(ack, "ok"))) {
-			json_array_append_new(dispatched, json_pack("{s:s?, s:s?, s:O?}", "device_id", dev,
-					"action", act, "req_id", json_object_get(ack, "req_id")));
+			json_array_append_new(dispatched,
+					json_pack("{s:s?, s:s?, s:O?}", "device_id", dev, "action", act,
+							"req_id", json_object_get(ack, "req_id")));
 			json_decref(ack);
 			continue;
 		}
 		const char *code = str_of(ack, "code");
 		const char *error = str_of(ack, "error");
 		json_t *holder = json_object_get(json_object_get(ack, "details"), "holder");
-		json_t *item = json_pack("{s:s?, s:s?, s:s, s:O?, s:s?}", "device_id", dev,
-				"action", act, "code", code ? code : "ERROR", "holder", holder,
-				"error", error);
+		json_t *item = json_pack("{s:s?, s:s?, s:s, s:O?, s:s?}", "device_id", dev, "action", act,
+				"code", code ? code : "ERROR", "holder", holder, "error", error);
 		json_array_append(skipped, item);
 		json_t *details = json_deep_copy(item);
 		json_object_set_new(details, "job_id", json_string(j->id));
@@ -426,9 +423,12 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 					dev ? dev : "?", json_string_value(holder));
 		else
 			snprintf(msg, sizeof msg, "%s on %s skipped: %s", act ? act : "?", dev ? dev : "?",
-					error ? error : code ? code : "the executor failed");
-		oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), false, "SKIPPED",
-				"schedule", j->owner, msg, details));
+					error                  ? error
+							: code ? code
+							       : "the executor failed");
+		oh_ack_publish(ctx,
+				oh_ack_new(host_new_id(rid, sizeof rid), false, "SKIPPED", "schedule",
+						j->owner, msg, details));
 		json_decref(item);
 		json_decref(ack);
 	}
@@ -443,14 +443,15 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 	j->last.dispatched = (uint32_t)json_array_size(dispatched);
 	j->last.skipped = (uint32_t)json_array_size(skipped);
 	snprintf(j->last.code, sizeof j->last.code, "FIRED");
-	log_debug("scheduler", "%s job %s fired %.0f ms after %s: %u dispatched, %u skipped",
-			ctx->module, j->id, late * 1000, due_s, j->last.dispatched, j->last.skipped);
-	json_t *details = json_pack("{s:s, s:o, s:s, s:s, s:I, s:o, s:o}", "job_id", j->id,
-			"name", j->name ? json_string(j->name) : json_null(), "due", due_s,
-			"fired_at", at_s, "lateness_ms", (json_int_t)llround(late * 1000),
-			"dispatched", dispatched, "skipped", skipped);
-	oh_ack_publish(ctx, oh_ack_new(host_new_id(rid, sizeof rid), true, "FIRED", "schedule",
-			j->owner, NULL, details));
+	log_debug("scheduler", "%s job %s fired %.0f ms after %s: %u dispatched, %u skipped", ctx->module,
+			j->id, late * 1000, due_s, j->last.dispatched, j->last.skipped);
+	json_t *details = json_pack("{s:s, s:o, s:s, s:s, s:I, s:o, s:o}", "job_id", j->id, "name",
+			j->name ? json_string(j->name) : json_null(), "due", due_s, "fired_at", at_s,
+			"lateness_ms", (json_int_t)llround(late * 1000), "dispatched", dispatched, "skipped",
+			skipped);
+	oh_ack_publish(ctx,
+			oh_ack_new(host_new_id(rid, sizeof rid), true, "FIRED", "schedule", j->owner, NULL,
+					details));
 	metrics_count("oh_scheduler_jobs_fired_total", 1);
 }
 
@@ -476,9 +477,9 @@ static void mark_outcome_dirty(struct scheduler *s, struct job *j)
 		return;
 	if(s->n_dirty == s->cap_dirty) {
 		size_t cap = s->cap_dirty ? s->cap_dirty * 2 : 64;
-		char (*grown)[SCHED_ID_LEN + 1] = realloc(s->dirty, cap * sizeof *grown);
+		char(*grown)[SCHED_ID_LEN + 1] = realloc(s->dirty, cap * sizeof *grown);
 		if(!grown) {
-			persist(s, j);   /* no room to defer: store it now */
+			persist(s, j); /* no room to defer: store it now */
 			return;
 		}
 		s->dirty = grown;
@@ -543,8 +544,10 @@ static void store_retry_later(struct scheduler *s)
 {
 	s->backoff.retry_mono = time_now_mono() + SCHED_STORE_RETRY_S;
 	if(!s->backoff.failing)
-		log_error("scheduler", "due jobs not run: their next run could not be stored; "
-				"retrying every %d s", SCHED_STORE_RETRY_S);
+		log_error("scheduler",
+				"due jobs not run: their next run could not be stored; "
+				"retrying every %d s",
+				SCHED_STORE_RETRY_S);
 	s->backoff.failing = true;
 }
 
@@ -599,7 +602,7 @@ static void run_due(struct scheduler *s)
 		 * sure a crash cannot run it again, and its "done" record is
 		 * written back with the outcome. */
 		int rc = j->state == JOB_DONE && s->h->store ? store_job_delete(s->h->store, j->id)
-				: persist(s, j);
+							     : persist(s, j);
 		if(rc) {
 			/* Not durable, so not run: as if it had not been due yet.
 			 * The store is failing: the rest waits too. */
@@ -640,7 +643,7 @@ static void run_due(struct scheduler *s)
 	for(size_t i = 0; i < nb; i++) {
 		struct planned *p = &batch[i];
 		if(p->job->removed)
-			continue;   /* unscheduled by an executor earlier in this batch */
+			continue; /* unscheduled by an executor earlier in this batch */
 		if(p->miss) {
 			publish_missed(p->job, p->due, now);
 		} else {
@@ -653,7 +656,7 @@ static void run_due(struct scheduler *s)
 	for(size_t i = 0; i < nb; i++) {
 		struct job *j = batch[i].job;
 		if(!batch[i].miss && !j->removed)
-			mark_outcome_dirty(s, j);   /* FIRED with its counts */
+			mark_outcome_dirty(s, j); /* FIRED with its counts */
 	}
 
 	for(size_t i = 0; i < nb; i++) {
@@ -671,8 +674,7 @@ void sched__poll(struct scheduler *s)
 {
 	/* Early by the wall clock (it was stepped back), or waiting for the
 	 * store: wait the rest. */
-	if(s->n && ((double)s->heap[0]->due - s->now() > 0.001 ||
-			retry_mono(s) > time_now_mono())) {
+	if(s->n && ((double)s->heap[0]->due - s->now() > 0.001 || retry_mono(s) > time_now_mono())) {
 		arm(s);
 		return;
 	}
@@ -760,7 +762,7 @@ static struct job *job_from_doc(struct sched_plugin *sp, const char *id, const j
 
 struct load_ctx {
 	struct scheduler *s;
-	struct sched_plugin *only;    /* NULL: every registered module */
+	struct sched_plugin *only; /* NULL: every registered module */
 	size_t loaded, skipped;
 };
 
@@ -808,12 +810,16 @@ static int load_jobs(struct scheduler *s, struct sched_plugin *only)
 		log_info("scheduler", "restored %zu job(s)%s%s", lc.loaded, only ? " for " : "",
 				only ? only->ctx->module : "");
 	if(lc.skipped)
-		log_warn("scheduler", "%zu stored job(s) belong to modules that are not loaded or do "
-				"not schedule; kept in the store", lc.skipped);
+		log_warn("scheduler",
+				"%zu stored job(s) belong to modules that are not loaded or do "
+				"not schedule; kept in the store",
+				lc.skipped);
 	long max = s->h->cfg.limits.max_jobs;
 	if(lc.loaded && max > 0 && strmap_size(s->jobs) > (size_t)max)
-		log_warn("scheduler", "%zu jobs, more than limits.max_jobs (%ld): all kept, no new "
-				"ones until some end", strmap_size(s->jobs), max);
+		log_warn("scheduler",
+				"%zu jobs, more than limits.max_jobs (%ld): all kept, no new "
+				"ones until some end",
+				strmap_size(s->jobs), max);
 	/* Runs missed while we were down are run or recorded as MISSED on the
 	 * first loop turn, by the same code that fires on time. */
 	arm(s);
@@ -862,7 +868,7 @@ void scheduler_forget_plugin(struct scheduler *s, oh_ctx *ctx)
 	struct sched_plugin *sp = ctx->sched;
 	if(!s || !sp)
 		return;
-	scheduler_flush(s);   /* while the jobs still know their module */
+	scheduler_flush(s); /* while the jobs still know their module */
 	struct strmap_iter it;
 	strmap_iter_init(&it, s->jobs);
 	void *v;

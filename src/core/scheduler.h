@@ -32,8 +32,14 @@
 #define SCHED_NAME_MAX 200
 #define SCHED_ID_LEN 32
 
-enum job_kind { JOB_AT, JOB_CRON };
-enum job_state { JOB_SCHEDULED, JOB_DONE };
+enum job_kind {
+	JOB_AT,
+	JOB_CRON
+};
+enum job_state {
+	JOB_SCHEDULED,
+	JOB_DONE
+};
 
 /* What a plugin registered (oh_ctx.sched). */
 struct sched_plugin {
@@ -47,10 +53,10 @@ struct sched_plugin {
 
 /* The outcome of the last run (or miss).  code[0] == '\0': none yet. */
 struct job_result {
-	int64_t at;               /* when it was recorded */
-	int64_t due;              /* the run it is about */
+	int64_t at;  /* when it was recorded */
+	int64_t due; /* the run it is about */
 	uint32_t dispatched, skipped;
-	char code[12];            /* FIRED, MISSED, STARTED */
+	char code[12]; /* FIRED, MISSED, STARTED */
 };
 
 /*
@@ -61,15 +67,15 @@ struct job_result {
  */
 struct job {
 	struct sched_plugin *sp;
-	int64_t due;              /* next run; for a done job, when it is purged */
+	int64_t due; /* next run; for a done job, when it is purged */
 	int64_t created;
-	int64_t last_run;         /* 0: never */
+	int64_t last_run; /* 0: never */
 	struct job_result last;
-	struct cron_expr cron;    /* JOB_CRON only */
-	uint32_t heap_idx;        /* UINT32_MAX: not in the heap */
+	struct cron_expr cron; /* JOB_CRON only */
+	uint32_t heap_idx;     /* UINT32_MAX: not in the heap */
 	uint8_t kind, state;
 	bool firing, removed;
-	bool outcome_dirty;       /* last_result not yet stored */
+	bool outcome_dirty; /* last_result not yet stored */
 	char id[SCHED_ID_LEN + 1];
 	const char *owner, *name /* NULL when unnamed */, *tz, *spec, *commands;
 	char text[];
@@ -77,22 +83,22 @@ struct job {
 
 struct scheduler {
 	struct host *h;
-	struct strmap *jobs;      /* id -> struct job */
-	struct strmap *owners;    /* owner -> its number of jobs (>= 1), as a pointer */
+	struct strmap *jobs;   /* id -> struct job */
+	struct strmap *owners; /* owner -> its number of jobs (>= 1), as a pointer */
 	struct {
-		double retry_mono;    /* after a store failure nothing runs before this; 0: none */
-		bool failing;         /* said so in the log; say when it recovers */
+		double retry_mono; /* after a store failure nothing runs before this; 0: none */
+		bool failing;      /* said so in the log; say when it recovers */
 	} backoff;
 	struct job **heap;
 	uint32_t n, cap;
-	struct event *timer;      /* the earliest due job */
-	struct event *watch;      /* 1 s clock-step watch */
-	struct event *flush;      /* stores the outcomes of recent runs */
-	char (*dirty)[SCHED_ID_LEN + 1];   /* ids of jobs with outcome_dirty */
+	struct event *timer;             /* the earliest due job */
+	struct event *watch;             /* 1 s clock-step watch */
+	struct event *flush;             /* stores the outcomes of recent runs */
+	char (*dirty)[SCHED_ID_LEN + 1]; /* ids of jobs with outcome_dirty */
 	size_t n_dirty, cap_dirty;
-	double clock_offset;      /* wall - mono at the last watch */
+	double clock_offset; /* wall - mono at the last watch */
 	bool loaded;
-	double (*now)(void);      /* the wall clock; tests may replace it */
+	double (*now)(void); /* the wall clock; tests may replace it */
 };
 
 int scheduler_init(struct host *h);
@@ -116,7 +122,7 @@ struct job_req {
 	enum job_kind kind;
 	struct cron_expr cron;
 	int64_t due;
-	const json_t *commands;   /* validated array of {device_id, action, params} */
+	const json_t *commands; /* validated array of {device_id, action, params} */
 };
 
 /* Creates, persists and arms a job; *out is the new job.  OH_ERR_IO when

@@ -20,39 +20,43 @@
 #include "strmap.h"
 #include "timeutil.h"
 
-#define PARAMS_MAX_BYTES 16384   /* what the devices accept (device-agent-protocol.md) */
+#define PARAMS_MAX_BYTES 16384 /* what the devices accept (device-agent-protocol.md) */
 
 /* ---- declarative validation ---------------------------------------------- */
 
-enum ftype { F_STRING, F_OBJECT, F_ARRAY };
+enum ftype {
+	F_STRING,
+	F_OBJECT,
+	F_ARRAY
+};
 
 struct field {
 	const char *name;
 	enum ftype type;
 	bool required;
-	size_t min_len, max_len;   /* strings only */
+	size_t min_len, max_len; /* strings only */
 };
 
 static const struct field schedule_fields[] = {
-	{"at", F_STRING, false, 1, 64},
-	{"cron", F_STRING, false, 1, 200},
-	{"commands", F_ARRAY, true, 0, 0},
-	{"tz", F_STRING, false, 1, TZ_NAME_MAX},
-	{"name", F_STRING, false, 0, SCHED_NAME_MAX},
+		{"at", F_STRING, false, 1, 64},
+		{"cron", F_STRING, false, 1, 200},
+		{"commands", F_ARRAY, true, 0, 0},
+		{"tz", F_STRING, false, 1, TZ_NAME_MAX},
+		{"name", F_STRING, false, 0, SCHED_NAME_MAX},
 };
 
 static const struct field command_fields[] = {
-	{"device_id", F_STRING, true, 1, 64},
-	{"action", F_STRING, true, 1, 64},
-	{"params", F_OBJECT, false, 0, 0},
+		{"device_id", F_STRING, true, 1, 64},
+		{"action", F_STRING, true, 1, 64},
+		{"params", F_OBJECT, false, 0, 0},
 };
 
 static const char *const type_names[] = {"a string", "an object", "an array"};
 
 /* Checks obj against the table; a JSON null counts as absent.  err gets
  * "{prefix}{field}: why". */
-static int check_fields(const json_t *obj, const struct field *f, size_t n, const char *prefix,
-		char *err, size_t errlen)
+static int check_fields(const json_t *obj, const struct field *f, size_t n, const char *prefix, char *err,
+		size_t errlen)
 {
 	for(size_t i = 0; i < n; i++) {
 		const json_t *v = json_object_get(obj, f[i].name);
@@ -84,8 +88,7 @@ static int check_fields(const json_t *obj, const struct field *f, size_t n, cons
 
 /* The commands array, checked and normalised to [{device_id, action,
  * params}] (returned in *out). */
-static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **out,
-		char *err, size_t errlen)
+static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **out, char *err, size_t errlen)
 {
 	size_t n = json_array_size(cmds);
 	if(n < 1 || n > SCHED_MAX_COMMANDS) {
@@ -95,26 +98,28 @@ static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **
 	json_t *norm = json_array();
 	size_t i;
 	const json_t *c;
-	json_array_foreach(cmds, i, c) {
+	json_array_foreach(cmds, i, c)
+	{
 		char prefix[32];
 		snprintf(prefix, sizeof prefix, "commands[%zu].", i);
 		if(!json_is_object(c)) {
 			snprintf(err, errlen, "commands[%zu]: expected an object", i);
 			goto fail;
 		}
-		if(check_fields(c, command_fields, sizeof command_fields / sizeof command_fields[0],
-				prefix, err, errlen))
+		if(check_fields(c, command_fields, sizeof command_fields / sizeof command_fields[0], prefix,
+				   err, errlen))
 			goto fail;
 		const char *dev = json_string_value(json_object_get(c, "device_id"));
 		if(!ident_device_id_valid(dev, strlen(dev))) {
-			snprintf(err, errlen, "%sdevice_id: \"%.64s\" is not 1-64 characters of A-Z a-z 0-9 . _ -",
+			snprintf(err, errlen,
+					"%sdevice_id: \"%.64s\" is not 1-64 characters of A-Z a-z 0-9 . _ -",
 					prefix, dev);
 			goto fail;
 		}
 		const json_t *params = json_object_get(c, "params");
-		json_t *item = json_pack("{s:s, s:s, s:o}", "device_id", dev,
-				"action", json_string_value(json_object_get(c, "action")),
-				"params", json_is_object(params) ? json_deep_copy(params) : json_object());
+		json_t *item = json_pack("{s:s, s:s, s:o}", "device_id", dev, "action",
+				json_string_value(json_object_get(c, "action")), "params",
+				json_is_object(params) ? json_deep_copy(params) : json_object());
 		json_array_append_new(norm, item);
 		char *text = json_dumps(json_object_get(item, "params"), JSON_COMPACT);
 		size_t len = text ? strlen(text) : 0;
@@ -142,14 +147,13 @@ fail:
 /* {"limit": name, "value": N}, the details of a LIMIT refusal (returned). */
 static json_t *limit_details(const struct scheduler *s, const char *limit)
 {
-	return json_pack("{s:s, s:I}", "limit", limit,
-			"value", (json_int_t)config_limit(&s->h->cfg, limit));
+	return json_pack("{s:s, s:I}", "limit", limit, "value", (json_int_t)config_limit(&s->h->cfg, limit));
 }
 
 /* Validates `schedule` params and creates the job.  OH_ERR_TOO_LARGE: a
  * limit was reached, *limit names it ("max_jobs") and err says so. */
-static int create(struct sched_plugin *sp, const json_t *params, const char *owner,
-		struct job **out, const char **limit, char *err, size_t errlen)
+static int create(struct sched_plugin *sp, const json_t *params, const char *owner, struct job **out,
+		const char **limit, char *err, size_t errlen)
 {
 	struct scheduler *s = sp->s;
 	struct host *h = s->h;
@@ -157,15 +161,16 @@ static int create(struct sched_plugin *sp, const json_t *params, const char *own
 		snprintf(err, errlen, "params: expected an object");
 		return OH_ERR_INVAL;
 	}
-	int rc = check_fields(params, schedule_fields, sizeof schedule_fields / sizeof schedule_fields[0],
-			"", err, errlen);
+	int rc = check_fields(params, schedule_fields, sizeof schedule_fields / sizeof schedule_fields[0], "",
+			err, errlen);
 	if(rc)
 		return rc;
 	const char *at = json_string_value(json_object_get(params, "at"));
 	const char *cron = json_string_value(json_object_get(params, "cron"));
 	if(!at == !cron) {
-		snprintf(err, errlen, at ? "at: give either at or cron, not both"
-				: "at: one of at (an ISO 8601 time) or cron (a crontab expression) is required");
+		snprintf(err, errlen,
+				at ? "at: give either at or cron, not both"
+				   : "at: one of at (an ISO 8601 time) or cron (a crontab expression) is required");
 		return OH_ERR_INVAL;
 	}
 	struct job_req r;
@@ -191,8 +196,10 @@ static int create(struct sched_plugin *sp, const json_t *params, const char *own
 		time_t next;
 		rc = cron_next(&r.cron, r.tz, (time_t)now, &next);
 		if(rc) {
-			snprintf(err, errlen, rc == OH_ERR_NOT_FOUND ? "cron: \"%s\" never fires"
-					: "cron: \"%s\" cannot be evaluated", cron);
+			snprintf(err, errlen,
+					rc == OH_ERR_NOT_FOUND ? "cron: \"%s\" never fires"
+							       : "cron: \"%s\" cannot be evaluated",
+					cron);
 			return OH_ERR_INVAL;
 		}
 		r.due = next;
@@ -206,8 +213,8 @@ static int create(struct sched_plugin *sp, const json_t *params, const char *own
 		}
 		double grace = h->cfg.misfire_grace_s;
 		if(now - (double)t > grace) {
-			snprintf(err, errlen, "at: %s is %.0f s in the past (misfire_grace_s is %g)",
-					at, now - (double)t, grace);
+			snprintf(err, errlen, "at: %s is %.0f s in the past (misfire_grace_s is %g)", at,
+					now - (double)t, grace);
 			return OH_ERR_INVAL;
 		}
 		/* Just past, within the grace: it runs at once. */
@@ -230,8 +237,9 @@ static int create(struct sched_plugin *sp, const json_t *params, const char *own
 			snprintf(err, errlen, "limits.max_jobs_per_actor (%ld) reached for %.120s",
 					h->cfg.limits.max_jobs_per_actor, r.owner);
 	} else if(rc) {
-		snprintf(err, errlen, rc == OH_ERR_IO ? "the job could not be stored, so it is not scheduled"
-				: "%s", oh_strerror(rc));
+		snprintf(err, errlen,
+				rc == OH_ERR_IO ? "the job could not be stored, so it is not scheduled" : "%s",
+				oh_strerror(rc));
 	}
 	return rc;
 }
@@ -324,8 +332,8 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 		if(rc)
 			return bad(cmd, owner, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err, NULL);
 		json_t *job = sched__job_json(j);
-		json_t *details = json_pack("{s:s, s:O, s:O, s:O, s:s}", "job_id", j->id,
-				"next_run", json_object_get(job, "next_run"), "name", json_object_get(job, "name"),
+		json_t *details = json_pack("{s:s, s:O, s:O, s:O, s:s}", "job_id", j->id, "next_run",
+				json_object_get(job, "next_run"), "name", json_object_get(job, "name"),
 				"spec", json_object_get(job, "spec"), "tz", j->tz);
 		json_decref(job);
 		return oh_ack_new(cmd->req_id, true, "SCHEDULED", action, owner, NULL, details);
@@ -333,22 +341,25 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 	if(!strcmp(action, "unschedule")) {
 		const json_t *id = json_object_get(params, "job_id");
 		if(!json_is_string(id))
-			return bad(cmd, owner, "BAD_REQUEST", id ? "job_id: expected a string" : "job_id: missing", NULL);
+			return bad(cmd, owner, "BAD_REQUEST",
+					id ? "job_id: expected a string" : "job_id: missing", NULL);
 		struct job *j = sched__find(sp, json_string_value(id));
 		if(!j) {
-			snprintf(err, sizeof err, "no job %.64s in module %s", json_string_value(id), ctx->module);
+			snprintf(err, sizeof err, "no job %.64s in module %s", json_string_value(id),
+					ctx->module);
 			return bad(cmd, owner, "NOT_FOUND", err, json_pack("{s:O}", "job_id", id));
 		}
 		if(strcmp(j->owner, owner)) {
 			snprintf(err, sizeof err, "job %s belongs to %s", j->id, j->owner);
-			return bad(cmd, owner, "NOT_OWNER", err, json_pack("{s:s, s:s}", "job_id", j->id,
-					"owner", j->owner));
+			return bad(cmd, owner, "NOT_OWNER", err,
+					json_pack("{s:s, s:s}", "job_id", j->id, "owner", j->owner));
 		}
 		char jid[SCHED_ID_LEN + 1];
 		snprintf(jid, sizeof jid, "%s", j->id);
 		if(sched__remove(j))
 			return bad(cmd, owner, "ERROR", "the store failed; the job is still scheduled", NULL);
-		return oh_ack_new(cmd->req_id, true, "OK", action, owner, NULL, json_pack("{s:s}", "job_id", jid));
+		return oh_ack_new(cmd->req_id, true, "OK", action, owner, NULL,
+				json_pack("{s:s}", "job_id", jid));
 	}
 	const json_t *who = json_object_get(params, "owner");
 	if(who && !json_is_null(who) && !json_is_string(who))
@@ -360,8 +371,7 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 			json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(jobs), "jobs", jobs));
 }
 
-int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_id, char *err,
-		size_t errlen)
+int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_id, char *err, size_t errlen)
 {
 	if(!ctx->sched) {
 		snprintf(err, errlen, "module %s does not run scheduled jobs", ctx->module);
@@ -405,8 +415,12 @@ static unsigned http_status(const char *code)
 		const char *code;
 		unsigned status;
 	} map[] = {
-		{"OK", 200}, {"SCHEDULED", 201}, {"BAD_REQUEST", 400}, {"NOT_OWNER", 403},
-		{"NOT_FOUND", 404}, {"LIMIT", 507},
+			{"OK", 200},
+			{"SCHEDULED", 201},
+			{"BAD_REQUEST", 400},
+			{"NOT_OWNER", 403},
+			{"NOT_FOUND", 404},
+			{"LIMIT", 507},
 	};
 	for(size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
 		if(!strcmp(map[i].code, code))
@@ -433,8 +447,8 @@ static void get_jobs(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		reply_err(req, "ERROR", "out of memory");
 		return;
 	}
-	oh_reply_json(req, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(jobs),
-			"jobs", jobs));
+	oh_reply_json(req, 200,
+			json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(jobs), "jobs", jobs));
 }
 
 static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
@@ -468,8 +482,9 @@ static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	const char *limit = NULL;
 	int rc = create(sp, body, owner, &j, &limit, err, sizeof err);
 	if(rc == OH_ERR_TOO_LARGE) {
-		oh_reply_json(req, http_status("LIMIT"), json_pack("{s:{s:s, s:s, s:o}}", "error",
-				"code", "LIMIT", "message", err, "details", limit_details(sp->s, limit)));
+		oh_reply_json(req, http_status("LIMIT"),
+				json_pack("{s:{s:s, s:s, s:o}}", "error", "code", "LIMIT", "message", err,
+						"details", limit_details(sp->s, limit)));
 		return;
 	}
 	if(rc) {
@@ -527,50 +542,51 @@ static void delete_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 }
 
 static const char JOB_SCHEMA[] =
-	"{\"type\": \"object\", \"properties\": {"
-	"\"id\": {\"type\": \"string\"}, \"module\": {\"type\": \"string\"},"
-	"\"owner\": {\"type\": \"string\"}, \"name\": {\"type\": \"string\", \"nullable\": true},"
-	"\"spec\": {\"type\": \"object\", \"description\": \"{\\\"at\\\": ISO 8601} or {\\\"cron\\\": 5-field crontab}\"},"
-	"\"tz\": {\"type\": \"string\"}, \"commands\": {\"type\": \"array\", \"items\": {\"type\": \"object\"}},"
-	"\"created\": {\"type\": \"string\"}, \"next_run\": {\"type\": \"string\", \"nullable\": true},"
-	"\"last_run\": {\"type\": \"string\", \"nullable\": true},"
-	"\"last_result\": {\"type\": \"object\", \"nullable\": true},"
-	"\"state\": {\"type\": \"string\", \"enum\": [\"scheduled\", \"done\"]}}}";
+		"{\"type\": \"object\", \"properties\": {"
+		"\"id\": {\"type\": \"string\"}, \"module\": {\"type\": \"string\"},"
+		"\"owner\": {\"type\": \"string\"}, \"name\": {\"type\": \"string\", \"nullable\": true},"
+		"\"spec\": {\"type\": \"object\", \"description\": \"{\\\"at\\\": ISO 8601} or {\\\"cron\\\": 5-field crontab}\"},"
+		"\"tz\": {\"type\": \"string\"}, \"commands\": {\"type\": \"array\", \"items\": {\"type\": \"object\"}},"
+		"\"created\": {\"type\": \"string\"}, \"next_run\": {\"type\": \"string\", \"nullable\": true},"
+		"\"last_run\": {\"type\": \"string\", \"nullable\": true},"
+		"\"last_result\": {\"type\": \"object\", \"nullable\": true},"
+		"\"state\": {\"type\": \"string\", \"enum\": [\"scheduled\", \"done\"]}}}";
 
 int sched__routes(struct sched_plugin *sp)
 {
 	char list_doc[2048], post_doc[3072], get_doc[2048], del_doc[1024];
 	snprintf(list_doc, sizeof list_doc,
-		"{\"summary\": \"List scheduled jobs\", \"parameters\": [{\"name\": \"owner\", \"in\": \"query\","
-		" \"required\": false, \"schema\": {\"type\": \"string\"}}], \"responses\": {\"200\": {"
-		"\"description\": \"{count, jobs}\", \"content\": {\"application/json\": {\"schema\": {"
-		"\"type\": \"object\", \"properties\": {\"count\": {\"type\": \"integer\"}, \"jobs\": {"
-		"\"type\": \"array\", \"items\": %s}}}}}}}}", JOB_SCHEMA);
+			"{\"summary\": \"List scheduled jobs\", \"parameters\": [{\"name\": \"owner\", \"in\": \"query\","
+			" \"required\": false, \"schema\": {\"type\": \"string\"}}], \"responses\": {\"200\": {"
+			"\"description\": \"{count, jobs}\", \"content\": {\"application/json\": {\"schema\": {"
+			"\"type\": \"object\", \"properties\": {\"count\": {\"type\": \"integer\"}, \"jobs\": {"
+			"\"type\": \"array\", \"items\": %s}}}}}}}}",
+			JOB_SCHEMA);
 	snprintf(post_doc, sizeof post_doc,
-		"{\"summary\": \"Schedule a job\", \"description\": \"Exactly one of at (ISO 8601; without an"
-		" offset it is read in tz) or cron (5-field crontab, evaluated in tz). tz defaults to the"
-		" host's timezone setting. The job is stored before the reply.\","
-		" \"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {"
-		"\"type\": \"object\", \"required\": [\"commands\"], \"properties\": {"
-		"\"at\": {\"type\": \"string\"}, \"cron\": {\"type\": \"string\"}, \"tz\": {\"type\": \"string\"},"
-		" \"name\": {\"type\": \"string\", \"maxLength\": 200}, \"actor\": {\"type\": \"string\"},"
-		" \"commands\": {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 100, \"items\": {"
-		"\"type\": \"object\", \"required\": [\"device_id\", \"action\"], \"properties\": {"
-		"\"device_id\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"
-		" \"params\": {\"type\": \"object\"}}}}}}}}},"
-		" \"responses\": {\"201\": {\"description\": \"the job\", \"content\": {\"application/json\":"
-		" {\"schema\": %s}}}, \"400\": {\"description\": \"invalid; the message names the field\"},"
-		" \"507\": {\"description\": \"LIMIT: limits.max_jobs or limits.max_jobs_per_actor"
-		" reached (error.details.limit names it)\"}}}",
-		JOB_SCHEMA);
+			"{\"summary\": \"Schedule a job\", \"description\": \"Exactly one of at (ISO 8601; without an"
+			" offset it is read in tz) or cron (5-field crontab, evaluated in tz). tz defaults to the"
+			" host's timezone setting. The job is stored before the reply.\","
+			" \"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {"
+			"\"type\": \"object\", \"required\": [\"commands\"], \"properties\": {"
+			"\"at\": {\"type\": \"string\"}, \"cron\": {\"type\": \"string\"}, \"tz\": {\"type\": \"string\"},"
+			" \"name\": {\"type\": \"string\", \"maxLength\": 200}, \"actor\": {\"type\": \"string\"},"
+			" \"commands\": {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 100, \"items\": {"
+			"\"type\": \"object\", \"required\": [\"device_id\", \"action\"], \"properties\": {"
+			"\"device_id\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"
+			" \"params\": {\"type\": \"object\"}}}}}}}}},"
+			" \"responses\": {\"201\": {\"description\": \"the job\", \"content\": {\"application/json\":"
+			" {\"schema\": %s}}}, \"400\": {\"description\": \"invalid; the message names the field\"},"
+			" \"507\": {\"description\": \"LIMIT: limits.max_jobs or limits.max_jobs_per_actor"
+			" reached (error.details.limit names it)\"}}}",
+			JOB_SCHEMA);
 	snprintf(get_doc, sizeof get_doc,
-		"{\"summary\": \"One scheduled job\", \"responses\": {\"200\": {\"description\": \"the job\","
-		" \"content\": {\"application/json\": {\"schema\": %s}}}, \"404\": {\"description\": \"no such job\"}}}",
-		JOB_SCHEMA);
+			"{\"summary\": \"One scheduled job\", \"responses\": {\"200\": {\"description\": \"the job\","
+			" \"content\": {\"application/json\": {\"schema\": %s}}}, \"404\": {\"description\": \"no such job\"}}}",
+			JOB_SCHEMA);
 	snprintf(del_doc, sizeof del_doc,
-		"{\"summary\": \"Unschedule a job\", \"responses\": {\"200\": {\"description\":"
-		" \"{deleted: true, job}\"}, \"404\": {\"description\": \"no such job\"},"
-		" \"403\": {\"description\": \"the authenticated caller does not own the job\"}}}");
+			"{\"summary\": \"Unschedule a job\", \"responses\": {\"200\": {\"description\":"
+			" \"{deleted: true, job}\"}, \"404\": {\"description\": \"no such job\"},"
+			" \"403\": {\"description\": \"the authenticated caller does not own the job\"}}}");
 	oh_ctx *ctx = sp->ctx;
 	int rc = oh_route(ctx, "GET", "/jobs", get_jobs, NULL, list_doc);
 	if(!rc)

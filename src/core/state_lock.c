@@ -88,11 +88,15 @@ struct state_lock *state_lock_take(const char *dir, char *err, size_t errlen)
 			pid = pid_in_file(fd);
 		close(fd);
 		if(pid > 0)
-			snprintf(err, errlen, "state_dir: %s is locked by process %ld: another"
-					" orchestrator-host is using this state directory", path, pid);
+			snprintf(err, errlen,
+					"state_dir: %s is locked by process %ld: another"
+					" orchestrator-host is using this state directory",
+					path, pid);
 		else
-			snprintf(err, errlen, "state_dir: %s is locked by another process: another"
-					" orchestrator-host is using this state directory", path);
+			snprintf(err, errlen,
+					"state_dir: %s is locked by another process: another"
+					" orchestrator-host is using this state directory",
+					path);
 		return NULL;
 	}
 	struct state_lock *l = malloc(sizeof *l);

@@ -22,7 +22,7 @@ struct store;
 struct store_lease {
 	const char *key;
 	const char *holder;
-	double expires_at;        /* wall-clock seconds */
+	double expires_at; /* wall-clock seconds */
 };
 
 /* Opens (creating) the store under dir; err gets a message on failure. */
@@ -38,8 +38,7 @@ int store_lease_load(struct store *s, void (*fn)(const struct store_lease *l, vo
 int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc);
 int store_job_delete(struct store *s, const char *id);
 int store_job_load(struct store *s,
-		void (*fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud),
-		void *ud);
+		void (*fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud), void *ud);
 
 /*
  * The registry's last merged document per device (JSON text, borrowed for
@@ -50,7 +49,7 @@ int store_device_put(struct store *s, const char *id, const char *doc, size_t le
 int store_device_delete(struct store *s, const char *id);
 int store_device_load(struct store *s,
 		void (*fn)(const char *id, const char *doc /* borrowed */, size_t len, double last_seen,
-			void *ud),
+				void *ud),
 		void *ud);
 
 /*

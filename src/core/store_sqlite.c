@@ -32,31 +32,37 @@
 #define STORE_BUSY_START_MS 2000
 
 enum stmt_id {
-	LEASE_PUT, LEASE_DEL, LEASE_ALL,
-	JOB_PUT, JOB_DEL, JOB_ALL,
-	DEVICE_PUT, DEVICE_DEL, DEVICE_ALL,
+	LEASE_PUT,
+	LEASE_DEL,
+	LEASE_ALL,
+	JOB_PUT,
+	JOB_DEL,
+	JOB_ALL,
+	DEVICE_PUT,
+	DEVICE_DEL,
+	DEVICE_ALL,
 	N_STMTS
 };
 
 static const char *const stmt_sql[N_STMTS] = {
-	[LEASE_PUT] = "INSERT OR REPLACE INTO leases(key, holder, expires_at) VALUES(?1, ?2, ?3)",
-	[LEASE_DEL] = "DELETE FROM leases WHERE key = ?1",
-	[LEASE_ALL] = "SELECT key, holder, expires_at FROM leases",
-	[JOB_PUT] = "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, ?2, ?3)",
-	[JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
-	[JOB_ALL] = "SELECT id, module, doc FROM jobs ORDER BY rowid",
-	[DEVICE_PUT] = "INSERT OR REPLACE INTO devices(id, doc, last_seen) VALUES(?1, ?2, ?3)",
-	[DEVICE_DEL] = "DELETE FROM devices WHERE id = ?1",
-	[DEVICE_ALL] = "SELECT id, doc, last_seen FROM devices",
+		[LEASE_PUT] = "INSERT OR REPLACE INTO leases(key, holder, expires_at) VALUES(?1, ?2, ?3)",
+		[LEASE_DEL] = "DELETE FROM leases WHERE key = ?1",
+		[LEASE_ALL] = "SELECT key, holder, expires_at FROM leases",
+		[JOB_PUT] = "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, ?2, ?3)",
+		[JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
+		[JOB_ALL] = "SELECT id, module, doc FROM jobs ORDER BY rowid",
+		[DEVICE_PUT] = "INSERT OR REPLACE INTO devices(id, doc, last_seen) VALUES(?1, ?2, ?3)",
+		[DEVICE_DEL] = "DELETE FROM devices WHERE id = ?1",
+		[DEVICE_ALL] = "SELECT id, doc, last_seen FROM devices",
 };
 
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[N_STMTS];
-	char *path;               /* {state_dir}/state.db, for messages */
-	int txn_depth;            /* store_begin() nesting */
-	bool relaxed;             /* the open transaction commits without fsync */
-	bool locked_out;          /* the last write found the database locked */
+	char *path;      /* {state_dir}/state.db, for messages */
+	int txn_depth;   /* store_begin() nesting */
+	bool relaxed;    /* the open transaction commits without fsync */
+	bool locked_out; /* the last write found the database locked */
 };
 
 /* What to do about it, for the errors an operator can act on. */
@@ -97,19 +103,18 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, STORE_BUSY_START_MS);
-	const char *schema =
-		"PRAGMA journal_mode=WAL;"
-		"PRAGMA synchronous=FULL;"
-		"CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
-		" expires_at REAL NOT NULL);"
-		"CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
-		" doc TEXT NOT NULL);"
-		"CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
-		"CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
-		" last_seen REAL NOT NULL);"
-		/* A real write now, so the first one that matters (a job firing
+	const char *schema = "PRAGMA journal_mode=WAL;"
+			     "PRAGMA synchronous=FULL;"
+			     "CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+			     " expires_at REAL NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
+			     " doc TEXT NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
+			     "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
+			     " last_seen REAL NOT NULL);"
+			     /* A real write now, so the first one that matters (a job firing
 		 * right after start-up) does not pay for setting up the WAL. */
-		"INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
+			     "INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
 	char *msg = NULL;
 	if(sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
 		snprintf(err, errlen, "state_dir: cannot open %s: %s%s", path,
@@ -119,8 +124,8 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 	}
 	for(int i = 0; i < N_STMTS; i++) {
 		if(sqlite3_prepare_v2(s->db, stmt_sql[i], -1, &s->stmts[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "state_dir: cannot open %s: %s%s", path,
-					sqlite3_errmsg(s->db), hint(s->db));
+			snprintf(err, errlen, "state_dir: cannot open %s: %s%s", path, sqlite3_errmsg(s->db),
+					hint(s->db));
 			goto fail;
 		}
 	}
@@ -145,7 +150,7 @@ void store_close(struct store *s)
 
 static bool is_busy(int rc)
 {
-	rc &= 0xff;   /* extended codes, e.g. SQLITE_BUSY_SNAPSHOT */
+	rc &= 0xff; /* extended codes, e.g. SQLITE_BUSY_SNAPSHOT */
 	return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
 }
 
@@ -156,8 +161,10 @@ static int write_failed(struct store *s, int rc, const char *what, const char *m
 	if(!is_busy(rc)) {
 		log_error("store", "%s: %s failed: %s%s", s->path, what, msg, hint(s->db));
 	} else if(!s->locked_out) {
-		log_warn("store", "%s is locked by another process (a backup, the sqlite3 shell?): "
-				"writes are refused until it lets go", s->path);
+		log_warn("store",
+				"%s is locked by another process (a backup, the sqlite3 shell?): "
+				"writes are refused until it lets go",
+				s->path);
 		s->locked_out = true;
 	}
 	return OH_ERR_IO;
@@ -231,9 +238,9 @@ int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, voi
 	load_begin(s);
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_lease l = {
-			.key = (const char *)sqlite3_column_text(st, 0),
-			.holder = (const char *)sqlite3_column_text(st, 1),
-			.expires_at = sqlite3_column_double(st, 2),
+				.key = (const char *)sqlite3_column_text(st, 0),
+				.holder = (const char *)sqlite3_column_text(st, 1),
+				.expires_at = sqlite3_column_double(st, 2),
 		};
 		if(l.key && l.holder)
 			fn(&l, ud);
@@ -297,8 +304,7 @@ int store_device_delete(struct store *s, const char *id)
 }
 
 int store_device_load(struct store *s,
-		void (*fn)(const char *id, const char *doc, size_t len, double last_seen, void *ud),
-		void *ud)
+		void (*fn)(const char *id, const char *doc, size_t len, double last_seen, void *ud), void *ud)
 {
 	sqlite3_stmt *st = s->stmts[DEVICE_ALL];
 	int rc;

@@ -21,7 +21,7 @@
  * days_from_civil/civil_from_days, exact for any year.
  */
 #define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE		/* tm_gmtoff, tm_zone */
+#define _DEFAULT_SOURCE /* tm_gmtoff, tm_zone */
 
 #include "timeutil.h"
 
@@ -114,7 +114,7 @@ static bool is_utc(const char *tz)
 struct zone_slot {
 	char name[TZ_NAME_MAX + 1];
 	struct tzfile *zone;
-	uint64_t used;		/* zone_clock at the last use */
+	uint64_t used; /* zone_clock at the last use */
 };
 
 static struct zone_slot zones[TZ_CACHE_MAX];
@@ -391,7 +391,8 @@ int tz_mktime(const char *tz, struct tm *tm, time_t *out)
 		/* Skipped by a forward change: the gap is [end+old, end+new). */
 		bool found = false;
 		for(size_t k = 0; k + 1 < n && !found; k++) {
-			if(sp[k + 1].off > sp[k].off && wall >= sp[k].end + sp[k].off && wall < sp[k].end + sp[k + 1].off) {
+			if(sp[k + 1].off > sp[k].off && wall >= sp[k].end + sp[k].off &&
+					wall < sp[k].end + sp[k + 1].off) {
 				result = sp[k].end;
 				found = true;
 			}
@@ -484,7 +485,8 @@ int time_parse_iso8601(const char *text, const char *tz, time_t *out, char *err,
 		if(*p == '.' || *p == ',') {
 			p++;
 			if(!isdigit((unsigned char)*p)) {
-				set_err(err, errlen, "\"%.64s\": expected digits after the decimal point", text);
+				set_err(err, errlen, "\"%.64s\": expected digits after the decimal point",
+						text);
 				return OH_ERR_INVAL;
 			}
 			while(isdigit((unsigned char)*p))
@@ -498,7 +500,8 @@ int time_parse_iso8601(const char *text, const char *tz, time_t *out, char *err,
 	} else if(y < 1) {
 		snprintf(msg, sizeof(msg), "year %04d out of range 0001-9999", y);
 	} else if(d < 1 || (unsigned)d > time_days_in_month(y, (unsigned)mo)) {
-		snprintf(msg, sizeof(msg), "day %d out of range 1-%u for %04d-%02d", d, time_days_in_month(y, (unsigned)mo), y, mo);
+		snprintf(msg, sizeof(msg), "day %d out of range 1-%u for %04d-%02d", d,
+				time_days_in_month(y, (unsigned)mo), y, mo);
 	} else if(h > 23) {
 		snprintf(msg, sizeof(msg), "hour %d out of range 0-23", h);
 	} else if(mi > 59) {
@@ -514,8 +517,13 @@ int time_parse_iso8601(const char *text, const char *tz, time_t *out, char *err,
 	}
 
 	struct tm tm = {
-		.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-		.tm_hour = h, .tm_min = mi, .tm_sec = s, .tm_isdst = -1,
+			.tm_year = y - 1900,
+			.tm_mon = mo - 1,
+			.tm_mday = d,
+			.tm_hour = h,
+			.tm_min = mi,
+			.tm_sec = s,
+			.tm_isdst = -1,
 	};
 	int64_t wall = time_timegm(&tm);
 
@@ -587,8 +595,8 @@ char *time_format_utc(time_t t, char *buf, size_t len)
 		buf[0] = '\0';
 		return NULL;
 	}
-	snprintf(buf, len, "%04d-%02u-%02uT%02d:%02d:%02dZ", (int)y, m, d,
-		(int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60));
+	snprintf(buf, len, "%04d-%02u-%02uT%02d:%02d:%02dZ", (int)y, m, d, (int)(secs / 3600),
+			(int)(secs / 60 % 60), (int)(secs % 60));
 	return buf;
 }
 

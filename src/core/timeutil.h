@@ -113,8 +113,8 @@ int time_parse_iso8601(const char *text, const char *tz, time_t *out, char *err,
  */
 char *time_format_utc(time_t t, char *buf, size_t len);
 
-double time_now_wall(void);	/* CLOCK_REALTIME, seconds since the epoch */
-double time_now_mono(void);	/* CLOCK_MONOTONIC, seconds; for intervals only */
+double time_now_wall(void); /* CLOCK_REALTIME, seconds since the epoch */
+double time_now_mono(void); /* CLOCK_MONOTONIC, seconds; for intervals only */
 
 /*
  * Proleptic Gregorian calendar arithmetic on day numbers (0 = 1970-01-01),
@@ -122,8 +122,8 @@ double time_now_mono(void);	/* CLOCK_MONOTONIC, seconds; for intervals only */
  */
 int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d);
 void time_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
-unsigned time_days_in_month(int64_t y, unsigned m);	/* m is 1..12 */
-unsigned time_weekday(int64_t days);			/* 0 = Sunday */
+unsigned time_days_in_month(int64_t y, unsigned m); /* m is 1..12 */
+unsigned time_weekday(int64_t days);                /* 0 = Sunday */
 
 /* The tm fields read as UTC (a portable timegm(); normalises like mktime,
  * ignores tm_isdst, does not modify tm). */
@@ -131,10 +131,10 @@ int64_t time_timegm(const struct tm *tm);
 
 /* The zone cache, for tests and metrics. */
 struct tz_cache_stats {
-	size_t zones;		/* held now, at most TZ_CACHE_MAX */
-	uint64_t loads;		/* zone files read and parsed so far */
-	uint64_t evictions;	/* zones dropped to make room */
+	size_t zones;       /* held now, at most TZ_CACHE_MAX */
+	uint64_t loads;     /* zone files read and parsed so far */
+	uint64_t evictions; /* zones dropped to make room */
 };
-void tz_cache_stats(struct tz_cache_stats *out);	/* out is borrowed */
+void tz_cache_stats(struct tz_cache_stats *out); /* out is borrowed */
 
 #endif

@@ -89,8 +89,8 @@ size_t topic_tree_count(const struct topic_tree *t, const char *filter);
  * The order of calls across different filters is unspecified.
  * Returns: the number of calls made.
  */
-size_t topic_tree_match(const struct topic_tree *t, const char *topic,
-		void (*cb)(void *value, void *ud), void *ud);
+size_t topic_tree_match(
+		const struct topic_tree *t, const char *topic, void (*cb)(void *value, void *ud), void *ud);
 
 /*
  * 1 if `filter` is a valid MQTT topic filter, else 0: non-NULL, non-empty,

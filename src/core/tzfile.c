@@ -50,18 +50,18 @@
 /* One date of a footer rule: "Jn" (1..365, Feb 29 not counted), "n"
  * (0..365, counted) or "Mm.w.d", with its time of day in seconds. */
 struct rule_date {
-	char kind;		/* 'J', 'N' or 'M' */
-	int month, week, wday;	/* 'M' */
-	int day;		/* 'J' and 'N' */
-	int32_t secs;		/* -167h..167h; default 02:00 */
+	char kind;             /* 'J', 'N' or 'M' */
+	int month, week, wday; /* 'M' */
+	int day;               /* 'J' and 'N' */
+	int32_t secs;          /* -167h..167h; default 02:00 */
 };
 
 struct footer {
 	bool present;
 	bool has_dst;
-	int32_t std_off, dst_off;	/* seconds east of UTC */
+	int32_t std_off, dst_off; /* seconds east of UTC */
 	const char *std_abbr, *dst_abbr;
-	struct rule_date start, end;	/* start in standard time, end in DST */
+	struct rule_date start, end; /* start in standard time, end in DST */
 };
 
 struct ttinfo {
@@ -182,9 +182,9 @@ static bool parse_rule_date(const char **pp, struct rule_date *r)
 	} else if(*p == 'M') {
 		p++;
 		r->kind = 'M';
-		if(!parse_num(&p, 2, 12, &r->month) || r->month < 1 || *p++ != '.'
-				|| !parse_num(&p, 1, 5, &r->week) || r->week < 1 || *p++ != '.'
-				|| !parse_num(&p, 1, 6, &r->wday))
+		if(!parse_num(&p, 2, 12, &r->month) || r->month < 1 || *p++ != '.' ||
+				!parse_num(&p, 1, 5, &r->week) || r->week < 1 || *p++ != '.' ||
+				!parse_num(&p, 1, 6, &r->wday))
 			return false;
 	} else {
 		r->kind = 'N';
@@ -273,7 +273,7 @@ static int64_t rule_day(const struct rule_date *r, int64_t y)
 struct rule_event {
 	int64_t at;
 	int64_t year;
-	int start;	/* 1: DST begins, 0: it ends */
+	int start; /* 1: DST begins, 0: it ends */
 };
 
 static int event_cmp(const void *pa, const void *pb)
@@ -334,7 +334,8 @@ static void footer_rule_lookup(const struct footer *f, int64_t t, struct tzfile_
 	struct rule_event ev[RULE_EVENTS];
 	size_t n = 0;
 	for(int64_t yy = y - RULE_YEARS_BEFORE; yy <= y + RULE_YEARS_AFTER; yy++) {
-		ev[n++] = (struct rule_event){rule_day(&f->start, yy) * 86400 + f->start.secs - f->std_off, yy, 1};
+		ev[n++] = (struct rule_event){
+				rule_day(&f->start, yy) * 86400 + f->start.secs - f->std_off, yy, 1};
 		ev[n++] = (struct rule_event){rule_day(&f->end, yy) * 86400 + f->end.secs - f->dst_off, yy, 0};
 	}
 	/* Insertion sort: eight nearly ordered events. */
@@ -407,8 +408,8 @@ static bool read_header(const unsigned char *p, size_t len, struct counts *c, in
 	c->typecnt = be32(p + 36);
 	c->charcnt = be32(p + 40);
 	/* Counts are at most 2^32 - 1, so this cannot overflow 64 bits. */
-	*data_len = c->timecnt * (uint64_t)(time_size + 1) + c->typecnt * 6 + c->charcnt
-		+ c->leapcnt * (uint64_t)(time_size + 4) + c->isstdcnt + c->isutcnt;
+	*data_len = c->timecnt * (uint64_t)(time_size + 1) + c->typecnt * 6 + c->charcnt +
+			c->leapcnt * (uint64_t)(time_size + 4) + c->isstdcnt + c->isutcnt;
 	return *data_len <= len - HEADER_LEN;
 }
 
@@ -429,8 +430,8 @@ int tzfile_parse(const void *data, size_t len, struct tzfile **out)
 	size_t off = HEADER_LEN + (size_t)v1_len;
 	if(!read_header(d + off, len - off, &c, 8, &v2_len))
 		return OH_ERR_INVAL;
-	if(c.leapcnt || c.typecnt == 0 || c.typecnt > 256 || c.charcnt == 0
-			|| (c.isutcnt && c.isutcnt != c.typecnt) || (c.isstdcnt && c.isstdcnt != c.typecnt))
+	if(c.leapcnt || c.typecnt == 0 || c.typecnt > 256 || c.charcnt == 0 ||
+			(c.isutcnt && c.isutcnt != c.typecnt) || (c.isstdcnt && c.isstdcnt != c.typecnt))
 		return OH_ERR_INVAL;
 	const unsigned char *p = d + off + HEADER_LEN;
 	const unsigned char *end = p + v2_len;
@@ -445,8 +446,8 @@ int tzfile_parse(const void *data, size_t len, struct tzfile **out)
 	size_t flen = (size_t)(fend - ftext);
 
 	size_t timecnt = (size_t)c.timecnt, typecnt = (size_t)c.typecnt, charcnt = (size_t)c.charcnt;
-	size_t size = sizeof(struct tzfile) + timecnt * sizeof(int64_t) + typecnt * sizeof(struct ttinfo)
-		+ timecnt + charcnt + 1 + (flen + 1) + (flen + 2);
+	size_t size = sizeof(struct tzfile) + timecnt * sizeof(int64_t) + typecnt * sizeof(struct ttinfo) +
+			timecnt + charcnt + 1 + (flen + 1) + (flen + 2);
 	struct tzfile *z = calloc(1, size);
 	if(!z)
 		return OH_ERR_NOMEM;
@@ -482,8 +483,8 @@ int tzfile_parse(const void *data, size_t len, struct tzfile **out)
 	for(size_t i = 0; i < typecnt; i++, ttp += 6) {
 		int32_t utoff = (int32_t)be32(ttp);
 		unsigned isdst = ttp[4], ai = ttp[5];
-		if(utoff < -TZFILE_MAX_OFFSET || utoff > TZFILE_MAX_OFFSET || isdst > 1 || ai >= charcnt
-				|| !memchr(chars + ai, '\0', charcnt - ai))
+		if(utoff < -TZFILE_MAX_OFFSET || utoff > TZFILE_MAX_OFFSET || isdst > 1 || ai >= charcnt ||
+				!memchr(chars + ai, '\0', charcnt - ai))
 			goto invalid;
 		types[i] = (struct ttinfo){utoff, isdst == 1, chars + ai};
 	}

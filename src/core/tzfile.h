@@ -29,9 +29,9 @@ struct tzfile;
 
 /* What is in force at an instant. */
 struct tzfile_info {
-	int32_t utoff;		/* seconds east of UTC (CEST: 7200) */
+	int32_t utoff; /* seconds east of UTC (CEST: 7200) */
 	bool isdst;
-	const char *abbr;	/* "CEST", "+0545"; borrowed from the zone */
+	const char *abbr; /* "CEST", "+0545"; borrowed from the zone */
 	/* The three fields above hold for every instant from the one asked
 	 * about up to, not including, `until` (> that instant).  It is often,
 	 * not always, the next change: callers compare and go on.  INT64_MAX:

@@ -33,10 +33,10 @@ struct agent {
 	const struct dev_config *cfg;
 	char *id;
 	bool simulate;
-	json_t *labels;               /* owned array of strings */
-	char *prefix;                 /* "{root}/device/{id}" */
-	char *log_src;                /* "device rpi-01" for log lines */
-	char *birth_topic;            /* "{root}/orchestrator/status" */
+	json_t *labels;    /* owned array of strings */
+	char *prefix;      /* "{root}/device/{id}" */
+	char *log_src;     /* "device rpi-01" for log lines */
+	char *birth_topic; /* "{root}/orchestrator/status" */
 	struct birth_state birth;
 	struct mqtt_link *link;
 	struct event *ev_heartbeat;
@@ -101,9 +101,9 @@ static void publish_meta(struct agent *a)
 		json_array_append_new(names, json_string(a->mods[i]->name));
 		json_object_set(caps, a->mods[i]->name, a->mods[i]->settings);
 	}
-	json_t *meta = json_pack("{s:s, s:o, s:o, s:O, s:n, s:s, s:s}", "device_id", a->id,
-			"modules", names, "capabilities", caps, "labels", a->labels,
-			"feature", "version", OH_DEVICE_VERSION, "ts", dev_ts_now(ts));
+	json_t *meta = json_pack("{s:s, s:o, s:o, s:O, s:n, s:s, s:s}", "device_id", a->id, "modules", names,
+			"capabilities", caps, "labels", a->labels, "feature", "version", OH_DEVICE_VERSION,
+			"ts", dev_ts_now(ts));
 	if(!meta) {
 		log_error(a->log_src, "cannot build meta");
 		return;
@@ -117,8 +117,9 @@ static void publish_module_status(struct agent *a, struct dev_module *m, bool on
 	char ts[DEV_TS_LEN];
 	json_t *mod = m->ops->status(m);
 	/* The protocol's key order: state, online, ts, fields, then extras. */
-	json_t *st = mod ? json_pack("{s:O, s:b, s:s}", "state", json_object_get(mod, "state"),
-			"online", online, "ts", dev_ts_now(ts)) : NULL;
+	json_t *st = mod ? json_pack("{s:O, s:b, s:s}", "state", json_object_get(mod, "state"), "online",
+					   online, "ts", dev_ts_now(ts))
+			 : NULL;
 	if(st)
 		json_object_update_missing(st, mod);
 	json_decref(mod);
@@ -137,8 +138,8 @@ static void on_module_changed(struct dev_module *m, void *ud)
 }
 
 /* Publishes the ack for env on {prefix}/{evt_suffix} and logs failures. */
-static void send_ack(struct agent *a, const char *evt_suffix, const struct envelope *env,
-		enum ack_code code, const char *error, json_t *details)
+static void send_ack(struct agent *a, const char *evt_suffix, const struct envelope *env, enum ack_code code,
+		const char *error, json_t *details)
 {
 	json_t *ack = ack_new(env, code, error, details);
 	if(!ack) {
@@ -171,8 +172,8 @@ static void dev_ping(struct agent *a, const struct envelope *env, struct mod_res
 static void dev_set_labels(struct agent *a, const struct envelope *env, struct mod_result *res)
 {
 	static const struct jfield fields[] = {
-		{"labels", JF_STRING_ARRAY, true},
-		{NULL, JF_ANY, false},
+			{"labels", JF_STRING_ARRAY, true},
+			{NULL, JF_ANY, false},
 	};
 	char why[200];
 	if(jcheck_object(env->params, fields, true, "params", why, sizeof why)) {
@@ -201,11 +202,11 @@ static const struct {
 	const char *action;
 	void (*fn)(struct agent *a, const struct envelope *env, struct mod_result *res);
 } device_actions[] = {
-	{"ping", dev_ping},
-	{"set_labels", dev_set_labels},
-	{"add_module", dev_unsupported},
-	{"remove_module", dev_unsupported},
-	{"apply_feature", dev_unsupported},
+		{"ping", dev_ping},
+		{"set_labels", dev_set_labels},
+		{"add_module", dev_unsupported},
+		{"remove_module", dev_unsupported},
+		{"apply_feature", dev_unsupported},
 };
 
 static void handle_device_cmd(struct agent *a, const void *payload, size_t len)
@@ -281,7 +282,8 @@ static void handle_module_cfg(struct agent *a, struct dev_module *m, const void 
 	root = json_loadb(payload, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 	if(!root) {
 		dev_uuid4(env.req_id);
-		snprintf(why, sizeof why, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+		snprintf(why, sizeof why, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+				jerr.text);
 		code = ACK_BAD_JSON;
 		goto ack_error;
 	}
@@ -437,8 +439,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 		publish_status(a, true);
 }
 
-struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, const char *id,
-		bool simulate)
+struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, const char *id, bool simulate)
 {
 	char *will = NULL, *will_topic = NULL, *client_id = NULL;
 	struct agent *a = calloc(1, sizeof *a);
@@ -461,7 +462,8 @@ struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, c
 		goto nomem;
 	const char *name;
 	json_t *settings;
-	json_object_foreach(cfg->modules, name, settings) {
+	json_object_foreach(cfg->modules, name, settings)
+	{
 		const struct dev_module_ops *ops = dev_module_find(name);
 		struct dev_module_host host = {base, a->id, simulate, on_module_changed, a};
 		struct dev_module *m = ops ? ops->create(&host) : NULL;

@@ -27,8 +27,7 @@ struct agent;
  * Returned: free with agent_free(); NULL on bad options or no memory
  * (logged).
  */
-struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, const char *id,
-		bool simulate);
+struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, const char *id, bool simulate);
 
 /* Starts connecting and the heartbeat.  Returns 0 or -1. */
 int agent_start(struct agent *a);

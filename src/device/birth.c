@@ -13,10 +13,10 @@
 #include "json_fields.h"
 
 static const struct jfield birth_fields[] = {
-	{"online", JF_BOOL, true},
-	{"node", JF_STRING, false},
-	{"ts", JF_STRING_NULL, false},
-	{NULL, JF_ANY, false},
+		{"online", JF_BOOL, true},
+		{"node", JF_STRING, false},
+		{"ts", JF_STRING_NULL, false},
+		{NULL, JF_ANY, false},
 };
 
 void birth_state_clear(struct birth_state *st)
@@ -25,8 +25,8 @@ void birth_state_clear(struct birth_state *st)
 	st->answered = NULL;
 }
 
-enum birth_action birth_judge(struct birth_state *st, const void *payload, size_t len,
-		bool retained, char *why, size_t whylen)
+enum birth_action birth_judge(struct birth_state *st, const void *payload, size_t len, bool retained,
+		char *why, size_t whylen)
 {
 	snprintf(why, whylen, "%s", "");
 	if(len == 0) {

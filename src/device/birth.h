@@ -21,12 +21,12 @@
 #define BIRTH_MAX_PAYLOAD 4096
 
 struct birth_state {
-	char *answered;      /* owned: "{node}\n{ts}" of the last birth seen, or NULL */
+	char *answered; /* owned: "{node}\n{ts}" of the last birth seen, or NULL */
 };
 
 enum birth_action {
-	BIRTH_IGNORE,        /* nothing to do (already answered, offline, not ours) */
-	BIRTH_ANSWER,        /* publish meta and status again */
+	BIRTH_IGNORE, /* nothing to do (already answered, offline, not ours) */
+	BIRTH_ANSWER, /* publish meta and status again */
 };
 
 /*
@@ -39,8 +39,8 @@ enum birth_action {
  * the same second (same ts) is still answered.  On BIRTH_IGNORE for bad
  * input, why says what was wrong (else it is set to "").
  */
-enum birth_action birth_judge(struct birth_state *st, const void *payload, size_t len,
-		bool retained, char *why, size_t whylen);
+enum birth_action birth_judge(struct birth_state *st, const void *payload, size_t len, bool retained,
+		char *why, size_t whylen);
 
 void birth_state_clear(struct birth_state *st);
 

@@ -36,7 +36,8 @@ static int load_modules(struct dev_config *c, json_t *mods, const char *file, ch
 {
 	const char *name;
 	json_t *settings;
-	json_object_foreach(mods, name, settings) {
+	json_object_foreach(mods, name, settings)
+	{
 		const struct dev_module_ops *ops = dev_module_find(name);
 		if(!ops) {
 			conf_err(err, len, "%s: modules.%s: unknown module (this agent has: %s)", file, name,
@@ -65,23 +66,24 @@ static int load_modules(struct dev_config *c, json_t *mods, const char *file, ch
 	return 0;
 }
 
-static int custom_device_id(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_device_id(const struct conf_field *f, const json_t *v, void *ctx, const char *file,
+		char *err, size_t len)
 {
 	if(!json_is_string(v) || !dev_id_valid(json_string_value(v)))
 		return 1;
 	return conf_set_str(&((struct dev_config *)ctx)->device_id, json_string_value(v));
 }
 
-static int custom_labels(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_labels(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	struct dev_config *c = ctx;
 	if(!json_is_array(v))
 		return 1;
 	size_t i;
 	json_t *item;
-	json_array_foreach(v, i, item) {
+	json_array_foreach(v, i, item)
+	{
 		if(!json_is_string(item)) {
 			conf_err(err, len, "%s: %s[%zu]: expected a string", file, f->key, i);
 			return -1;
@@ -95,14 +97,13 @@ static int custom_labels(const struct conf_field *f, const json_t *v, void *ctx,
 	return 0;
 }
 
-static int custom_modules(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int custom_modules(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	return json_is_object(v) ? load_modules(ctx, (json_t *)v, file, err, len) : 1;
 }
 
-int dev_config_load(struct dev_config *c, const char *path, bool need_device_id,
-		char *err, size_t len)
+int dev_config_load(struct dev_config *c, const char *path, bool need_device_id, char *err, size_t len)
 {
 	json_t *root = NULL;
 	*err = '\0';
@@ -114,14 +115,16 @@ int dev_config_load(struct dev_config *c, const char *path, bool need_device_id,
 	size_t n = 0;
 	conf_mqtt_fields(&c->mqtt, table, &n);
 	const struct conf_field own[] = {
-		{"device_id", CONF_CUSTOM, false, 0, 0, NULL, custom_device_id,
-			"1-64 characters of A-Z a-z 0-9 . _ -"},
-		{"labels", CONF_CUSTOM, false, 0, 0, NULL, custom_labels, "an array of strings"},
-		{"topic_root", CONF_STR, false, 0, 0, &c->topic_root, NULL, NULL},
-		{"heartbeat_interval_s", CONF_NUM, false, 0.1, 86400, &c->heartbeat_interval_s, NULL, NULL},
-		{"modules", CONF_CUSTOM, false, 0, 0, NULL, custom_modules, "an object of module settings"},
-		{"log_level", CONF_STR, false, 0, 0, &c->log_level, NULL, NULL},
-		{"log_format", CONF_STR, false, 0, 0, &c->log_format, NULL, NULL},
+			{"device_id", CONF_CUSTOM, false, 0, 0, NULL, custom_device_id,
+					"1-64 characters of A-Z a-z 0-9 . _ -"},
+			{"labels", CONF_CUSTOM, false, 0, 0, NULL, custom_labels, "an array of strings"},
+			{"topic_root", CONF_STR, false, 0, 0, &c->topic_root, NULL, NULL},
+			{"heartbeat_interval_s", CONF_NUM, false, 0.1, 86400, &c->heartbeat_interval_s, NULL,
+					NULL},
+			{"modules", CONF_CUSTOM, false, 0, 0, NULL, custom_modules,
+					"an object of module settings"},
+			{"log_level", CONF_STR, false, 0, 0, &c->log_level, NULL, NULL},
+			{"log_format", CONF_STR, false, 0, 0, &c->log_format, NULL, NULL},
 	};
 	for(size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		table[n++] = own[i];

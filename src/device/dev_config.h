@@ -14,13 +14,13 @@
 #include "conf.h"
 
 struct dev_config {
-	char *source;                 /* file name, or "(defaults)" */
-	char *device_id;              /* NULL when the file names none */
-	json_t *labels;               /* array of strings, never NULL */
-	struct conf_mqtt mqtt;         /* client_id NULL: "device-{id}" */
+	char *source;          /* file name, or "(defaults)" */
+	char *device_id;       /* NULL when the file names none */
+	json_t *labels;        /* array of strings, never NULL */
+	struct conf_mqtt mqtt; /* client_id NULL: "device-{id}" */
 	char *topic_root;
 	double heartbeat_interval_s;
-	json_t *modules;              /* object: module name -> settings object; never NULL */
+	json_t *modules; /* object: module name -> settings object; never NULL */
 	char *log_level;
 	char *log_format;
 };
@@ -33,8 +33,7 @@ struct dev_config {
  * (JSON syntax errors: line and column).  Returns 0 or -1; call
  * dev_config_free() in both cases.
  */
-int dev_config_load(struct dev_config *c, const char *path, bool need_device_id,
-		char *err, size_t errlen);
+int dev_config_load(struct dev_config *c, const char *path, bool need_device_id, char *err, size_t errlen);
 void dev_config_free(struct dev_config *c);
 
 /* 1 if the host will accept id as a device id (ident.h). */

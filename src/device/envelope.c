@@ -14,12 +14,12 @@
 const char *const envelope_actors[] = {"orchestrator", "app", "user", "test", NULL};
 
 static const char *const code_names[] = {
-	[ACK_OK] = "OK",
-	[ACK_BAD_JSON] = "BAD_JSON",
-	[ACK_BAD_REQUEST] = "BAD_REQUEST",
-	[ACK_MODULE_ERROR] = "MODULE_ERROR",
-	[ACK_DEVICE_ERROR] = "DEVICE_ERROR",
-	[ACK_EXCEPTION] = "EXCEPTION",
+		[ACK_OK] = "OK",
+		[ACK_BAD_JSON] = "BAD_JSON",
+		[ACK_BAD_REQUEST] = "BAD_REQUEST",
+		[ACK_MODULE_ERROR] = "MODULE_ERROR",
+		[ACK_DEVICE_ERROR] = "DEVICE_ERROR",
+		[ACK_EXCEPTION] = "EXCEPTION",
 };
 
 const char *ack_code_name(enum ack_code code)
@@ -30,11 +30,11 @@ const char *ack_code_name(enum ack_code code)
 }
 
 static const struct jfield envelope_fields[] = {
-	{"req_id", JF_STRING_NULL, false},
-	{"action", JF_STRING_NE, true},
-	{"actor", JF_STRING_NULL, false},
-	{"params", JF_OBJECT_NULL, false},
-	{NULL, JF_ANY, false},
+		{"req_id", JF_STRING_NULL, false},
+		{"action", JF_STRING_NE, true},
+		{"actor", JF_STRING_NULL, false},
+		{"params", JF_OBJECT_NULL, false},
+		{NULL, JF_ANY, false},
 };
 
 void envelope_clear(struct envelope *env)
@@ -79,7 +79,8 @@ enum ack_code envelope_from_json(json_t *root, struct envelope *env, char *err, 
 		while(*a && strcmp(*a, env->actor))
 			a++;
 		if(!*a) {
-			snprintf(err, errlen, "actor: \"%.64s\" is not allowed (expected orchestrator, app, user or test)",
+			snprintf(err, errlen,
+					"actor: \"%.64s\" is not allowed (expected orchestrator, app, user or test)",
 					env->actor);
 			return ACK_BAD_REQUEST;
 		}
@@ -90,8 +91,8 @@ enum ack_code envelope_from_json(json_t *root, struct envelope *env, char *err, 
 		 * measures it; JSON_COMPACT is the closest to Python's default. */
 		size_t size = json_dumpb(params, NULL, 0, JSON_COMPACT);
 		if(size > ENVELOPE_MAX_PARAMS) {
-			snprintf(err, errlen, "params: %zu bytes serialised, over the limit of %d",
-					size, ENVELOPE_MAX_PARAMS);
+			snprintf(err, errlen, "params: %zu bytes serialised, over the limit of %d", size,
+					ENVELOPE_MAX_PARAMS);
 			return ACK_BAD_REQUEST;
 		}
 		env->params = json_incref(params);
@@ -105,15 +106,15 @@ enum ack_code envelope_from_json(json_t *root, struct envelope *env, char *err, 
 	return ACK_OK;
 }
 
-enum ack_code envelope_parse(const void *payload, size_t len, struct envelope *env,
-		char *err, size_t errlen)
+enum ack_code envelope_parse(const void *payload, size_t len, struct envelope *env, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(payload, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 	if(!root) {
 		memset(env, 0, sizeof *env);
 		dev_uuid4(env->req_id);
-		snprintf(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+		snprintf(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+				jerr.text);
 		return ACK_BAD_JSON;
 	}
 	enum ack_code rc = envelope_from_json(root, env, err, errlen);
@@ -137,7 +138,8 @@ json_t *ack_new(const struct envelope *env, enum ack_code code, const char *erro
 	bad |= json_object_set_new(ack, "actor", env->actor ? json_string(env->actor) : json_null());
 	bad |= json_object_set_new(ack, "ts", json_string(dev_ts_now(ts)));
 	bad |= json_object_set_new(ack, "error",
-			code == ACK_OK ? json_null() : dev_json_text(error && *error ? error : ack_code_name(code)));
+			code == ACK_OK ? json_null()
+				       : dev_json_text(error && *error ? error : ack_code_name(code)));
 	bad |= json_object_set_new(ack, "details", details ? details : json_null());
 	if(bad) {
 		json_decref(ack);

@@ -22,21 +22,21 @@
  * enum is the one place errors become ack codes. */
 enum ack_code {
 	ACK_OK,
-	ACK_BAD_JSON,       /* payload is not JSON */
-	ACK_BAD_REQUEST,    /* envelope or params malformed, actor refused */
-	ACK_MODULE_ERROR,   /* the module could not do it */
-	ACK_DEVICE_ERROR,   /* the device could not do it */
-	ACK_EXCEPTION,      /* an internal failure (out of memory, ...) */
+	ACK_BAD_JSON,     /* payload is not JSON */
+	ACK_BAD_REQUEST,  /* envelope or params malformed, actor refused */
+	ACK_MODULE_ERROR, /* the module could not do it */
+	ACK_DEVICE_ERROR, /* the device could not do it */
+	ACK_EXCEPTION,    /* an internal failure (out of memory, ...) */
 };
 
 const char *ack_code_name(enum ack_code code);
 
 struct envelope {
-	json_t *root;               /* owned: the parsed payload, or NULL */
-	char req_id[OH_REQ_ID_MAX + 1];   /* the request's id, or a fresh UUID */
-	const char *action;         /* borrowed from root; NULL if unknown */
-	const char *actor;          /* borrowed from root; NULL if absent */
-	json_t *params;             /* owned reference: always an object once valid */
+	json_t *root;                   /* owned: the parsed payload, or NULL */
+	char req_id[OH_REQ_ID_MAX + 1]; /* the request's id, or a fresh UUID */
+	const char *action;             /* borrowed from root; NULL if unknown */
+	const char *actor;              /* borrowed from root; NULL if absent */
+	json_t *params;                 /* owned reference: always an object once valid */
 };
 
 /* The actors a device accepts (NULL-terminated). */
@@ -49,8 +49,7 @@ extern const char *const envelope_actors[];
  * reason in err.  Even on failure, env holds what could be read (req_id,
  * action, actor) so the ack can echo them.
  */
-enum ack_code envelope_parse(const void *payload, size_t len, struct envelope *env,
-		char *err, size_t errlen);
+enum ack_code envelope_parse(const void *payload, size_t len, struct envelope *env, char *err, size_t errlen);
 
 /* As envelope_parse() for an already parsed object (borrowed; env takes its
  * own reference). */
@@ -64,7 +63,6 @@ void envelope_clear(struct envelope *env);
  * not ACK_OK; details is taken (may be NULL for JSON null).  Returned: the
  * caller decrefs; NULL when out of memory.
  */
-json_t *ack_new(const struct envelope *env, enum ack_code code, const char *error,
-		json_t *details);
+json_t *ack_new(const struct envelope *env, enum ack_code code, const char *error, json_t *details);
 
 #endif

@@ -34,19 +34,19 @@ struct app {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: orchestrator-device --config FILE [--simulate N] [--id-prefix PREFIX]\n"
-		"                           [--log-level LEVEL] [--version] [--help]\n"
-		"\n"
-		"  -c, --config FILE      JSON configuration (required unless --simulate)\n"
-		"  -s, --simulate N       run N virtual devices PREFIX01..PREFIXN whose NDI\n"
-		"                         module acks without spawning anything\n"
-		"  -p, --id-prefix PREFIX device id prefix for --simulate (default \"sim-\")\n"
-		"  -l, --log-level LEVEL  debug, info, warn or error (overrides the config)\n"
-		"  -V, --version          print the version and exit\n"
-		"  -h, --help             print this help and exit\n"
-		"\n"
-		"Environment: OH_MQTT_HOST, OH_MQTT_PORT, OH_MQTT_USERNAME, OH_MQTT_PASSWORD\n"
-		"override the broker settings of the file.  See docs/device-agent.md.\n");
+			"usage: orchestrator-device --config FILE [--simulate N] [--id-prefix PREFIX]\n"
+			"                           [--log-level LEVEL] [--version] [--help]\n"
+			"\n"
+			"  -c, --config FILE      JSON configuration (required unless --simulate)\n"
+			"  -s, --simulate N       run N virtual devices PREFIX01..PREFIXN whose NDI\n"
+			"                         module acks without spawning anything\n"
+			"  -p, --id-prefix PREFIX device id prefix for --simulate (default \"sim-\")\n"
+			"  -l, --log-level LEVEL  debug, info, warn or error (overrides the config)\n"
+			"  -V, --version          print the version and exit\n"
+			"  -h, --help             print this help and exit\n"
+			"\n"
+			"Environment: OH_MQTT_HOST, OH_MQTT_PORT, OH_MQTT_USERNAME, OH_MQTT_PASSWORD\n"
+			"override the broker settings of the file.  See docs/device-agent.md.\n");
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -78,22 +78,28 @@ static int parse_count(const char *text, long *out)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"simulate", required_argument, NULL, 's'},
-		{"id-prefix", required_argument, NULL, 'p'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+			{"config", required_argument, NULL, 'c'},
+			{"simulate", required_argument, NULL, 's'},
+			{"id-prefix", required_argument, NULL, 'p'},
+			{"log-level", required_argument, NULL, 'l'},
+			{"version", no_argument, NULL, 'V'},
+			{"help", no_argument, NULL, 'h'},
+			{NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL, *prefix = "sim-", *log_level = NULL;
 	long simulate = 0;
 	int opt, rc = 1;
 	while((opt = getopt_long(argc, argv, "c:s:p:l:Vh", longopts, NULL)) != -1) {
 		switch(opt) {
-		case 'c': config_path = optarg; break;
-		case 'p': prefix = optarg; break;
-		case 'l': log_level = optarg; break;
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'p':
+			prefix = optarg;
+			break;
+		case 'l':
+			log_level = optarg;
+			break;
 		case 's':
 			if(parse_count(optarg, &simulate)) {
 				fprintf(stderr, "orchestrator-device: --simulate: \"%s\" is not a count 1..%d\n",
@@ -101,9 +107,15 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'V': printf("orchestrator-device %s\n", OH_DEVICE_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'V':
+			printf("orchestrator-device %s\n", OH_DEVICE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if(optind < argc) {
@@ -135,7 +147,8 @@ int main(int argc, char **argv)
 		char longest[160];
 		snprintf(longest, sizeof longest, "%s%0*ld", prefix, width, simulate);
 		if(!dev_id_valid(longest)) {
-			fprintf(stderr, "orchestrator-device: --id-prefix: \"%s\" cannot start a device id (ids are 1-64 of A-Z a-z 0-9 . _ -)\n", prefix);
+			fprintf(stderr, "orchestrator-device: --id-prefix: \"%s\" cannot start a device id (ids are 1-64 of A-Z a-z 0-9 . _ -)\n",
+					prefix);
 			goto free_config;
 		}
 		/* A simulated fleet always has the module to simulate. */

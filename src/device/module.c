@@ -9,8 +9,8 @@
 #include <string.h>
 
 static const struct dev_module_ops *const module_types[] = {
-	&ndi_module_ops,
-	NULL,
+		&ndi_module_ops,
+		NULL,
 };
 
 const struct dev_module_ops *dev_module_find(const char *name)

@@ -20,8 +20,8 @@ struct dev_module;
 /* What a module may use of the agent that hosts it. */
 struct dev_module_host {
 	struct event_base *base;
-	const char *device_id;        /* borrowed; outlives the module */
-	bool simulate;                /* ack without spawning anything */
+	const char *device_id; /* borrowed; outlives the module */
+	bool simulate;         /* ack without spawning anything */
 	/* The module's status changed: the agent republishes it. */
 	void (*status_changed)(struct dev_module *m, void *ud);
 	void *ud;
@@ -31,7 +31,7 @@ struct dev_module_host {
 struct mod_result {
 	enum ack_code code;
 	char error[256];
-	json_t *details;              /* taken by the agent; NULL for null */
+	json_t *details; /* taken by the agent; NULL for null */
 };
 
 struct dev_module_ops {
@@ -39,8 +39,8 @@ struct dev_module_ops {
 	/* Checks settings (borrowed).  strict (the config file): unknown keys
 	 * are errors; not strict (a cfg update): unknown keys are carried along
 	 * as the deployed agent does.  Errors name prefix.key; returns 0/-1. */
-	int (*check_settings)(const json_t *settings, bool strict, const char *prefix,
-			char *err, size_t errlen);
+	int (*check_settings)(
+			const json_t *settings, bool strict, const char *prefix, char *err, size_t errlen);
 	/* Returns NULL when out of memory.  host is copied. */
 	struct dev_module *(*create)(const struct dev_module_host *host);
 	/* Runs env's action (env borrowed).  res arrives zeroed with ACK_OK. */
@@ -56,8 +56,8 @@ struct dev_module_ops {
 struct dev_module {
 	const struct dev_module_ops *ops;
 	struct dev_module_host host;
-	const char *name;             /* ops->name */
-	json_t *settings;             /* owned by the agent: always an object */
+	const char *name; /* ops->name */
+	json_t *settings; /* owned by the agent: always an object */
 };
 
 /* The module types this agent knows, by name; NULL if none. */
@@ -67,7 +67,7 @@ const char *dev_module_names(void);
 
 /* Sets res to code with a printf-style message. */
 void mod_result_fail(struct mod_result *res, enum ack_code code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+		__attribute__((format(printf, 3, 4)));
 
 extern const struct dev_module_ops ndi_module_ops;
 

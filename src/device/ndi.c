@@ -35,24 +35,23 @@
 
 struct ndi {
 	struct dev_module base;
-	char *input;              /* the viewer's source; NULL when idle */
-	pid_t pid;                /* the viewer's group; 0 if none */
-	bool sim_running;         /* simulation: a viewer "runs" without a pid */
+	char *input;      /* the viewer's source; NULL when idle */
+	pid_t pid;        /* the viewer's group; 0 if none */
+	bool sim_running; /* simulation: a viewer "runs" without a pid */
 	bool recording;
 	char *record_source;
 	pid_t record_pid;
-	json_t *last_exit;        /* how the last child ended by itself, or NULL */
+	json_t *last_exit; /* how the last child ended by itself, or NULL */
 };
 
 static const struct jfield ndi_fields[] = {
-	{"start_cmd_template", JF_STRING_NULL, false},
-	{"record_start_cmd_template", JF_STRING_NULL, false},
-	{"stop_grace_s", JF_NUMBER, false},
-	{NULL, JF_ANY, false},
+		{"start_cmd_template", JF_STRING_NULL, false},
+		{"record_start_cmd_template", JF_STRING_NULL, false},
+		{"stop_grace_s", JF_NUMBER, false},
+		{NULL, JF_ANY, false},
 };
 
-static int ndi_check_settings(const json_t *settings, bool strict, const char *prefix,
-		char *err, size_t errlen)
+static int ndi_check_settings(const json_t *settings, bool strict, const char *prefix, char *err, size_t errlen)
 {
 	if(jcheck_object(settings, ndi_fields, !strict, prefix, err, errlen))
 		return -1;
@@ -160,10 +159,10 @@ static void on_child_exit(pid_t pid, int wstatus, void *ud)
 	proc_describe_exit(wstatus, how, sizeof how);
 	log_warn("ndi", "%s: %s (pid %d) %s", n->base.host.device_id, role, (int)pid, how);
 	json_decref(n->last_exit);
-	n->last_exit = json_pack("{s:s, s:i, s:o, s:o, s:s, s:s}", "role", role, "pid", (int)pid,
-			"code", WIFEXITED(wstatus) ? json_integer(WEXITSTATUS(wstatus)) : json_null(),
-			"signal", WIFSIGNALED(wstatus) ? json_integer(WTERMSIG(wstatus)) : json_null(),
-			"reason", how, "ts", dev_ts_now(ts));
+	n->last_exit = json_pack("{s:s, s:i, s:o, s:o, s:s, s:s}", "role", role, "pid", (int)pid, "code",
+			WIFEXITED(wstatus) ? json_integer(WEXITSTATUS(wstatus)) : json_null(), "signal",
+			WIFSIGNALED(wstatus) ? json_integer(WTERMSIG(wstatus)) : json_null(), "reason", how,
+			"ts", dev_ts_now(ts));
 	/* Helpers it started in its group would otherwise linger unowned. */
 	proc_stop_group(pid, grace_of(n));
 	changed(n);
@@ -179,8 +178,8 @@ static char **build_argv(struct ndi *n, const char *tkey, const char *source, st
 		return NULL;
 	}
 	const struct cmdline_var vars[] = {
-		{"source", source},
-		{"device_id", n->base.host.device_id},
+			{"source", source},
+			{"device_id", n->base.host.device_id},
 	};
 	char **argv;
 	int argc;
@@ -197,7 +196,8 @@ static const char *param_source(const struct envelope *env, bool required, struc
 	const json_t *s = json_object_get(env->params, "source");
 	if(!s || json_is_null(s)) {
 		if(required)
-			mod_result_fail(res, ACK_BAD_REQUEST, "params.source: missing (expected a non-empty string)");
+			mod_result_fail(res, ACK_BAD_REQUEST,
+					"params.source: missing (expected a non-empty string)");
 		return NULL;
 	}
 	if(!json_is_string(s) || !json_string_length(s)) {
@@ -212,8 +212,8 @@ static const char *param_source(const struct envelope *env, bool required, struc
  * and starts the new child in its place.  Returns its pid, or 0 after
  * failing res; the command is validated before anything is stopped.
  */
-static pid_t replace_child(struct ndi *n, const char *template_key, const char *source,
-		bool recorder, struct mod_result *res)
+static pid_t replace_child(struct ndi *n, const char *template_key, const char *source, bool recorder,
+		struct mod_result *res)
 {
 	char **argv = build_argv(n, template_key, source, res);
 	if(!argv)
@@ -339,11 +339,11 @@ static const struct {
 	const char *action;
 	void (*fn)(struct ndi *n, const struct envelope *env, struct mod_result *res);
 } ndi_actions[] = {
-	{"start", do_start},
-	{"set_input", do_start},
-	{"stop", do_stop},
-	{"record_start", do_record_start},
-	{"record_stop", do_record_stop},
+		{"start", do_start},
+		{"set_input", do_start},
+		{"stop", do_stop},
+		{"record_start", do_record_start},
+		{"record_stop", do_record_stop},
 };
 
 static void ndi_handle(struct dev_module *m, const struct envelope *env, struct mod_result *res)
@@ -364,13 +364,12 @@ static json_t *ndi_status(struct dev_module *m)
 {
 	struct ndi *n = (struct ndi *)m;
 	bool running = n->pid || n->sim_running || n->recording;
-	json_t *fields = json_pack("{s:o, s:o, s:b, s:o}",
-			"input", n->input ? dev_json_text(n->input) : json_null(),
-			"pid", n->pid ? json_integer(n->pid) : json_null(),
-			"recording", n->recording,
-			"record_pid", n->record_pid ? json_integer(n->record_pid) : json_null());
-	json_t *st = json_pack("{s:s, s:o}", "state", running ? "running" : "idle",
-			"fields", fields ? fields : json_object());
+	json_t *fields = json_pack("{s:o, s:o, s:b, s:o}", "input",
+			n->input ? dev_json_text(n->input) : json_null(), "pid",
+			n->pid ? json_integer(n->pid) : json_null(), "recording", n->recording, "record_pid",
+			n->record_pid ? json_integer(n->record_pid) : json_null());
+	json_t *st = json_pack("{s:s, s:o}", "state", running ? "running" : "idle", "fields",
+			fields ? fields : json_object());
 	if(st && n->last_exit)
 		json_object_set(st, "last_exit", n->last_exit);
 	return st;
@@ -397,11 +396,11 @@ static void ndi_destroy(struct dev_module *m)
 }
 
 const struct dev_module_ops ndi_module_ops = {
-	.name = "ndi",
-	.check_settings = ndi_check_settings,
-	.create = ndi_create,
-	.handle = ndi_handle,
-	.status = ndi_status,
-	.stop_all = ndi_stop_all,
-	.destroy = ndi_destroy,
+		.name = "ndi",
+		.check_settings = ndi_check_settings,
+		.create = ndi_create,
+		.handle = ndi_handle,
+		.status = ndi_status,
+		.stop_all = ndi_stop_all,
+		.destroy = ndi_destroy,
 };

@@ -183,8 +183,7 @@ static void child_setup(void)
 	}
 }
 
-int proc_spawn(char *const argv[], proc_exit_fn on_exit, void *ud, pid_t *pid_out,
-		char *err, size_t errlen)
+int proc_spawn(char *const argv[], proc_exit_fn on_exit, void *ud, pid_t *pid_out, char *err, size_t errlen)
 {
 	int pfd[2];
 	struct watch *w = calloc(1, sizeof *w);
@@ -283,7 +282,8 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
 	for(struct stopping *it = stoppings; it; it = it->next) {
 		if(it == s) {
 			if(group_alive(s->pgid)) {
-				log_warn("proc", "process group %d ignored SIGTERM; sending SIGKILL", (int)s->pgid);
+				log_warn("proc", "process group %d ignored SIGTERM; sending SIGKILL",
+						(int)s->pgid);
 				kill(-s->pgid, SIGKILL);
 			}
 			stopping_remove(s);
@@ -338,7 +338,8 @@ void proc_stop_all_blocking(void)
 				stopping_remove(s);
 			} else if(ts.tv_sec > s->deadline.tv_sec ||
 					(ts.tv_sec == s->deadline.tv_sec && ts.tv_nsec >= s->deadline.tv_nsec)) {
-				log_warn("proc", "process group %d ignored SIGTERM; sending SIGKILL", (int)s->pgid);
+				log_warn("proc", "process group %d ignored SIGTERM; sending SIGKILL",
+						(int)s->pgid);
 				kill(-s->pgid, SIGKILL);
 				/* Only once: push the deadline far out. */
 				s->deadline.tv_sec += 1000000;

@@ -32,8 +32,7 @@ void proc_cleanup(void);
  * returned as -1 with "cannot run 'prog': reason" in err.  On success stores
  * the pid and watches it: on_exit(ud) runs when it exits.
  */
-int proc_spawn(char *const argv[], proc_exit_fn on_exit, void *ud, pid_t *pid,
-		char *err, size_t errlen);
+int proc_spawn(char *const argv[], proc_exit_fn on_exit, void *ud, pid_t *pid, char *err, size_t errlen);
 
 /* Stops watching pid: its exit is reaped without a callback. */
 void proc_forget(pid_t pid);

@@ -25,8 +25,11 @@
 static void check_parse(const char *payload)
 {
 	json_t *json = json_loads(payload, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
-	struct oh_message msg = {.topic = "/lab/orchestrator/ndi/cmd", .payload = payload,
-		.len = strlen(payload), .json = json, .error = json ? NULL : "not JSON"};
+	struct oh_message msg = {.topic = "/lab/orchestrator/ndi/cmd",
+			.payload = payload,
+			.len = strlen(payload),
+			.json = json,
+			.error = json ? NULL : "not JSON"};
 	struct oh_command cmd;
 	const char *code = NULL;
 	char err[256];

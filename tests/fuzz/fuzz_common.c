@@ -32,7 +32,7 @@ void fuzz_setup(void)
 		return;
 	done = true;
 	static const char *const vars[] = {"OH_MQTT_HOST", "OH_MQTT_PORT", "OH_MQTT_USERNAME",
-		"OH_MQTT_PASSWORD", "OH_HTTP_BIND", "OH_HTTP_PORT", NULL};
+			"OH_MQTT_PASSWORD", "OH_HTTP_BIND", "OH_HTTP_PORT", NULL};
 	for(const char *const *v = vars; *v; v++)
 		unsetenv(*v);
 	/* Above the highest level: nothing is printed, but every message is

@@ -49,11 +49,12 @@ char *fuzz_next(struct fuzz_in *in, char sep);
 char *fuzz_rest(struct fuzz_in *in);
 
 /* A property the code promises: abort with its text when it fails. */
-#define FUZZ_CHECK(cond) do { \
-	if(!(cond)) { \
-		fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__, #cond); \
-		abort(); \
-	} \
-} while(0)
+#define FUZZ_CHECK(cond)                                                                                     \
+	do {                                                                                                 \
+		if(!(cond)) {                                                                                \
+			fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__, #cond);        \
+			abort();                                                                             \
+		}                                                                                            \
+	} while(0)
 
 #endif

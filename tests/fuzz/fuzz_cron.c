@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(e.months && !(e.months & 1u) && !(e.months >> 13));
 	FUZZ_CHECK(e.wdays && !(e.wdays >> 7));
 
-	time_t after = 1774744200;   /* 2026-03-29T00:30:00Z */
+	time_t after = 1774744200; /* 2026-03-29T00:30:00Z */
 	if(from && *from) {
 		time_t t;
 		if(time_parse_iso8601(from, "UTC", &t, NULL, 0) == OH_OK)

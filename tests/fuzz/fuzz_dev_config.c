@@ -38,11 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(json_is_array(c.labels) && json_is_object(c.modules));
 		size_t i;
 		json_t *v;
-		json_array_foreach(c.labels, i, v)
-			FUZZ_CHECK(json_is_string(v));
+		json_array_foreach(c.labels, i, v) FUZZ_CHECK(json_is_string(v));
 		const char *key;
-		json_object_foreach(c.modules, key, v)
-			FUZZ_CHECK(json_is_object(v));
+		json_object_foreach(c.modules, key, v) FUZZ_CHECK(json_is_object(v));
 		size_t n = strlen(c.topic_root);
 		FUZZ_CHECK(n > 0 && !strpbrk(c.topic_root, "+#") && c.topic_root[n - 1] != '/');
 		FUZZ_CHECK(c.heartbeat_interval_s >= 0.1 && c.heartbeat_interval_s <= 86400);

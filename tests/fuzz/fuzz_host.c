@@ -16,7 +16,7 @@
 #include "scheduler.h"
 #include "topic_tree.h"
 
-#define CLOCK_START 1893456000.0   /* 2030-01-01T00:00:00Z */
+#define CLOCK_START 1893456000.0 /* 2030-01-01T00:00:00Z */
 
 double fuzz_host_now = CLOCK_START;
 
@@ -32,10 +32,10 @@ static double fake_clock(void)
  * connected refuses every publish).  What would go out must be a valid
  * topic under the root carrying a JSON object, or empty.
  */
-int __wrap_mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload,
-		size_t len, int qos, bool retain, int *mid);
-int __wrap_mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload,
-		size_t len, int qos, bool retain, int *mid)
+int __wrap_mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
+		int qos, bool retain, int *mid);
+int __wrap_mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
+		int qos, bool retain, int *mid)
 {
 	static int next_mid;
 	FUZZ_CHECK(topic_name_valid(topic) && !strncmp(topic, "/lab/", 5));
@@ -77,8 +77,11 @@ void fuzz_host_start(struct host *h, const struct fuzz_host_opts *o)
 	if(!h->base || !h->dispatch || !h->registry || !h->leases || !h->http)
 		abort();
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
-	struct mqtt_link_opts mo = {.host = "127.0.0.1", .port = 1, .client_id = "fuzz",
-		.keepalive_s = 30, .log_prefix = "mqtt"};
+	struct mqtt_link_opts mo = {.host = "127.0.0.1",
+			.port = 1,
+			.client_id = "fuzz",
+			.keepalive_s = 30,
+			.log_prefix = "mqtt"};
 	struct mqtt_link_callbacks cb = {0};
 	h->link = mqtt_link_new(h->base, &mo, &cb, h);
 	if(!h->link || registry_start(h->registry) || scheduler_init(h))
@@ -156,7 +159,7 @@ static unsigned http_line(struct host *h, const char *line)
 	if(http_path_problem(req->path))
 		goto out;
 	if(*body && !(req->json = json_loads(body, JSON_REJECT_DUPLICATES, NULL)))
-		goto out;   /* http.c answers 400 BAD_JSON itself */
+		goto out; /* http.c answers 400 BAD_JSON itself */
 	r = http__route_find(h->http, req, &wrong_method, allow, sizeof allow);
 	/* The core's own routes act on the whole process (unloading plugins,
 	 * event streams); the plugins' are what this target is about. */

@@ -24,8 +24,8 @@
 struct store;
 
 struct fuzz_host_opts {
-	bool plugins;             /* load the configured plugins (NDI) */
-	struct store *store;      /* borrowed, kept open by the caller; NULL: none */
+	bool plugins;        /* load the configured plugins (NDI) */
+	struct store *store; /* borrowed, kept open by the caller; NULL: none */
 };
 
 /* The scheduler's wall clock, seconds; starts at 2030-01-01T00:00:00Z. */

@@ -121,8 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if(!http_path_problem(line))
 			check_canonical(line);
 		if(http_host_allowed(&rules, line)) {
-			FUZZ_CHECK(strspn(line, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-					"0123456789.-_:[]") == strlen(line));
+			FUZZ_CHECK(strspn(line,
+						   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+						   "0123456789.-_:[]") == strlen(line));
 			char upper[4096];
 			if(strlen(line) < sizeof upper) {
 				snprintf(upper, sizeof upper, "%s", line);

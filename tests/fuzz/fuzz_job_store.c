@@ -40,7 +40,8 @@ static void check_list(struct host *h)
 	FUZZ_CHECK(json_is_array(jobs) && json_array_size(jobs) <= 1);
 	size_t i;
 	json_t *j;
-	json_array_foreach(jobs, i, j) {
+	json_array_foreach(jobs, i, j)
+	{
 		FUZZ_CHECK(json_is_string(json_object_get(j, "id")));
 		FUZZ_CHECK(json_is_string(json_object_get(j, "owner")));
 		FUZZ_CHECK(json_is_object(json_object_get(j, "spec")));

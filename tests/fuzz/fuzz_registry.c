@@ -23,17 +23,17 @@
 #include "shared_buf.h"
 
 static const struct jfield typed[] = {
-	{"modules", JF_STRING_ARRAY, false},
-	{"capabilities", JF_OBJECT_OF_OBJECTS, false},
-	{"labels", JF_STRING_ARRAY, false},
-	{"feature", JF_STRING_NULL, false},
-	{"version", JF_STRING, false},
-	{"ts", JF_STRING, false},
-	{"name", JF_STRING, false},
-	{"hostname", JF_STRING, false},
-	{"device_id", JF_STRING, true},
-	{"stale", JF_BOOL, true},
-	{NULL, JF_ANY, false},
+		{"modules", JF_STRING_ARRAY, false},
+		{"capabilities", JF_OBJECT_OF_OBJECTS, false},
+		{"labels", JF_STRING_ARRAY, false},
+		{"feature", JF_STRING_NULL, false},
+		{"version", JF_STRING, false},
+		{"ts", JF_STRING, false},
+		{"name", JF_STRING, false},
+		{"hostname", JF_STRING, false},
+		{"device_id", JF_STRING, true},
+		{"stale", JF_BOOL, true},
+		{NULL, JF_ANY, false},
 };
 
 static void check_device(struct host *h, const char *id, const json_t *doc)
@@ -81,8 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(json_object_size(devices) == registry_size(h.registry));
 	const char *id;
 	json_t *dev;
-	json_object_foreach((json_t *)devices, id, dev)
-		check_device(&h, id, dev);
+	json_object_foreach((json_t *)devices, id, dev) check_device(&h, id, dev);
 	json_decref(doc);
 	shared_buf_unref(snap);
 

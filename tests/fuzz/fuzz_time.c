@@ -96,7 +96,7 @@ static void check_zone(const uint8_t *data, size_t size)
 		return;
 	FUZZ_CHECK(tzfile_footer(z) != NULL);
 	static const int64_t probes[] = {INT64_MIN, INT64_MIN / 2, -62135596800LL, -2208988800LL, -1, 0,
-		1774746000, 2145916800, 4102444800LL, 253402300799LL, INT64_MAX / 2, INT64_MAX};
+			1774746000, 2145916800, 4102444800LL, 253402300799LL, INT64_MAX / 2, INT64_MAX};
 	for(size_t k = 0; k < sizeof probes / sizeof probes[0]; k++) {
 		struct tzfile_info i;
 		int64_t t = probes[k];
@@ -123,8 +123,8 @@ static void check_rule(const char *rule)
 		memcpy(p, "TZif2", 5);
 		memset(p + 5, 0, 39);
 		if(block) {
-			p[39] = 1;	/* typecnt */
-			p[43] = 4;	/* charcnt */
+			p[39] = 1; /* typecnt */
+			p[43] = 4; /* charcnt */
 		}
 		p += 44;
 	}

@@ -54,8 +54,9 @@ static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		oh_reply_error(req, 404, "NOT_FOUND", "no device %s", id);
 		return;
 	}
-	oh_reply_json(req, 200, json_pack("{s:s, s:i, s:O?}", "id", dev.id, "online", dev.online,
-			"doc", (json_t *)dev.doc));
+	oh_reply_json(req, 200,
+			json_pack("{s:s, s:i, s:O?}", "id", dev.id, "online", dev.online, "doc",
+					(json_t *)dev.doc));
 }
 
 static void free_json(void *p)
@@ -82,10 +83,10 @@ static int init(oh_ctx *ctx, const json_t *settings)
 }
 
 static const struct oh_plugin plugin = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "custom entry symbol",
-	.version = "1.2.3",
-	.init = init,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.name = "custom entry symbol",
+		.version = "1.2.3",
+		.init = init,
 };
 
 const struct oh_plugin *my_entry(void)

@@ -56,8 +56,8 @@ static void on_rep(oh_ctx *ctx, void *ud)
 {
 	struct state *st = oh_data(ctx);
 	if(++st->rep_ticks == 3) {
-		oh_timer_cancel(ctx, st->rep);   /* live: ends it */
-		oh_timer_cancel(ctx, st->rep);   /* stale */
+		oh_timer_cancel(ctx, st->rep); /* live: ends it */
+		oh_timer_cancel(ctx, st->rep); /* stale */
 	}
 }
 
@@ -76,9 +76,9 @@ static void on_check(oh_ctx *ctx, void *ud)
 static void get_timers(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct state *st = oh_data(ctx);
-	oh_reply_json(req, 200, json_pack("{s:i, s:i, s:i, s:i}", "first_fired", st->first_fired,
-			"second_fired", st->second_fired, "rep_ticks", st->rep_ticks, "checked",
-			st->checked));
+	oh_reply_json(req, 200,
+			json_pack("{s:i, s:i, s:i, s:i}", "first_fired", st->first_fired, "second_fired",
+					st->second_fired, "rep_ticks", st->rep_ticks, "checked", st->checked));
 }
 
 static void put(json_t *out, const char *name, int rc)
@@ -115,7 +115,7 @@ static void get_leases(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 }
 
 struct spawn_req {
-	struct oh_http_req *req;  /* NULL once the client left */
+	struct oh_http_req *req; /* NULL once the client left */
 };
 
 static void spawn_gone(struct oh_http_req *req, void *ud)
@@ -124,17 +124,16 @@ static void spawn_gone(struct oh_http_req *req, void *ud)
 	sr->req = NULL;
 }
 
-static void spawn_done(oh_ctx *ctx, int status, bool timed_out, const char *output, size_t len,
-		void *ud)
+static void spawn_done(oh_ctx *ctx, int status, bool timed_out, const char *output, size_t len, void *ud)
 {
 	struct spawn_req *sr = ud;
 	if(sr->req) {
 		oh_req_on_gone(sr->req, NULL, NULL);
 		/* The text only when it is printable (printf's); else its length. */
 		bool text = len < 1000 && strlen(output) == len;
-		oh_reply_json(sr->req, 200, json_pack("{s:i, s:b, s:I, s:s?}", "status", status,
-				"timed_out", timed_out, "len", (json_int_t)len, "text",
-				text ? output : NULL));
+		oh_reply_json(sr->req, 200,
+				json_pack("{s:i, s:b, s:I, s:s?}", "status", status, "timed_out", timed_out,
+						"len", (json_int_t)len, "text", text ? output : NULL));
 	}
 	free(sr);
 }
@@ -144,8 +143,7 @@ static void get_spawn(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	const char *max_s = oh_req_query(req, "max");
 	const char *bytes = oh_req_query(req, "bytes");
 	const char *text = oh_req_query(req, "text");
-	size_t max = !max_s ? 0 : !strcmp(max_s, "SIZE_MAX") ? SIZE_MAX
-			: (size_t)strtoull(max_s, NULL, 10);
+	size_t max = !max_s ? 0 : !strcmp(max_s, "SIZE_MAX") ? SIZE_MAX : (size_t)strtoull(max_s, NULL, 10);
 	char *zero_argv[] = {"head", "-c", (char *)(bytes ? bytes : "0"), "/dev/zero", NULL};
 	char *text_argv[] = {"printf", "%s", (char *)(text ? text : ""), NULL};
 	struct spawn_req *sr = calloc(1, sizeof *sr);
@@ -184,8 +182,7 @@ static void get_block(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	const char *after = oh_req_query(req, "after_ms"), *ms = oh_req_query(req, "ms");
 	uintptr_t hold = ms ? (uintptr_t)strtoul(ms, NULL, 10) : 0;
-	if(!oh_timer_add(ctx, after ? (unsigned)strtoul(after, NULL, 10) : 0, false, on_block,
-			(void *)hold)) {
+	if(!oh_timer_add(ctx, after ? (unsigned)strtoul(after, NULL, 10) : 0, false, on_block, (void *)hold)) {
 		oh_reply_error(req, 500, "ERROR", "cannot add the timer");
 		return;
 	}
@@ -216,10 +213,10 @@ static int init(oh_ctx *ctx, const json_t *settings)
 }
 
 static const struct oh_plugin plugin = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "ABI edges",
-	.version = "0",
-	.init = init,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.name = "ABI edges",
+		.version = "0",
+		.init = init,
 };
 
 const struct oh_plugin *oh_plugin_entry(void)

@@ -54,10 +54,10 @@ static int init(oh_ctx *ctx, const json_t *settings)
 }
 
 static const struct oh_plugin plugin = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "failing init",
-	.version = "0",
-	.init = init,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.name = "failing init",
+		.version = "0",
+		.init = init,
 };
 
 const struct oh_plugin *oh_plugin_entry(void)

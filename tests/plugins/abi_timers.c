@@ -75,8 +75,9 @@ static void on_meta(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 static void get_ticks(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct state *st = oh_data(ctx);
-	oh_reply_json(req, 200, json_pack("{s:I, s:I}", "ticks", (json_int_t)st->ticks,
-			"meta_seen", (json_int_t)st->meta_seen));
+	oh_reply_json(req, 200,
+			json_pack("{s:I, s:I}", "ticks", (json_int_t)st->ticks, "meta_seen",
+					(json_int_t)st->meta_seen));
 }
 
 static void wait_gone(struct oh_http_req *req, void *ud)
@@ -135,11 +136,11 @@ static void cleanup(oh_ctx *ctx)
 }
 
 static const struct oh_plugin plugin = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "live timers at unload",
-	.version = "0",
-	.init = init,
-	.cleanup = cleanup,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.name = "live timers at unload",
+		.version = "0",
+		.init = init,
+		.cleanup = cleanup,
 };
 
 const struct oh_plugin *oh_plugin_entry(void)

@@ -40,8 +40,8 @@ static void get_sources(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static void get_state(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	json_t *body = json_pack("{s:s, s:b}", "mdns", ndi_discovery_mdns_state(ud),
-			"any", ndi_discovery_any(ud));
+	json_t *body = json_pack(
+			"{s:s, s:b}", "mdns", ndi_discovery_mdns_state(ud), "any", ndi_discovery_any(ud));
 	const char *name = oh_req_query(req, "name");
 	if(name)
 		json_object_set_new(body, "has", json_boolean(ndi_discovery_has(ud, name)));
@@ -52,7 +52,8 @@ static int probe_init(oh_ctx *ctx, const json_t *settings)
 {
 	const char *key;
 	const json_t *v;
-	json_object_foreach((json_t *)settings, key, v) {
+	json_object_foreach((json_t *)settings, key, v)
+	{
 		bool known = false;
 		for(const char *const *k = ndi_discovery_setting_keys; *k; k++)
 			known = known || !strcmp(*k, key);
@@ -63,8 +64,8 @@ static int probe_init(oh_ctx *ctx, const json_t *settings)
 	if(!d)
 		return OH_ERR_INVAL;
 	oh_set_data(ctx, d, NULL);
-	if(oh_route(ctx, "GET", "/sources", get_sources, d, NULL)
-			|| oh_route(ctx, "GET", "/state", get_state, d, NULL))
+	if(oh_route(ctx, "GET", "/sources", get_sources, d, NULL) ||
+			oh_route(ctx, "GET", "/state", get_state, d, NULL))
 		return oh_fail(ctx, "cannot add routes");
 	return OH_OK;
 }
@@ -78,11 +79,11 @@ static void probe_cleanup(oh_ctx *ctx)
 }
 
 static const struct oh_plugin probe = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "NDI discovery probe",
-	.version = "1",
-	.init = probe_init,
-	.cleanup = probe_cleanup,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.name = "NDI discovery probe",
+		.version = "1",
+		.init = probe_init,
+		.cleanup = probe_cleanup,
 };
 
 const struct oh_plugin *oh_plugin_entry(void)

@@ -25,12 +25,10 @@ static void new_id(char *buf, size_t len)
 	static unsigned counter;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(buf, len, "probe-%lx-%lx-%u", (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec,
-			++counter);
+	snprintf(buf, len, "probe-%lx-%lx-%u", (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec, ++counter);
 }
 
-static json_t *exec_job(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command,
-		void *ud)
+static json_t *exec_job(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud)
 {
 	const char *dev = json_string_value(json_object_get(command, "device_id"));
 	const char *action = json_string_value(json_object_get(command, "action"));
@@ -55,16 +53,15 @@ static json_t *exec_job(oh_ctx *ctx, const char *job_id, const char *owner, cons
 	struct tm tm;
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:n}", "req_id", rid,
-			"actor", "orchestrator", "requested_by", owner, "ts", ts, "action", action,
-			"params", params, "job_id", job_id, "reply_to", "ttl_s");
+	json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:n}", "req_id", rid, "actor",
+			"orchestrator", "requested_by", owner, "ts", ts, "action", action, "params", params,
+			"job_id", job_id, "reply_to", "ttl_s");
 	snprintf(topic, sizeof topic, "%s/device/%s/%s/cmd", oh_topic_root(ctx), dev, oh_module(ctx));
 	int rc = oh_publish_json(ctx, topic, env, 1, false);
 	json_decref(env);
 	if(rc)
 		return oh_ack_new(rid, false, "ERROR", action, owner, oh_strerror(rc), NULL);
-	return oh_ack_new(rid, true, "DISPATCHED", action, owner, NULL,
-			json_pack("{s:s}", "device_id", dev));
+	return oh_ack_new(rid, true, "DISPATCHED", action, owner, NULL, json_pack("{s:s}", "device_id", dev));
 }
 
 static int validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen)
@@ -83,8 +80,8 @@ static json_t *lease_action(oh_ctx *ctx, const struct oh_command *cmd)
 	const char *actor = cmd->actor ? cmd->actor : "anonymous";
 	const char *dev = json_string_value(json_object_get(cmd->params, "device_id"));
 	if(!dev)
-		return oh_ack_new(cmd->req_id, false, "BAD_REQUEST", cmd->action, actor,
-				"device_id: missing", NULL);
+		return oh_ack_new(cmd->req_id, false, "BAD_REQUEST", cmd->action, actor, "device_id: missing",
+				NULL);
 	char key[128];
 	snprintf(key, sizeof key, "%s:%s", oh_module(ctx), dev);
 	struct oh_lease l;
@@ -116,7 +113,8 @@ static void on_cmd(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 	if(!ack && (!strcmp(cmd.action, "reserve") || !strcmp(cmd.action, "release")))
 		ack = lease_action(ctx, &cmd);
 	if(!ack)
-		ack = oh_ack_new(cmd.req_id, false, "BAD_ACTION", cmd.action, cmd.actor, "unknown action", NULL);
+		ack = oh_ack_new(cmd.req_id, false, "BAD_ACTION", cmd.action, cmd.actor, "unknown action",
+				NULL);
 	oh_ack_publish(ctx, ack);
 }
 
@@ -134,10 +132,10 @@ static int init(oh_ctx *ctx, const json_t *settings)
 }
 
 static const struct oh_plugin plugin = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "scheduler probe",
-	.version = "1",
-	.init = init,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.name = "scheduler probe",
+		.version = "1",
+		.init = init,
 };
 
 const struct oh_plugin *oh_plugin_entry(void)

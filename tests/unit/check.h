@@ -31,27 +31,32 @@ static inline int check_report(int ok, const char *file, int line, const char *w
 
 #define CHECK(cond) check_report(!!(cond), __FILE__, __LINE__, #cond)
 
-#define CHECK_INT_EQ(a, b) do { \
-	long long check_a_ = (long long)(a), check_b_ = (long long)(b); \
-	if(!check_report(check_a_ == check_b_, __FILE__, __LINE__, #a " == " #b)) \
-		printf("     got %lld, expected %lld\n", check_a_, check_b_); \
-} while(0)
+#define CHECK_INT_EQ(a, b)                                                                                   \
+	do {                                                                                                 \
+		long long check_a_ = (long long)(a), check_b_ = (long long)(b);                              \
+		if(!check_report(check_a_ == check_b_, __FILE__, __LINE__, #a " == " #b))                    \
+			printf("     got %lld, expected %lld\n", check_a_, check_b_);                        \
+	} while(0)
 
-#define CHECK_STR_EQ(a, b) do { \
-	const char *check_a_ = (a), *check_b_ = (b); \
-	int check_ok_ = check_a_ && check_b_ && !strcmp(check_a_, check_b_); \
-	if(!check_report(check_ok_, __FILE__, __LINE__, #a " equals " #b)) \
-		printf("     got \"%s\", expected \"%s\"\n", check_a_ ? check_a_ : "(null)", check_b_ ? check_b_ : "(null)"); \
-} while(0)
+#define CHECK_STR_EQ(a, b)                                                                                   \
+	do {                                                                                                 \
+		const char *check_a_ = (a), *check_b_ = (b);                                                 \
+		int check_ok_ = check_a_ && check_b_ && !strcmp(check_a_, check_b_);                         \
+		if(!check_report(check_ok_, __FILE__, __LINE__, #a " equals " #b))                           \
+			printf("     got \"%s\", expected \"%s\"\n", check_a_ ? check_a_ : "(null)",         \
+					check_b_ ? check_b_ : "(null)");                                     \
+	} while(0)
 
 /* haystack contains needle: for error messages, which may be reworded
  * around the part that matters. */
-#define CHECK_STR_CONTAINS(haystack, needle) do { \
-	const char *check_h_ = (haystack), *check_n_ = (needle); \
-	int check_ok_ = check_h_ && check_n_ && strstr(check_h_, check_n_); \
-	if(!check_report(check_ok_, __FILE__, __LINE__, #haystack " contains " #needle)) \
-		printf("     \"%s\" does not contain \"%s\"\n", check_h_ ? check_h_ : "(null)", check_n_ ? check_n_ : "(null)"); \
-} while(0)
+#define CHECK_STR_CONTAINS(haystack, needle)                                                                 \
+	do {                                                                                                 \
+		const char *check_h_ = (haystack), *check_n_ = (needle);                                     \
+		int check_ok_ = check_h_ && check_n_ && strstr(check_h_, check_n_);                          \
+		if(!check_report(check_ok_, __FILE__, __LINE__, #haystack " contains " #needle))             \
+			printf("     \"%s\" does not contain \"%s\"\n", check_h_ ? check_h_ : "(null)",      \
+					check_n_ ? check_n_ : "(null)");                                     \
+	} while(0)
 
 /* Print the totals; the exit status for main(). */
 static inline int check_summary(void)

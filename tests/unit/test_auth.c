@@ -41,7 +41,7 @@ static void test_parse_and_lookup(void)
 	size_t n = 0;
 	char err[512] = "";
 	int rc = parse("[{\"name\": \"alice\", \"role\": \"viewer\", \"sha256\": \"" ABC "\"},"
-			" {\"name\": \"ops.bot-1\", \"role\": \"admin\", \"sha256\": \"" XYZ "\"}]",
+		       " {\"name\": \"ops.bot-1\", \"role\": \"admin\", \"sha256\": \"" XYZ "\"}]",
 			&t, &n, err, sizeof err);
 	CHECK_INT_EQ(rc, 0);
 	CHECK_INT_EQ(n, 2);
@@ -52,15 +52,15 @@ static void test_parse_and_lookup(void)
 	CHECK(auth_lookup(t, n, "abcd") == NULL);
 	CHECK(auth_lookup(t, n, "") == NULL);
 	CHECK(auth_lookup(t, n, NULL) == NULL);
-	CHECK(auth_lookup(t, n, ABC) == NULL);   /* the digest is not the token */
+	CHECK(auth_lookup(t, n, ABC) == NULL); /* the digest is not the token */
 
 	/* appending checks duplicates against what is there */
-	rc = parse("[{\"name\": \"alice\", \"role\": \"admin\", \"sha256\": \"" DEF "\"}]",
-			&t, &n, err, sizeof err);
+	rc = parse("[{\"name\": \"alice\", \"role\": \"admin\", \"sha256\": \"" DEF "\"}]", &t, &n, err,
+			sizeof err);
 	CHECK_INT_EQ(rc, -1);
 	CHECK_STR_CONTAINS(err, "http.tokens[0].name: \"alice\" is used twice");
-	rc = parse("[{\"name\": \"bob\", \"role\": \"operator\", \"sha256\": \"" XYZ "\"}]",
-			&t, &n, err, sizeof err);
+	rc = parse("[{\"name\": \"bob\", \"role\": \"operator\", \"sha256\": \"" XYZ "\"}]", &t, &n, err,
+			sizeof err);
 	CHECK_INT_EQ(rc, -1);
 	CHECK_STR_CONTAINS(err, "http.tokens[0].sha256: the same token as \"ops.bot-1\"");
 	free(t);
@@ -71,16 +71,19 @@ static void test_parse_errors(void)
 	static const struct {
 		const char *json, *msg;
 	} cases[] = {
-		{"[{\"name\": \"a\", \"role\": \"admin\", \"token\": \"abc\"}]", "[0].token: plain tokens"},
-		{"[{\"name\": \"a\", \"role\": \"root\", \"sha256\": \"" ABC "\"}]", "[0].role"},
-		{"[{\"name\": \"a b\", \"role\": \"admin\", \"sha256\": \"" ABC "\"}]", "[0].name"},
-		{"[{\"role\": \"admin\", \"sha256\": \"" ABC "\"}]", "[0].name"},
-		{"[{\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"abc\"}]", "[0].sha256"},
-		{"[{\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"" ABC "\", \"x\": 1}]", "[0].x: unknown key"},
-		{"[{\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"" ABC "\"},"
-			" {\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"" XYZ "\"}]", "[1].name: \"a\" is used twice"},
-		{"[3]", "[0]: expected an object"},
-		{"{}", "expected an array"},
+			{"[{\"name\": \"a\", \"role\": \"admin\", \"token\": \"abc\"}]",
+					"[0].token: plain tokens"},
+			{"[{\"name\": \"a\", \"role\": \"root\", \"sha256\": \"" ABC "\"}]", "[0].role"},
+			{"[{\"name\": \"a b\", \"role\": \"admin\", \"sha256\": \"" ABC "\"}]", "[0].name"},
+			{"[{\"role\": \"admin\", \"sha256\": \"" ABC "\"}]", "[0].name"},
+			{"[{\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"abc\"}]", "[0].sha256"},
+			{"[{\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"" ABC "\", \"x\": 1}]",
+					"[0].x: unknown key"},
+			{"[{\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"" ABC "\"},"
+			 " {\"name\": \"a\", \"role\": \"admin\", \"sha256\": \"" XYZ "\"}]",
+					"[1].name: \"a\" is used twice"},
+			{"[3]", "[0]: expected an object"},
+			{"{}", "expected an array"},
 	};
 	for(size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct auth_token *t = NULL;

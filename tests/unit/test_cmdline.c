@@ -34,10 +34,11 @@ static void expect_split(const char *tmpl, const char *const *want, int line)
 		cmdline_free(argv);
 }
 
-#define SPLIT(tmpl, ...) do { \
-	const char *const want_[] = {__VA_ARGS__, NULL}; \
-	expect_split(tmpl, want_, __LINE__); \
-} while(0)
+#define SPLIT(tmpl, ...)                                                                                     \
+	do {                                                                                                 \
+		const char *const want_[] = {__VA_ARGS__, NULL};                                             \
+		expect_split(tmpl, want_, __LINE__);                                                         \
+	} while(0)
 
 static void expect_split_error(const char *tmpl, const char *needle, int line)
 {
@@ -94,8 +95,8 @@ static void test_split_errors(void)
 }
 
 static const struct cmdline_var vars[] = {
-	{"source", "CAM-1"},
-	{"device_id", "rpi-01"},
+		{"source", "CAM-1"},
+		{"device_id", "rpi-01"},
 };
 
 static void test_subst(void)
@@ -149,10 +150,11 @@ static void expect_build(const char *tmpl, const char *source, const char *const
 		cmdline_free(argv);
 }
 
-#define BUILD(tmpl, source, ...) do { \
-	const char *const want_[] = {__VA_ARGS__, NULL}; \
-	expect_build(tmpl, source, want_, __LINE__); \
-} while(0)
+#define BUILD(tmpl, source, ...)                                                                             \
+	do {                                                                                                 \
+		const char *const want_[] = {__VA_ARGS__, NULL};                                             \
+		expect_build(tmpl, source, want_, __LINE__);                                                 \
+	} while(0)
 
 static void test_build_injection(void)
 {
@@ -169,7 +171,8 @@ static void test_build_injection(void)
 			"--name=CAM 1 (studio)", "--id", "rpi-01");
 	/* The program itself may come from a placeholder, still one word. */
 	BUILD("{source} -v", "/bin/echo hi", "/bin/echo hi", "-v");
-	BUILD("/bin/sh -c 'echo \"$0\"' {source}", "x; rm -rf /", "/bin/sh", "-c", "echo \"$0\"", "x; rm -rf /");
+	BUILD("/bin/sh -c 'echo \"$0\"' {source}", "x; rm -rf /", "/bin/sh", "-c", "echo \"$0\"",
+			"x; rm -rf /");
 }
 
 int main(void)

@@ -55,11 +55,13 @@ static void test_defaults(void)
 static void test_full(void)
 {
 	struct config c;
-	const char *err = load("{\"mqtt\": {\"host\": \"127.0.0.2\", \"port\": 1999, \"username\": \"u\","
+	const char *err = load(
+			"{\"mqtt\": {\"host\": \"127.0.0.2\", \"port\": 1999, \"username\": \"u\","
 			" \"password\": null, \"client_id\": \"x\", \"keepalive_s\": 10},"
 			" \"http\": {\"bind\": \"127.0.0.1\", \"port\": 0}, \"topic_root\": \"/t\","
 			" \"state_dir\": \"/tmp/s\", \"plugins\": [{\"module\": \"ndi\", \"path\": \"builtin:ndi\","
-			" \"settings\": {\"sources\": [\"A\"]}}, {\"module\": \"relay\", \"path\": \"/x/r.so:entry\"}]}", &c);
+			" \"settings\": {\"sources\": [\"A\"]}}, {\"module\": \"relay\", \"path\": \"/x/r.so:entry\"}]}",
+			&c);
 	CHECK(err == NULL);
 	if(err)
 		return;
@@ -73,7 +75,8 @@ static void test_full(void)
 	CHECK_STR_EQ(c.plugins[1].module, "relay");
 	CHECK_STR_EQ(c.plugins[1].path, "/x/r.so:entry");
 	CHECK(json_is_object(c.plugins[1].settings));
-	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(c.plugins[0].settings, "sources"), 0)), "A");
+	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(c.plugins[0].settings, "sources"), 0)),
+			"A");
 	config_free(&c);
 }
 
@@ -84,32 +87,36 @@ static void test_errors(void)
 		const char *text;
 		const char *expect[3];
 	} cases[] = {
-		{"{\"mqtt\": {\"hots\": \"x\"}}", {"mqtt.hots", "unknown key"}},
-		{"{\"bogus\": 1}", {"bogus", "unknown key"}},
-		{"{\"mqtt\": {\"port\": \"1883\"}}", {"mqtt.port", "integer"}},
-		{"{\"mqtt\": {\"port\": 70000}}", {"mqtt.port", "out of range"}},
-		{"{\"mqtt\": {\"port\": 1.5}}", {"mqtt.port", "integer"}},
-		{"{\"mqtt\": 5}", {"mqtt", "object"}},
-		{"{\"http\": {\"port\": -1}}", {"http.port", "range"}},
-		{"{\"stale_after_s\": \"x\"}", {"stale_after_s", "number"}},
-		{"{\"topic_root\": \"/lab/\"}", {"topic_root", "trailing"}},
-		{"{\"topic_root\": \"/lab/#\"}", {"topic_root"}},
-		{"{\"topic_root\": null}", {"topic_root", "null"}},
-		{"{\"log_format\": \"xml\"}", {"log_format"}},
-		{"{\"log_level\": \"loud\"}", {"log_level"}},
-		{"{\"plugins\": {}}", {"plugins", "array"}},
-		{"{\"plugins\": [5]}", {"plugins[0]", "object"}},
-		{"{\"plugins\": [{\"path\": \"builtin:ndi\"}]}", {"plugins[0].module"}},
-		{"{\"plugins\": [{\"module\": \"NDI!\"}]}", {"plugins[0].module", "NDI!"}},
-		{"{\"plugins\": [{\"module\": \"ndi\", \"colour\": 1}]}", {"plugins[0].colour", "unknown key"}},
-		{"{\"plugins\": [{\"module\": \"ndi\", \"settings\": []}]}", {"plugins[0].settings", "object"}},
-		{"{\"plugins\": [{\"module\": \"a\"}, {\"module\": \"a\"}]}", {"plugins[1].module", "twice"}},
-		{"{\"plugins\": [{\"module\": \"devices\"}]}", {"plugins[0].module", "reserved"}},
-		{"{\"mqtt\": {\"password_file\": \"/nonexistent/pw\"}}", {"mqtt.password_file", "/nonexistent/pw"}},
-		{"[1, 2]", {"top level"}},
-		{"{\"a\": 1, \"a\": 2}", {"line 1", "duplicate"}},
-		{"{\n  \"mqtt\": {\n    \"port\": 1883,\n  }\n}", {"line 4", "column"}},
-		{"", {"line"}},
+			{"{\"mqtt\": {\"hots\": \"x\"}}", {"mqtt.hots", "unknown key"}},
+			{"{\"bogus\": 1}", {"bogus", "unknown key"}},
+			{"{\"mqtt\": {\"port\": \"1883\"}}", {"mqtt.port", "integer"}},
+			{"{\"mqtt\": {\"port\": 70000}}", {"mqtt.port", "out of range"}},
+			{"{\"mqtt\": {\"port\": 1.5}}", {"mqtt.port", "integer"}},
+			{"{\"mqtt\": 5}", {"mqtt", "object"}},
+			{"{\"http\": {\"port\": -1}}", {"http.port", "range"}},
+			{"{\"stale_after_s\": \"x\"}", {"stale_after_s", "number"}},
+			{"{\"topic_root\": \"/lab/\"}", {"topic_root", "trailing"}},
+			{"{\"topic_root\": \"/lab/#\"}", {"topic_root"}},
+			{"{\"topic_root\": null}", {"topic_root", "null"}},
+			{"{\"log_format\": \"xml\"}", {"log_format"}},
+			{"{\"log_level\": \"loud\"}", {"log_level"}},
+			{"{\"plugins\": {}}", {"plugins", "array"}},
+			{"{\"plugins\": [5]}", {"plugins[0]", "object"}},
+			{"{\"plugins\": [{\"path\": \"builtin:ndi\"}]}", {"plugins[0].module"}},
+			{"{\"plugins\": [{\"module\": \"NDI!\"}]}", {"plugins[0].module", "NDI!"}},
+			{"{\"plugins\": [{\"module\": \"ndi\", \"colour\": 1}]}",
+					{"plugins[0].colour", "unknown key"}},
+			{"{\"plugins\": [{\"module\": \"ndi\", \"settings\": []}]}",
+					{"plugins[0].settings", "object"}},
+			{"{\"plugins\": [{\"module\": \"a\"}, {\"module\": \"a\"}]}",
+					{"plugins[1].module", "twice"}},
+			{"{\"plugins\": [{\"module\": \"devices\"}]}", {"plugins[0].module", "reserved"}},
+			{"{\"mqtt\": {\"password_file\": \"/nonexistent/pw\"}}",
+					{"mqtt.password_file", "/nonexistent/pw"}},
+			{"[1, 2]", {"top level"}},
+			{"{\"a\": 1, \"a\": 2}", {"line 1", "duplicate"}},
+			{"{\n  \"mqtt\": {\n    \"port\": 1883,\n  }\n}", {"line 4", "column"}},
+			{"", {"line"}},
 	};
 	for(size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *err = load(cases[i].text, &c);

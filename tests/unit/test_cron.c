@@ -49,26 +49,28 @@ static struct cron_expr parse_ok(const char *text, int line)
 #define PARSE(text) parse_ok((text), __LINE__)
 
 /* Parse must fail, leave *out alone, and name the field and the token. */
-#define PARSE_FAILS(text, frag) do { \
-	struct cron_expr e_; \
-	memset(&e_, 0xab, sizeof(e_)); \
-	char err_[128] = ""; \
-	CHECK_INT_EQ(cron_parse((text), &e_, err_, sizeof(err_)), OH_ERR_INVAL); \
-	CHECK_STR_CONTAINS(err_, (frag)); \
-	CHECK(((unsigned char *)&e_)[0] == 0xab); \
-} while(0)
+#define PARSE_FAILS(text, frag)                                                                              \
+	do {                                                                                                 \
+		struct cron_expr e_;                                                                         \
+		memset(&e_, 0xab, sizeof(e_));                                                               \
+		char err_[128] = "";                                                                         \
+		CHECK_INT_EQ(cron_parse((text), &e_, err_, sizeof(err_)), OH_ERR_INVAL);                     \
+		CHECK_STR_CONTAINS(err_, (frag));                                                            \
+		CHECK(((unsigned char *)&e_)[0] == 0xab);                                                    \
+	} while(0)
 
 /* cron_next(expr, tz, after) must be `want` (ISO, UTC). */
-#define NEXT_EQ(expr, tz, after, want) do { \
-	struct cron_expr e_ = PARSE(expr); \
-	time_t n_ = 0; \
-	char b_[TIME_UTC_BUFLEN]; \
-	int rc_ = cron_next(&e_, (tz), iso(after), &n_); \
-	if(!check_report(rc_ == OH_OK, __FILE__, __LINE__, expr " after " after " in " #tz)) \
-		printf("     rc %d\n", rc_); \
-	else if(!check_report(n_ == iso(want), __FILE__, __LINE__, expr " after " after " in " #tz)) \
-		printf("     got %s, expected %s\n", time_format_utc(n_, b_, sizeof(b_)), (want)); \
-} while(0)
+#define NEXT_EQ(expr, tz, after, want)                                                                       \
+	do {                                                                                                 \
+		struct cron_expr e_ = PARSE(expr);                                                           \
+		time_t n_ = 0;                                                                               \
+		char b_[TIME_UTC_BUFLEN];                                                                    \
+		int rc_ = cron_next(&e_, (tz), iso(after), &n_);                                             \
+		if(!check_report(rc_ == OH_OK, __FILE__, __LINE__, expr " after " after " in " #tz))         \
+			printf("     rc %d\n", rc_);                                                         \
+		else if(!check_report(n_ == iso(want), __FILE__, __LINE__, expr " after " after " in " #tz)) \
+			printf("     got %s, expected %s\n", time_format_utc(n_, b_, sizeof(b_)), (want));   \
+	} while(0)
 
 static void test_parse_forms(void)
 {
@@ -116,14 +118,14 @@ static void test_parse_forms(void)
 	e = PARSE("59/59 23/23 31/31 12/12 7/7");
 	CHECK(e.minutes == bits(59, 59, 1));
 	CHECK(e.wdays == bits(0, 0, 1));
-	e = PARSE("*/59 * * * */7");	/* dow `*` spans 0-7: 0 and 7 are both Sunday */
+	e = PARSE("*/59 * * * */7"); /* dow `*` spans 0-7: 0 and 7 are both Sunday */
 	CHECK(e.minutes == (bits(0, 0, 1) | bits(59, 59, 1)));
 	CHECK(e.wdays == bits(0, 0, 1));
 	e = PARSE("*,5 * * * *");
 	CHECK(e.minutes == bits(0, 59, 1));
 	CHECK(e.flags & CRON_MIN_STAR);
 	e = PARSE("5,* * * * *");
-	CHECK(!(e.flags & CRON_MIN_STAR));	/* only a leading `*` counts */
+	CHECK(!(e.flags & CRON_MIN_STAR)); /* only a leading `*` counts */
 
 	/* Names, any case, in lists and ranges. */
 	e = PARSE("0 0 * jan,Mar,DEC mon-fri");
@@ -162,15 +164,15 @@ static void test_parse_macros(void)
 {
 	struct cron_expr a, b;
 	static const char *const pairs[][2] = {
-		{"@yearly", "0 0 1 1 *"},
-		{"@annually", "0 0 1 1 *"},
-		{"@monthly", "0 0 1 * *"},
-		{"@weekly", "0 0 * * 0"},
-		{"@daily", "0 0 * * *"},
-		{"@midnight", "0 0 * * *"},
-		{"@hourly", "0 * * * *"},
-		{"  @HOURLY  ", "0 * * * *"},
-		{"@Daily\n", "0 0 * * *"},
+			{"@yearly", "0 0 1 1 *"},
+			{"@annually", "0 0 1 1 *"},
+			{"@monthly", "0 0 1 * *"},
+			{"@weekly", "0 0 * * 0"},
+			{"@daily", "0 0 * * *"},
+			{"@midnight", "0 0 * * *"},
+			{"@hourly", "0 * * * *"},
+			{"  @HOURLY  ", "0 * * * *"},
+			{"@Daily\n", "0 0 * * *"},
 	};
 	for(size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
 		a = PARSE(pairs[i][0]);
@@ -232,7 +234,7 @@ static void test_parse_errors(void)
 	PARSE_FAILS("* 5-3 * * *", "hour: reversed range \"5-3\"");
 	PARSE_FAILS("* * * DEC-JAN *", "month: reversed range \"DEC-JAN\"");
 	PARSE_FAILS("* * * * FRI-MON", "day-of-week: reversed range \"FRI-MON\"");
-	PARSE_FAILS("* * * * Sat-sun", "day-of-week: reversed range \"Sat-sun\"");	/* 6-0; write SAT-7 */
+	PARSE_FAILS("* * * * Sat-sun", "day-of-week: reversed range \"Sat-sun\""); /* 6-0; write SAT-7 */
 	PARSE_FAILS("30-10/5 * * * *", "minute: reversed range \"30-10/5\"");
 
 	PARSE_FAILS("*/0 * * * *", "minute: step 0 out of range 1-59 in \"*/0\"");
@@ -277,7 +279,7 @@ static void test_next_basic(void)
 	NEXT_EQ("0 0 1 1 *", NULL, "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
 	NEXT_EQ("0 12 * JUN *", NULL, "2026-01-01T00:00:00Z", "2026-06-01T12:00:00Z");
 	NEXT_EQ("0 12 * jun-aug/2 *", NULL, "2026-06-30T12:00:00Z", "2026-08-01T12:00:00Z");
-	NEXT_EQ("15 10 * * MON-FRI", NULL, "2026-01-02T10:15:00Z", "2026-01-05T10:15:00Z");	/* Fri -> Mon */
+	NEXT_EQ("15 10 * * MON-FRI", NULL, "2026-01-02T10:15:00Z", "2026-01-05T10:15:00Z"); /* Fri -> Mon */
 	NEXT_EQ("0 9 * * 0", NULL, "2026-01-01T00:00:00Z", "2026-01-04T09:00:00Z");
 	NEXT_EQ("0 9 * * 7", NULL, "2026-01-01T00:00:00Z", "2026-01-04T09:00:00Z");
 	NEXT_EQ("0 9 * * SUN", NULL, "2026-01-01T00:00:00Z", "2026-01-04T09:00:00Z");
@@ -292,8 +294,8 @@ static void test_next_basic(void)
 	NEXT_EQ("0 10 * * *", "Europe/Berlin", "2026-01-01T00:00:00Z", "2026-01-01T09:00:00Z");
 	NEXT_EQ("0 10 * * *", "Europe/Berlin", "2026-07-01T00:00:00Z", "2026-07-01T08:00:00Z");
 	NEXT_EQ("0 10 * * *", "Asia/Kolkata", "2026-01-01T05:00:00Z", "2026-01-02T04:30:00Z");
-	NEXT_EQ("0 0 * * *", "Pacific/Kiritimati", "2026-01-01T00:00:00Z", "2026-01-01T10:00:00Z");	/* UTC+14 */
-	NEXT_EQ("0 0 * * *", "Pacific/Pago_Pago", "2026-01-01T00:00:00Z", "2026-01-01T11:00:00Z");	/* UTC-11 */
+	NEXT_EQ("0 0 * * *", "Pacific/Kiritimati", "2026-01-01T00:00:00Z", "2026-01-01T10:00:00Z"); /* UTC+14 */
+	NEXT_EQ("0 0 * * *", "Pacific/Pago_Pago", "2026-01-01T00:00:00Z", "2026-01-01T11:00:00Z"); /* UTC-11 */
 	/* Local date differs from the UTC date: Friday 23:30 in New York is
 	 * Saturday in UTC. */
 	NEXT_EQ("30 23 * * FRI", "America/New_York", "2026-01-01T00:00:00Z", "2026-01-03T04:30:00Z");
@@ -324,7 +326,7 @@ static void test_next_days(void)
 	/* A field starting with '*' counts as unrestricted even with a step
 	 * (Vixie): odd days AND Fridays. */
 	NEXT_EQ("0 0 */2 * FRI", NULL, "2026-01-01T00:00:00Z", "2026-01-09T00:00:00Z");
-	NEXT_EQ("0 0 13 * */7", NULL, "2026-01-01T00:00:00Z", "2026-09-13T00:00:00Z");	/* Sunday the 13th */
+	NEXT_EQ("0 0 13 * */7", NULL, "2026-01-01T00:00:00Z", "2026-09-13T00:00:00Z"); /* Sunday the 13th */
 	/* Friday the 13th needs both, which the OR rule cannot express; with
 	 * `*` forms it can: 13th AND Friday. */
 	NEXT_EQ("0 0 13 * */1", NULL, "2026-01-01T00:00:00Z", "2026-01-13T00:00:00Z");
@@ -380,7 +382,7 @@ static void test_next_dst(void)
 	NEXT_EQ("30 2 * * *", "Europe/Berlin", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z");
 	NEXT_EQ("0 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", "2026-03-29T01:00:00Z");
 	NEXT_EQ("59 2 * * *", "Europe/Berlin", "2026-03-29T00:59:59Z", "2026-03-29T01:00:00Z");
-	NEXT_EQ("15,45 2 * * *", "Europe/Berlin", "2026-03-29T01:00:00Z", "2026-03-30T00:15:00Z");	/* collapsed */
+	NEXT_EQ("15,45 2 * * *", "Europe/Berlin", "2026-03-29T01:00:00Z", "2026-03-30T00:15:00Z"); /* collapsed */
 	NEXT_EQ("30 2-3 * * *", "Europe/Berlin", "2026-03-29T00:00:00Z", "2026-03-29T01:00:00Z");
 	NEXT_EQ("30 2-3 * * *", "Europe/Berlin", "2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z");
 	NEXT_EQ("0 3 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", "2026-03-29T01:00:00Z");
@@ -402,7 +404,7 @@ static void test_next_dst(void)
 	NEXT_EQ("30 2 * * *", "Europe/Berlin", "2026-10-25T01:00:00Z", "2026-10-26T01:30:00Z");
 	NEXT_EQ("0 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", "2026-10-25T00:00:00Z");
 	NEXT_EQ("0 2 * * *", "Europe/Berlin", "2026-10-25T00:00:00Z", "2026-10-26T01:00:00Z");
-	NEXT_EQ("0,30 2-3 * * *", "Europe/Berlin", "2026-10-25T00:30:00Z", "2026-10-25T02:00:00Z");	/* 03:00 CET */
+	NEXT_EQ("0,30 2-3 * * *", "Europe/Berlin", "2026-10-25T00:30:00Z", "2026-10-25T02:00:00Z"); /* 03:00 CET */
 	NEXT_EQ("30 1 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", "2026-10-24T23:30:00Z");
 	NEXT_EQ("30 3 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", "2026-10-25T02:30:00Z");
 	/* Wildcard jobs: both occurrences. */
@@ -448,7 +450,8 @@ static void walk(const char *expr, const char *tz, const char *from, const char 
 		if(!check_report(cron_next(&e, tz, t, &next) == OH_OK, __FILE__, line, expr))
 			return;
 		if(!check_report(next == iso(want[i]) && next > t, __FILE__, line, expr)) {
-			printf("     step %zu: got %s, expected %s\n", i, time_format_utc(next, b, sizeof(b)), want[i]);
+			printf("     step %zu: got %s, expected %s\n", i, time_format_utc(next, b, sizeof(b)),
+					want[i]);
 			return;
 		}
 		t = next;
@@ -458,24 +461,33 @@ static void walk(const char *expr, const char *tz, const char *from, const char 
 static void test_walks(void)
 {
 	static const char *const berlin_fall_hourly[] = {
-		"2026-10-24T23:00:00Z",	/* 01:00 CEST */
-		"2026-10-25T00:00:00Z",	/* 02:00 CEST */
-		"2026-10-25T01:00:00Z",	/* 02:00 CET */
-		"2026-10-25T02:00:00Z",	/* 03:00 CET */
+			"2026-10-24T23:00:00Z", /* 01:00 CEST */
+			"2026-10-25T00:00:00Z", /* 02:00 CEST */
+			"2026-10-25T01:00:00Z", /* 02:00 CET */
+			"2026-10-25T02:00:00Z", /* 03:00 CET */
 	};
 	walk("0 * * * *", "Europe/Berlin", "2026-10-24T22:30:00Z", berlin_fall_hourly, 4, __LINE__);
 	static const char *const berlin_fall_fixed[] = {
-		"2026-10-24T23:00:00Z", "2026-10-25T00:00:00Z", "2026-10-25T02:00:00Z", "2026-10-25T03:00:00Z",
+			"2026-10-24T23:00:00Z",
+			"2026-10-25T00:00:00Z",
+			"2026-10-25T02:00:00Z",
+			"2026-10-25T03:00:00Z",
 	};
 	walk("0 1-4 * * *", "Europe/Berlin", "2026-10-24T22:30:00Z", berlin_fall_fixed, 4, __LINE__);
 	static const char *const berlin_spring_fixed[] = {
-		"2026-03-29T00:00:00Z", "2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z", "2026-03-29T23:00:00Z",
+			"2026-03-29T00:00:00Z",
+			"2026-03-29T01:00:00Z",
+			"2026-03-29T02:00:00Z",
+			"2026-03-29T23:00:00Z",
 	};
 	walk("0 1-4 * * *", "Europe/Berlin", "2026-03-28T23:30:00Z", berlin_spring_fixed, 4, __LINE__);
 	static const char *const ny_spring_every_half_hour[] = {
-		"2026-03-08T06:30:00Z", "2026-03-08T07:00:00Z", "2026-03-08T07:30:00Z",
+			"2026-03-08T06:30:00Z",
+			"2026-03-08T07:00:00Z",
+			"2026-03-08T07:30:00Z",
 	};
-	walk("*/30 * * * *", "America/New_York", "2026-03-08T06:00:00Z", ny_spring_every_half_hour, 3, __LINE__);
+	walk("*/30 * * * *", "America/New_York", "2026-03-08T06:00:00Z", ny_spring_every_half_hour, 3,
+			__LINE__);
 }
 
 static void test_next_errors(void)
@@ -493,7 +505,7 @@ static void test_next_errors(void)
 	empty.hours = 0;
 	CHECK_INT_EQ(cron_next(&empty, NULL, 0, &n), OH_ERR_INVAL);
 	empty = e;
-	empty.minutes = (uint64_t)1 << 60;	/* no valid minute */
+	empty.minutes = (uint64_t)1 << 60; /* no valid minute */
 	CHECK_INT_EQ(cron_next(&empty, NULL, 0, &n), OH_ERR_INVAL);
 	/* Far from 1970 is fine. */
 	CHECK_INT_EQ(cron_next(&e, "Europe/Berlin", iso("1900-01-01T00:00:00Z"), &n), OH_OK);
@@ -515,8 +527,8 @@ static uint64_t rng(void)
 
 static bool tm_matches(const struct cron_expr *e, const struct tm *tm)
 {
-	if(!(e->minutes & ((uint64_t)1 << tm->tm_min)) || !(e->hours & (1u << tm->tm_hour))
-		|| !(e->months & (1u << (tm->tm_mon + 1))))
+	if(!(e->minutes & ((uint64_t)1 << tm->tm_min)) || !(e->hours & (1u << tm->tm_hour)) ||
+			!(e->months & (1u << (tm->tm_mon + 1))))
 		return false;
 	bool dom = e->mdays & (1u << tm->tm_mday), dow = e->wdays & (1u << tm->tm_wday);
 	return (e->flags & (CRON_DOM_STAR | CRON_DOW_STAR)) ? dom && dow : dom || dow;
@@ -566,7 +578,8 @@ static bool naive_next(const struct cron_expr *e, const char *tz, time_t after, 
 	return true;
 }
 
-static void brute_force(const char *tz, const char *const *exprs, size_t nexpr, time_t base, time_t span, int per_expr)
+static void brute_force(const char *tz, const char *const *exprs, size_t nexpr, time_t base, time_t span,
+		int per_expr)
 {
 	const time_t limit = 40 * 86400;
 	int mismatches = 0;
@@ -581,12 +594,14 @@ static void brute_force(const char *tz, const char *const *exprs, size_t nexpr, 
 			time_t got = 0, want = 0;
 			int rc = cron_next(&e, tz, after, &got);
 			bool have = naive_next(&e, tz, after, limit, &want);
-			bool ok = have ? rc == OH_OK && got == want : (rc == OH_ERR_NOT_FOUND || (rc == OH_OK && got > after + limit));
+			bool ok = have ? rc == OH_OK && got == want
+				       : (rc == OH_ERR_NOT_FOUND || (rc == OH_OK && got > after + limit));
 			if(!ok && mismatches++ < 10) {
 				char a[TIME_UTC_BUFLEN], g[TIME_UTC_BUFLEN], w[TIME_UTC_BUFLEN];
-				printf("FAIL brute force %s \"%s\" after %s: got %s (rc %d), naive %s\n", tz ? tz : "UTC", exprs[i],
-					time_format_utc(after, a, sizeof(a)), time_format_utc(got, g, sizeof(g)), rc,
-					have ? time_format_utc(want, w, sizeof(w)) : "none");
+				printf("FAIL brute force %s \"%s\" after %s: got %s (rc %d), naive %s\n",
+						tz ? tz : "UTC", exprs[i], time_format_utc(after, a, sizeof(a)),
+						time_format_utc(got, g, sizeof(g)), rc,
+						have ? time_format_utc(want, w, sizeof(w)) : "none");
 			}
 		}
 	}
@@ -594,11 +609,35 @@ static void brute_force(const char *tz, const char *const *exprs, size_t nexpr, 
 }
 
 static const char *const brute_exprs[] = {
-	"* * * * *", "*/7 * * * *", "5/15 */3 * * *", "0 0 * * *", "59 23 * * *", "30 2 * * *", "0 2-3 * * *",
-	"15,45 1-3 * * *", "*/10 2 * * *", "0 * * * *", "1-30/2 9-17 * * MON-FRI", "0 12 1,15 * *",
-	"0 0 13 * FRI", "0 0 */2 * FRI", "0 6 * * 0", "0 6 * * 7", "45 4 31 * *", "0 0 29 2 *", "0 0 1 */2 *",
-	"@hourly", "@daily", "@weekly", "@monthly", "0 0 1-7 * 1", "0 0 1-7 * */1", "30 1 * * *",
-	"* 2 * * *", "59 1 * * SUN", "0,30 0-4 * 3,10,11 0",
+		"* * * * *",
+		"*/7 * * * *",
+		"5/15 */3 * * *",
+		"0 0 * * *",
+		"59 23 * * *",
+		"30 2 * * *",
+		"0 2-3 * * *",
+		"15,45 1-3 * * *",
+		"*/10 2 * * *",
+		"0 * * * *",
+		"1-30/2 9-17 * * MON-FRI",
+		"0 12 1,15 * *",
+		"0 0 13 * FRI",
+		"0 0 */2 * FRI",
+		"0 6 * * 0",
+		"0 6 * * 7",
+		"45 4 31 * *",
+		"0 0 29 2 *",
+		"0 0 1 */2 *",
+		"@hourly",
+		"@daily",
+		"@weekly",
+		"@monthly",
+		"0 0 1-7 * 1",
+		"0 0 1-7 * */1",
+		"30 1 * * *",
+		"* 2 * * *",
+		"59 1 * * SUN",
+		"0,30 0-4 * 3,10,11 0",
 };
 
 static void test_brute_force(void)

@@ -32,8 +32,11 @@ static void test_new_births_are_answered_once(void)
 	CHECK_INT_EQ(judge(&st, BIRTH_B, false), BIRTH_ANSWER);
 	CHECK_INT_EQ(judge(&st, BIRTH_B, false), BIRTH_IGNORE);
 	/* Key order and extra keys do not make a birth new or bad. */
-	CHECK_INT_EQ(judge(&st, "{\"ts\": \"2026-11-28T10:00:00Z\", \"node\": \"host-b\", \"online\": true,"
-			" \"version\": \"9\"}", false), BIRTH_IGNORE);
+	CHECK_INT_EQ(judge(&st,
+				     "{\"ts\": \"2026-11-28T10:00:00Z\", \"node\": \"host-b\", \"online\": true,"
+				     " \"version\": \"9\"}",
+				     false),
+			BIRTH_IGNORE);
 	CHECK_STR_EQ(why, "");
 	birth_state_clear(&st);
 }

@@ -64,12 +64,13 @@ static void test_full(void)
 	struct dev_config c;
 	char err[512] = "";
 	int rc = load("{\"device_id\": \"rpi-01\", \"labels\": [\"studio-a\", \"b\"],"
-			" \"mqtt\": {\"host\": \"127.0.0.1\", \"port\": 1884, \"username\": null, \"password\": null,"
-			"  \"client_id\": null, \"keepalive_s\": 15},"
-			" \"topic_root\": \"/lab2\", \"heartbeat_interval_s\": 2.5,"
-			" \"modules\": {\"ndi\": {\"start_cmd_template\": \"ndi-viewer '{source}'\","
-			"  \"record_start_cmd_template\": \"rec {source}\", \"stop_grace_s\": 1.5}},"
-			" \"log_level\": \"debug\", \"log_format\": \"json\"}", true, &c, err, sizeof err);
+		      " \"mqtt\": {\"host\": \"127.0.0.1\", \"port\": 1884, \"username\": null, \"password\": null,"
+		      "  \"client_id\": null, \"keepalive_s\": 15},"
+		      " \"topic_root\": \"/lab2\", \"heartbeat_interval_s\": 2.5,"
+		      " \"modules\": {\"ndi\": {\"start_cmd_template\": \"ndi-viewer '{source}'\","
+		      "  \"record_start_cmd_template\": \"rec {source}\", \"stop_grace_s\": 1.5}},"
+		      " \"log_level\": \"debug\", \"log_format\": \"json\"}",
+			true, &c, err, sizeof err);
 	CHECK_INT_EQ(rc, 0);
 	if(rc)
 		printf("     %s\n", err);
@@ -86,7 +87,7 @@ static void test_full(void)
 
 	/* null module settings mean defaults; tls object switches TLS on. */
 	rc = load("{\"device_id\": \"d\", \"modules\": {\"ndi\": null},"
-			" \"mqtt\": {\"tls\": {\"ca_file\": \"/x/ca.pem\", \"insecure_skip_verify\": true}}}",
+		  " \"mqtt\": {\"tls\": {\"ca_file\": \"/x/ca.pem\", \"insecure_skip_verify\": true}}}",
 			true, &c, err, sizeof err);
 	CHECK_INT_EQ(rc, 0);
 	CHECK(json_is_object(json_object_get(c.modules, "ndi")));
@@ -99,25 +100,32 @@ static void test_errors(void)
 {
 	expect_error("{\"device_id\": \"d\", \"colour\": 1}", "colour: unknown key", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"hots\": \"x\"}}", "mqtt.hots: unknown key", __LINE__);
-	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"port\": \"1883\"}}", "mqtt.port: expected an integer", __LINE__);
-	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"port\": 70000}}", "mqtt.port: 70000 is out of range", __LINE__);
+	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"port\": \"1883\"}}",
+			"mqtt.port: expected an integer", __LINE__);
+	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"port\": 70000}}",
+			"mqtt.port: 70000 is out of range", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"keepalive_s\": 1}}", "mqtt.keepalive_s", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"mqtt\": 5}", "mqtt: expected an object", __LINE__);
-	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"host\": null}}", "mqtt.host: must not be null", __LINE__);
+	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"host\": null}}", "mqtt.host: must not be null",
+			__LINE__);
 	expect_error("{\"device_id\": 5}", "device_id: expected", __LINE__);
 	expect_error("{\"device_id\": \"a/b\"}", "device_id: expected", __LINE__);
 	expect_error("{\"device_id\": \"\"}", "device_id: expected", __LINE__);
 	expect_error("{\"labels\": []}", "device_id: missing", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"labels\": \"a\"}", "labels: expected an array", __LINE__);
-	expect_error("{\"device_id\": \"d\", \"labels\": [\"a\", 2]}", "labels[1]: expected a string", __LINE__);
+	expect_error("{\"device_id\": \"d\", \"labels\": [\"a\", 2]}", "labels[1]: expected a string",
+			__LINE__);
 	expect_error("{\"device_id\": \"d\", \"heartbeat_interval_s\": 0}", "heartbeat_interval_s", __LINE__);
-	expect_error("{\"device_id\": \"d\", \"heartbeat_interval_s\": \"10\"}", "heartbeat_interval_s: expected a number", __LINE__);
+	expect_error("{\"device_id\": \"d\", \"heartbeat_interval_s\": \"10\"}",
+			"heartbeat_interval_s: expected a number", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"topic_root\": \"/lab/\"}", "topic_root", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"topic_root\": \"/l+b\"}", "topic_root", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"log_level\": \"loud\"}", "log_level", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"modules\": []}", "modules: expected", __LINE__);
-	expect_error("{\"device_id\": \"d\", \"modules\": {\"ptz\": {}}}", "modules.ptz: unknown module", __LINE__);
-	expect_error("{\"device_id\": \"d\", \"modules\": {\"ndi\": 3}}", "modules.ndi: expected an object", __LINE__);
+	expect_error("{\"device_id\": \"d\", \"modules\": {\"ptz\": {}}}", "modules.ptz: unknown module",
+			__LINE__);
+	expect_error("{\"device_id\": \"d\", \"modules\": {\"ndi\": 3}}", "modules.ndi: expected an object",
+			__LINE__);
 	expect_error("{\"device_id\": \"d\", \"modules\": {\"ndi\": {\"start_cmd\": \"x\"}}}",
 			"modules.ndi.start_cmd: unknown key", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"modules\": {\"ndi\": {\"start_cmd_template\": 3}}}",
@@ -147,7 +155,9 @@ static void test_env(void)
 	setenv("OH_MQTT_PORT", "2883", 1);
 	setenv("OH_MQTT_USERNAME", "lab", 1);
 	setenv("OH_MQTT_PASSWORD", "secret", 1);
-	CHECK_INT_EQ(load("{\"device_id\": \"d\", \"mqtt\": {\"host\": \"h\", \"port\": 1}}", true, &c, err, sizeof err), 0);
+	CHECK_INT_EQ(load("{\"device_id\": \"d\", \"mqtt\": {\"host\": \"h\", \"port\": 1}}", true, &c, err,
+				     sizeof err),
+			0);
 	CHECK_STR_EQ(c.mqtt.host, "10.0.0.9");
 	CHECK_INT_EQ(c.mqtt.port, 2883);
 	CHECK_STR_EQ(c.mqtt.username, "lab");

@@ -36,9 +36,11 @@ static void test_valid(void)
 {
 	struct envelope env;
 	char err[256];
-	enum ack_code rc = parse("{\"req_id\": \"c0ffee\", \"actor\": \"app\", \"ts\": \"2026-11-28T10:00:00Z\","
+	enum ack_code rc = parse(
+			"{\"req_id\": \"c0ffee\", \"actor\": \"app\", \"ts\": \"2026-11-28T10:00:00Z\","
 			" \"action\": \"start\", \"params\": {\"device_id\": \"rpi-01\", \"source\": \"CAM-1\"},"
-			" \"reply_to\": null, \"ttl_s\": null, \"requested_by\": \"ui\"}", &env, err, sizeof err);
+			" \"reply_to\": null, \"ttl_s\": null, \"requested_by\": \"ui\"}",
+			&env, err, sizeof err);
 	CHECK_INT_EQ(rc, ACK_OK);
 	CHECK_STR_EQ(env.req_id, "c0ffee");
 	CHECK_STR_EQ(env.action, "start");
@@ -54,7 +56,8 @@ static void test_valid(void)
 	CHECK(json_is_object(env.params) && json_object_size(env.params) == 0);
 	envelope_clear(&env);
 
-	rc = parse("{\"action\": \"ping\", \"req_id\": null, \"actor\": null, \"params\": null}", &env, err, sizeof err);
+	rc = parse("{\"action\": \"ping\", \"req_id\": null, \"actor\": null, \"params\": null}", &env, err,
+			sizeof err);
 	CHECK_INT_EQ(rc, ACK_OK);
 	CHECK(is_uuid4(env.req_id));
 	envelope_clear(&env);
@@ -139,7 +142,8 @@ static void test_bad_request(void)
 	/* What can be read is kept for the ack. */
 	struct envelope env;
 	char err[256];
-	CHECK_INT_EQ(parse("{\"req_id\": \"r1\", \"action\": \"start\", \"actor\": \"ui\"}", &env, err, sizeof err),
+	CHECK_INT_EQ(parse("{\"req_id\": \"r1\", \"action\": \"start\", \"actor\": \"ui\"}", &env, err,
+				     sizeof err),
 			ACK_BAD_REQUEST);
 	CHECK_STR_EQ(env.req_id, "r1");
 	CHECK_STR_EQ(env.action, "start");

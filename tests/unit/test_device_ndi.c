@@ -75,7 +75,8 @@ static void free_ndi(struct dev_module *m)
 static struct mod_result cmd(struct dev_module *m, const char *action, const char *params)
 {
 	char text[1024], err[256];
-	snprintf(text, sizeof text, "{\"req_id\": \"t\", \"actor\": \"test\", \"action\": \"%s\", \"params\": %s}",
+	snprintf(text, sizeof text,
+			"{\"req_id\": \"t\", \"actor\": \"test\", \"action\": \"%s\", \"params\": %s}",
 			action, params ? params : "{}");
 	struct envelope env;
 	struct mod_result res = {ACK_OK, "", NULL};
@@ -195,7 +196,8 @@ static void test_bad_commands(void)
 
 static void test_exec_failure(void)
 {
-	struct dev_module *m = make_ndi("{\"start_cmd_template\": \"/nonexistent/ndi-viewer '{source}'\"}", false);
+	struct dev_module *m =
+			make_ndi("{\"start_cmd_template\": \"/nonexistent/ndi-viewer '{source}'\"}", false);
 	struct mod_result r = cmd(m, "start", "{\"source\": \"CAM-1\"}");
 	CHECK_INT_EQ(r.code, ACK_MODULE_ERROR);
 	CHECK_STR_CONTAINS(r.error, "/nonexistent/ndi-viewer");
@@ -235,8 +237,10 @@ static void test_child_exits(void)
 static void test_group_and_sigkill(void)
 {
 	/* Two processes in the group: both must go on stop. */
-	struct dev_module *m = make_ndi("{\"start_cmd_template\": \"/bin/sh -c 'sleep 1000 & sleep 1000; wait'\","
-			" \"stop_grace_s\": 2}", false);
+	struct dev_module *m =
+			make_ndi("{\"start_cmd_template\": \"/bin/sh -c 'sleep 1000 & sleep 1000; wait'\","
+				 " \"stop_grace_s\": 2}",
+					false);
 	struct mod_result r = cmd(m, "start", "{\"source\": \"CAM-1\"}");
 	CHECK_INT_EQ(r.code, ACK_OK);
 	pid_t pid = (pid_t)json_integer_value(json_object_get(r.details, "pid"));
@@ -249,7 +253,8 @@ static void test_group_and_sigkill(void)
 
 	/* A group that ignores SIGTERM gets SIGKILL after stop_grace_s. */
 	m = make_ndi("{\"start_cmd_template\": \"/bin/sh -c 'trap \\\"\\\" TERM; sleep 1000; sleep 1000'\","
-			" \"stop_grace_s\": 0.3}", false);
+		     " \"stop_grace_s\": 0.3}",
+			false);
 	r = cmd(m, "start", "{\"source\": \"CAM-1\"}");
 	CHECK_INT_EQ(r.code, ACK_OK);
 	pid = (pid_t)json_integer_value(json_object_get(r.details, "pid"));
@@ -283,7 +288,8 @@ static void test_injection(void)
 			out);
 	struct dev_module *m = make_ndi(tmpl, false);
 	CHECK(m->settings != NULL);
-	snprintf(params, sizeof params, "{\"source\": \"x; touch %s; $(touch %s) `touch %s`\"}", canary, canary, canary);
+	snprintf(params, sizeof params, "{\"source\": \"x; touch %s; $(touch %s) `touch %s`\"}", canary,
+			canary, canary);
 	struct mod_result r = cmd(m, "start", params);
 	CHECK_INT_EQ(r.code, ACK_OK);
 	json_decref(r.details);
@@ -308,7 +314,8 @@ static void test_injection(void)
 static void test_recording(void)
 {
 	struct dev_module *m = make_ndi("{\"start_cmd_template\": \"sleep 1000\","
-			" \"record_start_cmd_template\": \"sleep 999\", \"stop_grace_s\": 1}", false);
+					" \"record_start_cmd_template\": \"sleep 999\", \"stop_grace_s\": 1}",
+			false);
 	struct mod_result r = cmd(m, "start", "{\"source\": \"CAM-1\"}");
 	json_decref(r.details);
 	r = cmd(m, "record_start", NULL);

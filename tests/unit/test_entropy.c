@@ -20,7 +20,7 @@
 #include "entropy.h"
 
 static int calls, blocking_calls;
-static int fail_with;             /* 0: the real thing */
+static int fail_with; /* 0: the real thing */
 
 ssize_t getrandom(void *buf, size_t len, unsigned int flags)
 {
@@ -42,7 +42,7 @@ static int cmp_id(const void *a, const void *b)
 /* n ids from host_new_id, all 32 lowercase hex digits and all distinct. */
 static void check_ids(int n)
 {
-	char (*ids)[33] = calloc((size_t)n, sizeof *ids);
+	char(*ids)[33] = calloc((size_t)n, sizeof *ids);
 	if(!CHECK(ids != NULL))
 		return;
 	int bad = 0;
@@ -82,8 +82,10 @@ static void test_pool_not_ready_or_no_syscall(void)
 
 static void test_fallback_generator(void)
 {
-	enum { N = 20000 };
-	char (*ids)[33] = calloc(N, sizeof *ids);
+	enum {
+		N = 20000
+	};
+	char(*ids)[33] = calloc(N, sizeof *ids);
 	if(!CHECK(ids != NULL))
 		return;
 	static const char hex[] = "0123456789abcdef";

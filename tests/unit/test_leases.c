@@ -125,16 +125,17 @@ static void test_stored_expiry_not_a_time_ends_the_lease(void)
 	setup(dir);
 	teardown();
 	sqlite3 *db = open_db(dir);
-	CHECK(sqlite3_exec(db, "INSERT INTO leases VALUES('t:inf', 'bob', 9e999);"
-			"INSERT INTO leases VALUES('t:far', 'bob', 1e300);"
-			"INSERT INTO leases VALUES('t:late', 'bob', 4e9);"
-			"INSERT INTO leases VALUES('t:ok', 'bob', strftime('%s', 'now') + 3600)",
-			NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(db,
+			      "INSERT INTO leases VALUES('t:inf', 'bob', 9e999);"
+			      "INSERT INTO leases VALUES('t:far', 'bob', 1e300);"
+			      "INSERT INTO leases VALUES('t:late', 'bob', 4e9);"
+			      "INSERT INTO leases VALUES('t:ok', 'bob', strftime('%s', 'now') + 3600)",
+			      NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 
 	setup(dir);
 	CHECK_INT_EQ(leases_load(h.leases), OH_OK);
-	json_t *all = leases_to_json(h.leases);   /* no time_t out of range */
+	json_t *all = leases_to_json(h.leases); /* no time_t out of range */
 	json_decref(all);
 	struct oh_lease l;
 	CHECK_INT_EQ(oh_lease_get(&ctx, "t:inf", &l), OH_ERR_NOT_FOUND);

@@ -70,14 +70,15 @@ static void teardown(void)
 
 static void test_merge(void)
 {
-	deliver("/lab/device/rpi-01/meta", "{\"device_id\":\"rpi-01\",\"modules\":[\"ndi\"],\"labels\":[\"a\"]}");
+	deliver("/lab/device/rpi-01/meta",
+			"{\"device_id\":\"rpi-01\",\"modules\":[\"ndi\"],\"labels\":[\"a\"]}");
 	json_t *d = device("rpi-01");
 	CHECK(d != NULL);
 	CHECK(json_is_array(json_object_get(d, "modules")));
 	deliver("/lab/device/rpi-01/status", "{\"online\":true,\"ts\":\"2026-11-28T10:00:00Z\"}");
 	d = device("rpi-01");
 	CHECK(json_is_true(json_object_get(d, "online")));
-	CHECK(json_is_array(json_object_get(d, "modules")));     /* meta keys kept */
+	CHECK(json_is_array(json_object_get(d, "modules"))); /* meta keys kept */
 	CHECK_STR_EQ(json_string_value(json_object_get(d, "device_id")), "rpi-01");
 	/* Later wins, key by key. */
 	deliver("/lab/device/rpi-01/meta", "{\"labels\":[\"b\"]}");
@@ -236,12 +237,22 @@ static void test_field_types(void)
 
 	/* Each kind of check, at its edge. */
 	static const char *wrong[] = {
-		"{\"modules\":[\"ndi\",5]}", "{\"modules\":null}", "{\"modules\":{}}",
-		"{\"labels\":[null]}", "{\"labels\":{\"a\":\"b\"}}",
-		"{\"capabilities\":{\"ndi\":\"x\"}}", "{\"capabilities\":null}",
-		"{\"feature\":5}", "{\"version\":null}", "{\"version\":1}",
-		"{\"ts\":null}", "{\"ts\":1764324000}", "{\"online\":null}",
-		"{\"online\":\"yes\"}", "{\"name\":[\"x\"]}", "{\"hostname\":5}",
+			"{\"modules\":[\"ndi\",5]}",
+			"{\"modules\":null}",
+			"{\"modules\":{}}",
+			"{\"labels\":[null]}",
+			"{\"labels\":{\"a\":\"b\"}}",
+			"{\"capabilities\":{\"ndi\":\"x\"}}",
+			"{\"capabilities\":null}",
+			"{\"feature\":5}",
+			"{\"version\":null}",
+			"{\"version\":1}",
+			"{\"ts\":null}",
+			"{\"ts\":1764324000}",
+			"{\"online\":null}",
+			"{\"online\":\"yes\"}",
+			"{\"name\":[\"x\"]}",
+			"{\"hostname\":5}",
 	};
 	for(size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
 		int failed = check_failed;
@@ -293,18 +304,18 @@ static void test_field_types(void)
 /* The one device id rule (ident.c), as the host, plugins and agent see it. */
 static void test_device_id_rule(void)
 {
-	static const char *good[] = {"a", "rpi-01", "A.b_c-9", "...", ".a", "a.", "..a", "a..",
-			"a..b", ".-", "_", "-"};
-	static const char *bad[] = {".", "..", "", "a/b", "+", "#", "a b", "caf\xc3\xa9", "a\n",
-			"../a", "./", "/.."};
+	static const char *good[] = {
+			"a", "rpi-01", "A.b_c-9", "...", ".a", "a.", "..a", "a..", "a..b", ".-", "_", "-"};
+	static const char *bad[] = {
+			".", "..", "", "a/b", "+", "#", "a b", "caf\xc3\xa9", "a\n", "../a", "./", "/.."};
 	for(size_t i = 0; i < sizeof good / sizeof *good; i++) {
-		if(!check_report(ident_device_id_valid(good[i], strlen(good[i])) &&
-				oh_device_id_valid(good[i]), __FILE__, __LINE__, "valid id"))
+		if(!check_report(ident_device_id_valid(good[i], strlen(good[i])) && oh_device_id_valid(good[i]),
+				   __FILE__, __LINE__, "valid id"))
 			printf("     refused \"%s\"\n", good[i]);
 	}
 	for(size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		if(!check_report(!ident_device_id_valid(bad[i], strlen(bad[i])) &&
-				!oh_device_id_valid(bad[i]), __FILE__, __LINE__, "invalid id"))
+		if(!check_report(!ident_device_id_valid(bad[i], strlen(bad[i])) && !oh_device_id_valid(bad[i]),
+				   __FILE__, __LINE__, "invalid id"))
 			printf("     accepted \"%s\"\n", bad[i]);
 	}
 	CHECK(!oh_device_id_valid(NULL));
@@ -349,10 +360,10 @@ static void test_warm_start(void)
 	if(!st)
 		return;
 	const char *doc = "{\"device_id\":\"cam-9\",\"modules\":[\"ndi\"],\"online\":true,"
-			"\"stale\":false,\"last_seen\":\"2026-01-01T00:00:00Z\",\"labels\":[\"x\"]}";
+			  "\"stale\":false,\"last_seen\":\"2026-01-01T00:00:00Z\",\"labels\":[\"x\"]}";
 	CHECK_INT_EQ(store_device_put(st, "cam-9", doc, strlen(doc), 1767225600.0), 0);
-	CHECK_INT_EQ(store_device_put(st, "..", "{}", 2, 1.0), 0);        /* refused on load */
-	CHECK_INT_EQ(store_device_put(st, "bad-doc", "[1]", 3, 1.0), 0);  /* not an object */
+	CHECK_INT_EQ(store_device_put(st, "..", "{}", 2, 1.0), 0);       /* refused on load */
+	CHECK_INT_EQ(store_device_put(st, "bad-doc", "[1]", 3, 1.0), 0); /* not an object */
 
 	struct registry *saved = h.registry;
 	h.store = st;
@@ -361,7 +372,7 @@ static void test_warm_start(void)
 	CHECK_INT_EQ(registry_size(h.registry), 1);
 	json_t *snap = snapshot();
 	json_t *d = json_object_get(json_object_get(snap, "devices"), "cam-9");
-	CHECK(json_is_null(json_object_get(d, "online")));      /* not heard from yet */
+	CHECK(json_is_null(json_object_get(d, "online"))); /* not heard from yet */
 	CHECK_STR_EQ(json_string_value(json_object_get(d, "last_seen")), "2026-01-01T00:00:00Z");
 	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(d, "modules"), 0)), "ndi");
 	CHECK_STR_EQ(json_string_value(json_object_get(d, "device_id")), "cam-9");

@@ -26,7 +26,10 @@
 #include "timeutil.h"
 
 static double fake_now;
-static double fake_clock(void) { return fake_now; }
+static double fake_clock(void)
+{
+	return fake_now;
+}
 
 static struct host H;
 static oh_ctx CTX;
@@ -42,8 +45,9 @@ static char stored_next_at_dispatch[64];
 static void read_stored(const char *id, const char *module, json_t *doc, void *ud)
 {
 	snprintf(stored_next_at_dispatch, sizeof stored_next_at_dispatch, "%s",
-			json_is_string(json_object_get(doc, "next_run")) ?
-			json_string_value(json_object_get(doc, "next_run")) : "null");
+			json_is_string(json_object_get(doc, "next_run"))
+					? json_string_value(json_object_get(doc, "next_run"))
+					: "null");
 }
 
 static json_t *exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud)
@@ -92,8 +96,11 @@ static void setup(const char *state_dir)
 	H.cfg.misfire_grace_s = 60;
 	H.cfg.timezone = "UTC";
 	H.cfg.topic_root = "/lab";
-	struct mqtt_link_opts mo = {.host = "127.0.0.1", .port = 1, .client_id = "unit", .keepalive_s = 30,
-		.log_prefix = "mqtt"};
+	struct mqtt_link_opts mo = {.host = "127.0.0.1",
+			.port = 1,
+			.client_id = "unit",
+			.keepalive_s = 30,
+			.log_prefix = "mqtt"};
 	struct mqtt_link_callbacks cb = {0};
 	H.link = mqtt_link_new(H.base, &mo, &cb, NULL);
 	char err[256];
@@ -135,12 +142,12 @@ static void test_catch_up_is_one_run_or_one_miss(void)
 	fake_now = (double)at("2030-01-01T00:10:30Z");
 	j->due = at("2030-01-01T00:01:00Z");
 	sched__poll(H.scheduler);
-	CHECK_INT_EQ(n_calls, 0);   /* 9.5 min late: MISSED, not run */
+	CHECK_INT_EQ(n_calls, 0); /* 9.5 min late: MISSED, not run */
 	CHECK_STR_EQ(j->last.code, "MISSED");
 	CHECK_INT_EQ(j->last_run, 0);
 	CHECK_INT_EQ(j->due, at("2030-01-01T00:11:00Z"));
 	sched__poll(H.scheduler);
-	CHECK_INT_EQ(n_calls, 0);   /* one MISSED, not a series */
+	CHECK_INT_EQ(n_calls, 0); /* one MISSED, not a series */
 
 	/* 30 s late is inside the 60 s grace: one run, then the next minute. */
 	fake_now = (double)at("2030-01-01T00:11:30Z");
@@ -342,8 +349,8 @@ static void test_unstored_run_is_not_dispatched(void)
 	 * so not scheduled), and can again afterwards. */
 	other = lock_db(dir);
 	char err[256] = "", nid[40];
-	json_t *params = json_pack("{s:s, s:[{s:s, s:s}]}", "cron", "* * * * *", "commands",
-			"device_id", "d2", "action", "start");
+	json_t *params = json_pack("{s:s, s:[{s:s, s:s}]}", "cron", "* * * * *", "commands", "device_id",
+			"d2", "action", "start");
 	t0 = mono_s();
 	CHECK_INT_EQ(oh_job_add(&CTX, "alice", params, nid, err, sizeof err), OH_ERR_IO);
 	CHECK(mono_s() - t0 < 0.5);

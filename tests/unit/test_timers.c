@@ -94,7 +94,9 @@ static void test_stale_handles_are_harmless(void)
 static void test_many_timers_any_order(void)
 {
 	setup();
-	enum { N = 40000 };
+	enum {
+		N = 40000
+	};
 	struct oh_timer **t = calloc(N, sizeof *t);
 	size_t *order = calloc(N, sizeof *order);
 	if(!CHECK(t && order))

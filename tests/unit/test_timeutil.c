@@ -20,23 +20,25 @@
 #include "timeutil.h"
 
 /* Parse text in tz and compare with the expected wire form. */
-#define PARSE_EQ(text, tz, want) do { \
-	time_t t_ = 0; \
-	char e_[128] = "", b_[TIME_UTC_BUFLEN]; \
-	int rc_ = time_parse_iso8601((text), (tz), &t_, e_, sizeof(e_)); \
-	if(!check_report(rc_ == OH_OK, __FILE__, __LINE__, "parse " text)) \
-		printf("     error: %s\n", e_); \
-	else \
-		CHECK_STR_EQ(time_format_utc(t_, b_, sizeof(b_)), (want)); \
-} while(0)
+#define PARSE_EQ(text, tz, want)                                                                             \
+	do {                                                                                                 \
+		time_t t_ = 0;                                                                               \
+		char e_[128] = "", b_[TIME_UTC_BUFLEN];                                                      \
+		int rc_ = time_parse_iso8601((text), (tz), &t_, e_, sizeof(e_));                             \
+		if(!check_report(rc_ == OH_OK, __FILE__, __LINE__, "parse " text))                           \
+			printf("     error: %s\n", e_);                                                      \
+		else                                                                                         \
+			CHECK_STR_EQ(time_format_utc(t_, b_, sizeof(b_)), (want));                           \
+	} while(0)
 
 /* Parse must fail and the message must contain `frag`. */
-#define PARSE_FAILS(text, tz, frag) do { \
-	time_t t_ = 12345; \
-	char e_[128] = ""; \
-	CHECK_INT_EQ(time_parse_iso8601((text), (tz), &t_, e_, sizeof(e_)), OH_ERR_INVAL); \
-	CHECK_STR_CONTAINS(e_, (frag)); \
-} while(0)
+#define PARSE_FAILS(text, tz, frag)                                                                          \
+	do {                                                                                                 \
+		time_t t_ = 12345;                                                                           \
+		char e_[128] = "";                                                                           \
+		CHECK_INT_EQ(time_parse_iso8601((text), (tz), &t_, e_, sizeof(e_)), OH_ERR_INVAL);           \
+		CHECK_STR_CONTAINS(e_, (frag));                                                              \
+	} while(0)
 
 static void test_parse(void)
 {
@@ -155,9 +157,9 @@ static void test_tz_valid(void)
 	CHECK(tz_valid("Asia/Kolkata"));
 
 	CHECK(!tz_valid("Europe/Nowhere"));
-	CHECK(!tz_valid("Europe"));			/* a directory */
+	CHECK(!tz_valid("Europe")); /* a directory */
 	CHECK(!tz_valid("Europe/"));
-	CHECK(!tz_valid("zone.tab"));			/* not a TZif file */
+	CHECK(!tz_valid("zone.tab")); /* not a TZif file */
 	CHECK(!tz_valid("../zoneinfo/UTC"));
 	CHECK(!tz_valid("Europe/../Europe/Berlin"));
 	CHECK(!tz_valid("./UTC"));
@@ -169,7 +171,7 @@ static void test_tz_valid(void)
 	CHECK(!tz_valid("Europe\\Berlin"));
 	CHECK(!tz_valid("localtime"));
 	CHECK(!tz_valid("right/Europe/Berlin"));
-	CHECK(!tz_valid("CET-1CEST,M3.5.0,M10.5.0/3"));	/* a POSIX rule, not a name */
+	CHECK(!tz_valid("CET-1CEST,M3.5.0,M10.5.0/3")); /* a POSIX rule, not a name */
 	CHECK(!tz_valid(":Europe/Berlin"));
 	char longname[400];
 	memset(longname, 'A', sizeof(longname) - 1);
@@ -182,7 +184,7 @@ static void test_tz_conversions(void)
 	struct tm tm;
 	long off = 0;
 
-	CHECK_INT_EQ(tz_localtime("Europe/Berlin", 1774746000, &tm), OH_OK);	/* 2026-03-29T01:00Z */
+	CHECK_INT_EQ(tz_localtime("Europe/Berlin", 1774746000, &tm), OH_OK); /* 2026-03-29T01:00Z */
 	CHECK_INT_EQ(tm.tm_hour, 3);
 	CHECK_INT_EQ(tm.tm_isdst, 1);
 	CHECK_INT_EQ(tz_localtime("Europe/Berlin", 1774745999, &tm), OH_OK);
@@ -217,11 +219,11 @@ static void test_tz_conversions(void)
 	time_t t;
 	struct tm w = {.tm_year = 126, .tm_mon = 9, .tm_mday = 25, .tm_hour = 2, .tm_min = 30, .tm_isdst = -1};
 	CHECK_INT_EQ(tz_mktime("Europe/Berlin", &w, &t), OH_OK);
-	CHECK_INT_EQ(t, 1792888200);	/* 2026-10-25T00:30Z */
+	CHECK_INT_EQ(t, 1792888200); /* 2026-10-25T00:30Z */
 	CHECK_INT_EQ(w.tm_isdst, 1);
 	w = (struct tm){.tm_year = 126, .tm_mon = 9, .tm_mday = 25, .tm_hour = 2, .tm_min = 30, .tm_isdst = 0};
 	CHECK_INT_EQ(tz_mktime("Europe/Berlin", &w, &t), OH_OK);
-	CHECK_INT_EQ(t, 1792891800);	/* 2026-10-25T01:30Z */
+	CHECK_INT_EQ(t, 1792891800); /* 2026-10-25T01:30Z */
 	CHECK_INT_EQ(w.tm_isdst, 0);
 	w = (struct tm){.tm_year = 126, .tm_mon = 9, .tm_mday = 25, .tm_hour = 2, .tm_min = 30, .tm_isdst = 1};
 	CHECK_INT_EQ(tz_mktime("Europe/Berlin", &w, &t), OH_OK);
@@ -229,7 +231,7 @@ static void test_tz_conversions(void)
 	/* tm_isdst is ignored when the wall time happens once. */
 	w = (struct tm){.tm_year = 126, .tm_mon = 0, .tm_mday = 15, .tm_hour = 12, .tm_isdst = 1};
 	CHECK_INT_EQ(tz_mktime("Europe/Berlin", &w, &t), OH_OK);
-	CHECK_INT_EQ(t, 1768474800);	/* 2026-01-15T11:00Z */
+	CHECK_INT_EQ(t, 1768474800); /* 2026-01-15T11:00Z */
 	/* Skipped: the end of the gap, whatever tm_isdst says. */
 	w = (struct tm){.tm_year = 126, .tm_mon = 2, .tm_mday = 29, .tm_hour = 2, .tm_min = 30, .tm_isdst = 0};
 	CHECK_INT_EQ(tz_mktime("Europe/Berlin", &w, &t), OH_OK);
@@ -243,7 +245,7 @@ static void test_tz_conversions(void)
 	CHECK_INT_EQ(w.tm_mday, 2);
 	CHECK_INT_EQ(w.tm_hour, 2);
 	CHECK_INT_EQ(w.tm_min, 1);
-	CHECK_INT_EQ(w.tm_wday, 1);	/* a Monday */
+	CHECK_INT_EQ(w.tm_wday, 1); /* a Monday */
 	w = (struct tm){.tm_year = 126, .tm_mon = -1, .tm_mday = 1, .tm_isdst = -1};
 	CHECK_INT_EQ(tz_mktime(NULL, &w, &t), OH_OK);
 	CHECK_INT_EQ(w.tm_year, 125);
@@ -256,7 +258,10 @@ static void test_tz_conversions(void)
 	 * whose local time is that wall minute, or the gap end. */
 	int bad = 0;
 	for(int64_t wall = 1767225600; wall < 1767225600 + 365LL * 86400; wall += 60 * 7) {
-		struct tm q = {.tm_year = 126, .tm_mday = 1, .tm_min = (int)((wall - 1767225600) / 60), .tm_isdst = -1};
+		struct tm q = {.tm_year = 126,
+				.tm_mday = 1,
+				.tm_min = (int)((wall - 1767225600) / 60),
+				.tm_isdst = -1};
 		struct tm l;
 		if(tz_mktime("America/New_York", &q, &t) || tz_localtime("America/New_York", t, &l)) {
 			bad++;
@@ -284,7 +289,7 @@ static void test_tm_extras(void)
 	CHECK_INT_EQ(tz_localtime(NULL, 0, &tm), OH_OK);
 	CHECK_STR_EQ(tm.tm_zone, "UTC");
 	/* Dublin's "DST" is winter (negative DST, tzdata since 2018). */
-	CHECK_INT_EQ(tz_localtime("Europe/Dublin", 1768478400, &tm), OH_OK);	/* 2026-01-15T12:00Z */
+	CHECK_INT_EQ(tz_localtime("Europe/Dublin", 1768478400, &tm), OH_OK); /* 2026-01-15T12:00Z */
 	CHECK_STR_EQ(tm.tm_zone, "GMT");
 	CHECK_INT_EQ(tm.tm_isdst, 1);
 	/* Far ends: LMT in year 1, the footer's rules in 9999, and a year
@@ -292,7 +297,7 @@ static void test_tm_extras(void)
 	CHECK_INT_EQ(tz_localtime("America/New_York", (time_t)-62135596800LL, &tm), OH_OK);
 	CHECK_STR_EQ(tm.tm_zone, "LMT");
 	CHECK_INT_EQ(tm.tm_gmtoff, -(4 * 3600 + 56 * 60 + 2));
-	CHECK_INT_EQ(tz_localtime("Europe/Berlin", (time_t)253386000000LL, &tm), OH_OK);	/* 9999-06-14 */
+	CHECK_INT_EQ(tz_localtime("Europe/Berlin", (time_t)253386000000LL, &tm), OH_OK); /* 9999-06-14 */
 	CHECK_STR_EQ(tm.tm_zone, "CEST");
 	CHECK_INT_EQ(tm.tm_year, 9999 - 1900);
 	CHECK_INT_EQ(tz_localtime("Europe/Berlin", (time_t)INT64_MAX, &tm), OH_ERR_INVAL);
@@ -336,19 +341,76 @@ static void test_no_process_tz(void)
 }
 
 static const char *const many_zones[] = {
-	"Africa/Abidjan", "Africa/Accra", "Africa/Algiers", "Africa/Cairo", "Africa/Casablanca",
-	"Africa/Johannesburg", "Africa/Lagos", "Africa/Nairobi", "America/Anchorage", "America/Bogota",
-	"America/Chicago", "America/Denver", "America/Halifax", "America/Havana", "America/Lima",
-	"America/Los_Angeles", "America/Mexico_City", "America/Nuuk", "America/Phoenix", "America/Santiago",
-	"America/Sao_Paulo", "America/St_Johns", "Asia/Baghdad", "Asia/Bangkok", "Asia/Dhaka", "Asia/Dubai",
-	"Asia/Gaza", "Asia/Hong_Kong", "Asia/Jakarta", "Asia/Jerusalem", "Asia/Kabul", "Asia/Karachi",
-	"Asia/Kolkata", "Asia/Manila", "Asia/Seoul", "Asia/Shanghai", "Asia/Singapore", "Asia/Tehran",
-	"Asia/Tokyo", "Atlantic/Azores", "Atlantic/Reykjavik", "Australia/Adelaide", "Australia/Lord_Howe",
-	"Australia/Perth", "Australia/Sydney", "Europe/Athens", "Europe/Dublin", "Europe/Istanbul",
-	"Europe/Kyiv", "Europe/Lisbon", "Europe/London", "Europe/Madrid", "Europe/Moscow", "Europe/Paris",
-	"Europe/Rome", "Europe/Warsaw", "Pacific/Apia", "Pacific/Auckland", "Pacific/Chatham", "Pacific/Fiji",
-	"Pacific/Honolulu", "Pacific/Kiritimati", "Pacific/Marquesas", "Pacific/Tongatapu", "Etc/GMT+5",
-	"Etc/GMT-3", "Etc/UTC", "Antarctica/Troll", "Asia/Colombo", "Asia/Kathmandu",
+		"Africa/Abidjan",
+		"Africa/Accra",
+		"Africa/Algiers",
+		"Africa/Cairo",
+		"Africa/Casablanca",
+		"Africa/Johannesburg",
+		"Africa/Lagos",
+		"Africa/Nairobi",
+		"America/Anchorage",
+		"America/Bogota",
+		"America/Chicago",
+		"America/Denver",
+		"America/Halifax",
+		"America/Havana",
+		"America/Lima",
+		"America/Los_Angeles",
+		"America/Mexico_City",
+		"America/Nuuk",
+		"America/Phoenix",
+		"America/Santiago",
+		"America/Sao_Paulo",
+		"America/St_Johns",
+		"Asia/Baghdad",
+		"Asia/Bangkok",
+		"Asia/Dhaka",
+		"Asia/Dubai",
+		"Asia/Gaza",
+		"Asia/Hong_Kong",
+		"Asia/Jakarta",
+		"Asia/Jerusalem",
+		"Asia/Kabul",
+		"Asia/Karachi",
+		"Asia/Kolkata",
+		"Asia/Manila",
+		"Asia/Seoul",
+		"Asia/Shanghai",
+		"Asia/Singapore",
+		"Asia/Tehran",
+		"Asia/Tokyo",
+		"Atlantic/Azores",
+		"Atlantic/Reykjavik",
+		"Australia/Adelaide",
+		"Australia/Lord_Howe",
+		"Australia/Perth",
+		"Australia/Sydney",
+		"Europe/Athens",
+		"Europe/Dublin",
+		"Europe/Istanbul",
+		"Europe/Kyiv",
+		"Europe/Lisbon",
+		"Europe/London",
+		"Europe/Madrid",
+		"Europe/Moscow",
+		"Europe/Paris",
+		"Europe/Rome",
+		"Europe/Warsaw",
+		"Pacific/Apia",
+		"Pacific/Auckland",
+		"Pacific/Chatham",
+		"Pacific/Fiji",
+		"Pacific/Honolulu",
+		"Pacific/Kiritimati",
+		"Pacific/Marquesas",
+		"Pacific/Tongatapu",
+		"Etc/GMT+5",
+		"Etc/GMT-3",
+		"Etc/UTC",
+		"Antarctica/Troll",
+		"Asia/Colombo",
+		"Asia/Kathmandu",
 };
 
 static void test_cache(void)
@@ -386,14 +448,14 @@ static void test_cache(void)
 	CHECK_STR_EQ(abbr, "+0530");
 	CHECK_INT_EQ(tz_utc_offset(many_zones[nz - 1], 0, &off), OH_OK);
 	tz_cache_stats(&b);
-	CHECK_INT_EQ(b.loads, a.loads);		/* the last one is still there */
+	CHECK_INT_EQ(b.loads, a.loads); /* the last one is still there */
 	CHECK_INT_EQ(tz_utc_offset(many_zones[0], 0, &off), OH_OK);
 	tz_cache_stats(&b);
-	CHECK_INT_EQ(b.loads, a.loads + 1);	/* the first one was dropped */
+	CHECK_INT_EQ(b.loads, a.loads + 1); /* the first one was dropped */
 	CHECK_INT_EQ(tz_utc_offset("Europe/Berlin", 1774746000, &off), OH_OK);
 	CHECK_INT_EQ(off, 7200);
 	CHECK_INT_EQ(tz_utc_offset("Australia/Lord_Howe", 1774746000, &off), OH_OK);
-	CHECK_INT_EQ(off, 11 * 3600);	/* DST there is half an hour */
+	CHECK_INT_EQ(off, 11 * 3600); /* DST there is half an hour */
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -428,9 +490,9 @@ static void test_tzdir(void)
 	CHECK_INT_EQ(tz_utc_offset("Test/Zone", 0, &off), OH_OK);
 	CHECK_INT_EQ(off, 5 * 3600 + 1800);
 	CHECK(!tz_valid("Europe/Berlin"));
-	CHECK(tz_valid("UTC"));			/* needs no file */
+	CHECK(tz_valid("UTC")); /* needs no file */
 	CHECK_INT_EQ(tz_utc_offset("Europe/Berlin", 0, &off), OH_ERR_INVAL);
-	setenv("TZDIR", "", 1);			/* empty: the default */
+	setenv("TZDIR", "", 1); /* empty: the default */
 	CHECK(!tz_valid("Test/Zone"));
 	CHECK(tz_valid("Europe/Berlin"));
 	setenv("TZDIR", dir, 1);
@@ -457,7 +519,8 @@ static void test_spans(void)
 	/* A whole year has two changes: three spans, and max 2 is too few. */
 	CHECK_INT_EQ(tz_spans("Europe/Berlin", 1767225600, 1767225600 + 365 * 86400, sp, 4, &n), OH_OK);
 	CHECK_INT_EQ(n, 3);
-	CHECK_INT_EQ(tz_spans("Europe/Berlin", 1767225600, 1767225600 + 365 * 86400, sp, 2, &n), OH_ERR_TOO_LARGE);
+	CHECK_INT_EQ(tz_spans("Europe/Berlin", 1767225600, 1767225600 + 365 * 86400, sp, 2, &n),
+			OH_ERR_TOO_LARGE);
 	CHECK_INT_EQ(tz_spans(NULL, 0, 100, sp, 4, &n), OH_OK);
 	CHECK_INT_EQ(n, 1);
 	CHECK_INT_EQ(tz_spans(NULL, 100, 100, sp, 4, &n), OH_ERR_INVAL);
@@ -473,7 +536,7 @@ static void test_calendar(void)
 	CHECK_INT_EQ(time_days_in_month(2000, 2), 29);
 	CHECK_INT_EQ(time_days_in_month(2026, 4), 30);
 	CHECK_INT_EQ(time_days_in_month(2026, 12), 31);
-	CHECK_INT_EQ(time_weekday(0), 4);		/* Thursday */
+	CHECK_INT_EQ(time_weekday(0), 4); /* Thursday */
 	CHECK_INT_EQ(time_weekday(-1), 3);
 	CHECK_INT_EQ(time_weekday(time_days_from_civil(2026, 3, 29)), 0);
 	int bad = 0;
@@ -481,7 +544,8 @@ static void test_calendar(void)
 		int64_t y;
 		unsigned m, dd;
 		time_civil_from_days(d, &y, &m, &dd);
-		if(time_days_from_civil(y, m, dd) != d || m < 1 || m > 12 || dd < 1 || dd > time_days_in_month(y, m))
+		if(time_days_from_civil(y, m, dd) != d || m < 1 || m > 12 || dd < 1 ||
+				dd > time_days_in_month(y, m))
 			bad++;
 	}
 	CHECK_INT_EQ(bad, 0);

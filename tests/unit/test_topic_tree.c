@@ -30,26 +30,28 @@
  * written. */
 static int passed, failed;
 
-#define CHECK(cond) do { \
-	if(cond){ \
-		passed++; \
-	}else{ \
-		failed++; \
-		fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-	} \
-} while(0)
+#define CHECK(cond)                                                                                          \
+	do {                                                                                                 \
+		if(cond) {                                                                                   \
+			passed++;                                                                            \
+		} else {                                                                                     \
+			failed++;                                                                            \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);             \
+		}                                                                                            \
+	} while(0)
 
 /* Like CHECK, with the filter and topic that failed, for table-driven and
  * random cases where the line number alone says little. */
-#define CHECK_FT(cond, f, t) do { \
-	if(cond){ \
-		passed++; \
-	}else{ \
-		failed++; \
-		fprintf(stderr, "%s:%d: CHECK failed: %s (filter \"%s\", topic \"%s\")\n", \
-				__FILE__, __LINE__, #cond, (f), (t)); \
-	} \
-} while(0)
+#define CHECK_FT(cond, f, t)                                                                                 \
+	do {                                                                                                 \
+		if(cond) {                                                                                   \
+			passed++;                                                                            \
+		} else {                                                                                     \
+			failed++;                                                                            \
+			fprintf(stderr, "%s:%d: CHECK failed: %s (filter \"%s\", topic \"%s\")\n", __FILE__, \
+					__LINE__, #cond, (f), (t));                                          \
+		}                                                                                            \
+	} while(0)
 
 #define V(i) ((void *)(uintptr_t)(i))
 
@@ -65,7 +67,8 @@ static void record(void *value, void *ud)
 {
 	struct seen *s = ud;
 
-	if(s->n < 16) s->v[s->n] = value;
+	if(s->n < 16)
+		s->v[s->n] = value;
 	s->n++;
 }
 
@@ -87,7 +90,8 @@ static int mosq_matches(const char *filter, const char *topic)
 {
 	bool r = false;
 
-	if(mosquitto_topic_matches_sub(filter, topic, &r) != MOSQ_ERR_SUCCESS) return -1;
+	if(mosquitto_topic_matches_sub(filter, topic, &r) != MOSQ_ERR_SUCCESS)
+		return -1;
 	return r ? 1 : 0;
 }
 
@@ -162,39 +166,84 @@ static void test_spec_table(void)
 static void test_validity(void)
 {
 	static const char *bad_filters[] = {
-		"", "a/#/b", "a#", "a/b+", "#/a", "++", "+a", "a+/b", "##", "sport/tennis#",
-		"sport/tennis/#/ranking", "sport+", "#/", "a/#/",
-		"\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "a/\xE2\x82", "\xFF", "\x80",
+			"",
+			"a/#/b",
+			"a#",
+			"a/b+",
+			"#/a",
+			"++",
+			"+a",
+			"a+/b",
+			"##",
+			"sport/tennis#",
+			"sport/tennis/#/ranking",
+			"sport+",
+			"#/",
+			"a/#/",
+			"\xC0\xAF",
+			"\xED\xA0\x80",
+			"\xF4\x90\x80\x80",
+			"a/\xE2\x82",
+			"\xFF",
+			"\x80",
 	};
 	static const char *good_filters[] = {
-		"#", "+", "+/+", "/+", "/", "//", "a//b", "sport/tennis/#", "+/tennis/#",
-		"sport/+/player1", "$SYS/#", "+/#", "/#", "a/+/", "caf\xC3\xA9/+",
-		"\xF0\x9F\x98\x80", "\xEF\xBF\xBF", "\x01",
+			"#",
+			"+",
+			"+/+",
+			"/+",
+			"/",
+			"//",
+			"a//b",
+			"sport/tennis/#",
+			"+/tennis/#",
+			"sport/+/player1",
+			"$SYS/#",
+			"+/#",
+			"/#",
+			"a/+/",
+			"caf\xC3\xA9/+",
+			"\xF0\x9F\x98\x80",
+			"\xEF\xBF\xBF",
+			"\x01",
 	};
 	static const char *bad_names[] = {
-		"", "a/+", "#", "a/b#", "+", "\xC0\xAF", "\xED\xBF\xBF",
+			"",
+			"a/+",
+			"#",
+			"a/b#",
+			"+",
+			"\xC0\xAF",
+			"\xED\xBF\xBF",
 	};
 	static const char *good_names[] = {
-		"a", "/", "//", "a//b", "$SYS/x", "caf\xC3\xA9", " ", "a/b/c/",
+			"a",
+			"/",
+			"//",
+			"a//b",
+			"$SYS/x",
+			"caf\xC3\xA9",
+			" ",
+			"a/b/c/",
 	};
 	struct topic_tree *t = topic_tree_new();
 	char *big;
 
-	for(size_t i = 0; i < sizeof(bad_filters) / sizeof(*bad_filters); i++){
+	for(size_t i = 0; i < sizeof(bad_filters) / sizeof(*bad_filters); i++) {
 		CHECK_FT(!topic_filter_valid(bad_filters[i]), bad_filters[i], "");
 		CHECK_FT(topic_tree_add(t, bad_filters[i], V(1)) == OH_ERR_INVAL, bad_filters[i], "");
 		CHECK_FT(topic_tree_remove(t, bad_filters[i], V(1)) == OH_ERR_INVAL, bad_filters[i], "");
 		CHECK_FT(topic_tree_count(t, bad_filters[i]) == 0, bad_filters[i], "");
 		CHECK_FT(!topic_matches(bad_filters[i], "a"), bad_filters[i], "a");
 	}
-	for(size_t i = 0; i < sizeof(good_filters) / sizeof(*good_filters); i++){
+	for(size_t i = 0; i < sizeof(good_filters) / sizeof(*good_filters); i++) {
 		CHECK_FT(topic_filter_valid(good_filters[i]), good_filters[i], "");
 	}
-	for(size_t i = 0; i < sizeof(bad_names) / sizeof(*bad_names); i++){
+	for(size_t i = 0; i < sizeof(bad_names) / sizeof(*bad_names); i++) {
 		CHECK_FT(!topic_name_valid(bad_names[i]), "", bad_names[i]);
 		CHECK_FT(!topic_matches("#", bad_names[i]), "#", bad_names[i]);
 	}
-	for(size_t i = 0; i < sizeof(good_names) / sizeof(*good_names); i++){
+	for(size_t i = 0; i < sizeof(good_names) / sizeof(*good_names); i++) {
 		CHECK_FT(topic_name_valid(good_names[i]), "", good_names[i]);
 	}
 	CHECK(!topic_filter_valid(NULL));
@@ -347,26 +396,26 @@ static void test_pruning(void)
 		char f[32];
 		int ok = 1;
 
-		for(int i = 0; i < 5000; i++){
+		for(int i = 0; i < 5000; i++) {
 			snprintf(f, sizeof(f), "s/%d", i);
 			ok &= topic_tree_add(t, f, V(i + 1)) == OH_OK;
 		}
 		CHECK(ok);
 		CHECK(topic_tree_node_count(t) == 5002);
-		for(int i = 0; i < 5000; i += 2){
+		for(int i = 0; i < 5000; i += 2) {
 			snprintf(f, sizeof(f), "s/%d", i);
 			ok &= topic_tree_remove(t, f, V(i + 1)) == OH_OK;
 		}
 		CHECK(ok);
-		for(int i = 0; i < 5000; i++){
-			struct seen s = { 0 };
+		for(int i = 0; i < 5000; i++) {
+			struct seen s = {0};
 
 			snprintf(f, sizeof(f), "s/%d", i);
 			topic_tree_match(t, f, record, &s);
 			ok &= (i % 2) ? (s.n == 1 && s.v[0] == V(i + 1)) : s.n == 0;
 		}
 		CHECK(ok);
-		for(int i = 4999; i >= 1; i -= 2){
+		for(int i = 4999; i >= 1; i -= 2) {
 			snprintf(f, sizeof(f), "s/%d", i);
 			ok &= topic_tree_remove(t, f, V(i + 1)) == OH_OK;
 		}
@@ -384,7 +433,7 @@ static void test_deep(void)
 	char *f = malloc(levels * 2);
 	struct topic_tree *t = topic_tree_new();
 
-	for(size_t i = 0; i < levels; i++){
+	for(size_t i = 0; i < levels; i++) {
 		f[2 * i] = 'a';
 		f[2 * i + 1] = '/';
 	}
@@ -415,41 +464,44 @@ static uint32_t rnd(uint32_t n)
 	return (uint32_t)((rng_state * 0x2545F4914F6CDD1Du) >> 32) % n;
 }
 
-static const char *const alphabet[] = { "a", "b", "$x", "", "ab", "$SYS" };
+static const char *const alphabet[] = {"a", "b", "$x", "", "ab", "$SYS"};
 #define ALPHABET_N (sizeof(alphabet) / sizeof(*alphabet))
 
 static void random_topic(char *buf, size_t size)
 {
 	/* A single empty level would be the empty string, which is not a
 	 * topic name at all: draw again. */
-	do{
+	do {
 		int levels = 1 + (int)rnd(4);
 
 		buf[0] = '\0';
-		for(int i = 0; i < levels; i++){
-			if(i) strncat(buf, "/", size - strlen(buf) - 1);
+		for(int i = 0; i < levels; i++) {
+			if(i)
+				strncat(buf, "/", size - strlen(buf) - 1);
 			strncat(buf, alphabet[rnd(ALPHABET_N)], size - strlen(buf) - 1);
 		}
-	}while(!buf[0]);
+	} while(!buf[0]);
 }
 
 static void random_filter(char *buf, size_t size)
 {
 	/* As for topics, an empty string is no filter: draw again. */
-	do{
+	do {
 		int levels = 1 + (int)rnd(4);
 
 		buf[0] = '\0';
-		for(int i = 0; i < levels; i++){
+		for(int i = 0; i < levels; i++) {
 			uint32_t r = rnd(ALPHABET_N + 3);
 			const char *lvl = r < ALPHABET_N ? alphabet[r] : "+";
 
-			if(i) strncat(buf, "/", size - strlen(buf) - 1);
+			if(i)
+				strncat(buf, "/", size - strlen(buf) - 1);
 			/* `#` only as the last level. */
-			if(i == levels - 1 && rnd(4) == 0) lvl = "#";
+			if(i == levels - 1 && rnd(4) == 0)
+				lvl = "#";
 			strncat(buf, lvl, size - strlen(buf) - 1);
 		}
-	}while(!buf[0]);
+	} while(!buf[0]);
 }
 
 static void test_random_pairs(void)
@@ -457,15 +509,15 @@ static void test_random_pairs(void)
 	char f[64], tp[64];
 	int bad = 0;
 
-	for(int i = 0; i < 20000; i++){
+	for(int i = 0; i < 20000; i++) {
 		random_filter(f, sizeof(f));
 		random_topic(tp, sizeof(tp));
 		int mine = topic_matches(f, tp);
 		int mosq = mosq_matches(f, tp);
 		size_t tree = tree_matches(f, tp);
 
-		if(mine != mosq || tree != (size_t)mine){
-			if(bad++ < 10){
+		if(mine != mosq || tree != (size_t)mine) {
+			if(bad++ < 10) {
 				fprintf(stderr, "mismatch: filter \"%s\" topic \"%s\": mine %d tree %zu mosquitto %d\n",
 						f, tp, mine, tree, mosq);
 			}
@@ -478,7 +530,10 @@ static void test_random_pairs(void)
  * must reach exactly the values whose filter matches it. */
 static void test_random_tree(void)
 {
-	enum { NF = 600, NT = 3000 };
+	enum {
+		NF = 600,
+		NT = 3000
+	};
 	static char filters[NF][64];
 	static unsigned counts[NF + 1], want[NF + 1];
 	static bool present[NF + 1];
@@ -486,35 +541,37 @@ static void test_random_tree(void)
 	char tp[64];
 	int bad = 0, ok = 1;
 
-	for(int i = 0; i < NF; i++){
+	for(int i = 0; i < NF; i++) {
 		random_filter(filters[i], sizeof(filters[i]));
 		ok &= topic_tree_add(t, filters[i], V(i + 1)) == OH_OK;
 		present[i + 1] = true;
 	}
 	CHECK(ok);
 
-	for(int round = 0; round < 3; round++){
-		for(int k = 0; k < NT; k++){
+	for(int round = 0; round < 3; round++) {
+		for(int k = 0; k < NT; k++) {
 			size_t calls, sum = 0;
 
 			random_topic(tp, sizeof(tp));
 			memset(counts, 0, sizeof(counts));
 			calls = topic_tree_match(t, tp, tally, counts);
-			for(int i = 0; i < NF; i++){
+			for(int i = 0; i < NF; i++) {
 				int m = present[i + 1] && topic_matches(filters[i], tp);
 
 				want[i + 1] = (unsigned)m;
-				if(present[i + 1] && m != mosq_matches(filters[i], tp)) bad++;
+				if(present[i + 1] && m != mosq_matches(filters[i], tp))
+					bad++;
 				sum += (size_t)m;
 			}
-			if(calls != sum || memcmp(counts, want, sizeof(counts))){
-				if(bad++ < 10) fprintf(stderr, "tree mismatch on topic \"%s\"\n", tp);
+			if(calls != sum || memcmp(counts, want, sizeof(counts))) {
+				if(bad++ < 10)
+					fprintf(stderr, "tree mismatch on topic \"%s\"\n", tp);
 			}
 		}
 		/* Then remove a random part of what is left and check again; the
 		 * last round runs with nothing registered. */
-		for(int i = 0; i < NF; i++){
-			if(present[i + 1] && (round == 1 || rnd(2))){
+		for(int i = 0; i < NF; i++) {
+			if(present[i + 1] && (round == 1 || rnd(2))) {
 				ok &= topic_tree_remove(t, filters[i], V(i + 1)) == OH_OK;
 				present[i + 1] = false;
 			}
@@ -528,17 +585,27 @@ static void test_random_tree(void)
 
 /* ---- scale ---- */
 
-enum { BIG_N = 100000 };
+enum {
+	BIG_N = 100000
+};
 
 static void big_filter(char *buf, size_t size, int i)
 {
 	int num = i / 4;
 
-	switch(i % 4){
-	case 0: snprintf(buf, size, "lab/device/%d/+/meta", num); break;
-	case 1: snprintf(buf, size, "lab/device/%d/#", num); break;
-	case 2: snprintf(buf, size, "+/device/%d/state", num); break;
-	default: snprintf(buf, size, "/lab/%d/+", num); break;
+	switch(i % 4) {
+	case 0:
+		snprintf(buf, size, "lab/device/%d/+/meta", num);
+		break;
+	case 1:
+		snprintf(buf, size, "lab/device/%d/#", num);
+		break;
+	case 2:
+		snprintf(buf, size, "+/device/%d/state", num);
+		break;
+	default:
+		snprintf(buf, size, "/lab/%d/+", num);
+		break;
 	}
 }
 
@@ -549,7 +616,7 @@ static void test_scale(void)
 	char f[64], tp[64];
 	int ok = 1;
 
-	for(int i = 0; i < BIG_N; i++){
+	for(int i = 0; i < BIG_N; i++) {
 		big_filter(f, sizeof(f), i);
 		ok &= topic_tree_add(t, f, V(i)) == OH_OK;
 	}
@@ -558,7 +625,7 @@ static void test_scale(void)
 	CHECK(topic_tree_add(t, "#", V(BIG_N)) == OH_OK);
 
 	/* Targeted: each topic hits exactly the filters built for its number. */
-	for(int num = 0; num < BIG_N / 4; num += 7){
+	for(int num = 0; num < BIG_N / 4; num += 7) {
 		memset(counts, 0, sizeof(counts));
 		snprintf(tp, sizeof(tp), "lab/device/%d/cam/meta", num);
 		ok &= topic_tree_match(t, tp, tally, counts) == 3;
@@ -580,9 +647,12 @@ static void test_scale(void)
 	CHECK(ok);
 
 	/* Brute force against the standalone matcher for a few topics. */
-	for(int k = 0; k < 12; k++){
+	for(int k = 0; k < 12; k++) {
 		static const char *const shapes[] = {
-			"lab/device/%u/x/meta", "x/device/%u/state", "/lab/%u/", "lab/device/%u",
+				"lab/device/%u/x/meta",
+				"x/device/%u/state",
+				"/lab/%u/",
+				"lab/device/%u",
 		};
 		unsigned sum = 0;
 		size_t calls;
@@ -590,7 +660,7 @@ static void test_scale(void)
 		snprintf(tp, sizeof(tp), shapes[k % 4], rnd(BIG_N / 4));
 		memset(counts, 0, sizeof(counts));
 		calls = topic_tree_match(t, tp, tally, counts);
-		for(int i = 0; i < BIG_N; i++){
+		for(int i = 0; i < BIG_N; i++) {
 			unsigned m;
 
 			big_filter(f, sizeof(f), i);
@@ -606,22 +676,24 @@ static void test_scale(void)
 	/* Throughput on distinct topics; printed, not asserted, since sanitiser
 	 * builds are many times slower. */
 	{
-		enum { NMSG = 1000000 };
+		enum {
+			NMSG = 1000000
+		};
 		size_t total = 0;
 		clock_t c0 = clock();
 		double secs;
 
-		for(int k = 0; k < NMSG; k++){
+		for(int k = 0; k < NMSG; k++) {
 			snprintf(tp, sizeof(tp), "lab/device/%d/c%d/meta", k % (BIG_N / 4), k);
 			total += topic_tree_match(t, tp, ignore, NULL);
 		}
 		secs = (double)(clock() - c0) / CLOCKS_PER_SEC;
 		CHECK(total == (size_t)NMSG * 3);
-		printf("scale: %d filters, %d matches in %.3f s (%.2f M/s, snprintf included)\n",
-				BIG_N + 1, NMSG, secs, secs > 0 ? NMSG / secs / 1e6 : 0.0);
+		printf("scale: %d filters, %d matches in %.3f s (%.2f M/s, snprintf included)\n", BIG_N + 1,
+				NMSG, secs, secs > 0 ? NMSG / secs / 1e6 : 0.0);
 	}
 
-	for(int i = 0; i < BIG_N; i++){
+	for(int i = 0; i < BIG_N; i++) {
 		big_filter(f, sizeof(f), i);
 		ok &= topic_tree_remove(t, f, V(i)) == OH_OK;
 	}
@@ -633,7 +705,7 @@ static void test_scale(void)
 	/* Freeing a full tree (not emptied first) must release every node;
 	 * the sanitiser's leak check is what verifies this. */
 	t = topic_tree_new();
-	for(int i = 0; i < BIG_N; i++){
+	for(int i = 0; i < BIG_N; i++) {
 		big_filter(f, sizeof(f), i);
 		ok &= topic_tree_add(t, f, V(i)) == OH_OK;
 	}

@@ -51,14 +51,14 @@ struct ttype {
 };
 
 struct zspec {
-	char version;			/* '2', '3'; 0 for a version 1 file */
+	char version; /* '2', '3'; 0 for a version 1 file */
 	size_t ntrans;
 	const int64_t *trans;
 	const uint8_t *idx;
 	size_t ntypes;
 	const struct ttype *types;
-	const char *footer;		/* without its newlines */
-	uint32_t leapcnt;		/* leap records to write (zeros) */
+	const char *footer; /* without its newlines */
+	uint32_t leapcnt;   /* leap records to write (zeros) */
 };
 
 static unsigned char *put32(unsigned char *p, uint32_t v)
@@ -160,25 +160,28 @@ static int64_t iso(const char *text)
 }
 
 /* Lookup at `when` in z must give off/isdst/abbr. */
-#define AT_EQ(z, when, off, dst, ab) do { \
-	struct tzfile_info i_; \
-	tzfile_lookup((z), iso(when), &i_); \
-	if(!check_report(i_.utoff == (off) && i_.isdst == (dst) && !strcmp(i_.abbr, (ab)), \
-			__FILE__, __LINE__, "lookup at " when)) \
-		printf("     got %d %d %s, expected %d %d %s\n", (int)i_.utoff, (int)i_.isdst, i_.abbr, \
-			(int)(off), (int)(dst), (ab)); \
-} while(0)
+#define AT_EQ(z, when, off, dst, ab)                                                                         \
+	do {                                                                                                 \
+		struct tzfile_info i_;                                                                       \
+		tzfile_lookup((z), iso(when), &i_);                                                          \
+		if(!check_report(i_.utoff == (off) && i_.isdst == (dst) && !strcmp(i_.abbr, (ab)), __FILE__, \
+				   __LINE__, "lookup at " when))                                             \
+			printf("     got %d %d %s, expected %d %d %s\n", (int)i_.utoff, (int)i_.isdst,       \
+					i_.abbr, (int)(off), (int)(dst), (ab));                              \
+	} while(0)
 
 /* The footer changes from one state to another exactly at `when`. */
-#define CHANGE_AT(z, when, off0, off1) do { \
-	struct tzfile_info a_, b_; \
-	int64_t w_ = iso(when); \
-	tzfile_lookup((z), w_ - 1, &a_); \
-	tzfile_lookup((z), w_, &b_); \
-	if(!check_report(a_.utoff == (off0) && b_.utoff == (off1) && a_.until == w_, \
-			__FILE__, __LINE__, "change at " when)) \
-		printf("     got %d -> %d, until %lld\n", (int)a_.utoff, (int)b_.utoff, (long long)a_.until); \
-} while(0)
+#define CHANGE_AT(z, when, off0, off1)                                                                       \
+	do {                                                                                                 \
+		struct tzfile_info a_, b_;                                                                   \
+		int64_t w_ = iso(when);                                                                      \
+		tzfile_lookup((z), w_ - 1, &a_);                                                             \
+		tzfile_lookup((z), w_, &b_);                                                                 \
+		if(!check_report(a_.utoff == (off0) && b_.utoff == (off1) && a_.until == w_, __FILE__,       \
+				   __LINE__, "change at " when))                                             \
+			printf("     got %d -> %d, until %lld\n", (int)a_.utoff, (int)b_.utoff,              \
+					(long long)a_.until);                                                \
+	} while(0)
 
 static void test_footer_rules(void)
 {
@@ -344,13 +347,40 @@ static void test_footer_rules(void)
 	}
 
 	static const char *const bad[] = {
-		"CET", "CET-1CEST", "CET-1CEST,M3.5.0", "CE-1", "<CE>-1", "<+05-5", "CET-25", "CET-1:60",
-		"CET-1:00:60", "CET-1CEST,M13.5.0,M10.5.0", "CET-1CEST,M0.5.0,M10.5.0", "CET-1CEST,M3.6.0,M10.5.0",
-		"CET-1CEST,M3.0.0,M10.5.0", "CET-1CEST,M3.5.7,M10.5.0", "CET-1CEST,J0,M10.5.0",
-		"CET-1CEST,J366,M10.5.0", "CET-1CEST,366,M10.5.0", "CET-1CEST,M3.5.0/168,M10.5.0",
-		"CET-1CEST,M3.5.0/-168,M10.5.0", "CET-1CEST,M3.5.0,M10.5.0/3x", "CET-1 ", "CET-1CEST,M3.5.0,M10.5.0,",
-		":CET-1", "CET-1CEST,M3.5,M10.5.0", "CET-1CEST,M3.5.0/,M10.5.0", "CET-", "CET-1CEST-", "CET1234",
-		"<+05>", "<>0", "C3T-1", "CET-1CEST,M3..0,M10.5.0", "CET-0001", "CET-1:1234",
+			"CET",
+			"CET-1CEST",
+			"CET-1CEST,M3.5.0",
+			"CE-1",
+			"<CE>-1",
+			"<+05-5",
+			"CET-25",
+			"CET-1:60",
+			"CET-1:00:60",
+			"CET-1CEST,M13.5.0,M10.5.0",
+			"CET-1CEST,M0.5.0,M10.5.0",
+			"CET-1CEST,M3.6.0,M10.5.0",
+			"CET-1CEST,M3.0.0,M10.5.0",
+			"CET-1CEST,M3.5.7,M10.5.0",
+			"CET-1CEST,J0,M10.5.0",
+			"CET-1CEST,J366,M10.5.0",
+			"CET-1CEST,366,M10.5.0",
+			"CET-1CEST,M3.5.0/168,M10.5.0",
+			"CET-1CEST,M3.5.0/-168,M10.5.0",
+			"CET-1CEST,M3.5.0,M10.5.0/3x",
+			"CET-1 ",
+			"CET-1CEST,M3.5.0,M10.5.0,",
+			":CET-1",
+			"CET-1CEST,M3.5,M10.5.0",
+			"CET-1CEST,M3.5.0/,M10.5.0",
+			"CET-",
+			"CET-1CEST-",
+			"CET1234",
+			"<+05>",
+			"<>0",
+			"C3T-1",
+			"CET-1CEST,M3..0,M10.5.0",
+			"CET-0001",
+			"CET-1:1234",
 	};
 	for(size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		z = footer_zone(bad[i]);
@@ -374,8 +404,13 @@ static const struct ttype ty3[] = {{-3600, 0, "LMT"}, {0, 0, "AAA"}, {3600, 1, "
 
 static struct zspec spec3(void)
 {
-	return (struct zspec){.version = '2', .ntrans = 3, .trans = tr3, .idx = ix3, .ntypes = 3,
-		.types = ty3, .footer = "<+02>-2"};
+	return (struct zspec){.version = '2',
+			.ntrans = 3,
+			.trans = tr3,
+			.idx = ix3,
+			.ntypes = 3,
+			.types = ty3,
+			.footer = "<+02>-2"};
 }
 
 static void test_table(void)
@@ -428,11 +463,12 @@ static void test_refusals(void)
 	struct tzfile *z = NULL;
 	struct zspec s;
 
-#define REFUSED(what) do { \
-	z = NULL; \
-	if(!check_report(parse_spec(&s, &z) == OH_ERR_INVAL && z == NULL, __FILE__, __LINE__, what)) \
-		tzfile_free(z); \
-} while(0)
+#define REFUSED(what)                                                                                        \
+	do {                                                                                                 \
+		z = NULL;                                                                                    \
+		if(!check_report(parse_spec(&s, &z) == OH_ERR_INVAL && z == NULL, __FILE__, __LINE__, what)) \
+			tzfile_free(z);                                                                      \
+	} while(0)
 
 	s = spec3();
 	s.version = 0;
@@ -487,7 +523,7 @@ static void test_refusals(void)
 	memcpy(filebuf, good, len);
 	filebuf[len] = '\n';
 	CHECK_INT_EQ(tzfile_parse(filebuf, len + 1, &z), OH_ERR_INVAL);
-	size_t v2 = 44 + 6 + 4;	/* the version 2+ header, after version 1's type and "UTC" */
+	size_t v2 = 44 + 6 + 4; /* the version 2+ header, after version 1's type and "UTC" */
 	/* Bad magic, in either header. */
 	memcpy(filebuf, good, len);
 	filebuf[0] = 'X';
@@ -509,7 +545,7 @@ static void test_refusals(void)
 	 * whose last string lacks its NUL. */
 	memcpy(filebuf, good, len);
 	size_t ttinfo = v2 + 44 + 3 * 9;
-	filebuf[ttinfo + 5] = 12;		/* charcnt is 12: "LMT\0AAA\0BBB\0" */
+	filebuf[ttinfo + 5] = 12; /* charcnt is 12: "LMT\0AAA\0BBB\0" */
 	CHECK_INT_EQ(tzfile_parse(filebuf, len, &z), OH_ERR_INVAL);
 	memcpy(filebuf, good, len);
 	filebuf[ttinfo + 18 + 11] = 'X';
@@ -542,7 +578,8 @@ static void test_refusals(void)
 				struct tzfile_info i;
 				for(int64_t t = -4000000000LL; t < 8000000000LL; t += 100000007LL) {
 					tzfile_lookup(z, t, &i);
-					bad += i.until <= t || i.utoff < -TZFILE_MAX_OFFSET || i.utoff > TZFILE_MAX_OFFSET || !i.abbr;
+					bad += i.until <= t || i.utoff < -TZFILE_MAX_OFFSET ||
+							i.utoff > TZFILE_MAX_OFFSET || !i.abbr;
 				}
 				tzfile_free(z);
 			}
@@ -605,18 +642,30 @@ static void test_load(void)
 	tzfile_free(z);
 	CHECK_INT_EQ(tzfile_load(tmpdir, "Test/Nothing", &z), OH_ERR_NOT_FOUND);
 	CHECK_INT_EQ(tzfile_load(tmpdir, "Test/Zone/x", &z), OH_ERR_NOT_FOUND);
-	CHECK_INT_EQ(tzfile_load(tmpdir, "Test", &z), OH_ERR_INVAL);		/* a directory */
-	CHECK_INT_EQ(tzfile_load(tmpdir, "Fifo", &z), OH_ERR_INVAL);		/* and no hang */
+	CHECK_INT_EQ(tzfile_load(tmpdir, "Test", &z), OH_ERR_INVAL); /* a directory */
+	CHECK_INT_EQ(tzfile_load(tmpdir, "Fifo", &z), OH_ERR_INVAL); /* and no hang */
 	CHECK_INT_EQ(tzfile_load(tmpdir, "Text", &z), OH_ERR_INVAL);
 	CHECK_INT_EQ(tzfile_load(tmpdir, "Big", &z), OH_ERR_TOO_LARGE);
 	static const char *const names[] = {
-		"../x", "Test/../Test/Zone", "/etc/passwd", "./Test/Zone", "Test//Zone", "Test/", "", ".hidden",
-		"Test/.Zone", "right/Test", "localtime", "Test Zone", "Test\\Zone", "Test/Zone\n",
+			"../x",
+			"Test/../Test/Zone",
+			"/etc/passwd",
+			"./Test/Zone",
+			"Test//Zone",
+			"Test/",
+			"",
+			".hidden",
+			"Test/.Zone",
+			"right/Test",
+			"localtime",
+			"Test Zone",
+			"Test\\Zone",
+			"Test/Zone\n",
 	};
 	for(size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
 		z = (struct tzfile *)1;
-		if(!check_report(tzfile_load(tmpdir, names[k], &z) == OH_ERR_INVAL && z == NULL, __FILE__, __LINE__,
-				"name refused"))
+		if(!check_report(tzfile_load(tmpdir, names[k], &z) == OH_ERR_INVAL && z == NULL, __FILE__,
+				   __LINE__, "name refused"))
 			printf("     \"%s\"\n", names[k]);
 	}
 	/* A leap-second zone is refused by its contents too, not only its name. */
@@ -660,14 +709,14 @@ static int64_t rng_between(int64_t lo, int64_t hi)
 #define Y9999 (253370764800LL)
 #define DAY 86400LL
 #define SCAN_STEP (16 * DAY)
-#define SCAN_END (2145916800LL)	/* 2038-01-01 */
+#define SCAN_END (2145916800LL) /* 2038-01-01 */
 
 /* What the test saw; printed at the end. */
 static struct {
 	long zones, utc_checks, wall_checks, mktime_checks, gaps, folds, changes, scan_changes, mismatches;
 } stats;
 
-static const char *zone;	/* the zone under test; TZ names it too */
+static const char *zone; /* the zone under test; TZ names it too */
 static int zone_mismatches;
 
 /* Offsets glibc showed in this zone: the candidates for wall times. */
@@ -697,26 +746,29 @@ static void mismatch(const char *what, int64_t t, const char *detail)
 	if(zone_mismatches++ < 5) {
 		char b[TIME_UTC_BUFLEN];
 		printf("FAIL glibc %s: %s at %lld (%s): %s\n", zone, what, (long long)t,
-			time_format_utc((time_t)t, b, sizeof b) ? b : "?", detail);
+				time_format_utc((time_t)t, b, sizeof b) ? b : "?", detail);
 	}
 }
 
 static bool same_tm(const struct tm *a, const struct tm *b)
 {
-	return a->tm_year == b->tm_year && a->tm_mon == b->tm_mon && a->tm_mday == b->tm_mday
-		&& a->tm_hour == b->tm_hour && a->tm_min == b->tm_min && a->tm_sec == b->tm_sec
-		&& a->tm_wday == b->tm_wday && a->tm_yday == b->tm_yday && a->tm_isdst == b->tm_isdst
-		&& a->tm_gmtoff == b->tm_gmtoff && a->tm_zone && b->tm_zone && !strcmp(a->tm_zone, b->tm_zone);
+	return a->tm_year == b->tm_year && a->tm_mon == b->tm_mon && a->tm_mday == b->tm_mday &&
+			a->tm_hour == b->tm_hour && a->tm_min == b->tm_min && a->tm_sec == b->tm_sec &&
+			a->tm_wday == b->tm_wday && a->tm_yday == b->tm_yday && a->tm_isdst == b->tm_isdst &&
+			a->tm_gmtoff == b->tm_gmtoff && a->tm_zone && b->tm_zone &&
+			!strcmp(a->tm_zone, b->tm_zone);
 }
 
 static void describe(char *buf, size_t len, const struct tm *mine, const struct tm *libc)
 {
-	snprintf(buf, len, "mine %04d-%02d-%02d %02d:%02d:%02d wd%d yd%d dst%d %+ld %s, glibc %04d-%02d-%02d "
-		"%02d:%02d:%02d wd%d yd%d dst%d %+ld %s",
-		mine->tm_year + 1900, mine->tm_mon + 1, mine->tm_mday, mine->tm_hour, mine->tm_min, mine->tm_sec,
-		mine->tm_wday, mine->tm_yday, mine->tm_isdst, mine->tm_gmtoff, mine->tm_zone ? mine->tm_zone : "(null)",
-		libc->tm_year + 1900, libc->tm_mon + 1, libc->tm_mday, libc->tm_hour, libc->tm_min, libc->tm_sec,
-		libc->tm_wday, libc->tm_yday, libc->tm_isdst, libc->tm_gmtoff, libc->tm_zone ? libc->tm_zone : "(null)");
+	snprintf(buf, len,
+			"mine %04d-%02d-%02d %02d:%02d:%02d wd%d yd%d dst%d %+ld %s, glibc %04d-%02d-%02d "
+			"%02d:%02d:%02d wd%d yd%d dst%d %+ld %s",
+			mine->tm_year + 1900, mine->tm_mon + 1, mine->tm_mday, mine->tm_hour, mine->tm_min,
+			mine->tm_sec, mine->tm_wday, mine->tm_yday, mine->tm_isdst, mine->tm_gmtoff,
+			mine->tm_zone ? mine->tm_zone : "(null)", libc->tm_year + 1900, libc->tm_mon + 1,
+			libc->tm_mday, libc->tm_hour, libc->tm_min, libc->tm_sec, libc->tm_wday, libc->tm_yday,
+			libc->tm_isdst, libc->tm_gmtoff, libc->tm_zone ? libc->tm_zone : "(null)");
 }
 
 static void check_utc(int64_t t)
@@ -748,7 +800,7 @@ struct wall_truth {
 	size_t n;
 	int64_t occ[64];
 	int dst[64];
-	int64_t gap_end;	/* when n == 0 */
+	int64_t gap_end; /* when n == 0 */
 };
 
 static void oracle(int64_t w, struct wall_truth *o)
@@ -805,9 +857,13 @@ static struct tm tm_of_wall(int64_t w, int isdst)
 	int64_t days = w >= 0 ? w / DAY : -((-w + DAY - 1) / DAY), secs = w - days * DAY, y;
 	unsigned m, d;
 	time_civil_from_days(days, &y, &m, &d);
-	return (struct tm){.tm_year = (int)y - 1900, .tm_mon = (int)m - 1, .tm_mday = (int)d,
-		.tm_hour = (int)(secs / 3600), .tm_min = (int)(secs / 60 % 60), .tm_sec = (int)(secs % 60),
-		.tm_isdst = isdst};
+	return (struct tm){.tm_year = (int)y - 1900,
+			.tm_mon = (int)m - 1,
+			.tm_mday = (int)d,
+			.tm_hour = (int)(secs / 3600),
+			.tm_min = (int)(secs / 60 % 60),
+			.tm_sec = (int)(secs % 60),
+			.tm_isdst = isdst};
 }
 
 static void check_wall(int64_t w, bool with_libc_mktime)
@@ -828,8 +884,8 @@ static void check_wall(int64_t w, bool with_libc_mktime)
 			return;
 		}
 		if(got != want) {
-			snprintf(d, sizeof d, "wall %lld isdst %d (%zu occurrences): got %lld, want %lld", (long long)w, isdst,
-				o.n, (long long)got, (long long)want);
+			snprintf(d, sizeof d, "wall %lld isdst %d (%zu occurrences): got %lld, want %lld",
+					(long long)w, isdst, o.n, (long long)got, (long long)want);
 			mismatch("tz_mktime", w, d);
 			return;
 		}
@@ -845,8 +901,8 @@ static void check_wall(int64_t w, bool with_libc_mktime)
 		stats.mktime_checks++;
 		time_t lt = mktime(&q);
 		if(lt != o.occ[0]) {
-			snprintf(d, sizeof d, "wall %lld: glibc mktime %lld, mine %lld", (long long)w, (long long)lt,
-				(long long)o.occ[0]);
+			snprintf(d, sizeof d, "wall %lld: glibc mktime %lld, mine %lld", (long long)w,
+					(long long)lt, (long long)o.occ[0]);
 			mismatch("mktime", w, d);
 		}
 	}
@@ -974,7 +1030,7 @@ static int collect(const char *path, const struct stat *st, int flag, struct FTW
 	if(flag != FTW_F && flag != FTW_SL)
 		return FTW_CONTINUE;
 	if(!strcmp(name, "localtime"))
-		return FTW_CONTINUE;		/* the host's zone, refused by name */
+		return FTW_CONTINUE; /* the host's zone, refused by name */
 	char magic[4];
 	int fd = open(path, O_RDONLY | O_NONBLOCK);
 	bool tzif = fd >= 0 && read(fd, magic, 4) == 4 && !memcmp(magic, "TZif", 4);
@@ -1019,9 +1075,9 @@ static void test_against_glibc(void)
 	tzset();
 
 	printf("glibc comparison: %ld zones, %ld changes (%ld seen by glibc's scan), %ld UTC->local checks, "
-		"%ld local->UTC checks (%ld in gaps, %ld in folds, %ld also against mktime), %ld mismatches\n",
-		stats.zones, stats.changes, stats.scan_changes, stats.utc_checks, stats.wall_checks, stats.gaps, stats.folds,
-		stats.mktime_checks, stats.mismatches);
+	       "%ld local->UTC checks (%ld in gaps, %ld in folds, %ld also against mktime), %ld mismatches\n",
+			stats.zones, stats.changes, stats.scan_changes, stats.utc_checks, stats.wall_checks,
+			stats.gaps, stats.folds, stats.mktime_checks, stats.mismatches);
 	CHECK_INT_EQ(stats.mismatches, 0);
 	CHECK(stats.gaps > 1000 && stats.folds > 1000);
 }

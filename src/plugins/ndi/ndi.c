@@ -24,21 +24,22 @@
 /* ---- settings ------------------------------------------------------------ */
 
 /* Keys read (and checked) by ndi_discovery_new(): accepted here as they are. */
-static int discovery_setting(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int discovery_setting(const struct conf_field *f, const json_t *v, void *ctx, const char *file,
+		char *err, size_t len)
 {
 	return 0;
 }
 
-static int admins_setting(const struct conf_field *f, const json_t *v, void *ctx,
-		const char *file, char *err, size_t len)
+static int admins_setting(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
 {
 	struct ndi_settings *s = ctx;
 	size_t i;
 	const json_t *item;
 	if(!json_is_array(v))
 		return 1;
-	json_array_foreach(v, i, item) {
+	json_array_foreach(v, i, item)
+	{
 		if(!json_is_string(item))
 			return 1;
 	}
@@ -71,13 +72,15 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 		return oh_fail(ctx, "settings: expected an object");
 
 	struct conf_field table[32] = {
-		/* The bound keeps the timer's milliseconds inside an unsigned. */
-		{"settings.ack_timeout_s", CONF_NUM, false, 0.001, 86400, &s->ack_timeout_s, NULL, NULL},
-		{"settings.default_lease_s", CONF_NUM, false, 0.001, 1e9, &s->default_lease_s, NULL, NULL},
-		{"settings.max_lease_s", CONF_NUM, false, 0.001, 1e9, &s->max_lease_s, NULL, NULL},
-		{"settings.relay_when_offline", CONF_BOOL, false, 0, 0, &s->relay_when_offline, NULL, NULL},
-		{"settings.admins", CONF_CUSTOM, true, 0, 0, NULL, admins_setting,
-			"an array of strings or null"},
+			/* The bound keeps the timer's milliseconds inside an unsigned. */
+			{"settings.ack_timeout_s", CONF_NUM, false, 0.001, 86400, &s->ack_timeout_s, NULL, NULL},
+			{"settings.default_lease_s", CONF_NUM, false, 0.001, 1e9, &s->default_lease_s, NULL,
+					NULL},
+			{"settings.max_lease_s", CONF_NUM, false, 0.001, 1e9, &s->max_lease_s, NULL, NULL},
+			{"settings.relay_when_offline", CONF_BOOL, false, 0, 0, &s->relay_when_offline, NULL,
+					NULL},
+			{"settings.admins", CONF_CUSTOM, true, 0, 0, NULL, admins_setting,
+					"an array of strings or null"},
 	};
 	size_t n = 5;
 	char keys[16][64];
@@ -99,7 +102,8 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 
 static void ndi_free(struct ndi *n)
 {
-	if(!n) return;
+	if(!n)
+		return;
 	/* Pending and the device list first: they answer the REST requests
 	 * still waiting while the host's HTTP side can still send the reply. */
 	ndi_pending_free(n);
@@ -119,10 +123,12 @@ static int ndi_init(oh_ctx *ctx, const json_t *settings)
 	int rc;
 
 	n = calloc(1, sizeof(*n));
-	if(!n) return OH_ERR_NOMEM;
+	if(!n)
+		return OH_ERR_NOMEM;
 	n->ctx = ctx;
 	rc = settings_load(ctx, settings, &n->set);
-	if(rc) goto out_free;
+	if(rc)
+		goto out_free;
 	n->pending = ndi_pending_new();
 	if(!n->pending) {
 		rc = OH_ERR_NOMEM;
@@ -150,9 +156,11 @@ static int ndi_init(oh_ctx *ctx, const json_t *settings)
 		goto out_free;
 	}
 	rc = ndi_status_start(n);
-	if(rc) goto out_free;
+	if(rc)
+		goto out_free;
 	rc = ndi_devices_start(n);
-	if(rc) goto out_free;
+	if(rc)
+		goto out_free;
 	/* It reads and checks its own settings keys, naming a bad one. */
 	n->discovery = ndi_discovery_new(ctx, settings);
 	if(!n->discovery) {
@@ -173,11 +181,11 @@ static int ndi_init(oh_ctx *ctx, const json_t *settings)
 
 	/* Freed in cleanup, which also cancels the pending timers. */
 	oh_set_data(ctx, n, NULL);
-	oh_log(ctx, OH_LOG_INFO, "ready: ack_timeout_s=%g default_lease_s=%g max_lease_s=%g "
-			"relay_when_offline=%s admins=%s", n->set.ack_timeout_s,
-			n->set.default_lease_s, n->set.max_lease_s,
-			n->set.relay_when_offline ? "true" : "false",
-			n->set.admins ? "listed" : "any actor");
+	oh_log(ctx, OH_LOG_INFO,
+			"ready: ack_timeout_s=%g default_lease_s=%g max_lease_s=%g "
+			"relay_when_offline=%s admins=%s",
+			n->set.ack_timeout_s, n->set.default_lease_s, n->set.max_lease_s,
+			n->set.relay_when_offline ? "true" : "false", n->set.admins ? "listed" : "any actor");
 	return OH_OK;
 
 out_free:
@@ -198,11 +206,11 @@ static void ndi_cleanup(oh_ctx *ctx)
 }
 
 static const struct oh_plugin ndi_plugin = {
-	.abi_version = OH_PLUGIN_ABI_VERSION,
-	.name = "NDI video",
-	.version = "0.1.0",
-	.init = ndi_init,
-	.cleanup = ndi_cleanup,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.name = "NDI video",
+		.version = "0.1.0",
+		.init = ndi_init,
+		.cleanup = ndi_cleanup,
 };
 
 const struct oh_plugin *ndi_plugin_entry(void);

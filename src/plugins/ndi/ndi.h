@@ -39,7 +39,7 @@ struct ndi_settings {
 	double default_lease_s;
 	double max_lease_s;
 	bool relay_when_offline;
-	json_t *admins;           /* array of strings (owned), NULL: any actor */
+	json_t *admins; /* array of strings (owned), NULL: any actor */
 };
 
 struct ndi {
@@ -48,7 +48,7 @@ struct ndi {
 	struct ndi_pending *pending;
 	struct ndi_status *status;
 	struct ndi_discovery *discovery;
-	struct ndi_devices *devices;      /* GET /devices (ndi_devices.c) */
+	struct ndi_devices *devices; /* GET /devices (ndi_devices.c) */
 };
 
 /*
@@ -78,9 +78,8 @@ struct ndi {
  * req_id is already in flight to that device: BAD_REQUEST) or the
  * publish error (ERROR).
  */
-int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
-		const json_t *params, const char *requester, const char *req_id,
-		const struct oh_message *msg, json_t **ack_out);
+int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const json_t *params,
+		const char *requester, const char *req_id, const struct oh_message *msg, json_t **ack_out);
 
 /* Message handler for {root}/orchestrator/{module}/cmd (ud = struct ndi). */
 void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud);
@@ -94,14 +93,12 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud);
  * (borrowed, NULL = "anonymous").  req_id (borrowed) NULL generates one.
  * Returns the ack (returned, json_decref), NULL only on NOMEM.
  */
-json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor,
-		const char *req_id);
+json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor, const char *req_id);
 /* The scheduler's executor and command check (oh_job_exec_fn and
  * oh_job_validate_fn; ud = struct ndi): a job's command is relayed through
  * ndi_dispatch() as the job's owner; only pass-through actions with their
  * required params can be scheduled. */
-json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command,
-		void *ud);
+json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud);
 int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen);
 /* Whether action is one relayed to the device. */
 bool ndi_action_relayed(const char *action);
@@ -117,8 +114,8 @@ struct ndi_pending *ndi_pending_new(void);
 void ndi_pending_free(struct ndi *n);
 /* Starts tracking req_id sent to device_id (strings copied).  OH_ERR_EXISTS
  * when that pair is already in flight, OH_ERR_NOMEM. */
-int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
-		const char *action, const char *actor);
+int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, const char *action,
+		const char *actor);
 /* Stops tracking without publishing anything (e.g. the relay failed). */
 void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id);
 size_t ndi_pending_count(const struct ndi *n);
@@ -133,8 +130,7 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud);
 typedef void (*ndi_done_fn)(struct ndi *n, const json_t *event, void *ud);
 /* Attaches fn to the command in flight (one per command).  OH_ERR_NOT_FOUND
  * when it is not in flight, OH_ERR_EXISTS when it already has one. */
-int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id,
-		ndi_done_fn fn, void *ud);
+int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id, ndi_done_fn fn, void *ud);
 /* Detaches the callback (whoever waited went away); the command itself
  * stays tracked and its event is still published. */
 void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id);
@@ -153,8 +149,7 @@ void ndi_status_free(struct ndi *n);
 /* The device's last module status object (borrowed until the loop runs
  * again), or NULL when it never published one.  *seq (may be NULL) gets a
  * value that changes with the device's status and no other's (0: none). */
-const json_t *ndi_status_get(const struct ndi *n, const char *device_id,
-		unsigned long long *seq);
+const json_t *ndi_status_get(const struct ndi *n, const char *device_id, unsigned long long *seq);
 /* Changes whenever any device's module status does. */
 unsigned long long ndi_status_generation(const struct ndi *n);
 /* Calls fn (device_id borrowed for the call; fn must not change the

@@ -22,7 +22,7 @@ struct AvahiWatch {
 
 struct AvahiTimeout {
 	oh_ctx *ctx;
-	struct oh_timer *t;               /* NULL when disarmed or just fired */
+	struct oh_timer *t; /* NULL when disarmed or just fired */
 	AvahiTimeoutCallback cb;
 	void *userdata;
 	bool in_cb, dead;
@@ -35,8 +35,8 @@ static int to_oh_events(AvahiWatchEvent e)
 static void on_av_watch(oh_ctx *ctx, int fd, int events, void *ud)
 {
 	AvahiWatch *w = ud;
-	w->revents = (events & OH_WATCH_READ ? AVAHI_WATCH_IN : 0)
-			| (events & OH_WATCH_WRITE ? AVAHI_WATCH_OUT : 0);
+	w->revents = (events & OH_WATCH_READ ? AVAHI_WATCH_IN : 0) |
+			(events & OH_WATCH_WRITE ? AVAHI_WATCH_OUT : 0);
 	/* The callback may free this watch: then only after it returns. */
 	w->in_cb = true;
 	w->cb(w, fd, w->revents, w->userdata);
@@ -47,8 +47,8 @@ static void on_av_watch(oh_ctx *ctx, int fd, int events, void *ud)
 		w->revents = 0;
 }
 
-static AvahiWatch *av_watch_new(const AvahiPoll *api, int fd, AvahiWatchEvent event,
-		AvahiWatchCallback cb, void *userdata)
+static AvahiWatch *av_watch_new(
+		const AvahiPoll *api, int fd, AvahiWatchEvent event, AvahiWatchCallback cb, void *userdata)
 {
 	AvahiWatch *w = calloc(1, sizeof *w);
 	if(!w)
@@ -87,7 +87,7 @@ static void av_watch_free(AvahiWatch *w)
 static void on_av_timeout(oh_ctx *ctx, void *ud)
 {
 	AvahiTimeout *t = ud;
-	t->t = NULL;              /* one-shot: the host already freed it */
+	t->t = NULL; /* one-shot: the host already freed it */
 	t->in_cb = true;
 	t->cb(t, t->userdata);
 	t->in_cb = false;
@@ -113,8 +113,8 @@ static void av_timeout_arm(AvahiTimeout *t, const struct timeval *tv)
 		oh_log(t->ctx, OH_LOG_ERROR, "cannot arm a timer for Avahi");
 }
 
-static AvahiTimeout *av_timeout_new(const AvahiPoll *api, const struct timeval *tv,
-		AvahiTimeoutCallback cb, void *userdata)
+static AvahiTimeout *av_timeout_new(
+		const AvahiPoll *api, const struct timeval *tv, AvahiTimeoutCallback cb, void *userdata)
 {
 	AvahiTimeout *t = calloc(1, sizeof *t);
 	if(!t)
@@ -143,14 +143,14 @@ static void av_timeout_free(AvahiTimeout *t)
 void ndi_avahi_poll_init(AvahiPoll *poll, oh_ctx *ctx)
 {
 	*poll = (AvahiPoll){
-		.userdata = ctx,
-		.watch_new = av_watch_new,
-		.watch_update = av_watch_update,
-		.watch_get_events = av_watch_get_events,
-		.watch_free = av_watch_free,
-		.timeout_new = av_timeout_new,
-		.timeout_update = av_timeout_update,
-		.timeout_free = av_timeout_free,
+			.userdata = ctx,
+			.watch_new = av_watch_new,
+			.watch_update = av_watch_update,
+			.watch_get_events = av_watch_get_events,
+			.watch_free = av_watch_free,
+			.timeout_new = av_timeout_new,
+			.timeout_update = av_timeout_update,
+			.timeout_free = av_timeout_free,
 	};
 }
 

@@ -31,34 +31,35 @@ static const struct {
 	const char *code;
 	bool ok;
 } ack_codes[] = {
-	{"DISPATCHED", true},     /* relayed to the device */
-	{"OK", true},             /* lease operation done */
-	{"COMPLETED", true},      /* the device acked success */
-	{"DENIED", false},        /* leased by another actor / not an admin */
-	{"OFFLINE", false},       /* the device's last status said offline */
-	{"IN_USE", false},        /* reserve: held by another actor */
-	{"NOT_OWNER", false},     /* renew/release: held by another actor */
-	{"NOT_HELD", false},      /* renew/release/force_release: no lease */
-	{"FAILED", false},        /* the device acked failure */
-	{"TIMEOUT", false},       /* no device ack within ack_timeout_s */
-	{"EXPIRED", false},       /* a reservation ran out */
-	{"BAD_JSON", false},
-	{"BAD_REQUEST", false},
-	{"BAD_ACTION", false},
-	{"TOO_LARGE", false},
-	{"LIMIT", false},         /* a table is at its limits.* cap */
-	{"ERROR", false},         /* the host failed (store, memory, broker) */
+		{"DISPATCHED", true}, /* relayed to the device */
+		{"OK", true},         /* lease operation done */
+		{"COMPLETED", true},  /* the device acked success */
+		{"DENIED", false},    /* leased by another actor / not an admin */
+		{"OFFLINE", false},   /* the device's last status said offline */
+		{"IN_USE", false},    /* reserve: held by another actor */
+		{"NOT_OWNER", false}, /* renew/release: held by another actor */
+		{"NOT_HELD", false},  /* renew/release/force_release: no lease */
+		{"FAILED", false},    /* the device acked failure */
+		{"TIMEOUT", false},   /* no device ack within ack_timeout_s */
+		{"EXPIRED", false},   /* a reservation ran out */
+		{"BAD_JSON", false}, {"BAD_REQUEST", false}, {"BAD_ACTION", false}, {"TOO_LARGE", false},
+		{"LIMIT", false}, /* a table is at its limits.* cap */
+		{"ERROR", false}, /* the host failed (store, memory, broker) */
 };
 
 bool ndi_code_ok(const char *code)
 {
 	for(size_t i = 0; i < sizeof(ack_codes) / sizeof(ack_codes[0]); i++) {
-		if(!strcmp(ack_codes[i].code, code)) return ack_codes[i].ok;
+		if(!strcmp(ack_codes[i].code, code))
+			return ack_codes[i].ok;
 	}
 	return false;
 }
 
-enum op { OP_RELAY, OP_LEASE };
+enum op {
+	OP_RELAY,
+	OP_LEASE
+};
 
 /* The one place mapping host errors to ack codes.  A lease conflict is
  * IN_USE for reserve but DENIED for a relay: the command, not the lease,
@@ -66,36 +67,45 @@ enum op { OP_RELAY, OP_LEASE };
 static const char *err_code(int err, enum op op)
 {
 	switch(err) {
-	case OH_OK: return op == OP_RELAY ? "DISPATCHED" : "OK";
-	case OH_ERR_IN_USE: return op == OP_RELAY ? "DENIED" : "IN_USE";
-	case OH_ERR_NOT_OWNER: return "NOT_OWNER";
+	case OH_OK:
+		return op == OP_RELAY ? "DISPATCHED" : "OK";
+	case OH_ERR_IN_USE:
+		return op == OP_RELAY ? "DENIED" : "IN_USE";
+	case OH_ERR_NOT_OWNER:
+		return "NOT_OWNER";
 	case OH_ERR_NOT_HELD:
-	case OH_ERR_NOT_FOUND: return "NOT_HELD";
-	case OH_ERR_DENIED: return "DENIED";
+	case OH_ERR_NOT_FOUND:
+		return "NOT_HELD";
+	case OH_ERR_DENIED:
+		return "DENIED";
 	case OH_ERR_INVAL:
-	case OH_ERR_EXISTS: return "BAD_REQUEST";
-	case OH_ERR_TOO_LARGE: return "TOO_LARGE";
-	default: return "ERROR";
+	case OH_ERR_EXISTS:
+		return "BAD_REQUEST";
+	case OH_ERR_TOO_LARGE:
+		return "TOO_LARGE";
+	default:
+		return "ERROR";
 	}
 }
 
-static json_t *ack_make(const char *req_id, const char *code, const char *action,
-		const char *actor, const char *error, json_t *details)
+static json_t *ack_make(const char *req_id, const char *code, const char *action, const char *actor,
+		const char *error, json_t *details)
 {
 	return oh_ack_new(req_id, ndi_code_ok(code), code, action, actor, error, details);
 }
 
 /* LIMIT: limits.{limit} stopped the command on device_id (the refusal is
  * already counted, by ndi_pending_add or the host). */
-static json_t *limit_ack(const struct ndi *n, const char *req_id, const char *action,
-		const char *actor, const char *limit, const char *device_id)
+static json_t *limit_ack(const struct ndi *n, const char *req_id, const char *action, const char *actor,
+		const char *limit, const char *device_id)
 {
 	char err[160];
 	long value = oh_limit(n->ctx, limit);
 
 	snprintf(err, sizeof(err), "limits.%s (%ld) reached for %s", limit, value, device_id);
-	return ack_make(req_id, "LIMIT", action, actor, err, json_pack("{s:s, s:I, s:s}",
-			"limit", limit, "value", (json_int_t)value, "device_id", device_id));
+	return ack_make(req_id, "LIMIT", action, actor, err,
+			json_pack("{s:s, s:I, s:s}", "limit", limit, "value", (json_int_t)value, "device_id",
+					device_id));
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -112,7 +122,8 @@ static double now_wall(void)
 /* Whole numbers print as integers (60, not 60.0). */
 static json_t *json_num(double d)
 {
-	if(d == floor(d) && fabs(d) < 9e15) return json_integer((json_int_t)d);
+	if(d == floor(d) && fabs(d) < 9e15)
+		return json_integer((json_int_t)d);
 	return json_real(d);
 }
 
@@ -131,9 +142,9 @@ static json_t *holder_details(const char *device_id, const struct oh_lease *l)
 {
 	char iso[32];
 
-	return json_pack("{s:s, s:s, s:s, s:I}", "device_id", device_id, "holder", l->holder,
-			"expires_at", oh_format_time(l->expires_at, iso, sizeof(iso)),
-			"remaining_s", secs_left(l->remaining_s));
+	return json_pack("{s:s, s:s, s:s, s:I}", "device_id", device_id, "holder", l->holder, "expires_at",
+			oh_format_time(l->expires_at, iso, sizeof(iso)), "remaining_s",
+			secs_left(l->remaining_s));
 }
 
 static void held_by_text(char *buf, size_t len, const char *device_id, const struct oh_lease *l)
@@ -146,8 +157,8 @@ static void held_by_text(char *buf, size_t len, const char *device_id, const str
 
 enum field_type {
 	FIELD_STRING,
-	FIELD_DEVICE_ID,          /* 1-64 of [A-Za-z0-9._-], not "." or ".." */
-	FIELD_LEASE_S,            /* a number > 0 and <= max_lease_s */
+	FIELD_DEVICE_ID, /* 1-64 of [A-Za-z0-9._-], not "." or ".." */
+	FIELD_LEASE_S,   /* a number > 0 and <= max_lease_s */
 };
 
 struct field {
@@ -159,11 +170,11 @@ struct field {
 struct request {
 	const char *req_id;
 	const char *action;
-	const char *actor;        /* effective: "anonymous" when absent */
+	const char *actor; /* effective: "anonymous" when absent */
 	const char *device_id;
 	const json_t *params;
 	const json_t *envelope;
-	const struct oh_message *msg;   /* the app's message, for a byte-exact relay */
+	const struct oh_message *msg; /* the app's message, for a byte-exact relay */
 };
 
 typedef json_t *(*action_fn)(struct ndi *n, const struct request *r);
@@ -179,31 +190,36 @@ static json_t *run_force_release(struct ndi *n, const struct request *r);
 struct action {
 	const char *name;
 	action_fn run;
-	bool relay;               /* a pass-through to the device */
+	bool relay; /* a pass-through to the device */
 	struct field fields[MAX_FIELDS];
 };
 
-#define DEVICE_ID {"device_id", FIELD_DEVICE_ID, true}
+#define DEVICE_ID                                                                                            \
+	{                                                                                                    \
+		"device_id", FIELD_DEVICE_ID, true                                                           \
+	}
 
 /* Parameters not listed here are relayed untouched: the device may know
  * more than the host does. */
 static const struct action actions[] = {
-	{"start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
-	{"stop", run_relay, true, {DEVICE_ID}},
-	{"set_input", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
-	{"record_start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, false}}},
-	{"record_stop", run_relay, true, {DEVICE_ID}},
-	{"reserve", run_reserve, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
-	{"renew", run_renew, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
-	{"release", run_release, false, {DEVICE_ID}},
-	{"force_release", run_force_release, false, {DEVICE_ID}},
+		{"start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
+		{"stop", run_relay, true, {DEVICE_ID}},
+		{"set_input", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
+		{"record_start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, false}}},
+		{"record_stop", run_relay, true, {DEVICE_ID}},
+		{"reserve", run_reserve, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
+		{"renew", run_renew, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
+		{"release", run_release, false, {DEVICE_ID}},
+		{"force_release", run_force_release, false, {DEVICE_ID}},
 };
 
 static const struct action *action_find(const char *name)
 {
-	if(!name) return NULL;
+	if(!name)
+		return NULL;
 	for(size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
-		if(!strcmp(actions[i].name, name)) return &actions[i];
+		if(!strcmp(actions[i].name, name))
+			return &actions[i];
 	}
 	return NULL;
 }
@@ -213,16 +229,18 @@ static const struct action *action_find(const char *name)
  * fine, else the name of the first bad field with *why saying what is wrong.
  * skip_device_id: the caller supplies the device id separately.
  */
-static const char *params_check(const struct ndi *n, const struct action *a,
-		const json_t *params, bool skip_device_id, const char **why)
+static const char *params_check(const struct ndi *n, const struct action *a, const json_t *params,
+		bool skip_device_id, const char **why)
 {
 	for(int i = 0; i < MAX_FIELDS && a->fields[i].name; i++) {
 		const struct field *f = &a->fields[i];
 		const json_t *v = params ? json_object_get(params, f->name) : NULL;
 
-		if(f->type == FIELD_DEVICE_ID && skip_device_id) continue;
+		if(f->type == FIELD_DEVICE_ID && skip_device_id)
+			continue;
 		if(!v) {
-			if(!f->required) continue;
+			if(!f->required)
+				continue;
 			*why = "is required";
 			return f->name;
 		}
@@ -303,15 +321,13 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 		json_decref(p);
 		return NULL;
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:n, s:n}", "req_id", req_id,
-			"actor", NDI_HOST_ACTOR, "requested_by", requester,
-			"ts", oh_format_time(now_wall(), ts, sizeof(ts)), "action", action,
-			"params", p, "reply_to", "ttl_s");
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:n, s:n}", "req_id", req_id, "actor", NDI_HOST_ACTOR,
+			"requested_by", requester, "ts", oh_format_time(now_wall(), ts, sizeof(ts)), "action",
+			action, "params", p, "reply_to", "ttl_s");
 }
 
-int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
-		const json_t *params, const char *requester, const char *req_id,
-		const struct oh_message *msg, json_t **ack_out)
+int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const json_t *params,
+		const char *requester, const char *req_id, const struct oh_message *msg, json_t **ack_out)
 {
 	const json_t *envelope = msg ? msg->json : NULL;
 	oh_ctx *ctx = n->ctx;
@@ -330,15 +346,21 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 		oh_new_id(idbuf, sizeof(idbuf));
 		req_id = idbuf;
 	}
-	r = (struct request){.req_id = req_id, .action = action, .actor = actor,
-		.device_id = device_id, .params = params, .envelope = envelope, .msg = msg};
+	r = (struct request){.req_id = req_id,
+			.action = action,
+			.actor = actor,
+			.device_id = device_id,
+			.params = params,
+			.envelope = envelope,
+			.msg = msg};
 
 	if(!a || !a->relay) {
 		snprintf(err, sizeof(err), "unknown action \"%s\"", action ? action : "");
 		*ack_out = ack_make(req_id, "BAD_ACTION", action, actor, err, NULL);
 		return OH_ERR_INVAL;
 	}
-	if(envelope) params = json_object_get(envelope, "params");
+	if(envelope)
+		params = json_object_get(envelope, "params");
 	if(params && !json_is_object(params)) {
 		*ack_out = ack_make(req_id, "BAD_REQUEST", action, actor, "params must be an object",
 				json_pack("{s:s}", "field", "params"));
@@ -382,8 +404,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 
 	/* Only an explicit "online": false stops a relay; a device never heard
 	 * from, or of unknown state, gets the command, as the original host did. */
-	if(!n->set.relay_when_offline && oh_device_get(ctx, device_id, &dev) == OH_OK &&
-			dev.online == 0) {
+	if(!n->set.relay_when_offline && oh_device_get(ctx, device_id, &dev) == OH_OK && dev.online == 0) {
 		snprintf(err, sizeof(err), "device %s is offline", device_id);
 		*ack_out = ack_make(req_id, "OFFLINE", action, actor, err,
 				json_pack("{s:s}", "device_id", device_id));
@@ -392,8 +413,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 
 	rc = ndi_pending_add(n, device_id, req_id, action, actor);
 	if(rc == OH_ERR_EXISTS) {
-		snprintf(err, sizeof(err), "req_id \"%s\" is already in flight to %s", req_id,
-				device_id);
+		snprintf(err, sizeof(err), "req_id \"%s\" is already in flight to %s", req_id, device_id);
 		*ack_out = ack_make(req_id, err_code(rc, OP_RELAY), action, actor, err,
 				json_pack("{s:s}", "field", "req_id"));
 		return rc;
@@ -407,10 +427,10 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 				full ? "max_pending" : "max_pending_per_device", device_id);
 		return rc;
 	}
-	if(rc) return rc;
+	if(rc)
+		return rc;
 
-	snprintf(topic, sizeof(topic), "%s/device/%s/%s/cmd", oh_topic_root(ctx), device_id,
-			oh_module(ctx));
+	snprintf(topic, sizeof(topic), "%s/device/%s/%s/cmd", oh_topic_root(ctx), device_id, oh_module(ctx));
 	const char *had = json_string_value(json_object_get(envelope, "req_id"));
 	if(msg && had && !strcmp(had, req_id)) {
 		/* Nothing to add: the device gets the app's bytes as they came. */
@@ -422,8 +442,7 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action,
 	}
 	if(rc) {
 		ndi_pending_drop(n, device_id, req_id);
-		oh_log(ctx, OH_LOG_WARN, "relay of %s to %s failed: %s", req_id, topic,
-				oh_strerror(rc));
+		oh_log(ctx, OH_LOG_WARN, "relay of %s to %s failed: %s", req_id, topic, oh_strerror(rc));
 		snprintf(err, sizeof(err), "cannot relay to %s: %s", device_id, oh_strerror(rc));
 		*ack_out = ack_make(req_id, err_code(rc, OP_RELAY), action, actor, err,
 				json_pack("{s:s}", "device_id", device_id));
@@ -452,15 +471,13 @@ static double lease_s_of(const struct ndi *n, const struct request *r)
 }
 
 /* The ack for a lease call that did not succeed. */
-static json_t *lease_refused(const struct ndi *n, const struct request *r, int rc,
-		const struct oh_lease *l)
+static json_t *lease_refused(const struct ndi *n, const struct request *r, int rc, const struct oh_lease *l)
 {
 	char err[256];
 
 	switch(rc) {
-	case OH_ERR_TOO_LARGE:    /* only oh_lease_take, for a new lease */
-		return limit_ack(n, r->req_id, r->action, r->actor, "max_leases",
-				r->device_id);
+	case OH_ERR_TOO_LARGE: /* only oh_lease_take, for a new lease */
+		return limit_ack(n, r->req_id, r->action, r->actor, "max_leases", r->device_id);
 	case OH_ERR_IN_USE:
 	case OH_ERR_NOT_OWNER:
 		held_by_text(err, sizeof(err), r->device_id, l);
@@ -471,8 +488,7 @@ static json_t *lease_refused(const struct ndi *n, const struct request *r, int r
 		snprintf(err, sizeof(err), "%s is not reserved", r->device_id);
 		break;
 	default:
-		snprintf(err, sizeof(err), "%s of %s failed: %s", r->action, r->device_id,
-				oh_strerror(rc));
+		snprintf(err, sizeof(err), "%s of %s failed: %s", r->action, r->device_id, oh_strerror(rc));
 		oh_log(n->ctx, OH_LOG_ERROR, "%s", err);
 		break;
 	}
@@ -486,10 +502,9 @@ static json_t *lease_granted(const struct request *r, const struct oh_lease *l, 
 	char iso[32];
 
 	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
-			json_pack("{s:s, s:s, s:s, s:o}", "device_id", r->device_id,
-				"holder", l->holder,
-				"expires_at", oh_format_time(l->expires_at, iso, sizeof(iso)),
-				"lease_s", json_num(lease_s)));
+			json_pack("{s:s, s:s, s:s, s:o}", "device_id", r->device_id, "holder", l->holder,
+					"expires_at", oh_format_time(l->expires_at, iso, sizeof(iso)),
+					"lease_s", json_num(lease_s)));
 }
 
 static json_t *run_reserve(struct ndi *n, const struct request *r)
@@ -501,7 +516,8 @@ static json_t *run_reserve(struct ndi *n, const struct request *r)
 
 	lease_key(n, r->device_id, key, sizeof(key));
 	rc = oh_lease_take(n->ctx, key, r->actor, lease_s, &l);
-	if(rc) return lease_refused(n, r, rc, &l);
+	if(rc)
+		return lease_refused(n, r, rc, &l);
 	return lease_granted(r, &l, lease_s);
 }
 
@@ -514,7 +530,8 @@ static json_t *run_renew(struct ndi *n, const struct request *r)
 
 	lease_key(n, r->device_id, key, sizeof(key));
 	rc = oh_lease_renew(n->ctx, key, r->actor, lease_s, &l);
-	if(rc) return lease_refused(n, r, rc, &l);
+	if(rc)
+		return lease_refused(n, r, rc, &l);
 	return lease_granted(r, &l, lease_s);
 }
 
@@ -526,7 +543,8 @@ static json_t *run_release(struct ndi *n, const struct request *r)
 
 	lease_key(n, r->device_id, key, sizeof(key));
 	rc = oh_lease_release(n->ctx, key, r->actor, &l);
-	if(rc) return lease_refused(n, r, rc, &l);
+	if(rc)
+		return lease_refused(n, r, rc, &l);
 	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
 			json_pack("{s:s}", "device_id", r->device_id));
 }
@@ -537,9 +555,12 @@ static bool is_admin(const struct ndi *n, const char *actor)
 	const json_t *item;
 
 	/* No list configured: every actor may break a lease (documented). */
-	if(!n->set.admins) return true;
-	json_array_foreach(n->set.admins, i, item) {
-		if(!strcmp(json_string_value(item), actor)) return true;
+	if(!n->set.admins)
+		return true;
+	json_array_foreach(n->set.admins, i, item)
+	{
+		if(!strcmp(json_string_value(item), actor))
+			return true;
 	}
 	return false;
 }
@@ -551,22 +572,24 @@ static json_t *run_force_release(struct ndi *n, const struct request *r)
 	int rc;
 
 	if(!is_admin(n, r->actor)) {
-		oh_log(n->ctx, OH_LOG_WARN, "force_release of %s refused: %s is not an admin",
-				r->device_id, r->actor);
+		oh_log(n->ctx, OH_LOG_WARN, "force_release of %s refused: %s is not an admin", r->device_id,
+				r->actor);
 		snprintf(err, sizeof(err), "%s is not allowed to force_release", r->actor);
-		return ack_make(r->req_id, err_code(OH_ERR_DENIED, OP_LEASE), r->action, r->actor,
-				err, json_pack("{s:s}", "device_id", r->device_id));
+		return ack_make(r->req_id, err_code(OH_ERR_DENIED, OP_LEASE), r->action, r->actor, err,
+				json_pack("{s:s}", "device_id", r->device_id));
 	}
 	lease_key(n, r->device_id, key, sizeof(key));
 	rc = oh_lease_force_release(n->ctx, key, &l);
-	if(rc) return lease_refused(n, r, rc, &l);
+	if(rc)
+		return lease_refused(n, r, rc, &l);
 	/* Breaking someone's reservation is an admin action: keep a trace. */
-	oh_log(n->ctx, OH_LOG_WARN, "force_release of %s by %s (req_id %s): was held by %s, "
-			"%lld s left", key, r->actor, r->req_id, l.holder,
-			(long long)secs_left(l.remaining_s));
+	oh_log(n->ctx, OH_LOG_WARN,
+			"force_release of %s by %s (req_id %s): was held by %s, "
+			"%lld s left",
+			key, r->actor, r->req_id, l.holder, (long long)secs_left(l.remaining_s));
 	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
-			json_pack("{s:s, s:s, s:s}", "device_id", r->device_id,
-				"previous_holder", l.holder, "released_by", r->actor));
+			json_pack("{s:s, s:s, s:s}", "device_id", r->device_id, "previous_holder", l.holder,
+					"released_by", r->actor));
 }
 
 /* ---- entry points -------------------------------------------------------------- */
@@ -578,8 +601,7 @@ bool ndi_action_relayed(const char *action)
 	return a && a->relay;
 }
 
-json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor,
-		const char *req_id)
+json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor, const char *req_id)
 {
 	char idbuf[40], err[256];
 	const struct action *a = action_find(action);
@@ -590,8 +612,10 @@ json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const c
 		oh_new_id(idbuf, sizeof(idbuf));
 		req_id = idbuf;
 	}
-	r = (struct request){.req_id = req_id, .action = action ? action : "",
-		.actor = actor && *actor ? actor : NDI_ANONYMOUS, .params = params};
+	r = (struct request){.req_id = req_id,
+			.action = action ? action : "",
+			.actor = actor && *actor ? actor : NDI_ANONYMOUS,
+			.params = params};
 	if(!a) {
 		snprintf(err, sizeof(err), "unknown action \"%s\"", r.action);
 		return ack_make(r.req_id, "BAD_ACTION", r.action, r.actor, err, NULL);
@@ -600,15 +624,15 @@ json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const c
 		return ack_make(r.req_id, "BAD_REQUEST", r.action, r.actor, "params must be an object",
 				json_pack("{s:s}", "field", "params"));
 	}
-	if((field = params_check(n, a, params, false, &why))) return bad_field(&r, field, why);
+	if((field = params_check(n, a, params, false, &why)))
+		return bad_field(&r, field, why);
 	r.device_id = json_string_value(json_object_get(params, "device_id"));
 	return a->run(n, &r);
 }
 
 /* The scheduler's executor: one command of a job, relayed as its owner
  * (host-originated envelope: actor "orchestrator", requested_by owner). */
-json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command,
-		void *ud)
+json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud)
 {
 	struct ndi *n = ud;
 	json_t *ack = NULL;
@@ -634,8 +658,10 @@ int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errle
 		return OH_ERR_INVAL;
 	}
 	if(!a->relay) {
-		snprintf(err, errlen, "action: \"%s\" cannot be scheduled (only start, stop, "
-				"set_input, record_start, record_stop)", name);
+		snprintf(err, errlen,
+				"action: \"%s\" cannot be scheduled (only start, stop, "
+				"set_input, record_start, record_stop)",
+				name);
 		return OH_ERR_INVAL;
 	}
 	if(n && (field = params_check(n, a, json_object_get(command, "params"), true, &why))) {
@@ -657,26 +683,34 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 
 	/* A retained command would run again on every reconnect and restart. */
 	if(msg->retained) {
-		oh_log(ctx, OH_LOG_WARN, "ignoring a retained command on %s; clear it with an "
-				"empty retained message", msg->topic);
+		oh_log(ctx, OH_LOG_WARN,
+				"ignoring a retained command on %s; clear it with an "
+				"empty retained message",
+				msg->topic);
 		return;
 	}
 
 	/* Never an empty req_id here: oh_command_parse generates one for a
 	 * missing or empty id, and the relay then carries it. */
 	if(oh_command_parse(ctx, msg, &cmd, &code, err, sizeof(err))) {
-		if(!code) code = "BAD_REQUEST";
-		oh_ack_publish(ctx, ack_make(cmd.req_id, code, cmd.action,
-				cmd.actor ? cmd.actor : NDI_ANONYMOUS, err[0] ? err : code, NULL));
+		if(!code)
+			code = "BAD_REQUEST";
+		oh_ack_publish(ctx,
+				ack_make(cmd.req_id, code, cmd.action, cmd.actor ? cmd.actor : NDI_ANONYMOUS,
+						err[0] ? err : code, NULL));
 		return;
 	}
-	r = (struct request){.req_id = cmd.req_id, .action = cmd.action,
-		.actor = cmd.actor && *cmd.actor ? cmd.actor : NDI_ANONYMOUS,
-		.params = cmd.params, .envelope = cmd.envelope, .msg = msg};
+	r = (struct request){.req_id = cmd.req_id,
+			.action = cmd.action,
+			.actor = cmd.actor && *cmd.actor ? cmd.actor : NDI_ANONYMOUS,
+			.params = cmd.params,
+			.envelope = cmd.envelope,
+			.msg = msg};
 
 	/* schedule, unschedule, jobs: the host's scheduler service. */
 	ack = oh_scheduler_command(ctx, &cmd);
-	if(ack) goto publish;
+	if(ack)
+		goto publish;
 	a = action_find(r.action);
 	if(!a) {
 		snprintf(err, sizeof(err), "unknown action \"%s\"", r.action);
@@ -708,6 +742,7 @@ void ndi_on_lease_expired(oh_ctx *ctx, const char *key, const char *holder, void
 	oh_new_id(req_id, sizeof(req_id));
 	snprintf(err, sizeof(err), "the reservation of %s by %s expired", device_id, holder);
 	oh_log(ctx, OH_LOG_INFO, "%s", err);
-	oh_ack_publish(ctx, ack_make(req_id, "EXPIRED", "reserve", holder, err,
-			json_pack("{s:s, s:s}", "device_id", device_id, "holder", holder)));
+	oh_ack_publish(ctx,
+			ack_make(req_id, "EXPIRED", "reserve", holder, err,
+					json_pack("{s:s, s:s}", "device_id", device_id, "holder", holder)));
 }

@@ -68,15 +68,15 @@ static const char BODY_HEAD[] = "{\"devices\":[";
 static const char BODY_TAIL[] = "]}";
 
 struct entry {
-	char *frag;                       /* its JSON object; NULL: not listed */
+	char *frag; /* its JSON object; NULL: not listed */
 	size_t frag_len;
 	/* What the fragment was rendered from. */
-	unsigned long long dev_changes;   /* 0: never rendered */
+	unsigned long long dev_changes; /* 0: never rendered */
 	unsigned long long status_seq;
-	char *holder;                     /* of the lease it shows, or NULL */
-	double lease_expires;             /* wall-clock seconds */
-	struct entry *lease_prev, *lease_next;  /* in leased while holder is set */
-	bool queued;                      /* in the todo of the build */
+	char *holder;                          /* of the lease it shows, or NULL */
+	double lease_expires;                  /* wall-clock seconds */
+	struct entry *lease_prev, *lease_next; /* in leased while holder is set */
+	bool queued;                           /* in the todo of the build */
 	char id[];
 };
 
@@ -90,7 +90,7 @@ struct text {
 struct waiter {
 	struct ndi_devices *v;
 	struct oh_http_req *req;
-	bool joined;                      /* answered by the build in progress */
+	bool joined; /* answered by the build in progress */
 	struct waiter *prev, *next;
 };
 
@@ -99,53 +99,61 @@ struct inputs {
 	unsigned long long registry, status, lease;
 };
 
-enum phase { P_INDEX, P_RENDER, P_SWEEP, P_SORT, P_MERGE, P_ASSEMBLE, P_DONE };
+enum phase {
+	P_INDEX,
+	P_RENDER,
+	P_SWEEP,
+	P_SORT,
+	P_MERGE,
+	P_ASSEMBLE,
+	P_DONE
+};
 
 struct ndi_devices {
 	struct ndi *n;
-	struct strmap *by_id;             /* id -> struct entry (owned) */
-	struct entry **sorted;            /* every entry but the newcomers, by id */
+	struct strmap *by_id;  /* id -> struct entry (owned) */
+	struct entry **sorted; /* every entry but the newcomers, by id */
 	size_t n_sorted;
-	struct entry *leased;             /* entries showing a lease */
-	size_t listed, listed_bytes;      /* fragments in the list, their bytes */
-	double leases_read;               /* CLOCK_MONOTONIC, leased looked up */
-	double lease_deadline;            /* the earliest expires_at shown */
+	struct entry *leased;        /* entries showing a lease */
+	size_t listed, listed_bytes; /* fragments in the list, their bytes */
+	double leases_read;          /* CLOCK_MONOTONIC, leased looked up */
+	double lease_deadline;       /* the earliest expires_at shown */
 
-	struct oh_blob *body;             /* NULL before the first build */
+	struct oh_blob *body; /* NULL before the first build */
 	struct inputs body_in;
-	bool body_stale;                  /* a fragment or the order changed */
-	struct inputs walked;             /* the last walk's; zero: look at all */
+	bool body_stale;      /* a fragment or the order changed */
+	struct inputs walked; /* the last walk's; zero: look at all */
 
 	/* The build in progress, if building. */
 	bool building;
-	bool failed;                      /* out of memory: answer 500 */
+	bool failed; /* out of memory: answer 500 */
 	enum phase phase;
-	size_t n_seen;                    /* devices the walk saw */
-	bool sweep;                       /* some devices left */
-	struct entry **todo;              /* to render */
+	size_t n_seen;       /* devices the walk saw */
+	bool sweep;          /* some devices left */
+	struct entry **todo; /* to render */
 	size_t n_todo, cap_todo, i_todo;
 	/* The walk only copies the ids of newcomers (NUL after each), their
 	 * entries are made in slices. */
 	char *new_ids;
 	size_t new_len, new_cap, n_new, new_at;
-	struct entry **fresh;             /* newcomers' entries, not in sorted yet */
+	struct entry **fresh; /* newcomers' entries, not in sorted yet */
 	size_t n_fresh, cap_fresh;
-	size_t i_sweep, n_kept;           /* sweep: read and kept so far */
-	struct {                          /* sort of the newcomers */
+	size_t i_sweep, n_kept; /* sweep: read and kept so far */
+	struct {                /* sort of the newcomers */
 		struct entry **src, **dst;
 		size_t width, lo, mid, hi, p, q, o;
 		bool in_pair;
 	} sort;
-	struct {                          /* merge of the newcomers into sorted */
+	struct { /* merge of the newcomers into sorted */
 		struct entry **out;
 		size_t i, j, k;
 	} merge;
 	struct oh_blob *next_body;
-	char *out;                        /* where the next fragment goes */
-	size_t i_out;                     /* the next sorted entry to copy */
+	char *out;    /* where the next fragment goes */
+	size_t i_out; /* the next sorted entry to copy */
 	bool first_out;
-	struct oh_timer *timer;           /* the next slice, or NULL */
-	struct text scratch;              /* where a fragment is rendered */
+	struct oh_timer *timer; /* the next slice, or NULL */
+	struct text scratch;    /* where a fragment is rendered */
 	/* For the log: when the build started, its walk, slices and renders. */
 	double started, walk_s;
 	unsigned slices;
@@ -186,7 +194,8 @@ static bool push(struct entry ***arr, size_t *n, size_t *cap, struct entry *e)
 	if(*n == *cap) {
 		size_t cap2 = *cap ? *cap * 2 : 256;
 		struct entry **grown = realloc(*arr, cap2 * sizeof(**arr));
-		if(!grown) return false;
+		if(!grown)
+			return false;
 		*arr = grown;
 		*cap = cap2;
 	}
@@ -198,10 +207,14 @@ static bool push(struct entry ***arr, size_t *n, size_t *cap, struct entry *e)
 
 static void lease_unlink(struct ndi_devices *v, struct entry *e)
 {
-	if(!e->holder) return;
-	if(e->lease_prev) e->lease_prev->lease_next = e->lease_next;
-	else v->leased = e->lease_next;
-	if(e->lease_next) e->lease_next->lease_prev = e->lease_prev;
+	if(!e->holder)
+		return;
+	if(e->lease_prev)
+		e->lease_prev->lease_next = e->lease_next;
+	else
+		v->leased = e->lease_next;
+	if(e->lease_next)
+		e->lease_next->lease_prev = e->lease_prev;
 	e->lease_prev = e->lease_next = NULL;
 	free(e->holder);
 	e->holder = NULL;
@@ -214,11 +227,14 @@ static bool set_fragment(struct ndi_devices *v, struct entry *e, const char *tex
 {
 	char *frag = NULL;
 
-	if(text && e->frag && len == e->frag_len && !memcmp(text, e->frag, len)) return true;
-	if(!text && !e->frag) return true;
+	if(text && e->frag && len == e->frag_len && !memcmp(text, e->frag, len))
+		return true;
+	if(!text && !e->frag)
+		return true;
 	if(text) {
 		frag = malloc(len);
-		if(!frag) return false;
+		if(!frag)
+			return false;
 		memcpy(frag, text, len);
 	}
 	if(e->frag) {
@@ -251,8 +267,10 @@ static bool has_module(const json_t *doc, const char *module)
 	const json_t *mods = json_object_get(doc, "modules"), *m;
 	size_t i;
 
-	json_array_foreach(mods, i, m) {
-		if(json_is_string(m) && !strcmp(json_string_value(m), module)) return true;
+	json_array_foreach(mods, i, m)
+	{
+		if(json_is_string(m) && !strcmp(json_string_value(m), module))
+			return true;
 	}
 	return false;
 }
@@ -264,7 +282,8 @@ static json_t *status_field(const json_t *st, const char *name)
 	const json_t *fields = json_object_get(st, "fields");
 	const json_t *v = json_is_object(fields) ? json_object_get(fields, name) : NULL;
 
-	if(!v) v = json_object_get(st, name);
+	if(!v)
+		v = json_object_get(st, name);
 	return (json_t *)v;
 }
 
@@ -275,12 +294,14 @@ static void lease_key(const struct ndi_devices *v, const char *id, char *key, si
 
 static void text_put(struct text *t, const char *s, size_t n)
 {
-	if(t->failed || !n) return;
+	if(t->failed || !n)
+		return;
 	if(t->len + n > t->cap) {
 		size_t cap = t->cap ? t->cap : 1024;
 		char *p;
 
-		while(cap < t->len + n) cap *= 2;
+		while(cap < t->len + n)
+			cap *= 2;
 		p = realloc(t->p, cap);
 		if(!p) {
 			t->failed = true;
@@ -307,7 +328,8 @@ static int text_dump(const char *buf, size_t size, void *data)
 /* value (borrowed; NULL: null) exactly as it reads inside a compact dump. */
 static void text_json(struct text *t, const json_t *value)
 {
-	if(!value) text_str(t, "null");
+	if(!value)
+		text_str(t, "null");
 	else if(json_dump_callback(value, text_dump, t, JSON_COMPACT | JSON_ENCODE_ANY))
 		t->failed = true;
 }
@@ -316,7 +338,8 @@ static void text_string(struct text *t, const char *s)
 {
 	json_t *j = json_string(s);
 
-	if(!j) t->failed = true;
+	if(!j)
+		t->failed = true;
 	text_json(t, j);
 	json_decref(j);
 }
@@ -385,23 +408,28 @@ static bool render(struct ndi_devices *v, struct entry *e, const struct oh_devic
 	} else {
 		text_str(t, "null,\"lease\":null}");
 	}
-	if(t->failed) return false;
+	if(t->failed)
+		return false;
 	if(leased) {
 		char *holder = e->holder && !strcmp(e->holder, l.holder) ? NULL : strdup(l.holder);
 		if(!e->holder || holder) {
-			if(!holder) return false;
+			if(!holder)
+				return false;
 			lease_unlink(v, e);
 			e->holder = holder;
 			e->lease_next = v->leased;
-			if(v->leased) v->leased->lease_prev = e;
+			if(v->leased)
+				v->leased->lease_prev = e;
 			v->leased = e;
 		}
 		e->lease_expires = l.expires_at;
-		if(l.expires_at < v->lease_deadline) v->lease_deadline = l.expires_at;
+		if(l.expires_at < v->lease_deadline)
+			v->lease_deadline = l.expires_at;
 	} else {
 		lease_unlink(v, e);
 	}
-	if(!set_fragment(v, e, t->p, t->len)) return false;
+	if(!set_fragment(v, e, t->p, t->len))
+		return false;
 done:
 	e->dev_changes = dev->changes;
 	e->status_seq = seq;
@@ -414,8 +442,8 @@ static struct inputs inputs_now(struct ndi_devices *v)
 {
 	oh_ctx *ctx = v->n->ctx;
 
-	return (struct inputs){oh_registry_generation(ctx), ndi_status_generation(v->n),
-		oh_lease_generation(ctx)};
+	return (struct inputs){
+			oh_registry_generation(ctx), ndi_status_generation(v->n), oh_lease_generation(ctx)};
 }
 
 static bool inputs_equal(const struct inputs *a, const struct inputs *b)
@@ -426,13 +454,13 @@ static bool inputs_equal(const struct inputs *a, const struct inputs *b)
 /* Whether the leases shown have aged or run out. */
 static bool leases_due(const struct ndi_devices *v)
 {
-	return v->leased && (now_mono() - v->leases_read >= LEASE_AGE_S ||
-			now_wall() >= v->lease_deadline);
+	return v->leased && (now_mono() - v->leases_read >= LEASE_AGE_S || now_wall() >= v->lease_deadline);
 }
 
 static void enqueue(struct ndi_devices *v, struct entry *e)
 {
-	if(e->queued) return;
+	if(e->queued)
+		return;
 	if(!push(&v->todo, &v->n_todo, &v->cap_todo, e)) {
 		v->failed = true;
 		return;
@@ -449,7 +477,8 @@ static bool lease_moved(struct ndi_devices *v, const struct entry *e)
 
 	lease_key(v, e->id, key, sizeof(key));
 	leased = oh_lease_get(v->n->ctx, key, &l) == OH_OK;
-	if(leased != (e->holder != NULL)) return true;
+	if(leased != (e->holder != NULL))
+		return true;
 	return leased && (strcmp(l.holder, e->holder) || l.expires_at != e->lease_expires);
 }
 
@@ -462,9 +491,11 @@ static bool add_new_id(struct ndi_devices *v, const char *id)
 		size_t cap = v->new_cap ? v->new_cap * 2 : 4096;
 		char *grown;
 
-		while(cap < v->new_len + len) cap *= 2;
+		while(cap < v->new_len + len)
+			cap *= 2;
 		grown = realloc(v->new_ids, cap);
-		if(!grown) return false;
+		if(!grown)
+			return false;
 		v->new_ids = grown;
 		v->new_cap = cap;
 	}
@@ -482,15 +513,18 @@ static int walk_one(const struct oh_device *dev, void *ud)
 	v->n_seen++;
 	/* Not changed since the last walk, which saw it: its entry exists and
 	 * is current.  This keeps the walk to a comparison per device. */
-	if(dev->changes && dev->changes <= v->walked.registry) return 0;
+	if(dev->changes && dev->changes <= v->walked.registry)
+		return 0;
 	e = strmap_size(v->by_id) ? strmap_get(v->by_id, dev->id) : NULL;
 	if(!e) {
 		/* A flood of new ids costs the walk a copy each, no more. */
-		if(add_new_id(v, dev->id)) return 0;
+		if(add_new_id(v, dev->id))
+			return 0;
 		v->failed = true;
 		return 1;
 	}
-	if(!dev->changes || e->dev_changes != dev->changes) enqueue(v, e);
+	if(!dev->changes || e->dev_changes != dev->changes)
+		enqueue(v, e);
 	return v->failed;
 }
 
@@ -500,7 +534,8 @@ static void status_changed(const char *device_id, void *ud)
 	struct entry *e = strmap_get(v->by_id, device_id);
 
 	/* Newcomers are not in by_id yet: they are queued anyway. */
-	if(e) enqueue(v, e);
+	if(e)
+		enqueue(v, e);
 }
 
 /*
@@ -528,18 +563,21 @@ static void walk(struct ndi_devices *v, const struct inputs *in)
 			unsigned long long seq;
 
 			ndi_status_get(v->n, v->sorted[i]->id, &seq);
-			if(seq != v->sorted[i]->status_seq) enqueue(v, v->sorted[i]);
+			if(seq != v->sorted[i]->status_seq)
+				enqueue(v, v->sorted[i]);
 		}
 	}
 	if(in->lease != v->walked.lease) {
 		for(size_t i = 0; i < v->n_sorted; i++) {
-			if(v->sorted[i]->frag && lease_moved(v, v->sorted[i])) enqueue(v, v->sorted[i]);
+			if(v->sorted[i]->frag && lease_moved(v, v->sorted[i]))
+				enqueue(v, v->sorted[i]);
 		}
 	}
 	if(leases_due(v)) {
 		v->leases_read = now_mono();
 		v->lease_deadline = INFINITY;
-		for(struct entry *e = v->leased; e; e = e->lease_next) enqueue(v, e);
+		for(struct entry *e = v->leased; e; e = e->lease_next)
+			enqueue(v, e);
 	}
 	v->walked = *in;
 }
@@ -555,7 +593,8 @@ static bool index_step(struct ndi_devices *v, struct budget *b)
 		struct entry *e = calloc(1, sizeof(*e) + len + 1);
 		int err = 0;
 
-		if(!e) goto nomem;
+		if(!e)
+			goto nomem;
 		memcpy(e->id, id, len + 1);
 		strmap_put(v->by_id, e->id, e, &err);
 		if(err) {
@@ -569,8 +608,10 @@ static bool index_step(struct ndi_devices *v, struct budget *b)
 		}
 		v->new_at += len + 1;
 		enqueue(v, e);
-		if(v->failed) return true;
-		if(spent(b)) return false;
+		if(v->failed)
+			return true;
+		if(spent(b))
+			return false;
 	}
 	return true;
 
@@ -591,7 +632,8 @@ static bool render_step(struct ndi_devices *v, struct budget *b)
 			v->failed = true;
 			return true;
 		}
-		if(spent(b)) return false;
+		if(spent(b))
+			return false;
 	}
 	return true;
 }
@@ -600,7 +642,8 @@ static bool render_step(struct ndi_devices *v, struct budget *b)
  * sorted in place. */
 static bool sweep_step(struct ndi_devices *v, struct budget *b)
 {
-	if(!v->sweep) return true;
+	if(!v->sweep)
+		return true;
 	while(v->i_sweep < v->n_sorted) {
 		struct entry *e = v->sorted[v->i_sweep++];
 		struct oh_device dev;
@@ -612,7 +655,8 @@ static bool sweep_step(struct ndi_devices *v, struct budget *b)
 			entry_free(v, e);
 			v->body_stale = true;
 		}
-		if(spent(b)) return false;
+		if(spent(b))
+			return false;
 	}
 	v->n_sorted = v->n_kept;
 	v->sweep = false;
@@ -630,7 +674,8 @@ static bool sort_step(struct ndi_devices *v, struct budget *b)
 {
 	size_t n = v->n_fresh;
 
-	if(n < 2) return true;
+	if(n < 2)
+		return true;
 	if(!v->sort.src) {
 		v->sort.src = v->fresh;
 		v->sort.dst = malloc(n * sizeof(*v->sort.dst));
@@ -651,7 +696,8 @@ static bool sort_step(struct ndi_devices *v, struct budget *b)
 			v->sort.width = SORT_RUN;
 			v->sort.lo = 0;
 		}
-		if(now_mono() >= b->until) return false;
+		if(now_mono() >= b->until)
+			return false;
 	}
 	while(v->sort.width < n) {
 		struct entry **src = v->sort.src, **dst = v->sort.dst, **tmp;
@@ -669,7 +715,8 @@ static bool sort_step(struct ndi_devices *v, struct budget *b)
 					dst[v->sort.o++] = src[v->sort.p++];
 				else
 					dst[v->sort.o++] = src[v->sort.q++];
-				if(spent(b)) return false;
+				if(spent(b))
+					return false;
 			}
 			memcpy(dst + v->sort.o, src + v->sort.p, (v->sort.mid - v->sort.p) * sizeof(*dst));
 			v->sort.o += v->sort.mid - v->sort.p;
@@ -702,8 +749,10 @@ static size_t lower_bound(const struct ndi_devices *v, size_t lo, const char *id
 
 	while(lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if(strcmp(v->sorted[mid]->id, id) < 0) lo = mid + 1;
-		else hi = mid;
+		if(strcmp(v->sorted[mid]->id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
 	return lo;
 }
@@ -711,9 +760,9 @@ static size_t lower_bound(const struct ndi_devices *v, size_t lo, const char *id
 /* Copies sorted[merge.i, end) to the merge's output. */
 static void merge_copy(struct ndi_devices *v, size_t end)
 {
-	if(end == v->merge.i) return;    /* sorted may be NULL */
-	memcpy(v->merge.out + v->merge.k, v->sorted + v->merge.i,
-			(end - v->merge.i) * sizeof(*v->merge.out));
+	if(end == v->merge.i)
+		return; /* sorted may be NULL */
+	memcpy(v->merge.out + v->merge.k, v->sorted + v->merge.i, (end - v->merge.i) * sizeof(*v->merge.out));
 	v->merge.k += end - v->merge.i;
 	v->merge.i = end;
 }
@@ -724,7 +773,8 @@ static bool merge_step(struct ndi_devices *v, struct budget *b)
 {
 	size_t pos;
 
-	if(!v->n_fresh) return true;
+	if(!v->n_fresh)
+		return true;
 	if(!v->merge.out) {
 		v->merge.out = malloc((v->n_sorted + v->n_fresh) * sizeof(*v->merge.out));
 		if(!v->merge.out) {
@@ -739,7 +789,8 @@ static bool merge_step(struct ndi_devices *v, struct budget *b)
 		pos = lower_bound(v, v->merge.i, e->id);
 		merge_copy(v, pos);
 		v->merge.out[v->merge.k++] = e;
-		if(spent(b)) return false;
+		if(spent(b))
+			return false;
 	}
 	merge_copy(v, v->n_sorted);
 	free(v->sorted);
@@ -763,9 +814,10 @@ static bool assemble_step(struct ndi_devices *v, struct budget *b)
 	if(!v->next_body) {
 		size_t len;
 
-		if(!v->body_stale && v->body) return true;
+		if(!v->body_stale && v->body)
+			return true;
 		len = sizeof(BODY_HEAD) - 1 + v->listed_bytes + (v->listed ? v->listed - 1 : 0) +
-			sizeof(BODY_TAIL) - 1;
+				sizeof(BODY_TAIL) - 1;
 		v->next_body = oh_blob_new(NULL, len);
 		if(!v->next_body) {
 			v->failed = true;
@@ -780,11 +832,13 @@ static bool assemble_step(struct ndi_devices *v, struct budget *b)
 		struct entry *e = v->sorted[v->i_out++];
 
 		if(e->frag) {
-			if(!v->first_out) put(&v->out, ",", 1);
+			if(!v->first_out)
+				put(&v->out, ",", 1);
 			put(&v->out, e->frag, e->frag_len);
 			v->first_out = false;
 		}
-		if(spent(b)) return false;
+		if(spent(b))
+			return false;
 	}
 	put(&v->out, BODY_TAIL, sizeof(BODY_TAIL) - 1);
 	return true;
@@ -794,14 +848,20 @@ static bool assemble_step(struct ndi_devices *v, struct budget *b)
 static bool slice(struct ndi_devices *v)
 {
 	static bool (*const steps[])(struct ndi_devices *, struct budget *) = {
-		[P_INDEX] = index_step, [P_RENDER] = render_step, [P_SWEEP] = sweep_step,
-		[P_SORT] = sort_step, [P_MERGE] = merge_step, [P_ASSEMBLE] = assemble_step,
+			[P_INDEX] = index_step,
+			[P_RENDER] = render_step,
+			[P_SWEEP] = sweep_step,
+			[P_SORT] = sort_step,
+			[P_MERGE] = merge_step,
+			[P_ASSEMBLE] = assemble_step,
 	};
 	struct budget b = {now_mono() + SLICE_S, 0};
 
 	while(v->phase != P_DONE) {
-		if(!steps[v->phase](v, &b)) return false;
-		if(v->failed) return true;
+		if(!steps[v->phase](v, &b))
+			return false;
+		if(v->failed)
+			return true;
 		v->phase++;
 	}
 	return true;
@@ -813,16 +873,21 @@ static void on_slice(oh_ctx *ctx, void *ud);
 
 static void schedule(struct ndi_devices *v)
 {
-	if(v->timer) return;
+	if(v->timer)
+		return;
 	v->timer = oh_timer_add(v->n->ctx, 0, false, on_slice, v);
-	if(!v->timer) oh_log(v->n->ctx, OH_LOG_ERROR, "cannot add a timer: the device list stalls");
+	if(!v->timer)
+		oh_log(v->n->ctx, OH_LOG_ERROR, "cannot add a timer: the device list stalls");
 }
 
 static void waiter_unlink(struct ndi_devices *v, struct waiter *w)
 {
-	if(w->prev) w->prev->next = w->next;
-	else v->waiters = w->next;
-	if(w->next) w->next->prev = w->prev;
+	if(w->prev)
+		w->prev->next = w->next;
+	else
+		v->waiters = w->next;
+	if(w->next)
+		w->next->prev = w->prev;
 }
 
 static void reply_body(struct ndi_devices *v, struct oh_http_req *req)
@@ -864,7 +929,8 @@ static void abandon(struct ndi_devices *v)
 	 * being sorted, only src holds each of them exactly once. */
 	struct entry **fresh = v->sort.src ? v->sort.src : v->fresh;
 
-	for(size_t i = v->i_todo; i < v->n_todo; i++) v->todo[i]->queued = false;
+	for(size_t i = v->i_todo; i < v->n_todo; i++)
+		v->todo[i]->queued = false;
 	for(size_t i = 0; i < v->n_fresh; i++) {
 		strmap_remove(v->by_id, fresh[i]->id);
 		entry_free(v, fresh[i]);
@@ -888,9 +954,13 @@ static void finish(struct ndi_devices *v)
 	if(v->failed) {
 		abandon(v);
 	} else {
-		oh_log(v->n->ctx, OH_LOG_DEBUG, "device list: %zu rendered of %zu, %zu bytes%s; walk "
-				"%.1f ms, build %.1f ms in %u slice(s)", v->n_todo, v->n_sorted,
-				v->next_body ? oh_blob_len(v->next_body) : v->body ? oh_blob_len(v->body) : 0,
+		oh_log(v->n->ctx, OH_LOG_DEBUG,
+				"device list: %zu rendered of %zu, %zu bytes%s; walk "
+				"%.1f ms, build %.1f ms in %u slice(s)",
+				v->n_todo, v->n_sorted,
+				v->next_body              ? oh_blob_len(v->next_body)
+						: v->body ? oh_blob_len(v->body)
+							  : 0,
 				v->next_body ? "" : " (unchanged)", v->walk_s * 1e3,
 				(now_mono() - v->started) * 1e3, v->slices);
 		if(v->next_body) {
@@ -905,7 +975,8 @@ static void finish(struct ndi_devices *v)
 	v->building = false;
 	answer(v, false);
 	v->failed = false;
-	if(v->waiters) schedule(v);
+	if(v->waiters)
+		schedule(v);
 }
 
 /* Starts a build on the inputs of now and runs its first slice. */
@@ -920,22 +991,27 @@ static void build(struct ndi_devices *v)
 	v->slices = 1;
 	walk(v, &in);
 	v->walk_s = now_mono() - v->started;
-	if(v->failed || slice(v)) finish(v);
-	else schedule(v);
+	if(v->failed || slice(v))
+		finish(v);
+	else
+		schedule(v);
 }
 
 static void on_slice(oh_ctx *ctx, void *ud)
 {
 	struct ndi_devices *v = ud;
 
-	v->timer = NULL;                  /* fired: never cancel it now */
+	v->timer = NULL; /* fired: never cancel it now */
 	if(!v->building) {
-		if(v->waiters) build(v);
+		if(v->waiters)
+			build(v);
 		return;
 	}
 	v->slices++;
-	if(slice(v)) finish(v);
-	else schedule(v);
+	if(slice(v))
+		finish(v);
+	else
+		schedule(v);
 }
 
 static void waiter_gone(struct oh_http_req *req, void *ud)
@@ -950,12 +1026,14 @@ static bool wait_for_build(struct ndi_devices *v, struct oh_http_req *req, bool 
 {
 	struct waiter *w = calloc(1, sizeof(*w));
 
-	if(!w) return false;
+	if(!w)
+		return false;
 	w->v = v;
 	w->req = req;
 	w->joined = joined;
 	w->next = v->waiters;
-	if(v->waiters) v->waiters->prev = w;
+	if(v->waiters)
+		v->waiters->prev = w;
 	v->waiters = w;
 	oh_req_on_gone(req, waiter_gone, w);
 	return true;
@@ -970,7 +1048,7 @@ void ndi_devices_get(struct ndi *n, struct oh_http_req *req)
 		/* Joins only a build that started on these very inputs. */
 		if(!wait_for_build(v, req, inputs_equal(&in, &v->walked) && !leases_due(v)))
 			oh_reply_error(req, 500, "ERROR", "out of memory");
-		schedule(v);                  /* in case the last attempt failed */
+		schedule(v); /* in case the last attempt failed */
 		return;
 	}
 	if(v->body && !v->waiters && inputs_equal(&in, &v->body_in) && !leases_due(v)) {
@@ -990,7 +1068,8 @@ int ndi_devices_start(struct ndi *n)
 {
 	struct ndi_devices *v = calloc(1, sizeof(*v));
 
-	if(!v) return OH_ERR_NOMEM;
+	if(!v)
+		return OH_ERR_NOMEM;
 	v->n = n;
 	v->lease_deadline = INFINITY;
 	v->by_id = strmap_new();
@@ -1015,12 +1094,15 @@ void ndi_devices_free(struct ndi *n)
 {
 	struct ndi_devices *v = n->devices;
 
-	if(!v) return;
-	if(v->timer) oh_timer_cancel(n->ctx, v->timer);
+	if(!v)
+		return;
+	if(v->timer)
+		oh_timer_cancel(n->ctx, v->timer);
 	answer(v, true);
 	/* Every entry is in by_id; sorted may be half swept, so it is not read. */
 	strmap_free(v->by_id, entry_release);
-	if(v->sort.src) free(v->sort.src == v->fresh ? v->sort.dst : v->sort.src);
+	if(v->sort.src)
+		free(v->sort.src == v->fresh ? v->sort.dst : v->sort.src);
 	free(v->merge.out);
 	free(v->sorted);
 	free(v->todo);

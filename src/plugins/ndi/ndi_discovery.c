@@ -38,11 +38,19 @@
 #define MDNS_RESTART_MS 1000
 
 const char *const ndi_discovery_setting_keys[] = {
-	"sources", "discovery_helper", "discovery_interval_s", "discovery_helper_timeout_s",
-	"mdns", NULL,
+		"sources",
+		"discovery_helper",
+		"discovery_interval_s",
+		"discovery_helper_timeout_s",
+		"mdns",
+		NULL,
 };
 
-enum origin { ORIGIN_MDNS = 1, ORIGIN_HELPER = 2, ORIGIN_STATIC = 4 };
+enum origin {
+	ORIGIN_MDNS = 1,
+	ORIGIN_HELPER = 2,
+	ORIGIN_STATIC = 4
+};
 
 #ifdef OH_HAVE_AVAHI
 /* One announcement: a service name on one interface and protocol.  The same
@@ -52,7 +60,7 @@ struct mdns_svc {
 	AvahiIfIndex iface;
 	AvahiProtocol proto;
 	char *name, *type, *domain;
-	AvahiServiceResolver *resolver;   /* NULL once resolved or failed */
+	AvahiServiceResolver *resolver; /* NULL once resolved or failed */
 	bool resolved;
 	char *host;
 	char address[AVAHI_ADDRESS_STR_MAX];
@@ -66,14 +74,14 @@ struct ndi_discovery {
 	uint64_t id;
 	oh_ctx *ctx;
 
-	json_t *statics;                  /* array of strings */
+	json_t *statics; /* array of strings */
 
-	char **helper_argv;               /* NULL: no helper */
+	char **helper_argv; /* NULL: no helper */
 	unsigned helper_interval_ms, helper_timeout_ms;
 	struct oh_timer *helper_timer;
 	bool helper_running;
-	json_t *helper;                   /* array of {name, host?, address?, port?} */
-	char helper_fail_msg[256];        /* the last failure logged, "" when healthy */
+	json_t *helper;            /* array of {name, host?, address?, port?} */
+	char helper_fail_msg[256]; /* the last failure logged, "" when healthy */
 	double helper_fail_logged_at;
 	unsigned helper_fail_suppressed;
 
@@ -84,7 +92,7 @@ struct ndi_discovery {
 	AvahiClient *client;
 	AvahiServiceBrowser *browser;
 	struct mdns_svc *svcs;
-	struct oh_timer *mdns_timer;      /* one-shot: retry or restart the client */
+	struct oh_timer *mdns_timer; /* one-shot: retry or restart the client */
 #endif
 };
 
@@ -111,8 +119,7 @@ static double mono_now(void)
 
 /* ---- the helper ------------------------------------------------------------- */
 
-static void helper_failed(struct ndi_discovery *d, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void helper_failed(struct ndi_discovery *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Logs a failure unless it is the one logged last, within HELPER_LOG_EVERY_S:
  * a helper that keeps failing the same way every 30 s should not flood. */
@@ -166,8 +173,8 @@ static json_t *parse_helper_output(const char *out, size_t len, char *err, size_
 	json_error_t jerr;
 	json_t *doc = json_loadb(out, len, JSON_REJECT_DUPLICATES, &jerr);
 	if(!doc) {
-		snprintf(err, errlen, "output is not JSON: %s (line %d, column %d)", jerr.text,
-				jerr.line, jerr.column);
+		snprintf(err, errlen, "output is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+				jerr.column);
 		return NULL;
 	}
 	/* A bare list, or {"sources": [...]}. */
@@ -182,7 +189,8 @@ static json_t *parse_helper_output(const char *out, size_t len, char *err, size_
 		goto out_list;
 	}
 	const json_t *item;
-	json_array_foreach(arr, i, item) {
+	json_array_foreach(arr, i, item)
+	{
 		const char *name = NULL, *host = NULL, *address = NULL;
 		json_int_t port = -1;
 		bool bad = false;
@@ -201,25 +209,28 @@ static json_t *parse_helper_output(const char *out, size_t len, char *err, size_
 			bad = true;
 		}
 		if(bad || !name || !*name) {
-			snprintf(err, errlen, "item %zu: expected a non-empty string or an object with a "
+			snprintf(err, errlen,
+					"item %zu: expected a non-empty string or an object with a "
 					"non-empty string \"name\" (and optional strings \"host\", \"address\", "
-					"a port 0-65535)", i);
+					"a port 0-65535)",
+					i);
 			goto out_list;
 		}
 		bool dup = false;
 		const json_t *seen;
 		size_t j;
-		json_array_foreach(list, j, seen) {
+		json_array_foreach(list, j, seen)
+		{
 			if(!strcmp(json_string_value(json_object_get(seen, "name")), name))
 				dup = true;
 		}
 		if(dup)
 			continue;
 		json_t *o = json_pack("{s:s}", "name", name);
-		if(!o || (host && json_object_set_new(o, "host", json_string(host)))
-				|| (address && json_object_set_new(o, "address", json_string(address)))
-				|| (port >= 0 && json_object_set_new(o, "port", json_integer(port)))
-				|| json_array_append_new(list, o)) {
+		if(!o || (host && json_object_set_new(o, "host", json_string(host))) ||
+				(address && json_object_set_new(o, "address", json_string(address))) ||
+				(port >= 0 && json_object_set_new(o, "port", json_integer(port))) ||
+				json_array_append_new(list, o)) {
 			json_decref(o);
 			snprintf(err, errlen, "out of memory");
 			goto out_list;
@@ -235,8 +246,7 @@ out_doc:
 	return NULL;
 }
 
-static void on_helper_done(oh_ctx *ctx, int status, bool timed_out, const char *output,
-		size_t len, void *ud)
+static void on_helper_done(oh_ctx *ctx, int status, bool timed_out, const char *output, size_t len, void *ud)
 {
 	struct ndi_discovery *d = find_live((uint64_t)(uintptr_t)ud);
 	if(!d)
@@ -266,8 +276,8 @@ static void on_helper_done(oh_ctx *ctx, int status, bool timed_out, const char *
 	}
 	bool changed = !d->helper || !json_equal(list, d->helper);
 	if(d->helper_fail_msg[0])
-		oh_log(ctx, OH_LOG_INFO, "discovery helper %s works again: %zu sources",
-				d->helper_argv[0], json_array_size(list));
+		oh_log(ctx, OH_LOG_INFO, "discovery helper %s works again: %zu sources", d->helper_argv[0],
+				json_array_size(list));
 	else if(changed)
 		oh_log(ctx, OH_LOG_INFO, "discovery helper %s lists %zu sources", d->helper_argv[0],
 				json_array_size(list));
@@ -284,8 +294,8 @@ static void run_helper(oh_ctx *ctx, void *ud)
 		oh_log(ctx, OH_LOG_DEBUG, "discovery helper still running; not starting another");
 		return;
 	}
-	int rc = oh_spawn(ctx, d->helper_argv, d->helper_timeout_ms, HELPER_MAX_OUTPUT,
-			on_helper_done, (void *)(uintptr_t)d->id);
+	int rc = oh_spawn(ctx, d->helper_argv, d->helper_timeout_ms, HELPER_MAX_OUTPUT, on_helper_done,
+			(void *)(uintptr_t)d->id);
 	if(rc) {
 		helper_failed(d, "cannot be started: %s", oh_strerror(rc));
 		return;
@@ -300,8 +310,10 @@ static void mdns_unavailable(struct ndi_discovery *d, const char *why)
 	if(d->mdns_unavailable_logged)
 		return;
 	d->mdns_unavailable_logged = true;
-	oh_log(d->ctx, OH_LOG_WARN, "mDNS discovery unavailable (%s); serving the other sources "
-			"and browsing %s as soon as avahi-daemon runs", why, NDI_SERVICE_TYPE);
+	oh_log(d->ctx, OH_LOG_WARN,
+			"mDNS discovery unavailable (%s); serving the other sources "
+			"and browsing %s as soon as avahi-daemon runs",
+			why, NDI_SERVICE_TYPE);
 }
 
 #ifdef OH_HAVE_AVAHI
@@ -373,11 +385,11 @@ static void on_resolve(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
 	s->resolver = NULL;
 }
 
-static bool same_svc(const struct mdns_svc *s, AvahiIfIndex iface, AvahiProtocol proto,
-		const char *name, const char *type, const char *domain)
+static bool same_svc(const struct mdns_svc *s, AvahiIfIndex iface, AvahiProtocol proto, const char *name,
+		const char *type, const char *domain)
 {
-	return s->iface == iface && s->proto == proto && !strcmp(s->name, name)
-			&& !strcmp(s->type, type) && !strcmp(s->domain, domain);
+	return s->iface == iface && s->proto == proto && !strcmp(s->name, name) && !strcmp(s->type, type) &&
+			!strcmp(s->domain, domain);
 }
 
 static void on_browse(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol proto,
@@ -392,8 +404,8 @@ static void on_browse(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
 				return;
 		}
 		struct mdns_svc *s = calloc(1, sizeof *s);
-		if(!s || !(s->name = strdup(name)) || !(s->type = strdup(type))
-				|| !(s->domain = strdup(domain))) {
+		if(!s || !(s->name = strdup(name)) || !(s->type = strdup(type)) ||
+				!(s->domain = strdup(domain))) {
 			if(s)
 				svc_free(s);
 			oh_log(d->ctx, OH_LOG_ERROR, "out of memory recording NDI source %s", name);
@@ -405,8 +417,8 @@ static void on_browse(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
 		s->next = d->svcs;
 		d->svcs = s;
 		oh_log(d->ctx, OH_LOG_DEBUG, "mDNS: NDI source \"%s\" appeared", name);
-		s->resolver = avahi_service_resolver_new(avahi_service_browser_get_client(b), iface,
-				proto, name, type, domain, AVAHI_PROTO_UNSPEC, 0, on_resolve, s);
+		s->resolver = avahi_service_resolver_new(avahi_service_browser_get_client(b), iface, proto,
+				name, type, domain, AVAHI_PROTO_UNSPEC, 0, on_resolve, s);
 		if(!s->resolver)
 			oh_log(d->ctx, OH_LOG_WARN, "mDNS: cannot resolve \"%s\": %s", name,
 					avahi_strerror(avahi_client_errno(avahi_service_browser_get_client(b))));
@@ -424,9 +436,8 @@ static void on_browse(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
 		}
 		break;
 	case AVAHI_BROWSER_FAILURE:
-		oh_log(d->ctx, OH_LOG_WARN, "mDNS: browsing %s failed: %s; starting over",
-				NDI_SERVICE_TYPE, avahi_strerror(avahi_client_errno(
-						avahi_service_browser_get_client(b))));
+		oh_log(d->ctx, OH_LOG_WARN, "mDNS: browsing %s failed: %s; starting over", NDI_SERVICE_TYPE,
+				avahi_strerror(avahi_client_errno(avahi_service_browser_get_client(b))));
 		mdns_schedule(d, MDNS_RESTART_MS);
 		break;
 	case AVAHI_BROWSER_ALL_FOR_NOW:
@@ -449,13 +460,12 @@ static void on_client(AvahiClient *c, AvahiClientState state, void *userdata)
 		d->browser = avahi_service_browser_new(c, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
 				NDI_SERVICE_TYPE, NULL, 0, on_browse, d);
 		if(!d->browser) {
-			oh_log(d->ctx, OH_LOG_WARN, "mDNS: cannot browse %s: %s; retrying",
-					NDI_SERVICE_TYPE, avahi_strerror(avahi_client_errno(c)));
+			oh_log(d->ctx, OH_LOG_WARN, "mDNS: cannot browse %s: %s; retrying", NDI_SERVICE_TYPE,
+					avahi_strerror(avahi_client_errno(c)));
 			mdns_schedule(d, MDNS_RETRY_MS);
 			break;
 		}
-		oh_log(d->ctx, OH_LOG_INFO, "mDNS: connected to avahi-daemon; browsing %s",
-				NDI_SERVICE_TYPE);
+		oh_log(d->ctx, OH_LOG_INFO, "mDNS: connected to avahi-daemon; browsing %s", NDI_SERVICE_TYPE);
 		d->mdns_unavailable_logged = false;
 		break;
 	case AVAHI_CLIENT_CONNECTING:
@@ -516,15 +526,15 @@ static int svc_rank(const struct mdns_svc *s)
 
 /* ---- settings and life ------------------------------------------------------- */
 
-static bool number_setting(oh_ctx *ctx, const json_t *settings, const char *key, double def,
-		double max, unsigned *ms_out)
+static bool number_setting(oh_ctx *ctx, const json_t *settings, const char *key, double def, double max,
+		unsigned *ms_out)
 {
 	const json_t *v = json_object_get(settings, key);
 	double s = def;
 	if(v && !json_is_null(v)) {
 		if(!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > max) {
-			oh_fail(ctx, "settings.%s: expected a number of seconds above 0 and at most %g",
-					key, max);
+			oh_fail(ctx, "settings.%s: expected a number of seconds above 0 and at most %g", key,
+					max);
 			return false;
 		}
 		s = json_number_value(v);
@@ -543,7 +553,8 @@ static int parse_settings(struct ndi_discovery *d, const json_t *settings)
 		const json_t *item;
 		if(!json_is_array(v))
 			return oh_fail(ctx, "settings.sources: expected an array of strings");
-		json_array_foreach(v, i, item) {
+		json_array_foreach(v, i, item)
+		{
 			if(!json_is_string(item) || !json_string_length(item))
 				return oh_fail(ctx, "settings.sources[%zu]: expected a non-empty string", i);
 		}
@@ -562,26 +573,30 @@ static int parse_settings(struct ndi_discovery *d, const json_t *settings)
 		size_t n = json_array_size(v), i;
 		const json_t *item;
 		if(!n)
-			return oh_fail(ctx, "settings.discovery_helper: expected a command line, a "
+			return oh_fail(ctx,
+					"settings.discovery_helper: expected a command line, a "
 					"non-empty array of strings, or null");
-		json_array_foreach(v, i, item) {
+		json_array_foreach(v, i, item)
+		{
 			if(!json_is_string(item) || (i == 0 && !json_string_length(item)))
 				return oh_fail(ctx, "settings.discovery_helper[%zu]: expected a%s string", i,
 						i == 0 ? " non-empty" : "");
 		}
 		if(!(d->helper_argv = calloc(n + 1, sizeof *d->helper_argv)))
 			return OH_ERR_NOMEM;
-		json_array_foreach(v, i, item) {
+		json_array_foreach(v, i, item)
+		{
 			if(!(d->helper_argv[i] = strdup(json_string_value(item))))
 				return OH_ERR_NOMEM;
 		}
 	} else if(v && !json_is_null(v)) {
-		return oh_fail(ctx, "settings.discovery_helper: expected a command line, an array of "
+		return oh_fail(ctx,
+				"settings.discovery_helper: expected a command line, an array of "
 				"strings, or null");
 	}
 
-	if(!number_setting(ctx, settings, "discovery_interval_s", 30, 86400, &d->helper_interval_ms)
-			|| !number_setting(ctx, settings, "discovery_helper_timeout_s", 5, 3600,
+	if(!number_setting(ctx, settings, "discovery_interval_s", 30, 86400, &d->helper_interval_ms) ||
+			!number_setting(ctx, settings, "discovery_helper_timeout_s", 5, 3600,
 					&d->helper_timeout_ms))
 		return OH_ERR_INVAL;
 
@@ -715,9 +730,10 @@ static bool merge_all(struct ndi_discovery *d, struct merge *m)
 		}
 	}
 #endif
-	json_array_foreach(d->helper, i, item) {
-		struct merged *e = merge_add(m, json_string_value(json_object_get(item, "name")),
-				ORIGIN_HELPER);
+	json_array_foreach(d->helper, i, item)
+	{
+		struct merged *e =
+				merge_add(m, json_string_value(json_object_get(item, "name")), ORIGIN_HELPER);
 		if(!e)
 			return false;
 		if(!e->host && !e->address && e->port < 0) {
@@ -727,7 +743,8 @@ static bool merge_all(struct ndi_discovery *d, struct merge *m)
 			e->port = p ? (int)json_integer_value(p) : -1;
 		}
 	}
-	json_array_foreach(d->statics, i, item) {
+	json_array_foreach(d->statics, i, item)
+	{
 		if(!merge_add(m, json_string_value(item), ORIGIN_STATIC))
 			return false;
 	}
@@ -760,10 +777,9 @@ json_t *ndi_discovery_list(struct ndi_discovery *d, bool detail)
 				json_array_append_new(origin, json_string("helper"));
 			if(origin && (e->origins & ORIGIN_STATIC))
 				json_array_append_new(origin, json_string("static"));
-			item = json_pack("{s:s, s:o, s:o, s:o, s:o}", "name", e->name,
-					"host", str_or_null(e->host), "address", str_or_null(e->address),
-					"port", e->port >= 0 ? json_integer(e->port) : json_null(),
-					"origin", origin);
+			item = json_pack("{s:s, s:o, s:o, s:o, s:o}", "name", e->name, "host",
+					str_or_null(e->host), "address", str_or_null(e->address), "port",
+					e->port >= 0 ? json_integer(e->port) : json_null(), "origin", origin);
 		}
 		if(json_array_append_new(out, item))
 			goto out_fail;
@@ -783,11 +799,13 @@ bool ndi_discovery_has(struct ndi_discovery *d, const char *name)
 	const json_t *item;
 	if(!name)
 		return false;
-	json_array_foreach(d->statics, i, item) {
+	json_array_foreach(d->statics, i, item)
+	{
 		if(!strcmp(json_string_value(item), name))
 			return true;
 	}
-	json_array_foreach(d->helper, i, item) {
+	json_array_foreach(d->helper, i, item)
+	{
 		if(!strcmp(json_string_value(json_object_get(item, "name")), name))
 			return true;
 	}

@@ -43,16 +43,16 @@
 #include "strmap.h"
 
 struct entry {
-	char *key;                /* "{device_id}/{req_id}", the table's key */
-	const char *req_id;       /* points into key */
+	char *key;          /* "{device_id}/{req_id}", the table's key */
+	const char *req_id; /* points into key */
 	char device_id[NDI_DEVICE_ID_MAX + 1];
 	char *action;
 	char *actor;
 	struct oh_timer *timer;
 	struct ndi *n;
-	ndi_done_fn done_fn;      /* NULL when nobody waits */
+	ndi_done_fn done_fn; /* NULL when nobody waits */
 	void *done_ud;
-	struct timespec sent;     /* relayed at, for oh_ndi_relay_latency_seconds */
+	struct timespec sent; /* relayed at, for oh_ndi_relay_latency_seconds */
 };
 
 struct ndi_pending {
@@ -89,7 +89,8 @@ struct ndi_pending *ndi_pending_new(void)
 {
 	struct ndi_pending *p = calloc(1, sizeof(*p));
 
-	if(!p) return NULL;
+	if(!p)
+		return NULL;
 	p->by_key = strmap_new();
 	p->by_device = strmap_new();
 	if(!p->by_key || !p->by_device) {
@@ -117,7 +118,8 @@ static void on_trim(oh_ctx *ctx, void *ud)
 	p->removed = 0;
 	if(!p->trim_late && draining && ++p->trim_checks < TRIM_MAX_WAIT) {
 		p->trim = oh_timer_add(ctx, TRIM_CHECK_MS, false, on_trim, n);
-		if(p->trim) return;
+		if(p->trim)
+			return;
 	}
 	strmap_compact(p->by_key);
 	strmap_compact(p->by_device);
@@ -162,7 +164,8 @@ static void finish(struct entry *e, const json_t *event)
 	ndi_done_fn fn = e->done_fn;
 
 	e->done_fn = NULL;
-	if(fn) fn(e->n, event, e->done_ud);
+	if(fn)
+		fn(e->n, event, e->done_ud);
 }
 
 /* Publishes the command's last event (taken) and tells whoever waits. */
@@ -185,12 +188,15 @@ void ndi_pending_free(struct ndi *n)
 	struct strmap_iter it;
 	void *v;
 
-	if(!p) return;
-	if(p->trim) oh_timer_cancel(n->ctx, p->trim);
+	if(!p)
+		return;
+	if(p->trim)
+		oh_timer_cancel(n->ctx, p->trim);
 	strmap_iter_init(&it, p->by_key);
 	while(strmap_iter_next(&it, NULL, &v)) {
 		struct entry *e = v;
-		if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+		if(e->timer)
+			oh_timer_cancel(n->ctx, e->timer);
 		finish(e, NULL);
 		entry_free(e);
 	}
@@ -214,11 +220,11 @@ static void on_timeout(oh_ctx *ctx, void *ud)
 	/* The host frees a one-shot timer after it fired. */
 	e->timer = NULL;
 	entry_unlink(n, e);
-	snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id,
-			n->set.ack_timeout_s);
-	conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action,
-			e->actor, err, json_pack("{s:s, s:f}", "device_id", e->device_id,
-				"timeout_s", n->set.ack_timeout_s)));
+	snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id, n->set.ack_timeout_s);
+	conclude(ctx, e,
+			oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action, e->actor, err,
+					json_pack("{s:s, s:f}", "device_id", e->device_id, "timeout_s",
+							n->set.ack_timeout_s)));
 	entry_free(e);
 }
 
@@ -245,8 +251,8 @@ static int check_limits(struct ndi *n, const char *device_id)
 	return OH_OK;
 }
 
-int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
-		const char *action, const char *actor)
+int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, const char *action,
+		const char *actor)
 {
 	struct ndi_pending *p = n->pending;
 	char key[KEY_MAX];
@@ -254,36 +260,45 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id,
 	size_t on_device;
 	int err = 0, rc;
 
-	if(!make_key(key, device_id, req_id)) return OH_ERR_INVAL;
-	if(strmap_get(p->by_key, key)) return OH_ERR_EXISTS;
-	if((rc = check_limits(n, device_id))) return rc;
+	if(!make_key(key, device_id, req_id))
+		return OH_ERR_INVAL;
+	if(strmap_get(p->by_key, key))
+		return OH_ERR_EXISTS;
+	if((rc = check_limits(n, device_id)))
+		return rc;
 	e = calloc(1, sizeof(*e));
-	if(!e) return OH_ERR_NOMEM;
+	if(!e)
+		return OH_ERR_NOMEM;
 	e->key = strdup(key);
 	snprintf(e->device_id, sizeof(e->device_id), "%s", device_id);
 	e->action = strdup(action);
 	e->actor = strdup(actor);
 	e->n = n;
 	clock_gettime(CLOCK_MONOTONIC, &e->sent);
-	if(!e->key || !e->action || !e->actor) goto out_entry;
+	if(!e->key || !e->action || !e->actor)
+		goto out_entry;
 	e->req_id = e->key + strlen(device_id) + 1;
 	on_device = device_pending(p, device_id);
 	strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)(on_device + 1), &err);
-	if(err) goto out_entry;
+	if(err)
+		goto out_entry;
 	strmap_put(p->by_key, key, e, &err);
-	if(err) goto out_count;
-	e->timer = oh_timer_add(n->ctx, (unsigned)(n->set.ack_timeout_s * 1000 + 0.5), false,
-			on_timeout, e);
+	if(err)
+		goto out_count;
+	e->timer = oh_timer_add(n->ctx, (unsigned)(n->set.ack_timeout_s * 1000 + 0.5), false, on_timeout, e);
 	if(!e->timer) {
 		entry_unlink(n, e);
 		goto out_entry;
 	}
-	if(strmap_size(p->by_key) > p->peak) p->peak = strmap_size(p->by_key);
+	if(strmap_size(p->by_key) > p->peak)
+		p->peak = strmap_size(p->by_key);
 	return OH_OK;
 
 out_count:
-	if(on_device) strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, &err);
-	else strmap_remove(p->by_device, e->device_id);
+	if(on_device)
+		strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, &err);
+	else
+		strmap_remove(p->by_device, e->device_id);
 
 out_entry:
 	entry_free(e);
@@ -294,10 +309,10 @@ out_entry:
 static struct entry *entry_take(struct ndi *n, const char *device_id, const char *req_id)
 {
 	char key[KEY_MAX];
-	struct entry *e = make_key(key, device_id, req_id) ? strmap_get(n->pending->by_key, key)
-		: NULL;
+	struct entry *e = make_key(key, device_id, req_id) ? strmap_get(n->pending->by_key, key) : NULL;
 
-	if(e) entry_unlink(n, e);
+	if(e)
+		entry_unlink(n, e);
 	return e;
 }
 
@@ -312,19 +327,22 @@ void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id)
 {
 	struct entry *e = entry_take(n, device_id, req_id);
 
-	if(!e) return;
-	if(e->timer) oh_timer_cancel(n->ctx, e->timer);
+	if(!e)
+		return;
+	if(e->timer)
+		oh_timer_cancel(n->ctx, e->timer);
 	finish(e, NULL);
 	entry_free(e);
 }
 
-int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id,
-		ndi_done_fn fn, void *ud)
+int ndi_pending_on_done(struct ndi *n, const char *device_id, const char *req_id, ndi_done_fn fn, void *ud)
 {
 	struct entry *e = entry_find(n, device_id, req_id);
 
-	if(!e) return OH_ERR_NOT_FOUND;
-	if(e->done_fn) return OH_ERR_EXISTS;
+	if(!e)
+		return OH_ERR_NOT_FOUND;
+	if(e->done_fn)
+		return OH_ERR_EXISTS;
 	e->done_fn = fn;
 	e->done_ud = ud;
 	return OH_OK;
@@ -334,7 +352,8 @@ void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id
 {
 	struct entry *e = entry_find(n, device_id, req_id);
 
-	if(!e) return;
+	if(!e)
+		return;
 	e->done_fn = NULL;
 	e->done_ud = NULL;
 }
@@ -345,10 +364,12 @@ bool ndi_topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
 	size_t rlen = strlen(root);
 	const char *id, *end;
 
-	if(strncmp(topic, root, rlen) || strncmp(topic + rlen, "/device/", 8)) return false;
+	if(strncmp(topic, root, rlen) || strncmp(topic + rlen, "/device/", 8))
+		return false;
 	id = topic + rlen + 8;
 	end = strchr(id, '/');
-	if(!end || (size_t)(end - id) >= len) return false;
+	if(!end || (size_t)(end - id) >= len)
+		return false;
 	memcpy(buf, id, (size_t)(end - id));
 	buf[end - id] = '\0';
 	return oh_device_id_valid(buf);
@@ -370,7 +391,8 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 				msg->retained ? "a retained" : "a non-object", msg->topic);
 		return;
 	}
-	if(!ndi_topic_device(ctx, msg->topic, device_id, sizeof(device_id))) return;
+	if(!ndi_topic_device(ctx, msg->topic, device_id, sizeof(device_id)))
+		return;
 	req_id = json_string_value(json_object_get(doc, "req_id"));
 	if(!req_id) {
 		oh_log(ctx, OH_LOG_DEBUG, "ignoring an ack without req_id on %s", msg->topic);
@@ -385,8 +407,8 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	oh_metric_observe(ctx, "relay_latency_seconds", (double)(now.tv_sec - e->sent.tv_sec) +
-			(double)(now.tv_nsec - e->sent.tv_nsec) / 1e9);
+	oh_metric_observe(ctx, "relay_latency_seconds",
+			(double)(now.tv_sec - e->sent.tv_sec) + (double)(now.tv_nsec - e->sent.tv_nsec) / 1e9);
 
 	/* Devices send ok with code "OK"; trust ok, and code only without it. */
 	code = json_string_value(json_object_get(doc, "code"));
@@ -395,19 +417,20 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 	if(ok) {
 		v = json_object_get(doc, "details");
 		details = json_is_object(v) ? json_deep_copy(v) : json_object();
-		if(details) json_object_set_new(details, "device_id", json_string(device_id));
-		conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("COMPLETED"), "COMPLETED",
-				e->action, e->actor, NULL, details));
+		if(details)
+			json_object_set_new(details, "device_id", json_string(device_id));
+		conclude(ctx, e,
+				oh_ack_new(e->req_id, ndi_code_ok("COMPLETED"), "COMPLETED", e->action,
+						e->actor, NULL, details));
 	} else {
 		error = json_string_value(json_object_get(doc, "error"));
-		snprintf(err, sizeof(err), "device %s failed: %s%s%s", device_id,
-				code ? code : "no code", error ? ": " : "", error ? error : "");
-		details = json_pack("{s:O?, s:O?, s:s}",
-				"device_code", json_object_get(doc, "code"),
-				"device_error", json_object_get(doc, "error"),
-				"device_id", device_id);
-		conclude(ctx, e, oh_ack_new(e->req_id, ndi_code_ok("FAILED"), "FAILED",
-				e->action, e->actor, err, details));
+		snprintf(err, sizeof(err), "device %s failed: %s%s%s", device_id, code ? code : "no code",
+				error ? ": " : "", error ? error : "");
+		details = json_pack("{s:O?, s:O?, s:s}", "device_code", json_object_get(doc, "code"),
+				"device_error", json_object_get(doc, "error"), "device_id", device_id);
+		conclude(ctx, e,
+				oh_ack_new(e->req_id, ndi_code_ok("FAILED"), "FAILED", e->action, e->actor,
+						err, details));
 	}
 	entry_free(e);
 }

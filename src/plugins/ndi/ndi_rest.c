@@ -39,38 +39,33 @@
 
 static const struct {
 	const char *code;
-	const char *action;       /* NULL: any action */
+	const char *action; /* NULL: any action */
 	unsigned status;
 } statuses[] = {
-	{"OK", NULL, 200},
-	{"COMPLETED", NULL, 200},
-	{"DISPATCHED", NULL, 202},        /* relayed; the device has not answered yet */
-	{"BAD_JSON", NULL, 400},
-	{"BAD_REQUEST", NULL, 400},
-	{"BAD_ACTION", NULL, 400},
-	{"DENIED", "force_release", 403}, /* not an admin */
-	{"NOT_FOUND", NULL, 404},         /* no such device in the registry */
-	{"DENIED", NULL, 409},            /* leased by another actor */
-	{"OFFLINE", NULL, 409},
-	{"IN_USE", NULL, 409},
-	{"NOT_OWNER", NULL, 409},
-	{"NOT_HELD", NULL, 409},
-	{"TOO_LARGE", NULL, 413},
-	{"LIMIT", "reserve", 507},        /* limits.max_leases: leases are stored */
-	{"LIMIT", NULL, 429},             /* limits.max_pending(_per_device) */
-	{"FAILED", NULL, 502},            /* the device acked failure */
-	{"UNAVAILABLE", NULL, 503},
-	{"TIMEOUT", NULL, 504},           /* no device ack within ack_timeout_s */
+		{"OK", NULL, 200}, {"COMPLETED", NULL, 200},
+		{"DISPATCHED", NULL, 202}, /* relayed; the device has not answered yet */
+		{"BAD_JSON", NULL, 400}, {"BAD_REQUEST", NULL, 400}, {"BAD_ACTION", NULL, 400},
+		{"DENIED", "force_release", 403}, /* not an admin */
+		{"NOT_FOUND", NULL, 404},         /* no such device in the registry */
+		{"DENIED", NULL, 409},            /* leased by another actor */
+		{"OFFLINE", NULL, 409}, {"IN_USE", NULL, 409}, {"NOT_OWNER", NULL, 409},
+		{"NOT_HELD", NULL, 409}, {"TOO_LARGE", NULL, 413},
+		{"LIMIT", "reserve", 507},                          /* limits.max_leases: leases are stored */
+		{"LIMIT", NULL, 429},                               /* limits.max_pending(_per_device) */
+		{"FAILED", NULL, 502},                              /* the device acked failure */
+		{"UNAVAILABLE", NULL, 503}, {"TIMEOUT", NULL, 504}, /* no device ack within ack_timeout_s */
 };
 
 static unsigned http_status(const char *code, const char *action)
 {
 	for(size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
-		if(strcmp(statuses[i].code, code)) continue;
-		if(statuses[i].action && (!action || strcmp(statuses[i].action, action))) continue;
+		if(strcmp(statuses[i].code, code))
+			continue;
+		if(statuses[i].action && (!action || strcmp(statuses[i].action, action)))
+			continue;
 		return statuses[i].status;
 	}
-	return 500;                       /* ERROR and anything unforeseen */
+	return 500; /* ERROR and anything unforeseen */
 }
 
 /* Answers with an ack (borrowed): the ack itself on success, else the
@@ -86,52 +81,58 @@ static void reply_ack(struct oh_http_req *req, const json_t *ack)
 	}
 	code = json_string_value(json_object_get(ack, "code"));
 	action = json_string_value(json_object_get(ack, "action"));
-	if(!code) code = "ERROR";
+	if(!code)
+		code = "ERROR";
 	status = http_status(code, action);
 	if(json_is_true(json_object_get(ack, "ok"))) {
 		oh_reply_json(req, status, json_incref((json_t *)ack));
 		return;
 	}
 	msg = json_string_value(json_object_get(ack, "error"));
-	oh_reply_json(req, status, json_pack("{s:{s:s, s:s, s:O?, s:O?}}", "error", "code", code,
-			"message", msg ? msg : code, "req_id", json_object_get(ack, "req_id"),
-			"details", json_object_get(ack, "details")));
+	oh_reply_json(req, status,
+			json_pack("{s:{s:s, s:s, s:O?, s:O?}}", "error", "code", code, "message",
+					msg ? msg : code, "req_id", json_object_get(ack, "req_id"), "details",
+					json_object_get(ack, "details")));
 }
 
 /* ---- request bodies ------------------------------------------------------------ */
 
-enum btype { B_STRING, B_NUMBER, B_OBJECT };
+enum btype {
+	B_STRING,
+	B_NUMBER,
+	B_OBJECT
+};
 
 struct bfield {
 	const char *name;
 	enum btype type;
 	bool required;
-	size_t max_len;           /* strings: 1..max_len characters */
+	size_t max_len; /* strings: 1..max_len characters */
 };
 
 static const struct bfield send_fields[] = {
-	{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
-	{"action", B_STRING, false, 64},
-	{"source", B_STRING, false, SOURCE_MAX},
-	{"params", B_OBJECT, false, 0},
-	{"actor", B_STRING, false, ACTOR_MAX},
-	{"req_id", B_STRING, false, REQ_ID_MAX},
-	{NULL, B_STRING, false, 0},
+		{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
+		{"action", B_STRING, false, 64},
+		{"source", B_STRING, false, SOURCE_MAX},
+		{"params", B_OBJECT, false, 0},
+		{"actor", B_STRING, false, ACTOR_MAX},
+		{"req_id", B_STRING, false, REQ_ID_MAX},
+		{NULL, B_STRING, false, 0},
 };
 
 static const struct bfield lease_fields[] = {
-	{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
-	{"lease_s", B_NUMBER, false, 0},
-	{"actor", B_STRING, false, ACTOR_MAX},
-	{"req_id", B_STRING, false, REQ_ID_MAX},
-	{NULL, B_STRING, false, 0},
+		{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
+		{"lease_s", B_NUMBER, false, 0},
+		{"actor", B_STRING, false, ACTOR_MAX},
+		{"req_id", B_STRING, false, REQ_ID_MAX},
+		{NULL, B_STRING, false, 0},
 };
 
 static const struct bfield release_fields[] = {
-	{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
-	{"actor", B_STRING, false, ACTOR_MAX},
-	{"req_id", B_STRING, false, REQ_ID_MAX},
-	{NULL, B_STRING, false, 0},
+		{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
+		{"actor", B_STRING, false, ACTOR_MAX},
+		{"req_id", B_STRING, false, REQ_ID_MAX},
+		{NULL, B_STRING, false, 0},
 };
 
 /* The length of s cut to at most max bytes without splitting a UTF-8
@@ -140,8 +141,10 @@ static int utf8_cut(const char *s, size_t max)
 {
 	size_t len = strlen(s);
 
-	if(len <= max) return (int)len;
-	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
+	if(len <= max)
+		return (int)len;
+	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+		max--;
 	return (int)max;
 }
 
@@ -158,12 +161,13 @@ static bool body_check(struct oh_http_req *req, const json_t *body, const struct
 		oh_reply_error(req, 400, "BAD_REQUEST", "body: expected a JSON object");
 		return false;
 	}
-	json_object_foreach((json_t *)body, key, v) {
+	json_object_foreach((json_t *)body, key, v)
+	{
 		const struct bfield *f = fields;
-		while(f->name && strcmp(f->name, key)) f++;
+		while(f->name && strcmp(f->name, key))
+			f++;
 		if(!f->name) {
-			oh_reply_error(req, 400, "BAD_REQUEST", "%.*s: unknown field", utf8_cut(key, 64),
-					key);
+			oh_reply_error(req, 400, "BAD_REQUEST", "%.*s: unknown field", utf8_cut(key, 64), key);
 			return false;
 		}
 	}
@@ -172,13 +176,13 @@ static bool body_check(struct oh_http_req *req, const json_t *body, const struct
 
 		v = json_object_get(body, f->name);
 		if(!v || json_is_null(v)) {
-			if(!f->required) continue;
+			if(!f->required)
+				continue;
 			oh_reply_error(req, 400, "BAD_REQUEST", "%s: missing", f->name);
 			return false;
 		}
-		ok = (f->type == B_STRING && json_is_string(v)) ||
-			(f->type == B_NUMBER && json_is_number(v)) ||
-			(f->type == B_OBJECT && json_is_object(v));
+		ok = (f->type == B_STRING && json_is_string(v)) || (f->type == B_NUMBER && json_is_number(v)) ||
+				(f->type == B_OBJECT && json_is_object(v));
 		if(!ok) {
 			oh_reply_error(req, 400, "BAD_REQUEST", "%s: expected %s", f->name,
 					type_names[f->type]);
@@ -188,8 +192,10 @@ static bool body_check(struct oh_http_req *req, const json_t *body, const struct
 			size_t len = json_string_length(v);
 			/* An embedded NUL would cut the string short in C. */
 			if(len < 1 || len > f->max_len || strlen(json_string_value(v)) != len) {
-				oh_reply_error(req, 400, "BAD_REQUEST", "%s: expected a string of 1-%zu "
-						"characters", f->name, f->max_len);
+				oh_reply_error(req, 400, "BAD_REQUEST",
+						"%s: expected a string of 1-%zu "
+						"characters",
+						f->name, f->max_len);
 				return false;
 			}
 		}
@@ -208,7 +214,8 @@ static const char *requester(struct oh_http_req *req, const json_t *body)
 {
 	const char *who = oh_req_actor(req);
 
-	if(!who) who = body_string(body, "actor");
+	if(!who)
+		who = body_string(body, "actor");
 	return who ? who : REST_ACTOR;
 }
 
@@ -237,8 +244,9 @@ static void get_sources(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 	if(detail) {
-		oh_reply_json(req, 200, json_pack("{s:o, s:s}", "sources", list, "mdns",
-				ndi_discovery_mdns_state(n->discovery)));
+		oh_reply_json(req, 200,
+				json_pack("{s:o, s:s}", "sources", list, "mdns",
+						ndi_discovery_mdns_state(n->discovery)));
 	} else {
 		oh_reply_json(req, 200, json_pack("{s:o}", "sources", list));
 	}
@@ -266,9 +274,11 @@ static void waiter_done(struct ndi *n, const json_t *event, void *ud)
 	struct waiter *w = ud;
 
 	oh_req_on_gone(w->req, NULL, NULL);
-	if(event) reply_ack(w->req, event);
-	else oh_reply_error(w->req, 503, "UNAVAILABLE", "the %s plugin stopped before %s acked",
-			oh_module(n->ctx), w->device_id);
+	if(event)
+		reply_ack(w->req, event);
+	else
+		oh_reply_error(w->req, 503, "UNAVAILABLE", "the %s plugin stopped before %s acked",
+				oh_module(n->ctx), w->device_id);
 	free(w);
 }
 
@@ -283,13 +293,13 @@ static void waiter_gone(struct oh_http_req *req, void *ud)
 
 /* Keeps req open until the command's COMPLETED/FAILED/TIMEOUT.  false:
  * nothing is waiting (the caller answers with the DISPATCHED ack). */
-static bool wait_for_ack(struct ndi *n, struct oh_http_req *req, const char *device_id,
-		const json_t *ack)
+static bool wait_for_ack(struct ndi *n, struct oh_http_req *req, const char *device_id, const json_t *ack)
 {
 	const char *req_id = json_string_value(json_object_get(ack, "req_id"));
 	struct waiter *w;
 
-	if(!req_id || strlen(req_id) > REQ_ID_MAX || !(w = calloc(1, sizeof(*w)))) return false;
+	if(!req_id || strlen(req_id) > REQ_ID_MAX || !(w = calloc(1, sizeof(*w))))
+		return false;
 	w->n = n;
 	w->req = req;
 	snprintf(w->device_id, sizeof(w->device_id), "%s", device_id);
@@ -310,17 +320,22 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	struct oh_device dev;
 	json_t *params, *ack;
 
-	if(!body_check(req, body, send_fields)) return;
+	if(!body_check(req, body, send_fields))
+		return;
 	device_id = body_string(body, "device_id");
 	action = body_string(body, "action");
-	if(!action) action = "start";
+	if(!action)
+		action = "start";
 	if(!ndi_action_relayed(action)) {
-		oh_reply_error(req, 400, "BAD_ACTION", "action: unknown action \"%s\" (expected start, "
-				"stop, set_input, record_start or record_stop)", action);
+		oh_reply_error(req, 400, "BAD_ACTION",
+				"action: unknown action \"%s\" (expected start, "
+				"stop, set_input, record_start or record_stop)",
+				action);
 		return;
 	}
 	if(!oh_device_id_valid(device_id)) {
-		oh_reply_error(req, 400, "BAD_REQUEST", "device_id: must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"");
+		oh_reply_error(req, 400, "BAD_REQUEST",
+				"device_id: must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"");
 		return;
 	}
 	if(oh_device_get(ctx, device_id, &dev) != OH_OK) {
@@ -330,10 +345,11 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 	/* The device's params: the body's params, its source and device_id. */
 	params = json_object_get(body, "params") ? json_deep_copy(json_object_get(body, "params"))
-		: json_object();
+						 : json_object();
 	if(!params || json_object_set_new(params, "device_id", json_string(device_id)) ||
-			(body_string(body, "source") && json_object_set_new(params, "source",
-				json_string(body_string(body, "source"))))) {
+			(body_string(body, "source") &&
+					json_object_set_new(params, "source",
+							json_string(body_string(body, "source"))))) {
 		json_decref(params);
 		oh_reply_error(req, 500, "ERROR", "out of memory");
 		return;
@@ -342,9 +358,10 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	 * at all (no helper, no mDNS, no static list) any name is relayed. */
 	source = json_string_value(json_object_get(params, "source"));
 	if(source && ndi_discovery_any(n->discovery) && !ndi_discovery_has(n->discovery, source)) {
-		oh_reply_error(req, 400, "BAD_REQUEST", "source: unknown NDI source \"%.*s\" "
-				"(GET /api/%s/sources lists them)", utf8_cut(source, 200), source,
-				oh_module(ctx));
+		oh_reply_error(req, 400, "BAD_REQUEST",
+				"source: unknown NDI source \"%.*s\" "
+				"(GET /api/%s/sources lists them)",
+				utf8_cut(source, 200), source, oh_module(ctx));
 		json_decref(params);
 		return;
 	}
@@ -363,19 +380,19 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 /* ---- lease routes ----------------------------------------------------------------- */
 
-static void lease_route(struct ndi *n, struct oh_http_req *req, const char *action,
-		const struct bfield *fields)
+static void lease_route(struct ndi *n, struct oh_http_req *req, const char *action, const struct bfield *fields)
 {
 	const json_t *body = oh_req_body(req);
 	const json_t *lease_s;
 	json_t *params, *ack;
 
-	if(!body_check(req, body, fields)) return;
+	if(!body_check(req, body, fields))
+		return;
 	lease_s = json_object_get(body, "lease_s");
 	params = json_pack("{s:s}", "device_id", body_string(body, "device_id"));
-	if(params && json_is_number(lease_s)) json_object_set(params, "lease_s", (json_t *)lease_s);
-	ack = params ? ndi_run(n, action, params, requester(req, body), body_string(body, "req_id"))
-		: NULL;
+	if(params && json_is_number(lease_s))
+		json_object_set(params, "lease_s", (json_t *)lease_s);
+	ack = params ? ndi_run(n, action, params, requester(req, body), body_string(body, "req_id")) : NULL;
 	json_decref(params);
 	reply_ack(req, ack);
 	json_decref(ack);
@@ -403,133 +420,146 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 /* ---- OpenAPI descriptions ------------------------------------------------------------ */
 
-#define ERR_SCHEMA \
-	"{\"type\": \"object\", \"properties\": {\"error\": {\"type\": \"object\", \"properties\": {" \
-	"\"code\": {\"type\": \"string\"}, \"message\": {\"type\": \"string\"}," \
+#define ERR_SCHEMA                                                                                           \
+	"{\"type\": \"object\", \"properties\": {\"error\": {\"type\": \"object\", \"properties\": {"        \
+	"\"code\": {\"type\": \"string\"}, \"message\": {\"type\": \"string\"},"                             \
 	" \"req_id\": {\"type\": \"string\"}, \"details\": {\"type\": \"object\"}}}}}"
-#define ERR(status, text) \
-	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":" \
+#define ERR(status, text)                                                                                    \
+	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
 	" {\"schema\": " ERR_SCHEMA "}}}"
-#define ACK_SCHEMA \
-	"{\"type\": \"object\", \"description\": \"an ack, as on /lab/orchestrator/ndi/evt\"," \
-	" \"properties\": {\"req_id\": {\"type\": \"string\"}, \"ok\": {\"type\": \"boolean\"}," \
-	" \"code\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"}," \
-	" \"actor\": {\"type\": \"string\"}, \"ts\": {\"type\": \"string\"}," \
+#define ACK_SCHEMA                                                                                           \
+	"{\"type\": \"object\", \"description\": \"an ack, as on /lab/orchestrator/ndi/evt\","               \
+	" \"properties\": {\"req_id\": {\"type\": \"string\"}, \"ok\": {\"type\": \"boolean\"},"             \
+	" \"code\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"                             \
+	" \"actor\": {\"type\": \"string\"}, \"ts\": {\"type\": \"string\"},"                                \
 	" \"error\": {\"type\": \"string\", \"nullable\": true}, \"details\": {\"type\": \"object\"}}}"
-#define ACK(status, text) \
-	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":" \
+#define ACK(status, text)                                                                                    \
+	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
 	" {\"schema\": " ACK_SCHEMA "}}}"
-#define BODY(required, props) \
-	"\"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {" \
-	"\"type\": \"object\", \"required\": " required ", \"additionalProperties\": false," \
+#define BODY(required, props)                                                                                \
+	"\"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {"           \
+	"\"type\": \"object\", \"required\": " required ", \"additionalProperties\": false,"                 \
 	" \"properties\": {" props "}}}}}"
-#define P_DEVICE "\"device_id\": {\"type\": \"string\", \"pattern\": \"^(?!\\\\.\\\\.?$)[A-Za-z0-9._-]{1,64}$\"}"
-#define P_ACTOR \
-	"\"actor\": {\"type\": \"string\", \"maxLength\": 120, \"default\": \"api\"," \
-	" \"description\": \"the requester: lease identity, and requested_by on the device's" \
+#define P_DEVICE                                                                                             \
+	"\"device_id\": {\"type\": \"string\", \"pattern\": \"^(?!\\\\.\\\\.?$)[A-Za-z0-9._-]{1,64}$\"}"
+#define P_ACTOR                                                                                              \
+	"\"actor\": {\"type\": \"string\", \"maxLength\": 120, \"default\": \"api\","                        \
+	" \"description\": \"the requester: lease identity, and requested_by on the device's"                \
 	" envelope\"}"
-#define P_REQ_ID \
-	"\"req_id\": {\"type\": \"string\", \"maxLength\": 199, \"description\": \"generated when" \
+#define P_REQ_ID                                                                                             \
+	"\"req_id\": {\"type\": \"string\", \"maxLength\": 199, \"description\": \"generated when"           \
 	" absent\"}"
-#define P_LEASE_S \
-	"\"lease_s\": {\"type\": \"number\", \"description\": \"> 0 and <= max_lease_s; default" \
+#define P_LEASE_S                                                                                            \
+	"\"lease_s\": {\"type\": \"number\", \"description\": \"> 0 and <= max_lease_s; default"             \
 	" default_lease_s\"}"
 #define OK_JSON(text) "\"200\": {\"description\": \"" text "\"}"
 
-static const char DOC_STATUS[] =
-	"{\"summary\": \"The registry snapshot\","
-	" \"description\": \"The same document as GET /api/registry and"
-	" /lab/orchestrator/registry: devices, locks, modules, ts, seq.\","
-	" \"responses\": {" OK_JSON("the snapshot") "}}";
+static const char DOC_STATUS[] = "{\"summary\": \"The registry snapshot\","
+				 " \"description\": \"The same document as GET /api/registry and"
+				 " /lab/orchestrator/registry: devices, locks, modules, ts, seq.\","
+				 " \"responses\": {" OK_JSON("the snapshot") "}}";
 
 static const char DOC_SOURCES[] =
-	"{\"summary\": \"Discovered NDI sources\","
-	" \"description\": \"Merged from mDNS, the discovery helper and the static list, sorted by"
-	" name. With detail=1 each source is {name, host, address, port, origin} and mdns says"
-	" whether mDNS browsing runs.\", \"parameters\": [{\"name\": \"detail\", \"in\": \"query\","
-	" \"required\": false, \"schema\": {\"type\": \"string\", \"enum\": [\"0\", \"1\"]}}],"
-	" \"responses\": {\"200\": {\"description\": \"{sources: [name, ...]}\", \"content\": {"
-	"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"sources\": {"
-	"\"type\": \"array\"}, \"mdns\": {\"type\": \"string\"}}}}}}}}";
+		"{\"summary\": \"Discovered NDI sources\","
+		" \"description\": \"Merged from mDNS, the discovery helper and the static list, sorted by"
+		" name. With detail=1 each source is {name, host, address, port, origin} and mdns says"
+		" whether mDNS browsing runs.\", \"parameters\": [{\"name\": \"detail\", \"in\": \"query\","
+		" \"required\": false, \"schema\": {\"type\": \"string\", \"enum\": [\"0\", \"1\"]}}],"
+		" \"responses\": {\"200\": {\"description\": \"{sources: [name, ...]}\", \"content\": {"
+		"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"sources\": {"
+		"\"type\": \"array\"}, \"mdns\": {\"type\": \"string\"}}}}}}}}";
 
 static const char DOC_DEVICES[] =
-	"{\"summary\": \"Devices with the ndi module\","
-	" \"description\": \"Each device whose meta lists the ndi module, sorted by id: online"
-	" (null when never reported), stale, last_seen, capabilities (capabilities.ndi), the"
-	" state, input and recording from its /lab/device/{id}/ndi/status (null when it never"
-	" published one; module_status is the whole object), and the lease holder.\","
-	" \"responses\": {\"200\": {\"description\": \"{devices: [...]}\", \"content\": {"
-	"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"devices\": {"
-	"\"type\": \"array\", \"items\": {\"type\": \"object\", \"properties\": {"
-	"\"device_id\": {\"type\": \"string\"}, \"online\": {\"type\": \"boolean\", \"nullable\": true},"
-	" \"stale\": {\"type\": \"boolean\"}, \"last_seen\": {\"type\": \"string\", \"nullable\": true},"
-	" \"capabilities\": {\"type\": \"object\", \"nullable\": true},"
-	" \"state\": {\"type\": \"string\", \"nullable\": true},"
-	" \"input\": {\"type\": \"string\", \"nullable\": true},"
-	" \"recording\": {\"type\": \"boolean\", \"nullable\": true},"
-	" \"module_status\": {\"type\": \"object\", \"nullable\": true},"
-	" \"holder\": {\"type\": \"string\", \"nullable\": true},"
-	" \"lease\": {\"type\": \"object\", \"nullable\": true}}}}}}}}}}}";
+		"{\"summary\": \"Devices with the ndi module\","
+		" \"description\": \"Each device whose meta lists the ndi module, sorted by id: online"
+		" (null when never reported), stale, last_seen, capabilities (capabilities.ndi), the"
+		" state, input and recording from its /lab/device/{id}/ndi/status (null when it never"
+		" published one; module_status is the whole object), and the lease holder.\","
+		" \"responses\": {\"200\": {\"description\": \"{devices: [...]}\", \"content\": {"
+		"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"devices\": {"
+		"\"type\": \"array\", \"items\": {\"type\": \"object\", \"properties\": {"
+		"\"device_id\": {\"type\": \"string\"}, \"online\": {\"type\": \"boolean\", \"nullable\": true},"
+		" \"stale\": {\"type\": \"boolean\"}, \"last_seen\": {\"type\": \"string\", \"nullable\": true},"
+		" \"capabilities\": {\"type\": \"object\", \"nullable\": true},"
+		" \"state\": {\"type\": \"string\", \"nullable\": true},"
+		" \"input\": {\"type\": \"string\", \"nullable\": true},"
+		" \"recording\": {\"type\": \"boolean\", \"nullable\": true},"
+		" \"module_status\": {\"type\": \"object\", \"nullable\": true},"
+		" \"holder\": {\"type\": \"string\", \"nullable\": true},"
+		" \"lease\": {\"type\": \"object\", \"nullable\": true}}}}}}}}}}}";
 
 static const char DOC_SEND[] =
-	"{\"summary\": \"Send a command to a device\","
-	" \"description\": \"Relays start, stop, set_input, record_start or record_stop exactly"
-	" like the MQTT command topic (lease check against actor, offline check, ack tracking)."
-	" The device gets actor orchestrator with requested_by naming the requester. source is"
-	" put into params; when discovery knows any source, an unknown one is refused. Without"
-	" wait the reply is the DISPATCHED ack (202); with wait=1 the request stays open until"
-	" the device acks (200 COMPLETED, 502 FAILED) or ack_timeout_s passes (504 TIMEOUT).\","
-	" \"parameters\": [{\"name\": \"wait\", \"in\": \"query\", \"required\": false,"
-	" \"schema\": {\"type\": \"string\", \"enum\": [\"0\", \"1\"]}}], "
-	BODY("[\"device_id\"]", P_DEVICE ", \"action\": {\"type\": \"string\", \"enum\": [\"start\","
-		" \"stop\", \"set_input\", \"record_start\", \"record_stop\"], \"default\": \"start\"},"
-		" \"source\": {\"type\": \"string\"}, \"params\": {\"type\": \"object\", \"description\":"
-		" \"more parameters, relayed untouched\"}, " P_ACTOR ", " P_REQ_ID) ","
-	" \"responses\": {" ACK("200", "wait=1: the device's ack (COMPLETED)") ", "
-	ACK("202", "relayed (DISPATCHED); COMPLETED/FAILED/TIMEOUT follow on the evt topic") ", "
-	ERR("400", "bad body (the message names the field), unknown action (BAD_ACTION) or unknown"
-		" source") ", "
-	ERR("404", "no such device in the registry") ", "
-	ERR("409", "leased by another actor (DENIED, details.holder) or the device is offline"
-		" (OFFLINE)") ", "
-	ERR("413", "body too large") ", "
-	ERR("429", "LIMIT: limits.max_pending or limits.max_pending_per_device reached"
-		" (details.limit, details.value)") ", "
-	ERR("502", "wait=1: the device acked failure (FAILED, details.device_code)") ", "
-	ERR("503", "wait=1: the plugin stopped before the ack") ", "
-	ERR("504", "wait=1: no ack within ack_timeout_s (TIMEOUT)") "}}";
+		"{\"summary\": \"Send a command to a device\","
+		" \"description\": \"Relays start, stop, set_input, record_start or record_stop exactly"
+		" like the MQTT command topic (lease check against actor, offline check, ack tracking)."
+		" The device gets actor orchestrator with requested_by naming the requester. source is"
+		" put into params; when discovery knows any source, an unknown one is refused. Without"
+		" wait the reply is the DISPATCHED ack (202); with wait=1 the request stays open until"
+		" the device acks (200 COMPLETED, 502 FAILED) or ack_timeout_s passes (504 TIMEOUT).\","
+		" \"parameters\": [{\"name\": \"wait\", \"in\": \"query\", \"required\": false,"
+		" \"schema\": {\"type\": \"string\", \"enum\": [\"0\", \"1\"]}}], " BODY("[\"device_id\"]",
+				P_DEVICE
+				", \"action\": {\"type\": \"string\", \"enum\": [\"start\","
+				" \"stop\", \"set_input\", \"record_start\", \"record_stop\"], \"default\": \"start\"},"
+				" \"source\": {\"type\": \"string\"}, \"params\": {\"type\": \"object\", \"description\":"
+				" \"more parameters, relayed untouched\"}, " P_ACTOR
+				", " P_REQ_ID) ","
+					       " \"responses\": {" ACK("200",
+							       "wait=1: the device's ack (COMPLETED)") ", " ACK("202",
+							       "relayed (DISPATCHED); COMPLETED/FAILED/TIMEOUT follow on the evt topic") ", " ERR("400",
+							       "bad body (the message names the field), unknown action (BAD_ACTION) or unknown"
+							       " source") ", " ERR("404",
+							       "no such device in the registry") ", " ERR("409",
+							       "leased by another actor (DENIED, details.holder) or the device is offline"
+							       " (OFFLINE)") ", " ERR("413",
+							       "body too large") ", " ERR("429",
+							       "LIMIT: limits.max_pending or limits.max_pending_per_device reached"
+							       " (details.limit, details.value)") ", " ERR("502",
+							       "wait=1: the device acked failure (FAILED, details.device_code)") ", " ERR("503",
+							       "wait=1: the plugin stopped before the ack") ", " ERR("504",
+							       "wait=1: no ack within ack_timeout_s (TIMEOUT)") "}}";
 
 static const char DOC_RESERVE[] =
-	"{\"summary\": \"Reserve a device (take its lease)\","
-	" \"description\": \"As the MQTT reserve action: the same actor reserving again extends"
-	" the lease to lease_s from now.\", "
-	BODY("[\"device_id\"]", P_DEVICE ", " P_LEASE_S ", " P_ACTOR ", " P_REQ_ID) ","
-	" \"responses\": {" ACK("200", "OK: details {device_id, holder, expires_at, lease_s}") ", "
-	ERR("400", "bad body") ", "
-	ERR("409", "IN_USE: another actor holds it (details.holder, remaining_s)") ", "
-	ERR("507", "LIMIT: limits.max_leases leases are held (details.limit, details.value)") "}}";
+		"{\"summary\": \"Reserve a device (take its lease)\","
+		" \"description\": \"As the MQTT reserve action: the same actor reserving again extends"
+		" the lease to lease_s from now.\", " BODY("[\"device_id\"]",
+				P_DEVICE
+				", " P_LEASE_S ", " P_ACTOR
+				", " P_REQ_ID) ","
+					       " \"responses\": {" ACK("200",
+							       "OK: details {device_id, holder, expires_at, lease_s}") ", " ERR("400",
+							       "bad body") ", " ERR("409",
+							       "IN_USE: another actor holds it (details.holder, remaining_s)") ", " ERR("507",
+							       "LIMIT: limits.max_leases leases are held (details.limit, details.value)") "}}";
 
-static const char DOC_RENEW[] =
-	"{\"summary\": \"Renew one's own lease\", "
-	BODY("[\"device_id\"]", P_DEVICE ", " P_LEASE_S ", " P_ACTOR ", " P_REQ_ID) ","
-	" \"responses\": {" ACK("200", "OK: expires lease_s from now") ", "
-	ERR("400", "bad body") ", "
-	ERR("409", "NOT_HELD (no lease) or NOT_OWNER (another actor holds it)") "}}";
+static const char DOC_RENEW[] = "{\"summary\": \"Renew one's own lease\", " BODY("[\"device_id\"]",
+		P_DEVICE
+		", " P_LEASE_S ", " P_ACTOR
+		", " P_REQ_ID) ","
+			       " \"responses\": {" ACK("200", "OK: expires lease_s from now") ", " ERR(
+					       "400", "bad body") ", " ERR("409",
+					       "NOT_HELD (no lease) or NOT_OWNER (another actor holds it)") "}}";
 
-static const char DOC_RELEASE[] =
-	"{\"summary\": \"Release one's own lease\", "
-	BODY("[\"device_id\"]", P_DEVICE ", " P_ACTOR ", " P_REQ_ID) ","
-	" \"responses\": {" ACK("200", "OK") ", " ERR("400", "bad body") ", "
-	ERR("409", "NOT_HELD (no lease) or NOT_OWNER (another actor holds it)") "}}";
+static const char DOC_RELEASE[] = "{\"summary\": \"Release one's own lease\", " BODY("[\"device_id\"]",
+		P_DEVICE
+		", " P_ACTOR
+		", " P_REQ_ID) ","
+			       " \"responses\": {" ACK("200", "OK") ", " ERR("400", "bad body") ", " ERR("409",
+					       "NOT_HELD (no lease) or NOT_OWNER (another actor holds it)") "}}";
 
 static const char DOC_FORCE_RELEASE[] =
-	"{\"summary\": \"Drop a lease whoever holds it (admin)\","
-	" \"description\": \"With API tokens configured, an admin token is needed (403 FORBIDDEN"
-	" otherwise). With the admins setting only those actors may; without it, any.\", "
-	BODY("[\"device_id\"]", P_DEVICE ", " P_ACTOR ", " P_REQ_ID) ","
-	" \"responses\": {" ACK("200", "OK: details.previous_holder") ", " ERR("400", "bad body") ", "
-	ERR("403", "DENIED: the actor is not an admin") ", "
-	ERR("409", "NOT_HELD: there was no lease") "}}";
+		"{\"summary\": \"Drop a lease whoever holds it (admin)\","
+		" \"description\": \"With API tokens configured, an admin token is needed (403 FORBIDDEN"
+		" otherwise). With the admins setting only those actors may; without it, any.\", " BODY(
+				"[\"device_id\"]",
+				P_DEVICE
+				", " P_ACTOR
+				", " P_REQ_ID) ","
+					       " \"responses\": {" ACK("200",
+							       "OK: details.previous_holder") ", " ERR("400",
+							       "bad body") ", " ERR("403",
+							       "DENIED: the actor is not an admin") ", " ERR("409",
+							       "NOT_HELD: there was no lease") "}}";
 
 /* ---- registration ------------------------------------------------------------------ */
 
@@ -553,23 +583,24 @@ int ndi_rest_register(struct ndi *n)
 		oh_http_fn fn;
 		const char *doc;
 	} routes[] = {
-		{"GET", "/status", get_status, DOC_STATUS},
-		{"GET", "/sources", get_sources, DOC_SOURCES},
-		{"GET", "/devices", get_devices, DOC_DEVICES},
-		{"POST", "/send", post_send, DOC_SEND},
-		{"POST", "/reserve", post_reserve, DOC_RESERVE},
-		{"POST", "/renew", post_renew, DOC_RENEW},
-		{"POST", "/release", post_release, DOC_RELEASE},
-		{"POST", "/force_release", post_force_release, DOC_FORCE_RELEASE},
+			{"GET", "/status", get_status, DOC_STATUS},
+			{"GET", "/sources", get_sources, DOC_SOURCES},
+			{"GET", "/devices", get_devices, DOC_DEVICES},
+			{"POST", "/send", post_send, DOC_SEND},
+			{"POST", "/reserve", post_reserve, DOC_RESERVE},
+			{"POST", "/renew", post_renew, DOC_RENEW},
+			{"POST", "/release", post_release, DOC_RELEASE},
+			{"POST", "/force_release", post_force_release, DOC_FORCE_RELEASE},
 	};
 
 	for(size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		int rc = oh_route(n->ctx, routes[i].method, routes[i].path, routes[i].fn, n,
-				routes[i].doc);
-		if(rc) return rc;
+		int rc = oh_route(n->ctx, routes[i].method, routes[i].path, routes[i].fn, n, routes[i].doc);
+		if(rc)
+			return rc;
 	}
 	/* Dropping another's lease: an admin token when tokens are configured. */
 	int rc = oh_route_require(n->ctx, "POST", "/force_release", OH_ROLE_ADMIN);
-	if(rc) return rc;
+	if(rc)
+		return rc;
 	return register_page(n);
 }

@@ -26,35 +26,40 @@
 #define MAX_DEVICES 65536
 
 struct status {
-	json_t *doc;                      /* owned */
-	unsigned long long seq;           /* the generation it was set at */
-	struct status *prev, *next;       /* by seq, oldest first */
+	json_t *doc;                /* owned */
+	unsigned long long seq;     /* the generation it was set at */
+	struct status *prev, *next; /* by seq, oldest first */
 	char id[];
 };
 
 struct ndi_status {
-	struct strmap *by_device;         /* device id -> struct status (owned) */
+	struct strmap *by_device; /* device id -> struct status (owned) */
 	struct status *oldest, *newest;
 	bool full_logged;
-	unsigned long long generation;    /* bumped on every change */
-	unsigned long long removed_at;    /* the generation of the last removal */
+	unsigned long long generation; /* bumped on every change */
+	unsigned long long removed_at; /* the generation of the last removal */
 };
 
 static void value_free(void *v)
 {
 	struct status *s = v;
 
-	if(!s) return;
+	if(!s)
+		return;
 	json_decref(s->doc);
 	free(s);
 }
 
 static void unlink_status(struct ndi_status *st, struct status *s)
 {
-	if(s->prev) s->prev->next = s->next;
-	else st->oldest = s->next;
-	if(s->next) s->next->prev = s->prev;
-	else st->newest = s->prev;
+	if(s->prev)
+		s->prev->next = s->next;
+	else
+		st->oldest = s->next;
+	if(s->next)
+		s->next->prev = s->prev;
+	else
+		st->newest = s->prev;
 	s->prev = s->next = NULL;
 }
 
@@ -62,8 +67,10 @@ static void append_status(struct ndi_status *st, struct status *s)
 {
 	s->prev = st->newest;
 	s->next = NULL;
-	if(st->newest) st->newest->next = s;
-	else st->oldest = s;
+	if(st->newest)
+		st->newest->next = s;
+	else
+		st->oldest = s;
 	st->newest = s;
 }
 
@@ -83,7 +90,8 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	}
 	s = strmap_get(st->by_device, id);
 	if(msg->len == 0) {
-		if(!s) return;
+		if(!s)
+			return;
 		strmap_remove(st->by_device, id);
 		unlink_status(st, s);
 		value_free(s);
@@ -92,7 +100,9 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	}
 	if(!json_is_object(msg->json)) {
 		oh_log(ctx, OH_LOG_DEBUG, "ignoring module status on %s: %s", msg->topic,
-				msg->json ? "not a JSON object" : msg->error ? msg->error : "not JSON");
+				msg->json                    ? "not a JSON object"
+						: msg->error ? msg->error
+							     : "not JSON");
 		return;
 	}
 	/* The broker resends every retained status after a reconnect: an
@@ -101,14 +111,17 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 		return;
 	if(!s && strmap_size(st->by_device) >= MAX_DEVICES) {
 		if(!st->full_logged) {
-			oh_log(ctx, OH_LOG_WARN, "module status kept for %d devices already; ignoring "
-					"new ones", MAX_DEVICES);
+			oh_log(ctx, OH_LOG_WARN,
+					"module status kept for %d devices already; ignoring "
+					"new ones",
+					MAX_DEVICES);
 			st->full_logged = true;
 		}
 		return;
 	}
 	copy = json_deep_copy(msg->json);
-	if(!copy) return;
+	if(!copy)
+		return;
 	if(s) {
 		json_decref(s->doc);
 		unlink_status(st, s);
@@ -137,9 +150,12 @@ bool ndi_status_changed_since(const struct ndi *n, unsigned long long since,
 {
 	const struct ndi_status *st = n->status;
 
-	if(!st) return true;
-	if(since < st->removed_at) return false;
-	for(const struct status *s = st->newest; s && s->seq > since; s = s->prev) fn(s->id, ud);
+	if(!st)
+		return true;
+	if(since < st->removed_at)
+		return false;
+	for(const struct status *s = st->newest; s && s->seq > since; s = s->prev)
+		fn(s->id, ud);
 	return true;
 }
 
@@ -155,16 +171,19 @@ int ndi_status_start(struct ndi *n)
 	int rc;
 
 	n->status = calloc(1, sizeof(*n->status));
-	if(!n->status) return OH_ERR_NOMEM;
+	if(!n->status)
+		return OH_ERR_NOMEM;
 	n->status->by_device = strmap_new();
-	if(!n->status->by_device) return OH_ERR_NOMEM;
+	if(!n->status->by_device)
+		return OH_ERR_NOMEM;
 
 	snprintf(topic, sizeof(topic), "%s/device/+/%s/status", oh_topic_root(ctx), oh_module(ctx));
 	/* QoS 0, like the registry's state topics: retained state is refreshed
 	 * by the devices, and a QoS 1 burst at start-up overflows the queue a
 	 * stock mosquitto keeps per client. */
 	rc = oh_subscribe(ctx, topic, 0, on_module_status, n);
-	if(rc) return oh_fail(ctx, "cannot subscribe to %s: %s", topic, oh_strerror(rc));
+	if(rc)
+		return oh_fail(ctx, "cannot subscribe to %s: %s", topic, oh_strerror(rc));
 	return OH_OK;
 }
 
@@ -172,18 +191,19 @@ void ndi_status_free(struct ndi *n)
 {
 	struct ndi_status *st = n->status;
 
-	if(!st) return;
-	if(st->by_device) strmap_free(st->by_device, value_free);
+	if(!st)
+		return;
+	if(st->by_device)
+		strmap_free(st->by_device, value_free);
 	free(st);
 	n->status = NULL;
 }
 
-const json_t *ndi_status_get(const struct ndi *n, const char *device_id,
-		unsigned long long *seq)
+const json_t *ndi_status_get(const struct ndi *n, const char *device_id, unsigned long long *seq)
 {
-	const struct status *s = n->status && device_id ?
-		strmap_get(n->status->by_device, device_id) : NULL;
+	const struct status *s = n->status && device_id ? strmap_get(n->status->by_device, device_id) : NULL;
 
-	if(seq) *seq = s ? s->seq : 0;
+	if(seq)
+		*seq = s ? s->seq : 0;
 	return s ? s->doc : NULL;
 }
