@@ -43,7 +43,7 @@
 #include <time.h>
 
 #include "ident.h"
-#include "json_fields.h"
+#include "oh/validate.h"
 #include "log.h"
 #include "metrics.h"
 #include "mqtt_link.h"
@@ -270,27 +270,34 @@ void registry_mark_dirty(struct registry *r)
  * device is refused whole.  last_seen and stale are the host's, rewritten on
  * every build of the fragment.
  */
-static const struct jfield known_fields[] = {
-		{"modules", JF_STRING_ARRAY, false},
-		{"capabilities", JF_OBJECT_OF_OBJECTS, false},
-		{"labels", JF_STRING_ARRAY, false},
-		{"feature", JF_STRING_NULL, false},
-		{"version", JF_STRING, false},
-		{"ts", JF_STRING, false},
-		{"online", JF_BOOL, false},
+static const struct oh_vfield known_fields[] = {
+		OH_VFIELD("modules", OH_VT_ARRAY, 0, .items = OH_VT_STRING),
+		OH_VFIELD("capabilities", OH_VT_OBJECT, 0, .items = OH_VT_OBJECT), /* one object per module */
+		OH_VFIELD("labels", OH_VT_ARRAY, 0, .items = OH_VT_STRING),
+		OH_VFIELD("feature", OH_VT_STRING, OH_VF_NULL),
+		OH_VFIELD("version", OH_VT_STRING, 0),
+		OH_VFIELD("ts", OH_VT_STRING, 0),
+		OH_VFIELD("online", OH_VT_BOOL, 0),
 		/* Not sent by the deployed agents, but the web UI shows them. */
-		{"name", JF_STRING, false},
-		{"hostname", JF_STRING, false},
-		{NULL, JF_ANY, false},
+		OH_VFIELD("name", OH_VT_STRING, 0),
+		OH_VFIELD("hostname", OH_VT_STRING, 0),
+		OH_VFIELD_END,
 };
 
-static const struct jfield *known_field(const char *key)
+static const struct oh_vfield *known_field(const char *key)
 {
-	for(const struct jfield *f = known_fields; f->key; f++) {
-		if(!strcmp(f->key, key))
+	for(const struct oh_vfield *f = known_fields; f->name; f++) {
+		if(!strcmp(f->name, key))
 			return f;
 	}
 	return NULL;
+}
+
+/* A value merges when it has its field's type (a merge has no absence:
+ * null is a value, and a wrong one unless the field takes it). */
+static bool typed_ok(const struct oh_vfield *f, const json_t *v, const char *key, char *err, size_t len)
+{
+	return !f || !oh_json_validate_value(v, f, key, NULL, err, len);
 }
 
 /* Merges obj (borrowed) into doc key by key, later wins, leaving out known
@@ -304,11 +311,10 @@ static bool merge_typed(json_t *doc, const json_t *obj, char *why, size_t len)
 	why[0] = '\0';
 	json_object_foreach((json_t *)obj, key, v)
 	{
-		const struct jfield *f = known_field(key);
-		if(f && !jf_type_ok(v, f->type)) {
+		char one[160];
+		if(!typed_ok(known_field(key), v, key, one, sizeof one)) {
 			if(used < len) {
-				int n = snprintf(why + used, len - used, "%s%s: expected %s",
-						used ? "; " : "", key, jf_type_name(f->type));
+				int n = snprintf(why + used, len - used, "%s%s", used ? "; " : "", one);
 				used += n > 0 ? (size_t)n : 0;
 			}
 			continue;
@@ -388,8 +394,8 @@ static size_t merged_bytes(struct device *d, const json_t *obj)
 	size_t bytes = d->doc_bytes;
 	json_object_foreach((json_t *)obj, key, v)
 	{
-		const struct jfield *f = known_field(key);
-		if(host_field(key) || (f && !jf_type_ok(v, f->type)))
+		char one[160];
+		if(host_field(key) || !typed_ok(known_field(key), v, key, one, sizeof one))
 			continue;
 		const json_t *old = json_object_get(d->doc, key);
 		bytes += pair_bytes(key, v) - (old ? pair_bytes(key, old) : 0);

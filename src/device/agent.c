@@ -171,12 +171,13 @@ static void dev_ping(struct agent *a, const struct envelope *env, struct mod_res
 
 static void dev_set_labels(struct agent *a, const struct envelope *env, struct mod_result *res)
 {
-	static const struct jfield fields[] = {
-			{"labels", JF_STRING_ARRAY, true},
-			{NULL, JF_ANY, false},
+	static const struct oh_vfield fields[] = {
+			OH_VFIELD("labels", OH_VT_ARRAY, OH_VF_REQUIRED, .items = OH_VT_STRING),
+			OH_VFIELD_END,
 	};
+	static const struct oh_vobject spec = OH_VOBJECT(fields, OH_V_IGNORE);
 	char why[200];
-	if(jcheck_object(env->params, fields, true, "params", why, sizeof why)) {
+	if(oh_json_validate(env->params, &spec, "params", NULL, why, sizeof why)) {
 		mod_result_fail(res, ACK_BAD_REQUEST, "%s", why);
 		return;
 	}

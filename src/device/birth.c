@@ -10,14 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_fields.h"
+#include "oh/validate.h"
 
-static const struct jfield birth_fields[] = {
-		{"online", JF_BOOL, true},
-		{"node", JF_STRING, false},
-		{"ts", JF_STRING_NULL, false},
-		{NULL, JF_ANY, false},
+static const struct oh_vfield birth_fields[] = {
+		OH_VFIELD("online", OH_VT_BOOL, OH_VF_REQUIRED),
+		OH_VFIELD("node", OH_VT_STRING, 0),
+		OH_VFIELD("ts", OH_VT_STRING, OH_VF_NULL),
+		OH_VFIELD_END,
 };
+static const struct oh_vobject birth_spec = OH_VOBJECT(birth_fields, OH_V_IGNORE);
 
 void birth_state_clear(struct birth_state *st)
 {
@@ -46,7 +47,7 @@ enum birth_action birth_judge(struct birth_state *st, const void *payload, size_
 		return BIRTH_IGNORE;
 	}
 	enum birth_action act = BIRTH_IGNORE;
-	if(jcheck_object(j, birth_fields, true, "", why, whylen))
+	if(oh_json_validate(j, &birth_spec, "", NULL, why, whylen))
 		goto out;
 	if(!json_is_true(json_object_get(j, "online"))) {
 		birth_state_clear(st);

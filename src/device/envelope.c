@@ -29,13 +29,14 @@ const char *ack_code_name(enum ack_code code)
 	return code_names[code];
 }
 
-static const struct jfield envelope_fields[] = {
-		{"req_id", JF_STRING_NULL, false},
-		{"action", JF_STRING_NE, true},
-		{"actor", JF_STRING_NULL, false},
-		{"params", JF_OBJECT_NULL, false},
-		{NULL, JF_ANY, false},
+static const struct oh_vfield envelope_fields[] = {
+		OH_VFIELD("req_id", OH_VT_STRING, OH_VF_NULL),
+		OH_VFIELD("action", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN, 1),
+		OH_VFIELD("actor", OH_VT_STRING, OH_VF_NULL),
+		OH_VFIELD("params", OH_VT_OBJECT, OH_VF_NULL),
+		OH_VFIELD_END,
 };
+static const struct oh_vobject envelope_spec = OH_VOBJECT(envelope_fields, OH_V_IGNORE);
 
 void envelope_clear(struct envelope *env)
 {
@@ -68,7 +69,7 @@ enum ack_code envelope_from_json(json_t *root, struct envelope *env, char *err, 
 	if(json_is_string(actor))
 		env->actor = json_string_value(actor);
 
-	if(jcheck_object(root, envelope_fields, true, "", err, errlen))
+	if(oh_json_validate(root, &envelope_spec, "", NULL, err, errlen))
 		return ACK_BAD_REQUEST;
 	if(json_is_string(req_id) && json_string_length(req_id) >= sizeof env->req_id) {
 		snprintf(err, errlen, "req_id: longer than %zu bytes", sizeof env->req_id - 1);

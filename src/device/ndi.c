@@ -44,23 +44,18 @@ struct ndi {
 	json_t *last_exit; /* how the last child ended by itself, or NULL */
 };
 
-static const struct jfield ndi_fields[] = {
-		{"start_cmd_template", JF_STRING_NULL, false},
-		{"record_start_cmd_template", JF_STRING_NULL, false},
-		{"stop_grace_s", JF_NUMBER, false},
-		{NULL, JF_ANY, false},
+static const struct oh_vfield ndi_fields[] = {
+		OH_VFIELD("start_cmd_template", OH_VT_STRING, OH_VF_NULL),
+		OH_VFIELD("record_start_cmd_template", OH_VT_STRING, OH_VF_NULL),
+		OH_VFIELD("stop_grace_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MAX, 0, 3600),
+		OH_VFIELD_END,
 };
 
 static int ndi_check_settings(const json_t *settings, bool strict, const char *prefix, char *err, size_t errlen)
 {
-	if(jcheck_object(settings, ndi_fields, !strict, prefix, err, errlen))
+	const struct oh_vobject spec = OH_VOBJECT(ndi_fields, strict ? OH_V_REFUSE : OH_V_IGNORE);
+	if(oh_json_validate(settings, &spec, prefix, NULL, err, errlen))
 		return -1;
-	const json_t *grace = json_object_get(settings, "stop_grace_s");
-	if(grace && (json_number_value(grace) < 0 || json_number_value(grace) > 3600)) {
-		snprintf(err, errlen, "%s.stop_grace_s: %g is out of range 0..3600", prefix,
-				json_number_value(grace));
-		return -1;
-	}
 	/* A template that cannot be split would fail every start: say so now. */
 	const char *keys[] = {"start_cmd_template", "record_start_cmd_template"};
 	for(size_t i = 0; i < 2; i++) {

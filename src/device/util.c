@@ -1,6 +1,6 @@
 /*
  * Timestamps and UUIDs for the device agent (its JSON checks are the shared
- * ones in src/common/json_fields.c).
+ * one of include/oh/validate.h).
  * See util.h.  Kept in src/device because the host has its own time module
  * (src/core/timeutil.c) and nothing here is needed by the host.
  */

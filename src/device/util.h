@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "json_fields.h"
+#include "oh/validate.h"
 
 /* "YYYY-MM-DDTHH:MM:SSZ" plus NUL. */
 #define DEV_TS_LEN 21

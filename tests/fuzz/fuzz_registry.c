@@ -19,29 +19,30 @@
 #include "fuzz_common.h"
 #include "fuzz_host.h"
 #include "ident.h"
-#include "json_fields.h"
+#include "oh/validate.h"
 #include "shared_buf.h"
 
-static const struct jfield typed[] = {
-		{"modules", JF_STRING_ARRAY, false},
-		{"capabilities", JF_OBJECT_OF_OBJECTS, false},
-		{"labels", JF_STRING_ARRAY, false},
-		{"feature", JF_STRING_NULL, false},
-		{"version", JF_STRING, false},
-		{"ts", JF_STRING, false},
-		{"name", JF_STRING, false},
-		{"hostname", JF_STRING, false},
-		{"device_id", JF_STRING, true},
-		{"stale", JF_BOOL, true},
-		{NULL, JF_ANY, false},
+static const struct oh_vfield typed_fields[] = {
+		OH_VFIELD("modules", OH_VT_ARRAY, 0, .items = OH_VT_STRING),
+		OH_VFIELD("capabilities", OH_VT_OBJECT, 0, .items = OH_VT_OBJECT),
+		OH_VFIELD("labels", OH_VT_ARRAY, 0, .items = OH_VT_STRING),
+		OH_VFIELD("feature", OH_VT_STRING, OH_VF_NULL),
+		OH_VFIELD("version", OH_VT_STRING, 0),
+		OH_VFIELD("ts", OH_VT_STRING, 0),
+		OH_VFIELD("name", OH_VT_STRING, 0),
+		OH_VFIELD("hostname", OH_VT_STRING, 0),
+		OH_VFIELD("device_id", OH_VT_STRING, OH_VF_REQUIRED),
+		OH_VFIELD("stale", OH_VT_BOOL, OH_VF_REQUIRED),
+		OH_VFIELD_END,
 };
+static const struct oh_vobject typed = OH_VOBJECT(typed_fields, OH_V_IGNORE);
 
 static void check_device(struct host *h, const char *id, const json_t *doc)
 {
 	char err[256];
 	FUZZ_CHECK(ident_device_id_valid(id, strlen(id)));
 	FUZZ_CHECK(json_is_object(doc));
-	FUZZ_CHECK(jcheck_object(doc, typed, true, id, err, sizeof err) == 0);
+	FUZZ_CHECK(oh_json_validate(doc, &typed, id, NULL, err, sizeof err) == 0);
 	FUZZ_CHECK(!strcmp(json_string_value(json_object_get(doc, "device_id")), id));
 	const json_t *online = json_object_get(doc, "online");
 	FUZZ_CHECK(json_is_boolean(online) || json_is_null(online));
