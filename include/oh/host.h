@@ -358,9 +358,13 @@ typedef json_t *(*oh_job_exec_fn)(
 
 /*
  * Optional check of one command when a job is created, after the host
- * checked its shape.  Return OH_OK, or OH_ERR_INVAL with err set to a
- * message that starts with the field inside the command ("action: unknown
- * action \"fly\""); the host prefixes "commands[i]." and answers BAD_REQUEST.
+ * checked its shape ({device_id, action, params}, include/oh/validate.h).
+ * Use the tables the module's command topic uses, so a job is refused
+ * exactly when the same command sent directly would be.  Return OH_OK, or
+ * OH_ERR_INVAL with err set to a message that starts with the field inside
+ * the command ("params.source: missing"); the host prefixes "commands[i]."
+ * and answers BAD_REQUEST.  OH_ERR_NOT_FOUND: the action is unknown
+ * ("action: unknown action \"fly\""), answered BAD_ACTION (HTTP 400).
  */
 typedef int (*oh_job_validate_fn)(oh_ctx *ctx, const json_t *command /* borrowed */, char *err, size_t errlen);
 
@@ -381,7 +385,8 @@ int oh_scheduler_register(oh_ctx *ctx, oh_job_exec_fn exec, void *ud, oh_job_val
  *   schedule   {at | cron, commands, tz?, name?}  -> SCHEDULED {job_id, next_run, name}
  *   unschedule {job_id}                          -> OK {job_id}, NOT_FOUND, NOT_OWNER
  *   jobs       {owner?}                          -> OK {jobs: [...]}
- * and BAD_REQUEST naming the field for invalid params.  The owner, and the
+ * and BAD_REQUEST naming the field for invalid params (BAD_ACTION for a
+ * command's action the module does not know).  The owner, and the
  * only actor who may unschedule a job, is cmd->actor ("anonymous" when
  * absent); an admin override arrives with authentication tokens.
  * Returns the ack to publish (returned, e.g. to oh_ack_publish), or NULL
@@ -393,7 +398,8 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd);
 /*
  * The same from C.  oh_job_add: params (borrowed) as for `schedule`, owner
  * (borrowed, NULL = "anonymous"); job_id (borrowed, >= 33 bytes) gets the
- * new id.  OH_ERR_INVAL with err naming the field, OH_ERR_IO (not stored,
+ * new id.  OH_ERR_INVAL with err naming the field, OH_ERR_NOT_FOUND with
+ * err naming a command's unknown action, OH_ERR_IO (not stored,
  * so not scheduled), OH_ERR_DENIED (module not registered), OH_ERR_TOO_LARGE
  * with err naming limits.max_jobs or limits.max_jobs_per_actor (counted by
  * the host; the `schedule` action and the REST route answer LIMIT).

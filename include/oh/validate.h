@@ -60,12 +60,13 @@ enum oh_vunknown {
 };
 
 /*
- * A further rule for a value that already has the field's type (a
- * "pattern"): return NULL when v (borrowed) is fine, else a static text
- * saying what it must be ("must be 1-64 characters of ...").  ud is the one
- * given to oh_json_validate().
+ * A further rule for a value that already has the field's type and range (a
+ * "pattern", or a limit only known at run time): return NULL when v
+ * (borrowed) is fine, else the reason, either a static text or buf (len
+ * bytes) filled: "must be 1-64 of [A-Za-z0-9._-]".  ud is the one given to
+ * oh_json_validate().
  */
-typedef const char *(*oh_vcheck_fn)(const json_t *v, void *ud);
+typedef const char *(*oh_vcheck_fn)(const json_t *v, void *ud, char *buf, size_t len);
 
 struct oh_vobject;
 
@@ -135,7 +136,7 @@ int oh_json_validate_value(const json_t *v, const struct oh_vfield *f, const cha
 const char *oh_vfield_expect(const struct oh_vfield *f, char *buf, size_t len);
 
 /* A check for device ids (oh_device_id_valid). */
-const char *oh_vcheck_device_id(const json_t *v, void *ud);
+const char *oh_vcheck_device_id(const json_t *v, void *ud, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -240,7 +240,8 @@ int oh_json_validate_value(const json_t *v, const struct oh_vfield *f, const cha
 	default:
 		break;
 	}
-	const char *why = f->check ? f->check(v, ud) : NULL;
+	char buf[160];
+	const char *why = f->check ? f->check(v, ud, buf, sizeof buf) : NULL;
 	if(why) {
 		snprintf(err, errlen, "%s: %s", path, why);
 		return OH_ERR_INVAL;
@@ -290,9 +291,9 @@ int oh_json_validate(const json_t *obj, const struct oh_vobject *spec, const cha
 	return OH_OK;
 }
 
-const char *oh_vcheck_device_id(const json_t *v, void *ud)
+const char *oh_vcheck_device_id(const json_t *v, void *ud, char *buf, size_t len)
 {
-	(void)ud;
+	(void)ud, (void)buf, (void)len;
 	if(json_is_string(v) && ident_device_id_valid(json_string_value(v), json_string_length(v)))
 		return NULL;
 	return "must be " IDENT_DEVICE_ID_RULE;

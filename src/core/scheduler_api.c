@@ -3,9 +3,12 @@
  * oh_job_* functions of include/oh/host.h, the `schedule`, `unschedule` and
  * `jobs` actions, and the REST routes under /api/{module}/jobs.
  *
- * Requests are validated declaratively (a table of fields and types per
- * object, as Janus does), so every BAD_REQUEST names the field, down to
- * "commands[2].action".  Ack codes map to HTTP statuses in one place,
+ * Requests are checked with the one validator (include/oh/validate.h), a
+ * table per object, so every BAD_REQUEST names the field, down to
+ * "commands[2].action"; unknown keys are refused.  Each command then goes
+ * through the module's own check, the one its command topic uses, so a job
+ * is refused exactly when the command sent directly would be (an unknown
+ * action is BAD_ACTION on both roads).  Ack codes map to HTTP statuses in one place,
  * http_status().  A job past limits.max_jobs or max_jobs_per_actor is
  * refused with LIMIT (HTTP 507: jobs are storage), naming the limit.
  */
@@ -15,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ident.h"
+#include "oh/validate.h"
+
 #include "plugin_ctx.h"
 #include "strmap.h"
 #include "timeutil.h"
@@ -24,98 +28,56 @@
 
 /* ---- declarative validation ---------------------------------------------- */
 
-enum ftype {
-	F_STRING,
-	F_OBJECT,
-	F_ARRAY
+/* A job's command; the module's own check (oh_job_validate_fn) then looks
+ * at its action and params. */
+static const struct oh_vfield command_fields[] = {
+		OH_VFIELD("device_id", OH_VT_STRING, OH_VF_REQUIRED, .check = oh_vcheck_device_id),
+		OH_VFIELD("action", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 64),
+		OH_VFIELD("params", OH_VT_OBJECT, 0),
+		OH_VFIELD_END,
 };
+static const struct oh_vobject command_spec = OH_VOBJECT(command_fields, OH_V_REFUSE);
 
-struct field {
-	const char *name;
-	enum ftype type;
-	bool required;
-	size_t min_len, max_len; /* strings only */
+/* The `schedule` params; the REST body is the same plus who asks. */
+#define SCHEDULE_FIELDS                                                                                      \
+	OH_VFIELD("at", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 64),                           \
+			OH_VFIELD("cron", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 200),        \
+			OH_VFIELD("commands", OH_VT_ARRAY, OH_VF_REQUIRED | OH_VF_MIN | OH_VF_MAX, .min = 1, \
+					.max = SCHED_MAX_COMMANDS, .object = &command_spec),                 \
+			OH_VFIELD("tz", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = TZ_NAME_MAX),  \
+			OH_VFIELD("name", OH_VT_STRING, OH_VF_MAX, .max = SCHED_NAME_MAX)
+
+static const struct oh_vfield schedule_fields[] = {SCHEDULE_FIELDS, OH_VFIELD_END};
+static const struct oh_vobject schedule_spec = OH_VOBJECT(schedule_fields, OH_V_REFUSE);
+static const struct oh_vfield post_fields[] = {
+		SCHEDULE_FIELDS,
+		OH_VFIELD("actor", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 120),
+		OH_VFIELD_END,
 };
+static const struct oh_vobject post_spec = OH_VOBJECT(post_fields, OH_V_REFUSE);
 
-static const struct field schedule_fields[] = {
-		{"at", F_STRING, false, 1, 64},
-		{"cron", F_STRING, false, 1, 200},
-		{"commands", F_ARRAY, true, 0, 0},
-		{"tz", F_STRING, false, 1, TZ_NAME_MAX},
-		{"name", F_STRING, false, 0, SCHED_NAME_MAX},
+static const struct oh_vfield unschedule_fields[] = {
+		OH_VFIELD("job_id", OH_VT_STRING, OH_VF_REQUIRED),
+		OH_VFIELD_END,
 };
+static const struct oh_vobject unschedule_spec = OH_VOBJECT(unschedule_fields, OH_V_REFUSE);
+static const struct oh_vfield jobs_fields[] = {OH_VFIELD("owner", OH_VT_STRING, 0), OH_VFIELD_END};
+static const struct oh_vobject jobs_spec = OH_VOBJECT(jobs_fields, OH_V_REFUSE);
 
-static const struct field command_fields[] = {
-		{"device_id", F_STRING, true, 1, 64},
-		{"action", F_STRING, true, 1, 64},
-		{"params", F_OBJECT, false, 0, 0},
-};
-
-static const char *const type_names[] = {"a string", "an object", "an array"};
-
-/* Checks obj against the table; a JSON null counts as absent.  err gets
- * "{prefix}{field}: why". */
-static int check_fields(const json_t *obj, const struct field *f, size_t n, const char *prefix, char *err,
-		size_t errlen)
-{
-	for(size_t i = 0; i < n; i++) {
-		const json_t *v = json_object_get(obj, f[i].name);
-		if(!v || json_is_null(v)) {
-			if(f[i].required) {
-				snprintf(err, errlen, "%s%s: missing", prefix, f[i].name);
-				return OH_ERR_INVAL;
-			}
-			continue;
-		}
-		bool ok = (f[i].type == F_STRING && json_is_string(v)) ||
-				(f[i].type == F_OBJECT && json_is_object(v)) ||
-				(f[i].type == F_ARRAY && json_is_array(v));
-		if(!ok) {
-			snprintf(err, errlen, "%s%s: expected %s", prefix, f[i].name, type_names[f[i].type]);
-			return OH_ERR_INVAL;
-		}
-		if(f[i].type == F_STRING) {
-			size_t len = json_string_length(v);
-			if(len < f[i].min_len || len > f[i].max_len || strlen(json_string_value(v)) != len) {
-				snprintf(err, errlen, "%s%s: expected a string of %zu-%zu characters", prefix,
-						f[i].name, f[i].min_len, f[i].max_len);
-				return OH_ERR_INVAL;
-			}
-		}
-	}
-	return OH_OK;
-}
-
-/* The commands array, checked and normalised to [{device_id, action,
- * params}] (returned in *out). */
+/* The commands array (its shape checked by the table), passed through the
+ * module's check and normalised to [{device_id, action, params}] (returned
+ * in *out).  OH_ERR_NOT_FOUND: the module does not know an action. */
 static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **out, char *err, size_t errlen)
 {
-	size_t n = json_array_size(cmds);
-	if(n < 1 || n > SCHED_MAX_COMMANDS) {
-		snprintf(err, errlen, "commands: expected 1-%d commands, got %zu", SCHED_MAX_COMMANDS, n);
-		return OH_ERR_INVAL;
-	}
 	json_t *norm = json_array();
 	size_t i;
 	const json_t *c;
+	int rc = OH_ERR_INVAL;
 	json_array_foreach(cmds, i, c)
 	{
 		char prefix[32];
 		snprintf(prefix, sizeof prefix, "commands[%zu].", i);
-		if(!json_is_object(c)) {
-			snprintf(err, errlen, "commands[%zu]: expected an object", i);
-			goto fail;
-		}
-		if(check_fields(c, command_fields, sizeof command_fields / sizeof command_fields[0], prefix,
-				   err, errlen))
-			goto fail;
 		const char *dev = json_string_value(json_object_get(c, "device_id"));
-		if(!ident_device_id_valid(dev, strlen(dev))) {
-			snprintf(err, errlen,
-					"%sdevice_id: \"%.64s\" is not 1-64 characters of A-Z a-z 0-9 . _ -",
-					prefix, dev);
-			goto fail;
-		}
 		const json_t *params = json_object_get(c, "params");
 		json_t *item = json_pack("{s:s, s:s, s:o}", "device_id", dev, "action",
 				json_string_value(json_object_get(c, "action")), "params",
@@ -131,8 +93,10 @@ static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **
 		}
 		if(sp->validate) {
 			char why[256] = "";
-			if(sp->validate(sp->ctx, item, why, sizeof why)) {
+			int vrc = sp->validate(sp->ctx, item, why, sizeof why);
+			if(vrc) {
 				snprintf(err, errlen, "%s%s", prefix, why[0] ? why : "refused by the module");
+				rc = vrc == OH_ERR_NOT_FOUND ? OH_ERR_NOT_FOUND : OH_ERR_INVAL;
 				goto fail;
 			}
 		}
@@ -141,7 +105,14 @@ static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **
 	return OH_OK;
 fail:
 	json_decref(norm);
-	return OH_ERR_INVAL;
+	return rc;
+}
+
+/* The ack code of a refused job: BAD_ACTION when the module does not know
+ * a command's action, BAD_REQUEST for any other invalid field. */
+static const char *refusal_code(int rc)
+{
+	return rc == OH_ERR_INVAL ? "BAD_REQUEST" : rc == OH_ERR_NOT_FOUND ? "BAD_ACTION" : "ERROR";
 }
 
 /* {"limit": name, "value": N}, the details of a LIMIT refusal (returned). */
@@ -152,17 +123,18 @@ static json_t *limit_details(const struct scheduler *s, const char *limit)
 
 /* Validates `schedule` params and creates the job.  OH_ERR_TOO_LARGE: a
  * limit was reached, *limit names it ("max_jobs") and err says so. */
-static int create(struct sched_plugin *sp, const json_t *params, const char *owner, struct job **out,
-		const char **limit, char *err, size_t errlen)
+static int create(struct sched_plugin *sp, const json_t *params, const struct oh_vobject *spec,
+		const char *owner, struct job **out, const char **limit, char *err, size_t errlen)
 {
 	struct scheduler *s = sp->s;
 	struct host *h = s->h;
-	if(!json_is_object(params)) {
+	/* Fields are named as in the params (or the REST body): "commands[0].action".
+	 * spec NULL: the caller checked them already. */
+	if(spec && !json_is_object(params)) {
 		snprintf(err, errlen, "params: expected an object");
 		return OH_ERR_INVAL;
 	}
-	int rc = check_fields(params, schedule_fields, sizeof schedule_fields / sizeof schedule_fields[0], "",
-			err, errlen);
+	int rc = spec ? oh_json_validate(params, spec, "", NULL, err, errlen) : OH_OK;
 	if(rc)
 		return rc;
 	const char *at = json_string_value(json_object_get(params, "at"));
@@ -326,11 +298,11 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 	if(!strcmp(action, "schedule")) {
 		struct job *j;
 		const char *limit = NULL;
-		int rc = create(sp, params, owner, &j, &limit, err, sizeof err);
+		int rc = create(sp, params, &schedule_spec, owner, &j, &limit, err, sizeof err);
 		if(rc == OH_ERR_TOO_LARGE)
 			return bad(cmd, owner, "LIMIT", err, limit_details(sp->s, limit));
 		if(rc)
-			return bad(cmd, owner, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err, NULL);
+			return bad(cmd, owner, refusal_code(rc), err, NULL);
 		json_t *job = sched__job_json(j);
 		json_t *details = json_pack("{s:s, s:O, s:O, s:O, s:s}", "job_id", j->id, "next_run",
 				json_object_get(job, "next_run"), "name", json_object_get(job, "name"),
@@ -339,10 +311,9 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 		return oh_ack_new(cmd->req_id, true, "SCHEDULED", action, owner, NULL, details);
 	}
 	if(!strcmp(action, "unschedule")) {
+		if(oh_json_validate(params, &unschedule_spec, "", NULL, err, sizeof err))
+			return bad(cmd, owner, "BAD_REQUEST", err, NULL);
 		const json_t *id = json_object_get(params, "job_id");
-		if(!json_is_string(id))
-			return bad(cmd, owner, "BAD_REQUEST",
-					id ? "job_id: expected a string" : "job_id: missing", NULL);
 		struct job *j = sched__find(sp, json_string_value(id));
 		if(!j) {
 			snprintf(err, sizeof err, "no job %.64s in module %s", json_string_value(id),
@@ -361,9 +332,9 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 		return oh_ack_new(cmd->req_id, true, "OK", action, owner, NULL,
 				json_pack("{s:s}", "job_id", jid));
 	}
+	if(oh_json_validate(params, &jobs_spec, "", NULL, err, sizeof err))
+		return bad(cmd, owner, "BAD_REQUEST", err, NULL);
 	const json_t *who = json_object_get(params, "owner");
-	if(who && !json_is_null(who) && !json_is_string(who))
-		return bad(cmd, owner, "BAD_REQUEST", "owner: expected a string", NULL);
 	json_t *jobs = sched__list(sp, json_string_value(who));
 	if(!jobs)
 		return NULL;
@@ -379,7 +350,7 @@ int oh_job_add(oh_ctx *ctx, const char *owner, const json_t *params, char *job_i
 	}
 	struct job *j;
 	const char *limit = NULL;
-	int rc = create(ctx->sched, params, owner, &j, &limit, err, errlen);
+	int rc = create(ctx->sched, params, &schedule_spec, owner, &j, &limit, err, errlen);
 	if(!rc && job_id)
 		snprintf(job_id, SCHED_ID_LEN + 1, "%s", j->id);
 	return rc;
@@ -418,6 +389,7 @@ static unsigned http_status(const char *code)
 			{"OK", 200},
 			{"SCHEDULED", 201},
 			{"BAD_REQUEST", 400},
+			{"BAD_ACTION", 400},
 			{"NOT_OWNER", 403},
 			{"NOT_FOUND", 404},
 			{"LIMIT", 507},
@@ -460,27 +432,21 @@ static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 	const json_t *body = oh_req_body(req);
-	if(!json_is_object(body)) {
-		reply_err(req, "BAD_REQUEST", "body: expected a JSON object like the schedule params");
+	char err[512];
+	if(oh_json_validate(body, &post_spec, "", NULL, err, sizeof err)) {
+		reply_err(req, "BAD_REQUEST", err);
 		return;
 	}
 	/* Until tokens arrive the requester names itself; the authenticated
 	 * caller wins once there is one. */
 	const char *owner = oh_req_actor(req);
-	const json_t *actor = json_object_get(body, "actor");
-	if(!owner && actor && !json_is_null(actor)) {
-		if(!json_is_string(actor) || json_string_length(actor) < 1 || json_string_length(actor) > 120) {
-			reply_err(req, "BAD_REQUEST", "actor: expected a string of 1-120 characters");
-			return;
-		}
-		owner = json_string_value(actor);
-	}
+	if(!owner)
+		owner = json_string_value(json_object_get(body, "actor"));
 	if(!owner)
 		owner = "api";
 	struct job *j;
-	char err[512];
 	const char *limit = NULL;
-	int rc = create(sp, body, owner, &j, &limit, err, sizeof err);
+	int rc = create(sp, body, NULL, owner, &j, &limit, err, sizeof err);
 	if(rc == OH_ERR_TOO_LARGE) {
 		oh_reply_json(req, http_status("LIMIT"),
 				json_pack("{s:{s:s, s:s, s:o}}", "error", "code", "LIMIT", "message", err,
@@ -488,7 +454,7 @@ static void post_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 	if(rc) {
-		reply_err(req, rc == OH_ERR_INVAL ? "BAD_REQUEST" : "ERROR", err);
+		reply_err(req, refusal_code(rc), err);
 		return;
 	}
 	oh_reply_json(req, http_status("SCHEDULED"), sched__job_json(j));

@@ -466,7 +466,7 @@ def test_malformed_bodies_are_400_naming_the_problem(host, path):
     assert_error(host.post(path, {"device_id": "rpi-01", "actor": ""}), 400, "BAD_REQUEST",
                  "actor")
     assert_error(host.post(path, {"device_id": "rpi-01", "devise": "x"}), 400, "BAD_REQUEST",
-                 "devise: unknown field")
+                 "devise: unknown key")
     assert_error(host.post(path, {"device_id": "a/b"}), 400, "BAD_REQUEST", "device_id")
 
 
@@ -485,7 +485,7 @@ def test_lease_specific_bad_fields(host):
     assert_error(host.post("/api/ndi/reserve", {"device_id": "rpi-01", "lease_s": 1e12}), 400,
                  "BAD_REQUEST", "lease_s")
     assert_error(host.post("/api/ndi/release", {"device_id": "rpi-01", "lease_s": 5}), 400,
-                 "BAD_REQUEST", "lease_s: unknown field")
+                 "BAD_REQUEST", "lease_s: unknown key")
 
 
 def test_body_over_the_limit_is_413(make_host):

@@ -59,7 +59,9 @@ struct ndi {
  * A relayed command is tracked until the device acks it (COMPLETED or
  * FAILED on the evt topic) or ack_timeout_s passes (TIMEOUT).
  *
- * device_id, action (borrowed): validated here too (BAD_REQUEST, BAD_ACTION).
+ * device_id, action (borrowed): checked here, with params, against the
+ *   actions table (BAD_REQUEST naming the field, BAD_ACTION).  The command
+ *   topic and ndi_run() check once and then relay without this function.
  * params (borrowed, may be NULL): the action's parameters; device_id is
  *   added when missing.  Used only when `envelope` is NULL.
  * requester (borrowed, may be NULL = "anonymous"): the lease actor.
@@ -86,18 +88,21 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud);
 
 /*
  * Runs one action the way the command topic does, for callers without an
- * envelope (REST): params (borrowed, may be NULL) are checked against the
- * same actions table, then a pass-through goes to ndi_dispatch() (the
- * device gets a host-originated envelope naming `actor` in requested_by)
- * and reserve/renew/release/force_release act on the lease as `actor`
- * (borrowed, NULL = "anonymous").  req_id (borrowed) NULL generates one.
- * Returns the ack (returned, json_decref), NULL only on NOMEM.
+ * envelope (REST): params (borrowed, may be NULL) are checked once against
+ * the action's entry in the actions table (errors name fields under path:
+ * "params", or "" when params are a REST body), then a pass-through is
+ * relayed as by ndi_dispatch() (the device gets a host-originated envelope
+ * naming `actor` in requested_by) and reserve/renew/release/force_release
+ * act on the lease as `actor` (borrowed, NULL = "anonymous").  req_id
+ * (borrowed) NULL generates one.  Returns the ack (returned, json_decref),
+ * NULL only on NOMEM.
  */
-json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor, const char *req_id);
+json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *path, const char *actor,
+		const char *req_id);
 /* The scheduler's executor and command check (oh_job_exec_fn and
  * oh_job_validate_fn; ud = struct ndi): a job's command is relayed through
- * ndi_dispatch() as the job's owner; only pass-through actions with their
- * required params can be scheduled. */
+ * ndi_dispatch() as the job's owner; only pass-through actions whose params
+ * pass the same table as on the command topic can be scheduled. */
 json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud);
 int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen);
 /* Whether action is one relayed to the device. */

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "oh/host.h"
+#include "oh/validate.h"
 
 #include "ndi.h"
 
@@ -155,17 +156,39 @@ static void held_by_text(char *buf, size_t len, const char *device_id, const str
 
 /* ---- actions and their parameters ------------------------------------------- */
 
-enum field_type {
-	FIELD_STRING,
-	FIELD_DEVICE_ID, /* 1-64 of [A-Za-z0-9._-], not "." or ".." */
-	FIELD_LEASE_S,   /* a number > 0 and <= max_lease_s */
-};
+/* lease_s: above 0 (the table) and at most max_lease_s (a setting, so a
+ * check rather than the table's max); ud is the plugin. */
+static const char *lease_s_check(const json_t *v, void *ud, char *buf, size_t len)
+{
+	const struct ndi *n = ud;
 
-struct field {
-	const char *name;
-	enum field_type type;
-	bool required;
-};
+	if(json_number_value(v) <= n->set.max_lease_s)
+		return NULL;
+	snprintf(buf, len, "%g is out of range: expected above 0 and at most %g (max_lease_s)",
+			json_number_value(v), n->set.max_lease_s);
+	return buf;
+}
+
+#define F_DEVICE_ID OH_VFIELD("device_id", OH_VT_STRING, OH_VF_REQUIRED, .check = oh_vcheck_device_id)
+#define F_SOURCE(flags)                                                                                      \
+	OH_VFIELD("source", OH_VT_STRING, (flags) | OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 1024)
+#define F_LEASE_S                                                                                            \
+	OH_VFIELD("lease_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MIN_EXCL, .min = 0, .check = lease_s_check)
+
+static const struct oh_vfield device_only[] = {F_DEVICE_ID, OH_VFIELD_END};
+static const struct oh_vfield with_source[] = {F_DEVICE_ID, F_SOURCE(OH_VF_REQUIRED), OH_VFIELD_END};
+static const struct oh_vfield opt_source[] = {F_DEVICE_ID, F_SOURCE(0), OH_VFIELD_END};
+static const struct oh_vfield with_lease[] = {F_DEVICE_ID, F_LEASE_S, OH_VFIELD_END};
+
+/* A relayed command's parameters the host does not know go to the device
+ * untouched: it may know more than the host does.  The lease actions are
+ * the host's own, so a key they do not know is a typo ("lease": 30) and is
+ * refused rather than silently ignored. */
+static const struct oh_vobject relay_device = OH_VOBJECT(device_only, OH_V_IGNORE);
+static const struct oh_vobject relay_source = OH_VOBJECT(with_source, OH_V_IGNORE);
+static const struct oh_vobject relay_opt_source = OH_VOBJECT(opt_source, OH_V_IGNORE);
+static const struct oh_vobject lease_take = OH_VOBJECT(with_lease, OH_V_REFUSE);
+static const struct oh_vobject lease_drop = OH_VOBJECT(device_only, OH_V_REFUSE);
 
 struct request {
 	const char *req_id;
@@ -185,32 +208,25 @@ static json_t *run_renew(struct ndi *n, const struct request *r);
 static json_t *run_release(struct ndi *n, const struct request *r);
 static json_t *run_force_release(struct ndi *n, const struct request *r);
 
-#define MAX_FIELDS 3
-
 struct action {
 	const char *name;
 	action_fn run;
-	bool relay; /* a pass-through to the device */
-	struct field fields[MAX_FIELDS];
+	bool relay;                      /* a pass-through to the device */
+	const struct oh_vobject *params; /* what params must hold */
 };
 
-#define DEVICE_ID                                                                                            \
-	{                                                                                                    \
-		"device_id", FIELD_DEVICE_ID, true                                                           \
-	}
-
-/* Parameters not listed here are relayed untouched: the device may know
- * more than the host does. */
+/* The one table of actions: MQTT, REST and scheduled jobs all check a
+ * command's params against the entry here, once, before it runs. */
 static const struct action actions[] = {
-		{"start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
-		{"stop", run_relay, true, {DEVICE_ID}},
-		{"set_input", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, true}}},
-		{"record_start", run_relay, true, {DEVICE_ID, {"source", FIELD_STRING, false}}},
-		{"record_stop", run_relay, true, {DEVICE_ID}},
-		{"reserve", run_reserve, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
-		{"renew", run_renew, false, {DEVICE_ID, {"lease_s", FIELD_LEASE_S, false}}},
-		{"release", run_release, false, {DEVICE_ID}},
-		{"force_release", run_force_release, false, {DEVICE_ID}},
+		{"start", run_relay, true, &relay_source},
+		{"stop", run_relay, true, &relay_device},
+		{"set_input", run_relay, true, &relay_source},
+		{"record_start", run_relay, true, &relay_opt_source},
+		{"record_stop", run_relay, true, &relay_device},
+		{"reserve", run_reserve, false, &lease_take},
+		{"renew", run_renew, false, &lease_take},
+		{"release", run_release, false, &lease_drop},
+		{"force_release", run_force_release, false, &lease_drop},
 };
 
 static const struct action *action_find(const char *name)
@@ -224,71 +240,55 @@ static const struct action *action_find(const char *name)
 	return NULL;
 }
 
-/*
- * Checks params against the action's table.  Returns NULL when they are
- * fine, else the name of the first bad field with *why saying what is wrong.
- * skip_device_id: the caller supplies the device id separately.
- */
-static const char *params_check(const struct ndi *n, const struct action *a, const json_t *params,
-		bool skip_device_id, const char **why)
+/* The text of an unknown action, the same on every road. */
+static void unknown_action(const char *name, char *err, size_t len)
 {
-	for(int i = 0; i < MAX_FIELDS && a->fields[i].name; i++) {
-		const struct field *f = &a->fields[i];
-		const json_t *v = params ? json_object_get(params, f->name) : NULL;
-
-		if(f->type == FIELD_DEVICE_ID && skip_device_id)
-			continue;
-		if(!v) {
-			if(!f->required)
-				continue;
-			*why = "is required";
-			return f->name;
-		}
-		switch(f->type) {
-		case FIELD_STRING:
-			if(!json_is_string(v)) {
-				*why = "must be a string";
-				return f->name;
-			}
-			break;
-		case FIELD_DEVICE_ID:
-			if(!json_is_string(v)) {
-				*why = "must be a string";
-				return f->name;
-			}
-			if(!oh_device_id_valid(json_string_value(v))) {
-				*why = "must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"";
-				return f->name;
-			}
-			break;
-		case FIELD_LEASE_S:
-			if(!json_is_number(v)) {
-				*why = "must be a number";
-				return f->name;
-			}
-			if(!(json_number_value(v) > 0 && json_number_value(v) <= n->set.max_lease_s)) {
-				*why = "must be > 0 and <= max_lease_s";
-				return f->name;
-			}
-			break;
-		}
-	}
-	return NULL;
+	snprintf(err, len, "action: unknown action \"%.64s\"", name ? name : "");
 }
 
-static json_t *bad_field(const struct request *r, const char *field, const char *why)
+/*
+ * Checks params (borrowed; NULL counts as {}) against the action's table,
+ * naming fields under path ("params" on the command topic).  OH_OK, or
+ * OH_ERR_INVAL with err "{path}.{field}: {why}".
+ */
+static int params_validate(struct ndi *n, const struct action *a, const json_t *params, const char *path,
+		char *err, size_t len)
 {
-	char err[160];
-	char name[64];
+	json_t *empty = params ? NULL : json_object();
+	int rc = oh_json_validate(params ? params : empty, a->params, path, n, err, len);
 
-	snprintf(name, sizeof(name), "params.%s", field);
-	snprintf(err, sizeof(err), "%s %s", name, why);
-	json_t *details = json_pack("{s:s}", "field", name);
+	json_decref(empty);
+	return rc;
+}
+
+/* BAD_REQUEST for a validation error (err as from oh_json_validate):
+ * details.field is the path it names. */
+static json_t *bad_field(const struct request *r, const char *err)
+{
+	const char *colon = strstr(err, ": ");
+	json_t *details = json_pack("{s:s%}", "field", err, colon ? (size_t)(colon - err) : strlen(err));
 	/* Naming a valid device lets the command log say which one it was. */
 	const char *dev = json_string_value(json_object_get(r->params, "device_id"));
+
 	if(details && oh_device_id_valid(dev))
 		json_object_set_new(details, "device_id", json_string(dev));
 	return ack_make(r->req_id, "BAD_REQUEST", r->action, r->actor, err, details);
+}
+
+/* params (borrowed, may be NULL) with device_id added when missing, as the
+ * device will get them (returned); NULL when out of memory. */
+static json_t *params_with_device(const json_t *params, const char *device_id)
+{
+	json_t *full = json_is_object(params) ? json_copy((json_t *)params)
+			: params              ? json_incref((json_t *)params)
+					      : json_object();
+
+	if(json_is_object(full) && device_id && !json_object_get(full, "device_id") &&
+			json_object_set_new(full, "device_id", json_string(device_id))) {
+		json_decref(full);
+		return NULL;
+	}
+	return full;
 }
 
 /* ---- the relay ---------------------------------------------------------------- */
@@ -326,64 +326,21 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 			action, "params", p, "reply_to", "ttl_s");
 }
 
-int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const json_t *params,
-		const char *requester, const char *req_id, const struct oh_message *msg, json_t **ack_out)
+/* Relays a command whose params passed the action's table: the lease, the
+ * offline check, pending tracking and the publish (see ndi_dispatch). */
+static int relay(struct ndi *n, const struct request *r, json_t **ack_out)
 {
-	const json_t *envelope = msg ? msg->json : NULL;
 	oh_ctx *ctx = n->ctx;
-	char idbuf[40], key[128], topic[512], err[256];
-	const char *actor = requester && *requester ? requester : NDI_ANONYMOUS;
-	const struct action *a = action_find(action);
-	const char *field, *why;
+	const char *device_id = r->device_id, *action = r->action, *actor = r->actor, *req_id = r->req_id;
+	const json_t *params = r->params, *envelope = r->envelope;
+	const struct oh_message *msg = r->msg;
+	char key[128], topic[512], err[256];
 	struct oh_lease lease;
 	struct oh_device dev;
-	struct request r;
 	json_t *out;
 	int rc;
 
 	*ack_out = NULL;
-	if(!req_id) {
-		oh_new_id(idbuf, sizeof(idbuf));
-		req_id = idbuf;
-	}
-	r = (struct request){.req_id = req_id,
-			.action = action,
-			.actor = actor,
-			.device_id = device_id,
-			.params = params,
-			.envelope = envelope,
-			.msg = msg};
-
-	if(!a || !a->relay) {
-		snprintf(err, sizeof(err), "unknown action \"%s\"", action ? action : "");
-		*ack_out = ack_make(req_id, "BAD_ACTION", action, actor, err, NULL);
-		return OH_ERR_INVAL;
-	}
-	if(envelope)
-		params = json_object_get(envelope, "params");
-	if(params && !json_is_object(params)) {
-		*ack_out = ack_make(req_id, "BAD_REQUEST", action, actor, "params must be an object",
-				json_pack("{s:s}", "field", "params"));
-		return OH_ERR_INVAL;
-	}
-	if(!oh_device_id_valid(device_id)) {
-		*ack_out = bad_field(&r, "device_id", "must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"");
-		return OH_ERR_INVAL;
-	}
-	/* An app's envelope is relayed as is, so the id it carries must be the
-	 * one whose topic and lease we check. */
-	if(envelope) {
-		const json_t *pid = json_object_get(params, "device_id");
-		if(!json_is_string(pid) || strcmp(json_string_value(pid), device_id)) {
-			*ack_out = bad_field(&r, "device_id", "does not match the device addressed");
-			return OH_ERR_INVAL;
-		}
-	}
-	if((field = params_check(n, a, params, true, &why))) {
-		*ack_out = bad_field(&r, field, why);
-		return OH_ERR_INVAL;
-	}
-
 	/* Reservations hold on every path: only the holder may drive a leased
 	 * device. */
 	lease_key(n, device_id, key, sizeof(key));
@@ -453,11 +410,59 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const
 	return OH_OK;
 }
 
+int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const json_t *params,
+		const char *requester, const char *req_id, const struct oh_message *msg, json_t **ack_out)
+{
+	const json_t *envelope = msg ? msg->json : NULL;
+	const struct action *a = action_find(action);
+	char idbuf[40], err[256];
+	struct request r;
+	json_t *full;
+	int rc;
+
+	*ack_out = NULL;
+	if(!req_id) {
+		oh_new_id(idbuf, sizeof(idbuf));
+		req_id = idbuf;
+	}
+	if(envelope)
+		params = json_object_get(envelope, "params");
+	r = (struct request){.req_id = req_id,
+			.action = action,
+			.actor = requester && *requester ? requester : NDI_ANONYMOUS,
+			.device_id = device_id,
+			.params = params,
+			.envelope = envelope,
+			.msg = msg};
+	if(!a || !a->relay) {
+		unknown_action(action, err, sizeof(err));
+		*ack_out = ack_make(req_id, "BAD_ACTION", action, r.actor, err, NULL);
+		return OH_ERR_INVAL;
+	}
+	/* The table sees the params the device will get: device_id included. */
+	full = params_with_device(params, device_id);
+	rc = full ? params_validate(n, a, full, "params", err, sizeof(err)) : OH_ERR_NOMEM;
+	json_decref(full);
+	if(rc) {
+		*ack_out = rc == OH_ERR_INVAL ? bad_field(&r, err) : NULL;
+		return rc;
+	}
+	/* An app's envelope is relayed as is, so the id it carries must be the
+	 * one whose topic and lease we check. */
+	if(!oh_device_id_valid(device_id) ||
+			(envelope && strcmp(json_string_value(json_object_get(params, "device_id")), device_id))) {
+		*ack_out = bad_field(&r, "params.device_id: does not match the device addressed");
+		return OH_ERR_INVAL;
+	}
+	return relay(n, &r, ack_out);
+}
+
 static json_t *run_relay(struct ndi *n, const struct request *r)
 {
 	json_t *ack = NULL;
 
-	ndi_dispatch(n, r->device_id, r->action, r->params, r->actor, r->req_id, r->msg, &ack);
+	/* Validated by the caller (ndi_on_command, ndi_run): relay at once. */
+	relay(n, r, &ack);
 	return ack;
 }
 
@@ -467,7 +472,8 @@ static double lease_s_of(const struct ndi *n, const struct request *r)
 {
 	const json_t *v = json_object_get(r->params, "lease_s");
 
-	return v ? json_number_value(v) : n->set.default_lease_s;
+	/* null is absence (include/oh/validate.h): the default. */
+	return json_is_number(v) ? json_number_value(v) : n->set.default_lease_s;
 }
 
 /* The ack for a lease call that did not succeed. */
@@ -601,11 +607,28 @@ bool ndi_action_relayed(const char *action)
 	return a && a->relay;
 }
 
-json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *actor, const char *req_id)
+/* The one road of a command into the actions table (MQTT and REST): its
+ * params are checked once against its action's entry, naming fields under
+ * path, then it runs (a relay goes straight to relay()). */
+static json_t *run_checked(struct ndi *n, struct request *r, const char *path)
 {
-	char idbuf[40], err[256];
-	const struct action *a = action_find(action);
-	const char *field, *why;
+	const struct action *a = action_find(r->action);
+	char err[256];
+
+	if(!a) {
+		unknown_action(r->action, err, sizeof(err));
+		return ack_make(r->req_id, "BAD_ACTION", r->action, r->actor, err, NULL);
+	}
+	if(params_validate(n, a, r->params, path, err, sizeof(err)))
+		return bad_field(r, err);
+	r->device_id = json_string_value(json_object_get(r->params, "device_id"));
+	return a->run(n, r);
+}
+
+json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const char *path, const char *actor,
+		const char *req_id)
+{
+	char idbuf[40];
 	struct request r;
 
 	if(!req_id || !*req_id) {
@@ -616,22 +639,13 @@ json_t *ndi_run(struct ndi *n, const char *action, const json_t *params, const c
 			.action = action ? action : "",
 			.actor = actor && *actor ? actor : NDI_ANONYMOUS,
 			.params = params};
-	if(!a) {
-		snprintf(err, sizeof(err), "unknown action \"%s\"", r.action);
-		return ack_make(r.req_id, "BAD_ACTION", r.action, r.actor, err, NULL);
-	}
-	if(params && !json_is_object(params)) {
-		return ack_make(r.req_id, "BAD_REQUEST", r.action, r.actor, "params must be an object",
-				json_pack("{s:s}", "field", "params"));
-	}
-	if((field = params_check(n, a, params, false, &why)))
-		return bad_field(&r, field, why);
-	r.device_id = json_string_value(json_object_get(params, "device_id"));
-	return a->run(n, &r);
+	return run_checked(n, &r, path);
 }
 
 /* The scheduler's executor: one command of a job, relayed as its owner
- * (host-originated envelope: actor "orchestrator", requested_by owner). */
+ * (host-originated envelope: actor "orchestrator", requested_by owner).
+ * ndi_dispatch checks it against the table again: a job restored from the
+ * store may have been written by an older version. */
 json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud)
 {
 	struct ndi *n = ud;
@@ -645,17 +659,19 @@ json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const j
 }
 
 /* Checks a job's command when it is scheduled: only pass-through actions,
- * with the parameters their table asks for (device_id is the command's). */
+ * with params as their entry in the actions table asks (device_id is the
+ * command's, checked by the host). */
 int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen)
 {
 	struct ndi *n = oh_data(ctx);
 	const char *name = json_string_value(json_object_get(command, "action"));
 	const struct action *a = action_find(name);
-	const char *field, *why;
+	json_t *full;
+	int rc;
 
 	if(!a) {
-		snprintf(err, errlen, "action: unknown action \"%s\"", name ? name : "");
-		return OH_ERR_INVAL;
+		unknown_action(name, err, errlen);
+		return OH_ERR_NOT_FOUND; /* BAD_ACTION */
 	}
 	if(!a->relay) {
 		snprintf(err, errlen,
@@ -664,19 +680,20 @@ int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errle
 				name);
 		return OH_ERR_INVAL;
 	}
-	if(n && (field = params_check(n, a, json_object_get(command, "params"), true, &why))) {
-		snprintf(err, errlen, "params.%s: %s", field, why);
-		return OH_ERR_INVAL;
-	}
-	return OH_OK;
+	if(!n)
+		return OH_OK;
+	full = params_with_device(json_object_get(command, "params"),
+			json_string_value(json_object_get(command, "device_id")));
+	rc = full ? params_validate(n, a, full, "params", err, errlen) : OH_ERR_NOMEM;
+	json_decref(full);
+	return rc;
 }
 
 void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 {
 	struct ndi *n = ud;
 	struct oh_command cmd;
-	const struct action *a;
-	const char *code = NULL, *field, *why;
+	const char *code = NULL;
 	char err[256] = "";
 	struct request r;
 	json_t *ack;
@@ -711,18 +728,7 @@ void ndi_on_command(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 	ack = oh_scheduler_command(ctx, &cmd);
 	if(ack)
 		goto publish;
-	a = action_find(r.action);
-	if(!a) {
-		snprintf(err, sizeof(err), "unknown action \"%s\"", r.action);
-		ack = ack_make(r.req_id, "BAD_ACTION", r.action, r.actor, err, NULL);
-		goto publish;
-	}
-	if((field = params_check(n, a, r.params, false, &why))) {
-		ack = bad_field(&r, field, why);
-		goto publish;
-	}
-	r.device_id = json_string_value(json_object_get(r.params, "device_id"));
-	ack = a->run(n, &r);
+	ack = run_checked(n, &r, "params");
 
 publish:
 	if(!ack) {

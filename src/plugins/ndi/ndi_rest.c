@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "oh/host.h"
+#include "oh/validate.h"
 
 #include "embedded.h"
 #include "ndi.h"
@@ -97,43 +98,39 @@ static void reply_ack(struct oh_http_req *req, const json_t *ack)
 
 /* ---- request bodies ------------------------------------------------------------ */
 
-enum btype {
-	B_STRING,
-	B_NUMBER,
-	B_OBJECT
-};
+#define F_ACTOR OH_VFIELD("actor", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = ACTOR_MAX)
+#define F_REQ_ID OH_VFIELD("req_id", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = REQ_ID_MAX)
 
-struct bfield {
-	const char *name;
-	enum btype type;
-	bool required;
-	size_t max_len; /* strings: 1..max_len characters */
+static const struct oh_vfield send_fields[] = {
+		OH_VFIELD("device_id", OH_VT_STRING, OH_VF_REQUIRED, .check = oh_vcheck_device_id),
+		OH_VFIELD("action", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 64),
+		OH_VFIELD("source", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = SOURCE_MAX),
+		OH_VFIELD("params", OH_VT_OBJECT, 0),
+		F_ACTOR,
+		F_REQ_ID,
+		OH_VFIELD_END,
 };
+/* Unknown fields are refused, so a typo ("sorce": ...) is not silently
+ * ignored. */
+static const struct oh_vobject send_body = OH_VOBJECT(send_fields, OH_V_REFUSE);
 
-static const struct bfield send_fields[] = {
-		{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
-		{"action", B_STRING, false, 64},
-		{"source", B_STRING, false, SOURCE_MAX},
-		{"params", B_OBJECT, false, 0},
-		{"actor", B_STRING, false, ACTOR_MAX},
-		{"req_id", B_STRING, false, REQ_ID_MAX},
-		{NULL, B_STRING, false, 0},
-};
+/* A lease body is the action's params (checked by ndi_run against the
+ * actions table, as on the command topic, which refuses unknown keys) plus
+ * who asks and the request id, checked here. */
+static const struct oh_vfield requester_fields[] = {F_ACTOR, F_REQ_ID, OH_VFIELD_END};
+static const struct oh_vobject lease_body = OH_VOBJECT(requester_fields, OH_V_IGNORE);
 
-static const struct bfield lease_fields[] = {
-		{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
-		{"lease_s", B_NUMBER, false, 0},
-		{"actor", B_STRING, false, ACTOR_MAX},
-		{"req_id", B_STRING, false, REQ_ID_MAX},
-		{NULL, B_STRING, false, 0},
-};
+/* Checks the body against spec; on failure answers 400 with the
+ * validator's "{field}: {why}" and returns false. */
+static bool body_check(struct oh_http_req *req, const json_t *body, const struct oh_vobject *spec)
+{
+	char err[256];
 
-static const struct bfield release_fields[] = {
-		{"device_id", B_STRING, true, NDI_DEVICE_ID_MAX},
-		{"actor", B_STRING, false, ACTOR_MAX},
-		{"req_id", B_STRING, false, REQ_ID_MAX},
-		{NULL, B_STRING, false, 0},
-};
+	if(!oh_json_validate(body, spec, "", NULL, err, sizeof(err)))
+		return true;
+	oh_reply_error(req, 400, "BAD_REQUEST", "%s", err);
+	return false;
+}
 
 /* The length of s cut to at most max bytes without splitting a UTF-8
  * character: a message quoting client text must stay valid JSON text. */
@@ -146,61 +143,6 @@ static int utf8_cut(const char *s, size_t max)
 	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
 		max--;
 	return (int)max;
-}
-
-/* Checks the body against the table; on failure answers 400 naming the
- * field and returns false.  JSON null counts as absent; unknown fields are
- * refused, so a typo ("lease": 30) is not silently ignored. */
-static bool body_check(struct oh_http_req *req, const json_t *body, const struct bfield *fields)
-{
-	static const char *const type_names[] = {"a string", "a number", "an object"};
-	const char *key;
-	const json_t *v;
-
-	if(!json_is_object(body)) {
-		oh_reply_error(req, 400, "BAD_REQUEST", "body: expected a JSON object");
-		return false;
-	}
-	json_object_foreach((json_t *)body, key, v)
-	{
-		const struct bfield *f = fields;
-		while(f->name && strcmp(f->name, key))
-			f++;
-		if(!f->name) {
-			oh_reply_error(req, 400, "BAD_REQUEST", "%.*s: unknown field", utf8_cut(key, 64), key);
-			return false;
-		}
-	}
-	for(const struct bfield *f = fields; f->name; f++) {
-		bool ok;
-
-		v = json_object_get(body, f->name);
-		if(!v || json_is_null(v)) {
-			if(!f->required)
-				continue;
-			oh_reply_error(req, 400, "BAD_REQUEST", "%s: missing", f->name);
-			return false;
-		}
-		ok = (f->type == B_STRING && json_is_string(v)) || (f->type == B_NUMBER && json_is_number(v)) ||
-				(f->type == B_OBJECT && json_is_object(v));
-		if(!ok) {
-			oh_reply_error(req, 400, "BAD_REQUEST", "%s: expected %s", f->name,
-					type_names[f->type]);
-			return false;
-		}
-		if(f->type == B_STRING) {
-			size_t len = json_string_length(v);
-			/* An embedded NUL would cut the string short in C. */
-			if(len < 1 || len > f->max_len || strlen(json_string_value(v)) != len) {
-				oh_reply_error(req, 400, "BAD_REQUEST",
-						"%s: expected a string of 1-%zu "
-						"characters",
-						f->name, f->max_len);
-				return false;
-			}
-		}
-	}
-	return true;
 }
 
 static const char *body_string(const json_t *body, const char *name)
@@ -320,22 +262,17 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	struct oh_device dev;
 	json_t *params, *ack;
 
-	if(!body_check(req, body, send_fields))
+	if(!body_check(req, body, &send_body))
 		return;
 	device_id = body_string(body, "device_id");
 	action = body_string(body, "action");
 	if(!action)
 		action = "start";
 	if(!ndi_action_relayed(action)) {
-		oh_reply_error(req, 400, "BAD_ACTION",
-				"action: unknown action \"%s\" (expected start, "
-				"stop, set_input, record_start or record_stop)",
-				action);
-		return;
-	}
-	if(!oh_device_id_valid(device_id)) {
-		oh_reply_error(req, 400, "BAD_REQUEST",
-				"device_id: must be 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"");
+		/* The command topic's text: /send relays only, so a lease
+		 * action is as unknown here as "fly". */
+		oh_reply_error(req, 400, "BAD_ACTION", "action: unknown action \"%.*s\"",
+				utf8_cut(action, 64), action);
 		return;
 	}
 	if(oh_device_get(ctx, device_id, &dev) != OH_OK) {
@@ -366,7 +303,7 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 
-	ack = ndi_run(n, action, params, requester(req, body), body_string(body, "req_id"));
+	ack = ndi_run(n, action, params, "params", requester(req, body), body_string(body, "req_id"));
 	json_decref(params);
 	code = ack ? json_string_value(json_object_get(ack, "code")) : NULL;
 	if(code && !strcmp(code, "DISPATCHED") && query_flag(req, "wait") &&
@@ -380,19 +317,20 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 /* ---- lease routes ----------------------------------------------------------------- */
 
-static void lease_route(struct ndi *n, struct oh_http_req *req, const char *action, const struct bfield *fields)
+static void lease_route(struct ndi *n, struct oh_http_req *req, const char *action)
 {
 	const json_t *body = oh_req_body(req);
-	const json_t *lease_s;
 	json_t *params, *ack;
 
-	if(!body_check(req, body, fields))
+	if(!body_check(req, body, &lease_body))
 		return;
-	lease_s = json_object_get(body, "lease_s");
-	params = json_pack("{s:s}", "device_id", body_string(body, "device_id"));
-	if(params && json_is_number(lease_s))
-		json_object_set(params, "lease_s", (json_t *)lease_s);
-	ack = params ? ndi_run(n, action, params, requester(req, body), body_string(body, "req_id")) : NULL;
+	/* What is left are the action's params, named as the body's fields. */
+	params = json_copy((json_t *)body);
+	if(params) {
+		json_object_del(params, "actor");
+		json_object_del(params, "req_id");
+	}
+	ack = params ? ndi_run(n, action, params, "", requester(req, body), body_string(body, "req_id")) : NULL;
 	json_decref(params);
 	reply_ack(req, ack);
 	json_decref(ack);
@@ -400,22 +338,22 @@ static void lease_route(struct ndi *n, struct oh_http_req *req, const char *acti
 
 static void post_reserve(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	lease_route(ud, req, "reserve", lease_fields);
+	lease_route(ud, req, "reserve");
 }
 
 static void post_renew(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	lease_route(ud, req, "renew", lease_fields);
+	lease_route(ud, req, "renew");
 }
 
 static void post_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	lease_route(ud, req, "release", release_fields);
+	lease_route(ud, req, "release");
 }
 
 static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	lease_route(ud, req, "force_release", release_fields);
+	lease_route(ud, req, "force_release");
 }
 
 /* ---- OpenAPI descriptions ------------------------------------------------------------ */
