@@ -1,7 +1,8 @@
 /*
  * Command envelopes and acks, in the shape the deployed devices use
  * (device-agent-protocol.md), shared by every plugin so that all of them
- * validate the same way and answer with the same fields.
+ * validate the same way (one table, include/oh/validate.h) and answer with
+ * the same fields.
  */
 #include "plugin_ctx.h"
 
@@ -9,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "oh/validate.h"
 
 #include "entropy.h"
 #include "timeutil.h"
@@ -80,6 +83,17 @@ char *oh_format_time(double t, char *buf, size_t len)
 	return buf;
 }
 
+/* The envelope (device-agent-protocol.md); other fields (ts, reply_to,
+ * ttl_s, ...) are the devices' business and pass. */
+static const struct oh_vfield envelope_fields[] = {
+		OH_VFIELD("req_id", OH_VT_STRING, OH_VF_MAX, .max = OH_REQ_ID_MAX),
+		OH_VFIELD("action", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN, .min = 1),
+		OH_VFIELD("actor", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 120),
+		OH_VFIELD("params", OH_VT_OBJECT, 0),
+		OH_VFIELD_END,
+};
+static const struct oh_vobject envelope_spec = OH_VOBJECT(envelope_fields, OH_V_IGNORE);
+
 int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
 		char *err, size_t errlen)
 {
@@ -107,38 +121,15 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 		snprintf(err, errlen, "payload must be a JSON object");
 		return OH_ERR_INVAL;
 	}
-	*code = "BAD_REQUEST";
-	if(rid && !json_is_string(rid) && !json_is_null(rid)) {
-		snprintf(err, errlen, "req_id: expected a string");
-		return OH_ERR_INVAL;
-	}
-	if(json_is_string(rid) && json_string_length(rid) > OH_REQ_ID_MAX) {
-		snprintf(err, errlen, "req_id: longer than %d characters", OH_REQ_ID_MAX);
-		return OH_ERR_INVAL;
-	}
+	/* The action, too, names what a refusal refuses. */
 	const json_t *action = json_object_get(env, "action");
-	if(!action) {
-		snprintf(err, errlen, "action: missing");
+	if(json_is_string(action) && json_string_length(action) > 0)
+		cmd->action = json_string_value(action);
+	*code = "BAD_REQUEST";
+	if(oh_json_validate(env, &envelope_spec, "", NULL, err, errlen))
 		return OH_ERR_INVAL;
-	}
-	if(!json_is_string(action) || json_string_length(action) == 0) {
-		snprintf(err, errlen, "action: expected a non-empty string");
-		return OH_ERR_INVAL;
-	}
-	cmd->action = json_string_value(action);
-	const json_t *actor = json_object_get(env, "actor");
-	if(actor && !json_is_null(actor)) {
-		if(!json_is_string(actor) || json_string_length(actor) == 0 || json_string_length(actor) > 120) {
-			snprintf(err, errlen, "actor: expected a string of 1-120 characters");
-			return OH_ERR_INVAL;
-		}
-		cmd->actor = json_string_value(actor);
-	}
+	cmd->actor = json_string_value(json_object_get(env, "actor"));
 	const json_t *params = json_object_get(env, "params");
-	if(params && !json_is_null(params) && !json_is_object(params)) {
-		snprintf(err, errlen, "params: expected an object");
-		return OH_ERR_INVAL;
-	}
 	static json_t *empty;
 	if(!empty)
 		empty = json_object();

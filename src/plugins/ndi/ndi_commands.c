@@ -156,24 +156,24 @@ static void held_by_text(char *buf, size_t len, const char *device_id, const str
 
 /* ---- actions and their parameters ------------------------------------------- */
 
-/* lease_s: above 0 (the table) and at most max_lease_s (a setting, so a
- * check rather than the table's max); ud is the plugin. */
+/* lease_s: above 0 and at most max_lease_s, a setting, so a check rather
+ * than the table's range (one text for both ends); ud is the plugin. */
 static const char *lease_s_check(const json_t *v, void *ud, char *buf, size_t len)
 {
 	const struct ndi *n = ud;
+	double d = json_number_value(v);
 
-	if(json_number_value(v) <= n->set.max_lease_s)
+	if(d > 0 && d <= n->set.max_lease_s)
 		return NULL;
-	snprintf(buf, len, "%g is out of range: expected above 0 and at most %g (max_lease_s)",
-			json_number_value(v), n->set.max_lease_s);
+	snprintf(buf, len, "%g is out of range: expected above 0 and at most %g (max_lease_s)", d,
+			n->set.max_lease_s);
 	return buf;
 }
 
 #define F_DEVICE_ID OH_VFIELD("device_id", OH_VT_STRING, OH_VF_REQUIRED, .check = oh_vcheck_device_id)
 #define F_SOURCE(flags)                                                                                      \
 	OH_VFIELD("source", OH_VT_STRING, (flags) | OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 1024)
-#define F_LEASE_S                                                                                            \
-	OH_VFIELD("lease_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MIN_EXCL, .min = 0, .check = lease_s_check)
+#define F_LEASE_S OH_VFIELD("lease_s", OH_VT_NUMBER, 0, .check = lease_s_check)
 
 static const struct oh_vfield device_only[] = {F_DEVICE_ID, OH_VFIELD_END};
 static const struct oh_vfield with_source[] = {F_DEVICE_ID, F_SOURCE(OH_VF_REQUIRED), OH_VFIELD_END};
