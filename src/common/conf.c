@@ -1,5 +1,8 @@
 /*
- * The schema walker and the settings host and agent have in common.
+ * The schema walker and the settings host and agent have in common.  Types,
+ * ranges, null and the error texts are the one validator's
+ * (include/oh/validate.h); what the walker adds is storing each value and
+ * the file name in front of every message.
  */
 #include "conf.h"
 
@@ -9,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "oh/validate.h"
 
 #include "log.h"
 #include "mqtt_link.h"
@@ -51,74 +56,74 @@ json_t *conf_load_json(const char *path, char *err, size_t len)
 	return root;
 }
 
-static const char *type_name(const struct conf_field *f)
+/* The validator's field for a key of a built-in type: the types, ranges
+ * and texts are include/oh/validate.h's, as for every other JSON input. */
+static struct oh_vfield vfield(const struct conf_field *f)
 {
+	struct oh_vfield vf = {.name = f->key};
 	switch(f->type) {
 	case CONF_STR:
-		return "a string";
+		vf.type = OH_VT_STRING;
+		break;
 	case CONF_INT:
 	case CONF_LONG:
-		return "an integer";
 	case CONF_NUM:
-		return "a number";
+		vf.type = f->type == CONF_NUM ? OH_VT_NUMBER : OH_VT_INT;
+		vf.flags = OH_VF_MIN | OH_VF_MAX;
+		vf.min = f->min;
+		vf.max = f->max;
+		break;
 	case CONF_BOOL:
-		return "true or false";
+		vf.type = OH_VT_BOOL;
+		break;
 	case CONF_OBJ:
-		return "an object";
+		vf.type = OH_VT_OBJECT;
+		break;
 	case CONF_CUSTOM:
-		return f->expect ? f->expect : "a valid value";
+		vf.type = OH_VT_ANY;
+		break;
 	}
-	return "?";
+	return vf;
 }
 
-/* Stores one value; 1 means "wrong type". */
-static int apply(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err, size_t len)
+/* Checks and stores one value (path names it); 1 means "wrong type" (from
+ * custom(): the walker then says "expected {expect}"). */
+static int apply(const struct conf_field *f, const json_t *v, const char *path, void *ctx, const char *file,
+		char *err, size_t len)
 {
-	if(json_is_null(v)) {
-		if(!f->nullable) {
-			conf_err(err, len, "%s: %s: must not be null (expected %s)", file, f->key,
-					type_name(f));
-			return -1;
-		}
-		return f->type == CONF_STR ? conf_set_str(f->dest, NULL) : 0;
+	/* null is absence (include/oh/validate.h): the default stays.  A
+	 * nullable key takes it as a value, "none". */
+	if(json_is_null(v))
+		return f->nullable && f->type == CONF_STR ? conf_set_str(f->dest, NULL) : 0;
+	if(f->type == CONF_CUSTOM)
+		return f->custom(f, v, ctx, file, err, len);
+	struct oh_vfield vf = vfield(f);
+	char why[256];
+	if(oh_json_validate_value(v, &vf, path, NULL, why, sizeof why)) {
+		conf_err(err, len, "%s: %s", file, why);
+		return -1;
 	}
 	switch(f->type) {
 	case CONF_STR:
-		if(!json_is_string(v))
-			return 1;
 		return conf_set_str(f->dest, json_string_value(v));
 	case CONF_INT:
-	case CONF_LONG:
-	case CONF_NUM: {
-		if(!json_is_number(v) || (f->type != CONF_NUM && !json_is_integer(v)))
-			return 1;
-		double d = json_number_value(v);
-		if(d < f->min || d > f->max) {
-			conf_err(err, len, "%s: %s: %g is out of range %g..%g", file, f->key, d, f->min,
-					f->max);
-			return -1;
-		}
-		if(f->type == CONF_INT)
-			*(int *)f->dest = (int)d;
-		else if(f->type == CONF_LONG)
-			*(long *)f->dest = (long)d;
-		else
-			*(double *)f->dest = d;
+		*(int *)f->dest = (int)json_number_value(v);
 		return 0;
-	}
+	case CONF_LONG:
+		*(long *)f->dest = (long)json_number_value(v);
+		return 0;
+	case CONF_NUM:
+		*(double *)f->dest = json_number_value(v);
+		return 0;
 	case CONF_BOOL:
-		if(!json_is_boolean(v))
-			return 1;
 		*(bool *)f->dest = json_is_true(v);
 		return 0;
 	case CONF_OBJ:
-		if(!json_is_object(v))
-			return 1;
 		if(f->dest)
 			*(bool *)f->dest = true;
 		return 0;
 	case CONF_CUSTOM:
-		return f->custom(f, v, ctx, file, err, len);
+		break;
 	}
 	return 1;
 }
@@ -144,9 +149,10 @@ static int walk(const struct conf_field *table, const json_t *obj, const char *p
 			return -1;
 		}
 		*err = '\0';
-		int rc = apply(f, v, ctx, file, err, len);
+		int rc = apply(f, v, path, ctx, file, err, len);
 		if(rc == 1)
-			conf_err(err, len, "%s: %s: expected %s", file, path, type_name(f));
+			conf_err(err, len, "%s: %s: expected %s", file, path,
+					f->expect ? f->expect : "a valid value");
 		else if(rc && !*err)
 			conf_err(err, len, "%s: %s: out of memory", file, path);
 		if(rc)

@@ -37,7 +37,8 @@ typedef int (*conf_custom_fn)(const struct conf_field *f, const json_t *value, v
 struct conf_field {
 	const char *key;
 	enum conf_type type;
-	bool nullable;
+	bool nullable; /* null is a value ("none": NULL for CONF_STR); otherwise
+			* null is absence and the default stays */
 	double min, max;
 	void *dest;
 	conf_custom_fn custom;

@@ -17,6 +17,7 @@
 
 #include "oh/host.h"
 #include "oh/plugin.h"
+#include "oh/validate.h"
 
 static const char *const actions[] = {"start", "stop", "set_input", "record_start", "record_stop"};
 
@@ -75,13 +76,22 @@ static int validate(oh_ctx *ctx, const json_t *command, char *err, size_t errlen
 	return OH_ERR_INVAL;
 }
 
+/* Checked with the host's validator, which a .so reaches through the
+ * symbols the host exports. */
+static const struct oh_vfield lease_fields[] = {
+		OH_VFIELD("device_id", OH_VT_STRING, OH_VF_REQUIRED, .check = oh_vcheck_device_id),
+		OH_VFIELD("lease_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MIN_EXCL, .min = 0),
+		OH_VFIELD_END,
+};
+static const struct oh_vobject lease_params = OH_VOBJECT(lease_fields, OH_V_IGNORE);
+
 static json_t *lease_action(oh_ctx *ctx, const struct oh_command *cmd)
 {
 	const char *actor = cmd->actor ? cmd->actor : "anonymous";
+	char err[256];
+	if(oh_json_validate(cmd->params, &lease_params, "", NULL, err, sizeof err))
+		return oh_ack_new(cmd->req_id, false, "BAD_REQUEST", cmd->action, actor, err, NULL);
 	const char *dev = json_string_value(json_object_get(cmd->params, "device_id"));
-	if(!dev)
-		return oh_ack_new(cmd->req_id, false, "BAD_REQUEST", cmd->action, actor, "device_id: missing",
-				NULL);
 	char key[128];
 	snprintf(key, sizeof key, "%s:%s", oh_module(ctx), dev);
 	struct oh_lease l;

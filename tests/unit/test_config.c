@@ -80,6 +80,25 @@ static void test_full(void)
 	config_free(&c);
 }
 
+/* null is absence (include/oh/validate.h): the default stays, except for
+ * a key that takes null as "none" (mqtt.client_id: no client id). */
+static void test_null_is_absent(void)
+{
+	struct config c;
+	const char *err = load("{\"topic_root\": null, \"mqtt\": {\"port\": null, \"client_id\": null},"
+			       " \"limits\": {\"max_leases\": null}}",
+			&c);
+	CHECK(err == NULL);
+	if(err) {
+		printf("     %s\n", err);
+		return;
+	}
+	CHECK_STR_EQ(c.topic_root, "/lab");
+	CHECK_INT_EQ(c.mqtt.port, 1883);
+	CHECK(c.mqtt.client_id == NULL);
+	config_free(&c);
+}
+
 static void test_errors(void)
 {
 	struct config c;
@@ -97,7 +116,7 @@ static void test_errors(void)
 			{"{\"stale_after_s\": \"x\"}", {"stale_after_s", "number"}},
 			{"{\"topic_root\": \"/lab/\"}", {"topic_root", "trailing"}},
 			{"{\"topic_root\": \"/lab/#\"}", {"topic_root"}},
-			{"{\"topic_root\": null}", {"topic_root", "null"}},
+			{"{\"topic_root\": 5}", {"topic_root", "expected a string"}},
 			{"{\"log_format\": \"xml\"}", {"log_format"}},
 			{"{\"log_level\": \"loud\"}", {"log_level"}},
 			{"{\"plugins\": {}}", {"plugins", "array"}},
@@ -182,6 +201,7 @@ int main(void)
 	snprintf(path, sizeof path, "/tmp/oh-test-config-%d.json", (int)getpid());
 	test_defaults();
 	test_full();
+	test_null_is_absent();
 	test_errors();
 	test_env();
 	test_password_file();
