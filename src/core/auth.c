@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oh/validate.h"
+
 #include "conf.h"
 #include "config.h"
 #include "log.h"
@@ -90,45 +92,50 @@ static bool digest_equal(const unsigned char *a, const unsigned char *b)
 	return diff == 0;
 }
 
+static const char *name_check(const json_t *v, void *ud, char *buf, size_t len)
+{
+	if(valid_name(json_string_value(v)))
+		return NULL;
+	snprintf(buf, len, "expected 1-%d of [A-Za-z0-9._-]", AUTH_NAME_MAX);
+	return buf;
+}
+
+static const char *sha256_check(const json_t *v, void *ud, char *buf, size_t len)
+{
+	unsigned char digest[32];
+	return parse_hex32(json_string_value(v), digest)
+			? "expected 64 hex digits (printf %s TOKEN | sha256sum)"
+			: NULL;
+}
+
+static const char *const role_names[] = {"viewer", "operator", "admin", NULL};
+
+/* One token, checked by the one validator (include/oh/validate.h). */
+static const struct oh_vfield token_fields[] = {
+		OH_VFIELD("name", OH_VT_STRING, OH_VF_REQUIRED, .check = name_check),
+		OH_VFIELD("role", OH_VT_STRING, OH_VF_REQUIRED, .one_of = role_names),
+		OH_VFIELD("sha256", OH_VT_STRING, OH_VF_REQUIRED, .check = sha256_check),
+		OH_VFIELD_END,
+};
+static const struct oh_vobject token_spec = OH_VOBJECT(token_fields, OH_V_REFUSE);
+
 static int parse_one(const json_t *o, const char *where, size_t i, struct auth_token *t, char *err, size_t len)
 {
-	if(!json_is_object(o)) {
-		conf_err(err, len, "%s[%zu]: expected an object {\"name\", \"role\", \"sha256\"}", where, i);
+	char path[256];
+	snprintf(path, sizeof path, "%s[%zu]", where, i);
+	/* Said before the table would call it an unknown key. */
+	if(json_object_get(o, "token")) {
+		conf_err(err, len,
+				"%s.token: plain tokens are not accepted; store the token's "
+				"SHA-256 as \"sha256\" (printf %%s TOKEN | sha256sum)",
+				path);
 		return -1;
 	}
-	const char *key;
-	const json_t *v;
-	json_object_foreach((json_t *)o, key, v)
-	{
-		if(!strcmp(key, "token")) {
-			conf_err(err, len,
-					"%s[%zu].token: plain tokens are not accepted; store the token's "
-					"SHA-256 as \"sha256\" (printf %%s TOKEN | sha256sum)",
-					where, i);
-			return -1;
-		}
-		if(strcmp(key, "name") && strcmp(key, "role") && strcmp(key, "sha256")) {
-			conf_err(err, len, "%s[%zu].%s: unknown key", where, i, key);
-			return -1;
-		}
-	}
-	const json_t *name = json_object_get(o, "name");
-	const json_t *role = json_object_get(o, "role");
-	const json_t *hash = json_object_get(o, "sha256");
-	if(!json_is_string(name) || !valid_name(json_string_value(name))) {
-		conf_err(err, len, "%s[%zu].name: expected 1-%d of [A-Za-z0-9._-]", where, i, AUTH_NAME_MAX);
+	if(oh_json_validate(o, &token_spec, path, NULL, err, len))
 		return -1;
-	}
-	if(!json_is_string(role) || role_parse(json_string_value(role), &t->role)) {
-		conf_err(err, len, "%s[%zu].role: expected \"viewer\", \"operator\" or \"admin\"", where, i);
-		return -1;
-	}
-	if(!json_is_string(hash) || parse_hex32(json_string_value(hash), t->digest)) {
-		conf_err(err, len, "%s[%zu].sha256: expected 64 hex digits (printf %%s TOKEN | sha256sum)",
-				where, i);
-		return -1;
-	}
-	snprintf(t->name, sizeof t->name, "%s", json_string_value(name));
+	role_parse(json_string_value(json_object_get(o, "role")), &t->role);
+	parse_hex32(json_string_value(json_object_get(o, "sha256")), t->digest);
+	snprintf(t->name, sizeof t->name, "%s", json_string_value(json_object_get(o, "name")));
 	return 0;
 }
 

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oh/validate.h"
+
 #include "auth.h"
 #include "http_guard.h"
 
@@ -97,6 +99,34 @@ static void set_defaults(struct config *c)
 		*limit_slot(&c->limits, i) = limits[i].def;
 }
 
+/* A module name: it becomes topic levels and the host's paths. */
+static const char *module_check(const json_t *v, void *ud, char *buf, size_t len)
+{
+	const char *m = json_string_value(v);
+	if(strspn(m, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(m) || strlen(m) > 32) {
+		snprintf(buf, len, "\"%.64s\" must be 1-32 of [a-z0-9_-]", m);
+		return buf;
+	}
+	/* The host's own /api/{name} and /ui/{name} paths. */
+	static const char *const reserved[] = {"plugins", "registry", "devices", "events", "healthz",
+			"metrics", "static", "docs", NULL};
+	for(const char *const *r = reserved; *r; r++) {
+		if(!strcmp(m, *r)) {
+			snprintf(buf, len, "\"%s\" is reserved by the host", m);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+static const struct oh_vfield plugin_fields[] = {
+		OH_VFIELD("module", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN, .min = 1, .check = module_check),
+		OH_VFIELD("path", OH_VT_STRING, 0),
+		OH_VFIELD("settings", OH_VT_OBJECT, 0),
+		OH_VFIELD_END,
+};
+static const struct oh_vobject plugin_spec = OH_VOBJECT(plugin_fields, OH_V_REFUSE);
+
 static int load_plugins(struct config *c, const json_t *arr, const char *file, char *err, size_t len)
 {
 	size_t n = json_array_size(arr);
@@ -105,42 +135,15 @@ static int load_plugins(struct config *c, const json_t *arr, const char *file, c
 		return -1;
 	for(size_t i = 0; i < n; i++) {
 		const json_t *p = json_array_get(arr, i);
-		if(!json_is_object(p)) {
-			conf_err(err, len, "%s: plugins[%zu]: expected an object", file, i);
+		char at[64], why[256];
+		snprintf(at, sizeof at, "plugins[%zu]", i);
+		if(oh_json_validate(p, &plugin_spec, at, NULL, why, sizeof why)) {
+			conf_err(err, len, "%s: %s", file, why);
 			return -1;
 		}
-		const char *key;
-		const json_t *v;
-		json_object_foreach((json_t *)p, key, v)
-		{
-			if(strcmp(key, "module") && strcmp(key, "path") && strcmp(key, "settings")) {
-				conf_err(err, len, "%s: plugins[%zu].%s: unknown key", file, i, key);
-				return -1;
-			}
-		}
-		const json_t *module = json_object_get(p, "module");
+		const char *m = json_string_value(json_object_get(p, "module"));
 		const json_t *path = json_object_get(p, "path");
 		const json_t *settings = json_object_get(p, "settings");
-		if(!json_is_string(module) || !*json_string_value(module)) {
-			conf_err(err, len, "%s: plugins[%zu].module: expected a non-empty string", file, i);
-			return -1;
-		}
-		const char *m = json_string_value(module);
-		if(strspn(m, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(m) || strlen(m) > 32) {
-			conf_err(err, len, "%s: plugins[%zu].module: \"%s\" must be 1-32 of [a-z0-9_-]", file,
-					i, m);
-			return -1;
-		}
-		/* The host's own /api/{name} and /ui/{name} paths. */
-		static const char *const reserved[] = {"plugins", "registry", "devices", "events", "healthz",
-				"metrics", "static", "docs", NULL};
-		for(const char *const *r = reserved; *r; r++) {
-			if(!strcmp(m, *r)) {
-				conf_err(err, len, "%s: plugins[%zu].module: \"%s\" is reserved by the host",
-						file, i, m);
-				return -1;
-			}
-		}
 		for(size_t j = 0; j < c->n_plugins; j++) {
 			if(!strcmp(c->plugins[j].module, m)) {
 				conf_err(err, len, "%s: plugins[%zu].module: \"%s\" is listed twice", file, i,
@@ -148,17 +151,9 @@ static int load_plugins(struct config *c, const json_t *arr, const char *file, c
 				return -1;
 			}
 		}
-		if(path && !json_is_string(path)) {
-			conf_err(err, len, "%s: plugins[%zu].path: expected a string", file, i);
-			return -1;
-		}
-		if(settings && !json_is_object(settings) && !json_is_null(settings)) {
-			conf_err(err, len, "%s: plugins[%zu].settings: expected an object", file, i);
-			return -1;
-		}
 		struct plugin_conf *pc = &c->plugins[c->n_plugins++];
 		pc->module = strdup(m);
-		if(path) {
+		if(json_is_string(path)) {
 			pc->path = strdup(json_string_value(path));
 		} else {
 			pc->path = malloc(strlen(m) + 9);
