@@ -449,8 +449,8 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const
 	}
 	/* An app's envelope is relayed as is, so the id it carries must be the
 	 * one whose topic and lease we check. */
-	if(!oh_device_id_valid(device_id) ||
-			(envelope && strcmp(json_string_value(json_object_get(params, "device_id")), device_id))) {
+	const char *pid = json_string_value(json_object_get(params, "device_id"));
+	if(!oh_device_id_valid(device_id) || (envelope && (!pid || strcmp(pid, device_id)))) {
 		*ack_out = bad_field(&r, "params.device_id: does not match the device addressed");
 		return OH_ERR_INVAL;
 	}
