@@ -684,3 +684,50 @@ def test_hello_from_the_docs_builds_cleanly_and_loads(make_host, mqtt, tmp_path,
     ack = wait_until(acked, 10, msg="an ack from the hello plugin")
     assert ack["ok"] is True and ack["code"] == "OK" and ack["action"] == "wave"
 
+
+
+def test_builtin_and_shared_object_of_one_plugin_side_by_side(make_host, mqtt):
+    """build/plugins/ndi.so is the same sources as builtin:ndi, compiled once
+    with hidden symbols: both load into one host under two module names and
+    each answers in its own namespace, with its own settings."""
+    ndi_so = os.path.join(harness.BUILD_DIR, "plugins", "ndi.so")
+    assert os.path.exists(ndi_so), "the build makes plugins/ndi.so"
+    if shutil.which("nm"):
+        # Hidden symbols: the .so exports its entry point only, and the
+        # host none of the built-in's functions for the .so to bind to.
+        def exported(path):
+            out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True,
+                                 text=True, check=True).stdout
+            return {line.split()[-1] for line in out.splitlines() if line.strip()}
+        assert {n for n in exported(ndi_so) if not n.startswith("_")} == {"oh_plugin_entry"}
+        assert not [n for n in exported(harness.HOST_BINARY) if n.startswith("ndi_")]
+    host = make_host({"plugins": [
+        {"module": "ndi", "path": "builtin:ndi",
+         "settings": {"sources": ["CAM-BUILTIN"], "mdns": False}},
+        {"module": "video", "path": ndi_so,
+         "settings": {"sources": ["CAM-SO"], "mdns": False}},
+    ]})
+    host.wait_connected()
+    p = plugins_by_module(host)
+    assert p["ndi"]["loaded"] is True and p["video"]["loaded"] is True, p
+    assert p["video"]["path"] == ndi_so and p["video"]["ui"] == "/ui/video"
+
+    def names(module):
+        status, body = host.get("/api/%s/sources" % module)
+        assert status == 200, body
+        return sorted(body["sources"])
+    assert wait_until(lambda: names("ndi") == ["CAM-BUILTIN"], 5)
+    assert wait_until(lambda: names("video") == ["CAM-SO"], 5)
+    status, page = host.get("/ui/video")
+    assert status == 200 and "NDI" in page
+
+    # Each acks on its own event topic.
+    for module in ("ndi", "video"):
+        mqtt.subscribe(ROOT + "/orchestrator/%s/evt" % module)
+        req = rid()
+        mark = mqtt.mark()
+        mqtt.publish(ROOT + "/orchestrator/%s/cmd" % module, {"req_id": req, "action": "explode",
+                                                                "params": {"device_id": "rpi-01"}})
+        ack = wait_until(lambda: ack_for(mqtt, module, req, since=mark, timeout=0.5), 10,
+                         msg="an ack from %s" % module)
+        assert ack["code"] == "BAD_ACTION", ack
