@@ -61,9 +61,9 @@ typedef const struct oh_plugin *(*oh_plugin_entry_fn)(void);
 #define OH_PLUGIN_ENTRY_SYMBOL "oh_plugin_entry"
 
 /*
- * Defines the entry point returning desc (a `static const struct
- * oh_plugin *`):  OH_PLUGIN_ENTRY(&my_plugin)
- * It is `oh_plugin_entry`, exported, unless the build names it otherwise:
+ * Defines the entry point, returning desc: the address of the plugin's
+ * `static const struct oh_plugin`.  Write `OH_PLUGIN_ENTRY(&my_plugin)` at
+ * file scope.  It is `oh_plugin_entry`, exported, unless the build names it otherwise:
  * cmake/plugin.cmake compiles each plugin once with OH_PLUGIN_ENTRY_NAME
  * set to a name of its own, so several plugins can be linked into the host
  * as built-ins, and exports `oh_plugin_entry` from the shared object.
