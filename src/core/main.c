@@ -35,6 +35,8 @@
 #include "store.h"
 #include "timeutil.h"
 
+#define PROG "orchestrator-host"
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -276,24 +278,28 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* Known before the configuration, so that its errors are JSON too. */
+	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
+		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");
+		return 2;
+	}
+	log_set_json(log_format && !strcmp(log_format, "json"));
+
 	static struct host host;
 	struct host *h = &host;
 	char err[512];
 	if(config_load(&h->cfg, config_path, err, sizeof err)) {
-		fprintf(stderr, "orchestrator-host: config error: %s\n", err);
+		log_early_error(PROG, "config", "config error: %s", err);
 		config_free(&h->cfg);
 		return 1;
 	}
+	log_set_json(!strcmp(log_format ? log_format : h->cfg.log_format, "json"));
 	if(!tz_valid(h->cfg.timezone)) {
-		fprintf(stderr, "orchestrator-host: config error: %s: timezone: \"%s\" is not a known IANA time zone\n",
+		log_early_error(PROG, "config",
+				"config error: %s: timezone: \"%s\" is not a known IANA time zone",
 				h->cfg.source, h->cfg.timezone);
 		config_free(&h->cfg);
 		return 1;
-	}
-	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
-		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");
-		config_free(&h->cfg);
-		return 2;
 	}
 	if(print_broker) {
 		/* For scripts: the broker and HTTP addresses after environment
@@ -310,7 +316,6 @@ int main(int argc, char **argv)
 	enum log_level lvl = LOG_LVL_INFO;
 	log_level_parse(h->cfg.log_level, &lvl);
 	log_set_level(lvl);
-	log_set_json(!strcmp(log_format ? log_format : h->cfg.log_format, "json"));
 	signal(SIGPIPE, SIG_IGN);
 	/* Snapshots of large registries are megabytes each; glibc's adaptive
 	 * threshold would move such blocks into the heap and fragment it
