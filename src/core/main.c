@@ -27,6 +27,7 @@
 
 #include "auth.h"
 #include "broker_probe.h"
+#include "health_probe.h"
 #include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
@@ -36,16 +37,23 @@
 #include "timeutil.h"
 
 #define PROG "orchestrator-host"
+/* Below Docker's default HEALTHCHECK timeout (30 s), above any sane
+ * /healthz answer. */
+#define PROBE_TIMEOUT_S 5.0
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 			"usage: orchestrator-host [--config FILE] [--check-config] [--print-broker]\n"
 			"                         [--log-format text|json] [--version] [--help]\n"
+			"       orchestrator-host --probe http://HOST:PORT/healthz\n"
 			"\n"
 			"Runs the lab orchestrator: device registry, command relay, reservations,\n"
 			"scheduling and the web UI.  Without --config every setting has its default\n"
-			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n");
+			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n"
+			"\n"
+			"--probe asks a running host's /healthz and exits 0 when its broker is\n"
+			"connected, 1 otherwise (refused, timed out, 503), 2 for a URL it cannot ask.\n");
 }
 
 /* {root}/orchestrator/status, returned (free()), or NULL. */
@@ -240,11 +248,12 @@ int main(int argc, char **argv)
 			{"check-config", no_argument, NULL, 'C'},
 			{"print-broker", no_argument, NULL, 'B'},
 			{"log-format", required_argument, NULL, 'l'},
+			{"probe", required_argument, NULL, 'P'},
 			{"version", no_argument, NULL, 'V'},
 			{"help", no_argument, NULL, 'h'},
 			{NULL, 0, NULL, 0},
 	};
-	const char *config_path = NULL, *log_format = NULL;
+	const char *config_path = NULL, *log_format = NULL, *probe_url = NULL;
 	bool check_only = false, print_broker = false;
 	int c;
 	while((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -260,6 +269,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			log_format = optarg;
+			break;
+		case 'P':
+			probe_url = optarg;
 			break;
 		case 'V':
 			printf("orchestrator-host %s\n", OH_VERSION);
@@ -278,6 +290,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* A client of a running host: no configuration, no state. */
+	if(probe_url)
+		return health_probe(probe_url, PROBE_TIMEOUT_S);
 	/* Known before the configuration, so that its errors are JSON too. */
 	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
 		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import wait_until
 from exposition import check
+from test_big_registry import rss_kb
 
 def get(host):
     status, headers, text = host.request("GET", "/metrics")
@@ -238,14 +239,6 @@ def test_request_duration_histogram(make_host):
     assert value(samples, name + "_bucket", le="1", **labels) == 5
 
 
-def _proc_status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s in /proc/%d/status" % (key, pid))
-
-
 def test_process_metrics_match_the_kernel(make_host):
     host = make_host()
     host.wait_ready()
@@ -259,7 +252,7 @@ def test_process_metrics_match_the_kernel(make_host):
                        ("process_start_time_seconds", "gauge")]:
         assert types.get(name) == kind, name
     # Resident memory: within 25% of what the kernel says right after.
-    rss = _proc_status(pid, "VmRSS") * 1024
+    rss = rss_kb(pid) * 1024
     assert 0.75 * rss < value(samples, "process_resident_memory_bytes") < 1.25 * rss + (1 << 20)
     assert value(samples, "process_virtual_memory_bytes") >= value(samples,
                                                                    "process_resident_memory_bytes")
