@@ -80,16 +80,21 @@ def test_scheduling_examples_work_when_pasted(make_host, broker, mqtt, tmp_path)
     assert now < runs[0] < now + datetime.timedelta(minutes=3), (now, runs)
 
 
-def release_tree():
-    """make run and make demo build $(BUILD) as RelWithDebInfo: only the
-    release tree may be handed to them (never the ASan one)."""
+def release_prefix():
+    """make run configures $(BUILD) as RelWithDebInfo with PREFIX: only the
+    release tree may be handed to it (never the ASan one), with the prefix
+    it has, so that the configure step changes nothing under the tests
+    running beside this one.  The prefix, or None for another tree."""
     try:
         with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
             cache = f.read()
     except OSError:
-        return False
-    return ("CMAKE_BUILD_TYPE:STRING=RelWithDebInfo" in cache
-            and not re.search(r"^OH_SANITIZE:BOOL=ON$", cache, re.M))
+        return None
+    prefix = re.search(r"^CMAKE_INSTALL_PREFIX:PATH=(.*)$", cache, re.M)
+    if ("CMAKE_BUILD_TYPE:STRING=RelWithDebInfo" not in cache or not prefix
+            or re.search(r"^OH_SANITIZE:BOOL=ON$", cache, re.M)):
+        return None
+    return prefix.group(1)
 
 
 class Foreground:
@@ -97,6 +102,8 @@ class Foreground:
 
     def __init__(self, argv, env=None):
         self.lines = []
+        self.done = False
+        self.changed = threading.Condition()
         self.proc = subprocess.Popen(argv, cwd=SOURCE_DIR, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      text=True, env=env, start_new_session=True)
@@ -105,17 +112,30 @@ class Foreground:
 
     def _read(self):
         for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
+        with self.changed:
+            self.done = True
+            self.changed.notify_all()
 
     def wait_line(self, pattern, timeout):
-        def found():
-            for i, line in enumerate(self.lines):
-                m = re.search(pattern, line)
-                if m:
-                    return i, m
-            assert self.proc.poll() is None, "exited:\n" + "\n".join(self.lines[-40:])
-            return None
-        return wait_until(found, timeout, msg="%r in:\n%s" % (pattern, "\n".join(self.lines[-40:])))
+        """(index, match) of the first line matching pattern; fails at once
+        when the output ends (the command exited) and after timeout."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self.changed:
+            while True:
+                for i in range(seen, len(self.lines)):
+                    m = re.search(pattern, self.lines[i])
+                    if m:
+                        return i, m
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                assert not self.done and left > 0, "no %r %s:\n%s" % (
+                    pattern, "before the output ended" if self.done else "within %ss" % timeout,
+                    "\n".join(self.lines[-40:]))
+                self.changed.wait(left)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -128,15 +148,16 @@ class Foreground:
         self.reader.join(5)
 
 
-@pytest.mark.skipif(not release_tree(), reason="make run rebuilds $(BUILD) as RelWithDebInfo; "
-                    "OH_BUILD_DIR is not that tree (the ASan one)")
+@pytest.mark.skipif(release_prefix() is None, reason="make run configures $(BUILD) as "
+                    "RelWithDebInfo; OH_BUILD_DIR is not that tree (the ASan one)")
 def test_make_run_shows_the_host_not_the_build(broker, tmp_path):
     port = free_port()
     config = tmp_path / "host.json"
     config.write_text(json.dumps({"mqtt": {"host": "127.0.0.1", "port": broker.port,
                                            "client_id": "readme-run-%d" % port},
                                   "http": {"port": port}, "state_dir": str(tmp_path / "var")}))
-    run = Foreground(["make", "run", "BUILD=" + BUILD_DIR, "CONFIG=" + str(config), "JOBS=1"])
+    run = Foreground(["make", "run", "BUILD=" + BUILD_DIR, "CONFIG=" + str(config), "JOBS=1",
+                      "PREFIX=" + release_prefix()])
     try:
         i, _ = run.wait_line(r"listening on http://127\.0\.0\.1:%d/" % port, 120)
         before = run.lines[:i]
