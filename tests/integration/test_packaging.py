@@ -294,12 +294,15 @@ def test_host_stays_within_the_units_sandbox(make_host, mqtt, tmp_path):
         os.kill(int(f.read().split()[0]), signal.SIGTERM)
     assert host.wait(timeout=20) == 0, host.log()[-2000:]
 
-    calls, sockets, wx = set(), set(), []
+    calls, sockets, wx, proc = set(), set(), [], set()
     for line in read(str(trace)).splitlines():
         m = re.match(r"^\d+\s+([a-z0-9_]+)\((.*)", line)
         if not m:
             continue
         calls.add(m.group(1))
+        p = re.search(r'"(/proc/[^"]*)"', m.group(2))
+        if p and not re.match(r"/proc/(self|thread-self)/", p.group(1)):
+            proc.add(p.group(1))
         if m.group(1) == "socket":
             sockets.add(m.group(2).split(",")[0])
         if (m.group(1) in ("mprotect", "pkey_mprotect") and "PROT_EXEC" in m.group(2)) or (
@@ -317,3 +320,5 @@ def test_host_stays_within_the_units_sandbox(make_host, mqtt, tmp_path):
     assert not calls - allowed, "refused by SystemCallFilter=: %s" % sorted(calls - allowed)
     assert sockets <= families, "refused by RestrictAddressFamilies=: %s" % sorted(sockets - families)
     assert not wx, "refused by MemoryDenyWriteExecute=: %s" % wx[:5]
+    # ProcSubset=pid and ProtectProc=invisible leave the process its own.
+    assert not proc, "hidden by ProcSubset=pid: %s" % sorted(proc)
