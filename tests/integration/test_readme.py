@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -38,6 +39,20 @@ def section(text, title):
     return m.group(1)
 
 
+def shell(script, cwd):
+    cp = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
+                        text=True, timeout=30, cwd=str(cwd))
+    assert cp.returncode == 0, script + "\n" + cp.stdout + cp.stderr
+    return cp.stdout
+
+
+def pointed_at(script, host, broker):
+    """script with the README's broker and HTTP addresses made the test's."""
+    shim = ("mosquitto_pub() { command mosquitto_pub -h 127.0.0.1 -p %d \"$@\"; }\n"
+            % broker.port)
+    return shim + script.replace("localhost:8080", "127.0.0.1:%d" % host.http_port)
+
+
 def test_first_screen_has_exactly_two_commands():
     first = readme().split("\n## ", 1)[0]
     blocks = sh_blocks(first)
@@ -56,21 +71,12 @@ def test_scheduling_examples_work_when_pasted(make_host, broker, mqtt, tmp_path)
     # that time); the cancel needs a JOB_ID the reader fills in.
     publish = "\n".join(l for l in lines if not l.startswith("curl"))
     listing = "\n".join(l for l in lines if l.startswith("curl") and "JOB_ID" not in l)
-    listing = listing.replace("localhost:8080", "127.0.0.1:%d" % host.http_port)
-    shim = "mosquitto_pub() { command mosquitto_pub -h 127.0.0.1 -p %d \"$@\"; }\n" % broker.port
-
-    def bash(script):
-        cp = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
-                            text=True, timeout=30, cwd=str(tmp_path))
-        assert cp.returncode == 0, script + "\n" + cp.stdout + cp.stderr
-        return cp.stdout
-
-    bash(shim + publish)
+    shell(pointed_at(publish, host, broker), tmp_path)
     acks = wait_until(lambda: (lambda a: a if len(a) == 2 else None)(
         [m["payload"] for m in mqtt.messages("/lab/orchestrator/ndi/evt")
          if m["payload"].get("code") != "RECEIVED"]), 10, msg="two acks")
     assert [a["code"] for a in acks] == ["SCHEDULED", "SCHEDULED"], acks
-    listed = json.loads(bash(listing))
+    listed = json.loads(shell(pointed_at(listing, host, broker), tmp_path))
     jobs = listed["jobs"] if isinstance(listed, dict) else listed
     assert len(jobs) == 2, listed
     # The one-off job runs in the future, about two minutes from now.
@@ -78,6 +84,33 @@ def test_scheduling_examples_work_when_pasted(make_host, broker, mqtt, tmp_path)
     runs = sorted(datetime.datetime.fromisoformat(j["next_run"].replace("Z", "+00:00"))
                   for j in jobs)
     assert now < runs[0] < now + datetime.timedelta(minutes=3), (now, runs)
+
+
+def test_try_it_block(make_host, broker, tmp_path):
+    host = make_host()
+    host.wait_connected()
+    block = sh_blocks(readme().split("\n## ", 1)[0])[1]
+    publish = "\n".join(l for l in block.splitlines() if not l.startswith("curl"))
+    listing = "\n".join(l for l in block.splitlines() if l.startswith("curl"))
+    shell(pointed_at(publish, host, broker), tmp_path)
+    wait_until(lambda: host.get("/api/devices/rpi-01")[0] == 200, 10, msg="rpi-01 registered")
+    registry = json.loads(shell(pointed_at(listing, host, broker), tmp_path))
+    assert registry["devices"]["rpi-01"]["modules"] == ["ndi"], registry
+
+
+def test_troubleshooting_quotes_the_busy_port_message(make_host, tmp_path):
+    """The README quotes the host's own words for a port in use."""
+    m = re.search(r"\*\*`(cannot listen on 127\.0\.0\.1:8080: [^`]*)`\*\*",
+                  section(readme(), "Troubleshooting"))
+    assert m, "the troubleshooting section quotes no busy-port message"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        host = make_host({"http": {"port": port}}, start=False)
+        host.start(wait=False)
+        assert host.wait_exit(10) == 1
+    assert m.group(1).replace(":8080", ":%d" % port) in host.log(), host.log()
 
 
 def release_prefix():
