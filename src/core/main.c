@@ -50,7 +50,7 @@ static void usage(FILE *out)
 			"\n"
 			"Runs the lab orchestrator: device registry, command relay, reservations,\n"
 			"scheduling and the web UI.  Without --config every setting has its default\n"
-			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n"
+			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See README.md (Configuration).\n"
 			"\n"
 			"--probe asks a running host's /healthz and exits 0 when its broker is\n"
 			"connected, 1 otherwise (refused, timed out, 503), 2 for a URL it cannot ask.\n");
