@@ -254,8 +254,13 @@ int main(int argc, char **argv)
 			{NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL, *log_format = NULL, *probe_url = NULL;
+	const char *bad_option = NULL;
 	bool check_only = false, print_broker = false;
 	int c;
+	/* getopt's own complaints would be plain text even after a
+	 * --log-format json: the first bad option is reported below instead,
+	 * once the whole line has been read. */
+	opterr = 0;
 	while((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch(c) {
 		case 'c':
@@ -280,25 +285,30 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			if(!bad_option)
+				bad_option = argv[optind - 1];
+			break;
 		}
 	}
-	if(optind < argc) {
-		fprintf(stderr, "orchestrator-host: unexpected argument \"%s\"\n", argv[optind]);
-		usage(stderr);
+	/* Known before anything can fail, so that every error is JSON too. */
+	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
+		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");
+		return 2;
+	}
+	log_set_json(log_format && !strcmp(log_format, "json"));
+	if(bad_option || optind < argc) {
+		if(bad_option)
+			log_early_error(PROG, "usage", "unknown option or missing value: %s", bad_option);
+		else
+			log_early_error(PROG, "usage", "unexpected argument \"%s\"", argv[optind]);
+		if(!log_format || strcmp(log_format, "json"))
+			usage(stderr);
 		return 2;
 	}
 
 	/* A client of a running host: no configuration, no state. */
 	if(probe_url)
 		return health_probe(probe_url, PROBE_TIMEOUT_S);
-	/* Known before the configuration, so that its errors are JSON too. */
-	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
-		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");
-		return 2;
-	}
-	log_set_json(log_format && !strcmp(log_format, "json"));
 
 	static struct host host;
 	struct host *h = &host;

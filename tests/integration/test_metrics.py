@@ -300,6 +300,13 @@ def test_json_log_lines_include_config_errors(make_host, tmp_path):
             assert doc["level"] == "error" and doc["source"] == "config", line
             assert set(doc) >= {"ts", "level", "source", "msg"}, line
         assert needle in lines[0], lines
+    # So are usage errors, wherever --log-format stands on the line.
+    for args in (["--bogus", "--log-format", "json"], ["--log-format", "json", "stray"],
+                 ["--log-format", "json", "--config"]):
+        cp = host.run(args)
+        assert cp.returncode == 2, (args, cp.stderr)
+        docs = [json.loads(line) for line in cp.stderr.splitlines()]
+        assert len(docs) == 1 and docs[0]["source"] == "usage", (args, cp.stderr)
     # Text mode keeps the one line the README shows.
     cp = host.run(["--config", str(bad)])
     assert cp.stderr.startswith("orchestrator-host: config error: ") and \
