@@ -237,6 +237,13 @@ void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud)
 
 /* ---- request life cycle ------------------------------------------------------- */
 
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void req_free(struct oh_http_req *req)
 {
 	struct http_server *s = req->server;
@@ -261,7 +268,12 @@ static enum MHD_Result queue_reply(struct oh_http_req *req)
 	struct MHD_Response *r = req->response;
 	req->response = NULL;
 	unsigned status = req->status;
-	metrics_http_request(req->method, req->route, status);
+	/* Refusals before routing (405, 413, 401, ...) count under the route
+	 * the path names, so that only unknown paths read "unmatched". */
+	const char *route = req->route;
+	if(!route && req->path && !req->path_problem)
+		route = http__route_pattern(req->server, req->path);
+	metrics_http_request(req->method, route, status, mono_now() - req->started);
 	enum MHD_Result rc = MHD_queue_response(req->conn, status, r);
 	MHD_destroy_response(r);
 	return rc;
@@ -467,13 +479,6 @@ struct conn_clock {
 	bool handling;
 };
 
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static struct conn_clock *clock_of(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -670,6 +675,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	req->server = cls;
 	req->conn = conn;
 	req->path_problem = http_path_problem(uri);
+	req->started = mono_now();
 	return req;
 }
 

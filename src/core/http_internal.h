@@ -63,6 +63,7 @@ struct oh_http_req {
 	void *gone_ud;
 	struct http_stream *stream;
 	const char *route; /* matched pattern (interned), for metrics */
+	double started;    /* monotonic seconds at the request line, for metrics */
 };
 
 /* One piece of a stream's backlog: a reference to a buffer that may be
@@ -115,6 +116,9 @@ void http__kick(struct http_server *s);
  * the allowed methods in allow when only the method differs. */
 struct route *http__route_find(struct http_server *s, struct oh_http_req *req, bool *wrong_method,
 		char *allow, size_t allow_len);
+/* The pattern (interned, for the metrics) of the first route whose path
+ * matches `path` (borrowed), whatever its method; NULL when none does. */
+const char *http__route_pattern(const struct http_server *s, const char *path);
 void http__routes_free(struct http_server *s);
 /* The connection finished: tell the stream's owner, free the stream. */
 void http__stream_gone(struct oh_http_req *req);

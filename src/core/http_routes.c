@@ -170,6 +170,20 @@ static bool route_matches(const struct route *r, char **segs, int n)
 	return true;
 }
 
+const char *http__route_pattern(const struct http_server *s, const char *path)
+{
+	char *buf = path ? strdup(path) : NULL;
+	char *segs[MAX_SEGMENTS];
+	int n = buf ? split_path(buf, segs) : -1;
+	const char *pattern = NULL;
+	for(const struct route *r = s->routes; n >= 0 && r && !pattern; r = r->next) {
+		if(route_matches(r, segs, n))
+			pattern = r->metric_name;
+	}
+	free(buf);
+	return pattern;
+}
+
 struct route *http__route_find(struct http_server *s, struct oh_http_req *req, bool *wrong_method,
 		char *allow, size_t allow_len)
 {
