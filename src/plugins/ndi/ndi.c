@@ -16,87 +16,35 @@
 
 #include "oh/host.h"
 #include "oh/plugin.h"
+#include "oh/validate.h"
 
 #include "ndi.h"
 #include "ndi_discovery.h"
 
 /* ---- settings ------------------------------------------------------------ */
 
-/* One row per key this file reads; the discovery keys are only let through
- * (ndi_discovery_new() reads and checks them). */
-enum setting_kind {
-	SETTING_NUM,   /* a number in min..max */
-	SETTING_BOOL,  /* true or false */
-	SETTING_ADMINS /* an array of strings, or null */
-};
-
-struct setting {
-	const char *key;
-	enum setting_kind kind;
-	double min, max;
-	size_t offset; /* of the destination in struct ndi_settings */
-};
-
-static const struct setting settings_table[] = {
+/* The keys this file reads, for the host's validator (include/oh/validate.h,
+ * the rules every JSON input follows); the discovery keys are added to the
+ * table as "any value" and checked by ndi_discovery_new(). */
+static const struct oh_vfield own_settings[] = {
 		/* The bound keeps the timer's milliseconds inside an unsigned. */
-		{"ack_timeout_s", SETTING_NUM, 0.001, 86400, offsetof(struct ndi_settings, ack_timeout_s)},
-		{"default_lease_s", SETTING_NUM, 0.001, 1e9, offsetof(struct ndi_settings, default_lease_s)},
-		{"max_lease_s", SETTING_NUM, 0.001, 1e9, offsetof(struct ndi_settings, max_lease_s)},
-		{"relay_when_offline", SETTING_BOOL, 0, 0, offsetof(struct ndi_settings, relay_when_offline)},
-		{"admins", SETTING_ADMINS, 0, 0, 0},
+		OH_VFIELD("ack_timeout_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MAX, .min = 0.001, .max = 86400),
+		OH_VFIELD("default_lease_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MAX, .min = 0.001, .max = 1e9),
+		OH_VFIELD("max_lease_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MAX, .min = 0.001, .max = 1e9),
+		OH_VFIELD("relay_when_offline", OH_VT_BOOL, 0),
+		/* null, like absence: any actor may force_release */
+		OH_VFIELD("admins", OH_VT_ARRAY, 0, .items = OH_VT_STRING),
 };
+#define N_OWN_SETTINGS (sizeof own_settings / sizeof own_settings[0])
+#define N_DISCOVERY_SETTINGS_MAX 16
 
-static bool is_discovery_key(const char *key)
+/* *dst = obj.key when it is a number (null and absent keep the default). */
+static void number_setting(const json_t *obj, const char *key, double *dst)
 {
-	for(size_t i = 0; ndi_discovery_setting_keys[i]; i++) {
-		if(!strcmp(ndi_discovery_setting_keys[i], key))
-			return true;
-	}
-	return false;
-}
+	const json_t *v = json_object_get(obj, key);
 
-static bool strings_only(const json_t *v)
-{
-	size_t i;
-	const json_t *item;
-	json_array_foreach(v, i, item)
-	{
-		if(!json_is_string(item))
-			return false;
-	}
-	return true;
-}
-
-/* Stores one value; OH_OK, or the oh_fail() naming settings.{key}. */
-static int setting_apply(oh_ctx *ctx, const struct setting *f, const json_t *v, struct ndi_settings *s)
-{
-	char *dest = (char *)s + f->offset;
-	switch(f->kind) {
-	case SETTING_NUM: {
-		if(!json_is_number(v))
-			return oh_fail(ctx, "settings.%s: expected a number", f->key);
-		double d = json_number_value(v);
-		if(d < f->min || d > f->max)
-			return oh_fail(ctx, "settings.%s: %g is out of range %g..%g", f->key, d, f->min,
-					f->max);
-		*(double *)dest = d;
-		return OH_OK;
-	}
-	case SETTING_BOOL:
-		if(!json_is_boolean(v))
-			return oh_fail(ctx, "settings.%s: expected true or false", f->key);
-		*(bool *)dest = json_is_true(v);
-		return OH_OK;
-	case SETTING_ADMINS:
-		if(json_is_null(v))
-			return OH_OK;
-		if(!json_is_array(v) || !strings_only(v))
-			return oh_fail(ctx, "settings.%s: expected an array of strings or null", f->key);
-		json_decref(s->admins);
-		s->admins = json_deep_copy(v);
-		return s->admins ? OH_OK : OH_ERR_NOMEM;
-	}
-	return OH_ERR_INVAL;
+	if(json_is_number(v))
+		*dst = json_number_value(v);
 }
 
 static void settings_clear(struct ndi_settings *s)
@@ -119,26 +67,26 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 	s->relay_when_offline = false;
 	if(!obj)
 		return OH_OK;
-	if(!json_is_object(obj))
-		return oh_fail(ctx, "settings: expected an object");
 
-	const char *key;
-	const json_t *v;
-	json_object_foreach((json_t *)obj, key, v)
-	{
-		if(is_discovery_key(key))
-			continue;
-		const struct setting *f = NULL;
-		for(size_t i = 0; i < sizeof settings_table / sizeof settings_table[0] && !f; i++)
-			f = strcmp(settings_table[i].key, key) ? NULL : &settings_table[i];
-		if(!f)
-			return oh_fail(ctx, "settings.%s: unknown key", key);
-		if(json_is_null(v) && f->kind != SETTING_ADMINS)
-			return oh_fail(ctx, "settings.%s: must not be null", key);
-		int rc = setting_apply(ctx, f, v, s);
-		if(rc)
-			return rc;
-	}
+	struct oh_vfield fields[N_OWN_SETTINGS + N_DISCOVERY_SETTINGS_MAX + 1];
+	size_t n = 0;
+	for(; n < N_OWN_SETTINGS; n++)
+		fields[n] = own_settings[n];
+	for(size_t i = 0; ndi_discovery_setting_keys[i] && i < N_DISCOVERY_SETTINGS_MAX; i++)
+		fields[n++] = (struct oh_vfield)OH_VFIELD(ndi_discovery_setting_keys[i], OH_VT_ANY, 0);
+	fields[n] = (struct oh_vfield)OH_VFIELD_END;
+	const struct oh_vobject spec = OH_VOBJECT(fields, OH_V_REFUSE);
+	char err[256];
+	if(oh_json_validate(obj, &spec, "settings", NULL, err, sizeof err))
+		return oh_fail(ctx, "%s", err);
+
+	number_setting(obj, "ack_timeout_s", &s->ack_timeout_s);
+	number_setting(obj, "default_lease_s", &s->default_lease_s);
+	number_setting(obj, "max_lease_s", &s->max_lease_s);
+	s->relay_when_offline = json_is_true(json_object_get(obj, "relay_when_offline"));
+	const json_t *admins = json_object_get(obj, "admins");
+	if(json_is_array(admins) && !(s->admins = json_deep_copy(admins)))
+		return OH_ERR_NOMEM;
 	if(s->default_lease_s > s->max_lease_s) {
 		return oh_fail(ctx, "settings.default_lease_s: %g is over max_lease_s (%g)",
 				s->default_lease_s, s->max_lease_s);
