@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "envelope.h"
+#include "dev_envelope.h"
 
 struct event_base;
 struct dev_module;
