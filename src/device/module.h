@@ -48,7 +48,7 @@ struct dev_module_ops {
 	/* {"state": ..., "fields": {...}} plus any extra keys; returned: decref. */
 	json_t *(*status)(struct dev_module *m);
 	/* Stops every child (shutdown); the caller then waits with
-	 * proc_stop_all_blocking(). */
+	 * child_stop_all_blocking(). */
 	void (*stop_all)(struct dev_module *m);
 	void (*destroy)(struct dev_module *m);
 };

@@ -22,7 +22,7 @@
 #include "cmdline.h"
 #include "log.h"
 #include "module.h"
-#include "proc.h"
+#include "child.h"
 #include "util.h"
 
 #include <signal.h>
@@ -126,8 +126,8 @@ static void stop_role(struct ndi *n, enum role_id r)
 {
 	struct role *ro = &n->role[r];
 	if(ro->pid) {
-		proc_forget(ro->pid);
-		proc_stop_group(ro->pid, grace_of(n));
+		child_forget(ro->pid);
+		child_stop_group(ro->pid, grace_of(n));
 	}
 	ro->pid = 0;
 	ro->on = false;
@@ -146,9 +146,10 @@ static void forget_exit(struct ndi *n, enum role_id r)
 	}
 }
 
-static void on_child_exit(pid_t pid, int wstatus, void *ud)
+static void on_child_exit(pid_t pid, const struct child_result *res, void *ud)
 {
 	struct ndi *n = ud;
+	int wstatus = res->status;
 	enum role_id r = 0;
 	while(r < N_ROLES && n->role[r].pid != pid)
 		r++;
@@ -162,7 +163,7 @@ static void on_child_exit(pid_t pid, int wstatus, void *ud)
 	const char *role = roles[r].name;
 	char how[96];
 	char ts[DEV_TS_LEN];
-	proc_describe_exit(wstatus, how, sizeof how);
+	child_describe_exit(wstatus, how, sizeof how);
 	log_warn("ndi", "%s: %s (pid %d) %s", n->base.host.device_id, role, (int)pid, how);
 	json_decref(n->last_exit);
 	n->last_exit = json_pack("{s:s, s:i, s:o, s:o, s:s, s:s}", "role", role, "pid", (int)pid, "code",
@@ -170,7 +171,7 @@ static void on_child_exit(pid_t pid, int wstatus, void *ud)
 			WIFSIGNALED(wstatus) ? json_integer(WTERMSIG(wstatus)) : json_null(), "reason", how,
 			"ts", dev_ts_now(ts));
 	/* Helpers it started in its group would otherwise linger unowned. */
-	proc_stop_group(pid, grace_of(n));
+	child_stop_group(pid, grace_of(n));
 	changed(n);
 }
 
@@ -245,7 +246,9 @@ static void start_role(struct ndi *n, enum role_id r, const char *source, struct
 	stop_role(n, r);
 	pid_t pid;
 	char why[256];
-	int rc = proc_spawn(argv, on_child_exit, n, &pid, why, sizeof why);
+	/* stdout inherited: the viewer's output goes where the agent's does. */
+	const struct child_opts opts = {.timeout_ms = -1};
+	int rc = child_spawn(argv, &opts, on_child_exit, n, &pid, why, sizeof why);
 	cmdline_free(argv);
 	if(rc) {
 		free(copy);
@@ -366,7 +369,7 @@ static void ndi_destroy(struct dev_module *m)
 	struct ndi *n = (struct ndi *)m;
 	for(enum role_id r = 0; r < N_ROLES; r++) {
 		if(n->role[r].pid)
-			proc_forget(n->role[r].pid);
+			child_forget(n->role[r].pid);
 		free(n->role[r].source);
 	}
 	json_decref(n->last_exit);
