@@ -134,11 +134,16 @@ static void add_path_params(json_t *op, const struct route *r)
 		json_object_del(op, "parameters");
 }
 
-/* Declares status with text unless the route's fragment already does. */
+/* Declares status with text, or adds text to the route's own description
+ * of that status: both can happen. */
 static void add_response(json_t *responses, const char *status, const char *text)
 {
-	if(!json_object_get(responses, status))
+	json_t *resp = json_object_get(responses, status);
+	const char *own = json_string_value(json_object_get(resp, "description"));
+	if(!json_is_object(resp))
 		json_object_set_new(responses, status, json_pack("{s:s}", "description", text));
+	else if(own)
+		json_object_set_new(resp, "description", json_sprintf("%s; %s", own, text));
 }
 
 /* What the server answers before the handler runs (http.c: passes_guard,
