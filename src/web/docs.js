@@ -241,22 +241,19 @@
   }
 
   filter.addEventListener('input', applyFilter);
-  /* Kept in the tab like the header's token; the try-it lines say whether
-   * one is set when they are next drawn, so the page renders again. */
-  var lastDoc = null;
+  /* The same token as the header's form, and handled the same way: kept
+   * for the tab, then the page starts over so the live stream and the
+   * header use it too. */
   tokenForm.addEventListener('submit', function (ev) {
     ev.preventDefault();
     OH.token.set(tokenInput.value.trim());
-    tokenInput.value = '';
-    showTokenState();
-    if (lastDoc) render(lastDoc);
+    location.reload();
   });
   OH.$('#docs-token-forget').addEventListener('click', function () {
     OH.token.set('');
-    showTokenState();
-    if (lastDoc) render(lastDoc);
+    location.reload();
   });
-  OH.fetchJSON('/openapi.json').then(function (doc) { lastDoc = doc; render(doc); }, function (err) {
+  OH.fetchJSON('/openapi.json').then(render, function (err) {
     OH.showError(OH.clear(root).appendChild(h('p')), err);
   });
 })();

@@ -30,7 +30,7 @@ import time
 import jsonschema
 import pytest
 
-from harness import LOCALHOST, SOURCE_DIR, wait_until
+from harness import BUILD_DIR, LOCALHOST, SOURCE_DIR, wait_until
 
 TOOLS = os.path.join(SOURCE_DIR, "tests", "openapi")
 
@@ -501,6 +501,7 @@ def test_docs_page_shows_the_scheme_and_tries_calls_with_the_token(host, browser
     b.wait_for_css("#docs-auth:not([hidden]) .scheme[data-scheme='bearerAuth']")
     assert "HTTP bearer" in b.text(".scheme[data-scheme='bearerAuth']")
     assert "No token set" in b.text("#docs-token-state")
+    b.screenshot(os.path.join(BUILD_DIR, "screenshots", "docs-top.png"))
     # Operations that need the token say so; public ones do not.
     reg = "details.op[data-path='/api/registry'][data-method='get']"
     assert b.text(reg + " .badge.lock") == "token"
@@ -528,6 +529,7 @@ def test_docs_page_shows_the_scheme_and_tries_calls_with_the_token(host, browser
     assert b.js("return sessionStorage.getItem('oh.api_token');") == TOKENS["vic"][1]
     body = send(reg, 200)
     assert set(body) >= {"devices", "locks", "modules", "seq"}, body
+    b.screenshot(os.path.join(BUILD_DIR, "screenshots", "docs-auth.png"))
     # A path parameter, and a body: the viewer may read but not reserve.
     dev = "details.op[data-path='/api/devices/{id}'][data-method='get']"
     b.js("document.querySelector(arguments[0]).open = true;", dev)
@@ -540,6 +542,7 @@ def test_docs_page_shows_the_scheme_and_tries_calls_with_the_token(host, browser
     b.type(res + " textarea.try-body", '{"device_id": "rpi-01"}')
     body = send(res, 403)
     assert body["error"]["code"] == "FORBIDDEN" and "vic" in body["error"]["message"], body
+    b.screenshot(os.path.join(BUILD_DIR, "screenshots", "docs-try.png"))
     # The event stream is not tried from here.
     assert "EventSource" in b.text("details.op[data-path='/api/events'] .try")
     # The refusals above are on the console; nothing else may be.
