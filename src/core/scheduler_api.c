@@ -542,7 +542,8 @@ static void delete_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 }
 
 static const char JOB_SCHEMA[] =
-		"{\"type\": \"object\", \"properties\": {"
+		"{\"type\": \"object\", \"required\": [\"id\", \"module\", \"owner\", \"spec\", \"tz\","
+		" \"commands\", \"state\"], \"properties\": {"
 		"\"id\": {\"type\": \"string\"}, \"module\": {\"type\": \"string\"},"
 		"\"owner\": {\"type\": \"string\"}, \"name\": {\"type\": \"string\", \"nullable\": true},"
 		"\"spec\": {\"type\": \"object\", \"description\": \"{\\\"at\\\": ISO 8601} or {\\\"cron\\\": 5-field crontab}\"},"
@@ -559,7 +560,7 @@ int sched__routes(struct sched_plugin *sp)
 			"{\"summary\": \"List scheduled jobs\", \"parameters\": [{\"name\": \"owner\", \"in\": \"query\","
 			" \"required\": false, \"schema\": {\"type\": \"string\"}}], \"responses\": {\"200\": {"
 			"\"description\": \"{count, jobs}\", \"content\": {\"application/json\": {\"schema\": {"
-			"\"type\": \"object\", \"properties\": {\"count\": {\"type\": \"integer\"}, \"jobs\": {"
+			"\"type\": \"object\", \"required\": [\"count\", \"jobs\"], \"properties\": {\"count\": {\"type\": \"integer\"}, \"jobs\": {"
 			"\"type\": \"array\", \"items\": %s}}}}}}}}",
 			JOB_SCHEMA);
 	snprintf(post_doc, sizeof post_doc,
