@@ -284,7 +284,7 @@ static enum MHD_Result queue_reply(struct oh_http_req *req)
 /* Paths that carry data.  The pages, scripts, /openapi.json and /healthz
  * hold none and stay public, so a browser can load the UI and ask for a
  * token, and a load balancer can probe. */
-static bool needs_token(const char *path)
+bool http__needs_token(const char *path)
 {
 	return !strncmp(path, "/api/", 5) || !strcmp(path, "/api") || !strcmp(path, "/metrics");
 }
@@ -327,7 +327,7 @@ static bool authenticate(struct http_server *s, struct oh_http_req *req)
 		return true;
 	}
 	req->role = OH_ROLE_NONE;
-	if(!needs_token(req->path))
+	if(!http__needs_token(req->path))
 		return true;
 	const char *tok = NULL;
 	const char *hdr = oh_req_header(req, "Authorization");
