@@ -94,7 +94,10 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 	enum envelope_status st = envelope_read(env, &app_rules, &f, err, errlen);
 	/* A req_id, action and actor are recovered even from a bad envelope so
 	 * its ack correlates. */
-	cmd->req_id = f.req_id ? f.req_id : host_new_id(cmd->req_id_buf, sizeof cmd->req_id_buf);
+	if(f.req_id)
+		snprintf(cmd->req_id, sizeof cmd->req_id, "%s", f.req_id);
+	else
+		host_new_id(cmd->req_id, sizeof cmd->req_id);
 	cmd->action = f.action;
 	cmd->actor = f.actor_ok ? f.actor : NULL;
 
