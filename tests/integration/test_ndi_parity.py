@@ -9,10 +9,14 @@ discovery does not (mDNS is link-local; discovery servers and groups
 differ), so a source the host has not seen is relayed on both paths, the
 DISPATCHED ack carrying a `warnings` entry that names it.  On both paths a
 subscriber sees DISPATCHED, then the agent's outcome (COMPLETED), for the
-same req_id.  The contract is docs/protocol.md ("Ack and event shape",
+same req_id, and so does the web page's event stream (/api/events), at
+once, also while the browser keeps the POST's connection open.  The
+contract is docs/protocol.md ("Ack and event shape",
 "REST API").
 """
 
+import json
+import socket
 import uuid
 
 import pytest
@@ -20,6 +24,7 @@ import pytest
 from conftest import wait_until
 from harness import unique_name
 from test_ndi_rest import EVT, in_registry, ndi_config
+from test_web_ui import EventStream
 
 CMD = "/lab/orchestrator/ndi/cmd"
 SEEN = "CAM-1"                       # in the host's static source list
@@ -133,3 +138,36 @@ def test_both_paths_publish_the_same_acks(host, agent, make_mqtt):
     denied = watcher.wait_for(EVT, lambda m: m["payload"]["req_id"] == "re-denied",
                               since=mark)["payload"]
     assert denied["code"] == "DENIED" and denied["details"]["holder"] == "user", denied
+
+
+def test_the_event_stream_gets_a_rest_commands_acks_at_once(host, agent):
+    """The page's stream carries the DISPATCHED that the POST's handler
+    published, and the agent's COMPLETED, while the client keeps its
+    connection alive and sends nothing more, as a browser does.  (In
+    Chromium the DISPATCHED, written to the stream from inside
+    libmicrohttpd's run, used to wait for the next unrelated request, and
+    the COMPLETED behind it: test_ndi_ui.py's causal-order test caught it.)"""
+    stream = EventStream(host)
+    try:
+        stream.wait_for("registry")
+        mark = stream.mark()
+        body = json.dumps({"device_id": agent, "source": SEEN, "actor": "app",
+                           "req_id": "re-stream"}).encode()
+        s = socket.create_connection(("127.0.0.1", host.http_port))
+        try:
+            s.sendall(b"POST /api/ndi/send HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nConnection: keep-alive\r\n"
+                      b"Content-Length: %d\r\n\r\n%s"
+                      % (len(body), body))
+            assert s.recv(65536).startswith(b"HTTP/1.1 202"), "no 202 for the send"
+
+            def ack(code):
+                return lambda e: e["payload"]["req_id"] == "re-stream" and \
+                    e["payload"]["code"] == code
+
+            stream.wait_for("orch_evt", ack("DISPATCHED"), timeout=3, since=mark)
+            stream.wait_for("orch_evt", ack("COMPLETED"), timeout=3, since=mark)
+        finally:
+            s.close()
+    finally:
+        stream.close()
