@@ -29,9 +29,9 @@
 
 #include "oh/host.h"
 
-#include "embedded.h"
 #include "ndi.h"
 #include "ndi_discovery.h"
+#include "ndi_web.h"
 
 #define REST_ACTOR "api"
 #define ACTOR_MAX 120
@@ -573,8 +573,9 @@ static const char DOC_FORCE_RELEASE[] =
 
 static int register_page(struct ndi *n)
 {
-	const struct embedded_file *html = embedded_find("src/plugins/ndi/web/ndi.html");
-	const struct embedded_file *js = embedded_find("src/plugins/ndi/web/ndi.js");
+	/* Embedded at build time from web/ (cmake/plugin.cmake). */
+	const struct oh_web_file *html = ndi_web_find("web/ndi.html");
+	const struct oh_web_file *js = ndi_web_find("web/ndi.js");
 
 	if(!html || !js) {
 		oh_log(n->ctx, OH_LOG_WARN, "the page files are not in the binary: no /ui/%s",
