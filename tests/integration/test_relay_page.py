@@ -13,7 +13,7 @@ import pytest
 
 import harness
 from browser import Browser
-from test_plugin_abi import relay_so  # noqa: F401 - a fixture
+from test_plugin_abi import installed, relay_so  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(not Browser.available(), reason=str(Browser.unavailable_reason()))
 
