@@ -662,6 +662,11 @@ json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const j
 	ndi_dispatch(n, json_string_value(json_object_get(command, "device_id")),
 			json_string_value(json_object_get(command, "action")),
 			json_object_get(command, "params"), owner, NULL, NULL, &ack);
+	/* Published as the command topic and REST publish theirs, so that
+	 * subscribers see DISPATCHED (with its warnings), then the outcome; a
+	 * refusal is reported by the scheduler as SKIPPED. */
+	if(ack && json_is_true(json_object_get(ack, "ok")))
+		oh_ack_publish(ctx, json_incref(ack));
 	return ack;
 }
 
