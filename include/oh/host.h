@@ -217,7 +217,9 @@ typedef void (*oh_http_fn)(oh_ctx *ctx, struct oh_http_req *req, void *ud);
  * Mounts `method path` under /api/{module}; path segments written {name} are
  * captured (oh_req_param).  `openapi` is the JSON text of an OpenAPI 3
  * operation object describing the route (may be NULL), merged into
- * /openapi.json.  A handler replies once, now or later: one that returns
+ * /openapi.json; the host adds security, its own error statuses, path
+ * parameters and the shared Error schema (docs/plugins.md, "The OpenAPI
+ * description").  A handler replies once, now or later: one that returns
  * without replying leaves the request open (see oh_req_on_gone).
  */
 int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud, const char *openapi);

@@ -9,14 +9,14 @@
  *
  * The rules, decided once:
  *   - JSON null is the same as an absent field: an optional field may be
- *     null, a required one may not ("device_id: missing").  A field whose
+ *     null, a required one may not ("device_id: missing (expected a string)").  A field whose
  *     table entry has OH_VF_NULL takes null as a value of its own (e.g.
  *     "none"), handed to the caller like any other value.
  *   - Unknown fields are refused ("lease: unknown key") or ignored, per
  *     object (enum oh_vunknown).
  *   - Every error is one line, "{path}: {why}", where path names the field
  *     from the top ("commands[0].params.source") and why says what was
- *     expected ("expected a string", "missing", "unknown key",
+ *     expected ("expected a string", "missing (expected a string)", "unknown key",
  *     "must be one of start, stop", "601 is out of range 0..600").
  *
  * Tables are plain static data; all calls are pure and thread-safe.

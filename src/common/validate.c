@@ -265,7 +265,9 @@ int oh_json_validate(const json_t *obj, const struct oh_vobject *spec, const cha
 		/* Null is absence unless the field takes it as a value. */
 		if(!v || (json_is_null(v) && !(f->flags & OH_VF_NULL))) {
 			if(f->flags & OH_VF_REQUIRED) {
-				snprintf(err, errlen, "%s: missing", at);
+				char expect[96];
+				snprintf(err, errlen, "%s: missing (expected %s)", at,
+						oh_vfield_expect(f, expect, sizeof expect));
 				return OH_ERR_INVAL;
 			}
 			continue;

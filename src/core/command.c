@@ -1,8 +1,7 @@
 /*
  * Command envelopes and acks, in the shape the deployed devices use
  * (device-agent-protocol.md), shared by every plugin so that all of them
- * validate the same way (one table, include/oh/validate.h) and answer with
- * the same fields.
+ * validate the same way and answer with the same fields.
  */
 #include "plugin_ctx.h"
 
@@ -11,9 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "oh/validate.h"
-
 #include "entropy.h"
+#include "envelope.h"
 #include "timeutil.h"
 
 const char *oh_strerror(int err)
@@ -83,28 +81,25 @@ char *oh_format_time(double t, char *buf, size_t len)
 	return buf;
 }
 
-/* The envelope (device-agent-protocol.md); other fields (ts, reply_to,
- * ttl_s, ...) are the devices' business and pass. */
-static const struct oh_vfield envelope_fields[] = {
-		OH_VFIELD("req_id", OH_VT_STRING, OH_VF_MAX, .max = OH_REQ_ID_MAX),
-		OH_VFIELD("action", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN, .min = 1),
-		OH_VFIELD("actor", OH_VT_STRING, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 120),
-		OH_VFIELD("params", OH_VT_OBJECT, 0),
-		OH_VFIELD_END,
-};
-static const struct oh_vobject envelope_spec = OH_VOBJECT(envelope_fields, OH_V_IGNORE);
+/* The host's rules for app envelopes: any actor (leases are held under it)
+ * of a bounded length; params are bounded by max_payload_bytes. */
+static const struct envelope_rules app_rules = {.actor_max = 120};
 
 int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
 		char *err, size_t errlen)
 {
 	memset(cmd, 0, sizeof *cmd);
 	const json_t *env = msg->json;
-	/* A req_id is recovered even from a bad envelope so its ack correlates. */
-	const json_t *rid = json_is_object(env) ? json_object_get(env, "req_id") : NULL;
-	if(json_is_string(rid) && json_string_length(rid) > 0 && json_string_length(rid) <= OH_REQ_ID_MAX)
-		snprintf(cmd->req_id, sizeof cmd->req_id, "%s", json_string_value(rid));
+	struct envelope_fields f;
+	enum envelope_status st = envelope_read(env, &app_rules, &f, err, errlen);
+	/* A req_id, action and actor are recovered even from a bad envelope so
+	 * its ack correlates. */
+	if(f.req_id)
+		snprintf(cmd->req_id, sizeof cmd->req_id, "%s", f.req_id);
 	else
 		host_new_id(cmd->req_id, sizeof cmd->req_id);
+	cmd->action = f.action;
+	cmd->actor = f.actor_ok ? f.actor : NULL;
 
 	if(msg->too_large) {
 		*code = "TOO_LARGE";
@@ -116,24 +111,18 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 		snprintf(err, errlen, "%s", msg->error ? msg->error : "payload is not JSON");
 		return OH_ERR_INVAL;
 	}
-	if(!json_is_object(env)) {
+	if(st == ENVELOPE_NOT_OBJECT) {
 		*code = "BAD_JSON";
-		snprintf(err, errlen, "payload must be a JSON object");
 		return OH_ERR_INVAL;
 	}
-	/* The action, too, names what a refusal refuses. */
-	const json_t *action = json_object_get(env, "action");
-	if(json_is_string(action) && json_string_length(action) > 0)
-		cmd->action = json_string_value(action);
-	*code = "BAD_REQUEST";
-	if(oh_json_validate(env, &envelope_spec, "", NULL, err, errlen))
+	if(st != ENVELOPE_OK) {
+		*code = "BAD_REQUEST";
 		return OH_ERR_INVAL;
-	cmd->actor = json_string_value(json_object_get(env, "actor"));
-	const json_t *params = json_object_get(env, "params");
+	}
 	static json_t *empty;
 	if(!empty)
 		empty = json_object();
-	cmd->params = json_is_object(params) ? params : empty;
+	cmd->params = f.params ? f.params : empty;
 	cmd->envelope = env;
 	*code = NULL;
 	err[0] = '\0';

@@ -2,7 +2,8 @@
  * What the HTTP files share: the request, route, stream and server
  * structures, and the few functions one file calls in another.  http.c is
  * the server and the request life cycle, http_routes.c the route table and
- * the OpenAPI document, http_stream.c the open-ended responses.
+ * http_openapi.c the OpenAPI document, http_stream.c the open-ended
+ * responses.
  */
 #ifndef OH_HTTP_INTERNAL_H
 #define OH_HTTP_INTERNAL_H
@@ -13,6 +14,7 @@
 #include "auth.h"
 #include "http.h"
 #include "http_guard.h"
+#include "list.h"
 
 #define MAX_SEGMENTS 16
 #define MAX_PARAMS 8
@@ -35,7 +37,7 @@ struct route {
 struct oh_http_req {
 	struct http_server *server;
 	struct MHD_Connection *conn;
-	struct oh_http_req *prev, *next; /* open requests */
+	struct list_node link; /* in http_server.open once it has a method */
 	char *method;
 	char *path;               /* percent-decoded, canonical once checked */
 	const char *path_problem; /* static; why the raw path was refused */
@@ -92,11 +94,13 @@ struct http_server {
 	struct event *ev_io;
 	struct event *ev_timer;
 	struct route *routes;
-	struct oh_http_req *open;
-	struct conn_clock *clocks; /* every connection, for the deadline */
+	struct list open;   /* of struct oh_http_req */
+	struct list clocks; /* of struct conn_clock: every connection, for the deadline */
 	struct event *ev_deadline;
 	struct http_host_rules host_rules;
 	int port;
+	bool in_run; /* inside MHD_run: a kick must outlive its re-arming */
+	bool kicked; /* http__kick was called during this MHD_run */
 
 	/* http_listen.c: our own listening socket and the admission counts. */
 	int listen_fd;
@@ -120,6 +124,9 @@ struct route *http__route_find(struct http_server *s, struct oh_http_req *req, b
  * matches `path` (borrowed), whatever its method; NULL when none does. */
 const char *http__route_pattern(const struct http_server *s, const char *path);
 void http__routes_free(struct http_server *s);
+/* Whether path carries data and so needs a token when http.tokens is
+ * configured (http.c decides; http_openapi.c describes it). */
+bool http__needs_token(const char *path);
 /* The connection finished: tell the stream's owner, free the stream. */
 void http__stream_gone(struct oh_http_req *req);
 

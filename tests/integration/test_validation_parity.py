@@ -33,6 +33,7 @@ CMD = "/lab/orchestrator/ndi/cmd"
 EVT = "/lab/orchestrator/ndi/evt"
 DEV = "rpi-01"
 RULE = 'must be 1-64 of [A-Za-z0-9._-], not "." or ".."'
+SOURCE_MISSING = "params.source: missing (expected a string of 1-1024 characters)"
 RANGE = "is out of range: expected above 0 and at most 600 (max_lease_s)"
 
 # (name, action, params, verdict): verdict "ok" or (code, error text).
@@ -41,14 +42,14 @@ RELAY_CASES = [
     ("start-extra-param-relayed", "set_input", {"device_id": DEV, "source": "CAM-2", "volume": 3},
      "ok"),
     ("record-start-source-null-is-absent", "record_start", {"device_id": DEV, "source": None}, "ok"),
-    ("start-no-source", "start", {"device_id": DEV}, ("BAD_REQUEST", "params.source: missing")),
+    ("start-no-source", "start", {"device_id": DEV}, ("BAD_REQUEST", SOURCE_MISSING)),
     ("start-source-null", "start", {"device_id": DEV, "source": None},
-     ("BAD_REQUEST", "params.source: missing")),
+     ("BAD_REQUEST", SOURCE_MISSING)),
     ("start-source-number", "start", {"device_id": DEV, "source": 5},
      ("BAD_REQUEST", "params.source: expected a string of 1-1024 characters")),
     ("start-source-empty", "start", {"device_id": DEV, "source": ""},
      ("BAD_REQUEST", "params.source: expected a string of 1-1024 characters")),
-    ("no-device-id", "stop", {}, ("BAD_REQUEST", "params.device_id: missing")),
+    ("no-device-id", "stop", {}, ("BAD_REQUEST", "params.device_id: missing (expected a string)")),
     ("device-id-slash", "stop", {"device_id": "a/b"}, ("BAD_REQUEST", "params.device_id: " + RULE)),
     ("device-id-number", "stop", {"device_id": 7},
      ("BAD_REQUEST", "params.device_id: expected a string")),
@@ -69,7 +70,8 @@ LEASE_CASES = [
      ("BAD_REQUEST", "params.lease_s: 601 " + RANGE)),
     ("reserve-lease-string", "renew", {"device_id": DEV, "lease_s": "60"},
      ("BAD_REQUEST", "params.lease_s: expected a number")),
-    ("reserve-no-device", "reserve", {"lease_s": 30}, ("BAD_REQUEST", "params.device_id: missing")),
+    ("reserve-no-device", "reserve", {"lease_s": 30},
+     ("BAD_REQUEST", "params.device_id: missing (expected a string)")),
 ]
 
 

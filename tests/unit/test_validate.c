@@ -50,10 +50,10 @@ static const struct {
 		/* null is absence: optional fields may be null, required ones not */
 		{CMD(", \"params\": null"), ""},
 		{CMD(", \"params\": {\"source\": null, \"lease_s\": null}"), ""},
-		{"{\"commands\": null}", "commands: missing"},
-		{"{}", "commands: missing"},
+		{"{\"commands\": null}", "commands: missing (expected an array of objects)"},
+		{"{}", "commands: missing (expected an array of objects)"},
 		{"{\"commands\": [{\"device_id\": null, \"action\": \"stop\"}]}",
-				"commands[0].device_id: missing"},
+				"commands[0].device_id: missing (expected a string)"},
 		/* OH_VF_NULL: null is a value, the wrong type still is not */
 		{CMD(", \"params\": {\"note\": null}"), ""},
 		{CMD(", \"params\": {\"note\": 1}"), "commands[0].params.note: expected a string or null"},

@@ -4,10 +4,13 @@
  * Nothing here decides anything the MQTT path does not: commands and lease
  * operations go through ndi_run() (the same actions table, ndi_dispatch(),
  * the same lease functions and acks), and the reply is that ack, with its
- * code turned into an HTTP status by one table, http_status().  What REST
- * adds is checked before: the body's shape (a table per route, so every
- * 400 names its field), that the device is in the registry (404), and that
- * a source is one discovery knows, when it knows any (400).
+ * code turned into an HTTP status by one table, http_status().  That ack
+ * is also published on {root}/orchestrator/{module}/evt, as every MQTT
+ * command's is, so subscribers see REST commands' DISPATCHED (or refusal)
+ * before their outcome.  What REST adds is checked before: the body's shape
+ * (a table per route, so every 400 names its field) and that the device is
+ * in the registry (404).  A source discovery has not seen is relayed with a
+ * "warnings" entry, as on the MQTT path (ndi_dispatch).
  *
  * POST /send?wait=1 leaves the request open and attaches a completion
  * callback to the command in flight (ndi_pending_on_done): the device's
@@ -94,6 +97,20 @@ static void reply_ack(struct oh_http_req *req, const json_t *ack)
 			json_pack("{s:{s:s, s:s, s:O?, s:O?}}", "error", "code", code, "message",
 					msg ? msg : code, "req_id", json_object_get(ack, "req_id"), "details",
 					json_object_get(ack, "details")));
+}
+
+/* Runs the action as the command topic would (ndi_run) and publishes its
+ * ack on the evt topic, as that topic does: every path publishes the same
+ * acks.  Returns the ack (returned, json_decref) for the reply; NULL only
+ * on NOMEM. */
+static json_t *run_and_publish(struct ndi *n, const char *action, const json_t *params, const char *path,
+		const char *actor, const char *req_id)
+{
+	json_t *ack = ndi_run(n, action, params, path, actor, req_id);
+
+	if(ack)
+		oh_ack_publish(n->ctx, json_incref(ack));
+	return ack;
 }
 
 /* ---- request bodies ------------------------------------------------------------ */
@@ -258,7 +275,7 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct ndi *n = ud;
 	const json_t *body = oh_req_body(req);
-	const char *device_id, *action, *source, *code;
+	const char *device_id, *action, *code;
 	struct oh_device dev;
 	json_t *params, *ack;
 
@@ -291,19 +308,9 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		oh_reply_error(req, 500, "ERROR", "out of memory");
 		return;
 	}
-	/* Only a name discovery has seen can be checked; with no sources known
-	 * at all (no helper, no mDNS, no static list) any name is relayed. */
-	source = json_string_value(json_object_get(params, "source"));
-	if(source && ndi_discovery_any(n->discovery) && !ndi_discovery_has(n->discovery, source)) {
-		oh_reply_error(req, 400, "BAD_REQUEST",
-				"source: unknown NDI source \"%.*s\" "
-				"(GET /api/%s/sources lists them)",
-				utf8_cut(source, 200), source, oh_module(ctx));
-		json_decref(params);
-		return;
-	}
-
-	ack = ndi_run(n, action, params, "params", requester(req, body), body_string(body, "req_id"));
+	/* A source the host's discovery has not seen goes out too, with a
+	 * warning in the ack: the device may well see it (ndi_dispatch). */
+	ack = run_and_publish(n, action, params, "params", requester(req, body), body_string(body, "req_id"));
 	json_decref(params);
 	code = ack ? json_string_value(json_object_get(ack, "code")) : NULL;
 	if(code && !strcmp(code, "DISPATCHED") && query_flag(req, "wait") &&
@@ -330,7 +337,8 @@ static void lease_route(struct ndi *n, struct oh_http_req *req, const char *acti
 		json_object_del(params, "actor");
 		json_object_del(params, "req_id");
 	}
-	ack = params ? ndi_run(n, action, params, "", requester(req, body), body_string(body, "req_id")) : NULL;
+	ack = params ? run_and_publish(n, action, params, "", requester(req, body), body_string(body, "req_id"))
+		     : NULL;
 	json_decref(params);
 	reply_ack(req, ack);
 	json_decref(ack);
@@ -358,22 +366,26 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 /* ---- OpenAPI descriptions ------------------------------------------------------------ */
 
-#define ERR_SCHEMA                                                                                           \
-	"{\"type\": \"object\", \"properties\": {\"error\": {\"type\": \"object\", \"properties\": {"        \
-	"\"code\": {\"type\": \"string\"}, \"message\": {\"type\": \"string\"},"                             \
-	" \"req_id\": {\"type\": \"string\"}, \"details\": {\"type\": \"object\"}}}}}"
+/* Errors name the host's shared Error schema (include/oh/host.h). */
 #define ERR(status, text)                                                                                    \
 	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
-	" {\"schema\": " ERR_SCHEMA "}}}"
-#define ACK_SCHEMA                                                                                           \
-	"{\"type\": \"object\", \"description\": \"an ack, as on /lab/orchestrator/ndi/evt\","               \
-	" \"properties\": {\"req_id\": {\"type\": \"string\"}, \"ok\": {\"type\": \"boolean\"},"             \
-	" \"code\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"                             \
-	" \"actor\": {\"type\": \"string\"}, \"ts\": {\"type\": \"string\"},"                                \
-	" \"error\": {\"type\": \"string\", \"nullable\": true}, \"details\": {\"type\": \"object\"}}}"
+	" {\"schema\": {\"$ref\": \"#/components/schemas/Error\"}}}}"
+/* An ack's schema, its properties left open for ACK and SEND_ACK to close. */
+#define ACK_OPEN                                                                                                                   \
+	"{\"type\": \"object\", \"description\": \"an ack, as on /lab/orchestrator/ndi/evt\","                                     \
+	" \"required\": [\"ok\", \"code\"], \"properties\": {\"req_id\": {\"type\": \"string\"}, \"ok\": {\"type\": \"boolean\"}," \
+	" \"code\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"                                                   \
+	" \"actor\": {\"type\": \"string\"}, \"ts\": {\"type\": \"string\"},"                                                      \
+	" \"error\": {\"type\": \"string\", \"nullable\": true}, \"details\": {\"type\": \"object\"}"
 #define ACK(status, text)                                                                                    \
 	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
-	" {\"schema\": " ACK_SCHEMA "}}}"
+	" {\"schema\": " ACK_OPEN "}}}}}"
+/* A send's ack may also carry warnings: things relayed anyway that the
+ * device may not like. */
+#define SEND_ACK(status, text)                                                                               \
+	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
+	" {\"schema\": " ACK_OPEN                                                                            \
+	", \"warnings\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}}}}}}}"
 #define BODY(required, props)                                                                                \
 	"\"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {"           \
 	"\"type\": \"object\", \"required\": " required ", \"additionalProperties\": false,"                 \
@@ -390,12 +402,13 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 #define P_LEASE_S                                                                                            \
 	"\"lease_s\": {\"type\": \"number\", \"description\": \"> 0 and <= max_lease_s; default"             \
 	" default_lease_s\"}"
-#define OK_JSON(text) "\"200\": {\"description\": \"" text "\"}"
 
-static const char DOC_STATUS[] = "{\"summary\": \"The registry snapshot\","
-				 " \"description\": \"The same document as GET /api/registry and"
-				 " /lab/orchestrator/registry: devices, locks, modules, ts, seq.\","
-				 " \"responses\": {" OK_JSON("the snapshot") "}}";
+static const char DOC_STATUS[] =
+		"{\"summary\": \"The registry snapshot\","
+		" \"description\": \"The same document as GET /api/registry and"
+		" /lab/orchestrator/registry: devices, locks, modules, ts, seq.\","
+		" \"responses\": {\"200\": {\"description\": \"the snapshot\", \"content\":"
+		" {\"application/json\": {\"schema\": {\"$ref\": \"#/components/schemas/Registry\"}}}}}}";
 
 static const char DOC_SOURCES[] =
 		"{\"summary\": \"Discovered NDI sources\","
@@ -404,8 +417,14 @@ static const char DOC_SOURCES[] =
 		" whether mDNS browsing runs.\", \"parameters\": [{\"name\": \"detail\", \"in\": \"query\","
 		" \"required\": false, \"schema\": {\"type\": \"string\", \"enum\": [\"0\", \"1\"]}}],"
 		" \"responses\": {\"200\": {\"description\": \"{sources: [name, ...]}\", \"content\": {"
-		"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"sources\": {"
-		"\"type\": \"array\"}, \"mdns\": {\"type\": \"string\"}}}}}}}}";
+		"\"application/json\": {\"schema\": {\"type\": \"object\", \"required\": [\"sources\"],"
+		" \"properties\": {\"sources\": {\"type\": \"array\", \"items\": {\"oneOf\": ["
+		"{\"type\": \"string\"}, {\"type\": \"object\", \"required\": [\"name\"], \"properties\": {"
+		"\"name\": {\"type\": \"string\"}, \"host\": {\"type\": \"string\", \"nullable\": true},"
+		" \"address\": {\"type\": \"string\", \"nullable\": true},"
+		" \"port\": {\"type\": \"integer\", \"nullable\": true},"
+		" \"origin\": {\"type\": \"array\", \"items\": {\"type\": \"string\", \"enum\": [\"mdns\", \"helper\", \"static\"]}}}}]}}, \"mdns\": {\"type\": \"string\","
+		" \"enum\": [\"running\", \"unavailable\", \"disabled\"]}}}}}}}}";
 
 static const char DOC_DEVICES[] =
 		"{\"summary\": \"Devices with the ndi module\","
@@ -414,9 +433,10 @@ static const char DOC_DEVICES[] =
 		" state, input and recording from its /lab/device/{id}/ndi/status (null when it never"
 		" published one; module_status is the whole object), and the lease holder.\","
 		" \"responses\": {\"200\": {\"description\": \"{devices: [...]}\", \"content\": {"
-		"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"devices\": {"
-		"\"type\": \"array\", \"items\": {\"type\": \"object\", \"properties\": {"
-		"\"device_id\": {\"type\": \"string\"}, \"online\": {\"type\": \"boolean\", \"nullable\": true},"
+		"\"application/json\": {\"schema\": {\"type\": \"object\", \"required\": [\"devices\"],"
+		" \"properties\": {\"devices\": {"
+		"\"type\": \"array\", \"items\": {\"type\": \"object\", \"required\": [\"device_id\"],"
+		" \"properties\": {\"device_id\": {\"type\": \"string\"}, \"online\": {\"type\": \"boolean\", \"nullable\": true},"
 		" \"stale\": {\"type\": \"boolean\"}, \"last_seen\": {\"type\": \"string\", \"nullable\": true},"
 		" \"capabilities\": {\"type\": \"object\", \"nullable\": true},"
 		" \"state\": {\"type\": \"string\", \"nullable\": true},"
@@ -431,7 +451,8 @@ static const char DOC_SEND[] =
 		" \"description\": \"Relays start, stop, set_input, record_start or record_stop exactly"
 		" like the MQTT command topic (lease check against actor, offline check, ack tracking)."
 		" The device gets actor orchestrator with requested_by naming the requester. source is"
-		" put into params; when discovery knows any source, an unknown one is refused. Without"
+		" put into params; one the host's discovery has not seen is relayed all the same, with a"
+		" warnings entry in the ack. The ack is also published on the evt topic. Without"
 		" wait the reply is the DISPATCHED ack (202); with wait=1 the request stays open until"
 		" the device acks (200 COMPLETED, 502 FAILED) or ack_timeout_s passes (504 TIMEOUT).\","
 		" \"parameters\": [{\"name\": \"wait\", \"in\": \"query\", \"required\": false,"
@@ -442,11 +463,10 @@ static const char DOC_SEND[] =
 				" \"source\": {\"type\": \"string\"}, \"params\": {\"type\": \"object\", \"description\":"
 				" \"more parameters, relayed untouched\"}, " P_ACTOR
 				", " P_REQ_ID) ","
-					       " \"responses\": {" ACK("200",
-							       "wait=1: the device's ack (COMPLETED)") ", " ACK("202",
+					       " \"responses\": {" SEND_ACK("200",
+							       "wait=1: the device's ack (COMPLETED)") ", " SEND_ACK("202",
 							       "relayed (DISPATCHED); COMPLETED/FAILED/TIMEOUT follow on the evt topic") ", " ERR("400",
-							       "bad body (the message names the field), unknown action (BAD_ACTION) or unknown"
-							       " source") ", " ERR("404",
+							       "bad body (the message names the field) or unknown action (BAD_ACTION)") ", " ERR("404",
 							       "no such device in the registry") ", " ERR("409",
 							       "leased by another actor (DENIED, details.holder) or the device is offline"
 							       " (OFFLINE)") ", " ERR("413",
