@@ -34,6 +34,7 @@
 #include "state_lock.h"
 #include "store.h"
 #include "timeutil.h"
+#include "topics.h"
 
 static void usage(FILE *out)
 {
@@ -49,8 +50,7 @@ static void usage(FILE *out)
 /* {root}/orchestrator/status, returned (free()), or NULL. */
 static char *presence_topic(const struct host *h)
 {
-	char *t = NULL;
-	return asprintf(&t, "%s/orchestrator/status", h->cfg.topic_root) < 0 ? NULL : t;
+	return topic_build(h->cfg.topic_root, NULL, "status", NULL);
 }
 
 /* {"online": true, "node", "ts": now} or {"online": false, "node", "ts": null}:

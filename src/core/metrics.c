@@ -24,6 +24,7 @@
 #include "scheduler.h"
 #include "strbuf.h"
 #include "timeutil.h"
+#include "topics.h"
 
 static const double bucket_le[] = {
 		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -319,61 +320,32 @@ void metrics_count(const char *name, double n)
 		metrics_add(m, NULL, n);
 }
 
-/* The segment of `topic` after `n` slashes past the root, its length in *len. */
-static const char *segment(const char *p, int n, size_t *len)
-{
-	for(; n > 0 && p; n--) {
-		p = strchr(p, '/');
-		if(p)
-			p++;
-	}
-	if(!p)
-		return NULL;
-	const char *end = strchr(p, '/');
-	*len = end ? (size_t)(end - p) : strlen(p);
-	return p;
-}
-
-static bool seg_is(const char *p, size_t len, const char *word)
-{
-	return p && len == strlen(word) && !memcmp(p, word, len);
-}
-
 const char METRICS_KIND_EVENT[] = "event";
 
 const char *metrics_topic_kind(const struct host *h, const char *topic)
 {
-	const char *root = h->cfg.topic_root ? h->cfg.topic_root : "";
-	size_t rl = strlen(root);
-	if(strncmp(topic, root, rl) || topic[rl] != '/')
+	struct topic_parts t;
+	enum topic_place place = topic_parse(h->cfg.topic_root ? h->cfg.topic_root : "", topic, &t);
+	if(t.error)
 		return "other";
-	const char *rest = topic + rl + 1;
-	size_t l0, l2, l3;
-	const char *s0 = segment(rest, 0, &l0);
-	const char *s2 = segment(rest, 2, &l2);
-	const char *s3 = segment(rest, 3, &l3);
-	if(seg_is(s0, l0, "device")) {
-		/* device/{id}/meta|status, device/{id}/{module}/cmd|evt|status */
-		if(s2 && !s3)
-			return seg_is(s2, l2, "meta") || seg_is(s2, l2, "status") ? "registry" : "other";
-		if(s3 && !strchr(s3, '/')) {
-			if(seg_is(s3, l3, "cmd"))
-				return "command";
-			if(seg_is(s3, l3, "evt"))
-				return "ack";
-			if(seg_is(s3, l3, "status"))
-				return "module_status";
-		}
+	if(place == TOPIC_DEVICE && !t.module.p) /* device/{id}/meta|status */
+		return topic_level_is(t.leaf, "meta") || topic_level_is(t.leaf, "status") ? "registry"
+											  : "other";
+	if(place == TOPIC_DEVICE) { /* device/{id}/{module}/cmd|evt|status */
+		if(topic_level_is(t.leaf, "cmd"))
+			return "command";
+		if(topic_level_is(t.leaf, "evt"))
+			return "ack";
+		if(topic_level_is(t.leaf, "status"))
+			return "module_status";
 		return "other";
 	}
-	if(seg_is(s0, l0, "orchestrator")) {
-		size_t l1;
-		const char *s1 = segment(rest, 1, &l1);
-		if(seg_is(s1, l1, "registry") && !s2)
+	if(place == TOPIC_ORCHESTRATOR) {
+		if(topic_level_is(t.module, "registry") && !t.leaf.p)
 			return "snapshot";
-		if(s2 && !s3 && seg_is(s2, l2, "cmd"))
+		if(topic_level_is(t.leaf, "cmd"))
 			return "command";
-		if(s2 && !s3 && seg_is(s2, l2, "evt"))
+		if(topic_level_is(t.leaf, "evt"))
 			return METRICS_KIND_EVENT;
 	}
 	return "other";

@@ -15,6 +15,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "topics.h"
 #include "scheduler.h"
 
 const struct oh_plugin *ndi_plugin_entry(void);
@@ -131,13 +132,9 @@ int plugins_load_all(struct host *h)
 		ctx->host = h;
 		ctx->module = strdup(pc->module);
 		ctx->path = strdup(pc->path);
-		size_t n = strlen(h->cfg.topic_root) + strlen(pc->module) + 32;
-		ctx->evt_topic = malloc(n);
-		ctx->own_prefix = malloc(n);
-		if(!ctx->module || !ctx->path || !ctx->evt_topic || !ctx->own_prefix)
+		ctx->evt_topic = topic_build(h->cfg.topic_root, NULL, pc->module, "evt");
+		if(!ctx->module || !ctx->path || !ctx->evt_topic)
 			return OH_ERR_NOMEM;
-		snprintf(ctx->evt_topic, n, "%s/orchestrator/%s/evt", h->cfg.topic_root, pc->module);
-		snprintf(ctx->own_prefix, n, "%s/orchestrator/%s/", h->cfg.topic_root, pc->module);
 		h->plugins[h->n_plugins++] = ctx;
 
 		if(load_one(h, ctx)) {
@@ -170,7 +167,6 @@ void plugins_unload_all(struct host *h)
 		free(ctx->module);
 		free(ctx->path);
 		free(ctx->evt_topic);
-		free(ctx->own_prefix);
 		free(ctx);
 	}
 	free(h->plugins);

@@ -51,6 +51,7 @@
 #include "shared_buf.h"
 #include "store.h"
 #include "strmap.h"
+#include "topics.h"
 #include "timeutil.h"
 
 #define MAX_LISTENERS 8
@@ -99,8 +100,6 @@ struct registry {
 	struct strmap *devices;
 	struct device *fresh_head, *fresh_tail;
 
-	char *prefix; /* "{root}/device/" */
-	size_t prefix_len;
 	char *snapshot_topic;
 
 	struct shared_buf *snapshot; /* the latest built snapshot */
@@ -460,24 +459,20 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 {
 	struct registry *r = ud;
 	const char *topic = msg->topic;
-	if(strncmp(topic, r->prefix, r->prefix_len))
+	struct topic_parts t;
+	/* device/{id}/meta and device/{id}/status only: module topics are the
+	 * plugins'. */
+	if(topic_parse(r->host->cfg.topic_root, topic, &t) != TOPIC_DEVICE || t.module.p)
 		return;
-	const char *id_start = topic + r->prefix_len;
-	const char *slash = strchr(id_start, '/');
-	if(!slash)
+	bool is_meta = topic_level_is(t.leaf, "meta");
+	if(!is_meta && !topic_level_is(t.leaf, "status"))
 		return;
-	size_t id_len = (size_t)(slash - id_start);
-	const char *kind = slash + 1;
-	bool is_meta = !strcmp(kind, "meta");
-	if(!is_meta && strcmp(kind, "status"))
-		return;
-	if(!ident_device_id_valid(id_start, id_len)) {
-		complain(r, NULL, topic, "message", "device id must be " IDENT_DEVICE_ID_RULE);
+	char id[OH_DEVICE_ID_MAX + 1];
+	if(t.error || !topic_level_copy(t.id, id, sizeof id)) {
+		complain(r, NULL, topic, "message",
+				t.error ? t.error : "device id must be " IDENT_DEVICE_ID_RULE);
 		return;
 	}
-	char id[65];
-	memcpy(id, id_start, id_len);
-	id[id_len] = '\0';
 
 	if(msg->len == 0) {
 		/* Clearing a retained meta is how a device is decommissioned.  On
@@ -545,20 +540,13 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 
 void registry_heard_topic(struct registry *r, const char *topic)
 {
-	/* {prefix}{id}/{module}/...: a device that speaks for a module but is
-	 * not in the registry lost its meta and status on the way to us. */
-	if(strncmp(topic, r->prefix, r->prefix_len))
+	/* {root}/device/{id}/{module}/...: a device that speaks for a module
+	 * but is not in the registry lost its meta and status on the way to us. */
+	struct topic_parts t;
+	char id[OH_DEVICE_ID_MAX + 1];
+	if(topic_parse(r->host->cfg.topic_root, topic, &t) != TOPIC_DEVICE || t.error || !t.module.p ||
+			!topic_level_copy(t.id, id, sizeof id))
 		return;
-	const char *id_start = topic + r->prefix_len;
-	const char *slash = strchr(id_start, '/');
-	if(!slash || !strchr(slash + 1, '/'))
-		return;
-	size_t id_len = (size_t)(slash - id_start);
-	if(!ident_device_id_valid(id_start, id_len))
-		return;
-	char id[65];
-	memcpy(id, id_start, id_len);
-	id[id_len] = '\0';
 	if(!strmap_get(r->devices, id))
 		registry_repair_want(r->repair, id);
 }
@@ -938,27 +926,21 @@ struct registry *registry_new(struct host *h)
 		return NULL;
 	r->host = h;
 	r->devices = strmap_new();
-	const char *root = h->cfg.topic_root;
-	size_t n = strlen(root);
-	r->prefix = malloc(n + sizeof "/device/");
-	r->snapshot_topic = malloc(n + sizeof "/orchestrator/registry");
+	r->snapshot_topic = topic_build(h->cfg.topic_root, NULL, "registry", NULL);
 	r->ev_publish = evtimer_new(h->base, on_publish_timer, r);
 	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
 	r->ev_persist = evtimer_new(h->base, on_persist_timer, r);
 	r->ev_settle = evtimer_new(h->base, on_settle_timer, r);
-	if(!r->devices || !r->prefix || !r->snapshot_topic || !r->ev_publish || !r->ev_stale ||
-			!r->ev_persist || !r->ev_settle) {
+	if(!r->devices || !r->snapshot_topic || !r->ev_publish || !r->ev_stale || !r->ev_persist ||
+			!r->ev_settle) {
 		registry_free(r);
 		return NULL;
 	}
-	sprintf(r->prefix, "%s/device/", root);
-	if(!(r->repair = registry_repair_new(h, r->prefix))) {
+	if(!(r->repair = registry_repair_new(h))) {
 		registry_free(r);
 		return NULL;
 	}
 	r->settling = true;
-	r->prefix_len = strlen(r->prefix);
-	sprintf(r->snapshot_topic, "%s/orchestrator/registry", root);
 	r->last_publish_mono = -1e9;
 	return r;
 }
@@ -1002,13 +984,14 @@ int registry_start(struct registry *r)
 			log_info("registry", "%zu devices known from the last run", r->expected);
 	}
 	/* QoS 0: see the top of this file. */
-	char filter[300];
-	snprintf(filter, sizeof filter, "%s+/meta", r->prefix);
-	int rc = dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r);
-	if(rc)
-		return rc;
-	snprintf(filter, sizeof filter, "%s+/status", r->prefix);
-	rc = dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r);
+	static const char *const kinds[] = {"meta", "status"};
+	int rc = OH_OK;
+	for(size_t i = 0; i < 2 && !rc; i++) {
+		char *filter = topic_build(h->cfg.topic_root, "+", NULL, kinds[i]);
+		rc = filter ? dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r)
+			    : OH_ERR_NOMEM;
+		free(filter);
+	}
 	if(rc)
 		return rc;
 	rc = dispatch_subscribe(h->dispatch, NULL, r->snapshot_topic, 0, on_previous_snapshot, r);
@@ -1040,7 +1023,6 @@ void registry_free(struct registry *r)
 	registry_repair_free(r->repair);
 	strmap_free(r->devices, device_free);
 	shared_buf_unref(r->snapshot);
-	free(r->prefix);
 	free(r->snapshot_topic);
 	free(r);
 }
