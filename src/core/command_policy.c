@@ -15,8 +15,8 @@
  *     envelope's actor is listed (a name the sender claims, not one it
  *     proves: docs/security.md says so).
  *
- * The check runs in dispatch_on_message() before any plugin handler sees the
- * message, so it holds for every plugin without each one repeating it, and
+ * The check runs as the gate of dispatch_on_message() before any plugin
+ * handler sees the message, so it holds for every plugin without each one repeating it, and
  * also for a plugin that subscribed to another module's command topic.
  *
  * Which actions are admin ones is the plugin's knowledge, and the ABI
@@ -40,7 +40,7 @@
 /* The actor of an envelope without one, as the plugins and acks name it. */
 static const char ANONYMOUS[] = "anonymous";
 
-void command_policy_log_startup(const struct config *c)
+static void log_startup(const struct config *c)
 {
 	const char *root = c->topic_root;
 	if(!c->mqtt_commands.enabled) {
@@ -169,4 +169,10 @@ bool command_policy_allows(struct host *h, const struct oh_message *msg, const c
 			cmd.action, actor);
 	log_warn("mqtt", "command %s on %s refused: %s", cmd.req_id, msg->topic, err);
 	return refuse(ctx, msg, &cmd, "mqtt_commands.admin_actors", err);
+}
+
+void command_policy_install(struct host *h)
+{
+	log_startup(&h->cfg);
+	dispatch_set_gate(h->dispatch, command_policy_allows);
 }

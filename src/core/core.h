@@ -48,9 +48,12 @@ struct host {
 	double started_mono;
 	bool shutting_down;
 	struct counters stats;
+	/* publish.c: told of every {root}/orchestrator/{module}/evt the host
+	 * publishes (events.c sets it; NULL: nobody listens). */
+	void (*evt_tap)(struct host *h, const char *topic, const void *payload, size_t len);
 };
 
-/* ---- dispatch.c: broker subscriptions and topic routing ------------------- */
+/* ---- dispatch.c: inbound: broker subscriptions and topic routing ---------- */
 
 struct dispatch *dispatch_new(struct host *h);
 void dispatch_free(struct dispatch *d);
@@ -63,11 +66,23 @@ void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter,
 /* Link callbacks. */
 void dispatch_on_connect(struct dispatch *d);
 void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload, size_t len, bool retained);
+/* Whether msg (borrowed) may reach the plugins' handlers; kind is
+ * metrics_topic_kind() of its topic.  One gate at most
+ * (command_policy_install); NULL lets everything through. */
+typedef bool (*dispatch_gate_fn)(struct host *h, const struct oh_message *msg, const char *kind);
+void dispatch_set_gate(struct dispatch *d, dispatch_gate_fn gate);
+
+/* ---- publish.c: outbound ---------------------------------------------------- */
+
 /* Publishes through the link, counting it. */
 int host_publish(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain);
 /* The same, with the message id the link reports when the broker has it. */
 int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
 		int *mid);
+/* The one listener told of the host's own {root}/orchestrator/{module}/evt
+ * publishes (NULL: none). */
+typedef void (*host_evt_tap_fn)(struct host *h, const char *topic, const void *payload, size_t len);
+void host_publish_tap(struct host *h, host_evt_tap_fn fn);
 
 /* ---- registry.c: the live device registry and its snapshot ---------------- */
 
@@ -121,9 +136,6 @@ int plugins_load_all(struct host *h);
 void plugins_unload_all(struct host *h);
 /* [{"module": "ndi", "loaded": true, "error": null}, ...]; returned. */
 json_t *plugins_status_json(struct host *h);
-/* ["ndi", ...] of loaded plugins; returned. */
-json_t *plugins_modules_json(struct host *h);
-oh_ctx *plugins_find(struct host *h, const char *module);
 /* Unloads a loaded plugin (cleanup, teardown, dlclose); OH_ERR_NOT_FOUND for
  * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  Never call it
  * from inside one of that plugin's callbacks. */
@@ -144,7 +156,13 @@ void events_broker_state(struct host *h, bool up); /* from the link callbacks */
 void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len);
 void events_free(struct host *h); /* after http_server_free */
 
-/* ---- misc ------------------------------------------------------------------ */
+/* ---- plugin_ctx.c: the table of plugin contexts ---------------------------- */
+
+/* ["ndi", ...] of loaded plugins; returned. */
+json_t *plugins_modules_json(struct host *h);
+oh_ctx *plugins_find(struct host *h, const char *module);
+
+/* ---- host_util.c ------------------------------------------------------------ */
 
 /* A new random id of 32 hex characters in buf (>= 33 bytes). */
 char *host_new_id(char *buf, size_t len);

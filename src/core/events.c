@@ -350,6 +350,7 @@ int events_register(struct host *h)
 		return rc;
 	}
 	registry_on_publish(h->registry, on_snapshot, ev);
+	host_publish_tap(h, events_orch_evt);
 	the_events = ev;
 	return OH_OK;
 }
@@ -370,4 +371,5 @@ void events_free(struct host *h)
 	event_free(ev->ev_ping);
 	free(ev);
 	the_events = NULL;
+	host_publish_tap(h, NULL);
 }

@@ -27,6 +27,7 @@
 
 #include "auth.h"
 #include "broker_probe.h"
+#include "command_policy.h"
 #include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
@@ -153,6 +154,7 @@ static int host_start(struct host *h)
 	h->http = http_server_new(h);
 	if(!h->dispatch || !h->registry || !h->leases || !h->http)
 		return failed(OH_ERR_NOMEM, "core");
+	command_policy_install(h);
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
 
 	/* Our name in the birth message and the probe: the client id, or one

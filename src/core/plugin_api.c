@@ -23,42 +23,6 @@
 #include "topic_tree.h"
 #include "topics.h"
 
-const char *oh_module(const oh_ctx *ctx)
-{
-	return ctx->module;
-}
-const char *oh_topic_root(const oh_ctx *ctx)
-{
-	return ctx->host->cfg.topic_root;
-}
-void *oh_data(const oh_ctx *ctx)
-{
-	return ctx->data;
-}
-
-void oh_set_data(oh_ctx *ctx, void *data, void (*free_fn)(void *))
-{
-	ctx->data = data;
-	ctx->free_data = free_fn;
-}
-
-void oh_log(oh_ctx *ctx, enum oh_log_level lvl, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	log_vmsg((enum log_level)lvl, ctx->module, fmt, ap);
-	va_end(ap);
-}
-
-int oh_fail(oh_ctx *ctx, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
-	va_end(ap);
-	return OH_ERR_INVAL;
-}
-
 /* ---- MQTT ---------------------------------------------------------------------- */
 
 static bool under_root(const oh_ctx *ctx, const char *topic)

@@ -224,25 +224,6 @@ json_t *plugins_status_json(struct host *h)
 	return out;
 }
 
-json_t *plugins_modules_json(struct host *h)
-{
-	json_t *out = json_array();
-	for(size_t i = 0; i < h->n_plugins; i++) {
-		if(h->plugins[i]->loaded)
-			json_array_append_new(out, json_string(h->plugins[i]->module));
-	}
-	return out;
-}
-
-oh_ctx *plugins_find(struct host *h, const char *module)
-{
-	for(size_t i = 0; i < h->n_plugins; i++) {
-		if(!strcmp(h->plugins[i]->module, module))
-			return h->plugins[i];
-	}
-	return NULL;
-}
-
 void plugins_lease_expired(struct host *h, const char *key, const char *holder)
 {
 	const char *colon = strchr(key, ':');
