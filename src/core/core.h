@@ -24,6 +24,7 @@ struct store;
 struct leases;
 struct scheduler;
 struct broker_probe;
+struct snapshot;
 struct shared_buf;
 
 struct counters {
@@ -37,6 +38,7 @@ struct host {
 	struct mqtt_link *link;
 	struct dispatch *dispatch;
 	struct registry *registry;
+	struct snapshot *snapshot; /* owned (snapshot_free) */
 	struct http_server *http;
 	struct store *store;
 	struct leases *leases;
@@ -48,6 +50,10 @@ struct host {
 	double started_mono;
 	bool shutting_down;
 	struct counters stats;
+	/* Moves with every change to what the snapshot shows (a device, a
+	 * lease, the loaded modules): oh_registry_generation, and each
+	 * device's oh_device.changes.  snapshot_mark_dirty moves it. */
+	uint64_t generation;
 	/* publish.c: told of every {root}/orchestrator/{module}/evt the host
 	 * publishes (events.c sets it; NULL: nobody listens). */
 	void (*evt_tap)(struct host *h, const char *topic, const void *payload, size_t len);
@@ -84,33 +90,34 @@ int host_publish_mid(struct host *h, const char *topic, const void *payload, siz
 typedef void (*host_evt_tap_fn)(struct host *h, const char *topic, const void *payload, size_t len);
 void host_publish_tap(struct host *h, host_evt_tap_fn fn);
 
-/* ---- registry.c: the live device registry and its snapshot ---------------- */
+/* ---- registry.c: the live device registry --------------------------------- */
 
 struct registry *registry_new(struct host *h);
 void registry_free(struct registry *r);
 int registry_start(struct registry *r); /* subscribes */
-/* The current snapshot, rebuilt if anything changed; a new reference. */
-struct shared_buf *registry_snapshot(struct registry *r);
 /* One device's document as JSON text (returned, free()), or NULL. */
 char *registry_device_json(struct registry *r, const char *id);
 int registry_device(struct registry *r, const char *id, struct oh_device *out);
 void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
 size_t registry_size(const struct registry *r);
-uint64_t registry_generation(const struct registry *r);
-/* Something that appears in the snapshot (locks, modules) changed. */
+uint64_t registry_generation(const struct registry *r); /* host.generation */
+/* Tells the change handler (registry_on_change) that the devices changed. */
 void registry_mark_dirty(struct registry *r);
-/* Publishes the final snapshot at once (shutdown). */
+/* Stores every changed device document at once (shutdown). */
 void registry_flush(struct registry *r);
-/* The broker acknowledged message mid (the link's on_published). */
-void registry_published(struct registry *r, int mid);
 /* The broker connection is new: nothing of ours is in flight. */
 void registry_on_connect(struct registry *r);
 /* Any message on the broker: a device heard on a module topic that is not
  * in the registry gets its meta fetched (registry_repair.c). */
 void registry_heard_topic(struct registry *r, const char *topic);
-/* Subscribe to changes, e.g. for server-sent events: called with each new
- * snapshot, whether or not the broker is there to receive it. */
-void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *snap, void *ud), void *ud);
+/* For the snapshot (snapshot.c): each device's "\"id\":{...}" fragment in
+ * turn (borrowed, valid during the call), built where missing;
+ * OH_ERR_NOMEM when one cannot be.  Whether the registry is still settling
+ * at start-up (no snapshot goes to the broker then).  The one handler told
+ * of every change to a device (fn NULL: none). */
+int registry_fragments(struct registry *r, void (*fn)(const char *frag, size_t len, void *ud), void *ud);
+bool registry_settling(const struct registry *r);
+void registry_on_change(struct registry *r, void (*fn)(void *ud), void *ud);
 
 /* ---- leases.c ------------------------------------------------------------- */
 
@@ -129,6 +136,9 @@ int leases_get(struct leases *l, const char *key, struct oh_lease *out);
 /* Expiry is reported to the plugin owning the key's module prefix. */
 void leases_set_expired_handler(
 		struct leases *l, void (*fn)(struct host *h, const char *key, const char *holder));
+/* The one handler told of every lease taken, moved or dropped (snapshot.c;
+ * fn NULL: none). */
+void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
 
 /* ---- plugins.c ------------------------------------------------------------ */
 

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "mqtt_link.h"
 #include "scheduler.h"
+#include "snapshot.h"
 #include "state_lock.h"
 #include "store.h"
 #include "timeutil.h"
@@ -82,6 +83,7 @@ static void on_connect(struct mqtt_link *link, void *ud)
 {
 	struct host *h = ud;
 	dispatch_on_connect(h->dispatch);
+	snapshot_on_connect(h->snapshot);
 	registry_on_connect(h->registry);
 	/* After the subscriptions, so that what devices answer to it finds
 	 * them in place. */
@@ -108,7 +110,7 @@ static void on_message(struct mqtt_link *link, const char *topic, const void *pa
 static void on_published(struct mqtt_link *link, int mid, void *ud)
 {
 	struct host *h = ud;
-	registry_published(h->registry, mid);
+	snapshot_published(h->snapshot, mid);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -152,7 +154,9 @@ static int host_start(struct host *h)
 	h->registry = registry_new(h);
 	h->leases = leases_new(h);
 	h->http = http_server_new(h);
-	if(!h->dispatch || !h->registry || !h->leases || !h->http)
+	if(h->registry && h->leases)
+		h->snapshot = snapshot_new(h); /* reads both */
+	if(!h->dispatch || !h->registry || !h->leases || !h->snapshot || !h->http)
 		return failed(OH_ERR_NOMEM, "core");
 	command_policy_install(h);
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
@@ -207,7 +211,8 @@ static int host_start(struct host *h)
 
 static void host_stop(struct host *h)
 {
-	if(h->registry && h->link && mqtt_link_connected(h->link)) {
+	if(h->snapshot && h->link && mqtt_link_connected(h->link)) {
+		snapshot_flush(h->snapshot);
 		registry_flush(h->registry);
 		/* The will is not sent on a clean disconnect: say it ourselves. */
 		publish_presence(h, false);
@@ -223,10 +228,11 @@ static void host_stop(struct host *h)
 	broker_probe_free(h->probe); /* before dispatch, whose subscription it may hold */
 	mqtt_link_free(h->link);
 	free(h->node);
+	snapshot_free(h->snapshot); /* before what it reads */
 	leases_free(h->leases);
 	registry_free(h->registry);
 	dispatch_free(h->dispatch);
-	events_free(h); /* last: the registry and dispatch hold its callbacks */
+	events_free(h); /* last: the snapshot and dispatch held its callbacks */
 	store_close(h->store);
 	if(h->base)
 		event_base_free(h->base);

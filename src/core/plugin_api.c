@@ -19,6 +19,7 @@
 #include "http.h"
 #include "ident.h"
 #include "log.h"
+#include "snapshot.h"
 #include "shared_buf.h"
 #include "topic_tree.h"
 #include "topics.h"
@@ -114,7 +115,7 @@ unsigned long long oh_registry_generation(oh_ctx *ctx)
 int oh_reply_snapshot(struct oh_http_req *req)
 {
 	struct host *h = http_req_host(req);
-	struct shared_buf *snap = registry_snapshot(h->registry);
+	struct shared_buf *snap = snapshot_get(h->snapshot);
 	if(!snap)
 		return oh_reply_error(req, 500, "INTERNAL", "snapshot unavailable");
 	int rc = http_reply_buf(req, 200, "application/json", snap);

@@ -15,6 +15,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "snapshot.h"
 #include "topics.h"
 #include "scheduler.h"
 
@@ -151,7 +152,7 @@ int plugins_load_all(struct host *h)
 				ctx->desc->name ? ctx->desc->name : ctx->module,
 				ctx->desc->version ? ctx->desc->version : "", ctx->path);
 	}
-	registry_mark_dirty(h->registry);
+	snapshot_mark_dirty(h->snapshot);
 	return OH_OK;
 }
 
@@ -201,7 +202,7 @@ int plugins_unload(struct host *h, const char *module)
 	}
 	snprintf(ctx->error, sizeof ctx->error, "unloaded");
 	log_info("plugins", "unloaded %s (%s)", ctx->module, ctx->path);
-	registry_mark_dirty(h->registry);
+	snapshot_mark_dirty(h->snapshot);
 	return OH_OK;
 }
 
