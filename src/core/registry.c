@@ -5,14 +5,15 @@
  * JSON object is merged key by key into the device's document (later wins),
  * except that a field the protocol gives a type (known_fields[]) must have
  * it.  The registry is republished as one retained snapshot and served over
- * HTTP.
+ * HTTP; snapshot.c builds and publishes it, told of every change through
+ * registry_on_change().
  *
  * The snapshot is what makes or breaks throughput: a naive host serialises
  * every device on every update.  Here each device caches its own serialised
- * fragment, a change only drops that one fragment, and snapshots are
- * coalesced to at most one per snapshot_interval_ms, so the cost of
- * publishing does not grow with the update rate.  The same bytes go to the
- * broker and to every HTTP client.
+ * fragment (registry_fragments), a change only drops that one fragment,
+ * and snapshots are coalesced to at most one per snapshot_interval_ms, so
+ * the cost of publishing does not grow with the update rate.  The same
+ * bytes go to the broker and to every HTTP client.
  *
  * Surviving any broker (docs/deploy.md, "Brokers"):
  * - The state subscriptions are QoS 0.  Retained state is idempotent and
@@ -25,8 +26,9 @@
  * - The last merged document of each device is kept in the store, so a
  *   restarted host starts warm (devices "online": null until heard from).
  * - Until the registry is as complete as it was (the store's count, or the
- *   retained snapshot's) or SETTLE_MAX_S passed, the snapshot is not
- *   published to the broker: a half-empty one would replace a full one.
+ *   retained snapshot's) or SETTLE_MAX_S passed, it is settling
+ *   (registry_settling) and snapshot.c publishes nothing to the broker: a
+ *   half-empty snapshot would replace a full one.
  *
  * Any client may publish under {root}/device/, so a message that would add
  * a device past limits.max_devices, or grow a device's document past
