@@ -33,7 +33,9 @@ from conftest import LOCALHOST, wait_until
 N = 100000
 PARALLEL = 8
 # What "stalled" means here: an order of magnitude under the seconds this
-# took, with room for a loaded CI machine (twice that under ASan).
+# took (twice that under ASan), on top of the worst answer of an idle
+# reference host polled the same way at the same time: a loaded machine
+# delays both, a loop that stalls delays only the host under test.
 HEALTHZ_MAX_S = 0.5
 HEALTHZ_MAX_SANITIZED_S = 1.0
 
@@ -119,6 +121,7 @@ class Churn:
 
 
 def test_big_device_list_neither_stalls_nor_piles_up(make_host, broker):
+    reference = make_host({"log_level": "warn"})
     host = make_host({
         "log_level": "warn",
         # Neither a wave of stale devices nor snapshots many times a second
@@ -145,6 +148,8 @@ def test_big_device_list_neither_stalls_nor_piles_up(make_host, broker):
         churn = Churn(pub)
         poller = subprocess.Popen([sys.executable, "-c", POLLER, str(host.http_port)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ref_poller = subprocess.Popen([sys.executable, "-c", POLLER, str(reference.http_port)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             # The first call renders every device (in slices).
             status, body = get_devices(host.http_port)
@@ -169,6 +174,7 @@ def test_big_device_list_neither_stalls_nor_piles_up(make_host, broker):
             after = rss_kb(pid)
         finally:
             out, _ = poller.communicate("", timeout=60)
+            ref_out, _ = ref_poller.communicate("", timeout=60)
             churn.close()
         assert churn.sent > 100
     finally:
@@ -177,9 +183,11 @@ def test_big_device_list_neither_stalls_nor_piles_up(make_host, broker):
 
     worst, polls = out.split()[-2:]
     worst = float(worst)
-    report = ("list %.1f MB; /healthz worst %.3f s over %s polls; RSS before %.0f MB, peak "
-              "%.0f MB with %d calls, after %.0f MB" % (size / 1e6, worst, polls, before / 1024,
-                                                        peak / 1024, PARALLEL, after / 1024))
+    ref_worst = float(ref_out.split()[-2])
+    report = ("list %.1f MB; /healthz worst %.3f s over %s polls (idle reference host: %.3f s); "
+              "RSS before %.0f MB, peak %.0f MB with %d calls, after %.0f MB"
+              % (size / 1e6, worst, polls, ref_worst, before / 1024, peak / 1024, PARALLEL,
+                 after / 1024))
     print(report)
     assert "status" not in out, out
     for status, body in results:
@@ -190,7 +198,7 @@ def test_big_device_list_neither_stalls_nor_piles_up(make_host, broker):
     assert ids == [device_id(i) for i in range(N)]
 
     bound = HEALTHZ_MAX_SANITIZED_S if sanitized(host.binary) else HEALTHZ_MAX_S
-    assert worst < bound, report
+    assert worst < bound + ref_worst, report
     if sanitized(host.binary):
         pytest.skip("RSS is not meaningful under ASan (%s)" % report)
     # One body shared by every reply (plus at most the next one being

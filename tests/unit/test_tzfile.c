@@ -1066,8 +1066,12 @@ static void test_against_glibc(void)
 	qsort(zone_names, nzone_names, sizeof *zone_names, by_name);
 	if(!check_report(nzone_names > 300, __FILE__, __LINE__, "tzdata installed"))
 		return;
+	/* Every zone in the release tree; under ASan every tenth, starting
+	 * at one the seed picks, so runs cover different zones. */
+	size_t stride = nzone_names / (size_t)check_sample((long)nzone_names);
 	for(size_t k = 0; k < nzone_names; k++) {
-		compare_zone(zone_names[k]);
+		if(k % stride == rng_state % stride)
+			compare_zone(zone_names[k]);
 		free(zone_names[k]);
 	}
 	free(zone_names);
@@ -1079,7 +1083,7 @@ static void test_against_glibc(void)
 			stats.zones, stats.changes, stats.scan_changes, stats.utc_checks, stats.wall_checks,
 			stats.gaps, stats.folds, stats.mktime_checks, stats.mismatches);
 	CHECK_INT_EQ(stats.mismatches, 0);
-	CHECK(stats.gaps > 1000 && stats.folds > 1000);
+	CHECK(stats.gaps > (CHECK_SANITIZED ? 100 : 1000) && stats.folds > (CHECK_SANITIZED ? 100 : 1000));
 }
 
 int main(void)
