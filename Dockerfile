@@ -51,5 +51,10 @@ VOLUME /var/lib/orchestrator-host
 WORKDIR /var/lib/orchestrator-host
 USER orchestrator-host
 EXPOSE 8080
+# Healthy while the host answers /healthz with its broker connected; the
+# probe is the binary itself (the image has no curl).  Any failure is exit
+# 1: Docker reserves 2, which --probe uses for a URL it cannot ask.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=15s --retries=3 \
+	CMD /usr/bin/orchestrator-host --probe "http://127.0.0.1:${OH_HTTP_PORT:-8080}/healthz" || exit 1
 ENTRYPOINT ["/usr/bin/orchestrator-host"]
 CMD ["--config", "/etc/orchestrator-host/orchestrator-host.json"]

@@ -39,7 +39,7 @@ MQTT_HOST  ?= host.docker.internal
 SECRETS    ?= $(CURDIR)/var/secrets
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all build build-asan deps deps-test run test test-both test-release test-asan demo bench \
+.PHONY: all build build-quiet build-asan deps deps-test run test test-both test-release test-asan demo bench \
 	fuzz install clean docker-build docker-run
 
 all: build
@@ -47,6 +47,15 @@ all: build
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
+
+# For run and demo: the build's output only when it fails, so that the
+# host's first lines are the first thing on the screen (a build with
+# nothing to do still prints a "Built target" line per target).
+build-quiet:
+	@echo "building in $(BUILD)/ (make build shows the progress)"
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) > $(BUILD)/build.log 2>&1 || \
+		{ cat $(BUILD)/build.log; echo "the build failed (its output: $(BUILD)/build.log)"; exit 1; }
 
 build-asan:
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOH_SANITIZE=ON >/dev/null
@@ -58,7 +67,7 @@ deps:
 deps-test:
 	@scripts/install-deps.sh test
 
-run: deps build
+run: deps build-quiet
 	@BUILD=$(BUILD) scripts/run-host.sh $(CONFIG)
 
 # The test packages (Chromium, RabbitMQ, ...) are not needed to compile:
@@ -95,7 +104,7 @@ test-release: build
 test-asan: build-asan
 	cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest -j$(TEST_JOBS) --output-on-failure
 
-demo: deps build
+demo: deps build-quiet
 	@BUILD=$(BUILD) scripts/demo.sh
 
 bench: deps-test build

@@ -1,6 +1,8 @@
-# Script mode helper for oh_embed_files: writes one C file holding every input.
-set(body "/* Generated from the web files under src/; do not edit. */\n#include <stddef.h>\n#include \"embedded.h\"\n\n")
-set(table "const struct embedded_file embedded_files[] = {\n")
+# Script mode helper for oh_embed_table: writes one C file holding every
+# input, as the table TABLE of struct TYPE declared in INCLUDE, and with FIND
+# set a lookup function by path.
+set(body "/* Generated from ${LIST}; do not edit. */\n#include <stddef.h>\n#include <string.h>\n#include \"${INCLUDE}\"\n\n")
+set(table "const struct ${TYPE} ${TABLE}[] = {\n")
 set(i 0)
 file(STRINGS ${LIST} INPUTS)
 foreach(path ${INPUTS})
@@ -26,4 +28,9 @@ foreach(path ${INPUTS})
 	math(EXPR i "${i} + 1")
 endforeach()
 string(APPEND table "\t{NULL, NULL, NULL, 0}\n};\n")
+if(FIND)
+	string(APPEND table "\nconst struct ${TYPE} *${FIND}(const char *path)\n{\n"
+		"\tfor(const struct ${TYPE} *f = ${TABLE}; f->path; f++) {\n"
+		"\t\tif(!strcmp(f->path, path))\n\t\t\treturn f;\n\t}\n\treturn NULL;\n}\n")
+endif()
 file(WRITE ${OUT} "${body}\n${table}")

@@ -54,6 +54,15 @@ cat > "$config" <<JSON
 }
 JSON
 
+# How many demo devices the host's registry holds (0 when it does
+# not answer); plain bash, as the demo installs no HTTP client.
+devices_online() {
+	local reply
+	reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$http_port" &&
+		printf 'GET /api/registry HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null) || reply=""
+	grep -o '"demo-[0-9]*":{' <<<"$reply" | sort -u | wc -l
+}
+
 pids=()
 cleanup() {
 	for pid in "${pids[@]}"; do
@@ -84,6 +93,21 @@ done
 ensure_local_broker 127.0.0.1 "$mqtt_port" "$dir/mosquitto"
 OH_MQTT_HOST=127.0.0.1 OH_MQTT_PORT=$mqtt_port "$device_bin" --simulate 3 --id-prefix demo- &
 pids+=($!)
+
+# The address only once the page has something to show: the host connected
+# to the broker (it tried before the broker was there, and retries after a
+# backoff) and the three devices in its registry.  --probe: see
+# docs/deploy.md.
+deadline=$((SECONDS + 30))
+until "$host_bin" --probe "http://127.0.0.1:$http_port/healthz" >/dev/null 2>&1 &&
+	[ "$(devices_online)" -ge 3 ]; do
+	if ! kill -0 "${pids[0]}" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+		echo "demo: orchestrator-host did not connect to the broker on 127.0.0.1:$mqtt_port" \
+			"within 30 s (see above)" >&2
+		exit 1
+	fi
+	sleep 0.1
+done
 
 echo
 echo "demo running: open http://127.0.0.1:$http_port/ui/ndi   (Ctrl-C stops everything)"

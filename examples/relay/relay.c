@@ -397,7 +397,11 @@ static int init(oh_ctx *ctx, const json_t *settings)
 }
 
 static const struct oh_plugin plugin = {
-		.abi_version = OH_PLUGIN_ABI_VERSION, .name = "Power relays", .version = "0.1.0", .init = init,
+		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.abi_minor = 0,
+		.name = "Power relays",
+		.version = "0.1.0",
+		.init = init,
 		/* No cleanup: the host removes the registrations and frees r. */
 };
 

@@ -76,15 +76,17 @@ int oh_subscribe(oh_ctx *ctx, const char *filter, int qos, oh_message_fn fn, voi
 int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len, int qos, bool retain);
 int oh_publish_json(oh_ctx *ctx, const char *topic, const json_t *payload /* borrowed */, int qos, bool retain);
 
-/* ---- command envelopes and acks (device-agent-protocol.md) -------------- */
+/* ---- command envelopes and acks (docs/protocol.md) ---------------------- */
 
+/* The pointers are borrowed from the message; req_id is held in the struct
+ * itself (no pointer into it), so a copy of the struct is as good as the
+ * original while the message lives. */
 struct oh_command {
-	const char *req_id; /* the envelope's, or a generated one */
-	const char *actor;  /* NULL when absent */
+	char req_id[OH_REQ_ID_MAX + 1]; /* the envelope's, or a generated one */
+	const char *actor;              /* NULL when absent */
 	const char *action;
 	const json_t *params;   /* an object, possibly empty; borrowed from msg */
 	const json_t *envelope; /* the whole payload; borrowed from msg */
-	char req_id_buf[40];
 	void *reserved[4];
 };
 
@@ -149,6 +151,7 @@ struct oh_lease {
 	char holder[128];
 	double expires_at; /* wall-clock seconds */
 	double remaining_s;
+	void *reserved[4]; /* zero; room to grow */
 };
 
 /* The longest lease_s the host grants (about 31 years). */
@@ -189,19 +192,21 @@ int oh_lease_on_expire(oh_ctx *ctx, oh_lease_expired_fn fn, void *ud);
 /* ---- timers -------------------------------------------------------------- */
 
 /*
- * The handle is an opaque token owned by the host, never a pointer to
- * dereference or free; NULL means the timer could not be added.  A one-shot
- * timer ends when it fires (before fn runs) and a repeating one when it is
+ * A timer is named by a number, not a pointer: nothing to dereference or
+ * free, and no number is handed out twice while the host runs (a 64-bit
+ * counter), so a stale handle can never name a newer timer.  0
+ * (OH_TIMER_NONE) means the timer could not be added.  A one-shot timer
+ * ends when it fires (before fn runs) and a repeating one when it is
  * cancelled; all end when the plugin is unloaded.  Cancelling a handle whose
- * timer already ended (fired, cancelled, torn down) or that another plugin
- * holds does nothing, so a plugin need not clear its copy in the callback.
- * (Hosts before this rule freed a fired one-shot timer's memory: plugins for
- * those must not cancel after it fired.)
+ * timer already ended (fired, cancelled, torn down), 0, or one another
+ * plugin holds does nothing, so a plugin need not clear its copy in the
+ * callback.
  */
-struct oh_timer;
+typedef unsigned long long oh_timer_id;
+#define OH_TIMER_NONE 0ULL
 typedef void (*oh_timer_fn)(oh_ctx *ctx, void *ud);
-struct oh_timer *oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn fn, void *ud);
-void oh_timer_cancel(oh_ctx *ctx, struct oh_timer *timer /* borrowed, may be stale */);
+oh_timer_id oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn fn, void *ud);
+void oh_timer_cancel(oh_ctx *ctx, oh_timer_id timer /* may be stale */);
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
@@ -212,7 +217,9 @@ typedef void (*oh_http_fn)(oh_ctx *ctx, struct oh_http_req *req, void *ud);
  * Mounts `method path` under /api/{module}; path segments written {name} are
  * captured (oh_req_param).  `openapi` is the JSON text of an OpenAPI 3
  * operation object describing the route (may be NULL), merged into
- * /openapi.json.  A handler replies once, now or later: one that returns
+ * /openapi.json; the host adds security, its own error statuses, path
+ * parameters and the shared Error schema (docs/plugins.md, "The OpenAPI
+ * description").  A handler replies once, now or later: one that returns
  * without replying leaves the request open (see oh_req_on_gone).
  */
 int oh_route(oh_ctx *ctx, const char *method, const char *path, oh_http_fn fn, void *ud, const char *openapi);
@@ -451,6 +458,58 @@ void oh_limit_refused(oh_ctx *ctx, const char *name);
  * entries, never per free. */
 void oh_memory_trim(oh_ctx *ctx);
 
+/* ---- string maps ---------------------------------------------------------- */
+
+/*
+ * A hash map from strings to pointers, for tables keyed by what clients
+ * send (device ids, request ids): the hash is keyed with a per-process
+ * random secret, so a client cannot choose keys that all collide, and
+ * iteration order differs from run to run.  Keys are copied; values are
+ * the caller's (borrowed).  Not tied to a context: free it in cleanup.
+ */
+struct oh_map;
+/* Returned (oh_map_free); NULL when out of memory. */
+struct oh_map *oh_map_new(void);
+/* Frees the map; free_value (may be NULL) runs for each value.  NULL: nothing. */
+void oh_map_free(struct oh_map *map, void (*free_value)(void *value));
+/* Sets key to value.  *old (old may be NULL) gets the value it replaced, or
+ * NULL.  OH_ERR_NOMEM leaves the map unchanged. */
+int oh_map_put(struct oh_map *map, const char *key, void *value, void **old);
+/* The value, or NULL. */
+void *oh_map_get(const struct oh_map *map, const char *key);
+/* Removes key; returns its value, or NULL when absent. */
+void *oh_map_remove(struct oh_map *map, const char *key);
+size_t oh_map_size(const struct oh_map *map);
+/* Gives back the bucket memory a burst left (the map only grows on its
+ * own); not from inside oh_map_foreach.  Failure leaves it as it was. */
+void oh_map_compact(struct oh_map *map);
+/* Calls fn for each entry (key borrowed for the call) until it returns
+ * non-zero, which is returned.  fn may remove the entry it was given, and
+ * nothing else: no puts, no other removals. */
+int oh_map_foreach(struct oh_map *map, int (*fn)(const char *key, void *value, void *ud), void *ud);
+
+/* ---- command lines from settings -------------------------------------------- */
+
+/*
+ * Turns a command template from the settings ("viewer --source '{source}'")
+ * into an argv for oh_spawn, without a shell: the template is split into
+ * words with sh-like quoting ('...', "..." with \ \" \$ \` escapes, a
+ * backslash outside quotes; no expansion of $VAR, globs or ~), and only then
+ * is each `{name}` of vars (nvars may be 0, vars then NULL) replaced inside
+ * the words, in one pass.  A substituted value never creates, removes or
+ * joins words: the source name `x; rm -rf /` stays one argument.
+ * On OH_OK *argv is NULL-terminated (returned: oh_cmdline_free) with *argc
+ * words.  OH_ERR_INVAL with err saying why: an unterminated quote, a
+ * trailing backslash, no words, or out of memory.
+ */
+struct oh_cmdline_var {
+	const char *name; /* without braces: "source" */
+	const char *value;
+};
+int oh_cmdline_split(const char *tmpl, const struct oh_cmdline_var *vars, size_t nvars, char ***argv,
+		int *argc, char *err, size_t errlen);
+void oh_cmdline_free(char **argv);
+
 /* ---- UI ----------------------------------------------------------------- */
 
 /* Declares the module's page at /ui/{module}: `html` (copied) is the page's
@@ -460,9 +519,9 @@ void oh_memory_trim(oh_ctx *ctx);
 int oh_ui_page(oh_ctx *ctx, const char *title, const char *html, const char *script);
 
 /* ---- the topic layout ----------------------------------------------------
- * (Added with the one topic grammar, src/common/topics.h; kept as a block
- * of its own so the ABI's owners can place it.)  The host parses topics for
- * plugins with the same code it uses itself:
+ * Added in minor 1 (OH_PLUGIN_ABI_MINOR), with the one topic grammar of
+ * src/common/topics.h; a block of its own so the ABI's owners can place it.
+ * The host parses topics for plugins with the same code it uses itself:
  *   {root}/device/{id}/meta|status, {root}/device/{id}/{module}/{leaf},
  *   {root}/orchestrator/{module}[/{leaf}]
  */

@@ -4,10 +4,13 @@
  * A plugin is a shared object (or a built-in linked into the host) that
  * exports one function, `oh_plugin_entry` by default, returning a static
  * description.  The host checks `abi_version` against its own and refuses a
- * plugin built for another version, naming both numbers.  Everything the
- * plugin registers through its context (MQTT filters, routes, its UI page,
- * timers, lease watchers) is owned by the host and torn down by it when the
- * plugin is unloaded or its init fails.
+ * plugin built for another version, naming both numbers; it then checks
+ * `abi_minor` and refuses a plugin that needs additions this host does not
+ * have, naming both versions, before anything else in the plugin runs.
+ * Everything the plugin registers through its context (MQTT filters, routes,
+ * its UI page, timers, lease watchers) is owned by the host and torn down by
+ * it when the plugin is unloaded or its init fails.  docs/plugins.md says
+ * what may change within a version and what bumps it.
  */
 #ifndef OH_PLUGIN_H
 #define OH_PLUGIN_H
@@ -20,15 +23,24 @@
 extern "C" {
 #endif
 
-/* Bumped whenever a struct or function in include/oh/ changes incompatibly. */
-#define OH_PLUGIN_ABI_VERSION 1
+/* Bumped whenever a struct or function in include/oh/ changes incompatibly:
+ * the host loads only plugins built for exactly this number. */
+#define OH_PLUGIN_ABI_VERSION 2
+/* Bumped (and reset to 0 with the version) whenever include/oh/ gains a
+ * function, a constant or a meaning of a reserved field, compatibly: a host
+ * of minor m runs every plugin that needs minor m or less.
+ * Minor 1: oh_topic_parse (host.h, "the topic layout"). */
+#define OH_PLUGIN_ABI_MINOR 1
 
 /* The handle the host gives a plugin: its module name, settings, and every
  * service in host.h hang off it. */
 typedef struct oh_ctx oh_ctx;
 
 struct oh_plugin {
-	int abi_version;     /* always OH_PLUGIN_ABI_VERSION */
+	int abi_version; /* always OH_PLUGIN_ABI_VERSION */
+	/* The lowest minor that has everything the plugin calls;
+	 * OH_PLUGIN_ABI_MINOR (the headers' own) is always right. */
+	int abi_minor;
 	const char *name;    /* human-readable, e.g. "NDI video" */
 	const char *version; /* the plugin's own version */
 	/*
@@ -40,7 +52,7 @@ struct oh_plugin {
 	/* Called before unload; may be NULL.  Registrations are removed by the
 	 * host afterwards, so this only frees the plugin's own state. */
 	void (*cleanup)(oh_ctx *ctx);
-	void *reserved[8]; /* room to grow without breaking old plugins */
+	void *reserved[8]; /* room to grow without breaking old plugins: zero */
 };
 
 typedef const struct oh_plugin *(*oh_plugin_entry_fn)(void);
@@ -48,6 +60,30 @@ typedef const struct oh_plugin *(*oh_plugin_entry_fn)(void);
 /* The default exported symbol name; `path.so:symbol` in the config picks
  * another. */
 #define OH_PLUGIN_ENTRY_SYMBOL "oh_plugin_entry"
+
+/*
+ * Defines the entry point, returning desc: the address of the plugin's
+ * `static const struct oh_plugin`.  Write `OH_PLUGIN_ENTRY(&my_plugin)` at
+ * file scope.  It is `oh_plugin_entry`, exported, unless the build names it otherwise:
+ * cmake/plugin.cmake compiles each plugin once with OH_PLUGIN_ENTRY_NAME
+ * set to a name of its own, so several plugins can be linked into the host
+ * as built-ins, and exports `oh_plugin_entry` from the shared object.
+ */
+#ifdef OH_PLUGIN_ENTRY_NAME
+#define OH_PLUGIN_ENTRY(desc)                                                                                \
+	const struct oh_plugin *OH_PLUGIN_ENTRY_NAME(void);                                                  \
+	const struct oh_plugin *OH_PLUGIN_ENTRY_NAME(void)                                                   \
+	{                                                                                                    \
+		return (desc);                                                                               \
+	}
+#else
+#define OH_PLUGIN_ENTRY(desc)                                                                                \
+	__attribute__((visibility("default"))) const struct oh_plugin *oh_plugin_entry(void);                \
+	const struct oh_plugin *oh_plugin_entry(void)                                                        \
+	{                                                                                                    \
+		return (desc);                                                                               \
+	}
+#endif
 
 #ifdef __cplusplus
 }

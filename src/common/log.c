@@ -71,3 +71,17 @@ void log_msg(enum log_level lvl, const char *source, const char *fmt, ...)
 	log_vmsg(lvl, source, fmt, ap);
 	va_end(ap);
 }
+
+void log_early_error(const char *prog, const char *source, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if(json_mode) {
+		log_vmsg(LOG_LVL_ERROR, source, fmt, ap);
+	} else {
+		fprintf(stderr, "%s: ", prog);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	}
+	va_end(ap);
+}

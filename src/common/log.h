@@ -23,6 +23,13 @@ void log_msg(enum log_level lvl, const char *source, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));
 void log_vmsg(enum log_level lvl, const char *source, const char *fmt, va_list ap);
 
+/* An error before logging is set up (the command line, the configuration):
+ * in text mode "prog: message" alone, the one line scripts and people read;
+ * in JSON mode a JSON line at level error like every other, so a log
+ * shipper never meets plain text. */
+void log_early_error(const char *prog, const char *source, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+
 #define log_debug(src, ...) log_msg(LOG_LVL_DEBUG, src, __VA_ARGS__)
 #define log_info(src, ...) log_msg(LOG_LVL_INFO, src, __VA_ARGS__)
 #define log_warn(src, ...) log_msg(LOG_LVL_WARN, src, __VA_ARGS__)

@@ -44,6 +44,17 @@ static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	free(text);
 }
 
+/* GET /healthz, whether the broker is connected (200) or not (503). */
+#define HEALTH_SCHEMA                                                                                        \
+	"{\"type\": \"object\", \"required\": [\"mqtt\", \"uptime_s\", \"devices\", \"plugins\","            \
+	" \"version\", \"auth\"], \"properties\": {\"mqtt\": {\"type\": \"string\", \"enum\":"               \
+	" [\"connected\", \"disconnected\"]}, \"mqtt_error\": {\"type\": \"string\"},"                       \
+	" \"uptime_s\": {\"type\": \"integer\", \"minimum\": 0}, \"devices\": {\"type\": \"integer\","       \
+	" \"minimum\": 0}, \"plugins\": {\"type\": \"array\", \"items\": {\"$ref\":"                         \
+	" \"#/components/schemas/PluginState\"}}, \"version\": {\"type\": \"string\"},"                      \
+	" \"auth\": {\"type\": \"string\", \"enum\": [\"tokens\", \"none\"], \"description\":"               \
+	" \"tokens: /api/... needs a bearer token\"}}}"
+
 static void get_openapi(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct host *h = ud;
@@ -59,17 +70,29 @@ int api_core_register(struct host *h)
 	} routes[] = {
 			{"GET", "/healthz", get_healthz,
 					"{\"summary\": \"Broker connection, uptime and plugin state\","
-					" \"responses\": {\"200\": {\"description\": \"connected to the broker\"},"
-					" \"503\": {\"description\": \"broker not connected\"}}}"},
+					" \"responses\": {\"200\": {\"description\": \"connected to the broker\","
+					" \"content\": {\"application/json\": {\"schema\": " HEALTH_SCHEMA "}}},"
+					" \"503\": {\"description\": \"broker not connected (mqtt_error says why)\","
+					" \"content\": {\"application/json\": {\"schema\": " HEALTH_SCHEMA
+					"}}}}}"},
 			{"GET", "/api/registry", get_registry,
-					"{\"summary\": \"The registry snapshot: devices, locks, modules, ts, seq\"}"},
+					"{\"summary\": \"The registry snapshot: devices, locks, modules, ts, seq\","
+					" \"responses\": {\"200\": {\"description\": \"the snapshot\", \"content\":"
+					" {\"application/json\": {\"schema\": {\"$ref\": \"#/components/schemas/Registry\"}}}},"
+					" \"500\": {\"description\": \"INTERNAL: out of memory building it\"}}}"},
 			{"GET", "/api/devices/{id}", get_device,
 					"{\"summary\": \"One device's merged meta and status\","
 					" \"parameters\": [{\"name\": \"id\", \"in\": \"path\", \"required\": true,"
 					" \"schema\": {\"type\": \"string\"}}],"
-					" \"responses\": {\"200\": {\"description\": \"the device\"},"
-					" \"404\": {\"description\": \"unknown device\"}}}"},
-			{"GET", "/openapi.json", get_openapi, "{\"summary\": \"This document\"}"},
+					" \"responses\": {\"200\": {\"description\": \"the device\", \"content\":"
+					" {\"application/json\": {\"schema\": {\"$ref\": \"#/components/schemas/Device\"}}}},"
+					" \"404\": {\"description\": \"NOT_FOUND: no such device in the registry\"}}}"},
+			{"GET", "/openapi.json", get_openapi,
+					"{\"summary\": \"This document\", \"responses\": {\"200\": {\"description\":"
+					" \"OpenAPI 3.0, built from the routes mounted now\", \"content\": {\"application/json\":"
+					" {\"schema\": {\"type\": \"object\", \"required\": [\"openapi\", \"info\", \"paths\"],"
+					" \"properties\": {\"openapi\": {\"type\": \"string\"}, \"info\": {\"type\": \"object\"},"
+					" \"paths\": {\"type\": \"object\"}}}}}}}}"},
 	};
 	for(size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		int rc = http_route_add(h->http, NULL, routes[i].method, routes[i].path, routes[i].fn, h,

@@ -56,6 +56,7 @@ static void update_host_values(struct host *h)
 	metrics_set(streams, NULL, h->http ? (double)http_server_streams(h->http) : 0);
 	const char *version = OH_VERSION;
 	metrics_set(info, &version, 1);
+	metrics_process_update();
 }
 
 static void get_metrics(oh_ctx *ctx, struct oh_http_req *req, void *ud)

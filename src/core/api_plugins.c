@@ -140,7 +140,11 @@ static void delete_plugin(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 int api_plugins_register(struct host *h)
 {
 	int rc = http_route_add(h->http, NULL, "GET", "/api/plugins", get_plugins, h,
-			"{\"summary\": \"Configured plugins, whether each loaded, and why not\"}");
+			"{\"summary\": \"Configured plugins, whether each loaded, and why not\","
+			" \"responses\": {\"200\": {\"description\": \"{plugins: [...]}\", \"content\":"
+			" {\"application/json\": {\"schema\": {\"type\": \"object\", \"required\": [\"plugins\"],"
+			" \"properties\": {\"plugins\": {\"type\": \"array\", \"items\":"
+			" {\"$ref\": \"#/components/schemas/PluginState\"}}}}}}}}}");
 	if(rc)
 		return rc;
 	rc = http_route_add(h->http, NULL, "DELETE", "/api/plugins/{module}", delete_plugin, h,
@@ -148,9 +152,12 @@ int api_plugins_register(struct host *h)
 			" subscriptions, routes, timers, lease watcher and UI page\","
 			" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
 			" \"schema\": {\"type\": \"string\"}}],"
-			" \"responses\": {\"200\": {\"description\": \"unloaded; the plugin's new state\"},"
-			" \"404\": {\"description\": \"no such plugin\"},"
-			" \"409\": {\"description\": \"the plugin is not loaded\"}}}");
+			" \"responses\": {\"200\": {\"description\": \"unloaded; the plugin's new state\","
+			" \"content\": {\"application/json\": {\"schema\":"
+			" {\"$ref\": \"#/components/schemas/PluginState\"}}}},"
+			" \"404\": {\"description\": \"NOT_FOUND: no such plugin\"},"
+			" \"409\": {\"description\": \"NOT_LOADED: the plugin is not loaded\"},"
+			" \"500\": {\"description\": \"INTERNAL: the unload could not be scheduled\"}}}");
 	/* Unloading affects everyone: admins only when tokens are configured. */
 	return rc ? rc : http_route_require(h->http, "DELETE", "/api/plugins/{module}", OH_ROLE_ADMIN);
 }

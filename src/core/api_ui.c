@@ -361,6 +361,15 @@ static void get_static(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	http_reply_static(req, 200, f->content_type, f->data, f->len);
 }
 
+/* OpenAPI responses: a page, and a 404 that is a page for browsers
+ * (Accept: text/html) and the JSON error for everyone else. */
+#define DOC_HTML(status, text)                                                                               \
+	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"text/html\": {\"schema\":"          \
+	" {\"type\": \"string\"}}}}"
+#define DOC_NOT_FOUND_PAGE(text)                                                                               \
+	"\"404\": {\"description\": \"NOT_FOUND: " text "\", \"content\": {\"application/json\": {\"schema\":" \
+	" {\"$ref\": \"#/components/schemas/Error\"}}, \"text/html\": {\"schema\": {\"type\": \"string\"}}}}"
+
 int api_ui_register(struct host *h)
 {
 	static const struct {
@@ -370,31 +379,36 @@ int api_ui_register(struct host *h)
 	} routes[] = {
 			{"GET", "/", get_home,
 					"{\"summary\": \"Web UI: start page with the plugins and the broker state\","
-					" \"tags\": [\"ui\"], \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
+					" \"tags\": [\"ui\"], \"responses\": {" DOC_HTML("200", "the page") "}}"},
 			{"GET", "/ui/devices", get_devices_page,
 					"{\"summary\": \"Web UI: live table of devices\", \"tags\": [\"ui\"],"
-					" \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
+					" \"responses\": {" DOC_HTML("200", "the page") "}}"},
 			{"GET", "/ui/{module}", get_plugin_page,
 					"{\"summary\": \"Web UI: a plugin's page inside the shared shell\", \"tags\": [\"ui\"],"
 					" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
 					" \"schema\": {\"type\": \"string\"}}],"
-					" \"responses\": {\"200\": {\"description\": \"HTML\"},"
-					" \"404\": {\"description\": \"no loaded plugin with a page of that name\"}}}"},
+					" \"responses\": {" DOC_HTML("200", "the page") ", " DOC_NOT_FOUND_PAGE(
+							"no loaded plugin with a page of that name") "}}"},
 			{"GET", "/ui/{module}/page.js", get_plugin_script,
 					"{\"summary\": \"Web UI: a plugin page's script\", \"tags\": [\"ui\"],"
 					" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"
 					" \"schema\": {\"type\": \"string\"}}],"
-					" \"responses\": {\"200\": {\"description\": \"JavaScript\"},"
-					" \"404\": {\"description\": \"no such plugin page or no script\"}}}"},
+					" \"responses\": {\"200\": {\"description\": \"JavaScript\", \"content\":"
+					" {\"text/javascript\": {\"schema\": {\"type\": \"string\"}}}},"
+					" \"404\": {\"description\": \"NOT_FOUND: no such plugin page or no script\"}}}"},
 			{"GET", "/static/{file}", get_static,
 					"{\"summary\": \"Web UI: shared scripts and styles (compiled into the daemon)\","
 					" \"tags\": [\"ui\"], \"parameters\": [{\"name\": \"file\", \"in\": \"path\","
 					" \"required\": true, \"schema\": {\"type\": \"string\"}}],"
-					" \"responses\": {\"200\": {\"description\": \"the file\"},"
-					" \"404\": {\"description\": \"no such file\"}}}"},
+					" \"responses\": {\"200\": {\"description\": \"the file, typed by its extension\","
+					" \"content\": {\"text/javascript\": {\"schema\": {\"type\": \"string\"}},"
+					" \"text/css\": {\"schema\": {\"type\": \"string\"}},"
+					" \"image/svg+xml\": {\"schema\": {\"type\": \"string\"}}}},"
+					" \"404\": {\"description\": \"NOT_FOUND: no such file\"}}}"},
 			{"GET", "/docs", get_docs,
-					"{\"summary\": \"Web UI: this API, rendered from /openapi.json\", \"tags\": [\"ui\"],"
-					" \"responses\": {\"200\": {\"description\": \"HTML\"}}}"},
+					"{\"summary\": \"Web UI: this API, rendered from /openapi.json, with a form to try"
+					" each call\", \"tags\": [\"ui\"], \"responses\": {" DOC_HTML(
+							"200", "the page") "}}"},
 	};
 	for(size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		int rc = http_route_add(h->http, NULL, routes[i].method, routes[i].path, routes[i].fn, h,

@@ -20,9 +20,9 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 	/* A req_id is recovered even from a bad envelope so its ack correlates. */
 	const json_t *rid = json_is_object(env) ? json_object_get(env, "req_id") : NULL;
 	if(json_is_string(rid) && json_string_length(rid) > 0 && json_string_length(rid) <= OH_REQ_ID_MAX)
-		cmd->req_id = json_string_value(rid);
+		snprintf(cmd->req_id, sizeof cmd->req_id, "%s", json_string_value(rid));
 	else
-		cmd->req_id = host_new_id(cmd->req_id_buf, sizeof cmd->req_id_buf);
+		host_new_id(cmd->req_id, sizeof cmd->req_id);
 
 	if(msg->too_large) {
 		*code = "TOO_LARGE";

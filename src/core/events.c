@@ -343,7 +343,9 @@ int events_register(struct host *h)
 			" clients more than 1 MB behind, or that read nothing for 8 s, are dropped and"
 			" reconnect. At most limits.max_sse_clients streams (429 LIMIT beyond).\","
 			" \"responses\": {\"200\": {\"description\": \"an endless event stream\","
-			" \"content\": {\"text/event-stream\": {\"schema\": {\"type\": \"string\"}}}}}}");
+			" \"content\": {\"text/event-stream\": {\"schema\": {\"type\": \"string\"}}}},"
+			" \"429\": {\"description\": \"LIMIT: limits.max_sse_clients streams are open\"},"
+			" \"503\": {\"description\": \"NO_MEMORY: the stream could not be opened\"}}}");
 	if(rc) {
 		/* A route already added stays with the server; it must not
 		 * outlive ev, so keep ev until events_free. */

@@ -237,6 +237,13 @@ void oh_req_on_gone(struct oh_http_req *req, oh_req_gone_fn fn, void *ud)
 
 /* ---- request life cycle ------------------------------------------------------- */
 
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void req_free(struct oh_http_req *req)
 {
 	struct http_server *s = req->server;
@@ -261,7 +268,12 @@ static enum MHD_Result queue_reply(struct oh_http_req *req)
 	struct MHD_Response *r = req->response;
 	req->response = NULL;
 	unsigned status = req->status;
-	metrics_http_request(req->method, req->route, status);
+	/* Refusals before routing (405, 413, 401, ...) count under the route
+	 * the path names, so that only unknown paths read "unmatched". */
+	const char *route = req->route;
+	if(!route && req->path && !req->path_problem)
+		route = http__route_pattern(req->server, req->path);
+	metrics_http_request(req->method, route, status, mono_now() - req->started);
 	enum MHD_Result rc = MHD_queue_response(req->conn, status, r);
 	MHD_destroy_response(r);
 	return rc;
@@ -272,7 +284,7 @@ static enum MHD_Result queue_reply(struct oh_http_req *req)
 /* Paths that carry data.  The pages, scripts, /openapi.json and /healthz
  * hold none and stay public, so a browser can load the UI and ask for a
  * token, and a load balancer can probe. */
-static bool needs_token(const char *path)
+bool http__needs_token(const char *path)
 {
 	return !strncmp(path, "/api/", 5) || !strcmp(path, "/api") || !strcmp(path, "/metrics");
 }
@@ -315,7 +327,7 @@ static bool authenticate(struct http_server *s, struct oh_http_req *req)
 		return true;
 	}
 	req->role = OH_ROLE_NONE;
-	if(!needs_token(req->path))
+	if(!http__needs_token(req->path))
 		return true;
 	const char *tok = NULL;
 	const char *hdr = oh_req_header(req, "Authorization");
@@ -466,13 +478,6 @@ struct conn_clock {
 	double since;
 	bool handling;
 };
-
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static struct conn_clock *clock_of(struct MHD_Connection *conn)
 {
@@ -670,6 +675,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	req->server = cls;
 	req->conn = conn;
 	req->path_problem = http_path_problem(uri);
+	req->started = mono_now();
 	return req;
 }
 

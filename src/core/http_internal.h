@@ -2,7 +2,8 @@
  * What the HTTP files share: the request, route, stream and server
  * structures, and the few functions one file calls in another.  http.c is
  * the server and the request life cycle, http_routes.c the route table and
- * the OpenAPI document, http_stream.c the open-ended responses.
+ * http_openapi.c the OpenAPI document, http_stream.c the open-ended
+ * responses.
  */
 #ifndef OH_HTTP_INTERNAL_H
 #define OH_HTTP_INTERNAL_H
@@ -63,6 +64,7 @@ struct oh_http_req {
 	void *gone_ud;
 	struct http_stream *stream;
 	const char *route; /* matched pattern (interned), for metrics */
+	double started;    /* monotonic seconds at the request line, for metrics */
 };
 
 /* One piece of a stream's backlog: a reference to a buffer that may be
@@ -115,7 +117,13 @@ void http__kick(struct http_server *s);
  * the allowed methods in allow when only the method differs. */
 struct route *http__route_find(struct http_server *s, struct oh_http_req *req, bool *wrong_method,
 		char *allow, size_t allow_len);
+/* The pattern (interned, for the metrics) of the first route whose path
+ * matches `path` (borrowed), whatever its method; NULL when none does. */
+const char *http__route_pattern(const struct http_server *s, const char *path);
 void http__routes_free(struct http_server *s);
+/* Whether path carries data and so needs a token when http.tokens is
+ * configured (http.c decides; http_openapi.c describes it). */
+bool http__needs_token(const char *path);
 /* The connection finished: tell the stream's owner, free the stream. */
 void http__stream_gone(struct oh_http_req *req);
 

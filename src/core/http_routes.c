@@ -1,7 +1,8 @@
 /*
  * The route table: "METHOD /path/{param}" patterns with their handlers,
  * owners, least roles and OpenAPI descriptions; matching a request (404 and
- * 405 are told apart); teardown of a plugin's routes; /openapi.json.
+ * 405 are told apart); teardown of a plugin's routes.  /openapi.json is
+ * built from this table by http_openapi.c.
  */
 #include "http_internal.h"
 
@@ -170,6 +171,20 @@ static bool route_matches(const struct route *r, char **segs, int n)
 	return true;
 }
 
+const char *http__route_pattern(const struct http_server *s, const char *path)
+{
+	char *buf = path ? strdup(path) : NULL;
+	char *segs[MAX_SEGMENTS];
+	int n = buf ? split_path(buf, segs) : -1;
+	const char *pattern = NULL;
+	for(const struct route *r = s->routes; n >= 0 && r && !pattern; r = r->next) {
+		if(route_matches(r, segs, n))
+			pattern = r->metric_name;
+	}
+	free(buf);
+	return pattern;
+}
+
 struct route *http__route_find(struct http_server *s, struct oh_http_req *req, bool *wrong_method,
 		char *allow, size_t allow_len)
 {
@@ -209,37 +224,6 @@ struct route *http__route_find(struct http_server *s, struct oh_http_req *req, b
 	}
 	return found;
 }
-
-json_t *http_openapi(struct http_server *s)
-{
-	json_t *paths = json_object();
-	for(struct route *r = s->routes; r; r = r->next) {
-		json_t *item = json_object_get(paths, r->path);
-		if(!item) {
-			item = json_object();
-			json_object_set_new(paths, r->path, item);
-		}
-		char lower[16];
-		size_t i = 0;
-		for(; r->method[i] && i < sizeof lower - 1; i++)
-			lower[i] = (char)(r->method[i] | 0x20);
-		lower[i] = '\0';
-		json_t *op = r->openapi ? json_deep_copy(r->openapi) : json_object();
-		if(!json_object_get(op, "summary"))
-			json_object_set_new(op, "summary", json_string(r->path));
-		if(!json_object_get(op, "responses"))
-			json_object_set_new(
-					op, "responses", json_pack("{s:{s:s}}", "200", "description", "OK"));
-		if(r->owner && !json_object_get(op, "tags"))
-			json_object_set_new(op, "tags", json_pack("[s]", oh_module(r->owner)));
-		json_object_set_new(item, lower, op);
-	}
-	return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o}", "openapi", "3.0.3", "info", "title",
-			"orchestrator-host", "version", OH_VERSION, "description",
-			"Device registry, command relay, reservations and scheduling for a lab's devices.",
-			"paths", paths);
-}
-
 
 void http__routes_free(struct http_server *s)
 {

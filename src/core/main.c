@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "broker_probe.h"
 #include "command_policy.h"
+#include "health_probe.h"
 #include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
@@ -38,15 +39,24 @@
 #include "timeutil.h"
 #include "topics.h"
 
+#define PROG "orchestrator-host"
+/* Below Docker's default HEALTHCHECK timeout (30 s), above any sane
+ * /healthz answer. */
+#define PROBE_TIMEOUT_S 5.0
+
 static void usage(FILE *out)
 {
 	fprintf(out,
 			"usage: orchestrator-host [--config FILE] [--check-config] [--print-broker]\n"
 			"                         [--log-format text|json] [--version] [--help]\n"
+			"       orchestrator-host --probe http://HOST:PORT/healthz\n"
 			"\n"
 			"Runs the lab orchestrator: device registry, command relay, reservations,\n"
 			"scheduling and the web UI.  Without --config every setting has its default\n"
-			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See docs/configuration.md.\n");
+			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  Every key: docs/configuration.md.\n"
+			"\n"
+			"--probe asks a running host's /healthz and exits 0 when its broker is\n"
+			"connected, 1 otherwise (refused, timed out, 503), 2 for a URL it cannot ask.\n");
 }
 
 /* {root}/orchestrator/status, returned (free()), or NULL. */
@@ -246,13 +256,19 @@ int main(int argc, char **argv)
 			{"check-config", no_argument, NULL, 'C'},
 			{"print-broker", no_argument, NULL, 'B'},
 			{"log-format", required_argument, NULL, 'l'},
+			{"probe", required_argument, NULL, 'P'},
 			{"version", no_argument, NULL, 'V'},
 			{"help", no_argument, NULL, 'h'},
 			{NULL, 0, NULL, 0},
 	};
-	const char *config_path = NULL, *log_format = NULL;
+	const char *config_path = NULL, *log_format = NULL, *probe_url = NULL;
+	const char *bad_option = NULL;
 	bool check_only = false, print_broker = false;
 	int c;
+	/* getopt's own complaints would be plain text even after a
+	 * --log-format json: the first bad option is reported below instead,
+	 * once the whole line has been read. */
+	opterr = 0;
 	while((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch(c) {
 		case 'c':
@@ -267,6 +283,9 @@ int main(int argc, char **argv)
 		case 'l':
 			log_format = optarg;
 			break;
+		case 'P':
+			probe_url = optarg;
+			break;
 		case 'V':
 			printf("orchestrator-host %s\n", OH_VERSION);
 			return 0;
@@ -274,34 +293,46 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			if(!bad_option)
+				bad_option = argv[optind - 1];
+			break;
 		}
 	}
-	if(optind < argc) {
-		fprintf(stderr, "orchestrator-host: unexpected argument \"%s\"\n", argv[optind]);
-		usage(stderr);
+	/* Known before anything can fail, so that every error is JSON too. */
+	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
+		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");
 		return 2;
 	}
+	log_set_json(log_format && !strcmp(log_format, "json"));
+	if(bad_option || optind < argc) {
+		if(bad_option)
+			log_early_error(PROG, "usage", "unknown option or missing value: %s", bad_option);
+		else
+			log_early_error(PROG, "usage", "unexpected argument \"%s\"", argv[optind]);
+		if(!log_format || strcmp(log_format, "json"))
+			usage(stderr);
+		return 2;
+	}
+
+	/* A client of a running host: no configuration, no state. */
+	if(probe_url)
+		return health_probe(probe_url, PROBE_TIMEOUT_S);
 
 	static struct host host;
 	struct host *h = &host;
 	char err[512];
 	if(config_load(&h->cfg, config_path, err, sizeof err)) {
-		fprintf(stderr, "orchestrator-host: config error: %s\n", err);
+		log_early_error(PROG, "config", "config error: %s", err);
 		config_free(&h->cfg);
 		return 1;
 	}
+	log_set_json(!strcmp(log_format ? log_format : h->cfg.log_format, "json"));
 	if(!tz_valid(h->cfg.timezone)) {
-		fprintf(stderr, "orchestrator-host: config error: %s: timezone: \"%s\" is not a known IANA time zone\n",
+		log_early_error(PROG, "config",
+				"config error: %s: timezone: \"%s\" is not a known IANA time zone",
 				h->cfg.source, h->cfg.timezone);
 		config_free(&h->cfg);
 		return 1;
-	}
-	if(log_format && strcmp(log_format, "text") && strcmp(log_format, "json")) {
-		fprintf(stderr, "orchestrator-host: --log-format: expected text or json\n");
-		config_free(&h->cfg);
-		return 2;
 	}
 	if(print_broker) {
 		/* For scripts: the broker and HTTP addresses after environment
@@ -318,7 +349,6 @@ int main(int argc, char **argv)
 	enum log_level lvl = LOG_LVL_INFO;
 	log_level_parse(h->cfg.log_level, &lvl);
 	log_set_level(lvl);
-	log_set_json(!strcmp(log_format ? log_format : h->cfg.log_format, "json"));
 	signal(SIGPIPE, SIG_IGN);
 	/* Snapshots of large registries are megabytes each; glibc's adaptive
 	 * threshold would move such blocks into the heap and fragment it

@@ -362,14 +362,18 @@ void metrics_mqtt_message(bool out, const char *kind)
 	metrics_add(out ? out_m : in_m, &kind, 1);
 }
 
-void metrics_http_request(const char *method, const char *route, unsigned status)
+void metrics_http_request(const char *method, const char *route, unsigned status, double seconds)
 {
-	static struct metric *m;
+	static struct metric *m, *duration;
 	static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
 	if(!m)
 		m = metrics_family("oh_http_requests_total", METRIC_COUNTER,
 				"HTTP requests answered, by method, route pattern and status",
 				"method,route,code");
+	if(!duration)
+		duration = metrics_family("oh_http_request_duration_seconds", METRIC_HISTOGRAM,
+				"Time from the request line to the reply being queued, by method and route pattern",
+				"method,route");
 	const char *meth = "other";
 	for(size_t i = 0; method && i < sizeof methods / sizeof methods[0]; i++) {
 		if(!strcmp(method, methods[i]))
@@ -379,6 +383,7 @@ void metrics_http_request(const char *method, const char *route, unsigned status
 	snprintf(code, sizeof code, "%u", status);
 	const char *values[] = {meth, route ? route : "unmatched", code};
 	metrics_add(m, values, 1);
+	metrics_observe(duration, values, seconds);
 }
 
 /* ---- limits: oh_limit_refusals_total{limit} -------------------------------- */

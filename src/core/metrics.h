@@ -59,8 +59,11 @@ void metrics_mqtt_message(bool out, const char *kind);
  * host's own {root}/orchestrator/{module}/evt). */
 const char *metrics_topic_kind(const struct host *h, const char *topic);
 extern const char METRICS_KIND_EVENT[];
-/* An HTTP reply queued; route is the matched pattern or NULL (no route). */
-void metrics_http_request(const char *method, const char *route, unsigned status);
+/* An HTTP reply queued `seconds` after its request line arrived; route is
+ * the pattern the path matched (whatever the method) or NULL (no route). */
+void metrics_http_request(const char *method, const char *route, unsigned status, double seconds);
+/* metrics_process.c: the process_* families, read from /proc/self now. */
+void metrics_process_update(void);
 /* A copy of s that lives until exit, one per distinct string (route
  * patterns, which a request may outlive); NULL on out-of-memory. */
 const char *metrics_intern(const char *s);

@@ -253,8 +253,9 @@ int oh_lease_on_expire(oh_ctx *ctx, oh_lease_expired_fn fn, void *ud)
  * a one-shot timer is freed when it fires, and a plugin that cancels it
  * afterwards (or after teardown) must find nothing rather than freed
  * memory, or worse a new timer that malloc put at the same address.  The
- * ids come from one counter and are looked up in the context's table, so
- * a stale handle is simply not found.  The table is open addressing with
+ * ids come from one 64-bit counter, never reused while the host runs, and
+ * are looked up in the context's table, so a stale handle is simply not
+ * found.  The table is open addressing with
  * linear probing: the NDI plugin holds one timer per pending command, up
  * to limits.max_pending, and cancels them one by one.
  */
@@ -264,7 +265,7 @@ struct plugin_timer {
 	struct event *ev;
 	oh_timer_fn fn;
 	void *ud;
-	uintptr_t id; /* what the plugin holds, as a struct oh_timer * */
+	oh_timer_id id; /* what the plugin holds */
 	bool repeat;
 };
 
@@ -276,19 +277,14 @@ struct plugin_timers {
 
 #define TIMERS_MIN_CAP 16
 
-static size_t timer_slot(uintptr_t id, size_t cap)
+static size_t timer_slot(oh_timer_id id, size_t cap)
 {
 	/* Fibonacci hashing: consecutive ids spread over the table. */
 	return (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ULL) >> 32) & (cap - 1);
 }
 
-static struct oh_timer *timer_handle(const struct plugin_timer *t)
-{
-	return (struct oh_timer *)t->id;
-}
-
 /* The index of id's slot, or of the empty slot where it would go. */
-static size_t timers_probe(const struct plugin_timers *tt, uintptr_t id)
+static size_t timers_probe(const struct plugin_timers *tt, oh_timer_id id)
 {
 	size_t i = timer_slot(id, tt->cap);
 	while(tt->slots[i] && tt->slots[i]->id != id)
@@ -296,7 +292,7 @@ static size_t timers_probe(const struct plugin_timers *tt, uintptr_t id)
 	return i;
 }
 
-static struct plugin_timer *timers_find(const struct plugin_timers *tt, uintptr_t id)
+static struct plugin_timer *timers_find(const struct plugin_timers *tt, oh_timer_id id)
 {
 	if(!tt || !tt->n || !id)
 		return NULL;
@@ -379,32 +375,28 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	fn(ctx, ud);
 }
 
-/* A fresh id, never 0 and not one of ctx's live timers (the counter is
- * shared by all plugins and could wrap where uintptr_t is 32 bits). */
-static uintptr_t timer_new_id(const struct plugin_timers *tt)
+/* A fresh id, never 0 and never handed out before: the counter is shared
+ * by all plugins, and 2^64 adds outlast any host. */
+static oh_timer_id timer_new_id(void)
 {
-	static uintptr_t counter;
-	uintptr_t id;
-	do
-		id = ++counter;
-	while(!id || timers_find(tt, id));
-	return id;
+	static oh_timer_id counter;
+	return ++counter;
 }
 
-struct oh_timer *oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn fn, void *ud)
+oh_timer_id oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn fn, void *ud)
 {
 	if(!fn)
-		return NULL;
+		return OH_TIMER_NONE;
 	if(!ctx->timers && !(ctx->timers = calloc(1, sizeof *ctx->timers)))
-		return NULL;
+		return OH_TIMER_NONE;
 	struct plugin_timer *t = calloc(1, sizeof *t);
 	if(!t)
-		return NULL;
+		return OH_TIMER_NONE;
 	t->ctx = ctx;
 	t->fn = fn;
 	t->ud = ud;
 	t->repeat = repeat;
-	t->id = timer_new_id(ctx->timers);
+	t->id = timer_new_id();
 	t->ev = event_new(ctx->host->base, -1, repeat ? EV_PERSIST : 0, on_timer, t);
 	if(!t->ev)
 		goto out_timer;
@@ -413,19 +405,19 @@ struct oh_timer *oh_timer_add(oh_ctx *ctx, unsigned ms, bool repeat, oh_timer_fn
 		goto out_event;
 	if(timers_insert(ctx->timers, t))
 		goto out_event;
-	return timer_handle(t);
+	return t->id;
 
 out_event:
 	event_free(t->ev);
 out_timer:
 	free(t);
-	return NULL;
+	return OH_TIMER_NONE;
 }
 
-void oh_timer_cancel(oh_ctx *ctx, struct oh_timer *timer)
+void oh_timer_cancel(oh_ctx *ctx, oh_timer_id timer)
 {
 	/* Unknown, fired, cancelled or another plugin's: nothing to do. */
-	struct plugin_timer *t = ctx ? timers_find(ctx->timers, (uintptr_t)timer) : NULL;
+	struct plugin_timer *t = ctx ? timers_find(ctx->timers, timer) : NULL;
 	if(t)
 		timer_free(t);
 }

@@ -7,9 +7,18 @@
 
 #include "core.h"
 
-/* A plugin's timers by id (plugin_api.c).  struct oh_timer itself is
- * never defined: the handles plugins hold are ids, not addresses. */
+/* A plugin's timers by id (plugin_api.c): the handles plugins hold are
+ * ids, not addresses. */
 struct plugin_timers;
+
+/* The plugins linked into the host, by name ("builtin:ndi"): a table
+ * cmake/plugin.cmake generates from the oh_add_plugin() calls, ended by a
+ * NULL name. */
+struct builtin_plugin {
+	const char *name;
+	oh_plugin_entry_fn entry;
+};
+extern const struct builtin_plugin builtin_plugins[];
 
 struct oh_ctx {
 	struct host *host;

@@ -2,9 +2,11 @@
  * Loading plugins.
  *
  * Built-ins and shared objects travel the same road: an entry function
- * returns the plugin's description, its ABI version is checked, init runs
- * with the settings, and on failure everything it registered is torn down
- * while the other plugins keep running.
+ * returns the plugin's description, its ABI version and minor are checked,
+ * init runs with the settings, and on failure everything it registered is
+ * torn down while the other plugins keep running.  The built-ins are the
+ * table cmake/plugin.cmake generates (builtin_plugins[]), so adding one is
+ * a CMake call, not an edit here.
  */
 #include "plugin_ctx.h"
 
@@ -18,15 +20,6 @@
 #include "snapshot.h"
 #include "topics.h"
 #include "scheduler.h"
-
-const struct oh_plugin *ndi_plugin_entry(void);
-
-static const struct {
-	const char *name;
-	oh_plugin_entry_fn entry;
-} builtins[] = {
-		{"ndi", ndi_plugin_entry},
-};
 
 static void teardown(oh_ctx *ctx)
 {
@@ -48,13 +41,41 @@ static void teardown(oh_ctx *ctx)
 	ctx->ui_title = ctx->ui_html = ctx->ui_script = NULL;
 }
 
+/* Whether desc needs additions this host lacks (a later minor, or a
+ * nonsensical negative one); then ctx->error names both versions. */
+static bool needs_newer(oh_ctx *ctx, const struct oh_plugin *desc)
+{
+	if(desc->abi_minor >= 0 && desc->abi_minor <= OH_PLUGIN_ABI_MINOR)
+		return false;
+	snprintf(ctx->error, sizeof ctx->error, "needs plugin ABI %d.%d, but this host provides %d.%d",
+			desc->abi_version, desc->abi_minor, OH_PLUGIN_ABI_VERSION, OH_PLUGIN_ABI_MINOR);
+	return true;
+}
+
+/* A shared object calling a function added in a later minor fails
+ * dlopen(RTLD_NOW) on that symbol, so look at its description with lazy
+ * binding (the entry point only returns a pointer) to say why in terms of
+ * versions; true when that explains the failure. */
+static bool explain_newer(oh_ctx *ctx, const char *file, const char *symbol)
+{
+	void *lazy = dlopen(file, RTLD_LAZY | RTLD_LOCAL);
+	if(!lazy)
+		return false;
+	oh_plugin_entry_fn fn;
+	*(void **)&fn = dlsym(lazy, symbol);
+	const struct oh_plugin *desc = fn ? fn() : NULL;
+	bool newer = desc && desc->abi_version == OH_PLUGIN_ABI_VERSION && needs_newer(ctx, desc);
+	dlclose(lazy);
+	return newer;
+}
+
 static oh_plugin_entry_fn resolve(oh_ctx *ctx)
 {
 	const char *path = ctx->path;
 	if(!strncmp(path, "builtin:", 8)) {
-		for(size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
-			if(!strcmp(builtins[i].name, path + 8))
-				return builtins[i].entry;
+		for(const struct builtin_plugin *b = builtin_plugins; b->name; b++) {
+			if(!strcmp(b->name, path + 8))
+				return b->entry;
 		}
 		snprintf(ctx->error, sizeof ctx->error, "no built-in plugin named \"%s\"", path + 8);
 		return NULL;
@@ -72,6 +93,7 @@ static oh_plugin_entry_fn resolve(oh_ctx *ctx)
 	ctx->dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
 	if(!ctx->dl) {
 		snprintf(ctx->error, sizeof ctx->error, "cannot load: %s", dlerror());
+		explain_newer(ctx, file, symbol);
 		return NULL;
 	}
 	oh_plugin_entry_fn fn;
@@ -97,6 +119,10 @@ static int load_one(struct host *h, oh_ctx *ctx)
 				desc->abi_version, OH_PLUGIN_ABI_VERSION);
 		return OH_ERR_VERSION;
 	}
+	/* Before init: a plugin needing newer additions would otherwise fail
+	 * later, or in dlopen, on a symbol the host lacks. */
+	if(needs_newer(ctx, desc))
+		return OH_ERR_VERSION;
 	if(!desc->init) {
 		snprintf(ctx->error, sizeof ctx->error, "description has no init function");
 		return OH_ERR_INVAL;

@@ -542,7 +542,8 @@ static void delete_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 }
 
 static const char JOB_SCHEMA[] =
-		"{\"type\": \"object\", \"properties\": {"
+		"{\"type\": \"object\", \"required\": [\"id\", \"module\", \"owner\", \"spec\", \"tz\","
+		" \"commands\", \"state\"], \"properties\": {"
 		"\"id\": {\"type\": \"string\"}, \"module\": {\"type\": \"string\"},"
 		"\"owner\": {\"type\": \"string\"}, \"name\": {\"type\": \"string\", \"nullable\": true},"
 		"\"spec\": {\"type\": \"object\", \"description\": \"{\\\"at\\\": ISO 8601} or {\\\"cron\\\": 5-field crontab}\"},"
@@ -554,12 +555,12 @@ static const char JOB_SCHEMA[] =
 
 int sched__routes(struct sched_plugin *sp)
 {
-	char list_doc[2048], post_doc[3072], get_doc[2048], del_doc[1024];
+	char list_doc[2048], post_doc[3072], get_doc[2048], del_doc[2048];
 	snprintf(list_doc, sizeof list_doc,
 			"{\"summary\": \"List scheduled jobs\", \"parameters\": [{\"name\": \"owner\", \"in\": \"query\","
 			" \"required\": false, \"schema\": {\"type\": \"string\"}}], \"responses\": {\"200\": {"
 			"\"description\": \"{count, jobs}\", \"content\": {\"application/json\": {\"schema\": {"
-			"\"type\": \"object\", \"properties\": {\"count\": {\"type\": \"integer\"}, \"jobs\": {"
+			"\"type\": \"object\", \"required\": [\"count\", \"jobs\"], \"properties\": {\"count\": {\"type\": \"integer\"}, \"jobs\": {"
 			"\"type\": \"array\", \"items\": %s}}}}}}}}",
 			JOB_SCHEMA);
 	snprintf(post_doc, sizeof post_doc,
@@ -575,18 +576,25 @@ int sched__routes(struct sched_plugin *sp)
 			"\"device_id\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"
 			" \"params\": {\"type\": \"object\"}}}}}}}}},"
 			" \"responses\": {\"201\": {\"description\": \"the job\", \"content\": {\"application/json\":"
-			" {\"schema\": %s}}}, \"400\": {\"description\": \"invalid; the message names the field\"},"
+			" {\"schema\": %s}}}, \"400\": {\"description\": \"BAD_REQUEST: invalid; the message names"
+			" the field\"}, \"500\": {\"description\": \"ERROR: the job could not be stored\"},"
 			" \"507\": {\"description\": \"LIMIT: limits.max_jobs or limits.max_jobs_per_actor"
 			" reached (error.details.limit names it)\"}}}",
 			JOB_SCHEMA);
 	snprintf(get_doc, sizeof get_doc,
 			"{\"summary\": \"One scheduled job\", \"responses\": {\"200\": {\"description\": \"the job\","
-			" \"content\": {\"application/json\": {\"schema\": %s}}}, \"404\": {\"description\": \"no such job\"}}}",
+			" \"content\": {\"application/json\": {\"schema\": %s}}}, \"404\": {\"description\":"
+			" \"NOT_FOUND: no such job\"}}}",
 			JOB_SCHEMA);
 	snprintf(del_doc, sizeof del_doc,
 			"{\"summary\": \"Unschedule a job\", \"responses\": {\"200\": {\"description\":"
-			" \"{deleted: true, job}\"}, \"404\": {\"description\": \"no such job\"},"
-			" \"403\": {\"description\": \"the authenticated caller does not own the job\"}}}");
+			" \"{deleted: true, job}\", \"content\": {\"application/json\": {\"schema\": {\"type\":"
+			" \"object\", \"required\": [\"deleted\", \"job\"], \"properties\": {\"deleted\":"
+			" {\"type\": \"boolean\"}, \"job\": %s}}}}}, \"404\": {\"description\": \"NOT_FOUND: no"
+			" such job\"}, \"403\": {\"description\": \"NOT_OWNER: the authenticated caller does not"
+			" own the job\"}, \"500\": {\"description\": \"ERROR: the store failed; the job is still"
+			" scheduled\"}}}",
+			JOB_SCHEMA);
 	oh_ctx *ctx = sp->ctx;
 	int rc = oh_route(ctx, "GET", "/jobs", get_jobs, NULL, list_doc);
 	if(!rc)

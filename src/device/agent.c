@@ -100,7 +100,8 @@ static void publish_meta(struct agent *a)
 	json_t *caps = json_object();
 	for(size_t i = 0; i < a->n_mods; i++) {
 		json_array_append_new(names, json_string(a->mods[i]->name));
-		json_object_set(caps, a->mods[i]->name, a->mods[i]->settings);
+		json_t *c = a->mods[i]->ops->capabilities(a->mods[i]);
+		json_object_set_new(caps, a->mods[i]->name, c ? c : json_object());
 	}
 	json_t *meta = json_pack("{s:s, s:o, s:o, s:O, s:n, s:s, s:s}", "device_id", a->id, "modules", names,
 			"capabilities", caps, "labels", a->labels, "feature", "version", OH_DEVICE_VERSION,

@@ -2,8 +2,9 @@
  * The interface between the device agent and the modules it runs (today
  * only "ndi").  A module owns its behaviour and child processes; the agent
  * owns the MQTT side: it parses envelopes, publishes acks and statuses, and
- * keeps the module's settings (its capabilities in meta), which it replaces
- * after a validated cfg update.
+ * keeps the module's settings, which it replaces after a validated cfg
+ * update, and publishes in meta the capabilities the module derives from
+ * them.
  */
 #ifndef OH_DEVICE_MODULE_H
 #define OH_DEVICE_MODULE_H
@@ -47,6 +48,10 @@ struct dev_module_ops {
 	void (*handle)(struct dev_module *m, const struct envelope *env, struct mod_result *res);
 	/* {"state": ..., "fields": {...}} plus any extra keys; returned: decref. */
 	json_t *(*status)(struct dev_module *m);
+	/* What meta publishes as capabilities.{name}: what the host needs to
+	 * know (the actions it can run now), never how they run (templates,
+	 * paths).  Returned: decref; NULL when out of memory. */
+	json_t *(*capabilities)(struct dev_module *m);
 	/* Stops every child (shutdown); the caller then waits with
 	 * proc_stop_all_blocking(). */
 	void (*stop_all)(struct dev_module *m);

@@ -338,12 +338,13 @@ static void do_record_stop(struct ndi *n, const struct envelope *env, struct mod
 static const struct {
 	const char *action;
 	void (*fn)(struct ndi *n, const struct envelope *env, struct mod_result *res);
+	const char *needs; /* the setting without which it cannot run, or NULL */
 } ndi_actions[] = {
-		{"start", do_start},
-		{"set_input", do_start},
-		{"stop", do_stop},
-		{"record_start", do_record_start},
-		{"record_stop", do_record_stop},
+		{"start", do_start, "start_cmd_template"},
+		{"set_input", do_start, "start_cmd_template"},
+		{"stop", do_stop, NULL},
+		{"record_start", do_record_start, "record_start_cmd_template"},
+		{"record_stop", do_record_stop, "record_start_cmd_template"},
 };
 
 static void ndi_handle(struct dev_module *m, const struct envelope *env, struct mod_result *res)
@@ -375,6 +376,21 @@ static json_t *ndi_status(struct dev_module *m)
 	return st;
 }
 
+/* {"actions": [...]}: what this device can do now.  The templates say how,
+ * which is the device's business: they would show every API reader the
+ * programs, paths and options of the machine. */
+static json_t *ndi_capabilities(struct dev_module *m)
+{
+	json_t *actions = json_array();
+	for(size_t i = 0; actions && i < sizeof ndi_actions / sizeof ndi_actions[0]; i++) {
+		const json_t *t = ndi_actions[i].needs ? json_object_get(m->settings, ndi_actions[i].needs)
+						       : NULL;
+		if(!ndi_actions[i].needs || m->host.simulate || json_string_length(t))
+			json_array_append_new(actions, json_string(ndi_actions[i].action));
+	}
+	return actions ? json_pack("{s:o}", "actions", actions) : NULL;
+}
+
 static void ndi_stop_all(struct dev_module *m)
 {
 	struct ndi *n = (struct ndi *)m;
@@ -401,6 +417,7 @@ const struct dev_module_ops ndi_module_ops = {
 		.create = ndi_create,
 		.handle = ndi_handle,
 		.status = ndi_status,
+		.capabilities = ndi_capabilities,
 		.stop_all = ndi_stop_all,
 		.destroy = ndi_destroy,
 };

@@ -34,7 +34,7 @@ static void check_parse(const char *payload)
 	const char *code = NULL;
 	char err[256];
 	int rc = oh_command_parse(NULL, &msg, &cmd, &code, err, sizeof err);
-	FUZZ_CHECK(cmd.req_id && strlen(cmd.req_id) >= 1 && strlen(cmd.req_id) <= OH_REQ_ID_MAX);
+	FUZZ_CHECK(strlen(cmd.req_id) >= 1 && strlen(cmd.req_id) <= OH_REQ_ID_MAX);
 	if(rc) {
 		FUZZ_CHECK(code && err[0]);
 	} else {

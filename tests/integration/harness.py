@@ -39,6 +39,12 @@ MOSQUITTO = os.environ.get("OH_MOSQUITTO", "/usr/sbin/mosquitto")
 SOURCE_DIR = os.path.abspath(os.environ.get(
     "OH_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")))
 BUILD_DIR = os.path.abspath(os.environ.get("OH_BUILD_DIR", os.path.join(SOURCE_DIR, "build")))
+# Where the NDI tests load the NDI plugin from: the built-in by default, or
+# the shared object the same sources build (OH_NDI_PLUGIN=so, or a path),
+# so one set of tests proves both roads (tests/CMakeLists.txt runs both).
+NDI_PLUGIN = os.environ.get("OH_NDI_PLUGIN") or "builtin:ndi"
+if NDI_PLUGIN == "so":
+    NDI_PLUGIN = os.path.join(BUILD_DIR, "plugins", "ndi.so")
 HOST_BINARY = os.path.join(BUILD_DIR, "orchestrator-host")
 DEVICE_BINARY = os.path.join(BUILD_DIR, "orchestrator-device")
 

@@ -197,7 +197,8 @@ def test_meta_status_and_heartbeat_retained(make_device, make_mqtt, peer, dev_id
     assert set(meta) == META_KEYS, meta
     assert meta["device_id"] == dev_id
     assert meta["modules"] == ["ndi"]
-    assert meta["capabilities"] == {"ndi": {"start_cmd_template": "sleep 1000", "stop_grace_s": 2}}
+    # What the device can do, not how: no template reaches the broker.
+    assert meta["capabilities"] == {"ndi": {"actions": ["start", "set_input", "stop"]}}
     assert meta["labels"] == ["studio-a"]
     assert meta["feature"] is None
     assert isinstance(meta["version"], str) and meta["version"]
@@ -417,8 +418,16 @@ def test_cfg_is_deep_merged(make_device, peer, dev_id):
     ack = peer.ack("cfg-1", since=since)
     assert ack["ok"] and ack["action"] == "cfg" and ack["actor"] == "orchestrator", ack
     meta = peer.mqtt.wait_for(topic(dev_id, "meta"), since=since)["payload"]
-    assert meta["capabilities"]["ndi"] == {"start_cmd_template": "sleep 999", "stop_grace_s": 2,
-                                           "extra": {"a": 1, "b": {"c": 2}}}, meta
+    # The settings are the device's own (the ack below shows them to the
+    # sender); meta carries only the actions they allow.
+    assert meta["capabilities"]["ndi"] == {"actions": ["start", "set_input", "stop"]}, meta
+    since = peer.mqtt.mark()
+    peer.send("ndi/cfg", {"req_id": "cfg-rec", "record_start_cmd_template": "sleep 998"})
+    assert peer.ack("cfg-rec", since=since)["ok"]
+    meta = peer.mqtt.wait_for(topic(dev_id, "meta"), since=since)["payload"]
+    assert meta["capabilities"]["ndi"] == {
+        "actions": ["start", "set_input", "stop", "record_start", "record_stop"]}, meta
+    assert "sleep" not in json.dumps(meta), meta
 
     since = peer.mqtt.mark()
     peer.send("ndi/cfg", {"extra": {"b": {"d": 3}}})
@@ -510,6 +519,9 @@ def test_simulate(make_device, mqtt, leftovers):
     for dev in ids:
         meta = mqtt.wait_for(topic(dev, "meta"), timeout=10)["payload"]
         assert meta["modules"] == ["ndi"] and meta["labels"] == ["demo"], meta
+        # A simulated device runs every action without a template.
+        assert meta["capabilities"] == {"ndi": {"actions": [
+            "start", "set_input", "stop", "record_start", "record_stop"]}}, meta
         mqtt.wait_for(topic(dev, "status"), lambda m: m["payload"]["online"] is True)
     assert not mqtt.messages(topic(prefix + "04", "#"))
 
@@ -556,7 +568,9 @@ def test_registry_shows_agent_and_last_will(host, make_device, peer, dev_id, lef
                                 and e.get("modules") == ["ndi"] else None)(registry_device(host, dev_id)),
                        timeout=10, msg="the agent online in the registry")
     assert entry["labels"] == ["studio-a"], entry
-    assert entry["capabilities"]["ndi"]["start_cmd_template"] == "sleep 1000", entry
+    assert entry["capabilities"]["ndi"] == {"actions": ["start", "set_input", "stop"]}, entry
+    for path in ("/api/registry", "/api/devices/" + dev_id, "/api/ndi/devices"):
+        assert "cmd_template" not in json.dumps(host.get(path)[1]), path
     st, one = host.get("/api/devices/" + dev_id)
     assert st == 200 and one.get("online") is True, (st, one)
 

@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+import harness
 from conftest import wait_until
 
 CMD = "/lab/orchestrator/ndi/cmd"
@@ -119,7 +120,7 @@ class Device:
 def ndi_config(settings=None, **extra):
     s = {"ack_timeout_s": 1}
     s.update(settings or {})
-    cfg = {"plugins": [{"module": "ndi", "path": "builtin:ndi", "settings": s}]}
+    cfg = {"plugins": [{"module": "ndi", "path": harness.NDI_PLUGIN, "settings": s}]}
     cfg.update(extra)
     return cfg
 

@@ -238,7 +238,7 @@ def test_bad_settings_are_refused_naming_the_key(probe_host, settings, needle):
 
 def test_ndi_plugin_route(make_host, tmp_path):
     helper = write_script(tmp_path / "helper.sh", "echo '[\"HELPER (Cam)\"]'\n")
-    h = make_host({"plugins": [{"module": "ndi", "path": "builtin:ndi",
+    h = make_host({"plugins": [{"module": "ndi", "path": harness.NDI_PLUGIN,
                                 "settings": {"sources": ["NDI-Source-1"],
                                              "discovery_helper": helper}}]})
     status, body = h.get("/api/ndi/sources")

@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 
+import harness
 from conftest import wait_until
 
 EVT = "/lab/orchestrator/ndi/evt"
@@ -35,7 +36,7 @@ def dev_evt(device_id):
 def ndi_config(settings=None):
     s = {"ack_timeout_s": 1, "mdns": False}
     s.update(settings or {})
-    return {"plugins": [{"module": "ndi", "path": "builtin:ndi", "settings": s}]}
+    return {"plugins": [{"module": "ndi", "path": harness.NDI_PLUGIN, "settings": s}]}
 
 
 class Device:
@@ -608,3 +609,14 @@ def test_ui_page_is_served(host):
     status, headers, js = host.request("GET", "/ui/ndi/page.js")
     assert status == 200 and "javascript" in headers["Content-Type"]
     assert "innerHTML" not in js
+
+
+def test_plugin_comes_from_the_configured_path(make_host):
+    """The same tests run with builtin:ndi and with build/plugins/ndi.so
+    (OH_NDI_PLUGIN=so): the host really loaded the one asked for."""
+    h = make_host(ndi_config())
+    status, body = h.get("/api/plugins")
+    assert status == 200, body
+    ndi = [p for p in body["plugins"] if p["module"] == "ndi"]
+    assert ndi and ndi[0]["loaded"] is True and ndi[0]["path"] == harness.NDI_PLUGIN, ndi
+    assert ("from %s" % harness.NDI_PLUGIN) in h.log()

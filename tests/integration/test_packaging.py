@@ -7,13 +7,16 @@ lists are checked against packaging/packages-run.txt (the list `make`
 installs) and against what the -dev packages depend on in dpkg.
 """
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
 
+from conftest import wait_until
 from harness import BUILD_DIR, SOURCE_DIR
 
 DOCKERFILE = os.path.join(SOURCE_DIR, "Dockerfile")
@@ -151,7 +154,7 @@ def test_install_tree(installed):
     unit = os.path.join(p, "lib", "systemd", "system", "orchestrator-host.service")
     assert os.path.exists(unit)
     text = read(unit)
-    assert "@" not in text.replace("multi-user", ""), "unconfigured @VARS@ left in the unit"
+    assert not re.search(r"@[A-Za-z0-9_]+@", text), "unconfigured @VARS@ left in the unit"
     m = re.search(r"^ExecStart=(\S+) --config (\S+)$", text, re.M)
     assert m and m.group(1).endswith("/bin/orchestrator-host") and m.group(2).endswith(
         "/orchestrator-host/orchestrator-host.json"), text
@@ -184,3 +187,138 @@ def test_unit_verifies(installed, tmp_path):
                 if "orchestrator-host.service" in l and "mosquitto.service" not in l
                 and "avahi-daemon.service" not in l and "Documentation" not in l]
     assert not problems, out
+
+
+# `systemd-analyze security` rates the unit from 0 (locked down) to 10; the
+# unit stays at or below this.  1.1 when written: what is left is the
+# network itself (the broker may be anywhere), AF_UNIX for avahi and
+# netlink for getifaddrs, and the rtc device ProtectClock= allows.
+MAX_EXPOSURE = 2.0
+
+
+def test_installed_unit_security_score(installed):
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd, in "
+                    "packaging/packages-test.txt): the unit's score is not checked")
+    unit = _find(installed, "systemd", "system", "orchestrator-host.service")
+    assert unit, "cmake --install laid out no systemd unit"
+    text = read(unit)
+    # --offline: the unit file as it is, without a running systemd.
+    cp = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", unit],
+                        capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", cp.stdout)
+    assert m, cp.stdout + cp.stderr
+    score = float(m.group(1))
+    assert score <= MAX_EXPOSURE, "exposure %.1f > %.1f:\n%s" % (
+        score, MAX_EXPOSURE, "\n".join(l for l in cp.stdout.splitlines() if "\u2717" in l))
+    for line in ("SystemCallFilter=@system-service", "SystemCallArchitectures=native",
+                 "MemoryDenyWriteExecute=yes", "ProtectProc=invisible", "ProcSubset=pid",
+                 "PrivateUsers=yes"):
+        assert re.search(r"^%s$" % re.escape(line), text, re.M), line
+
+
+def _unit_list(text, key):
+    """(allowed, denied) words of every `key=` line: `~` lines deny."""
+    allow, deny = [], []
+    for value in re.findall(r"^%s=(.*)$" % re.escape(key), text, re.M):
+        (deny if value.startswith("~") else allow).extend(value.lstrip("~").split())
+    return allow, deny
+
+
+def _syscall_sets(analyze):
+    """{"@group": set of system call names}, nested groups expanded, as this
+    systemd knows them."""
+    out = subprocess.run([analyze, "syscall-filter", "--no-pager"], capture_output=True,
+                         text=True, check=True).stdout
+    raw, cur = {}, None
+    for line in out.splitlines():
+        if line.startswith("@"):
+            cur = raw.setdefault(line.split()[0], [])
+        elif cur is not None and line.strip() and not line.strip().startswith("#"):
+            cur.append(line.split()[0])
+
+    def expand(name, seen=()):
+        if not name.startswith("@"):
+            return {name}
+        assert name in raw, "systemd knows no group %s" % name
+        return set().union(*(expand(n, seen + (name,)) for n in raw[name] if n not in seen))
+    return expand
+
+
+def test_host_stays_within_the_units_sandbox(make_host, mqtt, tmp_path):
+    """No systemd runs here to start the unit, so the host is traced
+    instead (strace -f, its helpers included) through a start, broker
+    traffic, REST calls, a discovery helper run and a stop, and every
+    system call, socket family and executable mapping is held against the
+    unit's SystemCallFilter=, RestrictAddressFamilies= and
+    MemoryDenyWriteExecute=: what the sandbox would refuse, the host must
+    not need."""
+    analyze, strace = shutil.which("systemd-analyze"), shutil.which("strace")
+    if not analyze or not strace:
+        pytest.skip("needs systemd-analyze and strace (packaging/packages-test.txt)")
+    with open(os.path.join(BUILD_DIR, "orchestrator-host"), "rb") as f:
+        if b"__asan_init" in f.read():
+            pytest.skip("a sanitizer build makes system calls of its own (personality, "
+                        "sigaltstack): the release tree checks the host")
+    unit = read(UNIT)
+    expand = _syscall_sets(analyze)
+    allow, deny = _unit_list(unit, "SystemCallFilter")
+    allowed = set().union(*map(expand, allow)) - set().union(*map(expand, deny))
+    families = set(_unit_list(unit, "RestrictAddressFamilies")[0])
+    assert re.search(r"^MemoryDenyWriteExecute=yes$", unit, re.M)
+
+    trace = tmp_path / "strace.out"
+    host = make_host({"plugins": [{"module": "ndi", "path": "builtin:ndi", "settings": {
+        "mdns": False, "discovery_helper": ["/bin/echo", '["CAM (1)"]']}}]}, start=False)
+    host.binary = strace
+    host.args = []
+    real_argv = host.argv
+
+    def traced(args=None):
+        return ["-f", "-qq", "-o", str(trace), os.path.join(BUILD_DIR, "orchestrator-host")] + \
+            real_argv(args)[1:]
+    host.argv = lambda args=None: [strace] + traced(args)
+    host.start(timeout=30)
+    host.wait_connected(timeout=30)
+    mqtt.publish("/lab/device/rpi-9/meta", {"modules": ["ndi"]}, retain=True)
+    mqtt.publish("/lab/device/rpi-9/status", {"online": True}, retain=True)
+    wait_until(lambda: host.get("/api/devices/rpi-9")[0] == 200, 10, msg="device registered")
+    wait_until(lambda: "CAM (1)" in json.dumps(host.get("/api/ndi/sources")[1]), 10,
+               msg="the helper's source")
+    assert host.post("/api/ndi/reserve", {"device_id": "rpi-9", "actor": "a", "lease_s": 60})[0] == 200
+    assert host.request("GET", "/metrics")[0] == 200
+    # SIGTERM to the host itself (strace would only detach), then strace
+    # ends with it.
+    with open("/proc/%d/task/%d/children" % (host.proc.pid, host.proc.pid)) as f:
+        os.kill(int(f.read().split()[0]), signal.SIGTERM)
+    assert host.wait(timeout=20) == 0, host.log()[-2000:]
+
+    calls, sockets, wx, proc = set(), set(), [], set()
+    for line in read(str(trace)).splitlines():
+        m = re.match(r"^\d+\s+([a-z0-9_]+)\((.*)", line)
+        if not m:
+            continue
+        calls.add(m.group(1))
+        p = re.search(r'"(/proc/[^"]*)"', m.group(2))
+        if p and not re.match(r"/proc/(self|thread-self)/", p.group(1)):
+            proc.add(p.group(1))
+        if m.group(1) == "socket":
+            sockets.add(m.group(2).split(",")[0])
+        if (m.group(1) in ("mprotect", "pkey_mprotect") and "PROT_EXEC" in m.group(2)) or (
+                m.group(1) == "mmap" and "PROT_WRITE" in m.group(2) and "PROT_EXEC" in m.group(2)):
+            wx.append(line)
+    # The trace saw the work: the helper's spawn and exec, the broker and
+    # HTTP sockets, the store's syncs.
+    assert {"execve", "accept4", "connect", "fdatasync"} <= calls, sorted(calls)
+    assert calls & {"clone", "clone3", "vfork"}, sorted(calls)
+    assert {"AF_INET"} <= sockets, sockets
+    # SQLite gives a new journal its database's owner only when running as
+    # root (and ignores a failure): under the unit's own user it never calls.
+    if os.geteuid() == 0:
+        calls.discard("fchown")
+    assert not calls - allowed, "refused by SystemCallFilter=: %s" % sorted(calls - allowed)
+    assert sockets <= families, "refused by RestrictAddressFamilies=: %s" % sorted(sockets - families)
+    assert not wx, "refused by MemoryDenyWriteExecute=: %s" % wx[:5]
+    # ProcSubset=pid and ProtectProc=invisible leave the process its own.
+    assert not proc, "hidden by ProcSubset=pid: %s" % sorted(proc)

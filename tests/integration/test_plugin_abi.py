@@ -4,7 +4,7 @@ orchestrator-host, and tiny test plugins from tests/plugins/ built as real
 shared objects (OH_BUILD_DIR/test-plugins/NAME.so).
 
 Covers: refusal with a named reason (wrong ABI version naming both numbers,
-failing init, missing file, missing symbol, unknown built-in) while the other
+a newer minor naming both versions, failing init, missing file, missing symbol, unknown built-in) while the other
 plugins keep working; teardown of everything a failed plugin registered;
 `path.so:symbol`; the services behind the handle (settings, registry reads,
 non-JSON payloads as ackable errors, log prefix); namespace enforcement;
@@ -12,12 +12,14 @@ run-time unload (DELETE /api/plugins/{module}) with live timers,
 subscriptions, routes, an open deferred request, a lease watcher and a UI
 page; edges a careless plugin reaches (stale timer handles, lease calls
 without an actor or with NaN durations, oh_spawn with max_output SIZE_MAX);
-and the example relay plugin built out of tree against the installed
-headers and pkg-config file, driven end to end.  See docs/plugins.md.
+the example relay plugin built out of tree against the installed
+headers and pkg-config file, driven end to end; and docs/plugins.md's
+hello.c built with the page's command (-Wall -Wextra -Werror) and loaded.  See docs/plugins.md.
 """
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -98,6 +100,8 @@ def test_refused_plugins_name_their_reason_and_the_rest_run(make_host, mqtt):
     host = make_host({"plugins": [
         {"module": "ndi", "path": "builtin:ndi"},
         {"module": "wrongver", "path": so("abi_wrong_version")},
+        {"module": "newer", "path": so("abi_newer_minor")},
+        {"module": "newer2", "path": so("abi_newer_minor_only")},
         {"module": "failing", "path": so("abi_failing_init"), "settings": {"device": "/dev/ttyX9"}},
         {"module": "nofile", "path": "/nonexistent/dir/plugin.so"},
         {"module": "nosym", "path": so("abi_custom_symbol")},
@@ -112,11 +116,17 @@ def test_refused_plugins_name_their_reason_and_the_rest_run(make_host, mqtt):
         p = plugins_by_module(host, path)
         assert p["ndi"]["loaded"] is True and p["ndi"]["error"] is None
         assert p["custom"]["loaded"] is True and p["custom"]["version"] == "1.2.3"
-        for module in ("wrongver", "failing", "nofile", "nosym", "badsym", "nobuiltin"):
+        for module in ("wrongver", "newer", "newer2", "failing", "nofile", "nosym", "badsym",
+                       "nobuiltin"):
             assert p[module]["loaded"] is False, p[module]
             assert "name" not in p[module] and "ui" not in p[module]
-        assert p["wrongver"]["error"] == ("built for plugin ABI version 2, "
-                                          "but this host speaks version 1")
+        assert p["wrongver"]["error"] == ("built for plugin ABI version 3, "
+                                          "but this host speaks version 2")
+        # Needing a later minor: named in versions, whether dlopen would
+        # have failed on a missing symbol (newer) or not (newer2).
+        for module in ("newer", "newer2"):
+            assert p[module]["error"] == ("needs plugin ABI 2.2, "
+                                          "but this host provides 2.1"), p[module]
         assert p["failing"]["error"] == "probe says no: /dev/ttyX9 is not a relay board"
         assert p["nofile"]["error"].startswith("cannot load: ")
         assert "/nonexistent/dir/plugin.so" in p["nofile"]["error"]
@@ -131,7 +141,10 @@ def test_refused_plugins_name_their_reason_and_the_rest_run(make_host, mqtt):
     assert sorted(snap["modules"]) == ["custom", "ndi"]
 
     log = host.log()
-    assert "plugin wrongver (%s) refused: built for plugin ABI version 2" % so("abi_wrong_version") in log
+    assert "plugin wrongver (%s) refused: built for plugin ABI version 3" % so("abi_wrong_version") in log
+    assert "plugin newer (%s) refused: needs plugin ABI 2.2" % so("abi_newer_minor") in log
+    assert "undefined symbol" not in log
+    assert "init of a plugin needing a newer minor ran" not in log
     assert "refused: probe says no: /dev/ttyX9 is not a relay board" in log
     assert "init of a plugin with the wrong ABI version ran" not in log
     assert "[custom] custom entry point says hello" in log
@@ -494,9 +507,9 @@ def tree_listing(path):
 
 
 @pytest.fixture
-def relay_so(tmp_path):
+def installed(tmp_path):
     """Installs the host's headers and pkg-config file under a temporary
-    prefix and builds examples/relay against them, output kept there."""
+    prefix; returns the environment that finds them with pkg-config."""
     if not shutil.which("pkg-config") or not shutil.which("make") or not shutil.which("cc"):
         pytest.skip("pkg-config, make and cc are needed to build the example")
     prefix = tmp_path / "prefix"
@@ -517,7 +530,14 @@ def relay_so(tmp_path):
     incs = [f[2:] for f in cflags if f.startswith("-I")]
     assert incs and os.path.exists(os.path.join(incs[0], "oh", "host.h")), cflags
     assert os.path.realpath(incs[0]) == os.path.realpath(prefix / "include")
+    return env, incs[0]
 
+
+@pytest.fixture
+def relay_so(tmp_path, installed):
+    """examples/relay built against the installed headers, output kept in
+    tmp_path."""
+    env, include = installed
     source = os.path.join(harness.SOURCE_DIR, "examples", "relay")
     before = tree_listing(source)
     out = tmp_path / "relay.so"
@@ -531,7 +551,7 @@ def relay_so(tmp_path):
                          "LDFLAGS=%s" % ldflags],
                         env=env, capture_output=True, text=True, timeout=120)
     assert cp.returncode == 0, cp.stdout + cp.stderr
-    assert "-I%s" % incs[0] in cp.stdout
+    assert "-I%s" % include in cp.stdout
     assert out.exists()
     assert tree_listing(source) == before, "the example build wrote into the source tree"
     return str(out)
@@ -630,3 +650,91 @@ def test_example_relay_built_out_of_tree(make_host, mqtt, make_mqtt, relay_so):
     for t in ("meta", "status"):
         device.publish(ROOT + "/device/%s/%s" % (dev, t), b"", retain=True)
     assert "[relay] on channel 2 of %s for app" % dev in host.log()
+
+
+def doc_blocks(lang):
+    """The fenced code blocks of docs/plugins.md in language lang."""
+    with open(os.path.join(harness.SOURCE_DIR, "docs", "plugins.md")) as f:
+        text = f.read()
+    return re.findall(r"^```%s\n(.*?)^```$" % lang, text, re.M | re.S)
+
+
+def test_hello_from_the_docs_builds_cleanly_and_loads(make_host, mqtt, tmp_path, installed):
+    """docs/plugins.md's hello.c, built with the page's own command (which
+    includes -Wall -Wextra -Werror) against the installed include/oh, then
+    loaded and driven: the walk-through cannot drift from the ABI."""
+    env, _ = installed
+    hello = [b for b in doc_blocks("c") if b.startswith("/* hello.c")]
+    assert len(hello) == 1, "docs/plugins.md has no hello.c block"
+    command = [b for b in doc_blocks("sh") if "-o hello.so hello.c" in b]
+    assert len(command) == 1, "docs/plugins.md has no build command for hello.c"
+    assert all(flag in command[0] for flag in ("-Wall", "-Wextra", "-Werror"))
+    (tmp_path / "hello.c").write_text(hello[0])
+    cp = subprocess.run(["sh", "-ec", command[0]], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0 and not cp.stderr, cp.stdout + cp.stderr
+    hello_so = str(tmp_path / "hello.so")
+
+    host = make_host({"plugins": [{"module": "hello", "path": hello_so}]})
+    host.wait_connected()
+    p = plugins_by_module(host)
+    assert p["hello"]["loaded"] is True and p["hello"]["name"] == "Hello", p["hello"]
+    assert host.get("/api/hello/hello") == (200, {"hello": "hello"})
+    mqtt.subscribe(ROOT + "/orchestrator/hello/evt")
+
+    def acked():
+        req = rid()
+        mark = mqtt.mark()
+        mqtt.publish(ROOT + "/orchestrator/hello/cmd", {"req_id": req, "action": "wave"})
+        ack = ack_for(mqtt, "hello", req, since=mark, timeout=0.5)
+        return ack if ack else None
+    ack = wait_until(acked, 10, msg="an ack from the hello plugin")
+    assert ack["ok"] is True and ack["code"] == "OK" and ack["action"] == "wave"
+
+
+
+def test_builtin_and_shared_object_of_one_plugin_side_by_side(make_host, mqtt):
+    """build/plugins/ndi.so is the same sources as builtin:ndi, compiled once
+    with hidden symbols: both load into one host under two module names and
+    each answers in its own namespace, with its own settings."""
+    ndi_so = os.path.join(harness.BUILD_DIR, "plugins", "ndi.so")
+    assert os.path.exists(ndi_so), "the build makes plugins/ndi.so"
+    if shutil.which("nm"):
+        # Hidden symbols: the .so exports its entry point only, and the
+        # host none of the built-in's functions for the .so to bind to.
+        def exported(path):
+            out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True,
+                                 text=True, check=True).stdout
+            return {line.split()[-1] for line in out.splitlines() if line.strip()}
+        assert {n for n in exported(ndi_so) if not n.startswith("_")} == {"oh_plugin_entry"}
+        assert not [n for n in exported(harness.HOST_BINARY) if n.startswith("ndi_")]
+    host = make_host({"plugins": [
+        {"module": "ndi", "path": "builtin:ndi",
+         "settings": {"sources": ["CAM-BUILTIN"], "mdns": False}},
+        {"module": "video", "path": ndi_so,
+         "settings": {"sources": ["CAM-SO"], "mdns": False}},
+    ]})
+    host.wait_connected()
+    p = plugins_by_module(host)
+    assert p["ndi"]["loaded"] is True and p["video"]["loaded"] is True, p
+    assert p["video"]["path"] == ndi_so and p["video"]["ui"] == "/ui/video"
+
+    def names(module):
+        status, body = host.get("/api/%s/sources" % module)
+        assert status == 200, body
+        return sorted(body["sources"])
+    assert wait_until(lambda: names("ndi") == ["CAM-BUILTIN"], 5)
+    assert wait_until(lambda: names("video") == ["CAM-SO"], 5)
+    status, page = host.get("/ui/video")
+    assert status == 200 and "NDI" in page
+
+    # Each acks on its own event topic.
+    for module in ("ndi", "video"):
+        mqtt.subscribe(ROOT + "/orchestrator/%s/evt" % module)
+        req = rid()
+        mark = mqtt.mark()
+        mqtt.publish(ROOT + "/orchestrator/%s/cmd" % module, {"req_id": req, "action": "explode",
+                                                                "params": {"device_id": "rpi-01"}})
+        ack = wait_until(lambda: ack_for(mqtt, module, req, since=mark, timeout=0.5), 10,
+                         msg="an ack from %s" % module)
+        assert ack["code"] == "BAD_ACTION", ack

@@ -28,7 +28,7 @@
 #include "oh/plugin.h"
 
 struct state {
-	struct oh_timer *first, *second, *check, *rep;
+	oh_timer_id first, second, check, rep;
 	int first_fired, second_fired, rep_ticks, checked;
 };
 
@@ -69,7 +69,7 @@ static void on_check(oh_ctx *ctx, void *ud)
 	oh_timer_cancel(ctx, st->second);
 	oh_timer_cancel(ctx, st->rep);
 	oh_timer_cancel(ctx, st->check);
-	oh_timer_cancel(ctx, NULL);
+	oh_timer_cancel(ctx, OH_TIMER_NONE);
 	st->checked++;
 }
 

@@ -132,6 +132,7 @@ static int init(oh_ctx *ctx, const json_t *settings)
 
 static const struct oh_plugin plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.abi_minor = 1, /* oh_topic_parse */
 		.name = "namespace probe",
 		.version = "0",
 		.init = init,

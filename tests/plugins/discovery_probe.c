@@ -10,10 +10,11 @@
  * Settings are the discovery's own (ndi_discovery_setting_keys); any other
  * key is refused, as the NDI plugin does.
  *
- * The discovery code is not compiled in here: the host binary contains it
- * (built-in NDI plugin) and exports its symbols to plugins, so this probe
- * runs exactly the code the daemon runs, with the daemon's Avahi build
- * option.  Loading it into a host without those symbols fails at dlopen.
+ * The build links the NDI plugin's own ndi_discovery.c and
+ * ndi_avahi_poll.c into this probe (CMakeLists.txt), with the plugin's
+ * Avahi build option, so it runs exactly the code the plugin runs; the host
+ * exports none of a built-in plugin's symbols to borrow.  The entry point is
+ * the only symbol it exports.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -86,7 +87,5 @@ static const struct oh_plugin probe = {
 		.cleanup = probe_cleanup,
 };
 
-const struct oh_plugin *oh_plugin_entry(void)
-{
-	return &probe;
-}
+/* Exported (visibility default) though the rest of the probe is hidden. */
+OH_PLUGIN_ENTRY(&probe)

@@ -49,8 +49,8 @@ static void run_until_fired(int n)
 static void test_stale_handles_are_harmless(void)
 {
 	setup();
-	struct oh_timer *first = oh_timer_add(&a, 1, false, on_fire, NULL);
-	CHECK(first != NULL);
+	oh_timer_id first = oh_timer_add(&a, 1, false, on_fire, NULL);
+	CHECK(first != OH_TIMER_NONE);
 	CHECK_INT_EQ(plugin_timers_count(&a), 1);
 	run_until_fired(1);
 	CHECK_INT_EQ(fired, 1);
@@ -58,16 +58,16 @@ static void test_stale_handles_are_harmless(void)
 
 	/* Fired: cancelling does nothing, also after a new timer was added
 	 * (which would have reused the memory of an address handle). */
-	struct oh_timer *second = oh_timer_add(&a, 3600 * 1000, false, on_fire, NULL);
-	CHECK(second != NULL && second != first);
+	oh_timer_id second = oh_timer_add(&a, 3600 * 1000, false, on_fire, NULL);
+	CHECK(second != OH_TIMER_NONE && second > first);
 	oh_timer_cancel(&a, first);
 	oh_timer_cancel(&a, first);
 	CHECK_INT_EQ(plugin_timers_count(&a), 1);
 
-	/* Another plugin's handle, NULL, and one never issued: ignored. */
+	/* Another plugin's handle, 0, and one never issued: ignored. */
 	oh_timer_cancel(&b, second);
-	oh_timer_cancel(&a, NULL);
-	oh_timer_cancel(&a, (struct oh_timer *)(uintptr_t)0x7fffffff);
+	oh_timer_cancel(&a, OH_TIMER_NONE);
+	oh_timer_cancel(&a, (oh_timer_id)0x7fffffff);
 	CHECK_INT_EQ(plugin_timers_count(&a), 1);
 
 	/* Cancelled twice. */
@@ -76,7 +76,7 @@ static void test_stale_handles_are_harmless(void)
 	CHECK_INT_EQ(plugin_timers_count(&a), 0);
 
 	/* A repeating timer, cancelled, then its handle again. */
-	struct oh_timer *rep = oh_timer_add(&a, 1, true, on_fire, NULL);
+	oh_timer_id rep = oh_timer_add(&a, 1, true, on_fire, NULL);
 	run_until_fired(3);
 	CHECK(fired >= 3);
 	oh_timer_cancel(&a, rep);
@@ -84,7 +84,7 @@ static void test_stale_handles_are_harmless(void)
 	CHECK_INT_EQ(plugin_timers_count(&a), 0);
 
 	/* Torn down (the plugin unloaded) and a stale cancel after. */
-	struct oh_timer *gone = oh_timer_add(&a, 3600 * 1000, false, on_fire, NULL);
+	oh_timer_id gone = oh_timer_add(&a, 3600 * 1000, false, on_fire, NULL);
 	plugin_timers_free(&a);
 	oh_timer_cancel(&a, gone);
 	CHECK_INT_EQ(plugin_timers_count(&a), 0);
@@ -97,7 +97,7 @@ static void test_many_timers_any_order(void)
 	enum {
 		N = 40000
 	};
-	struct oh_timer **t = calloc(N, sizeof *t);
+	oh_timer_id *t = calloc(N, sizeof *t);
 	size_t *order = calloc(N, sizeof *order);
 	if(!CHECK(t && order))
 		return;

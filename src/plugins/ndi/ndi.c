@@ -1,6 +1,7 @@
 /*
- * The built-in NDI plugin ("builtin:ndi"): relays NDI commands from apps to
- * devices, keeps per-device reservations, and reports each command's fate.
+ * The NDI plugin ("builtin:ndi", or build/plugins/ndi.so): relays NDI
+ * commands from apps to devices, keeps per-device reservations, and reports
+ * each command's fate.
  *
  * This file is the plugin's life cycle: it validates the settings against
  * one table, subscribes to the module's command topic and to the devices'
@@ -19,33 +20,83 @@
 #include "ndi.h"
 #include "ndi_discovery.h"
 
-#include "conf.h"
-
 /* ---- settings ------------------------------------------------------------ */
 
-/* Keys read (and checked) by ndi_discovery_new(): accepted here as they are. */
-static int discovery_setting(const struct conf_field *f, const json_t *v, void *ctx, const char *file,
-		char *err, size_t len)
+/* One row per key this file reads; the discovery keys are only let through
+ * (ndi_discovery_new() reads and checks them). */
+enum setting_kind {
+	SETTING_NUM,   /* a number in min..max */
+	SETTING_BOOL,  /* true or false */
+	SETTING_ADMINS /* an array of strings, or null */
+};
+
+struct setting {
+	const char *key;
+	enum setting_kind kind;
+	double min, max;
+	size_t offset; /* of the destination in struct ndi_settings */
+};
+
+static const struct setting settings_table[] = {
+		/* The bound keeps the timer's milliseconds inside an unsigned. */
+		{"ack_timeout_s", SETTING_NUM, 0.001, 86400, offsetof(struct ndi_settings, ack_timeout_s)},
+		{"default_lease_s", SETTING_NUM, 0.001, 1e9, offsetof(struct ndi_settings, default_lease_s)},
+		{"max_lease_s", SETTING_NUM, 0.001, 1e9, offsetof(struct ndi_settings, max_lease_s)},
+		{"relay_when_offline", SETTING_BOOL, 0, 0, offsetof(struct ndi_settings, relay_when_offline)},
+		{"admins", SETTING_ADMINS, 0, 0, 0},
+};
+
+static bool is_discovery_key(const char *key)
 {
-	return 0;
+	for(size_t i = 0; ndi_discovery_setting_keys[i]; i++) {
+		if(!strcmp(ndi_discovery_setting_keys[i], key))
+			return true;
+	}
+	return false;
 }
 
-static int admins_setting(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
-		size_t len)
+static bool strings_only(const json_t *v)
 {
-	struct ndi_settings *s = ctx;
 	size_t i;
 	const json_t *item;
-	if(!json_is_array(v))
-		return 1;
 	json_array_foreach(v, i, item)
 	{
 		if(!json_is_string(item))
-			return 1;
+			return false;
 	}
-	json_decref(s->admins);
-	s->admins = json_deep_copy(v);
-	return s->admins ? 0 : -1;
+	return true;
+}
+
+/* Stores one value; OH_OK, or the oh_fail() naming settings.{key}. */
+static int setting_apply(oh_ctx *ctx, const struct setting *f, const json_t *v, struct ndi_settings *s)
+{
+	char *dest = (char *)s + f->offset;
+	switch(f->kind) {
+	case SETTING_NUM: {
+		if(!json_is_number(v))
+			return oh_fail(ctx, "settings.%s: expected a number", f->key);
+		double d = json_number_value(v);
+		if(d < f->min || d > f->max)
+			return oh_fail(ctx, "settings.%s: %g is out of range %g..%g", f->key, d, f->min,
+					f->max);
+		*(double *)dest = d;
+		return OH_OK;
+	}
+	case SETTING_BOOL:
+		if(!json_is_boolean(v))
+			return oh_fail(ctx, "settings.%s: expected true or false", f->key);
+		*(bool *)dest = json_is_true(v);
+		return OH_OK;
+	case SETTING_ADMINS:
+		if(json_is_null(v))
+			return OH_OK;
+		if(!json_is_array(v) || !strings_only(v))
+			return oh_fail(ctx, "settings.%s: expected an array of strings or null", f->key);
+		json_decref(s->admins);
+		s->admins = json_deep_copy(v);
+		return s->admins ? OH_OK : OH_ERR_NOMEM;
+	}
+	return OH_ERR_INVAL;
 }
 
 static void settings_clear(struct ndi_settings *s)
@@ -55,9 +106,9 @@ static void settings_clear(struct ndi_settings *s)
 }
 
 /*
- * Fills *s from the settings object with the host's schema walker, so every
- * key is checked and an unknown one (a typo like "ack_timeout") fails init
- * naming it; on failure explains with oh_fail() and leaves *s for
+ * Fills *s from the settings object against one table, so every key is
+ * checked and an unknown one (a typo like "ack_timeout") fails init naming
+ * it; on failure explains with oh_fail() and leaves *s for
  * settings_clear().
  */
 static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
@@ -71,26 +122,23 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 	if(!json_is_object(obj))
 		return oh_fail(ctx, "settings: expected an object");
 
-	struct conf_field table[32] = {
-			/* The bound keeps the timer's milliseconds inside an unsigned. */
-			{"settings.ack_timeout_s", CONF_NUM, false, 0.001, 86400, &s->ack_timeout_s, NULL, NULL},
-			{"settings.default_lease_s", CONF_NUM, false, 0.001, 1e9, &s->default_lease_s, NULL,
-					NULL},
-			{"settings.max_lease_s", CONF_NUM, false, 0.001, 1e9, &s->max_lease_s, NULL, NULL},
-			{"settings.relay_when_offline", CONF_BOOL, false, 0, 0, &s->relay_when_offline, NULL,
-					NULL},
-			{"settings.admins", CONF_CUSTOM, true, 0, 0, NULL, admins_setting,
-					"an array of strings or null"},
-	};
-	size_t n = 5;
-	char keys[16][64];
-	for(size_t i = 0; ndi_discovery_setting_keys[i] && n < 16 + 5; i++, n++) {
-		snprintf(keys[i], sizeof keys[i], "settings.%s", ndi_discovery_setting_keys[i]);
-		table[n] = (struct conf_field){keys[i], CONF_CUSTOM, true, 0, 0, NULL, discovery_setting, NULL};
+	const char *key;
+	const json_t *v;
+	json_object_foreach((json_t *)obj, key, v)
+	{
+		if(is_discovery_key(key))
+			continue;
+		const struct setting *f = NULL;
+		for(size_t i = 0; i < sizeof settings_table / sizeof settings_table[0] && !f; i++)
+			f = strcmp(settings_table[i].key, key) ? NULL : &settings_table[i];
+		if(!f)
+			return oh_fail(ctx, "settings.%s: unknown key", key);
+		if(json_is_null(v) && f->kind != SETTING_ADMINS)
+			return oh_fail(ctx, "settings.%s: must not be null", key);
+		int rc = setting_apply(ctx, f, v, s);
+		if(rc)
+			return rc;
 	}
-	char err[300];
-	if(conf_walk_at(table, obj, "settings", s, oh_module(ctx), err, sizeof err))
-		return oh_fail(ctx, "%s", err);
 	if(s->default_lease_s > s->max_lease_s) {
 		return oh_fail(ctx, "settings.default_lease_s: %g is over max_lease_s (%g)",
 				s->default_lease_s, s->max_lease_s);
@@ -207,15 +255,13 @@ static void ndi_cleanup(oh_ctx *ctx)
 
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.abi_minor = 1, /* oh_topic_parse */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,
 		.cleanup = ndi_cleanup,
 };
 
-const struct oh_plugin *ndi_plugin_entry(void);
-
-const struct oh_plugin *ndi_plugin_entry(void)
-{
-	return &ndi_plugin;
-}
+/* oh_plugin_entry in plugins/ndi.so; in the host, the name cmake/plugin.cmake
+ * gives the built-in. */
+OH_PLUGIN_ENTRY(&ndi_plugin)

@@ -22,7 +22,7 @@ struct AvahiWatch {
 
 struct AvahiTimeout {
 	oh_ctx *ctx;
-	struct oh_timer *t; /* NULL when disarmed or just fired */
+	oh_timer_id t; /* OH_TIMER_NONE when disarmed or just fired */
 	AvahiTimeoutCallback cb;
 	void *userdata;
 	bool in_cb, dead;
@@ -87,7 +87,7 @@ static void av_watch_free(AvahiWatch *w)
 static void on_av_timeout(oh_ctx *ctx, void *ud)
 {
 	AvahiTimeout *t = ud;
-	t->t = NULL; /* one-shot: the host already freed it */
+	t->t = OH_TIMER_NONE; /* one-shot: the host already freed it */
 	t->in_cb = true;
 	t->cb(t, t->userdata);
 	t->in_cb = false;
@@ -99,7 +99,7 @@ static void av_timeout_arm(AvahiTimeout *t, const struct timeval *tv)
 {
 	if(t->t) {
 		oh_timer_cancel(t->ctx, t->t);
-		t->t = NULL;
+		t->t = OH_TIMER_NONE;
 	}
 	if(!tv)
 		return;

@@ -54,7 +54,6 @@
 #include "oh/host.h"
 
 #include "ndi.h"
-#include "strmap.h"
 
 /* Work per turn of the loop, and how many items between looks at the clock. */
 #define SLICE_S 0.005
@@ -111,7 +110,7 @@ enum phase {
 
 struct ndi_devices {
 	struct ndi *n;
-	struct strmap *by_id;  /* id -> struct entry (owned) */
+	struct oh_map *by_id;  /* id -> struct entry (owned) */
 	struct entry **sorted; /* every entry but the newcomers, by id */
 	size_t n_sorted;
 	struct entry *leased;        /* entries showing a lease */
@@ -152,8 +151,8 @@ struct ndi_devices {
 	char *out;    /* where the next fragment goes */
 	size_t i_out; /* the next sorted entry to copy */
 	bool first_out;
-	struct oh_timer *timer; /* the next slice, or NULL */
-	struct text scratch;    /* where a fragment is rendered */
+	oh_timer_id timer;   /* the next slice, or OH_TIMER_NONE */
+	struct text scratch; /* where a fragment is rendered */
 	/* For the log: when the build started, its walk, slices and renders. */
 	double started, walk_s;
 	unsigned slices;
@@ -515,7 +514,7 @@ static int walk_one(const struct oh_device *dev, void *ud)
 	 * is current.  This keeps the walk to a comparison per device. */
 	if(dev->changes && dev->changes <= v->walked.registry)
 		return 0;
-	e = strmap_size(v->by_id) ? strmap_get(v->by_id, dev->id) : NULL;
+	e = oh_map_size(v->by_id) ? oh_map_get(v->by_id, dev->id) : NULL;
 	if(!e) {
 		/* A flood of new ids costs the walk a copy each, no more. */
 		if(add_new_id(v, dev->id))
@@ -531,7 +530,7 @@ static int walk_one(const struct oh_device *dev, void *ud)
 static void status_changed(const char *device_id, void *ud)
 {
 	struct ndi_devices *v = ud;
-	struct entry *e = strmap_get(v->by_id, device_id);
+	struct entry *e = oh_map_get(v->by_id, device_id);
 
 	/* Newcomers are not in by_id yet: they are queued anyway. */
 	if(e)
@@ -596,13 +595,13 @@ static bool index_step(struct ndi_devices *v, struct budget *b)
 		if(!e)
 			goto nomem;
 		memcpy(e->id, id, len + 1);
-		strmap_put(v->by_id, e->id, e, &err);
+		err = oh_map_put(v->by_id, e->id, e, NULL);
 		if(err) {
 			free(e);
 			goto nomem;
 		}
 		if(!push(&v->fresh, &v->n_fresh, &v->cap_fresh, e)) {
-			strmap_remove(v->by_id, e->id);
+			oh_map_remove(v->by_id, e->id);
 			free(e);
 			goto nomem;
 		}
@@ -651,7 +650,7 @@ static bool sweep_step(struct ndi_devices *v, struct budget *b)
 		if(oh_device_get(v->n->ctx, e->id, &dev) == OH_OK) {
 			v->sorted[v->n_kept++] = e;
 		} else {
-			strmap_remove(v->by_id, e->id);
+			oh_map_remove(v->by_id, e->id);
 			entry_free(v, e);
 			v->body_stale = true;
 		}
@@ -932,7 +931,7 @@ static void abandon(struct ndi_devices *v)
 	for(size_t i = v->i_todo; i < v->n_todo; i++)
 		v->todo[i]->queued = false;
 	for(size_t i = 0; i < v->n_fresh; i++) {
-		strmap_remove(v->by_id, fresh[i]->id);
+		oh_map_remove(v->by_id, fresh[i]->id);
 		entry_free(v, fresh[i]);
 	}
 	v->n_fresh = v->n_new = v->new_len = v->new_at = 0;
@@ -1001,7 +1000,7 @@ static void on_slice(oh_ctx *ctx, void *ud)
 {
 	struct ndi_devices *v = ud;
 
-	v->timer = NULL; /* fired: never cancel it now */
+	v->timer = OH_TIMER_NONE; /* fired: never cancel it now */
 	if(!v->building) {
 		if(v->waiters)
 			build(v);
@@ -1072,7 +1071,7 @@ int ndi_devices_start(struct ndi *n)
 		return OH_ERR_NOMEM;
 	v->n = n;
 	v->lease_deadline = INFINITY;
-	v->by_id = strmap_new();
+	v->by_id = oh_map_new();
 	if(!v->by_id) {
 		free(v);
 		return OH_ERR_NOMEM;
@@ -1100,7 +1099,7 @@ void ndi_devices_free(struct ndi *n)
 		oh_timer_cancel(n->ctx, v->timer);
 	answer(v, true);
 	/* Every entry is in by_id; sorted may be half swept, so it is not read. */
-	strmap_free(v->by_id, entry_release);
+	oh_map_free(v->by_id, entry_release);
 	if(v->sort.src)
 		free(v->sort.src == v->fresh ? v->sort.dst : v->sort.src);
 	free(v->merge.out);

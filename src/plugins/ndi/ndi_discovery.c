@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "cmdline.h"
 
 #ifdef OH_HAVE_AVAHI
 #include <avahi-client/client.h>
@@ -78,7 +77,7 @@ struct ndi_discovery {
 
 	char **helper_argv; /* NULL: no helper */
 	unsigned helper_interval_ms, helper_timeout_ms;
-	struct oh_timer *helper_timer;
+	oh_timer_id helper_timer;
 	bool helper_running;
 	json_t *helper;            /* array of {name, host?, address?, port?} */
 	char helper_fail_msg[256]; /* the last failure logged, "" when healthy */
@@ -92,7 +91,7 @@ struct ndi_discovery {
 	AvahiClient *client;
 	AvahiServiceBrowser *browser;
 	struct mdns_svc *svcs;
-	struct oh_timer *mdns_timer; /* one-shot: retry or restart the client */
+	oh_timer_id mdns_timer; /* one-shot: retry or restart the client */
 #endif
 };
 
@@ -348,7 +347,7 @@ static void mdns_start(struct ndi_discovery *d);
 static void on_mdns_timer(oh_ctx *ctx, void *ud)
 {
 	struct ndi_discovery *d = ud;
-	d->mdns_timer = NULL;
+	d->mdns_timer = OH_TIMER_NONE;
 	mdns_drop(d);
 	if(d->client) {
 		avahi_client_free(d->client);
@@ -506,7 +505,7 @@ static void mdns_stop(struct ndi_discovery *d)
 {
 	if(d->mdns_timer) {
 		oh_timer_cancel(d->ctx, d->mdns_timer);
-		d->mdns_timer = NULL;
+		d->mdns_timer = OH_TIMER_NONE;
 	}
 	mdns_drop(d);
 	if(d->client) {
@@ -567,7 +566,7 @@ static int parse_settings(struct ndi_discovery *d, const json_t *settings)
 	if(json_is_string(v)) {
 		char why[160];
 		int argc;
-		if(cmdline_split(json_string_value(v), &d->helper_argv, &argc, why, sizeof why))
+		if(oh_cmdline_split(json_string_value(v), NULL, 0, &d->helper_argv, &argc, why, sizeof why))
 			return oh_fail(ctx, "settings.discovery_helper: %s", why);
 	} else if(json_is_array(v)) {
 		size_t n = json_array_size(v), i;
@@ -663,7 +662,7 @@ void ndi_discovery_free(struct ndi_discovery *d)
 		oh_timer_cancel(d->ctx, d->helper_timer);
 	/* A running helper is killed by the host at teardown; if it finishes
 	 * first, find_live() no longer knows this id. */
-	cmdline_free(d->helper_argv);
+	oh_cmdline_free(d->helper_argv);
 	json_decref(d->statics);
 	json_decref(d->helper);
 	free(d);

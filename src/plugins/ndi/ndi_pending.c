@@ -5,7 +5,7 @@
  * the device acks it on {root}/device/{id}/{module}/evt (then COMPLETED or
  * FAILED is published) or its one-shot timer fires (TIMEOUT).  Benchmarks
  * keep tens of thousands in flight, so lookups go through a hash map
- * (strmap) and each command has its own timer in the host's timer heap
+ * (oh_map) and each command has its own timer in the host's timer heap
  * rather than one periodic sweep.  Keying by device too
  * (a device id cannot contain '/') means only the addressed device can
  * complete a command, and two devices may use the same req_id.
@@ -40,7 +40,6 @@
 #include "oh/host.h"
 
 #include "ndi.h"
-#include "strmap.h"
 
 struct entry {
 	char *key;          /* "{device_id}/{req_id}", the table's key */
@@ -48,7 +47,7 @@ struct entry {
 	char device_id[NDI_DEVICE_ID_MAX + 1];
 	char *action;
 	char *actor;
-	struct oh_timer *timer;
+	oh_timer_id timer;
 	struct ndi *n;
 	ndi_done_fn done_fn; /* NULL when nobody waits */
 	void *done_ud;
@@ -56,12 +55,12 @@ struct entry {
 };
 
 struct ndi_pending {
-	struct strmap *by_key;    /* "{device_id}/{req_id}" -> struct entry */
-	struct strmap *by_device; /* device_id -> its commands in flight (>= 1), as a pointer */
+	struct oh_map *by_key;    /* "{device_id}/{req_id}" -> struct entry */
+	struct oh_map *by_device; /* device_id -> its commands in flight (>= 1), as a pointer */
 	bool limits_read;         /* max_all and max_device hold the host's limits */
 	long max_all, max_device; /* <= 0: not capped (a host without these limits) */
 	size_t peak;              /* the most in flight since the last trim */
-	struct oh_timer *trim;    /* armed while a burst drains */
+	oh_timer_id trim;         /* armed while a burst drains */
 	size_t removed;           /* entries removed since the timer last looked */
 	int trim_checks;          /* times it looked during this drain */
 	bool trim_late;           /* the timer is the follow-up of a trim */
@@ -91,11 +90,11 @@ struct ndi_pending *ndi_pending_new(void)
 
 	if(!p)
 		return NULL;
-	p->by_key = strmap_new();
-	p->by_device = strmap_new();
+	p->by_key = oh_map_new();
+	p->by_device = oh_map_new();
 	if(!p->by_key || !p->by_device) {
-		strmap_free(p->by_key, NULL);
-		strmap_free(p->by_device, NULL);
+		oh_map_free(p->by_key, NULL);
+		oh_map_free(p->by_device, NULL);
 		free(p);
 		return NULL;
 	}
@@ -104,27 +103,27 @@ struct ndi_pending *ndi_pending_new(void)
 
 static size_t device_pending(const struct ndi_pending *p, const char *device_id)
 {
-	return (size_t)(uintptr_t)strmap_get(p->by_device, device_id);
+	return (size_t)(uintptr_t)oh_map_get(p->by_device, device_id);
 }
 
 static void on_trim(oh_ctx *ctx, void *ud)
 {
 	struct ndi *n = ud;
 	struct ndi_pending *p = n->pending;
-	bool draining = p->removed > TRIM_QUIET_REMOVALS && strmap_size(p->by_key) > 0;
+	bool draining = p->removed > TRIM_QUIET_REMOVALS && oh_map_size(p->by_key) > 0;
 
 	/* The host frees a one-shot timer after it fired. */
-	p->trim = NULL;
+	p->trim = OH_TIMER_NONE;
 	p->removed = 0;
 	if(!p->trim_late && draining && ++p->trim_checks < TRIM_MAX_WAIT) {
 		p->trim = oh_timer_add(ctx, TRIM_CHECK_MS, false, on_trim, n);
 		if(p->trim)
 			return;
 	}
-	strmap_compact(p->by_key);
-	strmap_compact(p->by_device);
+	oh_map_compact(p->by_key);
+	oh_map_compact(p->by_device);
 	oh_memory_trim(ctx);
-	p->peak = strmap_size(p->by_key);
+	p->peak = oh_map_size(p->by_key);
 	p->trim_checks = 0;
 	p->trim_late = !p->trim_late;
 	if(p->trim_late && !(p->trim = oh_timer_add(ctx, TRIM_LATE_MS, false, on_trim, n)))
@@ -136,17 +135,16 @@ static void entry_unlink(struct ndi *n, struct entry *e)
 {
 	struct ndi_pending *p = n->pending;
 	size_t left = device_pending(p, e->device_id);
-	int err = 0;
 
-	strmap_remove(p->by_key, e->key);
+	oh_map_remove(p->by_key, e->key);
 	if(left > 1) {
 		/* Replacing an existing key allocates nothing, so cannot fail. */
-		strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)(left - 1), &err);
+		(void)oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)(left - 1), NULL);
 	} else {
-		strmap_remove(p->by_device, e->device_id);
+		oh_map_remove(p->by_device, e->device_id);
 	}
 	p->removed++;
-	if(!p->trim && p->peak >= TRIM_MIN_PEAK && strmap_size(p->by_key) <= p->peak / 2)
+	if(!p->trim && p->peak >= TRIM_MIN_PEAK && oh_map_size(p->by_key) <= p->peak / 2)
 		p->trim = oh_timer_add(n->ctx, TRIM_CHECK_MS, false, on_trim, n);
 }
 
@@ -182,33 +180,35 @@ static void conclude(oh_ctx *ctx, struct entry *e, json_t *event)
 	json_decref(event);
 }
 
+static int drop_entry(const char *key, void *value, void *ud)
+{
+	struct ndi *n = ud;
+	struct entry *e = value;
+	if(e->timer)
+		oh_timer_cancel(n->ctx, e->timer);
+	finish(e, NULL);
+	entry_free(e);
+	return 0;
+}
+
 void ndi_pending_free(struct ndi *n)
 {
 	struct ndi_pending *p = n->pending;
-	struct strmap_iter it;
-	void *v;
 
 	if(!p)
 		return;
 	if(p->trim)
 		oh_timer_cancel(n->ctx, p->trim);
-	strmap_iter_init(&it, p->by_key);
-	while(strmap_iter_next(&it, NULL, &v)) {
-		struct entry *e = v;
-		if(e->timer)
-			oh_timer_cancel(n->ctx, e->timer);
-		finish(e, NULL);
-		entry_free(e);
-	}
-	strmap_free(p->by_key, NULL);
-	strmap_free(p->by_device, NULL);
+	oh_map_foreach(p->by_key, drop_entry, n);
+	oh_map_free(p->by_key, NULL);
+	oh_map_free(p->by_device, NULL);
 	free(p);
 	n->pending = NULL;
 }
 
 size_t ndi_pending_count(const struct ndi *n)
 {
-	return n->pending ? strmap_size(n->pending->by_key) : 0;
+	return n->pending ? oh_map_size(n->pending->by_key) : 0;
 }
 
 static void on_timeout(oh_ctx *ctx, void *ud)
@@ -218,7 +218,7 @@ static void on_timeout(oh_ctx *ctx, void *ud)
 	char err[200];
 
 	/* The host frees a one-shot timer after it fired. */
-	e->timer = NULL;
+	e->timer = OH_TIMER_NONE;
 	entry_unlink(n, e);
 	snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id, n->set.ack_timeout_s);
 	conclude(ctx, e,
@@ -240,7 +240,7 @@ static int check_limits(struct ndi *n, const char *device_id)
 		p->max_device = oh_limit(n->ctx, "max_pending_per_device");
 		p->limits_read = true;
 	}
-	if(p->max_all > 0 && strmap_size(p->by_key) >= (size_t)p->max_all) {
+	if(p->max_all > 0 && oh_map_size(p->by_key) >= (size_t)p->max_all) {
 		oh_limit_refused(n->ctx, "max_pending");
 		return OH_ERR_TOO_LARGE;
 	}
@@ -262,7 +262,7 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, co
 
 	if(!make_key(key, device_id, req_id))
 		return OH_ERR_INVAL;
-	if(strmap_get(p->by_key, key))
+	if(oh_map_get(p->by_key, key))
 		return OH_ERR_EXISTS;
 	if((rc = check_limits(n, device_id)))
 		return rc;
@@ -279,10 +279,10 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, co
 		goto out_entry;
 	e->req_id = e->key + strlen(device_id) + 1;
 	on_device = device_pending(p, device_id);
-	strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)(on_device + 1), &err);
+	err = oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)(on_device + 1), NULL);
 	if(err)
 		goto out_entry;
-	strmap_put(p->by_key, key, e, &err);
+	err = oh_map_put(p->by_key, key, e, NULL);
 	if(err)
 		goto out_count;
 	e->timer = oh_timer_add(n->ctx, (unsigned)(n->set.ack_timeout_s * 1000 + 0.5), false, on_timeout, e);
@@ -290,15 +290,15 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, co
 		entry_unlink(n, e);
 		goto out_entry;
 	}
-	if(strmap_size(p->by_key) > p->peak)
-		p->peak = strmap_size(p->by_key);
+	if(oh_map_size(p->by_key) > p->peak)
+		p->peak = oh_map_size(p->by_key);
 	return OH_OK;
 
 out_count:
 	if(on_device)
-		strmap_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, &err);
+		err = oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, NULL);
 	else
-		strmap_remove(p->by_device, e->device_id);
+		oh_map_remove(p->by_device, e->device_id);
 
 out_entry:
 	entry_free(e);
@@ -309,7 +309,7 @@ out_entry:
 static struct entry *entry_take(struct ndi *n, const char *device_id, const char *req_id)
 {
 	char key[KEY_MAX];
-	struct entry *e = make_key(key, device_id, req_id) ? strmap_get(n->pending->by_key, key) : NULL;
+	struct entry *e = make_key(key, device_id, req_id) ? oh_map_get(n->pending->by_key, key) : NULL;
 
 	if(e)
 		entry_unlink(n, e);
@@ -320,7 +320,7 @@ static struct entry *entry_take(struct ndi *n, const char *device_id, const char
 static struct entry *entry_find(struct ndi *n, const char *device_id, const char *req_id)
 {
 	char key[KEY_MAX];
-	return make_key(key, device_id, req_id) ? strmap_get(n->pending->by_key, key) : NULL;
+	return make_key(key, device_id, req_id) ? oh_map_get(n->pending->by_key, key) : NULL;
 }
 
 void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id)
@@ -396,7 +396,7 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		return;
 	}
 	oh_timer_cancel(ctx, e->timer);
-	e->timer = NULL;
+	e->timer = OH_TIMER_NONE;
 
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);

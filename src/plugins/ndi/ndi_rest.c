@@ -26,9 +26,9 @@
 
 #include "oh/host.h"
 
-#include "embedded.h"
 #include "ndi.h"
 #include "ndi_discovery.h"
+#include "ndi_web.h"
 
 #define REST_ACTOR "api"
 #define ACTOR_MAX 120
@@ -420,22 +420,26 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 /* ---- OpenAPI descriptions ------------------------------------------------------------ */
 
-#define ERR_SCHEMA                                                                                           \
-	"{\"type\": \"object\", \"properties\": {\"error\": {\"type\": \"object\", \"properties\": {"        \
-	"\"code\": {\"type\": \"string\"}, \"message\": {\"type\": \"string\"},"                             \
-	" \"req_id\": {\"type\": \"string\"}, \"details\": {\"type\": \"object\"}}}}}"
+/* Errors name the host's shared Error schema (include/oh/host.h). */
 #define ERR(status, text)                                                                                    \
 	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
-	" {\"schema\": " ERR_SCHEMA "}}}"
-#define ACK_SCHEMA                                                                                           \
-	"{\"type\": \"object\", \"description\": \"an ack, as on /lab/orchestrator/ndi/evt\","               \
-	" \"properties\": {\"req_id\": {\"type\": \"string\"}, \"ok\": {\"type\": \"boolean\"},"             \
-	" \"code\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"                             \
-	" \"actor\": {\"type\": \"string\"}, \"ts\": {\"type\": \"string\"},"                                \
-	" \"error\": {\"type\": \"string\", \"nullable\": true}, \"details\": {\"type\": \"object\"}}}"
+	" {\"schema\": {\"$ref\": \"#/components/schemas/Error\"}}}}"
+/* An ack's schema, its properties left open for ACK and SEND_ACK to close. */
+#define ACK_OPEN                                                                                                                   \
+	"{\"type\": \"object\", \"description\": \"an ack, as on /lab/orchestrator/ndi/evt\","                                     \
+	" \"required\": [\"ok\", \"code\"], \"properties\": {\"req_id\": {\"type\": \"string\"}, \"ok\": {\"type\": \"boolean\"}," \
+	" \"code\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"                                                   \
+	" \"actor\": {\"type\": \"string\"}, \"ts\": {\"type\": \"string\"},"                                                      \
+	" \"error\": {\"type\": \"string\", \"nullable\": true}, \"details\": {\"type\": \"object\"}"
 #define ACK(status, text)                                                                                    \
 	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
-	" {\"schema\": " ACK_SCHEMA "}}}"
+	" {\"schema\": " ACK_OPEN "}}}}}"
+/* A send's ack may also carry warnings: things relayed anyway that the
+ * device may not like. */
+#define SEND_ACK(status, text)                                                                               \
+	"\"" status "\": {\"description\": \"" text "\", \"content\": {\"application/json\":"                \
+	" {\"schema\": " ACK_OPEN                                                                            \
+	", \"warnings\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}}}}}}}"
 #define BODY(required, props)                                                                                \
 	"\"requestBody\": {\"required\": true, \"content\": {\"application/json\": {\"schema\": {"           \
 	"\"type\": \"object\", \"required\": " required ", \"additionalProperties\": false,"                 \
@@ -452,12 +456,13 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 #define P_LEASE_S                                                                                            \
 	"\"lease_s\": {\"type\": \"number\", \"description\": \"> 0 and <= max_lease_s; default"             \
 	" default_lease_s\"}"
-#define OK_JSON(text) "\"200\": {\"description\": \"" text "\"}"
 
-static const char DOC_STATUS[] = "{\"summary\": \"The registry snapshot\","
-				 " \"description\": \"The same document as GET /api/registry and"
-				 " /lab/orchestrator/registry: devices, locks, modules, ts, seq.\","
-				 " \"responses\": {" OK_JSON("the snapshot") "}}";
+static const char DOC_STATUS[] =
+		"{\"summary\": \"The registry snapshot\","
+		" \"description\": \"The same document as GET /api/registry and"
+		" /lab/orchestrator/registry: devices, locks, modules, ts, seq.\","
+		" \"responses\": {\"200\": {\"description\": \"the snapshot\", \"content\":"
+		" {\"application/json\": {\"schema\": {\"$ref\": \"#/components/schemas/Registry\"}}}}}}";
 
 static const char DOC_SOURCES[] =
 		"{\"summary\": \"Discovered NDI sources\","
@@ -466,8 +471,14 @@ static const char DOC_SOURCES[] =
 		" whether mDNS browsing runs.\", \"parameters\": [{\"name\": \"detail\", \"in\": \"query\","
 		" \"required\": false, \"schema\": {\"type\": \"string\", \"enum\": [\"0\", \"1\"]}}],"
 		" \"responses\": {\"200\": {\"description\": \"{sources: [name, ...]}\", \"content\": {"
-		"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"sources\": {"
-		"\"type\": \"array\"}, \"mdns\": {\"type\": \"string\"}}}}}}}}";
+		"\"application/json\": {\"schema\": {\"type\": \"object\", \"required\": [\"sources\"],"
+		" \"properties\": {\"sources\": {\"type\": \"array\", \"items\": {\"oneOf\": ["
+		"{\"type\": \"string\"}, {\"type\": \"object\", \"required\": [\"name\"], \"properties\": {"
+		"\"name\": {\"type\": \"string\"}, \"host\": {\"type\": \"string\", \"nullable\": true},"
+		" \"address\": {\"type\": \"string\", \"nullable\": true},"
+		" \"port\": {\"type\": \"integer\", \"nullable\": true},"
+		" \"origin\": {\"type\": \"array\", \"items\": {\"type\": \"string\", \"enum\": [\"mdns\", \"helper\", \"static\"]}}}}]}}, \"mdns\": {\"type\": \"string\","
+		" \"enum\": [\"running\", \"unavailable\", \"disabled\"]}}}}}}}}";
 
 static const char DOC_DEVICES[] =
 		"{\"summary\": \"Devices with the ndi module\","
@@ -476,9 +487,10 @@ static const char DOC_DEVICES[] =
 		" state, input and recording from its /lab/device/{id}/ndi/status (null when it never"
 		" published one; module_status is the whole object), and the lease holder.\","
 		" \"responses\": {\"200\": {\"description\": \"{devices: [...]}\", \"content\": {"
-		"\"application/json\": {\"schema\": {\"type\": \"object\", \"properties\": {\"devices\": {"
-		"\"type\": \"array\", \"items\": {\"type\": \"object\", \"properties\": {"
-		"\"device_id\": {\"type\": \"string\"}, \"online\": {\"type\": \"boolean\", \"nullable\": true},"
+		"\"application/json\": {\"schema\": {\"type\": \"object\", \"required\": [\"devices\"],"
+		" \"properties\": {\"devices\": {"
+		"\"type\": \"array\", \"items\": {\"type\": \"object\", \"required\": [\"device_id\"],"
+		" \"properties\": {\"device_id\": {\"type\": \"string\"}, \"online\": {\"type\": \"boolean\", \"nullable\": true},"
 		" \"stale\": {\"type\": \"boolean\"}, \"last_seen\": {\"type\": \"string\", \"nullable\": true},"
 		" \"capabilities\": {\"type\": \"object\", \"nullable\": true},"
 		" \"state\": {\"type\": \"string\", \"nullable\": true},"
@@ -504,8 +516,8 @@ static const char DOC_SEND[] =
 				" \"source\": {\"type\": \"string\"}, \"params\": {\"type\": \"object\", \"description\":"
 				" \"more parameters, relayed untouched\"}, " P_ACTOR
 				", " P_REQ_ID) ","
-					       " \"responses\": {" ACK("200",
-							       "wait=1: the device's ack (COMPLETED)") ", " ACK("202",
+					       " \"responses\": {" SEND_ACK("200",
+							       "wait=1: the device's ack (COMPLETED)") ", " SEND_ACK("202",
 							       "relayed (DISPATCHED); COMPLETED/FAILED/TIMEOUT follow on the evt topic") ", " ERR("400",
 							       "bad body (the message names the field), unknown action (BAD_ACTION) or unknown"
 							       " source") ", " ERR("404",
@@ -565,8 +577,9 @@ static const char DOC_FORCE_RELEASE[] =
 
 static int register_page(struct ndi *n)
 {
-	const struct embedded_file *html = embedded_find("src/plugins/ndi/web/ndi.html");
-	const struct embedded_file *js = embedded_find("src/plugins/ndi/web/ndi.js");
+	/* Embedded at build time from web/ (cmake/plugin.cmake). */
+	const struct oh_web_file *html = ndi_web_find("web/ndi.html");
+	const struct oh_web_file *js = ndi_web_find("web/ndi.js");
 
 	if(!html || !js) {
 		oh_log(n->ctx, OH_LOG_WARN, "the page files are not in the binary: no /ui/%s",

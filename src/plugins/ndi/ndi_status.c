@@ -20,7 +20,6 @@
 #include "oh/host.h"
 
 #include "ndi.h"
-#include "strmap.h"
 
 /* Bounds the memory a flood of made-up device ids can take. */
 #define MAX_DEVICES 65536
@@ -33,7 +32,7 @@ struct status {
 };
 
 struct ndi_status {
-	struct strmap *by_device; /* device id -> struct status (owned) */
+	struct oh_map *by_device; /* device id -> struct status (owned) */
 	struct status *oldest, *newest;
 	bool full_logged;
 	unsigned long long generation; /* bumped on every change */
@@ -88,11 +87,11 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 		oh_log(ctx, OH_LOG_DEBUG, "ignoring module status on %s: not a device id", msg->topic);
 		return;
 	}
-	s = strmap_get(st->by_device, id);
+	s = oh_map_get(st->by_device, id);
 	if(msg->len == 0) {
 		if(!s)
 			return;
-		strmap_remove(st->by_device, id);
+		oh_map_remove(st->by_device, id);
 		unlink_status(st, s);
 		value_free(s);
 		st->removed_at = ++st->generation;
@@ -109,7 +108,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	 * unchanged one must not invalidate views built from it. */
 	if(s && json_equal(s->doc, msg->json))
 		return;
-	if(!s && strmap_size(st->by_device) >= MAX_DEVICES) {
+	if(!s && oh_map_size(st->by_device) >= MAX_DEVICES) {
 		if(!st->full_logged) {
 			oh_log(ctx, OH_LOG_WARN,
 					"module status kept for %d devices already; ignoring "
@@ -133,7 +132,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 			return;
 		}
 		memcpy(s->id, id, len + 1);
-		strmap_put(st->by_device, id, s, &err);
+		err = oh_map_put(st->by_device, id, s, NULL);
 		if(err) {
 			json_decref(copy);
 			free(s);
@@ -173,7 +172,7 @@ int ndi_status_start(struct ndi *n)
 	n->status = calloc(1, sizeof(*n->status));
 	if(!n->status)
 		return OH_ERR_NOMEM;
-	n->status->by_device = strmap_new();
+	n->status->by_device = oh_map_new();
 	if(!n->status->by_device)
 		return OH_ERR_NOMEM;
 
@@ -194,14 +193,14 @@ void ndi_status_free(struct ndi *n)
 	if(!st)
 		return;
 	if(st->by_device)
-		strmap_free(st->by_device, value_free);
+		oh_map_free(st->by_device, value_free);
 	free(st);
 	n->status = NULL;
 }
 
 const json_t *ndi_status_get(const struct ndi *n, const char *device_id, unsigned long long *seq)
 {
-	const struct status *s = n->status && device_id ? strmap_get(n->status->by_device, device_id) : NULL;
+	const struct status *s = n->status && device_id ? oh_map_get(n->status->by_device, device_id) : NULL;
 
 	if(seq)
 		*seq = s ? s->seq : 0;
