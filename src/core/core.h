@@ -105,7 +105,8 @@ uint64_t registry_generation(const struct registry *r); /* host.generation */
 void registry_mark_dirty(struct registry *r);
 /* Stores every changed device document at once (shutdown). */
 void registry_flush(struct registry *r);
-/* The broker connection is new: nothing of ours is in flight. */
+/* The broker connection is new: the settling clock starts (first time),
+ * repair fetches open again; snapshot_on_connect does the snapshot's part. */
 void registry_on_connect(struct registry *r);
 /* Any message on the broker: a device heard on a module topic that is not
  * in the registry gets its meta fetched (registry_repair.c). */
@@ -157,7 +158,7 @@ int api_core_register(struct host *h);
 /* api_plugins.c: GET /api/plugins, DELETE /api/plugins/{module} */
 int api_plugins_register(struct host *h);
 int api_ui_register(struct host *h);      /* api_ui.c: the web UI and /api/events */
-int api_metrics_register(struct host *h); /* metrics.c: GET /metrics */
+int api_metrics_register(struct host *h); /* api_metrics.c: GET /metrics */
 
 /* ---- events.c: server-sent events at GET /api/events ---------------------- */
 
