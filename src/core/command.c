@@ -10,19 +10,28 @@
 #include <string.h>
 #include <time.h>
 
+#include "envelope.h"
 #include "timeutil.h"
+
+/* The host's rules for app envelopes: any actor (leases are held under it)
+ * of a bounded length; params are bounded by max_payload_bytes. */
+static const struct envelope_rules app_rules = {.actor_max = 120};
 
 int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
 		char *err, size_t errlen)
 {
 	memset(cmd, 0, sizeof *cmd);
 	const json_t *env = msg->json;
-	/* A req_id is recovered even from a bad envelope so its ack correlates. */
-	const json_t *rid = json_is_object(env) ? json_object_get(env, "req_id") : NULL;
-	if(json_is_string(rid) && json_string_length(rid) > 0 && json_string_length(rid) <= OH_REQ_ID_MAX)
-		snprintf(cmd->req_id, sizeof cmd->req_id, "%s", json_string_value(rid));
+	struct envelope_fields f;
+	enum envelope_status st = envelope_read(env, &app_rules, &f, err, errlen);
+	/* A req_id, action and actor are recovered even from a bad envelope so
+	 * its ack correlates. */
+	if(f.req_id)
+		snprintf(cmd->req_id, sizeof cmd->req_id, "%s", f.req_id);
 	else
 		host_new_id(cmd->req_id, sizeof cmd->req_id);
+	cmd->action = f.action;
+	cmd->actor = f.actor_ok ? f.actor : NULL;
 
 	if(msg->too_large) {
 		*code = "TOO_LARGE";
@@ -34,47 +43,18 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 		snprintf(err, errlen, "%s", msg->error ? msg->error : "payload is not JSON");
 		return OH_ERR_INVAL;
 	}
-	if(!json_is_object(env)) {
+	if(st == ENVELOPE_NOT_OBJECT) {
 		*code = "BAD_JSON";
-		snprintf(err, errlen, "payload must be a JSON object");
 		return OH_ERR_INVAL;
 	}
-	*code = "BAD_REQUEST";
-	if(rid && !json_is_string(rid) && !json_is_null(rid)) {
-		snprintf(err, errlen, "req_id: expected a string");
-		return OH_ERR_INVAL;
-	}
-	if(json_is_string(rid) && json_string_length(rid) > OH_REQ_ID_MAX) {
-		snprintf(err, errlen, "req_id: longer than %d characters", OH_REQ_ID_MAX);
-		return OH_ERR_INVAL;
-	}
-	const json_t *action = json_object_get(env, "action");
-	if(!action) {
-		snprintf(err, errlen, "action: missing");
-		return OH_ERR_INVAL;
-	}
-	if(!json_is_string(action) || json_string_length(action) == 0) {
-		snprintf(err, errlen, "action: expected a non-empty string");
-		return OH_ERR_INVAL;
-	}
-	cmd->action = json_string_value(action);
-	const json_t *actor = json_object_get(env, "actor");
-	if(actor && !json_is_null(actor)) {
-		if(!json_is_string(actor) || json_string_length(actor) == 0 || json_string_length(actor) > 120) {
-			snprintf(err, errlen, "actor: expected a string of 1-120 characters");
-			return OH_ERR_INVAL;
-		}
-		cmd->actor = json_string_value(actor);
-	}
-	const json_t *params = json_object_get(env, "params");
-	if(params && !json_is_null(params) && !json_is_object(params)) {
-		snprintf(err, errlen, "params: expected an object");
+	if(st != ENVELOPE_OK) {
+		*code = "BAD_REQUEST";
 		return OH_ERR_INVAL;
 	}
 	static json_t *empty;
 	if(!empty)
 		empty = json_object();
-	cmd->params = json_is_object(params) ? params : empty;
+	cmd->params = f.params ? f.params : empty;
 	cmd->envelope = env;
 	*code = NULL;
 	err[0] = '\0';

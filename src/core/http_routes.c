@@ -141,7 +141,8 @@ void http_remove_owner(struct http_server *s, oh_ctx *owner)
 {
 	/* Requests the owner left open (deferred replies) would wait forever
 	 * and call its gone_fn after its code was unloaded: answer them now. */
-	for(struct oh_http_req *req = s->open; owner && req; req = req->next) {
+	for(struct list_node *n = s->open.first; owner && n; n = n->next) {
+		struct oh_http_req *req = list_entry(n, struct oh_http_req, link);
 		if(req->owner != owner || !req->dispatched || req->status || req->stream)
 			continue;
 		req->gone_fn = NULL;

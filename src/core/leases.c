@@ -273,14 +273,23 @@ static int persist(struct leases *ls, struct lease *l)
 	return store_lease_put(ls->host->store, &sl);
 }
 
-int leases_take(struct leases *ls, const char *key, const char *actor, double lease_s, struct oh_lease *out)
+/*
+ * Reserve and renew: gives actor the lease on key for lease_s from now.  A
+ * renewal needs a lease actor already holds (NOT_HELD, NOT_OWNER); a
+ * reservation takes a free key or extends actor's own (IN_USE when another
+ * holds it).
+ */
+static int hold(struct leases *ls, const char *key, const char *actor, double lease_s, bool renew,
+		struct oh_lease *out)
 {
 	if(!key_ok(key) || !actor_ok(actor) || !duration_ok(lease_s))
 		return OH_ERR_INVAL;
 	struct lease *l = live(ls, key);
+	if(!l && renew)
+		return OH_ERR_NOT_HELD;
 	if(l && strcmp(l->holder, actor)) {
 		fill_out(l, out);
-		return OH_ERR_IN_USE;
+		return renew ? OH_ERR_NOT_OWNER : OH_ERR_IN_USE;
 	}
 	bool created = false;
 	if(!l) {
@@ -317,50 +326,45 @@ int leases_take(struct leases *ls, const char *key, const char *actor, double le
 	return OH_OK;
 }
 
+int leases_take(struct leases *ls, const char *key, const char *actor, double lease_s, struct oh_lease *out)
+{
+	return hold(ls, key, actor, lease_s, false, out);
+}
+
 int leases_renew(struct leases *ls, const char *key, const char *actor, double lease_s, struct oh_lease *out)
 {
-	if(!key_ok(key) || !actor_ok(actor) || !duration_ok(lease_s))
-		return OH_ERR_INVAL;
+	return hold(ls, key, actor, lease_s, true, out);
+}
+
+/* Release and force release: ends the lease on key, held by actor or, with
+ * actor NULL (force), by anyone; out says who held it. */
+static int unhold(struct leases *ls, const char *key, const char *actor, struct oh_lease *out)
+{
 	struct lease *l = live(ls, key);
 	if(!l)
 		return OH_ERR_NOT_HELD;
-	if(strcmp(l->holder, actor)) {
-		fill_out(l, out);
+	fill_out(l, out);
+	if(actor && strcmp(l->holder, actor))
 		return OH_ERR_NOT_OWNER;
-	}
-	return leases_take(ls, key, actor, lease_s, out);
+	int rc = ls->host->store ? store_lease_delete(ls->host->store, key) : OH_OK;
+	if(rc)
+		return rc;
+	drop(ls, l);
+	return OH_OK;
 }
 
 int leases_release(struct leases *ls, const char *key, const char *actor, struct oh_lease *out)
 {
 	if(!key_ok(key) || !actor_ok(actor))
 		return OH_ERR_INVAL;
-	struct lease *l = live(ls, key);
-	if(!l)
-		return OH_ERR_NOT_HELD;
-	fill_out(l, out);
-	if(strcmp(l->holder, actor))
-		return OH_ERR_NOT_OWNER;
-	int rc = ls->host->store ? store_lease_delete(ls->host->store, key) : OH_OK;
-	if(rc)
-		return rc;
-	drop(ls, l);
-	return OH_OK;
+	return unhold(ls, key, actor, out);
 }
 
 int leases_force_release(struct leases *ls, const char *key, struct oh_lease *out)
 {
 	if(!key_ok(key))
 		return OH_ERR_INVAL;
-	struct lease *l = live(ls, key);
-	if(!l)
-		return OH_ERR_NOT_HELD;
-	fill_out(l, out);
-	int rc = ls->host->store ? store_lease_delete(ls->host->store, key) : OH_OK;
-	if(rc)
-		return rc;
-	drop(ls, l);
-	return OH_OK;
+	return unhold(ls, key, NULL, out);
 }
 
 int leases_can_use(struct leases *ls, const char *key, const char *actor, struct oh_lease *out)

@@ -46,6 +46,7 @@
 
 #include "ident.h"
 #include "json_fields.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "mqtt_link.h"
@@ -85,20 +86,19 @@ struct device {
 	bool doc_current; /* last_seen, stale, online in doc are up to date */
 	/* Devices in order of last message, oldest first: the stale scan only
 	 * looks at the head of this list. */
-	struct device *prev, *next;
-	bool in_fresh_list;
+	struct list_node fresh;
 	bool has_meta;         /* its document holds a meta (this run or stored) */
 	bool meta_heard;       /* a meta message arrived in this run */
 	bool heard;            /* any message arrived in this run */
 	double persisted_mono; /* when its document was last stored */
 	/* Devices whose document changed since it was last stored. */
-	struct device *persist_next, **persist_pprev;
+	struct list_node persist;
 };
 
 struct registry {
 	struct host *host;
 	struct strmap *devices;
-	struct device *fresh_head, *fresh_tail;
+	struct list fresh; /* of struct device, by last message, oldest first */
 
 	/* {root}/orchestrator/registry: read once at start-up, for the size
 	 * of the previous run's snapshot (see on_previous_snapshot). */
@@ -107,7 +107,7 @@ struct registry {
 	struct event *ev_stale;
 
 	struct registry_repair *repair;
-	struct device *persist_head;
+	struct list persist; /* of struct device: documents changed since last stored */
 	struct event *ev_persist;
 
 	/* Start-up: the broker gets no snapshot while settling (see the top). */
@@ -137,52 +137,26 @@ static void device_free(void *p)
 
 static void fresh_unlink(struct registry *r, struct device *d)
 {
-	if(!d->in_fresh_list)
-		return;
-	if(d->prev)
-		d->prev->next = d->next;
-	else
-		r->fresh_head = d->next;
-	if(d->next)
-		d->next->prev = d->prev;
-	else
-		r->fresh_tail = d->prev;
-	d->prev = d->next = NULL;
-	d->in_fresh_list = false;
+	if(list_linked(&r->fresh, &d->fresh))
+		list_remove(&r->fresh, &d->fresh);
 }
 
 static void fresh_append(struct registry *r, struct device *d)
 {
-	d->prev = r->fresh_tail;
-	d->next = NULL;
-	if(r->fresh_tail)
-		r->fresh_tail->next = d;
-	else
-		r->fresh_head = d;
-	r->fresh_tail = d;
-	d->in_fresh_list = true;
+	list_push_back(&r->fresh, &d->fresh);
 }
 
-static void persist_unlink(struct device *d)
+static void persist_unlink(struct registry *r, struct device *d)
 {
-	if(!d->persist_pprev)
-		return;
-	*d->persist_pprev = d->persist_next;
-	if(d->persist_next)
-		d->persist_next->persist_pprev = d->persist_pprev;
-	d->persist_next = NULL;
-	d->persist_pprev = NULL;
+	if(list_linked(&r->persist, &d->persist))
+		list_remove(&r->persist, &d->persist);
 }
 
 static void persist_mark(struct registry *r, struct device *d)
 {
-	if(d->persist_pprev)
+	if(list_linked(&r->persist, &d->persist))
 		return;
-	d->persist_next = r->persist_head;
-	if(r->persist_head)
-		r->persist_head->persist_pprev = &d->persist_next;
-	r->persist_head = d;
-	d->persist_pprev = &r->persist_head;
+	list_push_front(&r->persist, &d->persist);
 	if(!evtimer_pending(r->ev_persist, NULL)) {
 		struct timeval tv = {PERSIST_INTERVAL_MS / 1000, (PERSIST_INTERVAL_MS % 1000) * 1000};
 		evtimer_add(r->ev_persist, &tv);
@@ -195,12 +169,12 @@ static void persist_mark(struct registry *r, struct device *d)
 static void persist_some(struct registry *r, size_t max)
 {
 	struct store *st = r->host->store;
-	if(!r->persist_head || !st)
+	if(list_empty(&r->persist) || !st)
 		return;
 	store_begin_relaxed(st);
-	for(size_t n = 0; r->persist_head && n < max; n++) {
-		struct device *d = r->persist_head;
-		persist_unlink(d);
+	for(size_t n = 0; !list_empty(&r->persist) && n < max; n++) {
+		struct device *d = list_entry(r->persist.first, struct device, persist);
+		persist_unlink(r, d);
 		d->persisted_mono = time_now_mono();
 		char *text = json_dumps(d->doc, JSON_COMPACT);
 		if(text) {
@@ -215,7 +189,7 @@ static void on_persist_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct registry *r = arg;
 	persist_some(r, PERSIST_BATCH);
-	if(r->persist_head) {
+	if(!list_empty(&r->persist)) {
 		struct timeval tv = {0, 0};
 		evtimer_add(r->ev_persist, &tv); /* the rest on the next turn */
 	}
@@ -405,7 +379,7 @@ static void remove_device(struct registry *r, const char *id)
 	if(!d)
 		return;
 	fresh_unlink(r, d);
-	persist_unlink(d);
+	persist_unlink(r, d);
 	if(d->heard)
 		r->n_heard--;
 	device_free(d);
@@ -541,8 +515,9 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 	double limit = time_now_mono() - r->host->cfg.stale_after_s;
 	/* The list is ordered by last message, so stop at the first device
 	 * that spoke recently. */
-	while(r->fresh_head && r->fresh_head->last_seen_mono < limit) {
-		struct device *d = r->fresh_head;
+	while(!list_empty(&r->fresh) &&
+			list_entry(r->fresh.first, struct device, fresh)->last_seen_mono < limit) {
+		struct device *d = list_entry(r->fresh.first, struct device, fresh);
 		fresh_unlink(r, d);
 		if(d->online == 1 && !d->stale) {
 			d->stale = true;

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "list.h"
 #include "log.h"
 #include "mqtt_link.h"
 #include "strmap.h"
@@ -53,15 +54,15 @@ enum fetch_state {
 struct fetch {
 	char id[65];
 	enum fetch_state state;
-	double deadline;           /* OPEN: give up after; GAVE_UP: ask again after */
-	struct fetch *prev, *next; /* QUEUED: the queue */
-	int slot;                  /* OPEN: index in open[] */
+	double deadline;       /* OPEN: give up after; GAVE_UP: ask again after */
+	struct list_node link; /* QUEUED: in the queue */
+	int slot;              /* OPEN: index in open[] */
 };
 
 struct registry_repair {
 	struct host *host;
 	struct strmap *fetches; /* id -> struct fetch, one per device at most */
-	struct fetch *queue_head, *queue_tail;
+	struct list queue;      /* of struct fetch, oldest request first */
 	size_t queued;
 	struct fetch *open[REPAIR_IN_FLIGHT];
 	int n_open;
@@ -78,38 +79,17 @@ static void topic_of(const struct registry_repair *rp, const char *id, char *buf
 
 static void queue_unlink(struct registry_repair *rp, struct fetch *f)
 {
-	if(f->prev)
-		f->prev->next = f->next;
-	else
-		rp->queue_head = f->next;
-	if(f->next)
-		f->next->prev = f->prev;
-	else
-		rp->queue_tail = f->prev;
-	f->prev = f->next = NULL;
+	list_remove(&rp->queue, &f->link);
 	rp->queued--;
 }
 
 static void queue_push(struct registry_repair *rp, struct fetch *f, bool front)
 {
 	f->state = QUEUED;
-	if(front) {
-		f->prev = NULL;
-		f->next = rp->queue_head;
-		if(rp->queue_head)
-			rp->queue_head->prev = f;
-		else
-			rp->queue_tail = f;
-		rp->queue_head = f;
-	} else {
-		f->next = NULL;
-		f->prev = rp->queue_tail;
-		if(rp->queue_tail)
-			rp->queue_tail->next = f;
-		else
-			rp->queue_head = f;
-		rp->queue_tail = f;
-	}
+	if(front)
+		list_push_front(&rp->queue, &f->link);
+	else
+		list_push_back(&rp->queue, &f->link);
 	rp->queued++;
 }
 
@@ -136,8 +116,8 @@ static void arm(struct registry_repair *rp)
 static void fill(struct registry_repair *rp)
 {
 	double now = time_now_mono();
-	while(rp->queue_head && rp->n_open < REPAIR_IN_FLIGHT && mqtt_link_connected(rp->host->link)) {
-		struct fetch *f = rp->queue_head;
+	while(!list_empty(&rp->queue) && rp->n_open < REPAIR_IN_FLIGHT && mqtt_link_connected(rp->host->link)) {
+		struct fetch *f = list_entry(rp->queue.first, struct fetch, link);
 		char topic[512];
 		topic_of(rp, f->id, topic, sizeof topic);
 		if(mqtt_link_subscribe(rp->host->link, topic, 0))

@@ -16,7 +16,7 @@
 #include "agent.h"
 
 #include "birth.h"
-#include "envelope.h"
+#include "dev_envelope.h"
 #include "log.h"
 #include "module.h"
 #include "mqtt_link.h"

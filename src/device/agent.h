@@ -33,7 +33,7 @@ struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, c
 int agent_start(struct agent *a);
 
 /* First half of a clean shutdown: asks every module to stop its children
- * (then wait with proc_stop_all_blocking()). */
+ * (then wait with child_stop_all_blocking()). */
 void agent_stop_modules(struct agent *a);
 
 /* Second half: publishes module statuses and {"online": false} retained,

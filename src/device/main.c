@@ -10,7 +10,7 @@
 #include "agent.h"
 #include "dev_config.h"
 #include "log.h"
-#include "proc.h"
+#include "child.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -58,7 +58,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("agent", "%s: stopping", strsignal((int)sig));
 	for(size_t i = 0; i < app->n_agents; i++)
 		agent_stop_modules(app->agents[i]);
-	proc_stop_all_blocking();
+	child_stop_all_blocking();
 	for(size_t i = 0; i < app->n_agents; i++)
 		agent_go_offline(app->agents[i]);
 	event_base_loopbreak(app->base);
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "orchestrator-device: cannot create the event loop\n");
 		goto free_config;
 	}
-	if(proc_init(app.base)) {
+	if(child_init(app.base, true)) {
 		fprintf(stderr, "orchestrator-device: cannot watch child processes\n");
 		goto free_base;
 	}
@@ -215,7 +215,7 @@ free_signals:
 		event_free(ev_int);
 	if(ev_term)
 		event_free(ev_term);
-	proc_cleanup();
+	child_cleanup();
 free_base:
 	event_base_free(app.base);
 free_config:

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "envelope.h"
+#include "dev_envelope.h"
 
 struct event_base;
 struct dev_module;
@@ -53,7 +53,7 @@ struct dev_module_ops {
 	 * paths).  Returned: decref; NULL when out of memory. */
 	json_t *(*capabilities)(struct dev_module *m);
 	/* Stops every child (shutdown); the caller then waits with
-	 * proc_stop_all_blocking(). */
+	 * child_stop_all_blocking(). */
 	void (*stop_all)(struct dev_module *m);
 	void (*destroy)(struct dev_module *m);
 };

@@ -22,7 +22,7 @@
 #include "cmdline.h"
 #include "log.h"
 #include "module.h"
-#include "proc.h"
+#include "child.h"
 #include "util.h"
 
 #include <signal.h>
@@ -33,14 +33,35 @@
 
 #define DEFAULT_STOP_GRACE_S 5.0
 
+/* The two children the module runs, which start, stop, exit and report
+ * alike and differ only in names. */
+enum role_id {
+	VIEWER,
+	RECORDER,
+	N_ROLES
+};
+
+struct role_desc {
+	const char *name;         /* "viewer": in logs and last_exit.role */
+	const char *template_key; /* the settings key of its command */
+	const char *pid_key;      /* its pid in the fields and the ack details */
+	const char *source_key;   /* its source in the ack details */
+};
+
+static const struct role_desc roles[N_ROLES] = {
+		[VIEWER] = {"viewer", "start_cmd_template", "pid", "input"},
+		[RECORDER] = {"recorder", "record_start_cmd_template", "record_pid", "source"},
+};
+
+struct role {
+	bool on;      /* running (in simulation without a pid) */
+	char *source; /* NULL when off */
+	pid_t pid;    /* its group; 0 if none */
+};
+
 struct ndi {
 	struct dev_module base;
-	char *input;      /* the viewer's source; NULL when idle */
-	pid_t pid;        /* the viewer's group; 0 if none */
-	bool sim_running; /* simulation: a viewer "runs" without a pid */
-	bool recording;
-	char *record_source;
-	pid_t record_pid;
+	struct role role[N_ROLES];
 	json_t *last_exit; /* how the last child ended by itself, or NULL */
 };
 
@@ -100,63 +121,49 @@ static void changed(struct ndi *n)
 		n->base.host.status_changed(&n->base, n->base.host.ud);
 }
 
-static void stop_child(struct ndi *n, pid_t *pid)
+/* Stops role r's group (SIGTERM, SIGKILL after the grace) and marks it off. */
+static void stop_role(struct ndi *n, enum role_id r)
 {
-	if(!*pid)
-		return;
-	proc_forget(*pid);
-	proc_stop_group(*pid, grace_of(n));
-	*pid = 0;
-}
-
-static void stop_viewer(struct ndi *n)
-{
-	stop_child(n, &n->pid);
-	n->sim_running = false;
-	free(n->input);
-	n->input = NULL;
-}
-
-static void stop_recorder(struct ndi *n)
-{
-	stop_child(n, &n->record_pid);
-	n->recording = false;
-	free(n->record_source);
-	n->record_source = NULL;
+	struct role *ro = &n->role[r];
+	if(ro->pid) {
+		child_forget(ro->pid);
+		child_stop_group(ro->pid, grace_of(n));
+	}
+	ro->pid = 0;
+	ro->on = false;
+	free(ro->source);
+	ro->source = NULL;
 }
 
 /* A child of this role started again: its earlier exit is no longer news
  * (the other role's is). */
-static void forget_exit(struct ndi *n, const char *role)
+static void forget_exit(struct ndi *n, enum role_id r)
 {
 	const char *was = json_string_value(json_object_get(n->last_exit, "role"));
-	if(was && !strcmp(was, role)) {
+	if(was && !strcmp(was, roles[r].name)) {
 		json_decref(n->last_exit);
 		n->last_exit = NULL;
 	}
 }
 
-static void on_child_exit(pid_t pid, int wstatus, void *ud)
+static void on_child_exit(pid_t pid, const struct child_result *res, void *ud)
 {
 	struct ndi *n = ud;
-	const char *role;
-	if(pid == n->pid) {
-		role = "viewer";
-		n->pid = 0;
-		free(n->input);
-		n->input = NULL;
-	} else if(pid == n->record_pid) {
-		role = "recorder";
-		n->record_pid = 0;
-		n->recording = false;
-		free(n->record_source);
-		n->record_source = NULL;
-	} else {
+	int wstatus = res->status;
+	enum role_id r = 0;
+	while(r < N_ROLES && n->role[r].pid != pid)
+		r++;
+	if(r == N_ROLES)
 		return;
-	}
+	struct role *ro = &n->role[r];
+	ro->pid = 0;
+	ro->on = false;
+	free(ro->source);
+	ro->source = NULL;
+	const char *role = roles[r].name;
 	char how[96];
 	char ts[DEV_TS_LEN];
-	proc_describe_exit(wstatus, how, sizeof how);
+	child_describe_exit(wstatus, how, sizeof how);
 	log_warn("ndi", "%s: %s (pid %d) %s", n->base.host.device_id, role, (int)pid, how);
 	json_decref(n->last_exit);
 	n->last_exit = json_pack("{s:s, s:i, s:o, s:o, s:s, s:s}", "role", role, "pid", (int)pid, "code",
@@ -164,7 +171,7 @@ static void on_child_exit(pid_t pid, int wstatus, void *ud)
 			WIFSIGNALED(wstatus) ? json_integer(WTERMSIG(wstatus)) : json_null(), "reason", how,
 			"ts", dev_ts_now(ts));
 	/* Helpers it started in its group would otherwise linger unowned. */
-	proc_stop_group(pid, grace_of(n));
+	child_stop_group(pid, grace_of(n));
 	changed(n);
 }
 
@@ -208,79 +215,76 @@ static const char *param_source(const struct envelope *env, bool required, struc
 }
 
 /*
- * Builds the command from template_key, stops the viewer (or the recorder)
- * and starts the new child in its place.  Returns its pid, or 0 after
- * failing res; the command is validated before anything is stopped.
+ * The one start path of both roles: builds the command from the role's
+ * template (validated before anything is stopped), stops the role's child
+ * and starts the new one in its place, or in simulation only marks the role
+ * on.  Fails res when the command cannot be built or run.
  */
-static pid_t replace_child(struct ndi *n, const char *template_key, const char *source, bool recorder,
-		struct mod_result *res)
+static void start_role(struct ndi *n, enum role_id r, const char *source, struct mod_result *res)
 {
-	char **argv = build_argv(n, template_key, source, res);
-	if(!argv)
-		return 0;
-	bool was_running = recorder ? n->recording : n->pid != 0;
-	if(recorder)
-		stop_recorder(n);
-	else
-		stop_viewer(n);
-	pid_t pid;
-	char why[256];
-	int rc = proc_spawn(argv, on_child_exit, n, &pid, why, sizeof why);
-	cmdline_free(argv);
-	if(rc) {
-		mod_result_fail(res, ACK_MODULE_ERROR, "%s", why);
-		if(was_running)
-			changed(n);
-		return 0;
-	}
-	log_info("ndi", "%s: %s started for '%s' (pid %d)", n->base.host.device_id,
-			recorder ? "recorder" : "viewer", source, (int)pid);
-	return pid;
-}
-
-static void do_start(struct ndi *n, const struct envelope *env, struct mod_result *res)
-{
-	const char *source = param_source(env, true, res);
-	if(!source)
-		return;
+	const struct role_desc *d = &roles[r];
+	struct role *ro = &n->role[r];
 	char *copy = strdup(source);
 	if(!copy) {
 		mod_result_fail(res, ACK_EXCEPTION, "out of memory");
 		return;
 	}
 	if(n->base.host.simulate) {
-		stop_viewer(n);
-		n->input = copy;
-		n->sim_running = true;
-		res->details = json_pack("{s:s, s:n, s:b}", "input", source, "pid", "simulated", 1);
+		stop_role(n, r);
+		ro->on = true;
+		ro->source = copy;
+		res->details = json_pack("{s:n, s:s, s:b}", d->pid_key, d->source_key, copy, "simulated", 1);
 		changed(n);
 		return;
 	}
-	pid_t pid = replace_child(n, "start_cmd_template", source, false, res);
-	if(!pid) {
+	char **argv = build_argv(n, d->template_key, copy, res);
+	if(!argv) {
 		free(copy);
 		return;
 	}
-	n->pid = pid;
-	n->input = copy;
-	forget_exit(n, "viewer");
-	res->details = json_pack("{s:i, s:s}", "pid", (int)pid, "input", source);
+	bool was_running = ro->on;
+	stop_role(n, r);
+	pid_t pid;
+	char why[256];
+	/* stdout inherited: the viewer's output goes where the agent's does. */
+	const struct child_opts opts = {.timeout_ms = -1};
+	int rc = child_spawn(argv, &opts, on_child_exit, n, &pid, why, sizeof why);
+	cmdline_free(argv);
+	if(rc) {
+		free(copy);
+		mod_result_fail(res, ACK_MODULE_ERROR, "%s", why);
+		if(was_running)
+			changed(n);
+		return;
+	}
+	log_info("ndi", "%s: %s started for '%s' (pid %d)", n->base.host.device_id, d->name, copy, (int)pid);
+	ro->on = true;
+	ro->pid = pid;
+	ro->source = copy;
+	forget_exit(n, r);
+	res->details = json_pack("{s:i, s:s}", d->pid_key, (int)pid, d->source_key, copy);
 	changed(n);
+}
+
+static void do_start(struct ndi *n, const struct envelope *env, struct mod_result *res)
+{
+	const char *source = param_source(env, true, res);
+	if(source)
+		start_role(n, VIEWER, source, res);
 }
 
 static void do_stop(struct ndi *n, const struct envelope *env, struct mod_result *res)
 {
-	if(!n->pid && !n->sim_running && !n->recording) {
+	if(!n->role[VIEWER].on && !n->role[RECORDER].on) {
 		res->details = json_pack("{s:s}", "note", "already idle");
 		return;
 	}
 	json_t *stopped = json_array();
-	if(n->pid)
-		json_array_append_new(stopped, json_integer(n->pid));
-	if(n->record_pid)
-		json_array_append_new(stopped, json_integer(n->record_pid));
-	stop_viewer(n);
-	stop_recorder(n);
+	for(enum role_id r = 0; r < N_ROLES; r++) {
+		if(n->role[r].pid)
+			json_array_append_new(stopped, json_integer(n->role[r].pid));
+		stop_role(n, r);
+	}
 	res->details = json_pack("{s:o}", "stopped_pids", stopped ? stopped : json_array());
 	changed(n);
 }
@@ -291,46 +295,24 @@ static void do_record_start(struct ndi *n, const struct envelope *env, struct mo
 	if(res->code != ACK_OK)
 		return;
 	if(!source)
-		source = n->input;
+		source = n->role[VIEWER].source;
 	if(!source) {
 		mod_result_fail(res, ACK_BAD_REQUEST,
 				"params.source: missing, and there is no current input to record");
 		return;
 	}
-	char *copy = strdup(source);
-	if(!copy) {
-		mod_result_fail(res, ACK_EXCEPTION, "out of memory");
-		return;
-	}
-	if(n->base.host.simulate) {
-		stop_recorder(n);
-		n->recording = true;
-		n->record_source = copy;
-		res->details = json_pack("{s:n, s:s, s:b}", "record_pid", "source", copy, "simulated", 1);
-		changed(n);
-		return;
-	}
-	pid_t pid = replace_child(n, "record_start_cmd_template", source, true, res);
-	if(!pid) {
-		free(copy);
-		return;
-	}
-	n->recording = true;
-	n->record_pid = pid;
-	n->record_source = copy;
-	forget_exit(n, "recorder");
-	res->details = json_pack("{s:i, s:s}", "record_pid", (int)pid, "source", copy);
-	changed(n);
+	start_role(n, RECORDER, source, res);
 }
 
 static void do_record_stop(struct ndi *n, const struct envelope *env, struct mod_result *res)
 {
-	if(!n->recording) {
+	struct role *rec = &n->role[RECORDER];
+	if(!rec->on) {
 		res->details = json_pack("{s:s}", "note", "not recording");
 		return;
 	}
-	json_t *pid = n->record_pid ? json_integer(n->record_pid) : json_null();
-	stop_recorder(n);
+	json_t *pid = rec->pid ? json_integer(rec->pid) : json_null();
+	stop_role(n, RECORDER);
 	res->details = json_pack("{s:o}", "stopped_pid", pid);
 	changed(n);
 }
@@ -364,12 +346,12 @@ static void ndi_handle(struct dev_module *m, const struct envelope *env, struct 
 static json_t *ndi_status(struct dev_module *m)
 {
 	struct ndi *n = (struct ndi *)m;
-	bool running = n->pid || n->sim_running || n->recording;
+	const struct role *v = &n->role[VIEWER], *rec = &n->role[RECORDER];
 	json_t *fields = json_pack("{s:o, s:o, s:b, s:o}", "input",
-			n->input ? dev_json_text(n->input) : json_null(), "pid",
-			n->pid ? json_integer(n->pid) : json_null(), "recording", n->recording, "record_pid",
-			n->record_pid ? json_integer(n->record_pid) : json_null());
-	json_t *st = json_pack("{s:s, s:o}", "state", running ? "running" : "idle", "fields",
+			v->source ? dev_json_text(v->source) : json_null(), "pid",
+			v->pid ? json_integer(v->pid) : json_null(), "recording", rec->on, "record_pid",
+			rec->pid ? json_integer(rec->pid) : json_null());
+	json_t *st = json_pack("{s:s, s:o}", "state", v->on || rec->on ? "running" : "idle", "fields",
 			fields ? fields : json_object());
 	if(st && n->last_exit)
 		json_object_set(st, "last_exit", n->last_exit);
@@ -394,19 +376,18 @@ static json_t *ndi_capabilities(struct dev_module *m)
 static void ndi_stop_all(struct dev_module *m)
 {
 	struct ndi *n = (struct ndi *)m;
-	stop_viewer(n);
-	stop_recorder(n);
+	for(enum role_id r = 0; r < N_ROLES; r++)
+		stop_role(n, r);
 }
 
 static void ndi_destroy(struct dev_module *m)
 {
 	struct ndi *n = (struct ndi *)m;
-	if(n->pid)
-		proc_forget(n->pid);
-	if(n->record_pid)
-		proc_forget(n->record_pid);
-	free(n->input);
-	free(n->record_source);
+	for(enum role_id r = 0; r < N_ROLES; r++) {
+		if(n->role[r].pid)
+			child_forget(n->role[r].pid);
+		free(n->role[r].source);
+	}
 	json_decref(n->last_exit);
 	free(n);
 }

@@ -1,9 +1,9 @@
 /*
  * Fuzz target: the command envelope as the device agent reads it
- * (src/device/envelope.c), the ack it answers with, and what the NDI
- * module (src/device/ndi.c, in simulation: nothing is spawned) makes of a
- * valid one; also a module settings update, which arrives on the device's
- * {module}/cfg topic.
+ * (src/device/dev_envelope.c over src/common/envelope.c), the ack it
+ * answers with, and what the NDI module (src/device/ndi.c, in simulation:
+ * nothing is spawned) makes of a valid one; also a module settings update,
+ * which arrives on the device's {module}/cfg topic.
  *
  * Input: lines, each one MQTT payload for the same device: an envelope,
  * or "cfg " followed by a settings object.
@@ -14,7 +14,7 @@
  */
 #include <string.h>
 
-#include "envelope.h"
+#include "dev_envelope.h"
 #include "fuzz_common.h"
 #include "module.h"
 

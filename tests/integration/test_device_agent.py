@@ -300,7 +300,9 @@ def test_start_stop_real_child(make_device, peer, dev_id):
     assert ack["ok"] and ack["action"] == "start" and ack["actor"] == "app", ack
     pid = ack["details"]["pid"]
     assert ack["details"]["input"] == "CAM-1"
-    assert cmdline(pid) == ["sleep", "1000"]
+    # The ack comes once the exec has begun; the kernel shows the new
+    # command line when it has loaded the program a moment later.
+    wait_until(lambda: cmdline(pid) == ["sleep", "1000"], msg="the child exec'd")
     st = proc_stat(pid)
     assert st and st[2] == pid, "the child leads its own process group: %r" % (st,)
     assert st[1] == d.proc.pid
@@ -449,7 +451,9 @@ def test_cfg_is_deep_merged(make_device, peer, dev_id):
 
     # The merged template is the one used.
     pid = peer.command("start", {"source": "CAM-1"})["details"]["pid"]
-    assert cmdline(pid) == ["sleep", "999"]
+    # The ack comes once the exec has begun; the kernel shows the new
+    # command line when it has loaded the program a moment later.
+    wait_until(lambda: cmdline(pid) == ["sleep", "999"], msg="the child exec'd")
 
 
 def test_clean_shutdown_announces_offline(make_device, peer, dev_id):
@@ -599,7 +603,9 @@ def test_host_relays_start_to_a_real_child(host, make_device, make_mqtt, peer, d
     ack = peer.ack(None, since=since, pred=lambda p: p["action"] == "start")
     assert ack["ok"], ack
     pid = ack["details"]["pid"]
-    assert cmdline(pid) == ["sleep", "1000"]
+    # The ack comes once the exec has begun; the kernel shows the new
+    # command line when it has loaded the program a moment later.
+    wait_until(lambda: cmdline(pid) == ["sleep", "1000"], msg="the child exec'd")
     ms = peer.module_status(lambda p: p["fields"]["pid"] == pid, since=since)
     assert ms["state"] == "running" and ms["fields"]["input"] == "CAM-1", ms
     assert peer.command("stop")["ok"]

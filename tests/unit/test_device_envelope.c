@@ -1,12 +1,12 @@
 /*
  * Unit tests of command envelope validation and ack construction
- * (src/device/envelope.c), against the rules of the deployed agent:
+ * (src/device/dev_envelope.c over src/common/envelope.c), against the rules of the deployed agent:
  * BAD_JSON for syntax, BAD_REQUEST for a missing or empty action, params
  * that are not an object or are over 16384 bytes serialised, and an actor
  * outside orchestrator/app/user/test.
  */
 #include "check.h"
-#include "envelope.h"
+#include "dev_envelope.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -1,13 +1,13 @@
 /*
  * Unit tests of the device agent's NDI module and child process handling
- * (src/device/ndi.c, src/device/proc.c) on a real libevent loop, without a
+ * (src/device/ndi.c, src/common/child.c) on a real libevent loop, without a
  * broker: real children (sleep, sh) in their own process groups, stop with
  * SIGTERM then SIGKILL, exec failures, children exiting by themselves, the
  * injection case, and simulation.
  */
 #include "check.h"
 #include "module.h"
-#include "proc.h"
+#include "child.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -66,7 +66,7 @@ static struct dev_module *make_ndi(const char *settings_json, bool simulate)
 static void free_ndi(struct dev_module *m)
 {
 	m->ops->stop_all(m);
-	proc_stop_all_blocking();
+	child_stop_all_blocking();
 	json_decref(m->settings);
 	m->ops->destroy(m);
 }
@@ -381,7 +381,7 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	base = event_base_new();
-	if(!base || proc_init(base)) {
+	if(!base || child_init(base, true)) {
 		printf("cannot set up the loop\n0 passed, 1 failed\n");
 		return 1;
 	}
@@ -394,7 +394,7 @@ int main(void)
 	test_recording();
 	test_simulate();
 	test_settings_check();
-	proc_cleanup();
+	child_cleanup();
 	event_base_free(base);
 	return check_summary();
 }

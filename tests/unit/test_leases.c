@@ -5,7 +5,8 @@
  * refused with OH_ERR_INVAL and change nothing; an expiry in the store that is
  * not a time ends the lease instead of overflowing a time_t; and while another
  * process holds the database, a write fails at once with OH_ERR_IO instead
- * of stalling the loop, and works again when the lock is released.
+ * of stalling the loop, and works again when the lock is released.  Renew
+ * and release of a free key, and of one another actor holds, say which.
  */
 #include <event2/event.h>
 #include <math.h>
@@ -109,6 +110,38 @@ static void test_bad_arguments_are_refused(void)
 	teardown();
 }
 
+/* The outcomes reserve/renew and release/force_release share, each of which
+ * names the holder when another actor holds the key. */
+static void test_holder_outcomes(void)
+{
+	struct oh_lease l;
+	setup(NULL);
+	CHECK_INT_EQ(oh_lease_renew(&ctx, "t:b", "alice", 10, &l), OH_ERR_NOT_HELD);
+	CHECK_INT_EQ(oh_lease_release(&ctx, "t:b", "alice", &l), OH_ERR_NOT_HELD);
+	CHECK_INT_EQ(oh_lease_force_release(&ctx, "t:b", &l), OH_ERR_NOT_HELD);
+	CHECK_INT_EQ(leases_count(h.leases), 0);
+
+	CHECK_INT_EQ(oh_lease_take(&ctx, "t:b", "alice", 10, &l), OH_OK);
+	CHECK_INT_EQ(oh_lease_take(&ctx, "t:b", "alice", 30, &l), OH_OK); /* her own: extended */
+	CHECK(l.remaining_s > 29);
+	memset(&l, 0, sizeof l);
+	CHECK_INT_EQ(oh_lease_take(&ctx, "t:b", "bob", 10, &l), OH_ERR_IN_USE);
+	CHECK_STR_EQ(l.holder, "alice");
+	memset(&l, 0, sizeof l);
+	CHECK_INT_EQ(oh_lease_renew(&ctx, "t:b", "bob", 10, &l), OH_ERR_NOT_OWNER);
+	CHECK_STR_EQ(l.holder, "alice");
+	memset(&l, 0, sizeof l);
+	CHECK_INT_EQ(oh_lease_release(&ctx, "t:b", "bob", &l), OH_ERR_NOT_OWNER);
+	CHECK_STR_EQ(l.holder, "alice");
+	CHECK_INT_EQ(leases_count(h.leases), 1);
+
+	memset(&l, 0, sizeof l);
+	CHECK_INT_EQ(oh_lease_force_release(&ctx, "t:b", &l), OH_OK);
+	CHECK_STR_EQ(l.holder, "alice");
+	CHECK_INT_EQ(leases_count(h.leases), 0);
+	teardown();
+}
+
 static sqlite3 *open_db(const char *dir)
 {
 	char path[256];
@@ -194,6 +227,7 @@ static void test_locked_database_fails_fast(void)
 int main(void)
 {
 	test_bad_arguments_are_refused();
+	test_holder_outcomes();
 	test_stored_expiry_not_a_time_ends_the_lease();
 	test_locked_database_fails_fast();
 	return check_summary();

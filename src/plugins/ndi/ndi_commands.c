@@ -507,7 +507,8 @@ static json_t *lease_granted(const struct request *r, const struct oh_lease *l, 
 					"lease_s", json_num(lease_s)));
 }
 
-static json_t *run_reserve(struct ndi *n, const struct request *r)
+/* reserve and renew: the same request and ack, a different host call. */
+static json_t *run_hold(struct ndi *n, const struct request *r, bool renew)
 {
 	char key[128];
 	double lease_s = lease_s_of(n, r);
@@ -515,38 +516,51 @@ static json_t *run_reserve(struct ndi *n, const struct request *r)
 	int rc;
 
 	lease_key(n, r->device_id, key, sizeof(key));
-	rc = oh_lease_take(n->ctx, key, r->actor, lease_s, &l);
+	rc = renew ? oh_lease_renew(n->ctx, key, r->actor, lease_s, &l)
+		   : oh_lease_take(n->ctx, key, r->actor, lease_s, &l);
 	if(rc)
 		return lease_refused(n, r, rc, &l);
 	return lease_granted(r, &l, lease_s);
+}
+
+static json_t *run_reserve(struct ndi *n, const struct request *r)
+{
+	return run_hold(n, r, false);
 }
 
 static json_t *run_renew(struct ndi *n, const struct request *r)
 {
-	char key[128];
-	double lease_s = lease_s_of(n, r);
-	struct oh_lease l = {0};
-	int rc;
-
-	lease_key(n, r->device_id, key, sizeof(key));
-	rc = oh_lease_renew(n->ctx, key, r->actor, lease_s, &l);
-	if(rc)
-		return lease_refused(n, r, rc, &l);
-	return lease_granted(r, &l, lease_s);
+	return run_hold(n, r, true);
 }
 
-static json_t *run_release(struct ndi *n, const struct request *r)
+/* release and force_release once allowed: the holder's own release, or an
+ * admin's (force) of whoever holds it, which is logged and names them. */
+static json_t *run_unhold(struct ndi *n, const struct request *r, bool force)
 {
 	char key[128];
 	struct oh_lease l = {0};
 	int rc;
 
 	lease_key(n, r->device_id, key, sizeof(key));
-	rc = oh_lease_release(n->ctx, key, r->actor, &l);
+	rc = force ? oh_lease_force_release(n->ctx, key, &l) : oh_lease_release(n->ctx, key, r->actor, &l);
 	if(rc)
 		return lease_refused(n, r, rc, &l);
+	if(!force)
+		return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
+				json_pack("{s:s}", "device_id", r->device_id));
+	/* Breaking someone's reservation is an admin action: keep a trace. */
+	oh_log(n->ctx, OH_LOG_WARN,
+			"force_release of %s by %s (req_id %s): was held by %s, "
+			"%lld s left",
+			key, r->actor, r->req_id, l.holder, (long long)secs_left(l.remaining_s));
 	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
-			json_pack("{s:s}", "device_id", r->device_id));
+			json_pack("{s:s, s:s, s:s}", "device_id", r->device_id, "previous_holder", l.holder,
+					"released_by", r->actor));
+}
+
+static json_t *run_release(struct ndi *n, const struct request *r)
+{
+	return run_unhold(n, r, false);
 }
 
 static bool is_admin(const struct ndi *n, const char *actor)
@@ -567,9 +581,7 @@ static bool is_admin(const struct ndi *n, const char *actor)
 
 static json_t *run_force_release(struct ndi *n, const struct request *r)
 {
-	char key[128], err[256];
-	struct oh_lease l = {0};
-	int rc;
+	char err[256];
 
 	if(!is_admin(n, r->actor)) {
 		oh_log(n->ctx, OH_LOG_WARN, "force_release of %s refused: %s is not an admin", r->device_id,
@@ -578,18 +590,7 @@ static json_t *run_force_release(struct ndi *n, const struct request *r)
 		return ack_make(r->req_id, err_code(OH_ERR_DENIED, OP_LEASE), r->action, r->actor, err,
 				json_pack("{s:s}", "device_id", r->device_id));
 	}
-	lease_key(n, r->device_id, key, sizeof(key));
-	rc = oh_lease_force_release(n->ctx, key, &l);
-	if(rc)
-		return lease_refused(n, r, rc, &l);
-	/* Breaking someone's reservation is an admin action: keep a trace. */
-	oh_log(n->ctx, OH_LOG_WARN,
-			"force_release of %s by %s (req_id %s): was held by %s, "
-			"%lld s left",
-			key, r->actor, r->req_id, l.holder, (long long)secs_left(l.remaining_s));
-	return ack_make(r->req_id, "OK", r->action, r->actor, NULL,
-			json_pack("{s:s, s:s, s:s}", "device_id", r->device_id, "previous_holder", l.holder,
-					"released_by", r->actor));
+	return run_unhold(n, r, true);
 }
 
 /* ---- entry points -------------------------------------------------------------- */

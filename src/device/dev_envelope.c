@@ -1,10 +1,13 @@
 /*
- * Envelope validation and ack construction.  The checks, in the order the
- * deployed agent applies them: JSON syntax (BAD_JSON), then a table of the
- * envelope's fields and types, then the actor allow-list and the size of
- * params (all BAD_REQUEST).  Keys the table does not name ("ts",
- * "reply_to", "ttl_s", "requested_by", ...) are accepted and ignored.
+ * The device's side of the command envelope and its ack.  The checks, in
+ * the order the deployed agent applies them: JSON syntax (BAD_JSON), then
+ * the envelope parser the host uses too (src/common/envelope.c) with the
+ * device's rules, the actor allow-list and the size of params (all
+ * BAD_REQUEST).  Keys it does not name ("ts", "reply_to", "ttl_s",
+ * "requested_by", ...) are accepted and ignored.
  */
+#include "dev_envelope.h"
+
 #include "envelope.h"
 
 #include <stdio.h>
@@ -29,12 +32,11 @@ const char *ack_code_name(enum ack_code code)
 	return code_names[code];
 }
 
-static const struct jfield envelope_fields[] = {
-		{"req_id", JF_STRING_NULL, false},
-		{"action", JF_STRING_NE, true},
-		{"actor", JF_STRING_NULL, false},
-		{"params", JF_OBJECT_NULL, false},
-		{NULL, JF_ANY, false},
+/* What deployed devices accept on the envelopes the host relays. */
+static const struct envelope_rules device_rules = {
+		.actors = envelope_actors,
+		.actors_text = "orchestrator, app, user or test",
+		.params_max = ENVELOPE_MAX_PARAMS,
 };
 
 void envelope_clear(struct envelope *env)
@@ -47,61 +49,26 @@ void envelope_clear(struct envelope *env)
 enum ack_code envelope_from_json(json_t *root, struct envelope *env, char *err, size_t errlen)
 {
 	memset(env, 0, sizeof *env);
-	if(!json_is_object(root)) {
+	struct envelope_fields f;
+	enum envelope_status st = envelope_read(root, &device_rules, &f, err, errlen);
+	if(st == ENVELOPE_NOT_OBJECT) {
 		dev_uuid4(env->req_id);
-		snprintf(err, errlen, "the envelope must be a JSON object");
 		return ACK_BAD_REQUEST;
 	}
 	env->root = json_incref(root);
-
-	/* Read what can be echoed before judging anything. */
-	const json_t *req_id = json_object_get(root, "req_id");
-	if(json_is_string(req_id) && json_string_length(req_id) > 0 &&
-			json_string_length(req_id) < sizeof env->req_id)
-		snprintf(env->req_id, sizeof env->req_id, "%s", json_string_value(req_id));
+	/* What could be read is echoed in the ack, even a refused actor. */
+	if(f.req_id)
+		snprintf(env->req_id, sizeof env->req_id, "%s", f.req_id);
 	else
 		dev_uuid4(env->req_id);
-	const json_t *action = json_object_get(root, "action");
-	if(json_is_string(action) && json_string_length(action) > 0)
-		env->action = json_string_value(action);
-	const json_t *actor = json_object_get(root, "actor");
-	if(json_is_string(actor))
-		env->actor = json_string_value(actor);
-
-	if(jcheck_object(root, envelope_fields, true, "", err, errlen))
+	env->action = f.action;
+	env->actor = f.actor;
+	if(st != ENVELOPE_OK)
 		return ACK_BAD_REQUEST;
-	if(json_is_string(req_id) && json_string_length(req_id) >= sizeof env->req_id) {
-		snprintf(err, errlen, "req_id: longer than %zu bytes", sizeof env->req_id - 1);
-		return ACK_BAD_REQUEST;
-	}
-	if(env->actor) {
-		const char *const *a = envelope_actors;
-		while(*a && strcmp(*a, env->actor))
-			a++;
-		if(!*a) {
-			snprintf(err, errlen,
-					"actor: \"%.64s\" is not allowed (expected orchestrator, app, user or test)",
-					env->actor);
-			return ACK_BAD_REQUEST;
-		}
-	}
-	json_t *params = json_object_get(root, "params");
-	if(json_is_object(params)) {
-		/* The limit is on the serialised form, as the deployed agent
-		 * measures it; JSON_COMPACT is the closest to Python's default. */
-		size_t size = json_dumpb(params, NULL, 0, JSON_COMPACT);
-		if(size > ENVELOPE_MAX_PARAMS) {
-			snprintf(err, errlen, "params: %zu bytes serialised, over the limit of %d", size,
-					ENVELOPE_MAX_PARAMS);
-			return ACK_BAD_REQUEST;
-		}
-		env->params = json_incref(params);
-	} else {
-		env->params = json_object();
-		if(!env->params) {
-			snprintf(err, errlen, "out of memory");
-			return ACK_EXCEPTION;
-		}
+	env->params = f.params ? json_incref((json_t *)f.params) : json_object();
+	if(!env->params) {
+		snprintf(err, errlen, "out of memory");
+		return ACK_EXCEPTION;
 	}
 	return ACK_OK;
 }

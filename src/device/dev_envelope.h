@@ -5,8 +5,8 @@
  * "Ack").  Pure functions over jansson values, so they are unit-tested
  * without a broker.
  */
-#ifndef OH_DEVICE_ENVELOPE_H
-#define OH_DEVICE_ENVELOPE_H
+#ifndef OH_DEVICE_DEV_ENVELOPE_H
+#define OH_DEVICE_DEV_ENVELOPE_H
 
 #include <jansson.h>
 #include <stdbool.h>
