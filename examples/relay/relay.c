@@ -322,11 +322,15 @@ static void post_switch(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 /* ---- life cycle ----------------------------------------------------------- */
 
+/* The page's content, inside the host's shell (which already heads it with
+ * the title given to oh_ui_page), styled by the shell's stylesheet. */
 static const char page_html[] =
-		"<h1>Relays</h1>"
-		"<p>Devices running the relay module, and the state last commanded.</p>"
-		"<table id=\"relays\"><thead><tr><th>Device</th><th>Online</th><th>Reserved by</th>"
-		"<th>Channels</th></tr></thead><tbody></tbody></table>";
+		"<p class=\"muted\">Devices running the relay module, and the state last commanded.</p>"
+		"<div class=\"table-wrap\"><table id=\"relays\" class=\"devices\"><thead><tr>"
+		"<th>Device</th><th>Online</th><th>Reserved by</th><th>Channels</th></tr></thead>"
+		"<tbody></tbody></table></div>"
+		"<p id=\"relays-empty\" class=\"muted\">No relay devices yet: none lists the relay"
+		" module in its meta, and none has been switched.</p>";
 
 static const char page_js[] =
 		"async function load() {\n"
@@ -335,16 +339,20 @@ static const char page_js[] =
 		"  const body = await r.json();\n"
 		"  const tbody = document.querySelector('#relays tbody');\n"
 		"  tbody.textContent = '';\n"
+		"  const labels = ['Device', 'Online', 'Reserved by', 'Channels'];\n"
 		"  for (const d of body.devices) {\n"
 		"    const tr = document.createElement('tr');\n"
+		"    tr.dataset.device = d.device_id;\n"
 		"    const chans = Object.entries(d.channels).map(([c, on]) => c + ':' + (on ? 'on' : 'off'));\n"
-		"    for (const v of [d.device_id, String(d.online), d.reserved_by || '', chans.join(' ')]) {\n"
+		"    [d.device_id, String(d.online), d.reserved_by || '', chans.join(' ')].forEach((v, i) => {\n"
 		"      const td = document.createElement('td');\n"
+		"      td.dataset.label = labels[i];\n"
 		"      td.textContent = v;\n"
 		"      tr.appendChild(td);\n"
-		"    }\n"
+		"    });\n"
 		"    tbody.appendChild(tr);\n"
 		"  }\n"
+		"  document.getElementById('relays-empty').hidden = body.devices.length > 0;\n"
 		"}\n"
 		"load();\n"
 		"setInterval(load, 2000);\n";

@@ -690,9 +690,20 @@ static void on_completed(
 
 static void run_mhd(struct http_server *s)
 {
+	static const struct timeval now = {0, 0};
+
+	s->in_run = true;
+	s->kicked = false;
 	MHD_run(s->mhd);
+	s->in_run = false;
 	MHD_UNSIGNED_LONG_LONG ms;
-	if(MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
+	if(s->kicked) {
+		/* A handler resumed a connection (an event stream written to from
+		 * a request's handler, say): MHD takes it up on its next run, and
+		 * its timeout does not count it.  Without this the stream waits
+		 * for the next unrelated request. */
+		evtimer_add(s->ev_timer, &now);
+	} else if(MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
 		struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 		evtimer_add(s->ev_timer, &tv);
 	} else {
@@ -708,6 +719,8 @@ static void on_mhd_event(evutil_socket_t fd, short what, void *arg)
 void http__kick(struct http_server *s)
 {
 	struct timeval now = {0, 0};
+	if(s->in_run)
+		s->kicked = true; /* run_mhd re-arms the timer after MHD_run */
 	evtimer_add(s->ev_timer, &now);
 }
 

@@ -99,6 +99,8 @@ struct http_server {
 	struct event *ev_deadline;
 	struct http_host_rules host_rules;
 	int port;
+	bool in_run; /* inside MHD_run: a kick must outlive its re-arming */
+	bool kicked; /* http__kick was called during this MHD_run */
 
 	/* http_listen.c: our own listening socket and the admission counts. */
 	int listen_fd;

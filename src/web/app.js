@@ -9,6 +9,10 @@
  *                                  ({topic, payload}), "broker" ({mqtt}),
  *                                  "open" / "lost" (the stream itself)
  *   OH.live.snapshot               the last registry snapshot, or null
+ *   OH.live.brokerUp()             whether the host has its MQTT broker
+ *                                  (the header badge); while it has not,
+ *                                  #broker-banner shows and every control
+ *                                  marked data-needs-broker is disabled
  *   OH.fetchJSON(url, opts)        fetch + JSON; throws an Error whose message
  *                                  is the API's {"error": {code, message}}
  *   OH.postJSON(url, body)         the same with a JSON body
@@ -186,6 +190,7 @@
     snapshot: null,
     broker: null,
     connected: false,
+    brokerUp: function () { return brokerUp(); },
     on: function (name, fn) {
       (listeners[name] = listeners[name] || []).push(fn);
       /* Late subscribers get what is already known. */
@@ -208,11 +213,24 @@
     el.textContent = text;
   }
 
+  /* The badge says it; the banner explains it; controls that need the
+   * broker (data-needs-broker: a button, or a fieldset of them) cannot be
+   * used meanwhile.  A fieldset's own disabled state leaves its buttons'
+   * alone, so a page may still disable one while a request runs. */
   function setBroker(state) {
+    var down = state !== 'connected';
     $$('[data-broker-badge]').forEach(function (el) {
       el.setAttribute('data-state', state);
       el.textContent = state;
     });
+    var banner = document.getElementById('broker-banner');
+    if (banner) banner.hidden = !down;
+    $$('[data-needs-broker]').forEach(function (el) { el.disabled = down; });
+  }
+
+  function brokerUp() {
+    var badge = $('[data-broker-badge]');
+    return !badge || badge.getAttribute('data-state') === 'connected';
   }
 
   var es = null, retryMs = 2000, retryTimer = null;
@@ -318,5 +336,8 @@
   };
 
   initTokenForm();
+  /* The state the page was rendered with, until the stream says more. */
+  var badge = $('[data-broker-badge]');
+  if (badge) setBroker(badge.getAttribute('data-state') || 'disconnected');
   connect();
 })();

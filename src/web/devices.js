@@ -74,7 +74,7 @@
         h('td', { 'data-label': 'Device' },
           h('code', { class: 'device-id' }, id),
           name ? h('div', { class: 'muted device-name' }, String(name)) : null,
-          d.version ? h('div', { class: 'muted' }, String(d.version)) : null),
+          d.version ? h('div', { class: 'muted device-version' }, String(d.version)) : null),
         h('td', { 'data-label': 'State' },
           h('span', { class: ['badge', st[1]], title: st[2], 'data-state': st[0] }, st[0])),
         h('td', { 'data-label': 'Modules', class: 'modules' }, chips(OH.list(d.modules), 'module')),

@@ -330,7 +330,8 @@ class Browser:
 
     def reset(self, width=1280, height=900, mobile=False):
         """Back to a blank page in a width x height window, with no console
-        entries, no cookies, and nothing in the cache: what the next test of
+        entries, no cookies, nothing in the cache, and no emulated media or
+        network conditions: what the next test of
         a shared browser starts from.  mobile=True emulates a phone of that
         size (as chromedriver's mobileEmulation does: a mobile viewport at
         pixel ratio 2, with touch)."""
@@ -345,6 +346,10 @@ class Browser:
         self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         self.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
         self.driver.execute_cdp_cmd("Emulation.setEmitTouchEventsForMouse", {"enabled": False})
+        # What a test may have emulated: a colour scheme, a slow network.
+        self.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "", "features": []})
+        self.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
         if self.driver.get_window_size() != {"width": width, "height": height}:
             self.driver.set_window_size(width, height)
         if mobile:

@@ -4,7 +4,10 @@ a test device registered over MQTT shows up, Start reaches
 /lab/device/{id}/ndi/cmd, and the page shows the device's ack as it
 arrives; reserve/release show the lease holder; jobs can be added and
 cancelled; device-supplied text such as <img src=x onerror=alert(1)> stays
-text; the page fits a phone's width.  Screenshots go to
+text; the page fits a phone's width.  Issue 15: a command's codes show in
+causal order (DISPATCHED before COMPLETED) when the device answers before
+the POST returns, with the ack's warnings; the command buttons are disabled
+while the broker is down.  Screenshots go to
 $OH_BUILD_DIR/screenshots/.
 """
 
@@ -74,9 +77,7 @@ def test_start_reaches_the_device_and_the_ack_shows(host, make_mqtt, browser):
     b.click("[data-action='record_start']")
     rec = d.next_cmd(since=mark)
     # As for start above: the device answers once the page shows the
-    # dispatch.  (Answered at once, the FAILED event can reach the page
-    # before the DISPATCHED reply to its POST, and the page lists them in
-    # the order they came: "FAILED -> DISPATCHED", without the error.)
+    # dispatch.  (Answering first is test_acks_show_in_causal_order_...)
     b.wait_for_css(ack_css(rec["req_id"], "DISPATCHED"))
     d.ack(rec["req_id"], ok=False, code="MODULE_ERROR", error="no disk", action="record_start")
     b.wait_for_css(ack_css(rec["req_id"], "FAILED"))
@@ -189,3 +190,110 @@ def test_page_fits_a_phone(host, make_mqtt, phone_browser):
     assert overflow <= 0, "page is %d px wider than the phone" % overflow
     b.full_screenshot(os.path.join(SHOTS, "ndi-phone.png"))
     assert not b.problems(), b.problems()
+
+
+# ------------------------------------------------------------ issue 15
+
+
+def simulated_agent(host, make_device):
+    """The deployed agent's behaviour: orchestrator-device --simulate 1,
+    which answers a command within milliseconds.  Returns its id."""
+    prefix = harness.unique_name("ui") + "-"
+    make_device({"heartbeat_interval_s": 60}, extra_args=["--simulate", "1", "--id-prefix", prefix])
+    dev = prefix + "01"
+    wait_until(lambda: (host.get("/api/devices/" + dev)[1] or {}).get("online") is True, 10,
+               msg="the simulated agent online")
+    return dev
+
+
+def result_codes(b, req_id):
+    return b.js("return Array.from(document.querySelectorAll("
+                "\"#ndi-acks tr[data-req-id='\" + arguments[0] + \"'] .result [data-code]\"))"
+                ".map(function (e) { return e.getAttribute('data-code'); });", req_id)
+
+
+def test_acks_show_in_causal_order_when_the_device_answers_first(host, make_device, browser):
+    dev = simulated_agent(host, make_device)
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    b.wait_until(lambda: b.attr("#live-state", "data-state") == "open", msg="live updates")
+    choose_device(b, dev)
+    b.type("#ndi-source", "CAM-2")
+    # The agent answers within milliseconds, and its COMPLETED reaches the
+    # page on the event stream.  The POST's reply (the real one) is handed
+    # to the page only once a COMPLETED shows, as a slow link would: the
+    # order the issue saw ("COMPLETED → DISPATCHED"), every time.
+    b.js("""
+        window.__sent = 0; window.__raced = false;
+        var f = window.fetch;
+        window.fetch = function (u) {
+          var p = f.apply(this, arguments);
+          if (String(u).indexOf('/api/ndi/send') < 0) return p;
+          return p.then(function (resp) {
+            return new Promise(function (res) {
+              var t0 = Date.now();
+              (function later() {
+                var done = document.querySelector("#ndi-acks [data-code='COMPLETED']");
+                if (done || Date.now() - t0 > 8000) {
+                  window.__raced = !!done; window.__sent++; res(resp);
+                } else setTimeout(later, 20);
+              })();
+            });
+          });
+        };""")
+    b.click("[data-action='start']")
+    row = "#ndi-acks tr[data-req-id]"
+    b.wait_for_css(row + " [data-code='COMPLETED']", timeout=10)
+    req_id = b.attr(row, "data-req-id")
+    b.wait_until(lambda: b.js("return window.__sent;") == 1, timeout=10, msg="the POST's reply")
+    assert b.js("return window.__raced;"), "the device did not answer before the POST returned"
+    b.wait_until(lambda: b.attr("[data-action='start']", "disabled") is None, msg="the reply handled")
+    assert result_codes(b, req_id) == ["DISPATCHED", "COMPLETED"], b.text(row)
+    assert "DISPATCHED → COMPLETED" in b.text(row), b.text(row)
+    assert b.count(row + " .ack-warning") == 0
+
+    # A source the host's discovery has not seen is relayed (the agent is on
+    # another network), and the page shows the ack's warning.
+    b.type("#ndi-source", "FIELD-CAM")
+    b.click("[data-action='start']")
+    row = "#ndi-acks tr[data-req-id]:not([data-req-id='%s'])" % req_id
+    b.wait_for_css(row + " [data-code='COMPLETED']", timeout=10)
+    b.wait_until(lambda: "FIELD-CAM" in b.text(row + " .ack-warning"), msg="the warning")
+    assert result_codes(b, b.attr(row, "data-req-id")) == ["DISPATCHED", "COMPLETED"]
+    assert not b.problems(), b.problems()
+
+
+def test_commands_are_disabled_while_the_broker_is_down(make_host, broker, make_mqtt, browser):
+    h = make_host(ndi_config())
+    h.wait_connected()
+    d = Device(make_mqtt, "rpi-ui-5")
+    wait_until(lambda: in_registry(h, d.id), 5)
+    b = browser
+    b.open(h.url("/ui/ndi"))
+    b.wait_until(lambda: b.attr("#live-state", "data-state") == "open", msg="live updates")
+    choose_device(b, d.id)
+
+    def disabled(selector):
+        return b.js("return Array.from(document.querySelectorAll(arguments[0]))"
+                    ".map(function (e) { return e.matches(':disabled'); });", selector)
+
+    assert disabled("[data-action]") == [False] * 5
+    assert b.js("return document.getElementById('broker-banner').hidden;") is True
+
+    broker.stop()
+    b.wait_until(lambda: not b.js("return document.getElementById('broker-banner').hidden;"),
+                 timeout=10, msg="the broker banner")
+    assert disabled("[data-action]") == [True] * 5
+    # The host's own: leases and jobs still work without the broker.
+    assert disabled("[data-lease]") == [False] * 3
+    assert disabled("#ndi-job-form button") == [False]
+    b.click("[data-action='start']")            # a disabled button does nothing
+    assert b.count("#ndi-acks tbody tr") == 0
+    b.full_screenshot(os.path.join(SHOTS, "ndi-broker-down.png"))
+
+    broker.start()
+    b.wait_until(lambda: b.js("return document.getElementById('broker-banner').hidden;"),
+                 timeout=20, msg="the banner to go")
+    assert disabled("[data-action]") == [False] * 5
+    problems = [p for p in b.problems() if "api/events" not in p]
+    assert not problems, problems

@@ -3,7 +3,9 @@ The web UI: the shell and its pages (/, /ui/devices, /ui/{module}, /docs),
 the static files, the server-sent events at /api/events, and the same pages
 in a headless Chromium (browser.py): live updates without reloading,
 reconnecting by themselves, device data rendered as text only, and no
-Content-Security-Policy violations.  A screenshot of the devices page is
+Content-Security-Policy violations; dark mode from prefers-color-scheme, a
+banner while the broker is away, and a device card on a phone whose second
+lines stay beside the "Device" label.  A screenshot of the devices page is
 saved as $OH_BUILD_DIR/screenshots/devices.png.
 """
 
@@ -556,3 +558,93 @@ def test_browser_plugin_page(host, browser):
     assert b.count("main > h1") == 1
     b.screenshot(os.path.join(SCREENSHOTS, "ndi-shell.png"))
     assert_clean(b, "/ui/ndi")
+
+
+# --------------------------------------------------------------------------
+# Issue 15: dark mode, the broker banner, the device card on a phone
+
+
+def background(b, selector="body"):
+    return b.js("return getComputedStyle(document.querySelector(arguments[0])).backgroundColor;",
+                selector)
+
+
+@pytest.mark.parametrize("path", ["/", "/ui/devices", "/ui/ndi", "/docs"])
+def test_browser_dark_mode_follows_the_system(host, browser, path):
+    b = browser
+    b.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "light"}]})
+    b.open(host.url(path))
+    b.wait_for_css("main h1")
+    light = background(b), background(b, "header.top")
+    b.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    b.open(host.url(path))
+    b.wait_for_css("main h1")
+    assert b.js("return matchMedia('(prefers-color-scheme: dark)').matches;") is True
+    dark = background(b), background(b, "header.top")
+    text = b.js("return getComputedStyle(document.body).color;")
+
+    def luminance(css):
+        r, g, bl = [int(v) for v in re.findall(r"\d+", css)[:3]]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * bl
+
+    # A dark page with light text, where the light scheme is the reverse.
+    assert luminance(light[0]) > 200 and luminance(light[1]) > 200, light
+    assert luminance(dark[0]) < 60 and luminance(dark[1]) < 60, dark
+    assert luminance(text) > 180, text
+    b.full_screenshot(os.path.join(SCREENSHOTS, "dark%s.png" % path.replace("/", "-").rstrip("-")))
+    assert_clean(b, path + " in dark mode")
+
+
+def test_browser_device_card_on_a_phone(host, mqtt, phone_browser):
+    # The id, name and version stack in the value column of the "Device"
+    # row of the card, never under its label.
+    announce(mqtt, "dev-card", name="Studio A camera", version="dev-0.1.0")
+    b = phone_browser
+    b.open(host.url("/ui/devices"))
+    cell = "tr[data-device='dev-card'] td[data-label='Device']"
+    b.wait_for_css(cell + " .device-name")
+    geo = b.js("""
+        var td = document.querySelector(arguments[0]);
+        function box(e) { var r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+        var label = getComputedStyle(td, '::before');
+        return {td: box(td), id: box(td.querySelector('.device-id')),
+                name: box(td.querySelector('.device-name')),
+                version: box(Array.from(td.children).filter(function (e) {
+                    return e.textContent === 'dev-0.1.0'; })[0]),
+                label: label.content, labelWidth: parseFloat(label.width),
+                padLeft: parseFloat(getComputedStyle(td).paddingLeft)};
+    """, cell)
+    assert b.js("return window.innerWidth;") == 390
+    assert geo["label"] == '"Device"', geo
+    # The label's column: from the cell's padding edge, as wide as the label.
+    label_right = geo["td"][0] + geo["labelWidth"]
+    for part in ("id", "name", "version"):
+        assert geo[part][0] >= label_right - 1, (part, geo)
+        assert abs(geo[part][0] - geo["id"][0]) <= 1, (part, geo)
+    # Stacked: the version below the name, the name below the id.
+    assert geo["id"][3] <= geo["name"][1] + 1 and geo["name"][3] <= geo["version"][1] + 1, geo
+    assert b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+    b.screenshot(os.path.join(SCREENSHOTS, "devices-card-phone.png"))
+    assert_clean(b, "/ui/devices card on a phone")
+
+
+def test_browser_broker_down_shows_a_banner(make_host, broker, browser):
+    host = make_host()
+    host.wait_connected()
+    b = browser
+    b.open(host.url("/ui/devices"))
+    b.wait_until(lambda: b.attr("#live-state", "data-state") == "open", msg="live updates")
+    assert b.js("return document.getElementById('broker-banner').hidden;") is True
+    broker.stop()
+    b.wait_until(lambda: b.js("return !document.getElementById('broker-banner').hidden;"),
+                 timeout=10, msg="the broker banner")
+    assert "broker" in b.text("#broker-banner").lower()
+    assert b.js("var r = document.getElementById('broker-banner').getBoundingClientRect();"
+                "return r.width > 200 && r.height > 10;"), "the banner is not visible"
+    broker.start()
+    b.wait_until(lambda: b.js("return document.getElementById('broker-banner').hidden;"),
+                 timeout=20, msg="the banner to go")
+    problems = [p for p in b.problems() if "api/events" not in p]
+    assert not problems, problems

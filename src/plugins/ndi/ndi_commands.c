@@ -22,6 +22,7 @@
 #include "oh/host.h"
 
 #include "ndi.h"
+#include "ndi_discovery.h"
 
 /* ---- ack codes ------------------------------------------------------------ */
 
@@ -326,6 +327,24 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 			action, "params", p, "reply_to", "ttl_s");
 }
 
+/* The DISPATCHED ack's "warnings" (returned, or NULL for none): a source
+ * the host's discovery has not seen.  Devices find sources the host cannot
+ * (mDNS is link-local; discovery servers and groups differ), so every path
+ * relays the command and only says so. */
+static json_t *source_warnings(struct ndi *n, const json_t *params)
+{
+	const char *source = json_string_value(json_object_get(params, "source"));
+
+	if(!source || ndi_discovery_has(n->discovery, source))
+		return NULL;
+	/* Quoted whole: a cut could split a UTF-8 character. */
+	return json_pack("[o]",
+			json_sprintf("params.source: the host's discovery has not seen NDI"
+				     " source \"%s\" (GET /api/%s/sources lists those it"
+				     " has); relayed anyway",
+					source, oh_module(n->ctx)));
+}
+
 int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const json_t *params,
 		const char *requester, const char *req_id, const struct oh_message *msg, json_t **ack_out)
 {
@@ -450,6 +469,8 @@ int ndi_dispatch(struct ndi *n, const char *device_id, const char *action, const
 	}
 	*ack_out = ack_make(req_id, err_code(OH_OK, OP_RELAY), action, actor, NULL,
 			json_pack("{s:s, s:s}", "device_id", device_id, "topic", topic));
+	if(*ack_out && (out = source_warnings(n, params)))
+		json_object_set_new(*ack_out, "warnings", out);
 	return OH_OK;
 }
 
@@ -642,6 +663,11 @@ json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const j
 	ndi_dispatch(n, json_string_value(json_object_get(command, "device_id")),
 			json_string_value(json_object_get(command, "action")),
 			json_object_get(command, "params"), owner, NULL, NULL, &ack);
+	/* Published as the command topic and REST publish theirs, so that
+	 * subscribers see DISPATCHED (with its warnings), then the outcome; a
+	 * refusal is reported by the scheduler as SKIPPED. */
+	if(ack && json_is_true(json_object_get(ack, "ok")))
+		oh_ack_publish(ctx, json_incref(ack));
 	return ack;
 }
 

@@ -62,7 +62,7 @@ void ndi_discovery_free(struct ndi_discovery *d);
 json_t *ndi_discovery_list(struct ndi_discovery *d, bool detail);
 /* Whether name (borrowed) is currently known from any origin. */
 bool ndi_discovery_has(struct ndi_discovery *d, const char *name);
-/* Whether any source is known (the REST check rejects unknown names only then). */
+/* Whether any source is known (from any origin). */
 bool ndi_discovery_any(struct ndi_discovery *d);
 /* "running" (browsing through avahi-daemon), "unavailable" (no daemon, no
  * D-Bus, or built without Avahi) or "disabled" (settings.mdns false). */

@@ -4,10 +4,13 @@
  * Nothing here decides anything the MQTT path does not: commands and lease
  * operations go through ndi_run() (the same actions table, ndi_dispatch(),
  * the same lease functions and acks), and the reply is that ack, with its
- * code turned into an HTTP status by one table, http_status().  What REST
- * adds is checked before: the body's shape (a table per route, so every
- * 400 names its field), that the device is in the registry (404), and that
- * a source is one discovery knows, when it knows any (400).
+ * code turned into an HTTP status by one table, http_status().  That ack
+ * is also published on {root}/orchestrator/{module}/evt, as every MQTT
+ * command's is, so subscribers see REST commands' DISPATCHED (or refusal)
+ * before their outcome.  What REST adds is checked before: the body's shape
+ * (a table per route, so every 400 names its field) and that the device is
+ * in the registry (404).  A source discovery has not seen is relayed with a
+ * "warnings" entry, as on the MQTT path (ndi_dispatch).
  *
  * POST /send?wait=1 leaves the request open and attaches a completion
  * callback to the command in flight (ndi_pending_on_done): the device's
@@ -93,6 +96,20 @@ static void reply_ack(struct oh_http_req *req, const json_t *ack)
 			json_pack("{s:{s:s, s:s, s:O?, s:O?}}", "error", "code", code, "message",
 					msg ? msg : code, "req_id", json_object_get(ack, "req_id"), "details",
 					json_object_get(ack, "details")));
+}
+
+/* Runs the action as the command topic would (ndi_run) and publishes its
+ * ack on the evt topic, as that topic does: every path publishes the same
+ * acks.  Returns the ack (returned, json_decref) for the reply; NULL only
+ * on NOMEM. */
+static json_t *run_and_publish(struct ndi *n, const char *action, const json_t *params, const char *actor,
+		const char *req_id)
+{
+	json_t *ack = ndi_run(n, action, params, actor, req_id);
+
+	if(ack)
+		oh_ack_publish(n->ctx, json_incref(ack));
+	return ack;
 }
 
 /* ---- request bodies ------------------------------------------------------------ */
@@ -316,7 +333,7 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	struct ndi *n = ud;
 	const json_t *body = oh_req_body(req);
-	const char *device_id, *action, *source, *code;
+	const char *device_id, *action, *code;
 	struct oh_device dev;
 	json_t *params, *ack;
 
@@ -354,19 +371,9 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		oh_reply_error(req, 500, "ERROR", "out of memory");
 		return;
 	}
-	/* Only a name discovery has seen can be checked; with no sources known
-	 * at all (no helper, no mDNS, no static list) any name is relayed. */
-	source = json_string_value(json_object_get(params, "source"));
-	if(source && ndi_discovery_any(n->discovery) && !ndi_discovery_has(n->discovery, source)) {
-		oh_reply_error(req, 400, "BAD_REQUEST",
-				"source: unknown NDI source \"%.*s\" "
-				"(GET /api/%s/sources lists them)",
-				utf8_cut(source, 200), source, oh_module(ctx));
-		json_decref(params);
-		return;
-	}
-
-	ack = ndi_run(n, action, params, requester(req, body), body_string(body, "req_id"));
+	/* A source the host's discovery has not seen goes out too, with a
+	 * warning in the ack: the device may well see it (ndi_dispatch). */
+	ack = run_and_publish(n, action, params, requester(req, body), body_string(body, "req_id"));
 	json_decref(params);
 	code = ack ? json_string_value(json_object_get(ack, "code")) : NULL;
 	if(code && !strcmp(code, "DISPATCHED") && query_flag(req, "wait") &&
@@ -392,7 +399,8 @@ static void lease_route(struct ndi *n, struct oh_http_req *req, const char *acti
 	params = json_pack("{s:s}", "device_id", body_string(body, "device_id"));
 	if(params && json_is_number(lease_s))
 		json_object_set(params, "lease_s", (json_t *)lease_s);
-	ack = params ? ndi_run(n, action, params, requester(req, body), body_string(body, "req_id")) : NULL;
+	ack = params ? run_and_publish(n, action, params, requester(req, body), body_string(body, "req_id"))
+		     : NULL;
 	json_decref(params);
 	reply_ack(req, ack);
 	json_decref(ack);
@@ -505,7 +513,8 @@ static const char DOC_SEND[] =
 		" \"description\": \"Relays start, stop, set_input, record_start or record_stop exactly"
 		" like the MQTT command topic (lease check against actor, offline check, ack tracking)."
 		" The device gets actor orchestrator with requested_by naming the requester. source is"
-		" put into params; when discovery knows any source, an unknown one is refused. Without"
+		" put into params; one the host's discovery has not seen is relayed all the same, with a"
+		" warnings entry in the ack. The ack is also published on the evt topic. Without"
 		" wait the reply is the DISPATCHED ack (202); with wait=1 the request stays open until"
 		" the device acks (200 COMPLETED, 502 FAILED) or ack_timeout_s passes (504 TIMEOUT).\","
 		" \"parameters\": [{\"name\": \"wait\", \"in\": \"query\", \"required\": false,"
@@ -519,8 +528,7 @@ static const char DOC_SEND[] =
 					       " \"responses\": {" SEND_ACK("200",
 							       "wait=1: the device's ack (COMPLETED)") ", " SEND_ACK("202",
 							       "relayed (DISPATCHED); COMPLETED/FAILED/TIMEOUT follow on the evt topic") ", " ERR("400",
-							       "bad body (the message names the field), unknown action (BAD_ACTION) or unknown"
-							       " source") ", " ERR("404",
+							       "bad body (the message names the field) or unknown action (BAD_ACTION)") ", " ERR("404",
 							       "no such device in the registry") ", " ERR("409",
 							       "leased by another actor (DENIED, details.holder) or the device is offline"
 							       " (OFFLINE)") ", " ERR("413",

@@ -6,8 +6,11 @@
  *             online state) and after each device ack (input, recording)
  *   sources   GET /api/ndi/sources, offered as suggestions for the source box
  *   commands  POST /api/ndi/send; the reply is the DISPATCHED ack (or an
- *             error), the device's COMPLETED / FAILED / TIMEOUT arrives as an
- *             `orch_evt` server-sent event on /lab/orchestrator/ndi/evt
+ *             error), published on /lab/orchestrator/ndi/evt as well, where
+ *             the device's COMPLETED / FAILED / TIMEOUT follows; both reach
+ *             the page as `orch_evt` server-sent events.  Each command's
+ *             codes are shown in causal order, whichever arrived first.
+ *             Disabled while the broker is away (data-needs-broker).
  *   leases    POST /api/ndi/reserve, /release, /force_release
  *   jobs      GET/POST /api/ndi/jobs, DELETE /api/ndi/jobs/{id}
  *
@@ -186,6 +189,13 @@
 
   /* ---- acks ------------------------------------------------------------------- */
 
+  /* Where a code stands in a command's life: the answer to the command
+   * (DISPATCHED or a refusal) before what the device made of it.  The POST
+   * reply and the event stream race: a device that answers at once gets its
+   * COMPLETED onto the page before the POST returns. */
+  var OUTCOMES = { COMPLETED: 1, FAILED: 1, TIMEOUT: 1 };
+  function causalRank(code) { return OUTCOMES[code] || 0; }
+
   /* Adds ack (an ack object) to its command's row, creating the row. */
   function noteAck(ack, device) {
     if (!ack || !ack.req_id) return;
@@ -216,6 +226,10 @@
     /* A late duplicate (the same code twice) adds nothing. */
     if (entry.events.some(function (e) { return e.code === ack.code; })) return;
     entry.events.push(ack);
+    /* Stable: equal ranks keep their arrival order. */
+    entry.events = entry.events.map(function (e, i) { return [causalRank(e.code), i, e]; })
+      .sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; })
+      .map(function (x) { return x[2]; });
     var details = ack.details || {};
     var c = entry.cells;
     c.time.textContent = timeOf(entry.events[0].ts);
@@ -230,6 +244,12 @@
     });
     var last = entry.events[entry.events.length - 1];
     if (last.error) c.result.appendChild(h('div', { class: 'muted ack-error' }, str(last.error)));
+    /* Relayed, with a caveat (a source the host's discovery has not seen). */
+    entry.events.forEach(function (e) {
+      (Array.isArray(e.warnings) ? e.warnings : []).forEach(function (w) {
+        c.result.appendChild(h('div', { class: 'ack-warning' }, str(w)));
+      });
+    });
   }
 
   OH.live.on('orch_evt', function (e) {
