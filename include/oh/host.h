@@ -524,6 +524,40 @@ void oh_cmdline_free(char **argv);
  * loaded by the shell. */
 int oh_ui_page(oh_ctx *ctx, const char *title, const char *html, const char *script);
 
+/* ---- the topic layout ----------------------------------------------------
+ * Added in minor 1 (OH_PLUGIN_ABI_MINOR), with the one topic grammar of
+ * src/common/topics.h; a block of its own so the ABI's owners can place it.
+ * The host parses topics for plugins with the same code it uses itself:
+ *   {root}/device/{id}/meta|status, {root}/device/{id}/{module}/{leaf},
+ *   {root}/orchestrator/{module}[/{leaf}]
+ */
+
+enum oh_topic_place {
+	OH_TOPIC_OTHER = 0,       /* not under the root, or another first level */
+	OH_TOPIC_DEVICE = 1,      /* {root}/device/... */
+	OH_TOPIC_ORCHESTRATOR = 2 /* {root}/orchestrator/... */
+};
+
+struct oh_topic {
+	enum oh_topic_place place;
+	char device_id[OH_DEVICE_ID_MAX + 1]; /* a device topic's {id}; "" elsewhere */
+	/* Borrowed from the topic parsed, NOT NUL-terminated (module_len says
+	 * how long); NULL for device/{id}/meta|status and outside the layout. */
+	const char *module;
+	size_t module_len;
+	/* Borrowed: the topic's tail after the module ("evt", "from-x/y"), or
+	 * meta|status after a device id; NULL when nothing follows. */
+	const char *leaf;
+	void *reserved[4];
+};
+
+/* Parses topic (borrowed) under the host's topic root into *out.  OH_OK for
+ * a topic that follows the layout or lies outside it (place
+ * OH_TOPIC_OTHER); OH_ERR_INVAL for one under device/ or orchestrator/ with
+ * an empty level, a + or #, a device id that breaks oh_device_id_valid() or
+ * more than 65535 bytes (place still says where, device_id is then ""). */
+int oh_topic_parse(const oh_ctx *ctx, const char *topic, struct oh_topic *out);
+
 #ifdef __cplusplus
 }
 #endif

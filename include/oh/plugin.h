@@ -28,8 +28,9 @@ extern "C" {
 #define OH_PLUGIN_ABI_VERSION 2
 /* Bumped (and reset to 0 with the version) whenever include/oh/ gains a
  * function, a constant or a meaning of a reserved field, compatibly: a host
- * of minor m runs every plugin that needs minor m or less. */
-#define OH_PLUGIN_ABI_MINOR 0
+ * of minor m runs every plugin that needs minor m or less.
+ * Minor 1: oh_topic_parse (host.h, "the topic layout"). */
+#define OH_PLUGIN_ABI_MINOR 1
 
 /* The handle the host gives a plugin: its module name, settings, and every
  * service in host.h hang off it. */

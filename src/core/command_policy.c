@@ -15,8 +15,8 @@
  *     envelope's actor is listed (a name the sender claims, not one it
  *     proves: docs/security.md says so).
  *
- * The check runs in dispatch_on_message() before any plugin handler sees the
- * message, so it holds for every plugin without each one repeating it, and
+ * The check runs as the gate of dispatch_on_message() before any plugin
+ * handler sees the message, so it holds for every plugin without each one repeating it, and
  * also for a plugin that subscribed to another module's command topic.
  *
  * Which actions are admin ones is the plugin's knowledge, and the ABI
@@ -34,12 +34,13 @@
 
 #include "http.h"
 #include "log.h"
+#include "topics.h"
 #include "plugin_ctx.h"
 
 /* The actor of an envelope without one, as the plugins and acks name it. */
 static const char ANONYMOUS[] = "anonymous";
 
-void command_policy_log_startup(const struct config *c)
+static void log_startup(const struct config *c)
 {
 	const char *root = c->topic_root;
 	if(!c->mqtt_commands.enabled) {
@@ -68,13 +69,15 @@ void command_policy_log_startup(const struct config *c)
 			root);
 }
 
-/* The loaded plugin whose command topic this is, or NULL. */
-static oh_ctx *topic_owner(struct host *h, const char *topic)
+/* The loaded plugin whose command topic ({root}/orchestrator/{module}/cmd)
+ * t is, or NULL. */
+static oh_ctx *topic_owner(struct host *h, const struct topic_parts *t)
 {
+	if(t->place != TOPIC_ORCHESTRATOR || t->error || !topic_level_is(t->leaf, "cmd"))
+		return NULL;
 	for(size_t i = 0; i < h->n_plugins; i++) {
 		oh_ctx *ctx = h->plugins[i];
-		size_t n = strlen(ctx->own_prefix);
-		if(ctx->loaded && !strncmp(topic, ctx->own_prefix, n) && !strcmp(topic + n, "cmd"))
+		if(ctx->loaded && topic_level_is(t->module, ctx->module))
 			return ctx;
 	}
 	return NULL;
@@ -130,10 +133,10 @@ bool command_policy_allows(struct host *h, const struct oh_message *msg, const c
 		return true;
 	/* "command" is also {root}/device/{id}/{module}/cmd, which the host
 	 * publishes; only the orchestrator's command topics are ours to check. */
-	size_t rl = strlen(c->topic_root);
-	if(strcmp(kind, "command") || strncmp(msg->topic + rl, "/orchestrator/", 14))
+	struct topic_parts t;
+	if(strcmp(kind, "command") || topic_parse(c->topic_root, msg->topic, &t) != TOPIC_ORCHESTRATOR)
 		return true;
-	oh_ctx *ctx = topic_owner(h, msg->topic);
+	oh_ctx *ctx = topic_owner(h, &t);
 
 	struct oh_command cmd;
 	const char *code = NULL;
@@ -166,4 +169,10 @@ bool command_policy_allows(struct host *h, const struct oh_message *msg, const c
 			cmd.action, actor);
 	log_warn("mqtt", "command %s on %s refused: %s", cmd.req_id, msg->topic, err);
 	return refuse(ctx, msg, &cmd, "mqtt_commands.admin_actors", err);
+}
+
+void command_policy_install(struct host *h)
+{
+	log_startup(&h->cfg);
+	dispatch_set_gate(h->dispatch, command_policy_allows);
 }

@@ -11,9 +11,10 @@
 
 #include "core.h"
 
-/* Says at startup what the MQTT command plane allows (and warns when HTTP
- * tokens are configured but the command topics are open). */
-void command_policy_log_startup(const struct config *cfg);
+/* Puts the policy in front of the plugins' handlers (the gate of
+ * dispatch.c) and says what the MQTT command plane allows (warning when
+ * HTTP tokens are configured but the command topics are open). */
+void command_policy_install(struct host *h);
 
 /*
  * Whether msg (borrowed) may reach the plugins' handlers.  kind is

@@ -24,6 +24,7 @@ struct store;
 struct leases;
 struct scheduler;
 struct broker_probe;
+struct snapshot;
 struct shared_buf;
 
 struct counters {
@@ -37,6 +38,7 @@ struct host {
 	struct mqtt_link *link;
 	struct dispatch *dispatch;
 	struct registry *registry;
+	struct snapshot *snapshot; /* owned (snapshot_free) */
 	struct http_server *http;
 	struct store *store;
 	struct leases *leases;
@@ -48,9 +50,16 @@ struct host {
 	double started_mono;
 	bool shutting_down;
 	struct counters stats;
+	/* Moves with every change to what the snapshot shows (a device, a
+	 * lease, the loaded modules): oh_registry_generation, and each
+	 * device's oh_device.changes.  snapshot_mark_dirty moves it. */
+	uint64_t generation;
+	/* publish.c: told of every {root}/orchestrator/{module}/evt the host
+	 * publishes (events.c sets it; NULL: nobody listens). */
+	void (*evt_tap)(struct host *h, const char *topic, const void *payload, size_t len);
 };
 
-/* ---- dispatch.c: broker subscriptions and topic routing ------------------- */
+/* ---- dispatch.c: inbound: broker subscriptions and topic routing ---------- */
 
 struct dispatch *dispatch_new(struct host *h);
 void dispatch_free(struct dispatch *d);
@@ -63,39 +72,53 @@ void dispatch_unsubscribe(struct dispatch *d, oh_ctx *owner, const char *filter,
 /* Link callbacks. */
 void dispatch_on_connect(struct dispatch *d);
 void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload, size_t len, bool retained);
+/* Whether msg (borrowed) may reach the plugins' handlers; kind is
+ * metrics_topic_kind() of its topic.  One gate at most
+ * (command_policy_install); NULL lets everything through. */
+typedef bool (*dispatch_gate_fn)(struct host *h, const struct oh_message *msg, const char *kind);
+void dispatch_set_gate(struct dispatch *d, dispatch_gate_fn gate);
+
+/* ---- publish.c: outbound ---------------------------------------------------- */
+
 /* Publishes through the link, counting it. */
 int host_publish(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain);
 /* The same, with the message id the link reports when the broker has it. */
 int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
 		int *mid);
+/* The one listener told of the host's own {root}/orchestrator/{module}/evt
+ * publishes (NULL: none). */
+typedef void (*host_evt_tap_fn)(struct host *h, const char *topic, const void *payload, size_t len);
+void host_publish_tap(struct host *h, host_evt_tap_fn fn);
 
-/* ---- registry.c: the live device registry and its snapshot ---------------- */
+/* ---- registry.c: the live device registry --------------------------------- */
 
 struct registry *registry_new(struct host *h);
 void registry_free(struct registry *r);
 int registry_start(struct registry *r); /* subscribes */
-/* The current snapshot, rebuilt if anything changed; a new reference. */
-struct shared_buf *registry_snapshot(struct registry *r);
 /* One device's document as JSON text (returned, free()), or NULL. */
 char *registry_device_json(struct registry *r, const char *id);
 int registry_device(struct registry *r, const char *id, struct oh_device *out);
 void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
 size_t registry_size(const struct registry *r);
-uint64_t registry_generation(const struct registry *r);
-/* Something that appears in the snapshot (locks, modules) changed. */
+uint64_t registry_generation(const struct registry *r); /* host.generation */
+/* Tells the change handler (registry_on_change) that the devices changed. */
 void registry_mark_dirty(struct registry *r);
-/* Publishes the final snapshot at once (shutdown). */
+/* Stores every changed device document at once (shutdown). */
 void registry_flush(struct registry *r);
-/* The broker acknowledged message mid (the link's on_published). */
-void registry_published(struct registry *r, int mid);
-/* The broker connection is new: nothing of ours is in flight. */
+/* The broker connection is new: the settling clock starts (first time),
+ * repair fetches open again; snapshot_on_connect does the snapshot's part. */
 void registry_on_connect(struct registry *r);
 /* Any message on the broker: a device heard on a module topic that is not
  * in the registry gets its meta fetched (registry_repair.c). */
 void registry_heard_topic(struct registry *r, const char *topic);
-/* Subscribe to changes, e.g. for server-sent events: called with each new
- * snapshot, whether or not the broker is there to receive it. */
-void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *snap, void *ud), void *ud);
+/* For the snapshot (snapshot.c): each device's "\"id\":{...}" fragment in
+ * turn (borrowed, valid during the call), built where missing;
+ * OH_ERR_NOMEM when one cannot be.  Whether the registry is still settling
+ * at start-up (no snapshot goes to the broker then).  The one handler told
+ * of every change to a device (fn NULL: none). */
+int registry_fragments(struct registry *r, void (*fn)(const char *frag, size_t len, void *ud), void *ud);
+bool registry_settling(const struct registry *r);
+void registry_on_change(struct registry *r, void (*fn)(void *ud), void *ud);
 
 /* ---- leases.c ------------------------------------------------------------- */
 
@@ -114,6 +137,9 @@ int leases_get(struct leases *l, const char *key, struct oh_lease *out);
 /* Expiry is reported to the plugin owning the key's module prefix. */
 void leases_set_expired_handler(
 		struct leases *l, void (*fn)(struct host *h, const char *key, const char *holder));
+/* The one handler told of every lease taken, moved or dropped (snapshot.c;
+ * fn NULL: none). */
+void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
 
 /* ---- plugins.c ------------------------------------------------------------ */
 
@@ -121,9 +147,6 @@ int plugins_load_all(struct host *h);
 void plugins_unload_all(struct host *h);
 /* [{"module": "ndi", "loaded": true, "error": null}, ...]; returned. */
 json_t *plugins_status_json(struct host *h);
-/* ["ndi", ...] of loaded plugins; returned. */
-json_t *plugins_modules_json(struct host *h);
-oh_ctx *plugins_find(struct host *h, const char *module);
 /* Unloads a loaded plugin (cleanup, teardown, dlclose); OH_ERR_NOT_FOUND for
  * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  Never call it
  * from inside one of that plugin's callbacks. */
@@ -135,7 +158,7 @@ int api_core_register(struct host *h);
 /* api_plugins.c: GET /api/plugins, DELETE /api/plugins/{module} */
 int api_plugins_register(struct host *h);
 int api_ui_register(struct host *h);      /* api_ui.c: the web UI and /api/events */
-int api_metrics_register(struct host *h); /* metrics.c: GET /metrics */
+int api_metrics_register(struct host *h); /* api_metrics.c: GET /metrics */
 
 /* ---- events.c: server-sent events at GET /api/events ---------------------- */
 
@@ -144,7 +167,13 @@ void events_broker_state(struct host *h, bool up); /* from the link callbacks */
 void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len);
 void events_free(struct host *h); /* after http_server_free */
 
-/* ---- misc ------------------------------------------------------------------ */
+/* ---- plugin_ctx.c: the table of plugin contexts ---------------------------- */
+
+/* ["ndi", ...] of loaded plugins; returned. */
+json_t *plugins_modules_json(struct host *h);
+oh_ctx *plugins_find(struct host *h, const char *module);
+
+/* ---- host_util.c ------------------------------------------------------------ */
 
 /* A new random id of 32 hex characters in buf (>= 33 bytes). */
 char *host_new_id(char *buf, size_t len);

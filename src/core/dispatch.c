@@ -7,13 +7,16 @@
  * when at least one handler matches.  Handlers may unsubscribe (a plugin
  * unloading) while a message is being delivered: removed subscriptions are
  * only marked and freed after the delivery.
+ *
+ * Inbound only: what the host publishes goes out through publish.c, and
+ * the policy on commands plugs in as a gate (dispatch_set_gate), so the
+ * router depends on neither.
  */
 #include "core.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "command_policy.h"
 #include "log.h"
 #include "metrics.h"
 #include "mqtt_link.h"
@@ -35,6 +38,7 @@ struct dispatch {
 	struct sub *subs;
 	int delivering; /* nesting depth of dispatch_on_message */
 	bool has_dead;
+	dispatch_gate_fn gate; /* NULL: every message reaches the plugins */
 };
 
 struct dispatch *dispatch_new(struct host *h)
@@ -43,13 +47,17 @@ struct dispatch *dispatch_new(struct host *h)
 	if(!d)
 		return NULL;
 	d->host = h;
-	command_policy_log_startup(&h->cfg);
 	d->tree = topic_tree_new();
 	if(!d->tree) {
 		free(d);
 		return NULL;
 	}
 	return d;
+}
+
+void dispatch_set_gate(struct dispatch *d, dispatch_gate_fn gate)
+{
+	d->gate = gate;
 }
 
 static void sub_free(struct sub *s)
@@ -234,13 +242,13 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 	}
 	msg.json = json;
 
-	/* A command passes the host's mqtt_commands policy before any plugin
-	 * acts on it (command_policy.c); a refused one was answered there.
-	 * The core's own handlers still see every message. */
+	/* A message for a plugin passes the gate first (the mqtt_commands
+	 * policy, command_policy.c); a refused one was answered there.  The
+	 * core's own handlers still see every message. */
 	bool to_plugins = true;
-	for(size_t i = 0; i < m.n; i++) {
+	for(size_t i = 0; i < m.n && d->gate; i++) {
 		if(m.items[i]->owner) {
-			to_plugins = command_policy_allows(h, &msg, kind);
+			to_plugins = d->gate(h, &msg, kind);
 			break;
 		}
 	}
@@ -257,23 +265,4 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 		free(m.items);
 	if(!d->delivering && d->has_dead)
 		purge_dead(d);
-}
-
-int host_publish(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain)
-{
-	return host_publish_mid(h, topic, payload, len, qos, retain, NULL);
-}
-
-int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
-		int *mid)
-{
-	int rc = mqtt_link_publish_mid(h->link, topic, payload, len, qos, retain, mid);
-	const char *kind = metrics_topic_kind(h, topic);
-	if(rc == OH_OK)
-		metrics_mqtt_message(true, kind);
-	/* The UI's event stream hears of the host's events ({root}/orchestrator/
-	 * {module}/evt) whether or not the broker does. */
-	if(kind == METRICS_KIND_EVENT)
-		events_orch_evt(h, topic, payload, len);
-	return rc;
 }

@@ -36,6 +36,7 @@
 #include "http.h"
 #include "list.h"
 #include "log.h"
+#include "snapshot.h"
 #include "metrics.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
@@ -232,7 +233,7 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	client_send_text(c, hello, sizeof hello - 1);
 	const char *b = broker_json(h->link && mqtt_link_connected(h->link));
 	send_event(c, "broker", b, strlen(b));
-	struct shared_buf *snap = registry_snapshot(h->registry);
+	struct shared_buf *snap = snapshot_get(h->snapshot);
 	struct shared_buf *msg = snap ? sse_format("registry", snap->data, snap->len) : NULL;
 	if(msg)
 		client_send_snapshot(c, msg);
@@ -344,7 +345,8 @@ int events_register(struct host *h)
 		the_events = ev;
 		return rc;
 	}
-	registry_on_publish(h->registry, on_snapshot, ev);
+	snapshot_on_publish(h->snapshot, on_snapshot, ev);
+	host_publish_tap(h, events_orch_evt);
 	the_events = ev;
 	return OH_OK;
 }
@@ -365,4 +367,5 @@ void events_free(struct host *h)
 	event_free(ev->ev_ping);
 	free(ev);
 	the_events = NULL;
+	host_publish_tap(h, NULL);
 }

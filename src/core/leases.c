@@ -46,6 +46,9 @@ struct leases {
 	struct host *host;
 	struct strmap *map;
 	void (*expired)(struct host *h, const char *key, const char *holder);
+	/* Told of every lease taken, moved or dropped (snapshot.c). */
+	void (*changed)(void *ud);
+	void *changed_ud;
 	size_t insane; /* restored leases whose expiry was not a time */
 };
 
@@ -83,11 +86,17 @@ static void arm(struct lease *l)
 	evtimer_add(l->timer, &tv);
 }
 
+static void changed(struct leases *ls)
+{
+	if(ls->changed)
+		ls->changed(ls->changed_ud);
+}
+
 static void drop(struct leases *ls, struct lease *l)
 {
 	strmap_remove(ls->map, l->key);
 	lease_free(l);
-	registry_mark_dirty(ls->host->registry);
+	changed(ls);
 }
 
 static void expire_now(struct lease *l)
@@ -159,6 +168,13 @@ void leases_set_expired_handler(struct leases *ls, void (*fn)(struct host *, con
 {
 	ls->expired = fn;
 }
+
+void leases_on_change(struct leases *ls, void (*fn)(void *ud), void *ud)
+{
+	ls->changed = fn;
+	ls->changed_ud = ud;
+}
+
 
 static void load_one(const struct store_lease *sl, void *ud)
 {
@@ -306,7 +322,7 @@ static int hold(struct leases *ls, const char *key, const char *actor, double le
 	}
 	arm(l);
 	fill_out(l, out);
-	registry_mark_dirty(ls->host->registry);
+	changed(ls);
 	return OH_OK;
 }
 

@@ -27,14 +27,17 @@
 
 #include "auth.h"
 #include "broker_probe.h"
+#include "command_policy.h"
 #include "health_probe.h"
 #include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
 #include "scheduler.h"
+#include "snapshot.h"
 #include "state_lock.h"
 #include "store.h"
 #include "timeutil.h"
+#include "topics.h"
 
 #define PROG "orchestrator-host"
 /* Below Docker's default HEALTHCHECK timeout (30 s), above any sane
@@ -50,7 +53,7 @@ static void usage(FILE *out)
 			"\n"
 			"Runs the lab orchestrator: device registry, command relay, reservations,\n"
 			"scheduling and the web UI.  Without --config every setting has its default\n"
-			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  See README.md (Configuration).\n"
+			"(broker 127.0.0.1:1883, HTTP on 127.0.0.1:8080).  Every key: docs/configuration.md.\n"
 			"\n"
 			"--probe asks a running host's /healthz and exits 0 when its broker is\n"
 			"connected, 1 otherwise (refused, timed out, 503), 2 for a URL it cannot ask.\n");
@@ -59,8 +62,7 @@ static void usage(FILE *out)
 /* {root}/orchestrator/status, returned (free()), or NULL. */
 static char *presence_topic(const struct host *h)
 {
-	char *t = NULL;
-	return asprintf(&t, "%s/orchestrator/status", h->cfg.topic_root) < 0 ? NULL : t;
+	return topic_build(h->cfg.topic_root, NULL, "status", NULL);
 }
 
 /* {"online": true, "node", "ts": now} or {"online": false, "node", "ts": null}:
@@ -91,6 +93,7 @@ static void on_connect(struct mqtt_link *link, void *ud)
 {
 	struct host *h = ud;
 	dispatch_on_connect(h->dispatch);
+	snapshot_on_connect(h->snapshot);
 	registry_on_connect(h->registry);
 	/* After the subscriptions, so that what devices answer to it finds
 	 * them in place. */
@@ -117,7 +120,7 @@ static void on_message(struct mqtt_link *link, const char *topic, const void *pa
 static void on_published(struct mqtt_link *link, int mid, void *ud)
 {
 	struct host *h = ud;
-	registry_published(h->registry, mid);
+	snapshot_published(h->snapshot, mid);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -161,8 +164,11 @@ static int host_start(struct host *h)
 	h->registry = registry_new(h);
 	h->leases = leases_new(h);
 	h->http = http_server_new(h);
-	if(!h->dispatch || !h->registry || !h->leases || !h->http)
+	if(h->registry && h->leases)
+		h->snapshot = snapshot_new(h); /* reads both */
+	if(!h->dispatch || !h->registry || !h->leases || !h->snapshot || !h->http)
 		return failed(OH_ERR_NOMEM, "core");
+	command_policy_install(h);
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
 
 	/* Our name in the birth message and the probe: the client id, or one
@@ -215,7 +221,8 @@ static int host_start(struct host *h)
 
 static void host_stop(struct host *h)
 {
-	if(h->registry && h->link && mqtt_link_connected(h->link)) {
+	if(h->snapshot && h->link && mqtt_link_connected(h->link)) {
+		snapshot_flush(h->snapshot);
 		registry_flush(h->registry);
 		/* The will is not sent on a clean disconnect: say it ourselves. */
 		publish_presence(h, false);
@@ -231,10 +238,11 @@ static void host_stop(struct host *h)
 	broker_probe_free(h->probe); /* before dispatch, whose subscription it may hold */
 	mqtt_link_free(h->link);
 	free(h->node);
+	snapshot_free(h->snapshot); /* before what it reads */
 	leases_free(h->leases);
 	registry_free(h->registry);
 	dispatch_free(h->dispatch);
-	events_free(h); /* last: the registry and dispatch hold its callbacks */
+	events_free(h); /* last: the snapshot and dispatch held its callbacks */
 	store_close(h->store);
 	if(h->base)
 		event_base_free(h->base);

@@ -1,12 +1,14 @@
 /*
- * The metrics registry and GET /metrics.
+ * The metrics registry; GET /metrics is api_metrics.c.
  *
  * Families are kept in registration order in one list and series in a short
  * list per family; both are small by construction (fixed label sets, a cap
  * on series), so lookups are linear scans with strcmp, which is cheaper
  * than hashing at these sizes.  Values that the host already keeps (leases,
- * snapshots, reconnects) are not counted twice: they are copied into gauges
- * and counters when /metrics is rendered.  Plugins count through
+ * snapshots, reconnects) are not counted twice: api_metrics.c copies them
+ * into gauges and counters when /metrics is rendered.  This file calls
+ * nothing of the core but the plugin context (plugin_ctx.c), so every
+ * other file may count into it.  Plugins count through
  * oh_metric_count() and oh_metric_observe(), under oh_{module}_.
  */
 #include "metrics.h"
@@ -18,12 +20,10 @@
 #include <string.h>
 
 #include "core.h"
-#include "http.h"
 #include "log.h"
-#include "mqtt_link.h"
-#include "scheduler.h"
 #include "strbuf.h"
 #include "timeutil.h"
+#include "topics.h"
 
 static const double bucket_le[] = {
 		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -319,61 +319,32 @@ void metrics_count(const char *name, double n)
 		metrics_add(m, NULL, n);
 }
 
-/* The segment of `topic` after `n` slashes past the root, its length in *len. */
-static const char *segment(const char *p, int n, size_t *len)
-{
-	for(; n > 0 && p; n--) {
-		p = strchr(p, '/');
-		if(p)
-			p++;
-	}
-	if(!p)
-		return NULL;
-	const char *end = strchr(p, '/');
-	*len = end ? (size_t)(end - p) : strlen(p);
-	return p;
-}
-
-static bool seg_is(const char *p, size_t len, const char *word)
-{
-	return p && len == strlen(word) && !memcmp(p, word, len);
-}
-
 const char METRICS_KIND_EVENT[] = "event";
 
 const char *metrics_topic_kind(const struct host *h, const char *topic)
 {
-	const char *root = h->cfg.topic_root ? h->cfg.topic_root : "";
-	size_t rl = strlen(root);
-	if(strncmp(topic, root, rl) || topic[rl] != '/')
+	struct topic_parts t;
+	enum topic_place place = topic_parse(h->cfg.topic_root ? h->cfg.topic_root : "", topic, &t);
+	if(t.error)
 		return "other";
-	const char *rest = topic + rl + 1;
-	size_t l0, l2, l3;
-	const char *s0 = segment(rest, 0, &l0);
-	const char *s2 = segment(rest, 2, &l2);
-	const char *s3 = segment(rest, 3, &l3);
-	if(seg_is(s0, l0, "device")) {
-		/* device/{id}/meta|status, device/{id}/{module}/cmd|evt|status */
-		if(s2 && !s3)
-			return seg_is(s2, l2, "meta") || seg_is(s2, l2, "status") ? "registry" : "other";
-		if(s3 && !strchr(s3, '/')) {
-			if(seg_is(s3, l3, "cmd"))
-				return "command";
-			if(seg_is(s3, l3, "evt"))
-				return "ack";
-			if(seg_is(s3, l3, "status"))
-				return "module_status";
-		}
+	if(place == TOPIC_DEVICE && !t.module.p) /* device/{id}/meta|status */
+		return topic_level_is(t.leaf, "meta") || topic_level_is(t.leaf, "status") ? "registry"
+											  : "other";
+	if(place == TOPIC_DEVICE) { /* device/{id}/{module}/cmd|evt|status */
+		if(topic_level_is(t.leaf, "cmd"))
+			return "command";
+		if(topic_level_is(t.leaf, "evt"))
+			return "ack";
+		if(topic_level_is(t.leaf, "status"))
+			return "module_status";
 		return "other";
 	}
-	if(seg_is(s0, l0, "orchestrator")) {
-		size_t l1;
-		const char *s1 = segment(rest, 1, &l1);
-		if(seg_is(s1, l1, "registry") && !s2)
+	if(place == TOPIC_ORCHESTRATOR) {
+		if(topic_level_is(t.module, "registry") && !t.leaf.p)
 			return "snapshot";
-		if(s2 && !s3 && seg_is(s2, l2, "cmd"))
+		if(topic_level_is(t.leaf, "cmd"))
 			return "command";
-		if(s2 && !s3 && seg_is(s2, l2, "evt"))
+		if(topic_level_is(t.leaf, "evt"))
 			return METRICS_KIND_EVENT;
 	}
 	return "other";
@@ -439,6 +410,15 @@ void metrics_limit_refusal(const char *limit)
 	log_debug("metrics", "refusal of unknown limit %s not counted", limit ? limit : "(null)");
 }
 
+void metrics_limits_register(void)
+{
+	/* Every limit reads 0 until refused, so a rate() over it has a start. */
+	for(size_t i = 0; config_limit_name(i); i++) {
+		const char *values[] = {config_limit_name(i)};
+		metrics_add(limit_family(), values, 0);
+	}
+}
+
 void oh_limit_refused(oh_ctx *ctx, const char *name)
 {
 	metrics_limit_refusal(name);
@@ -488,80 +468,4 @@ void oh_metric_count(oh_ctx *ctx, const char *name, const char *label_value, uns
 void oh_metric_observe(oh_ctx *ctx, const char *name, double seconds)
 {
 	metrics_observe(plugin_family(ctx, name, METRIC_HISTOGRAM, false), NULL, seconds);
-}
-
-/* ---- GET /metrics --------------------------------------------------------- */
-
-/* Copies what the host keeps anyway into the registry, just before rendering. */
-static void update_host_values(struct host *h)
-{
-	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *bad, *uptime, *jobs,
-			*info, *conns, *streams;
-	if(!up) {
-		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
-				NULL);
-		reconnects = metrics_family("oh_mqtt_reconnects_total", METRIC_COUNTER,
-				"Reconnection attempts to the broker", NULL);
-		bad = metrics_family("oh_mqtt_bad_payloads_total", METRIC_COUNTER,
-				"Registry messages refused as malformed", NULL);
-		snaps = metrics_family("oh_snapshot_publishes_total", METRIC_COUNTER,
-				"Registry snapshots published", NULL);
-		snap_bytes = metrics_family("oh_snapshot_bytes_total", METRIC_COUNTER,
-				"Bytes of registry snapshots published", NULL);
-		devices = metrics_family("oh_devices", METRIC_GAUGE, "Devices in the registry", NULL);
-		leases = metrics_family("oh_leases_held", METRIC_GAUGE, "Reservations held", NULL);
-		jobs = metrics_family("oh_scheduler_jobs", METRIC_GAUGE, "Jobs waiting to run", NULL);
-		uptime = metrics_family("oh_uptime_seconds", METRIC_GAUGE, "Seconds since start", NULL);
-		info = metrics_family("oh_build_info", METRIC_GAUGE, "Always 1; the version", "version");
-		conns = metrics_family("oh_http_connections", METRIC_GAUGE,
-				"Open HTTP connections (limits.max_http_connections)", NULL);
-		streams = metrics_family("oh_sse_clients", METRIC_GAUGE,
-				"Open event streams (limits.max_sse_clients)", NULL);
-	}
-	metrics_set(up, NULL, h->link && mqtt_link_connected(h->link));
-	metrics_set(reconnects, NULL, h->link ? (double)mqtt_link_reconnects(h->link) : 0);
-	metrics_set(bad, NULL, (double)h->stats.bad_payloads);
-	metrics_set(snaps, NULL, (double)h->stats.snapshots_published);
-	metrics_set(snap_bytes, NULL, (double)h->stats.snapshot_bytes);
-	metrics_set(devices, NULL, h->registry ? (double)registry_size(h->registry) : 0);
-	metrics_set(leases, NULL, h->leases ? (double)leases_count(h->leases) : 0);
-	metrics_set(jobs, NULL, h->scheduler ? (double)h->scheduler->n : 0);
-	metrics_set(uptime, NULL, (double)(long)(time_now_mono() - h->started_mono));
-	metrics_set(conns, NULL, h->http ? (double)http_server_connections(h->http) : 0);
-	metrics_set(streams, NULL, h->http ? (double)http_server_streams(h->http) : 0);
-	const char *version = OH_VERSION;
-	metrics_set(info, &version, 1);
-	metrics_process_update();
-}
-
-static void get_metrics(oh_ctx *ctx, struct oh_http_req *req, void *ud)
-{
-	update_host_values(ud);
-	size_t len = 0;
-	char *text = metrics_render(&len);
-	if(!text) {
-		oh_reply_error(req, 500, "INTERNAL", "out of memory");
-		return;
-	}
-	http_reply_copy(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-	free(text);
-}
-
-int api_metrics_register(struct host *h)
-{
-	/* Counted elsewhere; registered here so they read 0 before the first event. */
-	metrics_family("oh_scheduler_jobs_scheduled_total", METRIC_COUNTER, "Jobs added to the scheduler",
-			NULL);
-	metrics_family("oh_scheduler_jobs_fired_total", METRIC_COUNTER, "Job runs started", NULL);
-	metrics_family("oh_scheduler_jobs_missed_total", METRIC_COUNTER,
-			"Job runs missed (later than misfire_grace_s)", NULL);
-	/* Every limit reads 0 until refused, so a rate() over it has a start. */
-	for(size_t i = 0; config_limit_name(i); i++) {
-		const char *values[] = {config_limit_name(i)};
-		metrics_add(limit_family(), values, 0);
-	}
-	return http_route_add(h->http, NULL, "GET", "/metrics", get_metrics, h,
-			"{\"summary\": \"Counters, gauges and histograms in Prometheus text format\","
-			" \"responses\": {\"200\": {\"description\": \"text/plain; version=0.0.4\","
-			" \"content\": {\"text/plain\": {\"schema\": {\"type\": \"string\"}}}}}}");
 }

@@ -47,6 +47,9 @@ void metrics_count(const char *name, double n);
 /* Counts one refusal in oh_limit_refusals_total{limit="max_devices"}; limit
  * (borrowed) is a name of config.h's limits table, others are ignored. */
 void metrics_limit_refusal(const char *limit);
+/* Registers oh_limit_refusals_total with 0 for every limit, so a rate()
+ * over one has a start. */
+void metrics_limits_register(void);
 
 /* Core hooks.  A broker message received (out false) or published (out
  * true), counted by its kind (from metrics_topic_kind). */

@@ -19,44 +19,10 @@
 #include "http.h"
 #include "ident.h"
 #include "log.h"
+#include "snapshot.h"
 #include "shared_buf.h"
 #include "topic_tree.h"
-
-const char *oh_module(const oh_ctx *ctx)
-{
-	return ctx->module;
-}
-const char *oh_topic_root(const oh_ctx *ctx)
-{
-	return ctx->host->cfg.topic_root;
-}
-void *oh_data(const oh_ctx *ctx)
-{
-	return ctx->data;
-}
-
-void oh_set_data(oh_ctx *ctx, void *data, void (*free_fn)(void *))
-{
-	ctx->data = data;
-	ctx->free_data = free_fn;
-}
-
-void oh_log(oh_ctx *ctx, enum oh_log_level lvl, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	log_vmsg((enum log_level)lvl, ctx->module, fmt, ap);
-	va_end(ap);
-}
-
-int oh_fail(oh_ctx *ctx, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
-	va_end(ap);
-	return OH_ERR_INVAL;
-}
+#include "topics.h"
 
 /* ---- MQTT ---------------------------------------------------------------------- */
 
@@ -80,18 +46,9 @@ int oh_subscribe(oh_ctx *ctx, const char *filter, int qos, oh_message_fn fn, voi
 /* {root}/orchestrator/{module}/... or {root}/device/{id}/{module}/... */
 static bool in_namespace(const oh_ctx *ctx, const char *topic)
 {
-	if(!strncmp(topic, ctx->own_prefix, strlen(ctx->own_prefix)))
-		return true;
-	if(!under_root(ctx, topic))
-		return false;
-	const char *rest = topic + strlen(ctx->host->cfg.topic_root);
-	if(strncmp(rest, "/device/", 8))
-		return false;
-	const char *id_end = strchr(rest + 8, '/');
-	if(!id_end || id_end == rest + 8)
-		return false;
-	size_t n = strlen(ctx->module);
-	return !strncmp(id_end + 1, ctx->module, n) && id_end[1 + n] == '/';
+	struct topic_parts t;
+	enum topic_place place = topic_parse(ctx->host->cfg.topic_root, topic, &t);
+	return place != TOPIC_OTHER && !t.error && t.leaf.p && topic_level_is(t.module, ctx->module);
 }
 
 int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len, int qos, bool retain)
@@ -114,6 +71,23 @@ int oh_publish_json(oh_ctx *ctx, const char *topic, const json_t *payload, int q
 	int rc = oh_publish(ctx, topic, text, strlen(text), qos, retain);
 	free(text);
 	return rc;
+}
+
+int oh_topic_parse(const oh_ctx *ctx, const char *topic, struct oh_topic *out)
+{
+	struct topic_parts t;
+	topic_parse(ctx->host->cfg.topic_root, topic, &t);
+	memset(out, 0, sizeof *out);
+	out->place = t.place == TOPIC_DEVICE            ? OH_TOPIC_DEVICE
+			: t.place == TOPIC_ORCHESTRATOR ? OH_TOPIC_ORCHESTRATOR
+							: OH_TOPIC_OTHER;
+	if(t.error)
+		return OH_ERR_INVAL;
+	topic_level_copy(t.id, out->device_id, sizeof out->device_id);
+	out->module = t.module.p;
+	out->module_len = t.module.len;
+	out->leaf = t.leaf.p;
+	return OH_OK;
 }
 
 /* ---- registry -------------------------------------------------------------------- */
@@ -141,7 +115,7 @@ unsigned long long oh_registry_generation(oh_ctx *ctx)
 int oh_reply_snapshot(struct oh_http_req *req)
 {
 	struct host *h = http_req_host(req);
-	struct shared_buf *snap = registry_snapshot(h->registry);
+	struct shared_buf *snap = snapshot_get(h->snapshot);
 	if(!snap)
 		return oh_reply_error(req, 500, "INTERNAL", "snapshot unavailable");
 	int rc = http_reply_buf(req, 200, "application/json", snap);

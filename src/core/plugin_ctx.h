@@ -44,8 +44,7 @@ struct oh_ctx {
 	struct plugin_io *io; /* fd watches and children (plugin_io.c) */
 	void *sched;          /* the scheduler's per-plugin state (scheduler.c) */
 
-	char *evt_topic;  /* {root}/orchestrator/{module}/evt */
-	char *own_prefix; /* {root}/orchestrator/{module}/ */
+	char *evt_topic; /* {root}/orchestrator/{module}/evt */
 };
 
 void plugins_lease_expired(struct host *h, const char *key, const char *holder);

@@ -17,6 +17,8 @@
 
 #include "http.h"
 #include "log.h"
+#include "snapshot.h"
+#include "topics.h"
 #include "scheduler.h"
 
 static void teardown(oh_ctx *ctx)
@@ -157,13 +159,9 @@ int plugins_load_all(struct host *h)
 		ctx->host = h;
 		ctx->module = strdup(pc->module);
 		ctx->path = strdup(pc->path);
-		size_t n = strlen(h->cfg.topic_root) + strlen(pc->module) + 32;
-		ctx->evt_topic = malloc(n);
-		ctx->own_prefix = malloc(n);
-		if(!ctx->module || !ctx->path || !ctx->evt_topic || !ctx->own_prefix)
+		ctx->evt_topic = topic_build(h->cfg.topic_root, NULL, pc->module, "evt");
+		if(!ctx->module || !ctx->path || !ctx->evt_topic)
 			return OH_ERR_NOMEM;
-		snprintf(ctx->evt_topic, n, "%s/orchestrator/%s/evt", h->cfg.topic_root, pc->module);
-		snprintf(ctx->own_prefix, n, "%s/orchestrator/%s/", h->cfg.topic_root, pc->module);
 		h->plugins[h->n_plugins++] = ctx;
 
 		if(load_one(h, ctx)) {
@@ -180,7 +178,7 @@ int plugins_load_all(struct host *h)
 				ctx->desc->name ? ctx->desc->name : ctx->module,
 				ctx->desc->version ? ctx->desc->version : "", ctx->path);
 	}
-	registry_mark_dirty(h->registry);
+	snapshot_mark_dirty(h->snapshot);
 	return OH_OK;
 }
 
@@ -196,7 +194,6 @@ void plugins_unload_all(struct host *h)
 		free(ctx->module);
 		free(ctx->path);
 		free(ctx->evt_topic);
-		free(ctx->own_prefix);
 		free(ctx);
 	}
 	free(h->plugins);
@@ -231,7 +228,7 @@ int plugins_unload(struct host *h, const char *module)
 	}
 	snprintf(ctx->error, sizeof ctx->error, "unloaded");
 	log_info("plugins", "unloaded %s (%s)", ctx->module, ctx->path);
-	registry_mark_dirty(h->registry);
+	snapshot_mark_dirty(h->snapshot);
 	return OH_OK;
 }
 
@@ -252,25 +249,6 @@ json_t *plugins_status_json(struct host *h)
 		json_array_append_new(out, item);
 	}
 	return out;
-}
-
-json_t *plugins_modules_json(struct host *h)
-{
-	json_t *out = json_array();
-	for(size_t i = 0; i < h->n_plugins; i++) {
-		if(h->plugins[i]->loaded)
-			json_array_append_new(out, json_string(h->plugins[i]->module));
-	}
-	return out;
-}
-
-oh_ctx *plugins_find(struct host *h, const char *module)
-{
-	for(size_t i = 0; i < h->n_plugins; i++) {
-		if(!strcmp(h->plugins[i]->module, module))
-			return h->plugins[i];
-	}
-	return NULL;
 }
 
 void plugins_lease_expired(struct host *h, const char *key, const char *holder)

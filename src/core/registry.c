@@ -5,14 +5,15 @@
  * JSON object is merged key by key into the device's document (later wins),
  * except that a field the protocol gives a type (known_fields[]) must have
  * it.  The registry is republished as one retained snapshot and served over
- * HTTP.
+ * HTTP; snapshot.c builds and publishes it, told of every change through
+ * registry_on_change().
  *
  * The snapshot is what makes or breaks throughput: a naive host serialises
  * every device on every update.  Here each device caches its own serialised
- * fragment, a change only drops that one fragment, and snapshots are
- * coalesced to at most one per snapshot_interval_ms, so the cost of
- * publishing does not grow with the update rate.  The same bytes go to the
- * broker and to every HTTP client.
+ * fragment (registry_fragments), a change only drops that one fragment,
+ * and snapshots are coalesced to at most one per snapshot_interval_ms, so
+ * the cost of publishing does not grow with the update rate.  The same
+ * bytes go to the broker and to every HTTP client.
  *
  * Surviving any broker (docs/deploy.md, "Brokers"):
  * - The state subscriptions are QoS 0.  Retained state is idempotent and
@@ -25,8 +26,9 @@
  * - The last merged document of each device is kept in the store, so a
  *   restarted host starts warm (devices "online": null until heard from).
  * - Until the registry is as complete as it was (the store's count, or the
- *   retained snapshot's) or SETTLE_MAX_S passed, the snapshot is not
- *   published to the broker: a half-empty one would replace a full one.
+ *   retained snapshot's) or SETTLE_MAX_S passed, it is settling
+ *   (registry_settling) and snapshot.c publishes nothing to the broker: a
+ *   half-empty snapshot would replace a full one.
  *
  * Any client may publish under {root}/device/, so a message that would add
  * a device past limits.max_devices, or grow a device's document past
@@ -52,11 +54,10 @@
 #include "shared_buf.h"
 #include "store.h"
 #include "strmap.h"
+#include "topics.h"
 #include "timeutil.h"
 
-#define MAX_LISTENERS 8
 #define BAD_LOG_INTERVAL_S 60.0
-#define SNAPSHOT_ACK_WAIT_S 5.0
 /* At start-up, the snapshot waits at least this long for the retained burst
  * and the broker's copy of the previous snapshot, and at most SETTLE_MAX_S
  * for the devices the previous run knew. */
@@ -99,25 +100,10 @@ struct registry {
 	struct strmap *devices;
 	struct list fresh; /* of struct device, by last message, oldest first */
 
-	char *prefix; /* "{root}/device/" */
-	size_t prefix_len;
+	/* {root}/orchestrator/registry: read once at start-up, for the size
+	 * of the previous run's snapshot (see on_previous_snapshot). */
 	char *snapshot_topic;
 
-	struct shared_buf *snapshot; /* the latest built snapshot */
-	/* One snapshot in flight at a time: the next waits for the broker's
-	 * ack, so a burst on a large registry cannot stack up copies of a
-	 * multi-megabyte document in the client's queue. */
-	bool in_flight;
-	int in_flight_mid;
-	double in_flight_since;
-	bool dirty;       /* something changed since it was built */
-	bool unpublished; /* built but not yet sent to the broker */
-	uint64_t seq;
-	uint64_t generation;   /* bumped on every change, see oh_registry_generation */
-	uint64_t notified_seq; /* last seq the listeners were given */
-	double last_publish_mono;
-
-	struct event *ev_publish;
 	struct event *ev_stale;
 
 	struct registry_repair *repair;
@@ -136,14 +122,10 @@ struct registry {
 	/* When bad input from an id not in the registry was last logged. */
 	double bad_log_global;
 
-	struct {
-		void (*fn)(struct shared_buf *, void *);
-		void *ud;
-	} listeners[MAX_LISTENERS];
-	int n_listeners;
+	/* Told of every change to a device (snapshot.c). */
+	void (*on_change)(void *ud);
+	void *on_change_ud;
 };
-
-static void schedule_publish(struct registry *r);
 
 static void device_free(void *p)
 {
@@ -219,14 +201,13 @@ static void device_changed(struct registry *r, struct device *d)
 	d->frag = NULL;
 	d->doc_current = false;
 	registry_mark_dirty(r);
-	d->changes = r->generation;
+	d->changes = r->host->generation;
 }
 
 void registry_mark_dirty(struct registry *r)
 {
-	r->dirty = true;
-	r->generation++;
-	schedule_publish(r);
+	if(r->on_change)
+		r->on_change(r->on_change_ud); /* moves host.generation */
 }
 
 /* ---- input ------------------------------------------------------------------ */
@@ -388,7 +369,7 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 	snprintf(d->id, sizeof d->id, "%s", id);
 	d->doc = json_object();
 	d->online = -1;
-	d->changes = ++r->generation; /* never 0, never another device's */
+	d->changes = ++r->host->generation; /* never 0, never another device's */
 	/* Set once: a payload naming another id is refused before merging. */
 	int err = json_object_set_new(d->doc, "device_id", json_string(id));
 	if(!d->doc || err || (strmap_put(r->devices, id, d, &err), err)) {
@@ -440,24 +421,20 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 {
 	struct registry *r = ud;
 	const char *topic = msg->topic;
-	if(strncmp(topic, r->prefix, r->prefix_len))
+	struct topic_parts t;
+	/* device/{id}/meta and device/{id}/status only: module topics are the
+	 * plugins'. */
+	if(topic_parse(r->host->cfg.topic_root, topic, &t) != TOPIC_DEVICE || t.module.p)
 		return;
-	const char *id_start = topic + r->prefix_len;
-	const char *slash = strchr(id_start, '/');
-	if(!slash)
+	bool is_meta = topic_level_is(t.leaf, "meta");
+	if(!is_meta && !topic_level_is(t.leaf, "status"))
 		return;
-	size_t id_len = (size_t)(slash - id_start);
-	const char *kind = slash + 1;
-	bool is_meta = !strcmp(kind, "meta");
-	if(!is_meta && strcmp(kind, "status"))
-		return;
-	if(!ident_device_id_valid(id_start, id_len)) {
-		complain(r, NULL, topic, "message", "device id must be " IDENT_DEVICE_ID_RULE);
+	char id[OH_DEVICE_ID_MAX + 1];
+	if(t.error || !topic_level_copy(t.id, id, sizeof id)) {
+		complain(r, NULL, topic, "message",
+				t.error ? t.error : "device id must be " IDENT_DEVICE_ID_RULE);
 		return;
 	}
-	char id[65];
-	memcpy(id, id_start, id_len);
-	id[id_len] = '\0';
 
 	if(msg->len == 0) {
 		/* Clearing a retained meta is how a device is decommissioned.  On
@@ -525,20 +502,13 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 
 void registry_heard_topic(struct registry *r, const char *topic)
 {
-	/* {prefix}{id}/{module}/...: a device that speaks for a module but is
-	 * not in the registry lost its meta and status on the way to us. */
-	if(strncmp(topic, r->prefix, r->prefix_len))
+	/* {root}/device/{id}/{module}/...: a device that speaks for a module
+	 * but is not in the registry lost its meta and status on the way to us. */
+	struct topic_parts t;
+	char id[OH_DEVICE_ID_MAX + 1];
+	if(topic_parse(r->host->cfg.topic_root, topic, &t) != TOPIC_DEVICE || t.error || !t.module.p ||
+			!topic_level_copy(t.id, id, sizeof id))
 		return;
-	const char *id_start = topic + r->prefix_len;
-	const char *slash = strchr(id_start, '/');
-	if(!slash || !strchr(slash + 1, '/'))
-		return;
-	size_t id_len = (size_t)(slash - id_start);
-	if(!ident_device_id_valid(id_start, id_len))
-		return;
-	char id[65];
-	memcpy(id, id_start, id_len);
-	id[id_len] = '\0';
 	if(!strmap_get(r->devices, id))
 		registry_repair_want(r->repair, id);
 }
@@ -562,7 +532,7 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* ---- snapshot ----------------------------------------------------------------- */
+/* ---- the devices' part of the snapshot (snapshot.c) ----------------------------------------------------------------- */
 
 /* Brings the host's fields (last_seen, stale, online) into the document. */
 static void refresh_doc(struct device *d)
@@ -597,148 +567,30 @@ static bool build_fragment(struct device *d)
 	return d->frag != NULL;
 }
 
-/* Copies len bytes to *p and advances it. */
-static void put(char **p, const char *s, size_t len)
+/* Every device's fragment, built where missing, handed to fn in turn. */
+int registry_fragments(struct registry *r, void (*fn)(const char *frag, size_t len, void *ud), void *ud)
 {
-	memcpy(*p, s, len);
-	*p += len;
-}
-
-/*
- * Builds the snapshot straight into a buffer of its exact size: with 100,000
- * devices a snapshot is tens of megabytes, and growing it by doubling and
- * then copying it once more was a third of the host's peak memory.
- */
-static int rebuild(struct registry *r)
-{
-	json_t *locks_json = r->host->leases ? leases_to_json(r->host->leases) : json_object();
-	json_t *modules_json = plugins_modules_json(r->host);
-	char *locks = json_dumps(locks_json, JSON_COMPACT);
-	char *modules = json_dumps(modules_json, JSON_COMPACT);
-	json_decref(locks_json);
-	json_decref(modules_json);
-	char tail[96], when[32];
-	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu}", host_now_iso(when, sizeof when),
-			(unsigned long long)(r->seq + 1));
-	static const char head[] = "{\"devices\":{", mid1[] = "},\"locks\":", mid2[] = ",\"modules\":";
-	int rc = OH_ERR_NOMEM;
-	if(!locks || !modules)
-		goto out;
-
-	size_t total = sizeof head - 1 + sizeof mid1 - 1 + strlen(locks) + sizeof mid2 - 1 + strlen(modules) +
-			strlen(tail);
 	struct strmap_iter it;
 	void *value;
 	strmap_iter_init(&it, r->devices);
 	while(strmap_iter_next(&it, NULL, &value)) {
 		struct device *d = value;
 		if(!d->frag && !build_fragment(d))
-			goto out;
-		total += d->frag_len + 1; /* and a comma */
+			return OH_ERR_NOMEM;
+		fn(d->frag, d->frag_len, ud);
 	}
-	struct shared_buf *snap = shared_buf_new(NULL, total);
-	if(!snap)
-		goto out;
-	char *p = snap->data;
-	put(&p, head, sizeof head - 1);
-	bool first = true;
-	strmap_iter_init(&it, r->devices);
-	while(strmap_iter_next(&it, NULL, &value)) {
-		struct device *d = value;
-		if(!first)
-			put(&p, ",", 1);
-		put(&p, d->frag, d->frag_len);
-		first = false;
-	}
-	put(&p, mid1, sizeof mid1 - 1);
-	put(&p, locks, strlen(locks));
-	put(&p, mid2, sizeof mid2 - 1);
-	put(&p, modules, strlen(modules));
-	put(&p, tail, strlen(tail));
-	*p = '\0';
-	snap->len = (size_t)(p - snap->data); /* no comma before the first device */
-
-	shared_buf_unref(r->snapshot);
-	r->snapshot = snap;
-	r->seq++;
-	r->dirty = false;
-	r->unpublished = true;
-	rc = OH_OK;
-out:
-	free(locks);
-	free(modules);
-	return rc;
+	return OH_OK;
 }
 
-struct shared_buf *registry_snapshot(struct registry *r)
+bool registry_settling(const struct registry *r)
 {
-	if((r->dirty || !r->snapshot) && rebuild(r))
-		log_error("registry", "out of memory building the snapshot");
-	return r->snapshot ? shared_buf_ref(r->snapshot) : NULL;
+	return r->settling;
 }
 
-static void publish_now(struct registry *r)
+void registry_on_change(struct registry *r, void (*fn)(void *ud), void *ud)
 {
-	struct shared_buf *snap = registry_snapshot(r);
-	if(!snap)
-		return;
-	double now = time_now_mono();
-	/* An ack lost with a connection must not stop the snapshots for good. */
-	if(r->in_flight && now - r->in_flight_since > SNAPSHOT_ACK_WAIT_S)
-		r->in_flight = false;
-	if(r->unpublished && !r->in_flight && !r->settling) {
-		struct host *h = r->host;
-		int mid = 0;
-		int rc = host_publish_mid(h, r->snapshot_topic, snap->data, snap->len, 1, true, &mid);
-		/* While the broker is away the snapshot stays marked unpublished
-		 * and goes out on reconnect. */
-		if(rc == OH_OK) {
-			r->unpublished = false;
-			r->in_flight = true;
-			r->in_flight_mid = mid;
-			r->in_flight_since = now;
-			h->stats.snapshots_published++;
-			h->stats.snapshot_bytes += snap->len;
-		}
-	}
-	r->last_publish_mono = time_now_mono();
-	/* Listeners (the UI's event stream) hear of every snapshot, also while
-	 * the broker is away. */
-	if(r->notified_seq != r->seq) {
-		r->notified_seq = r->seq;
-		for(int i = 0; i < r->n_listeners; i++)
-			r->listeners[i].fn(snap, r->listeners[i].ud);
-	}
-	shared_buf_unref(snap);
-}
-
-static void on_publish_timer(evutil_socket_t fd, short what, void *arg)
-{
-	publish_now(arg);
-}
-
-static void schedule_publish(struct registry *r)
-{
-	if(evtimer_pending(r->ev_publish, NULL))
-		return;
-	/* At most one snapshot per interval; an update after a quiet spell
-	 * goes out on the next loop turn, so a burst read in one go still
-	 * coalesces. */
-	double interval = r->host->cfg.snapshot_interval_ms / 1000.0;
-	double wait = r->last_publish_mono + interval - time_now_mono();
-	if(wait < 0)
-		wait = 0;
-	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (time_t)wait) * 1e6)};
-	evtimer_add(r->ev_publish, &tv);
-}
-
-void registry_published(struct registry *r, int mid)
-{
-	if(!r->in_flight || mid != r->in_flight_mid)
-		return;
-	r->in_flight = false;
-	if(r->dirty || r->unpublished)
-		schedule_publish(r);
+	r->on_change = fn;
+	r->on_change_ud = ud;
 }
 
 /* ---- start-up ------------------------------------------------------------------ */
@@ -818,7 +670,6 @@ static void on_previous_snapshot(oh_ctx *ctx, const struct oh_message *msg, void
 
 void registry_on_connect(struct registry *r)
 {
-	r->in_flight = false;
 	registry_repair_on_connect(r->repair);
 	if(!r->connected_once) {
 		r->connected_once = true;
@@ -832,19 +683,7 @@ void registry_on_connect(struct registry *r)
 
 void registry_flush(struct registry *r)
 {
-	r->in_flight = false; /* the final state goes out regardless... */
-	if(r->dirty || r->unpublished)
-		publish_now(r); /* ...unless still settling: it is partial */
 	persist_some(r, (size_t)-1);
-}
-
-void registry_on_publish(struct registry *r, void (*fn)(struct shared_buf *, void *), void *ud)
-{
-	if(r->n_listeners < MAX_LISTENERS) {
-		r->listeners[r->n_listeners].fn = fn;
-		r->listeners[r->n_listeners].ud = ud;
-		r->n_listeners++;
-	}
 }
 
 /* ---- reads -------------------------------------------------------------------- */
@@ -907,7 +746,7 @@ size_t registry_size(const struct registry *r)
 }
 uint64_t registry_generation(const struct registry *r)
 {
-	return r->generation;
+	return r->host->generation;
 }
 
 /* ---- life cycle --------------------------------------------------------------- */
@@ -919,28 +758,19 @@ struct registry *registry_new(struct host *h)
 		return NULL;
 	r->host = h;
 	r->devices = strmap_new();
-	const char *root = h->cfg.topic_root;
-	size_t n = strlen(root);
-	r->prefix = malloc(n + sizeof "/device/");
-	r->snapshot_topic = malloc(n + sizeof "/orchestrator/registry");
-	r->ev_publish = evtimer_new(h->base, on_publish_timer, r);
+	r->snapshot_topic = topic_build(h->cfg.topic_root, NULL, "registry", NULL);
 	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
 	r->ev_persist = evtimer_new(h->base, on_persist_timer, r);
 	r->ev_settle = evtimer_new(h->base, on_settle_timer, r);
-	if(!r->devices || !r->prefix || !r->snapshot_topic || !r->ev_publish || !r->ev_stale ||
-			!r->ev_persist || !r->ev_settle) {
+	if(!r->devices || !r->snapshot_topic || !r->ev_stale || !r->ev_persist || !r->ev_settle) {
 		registry_free(r);
 		return NULL;
 	}
-	sprintf(r->prefix, "%s/device/", root);
-	if(!(r->repair = registry_repair_new(h, r->prefix))) {
+	if(!(r->repair = registry_repair_new(h))) {
 		registry_free(r);
 		return NULL;
 	}
 	r->settling = true;
-	r->prefix_len = strlen(r->prefix);
-	sprintf(r->snapshot_topic, "%s/orchestrator/registry", root);
-	r->last_publish_mono = -1e9;
 	return r;
 }
 
@@ -983,13 +813,14 @@ int registry_start(struct registry *r)
 			log_info("registry", "%zu devices known from the last run", r->expected);
 	}
 	/* QoS 0: see the top of this file. */
-	char filter[300];
-	snprintf(filter, sizeof filter, "%s+/meta", r->prefix);
-	int rc = dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r);
-	if(rc)
-		return rc;
-	snprintf(filter, sizeof filter, "%s+/status", r->prefix);
-	rc = dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r);
+	static const char *const kinds[] = {"meta", "status"};
+	int rc = OH_OK;
+	for(size_t i = 0; i < 2 && !rc; i++) {
+		char *filter = topic_build(h->cfg.topic_root, "+", NULL, kinds[i]);
+		rc = filter ? dispatch_subscribe(h->dispatch, NULL, filter, 0, on_device_message, r)
+			    : OH_ERR_NOMEM;
+		free(filter);
+	}
 	if(rc)
 		return rc;
 	rc = dispatch_subscribe(h->dispatch, NULL, r->snapshot_topic, 0, on_previous_snapshot, r);
@@ -1010,8 +841,6 @@ void registry_free(struct registry *r)
 {
 	if(!r)
 		return;
-	if(r->ev_publish)
-		event_free(r->ev_publish);
 	if(r->ev_stale)
 		event_free(r->ev_stale);
 	if(r->ev_persist)
@@ -1020,8 +849,6 @@ void registry_free(struct registry *r)
 		event_free(r->ev_settle);
 	registry_repair_free(r->repair);
 	strmap_free(r->devices, device_free);
-	shared_buf_unref(r->snapshot);
-	free(r->prefix);
 	free(r->snapshot_topic);
 	free(r);
 }

@@ -35,6 +35,7 @@
 #include "mqtt_link.h"
 #include "strmap.h"
 #include "timeutil.h"
+#include "topics.h"
 
 #define REPAIR_IN_FLIGHT 64
 #define REPAIR_WAIT_S 5.0
@@ -60,7 +61,6 @@ struct fetch {
 
 struct registry_repair {
 	struct host *host;
-	char *prefix;
 	struct strmap *fetches; /* id -> struct fetch, one per device at most */
 	struct list queue;      /* of struct fetch, oldest request first */
 	size_t queued;
@@ -72,7 +72,9 @@ struct registry_repair {
 
 static void topic_of(const struct registry_repair *rp, const char *id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s/meta", rp->prefix, id);
+	char *t = topic_build(rp->host->cfg.topic_root, id, NULL, "meta");
+	snprintf(buf, len, "%s", t ? t : "");
+	free(t);
 }
 
 static void queue_unlink(struct registry_repair *rp, struct fetch *f)
@@ -148,16 +150,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	fill(rp);
 }
 
-struct registry_repair *registry_repair_new(struct host *h, const char *prefix)
+struct registry_repair *registry_repair_new(struct host *h)
 {
 	struct registry_repair *rp = calloc(1, sizeof *rp);
 	if(!rp)
 		return NULL;
 	rp->host = h;
-	rp->prefix = strdup(prefix);
 	rp->fetches = strmap_new();
 	rp->ev_tick = evtimer_new(h->base, on_tick, rp);
-	if(!rp->prefix || !rp->fetches || !rp->ev_tick) {
+	if(!rp->fetches || !rp->ev_tick) {
 		registry_repair_free(rp);
 		return NULL;
 	}
@@ -171,7 +172,6 @@ void registry_repair_free(struct registry_repair *rp)
 	if(rp->ev_tick)
 		event_free(rp->ev_tick);
 	strmap_free(rp->fetches, free);
-	free(rp->prefix);
 	free(rp);
 }
 

@@ -10,8 +10,7 @@
 struct host;
 struct registry_repair;
 
-/* prefix: "{root}/device/" (copied). */
-struct registry_repair *registry_repair_new(struct host *h, const char *prefix);
+struct registry_repair *registry_repair_new(struct host *h);
 void registry_repair_free(struct registry_repair *rp);
 
 /* Asks the broker for the device's retained meta; a no-op while a fetch for

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "module.h"
 #include "mqtt_link.h"
+#include "topics.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -384,29 +385,30 @@ static void on_message(struct mqtt_link *link, const char *topic, const void *pa
 		on_host_presence(a, payload, len, retained);
 		return;
 	}
-	size_t plen = strlen(a->prefix);
-	if(strncmp(topic, a->prefix, plen) || topic[plen] != '/')
+	/* Ours only: {root}/device/{id}/cmd and {root}/device/{id}/{module}/cmd|cfg
+	 * (topics.h reads them as the host does). */
+	struct topic_parts t;
+	char id[OH_DEVICE_ID_MAX + 1];
+	if(topic_parse(a->cfg->topic_root, topic, &t) != TOPIC_DEVICE || t.error ||
+			!topic_level_copy(t.id, id, sizeof id) || strcmp(id, a->id))
 		return;
-	const char *rest = topic + plen + 1;
 	/* A retained command is an old one left on the broker by mistake:
 	 * running it again at every reconnect would be wrong. */
 	if(retained) {
 		log_warn(a->log_src, "ignoring retained message on %s", topic);
 		return;
 	}
-	if(!strcmp(rest, "cmd")) {
-		handle_device_cmd(a, payload, len);
+	if(!t.module.p) {
+		if(topic_level_is(t.leaf, "cmd"))
+			handle_device_cmd(a, payload, len);
 		return;
 	}
-	const char *slash = strchr(rest, '/');
-	if(!slash)
-		return;
-	struct dev_module *m = find_module(a, rest, (size_t)(slash - rest));
+	struct dev_module *m = find_module(a, t.module.p, t.module.len);
 	if(!m)
 		return;
-	if(!strcmp(slash + 1, "cmd"))
+	if(topic_level_is(t.leaf, "cmd"))
 		handle_module_cmd(a, m, payload, len);
-	else if(!strcmp(slash + 1, "cfg"))
+	else if(topic_level_is(t.leaf, "cfg"))
 		handle_module_cfg(a, m, payload, len);
 }
 
@@ -454,7 +456,7 @@ struct agent *agent_new(struct event_base *base, const struct dev_config *cfg, c
 	a->labels = json_deep_copy(cfg->labels);
 	a->prefix = strfmt("%s/device/%s", cfg->topic_root, id);
 	a->log_src = strfmt("device %s", id);
-	a->birth_topic = strfmt("%s/orchestrator/status", cfg->topic_root);
+	a->birth_topic = topic_build(cfg->topic_root, NULL, "status", NULL);
 	if(!a->id || !a->labels || !a->prefix || !a->log_src || !a->birth_topic)
 		goto nomem;
 

@@ -14,6 +14,7 @@
 #include "mqtt_link.h"
 #include "plugin_ctx.h"
 #include "scheduler.h"
+#include "snapshot.h"
 #include "topic_tree.h"
 
 #define CLOCK_START 1893456000.0 /* 2030-01-01T00:00:00Z */
@@ -73,8 +74,9 @@ void fuzz_host_start(struct host *h, const struct fuzz_host_opts *o)
 	h->dispatch = dispatch_new(h);
 	h->registry = registry_new(h);
 	h->leases = leases_new(h);
+	h->snapshot = h->registry && h->leases ? snapshot_new(h) : NULL;
 	h->http = http_server_new(h);
-	if(!h->base || !h->dispatch || !h->registry || !h->leases || !h->http)
+	if(!h->base || !h->dispatch || !h->registry || !h->leases || !h->snapshot || !h->http)
 		abort();
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
 	struct mqtt_link_opts mo = {.host = "127.0.0.1",
@@ -109,6 +111,7 @@ void fuzz_host_stop(struct host *h)
 	scheduler_free(h->scheduler);
 	http_server_free(h->http);
 	mqtt_link_free(h->link);
+	snapshot_free(h->snapshot);
 	leases_free(h->leases);
 	registry_free(h->registry);
 	dispatch_free(h->dispatch);

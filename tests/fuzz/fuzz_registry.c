@@ -18,6 +18,7 @@
 
 #include "fuzz_common.h"
 #include "fuzz_host.h"
+#include "snapshot.h"
 #include "ident.h"
 #include "oh/validate.h"
 #include "shared_buf.h"
@@ -69,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(line);
 	}
 
-	struct shared_buf *snap = registry_snapshot(h.registry);
+	struct shared_buf *snap = snapshot_get(h.snapshot);
 	FUZZ_CHECK(snap != NULL);
 	FUZZ_CHECK(strlen(snap->data) == snap->len);
 	json_error_t jerr;

@@ -8,6 +8,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "oh/host.h"
 #include "oh/plugin.h"
@@ -41,6 +42,34 @@ static void get_probe(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	/* A prefix of our own name is not our name. */
 	snprintf(topic, sizeof topic, "%s/orchestrator/%sx/evt", root, me);
 	put(out, "bad_publish_longer_name", oh_publish(ctx, topic, "{}", 2, 1, false));
+
+	/* A device level that is no device id is no device's topic. */
+	snprintf(topic, sizeof topic, "%s/device/../%s/cmd", root, me);
+	put(out, "bad_publish_device_bad_id", oh_publish(ctx, topic, "{}", 2, 1, false));
+	snprintf(topic, sizeof topic, "%s/device//%s/cmd", root, me);
+	put(out, "bad_publish_device_empty_id", oh_publish(ctx, topic, "{}", 2, 1, false));
+
+	/* The host's topic grammar, through the ABI. */
+	struct oh_topic t;
+	snprintf(topic, sizeof topic, "%s/device/rpi-01/%s/evt", root, me);
+	int rc = oh_topic_parse(ctx, topic, &t);
+	if(!rc &&
+			(t.place != OH_TOPIC_DEVICE || strcmp(t.device_id, "rpi-01") || !t.module ||
+					t.module_len != strlen(me) || strncmp(t.module, me, t.module_len) ||
+					!t.leaf || strcmp(t.leaf, "evt")))
+		rc = OH_ERR_INVAL; /* parsed, but not into these parts */
+	put(out, "own_topic_parse_device", rc);
+	snprintf(topic, sizeof topic, "%s/orchestrator/%s/cmd", root, me);
+	rc = oh_topic_parse(ctx, topic, &t);
+	if(!rc && (t.place != OH_TOPIC_ORCHESTRATOR || t.device_id[0] || !t.leaf || strcmp(t.leaf, "cmd")))
+		rc = OH_ERR_INVAL;
+	put(out, "own_topic_parse_orchestrator", rc);
+	rc = oh_topic_parse(ctx, "/elsewhere/device/x/meta", &t);
+	put(out, "own_topic_parse_outside", rc ? rc : t.place == OH_TOPIC_OTHER ? OH_OK : OH_ERR_INVAL);
+	snprintf(topic, sizeof topic, "%s/device/rpi-01//evt", root);
+	put(out, "bad_topic_parse_empty_level", oh_topic_parse(ctx, topic, &t));
+	snprintf(topic, sizeof topic, "%s/device/+/%s/evt", root, me);
+	put(out, "bad_topic_parse_wildcard_id", oh_topic_parse(ctx, topic, &t));
 
 	/* Subscriptions must stay under the topic root. */
 	put(out, "bad_subscribe_all", oh_subscribe(ctx, "#", 0, on_msg, NULL));
@@ -103,6 +132,7 @@ static int init(oh_ctx *ctx, const json_t *settings)
 
 static const struct oh_plugin plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
+		.abi_minor = 1, /* oh_topic_parse */
 		.name = "namespace probe",
 		.version = "0",
 		.init = init,

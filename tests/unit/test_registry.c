@@ -16,6 +16,7 @@
 #include "ident.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
+#include "snapshot.h"
 #include "store.h"
 
 static struct host h;
@@ -35,7 +36,10 @@ static json_t *device(const char *id)
 
 static json_t *snapshot(void)
 {
-	struct shared_buf *b = registry_snapshot(h.registry);
+	/* Made with the first call, freed with the registry it reads. */
+	if(!h.snapshot)
+		h.snapshot = snapshot_new(&h);
+	struct shared_buf *b = snapshot_get(h.snapshot);
 	json_error_t err;
 	json_t *j = json_loads(b->data, 0, &err);
 	shared_buf_unref(b);
@@ -61,6 +65,8 @@ static void setup(void)
 
 static void teardown(void)
 {
+	snapshot_free(h.snapshot);
+	h.snapshot = NULL;
 	registry_free(h.registry);
 	dispatch_free(h.dispatch);
 	mqtt_link_free(h.link);
@@ -366,6 +372,8 @@ static void test_warm_start(void)
 	CHECK_INT_EQ(store_device_put(st, "bad-doc", "[1]", 3, 1.0), 0); /* not an object */
 
 	struct registry *saved = h.registry;
+	snapshot_free(h.snapshot); /* it reads the registry set aside */
+	h.snapshot = NULL;
 	h.store = st;
 	h.registry = registry_new(&h);
 	CHECK_INT_EQ(registry_start(h.registry), 0);
@@ -382,6 +390,8 @@ static void test_warm_start(void)
 	deliver("/lab/device/cam-9/status", "{\"online\":false,\"ts\":\"2026-02-02T00:00:00Z\"}");
 	deliver("/lab/device/cam-10/meta", "{\"modules\":[\"ndi\",\"ptz\"]}");
 	registry_flush(h.registry);
+	snapshot_free(h.snapshot);
+	h.snapshot = NULL;
 	registry_free(h.registry);
 	dispatch_remove_owner(h.dispatch, NULL);
 
@@ -398,15 +408,19 @@ static void test_warm_start(void)
 
 	/* A retained clear removes it from the store too. */
 	dispatch_on_message(h.dispatch, "/lab/device/cam-10/meta", "", 0, true);
+	snapshot_free(h.snapshot);
+	h.snapshot = NULL;
 	registry_free(h.registry);
 	dispatch_remove_owner(h.dispatch, NULL);
 	h.registry = registry_new(&h);
 	CHECK_INT_EQ(registry_start(h.registry), 0);
 	CHECK_INT_EQ(registry_size(h.registry), 1);
+	snapshot_free(h.snapshot);
+	h.snapshot = NULL;
 	registry_free(h.registry);
 	dispatch_remove_owner(h.dispatch, NULL);
 
-	h.registry = saved;
+	h.registry = saved; /* the next snapshot() reads it again */
 	h.store = NULL;
 	store_close(st);
 	char cmd[300];

@@ -112,7 +112,6 @@ static void setup(const char *state_dir)
 	CTX.module = "t";
 	CTX.loaded = true;
 	CTX.evt_topic = "/lab/orchestrator/t/evt";
-	CTX.own_prefix = "/lab/orchestrator/t/";
 	PLUGINS[0] = &CTX;
 	H.plugins = PLUGINS;
 	H.n_plugins = 1;

@@ -203,7 +203,7 @@ static void ndi_cleanup(oh_ctx *ctx)
 
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
-		.abi_minor = 0,
+		.abi_minor = 1, /* oh_topic_parse */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,

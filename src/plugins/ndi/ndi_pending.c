@@ -360,19 +360,12 @@ void ndi_pending_forget(struct ndi *n, const char *device_id, const char *req_id
 
 bool ndi_topic_device(oh_ctx *ctx, const char *topic, char *buf, size_t len)
 {
-	const char *root = oh_topic_root(ctx);
-	size_t rlen = strlen(root);
-	const char *id, *end;
+	struct oh_topic t;
 
-	if(strncmp(topic, root, rlen) || strncmp(topic + rlen, "/device/", 8))
+	if(oh_topic_parse(ctx, topic, &t) || t.place != OH_TOPIC_DEVICE || strlen(t.device_id) >= len)
 		return false;
-	id = topic + rlen + 8;
-	end = strchr(id, '/');
-	if(!end || (size_t)(end - id) >= len)
-		return false;
-	memcpy(buf, id, (size_t)(end - id));
-	buf[end - id] = '\0';
-	return oh_device_id_valid(buf);
+	memcpy(buf, t.device_id, strlen(t.device_id) + 1);
+	return true;
 }
 
 void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
