@@ -3,9 +3,11 @@
 #
 #   make           build build/orchestrator-host (and build/orchestrator-device)
 #   make run       install what is missing, build, run with config/orchestrator-host.json
-#   make test      install what the tests need, build, and run the suite twice
-#                  at once: as built and under AddressSanitizer + UBSan
-#                  (make test-release / make test-asan: one of them)
+#   make test      install what the tests need, build, and run the suite in
+#                  one go over two trees: as built and under AddressSanitizer
+#                  + UBSan, unit tests in both, each integration file in the
+#                  tree where it says most (tests/CMakeLists.txt)
+#                  (make test-release / make test-asan: all of it in one tree)
 #   make demo      broker + host + three simulated devices
 #   make bench     the benchmark suite (bench/)
 #   make fuzz      the libFuzzer targets of tests/fuzz/ under ASan+UBSan, built
@@ -37,6 +39,10 @@ SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 MQTT_HOST  ?= host.docker.internal
 SECRETS    ?= $(CURDIR)/var/secrets
+# ON for make test: each integration file in one of the two trees, unless
+# it says something about the shipped binary (tests/CMakeLists.txt); OFF
+# for test-release and test-asan; unset, a tree keeps what it had.
+TEST_SPLIT ?=
 MAKEFLAGS  += --no-print-directory
 
 .PHONY: all build build-quiet build-asan deps deps-test run test test-both test-release test-asan demo bench \
@@ -45,7 +51,8 @@ MAKEFLAGS  += --no-print-directory
 all: build
 
 build:
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
+		$(if $(TEST_SPLIT),-DOH_TEST_SPLIT=$(TEST_SPLIT)) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
 # For run and demo: the build's output only when it fails, so that the
@@ -58,7 +65,8 @@ build-quiet:
 		{ cat $(BUILD)/build.log; echo "the build failed (its output: $(BUILD)/build.log)"; exit 1; }
 
 build-asan:
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOH_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOH_SANITIZE=ON \
+		$(if $(TEST_SPLIT),-DOH_TEST_SPLIT=$(TEST_SPLIT)) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 deps:
@@ -76,7 +84,7 @@ test: deps
 	@mkdir -p $(BUILD)
 	@echo "installing the test packages meanwhile (scripts/install-deps.sh test)"
 	@scripts/install-deps.sh test > $(BUILD)/deps-test.log 2>&1 & deps=$$!; \
-	$(MAKE) build build-asan; rc=$$?; \
+	$(MAKE) build build-asan TEST_SPLIT=ON; rc=$$?; \
 	wait $$deps; drc=$$?; cat $(BUILD)/deps-test.log; \
 	[ $$drc -eq 0 ] || echo "installing the test packages failed"; \
 	[ $$rc -eq 0 ] && [ $$drc -eq 0 ]
@@ -98,10 +106,12 @@ test-both:
 	fi; \
 	exit $$rc
 
-test-release: build
+test-release:
+	@$(MAKE) build TEST_SPLIT=OFF
 	cd $(BUILD) && ctest -j$(TEST_JOBS) --output-on-failure
 
-test-asan: build-asan
+test-asan:
+	@$(MAKE) build-asan TEST_SPLIT=OFF
 	cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest -j$(TEST_JOBS) --output-on-failure
 
 demo: deps build-quiet

@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "list.h"
+#include "oh/list.h"
 #include "log.h"
 #include "oh/defs.h"
 
@@ -53,7 +53,7 @@ extern char **environ;
 #define KILL_WAIT_MS 2000
 
 struct child {
-	struct list_node link; /* in children */
+	struct oh_list_node link; /* in children */
 	pid_t pid;
 	int fd;           /* read end of the stdout pipe; -1 if none or closed */
 	struct event *rd; /* on fd */
@@ -70,7 +70,7 @@ struct child {
 
 /* A group that was sent SIGTERM and gets SIGKILL at its deadline. */
 struct stopping {
-	struct list_node link; /* in stoppings */
+	struct oh_list_node link; /* in stoppings */
 	pid_t pgid;
 	struct timespec deadline;
 	struct event *timer;
@@ -79,8 +79,8 @@ struct stopping {
 static struct event_base *base;
 static struct event *ev_sigchld;
 static bool subreaper;
-static struct list children;  /* of struct child */
-static struct list stoppings; /* of struct stopping */
+static struct oh_list children;  /* of struct child */
+static struct oh_list stoppings; /* of struct stopping */
 
 static double now_s(void)
 {
@@ -109,8 +109,8 @@ const char *child_describe_exit(int wstatus, char *buf, size_t len)
 
 static struct child *find(pid_t pid)
 {
-	for(struct list_node *n = children.first; n; n = n->next) {
-		struct child *c = list_entry(n, struct child, link);
+	for(struct oh_list_node *n = children.first; n; n = n->next) {
+		struct child *c = oh_list_entry(n, struct child, link);
 		if(c->pid == pid)
 			return c;
 	}
@@ -158,7 +158,7 @@ static bool finished(const struct child *c)
 
 static void stopping_remove(struct stopping *s)
 {
-	list_remove(&stoppings, &s->link);
+	oh_list_remove(&stoppings, &s->link);
 	if(s->timer)
 		event_free(s->timer);
 	free(s);
@@ -185,8 +185,8 @@ static void reap_all(void)
 				mark_reaped(pid, st); /* an orphan's pid is no child of ours */
 		}
 	} else {
-		for(struct list_node *n = children.first; n; n = n->next) {
-			struct child *c = list_entry(n, struct child, link);
+		for(struct oh_list_node *n = children.first; n; n = n->next) {
+			struct child *c = oh_list_entry(n, struct child, link);
 			if(c->reaped)
 				continue;
 			int st = 0;
@@ -204,25 +204,25 @@ static void reap_all(void)
 		}
 	}
 	/* Collect first, report after: a callback may change the list. */
-	struct list done = {0};
-	struct list_node *next;
-	for(struct list_node *n = children.first; n; n = next) {
+	struct oh_list done = {0};
+	struct oh_list_node *next;
+	for(struct oh_list_node *n = children.first; n; n = next) {
 		next = n->next;
-		if(finished(list_entry(n, struct child, link))) {
-			list_remove(&children, n);
-			list_push_back(&done, n);
+		if(finished(oh_list_entry(n, struct child, link))) {
+			oh_list_remove(&children, n);
+			oh_list_push_back(&done, n);
 		}
 	}
-	while(!list_empty(&done)) {
-		struct child *c = list_entry(done.first, struct child, link);
-		list_remove(&done, &c->link);
+	while(!oh_list_empty(&done)) {
+		struct child *c = oh_list_entry(done.first, struct child, link);
+		oh_list_remove(&done, &c->link);
 		report(c);
 	}
 	/* A group whose last member went needs no SIGKILL, and its id may be
 	 * reused later: drop its pending stop now. */
-	for(struct list_node *n = stoppings.first; n; n = next) {
+	for(struct oh_list_node *n = stoppings.first; n; n = next) {
 		next = n->next;
-		struct stopping *s = list_entry(n, struct stopping, link);
+		struct stopping *s = oh_list_entry(n, struct stopping, link);
 		if(!group_alive(s->pgid))
 			stopping_remove(s);
 	}
@@ -253,11 +253,11 @@ int child_init(struct event_base *b, bool reap_all_children)
 
 void child_cleanup(void)
 {
-	while(!list_empty(&stoppings))
-		stopping_remove(list_entry(stoppings.first, struct stopping, link));
-	while(!list_empty(&children)) {
-		struct child *c = list_entry(children.first, struct child, link);
-		list_remove(&children, &c->link);
+	while(!oh_list_empty(&stoppings))
+		stopping_remove(oh_list_entry(stoppings.first, struct stopping, link));
+	while(!oh_list_empty(&children)) {
+		struct child *c = oh_list_entry(children.first, struct child, link);
+		oh_list_remove(&children, &c->link);
 		child_free(c);
 	}
 	if(ev_sigchld)
@@ -270,7 +270,7 @@ void child_cleanup(void)
 size_t child_count(void)
 {
 	size_t n = 0;
-	for(struct list_node *it = children.first; it; it = it->next)
+	for(struct oh_list_node *it = children.first; it; it = it->next)
 		n++;
 	return n;
 }
@@ -300,7 +300,7 @@ static void report_if_finished(struct child *c)
 {
 	if(!finished(c))
 		return;
-	list_remove(&children, &c->link);
+	oh_list_remove(&children, &c->link);
 	report(c);
 }
 
@@ -488,7 +488,7 @@ int child_spawn(char *const argv[], const struct child_opts *opts, child_done_fn
 		child_free(c);
 		return OH_ERR_NOMEM;
 	}
-	list_push_front(&children, &c->link);
+	oh_list_push_front(&children, &c->link);
 	*pid_out = c->pid;
 	return OH_OK;
 }
@@ -505,7 +505,7 @@ void child_kill(pid_t pid)
 	struct child *c = find(pid);
 	if(!c)
 		return;
-	list_remove(&children, &c->link);
+	oh_list_remove(&children, &c->link);
 	if(!c->reaped) {
 		kill_child(pid);
 		/* SIGKILL cannot be refused, so this wait is short. */
@@ -520,7 +520,7 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
 	struct stopping *s = arg;
 	reap_all();
 	/* reap_all() may have freed s; look it up again by address. */
-	for(struct list_node *n = stoppings.first; n; n = n->next) {
+	for(struct oh_list_node *n = stoppings.first; n; n = n->next) {
 		if(n == &s->link) {
 			if(group_alive(s->pgid)) {
 				log_warn("child", "process group %d ignored SIGTERM; sending SIGKILL",
@@ -562,21 +562,21 @@ bool child_stop_group(pid_t pgid, double grace_s)
 		if(s->timer)
 			evtimer_add(s->timer, &tv);
 	}
-	list_push_front(&stoppings, &s->link);
+	oh_list_push_front(&stoppings, &s->link);
 	return true;
 }
 
 void child_stop_all_blocking(void)
 {
 	double give_up = 0;
-	while(!list_empty(&stoppings)) {
+	while(!oh_list_empty(&stoppings)) {
 		reap_all();
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		struct list_node *next;
-		for(struct list_node *n = stoppings.first; n; n = next) {
+		struct oh_list_node *next;
+		for(struct oh_list_node *n = stoppings.first; n; n = next) {
 			next = n->next;
-			struct stopping *s = list_entry(n, struct stopping, link);
+			struct stopping *s = oh_list_entry(n, struct stopping, link);
 			if(!group_alive(s->pgid)) {
 				stopping_remove(s);
 			} else if(ts.tv_sec > s->deadline.tv_sec ||
@@ -590,7 +590,7 @@ void child_stop_all_blocking(void)
 					give_up = now_s() + KILL_WAIT_MS / 1000.0;
 			}
 		}
-		if(list_empty(&stoppings))
+		if(oh_list_empty(&stoppings))
 			break;
 		if(give_up != 0 && now_s() > give_up) {
 			log_warn("child", "some child processes did not go away; leaving them");

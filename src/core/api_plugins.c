@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "list.h"
+#include "oh/list.h"
 
 static void get_plugins(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
@@ -44,7 +44,7 @@ static json_t *status_of(struct host *h, const char *module)
 }
 
 struct pending_unload {
-	struct list_node link; /* in pending */
+	struct oh_list_node link; /* in pending */
 	struct host *host;
 	struct event *ev;        /* the deferred turn */
 	struct oh_http_req *req; /* NULL once the client left */
@@ -52,7 +52,7 @@ struct pending_unload {
 };
 
 /* Every unload not run yet, of every host (there is one outside tests). */
-static struct list pending;
+static struct oh_list pending;
 
 static void unload_gone(struct oh_http_req *req, void *ud)
 {
@@ -62,7 +62,7 @@ static void unload_gone(struct oh_http_req *req, void *ud)
 
 static void pending_free(struct pending_unload *p)
 {
-	list_remove(&pending, &p->link);
+	oh_list_remove(&pending, &p->link);
 	event_free(p->ev);
 	free(p);
 }
@@ -85,10 +85,10 @@ static void do_unload(evutil_socket_t fd, short what, void *arg)
 
 void api_plugins_stop(struct host *h)
 {
-	struct list_node *n = pending.first, *next;
+	struct oh_list_node *n = pending.first, *next;
 	for(; n; n = next) {
 		next = n->next;
-		struct pending_unload *p = list_entry(n, struct pending_unload, link);
+		struct pending_unload *p = oh_list_entry(n, struct pending_unload, link);
 		/* Run now, as the loop would have: outside any plugin callback,
 		 * and the client still gets its answer while HTTP is up. */
 		if(p->host == h)
@@ -126,7 +126,7 @@ static void delete_plugin(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		oh_reply_error(req, 500, "INTERNAL", "cannot schedule the unload");
 		return;
 	}
-	list_push_front(&pending, &p->link);
+	oh_list_push_front(&pending, &p->link);
 	/* Reply later, from do_unload. */
 	oh_req_on_gone(req, unload_gone, p);
 }

@@ -34,7 +34,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "list.h"
+#include "oh/list.h"
 #include "log.h"
 #include "snapshot.h"
 #include "metrics.h"
@@ -50,7 +50,7 @@
 #define RETRY_MS "2000"
 
 struct client {
-	struct list_node link; /* in events.clients */
+	struct oh_list_node link; /* in events.clients */
 	struct events *ev;
 	struct http_stream *st;
 	struct shared_buf *snapshot; /* the last snapshot event queued (a reference) */
@@ -59,7 +59,7 @@ struct client {
 
 struct events {
 	struct host *host;
-	struct list clients; /* of struct client */
+	struct oh_list clients; /* of struct client */
 	struct event *ev_ping;
 };
 
@@ -156,13 +156,13 @@ static void client_send_snapshot(struct client *c, struct shared_buf *msg)
 
 static void broadcast(struct events *ev, struct shared_buf *msg)
 {
-	for(struct list_node *n = ev->clients.first; n; n = n->next)
-		client_send(list_entry(n, struct client, link), msg);
+	for(struct oh_list_node *n = ev->clients.first; n; n = n->next)
+		client_send(oh_list_entry(n, struct client, link), msg);
 }
 
 static void broadcast_event(struct events *ev, const char *event, const char *data, size_t len)
 {
-	if(list_empty(&ev->clients))
+	if(oh_list_empty(&ev->clients))
 		return;
 	struct shared_buf *msg = sse_format(event, data, len);
 	if(!msg) {
@@ -190,10 +190,10 @@ static void on_gone(struct http_stream *st, void *ud)
 {
 	struct client *c = ud;
 	struct events *ev = c->ev;
-	list_remove(&ev->clients, &c->link);
+	oh_list_remove(&ev->clients, &c->link);
 	shared_buf_unref(c->snapshot);
 	free(c);
-	if(list_empty(&ev->clients))
+	if(oh_list_empty(&ev->clients))
 		event_del(ev->ev_ping);
 }
 
@@ -223,7 +223,7 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		oh_reply_error(req, 503, "NO_MEMORY", "cannot open an event stream");
 		return;
 	}
-	list_push_front(&ev->clients, &c->link);
+	oh_list_push_front(&ev->clients, &c->link);
 	if(!event_pending(ev->ev_ping, EV_TIMEOUT, NULL)) {
 		struct timeval tv = {PING_INTERVAL_S, 0};
 		event_add(ev->ev_ping, &tv);
@@ -246,22 +246,22 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 static void on_snapshot(struct shared_buf *snap, void *ud)
 {
 	struct events *ev = ud;
-	if(list_empty(&ev->clients))
+	if(oh_list_empty(&ev->clients))
 		return;
 	struct shared_buf *msg = sse_format("registry", snap->data, snap->len);
 	if(!msg) {
 		log_error("events", "out of memory formatting a registry event");
 		return;
 	}
-	for(struct list_node *n = ev->clients.first; n; n = n->next)
-		client_send_snapshot(list_entry(n, struct client, link), msg);
+	for(struct oh_list_node *n = ev->clients.first; n; n = n->next)
+		client_send_snapshot(oh_list_entry(n, struct client, link), msg);
 	shared_buf_unref(msg);
 }
 
 void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len)
 {
 	struct events *ev = the_events;
-	if(!ev || ev->host != h || list_empty(&ev->clients))
+	if(!ev || ev->host != h || oh_list_empty(&ev->clients))
 		return;
 	/* Our own JSON, so it is spliced in as it is rather than parsed. */
 	json_t *name = json_string(topic);
@@ -358,9 +358,9 @@ void events_free(struct host *h)
 		return;
 	/* The HTTP server is gone, and with it every stream (on_gone has run
 	 * for each); anything left here is only memory. */
-	while(!list_empty(&ev->clients)) {
-		struct client *c = list_entry(ev->clients.first, struct client, link);
-		list_remove(&ev->clients, &c->link);
+	while(!oh_list_empty(&ev->clients)) {
+		struct client *c = oh_list_entry(ev->clients.first, struct client, link);
+		oh_list_remove(&ev->clients, &c->link);
 		shared_buf_unref(c->snapshot);
 		free(c);
 	}

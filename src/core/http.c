@@ -247,8 +247,8 @@ static double mono_now(void)
 static void req_free(struct oh_http_req *req)
 {
 	struct http_server *s = req->server;
-	if(list_linked(&s->open, &req->link))
-		list_remove(&s->open, &req->link);
+	if(oh_list_linked(&s->open, &req->link))
+		oh_list_remove(&s->open, &req->link);
 	free(req->segs_buf);
 	if(req->response)
 		MHD_destroy_response(req->response);
@@ -469,7 +469,7 @@ static bool refused_from_headers(struct http_server *s, struct oh_http_req *req)
  * deferred reply and an event stream are not timed.
  */
 struct conn_clock {
-	struct list_node link; /* in http_server.clocks */
+	struct oh_list_node link; /* in http_server.clocks */
 	struct MHD_Connection *conn;
 	double since;
 	bool handling;
@@ -498,13 +498,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 			return; /* untimed; the idle timeout still applies */
 		c->conn = conn;
 		c->since = mono_now();
-		list_push_front(&s->clocks, &c->link);
+		oh_list_push_front(&s->clocks, &c->link);
 		*socket_context = c;
 		return;
 	}
 	if(!c)
 		return;
-	list_remove(&s->clocks, &c->link);
+	oh_list_remove(&s->clocks, &c->link);
 	free(c);
 	*socket_context = NULL;
 }
@@ -514,8 +514,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	struct http_server *s = arg;
 	double limit = mono_now() - s->host->cfg.http.request_timeout_s;
 	bool cut = false;
-	for(struct list_node *n = s->clocks.first; n; n = n->next) {
-		struct conn_clock *c = list_entry(n, struct conn_clock, link);
+	for(struct oh_list_node *n = s->clocks.first; n; n = n->next) {
+		struct conn_clock *c = oh_list_entry(n, struct conn_clock, link);
 		if(c->handling || c->since > limit)
 			continue;
 		const union MHD_ConnectionInfo *ci =
@@ -608,7 +608,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->path = strdup(url);
 		if(!req->method || !req->path)
 			return MHD_NO; /* on_completed frees req */
-		list_push_front(&s->open, &req->link);
+		oh_list_push_front(&s->open, &req->link);
 		*con_cls = req;
 		if(refused_from_headers(s, req)) {
 			req->dispatched = true;
@@ -842,8 +842,8 @@ void http_server_free(struct http_server *s)
 		return;
 	if(s->mhd) {
 		/* Suspended connections must be resumed before MHD can stop. */
-		for(struct list_node *n = s->open.first; n; n = n->next) {
-			struct oh_http_req *req = list_entry(n, struct oh_http_req, link);
+		for(struct oh_list_node *n = s->open.first; n; n = n->next) {
+			struct oh_http_req *req = oh_list_entry(n, struct oh_http_req, link);
 			if(req->stream)
 				http_stream_close(req->stream);
 			else if(req->dispatched && !req->response && !req->status)

@@ -14,7 +14,7 @@
 #include "auth.h"
 #include "http.h"
 #include "http_guard.h"
-#include "list.h"
+#include "oh/list.h"
 
 #define MAX_SEGMENTS 16
 #define MAX_PARAMS 8
@@ -37,7 +37,7 @@ struct route {
 struct oh_http_req {
 	struct http_server *server;
 	struct MHD_Connection *conn;
-	struct list_node link; /* in http_server.open once it has a method */
+	struct oh_list_node link; /* in http_server.open once it has a method */
 	char *method;
 	char *path;               /* percent-decoded, canonical once checked */
 	const char *path_problem; /* static; why the raw path was refused */
@@ -94,8 +94,8 @@ struct http_server {
 	struct event *ev_io;
 	struct event *ev_timer;
 	struct route *routes;
-	struct list open;   /* of struct oh_http_req */
-	struct list clocks; /* of struct conn_clock: every connection, for the deadline */
+	struct oh_list open;   /* of struct oh_http_req */
+	struct oh_list clocks; /* of struct conn_clock: every connection, for the deadline */
 	struct event *ev_deadline;
 	struct http_host_rules host_rules;
 	int port;

@@ -141,8 +141,8 @@ void http_remove_owner(struct http_server *s, oh_ctx *owner)
 {
 	/* Requests the owner left open (deferred replies) would wait forever
 	 * and call its gone_fn after its code was unloaded: answer them now. */
-	for(struct list_node *n = s->open.first; owner && n; n = n->next) {
-		struct oh_http_req *req = list_entry(n, struct oh_http_req, link);
+	for(struct oh_list_node *n = s->open.first; owner && n; n = n->next) {
+		struct oh_http_req *req = oh_list_entry(n, struct oh_http_req, link);
 		if(req->owner != owner || !req->dispatched || req->status || req->stream)
 			continue;
 		req->gone_fn = NULL;

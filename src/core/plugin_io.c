@@ -19,10 +19,10 @@
 #include <stdlib.h>
 
 #include "child.h"
-#include "list.h"
+#include "oh/list.h"
 
 struct oh_watch {
-	struct list_node link; /* in plugin_io.watches */
+	struct oh_list_node link; /* in plugin_io.watches */
 	oh_ctx *ctx;
 	struct event *ev; /* NULL while paused (events == 0) */
 	int fd;
@@ -33,7 +33,7 @@ struct oh_watch {
 
 /* A child a plugin started, until done runs or the plugin goes. */
 struct spawned {
-	struct list_node link; /* in plugin_io.children */
+	struct oh_list_node link; /* in plugin_io.children */
 	oh_ctx *ctx;
 	pid_t pid;
 	oh_spawn_done_fn done;
@@ -41,8 +41,8 @@ struct spawned {
 };
 
 struct plugin_io {
-	struct list watches;  /* of struct oh_watch */
-	struct list children; /* of struct spawned */
+	struct oh_list watches;  /* of struct oh_watch */
+	struct oh_list children; /* of struct spawned */
 };
 
 static struct plugin_io *io_of(oh_ctx *ctx)
@@ -109,7 +109,7 @@ struct oh_watch *oh_watch_add(oh_ctx *ctx, int fd, int events, oh_watch_fn fn, v
 		free(w);
 		return NULL;
 	}
-	list_push_front(&io->watches, &w->link);
+	oh_list_push_front(&io->watches, &w->link);
 	return w;
 }
 
@@ -119,7 +119,7 @@ static bool watch_known(oh_ctx *ctx, const struct oh_watch *w)
 {
 	if(!w || !ctx->io)
 		return false;
-	for(const struct list_node *n = ctx->io->watches.first; n; n = n->next) {
+	for(const struct oh_list_node *n = ctx->io->watches.first; n; n = n->next) {
 		if(n == &w->link)
 			return true;
 	}
@@ -137,7 +137,7 @@ int oh_watch_update(oh_ctx *ctx, struct oh_watch *w, int events)
 
 static void watch_free(struct oh_watch *w)
 {
-	list_remove(&w->ctx->io->watches, &w->link);
+	oh_list_remove(&w->ctx->io->watches, &w->link);
 	if(w->ev)
 		event_free(w->ev);
 	free(w);
@@ -154,7 +154,7 @@ void oh_watch_cancel(oh_ctx *ctx, struct oh_watch *w)
 static void on_child_done(pid_t pid, const struct child_result *res, void *ud)
 {
 	struct spawned *sp = ud;
-	list_remove(&sp->ctx->io->children, &sp->link);
+	oh_list_remove(&sp->ctx->io->children, &sp->link);
 	sp->done(sp->ctx, res->status, res->timed_out, res->output, res->len, sp->ud);
 	free(sp);
 }
@@ -185,7 +185,7 @@ int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_ou
 		free(sp);
 		return rc;
 	}
-	list_push_front(&io->children, &sp->link);
+	oh_list_push_front(&io->children, &sp->link);
 	return OH_OK;
 }
 
@@ -195,11 +195,11 @@ void plugin_io_free(oh_ctx *ctx)
 {
 	struct plugin_io *io = ctx->io;
 	if(io) {
-		while(!list_empty(&io->watches))
-			watch_free(list_entry(io->watches.first, struct oh_watch, link));
-		while(!list_empty(&io->children)) {
-			struct spawned *sp = list_entry(io->children.first, struct spawned, link);
-			list_remove(&io->children, &sp->link);
+		while(!oh_list_empty(&io->watches))
+			watch_free(oh_list_entry(io->watches.first, struct oh_watch, link));
+		while(!oh_list_empty(&io->children)) {
+			struct spawned *sp = oh_list_entry(io->children.first, struct spawned, link);
+			oh_list_remove(&io->children, &sp->link);
 			child_kill(sp->pid);
 			free(sp);
 		}

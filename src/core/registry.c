@@ -45,7 +45,7 @@
 #include <time.h>
 
 #include "ident.h"
-#include "list.h"
+#include "oh/list.h"
 #include "oh/validate.h"
 #include "log.h"
 #include "metrics.h"
@@ -86,19 +86,19 @@ struct device {
 	bool doc_current; /* last_seen, stale, online in doc are up to date */
 	/* Devices in order of last message, oldest first: the stale scan only
 	 * looks at the head of this list. */
-	struct list_node fresh;
+	struct oh_list_node fresh;
 	bool has_meta;         /* its document holds a meta (this run or stored) */
 	bool meta_heard;       /* a meta message arrived in this run */
 	bool heard;            /* any message arrived in this run */
 	double persisted_mono; /* when its document was last stored */
 	/* Devices whose document changed since it was last stored. */
-	struct list_node persist;
+	struct oh_list_node persist;
 };
 
 struct registry {
 	struct host *host;
 	struct strmap *devices;
-	struct list fresh; /* of struct device, by last message, oldest first */
+	struct oh_list fresh; /* of struct device, by last message, oldest first */
 
 	/* {root}/orchestrator/registry: read once at start-up, for the size
 	 * of the previous run's snapshot (see on_previous_snapshot). */
@@ -107,7 +107,7 @@ struct registry {
 	struct event *ev_stale;
 
 	struct registry_repair *repair;
-	struct list persist; /* of struct device: documents changed since last stored */
+	struct oh_list persist; /* of struct device: documents changed since last stored */
 	struct event *ev_persist;
 
 	/* Start-up: the broker gets no snapshot while settling (see the top). */
@@ -137,26 +137,26 @@ static void device_free(void *p)
 
 static void fresh_unlink(struct registry *r, struct device *d)
 {
-	if(list_linked(&r->fresh, &d->fresh))
-		list_remove(&r->fresh, &d->fresh);
+	if(oh_list_linked(&r->fresh, &d->fresh))
+		oh_list_remove(&r->fresh, &d->fresh);
 }
 
 static void fresh_append(struct registry *r, struct device *d)
 {
-	list_push_back(&r->fresh, &d->fresh);
+	oh_list_push_back(&r->fresh, &d->fresh);
 }
 
 static void persist_unlink(struct registry *r, struct device *d)
 {
-	if(list_linked(&r->persist, &d->persist))
-		list_remove(&r->persist, &d->persist);
+	if(oh_list_linked(&r->persist, &d->persist))
+		oh_list_remove(&r->persist, &d->persist);
 }
 
 static void persist_mark(struct registry *r, struct device *d)
 {
-	if(list_linked(&r->persist, &d->persist))
+	if(oh_list_linked(&r->persist, &d->persist))
 		return;
-	list_push_front(&r->persist, &d->persist);
+	oh_list_push_front(&r->persist, &d->persist);
 	if(!evtimer_pending(r->ev_persist, NULL)) {
 		struct timeval tv = {PERSIST_INTERVAL_MS / 1000, (PERSIST_INTERVAL_MS % 1000) * 1000};
 		evtimer_add(r->ev_persist, &tv);
@@ -169,11 +169,11 @@ static void persist_mark(struct registry *r, struct device *d)
 static void persist_some(struct registry *r, size_t max)
 {
 	struct store *st = r->host->store;
-	if(list_empty(&r->persist) || !st)
+	if(oh_list_empty(&r->persist) || !st)
 		return;
 	store_begin_relaxed(st);
-	for(size_t n = 0; !list_empty(&r->persist) && n < max; n++) {
-		struct device *d = list_entry(r->persist.first, struct device, persist);
+	for(size_t n = 0; !oh_list_empty(&r->persist) && n < max; n++) {
+		struct device *d = oh_list_entry(r->persist.first, struct device, persist);
 		persist_unlink(r, d);
 		d->persisted_mono = time_now_mono();
 		char *text = json_dumps(d->doc, JSON_COMPACT);
@@ -189,7 +189,7 @@ static void on_persist_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct registry *r = arg;
 	persist_some(r, PERSIST_BATCH);
-	if(!list_empty(&r->persist)) {
+	if(!oh_list_empty(&r->persist)) {
 		struct timeval tv = {0, 0};
 		evtimer_add(r->ev_persist, &tv); /* the rest on the next turn */
 	}
@@ -521,9 +521,9 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 	double limit = time_now_mono() - r->host->cfg.stale_after_s;
 	/* The list is ordered by last message, so stop at the first device
 	 * that spoke recently. */
-	while(!list_empty(&r->fresh) &&
-			list_entry(r->fresh.first, struct device, fresh)->last_seen_mono < limit) {
-		struct device *d = list_entry(r->fresh.first, struct device, fresh);
+	while(!oh_list_empty(&r->fresh) &&
+			oh_list_entry(r->fresh.first, struct device, fresh)->last_seen_mono < limit) {
+		struct device *d = oh_list_entry(r->fresh.first, struct device, fresh);
 		fresh_unlink(r, d);
 		if(d->online == 1 && !d->stale) {
 			d->stale = true;

@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "core.h"
-#include "list.h"
+#include "oh/list.h"
 #include "log.h"
 #include "mqtt_link.h"
 #include "strmap.h"
@@ -54,15 +54,15 @@ enum fetch_state {
 struct fetch {
 	char id[65];
 	enum fetch_state state;
-	double deadline;       /* OPEN: give up after; GAVE_UP: ask again after */
-	struct list_node link; /* QUEUED: in the queue */
-	int slot;              /* OPEN: index in open[] */
+	double deadline;          /* OPEN: give up after; GAVE_UP: ask again after */
+	struct oh_list_node link; /* QUEUED: in the queue */
+	int slot;                 /* OPEN: index in open[] */
 };
 
 struct registry_repair {
 	struct host *host;
 	struct strmap *fetches; /* id -> struct fetch, one per device at most */
-	struct list queue;      /* of struct fetch, oldest request first */
+	struct oh_list queue;   /* of struct fetch, oldest request first */
 	size_t queued;
 	struct fetch *open[REPAIR_IN_FLIGHT];
 	int n_open;
@@ -79,7 +79,7 @@ static void topic_of(const struct registry_repair *rp, const char *id, char *buf
 
 static void queue_unlink(struct registry_repair *rp, struct fetch *f)
 {
-	list_remove(&rp->queue, &f->link);
+	oh_list_remove(&rp->queue, &f->link);
 	rp->queued--;
 }
 
@@ -87,9 +87,9 @@ static void queue_push(struct registry_repair *rp, struct fetch *f, bool front)
 {
 	f->state = QUEUED;
 	if(front)
-		list_push_front(&rp->queue, &f->link);
+		oh_list_push_front(&rp->queue, &f->link);
 	else
-		list_push_back(&rp->queue, &f->link);
+		oh_list_push_back(&rp->queue, &f->link);
 	rp->queued++;
 }
 
@@ -116,8 +116,9 @@ static void arm(struct registry_repair *rp)
 static void fill(struct registry_repair *rp)
 {
 	double now = time_now_mono();
-	while(!list_empty(&rp->queue) && rp->n_open < REPAIR_IN_FLIGHT && mqtt_link_connected(rp->host->link)) {
-		struct fetch *f = list_entry(rp->queue.first, struct fetch, link);
+	while(!oh_list_empty(&rp->queue) && rp->n_open < REPAIR_IN_FLIGHT &&
+			mqtt_link_connected(rp->host->link)) {
+		struct fetch *f = oh_list_entry(rp->queue.first, struct fetch, link);
 		char topic[512];
 		topic_of(rp, f->id, topic, sizeof topic);
 		if(mqtt_link_subscribe(rp->host->link, topic, 0))

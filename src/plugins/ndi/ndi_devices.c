@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "oh/host.h"
+#include "oh/list.h"
 
 #include "ndi.h"
 
@@ -72,10 +73,10 @@ struct entry {
 	/* What the fragment was rendered from. */
 	unsigned long long dev_changes; /* 0: never rendered */
 	unsigned long long status_seq;
-	char *holder;                          /* of the lease it shows, or NULL */
-	double lease_expires;                  /* wall-clock seconds */
-	struct entry *lease_prev, *lease_next; /* in leased while holder is set */
-	bool queued;                           /* in the todo of the build */
+	char *holder;                   /* of the lease it shows, or NULL */
+	double lease_expires;           /* wall-clock seconds */
+	struct oh_list_node lease_link; /* in leased while holder is set */
+	bool queued;                    /* in the todo of the build */
 	char id[];
 };
 
@@ -89,8 +90,8 @@ struct text {
 struct waiter {
 	struct ndi_devices *v;
 	struct oh_http_req *req;
-	bool joined; /* answered by the build in progress */
-	struct waiter *prev, *next;
+	bool joined;              /* answered by the build in progress */
+	struct oh_list_node link; /* in waiters */
 };
 
 /* What a body or a walk was built from. */
@@ -113,7 +114,7 @@ struct ndi_devices {
 	struct oh_map *by_id;  /* id -> struct entry (owned) */
 	struct entry **sorted; /* every entry but the newcomers, by id */
 	size_t n_sorted;
-	struct entry *leased;        /* entries showing a lease */
+	struct oh_list leased;       /* entries showing a lease */
 	size_t listed, listed_bytes; /* fragments in the list, their bytes */
 	double leases_read;          /* CLOCK_MONOTONIC, leased looked up */
 	double lease_deadline;       /* the earliest expires_at shown */
@@ -157,7 +158,7 @@ struct ndi_devices {
 	double started, walk_s;
 	unsigned slices;
 
-	struct waiter *waiters;
+	struct oh_list waiters; /* struct waiter, newest first */
 };
 
 static double now_mono(void)
@@ -208,13 +209,7 @@ static void lease_unlink(struct ndi_devices *v, struct entry *e)
 {
 	if(!e->holder)
 		return;
-	if(e->lease_prev)
-		e->lease_prev->lease_next = e->lease_next;
-	else
-		v->leased = e->lease_next;
-	if(e->lease_next)
-		e->lease_next->lease_prev = e->lease_prev;
-	e->lease_prev = e->lease_next = NULL;
+	oh_list_remove(&v->leased, &e->lease_link);
 	free(e->holder);
 	e->holder = NULL;
 }
@@ -416,10 +411,7 @@ static bool render(struct ndi_devices *v, struct entry *e, const struct oh_devic
 				return false;
 			lease_unlink(v, e);
 			e->holder = holder;
-			e->lease_next = v->leased;
-			if(v->leased)
-				v->leased->lease_prev = e;
-			v->leased = e;
+			oh_list_push_front(&v->leased, &e->lease_link);
 		}
 		e->lease_expires = l.expires_at;
 		if(l.expires_at < v->lease_deadline)
@@ -453,7 +445,8 @@ static bool inputs_equal(const struct inputs *a, const struct inputs *b)
 /* Whether the leases shown have aged or run out. */
 static bool leases_due(const struct ndi_devices *v)
 {
-	return v->leased && (now_mono() - v->leases_read >= LEASE_AGE_S || now_wall() >= v->lease_deadline);
+	return !oh_list_empty(&v->leased) &&
+			(now_mono() - v->leases_read >= LEASE_AGE_S || now_wall() >= v->lease_deadline);
 }
 
 static void enqueue(struct ndi_devices *v, struct entry *e)
@@ -575,8 +568,8 @@ static void walk(struct ndi_devices *v, const struct inputs *in)
 	if(leases_due(v)) {
 		v->leases_read = now_mono();
 		v->lease_deadline = INFINITY;
-		for(struct entry *e = v->leased; e; e = e->lease_next)
-			enqueue(v, e);
+		for(struct oh_list_node *l = v->leased.first; l; l = l->next)
+			enqueue(v, oh_list_entry(l, struct entry, lease_link));
 	}
 	v->walked = *in;
 }
@@ -879,16 +872,6 @@ static void schedule(struct ndi_devices *v)
 		oh_log(v->n->ctx, OH_LOG_ERROR, "cannot add a timer: the device list stalls");
 }
 
-static void waiter_unlink(struct ndi_devices *v, struct waiter *w)
-{
-	if(w->prev)
-		w->prev->next = w->next;
-	else
-		v->waiters = w->next;
-	if(w->next)
-		w->next->prev = w->prev;
-}
-
 static void reply_body(struct ndi_devices *v, struct oh_http_req *req)
 {
 	if(oh_reply_blob(req, 200, "application/json", v->body) == OH_ERR_NOMEM)
@@ -899,15 +882,16 @@ static void reply_body(struct ndi_devices *v, struct oh_http_req *req)
  * all of them; the others now wait for the next build. */
 static void answer(struct ndi_devices *v, bool stopping)
 {
-	struct waiter *w, *next;
+	struct oh_list_node *l, *next;
 
-	for(w = v->waiters; w; w = next) {
-		next = w->next;
+	for(l = v->waiters.first; l; l = next) {
+		struct waiter *w = oh_list_entry(l, struct waiter, link);
+		next = l->next;
 		if(!w->joined && !stopping) {
 			w->joined = true;
 			continue;
 		}
-		waiter_unlink(v, w);
+		oh_list_remove(&v->waiters, &w->link);
 		oh_req_on_gone(w->req, NULL, NULL);
 		if(stopping)
 			oh_reply_error(w->req, 503, "UNAVAILABLE", "the %s plugin stopped",
@@ -974,7 +958,7 @@ static void finish(struct ndi_devices *v)
 	v->building = false;
 	answer(v, false);
 	v->failed = false;
-	if(v->waiters)
+	if(!oh_list_empty(&v->waiters))
 		schedule(v);
 }
 
@@ -1002,7 +986,7 @@ static void on_slice(oh_ctx *ctx, void *ud)
 
 	v->timer = OH_TIMER_NONE; /* fired: never cancel it now */
 	if(!v->building) {
-		if(v->waiters)
+		if(!oh_list_empty(&v->waiters))
 			build(v);
 		return;
 	}
@@ -1017,7 +1001,7 @@ static void waiter_gone(struct oh_http_req *req, void *ud)
 {
 	struct waiter *w = ud;
 
-	waiter_unlink(w->v, w);
+	oh_list_remove(&w->v->waiters, &w->link);
 	free(w);
 }
 
@@ -1030,10 +1014,7 @@ static bool wait_for_build(struct ndi_devices *v, struct oh_http_req *req, bool 
 	w->v = v;
 	w->req = req;
 	w->joined = joined;
-	w->next = v->waiters;
-	if(v->waiters)
-		v->waiters->prev = w;
-	v->waiters = w;
+	oh_list_push_front(&v->waiters, &w->link);
 	oh_req_on_gone(req, waiter_gone, w);
 	return true;
 }
@@ -1050,7 +1031,7 @@ void ndi_devices_get(struct ndi *n, struct oh_http_req *req)
 		schedule(v); /* in case the last attempt failed */
 		return;
 	}
-	if(v->body && !v->waiters && inputs_equal(&in, &v->body_in) && !leases_due(v)) {
+	if(v->body && oh_list_empty(&v->waiters) && inputs_equal(&in, &v->body_in) && !leases_due(v)) {
 		reply_body(v, req);
 		return;
 	}

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "oh/host.h"
+#include "oh/list.h"
 
 #include "ndi.h"
 
@@ -25,15 +26,15 @@
 #define MAX_DEVICES 65536
 
 struct status {
-	json_t *doc;                /* owned */
-	unsigned long long seq;     /* the generation it was set at */
-	struct status *prev, *next; /* by seq, oldest first */
+	json_t *doc;              /* owned */
+	unsigned long long seq;   /* the generation it was set at */
+	struct oh_list_node link; /* in by_seq */
 	char id[];
 };
 
 struct ndi_status {
 	struct oh_map *by_device; /* device id -> struct status (owned) */
-	struct status *oldest, *newest;
+	struct oh_list by_seq;    /* struct status, by seq, oldest first */
 	bool full_logged;
 	unsigned long long generation; /* bumped on every change */
 	unsigned long long removed_at; /* the generation of the last removal */
@@ -47,30 +48,6 @@ static void value_free(void *v)
 		return;
 	json_decref(s->doc);
 	free(s);
-}
-
-static void unlink_status(struct ndi_status *st, struct status *s)
-{
-	if(s->prev)
-		s->prev->next = s->next;
-	else
-		st->oldest = s->next;
-	if(s->next)
-		s->next->prev = s->prev;
-	else
-		st->newest = s->prev;
-	s->prev = s->next = NULL;
-}
-
-static void append_status(struct ndi_status *st, struct status *s)
-{
-	s->prev = st->newest;
-	s->next = NULL;
-	if(st->newest)
-		st->newest->next = s;
-	else
-		st->oldest = s;
-	st->newest = s;
 }
 
 static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud)
@@ -92,7 +69,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 		if(!s)
 			return;
 		oh_map_remove(st->by_device, id);
-		unlink_status(st, s);
+		oh_list_remove(&st->by_seq, &s->link);
 		value_free(s);
 		st->removed_at = ++st->generation;
 		return;
@@ -123,7 +100,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 		return;
 	if(s) {
 		json_decref(s->doc);
-		unlink_status(st, s);
+		oh_list_remove(&st->by_seq, &s->link);
 	} else {
 		len = strlen(id);
 		s = calloc(1, sizeof(*s) + len + 1);
@@ -141,7 +118,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	}
 	s->doc = copy;
 	s->seq = ++st->generation;
-	append_status(st, s);
+	oh_list_push_back(&st->by_seq, &s->link);
 }
 
 bool ndi_status_changed_since(const struct ndi *n, unsigned long long since,
@@ -153,8 +130,12 @@ bool ndi_status_changed_since(const struct ndi *n, unsigned long long since,
 		return true;
 	if(since < st->removed_at)
 		return false;
-	for(const struct status *s = st->newest; s && s->seq > since; s = s->prev)
+	for(const struct oh_list_node *l = st->by_seq.last; l; l = l->prev) {
+		const struct status *s = oh_list_entry(l, const struct status, link);
+		if(s->seq <= since)
+			break;
 		fn(s->id, ud);
+	}
 	return true;
 }
 

@@ -8,12 +8,16 @@
  * every file that kept such a list; each copy was one more place to get a
  * branch wrong.
  *
- * A zeroed `struct list` is an empty list and a zeroed `struct list_node`
- * is unlinked, so lists inside calloc'd or static structs need no set-up.
- * Walk with the node pointers and list_entry():
+ * Header-only and in include/oh/ so plugins use it too: it adds no symbol
+ * to the ABI, and a plugin built against it depends on nothing the host
+ * exports.
  *
- *	for(struct list_node *n = l->first; n; n = n->next) {
- *		struct item *it = list_entry(n, struct item, link);
+ * A zeroed `struct oh_list` is an empty list and a zeroed `struct oh_list_node`
+ * is unlinked, so lists inside calloc'd or static structs need no set-up.
+ * Walk with the node pointers and oh_list_entry():
+ *
+ *	for(struct oh_list_node *n = l->first; n; n = n->next) {
+ *		struct item *it = oh_list_entry(n, struct item, link);
  *		...
  *	}
  *
@@ -25,30 +29,30 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct list_node {
-	struct list_node *prev, *next;
+struct oh_list_node {
+	struct oh_list_node *prev, *next;
 };
 
-struct list {
-	struct list_node *first, *last;
+struct oh_list {
+	struct oh_list_node *first, *last;
 };
 
 /* The element that holds node (borrowed) as its member `member`. */
-#define list_entry(node, type, member) ((type *)(void *)((char *)(node)-offsetof(type, member)))
+#define oh_list_entry(node, type, member) ((type *)(void *)((char *)(node)-offsetof(type, member)))
 
-static inline bool list_empty(const struct list *l)
+static inline bool oh_list_empty(const struct oh_list *l)
 {
 	return !l->first;
 }
 
 /* Whether n is in l (n unlinked, or the only element of another list, is
  * not); O(1). */
-static inline bool list_linked(const struct list *l, const struct list_node *n)
+static inline bool oh_list_linked(const struct oh_list *l, const struct oh_list_node *n)
 {
 	return n->prev || l->first == n;
 }
 
-static inline void list_push_front(struct list *l, struct list_node *n)
+static inline void oh_list_push_front(struct oh_list *l, struct oh_list_node *n)
 {
 	n->prev = NULL;
 	n->next = l->first;
@@ -59,7 +63,7 @@ static inline void list_push_front(struct list *l, struct list_node *n)
 	l->first = n;
 }
 
-static inline void list_push_back(struct list *l, struct list_node *n)
+static inline void oh_list_push_back(struct oh_list *l, struct oh_list_node *n)
 {
 	n->next = NULL;
 	n->prev = l->last;
@@ -71,7 +75,7 @@ static inline void list_push_back(struct list *l, struct list_node *n)
 }
 
 /* Unlinks n, which must be in l, and leaves it zeroed (unlinked). */
-static inline void list_remove(struct list *l, struct list_node *n)
+static inline void oh_list_remove(struct oh_list *l, struct oh_list_node *n)
 {
 	if(n->prev)
 		n->prev->next = n->next;
