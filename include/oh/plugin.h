@@ -29,8 +29,9 @@ extern "C" {
 /* Bumped (and reset to 0 with the version) whenever include/oh/ gains a
  * function, a constant or a meaning of a reserved field, compatibly: a host
  * of minor m runs every plugin that needs minor m or less.
- * Minor 1: oh_topic_parse (host.h, "the topic layout"). */
-#define OH_PLUGIN_ABI_MINOR 1
+ * Minor 1: oh_topic_parse (host.h, "the topic layout").
+ * Minor 2: oh_plugin.device_forgotten (the first reserved slot). */
+#define OH_PLUGIN_ABI_MINOR 2
 
 /* The handle the host gives a plugin: its module name, settings, and every
  * service in host.h hang off it. */
@@ -52,7 +53,16 @@ struct oh_plugin {
 	/* Called before unload; may be NULL.  Registrations are removed by the
 	 * host afterwards, so this only frees the plugin's own state. */
 	void (*cleanup)(oh_ctx *ctx);
-	void *reserved[8]; /* room to grow without breaking old plugins: zero */
+	/*
+	 * Minor 2; may be NULL.  Called when the host forgets a device
+	 * (DELETE /api/devices/{id}, forget_after_days), after its retained
+	 * topics were cleared and before it leaves the registry, so the plugin
+	 * drops what it keeps for the device: the leases it took for it, its
+	 * pending commands, its own per-device state.  `device_id` is borrowed.
+	 * A host of minor 1 or less never calls it.
+	 */
+	void (*device_forgotten)(oh_ctx *ctx, const char *device_id);
+	void *reserved[7]; /* room to grow without breaking old plugins: zero */
 };
 
 typedef const struct oh_plugin *(*oh_plugin_entry_fn)(void);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ident.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
 #include "timeutil.h"
@@ -42,6 +43,31 @@ static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	}
 	http_reply_copy(req, 200, "application/json", text, strlen(text));
 	free(text);
+}
+
+/* DELETE /api/devices/{id}: forgets the device (registry_forget). */
+static void delete_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct host *h = ud;
+	const char *id = oh_req_param(req, "id");
+	if(!ident_device_id_valid(id, strlen(id))) {
+		oh_reply_error(req, 400, "BAD_REQUEST",
+				"id: \"%s\" is not a device id (" IDENT_DEVICE_ID_RULE ")", id);
+		return;
+	}
+	json_t *cleared = NULL;
+	int rc = registry_forget(h->registry, id, oh_req_actor(req), "DELETE /api/devices/{id}", &cleared);
+	if(rc == OH_ERR_NOT_FOUND)
+		oh_reply_error(req, 404, "NOT_FOUND", "no device \"%s\" in the registry", id);
+	else if(rc == OH_ERR_NO_CONN)
+		oh_reply_error(req, 503, "NO_BROKER",
+				"the broker is not connected: %s's retained topics cannot be cleared", id);
+	else if(rc)
+		oh_reply_error(req, 500, "INTERNAL", "forgetting %s: %s", id, oh_strerror(rc));
+	else
+		oh_reply_json(req, 200,
+				json_pack("{s:s, s:b, s:o}", "device_id", id, "forgotten", 1, "cleared",
+						cleared));
 }
 
 /* GET /healthz, whether the broker is connected (200) or not (503). */
@@ -87,6 +113,23 @@ int api_core_register(struct host *h)
 					" \"responses\": {\"200\": {\"description\": \"the device\", \"content\":"
 					" {\"application/json\": {\"schema\": {\"$ref\": \"#/components/schemas/Device\"}}}},"
 					" \"404\": {\"description\": \"NOT_FOUND: no such device in the registry\"}}}"},
+			{"DELETE", "/api/devices/{id}", delete_device,
+					"{\"summary\": \"Forget a device: clear its retained topics, release its leases\","
+					" \"description\": \"Publishes empty retained messages on the device's meta, status and"
+					" each {module}/status it was heard on or lists in modules, tells the plugins (leases),"
+					" and drops it from the registry and the store. A live device comes back when it next"
+					" publishes its meta.\","
+					" \"parameters\": [{\"name\": \"id\", \"in\": \"path\", \"required\": true,"
+					" \"schema\": {\"type\": \"string\"}}],"
+					" \"responses\": {\"200\": {\"description\": \"forgotten\", \"content\":"
+					" {\"application/json\": {\"schema\": {\"type\": \"object\", \"required\":"
+					" [\"device_id\", \"forgotten\", \"cleared\"], \"properties\": {\"device_id\":"
+					" {\"type\": \"string\"}, \"forgotten\": {\"type\": \"boolean\"}, \"cleared\":"
+					" {\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"description\":"
+					" \"the retained topics cleared\"}}}}}},"
+					" \"400\": {\"description\": \"BAD_REQUEST: not a device id\"},"
+					" \"404\": {\"description\": \"NOT_FOUND: no such device in the registry\"},"
+					" \"503\": {\"description\": \"NO_BROKER: the broker is not connected\"}}}"},
 			{"GET", "/openapi.json", get_openapi,
 					"{\"summary\": \"This document\", \"responses\": {\"200\": {\"description\":"
 					" \"OpenAPI 3.0, built from the routes mounted now\", \"content\": {\"application/json\":"
@@ -100,7 +143,10 @@ int api_core_register(struct host *h)
 		if(rc)
 			return rc;
 	}
-	int rc = api_plugins_register(h);
+	/* Forgetting clears what devices published: the admin's to do. */
+	int rc = http_route_require(h->http, "DELETE", "/api/devices/{id}", OH_ROLE_ADMIN);
+	if(!rc)
+		rc = api_plugins_register(h);
 	if(!rc)
 		rc = api_metrics_register(h);
 	return rc ? rc : api_ui_register(h);

@@ -108,6 +108,17 @@ size_t registry_size(const struct registry *r);
 uint64_t registry_generation(const struct registry *r); /* host.generation */
 /* Tells the change handler (registry_on_change) that the devices changed. */
 void registry_mark_dirty(struct registry *r);
+/*
+ * Forgets device id: clears its retained meta, status and {module}/status
+ * topics on the broker (empty retained messages, QoS 1), tells every plugin
+ * (oh_plugin.device_forgotten: leases, state), records it (the audit call
+ * site) and drops it from the registry and the store.  actor and why
+ * (borrowed) say who and why.  *cleared_out (returned, json_decref; may be
+ * NULL) lists the topics cleared.  OH_ERR_NOT_FOUND for an unknown id,
+ * OH_ERR_NO_CONN without the broker (nothing is forgotten), OH_ERR_NOMEM.
+ */
+int registry_forget(
+		struct registry *r, const char *id, const char *actor, const char *why, json_t **cleared_out);
 /* Stores every changed device document at once (shutdown). */
 void registry_flush(struct registry *r);
 /* The broker connection is new: the settling clock starts (first time),
@@ -156,6 +167,9 @@ json_t *plugins_status_json(struct host *h);
  * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  Never call it
  * from inside one of that plugin's callbacks. */
 int plugins_unload(struct host *h, const char *module);
+/* Tells every loaded plugin with a device_forgotten hook that id (borrowed)
+ * is being forgotten (registry_forget). */
+void plugins_device_forgotten(struct host *h, const char *id);
 
 /* ---- api_core.c: the host's own REST routes -------------------------------- */
 

@@ -232,6 +232,15 @@ int plugins_unload(struct host *h, const char *module)
 	return OH_OK;
 }
 
+void plugins_device_forgotten(struct host *h, const char *id)
+{
+	for(size_t i = 0; i < h->n_plugins; i++) {
+		oh_ctx *ctx = h->plugins[i];
+		if(ctx->loaded && ctx->desc->device_forgotten)
+			ctx->desc->device_forgotten(ctx, id);
+	}
+}
+
 json_t *plugins_status_json(struct host *h)
 {
 	json_t *out = json_array();

@@ -68,6 +68,8 @@
 #define PERSIST_BATCH 2000
 #define PERSIST_INTERVAL_MS 1000
 #define PERSIST_HEARTBEAT_S 60.0
+/* Module status topics remembered per device for registry_forget(). */
+#define MODULES_HEARD_MAX 32
 
 struct device {
 	char id[65];
@@ -90,9 +92,17 @@ struct device {
 	bool has_meta;         /* its document holds a meta (this run or stored) */
 	bool meta_heard;       /* a meta message arrived in this run */
 	bool heard;            /* any message arrived in this run */
+	bool contacted;        /* a message that was not a retained copy did */
 	double persisted_mono; /* when its document was last stored */
 	/* Devices whose document changed since it was last stored. */
 	struct oh_list_node persist;
+	/* Modules heard on {root}/device/{id}/{module}/status in this run
+	 * (strings, at most MODULES_HEARD_MAX): with the document's "modules",
+	 * the retained topics registry_forget() clears. */
+	json_t *modules_heard;
+	/* The connection (registry.epoch) in which the broker last replayed
+	 * this device's retained meta and status (see replayed()). */
+	unsigned meta_epoch, status_epoch;
 };
 
 struct registry {
@@ -122,6 +132,10 @@ struct registry {
 	/* When bad input from an id not in the registry was last logged. */
 	double bad_log_global;
 
+	/* Counts broker connections: a device's first retained message of a
+	 * kind in a connection is the broker's stored copy (replayed()). */
+	unsigned epoch;
+
 	/* Told of every change to a device (snapshot.c). */
 	void (*on_change)(void *ud);
 	void *on_change_ud;
@@ -131,6 +145,7 @@ static void device_free(void *p)
 {
 	struct device *d = p;
 	json_decref(d->doc);
+	json_decref(d->modules_heard);
 	free(d->frag);
 	free(d);
 }
@@ -379,7 +394,8 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 	return d;
 }
 
-static void remove_device(struct registry *r, const char *id)
+/* Drops id from the registry and the store; why says what did, for the log. */
+static void remove_device(struct registry *r, const char *id, const char *why)
 {
 	struct device *d = strmap_remove(r->devices, id);
 	if(!d)
@@ -393,7 +409,103 @@ static void remove_device(struct registry *r, const char *id)
 	if(r->host->store)
 		store_device_delete(r->host->store, id);
 	registry_mark_dirty(r);
-	log_info("registry", "device %s removed (empty retained meta)", id);
+	log_info("registry", "device %s removed (%s)", id, why);
+}
+
+/* ---- forgetting a device (registry_forget) ---------------------------------- */
+
+/* Publishes an empty retained message at QoS 1 on {root}/device/{id}
+ * [/{module}]/{leaf}, so the broker drops its stored copy, and adds the
+ * topic to cleared unless it is there already. */
+static int clear_retained(
+		struct registry *r, const char *id, const char *module, const char *leaf, json_t *cleared)
+{
+	char *topic = topic_build(r->host->cfg.topic_root, id, module, leaf);
+	if(!topic)
+		return OH_ERR_NOMEM;
+	size_t i;
+	json_t *v;
+	json_array_foreach(cleared, i, v)
+	{
+		if(!strcmp(json_string_value(v), topic)) {
+			free(topic);
+			return OH_OK;
+		}
+	}
+	int rc = host_publish(r->host, topic, "", 0, 1, true);
+	if(!rc)
+		json_array_append_new(cleared, json_string(topic));
+	free(topic);
+	return rc;
+}
+
+/* The module status topics of arr (borrowed; strings), cleared in turn.
+ * Names come from the device, so only those that are one plain topic level
+ * (the device id's rule) are published to. */
+static int clear_module_status(struct registry *r, const char *id, const json_t *arr, json_t *cleared)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+	{
+		const char *m = json_string_value(v);
+		if(!m || !ident_device_id_valid(m, strlen(m)))
+			continue;
+		int rc = clear_retained(r, id, m, "status", cleared);
+		if(rc)
+			return rc;
+	}
+	return OH_OK;
+}
+
+/*
+ * Where the audit record of a forgotten device goes (issue 17's audit
+ * trail).  Until the audit store exists, the log carries it: who, why and
+ * which retained topics were cleared.
+ */
+static void forget_record(const char *id, const char *actor, const char *why, const json_t *cleared)
+{
+	char *topics = json_dumps(cleared, JSON_COMPACT);
+	log_info("registry", "forgetting device %s (%s, by %s): cleared %s", id, why,
+			actor ? actor : "the host", topics ? topics : "[]");
+	free(topics);
+}
+
+int registry_forget(struct registry *r, const char *id, const char *actor, const char *why, json_t **cleared_out)
+{
+	struct device *d = strmap_get(r->devices, id);
+	if(cleared_out)
+		*cleared_out = NULL;
+	if(!d)
+		return OH_ERR_NOT_FOUND;
+	/* Without the broker the retained copies stay, and the device would be
+	 * back at the next start: refuse rather than half forget. */
+	if(!mqtt_link_connected(r->host->link))
+		return OH_ERR_NO_CONN;
+	json_t *cleared = json_array();
+	if(!cleared)
+		return OH_ERR_NOMEM;
+	int rc = clear_retained(r, id, NULL, "meta", cleared);
+	if(!rc)
+		rc = clear_retained(r, id, NULL, "status", cleared);
+	if(!rc)
+		rc = clear_module_status(r, id, json_object_get(d->doc, "modules"), cleared);
+	if(!rc && d->modules_heard)
+		rc = clear_module_status(r, id, d->modules_heard, cleared);
+	if(rc) {
+		json_decref(cleared);
+		return rc;
+	}
+	/* The plugins drop their leases and state while the device is still
+	 * readable through oh_registry_device. */
+	plugins_device_forgotten(r->host, id);
+	forget_record(id, actor, why, cleared);
+	remove_device(r, id, why);
+	if(cleared_out)
+		*cleared_out = cleared;
+	else
+		json_decref(cleared);
+	return OH_OK;
 }
 
 static void settle_check(struct registry *r);
@@ -415,6 +527,30 @@ static void device_heard(struct registry *r, struct device *d, bool is_meta)
 	} else if(!d->has_meta) {
 		registry_repair_want(r->repair, d->id);
 	}
+}
+
+/*
+ * Whether a message is the broker's stored copy rather than news from the
+ * device.  On MQTT 3.1.1 (and MQTT 5 without retain-as-published) only
+ * the copies sent on subscribing carry the retain flag.  With
+ * retain-as-published a device's live retained publishes carry it too,
+ * but the broker sends its stored copy of a topic once per subscription,
+ * first: so the first retained meta and the first retained status of a
+ * device in each connection are the copies.  (A device that had no
+ * retained status and publishes its first while we are connected is
+ * taken for a copy once; its next message counts.)
+ */
+static bool replayed(struct registry *r, struct device *d, bool is_meta, bool retained)
+{
+	if(!retained)
+		return false;
+	if(!mqtt_link_retain_as_published(r->host->link))
+		return true;
+	unsigned *seen = is_meta ? &d->meta_epoch : &d->status_epoch;
+	if(*seen == r->epoch)
+		return false;
+	*seen = r->epoch;
+	return true;
 }
 
 static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *ud)
@@ -441,7 +577,7 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		 * MQTT 5 the broker tells a retained clear from a plain empty
 		 * publish (retain as published); on 3.1.1 it cannot. */
 		if(is_meta && (msg->retained || !mqtt_link_retain_as_published(r->host->link)))
-			remove_device(r, id);
+			remove_device(r, id, "empty retained meta");
 		return;
 	}
 	if(!msg->json || !json_is_object(msg->json)) {
@@ -484,6 +620,20 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	if(merge_typed(d->doc, msg->json, why, sizeof why))
 		complain(r, id, topic, "fields", why);
 	const json_t *online = json_object_get(msg->json, "online");
+	if(replayed(r, d, is_meta, msg->retained) && d->last_seen_wall > 0) {
+		/* The broker's stored copy is news of the document, not contact:
+		 * last_seen keeps the time we know, and online stays unknown
+		 * until the device speaks in this run (after a reconnect, a
+		 * retained status still says what happened while we were away). */
+		if(!is_meta && json_is_boolean(online) && d->contacted)
+			d->online = json_is_true(online) ? 1 : 0;
+		device_changed(r, d);
+		if(is_meta)
+			persist_mark(r, d);
+		device_heard(r, d, is_meta);
+		return;
+	}
+	d->contacted = true;
 	if(!is_meta && json_is_boolean(online))
 		d->online = json_is_true(online) ? 1 : 0;
 	d->last_seen_wall = time_now_wall();
@@ -500,6 +650,25 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	device_heard(r, d, is_meta);
 }
 
+/* Adds module (a topic level) to d's modules_heard, up to the cap. */
+static void remember_module(struct device *d, struct topic_level module)
+{
+	char name[OH_DEVICE_ID_MAX + 1];
+	if(!topic_level_copy(module, name, sizeof name))
+		return;
+	if(!d->modules_heard && !(d->modules_heard = json_array()))
+		return;
+	size_t i;
+	json_t *v;
+	json_array_foreach(d->modules_heard, i, v)
+	{
+		if(!strcmp(json_string_value(v), name))
+			return;
+	}
+	if(json_array_size(d->modules_heard) < MODULES_HEARD_MAX)
+		json_array_append_new(d->modules_heard, json_string(name));
+}
+
 void registry_heard_topic(struct registry *r, const char *topic)
 {
 	/* {root}/device/{id}/{module}/...: a device that speaks for a module
@@ -509,8 +678,13 @@ void registry_heard_topic(struct registry *r, const char *topic)
 	if(topic_parse(r->host->cfg.topic_root, topic, &t) != TOPIC_DEVICE || t.error || !t.module.p ||
 			!topic_level_copy(t.id, id, sizeof id))
 		return;
-	if(!strmap_get(r->devices, id))
+	struct device *d = strmap_get(r->devices, id);
+	if(!d) {
 		registry_repair_want(r->repair, id);
+		return;
+	}
+	if(topic_level_is(t.leaf, "status"))
+		remember_module(d, t.module);
 }
 
 /* ---- staleness ---------------------------------------------------------------- */
@@ -544,8 +718,9 @@ static void refresh_doc(struct device *d)
 		time_format_utc((time_t)d->last_seen_wall, when, sizeof when);
 	json_object_set_new(d->doc, "last_seen", d->last_seen_wall > 0 ? json_string(when) : json_null());
 	json_object_set_new(d->doc, "stale", json_boolean(d->stale));
-	if(d->online >= 0 || !json_object_get(d->doc, "online"))
-		json_object_set_new(d->doc, "online", d->online >= 0 ? json_boolean(d->online) : json_null());
+	/* Only a status heard in this run says online; whatever a meta or a
+	 * retained copy merged in is not (null: unknown). */
+	json_object_set_new(d->doc, "online", d->online >= 0 ? json_boolean(d->online) : json_null());
 	d->doc_current = true;
 }
 
@@ -670,6 +845,7 @@ static void on_previous_snapshot(oh_ctx *ctx, const struct oh_message *msg, void
 
 void registry_on_connect(struct registry *r)
 {
+	r->epoch++; /* the retained copies come again (replayed()) */
 	registry_repair_on_connect(r->repair);
 	if(!r->connected_once) {
 		r->connected_once = true;
@@ -683,6 +859,17 @@ void registry_on_connect(struct registry *r)
 
 void registry_flush(struct registry *r)
 {
+	/* Heartbeats are stored at most once a minute (PERSIST_HEARTBEAT_S):
+	 * at a clean stop, every last_seen newer than its stored copy goes
+	 * too, so that the next run starts from the exact time. */
+	struct strmap_iter it;
+	void *value;
+	strmap_iter_init(&it, r->devices);
+	while(strmap_iter_next(&it, NULL, &value)) {
+		struct device *d = value;
+		if(d->contacted && d->last_seen_mono > d->persisted_mono)
+			persist_mark(r, d);
+	}
 	persist_some(r, (size_t)-1);
 }
 

@@ -1,8 +1,8 @@
 /*
  * Test plugin: built against headers one minor newer than the host's, and
  * calling a function only that newer host would have.  The host must refuse
- * it naming both versions ("needs plugin ABI 2.2, but this host provides
- * 2.1"), not with dlopen's "undefined symbol", and never run its init.
+ * it naming both versions ("needs plugin ABI 2.3, but this host provides
+ * 2.2"), not with dlopen's "undefined symbol", and never run its init.
  */
 #include "oh/host.h"
 #include "oh/plugin.h"

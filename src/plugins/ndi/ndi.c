@@ -202,13 +202,29 @@ static void ndi_cleanup(oh_ctx *ctx)
 	oh_set_data(ctx, NULL, NULL);
 }
 
+/* The host forgot the device: the lease this module took for it goes (its
+ * key is this module's business, hence a hook and not the host guessing). */
+static void ndi_device_forgotten(oh_ctx *ctx, const char *device_id)
+{
+	struct ndi *n = oh_data(ctx);
+	char key[160];
+	struct oh_lease was;
+	if(!n)
+		return;
+	ndi_lease_key(n, device_id, key, sizeof key);
+	if(!oh_lease_force_release(ctx, key, &was))
+		oh_log(ctx, OH_LOG_INFO, "device %s forgotten: released its lease held by %s", device_id,
+				was.holder);
+}
+
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
-		.abi_minor = 1, /* oh_topic_parse */
+		.abi_minor = 2, /* oh_topic_parse (1), device_forgotten (2) */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,
 		.cleanup = ndi_cleanup,
+		.device_forgotten = ndi_device_forgotten,
 };
 
 /* oh_plugin_entry in plugins/ndi.so; in the host, the name cmake/plugin.cmake

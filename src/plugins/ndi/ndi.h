@@ -52,6 +52,10 @@ struct ndi {
 	struct ndi_devices *devices; /* GET /devices (ndi_devices.c) */
 };
 
+/* The lease key of device_id in this module: "{module}:{device_id}" (buf
+ * borrowed, len bytes). */
+void ndi_lease_key(const struct ndi *n, const char *device_id, char *buf, size_t len);
+
 /*
  * Relays one pass-through action (start, stop, set_input, record_start,
  * record_stop) to {root}/device/{device_id}/{module}/cmd at QoS 1, unless

@@ -134,7 +134,7 @@ static json_int_t secs_left(double remaining_s)
 	return remaining_s > 0 ? (json_int_t)ceil(remaining_s) : 0;
 }
 
-static void lease_key(const struct ndi *n, const char *device_id, char *buf, size_t len)
+void ndi_lease_key(const struct ndi *n, const char *device_id, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s:%s", oh_module(n->ctx), device_id);
 }
@@ -377,7 +377,7 @@ static int relay(struct ndi *n, const struct request *r, json_t **ack_out)
 	*ack_out = NULL;
 	/* Reservations hold on every path: only the holder may drive a leased
 	 * device. */
-	lease_key(n, device_id, key, sizeof(key));
+	ndi_lease_key(n, device_id, key, sizeof(key));
 	rc = oh_lease_can_use(ctx, key, actor, &lease);
 	if(rc == OH_ERR_IN_USE) {
 		held_by_text(err, sizeof(err), device_id, &lease);
@@ -558,7 +558,7 @@ static json_t *run_hold(struct ndi *n, const struct request *r, bool renew)
 	struct oh_lease l = {0};
 	int rc;
 
-	lease_key(n, r->device_id, key, sizeof(key));
+	ndi_lease_key(n, r->device_id, key, sizeof(key));
 	rc = renew ? oh_lease_renew(n->ctx, key, r->actor, lease_s, &l)
 		   : oh_lease_take(n->ctx, key, r->actor, lease_s, &l);
 	if(rc)
@@ -584,7 +584,7 @@ static json_t *run_unhold(struct ndi *n, const struct request *r, bool force)
 	struct oh_lease l = {0};
 	int rc;
 
-	lease_key(n, r->device_id, key, sizeof(key));
+	ndi_lease_key(n, r->device_id, key, sizeof(key));
 	rc = force ? oh_lease_force_release(n->ctx, key, &l) : oh_lease_release(n->ctx, key, r->actor, &l);
 	if(rc)
 		return lease_refused(n, r, rc, &l);
