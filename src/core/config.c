@@ -357,6 +357,7 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 			{"state_dir", CONF_STR, false, 0, 0, &c->state_dir, NULL, NULL},
 			{"timezone", CONF_STR, false, 0, 0, &c->timezone, NULL, NULL},
 			{"stale_after_s", CONF_NUM, false, 0.1, 86400, &c->stale_after_s, NULL, NULL},
+			{"forget_after_days", CONF_NUM, false, 0, 36500, &c->forget_after_days, NULL, NULL},
 			{"snapshot_interval_ms", CONF_INT, false, 0, 60000, &c->snapshot_interval_ms, NULL,
 					NULL},
 			{"max_payload_bytes", CONF_LONG, false, 64, 256 << 20, &c->max_payload_bytes, NULL,

@@ -74,6 +74,9 @@ struct config {
 	char *state_dir;
 	char *timezone;
 	double stale_after_s;
+	/* Devices offline (or unknown) and silent this long are forgotten
+	 * (registry.c, "forgetting"); 0: never. */
+	double forget_after_days;
 	int snapshot_interval_ms;
 	long max_payload_bytes;
 	double misfire_grace_s;

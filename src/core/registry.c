@@ -68,6 +68,11 @@
 #define PERSIST_BATCH 2000
 #define PERSIST_INTERVAL_MS 1000
 #define PERSIST_HEARTBEAT_S 60.0
+/* forget_after_days: devices forgotten per loop turn, and the bounds of
+ * the scan's period (a tenth of forget_after_days). */
+#define FORGET_BATCH 100
+#define FORGET_SCAN_MIN_S 1.0
+#define FORGET_SCAN_MAX_S 3600.0
 /* Module status topics remembered per device for registry_forget(). */
 #define MODULES_HEARD_MAX 32
 
@@ -115,6 +120,7 @@ struct registry {
 	char *snapshot_topic;
 
 	struct event *ev_stale;
+	struct event *ev_forget; /* forget_after_days (on_forget_scan) */
 
 	struct registry_repair *repair;
 	struct oh_list persist; /* of struct device: documents changed since last stored */
@@ -706,6 +712,51 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ---- forget_after_days ---------------------------------------------------------- */
+
+static void forget_arm(struct registry *r, double s)
+{
+	struct timeval tv = {(time_t)s, (suseconds_t)((s - (time_t)s) * 1e6)};
+	evtimer_add(r->ev_forget, &tv);
+}
+
+/*
+ * Forgets devices that are not online (offline, stale or unknown) and were
+ * last heard from before forget_after_days.  On a timer rather than per
+ * update: the deadline is days away and a device speaking moves it.  The
+ * ids are collected first and forgotten after, since forgetting changes
+ * the map being walked; a full batch leaves the rest to the next turn.
+ * Not while settling (a device may yet be heard) nor without the broker
+ * (registry_forget would refuse).
+ */
+static void on_forget_scan(evutil_socket_t fd, short what, void *arg)
+{
+	struct registry *r = arg;
+	double after_s = r->host->cfg.forget_after_days * 86400;
+	double period = after_s / 10;
+	period = period < FORGET_SCAN_MIN_S          ? FORGET_SCAN_MIN_S
+			: period > FORGET_SCAN_MAX_S ? FORGET_SCAN_MAX_S
+						     : period;
+	if(r->settling || !mqtt_link_connected(r->host->link)) {
+		forget_arm(r, period);
+		return;
+	}
+	char ids[FORGET_BATCH][OH_DEVICE_ID_MAX + 1];
+	size_t n = 0;
+	double before = time_now_wall() - after_s;
+	struct strmap_iter it;
+	void *value;
+	strmap_iter_init(&it, r->devices);
+	while(n < FORGET_BATCH && strmap_iter_next(&it, NULL, &value)) {
+		struct device *d = value;
+		if((d->online != 1 || d->stale) && d->last_seen_wall > 0 && d->last_seen_wall < before)
+			snprintf(ids[n++], sizeof ids[0], "%s", d->id);
+	}
+	for(size_t i = 0; i < n; i++)
+		registry_forget(r, ids[i], NULL, "forget_after_days", NULL);
+	forget_arm(r, n == FORGET_BATCH ? 0 : period);
+}
+
 /* ---- the devices' part of the snapshot (snapshot.c) ----------------------------------------------------------------- */
 
 /* Brings the host's fields (last_seen, stale, online) into the document. */
@@ -949,7 +1000,9 @@ struct registry *registry_new(struct host *h)
 	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
 	r->ev_persist = evtimer_new(h->base, on_persist_timer, r);
 	r->ev_settle = evtimer_new(h->base, on_settle_timer, r);
-	if(!r->devices || !r->snapshot_topic || !r->ev_stale || !r->ev_persist || !r->ev_settle) {
+	r->ev_forget = evtimer_new(h->base, on_forget_scan, r);
+	if(!r->devices || !r->snapshot_topic || !r->ev_stale || !r->ev_persist || !r->ev_settle ||
+			!r->ev_forget) {
 		registry_free(r);
 		return NULL;
 	}
@@ -1020,6 +1073,8 @@ int registry_start(struct registry *r)
 		scan = 0.05;
 	struct timeval tv = {(time_t)scan, (suseconds_t)((scan - (time_t)scan) * 1e6)};
 	event_add(r->ev_stale, &tv);
+	if(h->cfg.forget_after_days > 0)
+		forget_arm(r, FORGET_SCAN_MIN_S);
 	registry_mark_dirty(r);
 	return OH_OK;
 }
@@ -1034,6 +1089,8 @@ void registry_free(struct registry *r)
 		event_free(r->ev_persist);
 	if(r->ev_settle)
 		event_free(r->ev_settle);
+	if(r->ev_forget)
+		event_free(r->ev_forget);
 	registry_repair_free(r->repair);
 	strmap_free(r->devices, device_free);
 	free(r->snapshot_topic);

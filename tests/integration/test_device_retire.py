@@ -150,3 +150,28 @@ def test_last_seen_and_online_survive_a_restart(make_host, mqtt):
     mqtt.publish(topic("rpi-09", "status"), {"device_id": "rpi-09", "online": True}, retain=True)
     wait_until(lambda: (device(host, "rpi-09") or {}).get("online") is True)
     assert device(host, "rpi-09")["last_seen"] > seen
+
+
+@pytest.mark.parametrize("value,needle", [(-1, "forget_after_days"), ("7", "forget_after_days"),
+                                          (36501, "forget_after_days")])
+def test_forget_after_days_is_checked(make_host, value, needle):
+    host = make_host({"forget_after_days": value}, start=False)
+    cp = host.run(["--config", host.config_path, "--check-config"])
+    out = cp.stdout + cp.stderr
+    assert cp.returncode == 1 and needle in out, (cp.returncode, out)
+
+
+def test_forget_after_days_forgets_silent_offline_devices(make_host, mqtt, make_mqtt):
+    # Two seconds, in days: the scan runs every second.
+    host = make_host(ndi_config(forget_after_days=2 / 86400, stale_after_s=3600))
+    host.wait_connected()
+    announce(mqtt, "gone-1", online=False)
+    announce(mqtt, "alive-1", online=True)
+    wait_until(lambda: (device(host, "gone-1") or {}).get("online") is False)
+    wait_until(lambda: (device(host, "alive-1") or {}).get("online") is True)
+    wait_until(lambda: device(host, "gone-1") is None, timeout=8, msg="gone-1 forgotten")
+    assert retained_under(make_mqtt, "gone-1") == []
+    # Online and not stale: kept, however long silent.
+    assert device(host, "alive-1") is not None
+    assert len(retained_under(make_mqtt, "alive-1")) == 3
+    assert "forgetting device gone-1 (forget_after_days, by the host)" in host.log()

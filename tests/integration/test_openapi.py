@@ -452,6 +452,12 @@ def test_every_route_answers_what_the_document_says(make_host, broker, mqtt):
     go("DELETE", "/api/ndi/jobs/" + job["id"], 200, "alice")
     go("DELETE", "/api/ndi/jobs/" + job["id"], 404, "alice")
 
+    # Forgetting a device (admin only).
+    go("DELETE", "/api/devices/nobody", 404, "root")
+    go("DELETE", "/api/devices/bad!id", 400, "root")
+    go("DELETE", "/api/devices/rpi-off", 403, "alice")
+    go("DELETE", "/api/devices/rpi-off", 200, "root")
+
     # What every operation answers before its handler runs.
     values = {"id": "rpi-01", "module": "ndi", "file": "app.js"}
     for template, item in spec["paths"].items():
