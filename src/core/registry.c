@@ -24,7 +24,14 @@
  *   topic at a time: the meta of a device known only from its status, from
  *   a module topic, or from the store.
  * - The last merged document of each device is kept in the store, so a
- *   restarted host starts warm (devices "online": null until heard from).
+ *   restarted host starts warm: with the stored last_seen (exact after a
+ *   clean stop, up to PERSIST_HEARTBEAT_S old after a crash) and "online":
+ *   null until the device is heard from.  The retained copies the broker
+ *   replays on subscribing are not contact (replayed()): they merge into
+ *   the document but move neither last_seen nor online.
+ * - Forgetting a device (registry_forget: DELETE /api/devices/{id},
+ *   forget_after_days) clears its retained topics, so that neither the
+ *   store nor the broker brings it back.
  * - Until the registry is as complete as it was (the store's count, or the
  *   retained snapshot's) or SETTLE_MAX_S passed, it is settling
  *   (registry_settling) and snapshot.c publishes nothing to the broker: a
