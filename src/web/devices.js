@@ -2,6 +2,10 @@
  * /ui/devices: the live device table.  Every registry snapshot from
  * /api/events redraws it; nothing is fetched otherwise.  Device fields are
  * whatever devices publish, so every one goes through OH.h (text only).
+ * A column header sorts by that column (again: the other way), the state
+ * menu filters, and the last-seen cell shows the absolute time on hover.
+ * "online": null is "unknown": after a host restart, until the device is
+ * heard from again (docs/protocol.md), never "offline".
  */
 (function () {
   'use strict';
@@ -10,13 +14,44 @@
   var empty = OH.$('#devices-empty');
   var summary = OH.$('#device-summary');
   var filter = OH.$('#device-filter');
+  var stateFilter = OH.$('#device-state');
+  var sortKey = 'id', sortDir = 1; /* 1 ascending, -1 descending */
   var seen = null;            /* ids already shown, to mark newcomers */
 
   function state(d) {
     if (d.online === true && d.stale) return ['stale', 'warn', 'online, but silent for too long'];
     if (d.online === true) return ['online', 'ok', 'online'];
     if (d.online === false) return ['offline', 'bad', 'reported offline'];
-    return ['unknown', 'muted', 'never reported a status'];
+    return ['unknown', 'muted', 'not heard from since the host started'];
+  }
+
+  /* "Tue, 07 Dec 2026 02:40:00 (2026-12-07T02:40:00Z)": the hover text. */
+  function absolute(ts) {
+    var t = Date.parse(ts);
+    return isNaN(t) ? String(ts) : new Date(t).toLocaleString() + ' (' + ts + ')';
+  }
+
+  var stateOrder = { online: 0, stale: 1, offline: 2, unknown: 3 };
+
+  /* The value a row sorts by in column key (strings compare as text). */
+  function sortValue(key, id, d, locks) {
+    switch (key) {
+    case 'state': return stateOrder[state(d)[0]];
+    case 'modules': return OH.list(d.modules).join(' ').toLowerCase();
+    case 'labels': return OH.list(d.labels).join(' ').toLowerCase();
+    case 'last_seen': return typeof d.last_seen === 'string' ? d.last_seen : ''; /* ISO: sorts as text */
+    case 'lease': return (locks[id] || []).map(function (l) { return String(l.holder); }).join(' ');
+    default: return id;
+    }
+  }
+
+  function sorted(ids, devices, locks) {
+    return ids.slice().sort(function (a, b) {
+      var va = sortValue(sortKey, a, devices[a] || {}, locks);
+      var vb = sortValue(sortKey, b, devices[b] || {}, locks);
+      var c = va < vb ? -1 : va > vb ? 1 : 0;
+      return (c || (a < b ? -1 : a > b ? 1 : 0)) * (c ? sortDir : 1);
+    });
   }
 
   /* {device id: [{module, holder, expires_at}]} from snapshot.locks. */
@@ -55,14 +90,15 @@
     var locks = holders(snap.locks);
     var ids = Object.keys(devices).sort();
     var q = (filter.value || '').trim().toLowerCase();
+    var want = stateFilter.value;
     var online = 0, stale = 0, shown = 0;
     var rows = [];
-    ids.forEach(function (id) {
+    sorted(ids, devices, locks).forEach(function (id) {
       var d = devices[id] || {};
       var st = state(d);
       if (st[0] === 'online') online++;
       if (st[0] === 'stale') stale++;
-      if (!matches(id, d, q)) return;
+      if (!matches(id, d, q) || (want && st[0] !== want)) return;
       shown++;
       var name = d.name || d.hostname;
       var lease = (locks[id] || []).map(function (l) {
@@ -79,7 +115,7 @@
           h('span', { class: ['badge', st[1]], title: st[2], 'data-state': st[0] }, st[0])),
         h('td', { 'data-label': 'Modules', class: 'modules' }, chips(OH.list(d.modules), 'module')),
         h('td', { 'data-label': 'Labels', class: 'labels' }, chips(OH.list(d.labels), 'label')),
-        h('td', { 'data-label': 'Last seen', class: 'last-seen', title: d.last_seen || '',
+        h('td', { 'data-label': 'Last seen', class: 'last-seen', title: d.last_seen ? absolute(d.last_seen) : '',
           'data-ts': d.last_seen || '' }, d.last_seen ? OH.ago(d.last_seen) : 'never'),
         h('td', { 'data-label': 'Lease holder', class: 'leases' },
           lease.length ? lease : h('span', { class: 'muted' }, '—')));
@@ -94,12 +130,25 @@
     OH.clear(empty).appendChild(document.createTextNode(
       ids.length ? 'No device matches the filter.' : 'No devices yet.'));
     summary.textContent = ids.length + ' device' + (ids.length === 1 ? '' : 's') + ' · ' +
-      online + ' online · ' + stale + ' stale' + (q ? ' · ' + shown + ' shown' : '');
+      online + ' online · ' + stale + ' stale' + (q || want ? ' · ' + shown + ' shown' : '');
   }
 
   OH.live.on('registry', render);
-  filter.addEventListener('input', function () {
+  function redraw() {
     if (OH.live.snapshot) render(OH.live.snapshot);
+  }
+  filter.addEventListener('input', redraw);
+  stateFilter.addEventListener('change', redraw);
+  OH.$$('#devices th[data-sort]').forEach(function (th) {
+    th.querySelector('button').addEventListener('click', function () {
+      var key = th.getAttribute('data-sort');
+      sortDir = key === sortKey ? -sortDir : 1;
+      sortKey = key;
+      OH.$$('#devices th[data-sort]').forEach(function (other) {
+        other.setAttribute('aria-sort', other === th ? (sortDir > 0 ? 'ascending' : 'descending') : 'none');
+      });
+      redraw();
+    });
   });
   /* Keep "12 s ago" honest between snapshots. */
   setInterval(function () {

@@ -175,3 +175,45 @@ def test_forget_after_days_forgets_silent_offline_devices(make_host, mqtt, make_
     assert device(host, "alive-1") is not None
     assert len(retained_under(make_mqtt, "alive-1")) == 3
     assert "forgetting device gone-1 (forget_after_days, by the host)" in host.log()
+
+
+def test_devices_page_sorts_filters_and_shows_unknown(make_host, mqtt, browser):
+    host = make_host({"stale_after_s": 3600})
+    host.wait_connected()
+    announce(mqtt, "b-on", online=True)
+    announce(mqtt, "c-off", online=False)
+    mqtt.publish(topic("a-quiet", "meta"), {"device_id": "a-quiet", "modules": ["zz"]}, retain=True)
+    wait_until(lambda: device(host, "a-quiet") is not None
+               and (device(host, "c-off") or {}).get("online") is False
+               and (device(host, "b-on") or {}).get("online") is True)
+    b = browser
+    b.open(host.url("/ui/devices"))
+    b.wait_until(lambda: b.count("#devices tbody tr") == 3, msg="three rows")
+    rows = lambda: [e.get_attribute("data-device") for e in b.find("#devices tbody tr")]
+    assert rows() == ["a-quiet", "b-on", "c-off"]
+    # No status yet: "unknown", never "offline".
+    assert b.text("tr[data-device='a-quiet'] .badge") == "unknown"
+    assert b.text("tr[data-device='c-off'] .badge") == "offline"
+
+    # Sort by state, then the other way; by id again.
+    b.click("th[data-sort='state'] button")
+    b.wait_until(lambda: rows() == ["b-on", "c-off", "a-quiet"], msg="sorted by state")
+    assert b.attr("th[data-sort='state']", "aria-sort") == "ascending"
+    b.click("th[data-sort='state'] button")
+    b.wait_until(lambda: rows() == ["a-quiet", "c-off", "b-on"], msg="sorted by state, descending")
+    assert b.attr("th[data-sort='state']", "aria-sort") == "descending"
+    assert b.attr("th[data-sort='id']", "aria-sort") == "none"
+    b.click("th[data-sort='modules'] button")
+    b.wait_until(lambda: rows() == ["b-on", "c-off", "a-quiet"], msg="sorted by modules")
+
+    # Filter by state.
+    for value, expect in (("unknown", ["a-quiet"]), ("offline", ["c-off"]), ("online", ["b-on"]),
+                          ("stale", []), ("", ["b-on", "c-off", "a-quiet"])):
+        b.js("var s = document.querySelector('#device-state'); s.value = arguments[0];"
+             "s.dispatchEvent(new Event('change'));", value)
+        b.wait_until(lambda: rows() == expect, msg="state filter %r" % value)
+
+    # The last-seen cell says the absolute time on hover.
+    seen = device(host, "b-on")["last_seen"]
+    title = b.attr("tr[data-device='b-on'] .last-seen", "title")
+    assert seen in title and len(title) > len(seen), title
