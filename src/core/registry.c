@@ -641,8 +641,7 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		if(!is_meta && json_is_boolean(online) && d->contacted)
 			d->online = json_is_true(online) ? 1 : 0;
 		device_changed(r, d);
-		if(is_meta)
-			persist_mark(r, d);
+		persist_mark(r, d); /* once per device and connection */
 		device_heard(r, d, is_meta);
 		return;
 	}

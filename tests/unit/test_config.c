@@ -41,6 +41,7 @@ static void test_defaults(void)
 	CHECK_INT_EQ(c.snapshot_interval_ms, 200);
 	CHECK_INT_EQ(c.max_payload_bytes, 65536);
 	CHECK(c.stale_after_s == 30);
+	CHECK(c.forget_after_days == 0); /* off */
 	/* No plugin list: the NDI plugin runs. */
 	CHECK_INT_EQ(c.n_plugins, 1);
 	CHECK_STR_EQ(c.plugins[0].path, "builtin:ndi");
@@ -114,6 +115,7 @@ static void test_errors(void)
 			{"{\"mqtt\": 5}", {"mqtt", "object"}},
 			{"{\"http\": {\"port\": -1}}", {"http.port", "range"}},
 			{"{\"stale_after_s\": \"x\"}", {"stale_after_s", "number"}},
+			{"{\"forget_after_days\": -1}", {"forget_after_days", "range"}},
 			{"{\"topic_root\": \"/lab/\"}", {"topic_root", "trailing"}},
 			{"{\"topic_root\": \"/lab/#\"}", {"topic_root"}},
 			{"{\"topic_root\": 5}", {"topic_root", "expected a string"}},

@@ -21,9 +21,10 @@
 
 static struct host h;
 
+/* A live message from a device (not the broker's retained copy). */
 static void deliver(const char *topic, const char *payload)
 {
-	dispatch_on_message(h.dispatch, topic, payload, strlen(payload), true);
+	dispatch_on_message(h.dispatch, topic, payload, strlen(payload), false);
 }
 
 static json_t *device(const char *id)
@@ -385,6 +386,20 @@ static void test_warm_start(void)
 	CHECK_STR_EQ(json_string_value(json_array_get(json_object_get(d, "modules"), 0)), "ndi");
 	CHECK_STR_EQ(json_string_value(json_object_get(d, "device_id")), "cam-9");
 	json_decref(snap);
+
+	/* The broker's retained copy of its status (MQTT 3.1.1: the retain
+	 * flag marks the copies) is not contact: merged, but online stays
+	 * unknown and last_seen the stored one. */
+	struct oh_device od;
+	CHECK_INT_EQ(registry_device(h.registry, "cam-9", &od), 0);
+	double stored = od.last_seen;
+	const char *copy = "{\"online\":true,\"ts\":\"2026-01-01T00:00:00Z\"}";
+	dispatch_on_message(h.dispatch, "/lab/device/cam-9/status", copy, strlen(copy), true);
+	CHECK_INT_EQ(registry_device(h.registry, "cam-9", &od), 0);
+	CHECK_INT_EQ(od.online, -1);
+	CHECK(od.last_seen == stored);
+	CHECK(json_is_null(json_object_get(od.doc, "online")));
+	CHECK_STR_EQ(json_string_value(json_object_get(od.doc, "ts")), "2026-01-01T00:00:00Z");
 
 	/* Heard from: merged on top, and written back when flushed. */
 	deliver("/lab/device/cam-9/status", "{\"online\":false,\"ts\":\"2026-02-02T00:00:00Z\"}");
