@@ -511,11 +511,12 @@ int oh_map_foreach(struct oh_map *map, int (*fn)(const char *key, void *value, v
  * trailing backslash, no words, or out of memory.
  */
 struct oh_cmdline_var {
-	const char *name; /* without braces: "source" */
-	const char *value;
+	const char *name;  /* borrowed; without braces: "source" */
+	const char *value; /* borrowed; copied into the words */
 };
-int oh_cmdline_split(const char *tmpl, const struct oh_cmdline_var *vars, size_t nvars, char ***argv,
-		int *argc, char *err, size_t errlen);
+int oh_cmdline_split(const char *tmpl /* borrowed */, const struct oh_cmdline_var *vars /* borrowed */,
+		size_t nvars, char ***argv /* *argv returned */, int *argc, char *err, size_t errlen);
+/* Frees what oh_cmdline_split returned (taken); NULL: nothing. */
 void oh_cmdline_free(char **argv);
 
 /* ---- UI ----------------------------------------------------------------- */

@@ -35,7 +35,6 @@
 #include "plugin_ctx.h"
 #include "shared_buf.h"
 
-
 /* ---- security headers, applied to every response in one place ------------- */
 
 static void add_common_headers(struct MHD_Response *r)

@@ -112,7 +112,6 @@ static json_t *limit_ack(const struct ndi *n, const char *req_id, const char *ac
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-
 static double now_wall(void)
 {
 	struct timespec ts;
