@@ -12,6 +12,7 @@
 
 #include "envelope.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 /* The host's rules for app envelopes: any actor (leases are held under it)
  * of a bounded length; params are bounded by max_payload_bytes. */
@@ -72,7 +73,9 @@ json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *ac
 	json_object_set_new(ack, "action", action ? json_string(action) : json_null());
 	json_object_set_new(ack, "actor", actor ? json_string(actor) : json_null());
 	json_object_set_new(ack, "ts", json_string(host_now_iso(when, sizeof when)));
-	json_object_set_new(ack, "error", error ? json_string(error) : json_null());
+	/* A plugin's text that is not UTF-8 (a client's cut inside a
+	 * character) must not cost the ack its "error". */
+	json_object_set_new(ack, "error", error ? utf8_json_string(error) : json_null());
 	json_object_set_new(ack, "details", details ? details : json_object());
 	return ack;
 }
