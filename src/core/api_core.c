@@ -56,7 +56,10 @@ static void delete_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		return;
 	}
 	json_t *cleared = NULL;
-	int rc = registry_forget(h->registry, id, oh_req_actor(req), "DELETE /api/devices/{id}", &cleared);
+	/* Without tokens nobody is named: the record says so rather than
+	 * blaming the host. */
+	const char *actor = oh_req_actor(req) ? oh_req_actor(req) : "an unauthenticated client";
+	int rc = registry_forget(h->registry, id, actor, "DELETE /api/devices/{id}", &cleared);
 	if(rc == OH_ERR_NOT_FOUND)
 		oh_reply_error(req, 404, "NOT_FOUND", "no device \"%s\" in the registry", id);
 	else if(rc == OH_ERR_NO_CONN)

@@ -115,6 +115,8 @@ def test_delete_needs_admin_with_tokens(make_host, mqtt):
     st, body = host.delete("/api/devices/cam-1", headers=auth)
     assert st == 200, body
     assert host.get("/api/devices/cam-1", headers=auth)[0] == 404
+    # The audit call site names who did it.
+    assert "forgetting device cam-1 (DELETE /api/devices/{id}, by boss)" in host.log()
 
 
 def test_last_seen_and_online_survive_a_restart(make_host, mqtt):
