@@ -109,8 +109,9 @@ uint64_t registry_generation(const struct registry *r); /* host.generation */
 void registry_mark_dirty(struct registry *r);
 /*
  * Forgets device id: clears its retained meta, status and {module}/status
- * topics on the broker (empty retained messages, QoS 1), tells every plugin
- * (oh_plugin.device_forgotten: leases, state), records it (the audit call
+ * topics on the broker (empty retained messages, QoS 1), tells the
+ * registry_on_forget handler (the plugins' device_forgotten: leases,
+ * state), records it (the audit call
  * site) and drops it from the registry and the store.  actor and why
  * (borrowed) say who and why.  *cleared_out (returned, json_decref; may be
  * NULL) lists the topics cleared.  OH_ERR_NOT_FOUND for an unknown id,
@@ -118,6 +119,9 @@ void registry_mark_dirty(struct registry *r);
  */
 int registry_forget(
 		struct registry *r, const char *id, const char *actor, const char *why, json_t **cleared_out);
+/* The one handler told of each device registry_forget() forgets, before
+ * it leaves the registry (main.c: plugins_device_forgotten; NULL: none). */
+void registry_on_forget(struct registry *r, void (*fn)(struct host *h, const char *id));
 /* Stores every changed device document at once (shutdown). */
 void registry_flush(struct registry *r);
 /* The broker connection is new: the settling clock starts (first time),

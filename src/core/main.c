@@ -170,6 +170,7 @@ static int host_start(struct host *h)
 		return failed(OH_ERR_NOMEM, "core");
 	command_policy_install(h);
 	leases_set_expired_handler(h->leases, plugins_lease_expired);
+	registry_on_forget(h->registry, plugins_device_forgotten);
 
 	/* Our name in the birth message and the probe: the client id, or one
 	 * for this run when libmosquitto is left to make the client id up. */

@@ -149,6 +149,10 @@ struct registry {
 	 * kind in a connection is the broker's stored copy (replayed()). */
 	unsigned epoch;
 
+	/* Told of every device forgotten, before it goes (the plugins, wired
+	 * by main.c: the registry does not call up into plugins.c). */
+	void (*on_forget)(struct host *h, const char *id);
+
 	/* Told of every change to a device (snapshot.c). */
 	void (*on_change)(void *ud);
 	void *on_change_ud;
@@ -511,7 +515,8 @@ int registry_forget(struct registry *r, const char *id, const char *actor, const
 	}
 	/* The plugins drop their leases and state while the device is still
 	 * readable through oh_registry_device. */
-	plugins_device_forgotten(r->host, id);
+	if(r->on_forget)
+		r->on_forget(r->host, id);
 	forget_record(id, actor, why, cleared);
 	remove_device(r, id, why);
 	if(cleared_out)
@@ -817,6 +822,11 @@ int registry_fragments(struct registry *r, void (*fn)(const char *frag, size_t l
 bool registry_settling(const struct registry *r)
 {
 	return r->settling;
+}
+
+void registry_on_forget(struct registry *r, void (*fn)(struct host *h, const char *id))
+{
+	r->on_forget = fn;
 }
 
 void registry_on_change(struct registry *r, void (*fn)(void *ud), void *ud)
