@@ -30,6 +30,10 @@ struct shared_buf;
 struct counters {
 	uint64_t bad_payloads;
 	uint64_t snapshots_published, snapshot_bytes;
+	/* http_cache.c: gzip copies made (one per shared body) and their bytes
+	 * before and after; 304 answers. */
+	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
+	uint64_t http_not_modified;
 };
 
 struct host {

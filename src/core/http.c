@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "http_cache.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin_ctx.h"
@@ -121,7 +122,7 @@ static void unref_buf(void *p)
 	shared_buf_unref((struct shared_buf *)((char *)p - offsetof(struct shared_buf, data)));
 }
 
-int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf)
+int http__reply_plain(struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf)
 {
 	shared_buf_ref(buf);
 	struct MHD_Response *r =
@@ -129,6 +130,15 @@ int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content
 	if(!r)
 		shared_buf_unref(buf);
 	return http__set_response(req, status, r, content_type);
+}
+
+int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf)
+{
+	/* A shared body never changes once replied with: a 200 of one gets
+	 * its ETag, 304 and the cached gzip copy (http_cache.c). */
+	if(status == 200)
+		return http_cache_reply(req, content_type, buf);
+	return http__reply_plain(req, status, content_type, buf);
 }
 
 /* Every request gets an answer: a body that cannot be serialised becomes a
