@@ -4,11 +4,13 @@
  */
 #include "http.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mqtt_link.h"
 #include "shared_buf.h"
+#include "snapshot.h"
 #include "timeutil.h"
 
 static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
@@ -28,7 +30,34 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static void get_registry(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	oh_reply_snapshot(req);
+	struct host *h = ud;
+	const char *since = oh_req_query(req, "since");
+	if(!since) {
+		oh_reply_snapshot(req); /* with its ETag and gzip copy */
+		return;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long seq = strtoull(since, &end, 10);
+	if(since[0] < '0' || since[0] > '9' || *end || errno) {
+		oh_reply_error(req, 400, "BAD_REQUEST",
+				"since: expected a snapshot seq (a whole number), got \"%.40s\"", since);
+		return;
+	}
+	struct shared_buf *body = NULL;
+	bool whole = true;
+	if(snapshot_delta(h->snapshot, (uint64_t)seq, &body, &whole)) {
+		oh_reply_error(req, 500, "INTERNAL", "out of memory building the delta");
+		return;
+	}
+	/* The whole is the shared snapshot (ETag, gzip); a delta is built for
+	 * this request alone. */
+	if(whole)
+		http_reply_buf(req, 200, "application/json", body);
+	else
+		http_reply_copy(req, 200, "application/json", body->data, body->len);
+	http_req_add_header(req, "X-Registry-Delta", whole ? "false" : "true");
+	shared_buf_unref(body);
 }
 
 static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
