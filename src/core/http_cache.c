@@ -31,6 +31,7 @@
 #include "http_internal.h"
 #include "log.h"
 #include "shared_buf.h"
+#include "timeutil.h"
 
 /* Below this a body is sent as it is: gzip saves too little to pay. */
 #define HTTP_GZIP_MIN 2048
@@ -98,10 +99,25 @@ static void give_up(struct http_cache *c, const char *why)
 	c->out = NULL;
 }
 
+static void slice(struct http_cache *c, struct shared_buf *b);
+
 static void on_slice(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_cache *c = arg;
 	struct shared_buf *b = c->owner;
+	double t0 = time_now_mono();
+	slice(c, b);
+	struct counters *st = &c->server->host->stats;
+	double took = time_now_mono() - t0;
+	st->gzip_seconds += took;
+	if(took > st->gzip_slice_max_s)
+		st->gzip_slice_max_s = took;
+}
+
+/* Deflates the next HTTP_GZIP_SLICE bytes of b; the last one completes
+ * c->gz. */
+static void slice(struct http_cache *c, struct shared_buf *b)
+{
 	size_t left = b->len - (size_t)c->zs.total_in;
 	size_t n = left < HTTP_GZIP_SLICE ? left : HTTP_GZIP_SLICE;
 	c->zs.next_in = (Bytef *)b->data + c->zs.total_in;
