@@ -43,11 +43,11 @@ static const struct timeval now_tv = {0, 0};
 
 struct http_cache {
 	struct shared_buf *owner; /* borrowed: this lives inside it (ext) */
-	struct http_server *server;
-	char etag[32];         /* "\"len-crc\"", the plain body's */
-	char etag_gz[36];      /* the gzip copy's: a representation of its own */
-	struct shared_buf *gz; /* owned; NULL until complete */
-	z_stream zs;           /* while compressing */
+	struct host *host;        /* for the loop and the counters; outlives every body */
+	char etag[32];            /* "\"len-crc\"", the plain body's */
+	char etag_gz[36];         /* the gzip copy's: a representation of its own */
+	struct shared_buf *gz;    /* owned; NULL until complete */
+	z_stream zs;              /* while compressing */
 	bool compressing;
 	bool failed; /* out of memory or zlib error: plain from now on */
 	char *out;   /* owned: the compressed bytes so far */
@@ -79,7 +79,7 @@ static struct http_cache *cache_of(struct http_server *s, struct shared_buf *buf
 	if(!c)
 		return NULL;
 	c->owner = buf;
-	c->server = s;
+	c->host = s->host;
 	uLong crc = crc32_z(0L, (const Bytef *)buf->data, buf->len);
 	snprintf(c->etag, sizeof c->etag, "\"%zx-%08lx\"", buf->len, (unsigned long)crc);
 	snprintf(c->etag_gz, sizeof c->etag_gz, "\"%zx-%08lx-gz\"", buf->len, (unsigned long)crc);
@@ -107,7 +107,7 @@ static void on_slice(evutil_socket_t fd, short what, void *arg)
 	struct shared_buf *b = c->owner;
 	double t0 = time_now_mono();
 	slice(c, b);
-	struct counters *st = &c->server->host->stats;
+	struct counters *st = &c->host->stats;
 	double took = time_now_mono() - t0;
 	st->gzip_seconds += took;
 	if(took > st->gzip_slice_max_s)
@@ -161,9 +161,9 @@ static void slice(struct http_cache *c, struct shared_buf *b)
 		give_up(c, "out of memory");
 		return;
 	}
-	c->server->host->stats.gzip_compressions++;
-	c->server->host->stats.gzip_bytes_in += b->len;
-	c->server->host->stats.gzip_bytes_out += c->gz->len;
+	c->host->stats.gzip_compressions++;
+	c->host->stats.gzip_bytes_in += b->len;
+	c->host->stats.gzip_bytes_out += c->gz->len;
 }
 
 /* Starts compressing c's buffer in slices; false if it cannot. */
@@ -171,7 +171,7 @@ static bool start(struct http_cache *c)
 {
 	c->out_cap = c->owner->len / 4 + 1024;
 	c->out = malloc(c->out_cap);
-	c->ev = evtimer_new(c->server->host->base, on_slice, c);
+	c->ev = evtimer_new(c->host->base, on_slice, c);
 	if(!c->out || !c->ev) {
 		give_up(c, "out of memory");
 		return false;
