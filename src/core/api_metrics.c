@@ -42,9 +42,9 @@ static void update_host_values(struct host *h)
 		gzip_out = metrics_family("oh_http_gzip_output_bytes_total", METRIC_COUNTER,
 				"Bytes of their gzip copies", NULL);
 		gzip_secs = metrics_family("oh_http_gzip_seconds_total", METRIC_COUNTER,
-				"Loop time spent compressing, in slices", NULL);
+				"CPU time the loop spent compressing, in slices", NULL);
 		gzip_slice = metrics_family("oh_http_gzip_slice_max_seconds", METRIC_GAUGE,
-				"The longest the loop spent on one compression slice", NULL);
+				"The most CPU time the loop spent on one compression slice", NULL);
 		not_modified = metrics_family("oh_http_not_modified_total", METRIC_COUNTER,
 				"304 answers to If-None-Match", NULL);
 		devices = metrics_family("oh_devices", METRIC_GAUGE, "Devices in the registry", NULL);

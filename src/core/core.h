@@ -33,7 +33,7 @@ struct counters {
 	/* http_cache.c: gzip copies made (one per shared body) and their bytes
 	 * before and after; 304 answers. */
 	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
-	double gzip_seconds, gzip_slice_max_s; /* loop time in slices; the longest */
+	double gzip_seconds, gzip_slice_max_s; /* loop CPU time in slices; the longest */
 	uint64_t http_not_modified;
 };
 
