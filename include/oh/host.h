@@ -95,7 +95,10 @@ struct oh_command {
  * max_payload_bytes (TOO_LARGE), `action` a non-empty string, `params` an
  * object when present, `actor` and `req_id` strings when present
  * (BAD_REQUEST).  On failure returns OH_ERR_INVAL and sets *code and err;
- * cmd->req_id is still set so the error can be acked.
+ * cmd->req_id is still set so the error can be acked.  A message is parsed
+ * once while it is delivered: a second call on it (the host's mqtt_commands
+ * gate reads commands before the handlers do) returns the same result, a
+ * generated req_id included.  ctx is not used (the rules are the host's).
  */
 int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
 		char *err, size_t errlen);

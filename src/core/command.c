@@ -11,14 +11,42 @@
 #include <time.h>
 
 #include "envelope.h"
+#include "metrics.h"
 #include "timeutil.h"
 
 /* The host's rules for app envelopes: any actor (leases are held under it)
  * of a bounded length; params are bounded by max_payload_bytes. */
 static const struct envelope_rules app_rules = {.actor_max = 120};
 
-int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
-		char *err, size_t errlen)
+/*
+ * The parse of the message being delivered, so a command is parsed and
+ * validated once however many look at it: the mqtt_commands gate
+ * (command_policy.c), then every plugin handler on the topic.  Keyed by the
+ * message's address, which no other message has while this one is being
+ * delivered; dispatch.c brackets each delivery with command__delivering(),
+ * so the memo never outlives its message.  The host is single-threaded.
+ */
+static struct {
+	const struct oh_message *delivering; /* the message being delivered, or NULL */
+	const struct oh_message *msg;        /* the one parsed below, or NULL */
+	int rc;
+	const char *code; /* static text */
+	char err[256];
+	struct oh_command cmd; /* its pointers borrow from msg */
+} memo;
+
+const struct oh_message *command__delivering(const struct oh_message *msg)
+{
+	const struct oh_message *was = memo.delivering;
+	memo.delivering = msg;
+	/* A nested delivery may have replaced the outer message's parse. */
+	if(memo.msg != msg)
+		memo.msg = NULL;
+	return was;
+}
+
+static int parse(const struct oh_message *msg, struct oh_command *cmd, const char **code, char *err,
+		size_t errlen)
 {
 	memset(cmd, 0, sizeof *cmd);
 	const json_t *env = msg->json;
@@ -59,6 +87,31 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 	*code = NULL;
 	err[0] = '\0';
 	return OH_OK;
+}
+
+
+int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
+		char *err, size_t errlen)
+{
+	(void)ctx; /* the rules are the host's, the same for every plugin */
+	if(msg && msg == memo.msg) {
+		*cmd = memo.cmd;
+		*code = memo.code;
+		snprintf(err, errlen, "%s", memo.err);
+		return memo.rc;
+	}
+	char full[sizeof memo.err];
+	int rc = parse(msg, cmd, code, full, sizeof full);
+	snprintf(err, errlen, "%s", full);
+	metrics_count("oh_mqtt_command_parses_total", 1);
+	if(msg && msg == memo.delivering) {
+		memo.msg = msg;
+		memo.rc = rc;
+		memo.code = *code;
+		memo.cmd = *cmd;
+		memcpy(memo.err, full, sizeof full);
+	}
+	return rc;
 }
 
 json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action, const char *actor,

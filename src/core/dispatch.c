@@ -242,6 +242,9 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 	}
 	msg.json = json;
 
+	/* The gate and the handlers share one parse of a command envelope. */
+	const struct oh_message *outer = command__delivering(&msg);
+
 	/* A message for a plugin passes the gate first (the mqtt_commands
 	 * policy, command_policy.c); a refused one was answered there.  The
 	 * core's own handlers still see every message. */
@@ -260,6 +263,7 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 			s->fn(s->owner, &msg, s->ud);
 	}
 	d->delivering--;
+	command__delivering(outer);
 	json_decref(json);
 	if(m.items != m.small)
 		free(m.items);

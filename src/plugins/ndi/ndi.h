@@ -33,7 +33,8 @@ struct ndi_devices;
 struct ndi_discovery;
 
 /* The plugin's own settings; the discovery keys (sources, discovery_*,
- * mdns) are read and checked by ndi_discovery_new(). */
+ * mdns) are checked in the same table (ndi_discovery_settings) and read by
+ * ndi_discovery_new(). */
 struct ndi_settings {
 	double ack_timeout_s;
 	double default_lease_s;
