@@ -35,7 +35,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "http_internal.h"
+#include "core.h"
 #include "log.h"
 #include "shared_buf.h"
 
@@ -75,7 +75,7 @@ static void cache_free(void *p)
 
 /* The cache of buf, made on first use (the ETag is computed then); NULL
  * when out of memory. */
-static struct http_cache *cache_of(struct http_server *s, struct shared_buf *buf)
+static struct http_cache *cache_of(struct host *h, struct shared_buf *buf)
 {
 	if(buf->ext_free == cache_free)
 		return buf->ext;
@@ -85,7 +85,7 @@ static struct http_cache *cache_of(struct http_server *s, struct shared_buf *buf
 	if(!c)
 		return NULL;
 	c->owner = buf;
-	c->host = s->host;
+	c->host = h;
 	static unsigned long long run, serial;
 	if(!run) {
 		struct timeval tv;
@@ -251,33 +251,23 @@ static bool etag_listed(const char *inm, const char *tag)
 	return false;
 }
 
-int http_cache_reply(struct oh_http_req *req, const char *content_type, struct shared_buf *buf)
+void http_cache_choose(struct host *h, struct shared_buf *buf, const char *if_none_match,
+		const char *accept_encoding, struct http_cache_choice *out)
 {
-	struct http_server *s = req->server;
-	struct http_cache *c = cache_of(s, buf);
+	*out = (struct http_cache_choice){.status = 200, .body = buf};
+	struct http_cache *c = cache_of(h, buf);
 	if(!c)
-		return http__reply_plain(req, 200, content_type, buf);
-	const char *inm = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "If-None-Match");
-	bool want_gz = buf->len >= HTTP_GZIP_MIN &&
-			accepts_gzip(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept-Encoding"));
+		return;
+	bool want_gz = buf->len >= HTTP_GZIP_MIN && accepts_gzip(accept_encoding);
 	if(want_gz && !c->gz && !c->compressing && !c->failed)
 		start(c);
-	bool gz = want_gz && c->gz;
-	const char *etag = gz ? c->etag_gz : c->etag;
-	int rc;
-	if(inm && (etag_listed(inm, c->etag) || etag_listed(inm, c->etag_gz))) {
-		/* Either representation's tag: the bytes behind both are the same. */
-		rc = http__set_response(req, 304,
-				MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL);
-		s->host->stats.http_not_modified++;
-	} else {
-		rc = http__reply_plain(req, 200, content_type, gz ? c->gz : buf);
-		if(rc == OH_OK && gz)
-			http_req_add_header(req, "Content-Encoding", "gzip");
+	out->gzip = want_gz && c->gz;
+	out->etag = out->gzip ? c->etag_gz : c->etag;
+	if(out->gzip)
+		out->body = c->gz;
+	/* Either representation's tag: the bytes behind both are the same. */
+	if(if_none_match && (etag_listed(if_none_match, c->etag) || etag_listed(if_none_match, c->etag_gz))) {
+		out->status = 304;
+		out->body = NULL;
 	}
-	if(rc == OH_OK) {
-		http_req_add_header(req, "ETag", etag);
-		http_req_add_header(req, "Vary", "Accept-Encoding");
-	}
-	return rc;
 }

@@ -114,9 +114,6 @@ struct http_server {
 /* Stores the reply on req; a deferred request is resumed. */
 int http__set_response(struct oh_http_req *req, unsigned status, struct MHD_Response *resp,
 		const char *content_type);
-/* Replies with buf's bytes as they are (a new reference is taken). */
-int http__reply_plain(
-		struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf);
 /* Runs libmicrohttpd on the next loop turn (after a resume). */
 void http__kick(struct http_server *s);
 /* The route for req, capturing its {params}; NULL with *wrong_method and
