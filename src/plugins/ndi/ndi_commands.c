@@ -112,6 +112,16 @@ static json_t *limit_ack(const struct ndi *n, const char *req_id, const char *ac
 
 /* ---- small helpers ---------------------------------------------------------- */
 
+int ndi_utf8_cut(const char *s, size_t max)
+{
+	size_t len = strlen(s);
+
+	if(len <= max)
+		return (int)len;
+	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+		max--;
+	return (int)max;
+}
 
 static double now_wall(void)
 {
@@ -244,7 +254,9 @@ static const struct action *action_find(const char *name)
 /* The text of an unknown action, the same on every road. */
 static void unknown_action(const char *name, char *err, size_t len)
 {
-	snprintf(err, len, "action: unknown action \"%.64s\"", name ? name : "");
+	if(!name)
+		name = "";
+	snprintf(err, len, "action: unknown action \"%.*s\"", ndi_utf8_cut(name, 64), name);
 }
 
 /*

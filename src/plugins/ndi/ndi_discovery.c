@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-
 #ifdef OH_HAVE_AVAHI
 #include <avahi-client/client.h>
 #include <avahi-client/lookup.h>

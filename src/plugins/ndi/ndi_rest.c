@@ -150,19 +150,6 @@ static bool body_check(struct oh_http_req *req, const json_t *body, const struct
 	return false;
 }
 
-/* The length of s cut to at most max bytes without splitting a UTF-8
- * character: a message quoting client text must stay valid JSON text. */
-static int utf8_cut(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-
-	if(len <= max)
-		return (int)len;
-	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return (int)max;
-}
-
 static const char *body_string(const json_t *body, const char *name)
 {
 	return json_string_value(json_object_get(body, name));
@@ -289,7 +276,7 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		/* The command topic's text: /send relays only, so a lease
 		 * action is as unknown here as "fly". */
 		oh_reply_error(req, 400, "BAD_ACTION", "action: unknown action \"%.*s\"",
-				utf8_cut(action, 64), action);
+				ndi_utf8_cut(action, 64), action);
 		return;
 	}
 	/* The device's params: the body's params, its source and device_id. */
