@@ -132,7 +132,9 @@ bool registry_settling(const struct registry *r);
  * registry_delta hands fn the fragment of each device changed after
  * snapshot `since` and removed_fn the id of each one removed since (both
  * borrowed, valid during the call); OH_ERR_NOT_FOUND when removals that
- * old are forgotten (the caller sends the whole), OH_ERR_NOMEM. */
+ * old are forgotten or older than the run's first seq (registry_start_seq;
+ * the caller sends the whole), OH_ERR_NOMEM. */
+void registry_start_seq(struct registry *r, uint64_t first);
 void registry_set_next_seq(struct registry *r, uint64_t seq);
 int registry_delta(struct registry *r, uint64_t since, void (*fn)(const char *frag, size_t len, void *ud),
 		void (*removed_fn)(const char *id, void *ud), void *ud);

@@ -627,6 +627,12 @@ void registry_set_next_seq(struct registry *r, uint64_t seq)
 	r->next_seq = seq;
 }
 
+void registry_start_seq(struct registry *r, uint64_t first)
+{
+	r->next_seq = first;
+	r->removed_floor = first; /* an earlier run's removals are unknown */
+}
+
 int registry_delta(struct registry *r, uint64_t since, void (*fn)(const char *frag, size_t len, void *ud),
 		void (*removed_fn)(const char *id, void *ud), void *ud)
 {

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "shared_buf.h"
@@ -365,6 +366,13 @@ struct snapshot *snapshot_new(struct host *h)
 		snapshot_free(s);
 		return NULL;
 	}
+	/* seq never repeats across runs of the host: each run starts above any
+	 * earlier run's, at 1024 per millisecond of wall clock (a run makes far
+	 * fewer snapshots than that; 2^51 in the year 2230, still exact in a
+	 * JSON number), so a ?since=SEQ kept from an earlier run is older than
+	 * this run's first snapshot and gets the whole. */
+	s->seq = (uint64_t)(time_now_wall() * 1000.0) << 10;
+	registry_start_seq(h->registry, s->seq + 1);
 	registry_on_change(h->registry, on_change, s);
 	if(h->leases)
 		leases_on_change(h->leases, on_change, s);

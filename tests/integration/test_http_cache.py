@@ -273,3 +273,24 @@ def test_ndi_devices_etag_and_gzip(make_host, mqtt):
         st, hh, _ = get(h, "/api/ndi/devices", {"If-None-Match": hp["etag"]})
         return st == 200 and hh["etag"] != hp["etag"]
     wait_until(changed, 10, 0.05, "a new NDI list after ndi-003 went offline")
+
+
+def test_registry_since_from_an_earlier_run_gets_the_whole(host, mqtt):
+    """A SEQ kept across a restart of the host: seq must not count from
+    the same start again, or a client would get a delta of the new run
+    against a snapshot of the old one, missing what changed in between."""
+    announce(mqtt, ["before-1"])
+    old = wait_registry(host, lambda r: "before-1" in r["devices"], "before-1")
+    host.stop()
+    host.start()
+    host.wait_connected()
+    # Enough snapshots that a run counting from 1 again passes the old seq.
+    for i in range(5):
+        announce(mqtt, ["after-%d" % i])
+        wait_registry(host, lambda r, i=i: "after-%d" % i in r["devices"], "after-%d" % i)
+    new = registry(host)
+    assert new["seq"] > old["seq"], (old["seq"], new["seq"])
+    st, h, body = get(host, "/api/registry?since=%d" % old["seq"])
+    whole = json.loads(body)
+    assert st == 200 and h["x-registry-delta"] == "false", whole
+    assert "delta" not in whole and "before-1" in whole["devices"]
