@@ -150,7 +150,9 @@ def test_snapshot_never_shrinks_at_start_up(make_stock, make_host, make_fleet, m
         wait_until(lambda: host.log().count("publishing the snapshot") > settled_before,
                    DEADLINE_S + 5, msg="the start-up to settle")
         marker = unique_name("marker")
-        watcher.publish("/lab/device/%s/meta" % marker, {"device_id": marker, "modules": []})
+        # Retained, as a real device's: the next start-up expects it back.
+        watcher.publish("/lab/device/%s/meta" % marker, {"device_id": marker, "modules": []},
+                        retain=True)
         watcher.wait_for(REGISTRY, lambda m: marker in m["payload"]["devices"], 10, since=since)
         seen = [(m["payload"].get("seq"), len(set(ids) & set(m["payload"]["devices"])),
                  m["retain"]) for m in watcher.messages(REGISTRY, since=since)]
