@@ -70,8 +70,10 @@ typedef void (*oh_message_fn)(oh_ctx *ctx, const struct oh_message *msg, void *u
  * OH_ERR_INVAL for a filter that is not valid or not under the topic root. */
 int oh_subscribe(oh_ctx *ctx, const char *filter, int qos, oh_message_fn fn, void *ud);
 
-/* Publishes under the module's namespace (see above); OH_ERR_DENIED
- * elsewhere.  QoS 1 messages published while the broker is away are queued
+/* Publishes under the module's namespace, {root}/orchestrator/{module}/...
+ * or {root}/device/{id}/{module}/... as oh_topic_parse() reads them (a
+ * valid device id, no empty level); OH_ERR_DENIED elsewhere (tightened in
+ * minor 1 as a security fix, docs/plugins.md).  QoS 1 messages published while the broker is away are queued
  * and sent after reconnect; OH_ERR_NO_CONN for QoS 0. */
 int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len, int qos, bool retain);
 int oh_publish_json(oh_ctx *ctx, const char *topic, const json_t *payload /* borrowed */, int qos, bool retain);
@@ -95,7 +97,10 @@ struct oh_command {
  * max_payload_bytes (TOO_LARGE), `action` a non-empty string, `params` an
  * object when present, `actor` and `req_id` strings when present
  * (BAD_REQUEST).  On failure returns OH_ERR_INVAL and sets *code and err;
- * cmd->req_id is still set so the error can be acked.
+ * cmd->req_id is still set so the error can be acked.  A message is parsed
+ * once while it is delivered: a second call on it (the host's mqtt_commands
+ * gate reads commands before the handlers do) returns the same result, a
+ * generated req_id included.  ctx is not used (the rules are the host's).
  */
 int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
 		char *err, size_t errlen);
@@ -509,11 +514,12 @@ int oh_map_foreach(struct oh_map *map, int (*fn)(const char *key, void *value, v
  * trailing backslash, no words, or out of memory.
  */
 struct oh_cmdline_var {
-	const char *name; /* without braces: "source" */
-	const char *value;
+	const char *name;  /* borrowed; without braces: "source" */
+	const char *value; /* borrowed; copied into the words */
 };
-int oh_cmdline_split(const char *tmpl, const struct oh_cmdline_var *vars, size_t nvars, char ***argv,
-		int *argc, char *err, size_t errlen);
+int oh_cmdline_split(const char *tmpl /* borrowed */, const struct oh_cmdline_var *vars /* borrowed */,
+		size_t nvars, char ***argv /* *argv returned */, int *argc, char *err, size_t errlen);
+/* Frees what oh_cmdline_split returned (taken); NULL: nothing. */
 void oh_cmdline_free(char **argv);
 
 /* ---- UI ----------------------------------------------------------------- */

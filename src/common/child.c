@@ -49,6 +49,9 @@
 
 extern char **environ;
 
+/* child_kill(): how many 1 ms waits for a killed child to be reapable. */
+#define KILL_REAP_TRIES 50
+
 /* After SIGKILL at shutdown, how long to wait for stragglers. */
 #define KILL_WAIT_MS 2000
 
@@ -136,6 +139,20 @@ static void child_free(struct child *c)
 		event_free(c->deadline);
 	free(c->buf);
 	free(c);
+}
+
+/* Stops watching c (output, deadline, report) and leaves it listed until
+ * SIGCHLD reaps it.  For a child just sent SIGKILL: that is a loop turn
+ * away, but a blocking wait here could hold the loop on a child stuck in
+ * the kernel (uninterruptible sleep). */
+static void abandon(struct child *c)
+{
+	close_pipe(c);
+	if(c->deadline) {
+		event_free(c->deadline);
+		c->deadline = NULL;
+	}
+	c->done = NULL;
 }
 
 /* Reports c (already unlinked) and frees it. */
@@ -308,7 +325,10 @@ static void on_output(evutil_socket_t fd, short what, void *arg)
 {
 	struct child *c = arg;
 	char chunk[4096];
-	for(;;) {
+	/* At most a pipe's worth per wake-up: the event is level-triggered and
+	 * comes back next turn, so a child that writes without end shares the
+	 * loop instead of holding it. */
+	for(int reads = 0; reads < 16; reads++) {
 		ssize_t n = read(c->fd, chunk, sizeof chunk);
 		if(n > 0) {
 			/* Past max_output we keep draining so the child never blocks
@@ -480,12 +500,12 @@ int child_spawn(char *const argv[], const struct child_opts *opts, child_done_fn
 		ok = c->deadline && !evtimer_add(c->deadline, &tv);
 	}
 	if(!ok) {
-		/* Started but untrackable: kill it now rather than leak it. */
+		/* Started but untrackable: kill it now rather than leak it, and
+		 * let SIGCHLD reap it. */
 		kill_child(c->pid);
-		while(waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
-			;
+		abandon(c);
+		oh_list_push_front(&children, &c->link);
 		snprintf(err, errlen, "cannot run '%s': out of memory", argv[0]);
-		child_free(c);
 		return OH_ERR_NOMEM;
 	}
 	oh_list_push_front(&children, &c->link);
@@ -505,13 +525,25 @@ void child_kill(pid_t pid)
 	struct child *c = find(pid);
 	if(!c)
 		return;
-	oh_list_remove(&children, &c->link);
 	if(!c->reaped) {
 		kill_child(pid);
-		/* SIGKILL cannot be refused, so this wait is short. */
-		while(waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
+		/* SIGKILL lands within a scheduler tick: wait that long at most,
+		 * so an owner going away at shutdown leaves no zombie behind, and
+		 * leave a child stuck in the kernel to SIGCHLD rather than hold
+		 * the loop for it. */
+		for(int tries = 0; tries < KILL_REAP_TRIES && !c->reaped; tries++) {
+			pid_t r = waitpid(pid, NULL, WNOHANG);
+			if(r == pid || (r < 0 && errno == ECHILD))
+				c->reaped = true;
+			else if(r == 0)
+				nanosleep(&(struct timespec){0, 1000000}, NULL);
+		}
+		if(!c->reaped) {
+			abandon(c);
+			return;
+		}
 	}
+	oh_list_remove(&children, &c->link);
 	child_free(c);
 }
 

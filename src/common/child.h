@@ -74,8 +74,10 @@ int child_spawn(char *const argv[], const struct child_opts *opts, child_done_fn
 /* Stops reporting pid: its end is reaped without a callback. */
 void child_forget(pid_t pid);
 
-/* Kills pid's group and pid now (SIGKILL) and reaps it before returning,
- * without a callback: for owners that go away (a plugin unloaded). */
+/* Kills pid's group and pid now (SIGKILL), without a callback: for owners
+ * that go away (a plugin unloaded).  Reaps it when that takes at most
+ * 50 ms (it normally takes microseconds); a child stuck in the kernel is
+ * left to the next SIGCHLD, and child_count() counts it until then. */
 void child_kill(pid_t pid);
 
 /* Sends SIGTERM (and SIGCONT) to process group pgid now and SIGKILL after

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "oh/validate.h"
+#include "utf8.h"
 
 /* The types, by the one validator (include/oh/validate.h); other keys are
  * the devices' business and pass. */
@@ -70,8 +71,8 @@ enum envelope_status envelope_read(const json_t *root, const struct envelope_rul
 	}
 	if(f->actor && !f->actor_ok) {
 		if(rules->actors)
-			snprintf(err, errlen, "actor: \"%.64s\" is not allowed (expected %s)", f->actor,
-					rules->actors_text);
+			snprintf(err, errlen, "actor: \"%.*s\" is not allowed (expected %s)",
+					utf8_cut(f->actor, 64), f->actor, rules->actors_text);
 		else if(rules->actor_max)
 			snprintf(err, errlen, "actor: expected a string of 1-%zu characters", rules->actor_max);
 		else

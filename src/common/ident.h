@@ -12,7 +12,6 @@
 
 #include "oh/defs.h"
 
-
 /* The rule in words, for messages that refuse an id. */
 #define IDENT_DEVICE_ID_RULE "1-64 of [A-Za-z0-9._-], not \".\" or \"..\""
 

@@ -18,21 +18,10 @@
 #include <string.h>
 
 #include "ident.h"
+#include "utf8.h"
 
 #define PATH_MAX_LEN 256
 #define KEY_QUOTE_MAX 64
-
-/* The length of s cut to at most max bytes without splitting a UTF-8
- * character. */
-static int utf8_cut(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-	if(len <= max)
-		return (int)len;
-	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return (int)max;
-}
 
 static void join(char *buf, size_t len, const char *path, const char *key)
 {

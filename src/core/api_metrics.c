@@ -80,6 +80,10 @@ int api_metrics_register(struct host *h)
 	metrics_family("oh_scheduler_jobs_fired_total", METRIC_COUNTER, "Job runs started", NULL);
 	metrics_family("oh_scheduler_jobs_missed_total", METRIC_COUNTER,
 			"Job runs missed (later than misfire_grace_s)", NULL);
+	metrics_family("oh_mqtt_command_parses_total", METRIC_COUNTER,
+			"Command envelopes parsed and validated (oh_command_parse): one per MQTT command,"
+			" however many look at it",
+			NULL);
 	metrics_limits_register();
 	return http_route_add(h->http, NULL, "GET", "/metrics", get_metrics, h,
 			"{\"summary\": \"Counters, gauges and histograms in Prometheus text format\","

@@ -11,14 +11,35 @@
 #include <time.h>
 
 #include "envelope.h"
+#include "metrics.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 /* The host's rules for app envelopes: any actor (leases are held under it)
  * of a bounded length; params are bounded by max_payload_bytes. */
 static const struct envelope_rules app_rules = {.actor_max = 120};
 
-int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
-		char *err, size_t errlen)
+/*
+ * The parse of the message being delivered, so a command is parsed and
+ * validated once however many look at it: the mqtt_commands gate
+ * (command_policy.c), then every plugin handler on the topic.  Keyed by the
+ * message's address and its delivery's number (dispatch_delivering), so
+ * the memo is used only while that very delivery lasts: not for a later
+ * message at the same address, nor for the outer message after a nested
+ * delivery replaced it.  dispatch.c only marks deliveries and calls
+ * nothing here.  The host is single-threaded.
+ */
+static struct {
+	const struct oh_message *msg; /* the one parsed below, or NULL */
+	unsigned long long seq;       /* its delivery */
+	int rc;
+	const char *code; /* static text */
+	char err[256];
+	struct oh_command cmd; /* its pointers borrow from msg */
+} memo;
+
+static int parse(const struct oh_message *msg, struct oh_command *cmd, const char **code, char *err,
+		size_t errlen)
 {
 	memset(cmd, 0, sizeof *cmd);
 	const json_t *env = msg->json;
@@ -61,6 +82,34 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 	return OH_OK;
 }
 
+
+int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_command *cmd, const char **code,
+		char *err, size_t errlen)
+{
+	(void)ctx; /* the rules are the host's, the same for every plugin */
+	unsigned long long seq;
+	bool delivering = msg && msg == dispatch_delivering(&seq);
+	if(delivering && msg == memo.msg && seq == memo.seq) {
+		*cmd = memo.cmd;
+		*code = memo.code;
+		snprintf(err, errlen, "%s", memo.err);
+		return memo.rc;
+	}
+	char full[sizeof memo.err];
+	int rc = parse(msg, cmd, code, full, sizeof full);
+	snprintf(err, errlen, "%s", full);
+	metrics_count("oh_mqtt_command_parses_total", 1);
+	if(delivering) {
+		memo.msg = msg;
+		memo.seq = seq;
+		memo.rc = rc;
+		memo.code = *code;
+		memo.cmd = *cmd;
+		memcpy(memo.err, full, sizeof full);
+	}
+	return rc;
+}
+
 json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *action, const char *actor,
 		const char *error, json_t *details)
 {
@@ -72,7 +121,9 @@ json_t *oh_ack_new(const char *req_id, bool ok, const char *code, const char *ac
 	json_object_set_new(ack, "action", action ? json_string(action) : json_null());
 	json_object_set_new(ack, "actor", actor ? json_string(actor) : json_null());
 	json_object_set_new(ack, "ts", json_string(host_now_iso(when, sizeof when)));
-	json_object_set_new(ack, "error", error ? json_string(error) : json_null());
+	/* A plugin's text that is not UTF-8 (a client's cut inside a
+	 * character) must not cost the ack its "error". */
+	json_object_set_new(ack, "error", error ? utf8_json_string(error) : json_null());
 	json_object_set_new(ack, "details", details ? details : json_object());
 	return ack;
 }

@@ -142,7 +142,9 @@ bool command_policy_allows(struct host *h, const struct oh_message *msg, const c
 	const char *code = NULL;
 	char err[256];
 	/* Even a bad envelope yields its req_id (and action and actor, when
-	 * they came before the fault), so a refusal still correlates. */
+	 * they came before the fault), so a refusal still correlates.  The
+	 * plugin's own oh_command_parse() on this message gets this very
+	 * parse (command.c), so the envelope is parsed and validated once. */
 	bool parsed = !oh_command_parse(ctx, msg, &cmd, &code, err, sizeof err);
 
 	if(!c->mqtt_commands.enabled) {

@@ -77,6 +77,10 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
  * (command_policy_install); NULL lets everything through. */
 typedef bool (*dispatch_gate_fn)(struct host *h, const struct oh_message *msg, const char *kind);
 void dispatch_set_gate(struct dispatch *d, dispatch_gate_fn gate);
+/* The message being delivered to the gate and the handlers (borrowed), or
+ * NULL; *seq (seq may be NULL) numbers the delivery, never twice.  Lets
+ * oh_command_parse() (command.c) parse a command once for all of them. */
+const struct oh_message *dispatch_delivering(unsigned long long *seq);
 
 /* ---- publish.c: outbound ---------------------------------------------------- */
 

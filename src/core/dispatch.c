@@ -210,6 +210,21 @@ static void collect(void *value, void *ud)
 	m->items[m->n++] = value;
 }
 
+/* The message being delivered and the number of its delivery: no two
+ * deliveries share a number, so a later message at the same address (the
+ * next one on this stack frame) is never mistaken for it. */
+static struct {
+	const struct oh_message *msg;
+	unsigned long long seq, last;
+} current;
+
+const struct oh_message *dispatch_delivering(unsigned long long *seq)
+{
+	if(seq)
+		*seq = current.seq;
+	return current.msg;
+}
+
 void dispatch_on_message(struct dispatch *d, const char *topic, const void *payload, size_t len, bool retained)
 {
 	struct host *h = d->host;
@@ -242,6 +257,13 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 	}
 	msg.json = json;
 
+	/* The gate and the handlers share one parse of a command envelope
+	 * (oh_command_parse asks dispatch_delivering). */
+	const struct oh_message *outer = current.msg;
+	unsigned long long outer_seq = current.seq;
+	current.msg = &msg;
+	current.seq = ++current.last;
+
 	/* A message for a plugin passes the gate first (the mqtt_commands
 	 * policy, command_policy.c); a refused one was answered there.  The
 	 * core's own handlers still see every message. */
@@ -260,6 +282,8 @@ void dispatch_on_message(struct dispatch *d, const char *topic, const void *payl
 			s->fn(s->owner, &msg, s->ud);
 	}
 	d->delivering--;
+	current.msg = outer;
+	current.seq = outer_seq;
 	json_decref(json);
 	if(m.items != m.small)
 		free(m.items);

@@ -34,7 +34,7 @@
 #include "metrics.h"
 #include "plugin_ctx.h"
 #include "shared_buf.h"
-
+#include "utf8.h"
 
 /* ---- security headers, applied to every response in one place ------------- */
 
@@ -171,9 +171,9 @@ int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code, c
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	utf8_trim_partial(msg);
-	json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-	if(!body) /* the text itself was not UTF-8 */
-		body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", "(unprintable)");
+	/* Text that still is not UTF-8 (a client's, cut inside a character by
+	 * "%.64s") keeps its message, the broken bytes shown as '?'. */
+	json_t *body = json_pack("{s:{s:s, s:o}}", "error", "code", code, "message", utf8_json_string(msg));
 	return oh_reply_json(req, status, body);
 }
 

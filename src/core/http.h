@@ -75,5 +75,4 @@ size_t http_stream_backlog(const struct http_stream *st);
 /* How long data has waited with nothing read by the client (0: none waits). */
 double http_stream_stalled_s(const struct http_stream *st);
 
-
 #endif

@@ -189,7 +189,6 @@ double http_stream_stalled_s(const struct http_stream *st)
 	return st->backlog ? time_now_mono() - st->progress_mono : 0;
 }
 
-
 void http__stream_gone(struct oh_http_req *req)
 {
 	struct http_stream *st = req->stream;

@@ -175,7 +175,6 @@ void leases_on_change(struct leases *ls, void (*fn)(void *ud), void *ud)
 	ls->changed_ud = ud;
 }
 
-
 static void load_one(const struct store_lease *sl, void *ud)
 {
 	struct leases *ls = ud;

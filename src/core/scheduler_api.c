@@ -23,6 +23,7 @@
 #include "plugin_ctx.h"
 #include "strmap.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 #define PARAMS_MAX_BYTES 16384 /* what the devices accept (device-agent-protocol.md) */
 
@@ -153,7 +154,7 @@ static int create(struct sched_plugin *sp, const json_t *params, const struct oh
 	if(!r.tz)
 		r.tz = h->cfg.timezone && *h->cfg.timezone ? h->cfg.timezone : "UTC";
 	if(!tz_valid(r.tz)) {
-		snprintf(err, errlen, "tz: \"%.64s\" is not a known IANA time zone", r.tz);
+		snprintf(err, errlen, "tz: \"%.*s\" is not a known IANA time zone", utf8_cut(r.tz, 64), r.tz);
 		return OH_ERR_INVAL;
 	}
 	double now = s->now();
@@ -316,7 +317,8 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 		const json_t *id = json_object_get(params, "job_id");
 		struct job *j = sched__find(sp, json_string_value(id));
 		if(!j) {
-			snprintf(err, sizeof err, "no job %.64s in module %s", json_string_value(id),
+			snprintf(err, sizeof err, "no job %.*s in module %s",
+					utf8_cut(json_string_value(id), 64), json_string_value(id),
 					ctx->module);
 			return bad(cmd, owner, "NOT_FOUND", err, json_pack("{s:O}", "job_id", id));
 		}

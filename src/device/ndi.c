@@ -193,20 +193,29 @@ static char **build_argv(struct ndi *n, const char *tkey, const char *source, st
 	return argv;
 }
 
+/* params.source, a non-empty string: required by start, optional for
+ * record_start (the current input then).  The other params are the host's
+ * or extras relayed untouched, so they are left alone. */
+static const struct oh_vfield source_required[] = {
+		OH_VFIELD("source", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN, .min = 1),
+		OH_VFIELD_END,
+};
+static const struct oh_vfield source_optional[] = {
+		OH_VFIELD("source", OH_VT_STRING, OH_VF_MIN, .min = 1),
+		OH_VFIELD_END,
+};
+
+/* The command's source, NULL when absent (or null); fails res naming the
+ * field when it is wrong, or missing and required. */
 static const char *param_source(const struct envelope *env, bool required, struct mod_result *res)
 {
-	const json_t *s = json_object_get(env->params, "source");
-	if(!s || json_is_null(s)) {
-		if(required)
-			mod_result_fail(res, ACK_BAD_REQUEST,
-					"params.source: missing (expected a non-empty string)");
+	const struct oh_vobject spec = OH_VOBJECT(required ? source_required : source_optional, OH_V_IGNORE);
+	char why[256];
+	if(oh_json_validate(env->params, &spec, "params", NULL, why, sizeof why)) {
+		mod_result_fail(res, ACK_BAD_REQUEST, "%s", why);
 		return NULL;
 	}
-	if(!json_is_string(s) || !json_string_length(s)) {
-		mod_result_fail(res, ACK_BAD_REQUEST, "params.source: expected a non-empty string");
-		return NULL;
-	}
-	return json_string_value(s);
+	return json_string_value(json_object_get(env->params, "source"));
 }
 
 /*

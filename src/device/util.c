@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "entropy.h"
+#include "utf8.h"
 
 char *dev_ts_format(time_t t, char *buf)
 {
@@ -47,19 +48,5 @@ char *dev_uuid4(char *buf)
 
 json_t *dev_json_text(const char *s)
 {
-	json_t *j = json_string(s);
-	if(j)
-		return j;
-	size_t n = strlen(s);
-	char *copy = strdup(s);
-	if(!copy)
-		return NULL;
-	/* Keep ASCII, replace the rest: good enough for log-grade text. */
-	for(size_t i = 0; i < n; i++) {
-		if((unsigned char)copy[i] >= 0x80)
-			copy[i] = '?';
-	}
-	j = json_string(copy);
-	free(copy);
-	return j;
+	return utf8_json_string(s);
 }

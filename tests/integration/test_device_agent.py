@@ -288,8 +288,16 @@ def test_envelope_validation(make_device, peer, dev_id, module):
     if module:
         ack = peer.command("dance")
         assert ack["code"] == "MODULE_ERROR" and "dance" in ack["error"], ack
+        # The source is checked by the one validator: one "{path}: {why}".
         ack = peer.command("start", {})
-        assert ack["code"] == "BAD_REQUEST" and "source" in ack["error"], ack
+        assert ack["code"] == "BAD_REQUEST", ack
+        assert ack["error"] == "params.source: missing (expected a non-empty string)", ack
+        for bad in ("", 5, ["CAM-1"]):
+            ack = peer.command("start", {"source": bad})
+            assert ack["code"] == "BAD_REQUEST", ack
+            assert ack["error"] == "params.source: expected a non-empty string", ack
+        ack = peer.command("record_start", {"source": 7})
+        assert ack["error"] == "params.source: expected a non-empty string", ack
 
 
 def test_start_stop_real_child(make_device, peer, dev_id):

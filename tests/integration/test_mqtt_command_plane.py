@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 from conftest import wait_until
+from exposition import check
 from harness import SOURCE_DIR
 
 CMD = "/lab/orchestrator/ndi/cmd"
@@ -305,6 +306,41 @@ def test_admin_actors_limit_admin_actions_over_mqtt(make_host, make_mqtt):
     assert status == 200, body
     status, body = host.post("/api/ndi/force_release", {"device_id": "rpi-02", "actor": "carol"})
     assert status == 200 and body["details"]["previous_holder"] == "bob", body
+
+
+def command_parses(host):
+    """oh_mqtt_command_parses_total from /metrics."""
+    status, _, text = host.request("GET", "/metrics")
+    assert status == 200
+    samples = check(text)[0]
+    return samples[("oh_mqtt_command_parses_total", frozenset())]
+
+
+def test_a_command_is_parsed_once_behind_the_admin_gate(make_host, make_mqtt):
+    """With admin_actors the gate reads each command's envelope before the
+    plugin does; the plugin gets that parse (oh_command_parse on the message
+    being delivered), so the envelope is parsed and validated once, whether
+    the gate lets it through, refuses it, or finds it malformed."""
+    host = make_host({"mqtt_commands": {"admin_actors": ["lab-admin"]}})
+    host.wait_connected()
+    app = make_mqtt()
+    app.subscribe(EVT)
+    probe_until_answered(app)
+    before = command_parses(host)
+
+    sent = [envelope("reserve", {"device_id": "rpi-01"}, actor="bob"),      # through, OK
+            envelope("force_release", {"device_id": "rpi-01"}, actor="carol"),  # refused
+            envelope("force_release", {"device_id": "rpi-01"}, actor="lab-admin"),
+            envelope("reserve", {"device_id": "rpi-01", "lease": 5}),        # bad params
+            envelope("reserve", "not an object"),                            # bad envelope
+            envelope("start", {"device_id": "rpi-01", "source": "CAM-1"})]   # relayed
+    codes = []
+    for env in sent:
+        app.publish(CMD, env)
+        codes.append(ack_of(app, env["req_id"])["code"])
+    assert codes == ["OK", "FORBIDDEN", "OK", "BAD_REQUEST", "BAD_REQUEST", "DISPATCHED"], codes
+    # The bad envelope's ack still carries its req_id: the one parse kept it.
+    assert command_parses(host) - before == len(sent)
 
 
 def test_tokens_with_open_command_topics_warn(make_host):

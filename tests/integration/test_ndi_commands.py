@@ -555,6 +555,10 @@ BAD = [
     ("lease-over-max", {"action": "reserve", "params": {"device_id": "rpi-01", "lease_s": 86401}},
      "BAD_REQUEST", "params.lease_s"),
     ("unknown-action", {"action": "explode", "params": {"device_id": "rpi-01"}}, "BAD_ACTION", None),
+    # The error quotes the first 64 bytes of the action: the cut must not
+    # split the two-byte character, or the ack's text is not UTF-8.
+    ("unknown-action-cut", {"action": "a" * 63 + "\u00e9" + "b" * 10, "params": {"device_id": "rpi-01"}},
+     "BAD_ACTION", "unknown action \"" + "a" * 63 + "\""),
     ("too-large", {"action": "start", "params": {"device_id": "rpi-01", "source": "x" * 5000}},
      "TOO_LARGE", None),
 ]

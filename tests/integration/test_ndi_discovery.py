@@ -218,17 +218,26 @@ def test_helper_that_cannot_start(probe_host, tmp_path):
     assert sources(h) == ["S (1)"]
 
 
+# The discovery's keys are checked by the one validator, in the same table
+# as the plugin's own (ndi_discovery_settings): one "{path}: {why}" each.
 @pytest.mark.parametrize("settings, needle", [
-    ({"sources": "CAM"}, "settings.sources"),
-    ({"sources": ["ok", 3]}, "settings.sources[1]"),
-    ({"discovery_helper": 5}, "settings.discovery_helper"),
+    ({"sources": "CAM"}, "settings.sources: expected an array of strings"),
+    ({"sources": ["ok", 3]}, "settings.sources[1]: expected a string"),
+    ({"sources": ["ok", ""]},
+     "settings.sources: item 1 is empty (expected non-empty strings)"),
+    ({"discovery_helper": 5},
+     "settings.discovery_helper: expected a command line, an array of strings, or null"),
     ({"discovery_helper": "run 'unterminated"}, "unterminated single quote"),
     ({"discovery_helper": "   "}, "command line is empty"),
-    ({"discovery_helper": []}, "settings.discovery_helper"),
-    ({"discovery_interval_s": 0}, "settings.discovery_interval_s"),
-    ({"discovery_helper_timeout_s": "5"}, "settings.discovery_helper_timeout_s"),
-    ({"mdns": "yes"}, "settings.mdns"),
-    ({"bogus": 1}, "settings.bogus"),
+    ({"discovery_helper": []}, "settings.discovery_helper: expected a command line, a non-empty"),
+    ({"discovery_helper": ["", "x"]}, "settings.discovery_helper: item 0: expected a non-empty"),
+    ({"discovery_helper": ["run", 1]}, "settings.discovery_helper: item 1: expected a string"),
+    ({"discovery_interval_s": 0}, "settings.discovery_interval_s: 0 is out of range: "
+                                  "expected above 0 and at most 86400"),
+    ({"discovery_helper_timeout_s": "5"},
+     "settings.discovery_helper_timeout_s: expected a number"),
+    ({"mdns": "yes"}, "settings.mdns: expected true or false"),
+    ({"bogus": 1}, "settings.bogus: unknown key"),
 ])
 def test_bad_settings_are_refused_naming_the_key(probe_host, settings, needle):
     h = probe_host(settings)

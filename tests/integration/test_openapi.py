@@ -429,7 +429,8 @@ def test_every_route_answers_what_the_document_says(make_host, broker, mqtt):
     # Commands (limits.max_pending_per_device is 1; rpi-01 never acks).
     post("/api/ndi/send", {"device_id": "rpi-01", "action": "stop"}, 202)
     post("/api/ndi/send", {"device_id": "rpi-01", "action": "stop"}, 429)
-    post("/api/ndi/send", {"device_id": "nobody", "action": "stop"}, 404)
+    # Not in the registry: relayed all the same, with a warning (as MQTT).
+    post("/api/ndi/send", {"device_id": "nobody", "action": "stop"}, 202)
     post("/api/ndi/send", {"device_id": "rpi-off", "action": "stop"}, 409)
     post("/api/ndi/send", {"device_id": "rpi-02", "action": "fly"}, 400)
     stop = FakeDevice(mqtt, "rpi-02").auto_ack()

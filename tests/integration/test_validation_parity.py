@@ -181,3 +181,72 @@ def test_a_lease_action_cannot_be_scheduled(lab):
     host, app = lab
     code, text = via_job(app, "reserve", {"device_id": DEV})
     assert code == "BAD_REQUEST" and text.startswith('action: "reserve" cannot be scheduled'), text
+
+
+# ---- a device this host's registry does not know --------------------------------------
+
+GHOST = "ghost-01"  # an agent that may be alive, but whose meta this host has not heard
+NOT_IN_REGISTRY = "device_id: device %s is not in the registry" % GHOST
+
+
+def relay_verdict(ack):
+    """What a relayed command's DISPATCHED ack says, road-independent."""
+    return ack["code"], ack["ok"], ack["action"], ack.get("warnings")
+
+
+def test_a_device_not_in_the_registry_gets_one_verdict_on_every_road(lab):
+    """The registry may be cold after a restart, or a broker ACL may hide an
+    agent's meta: the command is relayed on every road, its DISPATCHED ack
+    warning that the registry does not know the device (docs/protocol.md,
+    "warnings").  REST used to answer 404 where MQTT relayed."""
+    host, app = lab
+    assert host.get("/api/devices/" + GHOST)[0] == 404
+    dev_topic = "/lab/device/%s/ndi/cmd" % GHOST
+    app.subscribe(dev_topic)
+    params = {"device_id": GHOST, "source": "CAM-1"}
+    verdicts, relayed = {}, {}
+
+    # MQTT: the ack on the evt topic.
+    rid = uuid.uuid4().hex
+    mark = app.mark()
+    app.publish(CMD, {"req_id": rid, "action": "start", "actor": "alice", "params": params})
+    verdicts["mqtt"] = relay_verdict(
+        app.wait_for(EVT, lambda m: m["payload"]["req_id"] == rid, 5, since=mark)["payload"])
+    relayed["mqtt"] = app.wait_for(dev_topic, lambda m: m["payload"]["req_id"] == rid, 5,
+                                   since=mark)["payload"]
+
+    # REST: the reply is the DISPATCHED ack.
+    rid = uuid.uuid4().hex
+    mark = app.mark()
+    status, ack = host.post("/api/ndi/send", {"device_id": GHOST, "source": "CAM-1",
+                                              "actor": "alice", "req_id": rid})
+    assert status == 202, (status, ack)
+    verdicts["rest"] = relay_verdict(ack)
+    relayed["rest"] = app.wait_for(dev_topic, lambda m: m["payload"]["req_id"] == rid, 5,
+                                   since=mark)["payload"]
+
+    # A job: scheduled, then fired through the same relay.
+    at = (datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) +
+          datetime.timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rid = uuid.uuid4().hex
+    mark = app.mark()
+    app.publish(CMD, {"req_id": rid, "action": "schedule", "actor": "alice", "params": {
+        "at": at, "commands": [{"device_id": GHOST, "action": "start",
+                                "params": {"source": "CAM-1"}}]}})
+    ack = app.wait_for(EVT, lambda m: m["payload"]["req_id"] == rid, 5, since=mark)["payload"]
+    assert ack["code"] == "SCHEDULED", ack
+    relayed["job"] = app.wait_for(dev_topic, timeout=10, since=mark)["payload"]
+    verdicts["job"] = relay_verdict(app.wait_for(
+        EVT, lambda m: m["payload"]["req_id"] == relayed["job"]["req_id"], 5,
+        since=mark)["payload"])
+
+    want = ("DISPATCHED", True, "start", verdicts["mqtt"][3])
+    assert verdicts == {"mqtt": want, "rest": want, "job": want}, verdicts
+    # One entry per thing relayed anyway: the device, and the source no
+    # discovery of this host has seen.
+    warnings = want[3]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(NOT_IN_REGISTRY), warnings
+    assert warnings[1].startswith('params.source: the host\'s discovery has not seen NDI source "CAM-1"'), warnings
+    for road, env in relayed.items():
+        assert env["action"] == "start" and env["params"] == params, (road, env)

@@ -7,8 +7,9 @@
  *   GET /api/{module}/state[?name=N]      {"mdns": "running"|..., "any": bool,
  *                                          "has": bool (with name)}
  *
- * Settings are the discovery's own (ndi_discovery_setting_keys); any other
- * key is refused, as the NDI plugin does.
+ * Settings are the discovery's own, checked against its table
+ * (ndi_discovery_settings_spec) with the one validator; any other key is
+ * refused, as the NDI plugin does.
  *
  * The build links the NDI plugin's own ndi_discovery.c and
  * ndi_avahi_poll.c into this probe (CMakeLists.txt), with the plugin's
@@ -51,16 +52,9 @@ static void get_state(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static int probe_init(oh_ctx *ctx, const json_t *settings)
 {
-	const char *key;
-	const json_t *v;
-	json_object_foreach((json_t *)settings, key, v)
-	{
-		bool known = false;
-		for(const char *const *k = ndi_discovery_setting_keys; *k; k++)
-			known = known || !strcmp(*k, key);
-		if(!known)
-			return oh_fail(ctx, "settings.%s: unknown key", key);
-	}
+	char err[256];
+	if(oh_json_validate(settings, &ndi_discovery_settings_spec, "settings", NULL, err, sizeof err))
+		return oh_fail(ctx, "%s", err);
 	struct ndi_discovery *d = ndi_discovery_new(ctx, settings);
 	if(!d)
 		return OH_ERR_INVAL;

@@ -7,7 +7,8 @@
  * A table of payloads, each with the code the host answers (OK, BAD_JSON,
  * BAD_REQUEST) and the field the error must name; then what a refused
  * envelope still yields for its ack (req_id, action, a valid actor), and
- * that params is always an object on success.
+ * that params is always an object on success; and that an ack keeps its
+ * "error" when the text it is given is not UTF-8.
  */
 #include <stdlib.h>
 
@@ -130,10 +131,26 @@ static void test_refusal_echoes(void)
 	json_decref(p.json);
 }
 
+/* A plugin's error text cut inside a character (what "%.64s" of a client's
+ * action did) is not UTF-8: jansson refuses it, and the ack used to go out
+ * without "error".  The broken bytes become '?', the rest stays. */
+static void test_ack_error_not_utf8(void)
+{
+	json_t *ack = oh_ack_new("r1", false, "BAD_ACTION", "x", "app", "unknown action \"ab\xc3\"", NULL);
+	CHECK_STR_EQ(json_string_value(json_object_get(ack, "error")), "unknown action \"ab?\"");
+	json_decref(ack);
+	/* Valid text is kept as it is; a surrogate and an overlong form are not
+	 * characters. */
+	ack = oh_ack_new("r1", false, "BAD_ACTION", "x", "app", "caf\xc3\xa9 \xed\xa0\x80 \xc0\xaf", NULL);
+	CHECK_STR_EQ(json_string_value(json_object_get(ack, "error")), "caf\xc3\xa9 ??? ??");
+	json_decref(ack);
+}
+
 int main(void)
 {
 	test_table();
 	test_long_fields();
 	test_refusal_echoes();
+	test_ack_error_not_utf8();
 	return check_summary();
 }

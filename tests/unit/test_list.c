@@ -1,5 +1,5 @@
 /*
- * Unit tests of the intrusive list (src/common/list.h): a zeroed list is
+ * Unit tests of the intrusive list (include/oh/list.h): a zeroed list is
  * empty, pushes at either end keep order, removal of the first, last,
  * middle and only element fixes both neighbours and both ends, a removed
  * node reads as unlinked and can be pushed again, and oh_list_entry finds the

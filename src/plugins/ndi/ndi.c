@@ -24,8 +24,9 @@
 /* ---- settings ------------------------------------------------------------ */
 
 /* The keys this file reads, for the host's validator (include/oh/validate.h,
- * the rules every JSON input follows); the discovery keys are added to the
- * table as "any value" and checked by ndi_discovery_new(). */
+ * the rules every JSON input follows); the discovery's own entries
+ * (ndi_discovery_settings) are added to the table, so one call checks
+ * every key. */
 static const struct oh_vfield own_settings[] = {
 		/* The bound keeps the timer's milliseconds inside an unsigned. */
 		OH_VFIELD("ack_timeout_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MAX, .min = 0.001, .max = 86400),
@@ -72,8 +73,8 @@ static int settings_load(oh_ctx *ctx, const json_t *obj, struct ndi_settings *s)
 	size_t n = 0;
 	for(; n < N_OWN_SETTINGS; n++)
 		fields[n] = own_settings[n];
-	for(size_t i = 0; ndi_discovery_setting_keys[i] && i < N_DISCOVERY_SETTINGS_MAX; i++)
-		fields[n++] = (struct oh_vfield)OH_VFIELD(ndi_discovery_setting_keys[i], OH_VT_ANY, 0);
+	for(size_t i = 0; ndi_discovery_settings[i].name && i < N_DISCOVERY_SETTINGS_MAX; i++)
+		fields[n++] = ndi_discovery_settings[i];
 	fields[n] = (struct oh_vfield)OH_VFIELD_END;
 	const struct oh_vobject spec = OH_VOBJECT(fields, OH_V_REFUSE);
 	char err[256];
@@ -157,7 +158,7 @@ static int ndi_init(oh_ctx *ctx, const json_t *settings)
 	rc = ndi_devices_start(n);
 	if(rc)
 		goto out_free;
-	/* It reads and checks its own settings keys, naming a bad one. */
+	/* Its settings keys passed settings_load() above. */
 	n->discovery = ndi_discovery_new(ctx, settings);
 	if(!n->discovery) {
 		rc = OH_ERR_INVAL;

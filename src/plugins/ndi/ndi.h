@@ -33,7 +33,8 @@ struct ndi_devices;
 struct ndi_discovery;
 
 /* The plugin's own settings; the discovery keys (sources, discovery_*,
- * mdns) are read and checked by ndi_discovery_new(). */
+ * mdns) are checked in the same table (ndi_discovery_settings) and read by
+ * ndi_discovery_new(). */
 struct ndi_settings {
 	double ack_timeout_s;
 	double default_lease_s;
@@ -185,5 +186,10 @@ int ndi_rest_register(struct ndi *n);
 
 /* Whether an ack with this code reports success (the one table of codes). */
 bool ndi_code_ok(const char *code);
+
+/* The length of s (borrowed) cut to at most max bytes without splitting a
+ * UTF-8 character, for "%.*s": a message quoting a client's text must stay
+ * UTF-8, or the ack's or reply's JSON cannot hold it. */
+int ndi_utf8_cut(const char *s, size_t max);
 
 #endif

@@ -112,6 +112,16 @@ static json_t *limit_ack(const struct ndi *n, const char *req_id, const char *ac
 
 /* ---- small helpers ---------------------------------------------------------- */
 
+int ndi_utf8_cut(const char *s, size_t max)
+{
+	size_t len = strlen(s);
+
+	if(len <= max)
+		return (int)len;
+	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+		max--;
+	return (int)max;
+}
 
 static double now_wall(void)
 {
@@ -244,7 +254,9 @@ static const struct action *action_find(const char *name)
 /* The text of an unknown action, the same on every road. */
 static void unknown_action(const char *name, char *err, size_t len)
 {
-	snprintf(err, len, "action: unknown action \"%.64s\"", name ? name : "");
+	if(!name)
+		name = "";
+	snprintf(err, len, "action: unknown action \"%.*s\"", ndi_utf8_cut(name, 64), name);
 }
 
 /*
@@ -327,22 +339,36 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 			action, "params", p, "reply_to", "ttl_s");
 }
 
-/* The DISPATCHED ack's "warnings" (returned, or NULL for none): a source
- * the host's discovery has not seen.  Devices find sources the host cannot
- * (mDNS is link-local; discovery servers and groups differ), so every path
- * relays the command and only says so. */
-static json_t *source_warnings(struct ndi *n, const json_t *params)
+/* The DISPATCHED ack's "warnings" (returned, or NULL for none): a device
+ * this host's registry does not know, and a source the host's discovery
+ * has not seen.  Both are relayed all the same, on every path: an agent can
+ * be alive while the registry has not heard its meta yet (after a restart,
+ * or behind a broker ACL), and devices find sources the host cannot (mDNS is
+ * link-local; discovery servers and groups differ). */
+static json_t *relay_warnings(struct ndi *n, const char *device_id, bool known, const json_t *params)
 {
 	const char *source = json_string_value(json_object_get(params, "source"));
+	json_t *out = json_array();
 
-	if(!source || ndi_discovery_has(n->discovery, source))
+	if(!out)
 		return NULL;
+	if(!known)
+		json_array_append_new(out,
+				json_sprintf("device_id: device %s is not in the registry (GET /api/registry"
+					     " lists those it is); relayed anyway",
+						device_id));
 	/* Quoted whole: a cut could split a UTF-8 character. */
-	return json_pack("[o]",
-			json_sprintf("params.source: the host's discovery has not seen NDI"
-				     " source \"%s\" (GET /api/%s/sources lists those it"
-				     " has); relayed anyway",
-					source, oh_module(n->ctx)));
+	if(source && !ndi_discovery_has(n->discovery, source))
+		json_array_append_new(out,
+				json_sprintf("params.source: the host's discovery has not seen NDI"
+					     " source \"%s\" (GET /api/%s/sources lists those it"
+					     " has); relayed anyway",
+						source, oh_module(n->ctx)));
+	if(!json_array_size(out)) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
 }
 
 /* Relays a command whose params passed the action's table: the lease, the
@@ -358,6 +384,7 @@ static int relay(struct ndi *n, const struct request *r, json_t **ack_out)
 	struct oh_device dev;
 	json_t *out;
 	int rc;
+	bool known;
 
 	*ack_out = NULL;
 	/* Reservations hold on every path: only the holder may drive a leased
@@ -380,7 +407,8 @@ static int relay(struct ndi *n, const struct request *r, json_t **ack_out)
 
 	/* Only an explicit "online": false stops a relay; a device never heard
 	 * from, or of unknown state, gets the command, as the original host did. */
-	if(!n->set.relay_when_offline && oh_device_get(ctx, device_id, &dev) == OH_OK && dev.online == 0) {
+	known = oh_device_get(ctx, device_id, &dev) == OH_OK;
+	if(!n->set.relay_when_offline && known && dev.online == 0) {
 		snprintf(err, sizeof(err), "device %s is offline", device_id);
 		*ack_out = ack_make(req_id, "OFFLINE", action, actor, err,
 				json_pack("{s:s}", "device_id", device_id));
@@ -426,7 +454,7 @@ static int relay(struct ndi *n, const struct request *r, json_t **ack_out)
 	}
 	*ack_out = ack_make(req_id, err_code(OH_OK, OP_RELAY), action, actor, NULL,
 			json_pack("{s:s, s:s}", "device_id", device_id, "topic", topic));
-	if(*ack_out && (out = source_warnings(n, params)))
+	if(*ack_out && (out = relay_warnings(n, device_id, known, params)))
 		json_object_set_new(*ack_out, "warnings", out);
 	return OH_OK;
 }

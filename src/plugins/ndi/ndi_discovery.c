@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-
 #ifdef OH_HAVE_AVAHI
 #include <avahi-client/client.h>
 #include <avahi-client/lookup.h>
@@ -36,14 +35,69 @@
 #define MDNS_RETRY_MS 5000
 #define MDNS_RESTART_MS 1000
 
-const char *const ndi_discovery_setting_keys[] = {
-		"sources",
-		"discovery_helper",
-		"discovery_interval_s",
-		"discovery_helper_timeout_s",
-		"mdns",
-		NULL,
+/* ---- settings: the one table ------------------------------------------------ */
+
+/* Every item a non-empty string (the table already checked they are
+ * strings). */
+static const char *check_sources(const json_t *v, void *ud, char *buf, size_t len)
+{
+	size_t i;
+	const json_t *item;
+	(void)ud;
+	json_array_foreach(v, i, item)
+	{
+		if(!json_string_length(item)) {
+			snprintf(buf, len, "item %zu is empty (expected non-empty strings)", i);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+/* A command line that splits, or a non-empty argv whose program is named. */
+static const char *check_helper(const json_t *v, void *ud, char *buf, size_t len)
+{
+	(void)ud;
+	if(json_is_string(v)) {
+		char **argv;
+		int argc;
+		if(oh_cmdline_split(json_string_value(v), NULL, 0, &argv, &argc, buf, len))
+			return buf;
+		oh_cmdline_free(argv);
+		return NULL;
+	}
+	if(!json_is_array(v))
+		return "expected a command line, an array of strings, or null";
+	if(!json_array_size(v))
+		return "expected a command line, a non-empty array of strings, or null";
+	size_t i;
+	const json_t *item;
+	json_array_foreach(v, i, item)
+	{
+		if(!json_is_string(item) || strlen(json_string_value(item)) != json_string_length(item)) {
+			snprintf(buf, len, "item %zu: expected a string", i);
+			return buf;
+		}
+	}
+	if(!json_string_length(json_array_get(v, 0)))
+		return "item 0: expected a non-empty string (the program)";
+	return NULL;
+}
+
+/* The helper's timers count milliseconds in an unsigned: the bounds keep
+ * them there. */
+const struct oh_vfield ndi_discovery_settings[] = {
+		OH_VFIELD("sources", OH_VT_ARRAY, 0, .items = OH_VT_STRING, .check = check_sources),
+		OH_VFIELD("discovery_helper", OH_VT_ANY, 0, .check = check_helper),
+		OH_VFIELD("discovery_interval_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MIN_EXCL | OH_VF_MAX,
+				.min = 0, .max = 86400),
+		OH_VFIELD("discovery_helper_timeout_s", OH_VT_NUMBER, OH_VF_MIN | OH_VF_MIN_EXCL | OH_VF_MAX,
+				.min = 0, .max = 3600),
+		OH_VFIELD("mdns", OH_VT_BOOL, 0),
+		OH_VFIELD_END,
 };
+
+const struct oh_vobject ndi_discovery_settings_spec = OH_VOBJECT(ndi_discovery_settings, OH_V_REFUSE);
 
 enum origin {
 	ORIGIN_MDNS = 1,
@@ -525,38 +579,20 @@ static int svc_rank(const struct mdns_svc *s)
 
 /* ---- settings and life ------------------------------------------------------- */
 
-static bool number_setting(oh_ctx *ctx, const json_t *settings, const char *key, double def, double max,
-		unsigned *ms_out)
+/* Seconds (already in range, or absent/null for def) as milliseconds. */
+static unsigned ms_setting(const json_t *settings, const char *key, double def)
 {
 	const json_t *v = json_object_get(settings, key);
-	double s = def;
-	if(v && !json_is_null(v)) {
-		if(!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > max) {
-			oh_fail(ctx, "settings.%s: expected a number of seconds above 0 and at most %g", key,
-					max);
-			return false;
-		}
-		s = json_number_value(v);
-	}
-	double ms = s * 1000.0 + 0.5;
-	*ms_out = ms < 1 ? 1 : (unsigned)ms;
-	return true;
+	double ms = (json_is_number(v) ? json_number_value(v) : def) * 1000.0 + 0.5;
+	return ms < 1 ? 1 : (unsigned)ms;
 }
 
+/* Reads settings that passed ndi_discovery_settings_spec (the caller's
+ * check, with the one validator), so only allocation can fail here. */
 static int parse_settings(struct ndi_discovery *d, const json_t *settings)
 {
-	oh_ctx *ctx = d->ctx;
 	const json_t *v = json_object_get(settings, "sources");
-	if(v && !json_is_null(v)) {
-		size_t i;
-		const json_t *item;
-		if(!json_is_array(v))
-			return oh_fail(ctx, "settings.sources: expected an array of strings");
-		json_array_foreach(v, i, item)
-		{
-			if(!json_is_string(item) || !json_string_length(item))
-				return oh_fail(ctx, "settings.sources[%zu]: expected a non-empty string", i);
-		}
+	if(json_is_array(v)) {
 		json_decref(d->statics);
 		if(!(d->statics = json_deep_copy(v)))
 			return OH_ERR_NOMEM;
@@ -567,20 +603,10 @@ static int parse_settings(struct ndi_discovery *d, const json_t *settings)
 		char why[160];
 		int argc;
 		if(oh_cmdline_split(json_string_value(v), NULL, 0, &d->helper_argv, &argc, why, sizeof why))
-			return oh_fail(ctx, "settings.discovery_helper: %s", why);
+			return oh_fail(d->ctx, "settings.discovery_helper: %s", why);
 	} else if(json_is_array(v)) {
 		size_t n = json_array_size(v), i;
 		const json_t *item;
-		if(!n)
-			return oh_fail(ctx,
-					"settings.discovery_helper: expected a command line, a "
-					"non-empty array of strings, or null");
-		json_array_foreach(v, i, item)
-		{
-			if(!json_is_string(item) || (i == 0 && !json_string_length(item)))
-				return oh_fail(ctx, "settings.discovery_helper[%zu]: expected a%s string", i,
-						i == 0 ? " non-empty" : "");
-		}
 		if(!(d->helper_argv = calloc(n + 1, sizeof *d->helper_argv)))
 			return OH_ERR_NOMEM;
 		json_array_foreach(v, i, item)
@@ -588,21 +614,12 @@ static int parse_settings(struct ndi_discovery *d, const json_t *settings)
 			if(!(d->helper_argv[i] = strdup(json_string_value(item))))
 				return OH_ERR_NOMEM;
 		}
-	} else if(v && !json_is_null(v)) {
-		return oh_fail(ctx,
-				"settings.discovery_helper: expected a command line, an array of "
-				"strings, or null");
 	}
 
-	if(!number_setting(ctx, settings, "discovery_interval_s", 30, 86400, &d->helper_interval_ms) ||
-			!number_setting(ctx, settings, "discovery_helper_timeout_s", 5, 3600,
-					&d->helper_timeout_ms))
-		return OH_ERR_INVAL;
-
+	d->helper_interval_ms = ms_setting(settings, "discovery_interval_s", 30);
+	d->helper_timeout_ms = ms_setting(settings, "discovery_helper_timeout_s", 5);
 	v = json_object_get(settings, "mdns");
-	if(v && !json_is_null(v) && !json_is_boolean(v))
-		return oh_fail(ctx, "settings.mdns: expected true or false");
-	d->mdns_enabled = !v || json_is_null(v) || json_is_true(v);
+	d->mdns_enabled = !json_is_false(v);
 	return OH_OK;
 }
 

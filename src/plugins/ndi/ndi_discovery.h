@@ -28,12 +28,17 @@
 #include <jansson.h>
 
 #include "oh/host.h"
+#include "oh/validate.h"
 
 struct ndi_discovery;
 
-/* The settings keys ndi_discovery_new() reads, NULL-terminated, for the
- * plugin's own unknown-key check. */
-extern const char *const ndi_discovery_setting_keys[];
+/* The settings keys ndi_discovery_new() reads, as entries of the one
+ * validator (include/oh/validate.h), ended by OH_VFIELD_END: the plugin adds
+ * them to its own settings table, so every key is checked once, there.
+ * The spec is the same fields alone, unknown keys refused (a plugin whose
+ * settings are only these). */
+extern const struct oh_vfield ndi_discovery_settings[];
+extern const struct oh_vobject ndi_discovery_settings_spec;
 
 /*
  * settings (borrowed, may be NULL): the plugin's settings object; reads
@@ -44,9 +49,9 @@ extern const char *const ndi_discovery_setting_keys[];
  *   "discovery_interval_s"       how often the helper re-runs (default 30)
  *   "discovery_helper_timeout_s" when the helper is killed (default 5)
  *   "mdns"                       browse _ndi._tcp through Avahi (default true)
- * Starts the helper and the mDNS browser.  Returns the discovery (free with
- * ndi_discovery_free), or NULL after oh_fail() naming the bad key (or on
- * allocation failure).
+ * settings must have passed ndi_discovery_settings (above); the values are
+ * only read here.  Starts the helper and the mDNS browser.  Returns the
+ * discovery (free with ndi_discovery_free), or NULL on allocation failure.
  */
 struct ndi_discovery *ndi_discovery_new(oh_ctx *ctx, const json_t *settings);
 /* Stops everything; d may be NULL.  Call from cleanup() (see above). */

@@ -295,8 +295,9 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, co
 	return OH_OK;
 
 out_count:
+	/* Back to the count before: replacing a key allocates nothing. */
 	if(on_device)
-		err = oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, NULL);
+		(void)oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, NULL);
 	else
 		oh_map_remove(p->by_device, e->device_id);
 

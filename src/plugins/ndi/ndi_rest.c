@@ -8,9 +8,10 @@
  * is also published on {root}/orchestrator/{module}/evt, as every MQTT
  * command's is, so subscribers see REST commands' DISPATCHED (or refusal)
  * before their outcome.  What REST adds is checked before: the body's shape
- * (a table per route, so every 400 names its field) and that the device is
- * in the registry (404).  A source discovery has not seen is relayed with a
- * "warnings" entry, as on the MQTT path (ndi_dispatch).
+ * (a table per route, so every 400 names its field).  A device the registry
+ * does not know, and a source discovery has not seen, are relayed with a
+ * "warnings" entry, as on the MQTT path and from a scheduled job
+ * (relay_warnings in ndi_commands.c): one verdict on every road.
  *
  * POST /send?wait=1 leaves the request open and attaches a completion
  * callback to the command in flight (ndi_pending_on_done): the device's
@@ -149,19 +150,6 @@ static bool body_check(struct oh_http_req *req, const json_t *body, const struct
 	return false;
 }
 
-/* The length of s cut to at most max bytes without splitting a UTF-8
- * character: a message quoting client text must stay valid JSON text. */
-static int utf8_cut(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-
-	if(len <= max)
-		return (int)len;
-	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return (int)max;
-}
-
 static const char *body_string(const json_t *body, const char *name)
 {
 	return json_string_value(json_object_get(body, name));
@@ -276,7 +264,6 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	struct ndi *n = ud;
 	const json_t *body = oh_req_body(req);
 	const char *device_id, *action, *code;
-	struct oh_device dev;
 	json_t *params, *ack;
 
 	if(!body_check(req, body, &send_body))
@@ -289,14 +276,9 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		/* The command topic's text: /send relays only, so a lease
 		 * action is as unknown here as "fly". */
 		oh_reply_error(req, 400, "BAD_ACTION", "action: unknown action \"%.*s\"",
-				utf8_cut(action, 64), action);
+				ndi_utf8_cut(action, 64), action);
 		return;
 	}
-	if(oh_device_get(ctx, device_id, &dev) != OH_OK) {
-		oh_reply_error(req, 404, "NOT_FOUND", "no device \"%s\" in the registry", device_id);
-		return;
-	}
-
 	/* The device's params: the body's params, its source and device_id. */
 	params = json_object_get(body, "params") ? json_deep_copy(json_object_get(body, "params"))
 						 : json_object();
@@ -308,8 +290,9 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		oh_reply_error(req, 500, "ERROR", "out of memory");
 		return;
 	}
-	/* A source the host's discovery has not seen goes out too, with a
-	 * warning in the ack: the device may well see it (ndi_dispatch). */
+	/* A device the registry does not know, or a source the host's
+	 * discovery has not seen, goes out too, with a warning in the ack: the
+	 * device may well be alive, and see the source (ndi_dispatch). */
 	ack = run_and_publish(n, action, params, "params", requester(req, body), body_string(body, "req_id"));
 	json_decref(params);
 	code = ack ? json_string_value(json_object_get(ack, "code")) : NULL;
@@ -452,7 +435,9 @@ static const char DOC_SEND[] =
 		" like the MQTT command topic (lease check against actor, offline check, ack tracking)."
 		" The device gets actor orchestrator with requested_by naming the requester. source is"
 		" put into params; one the host's discovery has not seen is relayed all the same, with a"
-		" warnings entry in the ack. The ack is also published on the evt topic. Without"
+		" warnings entry in the ack, and so is a command for a device that is not in the"
+		" registry (an agent may be alive before the registry hears its meta), as over MQTT"
+		" and from a scheduled job. The ack is also published on the evt topic. Without"
 		" wait the reply is the DISPATCHED ack (202); with wait=1 the request stays open until"
 		" the device acks (200 COMPLETED, 502 FAILED) or ack_timeout_s passes (504 TIMEOUT).\","
 		" \"parameters\": [{\"name\": \"wait\", \"in\": \"query\", \"required\": false,"
@@ -466,8 +451,7 @@ static const char DOC_SEND[] =
 					       " \"responses\": {" SEND_ACK("200",
 							       "wait=1: the device's ack (COMPLETED)") ", " SEND_ACK("202",
 							       "relayed (DISPATCHED); COMPLETED/FAILED/TIMEOUT follow on the evt topic") ", " ERR("400",
-							       "bad body (the message names the field) or unknown action (BAD_ACTION)") ", " ERR("404",
-							       "no such device in the registry") ", " ERR("409",
+							       "bad body (the message names the field) or unknown action (BAD_ACTION)") ", " ERR("409",
 							       "leased by another actor (DENIED, details.holder) or the device is offline"
 							       " (OFFLINE)") ", " ERR("413",
 							       "body too large") ", " ERR("429",

@@ -1,0 +1,24 @@
+/*
+ * Client text inside our messages.  Error texts quote what a client sent
+ * (an action, an actor, a key), cut to a length; JSON strings must be
+ * UTF-8, and jansson refuses a string that is not, so a cut inside a
+ * character used to leave an ack without its "error".  These two keep such
+ * text valid: one cuts on a character boundary, the other is the last line
+ * of defence for text that arrives already broken.
+ */
+#ifndef OH_UTF8_H
+#define OH_UTF8_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+/* The length of s (borrowed) cut to at most max bytes without splitting a
+ * UTF-8 character, for "%.*s". */
+int utf8_cut(const char *s, size_t max);
+
+/* A JSON string of s (borrowed; returned), with every byte that is not part
+ * of valid UTF-8 replaced by '?'; NULL only when out of memory. */
+json_t *utf8_json_string(const char *s);
+
+#endif
