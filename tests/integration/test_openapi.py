@@ -345,7 +345,7 @@ class FakeDevice:
                         self.mqtt.publish("/lab/device/%s/ndi/evt" % self.id, {
                             "req_id": rid, "ok": True, "code": "OK", "action": "stop",
                             "actor": "orchestrator", "details": {}})
-                time.sleep(0.02)
+                time.sleep(0.02)    # the poller's interval, not a wait
 
         threading.Thread(target=run, daemon=True).start()
         return stop
