@@ -20,6 +20,7 @@
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
+#   BENCH_SECTIONS="latency tput rest mem sched" (default: all of them)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -235,9 +236,15 @@ emit_rss() {  # name
 	emit "${1}_hwm" "$(awk -v k="$(rss_kb "$HOST_PID" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }')" MB
 }
 
+# Whether section $1 is to run (BENCH_SECTIONS).
+want() {
+	[[ " ${BENCH_SECTIONS:-all} " == *" all "* || " ${BENCH_SECTIONS:-} " == *" $1 "* ]]
+}
+
 echo "# orchestrator-host benchmark: $(nproc) CPUs, $(uname -sr), $(date -u +%FT%TZ), broker $BROKER"
 
 # ---- 1. relay latency -----------------------------------------------------------
+if want latency; then
 start_host relay /lab
 # Relay and broker-alone round trips alternate trip by trip (--mode both).
 bench latency --mode both --n "$LAT_N" --name latency --root /lab
@@ -246,10 +253,12 @@ ratio latency_p99_ratio latency_relay_p99 latency_broker_p99
 
 emit_rss relay_host_after_latency
 stop_host
+fi
 
 # ---- 2. relay throughput ---------------------------------------------------------
 # A fresh host per relay run, so a host still digesting one burst cannot
 # slow the next; each run gives up 3 s after the last delivery or at 30 s.
+want tput &&
 for q in 0 1; do
 	bench throughput --mode direct --qos $q --n "$TPUT_N" --timeout 30 --name broker_tput_qos$q --root /lab
 	start_host tput$q /lab
@@ -260,22 +269,25 @@ for q in 0 1; do
 done
 
 # ---- 3. registry ingest, 4. REST ---------------------------------------------------
+if want rest; then
 start_host registry /reg
 bench registry --http-port "$HTTP_PORT" --root /reg --devices "$DEVICES" --updates "$UPDATES" \
 	--conns 8 --name registry
 ratio registry_rate_ratio registry_rate registry_broker_rate
 
-# wrk_run NAME PATH: requests/s and latency percentiles, 32 keep-alive connections.
+# wrk_run NAME PATH [HEADER]: requests/s and latency percentiles, 32
+# keep-alive connections, against WRK_PORT (default: the host's).
 wrk_run() {
-	local name=$1 path=$2 code
-	code=$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT$path")
-	if [ "$code" != 200 ]; then
+	local name=$1 path=$2 header=${3:-X-Bench: plain} port=${WRK_PORT:-$HTTP_PORT} code want=200
+	case $header in If-None-Match:*) want=304 ;; esac
+	code=$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H "$header" "http://127.0.0.1:$port$path")
+	if [ "$code" != "$want" ]; then
 		emit "${name}_rps" "n/a" "(GET $path answered $code)"
 		return
 	fi
 	emit "${name}_body_bytes" "$(curl -s --noproxy '*' -o /dev/null -w '%{size_download}' \
-		"http://127.0.0.1:$HTTP_PORT$path")" bytes
-	taskset -c 1 wrk -t1 -c32 -d"${WRK_SECS}s" --latency "http://127.0.0.1:$HTTP_PORT$path" \
+		-H "$header" "http://127.0.0.1:$port$path")" bytes
+	taskset -c 1 wrk -t1 -c32 -d"${WRK_SECS}s" --latency -H "$header" "http://127.0.0.1:$port$path" \
 		>"$WORK/wrk-$name.txt" 2>&1 || true
 	awk -v n="$name" '
 		function ms(s) {
@@ -290,10 +302,123 @@ wrk_run() {
 }
 wrk_run rest_registry /api/registry
 wrk_run rest_ndi_devices /api/ndi/devices
+
+# The same bodies compressed (the gzip copy is made once per snapshot, in
+# slices: ask until it is there), and not modified (If-None-Match).
+for ep in registry:/api/registry ndi_devices:/api/ndi/devices; do
+	for _ in $(seq 100); do
+		curl -s --noproxy '*' -o /dev/null -D - -H 'Accept-Encoding: gzip' \
+			"http://127.0.0.1:$HTTP_PORT${ep#*:}" | grep -qi '^content-encoding: gzip' && break
+		sleep 0.02
+	done
+	wrk_run "rest_${ep%%:*}_gzip" "${ep#*:}" 'Accept-Encoding: gzip'
+	etag=$(curl -s --noproxy '*' -o /dev/null -D - "http://127.0.0.1:$HTTP_PORT${ep#*:}" |
+		awk -F': ' 'tolower($1) == "etag" { sub(/\r$/, "", $2); print $2 }')
+	wrk_run "rest_${ep%%:*}_304" "${ep#*:}" "If-None-Match: $etag"
+done
+emit rest_gzip_compressions "$(curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/metrics" |
+	awk '$1 == "oh_http_gzip_compressions_total" { print $2 }')" count
 emit_rss registry_host_after_rest
-stop_host
+
+# The physical reference: Debian's nginx serving the very same bytes as
+# static files, on the host's CPU, with the same wrk settings, in the same
+# run.  The plain targets are ratios to it.
+NGINX=${OH_NGINX:-/usr/sbin/nginx}
+if [ -x "$NGINX" ]; then
+	mkdir -p "$WORK/nginx/www/api/ndi" "$WORK/nginx/logs" "$WORK/nginx/tmp"
+	curl -s --noproxy '*' -o "$WORK/nginx/www/api/registry" "http://127.0.0.1:$HTTP_PORT/api/registry"
+	curl -s --noproxy '*' -o "$WORK/nginx/www/api/ndi/devices" "http://127.0.0.1:$HTTP_PORT/api/ndi/devices"
+	NGINX_PORT=$(free_port)
+	# Debian's nginx.conf where it matters (sendfile, tcp_nopush), one
+	# worker like the host's one loop, no access log (the host keeps none),
+	# keep-alive connections as long-lived as the host's.
+	{
+		[ "$(id -u)" = 0 ] && echo "user root;"
+		cat <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+	sendfile on;
+	tcp_nopush on;
+	access_log off;
+	keepalive_requests 1000000;
+	default_type application/json;
+	client_body_temp_path $WORK/nginx/tmp;
+	proxy_temp_path $WORK/nginx/tmp;
+	fastcgi_temp_path $WORK/nginx/tmp;
+	uwsgi_temp_path $WORK/nginx/tmp;
+	scgi_temp_path $WORK/nginx/tmp;
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		root $WORK/nginx/www;
+	}
+}
+EOF
+	} >"$WORK/nginx/nginx.conf"
+	taskset -c 0 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' \
+		2>"$WORK/nginx/logs/stderr.log" &
+	NGINX_PID=$!
+	PIDS+=("$NGINX_PID")
+	wait_port "$NGINX_PORT"
+	WRK_PORT=$NGINX_PORT wrk_run nginx_registry /api/registry
+	WRK_PORT=$NGINX_PORT wrk_run nginx_ndi_devices /api/ndi/devices
+	# The ratio itself from alternating 1 s runs, host then nginx, WRK_SECS
+	# times each: on a shared machine the load changes from one 5 s run to
+	# the next by more than the difference being measured (as the latency
+	# scenario alternates trip by trip).
+	for ep in registry:/api/registry ndi_devices:/api/ndi/devices; do
+		for _ in $(seq "$WRK_SECS"); do
+			for who in rest:$HTTP_PORT nginx:$NGINX_PORT; do
+				taskset -c 1 wrk -t1 -c32 -d1s "http://127.0.0.1:${who#*:}${ep#*:}" 2>&1 |
+					awk '/requests in/ { n = $1; s = $4; sub(/s,?$/, "", s); print n, s }' \
+					>>"$WORK/alt-${who%%:*}-${ep%%:*}.txt"
+			done
+		done
+		for who in rest nginx; do
+			emit "${who}_${ep%%:*}_alternating_rps" "$(awk '{ n += $1; s += $2 }
+				END { if(s > 0) printf "%.0f", n / s; else print "nan" }' \
+				"$WORK/alt-$who-${ep%%:*}.txt")" req/s
+		done
+		ratio "rest_${ep%%:*}_vs_nginx" "rest_${ep%%:*}_alternating_rps" "nginx_${ep%%:*}_alternating_rps"
+	done
+	kill "$NGINX_PID" 2>/dev/null || true
+	wait "$NGINX_PID" 2>/dev/null || true
+	stop_host
+else
+	emit nginx_registry_rps "n/a" "(no $NGINX: apt-get install nginx-light)"
+	stop_host
+fi
+ratio rest_registry_gzip_vs_plain rest_registry_gzip_rps rest_registry_rps
+ratio rest_ndi_devices_gzip_vs_plain rest_ndi_devices_gzip_rps rest_ndi_devices_rps
+fi
+
+# gzip_time NAME: the gzip copy of the registry snapshot, how long the loop
+# spent making it in all and in its longest slice (the host's metrics).
+metric() {
+	curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+}
+gzip_time() {
+	local before after
+	before=$(metric oh_http_gzip_seconds_total)
+	for _ in $(seq 500); do
+		curl -s --noproxy '*' -o "$WORK/gz" -D "$WORK/gz.h" -H 'Accept-Encoding: gzip' \
+			"http://127.0.0.1:$HTTP_PORT/api/registry"
+		grep -qi '^content-encoding: gzip' "$WORK/gz.h" && break
+		sleep 0.02
+	done
+	after=$(metric oh_http_gzip_seconds_total)
+	emit "${1}_registry_bytes" "$(curl -s --noproxy '*' -o /dev/null -w '%{size_download}' \
+		"http://127.0.0.1:$HTTP_PORT/api/registry")" bytes
+	emit "${1}_gzip_bytes" "$(stat -c %s "$WORK/gz")" bytes
+	emit "${1}_gzip_ms" "$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.1f", (b - a) * 1000 }')" ms
+	emit "${1}_gzip_slice_max_ms" "$(awk -v a="$(metric oh_http_gzip_slice_max_seconds)" \
+		'BEGIN { printf "%.2f", a * 1000 }')" ms
+}
 
 # ---- 5. memory -------------------------------------------------------------------
+if want mem; then
 start_host memory /mem
 sleep 1
 emit_rss mem_idle
@@ -303,6 +428,7 @@ for n in $MEM_STEPS; do
 		--timeout 240 --name "mem_populate_$n"
 	sleep 1   # a snapshot interval or five: let the last snapshot go out
 	emit_rss "mem_${n}"
+	[ "$n" = 10000 ] && gzip_time mem_10000
 	prev=$n
 done
 read -r get_code get_bytes get_secs < <(curl -s --noproxy '*' -o /dev/null \
@@ -311,6 +437,7 @@ emit "mem_registry_get_secs" "$get_secs" "s (HTTP $get_code)"
 emit "mem_registry_get_bytes" "$get_bytes" bytes
 emit_rss mem_after_get
 stop_host
+fi
 
 # ---- 6. scheduler --------------------------------------------------------------------
 # SCHED_JOBS one-off jobs written straight into a fresh host's state.db (the
@@ -320,7 +447,9 @@ stop_host
 # relay round trips run before the window and again while the jobs fire.
 SCHED_FIRE=${BENCH_SCHED_FIRE:-1000}
 SCHED_WINDOW=${BENCH_SCHED_WINDOW:-5}
-if grep -aq SCHEDULED "$HOST_BIN"; then
+if ! want sched; then
+	:
+elif grep -aq SCHEDULED "$HOST_BIN"; then
 	mkdir -p "$WORK/sched"
 	FIRE_AT=$(( $(date +%s) + ${BENCH_SCHED_LEAD:-15} ))
 	t0=$(date +%s.%N)

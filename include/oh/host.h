@@ -269,7 +269,14 @@ struct oh_blob *oh_blob_ref(struct oh_blob *blob);
 /* Drops one reference (taken); NULL does nothing. */
 void oh_blob_unref(struct oh_blob *blob);
 /* Replies with the blob's bytes; blob is borrowed (the reply takes its own
- * reference).  OH_ERR_NOMEM, OH_ERR_EXISTS when req was answered already. */
+ * reference).  OH_ERR_NOMEM, OH_ERR_EXISTS when req was answered already.
+ * A 200 reply also gets what the host adds to every shared body, computed
+ * once per blob since its bytes no longer change: a strong ETag (304 to
+ * If-None-Match naming it), a gzip copy for clients that accept gzip
+ * (bodies over 2 KB, made in slices on the loop; the plain bytes until it
+ * is ready) and Vary: Accept-Encoding.  A route fragment can describe them
+ * with the components parameters IfNoneMatch, AcceptEncoding and headers
+ * ETag, Vary, ContentEncoding. */
 int oh_reply_blob(struct oh_http_req *req, unsigned status, const char *content_type, struct oh_blob *blob);
 /* {"error": {"code": code, "message": ...}} */
 int oh_reply_error(struct oh_http_req *req, unsigned status, const char *code, const char *fmt, ...)

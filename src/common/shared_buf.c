@@ -11,6 +11,8 @@ struct shared_buf *shared_buf_new(const char *data, size_t len)
 		return NULL;
 	b->refs = 1;
 	b->len = len;
+	b->ext = NULL;
+	b->ext_free = NULL;
 	if(data)
 		memcpy(b->data, data, len);
 	b->data[len] = '\0';
@@ -25,6 +27,9 @@ struct shared_buf *shared_buf_ref(struct shared_buf *b)
 
 void shared_buf_unref(struct shared_buf *b)
 {
-	if(b && --b->refs == 0)
+	if(b && --b->refs == 0) {
+		if(b->ext_free)
+			b->ext_free(b->ext);
 		free(b);
+	}
 }

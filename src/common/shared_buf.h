@@ -11,6 +11,11 @@
 struct shared_buf {
 	unsigned refs;
 	size_t len;
+	/* What a user derived from the bytes and keeps beside them (the HTTP
+	 * side's ETag and gzip copy, src/core/http_cache.c); ext_free(ext) runs
+	 * when the buffer is freed.  NULL when none. */
+	void *ext;
+	void (*ext_free)(void *ext);
 	char data[]; /* NUL-terminated for convenience */
 };
 

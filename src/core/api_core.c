@@ -4,12 +4,14 @@
  */
 #include "http.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ident.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
+#include "snapshot.h"
 #include "timeutil.h"
 
 static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
@@ -29,7 +31,34 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 static void get_registry(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
-	oh_reply_snapshot(req);
+	struct host *h = ud;
+	const char *since = oh_req_query(req, "since");
+	if(!since) {
+		oh_reply_snapshot(req); /* with its ETag and gzip copy */
+		return;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long seq = strtoull(since, &end, 10);
+	if(since[0] < '0' || since[0] > '9' || *end || errno) {
+		oh_reply_error(req, 400, "BAD_REQUEST",
+				"since: expected a snapshot seq (a whole number), got \"%.40s\"", since);
+		return;
+	}
+	struct shared_buf *body = NULL;
+	bool whole = true;
+	if(snapshot_delta(h->snapshot, (uint64_t)seq, &body, &whole)) {
+		oh_reply_error(req, 500, "INTERNAL", "out of memory building the delta");
+		return;
+	}
+	/* The whole is the shared snapshot (ETag, gzip); a delta is built for
+	 * this request alone. */
+	if(whole)
+		http_reply_buf(req, 200, "application/json", body);
+	else
+		http_reply_copy(req, 200, "application/json", body->data, body->len);
+	http_req_add_header(req, "X-Registry-Delta", whole ? "false" : "true");
+	shared_buf_unref(body);
 }
 
 static void get_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
@@ -106,8 +135,29 @@ int api_core_register(struct host *h)
 					"}}}}}"},
 			{"GET", "/api/registry", get_registry,
 					"{\"summary\": \"The registry snapshot: devices, locks, modules, ts, seq\","
-					" \"responses\": {\"200\": {\"description\": \"the snapshot\", \"content\":"
-					" {\"application/json\": {\"schema\": {\"$ref\": \"#/components/schemas/Registry\"}}}},"
+					" \"description\": \"The snapshot retained on {root}/orchestrator/registry. With"
+					" ?since=SEQ (the seq of a snapshot or delta the client has) only what changed after"
+					" it (RegistryDelta), or the whole snapshot when SEQ is older than the removals the"
+					" host remembers (4096) or newer than its current seq (an earlier run);"
+					" X-Registry-Delta says which. The snapshot has an ETag (304 to If-None-Match while"
+					" it is unchanged) and a gzip copy made once per snapshot.\","
+					" \"parameters\": [{\"name\": \"since\", \"in\": \"query\", \"required\": false,"
+					" \"schema\": {\"type\": \"integer\", \"minimum\": 0}, \"description\": \"a snapshot"
+					" seq: answer with the changes after it\"},"
+					" {\"$ref\": \"#/components/parameters/IfNoneMatch\"},"
+					" {\"$ref\": \"#/components/parameters/AcceptEncoding\"}],"
+					" \"responses\": {\"200\": {\"description\": \"the snapshot, or with since a delta\","
+					" \"headers\": {\"ETag\": {\"$ref\": \"#/components/headers/ETag\"},"
+					" \"Vary\": {\"$ref\": \"#/components/headers/Vary\"},"
+					" \"Content-Encoding\": {\"$ref\": \"#/components/headers/ContentEncoding\"},"
+					" \"X-Registry-Delta\": {\"schema\": {\"type\": \"string\", \"enum\": [\"true\","
+					" \"false\"]}, \"description\": \"with since: true for a delta, false for the whole"
+					" snapshot\"}}, \"content\": {\"application/json\": {\"schema\": {\"anyOf\": [{\"$ref\":"
+					" \"#/components/schemas/Registry\"}, {\"$ref\": \"#/components/schemas/RegistryDelta\"}]}}}},"
+					" \"304\": {\"description\": \"If-None-Match named the snapshot's ETag: unchanged\","
+					" \"headers\": {\"ETag\": {\"$ref\": \"#/components/headers/ETag\"},"
+					" \"Vary\": {\"$ref\": \"#/components/headers/Vary\"}}},"
+					" \"400\": {\"description\": \"BAD_REQUEST: since is not a whole number\"},"
 					" \"500\": {\"description\": \"INTERNAL: out of memory building it\"}}}"},
 			{"GET", "/api/devices/{id}", get_device,
 					"{\"summary\": \"One device's merged meta and status\","

@@ -30,6 +30,11 @@ struct shared_buf;
 struct counters {
 	uint64_t bad_payloads;
 	uint64_t snapshots_published, snapshot_bytes;
+	/* http_cache.c: gzip copies made (one per shared body) and their bytes
+	 * before and after; 304 answers. */
+	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
+	double gzip_seconds, gzip_slice_max_s; /* loop CPU time in slices; the longest */
+	uint64_t http_not_modified;
 };
 
 struct host {
@@ -137,6 +142,17 @@ void registry_heard_topic(struct registry *r, const char *topic);
  * of every change to a device (fn NULL: none). */
 int registry_fragments(struct registry *r, void (*fn)(const char *frag, size_t len, void *ud), void *ud);
 bool registry_settling(const struct registry *r);
+/* ?since=SEQ: the snapshot (snapshot.c) tells the seq its next build will
+ * carry, so that each change is stamped with the first seq showing it.
+ * registry_delta hands fn the fragment of each device changed after
+ * snapshot `since` and removed_fn the id of each one removed since (both
+ * borrowed, valid during the call); OH_ERR_NOT_FOUND when removals that
+ * old are forgotten or older than the run's first seq (registry_start_seq;
+ * the caller sends the whole), OH_ERR_NOMEM. */
+void registry_start_seq(struct registry *r, uint64_t first);
+void registry_set_next_seq(struct registry *r, uint64_t seq);
+int registry_delta(struct registry *r, uint64_t since, void (*fn)(const char *frag, size_t len, void *ud),
+		void (*removed_fn)(const char *id, void *ud), void *ud);
 void registry_on_change(struct registry *r, void (*fn)(void *ud), void *ud);
 
 /* ---- leases.c ------------------------------------------------------------- */

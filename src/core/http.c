@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "http_cache.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin_ctx.h"
@@ -121,7 +122,8 @@ static void unref_buf(void *p)
 	shared_buf_unref((struct shared_buf *)((char *)p - offsetof(struct shared_buf, data)));
 }
 
-int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf)
+static int reply_plain(
+		struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf)
 {
 	shared_buf_ref(buf);
 	struct MHD_Response *r =
@@ -129,6 +131,34 @@ int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content
 	if(!r)
 		shared_buf_unref(buf);
 	return http__set_response(req, status, r, content_type);
+}
+
+int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content_type, struct shared_buf *buf)
+{
+	/* A shared body never changes once replied with: a 200 of one gets
+	 * its ETag, 304 and the cached gzip copy (http_cache.c). */
+	if(status != 200)
+		return reply_plain(req, status, content_type, buf);
+	struct http_cache_choice ch;
+	http_cache_choose(req->server->host, buf,
+			MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "If-None-Match"),
+			MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept-Encoding"), &ch);
+	int rc;
+	if(ch.status == 304) {
+		rc = http__set_response(req, 304,
+				MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL);
+		req->server->host->stats.http_not_modified++;
+	} else {
+		rc = reply_plain(req, 200, content_type, ch.body);
+		if(rc == OH_OK && ch.gzip)
+			http_req_add_header(req, "Content-Encoding", "gzip");
+	}
+	if(rc == OH_OK) {
+		if(ch.etag)
+			http_req_add_header(req, "ETag", ch.etag);
+		http_req_add_header(req, "Vary", "Accept-Encoding");
+	}
+	return rc;
 }
 
 /* Every request gets an answer: a body that cannot be serialised becomes a

@@ -18,8 +18,11 @@
  *     plugin may describe an error by its text alone;
  *   - the tag list, one per plugin.
  *
- * The host's shared schemas (Error, Registry, Device, PluginState) are in
- * components; plugin fragments may $ref them (include/oh/host.h says so).
+ * The host's shared schemas (Error, Registry, RegistryDelta, Device,
+ * PluginState), the conditional and compressed replies' request headers
+ * (parameters IfNoneMatch, AcceptEncoding) and response headers (headers
+ * ETag, Vary, ContentEncoding) are in components; plugin fragments may $ref
+ * them (include/oh/host.h says so).  A 304 has no body, so no schema.
  */
 #include "http_internal.h"
 
@@ -40,6 +43,21 @@ static const char COMPONENTS[] =
 		" /metrics only when http.tokens is configured; GET needs the viewer role, other methods"
 		" operator, some routes admin. Without tokens the host asks for none, and serves loopback"
 		" only unless http.allow_unauthenticated is set.\"}},"
+		" \"parameters\": {"
+		"\"IfNoneMatch\": {\"name\": \"If-None-Match\", \"in\": \"header\", \"required\": false,"
+		" \"schema\": {\"type\": \"string\"}, \"description\": \"An ETag this reply gave before: 304"
+		" without a body while the body is still the same\"},"
+		" \"AcceptEncoding\": {\"name\": \"Accept-Encoding\", \"in\": \"header\", \"required\": false,"
+		" \"schema\": {\"type\": \"string\"}, \"description\": \"gzip: a body over 2 KB comes"
+		" gzip-compressed (Content-Encoding: gzip) once the host has its compressed copy, made once"
+		" per body and shared; until then, and otherwise, it comes as it is\"}},"
+		" \"headers\": {"
+		"\"ETag\": {\"schema\": {\"type\": \"string\"}, \"description\": \"Strong, one per body (a new"
+		" snapshot or list gets a new one); the gzip copy has its own. Either one in If-None-Match gets 304 while"
+		" the body is unchanged\"},"
+		" \"Vary\": {\"schema\": {\"type\": \"string\"}, \"description\": \"Accept-Encoding\"},"
+		" \"ContentEncoding\": {\"schema\": {\"type\": \"string\", \"enum\": [\"gzip\"]},"
+		" \"description\": \"present when the body is the gzip copy\"}},"
 		" \"schemas\": {"
 		"\"Error\": {\"type\": \"object\", \"description\": \"Every error the API answers\","
 		" \"required\": [\"error\"], \"additionalProperties\": false, \"properties\": {\"error\":"
@@ -71,6 +89,19 @@ static const char COMPONENTS[] =
 		" \"properties\": {\"holder\": {\"type\": \"string\"}, \"expires_at\": {\"type\": \"string\"}}}},"
 		" \"modules\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}},"
 		" \"ts\": {\"type\": \"string\"}, \"seq\": {\"type\": \"integer\", \"minimum\": 1}}},"
+		"\"RegistryDelta\": {\"type\": \"object\", \"description\": \"GET /api/registry?since=SEQ: what"
+		" changed after snapshot SEQ. Apply to that snapshot: replace each device in devices, delete"
+		" each id in removed, take locks and modules whole\", \"required\": [\"devices\", \"removed\","
+		" \"locks\", \"modules\", \"ts\", \"seq\", \"since\", \"delta\"],"
+		" \"properties\": {\"devices\": {\"type\": \"object\", \"description\": \"the devices changed or"
+		" added after since\", \"additionalProperties\": {\"$ref\": \"#/components/schemas/Device\"}},"
+		" \"removed\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"description\":"
+		" \"the ids of the devices removed after since\"},"
+		" \"locks\": {\"type\": \"object\"}, \"modules\": {\"type\": \"array\", \"items\": {\"type\":"
+		" \"string\"}}, \"ts\": {\"type\": \"string\"}, \"seq\": {\"type\": \"integer\", \"minimum\": 1,"
+		" \"description\": \"the current snapshot's: the next since\"},"
+		" \"since\": {\"type\": \"integer\", \"minimum\": 0}, \"delta\": {\"type\": \"boolean\","
+		" \"enum\": [true]}}},"
 		"\"PluginState\": {\"type\": \"object\", \"description\": \"A configured plugin: loaded, or"
 		" why not\", \"required\": [\"module\", \"path\", \"loaded\", \"error\"],"
 		" \"properties\": {\"module\": {\"type\": \"string\"}, \"path\": {\"type\": \"string\"},"
@@ -189,6 +220,11 @@ static void fill_schemas(json_t *responses)
 	{
 		if(!json_is_object(resp) || json_object_get(resp, "content") || json_object_get(resp, "$ref"))
 			continue;
+		if(!strcmp(status, "304")) { /* Not Modified has no body */
+			if(!json_object_get(resp, "description"))
+				json_object_set_new(resp, "description", json_string("Not Modified"));
+			continue;
+		}
 		if(!json_object_get(resp, "description"))
 			json_object_set_new(resp, "description", json_string(status));
 		json_t *schema = status[0] >= '4'

@@ -82,6 +82,9 @@
 #define FORGET_SCAN_MAX_S 3600.0
 /* Module status topics remembered per device for registry_forget(). */
 #define MODULES_HEARD_MAX 32
+/* Removals remembered for GET /api/registry?since=SEQ; a SEQ older than the
+ * oldest one forgotten gets the whole snapshot. */
+#define REMOVED_KEPT 4096
 
 struct device {
 	char id[65];
@@ -97,6 +100,7 @@ struct device {
 	char *frag; /* "\"id\":{...}" or NULL when it must be rebuilt */
 	size_t frag_len;
 	uint64_t changes; /* the generation of its last change (oh_device.changes) */
+	uint64_t seq;     /* the first snapshot seq that shows its last change */
 	bool doc_current; /* last_seen, stale, online in doc are up to date */
 	/* Devices in order of last message, oldest first: the stale scan only
 	 * looks at the head of this list. */
@@ -152,6 +156,16 @@ struct registry {
 	/* Told of every device forgotten, before it goes (the plugins, wired
 	 * by main.c: the registry does not call up into plugins.c). */
 	void (*on_forget)(struct host *h, const char *id);
+
+	/* ?since=SEQ (registry_delta): the seq of the next snapshot, and the
+	 * devices removed lately, a ring of REMOVED_KEPT oldest first. */
+	uint64_t next_seq;
+	struct {
+		char *id; /* owned */
+		uint64_t seq;
+	} * removed;
+	size_t removed_head, n_removed;
+	uint64_t removed_floor; /* the newest seq of a removal forgotten */
 
 	/* Told of every change to a device (snapshot.c). */
 	void (*on_change)(void *ud);
@@ -234,6 +248,7 @@ static void device_changed(struct registry *r, struct device *d)
 	d->doc_current = false;
 	registry_mark_dirty(r);
 	d->changes = r->host->generation;
+	d->seq = r->next_seq;
 }
 
 void registry_mark_dirty(struct registry *r)
@@ -402,6 +417,7 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 	d->doc = json_object();
 	d->online = -1;
 	d->changes = ++r->host->generation; /* never 0, never another device's */
+	d->seq = r->next_seq;
 	/* Set once: a payload naming another id is refused before merging. */
 	int err = json_object_set_new(d->doc, "device_id", json_string(id));
 	if(!d->doc || err || (strmap_put(r->devices, id, d, &err), err)) {
@@ -409,6 +425,29 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 		return NULL;
 	}
 	return d;
+}
+
+/* For ?since: id was removed in the next snapshot.  Out of memory, the
+ * removal cannot be told as a delta, so every older SEQ gets the whole. */
+static void remember_removal(struct registry *r, const char *id)
+{
+	if(!r->removed && !(r->removed = calloc(REMOVED_KEPT, sizeof *r->removed))) {
+		r->removed_floor = r->next_seq;
+		return;
+	}
+	size_t slot = (r->removed_head + r->n_removed) % REMOVED_KEPT;
+	if(r->n_removed == REMOVED_KEPT) { /* full: forget the oldest */
+		r->removed_floor = r->removed[slot].seq;
+		free(r->removed[slot].id);
+		r->removed_head = (r->removed_head + 1) % REMOVED_KEPT;
+		r->n_removed--;
+	}
+	r->removed[slot].id = strdup(id);
+	r->removed[slot].seq = r->next_seq;
+	if(!r->removed[slot].id)
+		r->removed_floor = r->next_seq;
+	else
+		r->n_removed++;
 }
 
 /* Drops id from the registry and the store; why says what did, for the log. */
@@ -421,6 +460,7 @@ static void remove_device(struct registry *r, const char *id, const char *why)
 	persist_unlink(r, d);
 	if(d->heard)
 		r->n_heard--;
+	remember_removal(r, d->id);
 	device_free(d);
 	registry_repair_forget(r->repair, id);
 	if(r->host->store)
@@ -819,6 +859,42 @@ int registry_fragments(struct registry *r, void (*fn)(const char *frag, size_t l
 	return OH_OK;
 }
 
+void registry_set_next_seq(struct registry *r, uint64_t seq)
+{
+	r->next_seq = seq;
+}
+
+void registry_start_seq(struct registry *r, uint64_t first)
+{
+	r->next_seq = first;
+	r->removed_floor = first; /* an earlier run's removals are unknown */
+}
+
+int registry_delta(struct registry *r, uint64_t since, void (*fn)(const char *frag, size_t len, void *ud),
+		void (*removed_fn)(const char *id, void *ud), void *ud)
+{
+	if(since < r->removed_floor)
+		return OH_ERR_NOT_FOUND;
+	struct strmap_iter it;
+	void *value;
+	strmap_iter_init(&it, r->devices);
+	while(fn && strmap_iter_next(&it, NULL, &value)) {
+		struct device *d = value;
+		if(d->seq <= since)
+			continue;
+		if(!d->frag && !build_fragment(d))
+			return OH_ERR_NOMEM;
+		fn(d->frag, d->frag_len, ud);
+	}
+	for(size_t i = 0; removed_fn && i < r->n_removed; i++) {
+		size_t slot = (r->removed_head + i) % REMOVED_KEPT;
+		/* One removed and added again since is in the devices. */
+		if(r->removed[slot].seq > since && !strmap_get(r->devices, r->removed[slot].id))
+			removed_fn(r->removed[slot].id, ud);
+	}
+	return OH_OK;
+}
+
 bool registry_settling(const struct registry *r)
 {
 	return r->settling;
@@ -1011,6 +1087,7 @@ struct registry *registry_new(struct host *h)
 	if(!r)
 		return NULL;
 	r->host = h;
+	r->next_seq = 1; /* the first snapshot's */
 	r->devices = strmap_new();
 	r->snapshot_topic = topic_build(h->cfg.topic_root, NULL, "registry", NULL);
 	r->ev_stale = event_new(h->base, -1, EV_PERSIST, on_stale_scan, r);
@@ -1109,6 +1186,9 @@ void registry_free(struct registry *r)
 		event_free(r->ev_forget);
 	registry_repair_free(r->repair);
 	strmap_free(r->devices, device_free);
+	for(size_t i = 0; i < r->n_removed; i++)
+		free(r->removed[(r->removed_head + i) % REMOVED_KEPT].id);
+	free(r->removed);
 	free(r->snapshot_topic);
 	free(r);
 }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "shared_buf.h"
@@ -143,6 +144,7 @@ static int rebuild(struct snapshot *s)
 	shared_buf_unref(s->buf);
 	s->buf = snap;
 	s->seq++;
+	registry_set_next_seq(h->registry, s->seq + 1);
 	s->dirty = false;
 	s->unpublished = true;
 	rc = OH_OK;
@@ -157,6 +159,107 @@ struct shared_buf *snapshot_get(struct snapshot *s)
 	if((s->dirty || !s->buf) && rebuild(s))
 		log_error("registry", "out of memory building the snapshot");
 	return s->buf ? shared_buf_ref(s->buf) : NULL;
+}
+
+/* ---- ?since=SEQ ---------------------------------------------------------------- */
+
+struct delta {
+	char *p; /* owned; NULL once out of memory */
+	size_t len, cap;
+	bool first;
+};
+
+static void delta_put(struct delta *d, const char *s, size_t len)
+{
+	if(!d->p)
+		return;
+	if(d->len + len + 1 > d->cap) {
+		size_t cap = (d->len + len + 1) * 2;
+		char *grown = realloc(d->p, cap);
+		if(!grown) {
+			free(d->p);
+			d->p = NULL;
+			return;
+		}
+		d->p = grown;
+		d->cap = cap;
+	}
+	memcpy(d->p + d->len, s, len);
+	d->len += len;
+	d->p[d->len] = '\0';
+}
+
+static void delta_fragment(const char *frag, size_t len, void *ud)
+{
+	struct delta *d = ud;
+	if(!d->first)
+		delta_put(d, ",", 1);
+	delta_put(d, frag, len);
+	d->first = false;
+}
+
+static void delta_removed(const char *id, void *ud)
+{
+	/* Device ids are [A-Za-z0-9._-]: no escaping. */
+	struct delta *d = ud;
+	if(!d->first)
+		delta_put(d, ",", 1);
+	delta_put(d, "\"", 1);
+	delta_put(d, id, strlen(id));
+	delta_put(d, "\"", 1);
+	d->first = false;
+}
+
+/* Appends the JSON of j (stolen) to d. */
+static void delta_put_json(struct delta *d, json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if(!text) {
+		free(d->p);
+		d->p = NULL;
+		return;
+	}
+	delta_put(d, text, strlen(text));
+	free(text);
+}
+
+int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, bool *whole)
+{
+	struct host *h = s->host;
+	*out = snapshot_get(s); /* stamps every change up to now with a seq */
+	*whole = true;
+	if(!*out)
+		return OH_ERR_NOMEM;
+	/* A SEQ from the future is from an earlier run of the host. */
+	if(since > s->seq)
+		return OH_OK;
+	struct delta d = {.p = malloc(4096), .cap = 4096, .first = true};
+	delta_put(&d, "{\"devices\":{", 12);
+	int rc = registry_delta(h->registry, since, delta_fragment, NULL, &d);
+	if(rc == OH_ERR_NOT_FOUND) {
+		free(d.p);
+		return OH_OK; /* too old: the whole */
+	}
+	delta_put(&d, "},\"removed\":[", 13);
+	d.first = true;
+	registry_delta(h->registry, since, NULL, delta_removed, &d);
+	delta_put(&d, "],\"locks\":", 10);
+	delta_put_json(&d, h->leases ? leases_to_json(h->leases) : json_object());
+	delta_put(&d, ",\"modules\":", 11);
+	delta_put_json(&d, plugins_modules_json(h));
+	char tail[160], when[32];
+	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu,\"since\":%llu,\"delta\":true}",
+			host_now_iso(when, sizeof when), (unsigned long long)s->seq, (unsigned long long)since);
+	delta_put(&d, tail, strlen(tail));
+	struct shared_buf *buf = rc == OH_OK && d.p ? shared_buf_new(d.p, d.len) : NULL;
+	free(d.p);
+	shared_buf_unref(*out);
+	*out = buf;
+	if(!buf)
+		return OH_ERR_NOMEM;
+	*whole = false;
+	return OH_OK;
 }
 
 /* ---- publishing ---------------------------------------------------------------- */
@@ -263,6 +366,13 @@ struct snapshot *snapshot_new(struct host *h)
 		snapshot_free(s);
 		return NULL;
 	}
+	/* seq never repeats across runs of the host: each run starts above any
+	 * earlier run's, at 1024 per millisecond of wall clock (a run makes far
+	 * fewer snapshots than that; 2^51 in the year 2230, still exact in a
+	 * JSON number), so a ?since=SEQ kept from an earlier run is older than
+	 * this run's first snapshot and gets the whole. */
+	s->seq = (uint64_t)(time_now_wall() * 1000.0) << 10;
+	registry_start_seq(h->registry, s->seq + 1);
 	registry_on_change(h->registry, on_change, s);
 	if(h->leases)
 		leases_on_change(h->leases, on_change, s);

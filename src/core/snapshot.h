@@ -21,6 +21,13 @@ void snapshot_mark_dirty(struct snapshot *s);
 /* The current snapshot, rebuilt if anything changed; a new reference
  * (shared_buf_unref), NULL when out of memory. */
 struct shared_buf *snapshot_get(struct snapshot *s);
+/* GET /api/registry?since=SEQ: *out (a new reference) is the devices
+ * changed and removed after snapshot SEQ, with the locks, the modules and
+ * the current seq ({"devices", "removed", "locks", "modules", "ts", "seq",
+ * "since", "delta": true}), or the whole snapshot (*whole) when removals
+ * that old are forgotten or SEQ is newer than the current one (an earlier
+ * run).  OH_ERR_NOMEM with *out NULL. */
+int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, bool *whole);
 /* Link callbacks: the broker acknowledged message mid; a new connection. */
 void snapshot_published(struct snapshot *s, int mid);
 void snapshot_on_connect(struct snapshot *s);

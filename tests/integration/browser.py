@@ -196,7 +196,7 @@ class Browser:
                 raise AssertionError("browser: timed out waiting for %s%s\nconsole: %s"
                                      % (msg, " (last error: %r)" % (last,) if last else "",
                                         self.console()))
-            time.sleep(interval)
+            time.sleep(interval)    # the poll interval of this wait
 
     def find(self, selector):
         """The elements matching a CSS selector (possibly none)."""
@@ -413,7 +413,7 @@ def _take_slot(timeout=300):
                 os.close(fd)
         if time.monotonic() >= deadline:
             raise BrowserUnavailable("no browser slot free within %ss (%d in use)" % (timeout, slots))
-        time.sleep(0.1)
+        time.sleep(0.1)    # the poll interval: a slot's lock gives no notice when freed
 
 
 def _release_slot(fd):

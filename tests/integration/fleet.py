@@ -180,7 +180,7 @@ def wait_listed(host, ids, what, timeout=DEADLINE_S, since=None):
             host._check_alive()
         if time.monotonic() >= deadline:
             raise AssertionError(describe(host, ids, what, time.monotonic() - t0))
-        time.sleep(0.1)
+        time.sleep(0.1)    # the poll interval of this wait
 
 
 def wait_subscribed(host, broker):

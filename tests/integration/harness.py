@@ -159,7 +159,7 @@ def wait_until(fn, timeout=5, interval=0.02, msg=""):
             detail = " (last error: %r)" % (last_exc,) if last_exc is not None else ""
             raise AssertionError("timed out after %ss waiting for %s%s"
                                  % (timeout, msg or getattr(fn, "__name__", "condition"), detail))
-        time.sleep(interval)
+        time.sleep(interval)    # the poll interval of this wait
 
 
 def wait_exit(proc, timeout):
@@ -402,7 +402,7 @@ class Broker(_Process):
                     break
                 if port_accepts(self.port):
                     return
-                time.sleep(0.005)
+                time.sleep(0.005)    # the poll interval: mosquitto says nothing when it listens
             self._reap()
             if self.proc.poll() is None:
                 self.kill()
@@ -538,7 +538,7 @@ class Host(_Process):
             if time.monotonic() >= deadline:
                 raise AssertionError("host did not answer /healthz within %ss:\n%s"
                                      % (timeout, tail(self.log())))
-            time.sleep(0.01)
+            time.sleep(0.01)    # the poll interval of this wait
 
     def health(self):
         return self.get("/healthz", timeout=2)
@@ -567,7 +567,7 @@ class Host(_Process):
             if time.monotonic() >= deadline:
                 raise AssertionError("host not connected to MQTT within %ss (last /healthz: %r):\n%s"
                                      % (timeout, last, tail(self.log())))
-            time.sleep(0.02)
+            time.sleep(0.02)    # the poll interval of this wait
 
     def wait_subscribed(self, broker, timeout=10):
         """Until broker has this run's subscriptions.  /healthz says

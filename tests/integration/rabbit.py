@@ -364,7 +364,7 @@ class RabbitBroker:
                 return False
             if port_accepts(self.epmd_port):
                 return True
-            time.sleep(0.02)
+            time.sleep(0.02)    # the poll interval: epmd says nothing when it listens
         raise AssertionError("epmd did not accept on port %d within %ss:\n%s"
                              % (self.epmd_port, timeout, tail(read_text(self.epmd_log_path))))
 
@@ -423,7 +423,7 @@ class RabbitBroker:
                 if port_accepts(self.port) and self.mqtt_ready():
                     self.last_start_seconds = time.monotonic() - t0
                     return self.last_start_seconds
-                time.sleep(0.05)
+                time.sleep(0.05)    # the poll interval of this wait
             if self.proc.poll() is None:
                 self.stop()
                 raise AssertionError("RabbitMQ did not answer MQTT on port %d within %ss:\n%s"
@@ -504,7 +504,7 @@ class RabbitBroker:
         deadline = time.monotonic() + 5
         stray = self.pids()
         while stray and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.05)    # the poll interval: strays are not our children to wait for
             stray = self.pids()
         if stray and self.runs:
             self.runs[-1]["stray"] = stray

@@ -264,7 +264,7 @@ class ScriptedBroker:
                     return
                 conn.sendall(bytes([0x20, 3, 0, 0, 0]) if level == 5 else bytes([0x20, 2, 0, 0]))
                 if level == 5 and self.mode == "disconnect_v5":
-                    time.sleep(0.3)
+                    time.sleep(0.3)    # the fake broker's behaviour: drop the client a moment later
                     conn.sendall(bytes([0xE0, 1, 0x8E]))
                     return
                 while True:

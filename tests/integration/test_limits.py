@@ -333,7 +333,7 @@ def test_memory_returns_after_a_burst(make_host, make_mqtt):
     App(host, app)           # until commands are answered
     app.close()              # 100,000 acks are not this test's business
     pid = host.proc.pid
-    time.sleep(0.5)
+    time.sleep(0.5)    # a window for the start-up's memory to settle: no event says so
     before = rss_kb(pid)
 
     # One connection, 1000 in flight: as a paho client would send them.
@@ -350,7 +350,7 @@ def test_memory_returns_after_a_burst(make_host, make_mqtt):
     # table is quiet; under ASan it never shows in RSS, so do not wait long.
     deadline = time.monotonic() + (3 if sanitized(host.binary) else 15)
     while rss_kb(pid) - before >= 8 * 1024 and time.monotonic() < deadline:
-        time.sleep(0.25)
+        time.sleep(0.25)    # the sampling interval: no event says when memory goes back
     after = rss_kb(pid)
     report = "RSS before %.1f MB, peak %.1f MB, after %.1f MB" % (
         before / 1024, peak / 1024, after / 1024)

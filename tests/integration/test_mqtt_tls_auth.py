@@ -265,7 +265,7 @@ class StalledListener:
             pass
 
     def _run(self):
-        time.sleep(self.stall)
+        time.sleep(self.stall)    # a slow proxy on purpose: it accepts nothing for a while
         while not self.closed:
             try:
                 c, _ = self.sock.accept()

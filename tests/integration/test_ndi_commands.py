@@ -87,6 +87,12 @@ class Ndi:
         env = self.send(action, params, actor=actor, **kw)
         return self.event(env["req_id"]) if "req_id" in env else None
 
+    def barrier(self):
+        """Until the host has answered a command sent now: whatever it
+        published before (an expiry, a timeout) came first, and whatever
+        reached the broker before (a device's ack) was handled first."""
+        self.do("release", {"device_id": "probe"})
+
     def events(self, req_id):
         return [m["payload"] for m in self.mqtt.messages(EVT) if m["payload"].get("req_id") == req_id]
 
@@ -243,8 +249,11 @@ def test_device_ack_completes(app, device):
     done = app.event(env["req_id"], "COMPLETED")
     assert_ack(done, "COMPLETED", True, "start")
     assert done["details"] == {"pid": 4242, "input": "CAM-1", "device_id": device.id}
-    # The timer was cancelled: no TIMEOUT after the ack.
-    time.sleep(1.5)
+    # The timer was cancelled: no TIMEOUT after the ack.  A witness sent
+    # later and never acked times out later; once its TIMEOUT is in, the
+    # first command's would have been too.
+    witness = app.send("stop", {"device_id": device.id})
+    app.event(witness["req_id"], "TIMEOUT", timeout=10)
     assert [e["code"] for e in app.events(env["req_id"])] == ["DISPATCHED", "COMPLETED"]
 
 
@@ -269,8 +278,8 @@ def test_no_device_ack_times_out(app, device):
     assert_ack(timeout, "TIMEOUT", False, "stop")
     assert timeout["details"]["device_id"] == device.id
     # A late ack is for a command no longer pending: ignored.
-    device.ack(env["req_id"])
-    time.sleep(0.5)
+    device.ack(env["req_id"])        # the broker has it once this returns
+    app.barrier()
     assert [e["code"] for e in app.events(env["req_id"])] == ["DISPATCHED", "TIMEOUT"]
 
 
@@ -457,7 +466,12 @@ def test_lease_expires(app, device):
     # Released leases do not expire later.
     assert app.do("reserve", {"device_id": "rpi-10", "lease_s": 1}, actor="alice")["code"] == "OK"
     assert app.do("release", {"device_id": "rpi-10"}, actor="alice")["code"] == "OK"
-    time.sleep(1.8)
+    # A witness lease taken after the release expires no sooner than the
+    # released one would have; a barrier after its EXPIRED covers both.
+    assert app.do("reserve", {"device_id": "rpi-13", "lease_s": 1}, actor="alice")["code"] == "OK"
+    app.mqtt.wait_for(EVT, lambda m: m["payload"]["code"] == "EXPIRED"
+                      and m["payload"]["details"]["device_id"] == "rpi-13", timeout=10, since=mark)
+    app.barrier()
     assert not [m for m in app.mqtt.messages(EVT, since=mark)
                 if m["payload"]["code"] == "EXPIRED" and m["payload"]["details"]["device_id"] == "rpi-10"]
 
@@ -493,7 +507,7 @@ def test_lease_expiring_while_host_down(host, mqtt):
     app = Ndi(host, mqtt)
     assert app.do("reserve", {"device_id": "rpi-12", "lease_s": 1}, actor="alice")["code"] == "OK"
     host.kill()
-    time.sleep(1.2)
+    time.sleep(1.2)     # a clock that must pass: the lease ends while the host is down
     host.start()
     host.wait_connected()
     app.wait_ready()

@@ -183,13 +183,17 @@ def test_shutdown_while_the_helper_runs_kills_it(probe_host, tmp_path):
 def test_helper_garbage_is_logged_once_and_the_previous_list_kept(probe_host, tmp_path):
     data = tmp_path / "out.json"
     data.write_text(json.dumps(["GOOD (One)", "GOOD (Two)"]))
-    helper = write_script(tmp_path / "helper.sh", "cat '%s'\n" % data)
+    runs = tmp_path / "runs"      # a line per run: what the test waits on
+    helper = write_script(tmp_path / "helper.sh", "echo run >> '%s'\ncat '%s'\n" % (runs, data))
     h = probe_host({"discovery_helper": helper, "discovery_interval_s": 0.2, "mdns": False})
     wait_until(lambda: sources(h) == ["GOOD (One)", "GOOD (Two)"], 10, msg="first helper list")
 
     data.write_text("this is not json {")
     wait_until(lambda: "output is not JSON" in h.log(), 5, msg="garbage to be logged")
-    time.sleep(1.2)   # about six more failing runs
+    # Six more failing runs: the sixth starts once the fifth was judged.
+    seen = len(runs.read_text().splitlines())
+    wait_until(lambda: len(runs.read_text().splitlines()) >= seen + 6, 10,
+               msg="six more helper runs")
     assert sources(h) == ["GOOD (One)", "GOOD (Two)"]
     assert count(h.log(), "output is not JSON") == 1, harness.tail(h.log())
     assert "keeping the previous 2 sources" in h.log()
@@ -523,6 +527,8 @@ def test_mdns_waits_for_the_daemon_and_survives_it_going(avahi, probe_host, tmp_
     wait_until(lambda: "HELPER (Cam)" in sources(h), 10, msg="helper sources")
     assert state(h)["mdns"] == "unavailable"
     assert sources(h) == ["HELPER (Cam)", "STATIC (One)"]
+    # A window, not a wait: with no daemon nothing happens that could be
+    # waited on; a repeated warning would come from a retry inside it.
     time.sleep(1.5)
     assert count(h.log(), "mDNS discovery unavailable") == 1, harness.tail(h.log())
     assert "avahi-daemon is not running" in h.log()
@@ -540,7 +546,7 @@ def test_mdns_waits_for_the_daemon_and_survives_it_going(avahi, probe_host, tmp_
     avahi.stop_daemon()
     wait_until(lambda: state(h)["mdns"] == "unavailable", 10, msg="mDNS to be unavailable")
     assert sources(h) == ["HELPER (Cam)", "STATIC (One)"]
-    time.sleep(1.5)
+    time.sleep(1.5)   # a window, not a wait (as above)
     assert count(h.log(), "mDNS discovery unavailable") == 2, harness.tail(h.log())
 
     # And comes back, with the publisher re-registering its service.

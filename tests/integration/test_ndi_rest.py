@@ -90,7 +90,7 @@ class Device:
                     if rid not in seen:
                         seen.add(rid)
                         self.ack(rid, **kw)
-                time.sleep(0.02)
+                time.sleep(0.02)    # the poller's interval, not a wait
 
         t = threading.Thread(target=run, daemon=True)
         t.start()
@@ -401,7 +401,8 @@ def test_wait_client_leaving_is_harmless(host, device, mqtt):
               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     assert device.next_cmd(since=mark)["req_id"] == "gone-1"
     s.close()
-    time.sleep(0.2)
+    # Nothing to wait for: the host does not watch a request it holds open,
+    # so it learns the client left when it answers (here, at the ack).
     device.ack("gone-1")
     ev = mqtt.wait_for(EVT, lambda m: m["payload"]["req_id"] == "gone-1" and
                        m["payload"]["code"] != "DISPATCHED")["payload"]
@@ -414,14 +415,17 @@ def test_wait_client_leaving_is_harmless(host, device, mqtt):
         stop.set()
 
 
-def test_wait_client_leaving_then_timeout(host, device):
-    body = json.dumps({"device_id": device.id, "source": "CAM-1"}).encode()
+def test_wait_client_leaving_then_timeout(host, device, mqtt):
+    mqtt.subscribe(EVT)
+    body = json.dumps({"device_id": device.id, "source": "CAM-1", "req_id": "gone-2"}).encode()
     s = socket.create_connection(("127.0.0.1", host.http_port))
     s.sendall(b"POST /api/ndi/send?wait=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     device.next_cmd()
     s.close()
-    time.sleep(1.5)          # past ack_timeout_s: the TIMEOUT finds nobody waiting
+    # Past ack_timeout_s: the TIMEOUT finds nobody waiting.
+    mqtt.wait_for(EVT, lambda m: m["payload"]["req_id"] == "gone-2" and
+                  m["payload"]["code"] == "TIMEOUT", timeout=10)
     assert host.get("/healthz")[0] == 200
 
 

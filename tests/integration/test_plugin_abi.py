@@ -83,12 +83,27 @@ def ndi_answers(mqtt, timeout=10):
                 raise
 
 
-def nothing_on(mqtt, topic_filter, seconds, since=None, predicate=None):
-    """Asserts no message matching arrives within seconds."""
-    mark = mqtt.mark() if since is None else since
-    time.sleep(seconds)
-    got = [m for m in mqtt.messages(topic_filter, since=mark)
-           if predicate is None or predicate(m)]
+def registry_barrier(mqtt):
+    """Publishes a marker device's meta and waits for the host's snapshot
+    holding it.  The host read everything this client published before
+    first (one connection each way, in order), and what it published in
+    answer went out before the snapshot, which waits for a timer besides."""
+    mqtt.subscribe(ROOT + "/orchestrator/registry")
+    dev = "barrier-" + rid()
+    mark = mqtt.mark()
+    mqtt.publish(ROOT + "/device/%s/meta" % dev, {"device_id": dev, "modules": []})
+    mqtt.wait_for(ROOT + "/orchestrator/registry", lambda m: dev in m["payload"]["devices"],
+                  timeout=10, since=mark)
+    return dev
+
+
+def nothing_on(mqtt, topic_filter, since, ticks=0):
+    """Asserts nothing arrived on topic_filter since `since`, up to a
+    registry barrier.  With ticks, first lets that many of a 20 ms timer's
+    periods pass: a clock that must pass for "the timer is stopped"."""
+    time.sleep(ticks * 0.02)
+    registry_barrier(mqtt)
+    got = mqtt.messages(topic_filter, since=since)
     assert not got, "unexpected messages on %s: %r" % (topic_filter, got[:5])
 
 
@@ -172,7 +187,7 @@ def test_failing_init_leaves_nothing_behind(make_host, mqtt):
     # Its subscription does not react, its 20 ms timer does not tick.
     mark = mqtt.mark()
     mqtt.publish(ROOT + "/orchestrator/failing/cmd", {"action": "anything"})
-    nothing_on(mqtt, ROOT + "/orchestrator/failing/evt", 1.0, since=mark)
+    nothing_on(mqtt, ROOT + "/orchestrator/failing/evt", mark, ticks=10)
 
     # The others still work.
     assert ndi_answers(mqtt)["req_id"].startswith("probe-")
@@ -292,7 +307,7 @@ def test_namespace_is_enforced(make_host, mqtt, make_mqtt):
     # reached the broker.
     spy.wait_for(ROOT + "/orchestrator/ns/evt", since=spy_mark)
     spy.wait_for(ROOT + "/device/rpi-01/ns/cmd", since=spy_mark)
-    time.sleep(0.3)
+    registry_barrier(spy)
     leaked = [m for m in spy.messages(since=spy_mark)
               if m["topic"] not in (ROOT + "/orchestrator/ns/evt", ROOT + "/device/rpi-01/ns/cmd")
               and m["topic"] != ROOT + "/orchestrator/registry"]
@@ -347,6 +362,7 @@ def test_unload_tears_down_everything(make_host, make_broker, make_mqtt, tmp_pat
     # The broker holds one subscription for the plugin's own command topic;
     # the device meta filter is shared with the core registry.
     sysmon = make_mqtt(broker=broker)
+    mqtt.subscribe(ROOT + "/orchestrator/registry")   # the barriers' before the count
     # The host reads the broker's last snapshot only until the start-up has
     # settled (registry.c); count after that.
     wait_until(lambda: "publishing the snapshot" in host.log(), 15, msg="the start-up settled")
@@ -357,7 +373,7 @@ def test_unload_tears_down_everything(make_host, make_broker, make_mqtt, tmp_pat
                msg="a non-zero $SYS subscription count")
     for _ in range(10):
         mark = sysmon.mark()
-        time.sleep(1.5)
+        time.sleep(1.5)   # a clock: $SYS changes are published at most once a second
         if not sysmon.messages("$SYS/broker/subscriptions/count", since=mark):
             break
     before = sys_subscription_count(sysmon)
@@ -369,7 +385,8 @@ def test_unload_tears_down_everything(make_host, make_broker, make_mqtt, tmp_pat
         waited["result"] = host.get("/api/timers/wait", timeout=20)
     t = threading.Thread(target=wait_request)
     t.start()
-    time.sleep(0.3)
+    wait_until(lambda: "holding a wait request" in host.log(), 10,
+               msg="the plugin to hold the request")
     assert t.is_alive(), waited
 
     mark = mqtt.mark()
@@ -388,11 +405,13 @@ def test_unload_tears_down_everything(make_host, make_broker, make_mqtt, tmp_pat
     mqtt.wait_for(evt, lambda m: m["payload"] == "bye", since=mark)
     assert marker.read_text() == "cleanup\nfree\n"
 
-    # Timers stopped, subscriptions gone, routes and page gone.
-    time.sleep(0.2)
+    # Timers stopped, subscriptions gone, routes and page gone.  A tick
+    # published just before the unload may still be on its way: from the
+    # barrier on, nothing.
+    registry_barrier(mqtt)
     quiet = mqtt.mark()
     mqtt.publish(ROOT + "/orchestrator/timers/cmd", {})
-    nothing_on(mqtt, evt, 1.0, since=quiet)
+    nothing_on(mqtt, evt, quiet, ticks=10)
     assert host.get("/api/timers/ticks")[0] == 404
     assert host.get("/api/timers/wait")[0] == 404
     assert host.get("/ui/timers")[0] == 404
@@ -439,7 +458,7 @@ def test_unload_builtin_and_shutdown(make_host, mqtt):
     mark = mqtt.mark()
     mqtt.publish(ROOT + "/orchestrator/ndi/cmd",
                  {"req_id": "x", "actor": "app", "action": "release", "params": {"device_id": "d"}})
-    nothing_on(mqtt, ROOT + "/orchestrator/ndi/evt", 1.0, since=mark)
+    nothing_on(mqtt, ROOT + "/orchestrator/ndi/evt", mark)
     assert host.get("/api/custom/settings")[0] == 200
     wait_until(lambda: snapshot_modules(host) == ["custom"], 5)
     # A clean SIGTERM with one plugin unloaded and one loaded (the fixture
@@ -460,7 +479,7 @@ def test_edges_a_careless_plugin_reaches_are_harmless(make_host):
     timers = wait_until(lambda: (lambda r: r[1] if r[0] == 200 and r[1]["checked"] else None)(
         host.get("/api/edges/timers")), 5, msg="the stale-handle checks to run")
     assert timers == {"first_fired": 1, "second_fired": 1, "rep_ticks": 3, "checked": 1}
-    time.sleep(0.1)
+    time.sleep(0.1)   # a clock: ten periods of the cancelled 10 ms timer, none may tick
     assert host.get("/api/edges/timers")[1]["rep_ticks"] == 3
 
     status, leases = host.get("/api/edges/leases")

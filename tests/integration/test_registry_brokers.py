@@ -19,15 +19,13 @@ survive a restart):
   good one, after a host restart or a power cut.
 """
 
-import time
-
 import pytest
 
 import harness
 from fleet import (DEADLINE_S, REGISTRY, Fleet, attach, connected_at, dot_warnings_per_run,
                    reconnects, wait_listed, wait_reconnected, wait_subscribed)
 from fleet import make_fleet  # noqa: F401 - a fixture
-from harness import unique_name
+from harness import unique_name, wait_until
 
 
 # --------------------------------------------------------------------------
@@ -142,11 +140,20 @@ def test_snapshot_never_shrinks_at_start_up(make_stock, make_host, make_fleet, m
     # The retained snapshot, complete.
     watcher.wait_for(REGISTRY, lambda m: set(ids) <= set(m["payload"]["devices"]))
 
-    def check(what, since):
-        # Until a complete snapshot has come, and 1 s more.
+    def check(what, since, settled_before):
+        # Until a complete snapshot has come, this run's start-up has
+        # settled (the last snapshot the start-up could shape), and a
+        # marker device published after that is in a snapshot: every
+        # snapshot before the marker's has reached the watcher.
         watcher.wait_for(REGISTRY, lambda m: set(ids) <= set(m["payload"]["devices"]),
                          timeout=DEADLINE_S + 5, since=since)
-        time.sleep(1)
+        wait_until(lambda: host.log().count("publishing the snapshot") > settled_before,
+                   DEADLINE_S + 5, msg="the start-up to settle")
+        marker = unique_name("marker")
+        # Retained, as a real device's: the next start-up expects it back.
+        watcher.publish("/lab/device/%s/meta" % marker, {"device_id": marker, "modules": []},
+                        retain=True)
+        watcher.wait_for(REGISTRY, lambda m: marker in m["payload"]["devices"], 10, since=since)
         seen = [(m["payload"].get("seq"), len(set(ids) & set(m["payload"]["devices"])),
                  m["retain"]) for m in watcher.messages(REGISTRY, since=since)]
         short = [s for s in seen if s[1] < len(ids)]
@@ -154,13 +161,13 @@ def test_snapshot_never_shrinks_at_start_up(make_stock, make_host, make_fleet, m
                            "one were published; (seq, devices, retained flag) of every snapshot "
                            "since: %s" % (what, len(ids), seen))
 
-    mark = watcher.mark()
+    mark, settled = watcher.mark(), host.log().count("publishing the snapshot")
     host.restart(wait=True)
-    check("host restart", mark)
+    check("host restart", mark, settled)
 
-    mark = watcher.mark()
+    mark, settled = watcher.mark(), host.log().count("publishing the snapshot")
     host.stop()
     b.restart()
     watcher.wait_connected()
     host.start()
-    check("broker and host restart", mark)
+    check("broker and host restart", mark, settled)

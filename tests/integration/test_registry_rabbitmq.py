@@ -269,7 +269,11 @@ def test_rabbitmq_dotted_device_id_is_reported_once(rb, rabbit_host, make_fleet)
     wait_until(lambda: any(dot_warnings_per_run(host)), 8, 0.1,
                "the host to say that ids with a '.' cannot work on this broker")
     fleet.register()
-    time.sleep(0.5)
+    # A plain device registered after it (once the broker acked the above):
+    # listed means the host has read the dotted id's second meta too.
+    marker = "plain-%s" % uuid.uuid4().hex[:8]
+    make_fleet(rb, [marker]).register()
+    wait_listed(host, [marker], "a plain device after the dotted one")
     lines = dot_warnings_per_run(host)[-1]
     assert len(lines) == 1, "said %d times, not once:\n%s" % (len(lines), "\n".join(lines))
 

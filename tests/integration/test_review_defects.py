@@ -23,6 +23,7 @@ import time
 import pytest
 
 import harness
+from harness import wait_until
 
 ROOT = "/lab"
 
@@ -64,6 +65,14 @@ def read_response(sock):
 # SIGTERM before a deferred unload
 
 
+def sigterm_pending(pid):
+    """Whether SIGTERM waits for delivery to pid (/proc's pending masks)."""
+    bit = 1 << (signal.SIGTERM - 1)
+    with open("/proc/%d/status" % pid) as f:
+        return any(int(line.split()[1], 16) & bit for line in f
+                   if line.startswith(("SigPnd:", "ShdPnd:")))
+
+
 def test_sigterm_right_after_delete_plugin_still_unloads_it(make_host, tmp_path):
     for name in ("abi_timers", "abi_edges"):
         if not os.path.exists(so(name)):
@@ -85,9 +94,11 @@ def test_sigterm_right_after_delete_plugin_still_unloads_it(make_host, tmp_path)
         # the DELETE: the next loop turn sees both, in that order, so the
         # shutdown begins before the unload's own deferred turn can come.
         assert host.get("/api/edges/block?after_ms=100&ms=700")[0] == 200
-        time.sleep(0.3)
+        wait_until(lambda: "holding the loop" in host.log(), 10, 0.005, "the loop to be held")
         host.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
+        # Delivered (its handler ran and queued it for the loop) before the
+        # DELETE is sent: the kernel no longer holds it pending.
+        wait_until(lambda: not sigterm_pending(host.proc.pid), 10, 0.005, "SIGTERM delivered")
         sock.sendall(("DELETE /api/plugins/timers HTTP/1.1\r\n%s\r\n" % hdr).encode())
         assert host.wait(15) == 0
         # The client got an answer before the server closed (the unload's

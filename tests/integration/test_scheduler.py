@@ -26,6 +26,7 @@ from harness import wait_until
 
 CMD = "/lab/orchestrator/sched/cmd"
 EVT = "/lab/orchestrator/sched/evt"
+STATUS = "/lab/orchestrator/status"
 DEV_CMD = "/lab/device/+/sched/cmd"
 PROBE = os.path.join(harness.BUILD_DIR, "test-plugins", "sched_probe.so")
 
@@ -59,6 +60,7 @@ def start(make_host, make_mqtt):
         client = make_mqtt()
         client.subscribe(EVT)
         client.subscribe(DEV_CMD)
+        client.subscribe(STATUS)
         return host, client
 
     return factory
@@ -84,6 +86,24 @@ def schedule(client, actor="alice", **params):
 def event(client, code, job_id, timeout=5, since=0):
     return client.wait_for(EVT, lambda m: m["payload"]["code"] == code
                            and m["payload"]["details"]["job_id"] == job_id, timeout, since=since)
+
+
+def barrier(client):
+    """Returns once the host has answered a command sent now.  Everything the
+    host published before that answer (a job's device commands, its events)
+    reached the client first: one connection, delivered in order.  So after
+    the barrier, "nothing arrived" means nothing was sent."""
+    command(client, "jobs")
+
+
+def crash(host, client):
+    """kill -9, then until the broker has published the host's last will.
+    Until then the previous run's retained birth (whose whole-second ts may
+    equal the restart's) could pass for the next run's, and wait_connected
+    would return before the next run has subscribed."""
+    mark = client.mark()
+    host.kill()
+    client.wait_for(STATUS, lambda m: m["payload"].get("online") is False, 10, since=mark)
 
 
 def at_in(seconds):
@@ -232,7 +252,7 @@ def test_reserved_device_is_skipped_and_names_the_holder(start):
     assert [d["device_id"] for d in fired["dispatched"]] == ["rpi-05"]
     assert [(s["device_id"], s["holder"]) for s in fired["skipped"]] == [("rpi-04", "bob")]
     client.wait_for("/lab/device/rpi-05/sched/cmd")
-    time.sleep(0.3)
+    barrier(client)
     assert not client.messages("/lab/device/rpi-04/sched/cmd")
     status, job = host.get("/api/sched/jobs/" + job_id)
     assert job["last_result"]["dispatched"] == 1 and job["last_result"]["skipped"] == 1
@@ -313,12 +333,22 @@ def test_listing_and_unschedule_over_mqtt_and_rest(start):
 
 def test_unschedule_before_due_means_it_never_fires(start):
     host, client = start()
-    when, due = at_in(1)
+    # Three seconds: room for the schedule and unschedule round trips (each
+    # a durable write) on a loaded machine, so the unschedule comes first.
+    when, due = at_in(3)
     ack = schedule(client, at=when, commands=[{"device_id": "rpi-07", "action": "start"}])
+    # A witness due at the same second, left alone: the scheduler runs every
+    # job due at a time in one batch, so once it has fired (and a barrier
+    # after it is answered) the unscheduled job would have fired too.
+    witness = schedule(client, at=when, commands=[{"device_id": "rpi-17", "action": "start"}])
     assert command(client, "unschedule", {"job_id": ack["details"]["job_id"]})["ok"]
-    time.sleep(max(0, due - time.time()) + 1)
+    assert time.time() < due, "the unschedule came after the due time: the test proves nothing"
+    event(client, "FIRED", witness["details"]["job_id"], timeout=due - time.time() + 10)
+    client.wait_for("/lab/device/rpi-17/sched/cmd")
+    barrier(client)
     assert not client.messages("/lab/device/rpi-07/sched/cmd")
-    assert not [m for m in client.messages(EVT) if m["payload"]["code"] == "FIRED"]
+    assert [m["payload"]["details"]["job_id"] for m in client.messages(EVT)
+            if m["payload"]["code"] == "FIRED"] == [witness["details"]["job_id"]]
 
 
 # ---- durability and misfires ------------------------------------------------------
@@ -332,7 +362,7 @@ def test_jobs_survive_kill_9(start):
                  commands=[{"device_id": "rpi-02", "action": "stop"}])
     before = {j["id"]: j for j in host.get("/api/sched/jobs")[1]["jobs"]}
     assert set(before) == {a["details"]["job_id"], b["details"]["job_id"]}
-    host.kill()
+    crash(host, client)
     host.start()
     after = {j["id"]: j for j in host.get("/api/sched/jobs")[1]["jobs"]}
     assert after == before
@@ -341,7 +371,8 @@ def test_jobs_survive_kill_9(start):
     client2 = harness.MqttClient(client.host, client.port)
     try:
         client2.subscribe(EVT)
-        ack = command(client2, "unschedule", {"job_id": b["details"]["job_id"]}, actor="bob")
+        ack = command(client2, "unschedule", {"job_id": b["details"]["job_id"]}, actor="bob",
+                      timeout=10)
         assert ack["ok"], ack
     finally:
         client2.close()
@@ -354,7 +385,8 @@ def test_missed_run_within_grace_runs_once_at_startup(start):
     when, due = at_in(1.5)
     ack = schedule(client, at=when, commands=[{"device_id": "rpi-08", "action": "start"}])
     job_id = ack["details"]["job_id"]
-    host.kill()
+    crash(host, client)
+    # A clock that must pass, not a wait: the run is missed by over a second.
     time.sleep(max(0, due - time.time()) + 1.5)
     mark = client.mark()
     host.start()
@@ -365,11 +397,12 @@ def test_missed_run_within_grace_runs_once_at_startup(start):
     status, job = host.get("/api/sched/jobs/" + job_id)
     assert job["last_result"]["code"] == "FIRED" and job["state"] == "done"
     # Exactly once, also across another crash right after.
-    host.kill()
+    crash(host, client)
     mark = client.mark()
     host.start()
     host.wait_connected()
-    time.sleep(1)
+    barrier(client)          # a startup run would have been published before
+    assert not [m for m in client.messages(EVT, since=mark) if m["payload"]["code"] == "FIRED"]
     assert not client.messages("/lab/device/rpi-08/sched/cmd", since=mark)
 
 
@@ -379,15 +412,17 @@ def test_missed_run_outside_grace_is_recorded(start):
     ack = schedule(client, at=when, name="late", commands=[{"device_id": "rpi-09", "action": "start"}])
     job_id = ack["details"]["job_id"]
     cron_ack = schedule(client, cron="0 0 1 1 *", commands=[{"device_id": "rpi-09", "action": "stop"}])
-    host.kill()
-    time.sleep(max(0, due - time.time()) + 3)
+    crash(host, client)
+    # A clock that must pass, not a wait: past the due time by more than
+    # the one-second grace.
+    time.sleep(max(0, due - time.time()) + 2)
     mark = client.mark()
     host.start()
     missed = event(client, "MISSED", job_id, timeout=10, since=mark)["payload"]
     assert missed["ok"] is False
     assert missed["details"]["due"] == when and missed["details"]["name"] == "late"
     assert missed["actor"] == "alice"
-    time.sleep(0.5)
+    barrier(client)
     assert not client.messages("/lab/device/rpi-09/sched/cmd", since=mark)
     status, job = host.get("/api/sched/jobs/" + job_id)
     assert job["last_result"]["code"] == "MISSED" and job["last_result"]["due"] == when

@@ -172,6 +172,8 @@ static void on_block(oh_ctx *ctx, void *ud)
 {
 	/* Signals interrupt a sleep: sleep until the deadline, however often. */
 	double until = mono_ms() + (double)(uintptr_t)ud;
+	/* What a test waits for before it signals the blocked host. */
+	oh_log(ctx, OH_LOG_INFO, "abi_edges: holding the loop for %lu ms", (unsigned long)(uintptr_t)ud);
 	while(mono_ms() < until) {
 		struct timespec ts = {0, 5 * 1000 * 1000};
 		nanosleep(&ts, NULL);

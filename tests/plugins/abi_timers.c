@@ -89,6 +89,8 @@ static void wait_gone(struct oh_http_req *req, void *ud)
 static void get_wait(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	oh_req_on_gone(req, wait_gone, NULL);
+	/* What the test waits for before it unloads the plugin. */
+	oh_log(ctx, OH_LOG_INFO, "abi_timers: holding a wait request");
 }
 
 static void on_expire(oh_ctx *ctx, const char *key, const char *holder, void *ud)
