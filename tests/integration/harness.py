@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import random
-import re
 import select
 import signal
 import socket
@@ -241,6 +240,23 @@ def tail(text, lines=60):
     if len(parts) <= lines:
         return text
     return "[... %d lines cut ...]\n%s" % (len(parts) - lines, "\n".join(parts[-lines:]))
+
+
+def rss_kb(pid, field="VmRSS"):
+    """A process's memory figure from /proc/PID/status, in KiB (VmRSS, or
+    VmHWM for the peak since the last clear_refs)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for %d" % (field, pid))
+
+
+def sanitized(binary):
+    """Whether binary was built with AddressSanitizer (RSS and timing
+    figures mean little there)."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def sanitizer_findings(text):

@@ -17,7 +17,6 @@ It is a stall check, not a benchmark: the bound is generous.
 
 import http.client
 import json
-import os
 import random
 import socket
 import subprocess
@@ -29,6 +28,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from conftest import LOCALHOST, wait_until
+from harness import rss_kb, sanitized
 
 N = 100000
 PARALLEL = 8
@@ -64,17 +64,8 @@ print("%.3f %d" % (worst, count), flush=True)
 """
 
 
-def rss_kb(pid, field="VmRSS"):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s for %d" % (field, pid))
 
 
-def sanitized(binary):
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 def device_id(i):

@@ -6,13 +6,11 @@ their headers.
 """
 
 import http.client
-import json
 import socket
 import time
 
-import pytest
 
-from harness import LOCALHOST, wait_until
+from harness import LOCALHOST, rss_kb, wait_until
 
 
 def healthz(host, timeout=3):
@@ -67,12 +65,6 @@ def closed_by_peer(s, timeout=10):
     return True
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_more_connections_than_the_limit_then_an_answer(make_host):

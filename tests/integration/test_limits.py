@@ -23,6 +23,7 @@ import pytest
 
 import harness
 from conftest import wait_until
+from harness import rss_kb, sanitized
 
 CMD = "/lab/orchestrator/ndi/cmd"
 EVT = "/lab/orchestrator/ndi/evt"
@@ -307,17 +308,8 @@ def test_max_jobs(make_host, mqtt):
 # ---- memory ---------------------------------------------------------------------
 
 
-def rss_kb(pid, field="VmRSS"):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s for %d" % (field, pid))
 
 
-def sanitized(binary):
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 def test_memory_returns_after_a_burst(make_host, make_mqtt):

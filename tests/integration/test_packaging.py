@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from conftest import wait_until
-from harness import BUILD_DIR, SOURCE_DIR
+from harness import BUILD_DIR, SOURCE_DIR, sanitized
 
 DOCKERFILE = os.path.join(SOURCE_DIR, "Dockerfile")
 RUN_LIST = os.path.join(SOURCE_DIR, "packaging", "packages-run.txt")
@@ -258,10 +258,9 @@ def test_host_stays_within_the_units_sandbox(make_host, mqtt, tmp_path):
     analyze, strace = shutil.which("systemd-analyze"), shutil.which("strace")
     if not analyze or not strace:
         pytest.skip("needs systemd-analyze and strace (packaging/packages-test.txt)")
-    with open(os.path.join(BUILD_DIR, "orchestrator-host"), "rb") as f:
-        if b"__asan_init" in f.read():
-            pytest.skip("a sanitizer build makes system calls of its own (personality, "
-                        "sigaltstack): the release tree checks the host")
+    if sanitized(os.path.join(BUILD_DIR, "orchestrator-host")):
+        pytest.skip("a sanitizer build makes system calls of its own (personality, "
+                    "sigaltstack): the release tree checks the host")
     unit = read(UNIT)
     expand = _syscall_sets(analyze)
     allow, deny = _unit_list(unit, "SystemCallFilter")
