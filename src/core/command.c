@@ -98,7 +98,13 @@ int oh_command_parse(oh_ctx *ctx, const struct oh_message *msg, struct oh_comman
 	char full[sizeof memo.err];
 	int rc = parse(msg, cmd, code, full, sizeof full);
 	snprintf(err, errlen, "%s", full);
-	metrics_count("oh_mqtt_command_parses_total", 1);
+	/* A handle kept, not a lookup by name per command (api_metrics.c
+	 * registers the family with its help). */
+	static struct metric *parses;
+	if(!parses)
+		parses = metrics_family("oh_mqtt_command_parses_total", METRIC_COUNTER, NULL, NULL);
+	if(parses)
+		metrics_add(parses, NULL, 1);
 	if(delivering) {
 		memo.msg = msg;
 		memo.seq = seq;

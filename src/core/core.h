@@ -201,9 +201,7 @@ int api_metrics_register(struct host *h); /* api_metrics.c: GET /metrics */
 /* ---- events.c: server-sent events at GET /api/events ---------------------- */
 
 void events_broker_state(struct host *h, bool up); /* from the link callbacks */
-/* An event the host publishes on {root}/orchestrator/{module}/evt. */
-void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len);
-void events_free(struct host *h); /* after http_server_free */
+void events_free(struct host *h);                  /* after http_server_free */
 
 /* ---- plugin_ctx.c: the table of plugin contexts ---------------------------- */
 

@@ -258,7 +258,9 @@ static void on_snapshot(struct shared_buf *snap, void *ud)
 	shared_buf_unref(msg);
 }
 
-void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len)
+/* An event the host publishes on {root}/orchestrator/{module}/evt (the
+ * publish tap, registered below). */
+static void events_orch_evt(struct host *h, const char *topic, const void *payload, size_t len)
 {
 	struct events *ev = the_events;
 	if(!ev || ev->host != h || oh_list_empty(&ev->clients))

@@ -58,7 +58,6 @@
 #include "metrics.h"
 #include "mqtt_link.h"
 #include "registry_repair.h"
-#include "shared_buf.h"
 #include "store.h"
 #include "strmap.h"
 #include "topics.h"
@@ -305,7 +304,7 @@ static bool typed_ok(const struct oh_vfield *f, const json_t *v, const char *key
 /* Merges obj (borrowed) into doc key by key, later wins, leaving out known
  * fields of the wrong type.  Those are named in why ("" when there were
  * none); returns whether any was. */
-static bool merge_typed(json_t *doc, const json_t *obj, char *why, size_t len)
+static bool merge_typed(json_t *doc, const json_t *obj, char *why, size_t len, bool *changed)
 {
 	size_t used = 0;
 	const char *key;
@@ -321,7 +320,10 @@ static bool merge_typed(json_t *doc, const json_t *obj, char *why, size_t len)
 			}
 			continue;
 		}
-		json_object_set(doc, key, v);
+		if(!json_equal(json_object_get(doc, key), v)) {
+			json_object_set(doc, key, v);
+			*changed = true;
+		}
 	}
 	return why[0] != '\0';
 }
@@ -675,18 +677,25 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 	}
 	d->doc_bytes = bytes;
 	/* After the device exists, so that the complaint spends its own budget. */
-	if(merge_typed(d->doc, msg->json, why, sizeof why))
+	bool changed = false;
+	if(merge_typed(d->doc, msg->json, why, sizeof why, &changed))
 		complain(r, id, topic, "fields", why);
 	const json_t *online = json_object_get(msg->json, "online");
 	if(replayed(r, d, is_meta, msg->retained) && d->last_seen_wall > 0) {
 		/* The broker's stored copy is news of the document, not contact:
 		 * last_seen keeps the time we know, and online stays unknown
 		 * until the device speaks in this run (after a reconnect, a
-		 * retained status still says what happened while we were away). */
+		 * retained status still says what happened while we were away).
+		 * A copy identical to what we hold (every device, after each
+		 * reconnect) changes nothing: no new fragment, no store write,
+		 * no place in the next ?since delta. */
+		int was_online = d->online;
 		if(!is_meta && json_is_boolean(online) && d->contacted)
 			d->online = json_is_true(online) ? 1 : 0;
-		device_changed(r, d);
-		persist_mark(r, d); /* once per device and connection */
+		if(changed || d->online != was_online) {
+			device_changed(r, d);
+			persist_mark(r, d); /* once per device and connection */
+		}
 		device_heard(r, d, is_meta);
 		return;
 	}

@@ -294,3 +294,27 @@ def test_registry_since_from_an_earlier_run_gets_the_whole(host, mqtt):
     whole = json.loads(body)
     assert st == 200 and h["x-registry-delta"] == "false", whole
     assert "delta" not in whole and "before-1" in whole["devices"]
+
+
+def test_a_reconnect_replaying_what_the_host_holds_changes_nothing(make_host, make_broker, make_mqtt):
+    """After a reconnect the broker replays every retained meta and status.
+    Copies identical to what the host holds are no change: a client's
+    ?since delta stays empty instead of holding the whole registry."""
+    b = make_broker(persistence=True)
+    host = make_host({"mqtt": {"host": b.host, "port": b.port}})
+    host.wait_connected()
+    mqtt = make_mqtt(broker=b)
+    ids = ["same-%d" % i for i in range(20)]
+    announce(mqtt, ids)
+    seq = wait_registry(host, lambda r: set(ids) <= set(r["devices"]), "20 devices")["seq"]
+    mqtt.close()
+    b.stop()
+    b.start()
+    host.wait_connected()
+    # The replay has reached the host once a marker published after it is in.
+    mqtt = make_mqtt(broker=b)
+    announce(mqtt, ["marker"])
+    wait_registry(host, lambda r: "marker" in r["devices"], "the marker")
+    d = json.loads(get(host, "/api/registry?since=%d" % seq)[2])
+    assert d.get("delta") is True, d
+    assert set(d["devices"]) <= {"marker"}, sorted(d["devices"])
