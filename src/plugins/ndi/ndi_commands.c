@@ -235,6 +235,7 @@ struct request {
 	const json_t *params;
 	const json_t *envelope;
 	const struct oh_message *msg; /* the app's message, for a byte-exact relay */
+	const char *path;             /* what errors name params as ("params", or "" for REST) */
 };
 
 typedef json_t *(*action_fn)(struct ndi *n, const struct request *r);
@@ -687,7 +688,7 @@ static json_t *run_route(struct ndi *n, const struct request *r)
 {
 	char err[256];
 
-	if(ndi_route_entry_check(r->params, "params", err, sizeof err))
+	if(ndi_route_entry_check(r->params, r->path ? r->path : "params", err, sizeof err))
 		return bad_field(r, err);
 	return ndi_route_put(n, r->req_id, r->actor, r->device_id, r->params);
 }
@@ -725,6 +726,7 @@ static json_t *run_checked(struct ndi *n, struct request *r, const char *path)
 	}
 	if(params_validate(n, a, r->params, path, err, sizeof(err)))
 		return bad_field(r, err);
+	r->path = path;
 	r->device_id = json_string_value(json_object_get(r->params, "device_id"));
 	return a->run(n, r);
 }
