@@ -20,7 +20,8 @@
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
-#   BENCH_SECTIONS="latency tput rest mem sched" (default: all of them)
+#   BENCH_ROUTES=10000
+#   BENCH_SECTIONS="latency tput rest mem sched routes" (default: all of them)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -492,6 +493,69 @@ elif grep -aq SCHEDULED "$HOST_BIN"; then
 	stop_host
 else
 	emit sched_lateness_p99 "n/a" "(scheduler not built)"
+fi
+
+# ---- 7. routes ------------------------------------------------------------------------
+# ROUTES_N NDI routes restored from a fresh host's store, their devices
+# showing the routed source (retained statuses, so nothing is sent).  Then a
+# site restart: the broker restarts (its retained statuses are gone) and all
+# the agents come back at once, idle; the host must start every one of them
+# again, one command per device, while relay round trips of an unrelated
+# device measure what reconciling costs the commands nobody routed.
+ROUTES_N=${BENCH_ROUTES:-10000}
+restart_broker() {
+	kill "$BROKER_PID" 2>/dev/null || true
+	wait "$BROKER_PID" 2>/dev/null || true
+	"$MOSQUITTO" -c "$WORK/mosquitto.conf" 2>>"$WORK/mosquitto.log" &
+	BROKER_PID=$!
+	PIDS+=("$BROKER_PID")
+	wait_port "$BROKER_PORT"
+}
+host_connected() {
+	for _ in $(seq 200); do
+		curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/healthz" 2>/dev/null |
+			grep -q '"mqtt": *"connected"' && return 0
+		sleep 0.05
+	done
+	echo "bench: the host did not reconnect" >&2
+	return 1
+}
+if ! want routes; then
+	:
+elif [ "$BROKER" != mosquitto ]; then
+	emit routes_reconcile_vs_idle_relay_p99 "n/a" "(mosquitto only: the scenario restarts the broker)"
+elif grep -aq ROUTE_STATE "$HOST_BIN"; then
+	mkdir -p "$WORK/routes"
+	"$BENCH_BIN" routes --db "$WORK/routes/state.db" --n "$ROUTES_N"
+	timeout 120 "$BENCH_BIN" fleet --mode announce --n "$ROUTES_N" --root /routes --port "$BROKER_PORT" \
+		--timeout 60 >/dev/null
+	start_host routes /routes
+	sleep 4   # the host's start-up grace for restored routes (STARTUP_GRACE_MS) and then some
+	emit_rss "routes_${ROUTES_N}_restored"
+	bench latency --mode both --n 2000 --root /routes --name routes_idle_latency
+	restart_broker
+	host_connected
+	LAT_AT=$(( $(date +%s) + 2 ))
+	bench latency --mode both --n 1000000 --warmup 0 --at "$LAT_AT" --duration 10 \
+		--root /routes --name routes_reconcile_latency >"$WORK/routes-latency.txt" &
+	LAT_PID=$!
+	PIDS+=("$LAT_PID")
+	while [ "$(date +%s)" -lt "$LAT_AT" ]; do sleep 0.05; done
+	sleep 0.5
+	bench fleet --n "$ROUTES_N" --root /routes --timeout 60 --name routes_fleet
+	wait "$LAT_PID" || true
+	cat "$WORK/routes-latency.txt"
+	ratio routes_reconcile_vs_idle_relay_p50 routes_reconcile_latency_relay_p50 routes_idle_latency_relay_p50
+	ratio routes_reconcile_vs_idle_relay_p99 routes_reconcile_latency_relay_p99 routes_idle_latency_relay_p99
+	ratio routes_reconcile_latency_p99_ratio routes_reconcile_latency_relay_p99 routes_reconcile_latency_broker_p99
+	# What the host saw: every route converged again, with the device's input.
+	curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/api/ndi/routes" >"$WORK/routes.json"
+	emit routes_converged_after "$(grep -o '"state":"converged"' "$WORK/routes.json" | wc -l)" count
+	emit routes_not_converged_after "$(grep -o '"state":"[a-z]*"' "$WORK/routes.json" | grep -vc converged)" count
+	emit_rss routes_after_reconcile
+	stop_host
+else
+	emit routes_reconcile_vs_idle_relay_p99 "n/a" "(routes not built)"
 fi
 
 # ---- results.json ------------------------------------------------------------------
