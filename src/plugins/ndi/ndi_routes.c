@@ -590,6 +590,16 @@ static json_t *ack(const char *req_id, const char *code, const char *action, con
 	return oh_ack_new(req_id, ndi_code_ok(code), code, action, actor, error, details);
 }
 
+/*
+ * The one place route and preset changes are recorded, once stored.
+ * TODO(audit): call oh_audit_record() here once the audit trail's ABI
+ * (issue 17) has landed; until then the change is logged.
+ */
+static void audit(struct ndi *n, const char *actor, const char *what, const char *target)
+{
+	oh_log(n->ctx, OH_LOG_INFO, "%s %s by %s", what, target, actor);
+}
+
 /* NULL when actor may drive device_id, else the holder's name (in buf). */
 static const char *held_by_other(struct ndi *n, const char *device_id, const char *actor, char *buf, size_t len)
 {
@@ -662,7 +672,7 @@ json_t *ndi_route_put(struct ndi *n, const char *req_id, const char *actor, cons
 	json_decref(doc);
 	if(rc)
 		return store_failed(req_id, "route", actor, rc);
-	/* TODO(audit): record the route change with oh_audit_record once that ABI has landed. */
+	audit(n, actor, "route", device_id);
 	struct route *r = route_set(n, device_id, source, recording, actor, since);
 	return ack(req_id, "OK", "route", actor, NULL, r ? route_json(r) : NULL);
 }
@@ -683,7 +693,7 @@ json_t *ndi_route_delete(struct ndi *n, const char *req_id, const char *actor, c
 	rc = oh_doc_delete(n->ctx, COLL_ROUTES, device_id);
 	if(rc)
 		return store_failed(req_id, "unroute", actor, rc);
-	/* TODO(audit): record the route removal with oh_audit_record once that ABI has landed. */
+	audit(n, actor, "unroute", device_id);
 	route_free(oh_map_remove(n->routes->routes, device_id));
 	/* The device is left as it is: without a route, it is the apps'. */
 	return ack(req_id, "OK", "unroute", actor, NULL, json_pack("{s:s}", "device_id", device_id));
@@ -799,7 +809,7 @@ json_t *ndi_preset_put(
 		json_decref(doc);
 		return store_failed(req_id, "preset", actor, rc);
 	}
-	/* TODO(audit): record the preset change with oh_audit_record once that ABI has landed. */
+	audit(n, actor, "preset put", name);
 	json_t *old = NULL;
 	if(oh_map_put(n->routes->presets, name, doc, (void **)&old)) {
 		json_decref(doc);
@@ -822,6 +832,7 @@ json_t *ndi_preset_delete(struct ndi *n, const char *req_id, const char *actor, 
 	if(rc)
 		return store_failed(req_id, "preset", actor, rc);
 	json_decref(oh_map_remove(n->routes->presets, name));
+	audit(n, actor, "preset delete", name);
 	return ack(req_id, "OK", "preset", actor, NULL, json_pack("{s:s}", "name", name));
 }
 
@@ -889,7 +900,7 @@ json_t *ndi_preset_apply(struct ndi *n, const char *req_id, const char *actor, c
 		}
 		return store_failed(req_id, "apply_preset", actor, rc ? rc : crc);
 	}
-	/* TODO(audit): record the preset's application with oh_audit_record once that ABI has landed. */
+	audit(n, actor, "apply_preset", name);
 	json_object_foreach((json_t *)routes, dev, v)
 	{
 		route_set(n, dev, json_string_value(json_object_get(v, "source")),
