@@ -413,6 +413,12 @@ typedef json_t *(*oh_job_exec_fn)(
  * and answers BAD_REQUEST.  OH_ERR_NOT_FOUND: the action is unknown
  * ("action: unknown action \"fly\""), answered BAD_ACTION (HTTP 400).
  */
+/* From minor OH_ABI_MINOR_DOCS (a plugin whose abi_minor says so), the
+ * host hands the check commands without device_id too (device_id then
+ * absent or null), for actions that name no one device (NDI's
+ * apply_preset): the check refuses them where the action needs one, with
+ * "device_id: missing (expected a string)".  For a plugin of an older
+ * minor, or without a check, the host requires device_id itself. */
 typedef int (*oh_job_validate_fn)(oh_ctx *ctx, const json_t *command /* borrowed */, char *err, size_t errlen);
 
 /*

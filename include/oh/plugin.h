@@ -31,7 +31,9 @@ extern "C" {
  * of minor m runs every plugin that needs minor m or less.
  * Minor 1: oh_topic_parse (host.h, "the topic layout").
  * Minor 2: oh_plugin.device_forgotten (the first reserved slot).
- * Minor OH_ABI_MINOR_DOCS: oh_doc_* (host.h, "documents"). */
+ * Minor OH_ABI_MINOR_DOCS: oh_doc_* (host.h, "documents"); a scheduler
+ *   check (oh_job_validate_fn) of a plugin of this minor also decides
+ *   whether a job's command may lack device_id. */
 #define OH_PLUGIN_ABI_MINOR 4
 /* The minor each addition came with, for a plugin's abi_minor: renumbering
  * an addition is a change of one line here. */

@@ -32,7 +32,8 @@
 /* A job's command; the module's own check (oh_job_validate_fn) then looks
  * at its action and params.  device_id may be absent only where the
  * module's check allows it (an action naming no one device, as NDI's
- * apply_preset); without a check it is required (check_commands). */
+ * apply_preset) and that check was written for minor OH_ABI_MINOR_DOCS or
+ * later; otherwise it is required (check_commands). */
 static const struct oh_vfield command_fields[] = {
 		OH_VFIELD("device_id", OH_VT_STRING, 0, .check = oh_vcheck_device_id),
 		OH_VFIELD("action", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 64),
@@ -82,7 +83,11 @@ static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **
 		snprintf(prefix, sizeof prefix, "commands[%zu].", i);
 		const char *dev = json_string_value(json_object_get(c, "device_id"));
 		const json_t *params = json_object_get(c, "params");
-		if(!dev && !sp->validate) {
+		/* Only a check written for minor OH_ABI_MINOR_DOCS or later knows
+		 * it may be handed a command without one. */
+		bool module_decides = sp->validate && sp->ctx->desc &&
+				sp->ctx->desc->abi_minor >= OH_ABI_MINOR_DOCS;
+		if(!dev && !module_decides) {
 			snprintf(err, errlen, "%sdevice_id: missing (expected a string)", prefix);
 			goto fail;
 		}

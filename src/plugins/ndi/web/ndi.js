@@ -485,8 +485,7 @@
       var r = row.route;
       var want = r ? r.desired.source : undefined;
       var state = r ? r.state : 'unrouted';
-      var tr = h('tr', { 'data-device': row.id, 'data-state': state,
-        class: state === 'failed' || state === 'drift' ? 'route-alert' : null });
+      var tr = h('tr', { 'data-device': row.id, 'data-state': state });
       tr.appendChild(h('td', { 'data-label': 'Device' }, h('code', { class: 'device-id' }, row.id)));
       var rec = h('input', { type: 'checkbox', 'data-rec': row.id, title: 'Record (the route\'s recording)',
         'aria-label': 'Record on ' + row.id });
