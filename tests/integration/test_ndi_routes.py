@@ -8,9 +8,10 @@ sending anything: after an agent kill and restart, after the viewer dies,
 after someone else switches the input, and across a host restart.  A
 refused command backs off (1 s, 2 s, 4 s ...), read from the ROUTE_STATE
 events.  A preset applies all or nothing against a lease, also from a
-scheduled job.
+scheduled job.  With API tokens the owner of a route is the token's name.
 """
 
+import hashlib
 import os
 import signal
 import time
@@ -230,3 +231,21 @@ def test_scheduled_preset_fires_and_routes_survive_a_host_restart(lab):
     lab.mqtt.wait_for(mod_status("rs-01"), shows("CAM-E"), since=since, timeout=10)
     assert host.delete("/api/ndi/routes/rs-01")[0] == 200
     assert host.get("/api/ndi/routes/rs-01")[0] == 404
+
+
+def test_with_tokens_the_owner_is_the_tokens_name(make_host):
+    secrets = {"carol": ("operator", "c" * 32), "vic": ("viewer", "v" * 32)}
+    host = make_host({"http": {"tokens": [
+        {"name": name, "role": role, "sha256": hashlib.sha256(secret.encode()).hexdigest()}
+        for name, (role, secret) in secrets.items()]}})
+
+    def auth(name):
+        return {"Authorization": "Bearer " + secrets[name][1]}
+
+    status, reply = host.put("/api/ndi/routes/rt-1", {"source": "CAM-1", "actor": "mallory"},
+                             headers=auth("carol"))
+    assert status == 200 and reply["details"]["owner"] == "carol", reply
+    status, reply = host.put("/api/ndi/routes/rt-1", {"source": "CAM-2"}, headers=auth("vic"))
+    assert status == 403, reply
+    status, route = host.get("/api/ndi/routes/rt-1", headers=auth("vic"))
+    assert status == 200 and route["desired"]["source"] == "CAM-1", route
