@@ -109,6 +109,8 @@ static void delete_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	"{\"type\": \"object\", \"required\": [\"mqtt\", \"uptime_s\", \"devices\", \"plugins\","            \
 	" \"version\", \"auth\"], \"properties\": {\"mqtt\": {\"type\": \"string\", \"enum\":"               \
 	" [\"connected\", \"disconnected\"]}, \"mqtt_error\": {\"type\": \"string\"},"                       \
+	" \"mqtt_protocol\": {\"type\": \"string\", \"enum\": [\"5\", \"3.1.1\"], \"description\":"          \
+	" \"the MQTT version of the connection, while connected\"},"                                         \
 	" \"uptime_s\": {\"type\": \"integer\", \"minimum\": 0}, \"devices\": {\"type\": \"integer\","       \
 	" \"minimum\": 0}, \"plugins\": {\"type\": \"array\", \"items\": {\"$ref\":"                         \
 	" \"#/components/schemas/PluginState\"}}, \"version\": {\"type\": \"string\"},"                      \
