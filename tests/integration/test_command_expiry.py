@@ -4,8 +4,8 @@ MQTT 5 by default, and the message expiry of relayed commands (issue 18,
 mosquitto 2.0:
 - the host speaks v5 (the broker's own log says "p5"; /healthz says "5"),
   and a command it relays, over MQTT or REST, reaches a v5 subscriber with
-  a MessageExpiryInterval of command_expiry_s, while its own acks and its
-  retained birth carry none;
+  a MessageExpiryInterval of command_expiry_s, and so does a scheduled
+  one, while its own acks and its retained birth carry none;
 - a command relayed while a device with a persistent session is away, and
   left queued longer than command_expiry_s, is dropped by the broker; one
   relayed within the interval is delivered.  The device is a paho 3.1.1
@@ -22,7 +22,6 @@ import threading
 import time
 
 import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
 
 from conftest import unique_name, wait_until
 from test_birth_message import ScriptedBroker
@@ -85,14 +84,19 @@ def test_v5_relays_commands_with_expiry(make_host, make_mqtt, broker):
     try:
         w.subscribe(dev_cmd("+"), EVT, STATUS)
         app = Ndi(host, make_mqtt())
+        # A scheduled command, due at the next whole second.
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(time.time()) + 1))
+        status, job = host.post("/api/ndi/jobs", {"actor": "alice", "at": when, "commands": [
+            {"device_id": "rpi-03", "action": "start", "params": {"source": "CAM-3"}}]})
+        assert status == 201, job
         mqtt_req = app.send("start", {"device_id": "rpi-01", "source": "CAM-1"})["req_id"]
         assert app.event(mqtt_req)["code"] == "DISPATCHED"
         rest_req = "rest-" + rid()
         status, body = host.post("/api/ndi/send", {"req_id": rest_req, "action": "stop",
                                                    "device_id": "rpi-02"})
         assert status == 202, body
-        for dev, req in (("rpi-01", mqtt_req), ("rpi-02", rest_req)):
-            m = w.wait_for(dev_cmd(dev), req)
+        for dev, needle in (("rpi-01", mqtt_req), ("rpi-02", rest_req), ("rpi-03", "alice")):
+            m = w.wait_for(dev_cmd(dev), needle)
             # Forwarded at once: the broker passes the interval on whole.
             assert m["expiry"] in (29, 30), m
         # Acks, events and retained state do not expire.
