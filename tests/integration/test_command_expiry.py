@@ -13,9 +13,9 @@ mosquitto 2.0:
   orchestrator-device holds a clean session, so the broker queues nothing
   for it;
 - mqtt.protocol "3.1.1" speaks 3.1.1 ("p2") and sends no expiry; "5"
-  against a broker that refuses v5 does not fall back and says why;
-- the two keys are validated by name.
-The fallback to 3.1.1 on RabbitMQ is test_registry_rabbitmq.py's.
+  against a broker that refuses v5 does not fall back and says why.
+The keys' validation is tests/unit/test_config.c's; the fallback to 3.1.1
+on RabbitMQ is test_registry_rabbitmq.py's.
 """
 
 import threading
@@ -166,16 +166,3 @@ def test_forced_v5_against_a_311_broker_says_why(make_host):
         assert "MQTT 5" in body["mqtt_error"] and "3.1.1" not in host.log(), body
     finally:
         fake.stop()
-
-
-def test_keys_are_validated_by_name(make_host):
-    host = make_host(start=False)
-    for text, key in (('{"mqtt": {"protocol": "4"}}', "mqtt.protocol"),
-                      ('{"command_expiry_s": -1}', "command_expiry_s"),
-                      ('{"command_expiry_s": "60"}', "command_expiry_s")):
-        host.write_config(text)
-        cp = host.run(["--config", host.config_path, "--check-config"])
-        assert cp.returncode != 0 and key in cp.stderr, (text, cp.stderr)
-    host.write_config('{"mqtt": {"protocol": "auto"}, "command_expiry_s": 0}')
-    cp = host.run(["--config", host.config_path, "--check-config"])
-    assert cp.returncode == 0, cp.stderr
