@@ -877,9 +877,9 @@ int mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const 
 	if(len > 268435455)
 		return OH_ERR_TOO_LARGE;
 	int rc;
-	/* The version of the next attempt while disconnected: a QoS 1 message
-	 * queued meanwhile keeps its list, and libmosquitto leaves it out if
-	 * that attempt ends in 3.1.1. */
+	/* While disconnected, the version of the next attempt: should a message
+	 * kept for it go out over 3.1.1 after all, libmosquitto writes
+	 * properties on v5 connections only. */
 	if(expiry_s && link->version == MQTT_LINK_V5) {
 		const mosquitto_property *props = expiry_props(link, expiry_s);
 		if(!props)
