@@ -520,40 +520,55 @@ host_connected() {
 	echo "bench: the host did not reconnect" >&2
 	return 1
 }
+# routes_scenario NAME ROUTED: the scenario above with ROUTED of the
+# ROUTES_N devices routed (0: the control, the same burst with nothing to
+# reconcile, which tells what the burst itself costs the relay).
+routes_scenario() {
+	local name=$1 routed=$2 dir=$WORK/$1
+	mkdir -p "$dir"
+	[ "$routed" -gt 0 ] && "$BENCH_BIN" routes --db "$dir/state.db" --n "$routed"
+	timeout 120 "$BENCH_BIN" fleet --mode announce --n "$ROUTES_N" --root "/$name" --port "$BROKER_PORT" \
+		--timeout 60 >/dev/null
+	start_host "$name" "/$name"
+	sleep 4   # the host's start-up grace for restored routes (STARTUP_GRACE_MS) and then some
+	emit_rss "${name}_${routed}_restored"
+	bench latency --mode both --n 2000 --root "/$name" --name "${name}_idle_latency"
+	restart_broker
+	host_connected
+	LAT_AT=$(( $(date +%s) + 2 ))
+	bench latency --mode both --n 1000000 --warmup 0 --at "$LAT_AT" --duration 10 \
+		--root "/$name" --name "${name}_reconcile_latency" >"$dir/latency.txt" &
+	LAT_PID=$!
+	PIDS+=("$LAT_PID")
+	while [ "$(date +%s)" -lt "$LAT_AT" ]; do sleep 0.05; done
+	sleep 0.5
+	# Without routes nobody sends the fleet anything: it stops with the window.
+	bench fleet --n "$ROUTES_N" --root "/$name" --timeout "$([ "$routed" -gt 0 ] && echo 60 || echo 11)" \
+		--name "${name}_fleet"
+	wait "$LAT_PID" || true
+	cat "$dir/latency.txt"
+	ratio "${name}_reconcile_vs_idle_relay_p50" "${name}_reconcile_latency_relay_p50" "${name}_idle_latency_relay_p50"
+	ratio "${name}_reconcile_vs_idle_relay_p99" "${name}_reconcile_latency_relay_p99" "${name}_idle_latency_relay_p99"
+	if [ "$routed" -gt 0 ]; then
+		# What the host saw: every route converged again, with the device's input.
+		curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/api/ndi/routes" >"$dir/routes.json"
+		emit "${name}_converged_after" "$(grep -o '"state":"converged"' "$dir/routes.json" | wc -l)" count
+		emit "${name}_not_converged_after" "$(grep -o '"state":"[a-z]*"' "$dir/routes.json" | grep -vc converged)" count
+	fi
+	emit_rss "${name}_after_reconcile"
+	stop_host
+}
 if ! want routes; then
 	:
 elif [ "$BROKER" != mosquitto ]; then
 	emit routes_reconcile_vs_idle_relay_p99 "n/a" "(mosquitto only: the scenario restarts the broker)"
 elif grep -aq ROUTE_STATE "$HOST_BIN"; then
-	mkdir -p "$WORK/routes"
-	"$BENCH_BIN" routes --db "$WORK/routes/state.db" --n "$ROUTES_N"
-	timeout 120 "$BENCH_BIN" fleet --mode announce --n "$ROUTES_N" --root /routes --port "$BROKER_PORT" \
-		--timeout 60 >/dev/null
-	start_host routes /routes
-	sleep 4   # the host's start-up grace for restored routes (STARTUP_GRACE_MS) and then some
-	emit_rss "routes_${ROUTES_N}_restored"
-	bench latency --mode both --n 2000 --root /routes --name routes_idle_latency
-	restart_broker
-	host_connected
-	LAT_AT=$(( $(date +%s) + 2 ))
-	bench latency --mode both --n 1000000 --warmup 0 --at "$LAT_AT" --duration 10 \
-		--root /routes --name routes_reconcile_latency >"$WORK/routes-latency.txt" &
-	LAT_PID=$!
-	PIDS+=("$LAT_PID")
-	while [ "$(date +%s)" -lt "$LAT_AT" ]; do sleep 0.05; done
-	sleep 0.5
-	bench fleet --n "$ROUTES_N" --root /routes --timeout 60 --name routes_fleet
-	wait "$LAT_PID" || true
-	cat "$WORK/routes-latency.txt"
-	ratio routes_reconcile_vs_idle_relay_p50 routes_reconcile_latency_relay_p50 routes_idle_latency_relay_p50
-	ratio routes_reconcile_vs_idle_relay_p99 routes_reconcile_latency_relay_p99 routes_idle_latency_relay_p99
-	ratio routes_reconcile_latency_p99_ratio routes_reconcile_latency_relay_p99 routes_reconcile_latency_broker_p99
-	# What the host saw: every route converged again, with the device's input.
-	curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/api/ndi/routes" >"$WORK/routes.json"
-	emit routes_converged_after "$(grep -o '"state":"converged"' "$WORK/routes.json" | wc -l)" count
-	emit routes_not_converged_after "$(grep -o '"state":"[a-z]*"' "$WORK/routes.json" | grep -vc converged)" count
-	emit_rss routes_after_reconcile
-	stop_host
+	routes_scenario routes "$ROUTES_N"
+	routes_scenario routes_control 0
+	# The target: relay round trips while 10,000 devices reconcile, over the
+	# same burst with nothing to reconcile, and over the idle host.
+	ratio routes_reconcile_vs_control_relay_p50 routes_reconcile_latency_relay_p50 routes_control_reconcile_latency_relay_p50
+	ratio routes_reconcile_vs_control_relay_p99 routes_reconcile_latency_relay_p99 routes_control_reconcile_latency_relay_p99
 else
 	emit routes_reconcile_vs_idle_relay_p99 "n/a" "(routes not built)"
 fi

@@ -20,6 +20,11 @@
  *   waits (settle timer) instead of sending the same command again;
  * - failures back off per device, 1 s doubling to 60 s, on that device's
  *   own timer: one device's failures never delay another's;
+ * - commands leave at most SEND_RATE per second (a token bucket of
+ *   SEND_BURST): ten thousand devices coming back at once would otherwise
+ *   put tens of thousands of commands and events in front of the host's
+ *   MQTT output, and an unrelated command relayed then waited seconds
+ *   behind them (make bench, scenario 7, "lost" round trips);
  * - a broker restart resends every retained status: unchanged statuses are
  *   dropped by ndi_status.c, device status messages only queue the route,
  *   and a converged route costs a comparison and publishes nothing;
@@ -48,6 +53,13 @@
 #define MAX_PRESETS 1000
 /* Routes evaluated per loop turn: other work runs between batches. */
 #define BATCH 256
+/* Commands the reconciler sends per second, and at once: each brings about
+ * three messages more (COMPLETED, two ROUTE_STATE), so 1000/s stays far
+ * below the host's relay rate (docs/performance.md) while 10,000 devices
+ * are served in about 10 s; one route change is sent at once. */
+#define SEND_RATE 1000.0
+#define SEND_BURST 100.0
+#define PACE_MS 10
 /* Restored routes wait this long for the devices' retained statuses before
  * a device that said nothing is sent anything. */
 #define STARTUP_GRACE_MS 3000
@@ -93,6 +105,8 @@ struct ndi_routes {
 	struct oh_list queue;   /* struct route, waiting for evaluate() */
 	oh_timer_id pump;
 	oh_timer_id grace; /* armed after start-up: see STARTUP_GRACE_MS */
+	double tokens;     /* commands that may leave now (SEND_RATE) */
+	double refilled;   /* monotonic seconds of the last refill */
 };
 
 static double now_wall(void)
@@ -167,21 +181,51 @@ static void set_state(struct route *r, enum rstate s)
 
 /* ---- the controller ------------------------------------------------------------ */
 
-static void evaluate(struct route *r);
+static bool evaluate(struct route *r);
+
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Whether a command may leave now (SEND_RATE); takes its token. */
+static bool take_token(struct ndi_routes *rs)
+{
+	double now = now_mono();
+
+	rs->tokens += (now - rs->refilled) * SEND_RATE;
+	if(rs->tokens > SEND_BURST)
+		rs->tokens = SEND_BURST;
+	rs->refilled = now;
+	if(rs->tokens < 1)
+		return false;
+	rs->tokens -= 1;
+	return true;
+}
 
 static void pump(oh_ctx *ctx, void *ud)
 {
 	struct ndi_routes *rs = ud;
+	unsigned ms = 0;
 
 	rs->pump = OH_TIMER_NONE;
 	for(int i = 0; i < BATCH && rs->queue.first; i++) {
 		struct route *r = oh_list_entry(rs->queue.first, struct route, qlink);
 		oh_list_remove(&rs->queue, &r->qlink);
 		r->queued = false;
-		evaluate(r);
+		if(!evaluate(r)) {
+			/* Out of tokens: first in line when they come. */
+			r->queued = true;
+			oh_list_push_front(&rs->queue, &r->qlink);
+			ms = PACE_MS;
+			break;
+		}
 	}
 	if(rs->queue.first)
-		rs->pump = oh_timer_add(ctx, 0, false, pump, rs);
+		rs->pump = oh_timer_add(ctx, ms, false, pump, rs);
 }
 
 static void enqueue(struct route *r)
@@ -309,8 +353,9 @@ static void on_timer(oh_ctx *ctx, void *ud)
 }
 
 /* Looks at the route and the device as they are now and does the one next
- * thing: nothing, wait, or send one command. */
-static void evaluate(struct route *r)
+ * thing: nothing, wait, or send one command.  false: a command is due but
+ * SEND_RATE says not yet (the route is to be looked at again). */
+static bool evaluate(struct route *r)
 {
 	struct ndi *n = r->n;
 	char action[16];
@@ -321,23 +366,25 @@ static void evaluate(struct route *r)
 		timer_stop(r);
 		r->failures = 0;
 		set_state(r, RS_OFFLINE);
-		return;
+		return true;
 	}
 	if(r->req_id[0] || r->settling)
-		return;
+		return true;
 	if(!next_command(r, action, sizeof action, &with_source)) {
 		timer_stop(r);
 		r->failures = 0;
 		free(r->error);
 		r->error = NULL;
 		set_state(r, RS_CONVERGED);
-		return;
+		return true;
 	}
 	if(r->timer) { /* backing off: the timer evaluates again */
 		if(r->state != RS_FAILED)
 			set_state(r, RS_DRIFT);
-		return;
+		return true;
 	}
+	if(!take_token(n->routes))
+		return false;
 	params = with_source ? json_pack("{s:s}", "source", r->source) : json_object();
 	oh_new_id(r->req_id, sizeof r->req_id);
 	snprintf(r->sent, sizeof r->sent, "%s", action);
@@ -348,7 +395,7 @@ static void evaluate(struct route *r)
 		if(r->state != RS_FAILED)
 			set_state(r, RS_CONVERGING);
 		json_decref(ack);
-		return;
+		return true;
 	}
 	r->req_id[0] = '\0';
 	const char *err = json_string_value(json_object_get(ack, "error"));
@@ -357,6 +404,7 @@ static void evaluate(struct route *r)
 	snprintf(why, sizeof why, "%s %s: %s", action, code ? code : "ERROR", err ? err : oh_strerror(rc));
 	json_decref(ack);
 	fail(r, why);
+	return true;
 }
 
 /* ---- the table ------------------------------------------------------------------ */
@@ -530,6 +578,8 @@ int ndi_routes_start(struct ndi *n)
 	 * the routes of those devices are evaluated as their status comes, the
 	 * rest once the grace is over, so nothing is sent on a stale view. */
 	n->routes->grace = oh_timer_add(ctx, STARTUP_GRACE_MS, false, grace_over, n->routes);
+	n->routes->tokens = SEND_BURST;
+	n->routes->refilled = now_mono();
 	rc = oh_doc_load(ctx, COLL_ROUTES, load_route, n);
 	if(!rc)
 		rc = oh_doc_load(ctx, COLL_PRESETS, load_preset, n);
