@@ -146,7 +146,11 @@ static size_t backlog_limit(const struct client *c)
 /* Drops c, counted, if it is behind by more than the limit; whether it did. */
 static bool client_over_limit(struct client *c)
 {
-	if(http_stream_backlog(c->st) + c->withheld <= backlog_limit(c))
+	size_t behind = http_stream_backlog(c->st) + c->withheld;
+	struct counters *st = &c->ev->host->stats;
+	if(behind > st->sse_behind_peak)
+		st->sse_behind_peak = behind;
+	if(behind <= backlog_limit(c))
 		return false;
 	metrics_limit_refusal("max_sse_backlog_bytes");
 	client_drop(c, "it fell behind by more than limits.max_sse_backlog_bytes");
