@@ -76,12 +76,26 @@ struct client {
 	bool dropped;    /* aborted, waiting for on_gone */
 };
 
+/* The registry events made for the latest snapshot, by the seq they bring
+ * a client from (0: the whole snapshot), so that every client at one seq,
+ * and every client connecting, shares one buffer: 1000 pages (re)opening
+ * at 10,000 devices would otherwise be 1000 copies of 3.4 MB. */
+struct delta_cache {
+	struct {
+		uint64_t since;
+		struct shared_buf *msg; /* owned */
+	} e[DELTA_CACHE];
+	int n;
+	uint64_t seq; /* the snapshot's: what they bring clients to */
+};
+
 struct events {
 	struct host *host;
 	struct oh_list clients; /* of struct client */
 	struct event *ev_ping;
 	struct event *ev_catch_up; /* pending while a client is held back */
 	uint64_t seq;              /* of the last snapshot the listeners were given */
+	struct delta_cache cache;
 };
 
 /* The link callbacks in main.c reach the state through the host; as struct
@@ -219,16 +233,6 @@ static const char *broker_json(bool up)
 
 /* ---- registry events ------------------------------------------------------------- */
 
-/* The registry events of one round, by the seq they bring a client from. */
-struct delta_cache {
-	struct {
-		uint64_t since;
-		struct shared_buf *msg; /* owned */
-	} e[DELTA_CACHE];
-	int n;
-	uint64_t seq; /* what they bring clients to */
-};
-
 static void delta_cache_clear(struct delta_cache *dc)
 {
 	for(int i = 0; i < dc->n; i++)
@@ -236,31 +240,50 @@ static void delta_cache_clear(struct delta_cache *dc)
 	dc->n = 0;
 }
 
-/* The event that brings a client at seq since to the current snapshot (a
- * registry_delta, or the whole registry when since is 0, too old or from
- * another run), formatted once per round; a new reference, NULL when out of
- * memory.  dc->seq is the snapshot's seq afterwards. */
-static struct shared_buf *registry_event(struct events *ev, struct delta_cache *dc, uint64_t since)
+static struct shared_buf *delta_cache_get(struct delta_cache *dc, uint64_t since)
 {
 	for(int i = 0; i < dc->n; i++)
 		if(dc->e[i].since == since)
 			return shared_buf_ref(dc->e[i].msg);
+	return NULL;
+}
+
+/* Keeps dc for snapshot seq, emptied when it is another one's. */
+static void delta_cache_at(struct delta_cache *dc, uint64_t seq)
+{
+	if(dc->seq != seq)
+		delta_cache_clear(dc);
+	dc->seq = seq;
+}
+
+/* The event that brings a client at seq since to the latest snapshot (a
+ * registry_delta, or the whole registry when since is 0, too old or from
+ * another run); a new reference, NULL when out of memory.  ev->cache.seq is
+ * the seq it brings the client to. */
+static struct shared_buf *registry_event(struct events *ev, uint64_t since)
+{
 	struct snapshot *s = ev->host->snapshot;
-	struct shared_buf *body = NULL, *msg = NULL;
+	struct delta_cache *dc = &ev->cache;
+	delta_cache_at(dc, snapshot_seq(s));
+	struct shared_buf *msg = delta_cache_get(dc, since);
+	if(msg)
+		return msg;
+	struct shared_buf *body = NULL;
 	bool whole = true;
 	if(since)
 		snapshot_delta(s, since, &body, &whole);
 	else
 		body = snapshot_get(s);
-	uint64_t seq = snapshot_seq(s);
+	delta_cache_at(dc, snapshot_seq(s)); /* either may have built a new one */
+	if(whole && (msg = delta_cache_get(dc, 0))) {
+		shared_buf_unref(body);
+		return msg;
+	}
 	if(body)
-		msg = sse_format(whole ? "registry" : "registry_delta", seq, body->data, body->len);
+		msg = sse_format(whole ? "registry" : "registry_delta", dc->seq, body->data, body->len);
 	shared_buf_unref(body);
-	if(dc->n && dc->seq != seq) /* a change was built in meanwhile: start over */
-		delta_cache_clear(dc);
-	dc->seq = seq;
 	if(msg && dc->n < DELTA_CACHE) {
-		dc->e[dc->n].since = since;
+		dc->e[dc->n].since = whole ? 0 : since;
 		dc->e[dc->n++].msg = shared_buf_ref(msg);
 	}
 	return msg;
@@ -269,7 +292,7 @@ static struct shared_buf *registry_event(struct events *ev, struct delta_cache *
 /* Brings c to the current snapshot, unless it is held back (see the top):
  * then fresh (bytes of the round's new delta) counts against it.  Whether
  * it is held back. */
-static bool client_sync(struct client *c, struct delta_cache *dc, size_t fresh)
+static bool client_sync(struct client *c, size_t fresh)
 {
 	struct events *ev = c->ev;
 	if(c->dropped || client_stalled(c))
@@ -278,14 +301,14 @@ static bool client_sync(struct client *c, struct delta_cache *dc, size_t fresh)
 		c->withheld += fresh;
 		return !client_over_limit(c);
 	}
-	struct shared_buf *msg = registry_event(ev, dc, c->seq);
+	struct shared_buf *msg = registry_event(ev, c->seq);
 	if(!msg) {
 		client_drop(c, oh_strerror(OH_ERR_NOMEM));
 		return false;
 	}
-	if(c->seq != dc->seq) {
+	if(c->seq != ev->cache.seq) {
 		client_send(c, msg);
-		c->seq = dc->seq;
+		c->seq = ev->cache.seq;
 		c->withheld = 0;
 	}
 	shared_buf_unref(msg);
@@ -294,16 +317,15 @@ static bool client_sync(struct client *c, struct delta_cache *dc, size_t fresh)
 
 /* Every client behind ev->seq is brought there, or counted as held back
  * (fresh: the bytes of this round's delta); while some are, the catch-up
- * timer looks again.  Clears dc. */
-static void sync_all(struct events *ev, struct delta_cache *dc, size_t fresh)
+ * timer looks again. */
+static void sync_all(struct events *ev, size_t fresh)
 {
 	bool held = false;
 	for(struct oh_list_node *n = ev->clients.first; n; n = n->next) {
 		struct client *c = oh_list_entry(n, struct client, link);
 		if(c->seq < ev->seq)
-			held |= client_sync(c, dc, fresh);
+			held |= client_sync(c, fresh);
 	}
-	delta_cache_clear(dc);
 	if(held && !evtimer_pending(ev->ev_catch_up, NULL)) {
 		struct timeval tv = {0, CATCH_UP_MS * 1000};
 		evtimer_add(ev->ev_catch_up, &tv);
@@ -312,8 +334,7 @@ static void sync_all(struct events *ev, struct delta_cache *dc, size_t fresh)
 
 static void on_catch_up(evutil_socket_t fd, short what, void *arg)
 {
-	struct delta_cache dc = {0};
-	sync_all(arg, &dc, 0);
+	sync_all(arg, 0);
 }
 
 static void on_gone(struct http_stream *st, void *ud)
@@ -325,6 +346,7 @@ static void on_gone(struct http_stream *st, void *ud)
 	if(oh_list_empty(&ev->clients)) {
 		event_del(ev->ev_ping);
 		event_del(ev->ev_catch_up);
+		delta_cache_clear(&ev->cache);
 	}
 }
 
@@ -379,16 +401,14 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	/* The whole snapshot, or what changed since its Last-Event-ID.  An id
 	 * equal to the current seq still gets an (empty) delta: the page learns
 	 * that it is up to date. */
-	struct delta_cache dc = {0};
-	struct shared_buf *msg = registry_event(ev, &dc, c->seq);
+	struct shared_buf *msg = registry_event(ev, c->seq);
 	if(msg) {
 		client_send(c, msg);
-		c->seq = dc.seq;
+		c->seq = ev->cache.seq;
 	} else {
 		client_drop(c, oh_strerror(OH_ERR_NOMEM));
 	}
 	shared_buf_unref(msg);
-	delta_cache_clear(&dc);
 }
 
 /* ---- sources ---------------------------------------------------------------------- */
@@ -402,11 +422,10 @@ static void on_snapshot(struct shared_buf *snap, void *ud)
 		return;
 	/* The round's delta (what everyone at prev gets), first, so that its
 	 * size is known for the clients held back. */
-	struct delta_cache dc = {0};
-	struct shared_buf *fresh = prev ? registry_event(ev, &dc, prev) : NULL;
+	struct shared_buf *fresh = prev ? registry_event(ev, prev) : NULL;
 	size_t n = fresh ? fresh->len : snap->len;
 	shared_buf_unref(fresh);
-	sync_all(ev, &dc, n);
+	sync_all(ev, n);
 }
 
 /* An event the host publishes on {root}/orchestrator/{module}/evt (the
@@ -529,6 +548,7 @@ void events_free(struct host *h)
 	}
 	event_free(ev->ev_ping);
 	event_free(ev->ev_catch_up);
+	delta_cache_clear(&ev->cache);
 	free(ev);
 	the_events = NULL;
 	host_publish_tap(h, NULL);
