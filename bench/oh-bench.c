@@ -1200,7 +1200,7 @@ static void sse_apply(struct sse_client *c)
 		c->dev[p->idx[i]] = p->hash[i];
 	for(long i = 0; i < p->n_removed; i++)
 		c->dev[p->removed[i]] = 0;
-	if(c->ev_id != p->seq)
+	if(c->ev_id && c->ev_id != p->seq) /* ids: none before deltas */
 		c->bad++;
 	c->seq = p->seq;
 }
@@ -1456,7 +1456,9 @@ static void cmd_sse(void)
 		double quiet = now_s() + 1.0;
 		while(now_s() < quiet)
 			sse_pump(20);
-		reg = http_get_json("/api/registry");
+		double give_up = now_s() + opt.timeout_s;
+		while(!(reg = http_get_json("/api/registry")) && now_s() < give_up)
+			sse_pump(100); /* a host digesting the load answers late */
 		if(!reg)
 			die("GET /api/registry failed");
 		uint64_t seq = (uint64_t)json_integer_value(json_object_get(reg, "seq"));

@@ -33,8 +33,9 @@
  * limits.max_sse_backlog_bytes, it is not sent more deltas: they are held
  * back, and once it has read down below that it gets one delta since its
  * seq, which merges all it missed (a device changed ten times is in it
- * once).  What it is behind (backlog plus the deltas held back) is bounded
- * by limits.max_sse_backlog_bytes: past that, or when it read nothing for
+ * once).  What it is behind (its backlog plus that one delta, at most the
+ * whole snapshot) is bounded by limits.max_sse_backlog_bytes: past that, or
+ * when it read nothing for
  * MAX_STALL_S, it is cut off (counted as a refusal of that limit), and
  * EventSource reconnects with Last-Event-ID.  Other events are queued as
  * they come and count towards the same bound.  At most
@@ -72,7 +73,7 @@ struct client {
 	struct events *ev;
 	struct http_stream *st;
 	uint64_t seq;    /* the id of the last registry event queued to it */
-	size_t withheld; /* bytes of deltas held back since (see the top) */
+	size_t withheld; /* while held back: the delta that would bring it up to date */
 	bool dropped;    /* aborted, waiting for on_gone */
 };
 
@@ -290,41 +291,42 @@ static struct shared_buf *registry_event(struct events *ev, uint64_t since)
 }
 
 /* Brings c to the current snapshot, unless it is held back (see the top):
- * then fresh (bytes of the round's new delta) counts against it.  Whether
- * it is held back. */
-static bool client_sync(struct client *c, size_t fresh)
+ * then what it misses is the one delta that would bring it up to date,
+ * which counts against the limit (it is built anyway for its catch-up, and
+ * shared by every client held back at the same seq).  Whether it is held
+ * back. */
+static bool client_sync(struct client *c)
 {
 	struct events *ev = c->ev;
 	if(c->dropped || client_stalled(c))
 		return false;
-	if(http_stream_backlog(c->st) > backlog_limit(c) / 4) {
-		c->withheld += fresh;
-		return !client_over_limit(c);
-	}
 	struct shared_buf *msg = registry_event(ev, c->seq);
 	if(!msg) {
 		client_drop(c, oh_strerror(OH_ERR_NOMEM));
 		return false;
 	}
-	if(c->seq != ev->cache.seq) {
+	bool held = http_stream_backlog(c->st) > backlog_limit(c) / 4;
+	if(held) {
+		c->withheld = msg->len;
+		held = !client_over_limit(c);
+	} else if(c->seq != ev->cache.seq) {
+		c->withheld = 0;
 		client_send(c, msg);
 		c->seq = ev->cache.seq;
-		c->withheld = 0;
 	}
 	shared_buf_unref(msg);
-	return false;
+	return held;
 }
 
-/* Every client behind ev->seq is brought there, or counted as held back
- * (fresh: the bytes of this round's delta); while some are, the catch-up
- * timer looks again. */
-static void sync_all(struct events *ev, size_t fresh)
+/* Every client behind ev->seq is brought there, or counted as held back;
+ * while some are, the catch-up timer looks again. */
+static void sync_all(struct events *ev)
 {
 	bool held = false;
 	for(struct oh_list_node *n = ev->clients.first; n; n = n->next) {
 		struct client *c = oh_list_entry(n, struct client, link);
 		if(c->seq < ev->seq)
-			held |= client_sync(c, fresh);
+			held |= client_sync(c);
 	}
 	if(held && !evtimer_pending(ev->ev_catch_up, NULL)) {
 		struct timeval tv = {0, CATCH_UP_MS * 1000};
@@ -334,7 +336,7 @@ static void sync_all(struct events *ev, size_t fresh)
 
 static void on_catch_up(evutil_socket_t fd, short what, void *arg)
 {
-	sync_all(arg, 0);
+	sync_all(arg);
 }
 
 static void on_gone(struct http_stream *st, void *ud)
@@ -418,14 +420,8 @@ static void on_snapshot(struct shared_buf *snap, void *ud)
 	struct events *ev = ud;
 	uint64_t prev = ev->seq;
 	ev->seq = snapshot_seq(ev->host->snapshot);
-	if(oh_list_empty(&ev->clients) || ev->seq == prev)
-		return;
-	/* The round's delta (what everyone at prev gets), first, so that its
-	 * size is known for the clients held back. */
-	struct shared_buf *fresh = prev ? registry_event(ev, prev) : NULL;
-	size_t n = fresh ? fresh->len : snap->len;
-	shared_buf_unref(fresh);
-	sync_all(ev, n);
+	if(!oh_list_empty(&ev->clients) && ev->seq != prev)
+		sync_all(ev);
 }
 
 /* An event the host publishes on {root}/orchestrator/{module}/evt (the

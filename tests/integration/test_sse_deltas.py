@@ -126,19 +126,20 @@ def test_a_slow_client_is_cut_off_and_catches_up(make_host, mqtt):
     limit = 64 * 1024
     host = make_host({"limits": {"max_sse_backlog_bytes": limit}})
     host.wait_connected()
-    ids = ["s-%02d" % i for i in range(40)]
+    ids = ["s-%02d" % i for i in range(80)]
     pad = "x" * 1000
     for d in ids:
         announce(mqtt, d, pad=pad)
-    wait_until(lambda: len(registry(host)["devices"]) == 40, 5, msg="forty devices")
+    wait_until(lambda: len(registry(host)["devices"]) == 80, 5, msg="eighty devices")
     # A small receive buffer: what it does not read stays with the host.
     s = EventStream(host, rcvbuf=4096)
     m = Mirror()
-    m.follow(s, lambda st: len(st["devices"]) == 40)
+    m.follow(s, lambda st: len(st["devices"]) == 80)
     s.pause()
     assert refusals(host, "max_sse_backlog_bytes") == 0
-    # Every round changes every device (~40 KB of deltas): the host holds
-    # them back, and cuts the client off once it is behind by the limit.
+    # Every round changes every device (~80 KB of deltas): the host holds
+    # them back, and cuts the client off once the one delta that would bring
+    # it up to date, with its backlog, is over the limit.
     for n in range(60):
         for d in ids:
             mqtt.publish("%s/device/%s/status" % (ROOT, d), {"online": True, "n": n}, retain=True)
