@@ -33,9 +33,9 @@
  * limits.max_sse_backlog_bytes, it is not sent more deltas: they are held
  * back, and once it has read down below that it gets one delta since its
  * seq, which merges all it missed (a device changed ten times is in it
- * once).  What it is behind (its backlog plus that one delta, at most the
- * whole snapshot) is bounded by limits.max_sse_backlog_bytes: past that, or
- * when it read nothing for
+ * once).  What it is behind (its backlog besides the last registry event
+ * queued, plus that one delta) is bounded by limits.max_sse_backlog_bytes:
+ * past that, or when it read nothing for
  * MAX_STALL_S, it is cut off (counted as a refusal of that limit), and
  * EventSource reconnects with Last-Event-ID.  Other events are queued as
  * they come and count towards the same bound.  At most
@@ -63,8 +63,8 @@
 #define MAX_STALL_S 8.0
 /* While clients are held back, how often to see whether they read down. */
 #define CATCH_UP_MS 100
-/* Deltas built per round, one per distinct client seq; more are rare (each
- * client that is behind at another seq) and are built without the cache. */
+/* Registry events kept for the latest snapshot, one per distinct client
+ * seq; more are rare (clients behind at many seqs) and are built uncached. */
 #define DELTA_CACHE 8
 #define RETRY_MS "2000"
 
@@ -73,6 +73,7 @@ struct client {
 	struct events *ev;
 	struct http_stream *st;
 	uint64_t seq;    /* the id of the last registry event queued to it */
+	size_t last_reg; /* that event's size */
 	size_t withheld; /* while held back: the delta that would bring it up to date */
 	bool dropped;    /* aborted, waiting for on_gone */
 };
@@ -158,10 +159,15 @@ static size_t backlog_limit(const struct client *c)
 	return (size_t)c->ev->host->cfg.limits.max_sse_backlog_bytes;
 }
 
-/* Drops c, counted, if it is behind by more than the limit; whether it did. */
+/* Drops c, counted, if it is behind by more than the limit; whether it did.
+ * Behind: what is queued besides the last registry event (the least it
+ * must read to be in sync: a page on a slow link reading a 3.4 MB snapshot
+ * is not behind for that, or it would be cut off and sent the same again
+ * for ever), plus the delta that would bring it up to date. */
 static bool client_over_limit(struct client *c)
 {
-	size_t behind = http_stream_backlog(c->st) + c->withheld;
+	size_t queued = http_stream_backlog(c->st);
+	size_t behind = (queued > c->last_reg ? queued - c->last_reg : 0) + c->withheld;
 	struct counters *st = &c->ev->host->stats;
 	if(behind > st->sse_behind_peak)
 		st->sse_behind_peak = behind;
@@ -313,6 +319,7 @@ static bool client_sync(struct client *c)
 		c->withheld = 0;
 		client_send(c, msg);
 		c->seq = ev->cache.seq;
+		c->last_reg = msg->len;
 	}
 	shared_buf_unref(msg);
 	return held;
@@ -407,6 +414,7 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	if(msg) {
 		client_send(c, msg);
 		c->seq = ev->cache.seq;
+		c->last_reg = msg->len;
 	} else {
 		client_drop(c, oh_strerror(OH_ERR_NOMEM));
 	}
