@@ -187,3 +187,12 @@ def test_the_devices_page_applies_deltas(make_host, mqtt, browser):
     assert host.delete("/api/devices/p-b")[0] == 200
     b.wait_until(lambda: b.count("tr[data-device='p-b']") == 0, msg="p-b removed")
     assert b.js("return window.__not_reloaded;") == 42
+    # A new run of the host: EventSource resumes with an id of the old run
+    # and gets the whole snapshot, which the page takes in place of its copy.
+    host.restart()
+    host.wait_connected()
+    mqtt.publish(ROOT + "/device/p-a/status", {"online": True}, retain=True)
+    b.wait_for_text("tr[data-device='p-a'] .badge", "online", timeout=15)
+    assert b.js("return window.__not_reloaded;") == 42
+    b.wait_until(lambda: b.js("return OH.live.snapshot.seq;") == registry(host)["seq"],
+                 msg="the page at the new run's seq")
