@@ -189,3 +189,11 @@ class Mirror:
             self._pos[id(stream)] = ev["index"] + 1
             if pred is None or pred(self.state):
                 return ev
+
+    def drain(self, stream):
+        """Applies the registry events the stream has already received (a
+        stream that ended: the whole events it got before it was cut)."""
+        for ev in stream.events[self._pos.get(id(stream), 0):]:
+            if ev.get("event") in REGISTRY_EVENTS:
+                self.apply(ev)
+            self._pos[id(stream)] = ev["index"] + 1
