@@ -24,7 +24,7 @@
  *   SEND_BURST): ten thousand devices coming back at once would otherwise
  *   put tens of thousands of commands and events in front of the host's
  *   MQTT output, and an unrelated command relayed then waited seconds
- *   behind them (make bench, scenario 7, "lost" round trips);
+ *   behind them (make bench, scenario 8, "lost" round trips);
  * - a broker restart resends every retained status: unchanged statuses are
  *   dropped by ndi_status.c, device status messages only queue the route,
  *   and a converged route costs a comparison and publishes nothing;
