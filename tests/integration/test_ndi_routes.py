@@ -114,6 +114,34 @@ def test_reported_other_input_is_corrected(lab):
     lab.mqtt.wait_for(EVT, route_state("ri-01", "converged"), since=since, timeout=10)
 
 
+def test_correction_held_back_by_the_send_rate_shows_drift(lab):
+    # A converged route whose device switches while the reconciler's send
+    # rate is spent (here by a preset of devices that never answer, as
+    # after a site restart) waits its turn: meanwhile it is in drift, not
+    # converged as before.
+    lab.simulated("rd-")
+    lab.mqtt.wait_for(mod_status("rd-01"), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(lab.host, "rd-01", {"source": "CAM-1"})
+    lab.mqtt.wait_for(EVT, route_state("rd-01", "converged"), since=since, timeout=10)
+    ghosts = {"rd-ghost-%04d" % i: {"source": "CAM-G"} for i in range(1500)}
+    assert lab.host.put("/api/ndi/presets/flood", {"routes": ghosts})[0] == 200
+    since = lab.mqtt.mark()
+    assert lab.host.post("/api/ndi/presets/flood/apply", {})[0] == 200
+    # At most 500 commands/s: the ghosts' take about 3 s from the first
+    # (held back until 3 s after the host's start for devices unheard of).
+    lab.mqtt.wait_for(EVT, route_state("rd-ghost-0000", "converging"), since=since, timeout=10)
+    since = lab.mqtt.mark()
+    lab.mqtt.publish("/lab/device/rd-01/ndi/cmd", {
+        "req_id": "sneak-rd", "actor": "app", "action": "set_input",
+        "params": {"device_id": "rd-01", "source": "CAM-9"}})
+    lab.mqtt.wait_for(mod_status("rd-01"), shows("CAM-9"), since=since, timeout=10)
+    route = lab.host.get("/api/ndi/routes/rd-01")[1]
+    assert route["actual"]["source"] == "CAM-9", route
+    assert route["state"] == "drift", route
+    lab.mqtt.wait_for(mod_status("rd-01"), shows("CAM-1"), since=since, timeout=15)
+
+
 def test_killed_viewer_comes_back(lab):
     lab.real("rv-1")
     lab.mqtt.wait_for(mod_status("rv-1"), timeout=10)

@@ -139,6 +139,22 @@ static bool actual_of(struct ndi *n, const char *id, const char **input, bool *r
 	return st != NULL;
 }
 
+static bool next_command(const struct route *r, char *action, size_t len, bool *with_source);
+
+/* The state to show: a converged route whose device has since reported
+ * something else is in drift until evaluate() sends the correction, which
+ * SEND_RATE may hold back for seconds when many devices come back at once
+ * (the route waits in the queue still marked converged). */
+static enum rstate shown_state(const struct route *r)
+{
+	char next[16];
+	bool with_source;
+
+	if(r->state == RS_CONVERGED && next_command(r, next, sizeof next, &with_source))
+		return RS_DRIFT;
+	return r->state;
+}
+
 static json_t *route_json(const struct route *r)
 {
 	const char *input;
@@ -147,7 +163,7 @@ static json_t *route_json(const struct route *r)
 	json_t *o = json_pack("{s:s, s:{s:s?, s:b}, s:o, s:s, s:o, s:s, s:i}", "device_id", r->id, "desired",
 			"source", r->source, "recording", r->recording, "actual",
 			has ? json_pack("{s:s?, s:b}", "source", input, "recording", rec) : json_null(),
-			"owner", r->owner, "since", time_json(r->since), "state", state_names[r->state],
+			"owner", r->owner, "since", time_json(r->since), "state", state_names[shown_state(r)],
 			"attempts", (int)r->failures);
 	if(o && r->error)
 		json_object_set_new(o, "error", json_string(r->error));
