@@ -43,6 +43,17 @@ def route_state(dev, state):
     return ok
 
 
+def behind_its_back(lab, dev, action, **params):
+    """Switches a device as an app may, straight on its command topic, and
+    waits for its module status to show it; returns the mark before."""
+    since = lab.mqtt.mark()
+    params["device_id"] = dev
+    lab.mqtt.publish("/lab/device/%s/ndi/cmd" % dev, {
+        "req_id": "sneak-" + dev, "actor": "app", "action": action, "params": params})
+    lab.mqtt.wait_for(mod_status(dev), shows(params.get("source")), since=since, timeout=10)
+    return since
+
+
 @pytest.fixture
 def lab(make_host, make_mqtt, make_device):
     """A host, a client watching the evt topic and every module status, and
@@ -51,6 +62,7 @@ def lab(make_host, make_mqtt, make_device):
     mqtt = make_mqtt()
     mqtt.subscribe(EVT)
     mqtt.subscribe("/lab/device/+/ndi/status")
+    mqtt.subscribe("/lab/device/+/ndi/cmd")
 
     class Lab:
         pass
@@ -94,6 +106,11 @@ def test_route_survives_agent_kill_and_restart(lab):
     lab.mqtt.wait_for(EVT, route_state("rk-01", "converged"), since=since, timeout=10)
     status, route = lab.host.get("/api/ndi/routes/rk-01")
     assert status == 200 and route["state"] == "converged", route
+    # Sent as the deployed agents require, for the route's owner, once per
+    # convergence: the first and the one after the restart.
+    sent = [m["payload"] for m in lab.mqtt.messages("/lab/device/rk-01/ndi/cmd")]
+    assert [(p["action"], p["actor"], p["requested_by"]) for p in sent] == \
+        [("start", "orchestrator", "alice")] * 2, sent
     assert route["desired"] == {"source": "CAM-1", "recording": False}
     assert route["actual"] == {"source": "CAM-1", "recording": False}
 
@@ -104,12 +121,7 @@ def test_reported_other_input_is_corrected(lab):
     since = lab.mqtt.mark()
     put_route(lab.host, "ri-01", {"source": "CAM-1"})
     lab.mqtt.wait_for(EVT, route_state("ri-01", "converged"), since=since, timeout=10)
-    # Someone switches the device behind the route's back, as an app may.
-    since = lab.mqtt.mark()
-    lab.mqtt.publish("/lab/device/ri-01/ndi/cmd", {
-        "req_id": "sneak", "actor": "app", "action": "set_input",
-        "params": {"device_id": "ri-01", "source": "CAM-9"}})
-    lab.mqtt.wait_for(mod_status("ri-01"), shows("CAM-9"), since=since, timeout=10)
+    since = behind_its_back(lab, "ri-01", "set_input", source="CAM-9")
     lab.mqtt.wait_for(mod_status("ri-01"), shows("CAM-1"), since=since, timeout=10)
     lab.mqtt.wait_for(EVT, route_state("ri-01", "converged"), since=since, timeout=10)
 
@@ -131,11 +143,7 @@ def test_correction_held_back_by_the_send_rate_shows_drift(lab):
     # At most 500 commands/s: the ghosts' take about 3 s from the first
     # (held back until 3 s after the host's start for devices unheard of).
     lab.mqtt.wait_for(EVT, route_state("rd-ghost-0000", "converging"), since=since, timeout=10)
-    since = lab.mqtt.mark()
-    lab.mqtt.publish("/lab/device/rd-01/ndi/cmd", {
-        "req_id": "sneak-rd", "actor": "app", "action": "set_input",
-        "params": {"device_id": "rd-01", "source": "CAM-9"}})
-    lab.mqtt.wait_for(mod_status("rd-01"), shows("CAM-9"), since=since, timeout=10)
+    since = behind_its_back(lab, "rd-01", "set_input", source="CAM-9")
     route = lab.host.get("/api/ndi/routes/rd-01")[1]
     assert route["actual"]["source"] == "CAM-9", route
     assert route["state"] == "drift", route
@@ -252,10 +260,7 @@ def test_scheduled_preset_fires_and_routes_survive_a_host_restart(lab):
     assert host.get("/api/ndi/routes/rs-01")[1]["desired"] == {"source": "CAM-E", "recording": False}
     assert [p["name"] for p in host.get("/api/ndi/presets")[1]["presets"]] == ["evening"]
     # Still kept after the restart: a switch behind its back is undone.
-    since = lab.mqtt.mark()
-    lab.mqtt.publish("/lab/device/rs-01/ndi/cmd", {
-        "req_id": "sneak2", "actor": "app", "action": "stop", "params": {"device_id": "rs-01"}})
-    lab.mqtt.wait_for(mod_status("rs-01"), shows(None), since=since, timeout=10)
+    since = behind_its_back(lab, "rs-01", "stop")
     lab.mqtt.wait_for(mod_status("rs-01"), shows("CAM-E"), since=since, timeout=10)
     assert host.delete("/api/ndi/routes/rs-01")[0] == 200
     assert host.get("/api/ndi/routes/rs-01")[0] == 404
