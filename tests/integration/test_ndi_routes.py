@@ -194,6 +194,24 @@ def test_refused_command_backs_off(lab):
     assert len(commands) == 1, commands
 
 
+def test_viewer_that_dies_at_once_backs_off(lab):
+    # Each start is acked and shown, then the viewer is gone: sent again as
+    # fast as the device dropped it, that was hundreds of starts a second.
+    lab.real("rc-1", start_cmd_template="true")
+    lab.mqtt.wait_for(mod_status("rc-1"), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(lab.host, "rc-1", {"source": "CAM-1"})
+    first = lab.mqtt.wait_for(EVT, route_state("rc-1", "failed"), since=since, timeout=10)
+    second = lab.mqtt.wait_for(EVT, route_state("rc-1", "failed"),
+                               since=lab.mqtt.messages().index(first) + 1, timeout=10)
+    details = [m["payload"]["details"] for m in (first, second)]
+    assert [d["retry_in_s"] for d in details] == [1, 2], details
+    assert "left the route" in details[0]["error"], details[0]
+    # The first loss put right at once, then one start per backoff.
+    starts = lab.mqtt.messages("/lab/device/rc-1/ndi/cmd", since=since)
+    assert len(starts) == 3, [m["payload"]["action"] for m in starts]
+
+
 def test_preset_applies_all_or_nothing_against_a_lease(lab):
     host = lab.host
     lab.simulated("rp-", 2)
