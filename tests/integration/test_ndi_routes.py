@@ -97,7 +97,10 @@ def test_route_survives_agent_kill_and_restart(lab):
     lab.mqtt.wait_for(mod_status("rk-01"), shows("CAM-1"), since=since, timeout=10)
     lab.mqtt.wait_for(EVT, route_state("rk-01", "converged"), since=since, timeout=10)
 
+    since = lab.mqtt.mark()
     agent.kill()
+    # Its will says it is gone: nothing is sent to it meanwhile.
+    lab.mqtt.wait_for(EVT, route_state("rk-01", "offline"), since=since, timeout=10)
     agent.start()
     since = lab.mqtt.mark()
     # The restarted agent shows nothing, then the host puts the route back.
