@@ -2,8 +2,12 @@
  * /ui/ndi: drive NDI devices through the plugin's REST API and watch what
  * becomes of each command.
  *
- *   devices   GET /api/ndi/devices, again on every registry snapshot (leases,
- *             online state) and after each device ack (input, recording)
+ *   devices   GET /api/ndi/devices when the event stream (re)connects, after
+ *             each device ack (input, recording) and every 10 s (module
+ *             status is not in the registry stream); at most one request in
+ *             flight and one a second.  A registry delta updates the rows
+ *             of the devices it names (online, stale, last seen) and the
+ *             lease holders (its locks) in place: no list is fetched.
  *   sources   GET /api/ndi/sources, offered as suggestions for the source box
  *   commands  POST /api/ndi/send; the reply is the DISPATCHED ack (or an
  *             error), published on /lab/orchestrator/ndi/evt as well, where
@@ -13,8 +17,9 @@
  *             Disabled while the broker is away (data-needs-broker).
  *   leases    POST /api/ndi/reserve, /release, /force_release
  *   jobs      GET/POST /api/ndi/jobs, DELETE /api/ndi/jobs/{id}
- *   routing   the matrix: GET /api/ndi/routes, again on every ROUTE_STATE
- *             event; a click is PUT /api/ndi/routes/{device}; presets are
+ *   routing   the matrix: GET /api/ndi/routes when the event stream (re)connects;
+ *             each ROUTE_STATE event carries the whole route (or its
+ *             removal) and is applied to the page's copy; a click is PUT /api/ndi/routes/{device}; presets are
  *             GET/PUT /api/ndi/presets[/{name}], POST .../apply, and a cron
  *             job with one apply_preset command
  *
@@ -58,8 +63,8 @@
     presetsEmpty: OH.$('#ndi-presets-empty')
   };
 
-  var devices = [];           /* the last GET /devices */
-  var routes = {};            /* device_id -> route, the last GET /routes */
+  var devices = [];           /* the last GET /devices, as deltas changed it */
+  var routes = {};            /* device_id -> route: GET /routes + ROUTE_STATE */
   var sourceNames = [];       /* the last GET /sources */
   var acks = {};              /* req_id -> {row, cells, events: [ack...]} */
   var ackOrder = [];          /* req_ids, newest first */
@@ -126,7 +131,10 @@
 
   function leaseText(d) {
     if (!d.lease) return '—';
-    return str(d.lease.holder) + ' (' + str(d.lease.remaining_s) + ' s left)';
+    /* Counted down here: a lease from a registry delta has no remaining_s. */
+    var left = Date.parse(d.lease.expires_at);
+    left = isNaN(left) ? d.lease.remaining_s : Math.max(0, Math.ceil((left - Date.now()) / 1000));
+    return str(d.lease.holder) + ' (' + str(left) + ' s left)';
   }
 
   function renderSelect() {
@@ -174,21 +182,62 @@
     el.devicesEmpty.hidden = devices.length > 0;
   }
 
-  var loadingDevices = null, againDevices = false;
+  function renderDevices() {
+    renderSelect();
+    renderInfo();
+    renderTable();
+    matrixSoon();
+  }
+
+  /* The whole list (multi-MB with a large registry): one request at a time
+   * and at most one a second; calls meanwhile end in one more. */
+  var loadingDevices = false, againDevices = false, lastDevices = 0, devicesTimer = null;
   function loadDevices() {
-    /* One request at a time; a burst of snapshots ends in one more. */
-    if (loadingDevices) { againDevices = true; return loadingDevices; }
-    loadingDevices = OH.fetchJSON(API + '/devices').then(function (body) {
+    var wait = lastDevices + 1000 - Date.now();
+    if (loadingDevices || devicesTimer) { againDevices = true; return; }
+    if (wait > 0) { devicesTimer = setTimeout(function () { devicesTimer = null; loadDevices(); }, wait); return; }
+    loadingDevices = true;
+    againDevices = false;
+    lastDevices = Date.now();
+    OH.fetchJSON(API + '/devices').then(function (body) {
       devices = (body && body.devices) || [];
-      renderSelect();
-      renderInfo();
-      renderTable();
-      renderMatrix();
+      renderDevices();
     }).catch(showError).then(function () {
-      loadingDevices = null;
-      if (againDevices) { againDevices = false; loadDevices(); }
+      loadingDevices = false;
+      if (againDevices) loadDevices();
     });
-    return loadingDevices;
+  }
+
+  /* A registry delta (already applied to OH.live.snapshot): the rows of the
+   * devices it names and every lease, changed in place. */
+  function applyDelta(d) {
+    var mod = API.slice(API.lastIndexOf('/') + 1), byId = {}, changed = false;
+    devices.forEach(function (x) { byId[x.device_id] = x; });
+    Object.keys(d.devices || {}).forEach(function (id) {
+      var doc = d.devices[id] || {}, x = byId[id];
+      if (!Array.isArray(doc.modules) || doc.modules.indexOf(mod) < 0) {
+        if (x) { delete byId[id]; changed = true; }
+        return;
+      }
+      /* A newcomer's module status comes with the next list. */
+      if (!x) x = byId[id] = { device_id: id, input: null, recording: null, state: null };
+      x.online = doc.online === undefined ? null : doc.online;
+      x.stale = !!doc.stale;
+      x.last_seen = doc.last_seen;
+      changed = true;
+    });
+    (d.removed || []).forEach(function (id) { if (byId[id]) { delete byId[id]; changed = true; } });
+    Object.keys(byId).forEach(function (id) {
+      var x = byId[id], l = (d.locks || {})[mod + ':' + id];
+      var was = x.lease ? x.lease.holder + x.lease.expires_at : '';
+      if (was === (l ? l.holder + l.expires_at : '')) return;
+      x.lease = l ? { holder: l.holder, expires_at: l.expires_at } : null;
+      x.holder = l ? l.holder : null;
+      changed = true;
+    });
+    if (!changed) return;
+    devices = Object.keys(byId).sort().map(function (id) { return byId[id]; });
+    renderDevices();
   }
 
   function loadSources() {
@@ -275,18 +324,15 @@
     if (!ack || typeof ack !== 'object') return;
     var code = ack.code;
     if (code === 'FIRED' || code === 'MISSED' || code === 'SKIPPED' || code === 'SCHEDULED') loadJobs();
-    if (code === 'ROUTE_STATE' || ack.action === 'route' || ack.action === 'unroute' ||
-        ack.action === 'apply_preset') {
-      loadRoutes();
-      if (ack.action === 'preset' || code === 'ROUTE_STATE') return;
-    }
+    if (code === 'ROUTE_STATE') { applyRoute(ack.details); return; }
+    /* route / unroute / apply_preset: their ROUTE_STATE events follow. */
     if (ack.action === 'preset') { loadPresets(); return; }
     noteAck(ack);
     if (code === 'COMPLETED' || code === 'FAILED' || code === 'TIMEOUT' || code === 'EXPIRED') {
       loadDevices();
     }
   });
-  OH.live.on('registry', function () { loadDevices(); });
+  OH.live.on('registry_delta', applyDelta);
   /* After a reconnect, catch up on what the stream did not carry. */
   OH.live.on('open', function () { loadDevices(); loadJobs(); loadRoutes(); loadPresets(); });
 
@@ -460,8 +506,7 @@
     OH.showError(el.routingError, null);
     return OH.postJSON(API + '/routes/' + encodeURIComponent(id),
       { source: source, recording: !!(recording && source), actor: actor() }, 'PUT').then(function (ack) {
-      if (ack && ack.details) routes[id] = ack.details;
-      renderMatrix();
+      applyRoute(ack && ack.details);
     }).catch(function (err) { OH.showError(el.routingError, err); });
   }
 
@@ -518,6 +563,24 @@
     el.matrixEmpty.hidden = m.rows.length > 0;
   }
 
+  /* A route from an ack or ROUTE_STATE event, or its removal. */
+  function applyRoute(r) {
+    if (!r || typeof r.device_id !== 'string') return;
+    if (r.state === 'removed') delete routes[r.device_id];
+    else if (r.desired) routes[r.device_id] = r;
+    else return;
+    matrixSoon();
+  }
+
+  /* Events come in bursts (a preset applied to thousands of devices): the
+   * matrix is redrawn at most once per 50 ms. */
+  var matrixDue = false;
+  function matrixSoon() {
+    if (matrixDue) return;
+    matrixDue = true;
+    setTimeout(function () { matrixDue = false; renderMatrix(); }, 50);
+  }
+
   var loadingRoutes = null, againRoutes = false;
   function loadRoutes() {
     if (loadingRoutes) { againRoutes = true; return loadingRoutes; }
@@ -548,7 +611,7 @@
       apply.addEventListener('click', function () {
         OH.showError(el.routingError, null);
         OH.postJSON(API + '/presets/' + encodeURIComponent(p.name) + '/apply', { actor: actor() })
-          .then(loadRoutes).catch(function (err) { OH.showError(el.routingError, err); });
+          .catch(function (err) { OH.showError(el.routingError, err); });
       });
       var schedule = h('button', { type: 'button', 'data-schedule': p.name }, 'Schedule');
       schedule.addEventListener('click', function () {
