@@ -65,6 +65,7 @@
 
   var devices = [];           /* the last GET /devices, as deltas changed it */
   var routes = {};            /* device_id -> route: GET /routes + ROUTE_STATE */
+  var routeEvents = {};       /* device_id -> ROUTE_STATE events seen */
   var sourceNames = [];       /* the last GET /sources */
   var acks = {};              /* req_id -> {row, cells, events: [ack...]} */
   var ackOrder = [];          /* req_ids, newest first */
@@ -137,7 +138,11 @@
     return str(d.lease.holder) + ' (' + str(left) + ' s left)';
   }
 
+  var selectShown = null;     /* the ids the device menu lists, joined */
   function renderSelect() {
+    var ids = devices.map(function (d) { return d.device_id; }).join(' ');
+    if (ids === selectShown) return;
+    selectShown = ids;
     var keep = el.device.value;
     OH.clear(el.device);
     if (!devices.length) {
@@ -165,11 +170,15 @@
       cell('Lease holder', leaseText(d))));
   }
 
-  function renderTable() {
-    OH.clear(el.devices);
-    devices.forEach(function (d) {
-      var st = stateOf(d);
-      el.devices.appendChild(h('tr', { 'data-device': d.device_id },
+  /* Rows are made again only for the devices whose cells changed: a delta
+   * names a few devices of thousands. */
+  var rowsShown = {};         /* device_id -> {sig, tr} */
+  function deviceRow(d) {
+    var st = stateOf(d);
+    var sig = JSON.stringify([st[0], d.state, d.input, d.recording, leaseText(d)]);
+    var was = rowsShown[d.device_id];
+    if (was && was.sig === sig) return was.tr;
+    var tr = h('tr', { 'data-device': d.device_id },
         h('td', { 'data-label': 'Device' }, h('code', { class: 'device-id' }, d.device_id)),
         h('td', { 'data-label': 'State' },
           h('span', { class: ['badge', st[1]], 'data-state': st[0] }, st[0]),
@@ -177,8 +186,24 @@
         h('td', { 'data-label': 'Input', class: 'input' }, d.input == null ? '—' : str(d.input)),
         h('td', { 'data-label': 'Recording', class: 'recording' },
           d.recording === true ? 'yes' : d.recording === false ? 'no' : '—'),
-        h('td', { 'data-label': 'Lease holder', class: 'holder' }, leaseText(d))));
+        h('td', { 'data-label': 'Lease holder', class: 'holder' }, leaseText(d)));
+    /* In its place, so the rows after it stay where they are. */
+    if (was && was.tr.parentNode) was.tr.parentNode.replaceChild(tr, was.tr);
+    rowsShown[d.device_id] = { sig: sig, tr: tr };
+    return tr;
+  }
+
+  function renderTable() {
+    var next = el.devices.firstChild, keep = {};
+    devices.forEach(function (d) {
+      var was = rowsShown[d.device_id], tr = deviceRow(d);
+      if (was && was.tr === next) next = tr;
+      keep[d.device_id] = true;
+      if (tr === next) next = next.nextSibling;
+      else el.devices.insertBefore(tr, next);
     });
+    while (next) { var gone = next; next = next.nextSibling; el.devices.removeChild(gone); }
+    Object.keys(rowsShown).forEach(function (id) { if (!keep[id]) delete rowsShown[id]; });
     el.devicesEmpty.hidden = devices.length > 0;
   }
 
@@ -192,6 +217,7 @@
   /* The whole list (multi-MB with a large registry): one request at a time
    * and at most one a second; calls meanwhile end in one more. */
   var loadingDevices = false, againDevices = false, lastDevices = 0, devicesTimer = null;
+  var lateDeltas = [];        /* deltas seen while a list was on its way */
   function loadDevices() {
     var wait = lastDevices + 1000 - Date.now();
     if (loadingDevices || devicesTimer) { againDevices = true; return; }
@@ -201,16 +227,20 @@
     lastDevices = Date.now();
     OH.fetchJSON(API + '/devices').then(function (body) {
       devices = (body && body.devices) || [];
+      /* The list may predate them: applied again (they are idempotent). */
+      lateDeltas.forEach(function (d) { applyDelta(d, true); });
       renderDevices();
     }).catch(showError).then(function () {
       loadingDevices = false;
+      lateDeltas = [];
       if (againDevices) loadDevices();
     });
   }
 
   /* A registry delta (already applied to OH.live.snapshot): the rows of the
    * devices it names and every lease, changed in place. */
-  function applyDelta(d) {
+  function applyDelta(d, quiet) {
+    if (loadingDevices && !quiet) lateDeltas.push(d);
     var mod = API.slice(API.lastIndexOf('/') + 1), byId = {}, changed = false;
     devices.forEach(function (x) { byId[x.device_id] = x; });
     Object.keys(d.devices || {}).forEach(function (id) {
@@ -237,7 +267,7 @@
     });
     if (!changed) return;
     devices = Object.keys(byId).sort().map(function (id) { return byId[id]; });
-    renderDevices();
+    if (!quiet) renderDevices();
   }
 
   function loadSources() {
@@ -324,7 +354,11 @@
     if (!ack || typeof ack !== 'object') return;
     var code = ack.code;
     if (code === 'FIRED' || code === 'MISSED' || code === 'SKIPPED' || code === 'SCHEDULED') loadJobs();
-    if (code === 'ROUTE_STATE') { applyRoute(ack.details); return; }
+    if (code === 'ROUTE_STATE') {
+      if (ack.details) routeEvents[ack.details.device_id] = (routeEvents[ack.details.device_id] || 0) + 1;
+      applyRoute(ack.details);
+      return;
+    }
     /* route / unroute / apply_preset: their ROUTE_STATE events follow. */
     if (ack.action === 'preset') { loadPresets(); return; }
     noteAck(ack);
@@ -504,9 +538,12 @@
 
   function putRoute(id, source, recording) {
     OH.showError(el.routingError, null);
+    var seen = routeEvents[id] || 0;
     return OH.postJSON(API + '/routes/' + encodeURIComponent(id),
       { source: source, recording: !!(recording && source), actor: actor() }, 'PUT').then(function (ack) {
-      applyRoute(ack && ack.details);
+      /* The events may have overtaken the reply (a device that answers
+       * at once): then they are newer than it. */
+      if ((routeEvents[id] || 0) === seen) applyRoute(ack && ack.details);
     }).catch(function (err) { OH.showError(el.routingError, err); });
   }
 
@@ -566,6 +603,7 @@
   /* A route from an ack or ROUTE_STATE event, or its removal. */
   function applyRoute(r) {
     if (!r || typeof r.device_id !== 'string') return;
+    if (loadingRoutes) lateRoutes.push(r);
     if (r.state === 'removed') delete routes[r.device_id];
     else if (r.desired) routes[r.device_id] = r;
     else return;
@@ -581,15 +619,20 @@
     setTimeout(function () { matrixDue = false; renderMatrix(); }, 50);
   }
 
+  /* Only when the stream (re)connects: the events carry every change after. */
   var loadingRoutes = null, againRoutes = false;
+  var lateRoutes = [];        /* ROUTE_STATE details seen while the list was on its way */
   function loadRoutes() {
     if (loadingRoutes) { againRoutes = true; return loadingRoutes; }
     loadingRoutes = OH.fetchJSON(API + '/routes').then(function (body) {
       routes = {};
       ((body && body.routes) || []).forEach(function (r) { routes[r.device_id] = r; });
+      /* The list may predate them. */
+      lateRoutes.forEach(applyRoute);
       renderMatrix();
     }).catch(function (err) { OH.showError(el.routingError, err); }).then(function () {
       loadingRoutes = null;
+      lateRoutes = [];
       if (againRoutes) { againRoutes = false; loadRoutes(); }
     });
     return loadingRoutes;
