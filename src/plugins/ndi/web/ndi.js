@@ -2,12 +2,13 @@
  * /ui/ndi: drive NDI devices through the plugin's REST API and watch what
  * becomes of each command.
  *
- *   devices   GET /api/ndi/devices when the event stream (re)connects, after
- *             each device ack (input, recording) and every 10 s (module
- *             status is not in the registry stream); at most one request in
- *             flight and one a second.  A registry delta updates the rows
- *             of the devices it names (online, stale, last seen) and the
- *             lease holders (its locks) in place: no list is fetched.
+ *   devices   GET /api/ndi/devices when the event stream (re)connects and
+ *             every 10 s (module status is not in the registry stream); a
+ *             device ack (input, recording), a lease change or a newcomer
+ *             in a registry delta asks for just that device (?ids=); at
+ *             most one request in flight and one a second.  A registry delta
+ *             updates the rows of the devices it names (online, stale, last
+ *             seen) and the lease holders (its locks) in place.
  *   sources   GET /api/ndi/sources, offered as suggestions for the source box
  *   commands  POST /api/ndi/send; the reply is the DISPATCHED ack (or an
  *             error), published on /lab/orchestrator/ndi/evt as well, where
@@ -214,33 +215,52 @@
     matrixSoon();
   }
 
-  /* The whole list (multi-MB with a large registry): one request at a time
-   * and at most one a second; calls meanwhile end in one more. */
-  var loadingDevices = false, againDevices = false, lastDevices = 0, devicesTimer = null;
+  /* loadDevices() asks for the whole list (multi-MB with a large
+   * registry), loadDevices([ids]) for just those devices (?ids=, at most
+   * MAX_IDS).  One request at a time and at most one a second; what is
+   * asked for meanwhile is gathered into the next. */
+  var MAX_IDS = 100;
+  var wantAll = false, wantIds = {}, loadingDevices = false, lastDevices = 0, devicesTimer = null;
   var lateDeltas = [];        /* deltas seen while a list was on its way */
-  function loadDevices() {
-    var wait = lastDevices + 1000 - Date.now();
-    if (loadingDevices || devicesTimer) { againDevices = true; return; }
-    if (wait > 0) { devicesTimer = setTimeout(function () { devicesTimer = null; loadDevices(); }, wait); return; }
+  function loadDevices(ids) {
+    if (ids) ids.forEach(function (id) { wantIds[id] = true; });
+    else wantAll = true;
+    pumpDevices();
+  }
+  function pumpDevices() {
+    var ids = Object.keys(wantIds), wait = lastDevices + 1000 - Date.now();
+    if (loadingDevices || devicesTimer || (!wantAll && !ids.length)) return;
+    if (wait > 0) { devicesTimer = setTimeout(function () { devicesTimer = null; pumpDevices(); }, wait); return; }
+    var all = wantAll || ids.length > MAX_IDS;
+    wantAll = false;
+    wantIds = {};
     loadingDevices = true;
-    againDevices = false;
     lastDevices = Date.now();
-    OH.fetchJSON(API + '/devices').then(function (body) {
-      devices = (body && body.devices) || [];
-      /* The list may predate them: applied again (they are idempotent). */
-      lateDeltas.forEach(function (d) { applyDelta(d, true); });
-      renderDevices();
-    }).catch(showError).then(function () {
-      loadingDevices = false;
-      lateDeltas = [];
-      if (againDevices) loadDevices();
-    });
+    OH.fetchJSON(API + '/devices' + (all ? '' : '?ids=' + ids.map(encodeURIComponent).join(',')))
+      .then(function (body) {
+        var got = (body && body.devices) || [], byId = {};
+        if (!all) {
+          devices.forEach(function (d) { byId[d.device_id] = d; });
+          ids.forEach(function (id) { delete byId[id]; });
+          got.forEach(function (d) { byId[d.device_id] = d; });
+          got = Object.keys(byId).sort().map(function (id) { return byId[id]; });
+        }
+        devices = got;
+        /* The answer may predate them: applied again (they are idempotent). */
+        lateDeltas.forEach(function (d) { applyDelta(d, true); });
+        renderDevices();
+      }).catch(showError).then(function () {
+        loadingDevices = false;
+        lateDeltas = [];
+        pumpDevices();
+      });
   }
 
   /* A registry delta (already applied to OH.live.snapshot): the rows of the
    * devices it names and every lease, changed in place. */
   function applyDelta(d, quiet) {
     if (loadingDevices && !quiet) lateDeltas.push(d);
+    var newcomers = [];
     var mod = API.slice(API.lastIndexOf('/') + 1), byId = {}, changed = false;
     devices.forEach(function (x) { byId[x.device_id] = x; });
     Object.keys(d.devices || {}).forEach(function (id) {
@@ -249,8 +269,11 @@
         if (x) { delete byId[id]; changed = true; }
         return;
       }
-      /* A newcomer's module status comes with the next list. */
-      if (!x) x = byId[id] = { device_id: id, input: null, recording: null, state: null };
+      /* A newcomer's module status is asked for. */
+      if (!x) {
+        x = byId[id] = { device_id: id, input: null, recording: null, state: null };
+        if (!quiet) newcomers.push(id);
+      }
       x.online = doc.online === undefined ? null : doc.online;
       x.stale = !!doc.stale;
       x.last_seen = doc.last_seen;
@@ -268,6 +291,7 @@
     if (!changed) return;
     devices = Object.keys(byId).sort().map(function (id) { return byId[id]; });
     if (!quiet) renderDevices();
+    if (newcomers.length) loadDevices(newcomers);
   }
 
   function loadSources() {
@@ -363,7 +387,10 @@
     if (ack.action === 'preset') { loadPresets(); return; }
     noteAck(ack);
     if (code === 'COMPLETED' || code === 'FAILED' || code === 'TIMEOUT' || code === 'EXPIRED') {
-      loadDevices();
+      /* What the device shows now (input, recording): just that device. */
+      var row = acks[String(ack.req_id)], dev = (ack.details && ack.details.device_id) ||
+        (row && row.cells.device.textContent);
+      loadDevices(dev ? [dev] : undefined);
     }
   });
   OH.live.on('registry_delta', applyDelta);
@@ -418,7 +445,7 @@
       btn.disabled = true;
       OH.postJSON(API + '/' + action, body).then(function (ack) {
         noteAck(ack, id);
-        loadDevices();
+        loadDevices([id]);
       }).catch(function (err) {
         noteError(err, action, id);
       }).then(function () { btn.disabled = false; });
@@ -709,6 +736,6 @@
   loadJobs();
   /* Module status (input, recording) is not in the registry stream, and
    * lease countdowns move: refresh now and then. */
-  setInterval(loadDevices, 10000);
+  setInterval(function () { loadDevices(); }, 10000);
   setInterval(loadSources, 30000);
 })();
