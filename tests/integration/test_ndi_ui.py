@@ -335,13 +335,12 @@ def test_matrix_click_routes_and_the_device_follows(host, make_device, browser):
 
 # ------------------------------------------------------------ incremental updates
 
-# Counts the page's requests by path (installed after it has loaded).
+# Records the page's requests (installed after it has loaded).
 COUNT_FETCHES = """
-window.__fetched = {};
+window.__fetched = [];
 var f = window.fetch;
 window.fetch = function (url) {
-  var p = String(url).split('?')[0];
-  window.__fetched[p] = (window.__fetched[p] || 0) + 1;
+  window.__fetched.push(String(url));
   return f.apply(this, arguments);
 };"""
 
@@ -355,7 +354,8 @@ def test_route_and_status_events_update_the_page_without_refetching_lists(host, 
     """ROUTE_STATE events and registry deltas are applied to the page's
     copy: N route changes (two routes, one unroute) and M status changes
     show without GET /api/ndi/routes or /api/ndi/devices (the old page
-    refetched a whole list for each)."""
+    refetched a whole list for each); a newcomer's module status is asked
+    for alone (?ids=)."""
     d1 = Device(make_mqtt, "rpi-inc-1", ndi_status={"state": "running", "fields": {
         "input": "CAM-1", "recording": False}})
     d2 = Device(make_mqtt, "rpi-inc-2", ndi_status={"state": "running", "fields": {
@@ -387,10 +387,15 @@ def test_route_and_status_events_update_the_page_without_refetching_lists(host, 
         d2.set_status(online)
         b.wait_for_css(state % (d2.id, "online" if online else "offline"))
 
+    d3 = Device(make_mqtt, "rpi-inc-4", ndi_status={"state": "running", "fields": {
+        "input": "CAM-2", "recording": True}})
+    b.wait_for_text("#ndi-devices tr[data-device='%s'] .recording" % d3.id, "yes")
+
     fetched = b.js("return window.__fetched")
-    assert not fetched.get("/api/ndi/routes"), fetched
+    assert "/api/ndi/routes" not in fetched, fetched
     # At most the page's 10 s refresh of module status.
-    assert fetched.get("/api/ndi/devices", 0) <= 1, fetched
+    assert fetched.count("/api/ndi/devices") <= 1, fetched
+    assert "/api/ndi/devices?ids=" + d3.id in fetched, fetched
     assert not b.problems(), b.problems()
 
 
