@@ -677,7 +677,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->backoff_ms = BACKOFF_MIN_MS;
 	link->want_v5 = o->mqtt5;
 	link->version = o->mqtt5 ? MQTT_LINK_V5 : MQTT_LINK_V311;
-	link->mosq = mosquitto_new(o->client_id, true, link);
+	link->mosq = mosquitto_new(o->client_id, !(o->persistent && o->client_id), link);
 	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
 		/* mosquitto_new() leaves errno unset for a client id it refuses. */
 		log_error(o->log_prefix ? o->log_prefix : "mqtt", "%s",

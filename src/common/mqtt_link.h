@@ -47,6 +47,9 @@ struct mqtt_link_opts {
 	const char *log_prefix;          /* e.g. "mqtt" */
 	/* Try MQTT 5 first (see the top); false: MQTT 3.1.1 only. */
 	bool mqtt5;
+	/* Clean session off: the broker keeps the subscriptions and queues
+	 * QoS 1 messages while the link is away (needs a client_id). */
+	bool persistent;
 };
 
 struct mqtt_link_callbacks {

@@ -26,6 +26,7 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		json_object_set_new(body, "mqtt_error", json_string(mqtt_link_last_error(h->link)));
 	/* Pages adapt: with tokens the token's name is the actor. */
 	json_object_set_new(body, "auth", json_string(h->cfg.http.n_tokens ? "tokens" : "none"));
+	ha_health(h, body);
 	oh_reply_json(req, up ? 200 : 503, body);
 }
 

@@ -114,6 +114,9 @@ static void on_message(struct mqtt_link *link, const char *topic, const void *pa
 {
 	struct host *h = ud;
 	registry_heard_topic(h->registry, topic);
+	/* On a pair, commands come through the leader's own session (ha.c). */
+	if(ha_ignores_topic(h, topic))
+		return;
 	dispatch_on_message(h->dispatch, topic, payload, len, retained);
 }
 
@@ -155,7 +158,7 @@ static int host_start(struct host *h)
 		return failed(OH_ERR_NOMEM, "event loop");
 	h->started_mono = time_now_mono();
 
-	h->store = store_open(h->cfg.state_dir, err, sizeof err);
+	h->store = store_open(&h->cfg, h->base, err, sizeof err);
 	if(!h->store) {
 		log_error("host", "%s", err);
 		return OH_ERR_IO;
@@ -211,9 +214,12 @@ static int host_start(struct host *h)
 	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
 			failed(scheduler_init(h), "scheduler") || failed(plugins_load_all(h), "plugins"))
 		return OH_ERR_INVAL;
-	/* The store names the file and what SQLite said. */
-	rc = leases_load(h->leases);
-	if(!rc)
+	if(failed(ha_start(h), "ha"))
+		return OH_ERR_NOMEM;
+	/* The store names the file and what SQLite said.  A pair's leader
+	 * loads them when it takes the lead (ha.c). */
+	rc = ha_paired(h) ? OH_OK : leases_load(h->leases);
+	if(!rc && !ha_paired(h))
 		rc = scheduler_load(h->scheduler);
 	if(rc)
 		return rc;
@@ -234,6 +240,7 @@ static void host_stop(struct host *h)
 	api_plugins_stop(h);
 	if(h->plugins)
 		plugins_unload_all(h);
+	ha_free(h); /* its session before the loop goes */
 	scheduler_free(h->scheduler);
 	http_server_free(h->http);
 	broker_probe_free(h->probe); /* before dispatch, whose subscription it may hold */
