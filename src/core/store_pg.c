@@ -399,9 +399,18 @@ static void connect_step(struct pg_store *pg)
 	}
 }
 
+/* The server's notices ("relation already exists, skipping") go to the
+ * log, not to stderr raw. */
+static void on_notice(void *arg, const char *message)
+{
+	log_debug("store", "PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
+}
+
 static void pg_connect(struct pg_store *pg)
 {
 	pg->conn = PQconnectStart(pg->conninfo);
+	if(pg->conn)
+		PQsetNoticeProcessor(pg->conn, on_notice, pg);
 	if(!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
 		lost(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
 		return;
