@@ -104,15 +104,22 @@ static void delete_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 }
 
 /* GET /healthz, whether the broker is connected (200) or not (503). */
-#define HEALTH_SCHEMA                                                                                        \
-	"{\"type\": \"object\", \"required\": [\"mqtt\", \"uptime_s\", \"devices\", \"plugins\","            \
-	" \"version\", \"auth\"], \"properties\": {\"mqtt\": {\"type\": \"string\", \"enum\":"               \
-	" [\"connected\", \"disconnected\"]}, \"mqtt_error\": {\"type\": \"string\"},"                       \
-	" \"uptime_s\": {\"type\": \"integer\", \"minimum\": 0}, \"devices\": {\"type\": \"integer\","       \
-	" \"minimum\": 0}, \"plugins\": {\"type\": \"array\", \"items\": {\"$ref\":"                         \
-	" \"#/components/schemas/PluginState\"}}, \"version\": {\"type\": \"string\"},"                      \
-	" \"auth\": {\"type\": \"string\", \"enum\": [\"tokens\", \"none\"], \"description\":"               \
-	" \"tokens: /api/... needs a bearer token\"}}}"
+#define HEALTH_SCHEMA                                                                                             \
+	"{\"type\": \"object\", \"required\": [\"mqtt\", \"uptime_s\", \"devices\", \"plugins\","                 \
+	" \"version\", \"auth\"], \"properties\": {\"mqtt\": {\"type\": \"string\", \"enum\":"                    \
+	" [\"connected\", \"disconnected\"]}, \"mqtt_error\": {\"type\": \"string\"},"                            \
+	" \"uptime_s\": {\"type\": \"integer\", \"minimum\": 0}, \"devices\": {\"type\": \"integer\","            \
+	" \"minimum\": 0}, \"plugins\": {\"type\": \"array\", \"items\": {\"$ref\":"                              \
+	" \"#/components/schemas/PluginState\"}}, \"version\": {\"type\": \"string\"},"                           \
+	" \"auth\": {\"type\": \"string\", \"enum\": [\"tokens\", \"none\"], \"description\":"                    \
+	" \"tokens: /api/... needs a bearer token\"}, \"role\": {\"type\": \"string\", \"enum\":"                 \
+	" [\"single\", \"leader\", \"standby\"], \"description\": \"docs/ha.md\"}, \"node_id\":"                  \
+	" {\"type\": \"string\"}, \"leader\": {\"type\": \"object\", \"nullable\": true, \"properties\":"         \
+	" {\"node_id\": {\"type\": \"string\"}, \"advertise_url\": {\"type\": \"string\", \"nullable\": true}}}," \
+	" \"standby_reason\": {\"type\": \"string\"}, \"store\": {\"type\": \"object\", \"properties\":"          \
+	" {\"backend\": {\"type\": \"string\", \"enum\": [\"sqlite\", \"postgresql\"]}, \"state\":"               \
+	" {\"type\": \"string\", \"enum\": [\"connected\", \"disconnected\"]}, \"error\":"                        \
+	" {\"type\": \"string\"}}}}}"
 
 static void get_openapi(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {

@@ -181,8 +181,9 @@ void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
 /* ---- ha.c: leadership among hosts sharing a PostgreSQL store ------------- */
 
 /* Single (SQLite) hosts act at once; on PostgreSQL the host starts as a
- * standby and asks for the lead. */
-int ha_start(struct host *h);
+ * standby and asks for the lead.  on_lead(h) is told when this host has
+ * taken the lead and may load the state (leases, jobs) from the store. */
+int ha_start(struct host *h, void (*on_lead)(struct host *h));
 void ha_free(struct host *h);
 /* Whether this host relays commands, fires jobs, expires leases and
  * publishes the snapshot: a single host, or the leader once loaded. */

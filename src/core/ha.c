@@ -39,8 +39,6 @@
 
 #include "log.h"
 #include "mqtt_link.h"
-#include "scheduler.h"
-#include "snapshot.h"
 #include "store.h"
 #include "store_pg.h"
 #include "timeutil.h"
@@ -74,6 +72,7 @@ struct ha {
 	char *cmd_filter;       /* owned: {root}/orchestrator/+/cmd */
 	struct mqtt_link *link; /* owned: the leader's persistent session */
 	char why[300];          /* standby: why not leading, for /healthz */
+	void (*on_lead)(struct host *h);
 };
 
 static void step_down(struct ha *ha, const char *why)
@@ -142,16 +141,14 @@ static void loaded(void *ud, bool ok)
 		step_down(ha, "could not read the leases and jobs");
 	/* The loads hand out the rows just fetched; they cannot fail here. */
 	pg__set_writable(ha->pg, true);
-	leases_load(h->leases);
-	scheduler_load(h->scheduler);
+	ha->acting = true;
+	ha->on_lead(h);
 	if(cmd_link_start(ha))
 		step_down(ha, "could not start the command session");
-	ha->acting = true;
-	snapshot_mark_dirty(h->snapshot);
 	log_info("ha", "%s leads (epoch %lld): relaying commands, firing jobs", h->cfg.ha.node_id, ha->epoch);
 }
 
-static bool on_lead(PGresult *r, void *ud)
+static bool on_lead_result(PGresult *r, void *ud)
 {
 	struct ha *ha = ud;
 	ha->asking = false;
@@ -196,7 +193,7 @@ static void ask(struct ha *ha)
 	const char *p[] = {ha->h->cfg.ha.node_id, ha->h->cfg.ha.advertise_url, lease, margin};
 	ha->asked_at = time_now_mono();
 	if(!pg__query(ha->pg, "SELECT epoch, node_id, advertise_url, mine FROM oh_lead($1, $2, $3, $4)", 4, p,
-			   on_lead, ha))
+			   on_lead_result, ha))
 		ha->asking = true;
 }
 
@@ -228,13 +225,14 @@ static void on_pg_failed(void *ud, const char *message)
 
 /* ---- core.h --------------------------------------------------------------------- */
 
-int ha_start(struct host *h)
+int ha_start(struct host *h, void (*on_lead)(struct host *h))
 {
 	struct ha *ha = calloc(1, sizeof *ha);
 	if(!ha)
 		return OH_ERR_NOMEM;
 	h->ha = ha;
 	ha->h = h;
+	ha->on_lead = on_lead;
 	ha->pg = store_backend_state(h->store, &store_pg_ops);
 	if(!ha->pg) {
 		ha->role = HA_SINGLE;

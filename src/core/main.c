@@ -144,6 +144,15 @@ static int failed(int rc, const char *what)
 	return rc;
 }
 
+/* A pair's new leader: the leases and jobs as the store has them (ha.c
+ * fetched them), and the snapshot it now publishes. */
+static void took_lead(struct host *h)
+{
+	leases_load(h->leases);
+	scheduler_load(h->scheduler);
+	snapshot_mark_dirty(h->snapshot);
+}
+
 /* Every failure is logged once, here or by the callee (see the top). */
 static int host_start(struct host *h)
 {
@@ -214,7 +223,7 @@ static int host_start(struct host *h)
 	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
 			failed(scheduler_init(h), "scheduler") || failed(plugins_load_all(h), "plugins"))
 		return OH_ERR_INVAL;
-	if(failed(ha_start(h), "ha"))
+	if(failed(ha_start(h, took_lead), "ha"))
 		return OH_ERR_NOMEM;
 	/* The store names the file and what SQLite said.  A pair's leader
 	 * loads them when it takes the lead (ha.c). */

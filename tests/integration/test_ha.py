@@ -225,3 +225,18 @@ def test_database_down_at_start_and_config_errors(make_host, server):
     h.write_config(dict(cfg, store={"backend": "mysql"}))
     cp = h.run(["--check-config", "--config", h.config_path])
     assert cp.returncode == 1 and "store.backend" in cp.stderr
+
+
+def test_mqtt_hosts_tried_in_turn(make_host, broker):
+    # The first address has no broker: the host moves on to the second.
+    h = make_host({"mqtt": {"host": harness.REMOVE, "port": harness.REMOVE, "hosts": [
+        "%s:%d" % (harness.LOCALHOST, harness.free_port()),
+        "%s:%d" % (broker.host, broker.port)]}}, wait=True)
+    h.wait_connected(timeout=15)
+    assert "connected to %s:%d" % (broker.host, broker.port) in h.log()
+
+    for bad, key in ((["127.0.0.1:1883", "nohost"], "mqtt.hosts[1]"), ([], "mqtt.hosts"),
+                     (["::1:1883"], "mqtt.hosts[0]")):
+        h.write_config(dict(h.config, mqtt={"hosts": bad}))
+        cp = h.run(["--check-config", "--config", h.config_path])
+        assert cp.returncode == 1 and key in cp.stderr, (bad, cp.stderr)
