@@ -20,7 +20,8 @@
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
-#   BENCH_SECTIONS="latency tput rest mem sched" (default: all of them)
+#   BENCH_SECTIONS="latency tput rest mem sched ha" (default: all of them)
+#   BENCH_HA_TRIALS=20 BENCH_HA_ROUNDS=5 (bench/ha_bench.py)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -492,6 +493,13 @@ elif grep -aq SCHEDULED "$HOST_BIN"; then
 	stop_host
 else
 	emit sched_lateness_p99 "n/a" "(scheduler not built)"
+fi
+
+# ---- 6. failover and the PostgreSQL store (docs/ha.md) ----------------------------
+# A pair on a private PostgreSQL: kill -9 of the leader to the first command
+# relayed by the new one, losses, and relay cost against SQLite.
+if want ha && [ "$BROKER" = mosquitto ]; then
+	BUILD=$BUILD timeout 900 /usr/bin/python3 "$SRC/bench/ha_bench.py" | tee -a "$RESULTS"
 fi
 
 # ---- results.json ------------------------------------------------------------------

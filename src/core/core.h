@@ -183,7 +183,10 @@ void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
 /* Single (SQLite) hosts act at once; on PostgreSQL the host starts as a
  * standby and asks for the lead.  on_lead(h) is told when this host has
  * taken the lead and may load the state (leases, jobs) from the store. */
-int ha_start(struct host *h, void (*on_lead)(struct host *h));
+typedef void (*ha_deliver_fn)(
+		struct host *h, const char *topic, const void *payload, size_t len, bool retained);
+/* deliver: where the leader's command session hands each command. */
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver);
 void ha_free(struct host *h);
 /* Whether this host relays commands, fires jobs, expires leases and
  * publishes the snapshot: a single host, or the leader once loaded. */

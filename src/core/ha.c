@@ -73,6 +73,7 @@ struct ha {
 	struct mqtt_link *link; /* owned: the leader's persistent session */
 	char why[300];          /* standby: why not leading, for /healthz */
 	void (*on_lead)(struct host *h);
+	ha_deliver_fn deliver;
 };
 
 static void step_down(struct ha *ha, const char *why)
@@ -106,7 +107,7 @@ static void cmd_message(struct mqtt_link *link, const char *topic, const void *p
 {
 	struct ha *ha = ud;
 	if(ha->acting)
-		dispatch_on_message(ha->h->dispatch, topic, payload, len, retained);
+		ha->deliver(ha->h, topic, payload, len, retained);
 }
 
 static int cmd_link_start(struct ha *ha)
@@ -225,7 +226,7 @@ static void on_pg_failed(void *ud, const char *message)
 
 /* ---- core.h --------------------------------------------------------------------- */
 
-int ha_start(struct host *h, void (*on_lead)(struct host *h))
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver)
 {
 	struct ha *ha = calloc(1, sizeof *ha);
 	if(!ha)
@@ -233,6 +234,7 @@ int ha_start(struct host *h, void (*on_lead)(struct host *h))
 	h->ha = ha;
 	ha->h = h;
 	ha->on_lead = on_lead;
+	ha->deliver = deliver;
 	ha->pg = store_backend_state(h->store, &store_pg_ops);
 	if(!ha->pg) {
 		ha->role = HA_SINGLE;

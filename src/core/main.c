@@ -144,6 +144,12 @@ static int failed(int rc, const char *what)
 	return rc;
 }
 
+/* A command from the leader's own session (ha.c). */
+static void deliver_command(struct host *h, const char *topic, const void *payload, size_t len, bool retained)
+{
+	dispatch_on_message(h->dispatch, topic, payload, len, retained);
+}
+
 /* A pair's new leader: the leases and jobs as the store has them (ha.c
  * fetched them), and the snapshot it now publishes. */
 static void took_lead(struct host *h)
@@ -223,7 +229,7 @@ static int host_start(struct host *h)
 	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
 			failed(scheduler_init(h), "scheduler") || failed(plugins_load_all(h), "plugins"))
 		return OH_ERR_INVAL;
-	if(failed(ha_start(h, took_lead), "ha"))
+	if(failed(ha_start(h, took_lead, deliver_command), "ha"))
 		return OH_ERR_NOMEM;
 	/* The store names the file and what SQLite said.  A pair's leader
 	 * loads them when it takes the lead (ha.c). */
