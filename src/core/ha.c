@@ -48,6 +48,9 @@
 #define HA_TICK_S 0.25
 /* A standby waits this long past the leader's deadline (timer slop). */
 #define HA_MARGIN_S 1.0
+/* oh_job_runs rows older than this go, at take-over and hourly. */
+#define HA_RUNS_KEPT "7 days"
+#define HA_PRUNE_EVERY_S 3600
 /* The exit status of a host that stopped leading (EX_TEMPFAIL). */
 #define HA_EXIT_STEPPED_DOWN 75
 
@@ -61,9 +64,10 @@ struct ha {
 	struct host *h;
 	struct pg_store *pg; /* borrowed: the store's */
 	enum ha_role role;
-	bool acting;     /* leader with its state loaded */
-	bool asking;     /* an oh_lead() in flight */
-	double asked_at; /* mono time it was sent */
+	bool acting;      /* leader with its state loaded */
+	bool asking;      /* an oh_lead() in flight */
+	double asked_at;  /* mono time it was sent */
+	double pruned_at; /* mono time oh_job_runs was last pruned */
 	struct event *tick, *deadline;
 	char leader_node[128];
 	char leader_url[512];
@@ -129,6 +133,15 @@ static int cmd_link_start(struct ha *ha)
 
 /* ---- taking and keeping the lead --------------------------------------------- */
 
+/* The runs table only guards against a second run of the same due time:
+ * a week of it is plenty. */
+static void prune_runs(struct ha *ha)
+{
+	ha->pruned_at = time_now_mono();
+	pg__query(ha->pg, "DELETE FROM oh_job_runs WHERE at < now() - interval '" HA_RUNS_KEPT "'", 0, NULL,
+			NULL, NULL);
+}
+
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	step_down(arg, "no renewal answered by PostgreSQL for ha.lease_s");
@@ -144,6 +157,7 @@ static void loaded(void *ud, bool ok)
 	pg__set_writable(ha->pg, true);
 	ha->acting = true;
 	ha->on_lead(h);
+	prune_runs(ha);
 	if(cmd_link_start(ha))
 		step_down(ha, "could not start the command session");
 	log_info("ha", "%s leads (epoch %lld): relaying commands, firing jobs", h->cfg.ha.node_id, ha->epoch);
@@ -200,7 +214,10 @@ static void ask(struct ha *ha)
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	ask(arg);
+	struct ha *ha = arg;
+	ask(ha);
+	if(ha->acting && time_now_mono() - ha->pruned_at > HA_PRUNE_EVERY_S)
+		prune_runs(ha);
 }
 
 static void on_pg_state(void *ud, bool up)

@@ -152,6 +152,10 @@ class Proxy:
     def blackhole(self):
         self.holed = True
 
+    def resume(self):
+        """Forwards again what the blackhole held back (the kernel kept it)."""
+        self.holed = False
+
     def close(self):
         self._closed = True
         self._lsock.close()

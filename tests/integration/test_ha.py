@@ -185,6 +185,31 @@ def test_cut_off_leader_stops_within_lease(make_host, server, db, mqtt, make_mqt
         proxy.close()
 
 
+def test_acks_wait_for_the_commit(make_host, server, db, mqtt):
+    """A lease is acknowledged, over MQTT and REST, only once the database
+    has committed it: with the leader's connection held up, no ack; let go,
+    the ack and the row."""
+    proxy = pgmod.Proxy(server.port)
+    try:
+        a = make_host(pair_config(server, db, "a", proxy.port, lease_s=30))
+        a.wait_connected()
+        wait_until(lambda: role(a) == "leader", timeout=10)
+        app = Ndi(a, mqtt)
+        proxy.blackhole()
+        env = app.send("reserve", {"device_id": "rpi-05", "lease_s": 60}, actor="alice")
+        with pytest.raises(AssertionError):
+            app.event(env["req_id"], timeout=0.5)
+        with pytest.raises(Exception):
+            a.post("/api/ndi/reserve", {"device_id": "rpi-06", "actor": "bob"}, timeout=0.5)
+        assert rows(server, db, "SELECT count(*) FROM oh_leases") == ["0"]
+        proxy.resume()
+        assert app.event(env["req_id"], timeout=5)["code"] == "OK"
+        wait_until(lambda: rows(server, db, "SELECT key FROM oh_leases ORDER BY key")
+                   == ["ndi:rpi-05", "ndi:rpi-06"], timeout=5)
+    finally:
+        proxy.close()
+
+
 def test_standby_kill_and_postgresql_restart(make_host, server, db, mqtt, make_mqtt):
     a, b = start_pair(make_host, server, db)
     app = Ndi(a, mqtt)
