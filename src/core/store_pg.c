@@ -601,8 +601,12 @@ void *store_pg_open(const struct config *cfg, struct event_base *base, char *err
 static void pg_close(void *b)
 {
 	struct pg_store *pg = b;
+	/* Their owners (ha.c) are gone already: nobody is told of the end. */
 	pg->on_state = NULL;
 	pg->on_failed = NULL;
+	pg->prefetch_done = NULL;
+	for(struct pg_query *q = pg->head; q; q = q->next)
+		q->fn = NULL;
 	drop_events(pg);
 	if(pg->conn)
 		PQfinish(pg->conn);
