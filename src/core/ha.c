@@ -200,6 +200,11 @@ static bool on_lead_result(PGresult *r, void *ud)
 
 static void ask(struct ha *ha)
 {
+	/* A standby whose question went unanswered this long talks to a
+	 * connection the network dropped without a word: start a new one. */
+	if(ha->asking && ha->role == HA_STANDBY &&
+			time_now_mono() - ha->asked_at > ha->h->cfg.ha.lease_s + HA_MARGIN_S)
+		pg__reset(ha->pg, "no answer from PostgreSQL");
 	if(ha->asking || !pg__ready(ha->pg))
 		return;
 	char lease[32], margin[32];

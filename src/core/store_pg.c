@@ -20,7 +20,9 @@
  *   flight to commit and then sees it.  A refused write fails every write
  *   queued behind it and tells ha.c, which steps down.
  * - A database that is down or unreachable at start-up is retried with
- *   backoff; the host runs on (standby, /healthz says why).
+ *   backoff; the host runs on (standby, /healthz says why).  A non-blocking
+ *   connect has no timeout of its own (connect_timeout is for PQconnectdb):
+ *   ev_give_up ends an attempt that hangs.
  * - The schema is created and migrated by the host, under a transaction
  *   advisory lock so that two hosts starting together do it once, with its
  *   version in oh_schema.  A migration is appended, never edited.
@@ -39,6 +41,9 @@
 
 #define PG_RETRY_MIN_S 0.25
 #define PG_RETRY_MAX_S 5.0
+/* A connection attempt gives up after the conninfo's connect_timeout, or
+ * this long: libpq applies connect_timeout only to blocking connects. */
+#define PG_CONNECT_TIMEOUT_S 10
 
 /* Each entry runs once, in order, when oh_schema.version is below its
  * number (its index + 1).  The leader row, the state tables with their
@@ -130,6 +135,7 @@ struct pg_store {
 	PGconn *conn;
 	enum pg_state state;
 	struct event *ev_read, *ev_write, *ev_retry;
+	struct event *ev_give_up; /* the connection attempt's deadline */
 	double backoff_s;
 	char error[256];
 	struct pg_query *head, *tail; /* head is in flight when sent */
@@ -278,6 +284,26 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	pg_connect(arg);
 }
 
+static void on_give_up(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_store *pg = arg;
+	if(pg->state == PG_CONNECTING || pg->state == PG_MIGRATING)
+		lost(pg, "timeout expired while connecting");
+}
+
+/* The conninfo's connect_timeout (seconds), or PG_CONNECT_TIMEOUT_S. */
+static double connect_timeout(PGconn *conn)
+{
+	double s = PG_CONNECT_TIMEOUT_S;
+	PQconninfoOption *opts = PQconninfo(conn);
+	for(PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if(!strcmp(o->keyword, "connect_timeout") && o->val && atoi(o->val) > 0)
+			s = atoi(o->val);
+	}
+	PQconninfoFree(opts);
+	return s;
+}
+
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
 /* Watches the socket for what libpq wants next (reads always, writes when
@@ -307,6 +333,7 @@ static void send_next(struct pg_store *pg);
 
 static void migrated(struct pg_store *pg)
 {
+	evtimer_del(pg->ev_give_up);
 	pg->state = PG_READY;
 	pg->backoff_s = PG_RETRY_MIN_S;
 	pg->error[0] = '\0';
@@ -416,6 +443,9 @@ static void pg_connect(struct pg_store *pg)
 		return;
 	}
 	pg->state = PG_CONNECTING;
+	double t = connect_timeout(pg->conn);
+	struct timeval tv = {(time_t)t, 0};
+	evtimer_add(pg->ev_give_up, &tv);
 	connect_step(pg);
 }
 
@@ -582,11 +612,14 @@ void *store_pg_open(const struct config *cfg, struct event_base *base, char *err
 {
 	struct pg_store *pg = calloc(1, sizeof *pg);
 	if(!pg || !(pg->conninfo = strdup(cfg->store.conninfo)) || !(pg->node_id = strdup(cfg->ha.node_id)) ||
-			!(pg->ev_retry = evtimer_new(base, on_retry, pg))) {
+			!(pg->ev_retry = evtimer_new(base, on_retry, pg)) ||
+			!(pg->ev_give_up = evtimer_new(base, on_give_up, pg))) {
 		snprintf(err, errlen, "store: out of memory");
 		if(pg) {
 			free(pg->conninfo);
 			free(pg->node_id);
+			if(pg->ev_retry)
+				event_free(pg->ev_retry);
 		}
 		free(pg);
 		return NULL;
@@ -616,6 +649,7 @@ static void pg_close(void *b)
 	PQclear(pg->leases);
 	PQclear(pg->jobs);
 	event_free(pg->ev_retry);
+	event_free(pg->ev_give_up);
 	free(pg->conninfo);
 	free(pg->node_id);
 	free(pg);
@@ -786,6 +820,12 @@ const struct store_ops store_pg_ops = {
 };
 
 /* ---- store_pg.h ---------------------------------------------------------------- */
+
+void pg__reset(struct pg_store *pg, const char *why)
+{
+	if(pg->state != PG_DOWN)
+		lost(pg, why);
+}
 
 bool pg__ready(const struct pg_store *pg)
 {

@@ -23,6 +23,9 @@ typedef bool (*pg_result_fn)(PGresult *r, void *ud);
  * while the connection is not ready, OH_ERR_NOMEM. */
 int pg__query(struct pg_store *pg, const char *sql, int n, const char *const *params, pg_result_fn fn,
 		void *ud);
+/* Drops the connection (a query that never answers: the network ate it)
+ * and connects again; why (borrowed) is logged and shown. */
+void pg__reset(struct pg_store *pg, const char *why);
 /* Connected with the schema migrated. */
 bool pg__ready(const struct pg_store *pg);
 /* Why it is not ready (the server's or libpq's words), or "". */
