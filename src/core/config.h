@@ -92,6 +92,11 @@ struct config {
 	int snapshot_interval_ms;
 	long max_payload_bytes;
 	double misfire_grace_s;
+	/* mqtt.protocol: "auto" (5, else 3.1.1), "5" or "3.1.1"; host only,
+	 * the agent speaks 3.1.1 (src/device/agent.c). */
+	char *mqtt_protocol;
+	/* MQTT 5 message expiry of the commands relayed to devices; 0: none. */
+	int command_expiry_s;
 	char *log_level;
 	char *log_format;
 	struct plugin_conf *plugins;
