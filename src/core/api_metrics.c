@@ -22,7 +22,7 @@ static void update_host_values(struct host *h)
 {
 	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *gzips, *gzip_in,
 			*gzip_out, *gzip_secs, *gzip_slice, *not_modified, *bad, *uptime, *jobs, *info,
-			*conns, *streams;
+			*conns, *streams, *acting;
 	if(!up) {
 		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
 				NULL);
@@ -56,6 +56,9 @@ static void update_host_values(struct host *h)
 				"Open HTTP connections (limits.max_http_connections)", NULL);
 		streams = metrics_family("oh_sse_clients", METRIC_GAUGE,
 				"Open event streams (limits.max_sse_clients)", NULL);
+		acting = metrics_family("oh_ha_acting", METRIC_GAUGE,
+				"1 while this host acts: a single host, or the leader of a pair (docs/ha.md)",
+				NULL);
 	}
 	metrics_set(up, NULL, h->link && mqtt_link_connected(h->link));
 	metrics_set(reconnects, NULL, h->link ? (double)mqtt_link_reconnects(h->link) : 0);
@@ -74,6 +77,7 @@ static void update_host_values(struct host *h)
 	metrics_set(uptime, NULL, (double)(long)(time_now_mono() - h->started_mono));
 	metrics_set(conns, NULL, h->http ? (double)http_server_connections(h->http) : 0);
 	metrics_set(streams, NULL, h->http ? (double)http_server_streams(h->http) : 0);
+	metrics_set(acting, NULL, ha_acting(h));
 	const char *version = OH_VERSION;
 	metrics_set(info, &version, 1);
 	metrics_process_update();

@@ -110,6 +110,9 @@ def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db):
         assert st == 200
         st, _, page = h.request("GET", "/", headers={"Accept": "text/html"})
         assert st == 200 and text in page, page
+    for h, acting in ((a, "1"), (b, "0")):
+        _, _, text = h.request("GET", "/metrics")
+        assert "\noh_ha_acting %s\n" % acting in text
     # The single host is "single", and leads itself.
     s = make_host(ndi_config())
     assert hz(s)["role"] == "single"
