@@ -39,6 +39,8 @@ static const struct {
 		{"max_jobs", offsetof(struct config_limits, max_jobs), 200000, 10000000},
 		{"max_jobs_per_actor", offsetof(struct config_limits, max_jobs_per_actor), 10000, 10000000},
 		{"max_sse_clients", offsetof(struct config_limits, max_sse_clients), 256, 100000},
+		{"max_sse_backlog_bytes", offsetof(struct config_limits, max_sse_backlog_bytes), 1 << 20,
+				64 << 20},
 		{"max_http_connections", offsetof(struct config_limits, max_http_connections), 1000, 100000},
 		{"max_http_connections_per_client",
 				offsetof(struct config_limits, max_http_connections_per_client), 256, 100000},

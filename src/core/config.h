@@ -35,6 +35,7 @@ struct config_limits {
 	long max_jobs;                        /* scheduled jobs, in all */
 	long max_jobs_per_actor;              /* ... of one owner */
 	long max_sse_clients;                 /* open GET /api/events streams */
+	long max_sse_backlog_bytes;           /* what one stream may fall behind */
 	long max_http_connections;            /* open HTTP connections, in all */
 	long max_http_connections_per_client; /* ... from one address */
 };
