@@ -11,6 +11,7 @@ due during a failover (run once, one row in oh_job_runs), /healthz and the
 UI on both nodes, the standby's 503 for writes, and the config errors.
 """
 
+import subprocess
 import tempfile
 import time
 import uuid
@@ -85,6 +86,11 @@ def start_pair(make_host, server, db, a_port=None):
     return a, b
 
 
+def log_time(host, text):
+    """The timestamp of the last log line holding text (ISO, sortable)."""
+    return [line.split()[0] for line in host.log().splitlines() if text in line][-1]
+
+
 def relayed(device, req_id):
     return [c for c in device.commands() if c.get("req_id") == req_id]
 
@@ -103,6 +109,13 @@ def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db):
     assert body["error"]["code"] == "NOT_LEADER"
     assert body["leader"]["advertise_url"] == a.url("").rstrip("/")
     assert rows(server, db, "SELECT count(*) FROM oh_leases") == ["0"]
+    # Fencing: a session that is not the leader's cannot write, with the
+    # current epoch or not.
+    for epoch in ("1", "2"):
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            server.sql("SELECT set_config('oh.epoch', '%s', false);"
+                       " INSERT INTO oh_leases VALUES ('ndi:x', 'intruder', 1)" % epoch, db=db)
+        assert "fenced" in refused.value.stderr
     # Reads work on both; the UI's header shows the node and the leader.
     for h, text in ((a, "node a · leader<"), (b, "node b · standby · leader <a href=\"%s\">a</a>"
                                                  % a.url("").rstrip("/"))):
@@ -180,8 +193,10 @@ def test_cut_off_leader_stops_within_lease(make_host, server, db, mqtt, make_mqt
         assert code == 75, a.log()
         assert stopped <= LEASE_S + 0.5, stopped
         assert "no renewal answered" in a.log()
-        # The standby waits out the deadline and a margin, then leads.
+        # The standby waits out the deadline and a margin, then leads: never
+        # while the cut-off leader still acts (the logs' clocks are one).
         wait_until(lambda: role(b) == "leader", timeout=LEASE_S + 5)
+        assert log_time(a, "no longer the leader") < log_time(b, "took the lead")
         env = app.send("start", {"device_id": dev.id, "source": "CAM-1"})
         wait_until(lambda: relayed(dev, env["req_id"]), timeout=5)
     finally:
