@@ -7,7 +7,8 @@
  * - The loop never waits on the database.  The connection is made with
  *   PQconnectStart/PQconnectPoll and used with PQsendQueryParams,
  *   PQconsumeInput, PQisBusy and PQflush, its socket watched by libevent.
- *   Queries queue and go one at a time; a write returns OH_OK once queued,
+ *   Queries go as they come in pipeline mode (libpq 14+), each with a sync
+ *   point, and their results come back in order; a write returns OH_OK once queued,
  *   and store_when_committed() reports when it is committed (store.h).
  * - libpq may change sockets while connecting (another address of the
  *   host): the events are made anew for PQsocket() at every step.
@@ -138,8 +139,10 @@ struct pg_store {
 	struct event *ev_give_up; /* the connection attempt's deadline */
 	double backoff_s;
 	char error[256];
-	struct pg_query *head, *tail; /* head is in flight when sent */
-	bool sent;
+	struct pg_query *head, *tail; /* the first in_flight are sent */
+	struct pg_query *unsent;      /* the first not sent yet, or NULL */
+	int in_flight;
+	bool pipeline;    /* libpq's pipeline mode: queries go without waiting */
 	PGresult *result; /* the in-flight query's last result so far */
 	uint64_t seq_queued, seq_done;
 	struct waiter *waiters, *waiters_tail;
@@ -244,7 +247,9 @@ static void fail_queue(struct pg_store *pg)
 		query_free(q);
 	}
 	pg->tail = NULL;
-	pg->sent = false;
+	pg->unsent = NULL;
+	pg->in_flight = 0;
+	pg->pipeline = false;
 	if(pg->result) {
 		PQclear(pg->result);
 		pg->result = NULL;
@@ -335,6 +340,10 @@ static void migrated(struct pg_store *pg)
 {
 	evtimer_del(pg->ev_give_up);
 	pg->state = PG_READY;
+	/* From here on queries go as they come, each with its sync point, and
+	 * their results are read back in order: a batch of writes (a job
+	 * firing, BEGIN ... COMMIT) costs one round trip instead of one each. */
+	pg->pipeline = PQenterPipelineMode(pg->conn) == 1;
 	pg->backoff_s = PG_RETRY_MIN_S;
 	pg->error[0] = '\0';
 	log_info("store", "PostgreSQL: connected (%s), schema version %zu", PQdb(pg->conn), N_MIGRATIONS);
@@ -398,11 +407,13 @@ static void connected(struct pg_store *pg)
 	}
 	q->fn = on_migrated;
 	q->ud = pg;
-	/* First in line, ahead of anything queued meanwhile. */
+	/* First in line, ahead of anything queued meanwhile (nothing of
+	 * this connection is sent yet). */
 	q->next = pg->head;
 	pg->head = q;
 	if(!pg->tail)
 		pg->tail = q;
+	pg->unsent = q;
 	send_next(pg);
 }
 
@@ -462,18 +473,24 @@ static void flush_out(struct pg_store *pg)
 
 static void send_next(struct pg_store *pg)
 {
-	if(pg->sent || !pg->head || pg->state < PG_MIGRATING)
-		return;
-	struct pg_query *q = pg->head;
-	int ok = q->multi ? PQsendQuery(pg->conn, q->multi)
-			  : PQsendQueryParams(pg->conn, q->sql, q->n, NULL, (const char *const *)q->params,
-					    NULL, NULL, 0);
-	if(!ok) {
-		lost(pg, PQerrorMessage(pg->conn));
-		return;
+	while(pg->unsent && pg->state >= PG_MIGRATING && (pg->pipeline || !pg->in_flight)) {
+		struct pg_query *q = pg->unsent;
+		int ok = q->multi ? PQsendQuery(pg->conn, q->multi)
+				  : PQsendQueryParams(pg->conn, q->sql, q->n, NULL,
+						    (const char *const *)q->params, NULL, NULL, 0);
+		/* A sync point per query: an error aborts that query alone (and,
+		 * inside BEGIN ... COMMIT, the transaction, as without pipelining). */
+		if(ok && pg->pipeline)
+			ok = PQpipelineSync(pg->conn);
+		if(!ok) {
+			lost(pg, PQerrorMessage(pg->conn));
+			return;
+		}
+		pg->unsent = q->next;
+		pg->in_flight++;
 	}
-	pg->sent = true;
-	flush_out(pg);
+	if(pg->conn)
+		flush_out(pg);
 }
 
 static bool result_failed(const struct pg_query *q, PGresult *r)
@@ -491,7 +508,7 @@ static void finish(struct pg_store *pg, PGresult *r)
 	pg->head = q->next;
 	if(!pg->head)
 		pg->tail = NULL;
-	pg->sent = false;
+	pg->in_flight--;
 	bool failed = !r || result_failed(q, r);
 	if(q->seq && failed) {
 		char why[300];
@@ -515,9 +532,15 @@ static void read_results(struct pg_store *pg)
 		lost(pg, PQerrorMessage(pg->conn));
 		return;
 	}
-	while(pg->conn && pg->sent && !PQisBusy(pg->conn)) {
+	int idle = 0;
+	while(pg->conn && pg->in_flight && !PQisBusy(pg->conn)) {
 		PGresult *r = PQgetResult(pg->conn);
+		if(r && PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+			PQclear(r); /* the end of a query's sync point: nothing to tell */
+			continue;
+		}
 		if(r) {
+			idle = 0;
 			/* Keep the last one, or the first error of a multi-statement. */
 			if(pg->result && PQresultStatus(pg->result) == PGRES_FATAL_ERROR) {
 				PQclear(r);
@@ -526,6 +549,13 @@ static void read_results(struct pg_store *pg)
 					PQclear(pg->result);
 				pg->result = r;
 			}
+			continue;
+		}
+		/* Every query has a result before its end: a NULL with none is
+		 * the gap around a sync point, not an answer. */
+		if(!pg->result) {
+			if(++idle > 1)
+				break;
 			continue;
 		}
 		PGresult *last = pg->result;
@@ -575,6 +605,8 @@ static struct pg_query *enqueue(struct pg_store *pg, const char *sql, int n, con
 	else
 		pg->head = q;
 	pg->tail = q;
+	if(!pg->unsent)
+		pg->unsent = q;
 	return q;
 }
 

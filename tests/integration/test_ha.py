@@ -82,7 +82,7 @@ def start_pair(make_host, server, db, a_port=None):
     wait_until(lambda: role(a) == "leader", timeout=10, msg="a never led")
     b = make_host(pair_config(server, db, "b"))
     b.wait_connected()
-    wait_until(lambda: hz(b)["store"].get("state") == "connected", timeout=10)
+    wait_until(lambda: hz(b)["leader"] is not None, timeout=10, msg="b never heard of a")
     return a, b
 
 
