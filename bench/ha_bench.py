@@ -16,7 +16,6 @@ mosquitto, all on 127.0.0.1.
 Prints "name value unit" lines, as bench/run.sh does.
 """
 
-import json
 import os
 import subprocess
 import sys

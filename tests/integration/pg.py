@@ -19,7 +19,7 @@ import socket
 import subprocess
 import threading
 
-from harness import LOCALHOST, free_port, wait_until
+from harness import LOCALHOST, free_port
 
 
 def _bin_dir():
@@ -165,8 +165,3 @@ class Proxy:
             except OSError:
                 pass
 
-
-def wait_sql(pg, query, want, timeout=10):
-    """Until query's rows equal want."""
-    wait_until(lambda: pg.sql(query, db="lab") == want, timeout=timeout,
-               msg="%s never gave %r" % (query, want))

@@ -21,7 +21,7 @@ import pytest
 import harness
 import pg as pgmod
 from conftest import wait_until
-from test_ndi_commands import CMD, EVT, Device, Ndi, ndi_config
+from test_ndi_commands import Device, Ndi, ndi_config
 
 LEASE_S = 2
 
