@@ -191,7 +191,7 @@ def test_cut_off_leader_stops_within_lease(make_host, server, db, mqtt, make_mqt
         code = a.wait(timeout=LEASE_S + 2)
         stopped = time.monotonic() - cut
         assert code == 75, a.log()
-        assert stopped <= LEASE_S + 0.5, stopped
+        assert stopped <= LEASE_S + 1.0, stopped   # slack for a loaded machine
         assert "no renewal answered" in a.log()
         # The standby waits out the deadline and a margin, then leads: never
         # while the cut-off leader still acts (the logs' clocks are one).
