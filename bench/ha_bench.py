@@ -17,6 +17,7 @@ Prints "name value unit" lines, as bench/run.sh does.
 """
 
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,9 @@ def failover(workdir, broker, pg):
                           "params": {"device_id": "d%d" % trial, "lease_s": 600}})
         held = app.wait_for(EVT, lambda m: m["payload"].get("req_id") == rid, timeout=10)["payload"]
         ids = ["t%d-%d" % (trial, i) for i in range(GAP_CMDS)]
+        # The standby was started a fixed while ago: without a random
+        # pause, each kill would meet its 250 ms try at the same phase.
+        time.sleep(random.uniform(0, 0.5))
         killed = time.monotonic()
         leader.kill()
         for r in ids:
