@@ -8,8 +8,12 @@
  *   PQconnectStart/PQconnectPoll and used with PQsendQueryParams,
  *   PQconsumeInput, PQisBusy and PQflush, its socket watched by libevent.
  *   Queries go as they come in pipeline mode (libpq 14+), each with a sync
- *   point, and their results come back in order; a write returns OH_OK once queued,
- *   and store_when_committed() reports when it is committed (store.h).
+ *   point, and their results come back in order (a NULL between results
+ *   with none before it is the gap at a sync point, not an answer).  A
+ *   write returns OH_OK once queued, and store_when_committed() reports
+ *   when it is committed (store.h).
+ * - The migration is a multi-statement simple query, which pipeline mode
+ *   refuses: the connection enters it only after.
  * - libpq may change sockets while connecting (another address of the
  *   host): the events are made anew for PQsocket() at every step.
  * - A COMMIT in a failed transaction "succeeds" with the tag ROLLBACK: it
