@@ -122,6 +122,10 @@ int host_publish(struct host *h, const char *topic, const void *payload, size_t 
 int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
 		int *mid)
 {
+	/* A standby of a pair sends no command to a device, whatever a
+	 * plugin's own timers want: only the leader acts (ha.c). */
+	if(!ha_acting(h) && metrics_topic_kind(h, topic) == METRICS_KIND_DEVICE_COMMAND)
+		return OH_ERR_DENIED;
 	/* A caller wanting the message id (the snapshot) reports no state of
 	 * a write, and needs the id now. */
 	if(!mid && (held_head || store_pending(h->store)))

@@ -113,6 +113,22 @@ int store_device_load(struct store *s, store_device_fn fn, void *ud)
 	return s->ops->device_load(s->b, fn, ud);
 }
 
+int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
+		const json_t *doc)
+{
+	return s->ops->doc_put(s->b, module, collection, key, doc);
+}
+
+int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key)
+{
+	return s->ops->doc_delete(s->b, module, collection, key);
+}
+
+int store_doc_load(struct store *s, const char *module, const char *collection, store_doc_fn fn, void *ud)
+{
+	return s->ops->doc_load(s->b, module, collection, fn, ud);
+}
+
 int store_begin(struct store *s)
 {
 	return s->ops->begin(s->b, false);

@@ -1,6 +1,7 @@
 /*
  * Durable state behind one small interface: leases, scheduled jobs, the
- * runs of jobs and the last known document of each device.
+ * runs of jobs, the last known document of each device and plugins'
+ * documents.
  *
  * Two backends implement it (struct store_ops): SQLite (store_sqlite.c),
  * one file in state_dir, every write committed before the call returns;
@@ -52,6 +53,7 @@ typedef void (*store_lease_fn)(const struct store_lease *l, void *ud);
 typedef void (*store_job_fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud);
 typedef void (*store_device_fn)(
 		const char *id, const char *doc /* borrowed */, size_t len, double last_seen, void *ud);
+typedef void (*store_doc_fn)(const char *key, json_t *doc /* borrowed */, void *ud);
 /* rc: OH_OK when every write made before store_when_committed() is
  * committed; OH_ERR_IO when one failed (then none of the later ones are
  * to be trusted either). */
@@ -74,6 +76,9 @@ struct store_ops {
 	int (*device_put)(void *b, const char *id, const char *doc, size_t len, double last_seen);
 	int (*device_delete)(void *b, const char *id);
 	int (*device_load)(void *b, store_device_fn fn, void *ud);
+	int (*doc_put)(void *b, const char *module, const char *collection, const char *key, const json_t *doc);
+	int (*doc_delete)(void *b, const char *module, const char *collection, const char *key);
+	int (*doc_load)(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud);
 	int (*begin)(void *b, bool relaxed);
 	int (*commit)(void *b);
 	/* Writes queued and not yet committed; NULL: never any. */
@@ -115,6 +120,17 @@ int store_job_run(struct store *s, const char *id, int64_t due);
 int store_device_put(struct store *s, const char *id, const char *doc, size_t len, double last_seen);
 int store_device_delete(struct store *s, const char *id);
 int store_device_load(struct store *s, store_device_fn fn, void *ud);
+
+/*
+ * Plugins' documents (oh_doc_* in include/oh/host.h): JSON objects keyed by
+ * (module, collection, key), e.g. the NDI plugin's routes and presets.
+ * Strings are borrowed.  Any backend stores them as three text keys and
+ * one JSON text, and loads one module's collection, in no promised order.
+ */
+int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
+		const json_t *doc);
+int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key);
+int store_doc_load(struct store *s, const char *module, const char *collection, store_doc_fn fn, void *ud);
 
 /*
  * Groups writes into one transaction, so a batch of job updates costs one

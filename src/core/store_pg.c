@@ -103,6 +103,11 @@ static const char *const migrations[] = {
 		"  PERFORM pg_terminate_backend(r.pid);"
 		" END IF;"
 		" RETURN QUERY SELECT r.epoch, r.node_id, r.advertise_url, false; END $f$;",
+		/* 2: plugins' documents (oh_doc_*). */
+		"CREATE TABLE oh_docs(module text NOT NULL, collection text NOT NULL, key text NOT NULL,"
+		" doc text NOT NULL, PRIMARY KEY (module, collection, key));"
+		"CREATE TRIGGER oh_fence BEFORE INSERT OR UPDATE OR DELETE ON oh_docs"
+		" FOR EACH STATEMENT EXECUTE FUNCTION oh_fence();",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -790,6 +795,34 @@ static int pg_device_load(void *b, store_device_fn fn, void *ud)
 	return OH_OK;
 }
 
+static int pg_doc_put(void *b, const char *module, const char *collection, const char *key, const json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_COMPACT);
+	if(!text)
+		return OH_ERR_NOMEM;
+	const char *p[] = {module, collection, key, text};
+	int rc = pg_write(b,
+			"INSERT INTO oh_docs(module, collection, key, doc) VALUES ($1, $2, $3, $4)"
+			" ON CONFLICT (module, collection, key) DO UPDATE SET doc = EXCLUDED.doc",
+			4, p);
+	free(text);
+	return rc;
+}
+
+static int pg_doc_delete(void *b, const char *module, const char *collection, const char *key)
+{
+	const char *p[] = {module, collection, key};
+	return pg_write(b, "DELETE FROM oh_docs WHERE module = $1 AND collection = $2 AND key = $3", 3, p);
+}
+
+/* A plugin reads its documents when it loads, before this host knows
+ * whether it leads and before the database may even answer: nothing to
+ * hand out then (docs/ha.md, "Not carried over"). */
+static int pg_doc_load(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud)
+{
+	return OH_OK;
+}
+
 static int pg_begin(void *b, bool relaxed)
 {
 	struct pg_store *pg = b;
@@ -849,6 +882,9 @@ const struct store_ops store_pg_ops = {
 		.device_put = pg_device_put,
 		.device_delete = pg_device_delete,
 		.device_load = pg_device_load,
+		.doc_put = pg_doc_put,
+		.doc_delete = pg_doc_delete,
+		.doc_load = pg_doc_load,
 		.begin = pg_begin,
 		.commit = pg_commit,
 		.pending = pg_pending,

@@ -41,6 +41,9 @@ enum stmt_id {
 	DEVICE_PUT,
 	DEVICE_DEL,
 	DEVICE_ALL,
+	DOC_PUT,
+	DOC_DEL,
+	DOC_ALL,
 	N_STMTS
 };
 
@@ -54,6 +57,9 @@ static const char *const stmt_sql[N_STMTS] = {
 		[DEVICE_PUT] = "INSERT OR REPLACE INTO devices(id, doc, last_seen) VALUES(?1, ?2, ?3)",
 		[DEVICE_DEL] = "DELETE FROM devices WHERE id = ?1",
 		[DEVICE_ALL] = "SELECT id, doc, last_seen FROM devices",
+		[DOC_PUT] = "INSERT OR REPLACE INTO docs(module, collection, key, doc) VALUES(?1, ?2, ?3, ?4)",
+		[DOC_DEL] = "DELETE FROM docs WHERE module = ?1 AND collection = ?2 AND key = ?3",
+		[DOC_ALL] = "SELECT key, doc FROM docs WHERE module = ?1 AND collection = ?2 ORDER BY rowid",
 };
 
 struct sqlite_store {
@@ -114,6 +120,8 @@ void *store_sqlite_open(const char *dir, char *err, size_t errlen)
 			     "CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
 			     "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
 			     " last_seen REAL NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS docs(module TEXT NOT NULL, collection TEXT NOT NULL,"
+			     " key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY(module, collection, key));"
 			     /* A real write now, so the first one that matters (a job firing
 		 * right after start-up) does not pay for setting up the WAL. */
 			     "INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
@@ -254,17 +262,26 @@ static int sq_lease_load(void *b, void (*fn)(const struct store_lease *, void *)
 	return load_done(s, st, rc, "leases");
 }
 
+/* Binds doc as JSON text to column col of st, whose other columns are
+ * bound, and runs it; the bindings are cleared either way. */
+static int put_json(struct sqlite_store *s, sqlite3_stmt *st, int col, const json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_COMPACT);
+	if(!text) {
+		sqlite3_clear_bindings(st);
+		return OH_ERR_NOMEM;
+	}
+	sqlite3_bind_text(st, col, text, -1, free);
+	return step_done(s, st);
+}
+
 static int sq_job_put(void *b, const char *id, const char *module, const json_t *doc)
 {
 	struct sqlite_store *s = b;
-	char *text = json_dumps(doc, JSON_COMPACT);
-	if(!text)
-		return OH_ERR_NOMEM;
 	sqlite3_stmt *st = s->stmts[JOB_PUT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, module, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 3, text, -1, free);
-	return step_done(s, st);
+	return put_json(s, st, 3, doc);
 }
 
 static int sq_job_delete(void *b, const char *id)
@@ -329,6 +346,50 @@ static int sq_device_load(void *b,
 			fn(id, doc, len, sqlite3_column_double(st, 2), ud);
 	}
 	return load_done(s, st, rc, "devices");
+}
+
+static int sq_doc_put(void *b, const char *module, const char *collection, const char *key, const json_t *doc)
+{
+	struct sqlite_store *s = b;
+	sqlite3_stmt *st = s->stmts[DOC_PUT];
+	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, key, -1, SQLITE_TRANSIENT);
+	return put_json(s, st, 4, doc);
+}
+
+static int sq_doc_delete(void *b, const char *module, const char *collection, const char *key)
+{
+	struct sqlite_store *s = b;
+	sqlite3_stmt *st = s->stmts[DOC_DEL];
+	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, key, -1, SQLITE_TRANSIENT);
+	return step_done(s, st);
+}
+
+static int sq_doc_load(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud)
+{
+	struct sqlite_store *s = b;
+	sqlite3_stmt *st = s->stmts[DOC_ALL];
+	int rc;
+	load_begin(s);
+	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+		const char *text = (const char *)sqlite3_column_text(st, 1);
+		json_error_t err;
+		json_t *doc = text ? json_loads(text, 0, &err) : NULL;
+		if(key && doc)
+			fn(key, doc, ud);
+		else
+			log_warn("store", "skipping unreadable %s/%s document %s", module, collection,
+					key ? key : "?");
+		json_decref(doc);
+	}
+	sqlite3_clear_bindings(st);
+	return load_done(s, st, rc, "documents");
 }
 
 static int begin_plain(void *b)
@@ -404,6 +465,9 @@ const struct store_ops store_sqlite_ops = {
 		.device_put = sq_device_put,
 		.device_delete = sq_device_delete,
 		.device_load = sq_device_load,
+		.doc_put = sq_doc_put,
+		.doc_delete = sq_doc_delete,
+		.doc_load = sq_doc_load,
 		.begin = sq_begin,
 		.commit = sq_commit,
 };
