@@ -12,6 +12,8 @@
  *   registry    devices publish meta, then a burst of status updates; time
  *               until GET /api/registry shows the last update of every device
  *   populate    register devices [from, to) and wait until the host has them
+ *   burst       --n commands through the host to a device that never answers,
+ *               until each one's TIMEOUT
  *   jobs        write scheduler jobs straight into a host's state.db
  *   schedwatch  the device those jobs address: lateness of each firing
  *
@@ -599,6 +601,74 @@ static void cmd_throughput(void)
 	free(st.seen);
 }
 
+/* ---- burst: commands to a device that never answers ---------------------------- */
+
+struct burst_state {
+	pthread_mutex_t lock;
+	char tag[32];
+	long timeouts; /* TIMEOUT events for this run's commands */
+};
+
+static void burst_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	struct burst_state *s = c->ud;
+	const char *p = m->payload;
+	size_t len = (size_t)m->payloadlen;
+	if(memmem(p, len, s->tag, strlen(s->tag)) && memmem(p, len, "\"TIMEOUT\"", 9)) {
+		pthread_mutex_lock(&s->lock);
+		s->timeouts++;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* burst: --n commands through the host to --device-id, which nobody
+ * serves, then waits for every one's TIMEOUT event (the host's
+ * ack_timeout_s decides when).  bench/run.sh reads the host's RSS around
+ * it. */
+static void cmd_burst(void)
+{
+	char evt_topic[256], cmd_topic[256];
+	snprintf(evt_topic, sizeof evt_topic, "%s/orchestrator/ndi/evt", opt.root);
+	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+	struct burst_state st;
+	pthread_mutex_init(&st.lock, NULL);
+	st.timeouts = 0;
+	snprintf(st.tag, sizeof st.tag, "B%dx", (int)getpid());
+	struct client *watch = client_new("burst-evt", true);
+	watch->on_msg = burst_on_msg;
+	watch->ud = &st;
+	client_subscribe(watch, evt_topic, 0, true);
+	struct client *app = client_new("burst-app", true);
+	double t0 = now_s();
+	for(long i = 0; i < opt.n; i++) {
+		char payload[512];
+		int len = snprintf(payload, sizeof payload,
+				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
+				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
+				st.tag, i, opt.device_id);
+		int rc = mosquitto_publish(app->mosq, NULL, cmd_topic, len, payload, 1, false);
+		if(rc)
+			die("publish failed: %s", mosquitto_strerror(rc));
+	}
+	if(!client_wait_published(app, opt.n, opt.timeout_s))
+		die("the broker did not acknowledge the burst");
+	double t_sent = now_s(), end = t0 + opt.timeout_s;
+	long seen = 0;
+	while(seen < opt.n && now_s() < end) {
+		usleep(20000);
+		pthread_mutex_lock(&st.lock);
+		seen = st.timeouts;
+		pthread_mutex_unlock(&st.lock);
+	}
+	figure("publish_secs", t_sent - t0, "s");
+	figure("timeouts", (double)seen, "count");
+	figure("drained_secs", now_s() - t0, "s");
+	client_free(app, true);
+	client_free(watch, true);
+	if(seen < opt.n)
+		die("%ld of %ld commands timed out within %.0f s", seen, opt.n, opt.timeout_s);
+}
+
 /* ---- devices: meta, status, registry ------------------------------------------- */
 
 static void device_name(long i, char *out, size_t len)
@@ -1032,7 +1102,7 @@ static void cmd_schedwatch(void)
 static void usage(void)
 {
 	fprintf(stderr,
-			"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch [options]\n"
+			"usage: oh-bench latency|throughput|registry|populate|burst|jobs|schedwatch [options]\n"
 			"  --port N          broker port (1883)\n"
 			"  --http-port N     host HTTP port (8080)\n"
 			"  --root R          topic root (/lab)\n"
@@ -1167,6 +1237,8 @@ int main(int argc, char **argv)
 		cmd_populate();
 	else if(!strcmp(cmd, "jobs"))
 		cmd_jobs();
+	else if(!strcmp(cmd, "burst"))
+		cmd_burst();
 	else if(!strcmp(cmd, "schedwatch"))
 		cmd_schedwatch();
 	else

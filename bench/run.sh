@@ -20,7 +20,8 @@
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
-#   BENCH_SECTIONS="latency tput rest mem sched" (default: all of them)
+#   BENCH_BURST_N=50000 BENCH_SECTIONS="latency tput rest mem burst start sched"
+#   (default: all of them; BENCH_MILLION=1 adds a 1,000,000-device step)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -203,7 +204,7 @@ start_host_once() {
   "stale_after_s": 600,
   "log_level": "warn",$LIMITS
   "plugins": [{"module": "ndi", "path": "builtin:ndi",
-               "settings": {"ack_timeout_s": 86400}}]
+               "settings": {"ack_timeout_s": ${ACK_TIMEOUT:-86400}}}]
 }
 EOF
 	taskset -c 0 "$HOST_BIN" --config "$WORK/$name/host.json" >"$WORK/$name/host.log" 2>&1 &
@@ -436,6 +437,26 @@ read -r get_code get_bytes get_secs < <(curl -s --noproxy '*' -o /dev/null \
 emit "mem_registry_get_secs" "$get_secs" "s (HTTP $get_code)"
 emit "mem_registry_get_bytes" "$get_bytes" bytes
 emit_rss mem_after_get
+stop_host
+fi
+
+# ---- 5b. a burst to a silent device ------------------------------------------------
+# BURST_N commands relayed to a device nobody serves, on a host whose NDI
+# ack_timeout_s is 5: RSS before, its peak (VmHWM) over the commands, and 30 s
+# after the last TIMEOUT.  Targets: after within 25% of before, the peak at
+# most 1 KB per pending command.
+BURST_N=${BENCH_BURST_N:-50000}
+if want burst; then
+ACK_TIMEOUT=5 start_host burst /burst
+sleep 1
+emit_rss burst_before
+bench burst --root /burst --n "$BURST_N" --device-id silent-dev --timeout 120 --name burst
+emit_rss burst_drained
+sleep 30
+emit_rss burst_after_30s
+ratio burst_after_vs_before burst_after_30s_rss burst_before_rss
+emit burst_peak_bytes_per_command "$(awk -v p="$(value burst_after_30s_hwm)" -v b="$(value burst_before_rss)" \
+	-v n="$BURST_N" 'BEGIN { printf "%.0f", (p - b) * 1048576 / n }')" bytes
 stop_host
 fi
 
