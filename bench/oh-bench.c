@@ -14,6 +14,7 @@
  *   populate    register devices [from, to) and wait until the host has them
  *   burst       --n commands through the host to a device that never answers,
  *               until each one's TIMEOUT
+ *   startwait   poll /api/registry until it lists --devices devices
  *   jobs        write scheduler jobs straight into a host's state.db
  *   schedwatch  the device those jobs address: lateness of each firing
  *
@@ -69,6 +70,7 @@ static struct {
 	double fire_at;  /* jobs: the first due time (wall clock) */
 	double window;   /* jobs: due times spread over this many seconds */
 	long fire_n;     /* jobs: how many are due in the window */
+	long leases;     /* jobs: leases written too */
 } opt = {
 		.port = 1883,
 		.http_port = 8080,
@@ -757,7 +759,8 @@ static void cmd_populate(void)
 	}
 	wait_conns_published(cs, nc, expected);
 	double t_acked = now_s(), end = t0 + opt.timeout_s;
-	bool all = false;
+	/* --http-port 0: only the broker keeps them (retained). */
+	bool all = !opt.http_port;
 	while(!all && now_s() < end) {
 		all = true;
 		for(int k = 0; k < nc && all; k++) {
@@ -1036,9 +1039,46 @@ static void cmd_jobs(void)
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
+	/* Leases on the devices populate makes, held for a month. */
+	if(sqlite3_prepare_v2(db,
+			   "INSERT OR REPLACE INTO leases(key, holder, expires_at) VALUES(?1, 'bench', ?2)",
+			   -1, &st, NULL) != SQLITE_OK)
+		die("prepare: %s", sqlite3_errmsg(db));
+	for(long i = 0; i < opt.leases; i++) {
+		char key[48], id[32];
+		device_name(i, id, sizeof id);
+		snprintf(key, sizeof key, "ndi:%s", id);
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_double(st, 2, wall_s() + 30 * 86400);
+		if(sqlite3_step(st) != SQLITE_DONE)
+			die("insert: %s", sqlite3_errmsg(db));
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
 	if(sqlite3_exec(db, "COMMIT;", NULL, NULL, &err) != SQLITE_OK)
 		die("commit: %s", err);
 	sqlite3_close(db);
+}
+
+/* startwait: polls GET /api/registry until it lists --devices devices and
+ * prints the seconds from wall time --at (the host's exec) to that answer. */
+static void cmd_startwait(void)
+{
+	double end = now_s() + opt.timeout_s;
+	long polls = 0;
+	while(now_s() < end) {
+		json_t *reg = http_get_json("/api/registry");
+		polls++;
+		long n = (long)json_object_size(json_object_get(reg, "devices"));
+		json_decref(reg);
+		if(n >= opt.devices) {
+			figure("secs", wall_s() - opt.at, "s");
+			figure("polls", (double)polls, "count");
+			return;
+		}
+		usleep(20000);
+	}
+	die("the registry did not list %ld devices within %.0f s", opt.devices, opt.timeout_s);
 }
 
 struct watch_state {
@@ -1102,7 +1142,7 @@ static void cmd_schedwatch(void)
 static void usage(void)
 {
 	fprintf(stderr,
-			"usage: oh-bench latency|throughput|registry|populate|burst|jobs|schedwatch [options]\n"
+			"usage: oh-bench latency|throughput|registry|populate|burst|startwait|jobs|schedwatch [options]\n"
 			"  --port N          broker port (1883)\n"
 			"  --http-port N     host HTTP port (8080)\n"
 			"  --root R          topic root (/lab)\n"
@@ -1120,7 +1160,10 @@ static void usage(void)
 			"  --at T --duration S   latency: start at wall time T, stop after S seconds\n"
 			"  --db FILE --fire-at T --window S --fire-n K\n"
 			"                    jobs: write --n jobs into FILE, K due in [T, T+S)\n"
-			"                    schedwatch: wait for K due jobs, print their lateness\n");
+			"                    schedwatch: wait for K due jobs, print their lateness\n"
+			"  --leases N        jobs: write N leases ndi:dev-NNNNNN too\n"
+			"  --http-port 0     populate: leave the devices on the broker, do not wait\n"
+			"  --devices N --at T  startwait: wait for N devices, seconds since wall time T\n");
 	exit(2);
 }
 
@@ -1151,6 +1194,7 @@ int main(int argc, char **argv)
 			{"fire-at", 1, 0, 'F'},
 			{"window", 1, 0, 'W'},
 			{"fire-n", 1, 0, 'K'},
+			{"leases", 1, 0, 'L'},
 			{0, 0, 0, 0},
 	};
 	int ch;
@@ -1220,6 +1264,9 @@ int main(int argc, char **argv)
 		case 'K':
 			opt.fire_n = atol(optarg);
 			break;
+		case 'L':
+			opt.leases = atol(optarg);
+			break;
 		default:
 			usage();
 		}
@@ -1239,6 +1286,8 @@ int main(int argc, char **argv)
 		cmd_jobs();
 	else if(!strcmp(cmd, "burst"))
 		cmd_burst();
+	else if(!strcmp(cmd, "startwait"))
+		cmd_startwait();
 	else if(!strcmp(cmd, "schedwatch"))
 		cmd_schedwatch();
 	else

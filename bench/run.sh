@@ -171,11 +171,14 @@ fi
 # The bench's device never acks, and NDI ack_timeout_s is a day, so every
 # command stays pending: a host with limits.max_pending_per_device (default
 # 1000) would refuse the rest of a run's commands to bench-dev.
+# BENCH_MILLION=1 adds a step of 1,000,000 devices to the memory scenario,
+# past the default limits.max_devices.
 LIMITS=
 if grep -aq max_pending_per_device "$HOST_BIN"; then
 	LIMITS='
-  "limits": {"max_pending": 10000000, "max_pending_per_device": 10000000},'
+  "limits": {"max_pending": 10000000, "max_pending_per_device": 10000000, "max_devices": 2000000},'
 fi
+[ -n "${BENCH_MILLION:-}" ] && MEM_STEPS="$MEM_STEPS 1000000"
 
 # start_host NAME ROOT: a fresh host with its own topic root (so retained
 # messages of one scenario never reach another), state dir and HTTP port.
@@ -423,13 +426,35 @@ if want mem; then
 start_host memory /mem
 sleep 1
 emit_rss mem_idle
+# The cost per update at each size: the host's own time merging meta and
+# status (oh_registry_merge_seconds_total) over a second round of both for
+# the first min(n, 20000) devices, in ns per message.
+update_cost() {  # n
+	local k=$(( $1 < 20000 ? $1 : 20000 )) m0 s0 m1 s1
+	m0=$(metric oh_registry_merges_total)
+	s0=$(metric oh_registry_merge_seconds_total)
+	bench populate --http-port 0 --root /mem --from 0 --to "$k" --conns 8 --timeout 600 \
+		--name "mem_update_$1" >/dev/null
+	for _ in $(seq 600); do
+		m1=$(metric oh_registry_merges_total)
+		awk -v a="$m1" -v b="$m0" -v k="$k" 'BEGIN { exit !(a - b >= 2 * k) }' && break
+		sleep 0.1
+	done
+	s1=$(metric oh_registry_merge_seconds_total)
+	emit "mem_${1}_ns_per_update" "$(awk -v a="$s1" -v b="$s0" -v m="$m1" -v l="$m0" \
+		'BEGIN { printf "%.0f", (a - b) * 1e9 / (m - l) }')" ns
+	ratio "mem_${1}_update_vs_1000" "mem_${1}_ns_per_update" mem_1000_ns_per_update
+}
 prev=0
 for n in $MEM_STEPS; do
 	bench populate --http-port "$HTTP_PORT" --root /mem --from "$prev" --to "$n" --conns 8 \
-		--timeout 240 --name "mem_populate_$n"
+		--timeout 900 --name "mem_populate_$n"
 	sleep 1   # a snapshot interval or five: let the last snapshot go out
 	emit_rss "mem_${n}"
+	emit "mem_${n}_bytes_per_device" "$(awk -v r="$(value "mem_${n}_rss")" -v i="$(value mem_idle_rss)" \
+		-v n="$n" 'BEGIN { printf "%.0f", (r - i) * 1048576 / n }')" bytes
 	[ "$n" = 10000 ] && gzip_time mem_10000
+	update_cost "$n"
 	prev=$n
 done
 read -r get_code get_bytes get_secs < <(curl -s --noproxy '*' -o /dev/null \
@@ -457,6 +482,27 @@ emit_rss burst_after_30s
 ratio burst_after_vs_before burst_after_30s_rss burst_before_rss
 emit burst_peak_bytes_per_command "$(awk -v p="$(value burst_after_30s_hwm)" -v b="$(value burst_before_rss)" \
 	-v n="$BURST_N" 'BEGIN { printf "%.0f", (p - b) * 1048576 / n }')" bytes
+stop_host
+fi
+
+# ---- 5c. start-up -----------------------------------------------------------------
+# A host that knew START_N devices (stored, and retained on the broker) is
+# stopped; START_N jobs and START_N leases are written into its state.db;
+# then the seconds from exec to the first /api/registry listing every
+# device.  Target: 3 s.
+START_N=${BENCH_START_N:-100000}
+if want start; then
+start_host start /start
+bench populate --http-port "$HTTP_PORT" --root /start --from 0 --to "$START_N" --conns 8 \
+	--timeout 240 --name start_populate
+stop_host   # a clean stop stores every device
+"$BENCH_BIN" jobs --db "$WORK/start/state.db" --n "$START_N" --fire-at $(( $(date +%s) + 86400 )) \
+	--window 1 --fire-n 0 --leases "$START_N"
+sync "$WORK/start"/state.db*
+t0=$(date +%s.%N)
+start_host start /start
+bench startwait --http-port "$HTTP_PORT" --devices "$START_N" --at "$t0" --timeout 60 --name start_registry
+emit_rss start_after
 stop_host
 fi
 

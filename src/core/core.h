@@ -35,6 +35,10 @@ struct counters {
 	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
 	double gzip_seconds, gzip_slice_max_s; /* loop CPU time in slices; the longest */
 	uint64_t http_not_modified;
+	/* registry.c: meta and status messages merged, and the loop time they
+	 * took (oh_registry_merge_seconds_total: the cost per update). */
+	uint64_t registry_merges;
+	double registry_merge_seconds;
 };
 
 struct host {

@@ -172,3 +172,101 @@ json_t *device_doc_thaw(const char *frag, size_t len)
 	}
 	return doc;
 }
+
+/* ---- a warm start's fragments --------------------------------------------------- */
+
+/* The end of the JSON string starting at p (a '"'), past its closing quote;
+ * NULL when it does not close before end. */
+static const char *skip_string(const char *p, const char *end)
+{
+	for(p++; p < end; p++) {
+		if(*p == '\\')
+			p++;
+		else if(*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* The end of the JSON value starting at p; NULL when it is cut short.
+ * Compact JSON: no white space between tokens. */
+static const char *skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+	while(p < end) {
+		if(*p == '"') {
+			if(!(p = skip_string(p, end)))
+				return NULL;
+		} else if(*p == '{' || *p == '[') {
+			depth++;
+			p++;
+		} else if(*p == '}' || *p == ']') {
+			if(!depth)
+				return p; /* the end of the enclosing object */
+			depth--;
+			p++;
+		} else if(*p == ',' && !depth) {
+			return p;
+		} else {
+			p++;
+		}
+		if(!depth && p < end && (*p == ',' || *p == '}'))
+			return p;
+	}
+	return NULL;
+}
+
+static bool key_is(const char *k, size_t kl, const char *name)
+{
+	return kl == strlen(name) && !memcmp(k, name, kl);
+}
+
+char *device_doc_from_stored(const char *id, const char *text, size_t n, const char *last_seen, size_t *len,
+		bool *has_modules)
+{
+	const char *p = text, *end = text + n;
+	size_t idl = strlen(id), lsl = last_seen ? strlen(last_seen) + 2 : 4;
+	/* "id":{"device_id":"id", the members, "last_seen":..,"stale":false,"online":null} */
+	size_t cap = idl + 3 + 14 + idl + 2 + n + 12 + lsl + 29 + 1;
+	char *frag = malloc(cap), *w = frag;
+	if(!frag)
+		return NULL;
+	*has_modules = false;
+	w += sprintf(w, "\"%s\":{\"device_id\":\"%s\"", id, id);
+	if(p >= end || *p++ != '{')
+		goto fail;
+	while(p < end && *p != '}') {
+		const char *member = p, *key_end;
+		if(*p != '"' || !(key_end = skip_string(p, end)) || key_end >= end || *key_end != ':')
+			goto fail;
+		const char *k = p + 1;
+		size_t kl = (size_t)(key_end - 1 - k);
+		const char *v_end = skip_value(key_end + 1, end);
+		if(!v_end || v_end == key_end + 1)
+			goto fail;
+		if(key_is(k, kl, "modules"))
+			*has_modules = true;
+		if(!key_is(k, kl, "device_id") && !key_is(k, kl, "last_seen") && !key_is(k, kl, "stale") &&
+				!key_is(k, kl, "online")) {
+			*w++ = ',';
+			memcpy(w, member, (size_t)(v_end - member));
+			w += v_end - member;
+		}
+		p = v_end;
+		if(p < end && *p == ',')
+			p++;
+	}
+	if(p >= end || p + 1 != end)
+		goto fail;
+	if(last_seen)
+		w += sprintf(w, ",\"last_seen\":\"%s\"", last_seen);
+	else
+		w += sprintf(w, ",\"last_seen\":null");
+	w += sprintf(w, ",\"stale\":false,\"online\":null}");
+	*len = (size_t)(w - frag);
+	return frag;
+
+fail:
+	free(frag);
+	return NULL;
+}

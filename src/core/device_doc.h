@@ -37,4 +37,18 @@ json_t *device_doc_thaw(const char *frag, size_t len);
 /* Where the object starts in such a fragment: strlen(id) + 3. */
 size_t device_doc_key_len(const char *frag);
 
+/*
+ * A warm start's fragment straight from the stored text (borrowed; compact
+ * JSON as device_doc_freeze wrote it) without a tree: the stored device_id,
+ * last_seen, stale and online left out, the rest in order, then
+ * "last_seen": last_seen (borrowed ISO time, or NULL for null), "stale":
+ * false, "online": null, exactly what thawing, deleting those and freezing
+ * again would give (tests/unit/test_registry_doc.c).  Returned (free()),
+ * its length in *len, and whether the document has "modules" in
+ * *has_modules; NULL out of memory or when the text is not such an object
+ * (then parse it).
+ */
+char *device_doc_from_stored(const char *id, const char *text, size_t n, const char *last_seen, size_t *len,
+		bool *has_modules);
+
 #endif
