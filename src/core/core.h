@@ -112,6 +112,8 @@ int registry_start(struct registry *r); /* subscribes */
 char *registry_device_json(struct registry *r, const char *id);
 int registry_device(struct registry *r, const char *id, struct oh_device *out);
 void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
+/* The same with dev->doc NULL: no document is thawed (oh_device_walk). */
+void registry_walk(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
 size_t registry_size(const struct registry *r);
 uint64_t registry_generation(const struct registry *r); /* host.generation */
 /* Tells the change handler (registry_on_change) that the devices changed. */

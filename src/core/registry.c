@@ -1046,7 +1046,7 @@ char *registry_device_json(struct registry *r, const char *id)
 	return strndup(d->frag + kl, d->frag_len - kl);
 }
 
-void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud)
+static void walk(struct registry *r, bool with_doc, int (*fn)(const struct oh_device *, void *), void *ud)
 {
 	struct strmap_iter it;
 	strmap_iter_init(&it, r->devices);
@@ -1055,14 +1055,27 @@ void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, vo
 		struct device *d = value;
 		/* A walk over more than WARM_MAX devices thaws them all for this
 		 * turn of the loop: host.h lets fn keep dev->doc until then. */
-		if(!device_tree(r, d))
+		if(with_doc && !device_tree(r, d))
 			break;
-		refresh_doc(d);
+		if(with_doc)
+			refresh_doc(d);
 		struct oh_device dev;
 		fill_device(d, &dev);
+		if(!with_doc)
+			dev.doc = NULL;
 		if(fn(&dev, ud))
 			break;
 	}
+}
+
+void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud)
+{
+	walk(r, true, fn, ud);
+}
+
+void registry_walk(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud)
+{
+	walk(r, false, fn, ud);
 }
 
 size_t registry_size(const struct registry *r)

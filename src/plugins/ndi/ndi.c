@@ -219,7 +219,7 @@ static void ndi_device_forgotten(oh_ctx *ctx, const char *device_id)
 
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
-		.abi_minor = 2, /* oh_topic_parse (1), device_forgotten (2) */
+		.abi_minor = 6, /* oh_topic_parse (1), device_forgotten (2), oh_device_walk (6) */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,
