@@ -39,6 +39,9 @@ struct counters {
 	 * took (oh_registry_merge_seconds_total: the cost per update). */
 	uint64_t registry_merges;
 	double registry_merge_seconds;
+	/* events.c: the most any event stream has been behind (unsent bytes
+	 * plus registry deltas held back) since start. */
+	uint64_t sse_behind_peak;
 };
 
 struct host {
