@@ -270,3 +270,25 @@ fail:
 	free(frag);
 	return NULL;
 }
+
+long device_doc_count_snapshot(const char *text, size_t n)
+{
+	static const char head[] = "{\"devices\":{";
+	const char *p = text + sizeof head - 1, *end = text + n;
+	long count = 0;
+	if(n < sizeof head - 1 || memcmp(text, head, sizeof head - 1))
+		return -1;
+	while(p < end && *p != '}') {
+		const char *key_end = *p == '"' ? skip_string(p, end) : NULL;
+		if(!key_end || key_end >= end || *key_end != ':')
+			return -1;
+		const char *v_end = skip_value(key_end + 1, end);
+		if(!v_end || v_end == key_end + 1)
+			return -1;
+		count++;
+		p = v_end;
+		if(p < end && *p == ',')
+			p++;
+	}
+	return p < end ? count : -1;
+}

@@ -51,4 +51,9 @@ size_t device_doc_key_len(const char *frag);
 char *device_doc_from_stored(const char *id, const char *text, size_t n, const char *last_seen, size_t *len,
 		bool *has_modules);
 
+/* The devices in a registry snapshot's text (borrowed; "{\"devices\":{...",
+ * as snapshot.c writes it), counted without parsing it; -1 when it is not
+ * such a text (then parse it). */
+long device_doc_count_snapshot(const char *text, size_t n);
+
 #endif

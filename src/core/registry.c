@@ -976,9 +976,15 @@ static void on_previous_snapshot(oh_ctx *ctx, const struct oh_message *msg, void
 	struct registry *r = ud;
 	if(!r->settling || !msg->len)
 		return;
-	json_t *doc = json_loadb(msg->payload, msg->len, 0, NULL);
-	size_t n = json_object_size(json_object_get(doc, "devices"));
-	json_decref(doc);
+	/* Counted in the text: parsing 100,000 devices was a tenth of the
+	 * host's start-up. */
+	long counted = device_doc_count_snapshot(msg->payload, msg->len);
+	size_t n = counted >= 0 ? (size_t)counted : 0;
+	if(counted < 0) {
+		json_t *doc = json_loadb(msg->payload, msg->len, 0, NULL);
+		n = json_object_size(json_object_get(doc, "devices"));
+		json_decref(doc);
+	}
 	if(n > r->expected) {
 		r->expected = n;
 		log_info("registry", "the broker's last snapshot has %zu devices; waiting for them", n);

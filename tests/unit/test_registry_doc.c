@@ -267,6 +267,25 @@ static void test_bytes(void)
 	json_decref(doc);
 }
 
+/* A snapshot's devices counted in its text, as parsing counts them. */
+static void test_count_snapshot(void)
+{
+	static const char *const snaps[] = {
+			"{\"devices\":{},\"locks\":{},\"modules\":[],\"ts\":\"t\",\"seq\":1}",
+			"{\"devices\":{\"a\":{\"x\":\"}\\\"{\",\"y\":[{},[]]},\"b\":{}},\"locks\":{\"ndi:a\":{}},\"seq\":2}",
+			"{\"devices\":{\"a\":{\"device_id\":\"a\",\"n\":1.5e3,\"o\":null}},\"locks\":{}}",
+	};
+	for(size_t i = 0; i < sizeof snaps / sizeof snaps[0]; i++) {
+		json_t *j = json_loads(snaps[i], 0, NULL);
+		CHECK(j != NULL);
+		CHECK_INT_EQ(device_doc_count_snapshot(snaps[i], strlen(snaps[i])),
+				(long)json_object_size(json_object_get(j, "devices")));
+		json_decref(j);
+	}
+	CHECK_INT_EQ(device_doc_count_snapshot("{\"locks\":{}}", 11), -1);
+	CHECK_INT_EQ(device_doc_count_snapshot("{\"devices\":{\"a\":", 17), -1);
+}
+
 int main(void)
 {
 	test_freeze_thaw();
@@ -274,5 +293,6 @@ int main(void)
 	test_random();
 	test_bytes();
 	test_stored();
+	test_count_snapshot();
 	return check_summary();
 }
