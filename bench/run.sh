@@ -100,7 +100,7 @@ emit() {   # name value unit
 
 # Runs oh-bench, showing and recording its figures.
 bench() {
-	timeout 300 "$BENCH_BIN" "$@" --port "$BROKER_PORT" | tee -a "$RESULTS"
+	timeout "${TOOL_TIMEOUT:-300}" "$BENCH_BIN" "$@" --port "$BROKER_PORT" | tee -a "$RESULTS"
 }
 
 value() {  # the value of figure $1 from this run
@@ -454,8 +454,8 @@ update_cost() {  # n
 }
 prev=0
 for n in $MEM_STEPS; do
-	bench populate --http-port "$HTTP_PORT" --root /mem --from "$prev" --to "$n" --conns 8 \
-		--timeout 900 --name "mem_populate_$n"
+	TOOL_TIMEOUT=1500 bench populate --http-port "$HTTP_PORT" --root /mem --from "$prev" --to "$n" --conns 8 \
+		--timeout 1400 --name "mem_populate_$n"
 	sleep 1   # a snapshot interval or five: let the last snapshot go out
 	emit_rss "mem_${n}"
 	emit "mem_${n}_bytes_per_device" "$(awk -v r="$(value "mem_${n}_rss")" -v i="$(value mem_idle_rss)" \
