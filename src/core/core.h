@@ -26,6 +26,7 @@ struct scheduler;
 struct broker_probe;
 struct snapshot;
 struct shared_buf;
+struct ha;
 
 struct counters {
 	uint64_t bad_payloads;
@@ -35,6 +36,10 @@ struct counters {
 	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
 	double gzip_seconds, gzip_slice_max_s; /* loop CPU time in slices; the longest */
 	uint64_t http_not_modified;
+	/* registry.c: meta and status messages merged, and the loop time they
+	 * took (oh_registry_merge_seconds_total: the cost per update). */
+	uint64_t registry_merges;
+	double registry_merge_seconds;
 	/* events.c: the most any event stream has been behind (unsent bytes
 	 * plus registry deltas held back) since start. */
 	uint64_t sse_behind_peak;
@@ -52,6 +57,7 @@ struct host {
 	struct leases *leases;
 	struct scheduler *scheduler;
 	struct broker_probe *probe; /* owned (broker_probe_free) */
+	struct ha *ha;              /* owned (ha_free) */
 	char *node;                 /* owned: our name on the bus, in the birth message */
 	oh_ctx **plugins;           /* one context per configured plugin */
 	size_t n_plugins;
@@ -111,6 +117,8 @@ int registry_start(struct registry *r); /* subscribes */
 char *registry_device_json(struct registry *r, const char *id);
 int registry_device(struct registry *r, const char *id, struct oh_device *out);
 void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
+/* The same with dev->doc NULL: no document is thawed (oh_device_walk). */
+void registry_walk(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
 size_t registry_size(const struct registry *r);
 uint64_t registry_generation(const struct registry *r); /* host.generation */
 /* Tells the change handler (registry_on_change) that the devices changed. */
@@ -178,6 +186,30 @@ void leases_set_expired_handler(
 /* The one handler told of every lease taken, moved or dropped (snapshot.c;
  * fn NULL: none). */
 void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
+
+/* ---- ha.c: leadership among hosts sharing a PostgreSQL store ------------- */
+
+/* Single (SQLite) hosts act at once; on PostgreSQL the host starts as a
+ * standby and asks for the lead.  on_lead(h) is told when this host has
+ * taken the lead and may load the state (leases, jobs) from the store. */
+typedef void (*ha_deliver_fn)(
+		struct host *h, const char *topic, const void *payload, size_t len, bool retained);
+/* deliver: where the leader's command session hands each command. */
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver);
+void ha_free(struct host *h);
+/* Whether this host relays commands, fires jobs, expires leases and
+ * publishes the snapshot: a single host, or the leader once loaded. */
+bool ha_acting(const struct host *h);
+/* Part of a pair (PostgreSQL store), leading or not. */
+bool ha_paired(const struct host *h);
+/* Topics the main connection leaves to the leader's command session
+ * ({root}/orchestrator/{module}/cmd on a pair). */
+bool ha_ignores_topic(const struct host *h, const char *topic);
+/* {"node_id", "advertise_url"} of the leader (this host when single), or
+ * null while unknown; returned. */
+json_t *ha_leader_json(const struct host *h);
+/* Adds role, node_id, leader and store to a /healthz body (borrowed). */
+void ha_health(const struct host *h, json_t *body);
 
 /* ---- plugins.c ------------------------------------------------------------ */
 

@@ -1,23 +1,47 @@
 /*
  * Durable state behind one small interface: leases, scheduled jobs, the
- * last known document of each device and plugins' documents.
- * The SQLite backend (store_sqlite.c) is the only one today; a PostgreSQL
- * backend for a pair of hosts would implement the same operations.
- * Every write is committed before the call returns.
+ * runs of jobs, the last known document of each device and plugins'
+ * documents.
+ *
+ * Two backends implement it (struct store_ops): SQLite (store_sqlite.c),
+ * one file in state_dir, every write committed before the call returns;
+ * and PostgreSQL (store_pg.c), shared by hosts that fail over to each
+ * other (docs/ha.md), where a write is queued on a non-blocking
+ * connection and committed a round trip later.
+ *
+ * Callers write as before and get OH_OK when the write is committed
+ * (SQLite) or queued (PostgreSQL).  What must not be seen before the
+ * state it depends on is durable, the acknowledgement of a lease or the
+ * command of a job whose next run was just stored, waits for
+ * store_when_committed(): publish.c holds the host's publishes and http.c
+ * its replies while writes are in flight, in order, so leases.c and
+ * scheduler.c need not know which backend they talk to.  A PostgreSQL
+ * write that fails means this host is no longer the leader (ha.c): the
+ * held output is dropped, never sent, and the host steps down.
  *
  * Calls run on the event loop and never wait long for other processes:
- * while one holds the database (a backup, the sqlite3 shell), a write fails
- * after a few milliseconds with OH_ERR_IO and changes nothing, and the
- * caller refuses what it was asked (a lease, a job) or tries again later
- * (the scheduler's runs).  Only the *_load calls, made at start-up, wait
- * up to 2 s.
+ * while one holds the SQLite database (a backup, the sqlite3 shell), a
+ * write fails after a few milliseconds with OH_ERR_IO and changes nothing,
+ * and the caller refuses what it was asked (a lease, a job) or tries again
+ * later (the scheduler's runs).  Only the *_load calls, made at start-up
+ * (SQLite) or when this host becomes the leader (PostgreSQL, from rows
+ * fetched beforehand without blocking), may wait.
+ *
+ * Adding a table: one op in struct store_ops, its SQL in each backend, a
+ * wrapper below; on PostgreSQL the table also gets the fencing trigger
+ * (store_pg.c, "migrations"), so a deposed leader's write is refused.
  */
 #ifndef OH_STORE_H
 #define OH_STORE_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct store;
+struct event_base;
+struct config;
 
 struct store_lease {
 	const char *key;
@@ -25,20 +49,68 @@ struct store_lease {
 	double expires_at; /* wall-clock seconds */
 };
 
-/* Opens (creating) the store under dir; err gets a message on failure. */
-struct store *store_open(const char *dir, char *err, size_t errlen);
+typedef void (*store_lease_fn)(const struct store_lease *l, void *ud);
+typedef void (*store_job_fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud);
+typedef void (*store_device_fn)(
+		const char *id, const char *doc /* borrowed */, size_t len, double last_seen, void *ud);
+typedef void (*store_doc_fn)(const char *key, json_t *doc /* borrowed */, void *ud);
+/* rc: OH_OK when every write made before store_when_committed() is
+ * committed; OH_ERR_IO when one failed (then none of the later ones are
+ * to be trusted either). */
+typedef void (*store_done_fn)(int rc, void *ud);
+
+/* One backend.  b is the backend's own state.  NULL for an optional op. */
+struct store_ops {
+	const char *name; /* "sqlite", "postgresql" */
+	void (*close)(void *b);
+	int (*lease_put)(void *b, const struct store_lease *lease);
+	int (*lease_delete)(void *b, const char *key);
+	int (*lease_load)(void *b, store_lease_fn fn, void *ud);
+	int (*job_put)(void *b, const char *id, const char *module, const json_t *doc);
+	int (*job_delete)(void *b, const char *id);
+	int (*job_load)(void *b, store_job_fn fn, void *ud);
+	/* Records that job id ran for due; OH_ERR_EXISTS when it already did
+	 * (PostgreSQL: a UNIQUE (job, due) constraint).  NULL: one host only,
+	 * nothing to guard against. */
+	int (*job_run)(void *b, const char *id, int64_t due);
+	int (*device_put)(void *b, const char *id, const char *doc, size_t len, double last_seen);
+	int (*device_delete)(void *b, const char *id);
+	int (*device_load)(void *b, store_device_fn fn, void *ud);
+	int (*doc_put)(void *b, const char *module, const char *collection, const char *key, const json_t *doc);
+	int (*doc_delete)(void *b, const char *module, const char *collection, const char *key);
+	int (*doc_load)(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud);
+	int (*begin)(void *b, bool relaxed);
+	int (*commit)(void *b);
+	/* Writes queued and not yet committed; NULL: never any. */
+	bool (*pending)(void *b);
+	/* Calls fn once what was written so far is committed; NULL: at once. */
+	void (*when_committed)(void *b, store_done_fn fn, void *ud);
+};
+
+/* Opens the configured backend: SQLite under cfg->state_dir, or a
+ * PostgreSQL connection made in the background on base (a database that
+ * is down is retried; store_status says why).  err gets a message on
+ * failure. */
+struct store *store_open(const struct config *cfg, struct event_base *base, char *err, size_t errlen);
+/* The SQLite store under dir (unit tests, tools). */
+struct store *store_open_dir(const char *dir, char *err, size_t errlen);
 void store_close(struct store *s);
+/* "sqlite" or "postgresql". */
+const char *store_backend(const struct store *s);
+/* The backend's state (borrowed: store_pg.c's, for ha.c), or NULL. */
+void *store_backend_state(struct store *s, const struct store_ops *ops);
 
 int store_lease_put(struct store *s, const struct store_lease *lease);
 int store_lease_delete(struct store *s, const char *key);
 /* Calls fn for every stored lease. */
-int store_lease_load(struct store *s, void (*fn)(const struct store_lease *l, void *ud), void *ud);
+int store_lease_load(struct store *s, store_lease_fn fn, void *ud);
 
 /* Jobs are stored as JSON documents keyed by id, with the executing module. */
 int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc);
 int store_job_delete(struct store *s, const char *id);
-int store_job_load(struct store *s,
-		void (*fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud), void *ud);
+int store_job_load(struct store *s, store_job_fn fn, void *ud);
+/* See struct store_ops.job_run. */
+int store_job_run(struct store *s, const char *id, int64_t due);
 
 /*
  * The registry's last merged document per device (JSON text, borrowed for
@@ -47,10 +119,7 @@ int store_job_load(struct store *s,
  */
 int store_device_put(struct store *s, const char *id, const char *doc, size_t len, double last_seen);
 int store_device_delete(struct store *s, const char *id);
-int store_device_load(struct store *s,
-		void (*fn)(const char *id, const char *doc /* borrowed */, size_t len, double last_seen,
-				void *ud),
-		void *ud);
+int store_device_load(struct store *s, store_device_fn fn, void *ud);
 
 /*
  * Plugins' documents (oh_doc_* in include/oh/host.h): JSON objects keyed by
@@ -61,8 +130,7 @@ int store_device_load(struct store *s,
 int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
 		const json_t *doc);
 int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key);
-int store_doc_load(struct store *s, const char *module, const char *collection,
-		void (*fn)(const char *key, json_t *doc /* borrowed */, void *ud), void *ud);
+int store_doc_load(struct store *s, const char *module, const char *collection, store_doc_fn fn, void *ud);
 
 /*
  * Groups writes into one transaction, so a batch of job updates costs one
@@ -79,5 +147,21 @@ int store_begin_relaxed(struct store *s);
 /* OH_ERR_IO when the outermost commit failed: then none of the
  * transaction's writes were kept. */
 int store_commit(struct store *s);
+
+/* Whether writes are queued and not yet committed (s may be NULL). */
+bool store_pending(const struct store *s);
+/* Calls fn(rc, ud) once every write made so far is committed (at once when
+ * none is pending).  See the top. */
+void store_when_committed(struct store *s, store_done_fn fn, void *ud);
+
+/* ---- the backends (store_sqlite.c, store_pg.c) -------------------------------- */
+
+extern const struct store_ops store_sqlite_ops;
+void *store_sqlite_open(const char *dir, char *err, size_t errlen);
+extern const struct store_ops store_pg_ops;
+void *store_pg_open(const struct config *cfg, struct event_base *base, char *err, size_t errlen);
+/* Refuses a conninfo libpq cannot parse or that carries a password, naming
+ * store.conninfo; 0 when it is fine. */
+int store_pg_check_conninfo(const char *conninfo, const char *file, char *err, size_t errlen);
 
 #endif

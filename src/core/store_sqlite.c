@@ -1,5 +1,5 @@
 /*
- * The SQLite store: one file, {state_dir}/state.db, in WAL mode with full
+ * The SQLite store (store.h's default backend): one file, {state_dir}/state.db, in WAL mode with full
  * synchronous commits, so a lease acknowledged to a client survives kill -9
  * and power loss alike.  Statements are prepared once.  Every failure names
  * the file and says what SQLite said, since "database disk image is
@@ -62,7 +62,7 @@ static const char *const stmt_sql[N_STMTS] = {
 		[DOC_ALL] = "SELECT key, doc FROM docs WHERE module = ?1 AND collection = ?2 ORDER BY rowid",
 };
 
-struct store {
+struct sqlite_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[N_STMTS];
 	char *path;      /* {state_dir}/state.db, for messages */
@@ -70,6 +70,8 @@ struct store {
 	bool relaxed;    /* the open transaction commits without fsync */
 	bool locked_out; /* the last write found the database locked */
 };
+
+static void sq_close(void *b);
 
 /* What to do about it, for the errors an operator can act on. */
 static const char *hint(sqlite3 *db)
@@ -90,11 +92,11 @@ static const char *hint(sqlite3 *db)
 	}
 }
 
-struct store *store_open(const char *dir, char *err, size_t errlen)
+void *store_sqlite_open(const char *dir, char *err, size_t errlen)
 {
 	if(state_dir_create(dir, err, errlen))
 		return NULL;
-	struct store *s = calloc(1, sizeof *s);
+	struct sqlite_store *s = calloc(1, sizeof *s);
 	size_t n = strlen(dir) + sizeof "/state.db";
 	if(!s || !(s->path = malloc(n))) {
 		snprintf(err, errlen, "state_dir: out of memory");
@@ -141,12 +143,13 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 	return s;
 
 fail:
-	store_close(s);
+	sq_close(s);
 	return NULL;
 }
 
-void store_close(struct store *s)
+static void sq_close(void *b)
 {
+	struct sqlite_store *s = b;
 	if(!s)
 		return;
 	for(int i = 0; i < N_STMTS; i++)
@@ -164,7 +167,7 @@ static bool is_busy(int rc)
 
 /* Logs a failed write: a lock held elsewhere once per outage (it can last
  * as long as a backup, with writes failing all along), the rest each time. */
-static int write_failed(struct store *s, int rc, const char *what, const char *msg)
+static int write_failed(struct sqlite_store *s, int rc, const char *what, const char *msg)
 {
 	if(!is_busy(rc)) {
 		log_error("store", "%s: %s failed: %s%s", s->path, what, msg, hint(s->db));
@@ -178,7 +181,7 @@ static int write_failed(struct store *s, int rc, const char *what, const char *m
 	return OH_ERR_IO;
 }
 
-static void write_worked(struct store *s)
+static void write_worked(struct sqlite_store *s)
 {
 	if(s->locked_out) {
 		log_info("store", "%s is writable again", s->path);
@@ -187,7 +190,7 @@ static void write_worked(struct store *s)
 }
 
 /* Runs a prepared write statement to completion. */
-static int step_done(struct store *s, sqlite3_stmt *st)
+static int step_done(struct sqlite_store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -202,18 +205,19 @@ static int step_done(struct store *s, sqlite3_stmt *st)
 
 /* Reads may wait as long as at start-up: they run then, and in WAL mode
  * another process's write lock does not block them anyway. */
-static void load_begin(struct store *s)
+static void load_begin(struct sqlite_store *s)
 {
 	sqlite3_busy_timeout(s->db, STORE_BUSY_START_MS);
 }
 
-static void load_end(struct store *s)
+static void load_end(struct sqlite_store *s)
 {
 	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 }
 
-int store_lease_put(struct store *s, const struct store_lease *l)
+static int sq_lease_put(void *b, const struct store_lease *l)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[LEASE_PUT];
 	sqlite3_bind_text(st, 1, l->key, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, l->holder, -1, SQLITE_TRANSIENT);
@@ -221,15 +225,16 @@ int store_lease_put(struct store *s, const struct store_lease *l)
 	return step_done(s, st);
 }
 
-int store_lease_delete(struct store *s, const char *key)
+static int sq_lease_delete(void *b, const char *key)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[LEASE_DEL];
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
 	return step_done(s, st);
 }
 
 /* Ends a read of every row; rc is the last sqlite3_step() result. */
-static int load_done(struct store *s, sqlite3_stmt *st, int rc, const char *what)
+static int load_done(struct sqlite_store *s, sqlite3_stmt *st, int rc, const char *what)
 {
 	load_end(s);
 	if(rc != SQLITE_DONE)
@@ -239,8 +244,9 @@ static int load_done(struct store *s, sqlite3_stmt *st, int rc, const char *what
 	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
 }
 
-int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, void *), void *ud)
+static int sq_lease_load(void *b, void (*fn)(const struct store_lease *, void *), void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[LEASE_ALL];
 	int rc;
 	load_begin(s);
@@ -258,7 +264,7 @@ int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, voi
 
 /* Binds doc as JSON text to column col of st, whose other columns are
  * bound, and runs it; the bindings are cleared either way. */
-static int put_json(struct store *s, sqlite3_stmt *st, int col, const json_t *doc)
+static int put_json(struct sqlite_store *s, sqlite3_stmt *st, int col, const json_t *doc)
 {
 	char *text = json_dumps(doc, JSON_COMPACT);
 	if(!text) {
@@ -269,23 +275,26 @@ static int put_json(struct store *s, sqlite3_stmt *st, int col, const json_t *do
 	return step_done(s, st);
 }
 
-int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc)
+static int sq_job_put(void *b, const char *id, const char *module, const json_t *doc)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_PUT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, module, -1, SQLITE_TRANSIENT);
 	return put_json(s, st, 3, doc);
 }
 
-int store_job_delete(struct store *s, const char *id)
+static int sq_job_delete(void *b, const char *id)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_DEL];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	return step_done(s, st);
 }
 
-int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_t *, void *), void *ud)
+static int sq_job_load(void *b, void (*fn)(const char *, const char *, json_t *, void *), void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_ALL];
 	int rc;
 	load_begin(s);
@@ -304,8 +313,9 @@ int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_
 	return load_done(s, st, rc, "jobs");
 }
 
-int store_device_put(struct store *s, const char *id, const char *doc, size_t len, double last_seen)
+static int sq_device_put(void *b, const char *id, const char *doc, size_t len, double last_seen)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DEVICE_PUT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, doc, (int)len, SQLITE_STATIC);
@@ -313,16 +323,18 @@ int store_device_put(struct store *s, const char *id, const char *doc, size_t le
 	return step_done(s, st);
 }
 
-int store_device_delete(struct store *s, const char *id)
+static int sq_device_delete(void *b, const char *id)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DEVICE_DEL];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	return step_done(s, st);
 }
 
-int store_device_load(struct store *s,
+static int sq_device_load(void *b,
 		void (*fn)(const char *id, const char *doc, size_t len, double last_seen, void *ud), void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DEVICE_ALL];
 	int rc;
 	load_begin(s);
@@ -336,9 +348,9 @@ int store_device_load(struct store *s,
 	return load_done(s, st, rc, "devices");
 }
 
-int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
-		const json_t *doc)
+static int sq_doc_put(void *b, const char *module, const char *collection, const char *key, const json_t *doc)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DOC_PUT];
 	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
@@ -346,8 +358,9 @@ int store_doc_put(struct store *s, const char *module, const char *collection, c
 	return put_json(s, st, 4, doc);
 }
 
-int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key)
+static int sq_doc_delete(void *b, const char *module, const char *collection, const char *key)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DOC_DEL];
 	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
@@ -355,9 +368,9 @@ int store_doc_delete(struct store *s, const char *module, const char *collection
 	return step_done(s, st);
 }
 
-int store_doc_load(struct store *s, const char *module, const char *collection,
-		void (*fn)(const char *key, json_t *doc, void *ud), void *ud)
+static int sq_doc_load(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DOC_ALL];
 	int rc;
 	load_begin(s);
@@ -379,8 +392,9 @@ int store_doc_load(struct store *s, const char *module, const char *collection,
 	return load_done(s, st, rc, "documents");
 }
 
-int store_begin(struct store *s)
+static int begin_plain(void *b)
 {
+	struct sqlite_store *s = b;
 	if(s->txn_depth++ > 0)
 		return OH_OK;
 	char *msg = NULL;
@@ -394,8 +408,9 @@ int store_begin(struct store *s)
 	return OH_OK;
 }
 
-int store_begin_relaxed(struct store *s)
+static int begin_relaxed(void *b)
 {
+	struct sqlite_store *s = b;
 	if(s->txn_depth == 0) {
 		/* WAL with synchronous=NORMAL: committed to the OS at once, so a
 		 * killed process loses nothing; synced at the next checkpoint or
@@ -403,7 +418,7 @@ int store_begin_relaxed(struct store *s)
 		sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 		s->relaxed = true;
 	}
-	int rc = store_begin(s);
+	int rc = begin_plain(s);
 	if(rc && s->txn_depth == 0 && s->relaxed) {
 		/* No transaction to end: the writes that follow need FULL. */
 		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
@@ -412,8 +427,9 @@ int store_begin_relaxed(struct store *s)
 	return rc;
 }
 
-int store_commit(struct store *s)
+static int sq_commit(void *b)
 {
+	struct sqlite_store *s = b;
 	if(s->txn_depth <= 0 || --s->txn_depth > 0)
 		return OH_OK;
 	char *msg = NULL;
@@ -431,3 +447,27 @@ int store_commit(struct store *s)
 	}
 	return rc;
 }
+
+static int sq_begin(void *b, bool relaxed)
+{
+	return relaxed ? begin_relaxed(b) : begin_plain(b);
+}
+
+const struct store_ops store_sqlite_ops = {
+		.name = "sqlite",
+		.close = sq_close,
+		.lease_put = sq_lease_put,
+		.lease_delete = sq_lease_delete,
+		.lease_load = sq_lease_load,
+		.job_put = sq_job_put,
+		.job_delete = sq_job_delete,
+		.job_load = sq_job_load,
+		.device_put = sq_device_put,
+		.device_delete = sq_device_delete,
+		.device_load = sq_device_load,
+		.doc_put = sq_doc_put,
+		.doc_delete = sq_doc_delete,
+		.doc_load = sq_doc_load,
+		.begin = sq_begin,
+		.commit = sq_commit,
+};
