@@ -228,17 +228,20 @@ static int host_start(struct host *h)
 	int rc = http_server_start(h->http); /* logs why */
 	if(rc)
 		return rc;
+	/* The leases before the plugins, which may ask about them as they
+	 * start (routes), and so that a damaged store stops the host with the
+	 * store's one line naming the file, not with a plugin refused after
+	 * it.  A pair's leader loads leases and jobs when it takes the lead
+	 * (ha.c). */
+	if(failed(ha_start(h, took_lead, deliver_command), "ha"))
+		return OH_ERR_NOMEM;
+	if(!ha_paired(h) && (rc = leases_load(h->leases)))
+		return rc;
 	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
 			failed(scheduler_init(h), "scheduler") || failed(plugins_load_all(h), "plugins"))
 		return OH_ERR_INVAL;
-	if(failed(ha_start(h, took_lead, deliver_command), "ha"))
-		return OH_ERR_NOMEM;
-	/* The store names the file and what SQLite said.  A pair's leader
-	 * loads them when it takes the lead (ha.c). */
-	rc = ha_paired(h) ? OH_OK : leases_load(h->leases);
-	if(!rc && !ha_paired(h))
-		rc = scheduler_load(h->scheduler);
-	if(rc)
+	/* Jobs need their modules' executors, registered by the plugins. */
+	if(!ha_paired(h) && (rc = scheduler_load(h->scheduler)))
 		return rc;
 	return failed(mqtt_link_start(h->link), "mqtt");
 }
