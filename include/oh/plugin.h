@@ -30,8 +30,9 @@ extern "C" {
  * function, a constant or a meaning of a reserved field, compatibly: a host
  * of minor m runs every plugin that needs minor m or less.
  * Minor 1: oh_topic_parse (host.h, "the topic layout").
- * Minor 2: oh_plugin.device_forgotten (the first reserved slot). */
-#define OH_PLUGIN_ABI_MINOR 2
+ * Minor 2: oh_plugin.device_forgotten (the first reserved slot).
+ * Minor 3: oh_audit_record (host.h, "the audit trail"). */
+#define OH_PLUGIN_ABI_MINOR 3
 
 /* The handle the host gives a plugin: its module name, settings, and every
  * service in host.h hang off it. */

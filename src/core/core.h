@@ -26,6 +26,7 @@ struct scheduler;
 struct broker_probe;
 struct snapshot;
 struct shared_buf;
+struct audit;
 
 struct counters {
 	uint64_t bad_payloads;
@@ -48,6 +49,7 @@ struct host {
 	struct store *store;
 	struct leases *leases;
 	struct scheduler *scheduler;
+	struct audit *audit;        /* owned (audit_free); NULL: audit.enabled is false */
 	struct broker_probe *probe; /* owned (broker_probe_free) */
 	char *node;                 /* owned: our name on the bus, in the birth message */
 	oh_ctx **plugins;           /* one context per configured plugin */

@@ -14,6 +14,7 @@
  *   event: orch_evt   data: {"topic": ..., "payload": <the event>} (payload null, with
  *                      "error", if a plugin published something that is not JSON)
  *   event: broker     data: {"mqtt": "connected" | "disconnected"}
+ *   event: audit      data: one audit record once it is stored (audit.c, GET /api/audit's shape)
  *
  * An event is formatted once and queued by reference on every client's
  * stream, so memory grows with the distinct events not yet sent to someone,
@@ -304,6 +305,19 @@ static void on_ping(evutil_socket_t fd, short what, void *arg)
 	shared_buf_unref(msg);
 }
 
+bool events_listening(struct host *h)
+{
+	struct events *ev = the_events;
+	return ev && ev->host == h && !oh_list_empty(&ev->clients);
+}
+
+void events_audit(struct host *h, const char *json, size_t len)
+{
+	struct events *ev = the_events;
+	if(ev && ev->host == h)
+		broadcast_event(ev, "audit", json, len);
+}
+
 void events_broker_state(struct host *h, bool up)
 {
 	struct events *ev = the_events;
@@ -333,7 +347,8 @@ int events_register(struct host *h)
 			" \"description\": \"text/event-stream. On connect: retry: 2000, an event"
 			" `broker` and an event `registry` with the current snapshot; then `registry`"
 			" (every published snapshot), `orch_evt` ({topic, payload} of every event the host"
-			" publishes on {root}/orchestrator/{module}/evt) and `broker` ({mqtt: connected|disconnected}) as they"
+			" publishes on {root}/orchestrator/{module}/evt), `audit` (each audit record once stored, as GET"
+			" /api/audit gives it) and `broker` ({mqtt: connected|disconnected}) as they"
 			" happen, and a `: ping` comment every 15 s. A newer snapshot replaces an unsent one;"
 			" clients more than 1 MB behind, or that read nothing for 8 s, are dropped and"
 			" reconnect. At most limits.max_sse_clients streams (429 LIMIT beyond).\","

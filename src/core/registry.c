@@ -51,6 +51,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "ident.h"
 #include "oh/list.h"
 #include "oh/validate.h"
@@ -517,17 +518,34 @@ static int clear_module_status(struct registry *r, const char *id, const json_t 
 	return OH_OK;
 }
 
-/*
- * Where the audit record of a forgotten device goes (issue 17's audit
- * trail).  Until the audit store exists, the log carries it: who, why and
- * which retained topics were cleared.
- */
-static void forget_record(const char *id, const char *actor, const char *why, const json_t *cleared)
+/* A device's audit record: added, online, offline, remove, forget
+ * (docs/audit.md); detail borrowed, may be NULL. */
+static void device_record(struct registry *r, const char *id, const char *action, const char *actor,
+		const json_t *detail)
+{
+	const char *token = http_current_token();
+	struct audit_rec rec = {.kind = "device",
+			.action = action,
+			.actor = actor,
+			.token = token,
+			.device_id = id,
+			.detail = detail,
+			.latency_ms = -1};
+	audit_record(r->host, &rec);
+}
+
+/* The log line and the audit record of a forgotten device: who, why and
+ * which retained topics were cleared. */
+static void forget_record(
+		struct registry *r, const char *id, const char *actor, const char *why, json_t *cleared)
 {
 	char *topics = json_dumps(cleared, JSON_COMPACT);
 	log_info("registry", "forgetting device %s (%s, by %s): cleared %s", id, why,
 			actor ? actor : "the host", topics ? topics : "[]");
 	free(topics);
+	json_t *detail = json_pack("{s:s, s:O}", "why", why, "cleared", cleared);
+	device_record(r, id, "forget", actor, detail);
+	json_decref(detail);
 }
 
 int registry_forget(struct registry *r, const char *id, const char *actor, const char *why, json_t **cleared_out)
@@ -559,7 +577,7 @@ int registry_forget(struct registry *r, const char *id, const char *actor, const
 	 * readable through oh_registry_device. */
 	if(r->on_forget)
 		r->on_forget(r->host, id);
-	forget_record(id, actor, why, cleared);
+	forget_record(r, id, actor, why, cleared);
 	remove_device(r, id, why);
 	if(cleared_out)
 		*cleared_out = cleared;
@@ -636,8 +654,13 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		/* Clearing a retained meta is how a device is decommissioned.  On
 		 * MQTT 5 the broker tells a retained clear from a plain empty
 		 * publish (retain as published); on 3.1.1 it cannot. */
-		if(is_meta && (msg->retained || !mqtt_link_retain_as_published(r->host->link)))
+		if(is_meta && (msg->retained || !mqtt_link_retain_as_published(r->host->link)) &&
+				strmap_get(r->devices, id)) {
+			json_t *detail = json_pack("{s:s}", "why", "empty retained meta");
+			device_record(r, id, "remove", NULL, detail);
+			json_decref(detail);
 			remove_device(r, id, "empty retained meta");
+		}
 		return;
 	}
 	if(!msg->json || !json_is_object(msg->json)) {
@@ -699,9 +722,14 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		device_heard(r, d, is_meta);
 		return;
 	}
+	bool was_up = d->online == 1 && !d->stale;
 	d->contacted = true;
 	if(!is_meta && json_is_boolean(online))
 		d->online = json_is_true(online) ? 1 : 0;
+	if(created)
+		device_record(r, id, "added", NULL, NULL);
+	if(was_up != (d->online == 1))
+		device_record(r, id, d->online == 1 ? "online" : "offline", NULL, NULL);
 	d->last_seen_wall = time_now_wall();
 	d->last_seen_mono = time_now_mono();
 	d->stale = false;
@@ -768,6 +796,9 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 		if(d->online == 1 && !d->stale) {
 			d->stale = true;
 			device_changed(r, d);
+			json_t *detail = json_pack("{s:s}", "why", "stale");
+			device_record(r, d->id, "offline", NULL, detail);
+			json_decref(detail);
 		}
 	}
 }

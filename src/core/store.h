@@ -1,6 +1,6 @@
 /*
- * Durable state behind one small interface: leases, scheduled jobs and the
- * last known document of each device.
+ * Durable state behind one small interface: leases, scheduled jobs, the
+ * last known document of each device and the audit trail (audit.c).
  * The SQLite backend (store_sqlite.c) is the only one today; a PostgreSQL
  * backend for a pair of hosts would implement the same operations.
  * Every write is committed before the call returns.
@@ -16,6 +16,7 @@
 #define OH_STORE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 struct store;
 
@@ -67,5 +68,46 @@ int store_begin_relaxed(struct store *s);
 /* OH_ERR_IO when the outermost commit failed: then none of the
  * transaction's writes were kept. */
 int store_commit(struct store *s);
+
+/*
+ * The audit trail (audit.c, docs/audit.md): one row per record, numbered
+ * by seq, which only grows (never reused, also after pruning).  The
+ * strings are borrowed for the call; NULL is stored as NULL.  detail is
+ * JSON text or NULL; latency_ms < 0 means none.
+ */
+struct store_audit {
+	long long seq; /* set by store_audit_insert; read by queries */
+	double ts;     /* wall-clock seconds */
+	const char *kind, *action, *actor, *requested_by, *token, *device_id, *module, *req_id, *code, *error,
+			*detail;
+	double latency_ms;
+};
+/* Inserts r inside the open transaction (or on its own) and sets r->seq. */
+int store_audit_insert(struct store *s, struct store_audit *r);
+/* Filters of a query: NULL strings and since/until <= 0 filter nothing;
+ * before_seq > 0 keeps rows below it (the keyset cursor).  Rows come newest
+ * first. */
+struct store_audit_filter {
+	const char *kind, *action, *actor, *device_id, *code, *module;
+	double since, until;
+	long long before_seq;
+};
+/* Calls fn for at most limit rows (r borrowed for the call); *n_out (may
+ * be NULL) gets how many. */
+int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit,
+		void (*fn)(const struct store_audit *r, void *ud), void *ud, size_t *n_out);
+/* Deletes at most batch of the oldest rows that are older than before
+ * (wall-clock seconds, <= 0: none by age) or beyond the newest max_rows
+ * (<= 0: no cap); *removed gets how many went. */
+int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed);
+/* The highest seq ever given (0: none). */
+long long store_audit_last_seq(struct store *s);
+
+/* Whether a transaction is open (store_begin without its commit yet). */
+bool store_in_txn(const struct store *s);
+/* The one handler told when the outermost transaction ends: ok says
+ * whether its writes were committed (audit.c, to publish what waited for
+ * them).  fn NULL: none. */
+void store_on_commit(struct store *s, void (*fn)(void *ud, bool ok), void *ud);
 
 #endif
