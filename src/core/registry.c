@@ -631,6 +631,15 @@ static bool replayed(struct registry *r, struct device *d, bool is_meta, bool re
 	return true;
 }
 
+/* The audit record of a device coming online or going offline, when a
+ * message moved it (was_up: online and not stale before). */
+static void note_up(struct registry *r, const struct device *d, bool was_up)
+{
+	bool up = d->online == 1 && !d->stale;
+	if(up != was_up)
+		device_record(r, d->id, up ? "online" : "offline", NULL, NULL);
+}
+
 static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 {
 	struct registry *r = ud;
@@ -699,6 +708,7 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		return;
 	}
 	d->doc_bytes = bytes;
+	bool was_up = d->online == 1 && !d->stale;
 	/* After the device exists, so that the complaint spends its own budget. */
 	bool changed = false;
 	if(merge_typed(d->doc, msg->json, why, sizeof why, &changed))
@@ -715,6 +725,7 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		int was_online = d->online;
 		if(!is_meta && json_is_boolean(online) && d->contacted)
 			d->online = json_is_true(online) ? 1 : 0;
+		note_up(r, d, was_up);
 		if(changed || d->online != was_online) {
 			device_changed(r, d);
 			persist_mark(r, d); /* once per device and connection */
@@ -722,17 +733,15 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		device_heard(r, d, is_meta);
 		return;
 	}
-	bool was_up = d->online == 1 && !d->stale;
 	d->contacted = true;
 	if(!is_meta && json_is_boolean(online))
 		d->online = json_is_true(online) ? 1 : 0;
 	if(created)
 		device_record(r, id, "added", NULL, NULL);
-	if(was_up != (d->online == 1))
-		device_record(r, id, d->online == 1 ? "online" : "offline", NULL, NULL);
 	d->last_seen_wall = time_now_wall();
 	d->last_seen_mono = time_now_mono();
 	d->stale = false;
+	note_up(r, d, was_up);
 	fresh_unlink(r, d);
 	fresh_append(r, d);
 	device_changed(r, d);

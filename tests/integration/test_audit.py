@@ -1,0 +1,244 @@
+"""
+The audit trail (issue 17, docs/audit.md), black-box: every kind of record
+(commands with latency, leases, jobs, plugins, devices, DELETE
+/api/devices/{id}); filters and keyset paging over 10,000 records; CSV and
+JSON Lines exports that parse; retention by age and by max_rows; and a
+kill -9 in the middle of a burst losing no record of what was acknowledged.
+"""
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+import uuid
+import urllib.request
+
+import harness
+from harness import wait_until
+
+ROOT = "/lab"
+CMD = ROOT + "/orchestrator/ndi/cmd"
+EVT = ROOT + "/orchestrator/ndi/evt"
+
+
+def ndi_config(**extra):
+    cfg = {"plugins": [{"module": "ndi", "path": harness.NDI_PLUGIN,
+                        "settings": {"ack_timeout_s": 5, "mdns": False}}]}
+    cfg.update(extra)
+    return cfg
+
+
+def rid():
+    return uuid.uuid4().hex[:16]
+
+
+def announce(mqtt, dev, online=True):
+    mqtt.publish("%s/device/%s/meta" % (ROOT, dev), {"device_id": dev, "modules": ["ndi"]}, retain=True)
+    mqtt.publish("%s/device/%s/status" % (ROOT, dev), {"device_id": dev, "online": online}, retain=True)
+
+
+def audit(host, query=""):
+    st, body = host.get("/api/audit" + query)
+    assert st == 200, body
+    return body["records"]
+
+
+def one(records, **want):
+    hits = [r for r in records if all(r.get(k) == v for k, v in want.items())]
+    assert hits, "no record with %s in %s" % (want, json.dumps(records, indent=1)[:3000])
+    return hits[0]
+
+
+def send(mqtt, action, params, actor="app", req_id=None):
+    env = {"req_id": req_id or rid(), "actor": actor, "action": action, "params": params}
+    mqtt.publish(CMD, env)
+    return env["req_id"]
+
+
+def evt(mqtt, req_id, code=None, timeout=5):
+    return mqtt.wait_for(EVT, lambda m: m["payload"]["req_id"] == req_id
+                         and (code is None or m["payload"]["code"] == code), timeout=timeout)["payload"]
+
+
+def device_acks(make_mqtt, dev, stop):
+    """A device that acks every command OK, on its own thread of paho."""
+    c = make_mqtt()
+
+    def on_msg(client, userdata, msg):
+        env = json.loads(msg.payload)
+        client.publish("%s/device/%s/ndi/evt" % (ROOT, dev),
+                       json.dumps({"req_id": env["req_id"], "ok": True, "code": "OK",
+                                   "action": env["action"], "details": {}}), qos=1)
+    c.client.message_callback_add("%s/device/%s/ndi/cmd" % (ROOT, dev), on_msg)
+    c.subscribe("%s/device/%s/ndi/cmd" % (ROOT, dev))
+    return c
+
+
+def test_each_kind_of_record(make_host, mqtt, make_mqtt):
+    host = make_host(ndi_config())
+    host.wait_connected()
+    mqtt.subscribe(EVT)
+    device_acks(make_mqtt, "cam-1", None)
+    announce(mqtt, "cam-1")
+    wait_until(lambda: host.get("/api/devices/cam-1")[1].get("online") is True)
+
+    # A plugin loaded at start-up; a device added, online.
+    one(audit(host, "?kind=plugin"), action="load", module="ndi", code="OK")
+    recs = audit(host, "?device_id=cam-1")
+    one(recs, kind="device", action="added")
+    one(recs, kind="device", action="online")
+
+    # Leases: take, renew, release, expire, force_release; each command's
+    # outcome too.
+    r1 = send(mqtt, "reserve", {"device_id": "cam-1", "lease_s": 30}, actor="alice")
+    evt(mqtt, r1, "OK")
+    r2 = send(mqtt, "renew", {"device_id": "cam-1", "lease_s": 30}, actor="alice")
+    evt(mqtt, r2, "OK")
+    r3 = send(mqtt, "release", {"device_id": "cam-1"}, actor="alice")
+    evt(mqtt, r3, "OK")
+    recs = audit(host, "?kind=lease&device_id=cam-1")
+    for action in ("take", "renew", "release"):
+        one(recs, action=action, actor="alice", module="ndi")
+    cmd = one(audit(host, "?kind=command&actor=alice"), req_id=r1)
+    assert cmd["action"] == "reserve" and cmd["code"] == "OK" and cmd["device_id"] == "cam-1", cmd
+    r4 = send(mqtt, "reserve", {"device_id": "cam-1", "lease_s": 0.5}, actor="bob")
+    evt(mqtt, r4, "OK")
+    mqtt.wait_for(EVT, lambda m: m["payload"]["code"] == "EXPIRED", timeout=5)
+    one(audit(host, "?kind=lease&action=expire"), actor="bob", device_id="cam-1")
+    send(mqtt, "reserve", {"device_id": "cam-1", "lease_s": 30}, actor="carol")
+    assert host.post("/api/ndi/force_release", {"device_id": "cam-1"})[0] == 200
+    one(audit(host, "?kind=lease&action=force_release"), device_id="cam-1",
+        detail={"key": "ndi:cam-1", "holder": "carol"})
+
+    # A relayed command: its outcome, from the device's ack, with latency.
+    r5 = send(mqtt, "start", {"device_id": "cam-1", "source": "CAM-A"}, actor="dave",
+              req_id="start-" + rid())
+    evt(mqtt, r5, "COMPLETED")
+    done = one(audit(host, "?code=COMPLETED"), req_id=r5)
+    assert done["kind"] == "command" and done["actor"] == "dave" and done["module"] == "ndi", done
+    assert isinstance(done["latency_ms"], float) and 0 <= done["latency_ms"] < 5000, done
+    assert not [r for r in audit(host, "?limit=1000") if r.get("code") == "DISPATCHED"]
+
+    # Jobs: scheduled, fired, cancelled.
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    st, job = host.post("/api/ndi/jobs", {"at": at, "actor": "erin", "commands": [
+        {"device_id": "cam-1", "action": "stop", "params": {}}]})
+    assert st == 201, job
+    one(audit(host, "?kind=job&action=scheduled"), actor="erin", detail={
+        "job_id": job["id"], "owner": "erin", "spec": "at", "when": at})
+    fired = mqtt.wait_for(EVT, lambda m: m["payload"]["code"] == "FIRED", timeout=5)["payload"]
+    one(audit(host, "?kind=job&action=fired"), actor="erin", req_id=fired["req_id"])
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    st, job2 = host.post("/api/ndi/jobs", {"at": later, "actor": "erin", "commands": [
+        {"device_id": "cam-1", "action": "stop", "params": {}}]})
+    assert host.delete("/api/ndi/jobs/" + job2["id"])[0] == 200
+    one(audit(host, "?kind=job&action=cancelled"), requested_by="erin")
+
+    # A device going offline; DELETE /api/devices/{id} forgetting it.
+    announce(mqtt, "cam-1", online=False)
+    wait_until(lambda: [r for r in audit(host, "?device_id=cam-1&action=offline")])
+    assert host.delete("/api/devices/cam-1")[0] == 200
+    forgot = one(audit(host, "?kind=device&action=forget"), device_id="cam-1")
+    assert forgot["actor"] == "an unauthenticated client", forgot
+    assert sorted(forgot["detail"]["cleared"]) == [ROOT + "/device/cam-1/" + t
+                                                   for t in ("meta", "ndi/status", "status")]
+    assert forgot["detail"]["why"] == "DELETE /api/devices/{id}"
+
+    # Unloading the plugin.
+    assert host.delete("/api/plugins/ndi")[0] in (200, 202)
+    wait_until(lambda: [r for r in audit(host, "?kind=plugin&action=unload")])
+
+    # Every record has a seq, newest first, and a time.
+    recs = audit(host, "?limit=1000")
+    seqs = [r["seq"] for r in recs]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+    assert all(r["ts"].endswith("Z") for r in recs)
+
+
+def fill(db_path, n, t0, **cols):
+    """n records straight into the store the host made (stopped), as the
+    host writes them: what is under test is reading them back."""
+    rows = [(t0 + i * 0.001, cols.get("kind", "command"), "act%d" % (i % 7), "user%d" % (i % 10),
+             "dev-%d" % (i % 50), "ndi", "r%05d" % i, ("OK", "FAILED", "TIMEOUT")[i % 3], i % 13 * 1.5,
+             None if i % 3 == 0 else "it, \"broke\"\nbadly", json.dumps({"i": i}))
+            for i in range(n)]
+    with sqlite3.connect(db_path) as db:
+        db.executemany("INSERT INTO audit(ts, kind, action, actor, device_id, module, req_id, code,"
+                       " latency_ms, error, detail) VALUES(?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+
+def stream(host, query, headers=None):
+    req = urllib.request.Request(host.url("/api/audit" + query), headers=headers or {})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.headers.get("Content-Type"), r.read().decode()
+
+
+def test_filters_paging_exports_and_retention(make_host):
+    host = make_host({"plugins": [], "audit": {"retention_days": 0, "max_rows": 0}})
+    host.stop()
+    now = time.time()
+    db_path = os.path.join(host.state_dir, "state.db")
+    fill(db_path, 10000, now - 3600)
+    host.start()
+
+    # Keyset paging: every record once, newest first, with limit=1000 pages.
+    seen, cursor, pages = [], "", 0
+    while True:
+        st, body = host.get("/api/audit?kind=command&limit=1000" + ("&cursor=" + cursor if cursor else ""))
+        assert st == 200, body
+        seen += [r["req_id"] for r in body["records"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == 10000 and len(set(seen)) == 10000 and pages in (10, 11)
+    assert seen[0] == "r09999" and seen[-1] == "r00000"
+    # The cursor continues right after the page it came with.
+    first = host.get("/api/audit?kind=command&limit=100")[1]
+    second = host.get("/api/audit?kind=command&limit=100&cursor=" + first["next_cursor"])[1]
+    assert first["records"][-1]["req_id"] == "r09900" and second["records"][0]["req_id"] == "r09899"
+
+    # Each filter, alone and together.
+    assert {r["device_id"] for r in audit(host, "?device_id=dev-7&limit=1000")} == {"dev-7"}
+    assert len(audit(host, "?device_id=dev-7&limit=1000")) == 200
+    assert len(audit(host, "?actor=user3&code=FAILED&limit=1000")) == 10000 // 30 + 1 - 1
+    assert {r["action"] for r in audit(host, "?action=act2&limit=1000")} == {"act2"}
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600 + 5))
+    until = "%.3f" % (now - 3600 + 6)
+    window = audit(host, "?kind=command&limit=1000&since=%s&until=%s" % (since, until))
+    assert 900 <= len(window) <= 1000 and all(r["req_id"] >= "r04000" for r in window), len(window)
+    assert audit(host, "?kind=plugin") == []
+    # Bad parameters: 400 naming the parameter.
+    for query, name in (("limit=0", "limit"), ("limit=x", "limit"), ("limit=1001", "limit"),
+                        ("kind=nope", "kind"), ("since=yesterday", "since"), ("cursor=-1", "cursor"),
+                        ("device_id=a/b", "device_id"), ("format=xml", "format"), ("colour=red", "colour")):
+        st, body = host.get("/api/audit?" + query)
+        assert st == 400 and body["error"]["code"] == "BAD_REQUEST", (query, body)
+        assert body["error"]["message"].startswith(name + ":"), (query, body)
+
+    # CSV (by format= and by Accept) and JSON Lines: everything, and parseable.
+    ctype, text = stream(host, "?format=csv&kind=command")
+    assert ctype.startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 10000 and rows[0]["req_id"] == "r09999"
+    assert rows[0]["error"] in ("", "it, \"broke\"\nbadly") and json.loads(rows[5]["detail"]) == {"i": 9994}
+    ctype, text = stream(host, "?device_id=dev-3", headers={"Accept": "text/csv"})
+    assert ctype.startswith("text/csv") and len(list(csv.DictReader(io.StringIO(text)))) == 200
+    ctype, text = stream(host, "?format=jsonl&kind=command&limit=2500")
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert ctype == "application/x-ndjson" and len(lines) == 2500
+    assert [r["seq"] for r in lines] == sorted((r["seq"] for r in lines), reverse=True)
+
+    # Retention: by age (a day here) and by max_rows, in small batches.
+    host.stop()
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE audit SET ts = ts - 2 * 86400 WHERE req_id < 'r01000'")
+    host.write_config(dict(host.config, audit={"retention_days": 1, "max_rows": 5000}))
+    host.start()
+    wait_until(lambda: len(audit(host, "?kind=command&limit=1000&cursor=5001")) == 0, timeout=10)
+    left = audit(host, "?limit=1000")
+    assert left and all(r["req_id"] is None or r["req_id"] >= "r05000" for r in left)
