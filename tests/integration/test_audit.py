@@ -242,3 +242,69 @@ def test_filters_paging_exports_and_retention(make_host):
     wait_until(lambda: len(audit(host, "?kind=command&limit=1000&cursor=5001")) == 0, timeout=10)
     left = audit(host, "?limit=1000")
     assert left and all(r["req_id"] is None or r["req_id"] >= "r05000" for r in left)
+
+
+def test_kill9_mid_burst_loses_no_acknowledged_record(make_host, make_mqtt):
+    host = make_host(ndi_config())
+    host.wait_connected()
+    app = make_mqtt()
+    devs = ["k-%d" % i for i in range(8)]
+    for d in devs:
+        device_acks(make_mqtt, d, None)
+        announce(app, d)
+    wait_until(lambda: len(host.get("/api/registry")[1]["devices"]) == len(devs))
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+
+    def command(i):
+        d = devs[i % len(devs)]
+        env = {"req_id": "b%05d" % i, "actor": "u%d" % (i % 5)}
+        # Leases and jobs commit with their records (and with the records
+        # waiting before them): mixed in first, then relays alone.
+        if i < 100 and i % 4 == 1:
+            env.update(action="schedule", params={"at": later, "commands": [
+                {"device_id": d, "action": "stop", "params": {}}]})
+        elif i < 100 and i % 4 == 3:
+            env.update(action="reserve", params={"device_id": "lease-%d" % i, "lease_s": 600})
+        else:
+            env.update(action="start", params={"device_id": d, "source": "CAM"})
+        return json.dumps(env)
+
+    # A burst kept WINDOW commands deep: each outcome sends the next, so the
+    # test sees acks as they leave the host, and the host is killed the
+    # moment the KILL_AT-th arrives (on paho's thread).  What was
+    # acknowledged just before the kill is what a late commit would lose.
+    WINDOW, KILL_AT = 32, 600
+    acked, sent, lock = [], [WINDOW], threading.Lock()
+
+    def on_evt(client, userdata, msg):
+        ack = json.loads(msg.payload)
+        with lock:
+            if ack["code"] == "DISPATCHED" or len(acked) >= KILL_AT:
+                return
+            acked.append(ack)
+            if len(acked) == KILL_AT:
+                host._current["killed_by_test"] = True
+                os.kill(host.proc.pid, signal.SIGKILL)
+                return
+            client.publish(CMD, command(sent[0]), qos=1)
+            sent[0] += 1
+    app.client.message_callback_add(EVT, on_evt)
+    app.subscribe(EVT)
+    for i in range(WINDOW):
+        app.client.publish(CMD, command(i), qos=1)
+    wait_until(lambda: len(acked) >= KILL_AT, timeout=30)
+    host.kill()
+
+    with sqlite3.connect(os.path.join(host.state_dir, "state.db")) as db:
+        commands = {r[0] for r in db.execute("SELECT req_id FROM audit WHERE kind = 'command'")}
+        leases = {r[0] for r in db.execute("SELECT device_id FROM audit WHERE kind = 'lease' AND action = 'take'")}
+        jobs = {json.loads(r[0])["job_id"] for r in db.execute(
+            "SELECT detail FROM audit WHERE kind = 'job' AND action = 'scheduled'")}
+    missing = [a["req_id"] for a in acked if a["req_id"] not in commands]
+    assert not missing, "%d acknowledged commands without a record: %s" % (len(missing), missing[:10])
+    missing = [a for a in acked if a["code"] == "SCHEDULED" and a["details"]["job_id"] not in jobs]
+    assert not missing, missing[:5]
+    missing = [a for a in acked if a["action"] == "reserve" and a["ok"]
+               and a["details"]["device_id"] not in leases]
+    assert not missing, missing[:5]
+    assert any(a["code"] == "SCHEDULED" for a in acked) and any(a["action"] == "reserve" for a in acked)
