@@ -77,8 +77,6 @@ static const struct oh_vfield query_fields[] = {
 		OH_VFIELD("limit", OH_VT_INT, OH_VF_MIN | OH_VF_MAX, .min = 1, .max = EXPORT_MAX),
 		OH_VFIELD("cursor", OH_VT_STRING, 0, .check = cursor_check),
 		OH_VFIELD("format", OH_VT_STRING, 0, .one_of = formats),
-		/* The token, for a link (the CSV export) that cannot send a header. */
-		OH_VFIELD("access_token", OH_VT_STRING, 0),
 		OH_VFIELD_END,
 };
 static const struct oh_vobject query_spec = OH_VOBJECT(query_fields, OH_V_REFUSE);

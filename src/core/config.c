@@ -112,7 +112,7 @@ static const char *module_check(const json_t *v, void *ud, char *buf, size_t len
 	}
 	/* The host's own /api/{name} and /ui/{name} paths. */
 	static const char *const reserved[] = {"plugins", "registry", "devices", "events", "healthz",
-			"metrics", "static", "docs", NULL};
+			"metrics", "static", "docs", "activity", "audit", NULL};
 	for(const char *const *r = reserved; *r; r++) {
 		if(!strcmp(m, *r)) {
 			snprintf(buf, len, "\"%s\" is reserved by the host", m);

@@ -7,6 +7,7 @@
  *   OH.live.on(name, fn)           server-sent events from /api/events:
  *                                  "registry" (snapshot object), "orch_evt"
  *                                  ({topic, payload}), "broker" ({mqtt}),
+ *                                  "audit" (one stored audit record),
  *                                  "open" / "lost" (the stream itself)
  *   OH.live.snapshot               the last registry snapshot, or null
  *   OH.live.brokerUp()             whether the host has its MQTT broker
@@ -271,6 +272,10 @@
     es.addEventListener('orch_evt', function (ev) {
       var e = parse(ev);
       if (e) emit('orch_evt', e);
+    });
+    es.addEventListener('audit', function (ev) {
+      var r = parse(ev);
+      if (r) emit('audit', r);
     });
     es.onerror = function () {
       if (live.connected) emit('lost', null);

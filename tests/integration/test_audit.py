@@ -308,3 +308,49 @@ def test_kill9_mid_burst_loses_no_acknowledged_record(make_host, make_mqtt):
                and a["details"]["device_id"] not in leases]
     assert not missing, missing[:5]
     assert any(a["code"] == "SCHEDULED" for a in acked) and any(a["action"] == "reserve" for a in acked)
+
+
+def test_activity_page_and_ndi_acks_prefill(make_host, mqtt, browser):
+    host = make_host(ndi_config())
+    host.wait_connected()
+    mqtt.subscribe(EVT)
+    announce(mqtt, "cam-9")
+    wait_until(lambda: host.get("/api/devices/cam-9")[0] == 200)
+    r1 = send(mqtt, "reserve", {"device_id": "cam-9", "lease_s": 60}, actor="alice")
+    evt(mqtt, r1, "OK")
+
+    b = browser
+    b.open(host.url("/ui/activity"))
+    assert b.attr("nav a[href='/ui/activity']", "aria-current") == "page"
+    rows = lambda: b.count("#activity tbody tr")
+    b.wait_until(lambda: rows() >= 4, msg="the records so far")   # plugin, device x2, lease, command
+    assert "alice" in b.texts("#activity tbody td[data-label='Actor']")
+
+    # Live: a record made now appears without a reload.
+    r2 = send(mqtt, "release", {"device_id": "cam-9"}, actor="alice")
+    evt(mqtt, r2, "OK")
+    b.wait_until(lambda: "release" in b.texts("#activity tbody td[data-label='Action']"), msg="live record")
+
+    # Filters, and the export link carrying them.
+    b.js("document.querySelector('#f-kind').value = 'lease';")
+    b.type("#f-actor", "alice")
+    b.click("#activity-filters button[type='submit']")
+    b.wait_until(lambda: set(b.texts("#activity tbody td[data-label='Kind']")) == {"lease"}, msg="kind filter")
+    assert sorted(b.texts("#activity tbody td[data-label='Action']")) == ["release", "take"]
+    href = b.attr("#activity-csv", "href")
+    assert "format=csv" in href and "kind=lease" in href and "actor=alice" in href, href
+    exported = list(csv.DictReader(io.StringIO(stream(host, href[len("/api/audit"):])[1])))
+    assert sorted(x["action"] for x in exported) == ["release", "take"]
+
+    # At phone width nothing runs off the side.
+    b.reset(width=390, height=844, mobile=True)
+    b.open(host.url("/ui/activity"))
+    b.wait_until(lambda: rows() >= 4, msg="rows on a phone")
+    assert b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+    b.reset()
+
+    # The NDI page's acks table starts with the trail's last commands.
+    b.open(host.url("/ui/ndi"))
+    b.wait_until(lambda: b.count("#ndi-acks tr[data-req-id='%s']" % r1) == 1, msg="prefilled acks")
+    assert b.count("#ndi-acks tr[data-req-id='%s']" % r2) == 1
+    assert b.problems() == []

@@ -13,6 +13,8 @@
  *             Disabled while the broker is away (data-needs-broker).
  *   leases    POST /api/ndi/reserve, /release, /force_release
  *   jobs      GET/POST /api/ndi/jobs, DELETE /api/ndi/jobs/{id}
+ *   history   GET /api/audit (the host's audit trail): the last 50
+ *             commands' outcomes, so the acks table survives a reload
  *
  * Everything a device or another user supplied reaches the DOM through
  * OH.h (text nodes and attributes, never markup).
@@ -196,8 +198,10 @@
   var OUTCOMES = { COMPLETED: 1, FAILED: 1, TIMEOUT: 1 };
   function causalRank(code) { return OUTCOMES[code] || 0; }
 
-  /* Adds ack (an ack object) to its command's row, creating the row. */
-  function noteAck(ack, device) {
+  /* Adds ack (an ack object) to its command's row, creating the row: at
+   * the top, or with `older` (the audit trail's records, below) at the
+   * bottom while there is room. */
+  function noteAck(ack, device, older) {
     if (!ack || !ack.req_id) return;
     var id = String(ack.req_id);
     var entry = acks[id];
@@ -215,8 +219,14 @@
         cells: cells,
         events: []
       };
-      ackOrder.unshift(id);
-      el.acks.insertBefore(entry.row, el.acks.firstChild);
+      if (older) {
+        if (ackOrder.length >= MAX_ACKS) { delete acks[id]; return; }
+        ackOrder.push(id);
+        el.acks.appendChild(entry.row);
+      } else {
+        ackOrder.unshift(id);
+        el.acks.insertBefore(entry.row, el.acks.firstChild);
+      }
       while (ackOrder.length > MAX_ACKS) {
         var old = acks[ackOrder.pop()];
         if (old) { el.acks.removeChild(old.row); }
@@ -263,6 +273,19 @@
       loadDevices();
     }
   });
+  /* After a reload the table starts with the last 50 commands' outcomes
+   * from the audit trail (GET /api/audit, newest first), not empty.  A
+   * host without it (audit.enabled false, an older host) leaves it so. */
+  function loadRecent() {
+    OH.fetchJSON('/api/audit?kind=command&module=ndi&limit=' + MAX_ACKS).then(function (body) {
+      (body && body.records || []).forEach(function (r) {
+        if (!r.req_id) return;
+        noteAck({ req_id: r.req_id, code: r.code, action: r.action, actor: r.actor, ts: r.ts,
+          error: r.error, details: { device_id: r.device_id } }, r.device_id, true);
+      });
+    }, function () { /* not available here: live acks only */ });
+  }
+
   OH.live.on('registry', function () { loadDevices(); });
   /* After a reconnect, catch up on what the stream did not carry. */
   OH.live.on('open', function () { loadDevices(); loadJobs(); });
@@ -414,6 +437,7 @@
   loadDevices();
   loadSources();
   loadJobs();
+  loadRecent();
   /* Module status (input, recording) is not in the registry stream, and
    * lease countdowns move: refresh now and then. */
   setInterval(loadDevices, 10000);
