@@ -9,6 +9,8 @@
  *
  *   latency     sequential round trips app -> topic -> device subscriber
  *   throughput  N commands as fast as possible, count what the device gets
+ *               (--ack: the device acks each, so the host publishes and
+ *               audits an outcome per command)
  *   registry    devices publish meta, then a burst of status updates; time
  *               until GET /api/registry shows the last update of every device
  *   populate    register devices [from, to) and wait until the host has them
@@ -54,6 +56,7 @@ static struct {
 	const char *name;
 	const char *device_id;
 	int qos;
+	bool ack; /* throughput: the device acks each command (an outcome per command) */
 	long n;
 	long warmup;
 	long devices;
@@ -533,6 +536,15 @@ static void tput_on_msg(struct client *c, const struct mosquitto_message *m)
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
+	if(opt.ack && seq >= 0) {
+		/* As an agent does: the envelope's req_id back on the module's evt. */
+		char topic[256], payload[160];
+		snprintf(topic, sizeof topic, "%s/device/%s/ndi/evt", opt.root, opt.device_id);
+		int len = snprintf(payload, sizeof payload,
+				"{\"req_id\":\"%s%ld\",\"ok\":true,\"code\":\"OK\",\"action\":\"start\"}", s->tag,
+				seq);
+		mosquitto_publish(c->mosq, NULL, topic, len, payload, opt.qos, false);
+	}
 }
 
 static void cmd_throughput(void)
@@ -1039,6 +1051,7 @@ static void usage(void)
 			"  --mode M          relay (through the host), direct (broker alone), or\n"
 			"                    both (latency: alternate the two, trip by trip)\n"
 			"  --qos Q           0 or 1 (1)\n"
+			"  --ack             throughput: the device acks every command\n"
 			"  --n N             round trips / commands\n"
 			"  --warmup N        latency round trips not counted (200)\n"
 			"  --devices N       registry: devices (1000)\n"
@@ -1065,6 +1078,7 @@ int main(int argc, char **argv)
 			{"root", 1, 0, 'r'},
 			{"mode", 1, 0, 'm'},
 			{"qos", 1, 0, 'q'},
+			{"ack", 0, 0, 'k'},
 			{"n", 1, 0, 'n'},
 			{"warmup", 1, 0, 'w'},
 			{"devices", 1, 0, 'd'},
@@ -1101,6 +1115,9 @@ int main(int argc, char **argv)
 			break;
 		case 'q':
 			opt.qos = atoi(optarg);
+			break;
+		case 'k':
+			opt.ack = true;
 			break;
 		case 'n':
 			opt.n = atol(optarg);

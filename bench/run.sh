@@ -20,7 +20,7 @@
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
-#   BENCH_SECTIONS="latency tput rest mem sched" (default: all of them)
+#   BENCH_SECTIONS="latency tput rest mem sched audit" (default: all of them)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -201,7 +201,7 @@ start_host_once() {
   "state_dir": "$WORK/$name",
   "snapshot_interval_ms": 200,
   "stale_after_s": 600,
-  "log_level": "warn",$LIMITS
+  "log_level": "warn",$LIMITS${HOST_EXTRA:-}
   "plugins": [{"module": "ndi", "path": "builtin:ndi",
                "settings": {"ack_timeout_s": 86400}}]
 }
@@ -492,6 +492,32 @@ elif grep -aq SCHEDULED "$HOST_BIN"; then
 	stop_host
 else
 	emit sched_lateness_p99 "n/a" "(scheduler not built)"
+fi
+
+# ---- audit trail on and off ----------------------------------------------------------
+# The cost of audit.enabled: relay throughput at QoS 1 with a device that
+# acks every command, so each command has an outcome to record (and its ack
+# waits for its batch).  Off and on alternate, twice each, on fresh hosts;
+# the best of each is compared (docs/audit.md, target >= 0.9).
+if want audit; then
+for run in 1 2; do
+	for mode in off on; do
+		[ $mode = on ] && enabled=true || enabled=false
+		HOST_EXTRA="
+  \"audit\": {\"enabled\": $enabled},"
+		start_host audit_${mode}_$run /aud$run$mode
+		bench throughput --mode relay --ack --qos 1 --n "$TPUT_N" --timeout 30 \
+			--name audit_${mode}_${run}_tput_qos1 --root /aud$run$mode
+		stop_host
+		HOST_EXTRA=
+	done
+done
+best() {  # the larger of two figures
+	awk -v a="$(value "$1")" -v b="$(value "$2")" 'BEGIN { print (a + 0 > b + 0) ? a : b }'
+}
+emit audit_off_tput_qos1_rate "$(best audit_off_1_tput_qos1_rate audit_off_2_tput_qos1_rate)" msg/s
+emit audit_on_tput_qos1_rate "$(best audit_on_1_tput_qos1_rate audit_on_2_tput_qos1_rate)" msg/s
+ratio audit_on_vs_off_tput_qos1_ratio audit_on_tput_qos1_rate audit_off_tput_qos1_rate
 fi
 
 # ---- results.json ------------------------------------------------------------------
