@@ -541,8 +541,8 @@ static void tput_on_msg(struct client *c, const struct mosquitto_message *m)
 		char topic[256], payload[160];
 		snprintf(topic, sizeof topic, "%s/device/%s/ndi/evt", opt.root, opt.device_id);
 		int len = snprintf(payload, sizeof payload,
-				"{\"req_id\":\"%s%ld\",\"ok\":true,\"code\":\"OK\",\"action\":\"start\"}", s->tag,
-				seq);
+				"{\"req_id\":\"%s%ld\",\"ok\":true,\"code\":\"OK\",\"action\":\"start\"}",
+				s->tag, seq);
 		mosquitto_publish(c->mosq, NULL, topic, len, payload, opt.qos, false);
 	}
 }

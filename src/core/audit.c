@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
@@ -80,6 +79,8 @@ struct audit {
 	struct strmap *inflight; /* "{module}/{req_id}" -> struct inflight */
 	struct metric *m_records, *m_lost, *m_batches, *m_pruned;
 	bool flushing;
+	audit_stored_fn stored; /* told of each committed record (events.c) */
+	const char *requester;  /* audit_set_requester: borrowed */
 };
 
 /* ---- records in memory ---------------------------------------------------------- */
@@ -206,19 +207,12 @@ static void on_commit(void *ud, bool ok)
 	struct audit *a = ud;
 	if(!a->n_staged && !a->acks)
 		return;
-	bool live = ok && events_listening(a->host);
 	size_t lost = 0, kept = 0;
 	for(size_t i = 0; i < a->n_staged; i++) {
 		struct pend *p = a->staged[i];
 		if(ok) {
-			if(live) {
-				json_t *j = audit_json(&p->r);
-				char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-				if(text)
-					events_audit(a->host, text, strlen(text));
-				free(text);
-				json_decref(j);
-			}
+			if(a->stored)
+				a->stored(a->host, &p->r);
 			free(p);
 		} else if(p->retry && !push(&a->pending, &a->n_pending, &a->cap_pending, p)) {
 			kept++;
@@ -327,6 +321,23 @@ bool audit_defer_publish(struct host *h, const char *topic, const char *payload,
 	if(!store_in_txn(h->store))
 		arm_flush(a, AUDIT_BATCH_MS);
 	return true;
+}
+
+void audit_on_stored(struct host *h, audit_stored_fn fn)
+{
+	if(h->audit)
+		h->audit->stored = fn;
+}
+
+void audit_set_requester(struct host *h, const char *requested_by)
+{
+	if(h->audit)
+		h->audit->requester = requested_by;
+}
+
+const char *audit_requester(const struct host *h)
+{
+	return h->audit ? h->audit->requester : NULL;
 }
 
 /* ---- commands in flight -------------------------------------------------------------- */

@@ -58,8 +58,15 @@ void audit_command_started(struct host *h, const char *module, const char *req_i
 void audit_command_ended(struct host *h, const char *module, const char *req_id, double *latency_ms,
 		char *token, size_t token_len, char *requested_by, size_t rb_len);
 
-/* The token name of the HTTP request being handled, or NULL (http.c). */
-const char *http_current_token(void);
+/* The one handler told of each record once it is committed (events.c:
+ * the `audit` event); r borrowed for the call.  NULL: none. */
+typedef void (*audit_stored_fn)(struct host *h, const struct store_audit *r);
+void audit_on_stored(struct host *h, audit_stored_fn fn);
+
+/* Who asked for what runs now, beyond the actor (the scheduler: "job:{id}"
+ * while a job's commands run); borrowed until set again (NULL). */
+void audit_set_requester(struct host *h, const char *requested_by);
+const char *audit_requester(const struct host *h);
 
 /* The JSON of a stored record (returned, json_decref). */
 json_t *audit_json(const struct store_audit *r);

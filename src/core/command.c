@@ -13,7 +13,7 @@
 #include "audit.h"
 #include "envelope.h"
 #include "metrics.h"
-#include "scheduler.h"
+#include "http.h"
 #include "timeutil.h"
 #include "utf8.h"
 
@@ -143,14 +143,12 @@ static const char *field_or_dash(const json_t *obj, const char *key)
 }
 
 /* Who asked, beyond the ack's actor: the envelope's requested_by when the
- * command came over MQTT, else the job whose run caused it (borrowed). */
-static const char *requester_now(void)
+ * command came over MQTT, else "job:{id}" while a job runs (borrowed). */
+static const char *requester_now(struct host *h)
 {
 	const struct oh_message *msg = dispatch_delivering(NULL);
 	const char *rb = msg ? json_string_value(json_object_get(msg->json, "requested_by")) : NULL;
-	if(rb)
-		return rb;
-	return scheduler_firing_job();
+	return rb ? rb : audit_requester(h);
 }
 
 /*
@@ -167,12 +165,7 @@ static void ack_record(oh_ctx *ctx, const json_t *ack, const char *code)
 	const char *req_id = json_string_value(json_object_get(ack, "req_id"));
 	const json_t *details = json_object_get(ack, "details");
 	const char *token = http_current_token();
-	char job[40] = "";
-	const char *rb = requester_now();
-	if(rb && rb == scheduler_firing_job()) {
-		snprintf(job, sizeof job, "job:%s", rb);
-		rb = job;
-	}
+	const char *rb = requester_now(h);
 	if(!strcmp(code, "DISPATCHED")) {
 		audit_command_started(h, ctx->module, req_id, token, rb);
 		return;

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "http.h"
 #include "oh/list.h"
 #include "log.h"
@@ -305,17 +306,20 @@ static void on_ping(evutil_socket_t fd, short what, void *arg)
 	shared_buf_unref(msg);
 }
 
-bool events_listening(struct host *h)
+/* An audit record, once stored (the audit's handler, registered below). */
+static void events_audit(struct host *h, const struct store_audit *r)
 {
 	struct events *ev = the_events;
-	return ev && ev->host == h && !oh_list_empty(&ev->clients);
-}
-
-void events_audit(struct host *h, const char *json, size_t len)
-{
-	struct events *ev = the_events;
-	if(ev && ev->host == h)
-		broadcast_event(ev, "audit", json, len);
+	if(!ev || ev->host != h || oh_list_empty(&ev->clients))
+		return;
+	json_t *j = audit_json(r);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if(text)
+		broadcast_event(ev, "audit", text, strlen(text));
+	else
+		log_error("events", "out of memory formatting an audit event");
+	free(text);
+	json_decref(j);
 }
 
 void events_broker_state(struct host *h, bool up)
@@ -364,6 +368,7 @@ int events_register(struct host *h)
 	}
 	snapshot_on_publish(h->snapshot, on_snapshot, ev);
 	host_publish_tap(h, events_orch_evt);
+	audit_on_stored(h, events_audit);
 	the_events = ev;
 	return OH_OK;
 }
@@ -385,4 +390,5 @@ void events_free(struct host *h)
 	free(ev);
 	the_events = NULL;
 	host_publish_tap(h, NULL);
+	audit_on_stored(h, NULL);
 }

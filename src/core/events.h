@@ -12,9 +12,4 @@
  * once, after the HTTP server and the registry exist. */
 int events_register(struct host *h);
 
-/* Whether any client listens (so a caller can skip formatting). */
-bool events_listening(struct host *h);
-/* Sends `event: audit` with data json (borrowed: one record, audit.c). */
-void events_audit(struct host *h, const char *json, size_t len);
-
 #endif

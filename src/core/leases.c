@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"

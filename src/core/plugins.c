@@ -151,7 +151,8 @@ static int load_one(struct host *h, oh_ctx *ctx)
 static void plugin_record(struct host *h, const oh_ctx *ctx, const char *action, bool ok)
 {
 	json_t *detail = json_pack("{s:s}", "path", ctx->path);
-	if(ctx->desc && ctx->desc->version)
+	/* A refused plugin's description may be gone with its code. */
+	if(ok && ctx->desc && ctx->desc->version)
 		json_object_set_new(detail, "version", json_string(ctx->desc->version));
 	const char *token = http_current_token();
 	struct audit_rec r = {.kind = "plugin",

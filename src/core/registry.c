@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "http.h"
 #include "ident.h"
 #include "oh/list.h"
 #include "oh/validate.h"

@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
 #include "metrics.h"
@@ -424,14 +425,6 @@ static const char *str_of(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* The job fire_commands runs (scheduler_firing_job). */
-static const char *firing_job;
-
-const char *scheduler_firing_job(void)
-{
-	return firing_job;
-}
-
 /* Runs every command through the module's executor, as the job's owner,
  * and publishes SKIPPED per refused command and one FIRED. */
 static void fire_commands(struct scheduler *s, struct job *j, int64_t due, double now)
@@ -440,15 +433,17 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 	json_error_t e;
 	json_t *cmds = json_loads(j->commands, 0, &e);
 	json_t *dispatched = json_array(), *skipped = json_array();
-	char rid[SCHED_ID_LEN + 1];
+	char rid[SCHED_ID_LEN + 1], requester[SCHED_ID_LEN + 8];
+	snprintf(requester, sizeof requester, "job:%s", j->id);
 	size_t i;
 	json_t *c;
 	json_array_foreach(cmds, i, c)
 	{
 		const char *dev = str_of(c, "device_id"), *act = str_of(c, "action");
-		firing_job = j->id;
+		/* What the command causes is the job's doing (the audit). */
+		audit_set_requester(s->h, requester);
 		json_t *ack = j->sp->exec(ctx, j->id, j->owner, c, j->sp->ud);
-		firing_job = NULL;
+		audit_set_requester(s->h, NULL);
 		if(ack && json_is_true(json_object_get(ack, "ok"))) {
 			json_array_append_new(dispatched,
 					json_pack("{s:s?, s:s?, s:O?}", "device_id", dev, "action", act,

@@ -112,9 +112,6 @@ void scheduler_free(struct scheduler *s);
 /* Drops the plugin's jobs from memory (not from the store) and its
  * registration; called when the plugin is torn down. */
 void scheduler_forget_plugin(struct scheduler *s, oh_ctx *ctx);
-/* The id of the job whose commands are being run now (static), or NULL:
- * the audit names it as the requester of what the commands cause. */
-const char *scheduler_firing_job(void);
 size_t scheduler_count(const struct scheduler *s);
 
 /* ---- shared between scheduler.c and scheduler_api.c ------------------------ */
