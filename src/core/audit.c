@@ -36,7 +36,7 @@
 #include "timeutil.h"
 
 /* Longest wait of a record (and of an ack behind it) for its commit. */
-#define AUDIT_BATCH_MS 2
+#define AUDIT_BATCH_MS 5
 /* A batch this large is committed at once. */
 #define AUDIT_BATCH_MAX 2048
 /* Records kept for a store that refuses writes (a backup holding it);
@@ -65,7 +65,8 @@ struct deferred {
 
 struct inflight {
 	double mono;
-	char *token, *requested_by; /* NULL: unknown */
+	const char *token, *requested_by; /* NULL: unknown; point into text */
+	char text[];
 };
 
 struct audit {
@@ -342,68 +343,54 @@ const char *audit_requester(const struct host *h)
 
 /* ---- commands in flight -------------------------------------------------------------- */
 
-static void inflight_free(void *v)
+/* "{module}/{req_id}" into buf; false when it does not fit (no entry). */
+static bool inflight_key(char *buf, size_t len, const char *module, const char *req_id)
 {
-	struct inflight *f = v;
-	free(f->token);
-	free(f->requested_by);
-	free(f);
-}
-
-static char *inflight_key(const char *module, const char *req_id)
-{
-	size_t m = strlen(module), r = strlen(req_id);
-	char *k = malloc(m + r + 2);
-	if(k) {
-		memcpy(k, module, m);
-		k[m] = '/';
-		memcpy(k + m + 1, req_id, r + 1);
-	}
-	return k;
+	int n = snprintf(buf, len, "%s/%s", module, req_id);
+	return n > 0 && (size_t)n < len;
 }
 
 void audit_command_started(struct host *h, const char *module, const char *req_id, const char *token,
 		const char *requested_by)
 {
 	struct audit *a = h->audit;
-	if(!a || !module || !req_id || strmap_size(a->inflight) >= AUDIT_INFLIGHT_MAX)
+	char key[160];
+	if(!a || !module || !req_id || strmap_size(a->inflight) >= AUDIT_INFLIGHT_MAX ||
+			!inflight_key(key, sizeof key, module, req_id))
 		return;
-	char *key = inflight_key(module, req_id);
-	struct inflight *f = calloc(1, sizeof *f);
-	if(!key || !f) {
-		free(key);
-		free(f);
+	/* One block per command: a burst keeps tens of thousands in flight. */
+	size_t tl = text_len(token), rl = text_len(requested_by);
+	struct inflight *f = malloc(sizeof *f + tl + rl);
+	if(!f)
 		return;
-	}
+	char *at = f->text;
 	f->mono = time_now_mono();
-	f->token = token ? strdup(token) : NULL;
-	f->requested_by = requested_by ? strdup(requested_by) : NULL;
+	f->token = text_copy(&at, token);
+	f->requested_by = text_copy(&at, requested_by);
 	int err = 0;
 	struct inflight *old = strmap_put(a->inflight, key, f, &err);
 	if(err)
-		inflight_free(f);
-	if(old)
-		inflight_free(old);
-	free(key);
+		free(f);
+	free(old);
 }
 
 void audit_command_ended(struct host *h, const char *module, const char *req_id, double *latency_ms,
 		char *token, size_t token_len, char *requested_by, size_t rb_len)
 {
 	struct audit *a = h->audit;
+	char key[160];
 	*latency_ms = -1;
 	token[0] = requested_by[0] = '\0';
-	if(!a || !module || !req_id || !strmap_size(a->inflight))
+	if(!a || !module || !req_id || !strmap_size(a->inflight) ||
+			!inflight_key(key, sizeof key, module, req_id))
 		return;
-	char *key = inflight_key(module, req_id);
-	struct inflight *f = key ? strmap_remove(a->inflight, key) : NULL;
-	free(key);
+	struct inflight *f = strmap_remove(a->inflight, key);
 	if(!f)
 		return;
 	*latency_ms = (time_now_mono() - f->mono) * 1000;
 	snprintf(token, token_len, "%s", f->token ? f->token : "");
 	snprintf(requested_by, rb_len, "%s", f->requested_by ? f->requested_by : "");
-	inflight_free(f);
+	free(f);
 }
 
 /* ---- retention --------------------------------------------------------------------------- */
@@ -509,7 +496,7 @@ void audit_free(struct host *h)
 		free(a->staged[i]);
 	free(a->pending);
 	free(a->staged);
-	strmap_free(a->inflight, inflight_free);
+	strmap_free(a->inflight, free);
 	event_free(a->ev_flush);
 	event_free(a->ev_prune);
 	free(a);
