@@ -10,9 +10,11 @@
  *     a killed process loses nothing the commit returned; a power cut may
  *     lose what the next checkpoint had not synced, docs/audit.md).
  *   - An ack must not be seen before its record is stored: acks published
- *     while records wait are queued here and published after the commit,
- *     in their order.  A failed commit publishes them all the same (the
- *     command plane does not stop for the audit) and logs what was lost.
+ *     while records wait are queued here and published once every record
+ *     before them is committed, in their order.  Another transaction's
+ *     commit (the registry's) is not theirs.  A store that will not take
+ *     the records (locked, failing) gets them again later, but the acks go
+ *     at once: the command plane does not stop for the audit.
  *   - A record made inside someone's transaction (a lease, a job) goes
  *     into it, with every record still pending before it, so seq order is
  *     commit order and a keyset reader never skips one committed late.
@@ -231,10 +233,12 @@ static void on_commit(void *ud, bool ok)
 	if(kept)
 		arm_flush(a, 100); /* the store said why; try again soon, not at once */
 	a->n_staged = 0;
-	/* Only now may the acks go: their records are stored.  Still waiting
-	 * (a record of theirs failed and is retried): they go regardless, the
-	 * command plane does not stop for the audit. */
-	publish_deferred(a);
+	/* Only now may the acks go, once every record before them is stored:
+	 * another transaction (the registry's, a job's run) may commit while
+	 * records still wait for their batch.  A batch that failed keeps them
+	 * waiting for its retry; flush_now lets them go if that fails too. */
+	if(!a->n_pending)
+		publish_deferred(a);
 }
 
 static void flush_now(struct audit *a)
@@ -255,11 +259,18 @@ static void flush_now(struct audit *a)
 		return;
 	}
 	metrics_add(a->m_batches, NULL, 1);
+	size_t before = a->n_pending;
 	stage_pending(a);
-	store_commit(s); /* on_commit does the rest */
+	bool stuck = a->n_pending == before; /* not one record would go in */
+	store_commit(s);                     /* on_commit does the rest */
 	a->flushing = false;
-	if(a->n_pending)
-		arm_flush(a, AUDIT_BATCH_MS);
+	if(a->n_pending) {
+		/* The command plane does not stop for the audit: what cannot be
+		 * written now is retried, and the acks go meanwhile. */
+		if(stuck || a->n_pending >= before)
+			publish_deferred(a);
+		arm_flush(a, stuck ? 100 : AUDIT_BATCH_MS);
+	}
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
