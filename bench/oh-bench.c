@@ -578,7 +578,10 @@ static void cmd_throughput(void)
 			die("publish failed: %s", mosquitto_strerror(rc));
 	}
 	double t_queued = now_s();
-	/* Done when everything arrived, or nothing new came for 3 s. */
+	/* Done when everything arrived, or nothing new came for 3 s (10 s
+	 * with --ack: the host then reads the burst and the acks for seconds
+	 * before its relays reach the device, which is slow, not lost). */
+	double quiet_s = opt.ack ? 10.0 : 3.0;
 	long last_unique = -1;
 	double last_progress = now_s(), end = t0 + opt.timeout_s;
 	for(;;) {
@@ -592,7 +595,7 @@ static void cmd_throughput(void)
 		if(u != last_unique) {
 			last_unique = u;
 			last_progress = t;
-		} else if(t - last_progress > 3.0) {
+		} else if(t - last_progress > quiet_s) {
 			break;
 		}
 	}

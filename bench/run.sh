@@ -508,7 +508,7 @@ for run in 1 2 3; do
 		HOST_EXTRA="
   \"audit\": {\"enabled\": $enabled},"
 		start_host audit_${mode}_$run /aud$run$mode
-		bench throughput --mode relay --ack --qos 1 --n "$TPUT_N" --timeout 30 \
+		bench throughput --mode relay --ack --qos 1 --n "$TPUT_N" --timeout 60 \
 			--name audit_${mode}_${run}_tput_qos1 --root /aud$run$mode
 		stop_host
 		HOST_EXTRA=

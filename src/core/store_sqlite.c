@@ -61,11 +61,13 @@ static const char *const stmt_sql[N_STMTS] = {
 		[AUDIT_PUT] = "INSERT INTO audit(ts, kind, action, actor, requested_by, token, device_id, module,"
 			      " req_id, code, latency_ms, error, detail)"
 			      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-		/* The oldest first, a batch at a time, each through an index: by
-		 * age, or past the newest max_rows (seq only grows, so rows above
+		/* The oldest first, a batch at a time, each by the primary key:
+		 * the oldest rows by seq that are older than the cutoff (seq and ts
+		 * grow together; a clock stepped back keeps a row a little longer),
+		 * or past the newest max_rows (seq only grows, so rows above
 		 * max(seq) - max_rows are at most max_rows). */
-		[AUDIT_PRUNE_AGE] = "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE ts < ?1"
-				    " ORDER BY ts LIMIT ?2)",
+		[AUDIT_PRUNE_AGE] = "DELETE FROM audit WHERE seq IN (SELECT seq FROM (SELECT seq, ts FROM audit"
+				    " ORDER BY seq LIMIT ?2) WHERE ts < ?1)",
 		[AUDIT_PRUNE_ROWS] = "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE seq <="
 				     " (SELECT IFNULL(MAX(seq), 0) FROM audit) - ?1 ORDER BY seq LIMIT ?2)",
 		[AUDIT_LAST] = "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
@@ -131,17 +133,17 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 			"CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
 			" last_seen REAL NOT NULL);"
 			/* AUTOINCREMENT: a seq is never given twice, even once the
-			      * newest rows were pruned.  An index per selective filter;
-			      * kind and action have a handful of values, and a scan by
-			      * seq finds them soon enough. */
+			 * newest rows were pruned.  Every index costs each record
+			 * (docs/performance.md): only the filters with many values
+			 * have one.  kind, action, code and module have a handful,
+			 * and time follows seq, so a scan down seq finds a page of
+			 * them soon enough. */
 			"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
 			" ts REAL NOT NULL, kind TEXT NOT NULL, action TEXT, actor TEXT, requested_by TEXT,"
 			" token TEXT, device_id TEXT, module TEXT, req_id TEXT, code TEXT, latency_ms REAL,"
 			" error TEXT, detail TEXT);"
-			"CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);"
 			"CREATE INDEX IF NOT EXISTS audit_device ON audit(device_id, seq);"
 			"CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, seq);"
-			"CREATE INDEX IF NOT EXISTS audit_code ON audit(code, seq);"
 			/* A real write now, so the first one that matters (a job firing
 		 * right after start-up) does not pay for setting up the WAL. */
 			"INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
