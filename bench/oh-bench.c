@@ -16,6 +16,7 @@
  *   populate    register devices [from, to) and wait until the host has them
  *   jobs        write scheduler jobs straight into a host's state.db
  *   schedwatch  the device those jobs address: lateness of each firing
+ *   sse         event-stream clients applying registry deltas under load
  *
  * --mode relay publishes to {root}/orchestrator/ndi/cmd (through the host),
  * --mode direct to {root}/device/{id}/ndi/cmd (the broker alone); the device
@@ -42,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +72,8 @@ static struct {
 	double fire_at;  /* jobs: the first due time (wall clock) */
 	double window;   /* jobs: due times spread over this many seconds */
 	long fire_n;     /* jobs: how many are due in the window */
+	long rate;       /* sse: status updates a second */
+	int pid;         /* sse: the host's, for its CPU time */
 } opt = {
 		.port = 1883,
 		.http_port = 8080,
@@ -1042,12 +1046,526 @@ static void cmd_schedwatch(void)
 	free(st.late);
 }
 
+/* ---- sse: event-stream clients under a status-update load ----------------------- */
+
+/*
+ * --conns clients hold GET /api/events open on a host that has --devices
+ * devices (bench/run.sh populates them) while a publisher sends --rate
+ * status updates a second to random devices for --duration seconds.  Each
+ * client reads its own socket (HTTP chunked framing, then SSE lines) and
+ * applies what it gets to its own copy of the registry: a `registry` event
+ * replaces it, a `registry_delta` must be made for the seq it holds (since)
+ * and updates it.  A copy is one 64-bit hash per device (of its document,
+ * keys sorted), so 1000 copies of 10,000 devices fit in 80 MB; the JSON of
+ * an event is parsed once per distinct text (the host sends the same bytes
+ * to every client at the same seq), which keeps the tool off the host's
+ * core.  A stream the host cuts off is reopened with Last-Event-ID, as
+ * EventSource does.  At the end, once every client has caught up with the
+ * seq GET /api/registry shows, each copy is compared with it.
+ */
+
+#define SSE_CACHE 64
+
+struct sse_parsed {
+	char *text; /* the event's data, owned; NULL: free slot */
+	size_t len;
+	bool whole;
+	uint64_t seq, since;
+	long n, n_removed;
+	int32_t *idx;   /* devices in it */
+	uint64_t *hash; /* their documents' hashes */
+	int32_t *removed;
+	unsigned long used;
+};
+
+struct sse_client {
+	int fd;
+	int phase;    /* 0 headers, 1 chunk size line, 2 chunk data, 3 CRLF after data */
+	char hl[512]; /* an HTTP header or chunk-size line */
+	size_t hll;
+	char *line; /* a partial SSE line */
+	size_t llen, lcap;
+	size_t chunk_left;
+	char event[32];
+	uint64_t ev_id;
+	char *data;
+	size_t dlen, dcap;
+	bool have_data;
+	uint64_t seq;  /* of the copy; 0 before the first snapshot */
+	uint64_t *dev; /* per device: hash of its document, 0 absent */
+	long bytes;    /* received, framing included */
+	long snapshots, deltas, cutoffs, bad;
+};
+
+static struct {
+	struct sse_parsed cache[SSE_CACHE];
+	unsigned long tick;
+	long parses;
+	long ndev;
+	int ep;
+	long reg_bytes; /* size of the last whole snapshot seen, for the ratio */
+} sse;
+
+static uint64_t fnv64(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for(size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+static uint64_t doc_hash(json_t *doc)
+{
+	char *t = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	if(!t)
+		die("out of memory");
+	uint64_t h = fnv64(t, strlen(t));
+	free(t);
+	return h;
+}
+
+static long dev_index(const char *id)
+{
+	if(strncmp(id, "dev-", 4))
+		return -1;
+	long i = atol(id + 4);
+	return i >= 0 && i < sse.ndev ? i : -1;
+}
+
+static void sse_parsed_free(struct sse_parsed *p)
+{
+	free(p->text);
+	free(p->idx);
+	free(p->hash);
+	free(p->removed);
+	memset(p, 0, sizeof *p);
+}
+
+/* The parsed form of an event's data, made once per distinct text. */
+static struct sse_parsed *sse_parse(const char *name, const char *data, size_t len)
+{
+	bool whole = !strcmp(name, "registry");
+	struct sse_parsed *lru = &sse.cache[0];
+	for(int i = 0; i < SSE_CACHE; i++) {
+		struct sse_parsed *p = &sse.cache[i];
+		if(p->text && p->len == len && p->whole == whole && !memcmp(p->text, data, len)) {
+			p->used = ++sse.tick;
+			return p;
+		}
+		if(!p->text || p->used < lru->used)
+			lru = p;
+	}
+	sse_parsed_free(lru);
+	json_error_t err;
+	json_t *j = json_loadb(data, len, 0, &err);
+	if(!j)
+		die("a %s event that is not JSON: %s", name, err.text);
+	sse.parses++;
+	struct sse_parsed *p = lru;
+	p->text = malloc(len);
+	memcpy(p->text, data, len);
+	p->len = len;
+	p->whole = whole;
+	p->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+	p->since = (uint64_t)json_integer_value(json_object_get(j, "since"));
+	json_t *devs = json_object_get(j, "devices"), *removed = json_object_get(j, "removed");
+	p->idx = malloc((json_object_size(devs) + 1) * sizeof *p->idx);
+	p->hash = malloc((json_object_size(devs) + 1) * sizeof *p->hash);
+	p->removed = malloc((json_array_size(removed) + 1) * sizeof *p->removed);
+	const char *key;
+	json_t *v;
+	json_object_foreach(devs, key, v)
+	{
+		long i = dev_index(key);
+		if(i < 0)
+			continue;
+		p->idx[p->n] = (int32_t)i;
+		p->hash[p->n++] = doc_hash(v);
+	}
+	size_t k;
+	json_array_foreach(removed, k, v)
+	{
+		long i = dev_index(json_string_value(v) ? json_string_value(v) : "");
+		if(i >= 0)
+			p->removed[p->n_removed++] = (int32_t)i;
+	}
+	if(whole)
+		sse.reg_bytes = (long)len;
+	json_decref(j);
+	p->used = ++sse.tick;
+	return p;
+}
+
+static void sse_apply(struct sse_client *c)
+{
+	if(strcmp(c->event, "registry") && strcmp(c->event, "registry_delta"))
+		return;
+	struct sse_parsed *p = sse_parse(c->event, c->data, c->dlen);
+	if(p->whole) {
+		memset(c->dev, 0, (size_t)sse.ndev * sizeof *c->dev);
+		c->snapshots++;
+	} else {
+		if(p->since != c->seq) {
+			c->bad++; /* a delta not made for the copy it holds */
+			return;
+		}
+		c->deltas++;
+	}
+	for(long i = 0; i < p->n; i++)
+		c->dev[p->idx[i]] = p->hash[i];
+	for(long i = 0; i < p->n_removed; i++)
+		c->dev[p->removed[i]] = 0;
+	if(c->ev_id && c->ev_id != p->seq) /* ids: none before deltas */
+		c->bad++;
+	c->seq = p->seq;
+}
+
+static void sse_line(struct sse_client *c, char *s, size_t n)
+{
+	if(n && s[n - 1] == '\r')
+		n--;
+	if(!n) {
+		if(c->have_data)
+			sse_apply(c);
+		c->event[0] = '\0';
+		c->ev_id = 0;
+		c->dlen = 0;
+		c->have_data = false;
+		return;
+	}
+	if(n > 6 && !memcmp(s, "data: ", 6)) {
+		if(c->dlen + n > c->dcap) {
+			c->dcap = (c->dlen + n) * 2;
+			c->data = realloc(c->data, c->dcap);
+		}
+		memcpy(c->data + c->dlen, s + 6, n - 6);
+		c->dlen += n - 6;
+		c->have_data = true;
+	} else if(n > 7 && !memcmp(s, "event: ", 7)) {
+		snprintf(c->event, sizeof c->event, "%.*s", (int)(n - 7), s + 7);
+	} else if(n > 4 && !memcmp(s, "id: ", 4)) {
+		c->ev_id = strtoull(s + 4, NULL, 10);
+	}
+}
+
+/* Appends to c->line; the caller takes complete lines. */
+static void line_add(struct sse_client *c, const char *s, size_t n)
+{
+	if(c->llen + n > c->lcap) {
+		c->lcap = (c->llen + n) * 2;
+		c->line = realloc(c->line, c->lcap);
+		if(!c->line)
+			die("out of memory");
+	}
+	memcpy(c->line + c->llen, s, n);
+	c->llen += n;
+}
+
+/* Feeds de-chunked stream bytes to the SSE line parser. */
+static void sse_body(struct sse_client *c, const char *s, size_t n)
+{
+	while(n) {
+		const char *nl = memchr(s, '\n', n);
+		size_t take = nl ? (size_t)(nl - s) : n;
+		if(!nl) {
+			line_add(c, s, take);
+			return;
+		}
+		if(c->llen) {
+			line_add(c, s, take);
+			sse_line(c, c->line, c->llen);
+			c->llen = 0;
+		} else {
+			sse_line(c, (char *)s, take);
+		}
+		s += take + 1;
+		n -= take + 1;
+	}
+}
+
+/* HTTP framing: headers, then chunks, whose payload goes to sse_body. */
+static void sse_feed(struct sse_client *c, const char *s, size_t n)
+{
+	while(n) {
+		if(c->phase != 2) {
+			const char *nl = memchr(s, '\n', n);
+			size_t take = nl ? (size_t)(nl - s) + 1 : n;
+			size_t keep = take < sizeof c->hl - 1 - c->hll ? take : sizeof c->hl - 1 - c->hll;
+			memcpy(c->hl + c->hll, s, keep); /* long header lines: only their start */
+			c->hll += keep;
+			s += take;
+			n -= take;
+			if(!nl)
+				return;
+			c->hl[c->hll] = '\0';
+			size_t ll = c->hll;
+			c->hll = 0;
+			if(c->phase == 0) {
+				if(ll <= 2) /* the blank line after the headers */
+					c->phase = 1;
+				else if(!strncmp(c->hl, "HTTP/1.", 7) && strncmp(c->hl + 9, "200", 3))
+					die("GET /api/events: %s", c->hl);
+			} else if(c->phase == 3) {
+				c->phase = 1;
+			} else {
+				c->chunk_left = strtoul(c->hl, NULL, 16);
+				c->phase = c->chunk_left ? 2 : 0;
+			}
+			continue;
+		}
+		size_t take = n < c->chunk_left ? n : c->chunk_left;
+		sse_body(c, s, take);
+		s += take;
+		n -= take;
+		c->chunk_left -= take;
+		if(!c->chunk_left)
+			c->phase = 3;
+	}
+}
+
+static void sse_open(struct sse_client *c)
+{
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.http_port)};
+	inet_pton(AF_INET, LOCALHOST, &a.sin_addr);
+	if(c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof a))
+		die("cannot open an event stream: %s", strerror(errno));
+	char req[256];
+	int n = snprintf(req, sizeof req, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+	if(c->seq) /* as EventSource does on reconnecting */
+		n += snprintf(req + n, sizeof req - (size_t)n, "Last-Event-ID: %llu\r\n",
+				(unsigned long long)c->seq);
+	n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+	if(write(c->fd, req, (size_t)n) != n)
+		die("cannot send GET /api/events");
+	c->phase = 0;
+	c->hll = c->llen = c->dlen = 0;
+	c->have_data = false;
+	struct epoll_event ee = {.events = EPOLLIN, .data.ptr = c};
+	epoll_ctl(sse.ep, EPOLL_CTL_ADD, c->fd, &ee);
+}
+
+/* Reads what is there for up to ms milliseconds. */
+static void sse_pump(int ms)
+{
+	static char buf[1 << 18];
+	struct epoll_event evs[256];
+	int n = epoll_wait(sse.ep, evs, 256, ms);
+	for(int i = 0; i < n; i++) {
+		struct sse_client *c = evs[i].data.ptr;
+		ssize_t r = read(c->fd, buf, sizeof buf);
+		if(r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if(r <= 0) { /* cut off (or the host went away): reconnect */
+			epoll_ctl(sse.ep, EPOLL_CTL_DEL, c->fd, NULL);
+			close(c->fd);
+			c->cutoffs++;
+			sse_open(c);
+			continue;
+		}
+		c->bytes += r;
+		sse_feed(c, buf, (size_t)r);
+	}
+}
+
+static atomic_bool sse_stop;
+static atomic_long sse_published;
+
+/* The load: --rate status updates a second to random devices. */
+static void *sse_publisher(void *arg)
+{
+	struct client *pub = arg;
+	double t0 = now_s();
+	long seq = 1;
+	unsigned rnd = 12345;
+	while(!atomic_load(&sse_stop)) {
+		long due = (long)((now_s() - t0) * (double)opt.rate);
+		while(atomic_load(&sse_published) < due) {
+			rnd = rnd * 1103515245u + 12345u;
+			publish_status(pub, (long)((rnd >> 8) % (unsigned)opt.devices), ++seq);
+			atomic_fetch_add(&sse_published, 1);
+		}
+		usleep(1000);
+	}
+	return NULL;
+}
+
+/* utime + stime of pid, in seconds. */
+static double proc_cpu_s(int pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if(!f)
+		die("cannot read %s", path);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	/* After the name: state, then fields 4..13, then utime (14), stime (15). */
+	if(!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		die("cannot parse %s", path);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double host_metric(const char *name)
+{
+	char *body;
+	size_t len;
+	double v = NAN;
+	if(http_get("/metrics", &body, &len) == 200) {
+		size_t nl = strlen(name);
+		for(char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+			if(!strncmp(l, name, nl) && l[nl] == ' ')
+				v = atof(l + nl + 1);
+	}
+	free(body);
+	return v;
+}
+
+static void cmd_sse(void)
+{
+	if(opt.pid <= 0)
+		die("sse: --pid (the host's) is needed for its CPU time");
+	sse.ndev = opt.devices;
+	sse.ep = epoll_create1(0);
+	int nc = opt.conns;
+	struct sse_client *cs = calloc((size_t)nc, sizeof *cs);
+	for(int k = 0; k < nc; k++) {
+		cs[k].dev = calloc((size_t)sse.ndev, sizeof *cs[k].dev);
+		if(!cs[k].dev)
+			die("out of memory");
+		sse_open(&cs[k]);
+	}
+	/* Everyone has its first snapshot before the load starts. */
+	double end = now_s() + opt.timeout_s;
+	for(int k = 0; k < nc; k++)
+		while(!cs[k].seq && now_s() < end)
+			sse_pump(50);
+	for(int k = 0; k < nc; k++)
+		if(!cs[k].seq)
+			die("client %d got no snapshot within %.0f s", k, opt.timeout_s);
+	long bytes0 = 0;
+	for(int k = 0; k < nc; k++)
+		bytes0 += cs[k].bytes;
+
+	struct client *pub = client_new("ssepub", true);
+	pthread_t th;
+	double cpu0 = proc_cpu_s(opt.pid), t0 = now_s();
+	pthread_create(&th, NULL, sse_publisher, pub);
+	while(now_s() < t0 + opt.duration)
+		sse_pump(20);
+	atomic_store(&sse_stop, true);
+	pthread_join(th, NULL);
+	double window = now_s() - t0, cpu = proc_cpu_s(opt.pid) - cpu0;
+	long published = atomic_load(&sse_published);
+	if(!client_wait_published(pub, published, opt.timeout_s))
+		die("the broker did not acknowledge every status update");
+
+	/* Settle: every copy catches up with the registry's seq, then compares. */
+	long in_sync = 0, behind = 0, differ = 0;
+	json_t *reg = NULL;
+	for(int round = 0; round < 20; round++) {
+		json_decref(reg);
+		double quiet = now_s() + 1.0;
+		while(now_s() < quiet)
+			sse_pump(20);
+		double give_up = now_s() + opt.timeout_s;
+		while(!(reg = http_get_json("/api/registry")) && now_s() < give_up)
+			sse_pump(100); /* a host digesting the load answers late */
+		if(!reg)
+			die("GET /api/registry failed");
+		uint64_t seq = (uint64_t)json_integer_value(json_object_get(reg, "seq"));
+		double until = now_s() + opt.timeout_s;
+		bool all;
+		do {
+			sse_pump(20);
+			all = true;
+			for(int k = 0; k < nc && all; k++)
+				all = cs[k].seq >= seq;
+		} while(!all && now_s() < until);
+		bool same = true;
+		for(int k = 0; k < nc; k++)
+			same &= cs[k].seq == seq;
+		if(same || round == 19)
+			break;
+	}
+	uint64_t seq = (uint64_t)json_integer_value(json_object_get(reg, "seq"));
+	uint64_t *want = calloc((size_t)sse.ndev, sizeof *want);
+	const char *key;
+	json_t *v;
+	json_object_foreach(json_object_get(reg, "devices"), key, v)
+	{
+		long i = dev_index(key);
+		if(i >= 0)
+			want[i] = doc_hash(v);
+	}
+	long reg_len = 0;
+	{
+		char *t = json_dumps(reg, JSON_COMPACT);
+		reg_len = t ? (long)strlen(t) : 0;
+		free(t);
+	}
+	json_decref(reg);
+	long bytes = 0, snaps = 0, deltas = 0, cutoffs = 0, bad = 0;
+	for(int k = 0; k < nc; k++) {
+		struct sse_client *c = &cs[k];
+		if(c->seq != seq)
+			behind++;
+		else if(memcmp(c->dev, want, (size_t)sse.ndev * sizeof *want))
+			differ++;
+		else
+			in_sync++;
+		bytes += c->bytes;
+		snaps += c->snapshots;
+		deltas += c->deltas;
+		cutoffs += c->cutoffs;
+		bad += c->bad;
+	}
+	double per_client = (double)(bytes - bytes0) / nc;
+	/* What the old host sent each client for the same registry events: a
+	 * whole snapshot each (a slow reader's unsent one replaced, so at most
+	 * this). */
+	double events_per_client = (double)(snaps + deltas) / nc - 1; /* without the first */
+	double whole_equiv = events_per_client * (double)reg_len;
+	figure("clients", nc, "");
+	figure("devices", (double)sse.ndev, "");
+	figure("updates_per_s", (double)published / window, "/s");
+	figure("host_cpu_cores", cpu / window, "cores");
+	figure("clients_in_sync", (double)in_sync, "");
+	figure("clients_behind", (double)behind, "");
+	figure("clients_differ", (double)differ, "");
+	figure("bad_events", (double)bad, "");
+	figure("cutoffs", (double)cutoffs, "");
+	figure("registry_events_per_client", events_per_client, "");
+	figure("bytes_per_client", per_client, "bytes");
+	figure("bytes_per_client_per_s", per_client / window, "bytes/s");
+	figure("snapshot_bytes", (double)reg_len, "bytes");
+	figure("whole_snapshot_bytes_per_client", whole_equiv, "bytes");
+	figure("bytes_vs_whole_ratio", whole_equiv > 0 ? per_client / whole_equiv : NAN, "ratio");
+	figure("behind_peak_bytes", host_metric("oh_sse_behind_peak_bytes"), "bytes");
+	figure("parses", (double)sse.parses, "");
+	client_free(pub, true);
+	for(int k = 0; k < nc; k++) {
+		close(cs[k].fd);
+		free(cs[k].dev);
+		free(cs[k].line);
+		free(cs[k].data);
+	}
+	free(cs);
+	free(want);
+	for(int i = 0; i < SSE_CACHE; i++)
+		sse_parsed_free(&sse.cache[i]);
+	close(sse.ep);
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 
 static void usage(void)
 {
 	fprintf(stderr,
-			"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch [options]\n"
+			"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch|sse [options]\n"
 			"  --port N          broker port (1883)\n"
 			"  --http-port N     host HTTP port (8080)\n"
 			"  --root R          topic root (/lab)\n"
@@ -1066,7 +1584,9 @@ static void usage(void)
 			"  --at T --duration S   latency: start at wall time T, stop after S seconds\n"
 			"  --db FILE --fire-at T --window S --fire-n K\n"
 			"                    jobs: write --n jobs into FILE, K due in [T, T+S)\n"
-			"                    schedwatch: wait for K due jobs, print their lateness\n");
+			"                    schedwatch: wait for K due jobs, print their lateness\n"
+			"  --rate R --pid P  sse: --conns event streams on host P's --devices devices,\n"
+			"                    R status updates/s for --duration s\n");
 	exit(2);
 }
 
@@ -1098,6 +1618,8 @@ int main(int argc, char **argv)
 			{"fire-at", 1, 0, 'F'},
 			{"window", 1, 0, 'W'},
 			{"fire-n", 1, 0, 'K'},
+			{"rate", 1, 0, 'R'},
+			{"pid", 1, 0, 'P'},
 			{0, 0, 0, 0},
 	};
 	int ch;
@@ -1170,6 +1692,12 @@ int main(int argc, char **argv)
 		case 'K':
 			opt.fire_n = atol(optarg);
 			break;
+		case 'R':
+			opt.rate = atol(optarg);
+			break;
+		case 'P':
+			opt.pid = atoi(optarg);
+			break;
 		default:
 			usage();
 		}
@@ -1189,6 +1717,8 @@ int main(int argc, char **argv)
 		cmd_jobs();
 	else if(!strcmp(cmd, "schedwatch"))
 		cmd_schedwatch();
+	else if(!strcmp(cmd, "sse"))
+		cmd_sse();
 	else
 		usage();
 	mosquitto_lib_cleanup();

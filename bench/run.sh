@@ -20,7 +20,8 @@
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
-#   BENCH_SECTIONS="latency tput rest mem sched audit" (default: all of them)
+#   BENCH_SSE_CLIENTS=1000 BENCH_SSE_DEVICES=10000 BENCH_SSE_RATE=5000 BENCH_SSE_SECS=10
+#   BENCH_SECTIONS="latency tput rest mem sched sse audit" (default: all of them)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -494,7 +495,34 @@ else
 	emit sched_lateness_p99 "n/a" "(scheduler not built)"
 fi
 
-# ---- audit trail on and off ----------------------------------------------------------
+# ---- 7. event streams ----------------------------------------------------------------
+# SSE_CLIENTS clients hold GET /api/events open on a host with SSE_DEVICES
+# devices while SSE_RATE status updates a second arrive for SSE_SECS
+# seconds; each client applies the deltas to its own copy, and all copies
+# are compared with GET /api/registry at the end (oh-bench sse).  Host CPU
+# is its utime+stime over the window.  The reference is the same registry
+# events sent as whole snapshots, the old behaviour.
+if want sse; then
+SSE_CLIENTS=${BENCH_SSE_CLIENTS:-1000}
+SSE_DEVICES=${BENCH_SSE_DEVICES:-10000}
+SAVED_LIMITS=$LIMITS
+LIMITS="
+  \"limits\": {\"max_sse_clients\": $((SSE_CLIENTS + 100)), \"max_http_connections\": $((SSE_CLIENTS + 200)),
+             \"max_http_connections_per_client\": $((SSE_CLIENTS + 200))},"
+start_host sse /sse
+LIMITS=$SAVED_LIMITS
+bench populate --http-port "$HTTP_PORT" --root /sse --from 0 --to "$SSE_DEVICES" --conns 8 \
+	--timeout 120 --name sse_populate
+sleep 1
+emit_rss sse_before
+bench sse --http-port "$HTTP_PORT" --root /sse --devices "$SSE_DEVICES" --conns "$SSE_CLIENTS" \
+	--rate "${BENCH_SSE_RATE:-5000}" --duration "${BENCH_SSE_SECS:-10}" --pid "$HOST_PID" \
+	--timeout 60 --name sse
+emit_rss sse_after
+stop_host
+fi
+
+# ---- 8. audit trail on and off ----------------------------------------------------------
 # The cost of audit.enabled: relay throughput at QoS 1 with a device that
 # acks every command, so each command has an outcome to record (and its ack
 # waits for its batch).  Off and on alternate, three times each, on fresh

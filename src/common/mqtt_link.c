@@ -37,6 +37,8 @@
  *   Once confirmed, 3.1.1 is kept for this run, except that a reconnect
  *   V5_RETRY_S after the fallback tries v5 again (a broker upgraded in
  *   place); the version is logged when it changes, not on every connect;
+ *   with opts.mqtt5_only there is no fallback, and the reason a refusal
+ *   leaves (the log, /healthz) says the broker would not speak v5;
  * - protocol options are per attempt: MOSQ_OPT_PROTOCOL_VERSION is set
  *   before each connect, and so is MOSQ_OPT_SEND_MAXIMUM, because a v5
  *   CONNACK replaces our window with the broker's Receive Maximum
@@ -46,7 +48,12 @@
  * - on v5 the broker may end a connection with a DISCONNECT packet (session
  *   taken over, ...): libmosquitto closes the socket and the read still
  *   succeeds, so a read that leaves no socket is a lost connection, and the
- *   broker's reason is kept from the disconnect callback.
+ *   broker's reason is kept from the disconnect callback;
+ * - a message expiry interval (mqtt_link_publish_expiring) is a property
+ *   list that libmosquitto copies into each QoS 1 message it keeps: the
+ *   link builds one list per interval and reuses it, so a publish costs
+ *   that copy and no more, and a 3.1.1 connection gets plain publishes
+ *   (libmosquitto would drop the list, but only after copying it).
  */
 #include "mqtt_link.h"
 
@@ -124,6 +131,7 @@ struct mqtt_link {
 	bool refused;   /* the broker said no; keep its reason */
 	bool tls;
 	bool want_v5;                          /* opts.mqtt5 */
+	bool v5_only;                          /* opts.mqtt5_only */
 	enum mqtt_link_version version;        /* of the current or next attempt */
 	bool v311_tentative;                   /* on 3.1.1 after a close, not a refusal */
 	bool got_connack;                      /* this attempt had an answer, yes or no */
@@ -142,8 +150,10 @@ struct mqtt_link {
 	unsigned short_drops;         /* connections in a row lost soon after CONNACK */
 	bool takeover_reported;       /* said so for this streak */
 	char last_error[256];
-	char reported[256];  /* the failure last logged at warn level */
-	char lib_error[200]; /* libmosquitto's first error line of this attempt */
+	char reported[256];               /* the failure last logged at warn level */
+	char lib_error[200];              /* libmosquitto's first error line of this attempt */
+	mosquitto_property *expiry_props; /* owned: the interval below, reused */
+	unsigned expiry_props_s;
 };
 
 static void link_schedule_retry(struct mqtt_link *link);
@@ -247,6 +257,16 @@ static bool version_fallback(struct mqtt_link *link)
 	if(!link->want_v5)
 		return false;
 	bool closed = link->broker_closed && !link->got_connack;
+	if(link->v5_only) {
+		if(link->v5_refused || closed) {
+			char why[sizeof link->last_error];
+			snprintf(why, sizeof why,
+					"%.180s (mqtt.protocol is \"5\": the broker does not speak MQTT 5?)",
+					link->last_error);
+			set_error(link, why);
+		}
+		return false;
+	}
 	if(link->version == MQTT_LINK_V5 && (link->v5_refused || closed)) {
 		link->version = MQTT_LINK_V311;
 		link->v311_tentative = !link->v5_refused;
@@ -676,6 +696,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->client_id = o->client_id ? strdup(o->client_id) : NULL;
 	link->backoff_ms = BACKOFF_MIN_MS;
 	link->want_v5 = o->mqtt5;
+	link->v5_only = o->mqtt5 && o->mqtt5_only;
 	link->version = o->mqtt5 ? MQTT_LINK_V5 : MQTT_LINK_V311;
 	link->mosq = mosquitto_new(o->client_id, true, link);
 	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
@@ -819,6 +840,7 @@ void mqtt_link_free(struct mqtt_link *link)
 		evdns_base_free(link->dns, 0);
 	if(link->mosq)
 		mosquitto_destroy(link->mosq);
+	mosquitto_property_free_all(&link->expiry_props);
 	free(link->host);
 	free(link->log_prefix);
 	free(link->client_id);
@@ -834,9 +856,38 @@ int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *pay
 int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len, int qos,
 		bool retain, int *mid)
 {
+	return mqtt_link_publish_expiring(link, topic, payload, len, qos, retain, 0, mid);
+}
+
+/* The list carrying expiry_s (see the top), or NULL when out of memory. */
+static const mosquitto_property *expiry_props(struct mqtt_link *link, unsigned expiry_s)
+{
+	if(link->expiry_props && link->expiry_props_s == expiry_s)
+		return link->expiry_props;
+	mosquitto_property_free_all(&link->expiry_props);
+	if(mosquitto_property_add_int32(&link->expiry_props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, expiry_s))
+		return NULL;
+	link->expiry_props_s = expiry_s;
+	return link->expiry_props;
+}
+
+int mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
+		int qos, bool retain, unsigned expiry_s, int *mid)
+{
 	if(len > 268435455)
 		return OH_ERR_TOO_LARGE;
-	int rc = mosquitto_publish(link->mosq, mid, topic, (int)len, payload, qos, retain);
+	int rc;
+	/* While disconnected, the version of the next attempt: should a message
+	 * kept for it go out over 3.1.1 after all, libmosquitto writes
+	 * properties on v5 connections only. */
+	if(expiry_s && link->version == MQTT_LINK_V5) {
+		const mosquitto_property *props = expiry_props(link, expiry_s);
+		if(!props)
+			return OH_ERR_NOMEM;
+		rc = mosquitto_publish_v5(link->mosq, mid, topic, (int)len, payload, qos, retain, props);
+	} else {
+		rc = mosquitto_publish(link->mosq, mid, topic, (int)len, payload, qos, retain);
+	}
 	if(rc == MOSQ_ERR_NO_CONN)
 		return OH_ERR_NO_CONN;
 	if(rc != MOSQ_ERR_SUCCESS)
@@ -888,6 +939,13 @@ const char *mqtt_link_last_error(const struct mqtt_link *link)
 unsigned long mqtt_link_reconnects(const struct mqtt_link *link)
 {
 	return link->reconnects;
+}
+
+const char *mqtt_link_protocol(const struct mqtt_link *link)
+{
+	if(!link->connected)
+		return NULL;
+	return link->version == MQTT_LINK_V5 ? "5" : "3.1.1";
 }
 
 bool mqtt_link_retain_as_published(const struct mqtt_link *link)

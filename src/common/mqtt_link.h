@@ -47,6 +47,9 @@ struct mqtt_link_opts {
 	const char *log_prefix;          /* e.g. "mqtt" */
 	/* Try MQTT 5 first (see the top); false: MQTT 3.1.1 only. */
 	bool mqtt5;
+	/* With mqtt5: never fall back; a broker refusing v5 is a failure
+	 * whose reason says so. */
+	bool mqtt5_only;
 };
 
 struct mqtt_link_callbacks {
@@ -81,6 +84,12 @@ int mqtt_link_publish(struct mqtt_link *link, const char *topic, const void *pay
 /* The same, returning the message id that on_published will report. */
 int mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len, int qos,
 		bool retain, int *mid);
+/* The same with an MQTT 5 message expiry interval of expiry_s seconds (0:
+ * none): the broker drops the message once it has waited that long for a
+ * subscriber, also a 3.1.1 one.  On a 3.1.1 connection it is sent without.
+ * The property list is the link's, built once per value, not per call. */
+int mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
+		int qos, bool retain, unsigned expiry_s, int *mid);
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos);
 int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
 
@@ -93,6 +102,9 @@ bool mqtt_link_connected(const struct mqtt_link *link);
  * message's retained flag is true for retained messages delivered live
  * (see the top).  False while disconnected. */
 bool mqtt_link_retain_as_published(const struct mqtt_link *link);
+/* The version of the current connection, "5" or "3.1.1" (static), or NULL
+ * while disconnected. */
+const char *mqtt_link_protocol(const struct mqtt_link *link);
 /* Why the link is down ("connection refused: not authorised", ...), or "". */
 const char *mqtt_link_last_error(const struct mqtt_link *link);
 unsigned long mqtt_link_reconnects(const struct mqtt_link *link);

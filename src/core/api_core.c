@@ -23,7 +23,9 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 			"uptime_s", (json_int_t)(time_now_mono() - h->started_mono), "devices",
 			(json_int_t)registry_size(h->registry), "plugins", plugins_status_json(h), "version",
 			OH_VERSION);
-	if(!up)
+	if(up)
+		json_object_set_new(body, "mqtt_protocol", json_string(mqtt_link_protocol(h->link)));
+	else
 		json_object_set_new(body, "mqtt_error", json_string(mqtt_link_last_error(h->link)));
 	/* Pages adapt: with tokens the token's name is the actor. */
 	json_object_set_new(body, "auth", json_string(h->cfg.http.n_tokens ? "tokens" : "none"));
@@ -108,6 +110,8 @@ static void delete_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	"{\"type\": \"object\", \"required\": [\"mqtt\", \"uptime_s\", \"devices\", \"plugins\","            \
 	" \"version\", \"auth\"], \"properties\": {\"mqtt\": {\"type\": \"string\", \"enum\":"               \
 	" [\"connected\", \"disconnected\"]}, \"mqtt_error\": {\"type\": \"string\"},"                       \
+	" \"mqtt_protocol\": {\"type\": \"string\", \"enum\": [\"5\", \"3.1.1\"], \"description\":"          \
+	" \"the MQTT version of the connection, while connected\"},"                                         \
 	" \"uptime_s\": {\"type\": \"integer\", \"minimum\": 0}, \"devices\": {\"type\": \"integer\","       \
 	" \"minimum\": 0}, \"plugins\": {\"type\": \"array\", \"items\": {\"$ref\":"                         \
 	" \"#/components/schemas/PluginState\"}}, \"version\": {\"type\": \"string\"},"                      \

@@ -22,7 +22,7 @@ static void update_host_values(struct host *h)
 {
 	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *gzips, *gzip_in,
 			*gzip_out, *gzip_secs, *gzip_slice, *not_modified, *bad, *uptime, *jobs, *info,
-			*conns, *streams;
+			*conns, *streams, *behind;
 	if(!up) {
 		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
 				NULL);
@@ -56,6 +56,10 @@ static void update_host_values(struct host *h)
 				"Open HTTP connections (limits.max_http_connections)", NULL);
 		streams = metrics_family("oh_sse_clients", METRIC_GAUGE,
 				"Open event streams (limits.max_sse_clients)", NULL);
+		behind = metrics_family("oh_sse_behind_peak_bytes", METRIC_GAUGE,
+				"The most an event stream has been behind since start, unsent plus held back"
+				" (limits.max_sse_backlog_bytes)",
+				NULL);
 	}
 	metrics_set(up, NULL, h->link && mqtt_link_connected(h->link));
 	metrics_set(reconnects, NULL, h->link ? (double)mqtt_link_reconnects(h->link) : 0);
@@ -68,6 +72,7 @@ static void update_host_values(struct host *h)
 	metrics_set(gzip_secs, NULL, h->stats.gzip_seconds);
 	metrics_set(gzip_slice, NULL, h->stats.gzip_slice_max_s);
 	metrics_set(not_modified, NULL, (double)h->stats.http_not_modified);
+	metrics_set(behind, NULL, (double)h->stats.sse_behind_peak);
 	metrics_set(devices, NULL, h->registry ? (double)registry_size(h->registry) : 0);
 	metrics_set(leases, NULL, h->leases ? (double)leases_count(h->leases) : 0);
 	metrics_set(jobs, NULL, h->scheduler ? (double)h->scheduler->n : 0);

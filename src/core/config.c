@@ -37,6 +37,8 @@ static const struct {
 		{"max_jobs", offsetof(struct config_limits, max_jobs), 200000, 10000000},
 		{"max_jobs_per_actor", offsetof(struct config_limits, max_jobs_per_actor), 10000, 10000000},
 		{"max_sse_clients", offsetof(struct config_limits, max_sse_clients), 256, 100000},
+		{"max_sse_backlog_bytes", offsetof(struct config_limits, max_sse_backlog_bytes), 1 << 20,
+				64 << 20},
 		{"max_http_connections", offsetof(struct config_limits, max_http_connections), 1000, 100000},
 		{"max_http_connections_per_client",
 				offsetof(struct config_limits, max_http_connections_per_client), 256, 100000},
@@ -92,6 +94,8 @@ static void set_defaults(struct config *c)
 	c->snapshot_interval_ms = 200;
 	c->max_payload_bytes = 65536;
 	c->misfire_grace_s = 60;
+	c->mqtt_protocol = strdup("auto");
+	c->command_expiry_s = 60;
 	c->mqtt_commands.enabled = true;
 	c->audit.enabled = true;
 	c->audit.retention_days = 90;
@@ -366,6 +370,8 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 			{"max_payload_bytes", CONF_LONG, false, 64, 256 << 20, &c->max_payload_bytes, NULL,
 					NULL},
 			{"misfire_grace_s", CONF_NUM, false, 0, 86400 * 7, &c->misfire_grace_s, NULL, NULL},
+			{"mqtt.protocol", CONF_STR, false, 0, 0, &c->mqtt_protocol, NULL, NULL},
+			{"command_expiry_s", CONF_INT, false, 0, 2147483647, &c->command_expiry_s, NULL, NULL},
 			{"mqtt_commands", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
 			{"mqtt_commands.enabled", CONF_BOOL, false, 0, 0, &c->mqtt_commands.enabled, NULL, NULL},
 			{"mqtt_commands.admin_actors", CONF_CUSTOM, true, 0, 0, NULL, custom_admin_actors,
@@ -411,6 +417,12 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 		goto fail;
 	if(conf_check_common(c->source, c->topic_root, c->log_level, c->log_format, err, len))
 		goto fail;
+	if(!c->mqtt_protocol ||
+			(strcmp(c->mqtt_protocol, "auto") && strcmp(c->mqtt_protocol, "5") &&
+					strcmp(c->mqtt_protocol, "3.1.1"))) {
+		conf_err(err, len, "%s: mqtt.protocol: expected \"auto\", \"5\" or \"3.1.1\"", c->source);
+		goto fail;
+	}
 	free(tokens_file);
 	return 0;
 
@@ -445,6 +457,7 @@ void config_free(struct config *c)
 	free(c->topic_root);
 	free(c->state_dir);
 	free(c->timezone);
+	free(c->mqtt_protocol);
 	free(c->log_level);
 	free(c->log_format);
 	for(size_t i = 0; i < c->n_plugins; i++) {

@@ -35,6 +35,7 @@ struct config_limits {
 	long max_jobs;                        /* scheduled jobs, in all */
 	long max_jobs_per_actor;              /* ... of one owner */
 	long max_sse_clients;                 /* open GET /api/events streams */
+	long max_sse_backlog_bytes;           /* what one stream may fall behind */
 	long max_http_connections;            /* open HTTP connections, in all */
 	long max_http_connections_per_client; /* ... from one address */
 };
@@ -80,6 +81,11 @@ struct config {
 	int snapshot_interval_ms;
 	long max_payload_bytes;
 	double misfire_grace_s;
+	/* mqtt.protocol: "auto" (5, else 3.1.1), "5" or "3.1.1"; host only,
+	 * the agent speaks 3.1.1 (src/device/agent.c). */
+	char *mqtt_protocol;
+	/* MQTT 5 message expiry of the commands relayed to devices; 0: none. */
+	int command_expiry_s;
 	char *log_level;
 	char *log_format;
 	/* audit: the audit trail (audit.c, docs/audit.md). */

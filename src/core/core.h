@@ -36,6 +36,9 @@ struct counters {
 	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
 	double gzip_seconds, gzip_slice_max_s; /* loop CPU time in slices; the longest */
 	uint64_t http_not_modified;
+	/* events.c: the most any event stream has been behind (unsent bytes
+	 * plus registry deltas held back) since start. */
+	uint64_t sse_behind_peak;
 };
 
 struct host {

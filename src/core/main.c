@@ -195,8 +195,10 @@ static int host_start(struct host *h)
 	conf_mqtt_link_opts(&h->cfg.mqtt, &mo, &tls);
 	mo.log_prefix = "mqtt";
 	/* v5 where the broker speaks it: retained clears told from plain
-	 * empty messages (registry), with 3.1.1 for the brokers that do not. */
-	mo.mqtt5 = true;
+	 * empty messages (registry), commands that expire (host_publish_mid),
+	 * with 3.1.1 for the brokers that do not; mqtt.protocol forces one. */
+	mo.mqtt5 = strcmp(h->cfg.mqtt_protocol, "3.1.1") != 0;
+	mo.mqtt5_only = strcmp(h->cfg.mqtt_protocol, "5") == 0;
 	mo.will_topic = will_topic;
 	mo.will_payload = will;
 	mo.will_qos = 1;

@@ -320,6 +320,7 @@ void metrics_count(const char *name, double n)
 }
 
 const char METRICS_KIND_EVENT[] = "event";
+const char METRICS_KIND_DEVICE_COMMAND[] = "command";
 
 const char *metrics_topic_kind(const struct host *h, const char *topic)
 {
@@ -332,7 +333,7 @@ const char *metrics_topic_kind(const struct host *h, const char *topic)
 											  : "other";
 	if(place == TOPIC_DEVICE) { /* device/{id}/{module}/cmd|evt|status */
 		if(topic_level_is(t.leaf, "cmd"))
-			return "command";
+			return METRICS_KIND_DEVICE_COMMAND;
 		if(topic_level_is(t.leaf, "evt"))
 			return "ack";
 		if(topic_level_is(t.leaf, "status"))

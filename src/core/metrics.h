@@ -56,9 +56,13 @@ void metrics_limits_register(void);
 void metrics_mqtt_message(bool out, const char *kind);
 /* "registry", "command", ... for a topic under h's root: one of a few static
  * strings, so callers may compare the pointer (METRICS_KIND_EVENT is the
- * host's own {root}/orchestrator/{module}/evt). */
+ * host's own {root}/orchestrator/{module}/evt, and see below). */
 const char *metrics_topic_kind(const struct host *h, const char *topic);
 extern const char METRICS_KIND_EVENT[];
+/* "command" for {root}/device/{id}/{module}/cmd, a command to a device,
+ * told by its pointer from the host's own {root}/orchestrator/{module}/cmd
+ * (also "command", the same label). */
+extern const char METRICS_KIND_DEVICE_COMMAND[];
 /* An HTTP reply queued `seconds` after its request line arrived; route is
  * the pattern the path matched (whatever the method) or NULL (no route). */
 void metrics_http_request(const char *method, const char *route, unsigned status, double seconds);

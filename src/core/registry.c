@@ -100,9 +100,10 @@ struct device {
 	size_t doc_bytes;
 	char *frag; /* "\"id\":{...}" or NULL when it must be rebuilt */
 	size_t frag_len;
-	uint64_t changes; /* the generation of its last change (oh_device.changes) */
-	uint64_t seq;     /* the first snapshot seq that shows its last change */
-	bool doc_current; /* last_seen, stale, online in doc are up to date */
+	uint64_t changes;           /* the generation of its last change (oh_device.changes) */
+	uint64_t seq;               /* the first snapshot seq that shows its last change */
+	struct oh_list_node by_seq; /* in registry.by_seq */
+	bool doc_current;           /* last_seen, stale, online in doc are up to date */
 	/* Devices in order of last message, oldest first: the stale scan only
 	 * looks at the head of this list. */
 	struct oh_list_node fresh;
@@ -167,6 +168,9 @@ struct registry {
 	} * removed;
 	size_t removed_head, n_removed;
 	uint64_t removed_floor; /* the newest seq of a removal forgotten */
+	/* Every device, by seq, oldest first: a delta walks back from the
+	 * newest and stops at the first older than it asks, O(changed). */
+	struct oh_list by_seq;
 
 	/* Told of every change to a device (snapshot.c). */
 	void (*on_change)(void *ud);
@@ -242,6 +246,15 @@ static void on_persist_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* d shows its change first in the next snapshot: the newest in by_seq. */
+static void stamp_seq(struct registry *r, struct device *d)
+{
+	d->seq = r->next_seq;
+	if(oh_list_linked(&r->by_seq, &d->by_seq))
+		oh_list_remove(&r->by_seq, &d->by_seq);
+	oh_list_push_back(&r->by_seq, &d->by_seq);
+}
+
 static void device_changed(struct registry *r, struct device *d)
 {
 	free(d->frag);
@@ -249,7 +262,7 @@ static void device_changed(struct registry *r, struct device *d)
 	d->doc_current = false;
 	registry_mark_dirty(r);
 	d->changes = r->host->generation;
-	d->seq = r->next_seq;
+	stamp_seq(r, d);
 }
 
 void registry_mark_dirty(struct registry *r)
@@ -421,13 +434,13 @@ static struct device *device_get_or_add(struct registry *r, const char *id)
 	d->doc = json_object();
 	d->online = -1;
 	d->changes = ++r->host->generation; /* never 0, never another device's */
-	d->seq = r->next_seq;
 	/* Set once: a payload naming another id is refused before merging. */
 	int err = json_object_set_new(d->doc, "device_id", json_string(id));
 	if(!d->doc || err || (strmap_put(r->devices, id, d, &err), err)) {
 		device_free(d);
 		return NULL;
 	}
+	stamp_seq(r, d);
 	return d;
 }
 
@@ -462,6 +475,7 @@ static void remove_device(struct registry *r, const char *id, const char *why)
 		return;
 	fresh_unlink(r, d);
 	persist_unlink(r, d);
+	oh_list_remove(&r->by_seq, &d->by_seq);
 	if(d->heard)
 		r->n_heard--;
 	remember_removal(r, d->id);
@@ -703,6 +717,7 @@ static void on_device_message(oh_ctx *ctx, const struct oh_message *msg, void *u
 		snprintf(why, sizeof why, "the document of %s would be %zu bytes", id, bytes);
 		if(created) {
 			strmap_remove(r->devices, id); /* nothing else knows it yet */
+			oh_list_remove(&r->by_seq, &d->by_seq);
 			device_free(d);
 		}
 		refuse(r, id, topic, "max_device_bytes", why);
@@ -925,21 +940,20 @@ int registry_delta(struct registry *r, uint64_t since, void (*fn)(const char *fr
 {
 	if(since < r->removed_floor)
 		return OH_ERR_NOT_FOUND;
-	struct strmap_iter it;
-	void *value;
-	strmap_iter_init(&it, r->devices);
-	while(fn && strmap_iter_next(&it, NULL, &value)) {
-		struct device *d = value;
+	for(struct oh_list_node *n = fn ? r->by_seq.last : NULL; n; n = n->prev) {
+		struct device *d = oh_list_entry(n, struct device, by_seq);
 		if(d->seq <= since)
-			continue;
+			break;
 		if(!d->frag && !build_fragment(d))
 			return OH_ERR_NOMEM;
 		fn(d->frag, d->frag_len, ud);
 	}
-	for(size_t i = 0; removed_fn && i < r->n_removed; i++) {
+	for(size_t i = r->n_removed; removed_fn && i-- > 0;) {
 		size_t slot = (r->removed_head + i) % REMOVED_KEPT;
+		if(r->removed[slot].seq <= since)
+			break;
 		/* One removed and added again since is in the devices. */
-		if(r->removed[slot].seq > since && !strmap_get(r->devices, r->removed[slot].id))
+		if(!strmap_get(r->devices, r->removed[slot].id))
 			removed_fn(r->removed[slot].id, ud);
 	}
 	return OH_OK;

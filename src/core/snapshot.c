@@ -163,67 +163,31 @@ struct shared_buf *snapshot_get(struct snapshot *s)
 
 /* ---- ?since=SEQ ---------------------------------------------------------------- */
 
-struct delta {
-	char *p; /* owned; NULL once out of memory */
-	size_t len, cap;
-	bool first;
-};
-
-static void delta_put(struct delta *d, const char *s, size_t len)
+/* Like struct fill, for the removals: each id quoted, comma separated. */
+static void count_removed(const char *id, void *ud)
 {
-	if(!d->p)
-		return;
-	if(d->len + len + 1 > d->cap) {
-		size_t cap = (d->len + len + 1) * 2;
-		char *grown = realloc(d->p, cap);
-		if(!grown) {
-			free(d->p);
-			d->p = NULL;
-			return;
-		}
-		d->p = grown;
-		d->cap = cap;
-	}
-	memcpy(d->p + d->len, s, len);
-	d->len += len;
-	d->p[d->len] = '\0';
+	struct fill *f = ud;
+	f->total += strlen(id) + 3; /* quotes and a comma */
 }
 
-static void delta_fragment(const char *frag, size_t len, void *ud)
-{
-	struct delta *d = ud;
-	if(!d->first)
-		delta_put(d, ",", 1);
-	delta_put(d, frag, len);
-	d->first = false;
-}
-
-static void delta_removed(const char *id, void *ud)
+static void put_removed(const char *id, void *ud)
 {
 	/* Device ids are [A-Za-z0-9._-]: no escaping. */
-	struct delta *d = ud;
-	if(!d->first)
-		delta_put(d, ",", 1);
-	delta_put(d, "\"", 1);
-	delta_put(d, id, strlen(id));
-	delta_put(d, "\"", 1);
-	d->first = false;
+	struct fill *f = ud;
+	if(!f->first)
+		put(&f->p, ",", 1);
+	put(&f->p, "\"", 1);
+	put(&f->p, id, strlen(id));
+	put(&f->p, "\"", 1);
+	f->first = false;
 }
 
-/* Appends the JSON of j (stolen) to d. */
-static void delta_put_json(struct delta *d, json_t *j)
-{
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if(!text) {
-		free(d->p);
-		d->p = NULL;
-		return;
-	}
-	delta_put(d, text, strlen(text));
-	free(text);
-}
-
+/*
+ * Built like the snapshot, in two passes straight into a buffer of its exact
+ * size, and the registry walks only the devices changed after since (its
+ * by_seq list), so a delta costs what changed, not the registry's size (it
+ * walked every device and grew a buffer by doubling, then copied it).
+ */
 int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, bool *whole)
 {
 	struct host *h = s->host;
@@ -234,32 +198,56 @@ int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, 
 	/* A SEQ from the future is from an earlier run of the host. */
 	if(since > s->seq)
 		return OH_OK;
-	struct delta d = {.p = malloc(4096), .cap = 4096, .first = true};
-	delta_put(&d, "{\"devices\":{", 12);
-	int rc = registry_delta(h->registry, since, delta_fragment, NULL, &d);
-	if(rc == OH_ERR_NOT_FOUND) {
-		free(d.p);
-		return OH_OK; /* too old: the whole */
-	}
-	delta_put(&d, "},\"removed\":[", 13);
-	d.first = true;
-	registry_delta(h->registry, since, NULL, delta_removed, &d);
-	delta_put(&d, "],\"locks\":", 10);
-	delta_put_json(&d, h->leases ? leases_to_json(h->leases) : json_object());
-	delta_put(&d, ",\"modules\":", 11);
-	delta_put_json(&d, plugins_modules_json(h));
+	struct fill devs = {.first = true}, gone = {.first = true};
+	int rc = registry_delta(h->registry, since, count_fragment, count_removed, &devs);
+	if(rc == OH_ERR_NOT_FOUND)
+		return OH_OK;    /* too old: the whole */
+	gone.total = devs.total; /* one pass counted both */
+	json_t *locks_json = h->leases ? leases_to_json(h->leases) : json_object();
+	json_t *modules_json = plugins_modules_json(h);
+	char *locks = json_dumps(locks_json, JSON_COMPACT);
+	char *modules = json_dumps(modules_json, JSON_COMPACT);
+	json_decref(locks_json);
+	json_decref(modules_json);
 	char tail[160], when[32];
 	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu,\"since\":%llu,\"delta\":true}",
 			host_now_iso(when, sizeof when), (unsigned long long)s->seq, (unsigned long long)since);
-	delta_put(&d, tail, strlen(tail));
-	struct shared_buf *buf = rc == OH_OK && d.p ? shared_buf_new(d.p, d.len) : NULL;
-	free(d.p);
+	static const char head[] = "{\"devices\":{", mid0[] = "},\"removed\":[",
+			  mid1[] = "],\"locks\":", mid2[] = ",\"modules\":";
+	struct shared_buf *buf = NULL;
+	if(rc || !locks || !modules)
+		goto out;
+	size_t total = sizeof head - 1 + gone.total + sizeof mid0 - 1 + sizeof mid1 - 1 + strlen(locks) +
+			sizeof mid2 - 1 + strlen(modules) + strlen(tail);
+	if(!(buf = shared_buf_new(NULL, total)))
+		goto out;
+	devs.p = buf->data;
+	put(&devs.p, head, sizeof head - 1);
+	registry_delta(h->registry, since, put_fragment, NULL, &devs); /* built by the counting pass */
+	put(&devs.p, mid0, sizeof mid0 - 1);
+	gone.p = devs.p;
+	registry_delta(h->registry, since, NULL, put_removed, &gone);
+	put(&gone.p, mid1, sizeof mid1 - 1);
+	put(&gone.p, locks, strlen(locks));
+	put(&gone.p, mid2, sizeof mid2 - 1);
+	put(&gone.p, modules, strlen(modules));
+	put(&gone.p, tail, strlen(tail));
+	*gone.p = '\0';
+	buf->len = (size_t)(gone.p - buf->data); /* no comma before the first of each */
+out:
+	free(locks);
+	free(modules);
 	shared_buf_unref(*out);
 	*out = buf;
 	if(!buf)
 		return OH_ERR_NOMEM;
 	*whole = false;
 	return OH_OK;
+}
+
+uint64_t snapshot_seq(const struct snapshot *s)
+{
+	return s->seq;
 }
 
 /* ---- publishing ---------------------------------------------------------------- */

@@ -28,6 +28,8 @@ struct shared_buf *snapshot_get(struct snapshot *s);
  * that old are forgotten or SEQ is newer than the current one (an earlier
  * run).  OH_ERR_NOMEM with *out NULL. */
 int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, bool *whole);
+/* The seq of the latest built snapshot (what snapshot_get returned last). */
+uint64_t snapshot_seq(const struct snapshot *s);
 /* Link callbacks: the broker acknowledged message mid; a new connection. */
 void snapshot_published(struct snapshot *s, int mid);
 void snapshot_on_connect(struct snapshot *s);

@@ -5,11 +5,17 @@
  *                                  device data can never turn into markup
  *   OH.clear(el), OH.$(sel), OH.$$(sel)
  *   OH.live.on(name, fn)           server-sent events from /api/events:
- *                                  "registry" (snapshot object), "orch_evt"
+ *                                  "registry" (the whole current snapshot,
+ *                                  also after each delta is applied),
+ *                                  "registry_delta" (the delta itself, after
+ *                                  it was applied), "orch_evt"
  *                                  ({topic, payload}), "broker" ({mqtt}),
  *                                  "audit" (one stored audit record),
  *                                  "open" / "lost" (the stream itself)
- *   OH.live.snapshot               the last registry snapshot, or null
+ *   OH.live.snapshot               the registry as the deltas made it (the
+ *                                  host sends one snapshot, then only what
+ *                                  changed; a reconnect resumes from the last
+ *                                  event id), or null
  *   OH.live.brokerUp()             whether the host has its MQTT broker
  *                                  (the header badge); while it has not,
  *                                  #broker-banner shows and every control
@@ -260,6 +266,28 @@
       var snap = parse(ev);
       if (!snap) return;
       live.snapshot = snap;
+      emit('registry', snap);
+    });
+    /* What changed since the event we saw last (the host keeps each
+     * stream's place, and EventSource resends it as Last-Event-ID on a
+     * reconnect): applied to our copy, which the pages then redraw. */
+    es.addEventListener('registry_delta', function (ev) {
+      var d = parse(ev), snap = live.snapshot;
+      if (!d) return;
+      if (!snap || snap.seq !== d.since) {
+        /* Not the state it was made for: start over with a whole
+         * snapshot (a new EventSource sends no Last-Event-ID). */
+        es.close();
+        connect();
+        return;
+      }
+      Object.keys(d.devices).forEach(function (id) { snap.devices[id] = d.devices[id]; });
+      d.removed.forEach(function (id) { delete snap.devices[id]; });
+      snap.locks = d.locks;
+      snap.modules = d.modules;
+      snap.ts = d.ts;
+      snap.seq = d.seq;
+      emit('registry_delta', d);
       emit('registry', snap);
     });
     es.addEventListener('broker', function (ev) {

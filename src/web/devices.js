@@ -1,6 +1,8 @@
 /*
- * /ui/devices: the live device table.  Every registry snapshot from
- * /api/events redraws it; nothing is fetched otherwise.  Device fields are
+ * /ui/devices: the live device table.  Every registry update from
+ * /api/events (the whole snapshot, or a delta app.js applied to its copy)
+ * redraws it, making rows again only for the devices that changed; nothing
+ * is fetched otherwise.  Device fields are
  * whatever devices publish, so every one goes through OH.h (text only).
  * A column header sorts by that column (again: the other way), the state
  * menu filters, and the last-seen cell shows the absolute time on hover.
@@ -17,6 +19,7 @@
   var stateFilter = OH.$('#device-state');
   var sortKey = 'id', sortDir = 1; /* 1 ascending, -1 descending */
   var seen = null;            /* ids already shown, to mark newcomers */
+  var rowCache = {};          /* id -> its <tr>, with .sig: what it was made from */
 
   function state(d) {
     if (d.online === true && d.stale) return ['stale', 'warn', 'online, but silent for too long'];
@@ -100,29 +103,43 @@
       if (st[0] === 'stale') stale++;
       if (!matches(id, d, q) || (want && st[0] !== want)) return;
       shown++;
-      var name = d.name || d.hostname;
-      var lease = (locks[id] || []).map(function (l) {
-        return h('div', { class: 'lease' },
-          h('span', { class: 'holder' }, l.holder == null ? '?' : String(l.holder)),
-          ' ', h('span', { class: 'muted' }, l.module + ' ' + expiresIn(l.expires_at)));
-      });
-      var row = h('tr', { 'data-device': id, class: seen && !seen[id] ? 'new' : null },
-        h('td', { 'data-label': 'Device' },
-          h('code', { class: 'device-id' }, id),
-          name ? h('div', { class: 'muted device-name' }, String(name)) : null,
-          d.version ? h('div', { class: 'muted device-version' }, String(d.version)) : null),
-        h('td', { 'data-label': 'State' },
-          h('span', { class: ['badge', st[1]], title: st[2], 'data-state': st[0] }, st[0])),
-        h('td', { 'data-label': 'Modules', class: 'modules' }, chips(OH.list(d.modules), 'module')),
-        h('td', { 'data-label': 'Labels', class: 'labels' }, chips(OH.list(d.labels), 'label')),
-        h('td', { 'data-label': 'Last seen', class: 'last-seen', title: d.last_seen ? absolute(d.last_seen) : '',
-          'data-ts': d.last_seen || '' }, d.last_seen ? OH.ago(d.last_seen) : 'never'),
-        h('td', { 'data-label': 'Lease holder', class: 'leases' },
-          lease.length ? lease : h('span', { class: 'muted' }, '—')));
+      /* A row is made again only when what it shows changed: a delta
+       * redraws the devices in it, not all 10,000 (the last-seen times
+       * are kept current below). */
+      var isNew = !!(seen && !seen[id]);
+      var sig = JSON.stringify([d, locks[id] || null, isNew]);
+      var row = rowCache[id];
+      if (!row || row.sig !== sig) {
+        var name = d.name || d.hostname;
+        var lease = (locks[id] || []).map(function (l) {
+          return h('div', { class: 'lease' },
+            h('span', { class: 'holder' }, l.holder == null ? '?' : String(l.holder)),
+            ' ', h('span', { class: 'muted' }, l.module + ' ' + expiresIn(l.expires_at)));
+        });
+        row = h('tr', { 'data-device': id, class: isNew ? 'new' : null },
+          h('td', { 'data-label': 'Device' },
+            h('code', { class: 'device-id' }, id),
+            name ? h('div', { class: 'muted device-name' }, String(name)) : null,
+            d.version ? h('div', { class: 'muted device-version' }, String(d.version)) : null),
+          h('td', { 'data-label': 'State' },
+            h('span', { class: ['badge', st[1]], title: st[2], 'data-state': st[0] }, st[0])),
+          h('td', { 'data-label': 'Modules', class: 'modules' }, chips(OH.list(d.modules), 'module')),
+          h('td', { 'data-label': 'Labels', class: 'labels' }, chips(OH.list(d.labels), 'label')),
+          h('td', { 'data-label': 'Last seen', class: 'last-seen', title: d.last_seen ? absolute(d.last_seen) : '',
+            'data-ts': d.last_seen || '' }, d.last_seen ? OH.ago(d.last_seen) : 'never'),
+          h('td', { 'data-label': 'Lease holder', class: 'leases' },
+            lease.length ? lease : h('span', { class: 'muted' }, '—')));
+        row.sig = sig;
+        rowCache[id] = row;
+      }
       rows.push(row);
     });
-    OH.clear(tbody);
-    rows.forEach(function (r) { tbody.appendChild(r); });
+    /* Moved only where the order changed; rows of devices gone dropped. */
+    rows.forEach(function (r, i) {
+      if (tbody.children[i] !== r) tbody.insertBefore(r, tbody.children[i] || null);
+    });
+    while (tbody.children.length > rows.length) tbody.removeChild(tbody.lastChild);
+    Object.keys(rowCache).forEach(function (id) { if (!(id in devices)) delete rowCache[id]; });
     seen = {};
     ids.forEach(function (id) { seen[id] = true; });
 

@@ -28,7 +28,7 @@ from harness import rss_kb, sanitized
 CMD = "/lab/orchestrator/ndi/cmd"
 EVT = "/lab/orchestrator/ndi/evt"
 LIMIT_NAMES = ["max_devices", "max_device_bytes", "max_pending", "max_pending_per_device",
-               "max_leases", "max_jobs", "max_jobs_per_actor", "max_sse_clients",
+               "max_leases", "max_jobs", "max_jobs_per_actor", "max_sse_clients", "max_sse_backlog_bytes",
                "max_http_connections", "max_http_connections_per_client"]
 
 

@@ -24,7 +24,7 @@ import pytest
 from conftest import wait_until
 from harness import unique_name
 from test_ndi_rest import EVT, in_registry, ndi_config
-from test_web_ui import EventStream
+from sse import EventStream
 
 CMD = "/lab/orchestrator/ndi/cmd"
 SEEN = "CAM-1"                       # in the host's static source list

@@ -370,7 +370,9 @@ def test_rabbitmq_fallback_probe_and_relay(rb, on_rabbit, make_host, make_device
     watcher.subscribe(STATUS)   # RabbitMQ: retained only on exact topics
     started = time.monotonic()
     host = make_host(ndi_config({"ack_timeout_s": 10}, log_level="debug"), broker=rb)
-    host.wait_connected()
+    # /healthz names the version; relays below go out without an expiry
+    # (command_expiry_s is 60 by default), as 3.1.1 has none.
+    assert host.wait_connected()["mqtt_protocol"] == "3.1.1"
     print("\nconnected to RabbitMQ through the fallback in %.3f s" % (time.monotonic() - started))
     assert watcher.wait_for(STATUS, online(True))["payload"]["node"] == host.config["mqtt"]["client_id"]
     wait_until(lambda: DOTS_WARNING in host.log(), 5, msg="the dot warning")

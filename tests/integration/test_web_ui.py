@@ -9,12 +9,10 @@ lines stay beside the "Device" label.  A screenshot of the devices page is
 saved as $OH_BUILD_DIR/screenshots/devices.png.
 """
 
-import http.client
 import json
 import os
 import re
 import socket
-import threading
 import time
 
 import pytest
@@ -22,6 +20,7 @@ import pytest
 import harness
 from browser import Browser
 from harness import LOCALHOST, wait_until
+from sse import REGISTRY_EVENTS, EventStream
 
 ROOT = "/lab"
 XSS = "<img src=x onerror=alert(1)>"
@@ -63,99 +62,6 @@ def host(make_host):
     h = make_host()
     h.wait_connected()
     return h
-
-
-# --------------------------------------------------------------------------
-# A raw event-stream client
-
-
-class EventStream:
-    """GET /api/events with http.client on a reader thread; events are kept
-    as dicts {event, data, json} (comments as {"comment": text})."""
-
-    def __init__(self, host, timeout=30):
-        self.conn = http.client.HTTPConnection(LOCALHOST, host.http_port, timeout=timeout)
-        self.conn.request("GET", "/api/events", headers={"Accept": "text/event-stream"})
-        self.sock = self.conn.sock
-        self.resp = self.conn.getresponse()
-        self.events = []
-        self.retry = None
-        self.ended = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        name, data = None, []
-        try:
-            while True:
-                line = self.resp.readline()
-                if not line:
-                    break
-                line = line.decode("utf-8").rstrip("\r\n")
-                if line == "":
-                    if data or name:
-                        text = "\n".join(data)
-                        try:
-                            parsed = json.loads(text)
-                        except ValueError:
-                            parsed = None
-                        self._add({"event": name or "message", "data": text, "json": parsed})
-                    name, data = None, []
-                elif line.startswith(":"):
-                    self._add({"comment": line[1:].strip()})
-                elif line.startswith("event:"):
-                    name = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:][1:] if line[5:].startswith(" ") else line[5:])
-                elif line.startswith("retry:"):
-                    self.retry = int(line[6:].strip())
-        except Exception:  # noqa: BLE001 - any way the stream ends, it ended
-            pass
-        with self._cond:
-            self.ended = True
-            self._cond.notify_all()
-
-    def _add(self, ev):
-        with self._cond:
-            self.events.append(ev)
-            self._cond.notify_all()
-
-    def mark(self):
-        with self._cond:
-            return len(self.events)
-
-    def wait_for(self, name, pred=None, timeout=5, since=0):
-        """The first event called name (after mark since) for whose parsed
-        data pred is true."""
-        deadline = time.monotonic() + timeout
-        i = since
-        with self._cond:
-            while True:
-                while i < len(self.events):
-                    ev = self.events[i]
-                    i += 1
-                    if ev.get("event") != name:
-                        continue
-                    try:
-                        if pred is None or pred(ev["json"]):
-                            return ev
-                    except (KeyError, TypeError, AttributeError):
-                        pass
-                left = deadline - time.monotonic()
-                if left <= 0 or self.ended:
-                    names = [e.get("event") or ":" + e.get("comment", "") for e in self.events]
-                    raise AssertionError("no %s event matching within %ss (ended: %s); got %s"
-                                         % (name, timeout, self.ended, names[-40:]))
-                self._cond.wait(left)
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.conn.close()
-        self._thread.join(5)
 
 
 @pytest.fixture
@@ -299,9 +205,10 @@ def test_events_stream_registry_and_orchestrator_events(host, mqtt, make_stream)
 
     mark = s.mark()
     announce(mqtt, "sse-dev-1", labels=[XSS])
-    ev = s.wait_for("registry", lambda snap: "sse-dev-1" in snap["devices"], since=mark)
+    # After the snapshot, only what changed: a delta with the new device.
+    ev = s.wait_for("registry_delta", lambda d: "sse-dev-1" in d["devices"], since=mark)
     assert ev["json"]["devices"]["sse-dev-1"]["labels"] == [XSS]
-    assert "\n" not in ev["data"]   # one data line: the snapshot as published
+    assert "\n" not in ev["data"]   # one data line
 
     # The host's own events, handed to the stream as it publishes them:
     # here the ack of a command that is not JSON.
@@ -319,7 +226,7 @@ def test_events_stream_registry_and_orchestrator_events(host, mqtt, make_stream)
                                                    "params": {"device_id": "sse-dev-1",
                                                               "lease_s": 60}})
     s.wait_for("orch_evt", lambda e: e["payload"]["req_id"] == "r-2", since=mark)
-    ev = s.wait_for("registry", lambda snap: "ndi:sse-dev-1" in snap["locks"], since=mark)
+    ev = s.wait_for("registry_delta", lambda d: "ndi:sse-dev-1" in d["locks"], since=mark)
     assert ev["json"]["locks"]["ndi:sse-dev-1"]["holder"] == "alice"
 
 
@@ -331,8 +238,8 @@ def test_events_stream_broker_state(host, broker, make_stream):
     s.wait_for("broker", lambda b: b["mqtt"] == "disconnected", timeout=10, since=mark)
     broker.start()
     s.wait_for("broker", lambda b: b["mqtt"] == "connected", timeout=20, since=mark)
-    # And the snapshot is sent again after the reconnect.
-    s.wait_for("registry", timeout=10, since=mark)
+    # And the registry is sent again after the reconnect (as a delta).
+    s.wait_for(REGISTRY_EVENTS, timeout=10, since=mark)
 
 
 def test_events_many_clients_come_and_go(host, mqtt, make_stream):
@@ -347,14 +254,15 @@ def test_events_many_clients_come_and_go(host, mqtt, make_stream):
     for i in range(5):
         announce(mqtt, "come-go-%d" % i)
     for s, m in zip(streams[3:], marks):
-        s.wait_for("registry", lambda snap: "come-go-4" in snap["devices"], since=m)
+        s.wait_for("registry_delta", lambda d: "come-go-4" in d["devices"], since=m)
     assert host.health()[0] == 200
 
 
 def test_a_client_that_does_not_read_is_dropped(host, mqtt, make_stream):
-    # A client that connects and never reads: newer snapshots replace its
-    # unsent one, so its backlog stays small, but once it has read nothing
-    # for 8 s the host drops it rather than hold its place for ever.
+    # A client that connects and never reads: it is sent no more deltas
+    # once its backlog is large, so its backlog stays bounded, and once it
+    # has read nothing for 8 s the host drops it rather than hold its place
+    # for ever.
     stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.connect((LOCALHOST, host.http_port))

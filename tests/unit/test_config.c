@@ -42,6 +42,8 @@ static void test_defaults(void)
 	CHECK_INT_EQ(c.max_payload_bytes, 65536);
 	CHECK(c.stale_after_s == 30);
 	CHECK(c.forget_after_days == 0); /* off */
+	CHECK_STR_EQ(c.mqtt_protocol, "auto");
+	CHECK_INT_EQ(c.command_expiry_s, 60);
 	/* No plugin list: the NDI plugin runs. */
 	CHECK_INT_EQ(c.n_plugins, 1);
 	CHECK_STR_EQ(c.plugins[0].path, "builtin:ndi");
@@ -58,8 +60,8 @@ static void test_full(void)
 	struct config c;
 	const char *err = load(
 			"{\"mqtt\": {\"host\": \"127.0.0.2\", \"port\": 1999, \"username\": \"u\","
-			" \"password\": null, \"client_id\": \"x\", \"keepalive_s\": 10},"
-			" \"http\": {\"bind\": \"127.0.0.1\", \"port\": 0}, \"topic_root\": \"/t\","
+			" \"password\": null, \"client_id\": \"x\", \"keepalive_s\": 10, \"protocol\": \"3.1.1\"},"
+			" \"http\": {\"bind\": \"127.0.0.1\", \"port\": 0}, \"topic_root\": \"/t\", \"command_expiry_s\": 0,"
 			" \"state_dir\": \"/tmp/s\", \"plugins\": [{\"module\": \"ndi\", \"path\": \"builtin:ndi\","
 			" \"settings\": {\"sources\": [\"A\"]}}, {\"module\": \"relay\", \"path\": \"/x/r.so:entry\"}]}",
 			&c);
@@ -72,6 +74,8 @@ static void test_full(void)
 	CHECK(c.mqtt.password == NULL);
 	CHECK_INT_EQ(c.http.port, 0);
 	CHECK_STR_EQ(c.topic_root, "/t");
+	CHECK_STR_EQ(c.mqtt_protocol, "3.1.1");
+	CHECK_INT_EQ(c.command_expiry_s, 0);
 	CHECK_INT_EQ(c.n_plugins, 2);
 	CHECK_STR_EQ(c.plugins[1].module, "relay");
 	CHECK_STR_EQ(c.plugins[1].path, "/x/r.so:entry");
@@ -116,6 +120,10 @@ static void test_errors(void)
 			{"{\"http\": {\"port\": -1}}", {"http.port", "range"}},
 			{"{\"stale_after_s\": \"x\"}", {"stale_after_s", "number"}},
 			{"{\"forget_after_days\": -1}", {"forget_after_days", "range"}},
+			{"{\"mqtt\": {\"protocol\": \"4\"}}", {"mqtt.protocol", "\"auto\", \"5\" or \"3.1.1\""}},
+			{"{\"mqtt\": {\"protocol\": 5}}", {"mqtt.protocol", "string"}},
+			{"{\"command_expiry_s\": -1}", {"command_expiry_s", "range"}},
+			{"{\"command_expiry_s\": \"60\"}", {"command_expiry_s", "integer"}},
 			{"{\"topic_root\": \"/lab/\"}", {"topic_root", "trailing"}},
 			{"{\"topic_root\": \"/lab/#\"}", {"topic_root"}},
 			{"{\"topic_root\": 5}", {"topic_root", "expected a string"}},

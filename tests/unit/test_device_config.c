@@ -100,6 +100,9 @@ static void test_errors(void)
 {
 	expect_error("{\"device_id\": \"d\", \"colour\": 1}", "colour: unknown key", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"hots\": \"x\"}}", "mqtt.hots: unknown key", __LINE__);
+	/* The agent speaks 3.1.1 only (src/device/agent.c): the host's key is not its. */
+	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"protocol\": \"5\"}}", "mqtt.protocol: unknown key",
+			__LINE__);
 	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"port\": \"1883\"}}",
 			"mqtt.port: expected an integer", __LINE__);
 	expect_error("{\"device_id\": \"d\", \"mqtt\": {\"port\": 70000}}",
