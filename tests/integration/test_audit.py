@@ -7,6 +7,7 @@ kill -9 in the middle of a burst losing no record of what was acknowledged.
 """
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -158,6 +159,43 @@ def test_each_kind_of_record(make_host, mqtt, make_mqtt):
     assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
     assert all(r["ts"].endswith("Z") for r in recs)
 
+
+
+def test_tokens_viewers_read_and_the_token_is_recorded(make_host, mqtt):
+    tokens = {"vic": ("vic-token-1", "viewer"), "boss": ("boss-token-1", "admin")}
+    host = make_host(ndi_config(http={"tokens": [
+        {"name": n, "role": r, "sha256": hashlib.sha256(t.encode()).hexdigest()}
+        for n, (t, r) in tokens.items()]}))
+    host.wait_connected()
+    auth = {n: {"Authorization": "Bearer " + t} for n, (t, _) in tokens.items()}
+    announce(mqtt, "cam-5")
+    wait_until(lambda: host.get("/api/devices/cam-5", headers=auth["vic"])[0] == 200)
+    assert host.post("/api/ndi/reserve", {"device_id": "cam-5"}, headers=auth["boss"])[0] == 200
+    assert host.delete("/api/devices/cam-5", headers=auth["boss"])[0] == 200
+
+    assert host.get("/api/audit")[0] == 401
+    st, body = host.get("/api/audit?device_id=cam-5", headers=auth["vic"])
+    assert st == 200, body
+    recs = body["records"]
+    one(recs, kind="lease", action="take", actor="boss", token="boss")
+    one(recs, kind="command", action="reserve", token="boss")
+    one(recs, kind="lease", action="force_release", actor="boss", token="boss")
+    one(recs, kind="device", action="forget", actor="boss", token="boss")
+
+
+def test_audit_config_is_checked_and_can_be_off(make_host, mqtt):
+    for key, value in (("retention_days", -1), ("max_rows", "many"), ("enabled", 1), ("colour", 1)):
+        host = make_host({"audit": {key: value}}, start=False)
+        cp = host.run(["--config", host.config_path, "--check-config"])
+        out = cp.stdout + cp.stderr
+        assert cp.returncode == 1 and "audit." + key in out, (key, out)
+    host = make_host(ndi_config(audit={"enabled": False}))
+    host.wait_connected()
+    mqtt.subscribe(EVT)
+    r = send(mqtt, "reserve", {"device_id": "cam-6", "lease_s": 30})
+    evt(mqtt, r, "OK")
+    st, body = host.get("/api/audit")
+    assert st == 200 and body["records"] == [] and body["enabled"] is False, body
 
 def fill(db_path, n, t0, **cols):
     """n records straight into the store the host made (stopped), as the
