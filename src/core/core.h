@@ -188,9 +188,10 @@ void plugins_unload_all(struct host *h);
 /* [{"module": "ndi", "loaded": true, "error": null}, ...]; returned. */
 json_t *plugins_status_json(struct host *h);
 /* Unloads a loaded plugin (cleanup, teardown, dlclose); OH_ERR_NOT_FOUND for
- * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  Never call it
+ * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  actor
+ * (borrowed, may be NULL) names who asked, for the audit.  Never call it
  * from inside one of that plugin's callbacks. */
-int plugins_unload(struct host *h, const char *module);
+int plugins_unload(struct host *h, const char *module, const char *actor);
 /* Tells every loaded plugin with a device_forgotten hook that id (borrowed)
  * is being forgotten (registry_forget). */
 void plugins_device_forgotten(struct host *h, const char *id);

@@ -181,6 +181,10 @@ def test_tokens_viewers_read_and_the_token_is_recorded(make_host, mqtt):
     one(recs, kind="command", action="reserve", token="boss")
     one(recs, kind="lease", action="force_release", actor="boss", token="boss")
     one(recs, kind="device", action="forget", actor="boss", token="boss")
+    # Who unloaded a plugin, though the unload runs on a later loop turn.
+    assert host.delete("/api/plugins/ndi", headers=auth["boss"])[0] == 200
+    one(host.get("/api/audit?kind=plugin&action=unload", headers=auth["vic"])[1]["records"],
+        module="ndi", actor="boss")
 
 
 def test_audit_config_is_checked_and_can_be_off(make_host, mqtt):
