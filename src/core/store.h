@@ -71,7 +71,7 @@ int store_commit(struct store *s);
 
 /*
  * The audit trail (audit.c, docs/audit.md): one row per record, numbered
- * by seq, which only grows (never reused, also after pruning).  The
+ * by seq, which only grows (never reused: pruning keeps the newest row).  The
  * strings are borrowed for the call; NULL is stored as NULL.  detail is
  * JSON text or NULL; latency_ms < 0 means none.
  */
@@ -97,11 +97,9 @@ struct store_audit_filter {
 int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit,
 		void (*fn)(const struct store_audit *r, void *ud), void *ud, size_t *n_out);
 /* Deletes at most batch of the oldest rows that are older than before
- * (wall-clock seconds, <= 0: none by age) or beyond the newest max_rows
+ * (wall-clock seconds, <= 0: none by age; never the newest row) or beyond the newest max_rows
  * (<= 0: no cap); *removed gets how many went. */
 int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed);
-/* The highest seq ever given (0: none). */
-long long store_audit_last_seq(struct store *s);
 
 /* Whether a transaction is open (store_begin without its commit yet). */
 bool store_in_txn(const struct store *s);

@@ -44,7 +44,6 @@ enum stmt_id {
 	AUDIT_PUT,
 	AUDIT_PRUNE_AGE,
 	AUDIT_PRUNE_ROWS,
-	AUDIT_LAST,
 	N_STMTS
 };
 
@@ -66,11 +65,11 @@ static const char *const stmt_sql[N_STMTS] = {
 		 * grow together; a clock stepped back keeps a row a little longer),
 		 * or past the newest max_rows (seq only grows, so rows above
 		 * max(seq) - max_rows are at most max_rows). */
-		[AUDIT_PRUNE_AGE] = "DELETE FROM audit WHERE seq IN (SELECT seq FROM (SELECT seq, ts FROM audit"
-				    " ORDER BY seq LIMIT ?2) WHERE ts < ?1)",
+		[AUDIT_PRUNE_AGE] =
+				"DELETE FROM audit WHERE seq IN (SELECT seq FROM (SELECT seq, ts FROM audit"
+				" ORDER BY seq LIMIT ?2) WHERE ts < ?1 AND seq < (SELECT MAX(seq) FROM audit))",
 		[AUDIT_PRUNE_ROWS] = "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE seq <="
 				     " (SELECT IFNULL(MAX(seq), 0) FROM audit) - ?1 ORDER BY seq LIMIT ?2)",
-		[AUDIT_LAST] = "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
 };
 
 struct store {
@@ -132,13 +131,15 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 			"CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
 			"CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
 			" last_seen REAL NOT NULL);"
-			/* AUTOINCREMENT: a seq is never given twice, even once the
-			 * newest rows were pruned.  Every index costs each record
+			/* seq is the rowid: max + 1, so never given twice as long as
+			 * the newest row stays, which pruning never removes (no
+			 * AUTOINCREMENT: its counter row was one more page written
+			 * per batch).  Every index costs each record
 			 * (docs/performance.md): only the filters with many values
 			 * have one.  kind, action, code and module have a handful,
 			 * and time follows seq, so a scan down seq finds a page of
 			 * them soon enough. */
-			"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+			"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY,"
 			" ts REAL NOT NULL, kind TEXT NOT NULL, action TEXT, actor TEXT, requested_by TEXT,"
 			" token TEXT, device_id TEXT, module TEXT, req_id TEXT, code TEXT, latency_ms REAL,"
 			" error TEXT, detail TEXT);"
@@ -445,14 +446,6 @@ int store_audit_insert(struct store *s, struct store_audit *r)
 	if(!rc)
 		r->seq = (long long)sqlite3_last_insert_rowid(s->db);
 	return rc;
-}
-
-long long store_audit_last_seq(struct store *s)
-{
-	sqlite3_stmt *st = s->stmts[AUDIT_LAST];
-	long long seq = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	return seq;
 }
 
 int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed)
