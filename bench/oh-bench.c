@@ -16,6 +16,10 @@
  *   populate    register devices [from, to) and wait until the host has them
  *   jobs        write scheduler jobs straight into a host's state.db
  *   schedwatch  the device those jobs address: lateness of each firing
+ *   routes      write NDI routes straight into a host's state.db
+ *   fleet       the devices those routes name, coming back after a site
+ *               restart: announce themselves idle, follow each command
+ *               (new module status, an ack), count commands per device
  *   sse         event-stream clients applying registry deltas under load
  *
  * --mode relay publishes to {root}/orchestrator/ndi/cmd (through the host),
@@ -287,6 +291,20 @@ static void client_free(struct client *c, bool threaded)
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	free(c);
+}
+
+/* A threaded client handing every message on {root}{filter} to fn (ud in
+ * c->ud), subscribed at QoS 1. */
+static struct client *listener(const char *tag, void (*fn)(struct client *, const struct mosquitto_message *),
+		void *ud, const char *filter)
+{
+	struct client *c = client_new(tag, true);
+	char full[256];
+	c->on_msg = fn;
+	c->ud = ud;
+	snprintf(full, sizeof full, "%s%s", opt.root, filter);
+	client_subscribe(c, full, 1, true);
+	return c;
 }
 
 /* ---- HTTP ------------------------------------------------------------------ */
@@ -835,12 +853,8 @@ static void cmd_registry(void)
 
 	/* 2. A monitor sees what the broker delivers: every status update (the
 	 *    broker-alone reference) and every registry snapshot. */
-	struct client *mon = client_new("reg-mon", true);
-	mon->on_msg = reg_on_msg;
-	mon->ud = &st;
+	struct client *mon = listener("reg-mon", reg_on_msg, &st, "/device/+/status");
 	char filter[256];
-	snprintf(filter, sizeof filter, "%s/device/+/status", opt.root);
-	client_subscribe(mon, filter, 1, true);
 	snprintf(filter, sizeof filter, "%s/orchestrator/registry", opt.root);
 	client_subscribe(mon, filter, 1, true);
 	usleep(200000);
@@ -923,6 +937,42 @@ static void cmd_registry(void)
 	free(expected);
 }
 
+/* ---- writing a host's state.db before it starts ------------------------------------ */
+
+/* Opens --db, creates tables (SQL), begins one transaction and prepares
+ * insert (two parameters: key, JSON text) into *st. */
+static sqlite3 *db_begin(const char *tables, const char *insert, sqlite3_stmt **st)
+{
+	sqlite3 *db;
+	char *err = NULL, sql[1024];
+	if(!opt.db || sqlite3_open(opt.db, &db) != SQLITE_OK)
+		die("cannot open %s", opt.db ? opt.db : "(no --db)");
+	snprintf(sql, sizeof sql, "PRAGMA journal_mode=WAL;%sBEGIN;", tables);
+	if(sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		die("%s: %s", opt.db, err);
+	if(sqlite3_prepare_v2(db, insert, -1, st, NULL) != SQLITE_OK)
+		die("prepare: %s", sqlite3_errmsg(db));
+	return db;
+}
+
+static void db_insert(sqlite3 *db, sqlite3_stmt *st, const char *key, const char *doc, int len)
+{
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, doc, len, SQLITE_TRANSIENT);
+	if(sqlite3_step(st) != SQLITE_DONE)
+		die("insert: %s", sqlite3_errmsg(db));
+	sqlite3_reset(st);
+}
+
+static void db_commit(sqlite3 *db, sqlite3_stmt *st)
+{
+	char *err = NULL;
+	sqlite3_finalize(st);
+	if(sqlite3_exec(db, "COMMIT;", NULL, NULL, &err) != SQLITE_OK)
+		die("commit: %s", err);
+	sqlite3_close(db);
+}
+
 /* ---- scheduler ------------------------------------------------------------------ */
 
 static void iso_utc(double t, char *out, size_t len)
@@ -942,22 +992,12 @@ static void iso_utc(double t, char *out, size_t len)
  */
 static void cmd_jobs(void)
 {
-	sqlite3 *db;
-	if(!opt.db || sqlite3_open(opt.db, &db) != SQLITE_OK)
-		die("cannot open %s", opt.db ? opt.db : "(no --db)");
-	char *err = NULL;
-	const char *schema = "PRAGMA journal_mode=WAL;"
-			     "CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
-			     " expires_at REAL NOT NULL);"
-			     "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
-			     " doc TEXT NOT NULL);"
-			     "BEGIN;";
-	if(sqlite3_exec(db, schema, NULL, NULL, &err) != SQLITE_OK)
-		die("%s: %s", opt.db, err);
 	sqlite3_stmt *st;
-	if(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, 'ndi', ?2)", -1,
-			   &st, NULL) != SQLITE_OK)
-		die("prepare: %s", sqlite3_errmsg(db));
+	sqlite3 *db = db_begin("CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+			       " expires_at REAL NOT NULL);"
+			       "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
+			       " doc TEXT NOT NULL);",
+			"INSERT OR REPLACE INTO jobs(id, module, doc) VALUES(?1, 'ndi', ?2)", &st);
 	char created[32];
 	iso_utc(wall_s(), created, sizeof created);
 	/* Spread the due jobs evenly over the window, in whole seconds (the
@@ -978,16 +1018,9 @@ static void cmd_jobs(void)
 				"\"created\":\"%s\",\"next_run\":\"%s\",\"last_run\":null,\"last_result\":null,"
 				"\"state\":\"scheduled\"}",
 				id, when, i < opt.fire_n ? "sched-dev" : "idle-dev", due, created, when);
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, doc, len, SQLITE_TRANSIENT);
-		if(sqlite3_step(st) != SQLITE_DONE)
-			die("insert: %s", sqlite3_errmsg(db));
-		sqlite3_reset(st);
+		db_insert(db, st, id, doc, len);
 	}
-	sqlite3_finalize(st);
-	if(sqlite3_exec(db, "COMMIT;", NULL, NULL, &err) != SQLITE_OK)
-		die("commit: %s", err);
-	sqlite3_close(db);
+	db_commit(db, st);
 }
 
 struct watch_state {
@@ -1044,6 +1077,142 @@ static void cmd_schedwatch(void)
 	pthread_mutex_unlock(&st.lock);
 	client_free(dev, true);
 	free(st.late);
+}
+
+/* ---- routes ------------------------------------------------------------------------ */
+
+/* routes: opt.n routes dev-000000.. -> CAM-1 in the format the NDI plugin
+ * stores (src/plugins/ndi/ndi_routes.c, route_doc) through the host's
+ * document store (the docs table of src/core/store_sqlite.c). */
+static void cmd_routes(void)
+{
+	sqlite3_stmt *st;
+	sqlite3 *db = db_begin("CREATE TABLE IF NOT EXISTS docs(module TEXT NOT NULL, collection TEXT NOT NULL,"
+			       " key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY(module, collection, key));",
+			"INSERT OR REPLACE INTO docs(module, collection, key, doc) VALUES('ndi', 'routes', ?1, ?2)",
+			&st);
+	for(long i = 0; i < opt.n; i++) {
+		char id[32], doc[256];
+		device_name(i, id, sizeof id);
+		int len = snprintf(doc, sizeof doc,
+				"{\"source\":\"CAM-1\",\"recording\":false,\"owner\":\"bench\",\"since\":%.0f}",
+				wall_s());
+		db_insert(db, st, id, doc, len);
+	}
+	db_commit(db, st);
+}
+
+struct fleet_state {
+	pthread_mutex_t lock;
+	unsigned short *per_device; /* commands each device got */
+	long commands, devices_done;
+	double t_last;
+};
+
+/* One command for a fleet device: count it, then do what an agent does:
+ * the new module status (retained), then the ack. */
+static void fleet_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	struct fleet_state *s = c->ud;
+	const char *p = strstr(m->topic, "/device/dev-");
+	long i = p ? strtol(p + 12, NULL, 10) : -1;
+	if(i < 0 || i >= opt.n)
+		return;
+	json_error_t e;
+	json_t *env = json_loadb(m->payload, (size_t)m->payloadlen, 0, &e);
+	const char *req_id = json_string_value(json_object_get(env, "req_id"));
+	const char *action = json_string_value(json_object_get(env, "action"));
+	const char *source = json_string_value(json_object_get(json_object_get(env, "params"), "source"));
+	char topic[256], payload[512];
+	char id[32];
+	device_name(i, id, sizeof id);
+	if(action && source && (!strcmp(action, "start") || !strcmp(action, "set_input"))) {
+		snprintf(topic, sizeof topic, "%s/device/%s/ndi/status", opt.root, id);
+		int len = snprintf(payload, sizeof payload,
+				"{\"state\":\"running\",\"online\":true,\"fields\":{\"input\":\"%s\","
+				"\"pid\":null,\"recording\":false,\"record_pid\":null}}",
+				source);
+		mosquitto_publish(c->mosq, NULL, topic, len, payload, 1, true);
+	}
+	if(req_id) {
+		snprintf(topic, sizeof topic, "%s/device/%s/ndi/evt", opt.root, id);
+		int len = snprintf(payload, sizeof payload,
+				"{\"req_id\":\"%s\",\"ok\":true,\"code\":\"OK\",\"action\":\"%s\","
+				"\"actor\":\"orchestrator\",\"details\":{}}",
+				req_id, action ? action : "");
+		mosquitto_publish(c->mosq, NULL, topic, len, payload, 1, false);
+	}
+	json_decref(env);
+	pthread_mutex_lock(&s->lock);
+	if(s->per_device[i]++ == 0)
+		s->devices_done++;
+	s->commands++;
+	s->t_last = now_s();
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* fleet: opt.n devices announce themselves online and idle (no input), as
+ * agents do after a restart, and follow the host's commands.  Figures: the
+ * seconds until every device got its command, the commands in all and the
+ * ones beyond the first per device (a storm would show there). */
+static void cmd_fleet(void)
+{
+	/* --mode announce: the devices show their routes' source (converged)
+	 * and the tool exits once the broker has the retained statuses. */
+	bool announce = !strcmp(opt.mode, "announce");
+	struct fleet_state st = {.per_device = calloc((size_t)opt.n, sizeof(unsigned short))};
+	pthread_mutex_init(&st.lock, NULL);
+	struct client *dev = listener("fleet-dev", fleet_on_msg, &st, "/device/+/ndi/cmd");
+	int nc = opt.conns;
+	struct client **cs = open_conns(nc, "fleet");
+	long *expected = calloc((size_t)nc, sizeof *expected);
+	double t0 = now_s();
+	for(long i = 0; i < opt.n; i++) {
+		int k = (int)(i % nc);
+		char id[32], topic[256], payload[256];
+		device_name(i, id, sizeof id);
+		snprintf(topic, sizeof topic, "%s/device/%s/status", opt.root, id);
+		int len = snprintf(payload, sizeof payload, "{\"online\":true,\"device_id\":\"%s\"}", id);
+		mosquitto_publish(cs[k]->mosq, NULL, topic, len, payload, 1, true);
+		snprintf(topic, sizeof topic, "%s/device/%s/ndi/status", opt.root, id);
+		len = snprintf(payload, sizeof payload,
+				"{\"state\":\"%s\",\"online\":true,\"fields\":{\"input\":%s,\"pid\":null,"
+				"\"recording\":false,\"record_pid\":null}}",
+				announce ? "running" : "idle", announce ? "\"CAM-1\"" : "null");
+		mosquitto_publish(cs[k]->mosq, NULL, topic, len, payload, 1, true);
+		expected[k] += 2;
+		if(i % 2000 == 1999)
+			client_wait_published(cs[k], expected[k] - 1000, opt.timeout_s);
+	}
+	wait_conns_published(cs, nc, expected);
+	printf("# fleet announced\n");
+	fflush(stdout);
+	if(announce)
+		opt.timeout_s = 0;
+	double end = t0 + opt.timeout_s;
+	for(;;) {
+		pthread_mutex_lock(&st.lock);
+		bool all = st.devices_done >= opt.n;
+		double quiet = now_s() - st.t_last;
+		pthread_mutex_unlock(&st.lock);
+		/* Every device served, then 2 s more to catch a storm. */
+		if((all && quiet > 2) || now_s() > end)
+			break;
+		usleep(20000);
+	}
+	pthread_mutex_lock(&st.lock);
+	if(!announce) {
+		figure("devices_served", (double)st.devices_done, "count");
+		figure("commands", (double)st.commands, "count");
+		figure("extra_commands", (double)(st.commands - st.devices_done), "count");
+		figure("secs", st.t_last > t0 ? st.t_last - t0 : NAN, "s");
+	}
+	pthread_mutex_unlock(&st.lock);
+	for(int k = 0; k < nc; k++)
+		client_free(cs[k], true);
+	client_free(dev, true);
+	free(expected);
+	free(st.per_device);
 }
 
 /* ---- sse: event-stream clients under a status-update load ----------------------- */
@@ -1565,7 +1734,7 @@ static void cmd_sse(void)
 static void usage(void)
 {
 	fprintf(stderr,
-			"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch|sse [options]\n"
+			"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch|routes|fleet|sse [options]\n"
 			"  --port N          broker port (1883)\n"
 			"  --http-port N     host HTTP port (8080)\n"
 			"  --root R          topic root (/lab)\n"
@@ -1585,6 +1754,9 @@ static void usage(void)
 			"  --db FILE --fire-at T --window S --fire-n K\n"
 			"                    jobs: write --n jobs into FILE, K due in [T, T+S)\n"
 			"                    schedwatch: wait for K due jobs, print their lateness\n"
+			"  --db FILE --n N   routes: write N routes (dev-000000.. -> CAM-1) into FILE\n"
+			"  --n N             fleet: N devices dev-000000.. announce idle, then follow commands;\n"
+			"                    with --mode announce they show CAM-1 and the tool exits\n"
 			"  --rate R --pid P  sse: --conns event streams on host P's --devices devices,\n"
 			"                    R status updates/s for --duration s\n");
 	exit(2);
@@ -1717,6 +1889,10 @@ int main(int argc, char **argv)
 		cmd_jobs();
 	else if(!strcmp(cmd, "schedwatch"))
 		cmd_schedwatch();
+	else if(!strcmp(cmd, "routes"))
+		cmd_routes();
+	else if(!strcmp(cmd, "fleet"))
+		cmd_fleet();
 	else if(!strcmp(cmd, "sse"))
 		cmd_sse();
 	else

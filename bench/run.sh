@@ -20,8 +20,9 @@
 # Environment knobs (defaults are the documented run):
 #   BENCH_LAT_N=5000 BENCH_TPUT_N=50000 BENCH_DEVICES=1000 BENCH_UPDATES=20
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
+#   BENCH_ROUTES=10000
 #   BENCH_SSE_CLIENTS=1000 BENCH_SSE_DEVICES=10000 BENCH_SSE_RATE=5000 BENCH_SSE_SECS=10
-#   BENCH_SECTIONS="latency tput rest mem sched sse audit" (default: all of them)
+#   BENCH_SECTIONS="latency tput rest mem sched sse routes audit" (default: all of them)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -522,7 +523,85 @@ emit_rss sse_after
 stop_host
 fi
 
-# ---- 8. audit trail on and off ----------------------------------------------------------
+# ---- 8. routes ------------------------------------------------------------------------
+# ROUTES_N NDI routes restored from a fresh host's store, their devices
+# showing the routed source (retained statuses, so nothing is sent).  Then a
+# site restart: the broker restarts (its retained statuses are gone) and all
+# the agents come back at once, idle; the host must start every one of them
+# again, one command per device, while relay round trips of an unrelated
+# device measure what reconciling costs the commands nobody routed.
+ROUTES_N=${BENCH_ROUTES:-10000}
+restart_broker() {
+	kill "$BROKER_PID" 2>/dev/null || true
+	wait "$BROKER_PID" 2>/dev/null || true
+	"$MOSQUITTO" -c "$WORK/mosquitto.conf" 2>>"$WORK/mosquitto.log" &
+	BROKER_PID=$!
+	PIDS+=("$BROKER_PID")
+	wait_port "$BROKER_PORT"
+}
+host_connected() {
+	for _ in $(seq 200); do
+		curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/healthz" 2>/dev/null |
+			grep -q '"mqtt": *"connected"' && return 0
+		sleep 0.05
+	done
+	echo "bench: the host did not reconnect" >&2
+	return 1
+}
+# routes_scenario NAME ROUTED: the scenario above with ROUTED of the
+# ROUTES_N devices routed (0: the control, the same burst with nothing to
+# reconcile, which tells what the burst itself costs the relay).
+routes_scenario() {
+	local name=$1 routed=$2 dir=$WORK/$1
+	mkdir -p "$dir"
+	[ "$routed" -gt 0 ] && "$BENCH_BIN" routes --db "$dir/state.db" --n "$routed"
+	timeout 120 "$BENCH_BIN" fleet --mode announce --n "$ROUTES_N" --root "/$name" --port "$BROKER_PORT" \
+		--timeout 60 >/dev/null
+	start_host "$name" "/$name"
+	sleep 4   # the host's start-up grace for restored routes (STARTUP_GRACE_MS) and then some
+	emit_rss "${name}_${routed}_restored"
+	bench latency --mode both --n 2000 --root "/$name" --name "${name}_idle_latency"
+	restart_broker
+	host_connected
+	LAT_AT=$(( $(date +%s) + 2 ))
+	bench latency --mode both --n 1000000 --warmup 0 --at "$LAT_AT" --duration 10 \
+		--root "/$name" --name "${name}_reconcile_latency" >"$dir/latency.txt" &
+	LAT_PID=$!
+	PIDS+=("$LAT_PID")
+	while [ "$(date +%s)" -lt "$LAT_AT" ]; do sleep 0.05; done
+	sleep 0.5
+	# Without routes nobody sends the fleet anything: it stops with the window.
+	bench fleet --n "$ROUTES_N" --root "/$name" --timeout "$([ "$routed" -gt 0 ] && echo 60 || echo 11)" \
+		--name "${name}_fleet"
+	wait "$LAT_PID" || true
+	cat "$dir/latency.txt"
+	ratio "${name}_reconcile_vs_idle_relay_p50" "${name}_reconcile_latency_relay_p50" "${name}_idle_latency_relay_p50"
+	ratio "${name}_reconcile_vs_idle_relay_p99" "${name}_reconcile_latency_relay_p99" "${name}_idle_latency_relay_p99"
+	if [ "$routed" -gt 0 ]; then
+		# What the host saw: every route converged again, with the device's input.
+		curl -s --noproxy '*' "http://127.0.0.1:$HTTP_PORT/api/ndi/routes" >"$dir/routes.json"
+		emit "${name}_converged_after" "$(grep -o '"state":"converged"' "$dir/routes.json" | wc -l)" count
+		emit "${name}_not_converged_after" "$(grep -o '"state":"[a-z]*"' "$dir/routes.json" | grep -vc converged)" count
+	fi
+	emit_rss "${name}_after_reconcile"
+	stop_host
+}
+if ! want routes; then
+	:
+elif [ "$BROKER" != mosquitto ]; then
+	emit routes_reconcile_vs_idle_relay_p99 "n/a" "(mosquitto only: the scenario restarts the broker)"
+elif grep -aq ROUTE_STATE "$HOST_BIN"; then
+	routes_scenario routes "$ROUTES_N"
+	routes_scenario routes_control 0
+	# The target: relay round trips while 10,000 devices reconcile, over the
+	# same burst with nothing to reconcile, and over the idle host.
+	ratio routes_reconcile_vs_control_relay_p50 routes_reconcile_latency_relay_p50 routes_control_reconcile_latency_relay_p50
+	ratio routes_reconcile_vs_control_relay_p99 routes_reconcile_latency_relay_p99 routes_control_reconcile_latency_relay_p99
+else
+	emit routes_reconcile_vs_idle_relay_p99 "n/a" "(routes not built)"
+fi
+
+# ---- 9. audit trail on and off ----------------------------------------------------------
 # The cost of audit.enabled: relay throughput at QoS 1 with a device that
 # acks every command, so each command has an outcome to record (and its ack
 # waits for its batch).  Off and on alternate, three times each, on fresh

@@ -194,6 +194,34 @@ unsigned long long oh_lease_generation(oh_ctx *ctx);
 typedef void (*oh_lease_expired_fn)(oh_ctx *ctx, const char *key, const char *holder, void *ud);
 int oh_lease_on_expire(oh_ctx *ctx, oh_lease_expired_fn fn, void *ud);
 
+/* ---- documents (minor OH_ABI_MINOR_DOCS) ---------------------------------- */
+
+/*
+ * A small durable store for a plugin's own state, in the host's store (the
+ * same one as leases and jobs): JSON objects keyed by (collection, key)
+ * inside the module's namespace, so no plugin sees another's.  Every put
+ * and delete is committed before the call returns (unless inside
+ * oh_doc_begin/oh_doc_commit, which commits them together, all or none).
+ * A host without a state_dir keeps nothing and answers OH_OK.
+ *
+ * collection: 1-64 characters of [a-z0-9_]; key: 1-255 bytes, no NUL;
+ * both borrowed, doc borrowed (an object).  OH_ERR_INVAL for anything else,
+ * OH_ERR_IO when the store refused the write (nothing changed: refuse what
+ * was asked), OH_ERR_NOMEM.
+ */
+int oh_doc_put(oh_ctx *ctx, const char *collection, const char *key, const json_t *doc);
+/* Deleting a key that is not there is OH_OK. */
+int oh_doc_delete(oh_ctx *ctx, const char *collection, const char *key);
+/* Calls fn (key and doc borrowed for the call) for each stored document of
+ * the collection, in the order first written; call it from init. */
+typedef void (*oh_doc_fn)(oh_ctx *ctx, const char *key, const json_t *doc, void *ud);
+int oh_doc_load(oh_ctx *ctx, const char *collection, oh_doc_fn fn, void *ud);
+/* Groups the puts and deletes until oh_doc_commit into one transaction.
+ * Calls nest.  begin: OH_ERR_IO when the store is busy (nothing opened; do
+ * not call commit).  commit: OH_ERR_IO when none of the writes were kept. */
+int oh_doc_begin(oh_ctx *ctx);
+int oh_doc_commit(oh_ctx *ctx);
+
 /* ---- timers -------------------------------------------------------------- */
 
 /*
@@ -343,7 +371,7 @@ typedef void (*oh_spawn_done_fn)(
 int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_output, oh_spawn_done_fn done,
 		void *ud);
 
-/* ---- the audit trail (minor 3) ------------------------------------------ */
+/* ---- the audit trail (minor 5) ------------------------------------------ */
 
 /*
  * What the host does not see itself, for the audit trail (docs/audit.md):
@@ -410,6 +438,12 @@ typedef json_t *(*oh_job_exec_fn)(
  * and answers BAD_REQUEST.  OH_ERR_NOT_FOUND: the action is unknown
  * ("action: unknown action \"fly\""), answered BAD_ACTION (HTTP 400).
  */
+/* From minor OH_ABI_MINOR_DOCS (a plugin whose abi_minor says so), the
+ * host hands the check commands without device_id too (device_id then
+ * absent or null), for actions that name no one device (NDI's
+ * apply_preset): the check refuses them where the action needs one, with
+ * "device_id: missing (expected a string)".  For a plugin of an older
+ * minor, or without a check, the host requires device_id itself. */
 typedef int (*oh_job_validate_fn)(oh_ctx *ctx, const json_t *command /* borrowed */, char *err, size_t errlen);
 
 /*

@@ -31,8 +31,15 @@ extern "C" {
  * of minor m runs every plugin that needs minor m or less.
  * Minor 1: oh_topic_parse (host.h, "the topic layout").
  * Minor 2: oh_plugin.device_forgotten (the first reserved slot).
- * Minor 3: oh_audit_record (host.h, "the audit trail"). */
-#define OH_PLUGIN_ABI_MINOR 3
+ * Minor OH_ABI_MINOR_DOCS: oh_doc_* (host.h, "documents"); a scheduler
+ *   check (oh_job_validate_fn) of a plugin of this minor also decides
+ *   whether a job's command may lack device_id.
+ * Minor OH_ABI_MINOR_AUDIT: oh_audit_record (host.h, "the audit trail"). */
+#define OH_PLUGIN_ABI_MINOR 5
+/* The minor each addition came with, for a plugin's abi_minor: renumbering
+ * an addition is a change of one line here. */
+#define OH_ABI_MINOR_DOCS 4
+#define OH_ABI_MINOR_AUDIT 5
 
 /* The handle the host gives a plugin: its module name, settings, and every
  * service in host.h hang off it. */

@@ -30,9 +30,12 @@
 /* ---- declarative validation ---------------------------------------------- */
 
 /* A job's command; the module's own check (oh_job_validate_fn) then looks
- * at its action and params. */
+ * at its action and params.  device_id may be absent only where the
+ * module's check allows it (an action naming no one device, as NDI's
+ * apply_preset) and that check was written for minor OH_ABI_MINOR_DOCS or
+ * later; otherwise it is required (check_commands). */
 static const struct oh_vfield command_fields[] = {
-		OH_VFIELD("device_id", OH_VT_STRING, OH_VF_REQUIRED, .check = oh_vcheck_device_id),
+		OH_VFIELD("device_id", OH_VT_STRING, 0, .check = oh_vcheck_device_id),
 		OH_VFIELD("action", OH_VT_STRING, OH_VF_REQUIRED | OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 64),
 		OH_VFIELD("params", OH_VT_OBJECT, 0),
 		OH_VFIELD_END,
@@ -80,7 +83,15 @@ static int check_commands(struct sched_plugin *sp, const json_t *cmds, json_t **
 		snprintf(prefix, sizeof prefix, "commands[%zu].", i);
 		const char *dev = json_string_value(json_object_get(c, "device_id"));
 		const json_t *params = json_object_get(c, "params");
-		json_t *item = json_pack("{s:s, s:s, s:o}", "device_id", dev, "action",
+		/* Only a check written for minor OH_ABI_MINOR_DOCS or later knows
+		 * it may be handed a command without one. */
+		bool module_decides = sp->validate && sp->ctx->desc &&
+				sp->ctx->desc->abi_minor >= OH_ABI_MINOR_DOCS;
+		if(!dev && !module_decides) {
+			snprintf(err, errlen, "%sdevice_id: missing (expected a string)", prefix);
+			goto fail;
+		}
+		json_t *item = json_pack("{s:s?, s:s, s:o}", "device_id", dev, "action",
 				json_string_value(json_object_get(c, "action")), "params",
 				json_is_object(params) ? json_deep_copy(params) : json_object());
 		json_array_append_new(norm, item);
@@ -540,7 +551,7 @@ int sched__routes(struct sched_plugin *sp)
 			"\"at\": {\"type\": \"string\"}, \"cron\": {\"type\": \"string\"}, \"tz\": {\"type\": \"string\"},"
 			" \"name\": {\"type\": \"string\", \"maxLength\": 200}, \"actor\": {\"type\": \"string\"},"
 			" \"commands\": {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 100, \"items\": {"
-			"\"type\": \"object\", \"required\": [\"device_id\", \"action\"], \"properties\": {"
+			"\"type\": \"object\", \"required\": [\"action\"], \"properties\": {"
 			"\"device_id\": {\"type\": \"string\"}, \"action\": {\"type\": \"string\"},"
 			" \"params\": {\"type\": \"object\"}}}}}}}}},"
 			" \"responses\": {\"201\": {\"description\": \"the job\", \"content\": {\"application/json\":"

@@ -1,6 +1,7 @@
 /*
  * Durable state behind one small interface: leases, scheduled jobs, the
- * last known document of each device and the audit trail (audit.c).
+ * last known document of each device, plugins' documents and the audit
+ * trail (audit.c).
  * The SQLite backend (store_sqlite.c) is the only one today; a PostgreSQL
  * backend for a pair of hosts would implement the same operations.
  * Every write is committed before the call returns.
@@ -52,6 +53,18 @@ int store_device_load(struct store *s,
 		void (*fn)(const char *id, const char *doc /* borrowed */, size_t len, double last_seen,
 				void *ud),
 		void *ud);
+
+/*
+ * Plugins' documents (oh_doc_* in include/oh/host.h): JSON objects keyed by
+ * (module, collection, key), e.g. the NDI plugin's routes and presets.
+ * Strings are borrowed.  Any backend stores them as three text keys and
+ * one JSON text, and loads one module's collection, in no promised order.
+ */
+int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
+		const json_t *doc);
+int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key);
+int store_doc_load(struct store *s, const char *module, const char *collection,
+		void (*fn)(const char *key, json_t *doc /* borrowed */, void *ud), void *ud);
 
 /*
  * Groups writes into one transaction, so a batch of job updates costs one

@@ -41,6 +41,9 @@ enum stmt_id {
 	DEVICE_PUT,
 	DEVICE_DEL,
 	DEVICE_ALL,
+	DOC_PUT,
+	DOC_DEL,
+	DOC_ALL,
 	AUDIT_PUT,
 	AUDIT_PRUNE_AGE,
 	AUDIT_PRUNE_ROWS,
@@ -57,6 +60,9 @@ static const char *const stmt_sql[N_STMTS] = {
 		[DEVICE_PUT] = "INSERT OR REPLACE INTO devices(id, doc, last_seen) VALUES(?1, ?2, ?3)",
 		[DEVICE_DEL] = "DELETE FROM devices WHERE id = ?1",
 		[DEVICE_ALL] = "SELECT id, doc, last_seen FROM devices",
+		[DOC_PUT] = "INSERT OR REPLACE INTO docs(module, collection, key, doc) VALUES(?1, ?2, ?3, ?4)",
+		[DOC_DEL] = "DELETE FROM docs WHERE module = ?1 AND collection = ?2 AND key = ?3",
+		[DOC_ALL] = "SELECT key, doc FROM docs WHERE module = ?1 AND collection = ?2 ORDER BY rowid",
 		[AUDIT_PUT] = "INSERT INTO audit(ts, kind, action, actor, requested_by, token, device_id, module,"
 			      " req_id, code, latency_ms, error, detail)"
 			      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -131,6 +137,8 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 			"CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
 			"CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
 			" last_seen REAL NOT NULL);"
+			"CREATE TABLE IF NOT EXISTS docs(module TEXT NOT NULL, collection TEXT NOT NULL,"
+			" key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY(module, collection, key));"
 			/* seq is the rowid: max + 1, so never given twice as long as
 			 * the newest row stays, which pruning never removes (no
 			 * AUTOINCREMENT: its counter row was one more page written
@@ -281,16 +289,25 @@ int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, voi
 	return load_done(s, st, rc, "leases");
 }
 
-int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc)
+/* Binds doc as JSON text to column col of st, whose other columns are
+ * bound, and runs it; the bindings are cleared either way. */
+static int put_json(struct store *s, sqlite3_stmt *st, int col, const json_t *doc)
 {
 	char *text = json_dumps(doc, JSON_COMPACT);
-	if(!text)
+	if(!text) {
+		sqlite3_clear_bindings(st);
 		return OH_ERR_NOMEM;
+	}
+	sqlite3_bind_text(st, col, text, -1, free);
+	return step_done(s, st);
+}
+
+int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc)
+{
 	sqlite3_stmt *st = s->stmts[JOB_PUT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, module, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 3, text, -1, free);
-	return step_done(s, st);
+	return put_json(s, st, 3, doc);
 }
 
 int store_job_delete(struct store *s, const char *id)
@@ -350,6 +367,49 @@ int store_device_load(struct store *s,
 			fn(id, doc, len, sqlite3_column_double(st, 2), ud);
 	}
 	return load_done(s, st, rc, "devices");
+}
+
+int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
+		const json_t *doc)
+{
+	sqlite3_stmt *st = s->stmts[DOC_PUT];
+	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, key, -1, SQLITE_TRANSIENT);
+	return put_json(s, st, 4, doc);
+}
+
+int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key)
+{
+	sqlite3_stmt *st = s->stmts[DOC_DEL];
+	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, key, -1, SQLITE_TRANSIENT);
+	return step_done(s, st);
+}
+
+int store_doc_load(struct store *s, const char *module, const char *collection,
+		void (*fn)(const char *key, json_t *doc, void *ud), void *ud)
+{
+	sqlite3_stmt *st = s->stmts[DOC_ALL];
+	int rc;
+	load_begin(s);
+	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+		const char *text = (const char *)sqlite3_column_text(st, 1);
+		json_error_t err;
+		json_t *doc = text ? json_loads(text, 0, &err) : NULL;
+		if(key && doc)
+			fn(key, doc, ud);
+		else
+			log_warn("store", "skipping unreadable %s/%s document %s", module, collection,
+					key ? key : "?");
+		json_decref(doc);
+	}
+	sqlite3_clear_bindings(st);
+	return load_done(s, st, rc, "documents");
 }
 
 int store_begin(struct store *s)

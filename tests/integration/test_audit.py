@@ -139,6 +139,11 @@ def test_each_kind_of_record(make_host, mqtt, make_mqtt):
     assert host.delete("/api/ndi/jobs/" + job2["id"])[0] == 200
     one(audit(host, "?kind=job&action=cancelled"), requested_by="erin")
 
+    # A route (the NDI plugin's record, through oh_audit_record).
+    st, body = host.put("/api/ndi/routes/cam-1", {"source": "CAM-R", "actor": "frank"})
+    assert st == 200, body
+    one(audit(host, "?kind=route"), action="route", actor="frank", device_id="cam-1", module="ndi")
+
     # A device going offline; DELETE /api/devices/{id} forgetting it.
     announce(mqtt, "cam-1", online=False)
     wait_until(lambda: [r for r in audit(host, "?device_id=cam-1&action=offline")])

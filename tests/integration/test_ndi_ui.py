@@ -297,3 +297,37 @@ def test_commands_are_disabled_while_the_broker_is_down(make_host, broker, make_
     assert disabled("[data-action]") == [False] * 5
     problems = [p for p in b.problems() if "api/events" not in p]
     assert not problems, problems
+
+
+# ------------------------------------------------------------ issue 18
+
+
+def test_matrix_click_routes_and_the_device_follows(host, make_device, browser):
+    dev = simulated_agent(host, make_device)
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    b.wait_until(lambda: b.attr("#live-state", "data-state") == "open", msg="live updates")
+    cell = "#ndi-matrix [data-cell='%s'][data-source='%s']"
+    b.wait_for_css(cell % (dev, "CAM-2"))
+    b.type("#ndi-actor", "alice")
+    b.click(cell % (dev, "CAM-2"))
+    # The host sends the commands; the page follows over the event stream.
+    b.wait_for_css((cell % (dev, "CAM-2")) + "[data-desired][data-actual]", timeout=10)
+    b.wait_for_css("#ndi-matrix tr[data-device='%s'] [data-route-state='converged']" % dev)
+    route = host.get("/api/ndi/routes/" + dev)[1]
+    assert route["owner"] == "alice" and route["actual"]["source"] == "CAM-2", route
+    # The recording toggle of the row.
+    b.click("#ndi-matrix [data-rec='%s']" % dev)
+    wait_until(lambda: (host.get("/api/ndi/routes/" + dev)[1].get("actual") or {}).get("recording") is True,
+               10, msg="the device recording")
+    # Save the routes as a preset; it is listed with Apply and Schedule.
+    b.type("#ndi-preset-name", "lecture")
+    b.click("#ndi-preset-save")
+    b.wait_for_css("#ndi-presets [data-apply='lecture']")
+    assert host.get("/api/ndi/presets/lecture")[1]["routes"] == {
+        dev: {"source": "CAM-2", "recording": True}}
+    b.type("#ndi-preset-cron", "55 8 * * 1-5")
+    b.click("#ndi-presets [data-schedule='lecture']")
+    b.wait_until(lambda: any(j.get("name") == "preset lecture" for j in host.get("/api/ndi/jobs")[1]["jobs"]),
+                 msg="the scheduled preset")
+    assert not b.problems(), b.problems()

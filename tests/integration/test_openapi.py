@@ -443,6 +443,24 @@ def test_every_route_answers_what_the_document_says(make_host, broker, mqtt):
     finally:
         stop.set()
 
+    # Routes and presets (rpi-off is offline: nothing is sent to it).
+    go("PUT", "/api/ndi/routes/rpi-off", 200, "alice", {"source": "CAM-1"})
+    go("PUT", "/api/ndi/routes/rpi-off", 400, "alice", {"sorce": "CAM-1"})
+    go("GET", "/api/ndi/routes", 200, "vic")
+    go("GET", "/api/ndi/routes/rpi-off", 200, "vic")
+    go("GET", "/api/ndi/routes/rpi-02", 404, "vic")
+    go("PUT", "/api/ndi/presets/lecture", 200, "alice", {"routes": {"rpi-off": {"source": "CAM-2"}}})
+    go("PUT", "/api/ndi/presets/lecture", 400, "alice", {"routes": []})
+    go("GET", "/api/ndi/presets", 200, "vic")
+    go("GET", "/api/ndi/presets/lecture", 200, "vic")
+    go("GET", "/api/ndi/presets/nope", 404, "vic")
+    go("POST", "/api/ndi/presets/lecture/apply", 200, "alice")
+    go("POST", "/api/ndi/presets/nope/apply", 404, "alice")
+    go("DELETE", "/api/ndi/presets/lecture", 200, "alice")
+    go("DELETE", "/api/ndi/presets/lecture", 404, "alice")
+    go("DELETE", "/api/ndi/routes/rpi-off", 200, "alice")
+    go("DELETE", "/api/ndi/routes/rpi-off", 404, "alice")
+
     # Scheduled jobs (limits.max_jobs is 1).
     go("GET", "/api/ndi/jobs", 200, "vic")
     job = post("/api/ndi/jobs", {"cron": "0 3 * * *", "name": "nightly",
@@ -463,7 +481,8 @@ def test_every_route_answers_what_the_document_says(make_host, broker, mqtt):
     go("DELETE", "/api/devices/rpi-off", 200, "root")
 
     # What every operation answers before its handler runs.
-    values = {"id": "rpi-01", "module": "ndi", "file": "app.js"}
+    values = {"id": "rpi-01", "module": "ndi", "file": "app.js", "device_id": "rpi-01",
+              "name": "lecture"}
     for template, item in spec["paths"].items():
         path = concrete(template, values)
         for method, op in item.items():

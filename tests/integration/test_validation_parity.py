@@ -74,6 +74,20 @@ LEASE_CASES = [
      ("BAD_REQUEST", "params.device_id: missing (expected a string)")),
 ]
 
+# Routes (issue 18): MQTT `route`, REST PUT /api/ndi/routes/{device_id}, a job.
+ROUTE_CASES = [
+    ("route", "route", {"device_id": DEV, "source": "CAM-1"}, "ok"),
+    ("route-source-null", "route", {"device_id": DEV, "source": None, "recording": False}, "ok"),
+    ("route-typo", "route", {"device_id": DEV, "sorce": "CAM-1"},
+     ("BAD_REQUEST", "params.sorce: unknown key")),
+    ("route-source-empty", "route", {"device_id": DEV, "source": ""},
+     ("BAD_REQUEST", "params.source: expected a string of 1-1024 characters or null")),
+    ("route-recording-string", "route", {"device_id": DEV, "source": "CAM-1", "recording": "yes"},
+     ("BAD_REQUEST", "params.recording: expected true or false")),
+    ("route-recording-without-source", "route", {"device_id": DEV, "recording": True},
+     ("BAD_REQUEST", "params.recording: true needs a source to record")),
+]
+
 
 @pytest.fixture
 def lab(make_host, make_mqtt):
@@ -133,6 +147,16 @@ def via_rest_lease(host, action, params):
     return verdict
 
 
+def via_rest_route(host, params):
+    body = dict(params, actor="alice")
+    dev = body.pop("device_id")
+    verdict = rest_verdict(host.put("/api/ndi/routes/" + dev, body), (200,))
+    # The body is the params but device_id, which is in the path.
+    if verdict != "ok":
+        verdict = (verdict[0], "params." + verdict[1])
+    return verdict
+
+
 def via_job(app, action, params):
     command = {"action": action}
     rest = dict(params)
@@ -175,6 +199,15 @@ def test_lease_commands_get_one_verdict_on_mqtt_and_rest(lab, case):
         assert via_mqtt(app, "reserve", {"device_id": DEV}) == "ok"
     got = {"mqtt": via_mqtt(app, action, params), "rest": via_rest_lease(host, action, params)}
     assert got == {"mqtt": want, "rest": want}, got
+
+
+@pytest.mark.parametrize("case", ROUTE_CASES, ids=[c[0] for c in ROUTE_CASES])
+def test_route_commands_get_one_verdict_on_every_road(lab, case):
+    host, app = lab
+    _, action, params, want = case
+    got = {"mqtt": via_mqtt(app, action, params), "rest": via_rest_route(host, params),
+           "job": via_job(app, action, params)}
+    assert got == {"mqtt": want, "rest": want, "job": want}, got
 
 
 def test_a_lease_action_cannot_be_scheduled(lab):

@@ -3,6 +3,8 @@
  * commands from apps to devices, keeps per-device reservations, and reports
  * each command's fate.
  *
+ * Routes and presets (ndi_routes.c) make the host keep what each device
+ * shows true, in the host's store.
  * This file is the plugin's life cycle: it validates the settings against
  * one table, subscribes to the module's command topic and to the devices'
  * NDI acks, and watches lease expiry.  The command logic lives in
@@ -104,6 +106,7 @@ static void ndi_free(struct ndi *n)
 	/* Pending and the device list first: they answer the REST requests
 	 * still waiting while the host's HTTP side can still send the reply. */
 	ndi_pending_free(n);
+	ndi_routes_free(n);
 	ndi_devices_free(n);
 	ndi_status_free(n);
 	ndi_discovery_free(n->discovery);
@@ -156,6 +159,9 @@ static int ndi_init(oh_ctx *ctx, const json_t *settings)
 	if(rc)
 		goto out_free;
 	rc = ndi_devices_start(n);
+	if(rc)
+		goto out_free;
+	rc = ndi_routes_start(n);
 	if(rc)
 		goto out_free;
 	/* Its settings keys passed settings_load() above. */
@@ -211,6 +217,7 @@ static void ndi_device_forgotten(oh_ctx *ctx, const char *device_id)
 	struct oh_lease was;
 	if(!n)
 		return;
+	ndi_routes_forget(n, device_id);
 	ndi_lease_key(n, device_id, key, sizeof key);
 	if(!oh_lease_force_release(ctx, key, &was))
 		oh_log(ctx, OH_LOG_INFO, "device %s forgotten: released its lease held by %s", device_id,
@@ -219,7 +226,7 @@ static void ndi_device_forgotten(oh_ctx *ctx, const char *device_id)
 
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
-		.abi_minor = 2, /* oh_topic_parse (1), device_forgotten (2) */
+		.abi_minor = OH_ABI_MINOR_AUDIT, /* oh_topic_parse (1), device_forgotten (2), oh_doc_*, oh_audit_record */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,

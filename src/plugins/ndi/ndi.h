@@ -31,6 +31,7 @@ struct ndi_pending;
 struct ndi_status;
 struct ndi_devices;
 struct ndi_discovery;
+struct ndi_routes;
 
 /* The plugin's own settings; the discovery keys (sources, discovery_*,
  * mdns) are checked in the same table (ndi_discovery_settings) and read by
@@ -50,6 +51,7 @@ struct ndi {
 	struct ndi_status *status;
 	struct ndi_discovery *discovery;
 	struct ndi_devices *devices; /* GET /devices (ndi_devices.c) */
+	struct ndi_routes *routes;   /* routes and presets (ndi_routes.c) */
 };
 
 /* The lease key of device_id in this module: "{module}:{device_id}" (buf
@@ -179,6 +181,45 @@ void ndi_devices_free(struct ndi *n);
 /* Answers req (borrowed; answered now or later) with {devices: [...]},
  * each device listing the module, sorted by id. */
 void ndi_devices_get(struct ndi *n, struct oh_http_req *req);
+
+/* ---- routes and presets (ndi_routes.c) ---------------------------------- */
+
+/* Loads the stored routes and presets and subscribes to the devices' online
+ * status; n->routes is freed by ndi_routes_free (after ndi_pending_free).
+ * OH_ERR_NOMEM, or the store's or subscribe's error (after oh_fail). */
+int ndi_routes_start(struct ndi *n);
+void ndi_routes_free(struct ndi *n);
+/* The module status of device_id (borrowed) changed or went (ndi_status.c). */
+void ndi_routes_status_changed(struct ndi *n, const char *device_id);
+/* The host forgot the device: its route goes too. */
+void ndi_routes_forget(struct ndi *n, const char *device_id);
+/*
+ * The actions, once their params passed the actions table (ndi_commands.c):
+ * each returns its ack (returned, json_decref; NULL on NOMEM), written to
+ * the store before it says OK.  Strings borrowed.  route: params
+ * {device_id, source|null, recording}; IN_USE when the device is reserved
+ * by someone other than actor.  unroute: NOT_FOUND, IN_USE.  apply_preset:
+ * all or nothing, IN_USE naming every device reserved by someone else.
+ * preset put/delete are the REST API's (routes: {device_id: {source,
+ * recording}}, each already checked).
+ */
+json_t *ndi_route_put(struct ndi *n, const char *req_id, const char *actor, const char *device_id,
+		const json_t *params);
+json_t *ndi_route_delete(struct ndi *n, const char *req_id, const char *actor, const char *device_id);
+json_t *ndi_preset_apply(struct ndi *n, const char *req_id, const char *actor, const char *name);
+json_t *ndi_preset_put(
+		struct ndi *n, const char *req_id, const char *actor, const char *name, const json_t *routes);
+json_t *ndi_preset_delete(struct ndi *n, const char *req_id, const char *actor, const char *name);
+/* Views for the REST API (returned; NULL: no such route or preset, or NOMEM). */
+json_t *ndi_routes_list(struct ndi *n);
+json_t *ndi_route_get(struct ndi *n, const char *device_id);
+json_t *ndi_presets_list(struct ndi *n);
+json_t *ndi_preset_get(struct ndi *n, const char *name);
+/* The table of one route's fields ({source, recording}), for a preset's
+ * entries; and the rule the table cannot say (recording needs a source):
+ * OH_OK or OH_ERR_INVAL with err "{path}.recording: ...". */
+extern const struct oh_vobject ndi_route_entry;
+int ndi_route_entry_check(const json_t *entry, const char *path, char *err, size_t errlen);
 
 /* ---- REST API and web page (ndi_rest.c) ---------------------------------- */
 

@@ -45,8 +45,10 @@ static const struct {
 		{"TIMEOUT", false},   /* no device ack within ack_timeout_s */
 		{"EXPIRED", false},   /* a reservation ran out */
 		{"BAD_JSON", false}, {"BAD_REQUEST", false}, {"BAD_ACTION", false}, {"TOO_LARGE", false},
-		{"LIMIT", false}, /* a table is at its limits.* cap */
-		{"ERROR", false}, /* the host failed (store, memory, broker) */
+		{"LIMIT", false},      /* a table is at its limits.* cap */
+		{"NOT_FOUND", false},  /* unroute, apply_preset: no such route or preset */
+		{"ROUTE_STATE", true}, /* a route's state changed (ok: converged) */
+		{"ERROR", false},      /* the host failed (store, memory, broker) */
 };
 
 bool ndi_code_ok(const char *code)
@@ -201,6 +203,30 @@ static const struct oh_vobject relay_opt_source = OH_VOBJECT(opt_source, OH_V_IG
 static const struct oh_vobject lease_take = OH_VOBJECT(with_lease, OH_V_REFUSE);
 static const struct oh_vobject lease_drop = OH_VOBJECT(device_only, OH_V_REFUSE);
 
+/* A route: source null (or absent) shows nothing. */
+#define F_ROUTE_SOURCE                                                                                       \
+	OH_VFIELD("source", OH_VT_STRING, OH_VF_NULL | OH_VF_MIN | OH_VF_MAX, .min = 1, .max = 1024)
+#define F_RECORDING OH_VFIELD("recording", OH_VT_BOOL, 0)
+static const struct oh_vfield route_fields[] = {F_DEVICE_ID, F_ROUTE_SOURCE, F_RECORDING, OH_VFIELD_END};
+static const struct oh_vobject route_params = OH_VOBJECT(route_fields, OH_V_REFUSE);
+static const struct oh_vfield entry_fields[] = {F_ROUTE_SOURCE, F_RECORDING, OH_VFIELD_END};
+const struct oh_vobject ndi_route_entry = OH_VOBJECT(entry_fields, OH_V_REFUSE);
+static const struct oh_vfield preset_fields[] = {
+		OH_VFIELD("name", OH_VT_STRING, OH_VF_REQUIRED, .check = oh_vcheck_device_id),
+		OH_VFIELD_END,
+};
+static const struct oh_vobject preset_params = OH_VOBJECT(preset_fields, OH_V_REFUSE);
+
+int ndi_route_entry_check(const json_t *entry, const char *path, char *err, size_t errlen)
+{
+	const json_t *source = json_object_get(entry, "source");
+
+	if(!json_is_true(json_object_get(entry, "recording")) || json_is_string(source))
+		return OH_OK;
+	snprintf(err, errlen, "%s%srecording: true needs a source to record", path, *path ? "." : "");
+	return OH_ERR_INVAL;
+}
+
 struct request {
 	const char *req_id;
 	const char *action;
@@ -209,6 +235,7 @@ struct request {
 	const json_t *params;
 	const json_t *envelope;
 	const struct oh_message *msg; /* the app's message, for a byte-exact relay */
+	const char *path;             /* what errors name params as ("params", or "" for REST) */
 };
 
 typedef json_t *(*action_fn)(struct ndi *n, const struct request *r);
@@ -218,26 +245,33 @@ static json_t *run_reserve(struct ndi *n, const struct request *r);
 static json_t *run_renew(struct ndi *n, const struct request *r);
 static json_t *run_release(struct ndi *n, const struct request *r);
 static json_t *run_force_release(struct ndi *n, const struct request *r);
+static json_t *run_route(struct ndi *n, const struct request *r);
+static json_t *run_unroute(struct ndi *n, const struct request *r);
+static json_t *run_apply_preset(struct ndi *n, const struct request *r);
 
 struct action {
 	const char *name;
 	action_fn run;
 	bool relay;                      /* a pass-through to the device */
 	const struct oh_vobject *params; /* what params must hold */
+	bool job;                        /* may be a scheduled job's command */
 };
 
 /* The one table of actions: MQTT, REST and scheduled jobs all check a
  * command's params against the entry here, once, before it runs. */
 static const struct action actions[] = {
-		{"start", run_relay, true, &relay_source},
-		{"stop", run_relay, true, &relay_device},
-		{"set_input", run_relay, true, &relay_source},
-		{"record_start", run_relay, true, &relay_opt_source},
-		{"record_stop", run_relay, true, &relay_device},
-		{"reserve", run_reserve, false, &lease_take},
-		{"renew", run_renew, false, &lease_take},
-		{"release", run_release, false, &lease_drop},
-		{"force_release", run_force_release, false, &lease_drop},
+		{"start", run_relay, true, &relay_source, true},
+		{"stop", run_relay, true, &relay_device, true},
+		{"set_input", run_relay, true, &relay_source, true},
+		{"record_start", run_relay, true, &relay_opt_source, true},
+		{"record_stop", run_relay, true, &relay_device, true},
+		{"reserve", run_reserve, false, &lease_take, false},
+		{"renew", run_renew, false, &lease_take, false},
+		{"release", run_release, false, &lease_drop, false},
+		{"force_release", run_force_release, false, &lease_drop, false},
+		{"route", run_route, false, &route_params, true},
+		{"unroute", run_unroute, false, &lease_drop, true},
+		{"apply_preset", run_apply_preset, false, &preset_params, true},
 };
 
 static const struct action *action_find(const char *name)
@@ -648,6 +682,27 @@ static json_t *run_force_release(struct ndi *n, const struct request *r)
 	return run_unhold(n, r, true);
 }
 
+/* ---- routes (ndi_routes.c) ------------------------------------------------------ */
+
+static json_t *run_route(struct ndi *n, const struct request *r)
+{
+	char err[256];
+
+	if(ndi_route_entry_check(r->params, r->path ? r->path : "params", err, sizeof err))
+		return bad_field(r, err);
+	return ndi_route_put(n, r->req_id, r->actor, r->device_id, r->params);
+}
+
+static json_t *run_unroute(struct ndi *n, const struct request *r)
+{
+	return ndi_route_delete(n, r->req_id, r->actor, r->device_id);
+}
+
+static json_t *run_apply_preset(struct ndi *n, const struct request *r)
+{
+	return ndi_preset_apply(n, r->req_id, r->actor, json_string_value(json_object_get(r->params, "name")));
+}
+
 /* ---- entry points -------------------------------------------------------------- */
 
 bool ndi_action_relayed(const char *action)
@@ -671,6 +726,7 @@ static json_t *run_checked(struct ndi *n, struct request *r, const char *path)
 	}
 	if(params_validate(n, a, r->params, path, err, sizeof(err)))
 		return bad_field(r, err);
+	r->path = path;
 	r->device_id = json_string_value(json_object_get(r->params, "device_id"));
 	return a->run(n, r);
 }
@@ -700,11 +756,18 @@ json_t *ndi_job_exec(oh_ctx *ctx, const char *job_id, const char *owner, const j
 {
 	struct ndi *n = ud;
 	json_t *ack = NULL;
+	const char *device_id = json_string_value(json_object_get(command, "device_id"));
+	const char *action = json_string_value(json_object_get(command, "action"));
 
 	(void)job_id;
-	ndi_dispatch(n, json_string_value(json_object_get(command, "device_id")),
-			json_string_value(json_object_get(command, "action")),
-			json_object_get(command, "params"), owner, NULL, NULL, &ack);
+	if(ndi_action_relayed(action)) {
+		ndi_dispatch(n, device_id, action, json_object_get(command, "params"), owner, NULL, NULL, &ack);
+	} else {
+		/* route, unroute, apply_preset: as the command topic runs them. */
+		json_t *params = params_with_device(json_object_get(command, "params"), device_id);
+		ack = params ? ndi_run(n, action, params, "params", owner, NULL) : NULL;
+		json_decref(params);
+	}
 	/* Published as the command topic and REST publish theirs, so that
 	 * subscribers see DISPATCHED (with its warnings), then the outcome; a
 	 * refusal is reported by the scheduler as SKIPPED. */
@@ -728,18 +791,28 @@ int ndi_job_validate(oh_ctx *ctx, const json_t *command, char *err, size_t errle
 		unknown_action(name, err, errlen);
 		return OH_ERR_NOT_FOUND; /* BAD_ACTION */
 	}
-	if(!a->relay) {
+	if(!a->job) {
 		snprintf(err, errlen,
 				"action: \"%s\" cannot be scheduled (only start, stop, "
-				"set_input, record_start, record_stop)",
+				"set_input, record_start, record_stop, route, unroute, apply_preset)",
 				name);
+		return OH_ERR_INVAL;
+	}
+	/* apply_preset alone names no device; the host left device_id to us. */
+	const char *device_id = json_string_value(json_object_get(command, "device_id"));
+	bool names_device = a->params != &preset_params;
+	if(names_device != (device_id != NULL)) {
+		snprintf(err, errlen,
+				names_device ? "device_id: missing (expected a string)"
+					     : "device_id: unknown key (apply_preset names no device)");
 		return OH_ERR_INVAL;
 	}
 	if(!n)
 		return OH_OK;
-	full = params_with_device(json_object_get(command, "params"),
-			json_string_value(json_object_get(command, "device_id")));
+	full = params_with_device(json_object_get(command, "params"), device_id);
 	rc = full ? params_validate(n, a, full, "params", err, errlen) : OH_ERR_NOMEM;
+	if(!rc && a->run == run_route)
+		rc = ndi_route_entry_check(full, "params", err, errlen);
 	json_decref(full);
 	return rc;
 }

@@ -55,7 +55,9 @@ static const struct {
 		{"DENIED", NULL, 409},            /* leased by another actor */
 		{"OFFLINE", NULL, 409}, {"IN_USE", NULL, 409}, {"NOT_OWNER", NULL, 409},
 		{"NOT_HELD", NULL, 409}, {"TOO_LARGE", NULL, 413},
-		{"LIMIT", "reserve", 507},                          /* limits.max_leases: leases are stored */
+		{"LIMIT", "reserve", 507}, /* limits.max_leases: leases are stored */
+		{"LIMIT", "route", 507}, {"LIMIT", "apply_preset", 507},
+		{"LIMIT", "preset", 507},                           /* stored too */
 		{"LIMIT", NULL, 429},                               /* limits.max_pending(_per_device) */
 		{"FAILED", NULL, 502},                              /* the device acked failure */
 		{"UNAVAILABLE", NULL, 503}, {"TIMEOUT", NULL, 504}, /* no device ack within ack_timeout_s */
@@ -347,6 +349,173 @@ static void post_force_release(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	lease_route(ud, req, "force_release");
 }
 
+/* ---- routes and presets (ndi_routes.c) --------------------------------------------- */
+
+/* The body's fields but actor and req_id: the action's params (returned);
+ * an absent body counts as {}. */
+static json_t *params_of(const json_t *body)
+{
+	json_t *params = body ? json_copy((json_t *)body) : json_object();
+
+	if(params) {
+		json_object_del(params, "actor");
+		json_object_del(params, "req_id");
+	}
+	return params;
+}
+
+/* Runs action with the body's params plus key = the path's {key}, as the
+ * command topic would, and answers with its ack. */
+static void route_action(struct ndi *n, struct oh_http_req *req, const char *action, const char *key)
+{
+	const json_t *body = oh_req_body(req);
+	json_t *params, *ack;
+
+	if(body && !body_check(req, body, &lease_body))
+		return;
+	params = params_of(body);
+	if(params && json_object_get(params, key)) {
+		json_decref(params);
+		oh_reply_error(req, 400, "BAD_REQUEST", "%s: unknown key (it is in the path)", key);
+		return;
+	}
+	if(params && json_object_set_new(params, key, json_string(oh_req_param(req, key))))
+		json_decref(params), params = NULL;
+	ack = params ? run_and_publish(n, action, params, "", requester(req, body), body_string(body, "req_id"))
+		     : NULL;
+	json_decref(params);
+	reply_ack(req, ack);
+	json_decref(ack);
+}
+
+/* view (taken): one route or preset (NULL: 404 naming it), or a whole
+ * list (name NULL; NULL: out of memory). */
+static void reply_view(struct oh_http_req *req, json_t *view, const char *what, const char *name)
+{
+	if(view)
+		oh_reply_json(req, 200, view);
+	else if(name)
+		oh_reply_error(req, 404, "NOT_FOUND", "no %s for %s", what, name);
+	else
+		oh_reply_error(req, 500, "ERROR", "out of memory");
+}
+
+static void get_routes(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	reply_view(req, ndi_routes_list(ud), "routes", NULL);
+}
+
+static void get_route(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	const char *id = oh_req_param(req, "device_id");
+
+	reply_view(req, oh_device_id_valid(id) ? ndi_route_get(ud, id) : NULL, "route", id);
+}
+
+static void put_route(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	route_action(ud, req, "route", "device_id");
+}
+
+static void delete_route(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	route_action(ud, req, "unroute", "device_id");
+}
+
+static void get_presets(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	reply_view(req, ndi_presets_list(ud), "presets", NULL);
+}
+
+static void get_preset(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	const char *name = oh_req_param(req, "name");
+
+	reply_view(req, ndi_preset_get(ud, name), "preset", name);
+}
+
+static void post_apply(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	route_action(ud, req, "apply_preset", "name");
+}
+
+static const struct oh_vfield preset_fields[] = {
+		OH_VFIELD("routes", OH_VT_OBJECT, OH_VF_REQUIRED, .items = OH_VT_OBJECT),
+		F_ACTOR,
+		F_REQ_ID,
+		OH_VFIELD_END,
+};
+static const struct oh_vobject preset_body = OH_VOBJECT(preset_fields, OH_V_REFUSE);
+
+/* The preset's name and each entry ({device_id: {source, recording}}), with
+ * the one validator; false after answering 400 naming the field. */
+static bool preset_check(struct oh_http_req *req, const char *name, const json_t *body)
+{
+	const struct oh_vfield name_field = OH_VFIELD("name", OH_VT_STRING, 0, .check = oh_vcheck_device_id);
+	char err[256], path[128];
+	const char *dev;
+	const json_t *v;
+	json_t *jname = json_string(name);
+	int rc = jname ? oh_json_validate_value(jname, &name_field, "name", NULL, err, sizeof err)
+		       : OH_ERR_NOMEM;
+
+	json_decref(jname);
+	if(rc || !body_check(req, body, &preset_body)) {
+		if(rc)
+			oh_reply_error(req, 400, "BAD_REQUEST", "%s",
+					rc == OH_ERR_NOMEM ? "out of memory" : err);
+		return false;
+	}
+	json_object_foreach((json_t *)json_object_get(body, "routes"), dev, v)
+	{
+		snprintf(path, sizeof path, "routes.%.*s", ndi_utf8_cut(dev, 80), dev);
+		if(!oh_device_id_valid(dev)) {
+			oh_reply_error(req, 400, "BAD_REQUEST",
+					"%s: not a device id (1-64 of [A-Za-z0-9._-])", path);
+			return false;
+		}
+		if(oh_json_validate(v, &ndi_route_entry, path, NULL, err, sizeof err) ||
+				ndi_route_entry_check(v, path, err, sizeof err)) {
+			oh_reply_error(req, 400, "BAD_REQUEST", "%s", err);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void put_preset(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct ndi *n = ud;
+	const json_t *body = oh_req_body(req);
+	const char *name = oh_req_param(req, "name");
+	json_t *ack;
+
+	if(!preset_check(req, name, body))
+		return;
+	ack = ndi_preset_put(n, body_string(body, "req_id"), requester(req, body), name,
+			json_object_get(body, "routes"));
+	if(ack)
+		oh_ack_publish(n->ctx, json_incref(ack));
+	reply_ack(req, ack);
+	json_decref(ack);
+}
+
+static void delete_preset(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	struct ndi *n = ud;
+	const json_t *body = oh_req_body(req);
+	json_t *ack;
+
+	if(body && !body_check(req, body, &lease_body))
+		return;
+	ack = ndi_preset_delete(
+			n, body_string(body, "req_id"), requester(req, body), oh_req_param(req, "name"));
+	if(ack)
+		oh_ack_publish(n->ctx, json_incref(ack));
+	reply_ack(req, ack);
+	json_decref(ack);
+}
+
 /* ---- OpenAPI descriptions ------------------------------------------------------------ */
 
 /* Errors name the host's shared Error schema (include/oh/host.h). */
@@ -514,6 +683,69 @@ static const char DOC_FORCE_RELEASE[] =
 							       "DENIED: the actor is not an admin") ", " ERR("409",
 							       "NOT_HELD: there was no lease") "}}";
 
+#define ROUTE_SCHEMA                                                                                               \
+	"{\"type\": \"object\", \"properties\": {\"device_id\": {\"type\": \"string\"},"                           \
+	" \"desired\": {\"type\": \"object\"}, \"actual\": {\"type\": \"object\", \"nullable\": true},"            \
+	" \"owner\": {\"type\": \"string\"}, \"since\": {\"type\": \"string\"}, \"state\": {\"type\": \"string\"," \
+	" \"enum\": [\"converged\", \"converging\", \"drift\", \"offline\", \"failed\"]},"                         \
+	" \"attempts\": {\"type\": \"integer\"}, \"error\": {\"type\": \"string\"},"                               \
+	" \"next_retry\": {\"type\": \"string\"}}}"
+#define JSON_200(text, schema)                                                                               \
+	"\"200\": {\"description\": \"" text "\", \"content\": {\"application/json\": {\"schema\": " schema  \
+	"}}}"
+#define OPT_BODY(props)                                                                                      \
+	"\"requestBody\": {\"required\": false, \"content\": {\"application/json\": {\"schema\": {"          \
+	"\"type\": \"object\", \"additionalProperties\": false, \"properties\": {" props "}}}}}"
+
+static const char DOC_ROUTES[] =
+		"{\"summary\": \"Every route: desired and actual state\","
+		" \"description\": \"Sorted by device id.\", \"responses\": {" JSON_200("{routes: [...]}",
+				"{\"type\": \"object\", \"properties\": {\"routes\": {\"type\":"
+				" \"array\", \"items\": " ROUTE_SCHEMA "}}}") "}}";
+static const char DOC_ROUTE_GET[] = "{\"summary\": \"One device's route\", \"responses\": {" JSON_200(
+		"the route", ROUTE_SCHEMA) ", " ERR("404", "no route for the device") "}}";
+static const char DOC_ROUTE_PUT[] =
+		"{\"summary\": \"Set what the device shows; the host keeps it so\","
+		" \"description\": \"Stored before the reply. The host then sends start, set_input,"
+		" stop, record_start or record_stop as needed, now and whenever the device drifts;"
+		" ROUTE_STATE events on the evt topic follow it.\", " OPT_BODY(
+				"\"source\": {\"type\": \"string\", \"nullable\": true}, \"recording\": {\"type\":"
+				" \"boolean\", \"default\": false}, " P_ACTOR
+				", " P_REQ_ID) ","
+					       " \"responses\": {" ACK("200",
+							       "OK: details is the route") ", " ERR("400",
+							       "bad body") ", " ERR("409",
+							       "IN_USE: reserved by someone else (details.devices)") ", " ERR("507",
+							       "LIMIT: too many routes") "}}";
+static const char DOC_ROUTE_DELETE[] =
+		"{\"summary\": \"Remove the route; the device is left as it is\", " OPT_BODY(P_ACTOR
+				", " P_REQ_ID) ","
+					       " \"responses\": {" ACK("200", "OK") ", " ERR(
+							       "404", "NOT_FOUND: no route") ", " ERR("409",
+							       "IN_USE: reserved by someone else") "}}";
+static const char DOC_PRESETS[] = "{\"summary\": \"Every preset\", \"responses\": {" JSON_200(
+		"{presets: [{name, routes, owner, since}]}", "{\"type\": \"object\"}") "}}";
+static const char DOC_PRESET_GET[] =
+		"{\"summary\": \"One preset\", \"responses\": {" JSON_200("{name, routes, owner, since}",
+				"{\"type\": \"object\"}") ", " ERR("404", "no such preset") "}}";
+static const char DOC_PRESET_PUT[] = "{\"summary\": \"Store a named set of routes\", " BODY("[\"routes\"]",
+		"\"routes\": {\"type\": \"object\", \"description\": \"{device_id: {source,"
+		" recording}}\", \"additionalProperties\": {\"type\": \"object\"}}, " P_ACTOR
+		", " P_REQ_ID) ","
+			       " \"responses\": {" ACK("200", "OK") ", " ERR("400", "bad body") ", " ERR(
+					       "507", "LIMIT: too many presets") "}}";
+static const char DOC_PRESET_DELETE[] = "{\"summary\": \"Delete a preset\", " OPT_BODY(P_ACTOR
+		", " P_REQ_ID) ", \"responses\": {" ACK("200", "OK") ", " ERR("404", "NOT_FOUND") "}}";
+static const char DOC_PRESET_APPLY[] =
+		"{\"summary\": \"Apply a preset: all its routes or none\","
+		" \"description\": \"If any of its devices is reserved by someone other than the"
+		" actor, nothing changes.\", " OPT_BODY(P_ACTOR
+				", " P_REQ_ID) ","
+					       " \"responses\": {" ACK("200", "OK") ", " ERR("404",
+							       "NOT_FOUND: no such preset") ", " ERR("409",
+							       "IN_USE: details.devices names each reserved device and its holder") ", " ERR("507",
+							       "LIMIT: too many routes") "}}";
+
 /* ---- registration ------------------------------------------------------------------ */
 
 static int register_page(struct ndi *n)
@@ -545,6 +777,15 @@ int ndi_rest_register(struct ndi *n)
 			{"POST", "/renew", post_renew, DOC_RENEW},
 			{"POST", "/release", post_release, DOC_RELEASE},
 			{"POST", "/force_release", post_force_release, DOC_FORCE_RELEASE},
+			{"GET", "/routes", get_routes, DOC_ROUTES},
+			{"GET", "/routes/{device_id}", get_route, DOC_ROUTE_GET},
+			{"PUT", "/routes/{device_id}", put_route, DOC_ROUTE_PUT},
+			{"DELETE", "/routes/{device_id}", delete_route, DOC_ROUTE_DELETE},
+			{"GET", "/presets", get_presets, DOC_PRESETS},
+			{"GET", "/presets/{name}", get_preset, DOC_PRESET_GET},
+			{"PUT", "/presets/{name}", put_preset, DOC_PRESET_PUT},
+			{"DELETE", "/presets/{name}", delete_preset, DOC_PRESET_DELETE},
+			{"POST", "/presets/{name}/apply", post_apply, DOC_PRESET_APPLY},
 	};
 
 	for(size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

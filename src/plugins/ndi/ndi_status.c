@@ -72,6 +72,7 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 		oh_list_remove(&st->by_seq, &s->link);
 		value_free(s);
 		st->removed_at = ++st->generation;
+		ndi_routes_status_changed(n, id);
 		return;
 	}
 	if(!json_is_object(msg->json)) {
@@ -119,6 +120,8 @@ static void on_module_status(oh_ctx *ctx, const struct oh_message *msg, void *ud
 	s->doc = copy;
 	s->seq = ++st->generation;
 	oh_list_push_back(&st->by_seq, &s->link);
+	/* A route reconciles on every change of what the device reports. */
+	ndi_routes_status_changed(n, id);
 }
 
 bool ndi_status_changed_since(const struct ndi *n, unsigned long long since,

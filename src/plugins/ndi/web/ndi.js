@@ -13,6 +13,10 @@
  *             Disabled while the broker is away (data-needs-broker).
  *   leases    POST /api/ndi/reserve, /release, /force_release
  *   jobs      GET/POST /api/ndi/jobs, DELETE /api/ndi/jobs/{id}
+ *   routing   the matrix: GET /api/ndi/routes, again on every ROUTE_STATE
+ *             event; a click is PUT /api/ndi/routes/{device}; presets are
+ *             GET/PUT /api/ndi/presets[/{name}], POST .../apply, and a cron
+ *             job with one apply_preset command
  *   history   GET /api/audit (the host's audit trail): the last 50
  *             commands' outcomes, so the acks table survives a reload
  *
@@ -45,10 +49,20 @@
     jobName: OH.$('#ndi-job-name'),
     jobError: OH.$('#ndi-job-error'),
     jobs: OH.$('#ndi-jobs tbody'),
-    jobsEmpty: OH.$('#ndi-jobs-empty')
+    jobsEmpty: OH.$('#ndi-jobs-empty'),
+    matrix: OH.$('#ndi-matrix'),
+    matrixEmpty: OH.$('#ndi-matrix-empty'),
+    routingError: OH.$('#ndi-routing-error'),
+    presetName: OH.$('#ndi-preset-name'),
+    presetSave: OH.$('#ndi-preset-save'),
+    presetCron: OH.$('#ndi-preset-cron'),
+    presets: OH.$('#ndi-presets tbody'),
+    presetsEmpty: OH.$('#ndi-presets-empty')
   };
 
   var devices = [];           /* the last GET /devices */
+  var routes = {};            /* device_id -> route, the last GET /routes */
+  var sourceNames = [];       /* the last GET /sources */
   var acks = {};              /* req_id -> {row, cells, events: [ack...]} */
   var ackOrder = [];          /* req_ids, newest first */
 
@@ -171,6 +185,7 @@
       renderSelect();
       renderInfo();
       renderTable();
+      renderMatrix();
     }).catch(showError).then(function () {
       loadingDevices = null;
       if (againDevices) { againDevices = false; loadDevices(); }
@@ -181,6 +196,8 @@
   function loadSources() {
     return OH.fetchJSON(API + '/sources').then(function (body) {
       OH.clear(el.sources);
+      sourceNames = ((body && body.sources) || []).map(str);
+      renderMatrix();
       ((body && body.sources) || []).forEach(function (name) {
         el.sources.appendChild(h('option', { value: str(name) }));
       });
@@ -268,6 +285,12 @@
     if (!ack || typeof ack !== 'object') return;
     var code = ack.code;
     if (code === 'FIRED' || code === 'MISSED' || code === 'SKIPPED' || code === 'SCHEDULED') loadJobs();
+    if (code === 'ROUTE_STATE' || ack.action === 'route' || ack.action === 'unroute' ||
+        ack.action === 'apply_preset') {
+      loadRoutes();
+      if (ack.action === 'preset' || code === 'ROUTE_STATE') return;
+    }
+    if (ack.action === 'preset') { loadPresets(); return; }
     noteAck(ack);
     if (code === 'COMPLETED' || code === 'FAILED' || code === 'TIMEOUT' || code === 'EXPIRED') {
       loadDevices();
@@ -288,7 +311,7 @@
 
   OH.live.on('registry', function () { loadDevices(); });
   /* After a reconnect, catch up on what the stream did not carry. */
-  OH.live.on('open', function () { loadDevices(); loadJobs(); });
+  OH.live.on('open', function () { loadDevices(); loadJobs(); loadRoutes(); loadPresets(); });
 
   /* An API error as an ack-like row, so a refusal shows where results do. */
   function noteError(err, action, device) {
@@ -432,9 +455,173 @@
     }).catch(function (err) { OH.showError(el.jobError, err); });
   });
 
+  /* ---- routing matrix and presets ---------------------------------------------------- */
+
+  var STATE_CLASS = { converged: 'ok', converging: 'warn', drift: 'bad', offline: 'muted', failed: 'bad' };
+
+  /* Rows: every NDI device and every routed one; columns: every source
+   * discovery, a route or a device names, then "none". */
+  function matrixModel() {
+    var ids = {}, cols = {};
+    devices.forEach(function (d) { ids[d.device_id] = { id: d.device_id, input: d.input, recording: d.recording }; });
+    Object.keys(routes).forEach(function (id) {
+      var r = routes[id];
+      var row = ids[id] || (ids[id] = { id: id });
+      row.route = r;
+      if (r.actual) { row.input = r.actual.source; row.recording = r.actual.recording; }
+      if (r.desired.source) cols[r.desired.source] = true;
+    });
+    sourceNames.forEach(function (n) { cols[n] = true; });
+    Object.keys(ids).forEach(function (id) { if (ids[id].input) cols[ids[id].input] = true; });
+    return {
+      rows: Object.keys(ids).sort().map(function (id) { return ids[id]; }),
+      cols: Object.keys(cols).sort()
+    };
+  }
+
+  function putRoute(id, source, recording) {
+    OH.showError(el.routingError, null);
+    return OH.postJSON(API + '/routes/' + encodeURIComponent(id),
+      { source: source, recording: !!(recording && source), actor: actor() }, 'PUT').then(function (ack) {
+      if (ack && ack.details) routes[id] = ack.details;
+      renderMatrix();
+    }).catch(function (err) { OH.showError(el.routingError, err); });
+  }
+
+  var matrixShown = null;      /* what the matrix shows now, as JSON */
+  function renderMatrix() {
+    var m = matrixModel();
+    /* Snapshots come often: redraw only what changed, so a cell being
+     * clicked is not replaced under the pointer. */
+    var sig = JSON.stringify(m);
+    if (sig === matrixShown) return;
+    matrixShown = sig;
+    var head = h('tr', null, h('th', null, 'Device'), h('th', null, 'Rec'));
+    m.cols.forEach(function (c) { head.appendChild(h('th', { 'data-source': c }, c)); });
+    head.appendChild(h('th', null, 'none'));
+    head.appendChild(h('th', null, 'State'));
+    var thead = el.matrix.tHead;
+    OH.clear(thead).appendChild(head);
+    var body = el.matrix.tBodies[0];
+    OH.clear(body);
+    m.rows.forEach(function (row) {
+      var r = row.route;
+      var want = r ? r.desired.source : undefined;
+      var state = r ? r.state : 'unrouted';
+      var tr = h('tr', { 'data-device': row.id, 'data-state': state });
+      tr.appendChild(h('td', { 'data-label': 'Device' }, h('code', { class: 'device-id' }, row.id)));
+      var rec = h('input', { type: 'checkbox', 'data-rec': row.id, title: 'Record (the route\'s recording)',
+        'aria-label': 'Record on ' + row.id });
+      rec.checked = r ? !!r.desired.recording : row.recording === true;
+      rec.disabled = !(r && r.desired.source);
+      rec.addEventListener('change', function () { putRoute(row.id, want, rec.checked); });
+      tr.appendChild(h('td', { 'data-label': 'Rec' }, rec));
+      m.cols.concat([null]).forEach(function (c) {
+        var desired = r !== undefined && want === c;
+        var actual = c === null ? !row.input : row.input === c;
+        var mark = desired && actual ? '◉' : desired ? '●' : actual ? '○' : '·';
+        var cls = desired && !actual ? 'bad' : desired ? 'ok' : actual ? 'warn' : null;
+        var btn = h('button', { type: 'button', class: cls ? ['badge', cls] : null,
+          'data-cell': row.id, 'data-source': c === null ? '' : c,
+          'data-desired': desired ? '1' : null, 'data-actual': actual ? '1' : null,
+          'aria-label': row.id + ' ← ' + (c === null ? 'none' : c),
+          title: (desired ? 'route' : '') + (desired && actual ? ', ' : '') + (actual ? 'shown now' : '') }, mark);
+        btn.addEventListener('click', function () {
+          putRoute(row.id, c, c !== null && rec.checked);
+        });
+        tr.appendChild(h('td', { 'data-label': c === null ? 'none' : c }, btn));
+      });
+      var stateCell = h('td', { 'data-label': 'State' },
+        h('span', { class: ['badge', STATE_CLASS[state] || 'muted'], 'data-route-state': state }, state));
+      if (r && r.error) stateCell.appendChild(h('div', { class: 'muted ack-error' },
+        str(r.error) + (r.next_retry ? ' (retry ' + timeOf(r.next_retry) + ')' : '')));
+      tr.appendChild(stateCell);
+      body.appendChild(tr);
+    });
+    el.matrixEmpty.hidden = m.rows.length > 0;
+  }
+
+  var loadingRoutes = null, againRoutes = false;
+  function loadRoutes() {
+    if (loadingRoutes) { againRoutes = true; return loadingRoutes; }
+    loadingRoutes = OH.fetchJSON(API + '/routes').then(function (body) {
+      routes = {};
+      ((body && body.routes) || []).forEach(function (r) { routes[r.device_id] = r; });
+      renderMatrix();
+    }).catch(function (err) { OH.showError(el.routingError, err); }).then(function () {
+      loadingRoutes = null;
+      if (againRoutes) { againRoutes = false; loadRoutes(); }
+    });
+    return loadingRoutes;
+  }
+
+  function presetName() {
+    var n = (el.presetName.value || '').trim();
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(n)) {
+      OH.showError(el.routingError, new Error('A preset name is 1-64 of A-Z a-z 0-9 . _ -'));
+      return null;
+    }
+    return n;
+  }
+
+  function renderPresets(list) {
+    OH.clear(el.presets);
+    list.forEach(function (p) {
+      var apply = h('button', { type: 'button', class: 'primary', 'data-apply': p.name }, 'Apply');
+      apply.addEventListener('click', function () {
+        OH.showError(el.routingError, null);
+        OH.postJSON(API + '/presets/' + encodeURIComponent(p.name) + '/apply', { actor: actor() })
+          .then(loadRoutes).catch(function (err) { OH.showError(el.routingError, err); });
+      });
+      var schedule = h('button', { type: 'button', 'data-schedule': p.name }, 'Schedule');
+      schedule.addEventListener('click', function () {
+        var cron = (el.presetCron.value || '').trim();
+        if (!cron) { OH.showError(el.routingError, new Error('Give a cron line to schedule it.')); return; }
+        OH.postJSON(API + '/jobs', { cron: cron, name: 'preset ' + p.name, actor: actor(),
+          commands: [{ action: 'apply_preset', params: { name: p.name } }] })
+          .then(function () { OH.showError(el.routingError, null); return loadJobs(); })
+          .catch(function (err) { OH.showError(el.routingError, err); });
+      });
+      var del = h('button', { type: 'button', class: 'danger', 'data-delete-preset': p.name }, 'Delete');
+      del.addEventListener('click', function () {
+        OH.fetchJSON(API + '/presets/' + encodeURIComponent(p.name), { method: 'DELETE' })
+          .then(loadPresets).catch(function (err) { OH.showError(el.routingError, err); });
+      });
+      var text = Object.keys(p.routes || {}).sort().map(function (id) {
+        var r = p.routes[id];
+        return id + ' ← ' + (r.source == null ? 'none' : str(r.source)) + (r.recording ? ' (rec)' : '');
+      }).join('; ');
+      el.presets.appendChild(h('tr', { 'data-preset': p.name },
+        h('td', { 'data-label': 'Preset' }, str(p.name)),
+        h('td', { 'data-label': 'Routes' }, text),
+        h('td', { 'data-label': 'Owner' }, str(p.owner)),
+        h('td', { 'data-label': '' }, apply, ' ', schedule, ' ', del)));
+    });
+    el.presetsEmpty.hidden = list.length > 0;
+  }
+
+  function loadPresets() {
+    return OH.fetchJSON(API + '/presets').then(function (body) {
+      renderPresets(((body && body.presets) || []).sort(function (a, b) { return a.name < b.name ? -1 : 1; }));
+    }).catch(function (err) { OH.showError(el.routingError, err); });
+  }
+
+  el.presetSave.addEventListener('click', function () {
+    var name = presetName();
+    if (!name) return;
+    var set = {};
+    Object.keys(routes).forEach(function (id) {
+      set[id] = { source: routes[id].desired.source, recording: routes[id].desired.recording };
+    });
+    OH.postJSON(API + '/presets/' + encodeURIComponent(name), { routes: set, actor: actor() }, 'PUT').then(function () { OH.showError(el.routingError, null); return loadPresets(); })
+      .catch(function (err) { OH.showError(el.routingError, err); });
+  });
+
   /* ---- start ---------------------------------------------------------------------------- */
 
   loadDevices();
+  loadRoutes();
+  loadPresets();
   loadSources();
   loadJobs();
   loadRecent();
