@@ -1028,6 +1028,10 @@ struct watch_state {
 	double *late;
 	long n;
 	long got;
+	/* Per due second (from the first): the first and the last arrival's
+	 * lateness, which split the wake-up from the cost per job. */
+	double first_due;
+	double first[64], last[64];
 };
 
 static void watch_on_msg(struct client *c, const struct mosquitto_message *m)
@@ -1039,8 +1043,19 @@ static void watch_on_msg(struct client *c, const struct mosquitto_message *m)
 		return;
 	double due = strtod(p + 12, NULL);
 	pthread_mutex_lock(&s->lock);
-	if(s->got < s->n)
-		s->late[s->got++] = (t - due) * 1000.0;
+	if(s->got < s->n) {
+		double ms = (t - due) * 1000.0;
+		s->late[s->got++] = ms;
+		if(!s->first_due)
+			s->first_due = due;
+		long sec = (long)(due - s->first_due);
+		if(sec >= 0 && sec < 64) {
+			if(!s->first[sec] || ms < s->first[sec])
+				s->first[sec] = ms;
+			if(ms > s->last[sec])
+				s->last[sec] = ms;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -1074,6 +1089,17 @@ static void cmd_schedwatch(void)
 	figure("lateness_p50", percentile(st.late, (size_t)st.got, 50), "ms");
 	figure("lateness_p99", percentile(st.late, (size_t)st.got, 99), "ms");
 	figure("lateness_max", st.got ? st.late[st.got - 1] : NAN, "ms");
+	/* The worst second's first arrival (the wake-up and one relay) and its
+	 * spread from first to last (the cost of the jobs before the last). */
+	double wake = 0, spread = 0;
+	for(int i = 0; i < 64; i++) {
+		if(!st.last[i])
+			continue;
+		wake = fmax(wake, st.first[i]);
+		spread = fmax(spread, st.last[i] - st.first[i]);
+	}
+	figure("lateness_first_max", wake, "ms");
+	figure("lateness_spread_max", spread, "ms");
 	pthread_mutex_unlock(&st.lock);
 	client_free(dev, true);
 	free(st.late);

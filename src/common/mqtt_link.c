@@ -4,6 +4,13 @@
  * The pitfalls this file exists to get right:
  * - a publish made inside a callback is only queued, so after every read we
  *   check mosquitto_want_write() and arm the write event;
+ * - mosquitto_loop_read() ignores its max_packets: it reads as many packets
+ *   as it has QoS 1 messages queued, thousands once the send window is
+ *   full, writing none of what it queues meanwhile (measured: relay
+ *   throughput fell to ~100 commands/s, the device saw nothing for
+ *   seconds).  It stops at the first packet after which errno is EAGAIN,
+ *   so the callbacks set that once a turn has handled MAX_PACKETS_PER_WAKE
+ *   (count_packet); the socket stays readable and the next turn goes on;
  * - on a read or write error the library has already closed the socket, so
  *   the events are dropped and a reconnect is scheduled from a timer;
  * - events are re-created on every connect, because the new socket may reuse
@@ -125,10 +132,11 @@ struct mqtt_link {
 
 	bool started;
 	bool stopping;
-	bool connected; /* CONNACK accepted */
-	bool attempted; /* a connect call has been made once */
-	bool in_read;   /* inside mosquitto_loop_read */
-	bool refused;   /* the broker said no; keep its reason */
+	bool connected;   /* CONNACK accepted */
+	bool attempted;   /* a connect call has been made once */
+	bool in_read;     /* inside mosquitto_loop_read */
+	int turn_packets; /* messages and acks handled in this read turn */
+	bool refused;     /* the broker said no; keep its reason */
 	bool tls;
 	bool want_v5;                          /* opts.mqtt5 */
 	bool v5_only;                          /* opts.mqtt5_only */
@@ -362,6 +370,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	 * per packet, and each segment costs the broker a wake-up. */
 	set_cork(fd, true);
 	link->in_read = true;
+	link->turn_packets = 0;
 	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
 	link->in_read = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
@@ -631,6 +640,13 @@ static void on_mosq_disconnect(struct mosquitto *mosq, void *ud, int rc, const m
 				mosquitto_reason_string(rc));
 }
 
+/* Ends the read turn after MAX_PACKETS_PER_WAKE packets (see the top). */
+static void count_packet(struct mqtt_link *link)
+{
+	if(link->in_read && ++link->turn_packets >= MAX_PACKETS_PER_WAKE)
+		errno = EAGAIN;
+}
+
 /* Called when a QoS 0 publish is written or a QoS 1/2 one is acknowledged. */
 static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
 {
@@ -640,6 +656,7 @@ static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
 		link->unacked--;
 	if(link->cb.on_published && !link->stopping)
 		link->cb.on_published(link, mid, link->ud);
+	count_packet(link);
 }
 
 /* libmosquitto reports why a TLS handshake failed only through its log. */
@@ -666,6 +683,7 @@ static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosqu
 		return;
 	if(link->cb.on_message)
 		link->cb.on_message(link, m->topic, m->payload, (size_t)m->payloadlen, m->retain, link->ud);
+	count_packet(link);
 }
 
 struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_opts *o,

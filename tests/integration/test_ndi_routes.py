@@ -43,6 +43,17 @@ def route_state(dev, state):
     return ok
 
 
+def behind_its_back(lab, dev, action, **params):
+    """Switches a device as an app may, straight on its command topic, and
+    waits for its module status to show it; returns the mark before."""
+    since = lab.mqtt.mark()
+    params["device_id"] = dev
+    lab.mqtt.publish("/lab/device/%s/ndi/cmd" % dev, {
+        "req_id": "sneak-" + dev, "actor": "app", "action": action, "params": params})
+    lab.mqtt.wait_for(mod_status(dev), shows(params.get("source")), since=since, timeout=10)
+    return since
+
+
 @pytest.fixture
 def lab(make_host, make_mqtt, make_device):
     """A host, a client watching the evt topic and every module status, and
@@ -51,6 +62,7 @@ def lab(make_host, make_mqtt, make_device):
     mqtt = make_mqtt()
     mqtt.subscribe(EVT)
     mqtt.subscribe("/lab/device/+/ndi/status")
+    mqtt.subscribe("/lab/device/+/ndi/cmd")
 
     class Lab:
         pass
@@ -85,7 +97,10 @@ def test_route_survives_agent_kill_and_restart(lab):
     lab.mqtt.wait_for(mod_status("rk-01"), shows("CAM-1"), since=since, timeout=10)
     lab.mqtt.wait_for(EVT, route_state("rk-01", "converged"), since=since, timeout=10)
 
+    since = lab.mqtt.mark()
     agent.kill()
+    # Its will says it is gone: nothing is sent to it meanwhile.
+    lab.mqtt.wait_for(EVT, route_state("rk-01", "offline"), since=since, timeout=10)
     agent.start()
     since = lab.mqtt.mark()
     # The restarted agent shows nothing, then the host puts the route back.
@@ -94,6 +109,11 @@ def test_route_survives_agent_kill_and_restart(lab):
     lab.mqtt.wait_for(EVT, route_state("rk-01", "converged"), since=since, timeout=10)
     status, route = lab.host.get("/api/ndi/routes/rk-01")
     assert status == 200 and route["state"] == "converged", route
+    # Sent as the deployed agents require, for the route's owner, once per
+    # convergence: the first and the one after the restart.
+    sent = [m["payload"] for m in lab.mqtt.messages("/lab/device/rk-01/ndi/cmd")]
+    assert [(p["action"], p["actor"], p["requested_by"]) for p in sent] == \
+        [("start", "orchestrator", "alice")] * 2, sent
     assert route["desired"] == {"source": "CAM-1", "recording": False}
     assert route["actual"] == {"source": "CAM-1", "recording": False}
 
@@ -104,14 +124,35 @@ def test_reported_other_input_is_corrected(lab):
     since = lab.mqtt.mark()
     put_route(lab.host, "ri-01", {"source": "CAM-1"})
     lab.mqtt.wait_for(EVT, route_state("ri-01", "converged"), since=since, timeout=10)
-    # Someone switches the device behind the route's back, as an app may.
-    since = lab.mqtt.mark()
-    lab.mqtt.publish("/lab/device/ri-01/ndi/cmd", {
-        "req_id": "sneak", "actor": "app", "action": "set_input",
-        "params": {"device_id": "ri-01", "source": "CAM-9"}})
-    lab.mqtt.wait_for(mod_status("ri-01"), shows("CAM-9"), since=since, timeout=10)
+    since = behind_its_back(lab, "ri-01", "set_input", source="CAM-9")
     lab.mqtt.wait_for(mod_status("ri-01"), shows("CAM-1"), since=since, timeout=10)
     lab.mqtt.wait_for(EVT, route_state("ri-01", "converged"), since=since, timeout=10)
+
+
+def test_correction_held_back_by_the_send_rate_shows_drift(lab):
+    # A converged route whose device switches while the reconciler's send
+    # rate is spent (here by a preset of devices that never answer, as
+    # after a site restart) waits its turn: meanwhile it is in drift, not
+    # converged as before.
+    lab.simulated("rd-")
+    lab.mqtt.wait_for(mod_status("rd-01"), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(lab.host, "rd-01", {"source": "CAM-1"})
+    lab.mqtt.wait_for(EVT, route_state("rd-01", "converged"), since=since, timeout=10)
+    ghosts = {"rd-ghost-%04d" % i: {"source": "CAM-G"} for i in range(1500)}
+    assert lab.host.put("/api/ndi/presets/flood", {"routes": ghosts})[0] == 200
+    since = lab.mqtt.mark()
+    assert lab.host.post("/api/ndi/presets/flood/apply", {})[0] == 200
+    # At most 500 commands/s: the ghosts' take about 3 s from the first
+    # (held back until 3 s after the host's start for devices unheard of).
+    lab.mqtt.wait_for(EVT, lambda m: m["payload"]["code"] == "ROUTE_STATE" and
+                      m["payload"]["details"]["device_id"].startswith("rd-ghost-"),
+                      since=since, timeout=10)
+    since = behind_its_back(lab, "rd-01", "set_input", source="CAM-9")
+    route = lab.host.get("/api/ndi/routes/rd-01")[1]
+    assert route["actual"]["source"] == "CAM-9", route
+    assert route["state"] == "drift", route
+    lab.mqtt.wait_for(mod_status("rd-01"), shows("CAM-1"), since=since, timeout=15)
 
 
 def test_killed_viewer_comes_back(lab):
@@ -156,6 +197,24 @@ def test_refused_command_backs_off(lab):
                 if m["payload"].get("code") == "COMPLETED"
                 and m["payload"].get("action") == "start"]
     assert len(commands) == 1, commands
+
+
+def test_viewer_that_dies_at_once_backs_off(lab):
+    # Each start is acked and shown, then the viewer is gone: sent again as
+    # fast as the device dropped it, that was hundreds of starts a second.
+    lab.real("rc-1", start_cmd_template="true")
+    lab.mqtt.wait_for(mod_status("rc-1"), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(lab.host, "rc-1", {"source": "CAM-1"})
+    first = lab.mqtt.wait_for(EVT, route_state("rc-1", "failed"), since=since, timeout=10)
+    second = lab.mqtt.wait_for(EVT, route_state("rc-1", "failed"),
+                               since=lab.mqtt.messages().index(first) + 1, timeout=10)
+    details = [m["payload"]["details"] for m in (first, second)]
+    assert [d["retry_in_s"] for d in details] == [1, 2], details
+    assert "left the route" in details[0]["error"], details[0]
+    # The first loss put right at once, then one start per backoff.
+    starts = lab.mqtt.messages("/lab/device/rc-1/ndi/cmd", since=since)
+    assert len(starts) == 3, [m["payload"]["action"] for m in starts]
 
 
 def test_preset_applies_all_or_nothing_against_a_lease(lab):
@@ -224,10 +283,7 @@ def test_scheduled_preset_fires_and_routes_survive_a_host_restart(lab):
     assert host.get("/api/ndi/routes/rs-01")[1]["desired"] == {"source": "CAM-E", "recording": False}
     assert [p["name"] for p in host.get("/api/ndi/presets")[1]["presets"]] == ["evening"]
     # Still kept after the restart: a switch behind its back is undone.
-    since = lab.mqtt.mark()
-    lab.mqtt.publish("/lab/device/rs-01/ndi/cmd", {
-        "req_id": "sneak2", "actor": "app", "action": "stop", "params": {"device_id": "rs-01"}})
-    lab.mqtt.wait_for(mod_status("rs-01"), shows(None), since=since, timeout=10)
+    since = behind_its_back(lab, "rs-01", "stop")
     lab.mqtt.wait_for(mod_status("rs-01"), shows("CAM-E"), since=since, timeout=10)
     assert host.delete("/api/ndi/routes/rs-01")[0] == 200
     assert host.get("/api/ndi/routes/rs-01")[0] == 404

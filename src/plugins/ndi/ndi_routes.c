@@ -20,6 +20,10 @@
  *   waits (settle timer) instead of sending the same command again;
  * - failures back off per device, 1 s doubling to 60 s, on that device's
  *   own timer: one device's failures never delay another's;
+ * - so does a crash loop: a viewer that dies as it starts is acked and
+ *   shown, then gone, over and over with no failure in sight; a route lost
+ *   again within STABLE_S of converging is put right at once the first
+ *   time, then as a failure (relapse());
  * - commands leave at most SEND_RATE per second (a token bucket of
  *   SEND_BURST): ten thousand devices coming back at once would otherwise
  *   put tens of thousands of commands and events in front of the host's
@@ -66,6 +70,8 @@
 #define STARTUP_GRACE_MS 3000
 #define BACKOFF_MIN_S 1.0
 #define BACKOFF_MAX_S 60.0
+/* A route that held this long was not lost to a crash loop: see relapse(). */
+#define STABLE_S 10.0
 
 enum rstate {
 	RS_CONVERGED,
@@ -85,10 +91,12 @@ struct route {
 	double since;
 
 	enum rstate state;
-	bool published;    /* state published at least once */
-	int online;        /* from the device's status: 1, 0, -1 unknown */
-	unsigned failures; /* in a row; 0 after converging */
-	char *error;       /* the last failure's text, or NULL */
+	bool published;      /* state published at least once */
+	int online;          /* from the device's status: 1, 0, -1 unknown */
+	unsigned failures;   /* in a row; 0 after converging */
+	unsigned relapses;   /* lost within STABLE_S of converging, in a row */
+	double converged_at; /* monotonic seconds the route last converged */
+	char *error;         /* the last failure's text, or NULL */
 	double next_retry;
 	double retry_in_s; /* the backoff before next_retry */
 	char req_id[40];   /* the command in flight, "" none */
@@ -139,6 +147,22 @@ static bool actual_of(struct ndi *n, const char *id, const char **input, bool *r
 	return st != NULL;
 }
 
+static bool next_command(const struct route *r, char *action, size_t len, bool *with_source);
+
+/* The state to show: a converged route whose device has since reported
+ * something else is in drift until evaluate() sends the correction, which
+ * SEND_RATE may hold back for seconds when many devices come back at once
+ * (the route waits in the queue still marked converged). */
+static enum rstate shown_state(const struct route *r)
+{
+	char next[16];
+	bool with_source;
+
+	if(r->state == RS_CONVERGED && next_command(r, next, sizeof next, &with_source))
+		return RS_DRIFT;
+	return r->state;
+}
+
 static json_t *route_json(const struct route *r)
 {
 	const char *input;
@@ -147,7 +171,7 @@ static json_t *route_json(const struct route *r)
 	json_t *o = json_pack("{s:s, s:{s:s?, s:b}, s:o, s:s, s:o, s:s, s:i}", "device_id", r->id, "desired",
 			"source", r->source, "recording", r->recording, "actual",
 			has ? json_pack("{s:s?, s:b}", "source", input, "recording", rec) : json_null(),
-			"owner", r->owner, "since", time_json(r->since), "state", state_names[r->state],
+			"owner", r->owner, "since", time_json(r->since), "state", state_names[shown_state(r)],
 			"attempts", (int)r->failures);
 	if(o && r->error)
 		json_object_set_new(o, "error", json_string(r->error));
@@ -353,6 +377,31 @@ static void on_timer(oh_ctx *ctx, void *ud)
 	enqueue(r);
 }
 
+/* A converged route the device no longer shows.  Lost again within
+ * STABLE_S of converging, for the second time in a row, it is a crash loop
+ * (or an app fighting the route): backed off as a failure, 1 s doubling,
+ * instead of sent the same command as fast as the device drops it.  true:
+ * backed off. */
+static bool relapse(struct route *r)
+{
+	double held = now_mono() - r->converged_at;
+	char why[200];
+
+	/* Looked at once: a route waiting for SEND_RATE is evaluated again. */
+	r->state = RS_DRIFT;
+	if(held >= STABLE_S) {
+		r->relapses = 0;
+		return false;
+	}
+	if(++r->relapses < 2)
+		return false;
+	r->failures = r->relapses - 2;
+	snprintf(why, sizeof why, "the device left the route %.1f s after it converged (%u times in a row)",
+			held, r->relapses);
+	fail(r, why);
+	return true;
+}
+
 /* Looks at the route and the device as they are now and does the one next
  * thing: nothing, wait, or send one command.  false: a command is due but
  * SEND_RATE says not yet (the route is to be looked at again). */
@@ -366,6 +415,7 @@ static bool evaluate(struct route *r)
 	if(r->online == 0) {
 		timer_stop(r);
 		r->failures = 0;
+		r->relapses = 0;
 		set_state(r, RS_OFFLINE);
 		return true;
 	}
@@ -373,6 +423,8 @@ static bool evaluate(struct route *r)
 		return true;
 	if(!next_command(r, action, sizeof action, &with_source)) {
 		timer_stop(r);
+		if(r->state != RS_CONVERGED)
+			r->converged_at = now_mono();
 		r->failures = 0;
 		free(r->error);
 		r->error = NULL;
@@ -384,6 +436,8 @@ static bool evaluate(struct route *r)
 			set_state(r, RS_DRIFT);
 		return true;
 	}
+	if(r->state == RS_CONVERGED && relapse(r))
+		return true;
 	if(!take_token(n->routes))
 		return false;
 	params = with_source ? json_pack("{s:s}", "source", r->source) : json_object();
@@ -467,6 +521,7 @@ static struct route *route_set(struct ndi *n, const char *id, const char *source
 	/* A new route is a new start: no backoff left from the old one. */
 	timer_stop(r);
 	r->failures = 0;
+	r->relapses = 0;
 	free(r->error);
 	r->error = NULL;
 	r->published = false;
