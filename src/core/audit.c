@@ -50,7 +50,6 @@
 /* Commands in flight remembered for their outcome's latency; past it the
  * outcome's record has no latency. */
 #define AUDIT_INFLIGHT_MAX 200000
-#define AUDIT_TEXT_MAX 512
 
 struct pend {
 	struct store_audit r; /* strings point into text */
@@ -354,11 +353,27 @@ const char *audit_requester(const struct host *h)
 
 /* ---- commands in flight -------------------------------------------------------------- */
 
-/* "{module}/{req_id}" into buf; false when it does not fit (no entry). */
+/* "{module}/{req_id}" into buf; false when it does not fit (no entry).
+ * Per command twice, so no printf. */
 static bool inflight_key(char *buf, size_t len, const char *module, const char *req_id)
 {
-	int n = snprintf(buf, len, "%s/%s", module, req_id);
-	return n > 0 && (size_t)n < len;
+	size_t m = strlen(module), r = strlen(req_id);
+	if(m + 1 + r + 1 > len)
+		return false;
+	memcpy(buf, module, m);
+	buf[m] = '/';
+	memcpy(buf + m + 1, req_id, r + 1);
+	return true;
+}
+
+/* s (NULL: "") into buf, cut to fit. */
+static void copy_or_empty(char *buf, size_t len, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if(n >= len)
+		n = len - 1;
+	memcpy(buf, s ? s : "", n);
+	buf[n] = '\0';
 }
 
 void audit_command_started(struct host *h, const char *module, const char *req_id, const char *token,
@@ -399,8 +414,8 @@ void audit_command_ended(struct host *h, const char *module, const char *req_id,
 	if(!f)
 		return;
 	*latency_ms = (time_now_mono() - f->mono) * 1000;
-	snprintf(token, token_len, "%s", f->token ? f->token : "");
-	snprintf(requested_by, rb_len, "%s", f->requested_by ? f->requested_by : "");
+	copy_or_empty(token, token_len, f->token);
+	copy_or_empty(requested_by, rb_len, f->requested_by);
 	free(f);
 }
 

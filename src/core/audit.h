@@ -22,6 +22,9 @@
 
 struct store_audit;
 
+/* Strings longer than this are cut (at a character boundary). */
+#define AUDIT_TEXT_MAX 512
+
 /* One record; every pointer borrowed for the call, NULL when unknown. */
 struct audit_rec {
 	const char *kind; /* command, lease, job, route, plugin, device */

@@ -183,7 +183,7 @@ static void ack_record(oh_ctx *ctx, const json_t *ack, const char *code)
 			.error = json_string_value(json_object_get(ack, "error")),
 			.latency_ms = -1,
 	};
-	char tok[128], by[160];
+	char tok[AUDIT_TEXT_MAX + 1], by[AUDIT_TEXT_MAX + 1]; /* whole: never cut inside a character */
 	if(!strcmp(code, "FIRED") || !strcmp(code, "SKIPPED") || !strcmp(code, "MISSED")) {
 		r.kind = "job";
 		r.action = !strcmp(code, "FIRED") ? "fired" : !strcmp(code, "SKIPPED") ? "skipped" : "missed";
