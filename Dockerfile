@@ -30,6 +30,7 @@ RUN apt-get update \
 	libgnutls30 \
 	libjansson4 \
 	libsqlite3-0 \
+	libpq5 \
 	zlib1g \
 	libavahi-client3 \
 	tzdata \

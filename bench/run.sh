@@ -22,7 +22,8 @@
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
 #   BENCH_ROUTES=10000
 #   BENCH_SSE_CLIENTS=1000 BENCH_SSE_DEVICES=10000 BENCH_SSE_RATE=5000 BENCH_SSE_SECS=10
-#   BENCH_SECTIONS="latency tput rest mem sched sse routes audit" (default: all of them)
+#   BENCH_SECTIONS="latency tput rest mem sched sse routes ha audit" (default: all of them)
+#   BENCH_HA_TRIALS=20 BENCH_HA_ROUNDS=9 (bench/ha_bench.py)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -601,7 +602,14 @@ else
 	emit routes_reconcile_vs_idle_relay_p99 "n/a" "(routes not built)"
 fi
 
-# ---- 9. audit trail on and off ----------------------------------------------------------
+# ---- 9. failover and the PostgreSQL store (docs/ha.md) ----------------------------
+# A pair on a private PostgreSQL: kill -9 of the leader to the first command
+# relayed by the new one, losses, and relay cost against SQLite.
+if want ha && [ "$BROKER" = mosquitto ]; then
+	BUILD=$BUILD timeout 900 /usr/bin/python3 "$SRC/bench/ha_bench.py" | tee -a "$RESULTS"
+fi
+
+# ---- 10. audit trail on and off ---------------------------------------------------------
 # The cost of audit.enabled: relay throughput at QoS 1 with a device that
 # acks every command, so each command has an outcome to record (and its ack
 # waits for its batch).  Off and on alternate, three times each, on fresh

@@ -277,12 +277,44 @@ int conf_mqtt_init(struct conf_mqtt *m, const char *client_id_base)
 	return 0;
 }
 
+/* mqtt.hosts: 1-16 strings "host:port" ("[v6]:port" for an IPv6 address),
+ * each checked here so that a typo is a config error, not a broker that
+ * never answers. */
+static int custom_hosts(const struct conf_field *f, const json_t *v, void *ctx, const char *file, char *err,
+		size_t len)
+{
+	struct conf_mqtt *m = f->dest;
+	size_t n = json_is_array(v) ? json_array_size(v) : 0;
+	if(n < 1 || n > 16)
+		return 1;
+	if(!(m->hosts = calloc(n, sizeof *m->hosts)))
+		return -1;
+	for(size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(json_array_get(v, i));
+		const char *colon = s ? strrchr(s, ':') : NULL;
+		char *end = NULL;
+		long port = colon ? strtol(colon + 1, &end, 10) : 0;
+		bool v6 = s && s[0] == '[';
+		if(!colon || colon == s || !colon[1] || *end || port < 1 || port > 65535 ||
+				(v6 && colon[-1] != ']') || (!v6 && memchr(s, ':', (size_t)(colon - s)))) {
+			conf_err(err, len, "%s: %s[%zu]: expected \"host:port\" (port 1-65535)", file, f->key,
+					i);
+			return -1;
+		}
+		if(!(m->hosts[m->n_hosts++] = strdup(s)))
+			return -1;
+	}
+	return 0;
+}
+
 void conf_mqtt_fields(struct conf_mqtt *m, struct conf_field *t, size_t *n)
 {
 	const struct conf_field fields[CONF_MQTT_NFIELDS] = {
 			{"mqtt", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
 			{"mqtt.host", CONF_STR, false, 0, 0, &m->host, NULL, NULL},
 			{"mqtt.port", CONF_INT, false, 1, 65535, &m->port, NULL, NULL},
+			{"mqtt.hosts", CONF_CUSTOM, false, 0, 0, m, custom_hosts,
+					"an array of 1-16 \"host:port\" strings"},
 			{"mqtt.username", CONF_STR, true, 0, 0, &m->username, NULL, NULL},
 			{"mqtt.password", CONF_STR, true, 0, 0, &m->password, NULL, NULL},
 			{"mqtt.password_file", CONF_STR, true, 0, 0, &m->password_file, NULL, NULL},
@@ -335,6 +367,9 @@ void conf_mqtt_free(struct conf_mqtt *m)
 	free(m->tls.key_file);
 	free(m->tls.tls_version);
 	free(m->password_file);
+	for(size_t i = 0; i < m->n_hosts; i++)
+		free(m->hosts[i]);
+	free(m->hosts);
 	memset(m, 0, sizeof *m);
 }
 
@@ -355,5 +390,7 @@ void conf_mqtt_link_opts(const struct conf_mqtt *m, struct mqtt_link_opts *o, st
 			.client_id = m->client_id,
 			.keepalive_s = m->keepalive_s,
 			.tls = m->tls.enabled ? tls : NULL,
+			.hosts = (const char *const *)m->hosts,
+			.n_hosts = m->n_hosts,
 	};
 }

@@ -91,9 +91,13 @@ struct conf_mqtt {
 		bool insecure_skip_verify;
 	} tls;
 	char *password_file; /* read by conf_mqtt_finish */
+	/* mqtt.hosts: "host:port" entries tried in turn (a broker cluster);
+	 * none: host and port. */
+	char **hosts;
+	size_t n_hosts;
 };
 
-#define CONF_MQTT_NFIELDS 15
+#define CONF_MQTT_NFIELDS 16
 
 /* Defaults: 127.0.0.1:1883, keepalive 30 s, client id "{client_id_base}-{hostname}"
  * (unique per machine), or none when client_id_base is NULL (the caller

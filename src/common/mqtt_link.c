@@ -115,8 +115,10 @@ struct mqtt_link {
 	struct mqtt_link_callbacks cb;
 	void *ud;
 
-	char *host;
+	char *host; /* the broker tried now */
 	int port;
+	char **hosts; /* opts.hosts, copied; host and port come from hosts[next_host - 1] */
+	size_t n_hosts, next_host;
 	int keepalive_s;
 	char *log_prefix;
 	char *client_id; /* NULL: libmosquitto made one up */
@@ -570,8 +572,31 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	try_connect(arg);
 }
 
+/* Makes host and port the next of opts.hosts (checked by the config:
+ * "name:port" or "[v6]:port"). */
+static void use_next_host(struct mqtt_link *link)
+{
+	if(!link->n_hosts)
+		return;
+	const char *e = link->hosts[link->next_host++ % link->n_hosts];
+	const char *colon = strrchr(e, ':');
+	const char *start = e[0] == '[' ? e + 1 : e;
+	size_t len = (size_t)(colon - start) - (e[0] == '[' ? 1 : 0);
+	char *host = strndup(start, len);
+	if(!host)
+		return;
+	free(link->host);
+	link->host = host;
+	link->port = atoi(colon + 1);
+	unsigned char ip[16];
+	link->host_numeric = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+}
+
 static void link_schedule_retry(struct mqtt_link *link)
 {
+	/* A cluster behind several addresses: the next one on the next try. */
+	if(link->n_hosts > 1)
+		use_next_host(link);
 	/* Full jitter around the current step, so a fleet does not reconnect
 	 * in lockstep after a broker restart. */
 	int delay = link->backoff_ms / 2 + rand() % (link->backoff_ms / 2 + 1);
@@ -709,6 +734,12 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 				inet_pton(AF_INET6, link->host, ip) == 1;
 	}
 	link->port = o->port ? o->port : 1883;
+	if(o->n_hosts && (link->hosts = calloc(o->n_hosts, sizeof *link->hosts))) {
+		for(size_t i = 0; i < o->n_hosts; i++)
+			if((link->hosts[link->n_hosts] = strdup(o->hosts[i])))
+				link->n_hosts++;
+		use_next_host(link);
+	}
 	link->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : 30;
 	link->log_prefix = strdup(o->log_prefix ? o->log_prefix : "mqtt");
 	link->client_id = o->client_id ? strdup(o->client_id) : NULL;
@@ -716,7 +747,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->want_v5 = o->mqtt5;
 	link->v5_only = o->mqtt5 && o->mqtt5_only;
 	link->version = o->mqtt5 ? MQTT_LINK_V5 : MQTT_LINK_V311;
-	link->mosq = mosquitto_new(o->client_id, true, link);
+	link->mosq = mosquitto_new(o->client_id, !(o->persistent && o->client_id), link);
 	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
 		/* mosquitto_new() leaves errno unset for a client id it refuses. */
 		log_error(o->log_prefix ? o->log_prefix : "mqtt", "%s",
@@ -860,6 +891,9 @@ void mqtt_link_free(struct mqtt_link *link)
 		mosquitto_destroy(link->mosq);
 	mosquitto_property_free_all(&link->expiry_props);
 	free(link->host);
+	for(size_t i = 0; i < link->n_hosts; i++)
+		free(link->hosts[i]);
+	free(link->hosts);
 	free(link->log_prefix);
 	free(link->client_id);
 	free(link);

@@ -47,6 +47,14 @@ struct mqtt_link_opts {
 	const char *log_prefix;          /* e.g. "mqtt" */
 	/* Try MQTT 5 first (see the top); false: MQTT 3.1.1 only. */
 	bool mqtt5;
+	/* "host:port" entries (borrowed, copied) tried in turn, one per
+	 * attempt, after a failed connect or a lost connection; n_hosts 0:
+	 * host and port alone. */
+	const char *const *hosts;
+	size_t n_hosts;
+	/* Clean session off: the broker keeps the subscriptions and queues
+	 * QoS 1 messages while the link is away (needs a client_id). */
+	bool persistent;
 	/* With mqtt5: never fall back; a broker refusing v5 is a failure
 	 * whose reason says so. */
 	bool mqtt5_only;

@@ -332,9 +332,10 @@ static void get_audit(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	json_t *q = read_query(req, &f, &fmt, &limit);
 	if(!q)
 		return;
-	if(!h->store) {
+	if(!store_has_audit(h->store)) {
 		json_decref(q);
-		oh_reply_error(req, 503, "NO_STORE", "the host runs without a store");
+		oh_reply_error(req, 503, "NO_STORE", "this host's store keeps no audit trail (%s)",
+				h->store ? store_backend(h->store) : "none");
 		return;
 	}
 	/* What was done a moment ago is in the answer. */

@@ -29,6 +29,7 @@ static void get_healthz(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		json_object_set_new(body, "mqtt_error", json_string(mqtt_link_last_error(h->link)));
 	/* Pages adapt: with tokens the token's name is the actor. */
 	json_object_set_new(body, "auth", json_string(h->cfg.http.n_tokens ? "tokens" : "none"));
+	ha_health(h, body);
 	oh_reply_json(req, up ? 200 : 503, body);
 }
 
@@ -106,17 +107,24 @@ static void delete_device(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 }
 
 /* GET /healthz, whether the broker is connected (200) or not (503). */
-#define HEALTH_SCHEMA                                                                                        \
-	"{\"type\": \"object\", \"required\": [\"mqtt\", \"uptime_s\", \"devices\", \"plugins\","            \
-	" \"version\", \"auth\"], \"properties\": {\"mqtt\": {\"type\": \"string\", \"enum\":"               \
-	" [\"connected\", \"disconnected\"]}, \"mqtt_error\": {\"type\": \"string\"},"                       \
-	" \"mqtt_protocol\": {\"type\": \"string\", \"enum\": [\"5\", \"3.1.1\"], \"description\":"          \
-	" \"the MQTT version of the connection, while connected\"},"                                         \
-	" \"uptime_s\": {\"type\": \"integer\", \"minimum\": 0}, \"devices\": {\"type\": \"integer\","       \
-	" \"minimum\": 0}, \"plugins\": {\"type\": \"array\", \"items\": {\"$ref\":"                         \
-	" \"#/components/schemas/PluginState\"}}, \"version\": {\"type\": \"string\"},"                      \
-	" \"auth\": {\"type\": \"string\", \"enum\": [\"tokens\", \"none\"], \"description\":"               \
-	" \"tokens: /api/... needs a bearer token\"}}}"
+#define HEALTH_SCHEMA                                                                                             \
+	"{\"type\": \"object\", \"required\": [\"mqtt\", \"uptime_s\", \"devices\", \"plugins\","                 \
+	" \"version\", \"auth\"], \"properties\": {\"mqtt\": {\"type\": \"string\", \"enum\":"                    \
+	" [\"connected\", \"disconnected\"]}, \"mqtt_error\": {\"type\": \"string\"},"                            \
+	" \"mqtt_protocol\": {\"type\": \"string\", \"enum\": [\"5\", \"3.1.1\"], \"description\":"               \
+	" \"the MQTT version of the connection, while connected\"},"                                              \
+	" \"uptime_s\": {\"type\": \"integer\", \"minimum\": 0}, \"devices\": {\"type\": \"integer\","            \
+	" \"minimum\": 0}, \"plugins\": {\"type\": \"array\", \"items\": {\"$ref\":"                              \
+	" \"#/components/schemas/PluginState\"}}, \"version\": {\"type\": \"string\"},"                           \
+	" \"auth\": {\"type\": \"string\", \"enum\": [\"tokens\", \"none\"], \"description\":"                    \
+	" \"tokens: /api/... needs a bearer token\"}, \"role\": {\"type\": \"string\", \"enum\":"                 \
+	" [\"single\", \"leader\", \"standby\"], \"description\": \"docs/ha.md\"}, \"node_id\":"                  \
+	" {\"type\": \"string\"}, \"leader\": {\"type\": \"object\", \"nullable\": true, \"properties\":"         \
+	" {\"node_id\": {\"type\": \"string\"}, \"advertise_url\": {\"type\": \"string\", \"nullable\": true}}}," \
+	" \"standby_reason\": {\"type\": \"string\"}, \"store\": {\"type\": \"object\", \"properties\":"          \
+	" {\"backend\": {\"type\": \"string\", \"enum\": [\"sqlite\", \"postgresql\"]}, \"state\":"               \
+	" {\"type\": \"string\", \"enum\": [\"connected\", \"disconnected\"]}, \"error\":"                        \
+	" {\"type\": \"string\"}}}}}"
 
 static void get_openapi(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {

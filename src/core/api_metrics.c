@@ -22,7 +22,7 @@ static void update_host_values(struct host *h)
 {
 	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *gzips, *gzip_in,
 			*gzip_out, *gzip_secs, *gzip_slice, *not_modified, *bad, *uptime, *jobs, *info,
-			*conns, *streams, *behind;
+			*conns, *streams, *behind, *acting;
 	if(!up) {
 		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
 				NULL);
@@ -60,6 +60,9 @@ static void update_host_values(struct host *h)
 				"The most an event stream has been behind since start, unsent plus held back"
 				" (limits.max_sse_backlog_bytes)",
 				NULL);
+		acting = metrics_family("oh_ha_acting", METRIC_GAUGE,
+				"1 while this host acts: a single host, or the leader of a pair (docs/ha.md)",
+				NULL);
 	}
 	metrics_set(up, NULL, h->link && mqtt_link_connected(h->link));
 	metrics_set(reconnects, NULL, h->link ? (double)mqtt_link_reconnects(h->link) : 0);
@@ -79,6 +82,7 @@ static void update_host_values(struct host *h)
 	metrics_set(uptime, NULL, (double)(long)(time_now_mono() - h->started_mono));
 	metrics_set(conns, NULL, h->http ? (double)http_server_connections(h->http) : 0);
 	metrics_set(streams, NULL, h->http ? (double)http_server_streams(h->http) : 0);
+	metrics_set(acting, NULL, ha_acting(h));
 	const char *version = OH_VERSION;
 	metrics_set(info, &version, 1);
 	metrics_process_update();

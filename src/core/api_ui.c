@@ -123,6 +123,39 @@ static bool broker_up(struct host *h)
 	return h->link && mqtt_link_connected(h->link);
 }
 
+/* On a pair (docs/ha.md): which node this is, its role, and a link to
+ * the leader; nothing on a single host. */
+static void render_ha(struct host *h, struct strbuf *b)
+{
+	if(!ha_paired(h))
+		return;
+	json_t *health = json_object();
+	ha_health(h, health);
+	const char *role = json_string_value(json_object_get(health, "role"));
+	json_t *leader = json_object_get(health, "leader");
+	const char *lnode = json_string_value(json_object_get(leader, "node_id"));
+	const char *lurl = json_string_value(json_object_get(leader, "advertise_url"));
+	strbuf_puts(b, "<span id=\"ha-node\" class=\"badge\" data-role=\"");
+	sb_esc(b, role);
+	strbuf_puts(b, "\" title=\"This node and the leader (docs/ha.md)\">node ");
+	sb_esc(b, h->cfg.ha.node_id);
+	strbuf_puts(b, " · ");
+	sb_esc(b, role);
+	if(strcmp(role, "leader")) {
+		strbuf_puts(b, " · leader ");
+		if(lurl) {
+			strbuf_puts(b, "<a href=\"");
+			sb_esc(b, lurl);
+			strbuf_puts(b, "\">");
+		}
+		sb_esc(b, lnode ? lnode : "unknown");
+		if(lurl)
+			strbuf_puts(b, "</a>");
+	}
+	strbuf_puts(b, "</span>");
+	json_decref(health);
+}
+
 /* Fills shell.html; returns the page (free()) or NULL. */
 static char *render(struct host *h, const struct page *p, size_t *len)
 {
@@ -154,6 +187,8 @@ static char *render(struct host *h, const struct page *p, size_t *len)
 			render_nav(h, &b, p->id);
 		} else if(IS("BROKER_STATE")) {
 			strbuf_puts(&b, broker_up(h) ? "connected" : "disconnected");
+		} else if(IS("HA")) {
+			render_ha(h, &b);
 		} else if(IS("SCRIPT")) {
 			if(p->script) {
 				strbuf_puts(&b, "<script src=\"");

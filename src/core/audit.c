@@ -477,6 +477,11 @@ int audit_init(struct host *h)
 {
 	if(!h->cfg.audit.enabled || !h->store)
 		return OH_OK;
+	if(!store_has_audit(h->store)) {
+		log_warn("audit", "the %s store keeps no audit trail yet: nothing is recorded",
+				store_backend(h->store));
+		return OH_OK;
+	}
 	struct audit *a = calloc(1, sizeof *a);
 	if(!a)
 		return OH_ERR_NOMEM;

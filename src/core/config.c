@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "oh/validate.h"
 
 #include "auth.h"
 #include "http_guard.h"
+#include "store.h"
 
 /*
  * The limits, one row each: the defaults suit a lab of 100,000 devices
@@ -89,6 +91,9 @@ static void set_defaults(struct config *c)
 	c->http.request_timeout_s = 30;
 	c->topic_root = strdup("/lab");
 	c->state_dir = strdup("var");
+	c->store.backend = strdup("sqlite");
+	c->ha.lease_s = 5;
+	c->ha.client_id = strdup("orchestrator-host-leader");
 	c->timezone = strdup("UTC");
 	c->stale_after_s = 30;
 	c->snapshot_interval_ms = 200;
@@ -332,6 +337,41 @@ static int check_http(struct config *c, const char *tokens_file, char *err, size
 	return 0;
 }
 
+/* store and ha: a known backend; a conninfo for PostgreSQL that libpq can
+ * read and that holds no password (PGPASSWORD, PGPASSFILE and the rest are
+ * how PostgreSQL tools take secrets); a node name. */
+static int check_store(struct config *c, char *err, size_t len)
+{
+	bool pg = !strcmp(c->store.backend, "postgresql");
+	if(!pg && strcmp(c->store.backend, "sqlite")) {
+		conf_err(err, len, "%s: store.backend: expected \"sqlite\" or \"postgresql\", got \"%s\"",
+				c->source, c->store.backend);
+		return -1;
+	}
+	if(pg != (c->store.conninfo != NULL)) {
+		conf_err(err, len, "%s: store.conninfo: %s", c->source,
+				pg ? "required with store.backend \"postgresql\" (libpq's \"host=... dbname=...\")"
+				   : "only for store.backend \"postgresql\"");
+		return -1;
+	}
+	if(pg && store_pg_check_conninfo(c->store.conninfo, c->source, err, len))
+		return -1;
+	if(!c->ha.node_id) {
+		char name[256] = "";
+		gethostname(name, sizeof name - 1);
+		c->ha.node_id = strdup(*name ? name : "orchestrator-host");
+	}
+	if(!*c->ha.node_id || strlen(c->ha.node_id) > 120) {
+		conf_err(err, len, "%s: ha.node_id: expected 1-120 characters", c->source);
+		return -1;
+	}
+	if(!*c->ha.client_id) {
+		conf_err(err, len, "%s: ha.client_id: expected an MQTT client id", c->source);
+		return -1;
+	}
+	return 0;
+}
+
 int config_load(struct config *c, const char *path, char *err, size_t len)
 {
 	set_defaults(c);
@@ -362,6 +402,14 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 			{"http.tls.key_file", CONF_STR, false, 0, 0, &c->http.tls.key_file, NULL, NULL},
 			{"topic_root", CONF_STR, false, 0, 0, &c->topic_root, NULL, NULL},
 			{"state_dir", CONF_STR, false, 0, 0, &c->state_dir, NULL, NULL},
+			{"store", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
+			{"store.backend", CONF_STR, false, 0, 0, &c->store.backend, NULL, NULL},
+			{"store.conninfo", CONF_STR, false, 0, 0, &c->store.conninfo, NULL, NULL},
+			{"ha", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
+			{"ha.node_id", CONF_STR, false, 0, 0, &c->ha.node_id, NULL, NULL},
+			{"ha.advertise_url", CONF_STR, true, 0, 0, &c->ha.advertise_url, NULL, NULL},
+			{"ha.lease_s", CONF_NUM, false, 1, 300, &c->ha.lease_s, NULL, NULL},
+			{"ha.client_id", CONF_STR, false, 0, 0, &c->ha.client_id, NULL, NULL},
 			{"timezone", CONF_STR, false, 0, 0, &c->timezone, NULL, NULL},
 			{"stale_after_s", CONF_NUM, false, 0.1, 86400, &c->stale_after_s, NULL, NULL},
 			{"forget_after_days", CONF_NUM, false, 0, 36500, &c->forget_after_days, NULL, NULL},
@@ -413,7 +461,7 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 			conf_env_str("OH_HTTP_BIND", &c->http.bind, err, len) ||
 			conf_env_port("OH_HTTP_PORT", &c->http.port, err, len))
 		goto fail;
-	if(check_http(c, tokens_file, err, len))
+	if(check_http(c, tokens_file, err, len) || check_store(c, err, len))
 		goto fail;
 	if(conf_check_common(c->source, c->topic_root, c->log_level, c->log_format, err, len))
 		goto fail;
@@ -456,6 +504,11 @@ void config_free(struct config *c)
 	free(c->mqtt_commands.admin_actors);
 	free(c->topic_root);
 	free(c->state_dir);
+	free(c->store.backend);
+	free(c->store.conninfo);
+	free(c->ha.node_id);
+	free(c->ha.advertise_url);
+	free(c->ha.client_id);
 	free(c->timezone);
 	free(c->mqtt_protocol);
 	free(c->log_level);

@@ -71,6 +71,18 @@ struct config {
 		                           * actors that may run admin actions over MQTT */
 		size_t n_admin_actors;
 	} mqtt_commands;
+	/* store: where leases, jobs and the device cache live (store.h). */
+	struct {
+		char *backend;  /* "sqlite" (in state_dir) or "postgresql" */
+		char *conninfo; /* libpq's; never a password (config_load refuses one) */
+	} store;
+	/* ha: leadership among hosts sharing a PostgreSQL store (ha.c). */
+	struct {
+		char *node_id;       /* default: the machine's host name */
+		char *advertise_url; /* where clients reach this node; NULL: unknown */
+		double lease_s;      /* a leader cut off this long has stopped acting */
+		char *client_id;     /* the MQTT client id only the leader uses */
+	} ha;
 	char *topic_root;
 	char *state_dir;
 	char *timezone;

@@ -27,6 +27,7 @@ struct broker_probe;
 struct snapshot;
 struct shared_buf;
 struct audit;
+struct ha;
 
 struct counters {
 	uint64_t bad_payloads;
@@ -54,6 +55,7 @@ struct host {
 	struct scheduler *scheduler;
 	struct audit *audit;        /* owned (audit_free); NULL: audit.enabled is false */
 	struct broker_probe *probe; /* owned (broker_probe_free) */
+	struct ha *ha;              /* owned (ha_free) */
 	char *node;                 /* owned: our name on the bus, in the birth message */
 	oh_ctx **plugins;           /* one context per configured plugin */
 	size_t n_plugins;
@@ -180,6 +182,30 @@ void leases_set_expired_handler(
 /* The one handler told of every lease taken, moved or dropped (snapshot.c;
  * fn NULL: none). */
 void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
+
+/* ---- ha.c: leadership among hosts sharing a PostgreSQL store ------------- */
+
+/* Single (SQLite) hosts act at once; on PostgreSQL the host starts as a
+ * standby and asks for the lead.  on_lead(h) is told when this host has
+ * taken the lead and may load the state (leases, jobs) from the store. */
+typedef void (*ha_deliver_fn)(
+		struct host *h, const char *topic, const void *payload, size_t len, bool retained);
+/* deliver: where the leader's command session hands each command. */
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver);
+void ha_free(struct host *h);
+/* Whether this host relays commands, fires jobs, expires leases and
+ * publishes the snapshot: a single host, or the leader once loaded. */
+bool ha_acting(const struct host *h);
+/* Part of a pair (PostgreSQL store), leading or not. */
+bool ha_paired(const struct host *h);
+/* Topics the main connection leaves to the leader's command session
+ * ({root}/orchestrator/{module}/cmd on a pair). */
+bool ha_ignores_topic(const struct host *h, const char *topic);
+/* {"node_id", "advertise_url"} of the leader (this host when single), or
+ * null while unknown; returned. */
+json_t *ha_leader_json(const struct host *h);
+/* Adds role, node_id, leader and store to a /healthz body (borrowed). */
+void ha_health(const struct host *h, json_t *body);
 
 /* ---- plugins.c ------------------------------------------------------------ */
 

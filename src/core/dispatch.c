@@ -119,7 +119,7 @@ int dispatch_subscribe(
 	/* New filter, or a higher QoS than before: (re)subscribe.  When the
 	 * broker is away this happens on connect instead. */
 	if((topic_tree_count(d->tree, filter) == 1 || upgraded) && d->host->link &&
-			mqtt_link_connected(d->host->link))
+			mqtt_link_connected(d->host->link) && !ha_ignores_topic(d->host, filter))
 		mqtt_link_subscribe(d->host->link, filter, qos);
 	return OH_OK;
 }
@@ -182,7 +182,9 @@ void dispatch_on_connect(struct dispatch *d)
 				break;
 			}
 		}
-		if(!seen)
+		/* On a pair the commands come through the leader's session
+		 * (ha.c), not this connection. */
+		if(!seen && !ha_ignores_topic(d->host, s->filter))
 			mqtt_link_subscribe(d->host->link, s->filter, filter_qos(d, s->filter));
 	}
 }

@@ -36,6 +36,7 @@
 #include "metrics.h"
 #include "plugin_ctx.h"
 #include "shared_buf.h"
+#include "store.h"
 #include "utf8.h"
 
 /* ---- security headers, applied to every response in one place ------------- */
@@ -642,6 +643,14 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 			return;
 		}
 	}
+	if(http_method_changes_state(req->method) && !ha_acting(s->host)) {
+		/* A standby changes nothing: the client goes to the leader. */
+		json_t *body = json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "NOT_LEADER", "message",
+				"this host is a standby; send state changes to the leader", "leader",
+				ha_leader_json(s->host));
+		oh_reply_json(req, 503, body);
+		return;
+	}
 	req->in_handler = true;
 	current = req;
 	r->fn(r->owner, req, r->ud);
@@ -652,6 +661,49 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 const char *http_current_token(void)
 {
 	return current && current->token ? current->token->name : NULL;
+}
+
+/* ---- replies that wait for the store (store.h, publish.c) ------------------- */
+
+struct http_hold {
+	struct oh_http_req *req; /* NULL once the client is gone */
+};
+
+static void reply_committed(int rc, void *ud)
+{
+	struct http_hold *hd = ud;
+	struct oh_http_req *req = hd->req;
+	free(hd);
+	if(!req)
+		return;
+	req->hold = NULL;
+	req->committed = true;
+	if(rc) {
+		/* What the reply reports was not kept. */
+		MHD_destroy_response(req->response);
+		req->response = NULL;
+		req->status = 0;
+		oh_reply_error(req, 503, "NOT_LEADER", "the change was not stored: this host stopped leading");
+		return;
+	}
+	req->suspended = false;
+	MHD_resume_connection(req->conn);
+	http__kick(req->server);
+}
+
+/* Holds a state change's reply until the store has committed it. */
+static void hold_reply(struct oh_http_req *req)
+{
+	struct http_hold *hd = calloc(1, sizeof *hd);
+	if(!hd) {
+		req->committed = true; /* no memory to wait: answer now */
+		return;
+	}
+	hd->req = req;
+	req->hold = hd;
+	req->suspended = true;
+	MHD_suspend_connection(req->conn);
+	store_when_committed(req->server->host->store, reply_committed, hd);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -698,6 +750,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if(!req->dispatched)
 		dispatch_request(s, req);
+	if(req->response && !req->committed && http_method_changes_state(req->method) &&
+			store_pending(s->host->store)) {
+		hold_reply(req);
+		if(req->hold)
+			return MHD_YES;
+	}
 	if(req->response)
 		return queue_reply(req);
 	if(!req->suspended && !req->stream) {
@@ -737,6 +795,8 @@ static void on_completed(
 	if(!req)
 		return;
 	*con_cls = NULL;
+	if(req->hold)
+		req->hold->req = NULL;
 	if(req->stream) {
 		http__stream_gone(req);
 	} else if(!req->status && req->gone_fn) {

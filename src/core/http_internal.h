@@ -59,6 +59,8 @@ struct oh_http_req {
 	bool dispatched;
 	bool in_handler;
 	bool suspended;
+	bool committed;                /* its state writes are durable (store.h) */
+	struct http_hold *hold;        /* waiting for them, or NULL */
 	struct MHD_Response *response; /* set by a reply, queued by on_request */
 	unsigned status;
 	oh_req_gone_fn gone_fn;

@@ -115,6 +115,9 @@ static void on_message(struct mqtt_link *link, const char *topic, const void *pa
 {
 	struct host *h = ud;
 	registry_heard_topic(h->registry, topic);
+	/* On a pair, commands come through the leader's own session (ha.c). */
+	if(ha_ignores_topic(h, topic))
+		return;
 	dispatch_on_message(h->dispatch, topic, payload, len, retained);
 }
 
@@ -142,6 +145,21 @@ static int failed(int rc, const char *what)
 	return rc;
 }
 
+/* A command from the leader's own session (ha.c). */
+static void deliver_command(struct host *h, const char *topic, const void *payload, size_t len, bool retained)
+{
+	dispatch_on_message(h->dispatch, topic, payload, len, retained);
+}
+
+/* A pair's new leader: the leases and jobs as the store has them (ha.c
+ * fetched them), and the snapshot it now publishes. */
+static void took_lead(struct host *h)
+{
+	leases_load(h->leases);
+	scheduler_load(h->scheduler);
+	snapshot_mark_dirty(h->snapshot);
+}
+
 /* Every failure is logged once, here or by the callee (see the top). */
 static int host_start(struct host *h)
 {
@@ -156,7 +174,7 @@ static int host_start(struct host *h)
 		return failed(OH_ERR_NOMEM, "event loop");
 	h->started_mono = time_now_mono();
 
-	h->store = store_open(h->cfg.state_dir, err, sizeof err);
+	h->store = store_open(&h->cfg, h->base, err, sizeof err);
 	if(!h->store) {
 		log_error("host", "%s", err);
 		return OH_ERR_IO;
@@ -216,9 +234,12 @@ static int host_start(struct host *h)
 	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
 			failed(scheduler_init(h), "scheduler") || failed(plugins_load_all(h), "plugins"))
 		return OH_ERR_INVAL;
-	/* The store names the file and what SQLite said. */
-	rc = leases_load(h->leases);
-	if(!rc)
+	if(failed(ha_start(h, took_lead, deliver_command), "ha"))
+		return OH_ERR_NOMEM;
+	/* The store names the file and what SQLite said.  A pair's leader
+	 * loads them when it takes the lead (ha.c). */
+	rc = ha_paired(h) ? OH_OK : leases_load(h->leases);
+	if(!rc && !ha_paired(h))
 		rc = scheduler_load(h->scheduler);
 	if(rc)
 		return rc;
@@ -241,6 +262,7 @@ static void host_stop(struct host *h)
 	api_plugins_stop(h);
 	if(h->plugins)
 		plugins_unload_all(h);
+	ha_free(h); /* its session before the loop goes */
 	scheduler_free(h->scheduler);
 	http_server_free(h->http);
 	audit_free(h);               /* commits the last records; publishes the last acks */

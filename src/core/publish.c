@@ -6,23 +6,44 @@
  * Commands to devices leave with an MQTT 5 message expiry (see below).
  * Kept apart from inbound routing (dispatch.c): publishing needs the link
  * and the metrics, never the subscriptions.
+ *
+ * Output waits for the state it reports: while the store has writes in
+ * flight (PostgreSQL, store.h), a publish is held, in order behind any
+ * held before it, until what was written before it is committed; a lease
+ * ack or a job's command never leaves ahead of the row that makes it
+ * true.  When the write fails the held messages are dropped (the host
+ * steps down, ha.c).  The SQLite store commits before returning, so
+ * nothing is ever held there.
  */
 #include "core.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "metrics.h"
 #include "mqtt_link.h"
+#include "store.h"
+
+struct held {
+	struct held *next;
+	struct host *host;
+	char *topic;
+	void *payload;
+	size_t len;
+	int qos;
+	bool retain;
+	int state; /* 0: waiting for the store, 1: committed, -1: failed */
+};
+
+/* The held publishes, oldest first.  One host per process. */
+static struct held *held_head, *held_tail;
 
 void host_publish_tap(struct host *h, host_evt_tap_fn fn)
 {
 	h->evt_tap = fn;
 }
 
-int host_publish(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain)
-{
-	return host_publish_mid(h, topic, payload, len, qos, retain, NULL);
-}
-
-int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
+static int send_now(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
 		int *mid)
 {
 	const char *kind = metrics_topic_kind(h, topic);
@@ -39,4 +60,75 @@ int host_publish_mid(struct host *h, const char *topic, const void *payload, siz
 	if(kind == METRICS_KIND_EVENT && h->evt_tap)
 		h->evt_tap(h, topic, payload, len);
 	return rc;
+}
+
+static void held_free(struct held *m)
+{
+	free(m->topic);
+	free(m->payload);
+	free(m);
+}
+
+/* Sends (or drops) the held messages whose writes are settled, in order. */
+static void release(void)
+{
+	while(held_head && held_head->state) {
+		struct held *m = held_head;
+		held_head = m->next;
+		if(!held_head)
+			held_tail = NULL;
+		if(m->state > 0)
+			send_now(m->host, m->topic, m->payload, m->len, m->qos, m->retain, NULL);
+		held_free(m);
+	}
+}
+
+static void committed(int rc, void *ud)
+{
+	struct held *m = ud;
+	m->state = rc ? -1 : 1;
+	release();
+}
+
+static int hold(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain)
+{
+	struct held *m = calloc(1, sizeof *m);
+	if(!m || !(m->topic = strdup(topic)) || !(m->payload = malloc(len ? len : 1))) {
+		if(m)
+			free(m->topic);
+		free(m);
+		return OH_ERR_NOMEM;
+	}
+	memcpy(m->payload, payload, len);
+	m->host = h;
+	m->len = len;
+	m->qos = qos;
+	m->retain = retain;
+	if(held_tail)
+		held_tail->next = m;
+	else
+		held_head = m;
+	held_tail = m;
+	/* Behind the writes made so far; at once when there are none. */
+	store_when_committed(h->store, committed, m);
+	return OH_OK;
+}
+
+int host_publish(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain)
+{
+	return host_publish_mid(h, topic, payload, len, qos, retain, NULL);
+}
+
+int host_publish_mid(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
+		int *mid)
+{
+	/* A standby of a pair sends no command to a device, whatever a
+	 * plugin's own timers want: only the leader acts (ha.c). */
+	if(!ha_acting(h) && metrics_topic_kind(h, topic) == METRICS_KIND_DEVICE_COMMAND)
+		return OH_ERR_DENIED;
+	/* A caller wanting the message id (the snapshot) reports no state of
+	 * a write, and needs the id now. */
+	if(!mid && (held_head || store_pending(h->store)))
+		return hold(h, topic, payload, len, qos, retain);
+	return send_now(h, topic, payload, len, qos, retain, mid);
 }

@@ -853,7 +853,9 @@ static void on_forget_scan(evutil_socket_t fd, short what, void *arg)
 	period = period < FORGET_SCAN_MIN_S          ? FORGET_SCAN_MIN_S
 			: period > FORGET_SCAN_MAX_S ? FORGET_SCAN_MAX_S
 						     : period;
-	if(r->settling || !mqtt_link_connected(r->host->link)) {
+	/* A standby of a pair leaves forgetting to the leader, whose cleared
+	 * topics reach it like any other. */
+	if(r->settling || !mqtt_link_connected(r->host->link) || !ha_acting(r->host)) {
 		forget_arm(r, period);
 		return;
 	}

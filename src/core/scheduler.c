@@ -646,6 +646,10 @@ static void run_due(struct scheduler *s)
 		 * written back with the outcome. */
 		int rc = j->state == JOB_DONE && s->h->store ? store_job_delete(s->h->store, j->id)
 							     : persist(s, j);
+		/* Shared stores keep one row per (job, due): a run the database
+		 * has seen is never dispatched again, by any host. */
+		if(!rc && !p->miss && s->h->store)
+			rc = store_job_run(s->h->store, j->id, p->due);
 		if(rc) {
 			/* Not durable, so not run: as if it had not been due yet.
 			 * The store is failing: the rest waits too. */

@@ -260,7 +260,7 @@ static void publish_now(struct snapshot *s)
 	double now = time_now_mono();
 	if(s->in_flight && now - s->in_flight_since > SNAPSHOT_ACK_WAIT_S)
 		s->in_flight = false;
-	if(s->unpublished && !s->in_flight && !registry_settling(s->host->registry)) {
+	if(s->unpublished && !s->in_flight && !registry_settling(s->host->registry) && ha_acting(s->host)) {
 		struct host *h = s->host;
 		int mid = 0;
 		int rc = host_publish_mid(h, s->topic, snap->data, snap->len, 1, true, &mid);

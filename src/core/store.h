@@ -1,25 +1,47 @@
 /*
  * Durable state behind one small interface: leases, scheduled jobs, the
- * last known document of each device, plugins' documents and the audit
- * trail (audit.c).
- * The SQLite backend (store_sqlite.c) is the only one today; a PostgreSQL
- * backend for a pair of hosts would implement the same operations.
- * Every write is committed before the call returns.
+ * runs of jobs, the last known document of each device, plugins'
+ * documents and the audit trail (audit.c).
+ *
+ * Two backends implement it (struct store_ops): SQLite (store_sqlite.c),
+ * one file in state_dir, every write committed before the call returns;
+ * and PostgreSQL (store_pg.c), shared by hosts that fail over to each
+ * other (docs/ha.md), where a write is queued on a non-blocking
+ * connection and committed a round trip later.
+ *
+ * Callers write as before and get OH_OK when the write is committed
+ * (SQLite) or queued (PostgreSQL).  What must not be seen before the
+ * state it depends on is durable, the acknowledgement of a lease or the
+ * command of a job whose next run was just stored, waits for
+ * store_when_committed(): publish.c holds the host's publishes and http.c
+ * its replies while writes are in flight, in order, so leases.c and
+ * scheduler.c need not know which backend they talk to.  A PostgreSQL
+ * write that fails means this host is no longer the leader (ha.c): the
+ * held output is dropped, never sent, and the host steps down.
  *
  * Calls run on the event loop and never wait long for other processes:
- * while one holds the database (a backup, the sqlite3 shell), a write fails
- * after a few milliseconds with OH_ERR_IO and changes nothing, and the
- * caller refuses what it was asked (a lease, a job) or tries again later
- * (the scheduler's runs).  Only the *_load calls, made at start-up, wait
- * up to 2 s.
+ * while one holds the SQLite database (a backup, the sqlite3 shell), a
+ * write fails after a few milliseconds with OH_ERR_IO and changes nothing,
+ * and the caller refuses what it was asked (a lease, a job) or tries again
+ * later (the scheduler's runs).  Only the *_load calls, made at start-up
+ * (SQLite) or when this host becomes the leader (PostgreSQL, from rows
+ * fetched beforehand without blocking), may wait.
+ *
+ * Adding a table: one op in struct store_ops, its SQL in each backend, a
+ * wrapper below; on PostgreSQL the table also gets the fencing trigger
+ * (store_pg.c, "migrations"), so a deposed leader's write is refused.
  */
 #ifndef OH_STORE_H
 #define OH_STORE_H
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct store;
+struct event_base;
+struct config;
 
 struct store_lease {
 	const char *key;
@@ -27,20 +49,97 @@ struct store_lease {
 	double expires_at; /* wall-clock seconds */
 };
 
-/* Opens (creating) the store under dir; err gets a message on failure. */
-struct store *store_open(const char *dir, char *err, size_t errlen);
+typedef void (*store_lease_fn)(const struct store_lease *l, void *ud);
+typedef void (*store_job_fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud);
+typedef void (*store_device_fn)(
+		const char *id, const char *doc /* borrowed */, size_t len, double last_seen, void *ud);
+typedef void (*store_doc_fn)(const char *key, json_t *doc /* borrowed */, void *ud);
+
+/*
+ * The audit trail (audit.c, docs/audit.md): one row per record, numbered
+ * by seq, which only grows (never reused: pruning keeps the newest row).
+ * The strings are borrowed for the call; NULL is stored as NULL.  detail is
+ * JSON text or NULL; latency_ms < 0 means none.
+ */
+struct store_audit {
+	long long seq; /* set by store_audit_insert; read by queries */
+	double ts;     /* wall-clock seconds */
+	const char *kind, *action, *actor, *requested_by, *token, *device_id, *module, *req_id, *code, *error,
+			*detail;
+	double latency_ms;
+};
+/* Filters of a query: NULL strings and since/until <= 0 filter nothing;
+ * before_seq > 0 keeps rows below it (the keyset cursor).  Rows come newest
+ * first. */
+struct store_audit_filter {
+	const char *kind, *action, *actor, *device_id, *code, *module;
+	double since, until;
+	long long before_seq;
+};
+typedef void (*store_audit_fn)(const struct store_audit *r, void *ud);
+/* rc: OH_OK when every write made before store_when_committed() is
+ * committed; OH_ERR_IO when one failed (then none of the later ones are
+ * to be trusted either). */
+typedef void (*store_done_fn)(int rc, void *ud);
+
+/* One backend.  b is the backend's own state.  NULL for an optional op. */
+struct store_ops {
+	const char *name; /* "sqlite", "postgresql" */
+	void (*close)(void *b);
+	int (*lease_put)(void *b, const struct store_lease *lease);
+	int (*lease_delete)(void *b, const char *key);
+	int (*lease_load)(void *b, store_lease_fn fn, void *ud);
+	int (*job_put)(void *b, const char *id, const char *module, const json_t *doc);
+	int (*job_delete)(void *b, const char *id);
+	int (*job_load)(void *b, store_job_fn fn, void *ud);
+	/* Records that job id ran for due; OH_ERR_EXISTS when it already did
+	 * (PostgreSQL: a UNIQUE (job, due) constraint).  NULL: one host only,
+	 * nothing to guard against. */
+	int (*job_run)(void *b, const char *id, int64_t due);
+	int (*device_put)(void *b, const char *id, const char *doc, size_t len, double last_seen);
+	int (*device_delete)(void *b, const char *id);
+	int (*device_load)(void *b, store_device_fn fn, void *ud);
+	int (*doc_put)(void *b, const char *module, const char *collection, const char *key, const json_t *doc);
+	int (*doc_delete)(void *b, const char *module, const char *collection, const char *key);
+	int (*doc_load)(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud);
+	/* The audit trail; NULL: this backend has none yet (the audit is off,
+	 * audit.c says so at start-up). */
+	int (*audit_insert)(void *b, struct store_audit *r);
+	int (*audit_query)(void *b, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+			void *ud, size_t *n_out);
+	int (*audit_prune)(void *b, double before, long long max_rows, size_t batch, size_t *removed);
+	int (*begin)(void *b, bool relaxed);
+	int (*commit)(void *b);
+	/* Writes queued and not yet committed; NULL: never any. */
+	bool (*pending)(void *b);
+	/* Calls fn once what was written so far is committed; NULL: at once. */
+	void (*when_committed)(void *b, store_done_fn fn, void *ud);
+};
+
+/* Opens the configured backend: SQLite under cfg->state_dir, or a
+ * PostgreSQL connection made in the background on base (a database that
+ * is down is retried; store_status says why).  err gets a message on
+ * failure. */
+struct store *store_open(const struct config *cfg, struct event_base *base, char *err, size_t errlen);
+/* The SQLite store under dir (unit tests, tools). */
+struct store *store_open_dir(const char *dir, char *err, size_t errlen);
 void store_close(struct store *s);
+/* "sqlite" or "postgresql". */
+const char *store_backend(const struct store *s);
+/* The backend's state (borrowed: store_pg.c's, for ha.c), or NULL. */
+void *store_backend_state(struct store *s, const struct store_ops *ops);
 
 int store_lease_put(struct store *s, const struct store_lease *lease);
 int store_lease_delete(struct store *s, const char *key);
 /* Calls fn for every stored lease. */
-int store_lease_load(struct store *s, void (*fn)(const struct store_lease *l, void *ud), void *ud);
+int store_lease_load(struct store *s, store_lease_fn fn, void *ud);
 
 /* Jobs are stored as JSON documents keyed by id, with the executing module. */
 int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc);
 int store_job_delete(struct store *s, const char *id);
-int store_job_load(struct store *s,
-		void (*fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud), void *ud);
+int store_job_load(struct store *s, store_job_fn fn, void *ud);
+/* See struct store_ops.job_run. */
+int store_job_run(struct store *s, const char *id, int64_t due);
 
 /*
  * The registry's last merged document per device (JSON text, borrowed for
@@ -49,10 +148,7 @@ int store_job_load(struct store *s,
  */
 int store_device_put(struct store *s, const char *id, const char *doc, size_t len, double last_seen);
 int store_device_delete(struct store *s, const char *id);
-int store_device_load(struct store *s,
-		void (*fn)(const char *id, const char *doc /* borrowed */, size_t len, double last_seen,
-				void *ud),
-		void *ud);
+int store_device_load(struct store *s, store_device_fn fn, void *ud);
 
 /*
  * Plugins' documents (oh_doc_* in include/oh/host.h): JSON objects keyed by
@@ -63,8 +159,19 @@ int store_device_load(struct store *s,
 int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
 		const json_t *doc);
 int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key);
-int store_doc_load(struct store *s, const char *module, const char *collection,
-		void (*fn)(const char *key, json_t *doc /* borrowed */, void *ud), void *ud);
+int store_doc_load(struct store *s, const char *module, const char *collection, store_doc_fn fn, void *ud);
+
+/* The audit trail.  insert: into the open transaction (or on its own),
+ * setting r->seq.  query: at most limit rows to fn (r borrowed for the
+ * call), *n_out (may be NULL) how many.  prune: at most batch of the
+ * oldest rows older than before (wall-clock seconds, <= 0: none by age;
+ * never the newest row) or beyond the newest max_rows (<= 0: no cap).
+ * OH_ERR_IO from a backend without them. */
+bool store_has_audit(const struct store *s);
+int store_audit_insert(struct store *s, struct store_audit *r);
+int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+		void *ud, size_t *n_out);
+int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed);
 
 /*
  * Groups writes into one transaction, so a batch of job updates costs one
@@ -82,43 +189,27 @@ int store_begin_relaxed(struct store *s);
  * transaction's writes were kept. */
 int store_commit(struct store *s);
 
-/*
- * The audit trail (audit.c, docs/audit.md): one row per record, numbered
- * by seq, which only grows (never reused: pruning keeps the newest row).  The
- * strings are borrowed for the call; NULL is stored as NULL.  detail is
- * JSON text or NULL; latency_ms < 0 means none.
- */
-struct store_audit {
-	long long seq; /* set by store_audit_insert; read by queries */
-	double ts;     /* wall-clock seconds */
-	const char *kind, *action, *actor, *requested_by, *token, *device_id, *module, *req_id, *code, *error,
-			*detail;
-	double latency_ms;
-};
-/* Inserts r inside the open transaction (or on its own) and sets r->seq. */
-int store_audit_insert(struct store *s, struct store_audit *r);
-/* Filters of a query: NULL strings and since/until <= 0 filter nothing;
- * before_seq > 0 keeps rows below it (the keyset cursor).  Rows come newest
- * first. */
-struct store_audit_filter {
-	const char *kind, *action, *actor, *device_id, *code, *module;
-	double since, until;
-	long long before_seq;
-};
-/* Calls fn for at most limit rows (r borrowed for the call); *n_out (may
- * be NULL) gets how many. */
-int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit,
-		void (*fn)(const struct store_audit *r, void *ud), void *ud, size_t *n_out);
-/* Deletes at most batch of the oldest rows that are older than before
- * (wall-clock seconds, <= 0: none by age; never the newest row) or beyond the newest max_rows
- * (<= 0: no cap); *removed gets how many went. */
-int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed);
-
 /* Whether a transaction is open (store_begin without its commit yet). */
 bool store_in_txn(const struct store *s);
 /* The one handler told when the outermost transaction ends: ok says
  * whether its writes were committed (audit.c, to publish what waited for
  * them).  fn NULL: none. */
 void store_on_commit(struct store *s, void (*fn)(void *ud, bool ok), void *ud);
+
+/* Whether writes are queued and not yet committed (s may be NULL). */
+bool store_pending(const struct store *s);
+/* Calls fn(rc, ud) once every write made so far is committed (at once when
+ * none is pending).  See the top. */
+void store_when_committed(struct store *s, store_done_fn fn, void *ud);
+
+/* ---- the backends (store_sqlite.c, store_pg.c) -------------------------------- */
+
+extern const struct store_ops store_sqlite_ops;
+void *store_sqlite_open(const char *dir, char *err, size_t errlen);
+extern const struct store_ops store_pg_ops;
+void *store_pg_open(const struct config *cfg, struct event_base *base, char *err, size_t errlen);
+/* Refuses a conninfo libpq cannot parse or that carries a password, naming
+ * store.conninfo; 0 when it is fine. */
+int store_pg_check_conninfo(const char *conninfo, const char *file, char *err, size_t errlen);
 
 #endif

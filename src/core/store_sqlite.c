@@ -1,5 +1,5 @@
 /*
- * The SQLite store: one file, {state_dir}/state.db, in WAL mode with full
+ * The SQLite store (store.h's default backend): one file, {state_dir}/state.db, in WAL mode with full
  * synchronous commits, so a lease acknowledged to a client survives kill -9
  * and power loss alike.  Statements are prepared once.  Every failure names
  * the file and says what SQLite said, since "database disk image is
@@ -69,8 +69,9 @@ static const char *const stmt_sql[N_STMTS] = {
 		/* The oldest first, a batch at a time, each by the primary key:
 		 * the oldest rows by seq that are older than the cutoff (seq and ts
 		 * grow together; a clock stepped back keeps a row a little longer),
-		 * or past the newest max_rows (seq only grows, so rows above
-		 * max(seq) - max_rows are at most max_rows). */
+		 * never the newest (so seq is never given again), or past the
+		 * newest max_rows (rows above max(seq) - max_rows are at most
+		 * max_rows). */
 		[AUDIT_PRUNE_AGE] =
 				"DELETE FROM audit WHERE seq IN (SELECT seq FROM (SELECT seq, ts FROM audit"
 				" ORDER BY seq LIMIT ?2) WHERE ts < ?1 AND seq < (SELECT MAX(seq) FROM audit))",
@@ -78,16 +79,16 @@ static const char *const stmt_sql[N_STMTS] = {
 				     " (SELECT IFNULL(MAX(seq), 0) FROM audit) - ?1 ORDER BY seq LIMIT ?2)",
 };
 
-struct store {
+struct sqlite_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[N_STMTS];
 	char *path;      /* {state_dir}/state.db, for messages */
 	int txn_depth;   /* store_begin() nesting */
 	bool relaxed;    /* the open transaction commits without fsync */
 	bool locked_out; /* the last write found the database locked */
-	void (*on_commit)(void *ud, bool ok);
-	void *on_commit_ud;
 };
+
+static void sq_close(void *b);
 
 /* What to do about it, for the errors an operator can act on. */
 static const char *hint(sqlite3 *db)
@@ -108,11 +109,11 @@ static const char *hint(sqlite3 *db)
 	}
 }
 
-struct store *store_open(const char *dir, char *err, size_t errlen)
+void *store_sqlite_open(const char *dir, char *err, size_t errlen)
 {
 	if(state_dir_create(dir, err, errlen))
 		return NULL;
-	struct store *s = calloc(1, sizeof *s);
+	struct sqlite_store *s = calloc(1, sizeof *s);
 	size_t n = strlen(dir) + sizeof "/state.db";
 	if(!s || !(s->path = malloc(n))) {
 		snprintf(err, errlen, "state_dir: out of memory");
@@ -140,13 +141,13 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 			"CREATE TABLE IF NOT EXISTS docs(module TEXT NOT NULL, collection TEXT NOT NULL,"
 			" key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY(module, collection, key));"
 			/* seq is the rowid: max + 1, so never given twice as long as
-			 * the newest row stays, which pruning never removes (no
-			 * AUTOINCREMENT: its counter row was one more page written
-			 * per batch).  Every index costs each record
-			 * (docs/performance.md): only the filters with many values
-			 * have one.  kind, action, code and module have a handful,
-			 * and time follows seq, so a scan down seq finds a page of
-			 * them soon enough. */
+			      * the newest row stays, which pruning never removes (no
+			      * AUTOINCREMENT: its counter row was one more page written
+			      * per batch).  Every index costs each record
+			      * (docs/performance.md): only the filters with many values
+			      * have one.  kind, action, code and module have a handful,
+			      * and time follows seq, so a scan down seq finds a page of
+			      * them soon enough. */
 			"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY,"
 			" ts REAL NOT NULL, kind TEXT NOT NULL, action TEXT, actor TEXT, requested_by TEXT,"
 			" token TEXT, device_id TEXT, module TEXT, req_id TEXT, code TEXT, latency_ms REAL,"
@@ -174,12 +175,13 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 	return s;
 
 fail:
-	store_close(s);
+	sq_close(s);
 	return NULL;
 }
 
-void store_close(struct store *s)
+static void sq_close(void *b)
 {
+	struct sqlite_store *s = b;
 	if(!s)
 		return;
 	for(int i = 0; i < N_STMTS; i++)
@@ -197,7 +199,7 @@ static bool is_busy(int rc)
 
 /* Logs a failed write: a lock held elsewhere once per outage (it can last
  * as long as a backup, with writes failing all along), the rest each time. */
-static int write_failed(struct store *s, int rc, const char *what, const char *msg)
+static int write_failed(struct sqlite_store *s, int rc, const char *what, const char *msg)
 {
 	if(!is_busy(rc)) {
 		log_error("store", "%s: %s failed: %s%s", s->path, what, msg, hint(s->db));
@@ -211,7 +213,7 @@ static int write_failed(struct store *s, int rc, const char *what, const char *m
 	return OH_ERR_IO;
 }
 
-static void write_worked(struct store *s)
+static void write_worked(struct sqlite_store *s)
 {
 	if(s->locked_out) {
 		log_info("store", "%s is writable again", s->path);
@@ -220,7 +222,7 @@ static void write_worked(struct store *s)
 }
 
 /* Runs a prepared write statement to completion. */
-static int step_done(struct store *s, sqlite3_stmt *st)
+static int step_done(struct sqlite_store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -235,18 +237,19 @@ static int step_done(struct store *s, sqlite3_stmt *st)
 
 /* Reads may wait as long as at start-up: they run then, and in WAL mode
  * another process's write lock does not block them anyway. */
-static void load_begin(struct store *s)
+static void load_begin(struct sqlite_store *s)
 {
 	sqlite3_busy_timeout(s->db, STORE_BUSY_START_MS);
 }
 
-static void load_end(struct store *s)
+static void load_end(struct sqlite_store *s)
 {
 	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 }
 
-int store_lease_put(struct store *s, const struct store_lease *l)
+static int sq_lease_put(void *b, const struct store_lease *l)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[LEASE_PUT];
 	sqlite3_bind_text(st, 1, l->key, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, l->holder, -1, SQLITE_TRANSIENT);
@@ -254,15 +257,16 @@ int store_lease_put(struct store *s, const struct store_lease *l)
 	return step_done(s, st);
 }
 
-int store_lease_delete(struct store *s, const char *key)
+static int sq_lease_delete(void *b, const char *key)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[LEASE_DEL];
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
 	return step_done(s, st);
 }
 
 /* Ends a read of every row; rc is the last sqlite3_step() result. */
-static int load_done(struct store *s, sqlite3_stmt *st, int rc, const char *what)
+static int load_done(struct sqlite_store *s, sqlite3_stmt *st, int rc, const char *what)
 {
 	load_end(s);
 	if(rc != SQLITE_DONE)
@@ -272,8 +276,9 @@ static int load_done(struct store *s, sqlite3_stmt *st, int rc, const char *what
 	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
 }
 
-int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, void *), void *ud)
+static int sq_lease_load(void *b, void (*fn)(const struct store_lease *, void *), void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[LEASE_ALL];
 	int rc;
 	load_begin(s);
@@ -291,7 +296,7 @@ int store_lease_load(struct store *s, void (*fn)(const struct store_lease *, voi
 
 /* Binds doc as JSON text to column col of st, whose other columns are
  * bound, and runs it; the bindings are cleared either way. */
-static int put_json(struct store *s, sqlite3_stmt *st, int col, const json_t *doc)
+static int put_json(struct sqlite_store *s, sqlite3_stmt *st, int col, const json_t *doc)
 {
 	char *text = json_dumps(doc, JSON_COMPACT);
 	if(!text) {
@@ -302,23 +307,26 @@ static int put_json(struct store *s, sqlite3_stmt *st, int col, const json_t *do
 	return step_done(s, st);
 }
 
-int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc)
+static int sq_job_put(void *b, const char *id, const char *module, const json_t *doc)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_PUT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, module, -1, SQLITE_TRANSIENT);
 	return put_json(s, st, 3, doc);
 }
 
-int store_job_delete(struct store *s, const char *id)
+static int sq_job_delete(void *b, const char *id)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_DEL];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	return step_done(s, st);
 }
 
-int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_t *, void *), void *ud)
+static int sq_job_load(void *b, void (*fn)(const char *, const char *, json_t *, void *), void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_ALL];
 	int rc;
 	load_begin(s);
@@ -337,8 +345,9 @@ int store_job_load(struct store *s, void (*fn)(const char *, const char *, json_
 	return load_done(s, st, rc, "jobs");
 }
 
-int store_device_put(struct store *s, const char *id, const char *doc, size_t len, double last_seen)
+static int sq_device_put(void *b, const char *id, const char *doc, size_t len, double last_seen)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DEVICE_PUT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, doc, (int)len, SQLITE_STATIC);
@@ -346,16 +355,18 @@ int store_device_put(struct store *s, const char *id, const char *doc, size_t le
 	return step_done(s, st);
 }
 
-int store_device_delete(struct store *s, const char *id)
+static int sq_device_delete(void *b, const char *id)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DEVICE_DEL];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	return step_done(s, st);
 }
 
-int store_device_load(struct store *s,
+static int sq_device_load(void *b,
 		void (*fn)(const char *id, const char *doc, size_t len, double last_seen, void *ud), void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DEVICE_ALL];
 	int rc;
 	load_begin(s);
@@ -369,9 +380,9 @@ int store_device_load(struct store *s,
 	return load_done(s, st, rc, "devices");
 }
 
-int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
-		const json_t *doc)
+static int sq_doc_put(void *b, const char *module, const char *collection, const char *key, const json_t *doc)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DOC_PUT];
 	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
@@ -379,8 +390,9 @@ int store_doc_put(struct store *s, const char *module, const char *collection, c
 	return put_json(s, st, 4, doc);
 }
 
-int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key)
+static int sq_doc_delete(void *b, const char *module, const char *collection, const char *key)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DOC_DEL];
 	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
@@ -388,9 +400,9 @@ int store_doc_delete(struct store *s, const char *module, const char *collection
 	return step_done(s, st);
 }
 
-int store_doc_load(struct store *s, const char *module, const char *collection,
-		void (*fn)(const char *key, json_t *doc, void *ud), void *ud)
+static int sq_doc_load(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DOC_ALL];
 	int rc;
 	load_begin(s);
@@ -412,72 +424,6 @@ int store_doc_load(struct store *s, const char *module, const char *collection,
 	return load_done(s, st, rc, "documents");
 }
 
-int store_begin(struct store *s)
-{
-	if(s->txn_depth++ > 0)
-		return OH_OK;
-	char *msg = NULL;
-	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
-	if(rc != SQLITE_OK) {
-		write_failed(s, rc, "begin", msg ? msg : sqlite3_errmsg(s->db));
-		sqlite3_free(msg);
-		s->txn_depth--;
-		return OH_ERR_IO;
-	}
-	return OH_OK;
-}
-
-int store_begin_relaxed(struct store *s)
-{
-	if(s->txn_depth == 0) {
-		/* WAL with synchronous=NORMAL: committed to the OS at once, so a
-		 * killed process loses nothing; synced at the next checkpoint or
-		 * FULL commit. */
-		sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-		s->relaxed = true;
-	}
-	int rc = store_begin(s);
-	if(rc && s->txn_depth == 0 && s->relaxed) {
-		/* No transaction to end: the writes that follow need FULL. */
-		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-		s->relaxed = false;
-	}
-	return rc;
-}
-
-int store_commit(struct store *s)
-{
-	if(s->txn_depth <= 0 || --s->txn_depth > 0)
-		return OH_OK;
-	char *msg = NULL;
-	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg);
-	if(rc != SQLITE_OK) {
-		rc = write_failed(s, rc, "commit", msg ? msg : sqlite3_errmsg(s->db));
-		sqlite3_free(msg);
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	} else {
-		write_worked(s);
-	}
-	if(s->relaxed) {
-		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-		s->relaxed = false;
-	}
-	if(s->on_commit)
-		s->on_commit(s->on_commit_ud, rc == OH_OK);
-	return rc;
-}
-
-bool store_in_txn(const struct store *s)
-{
-	return s->txn_depth > 0;
-}
-
-void store_on_commit(struct store *s, void (*fn)(void *ud, bool ok), void *ud)
-{
-	s->on_commit = fn;
-	s->on_commit_ud = ud;
-}
-
 /* ---- the audit trail ------------------------------------------------------------ */
 
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
@@ -488,8 +434,9 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
 		sqlite3_bind_null(st, i);
 }
 
-int store_audit_insert(struct store *s, struct store_audit *r)
+static int sq_audit_insert(void *b, struct store_audit *r)
 {
+	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[AUDIT_PUT];
 	sqlite3_bind_double(st, 1, r->ts);
 	const char *text[] = {r->kind, r->action, r->actor, r->requested_by, r->token, r->device_id,
@@ -508,8 +455,9 @@ int store_audit_insert(struct store *s, struct store_audit *r)
 	return rc;
 }
 
-int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed)
+static int sq_audit_prune(void *b, double before, long long max_rows, size_t batch, size_t *removed)
 {
+	struct sqlite_store *s = b;
 	*removed = 0;
 	int rc = OH_OK;
 	if(before > 0) {
@@ -534,9 +482,10 @@ int store_audit_prune(struct store *s, double before, long long max_rows, size_t
 	"seq, ts, kind, action, actor, requested_by, token, device_id, module, req_id, code, error,"         \
 	" detail, latency_ms"
 
-int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit,
-		void (*fn)(const struct store_audit *r, void *ud), void *ud, size_t *n_out)
+static int sq_audit_query(void *b, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+		void *ud, size_t *n_out)
 {
+	struct sqlite_store *s = b;
 	/* Built per query from the filters present, so that each can use its
 	 * index; the values are bound, never spliced in. */
 	const struct {
@@ -594,3 +543,86 @@ int store_audit_query(struct store *s, const struct store_audit_filter *f, size_
 		*n_out = rows;
 	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
 }
+
+static int begin_plain(void *b)
+{
+	struct sqlite_store *s = b;
+	if(s->txn_depth++ > 0)
+		return OH_OK;
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+	if(rc != SQLITE_OK) {
+		write_failed(s, rc, "begin", msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		s->txn_depth--;
+		return OH_ERR_IO;
+	}
+	return OH_OK;
+}
+
+static int begin_relaxed(void *b)
+{
+	struct sqlite_store *s = b;
+	if(s->txn_depth == 0) {
+		/* WAL with synchronous=NORMAL: committed to the OS at once, so a
+		 * killed process loses nothing; synced at the next checkpoint or
+		 * FULL commit. */
+		sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+		s->relaxed = true;
+	}
+	int rc = begin_plain(s);
+	if(rc && s->txn_depth == 0 && s->relaxed) {
+		/* No transaction to end: the writes that follow need FULL. */
+		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+		s->relaxed = false;
+	}
+	return rc;
+}
+
+static int sq_commit(void *b)
+{
+	struct sqlite_store *s = b;
+	if(s->txn_depth <= 0 || --s->txn_depth > 0)
+		return OH_OK;
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg);
+	if(rc != SQLITE_OK) {
+		rc = write_failed(s, rc, "commit", msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	} else {
+		write_worked(s);
+	}
+	if(s->relaxed) {
+		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+		s->relaxed = false;
+	}
+	return rc;
+}
+
+static int sq_begin(void *b, bool relaxed)
+{
+	return relaxed ? begin_relaxed(b) : begin_plain(b);
+}
+
+const struct store_ops store_sqlite_ops = {
+		.name = "sqlite",
+		.close = sq_close,
+		.lease_put = sq_lease_put,
+		.lease_delete = sq_lease_delete,
+		.lease_load = sq_lease_load,
+		.job_put = sq_job_put,
+		.job_delete = sq_job_delete,
+		.job_load = sq_job_load,
+		.device_put = sq_device_put,
+		.device_delete = sq_device_delete,
+		.device_load = sq_device_load,
+		.doc_put = sq_doc_put,
+		.doc_delete = sq_doc_delete,
+		.doc_load = sq_doc_load,
+		.audit_insert = sq_audit_insert,
+		.audit_query = sq_audit_query,
+		.audit_prune = sq_audit_prune,
+		.begin = sq_begin,
+		.commit = sq_commit,
+};

@@ -26,7 +26,7 @@ static struct store *open_store(void)
 	if(!st) {
 		char dir[512], err[512];
 		snprintf(dir, sizeof dir, "%s/state", fuzz_tmpdir());
-		if(!(st = store_open(dir, err, sizeof err))) {
+		if(!(st = store_open_dir(dir, err, sizeof err))) {
 			fprintf(stderr, "fuzz: %s\n", err);
 			abort();
 		}

@@ -30,6 +30,7 @@ RUNTIME_OF = {
     "libmicrohttpd-dev": "libmicrohttpd12",
     "libjansson-dev": "libjansson4",
     "libsqlite3-dev": "libsqlite3-0",
+    "libpq-dev": "libpq5",
     "zlib1g-dev": "zlib1g",
     "libavahi-client-dev": "libavahi-client3",
     "libgnutls28-dev": "libgnutls30",

@@ -124,6 +124,22 @@ static void test_errors(void)
 			{"{\"mqtt\": {\"protocol\": 5}}", {"mqtt.protocol", "string"}},
 			{"{\"command_expiry_s\": -1}", {"command_expiry_s", "range"}},
 			{"{\"command_expiry_s\": \"60\"}", {"command_expiry_s", "integer"}},
+			{"{\"store\": {\"backend\": \"mysql\"}}",
+					{"store.backend", "\"sqlite\" or \"postgresql\""}},
+			{"{\"store\": {\"backend\": \"postgresql\"}}", {"store.conninfo", "required"}},
+			{"{\"store\": {\"conninfo\": \"host=x\"}}", {"store.conninfo", "only for"}},
+			{"{\"store\": {\"backend\": \"postgresql\", \"conninfo\": \"host=x password=s\"}}",
+					{"store.conninfo", "password", "PGPASSWORD"}},
+			{"{\"store\": {\"backend\": \"postgresql\", \"conninfo\": \"postgresql://u:s@x/db\"}}",
+					{"store.conninfo", "password"}},
+			{"{\"store\": {\"backend\": \"postgresql\", \"conninfo\": \"host\"}}",
+					{"store.conninfo"}},
+			{"{\"ha\": {\"lease_s\": 0.5}}", {"ha.lease_s", "range"}},
+			{"{\"ha\": {\"node_id\": \"\"}}", {"ha.node_id"}},
+			{"{\"mqtt\": {\"hosts\": []}}", {"mqtt.hosts", "host:port"}},
+			{"{\"mqtt\": {\"hosts\": [\"a:1\", \"b\"]}}", {"mqtt.hosts[1]", "host:port"}},
+			{"{\"mqtt\": {\"hosts\": [\"a:0\"]}}", {"mqtt.hosts[0]"}},
+			{"{\"mqtt\": {\"hosts\": [\"::1:1883\"]}}", {"mqtt.hosts[0]"}},
 			{"{\"topic_root\": \"/lab/\"}", {"topic_root", "trailing"}},
 			{"{\"topic_root\": \"/lab/#\"}", {"topic_root"}},
 			{"{\"topic_root\": 5}", {"topic_root", "expected a string"}},
@@ -206,6 +222,29 @@ static void test_password_file(void)
 	unlink(pw);
 }
 
+/* A pair's store, and a broker cluster's addresses (docs/ha.md). */
+static void test_store_ha(void)
+{
+	struct config c;
+	CHECK(load("{\"store\": {\"backend\": \"postgresql\", \"conninfo\": \"host=db dbname=lab\"},"
+		   " \"ha\": {\"node_id\": \"a\", \"lease_s\": 2},"
+		   " \"mqtt\": {\"hosts\": [\"[::1]:1883\", \"b.lab:1884\"]}}",
+			      &c) == NULL);
+	CHECK_STR_EQ(c.store.backend, "postgresql");
+	CHECK_STR_EQ(c.ha.node_id, "a");
+	CHECK(c.ha.lease_s == 2);
+	CHECK(c.mqtt.n_hosts == 2);
+	CHECK_STR_EQ(c.mqtt.hosts[1], "b.lab:1884");
+	CHECK_STR_EQ(c.ha.client_id, "orchestrator-host-leader");
+	config_free(&c);
+	/* Defaults: SQLite, the machine's name, 5 s. */
+	CHECK(load("{}", &c) == NULL);
+	CHECK_STR_EQ(c.store.backend, "sqlite");
+	CHECK(c.ha.node_id && *c.ha.node_id);
+	CHECK(c.ha.lease_s == 5);
+	config_free(&c);
+}
+
 int main(void)
 {
 	snprintf(path, sizeof path, "/tmp/oh-test-config-%d.json", (int)getpid());
@@ -215,6 +254,7 @@ int main(void)
 	test_errors();
 	test_env();
 	test_password_file();
+	test_store_ha();
 	unlink(path);
 	return check_summary();
 }

@@ -36,7 +36,7 @@ static void setup(const char *state_dir)
 	struct mqtt_link_opts mo = {.host = "127.0.0.1", .port = 1, .client_id = "unit"};
 	struct mqtt_link_callbacks cb = {0};
 	h.link = mqtt_link_new(h.base, &mo, &cb, &h);
-	h.store = state_dir ? store_open(state_dir, err, sizeof err) : NULL;
+	h.store = state_dir ? store_open_dir(state_dir, err, sizeof err) : NULL;
 	h.leases = leases_new(&h);
 	if(!h.dispatch || !h.registry || !h.link || !h.leases || (state_dir && !h.store))
 		abort();

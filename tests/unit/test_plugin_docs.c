@@ -44,7 +44,7 @@ static void reopen(const char *dir)
 {
 	char err[256];
 	store_close(h.store);
-	h.store = store_open(dir, err, sizeof err);
+	h.store = store_open_dir(dir, err, sizeof err);
 	CHECK(h.store != NULL);
 }
 
@@ -52,7 +52,7 @@ int main(void)
 {
 	char dir[] = "/tmp/oh-docs-unit-XXXXXX", err[256];
 	CHECK(mkdtemp(dir) != NULL);
-	h.store = store_open(dir, err, sizeof err);
+	h.store = store_open_dir(dir, err, sizeof err);
 	CHECK(h.store != NULL);
 	oh_ctx ndi = ctx_of("ndi"), other = ctx_of("other");
 	json_t *a = json_pack("{s:s, s:b}", "source", "CAM-1", "recording", 0);

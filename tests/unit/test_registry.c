@@ -362,7 +362,7 @@ static void test_warm_start(void)
 	char err[256];
 	if(!mkdtemp(dir))
 		abort();
-	struct store *st = store_open(dir, err, sizeof err);
+	struct store *st = store_open_dir(dir, err, sizeof err);
 	CHECK(st != NULL);
 	if(!st)
 		return;

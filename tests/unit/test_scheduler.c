@@ -104,7 +104,7 @@ static void setup(const char *state_dir)
 	struct mqtt_link_callbacks cb = {0};
 	H.link = mqtt_link_new(H.base, &mo, &cb, NULL);
 	char err[256];
-	H.store = state_dir ? store_open(state_dir, err, sizeof err) : NULL;
+	H.store = state_dir ? store_open_dir(state_dir, err, sizeof err) : NULL;
 	CHECK(scheduler_init(&H) == OH_OK);
 	H.scheduler->now = fake_clock;
 	memset(&CTX, 0, sizeof CTX);
