@@ -195,6 +195,20 @@ static void publish_state(struct route *r)
 					"route", r->owner, r->error, details));
 }
 
+/* ROUTE_STATE for a route that is gone (reason: "unroute" or "forgotten"),
+ * so that a page's copy of the routes loses it without a refetch. */
+static void publish_removed(struct ndi *n, const char *device_id, const char *actor, const char *reason)
+{
+	char rid[40];
+	json_t *details = json_pack(
+			"{s:s, s:s, s:s}", "device_id", device_id, "state", "removed", "reason", reason);
+
+	if(details)
+		oh_ack_publish(n->ctx,
+				oh_ack_new(oh_new_id(rid, sizeof rid), true, "ROUTE_STATE", "route", actor,
+						NULL, details));
+}
+
 static void set_state(struct route *r, enum rstate s)
 {
 	if(r->state == s && r->published)
@@ -680,6 +694,7 @@ void ndi_routes_forget(struct ndi *n, const char *device_id)
 		return;
 	oh_doc_delete(n->ctx, COLL_ROUTES, device_id);
 	route_free(r);
+	publish_removed(n, device_id, "orchestrator", "forgotten");
 }
 
 /* ---- actions: route, unroute, apply_preset, preset put/delete ------------------ */
@@ -811,6 +826,7 @@ json_t *ndi_route_delete(struct ndi *n, const char *req_id, const char *actor, c
 		return store_failed(req_id, "unroute", actor, rc);
 	audit(n, actor, "unroute", device_id);
 	route_free(oh_map_remove(n->routes->routes, device_id));
+	publish_removed(n, device_id, actor, "unroute");
 	/* The device is left as it is: without a route, it is the apps'. */
 	return ack(req_id, "OK", "unroute", actor, NULL, json_pack("{s:s}", "device_id", device_id));
 }
