@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "broker_probe.h"
 #include "command_policy.h"
@@ -178,6 +179,8 @@ static int host_start(struct host *h)
 		log_error("host", "%s", err);
 		return OH_ERR_IO;
 	}
+	if(failed(audit_init(h), "audit"))
+		return OH_ERR_NOMEM;
 	h->dispatch = dispatch_new(h);
 	h->registry = registry_new(h);
 	h->leases = leases_new(h);
@@ -248,6 +251,8 @@ static int host_start(struct host *h)
 
 static void host_stop(struct host *h)
 {
+	/* Acks waiting for their records leave while the broker is there. */
+	audit_flush(h);
 	if(h->snapshot && h->link && mqtt_link_connected(h->link)) {
 		snapshot_flush(h->snapshot);
 		registry_flush(h->registry);
@@ -263,6 +268,7 @@ static void host_stop(struct host *h)
 	ha_free(h); /* its session before the loop goes */
 	scheduler_free(h->scheduler);
 	http_server_free(h->http);
+	audit_free(h);               /* commits the last records; publishes the last acks */
 	broker_probe_free(h->probe); /* before dispatch, whose subscription it may hold */
 	mqtt_link_free(h->link);
 	free(h->node);

@@ -226,8 +226,8 @@ static void ndi_device_forgotten(oh_ctx *ctx, const char *device_id)
 
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
-		.abi_minor = OH_ABI_MINOR_WALK, /* oh_topic_parse (1), device_forgotten (2), oh_doc_* (4),
-						   oh_device_walk (5) */
+		.abi_minor = OH_ABI_MINOR_AUDIT, /* oh_topic_parse (1), device_forgotten (2), oh_doc_* (4),
+						    oh_device_walk (5), oh_audit_record (6) */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,

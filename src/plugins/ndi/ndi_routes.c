@@ -712,12 +712,22 @@ static json_t *ack(const char *req_id, const char *code, const char *action, con
 }
 
 /*
- * The one place route and preset changes are recorded, once stored.
- * TODO(audit): call oh_audit_record() here once the audit trail's ABI
- * (issue 17) has landed; until then the change is logged.
+ * The one place route and preset changes are recorded, once stored: in
+ * the host's audit trail (kind "route"; docs/audit.md) and the log.
  */
 static void audit(struct ndi *n, const char *actor, const char *what, const char *target)
 {
+	bool device = !strcmp(what, "route") || !strcmp(what, "unroute");
+	json_t *detail = device ? NULL : json_pack("{s:s}", "preset", target);
+	struct oh_audit_record r = {.kind = "route",
+			.action = what,
+			.actor = actor,
+			.device_id = device ? target : NULL,
+			.detail = detail,
+			.latency_ms = -1};
+
+	oh_audit_record(n->ctx, &r);
+	json_decref(detail);
 	oh_log(n->ctx, OH_LOG_INFO, "%s %s by %s", what, target, actor);
 }
 
@@ -931,7 +941,7 @@ json_t *ndi_preset_put(
 		json_decref(doc);
 		return store_failed(req_id, "preset", actor, rc);
 	}
-	audit(n, actor, "preset put", name);
+	audit(n, actor, "preset_put", name);
 	json_t *old = NULL;
 	if(oh_map_put(n->routes->presets, name, doc, (void **)&old)) {
 		json_decref(doc);
@@ -954,7 +964,7 @@ json_t *ndi_preset_delete(struct ndi *n, const char *req_id, const char *actor, 
 	if(rc)
 		return store_failed(req_id, "preset", actor, rc);
 	json_decref(oh_map_remove(n->routes->presets, name));
-	audit(n, actor, "preset delete", name);
+	audit(n, actor, "preset_delete", name);
 	return ack(req_id, "OK", "preset", actor, NULL, json_pack("{s:s}", "name", name));
 }
 

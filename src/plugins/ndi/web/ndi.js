@@ -23,6 +23,8 @@
  *             removal) and is applied to the page's copy; a click is PUT /api/ndi/routes/{device}; presets are
  *             GET/PUT /api/ndi/presets[/{name}], POST .../apply, and a cron
  *             job with one apply_preset command
+ *   history   GET /api/audit (the host's audit trail): the last 50
+ *             commands' outcomes, so the acks table survives a reload
  *
  * Everything a device or another user supplied reaches the DOM through
  * OH.h (text nodes and attributes, never markup).
@@ -316,8 +318,10 @@
   var OUTCOMES = { COMPLETED: 1, FAILED: 1, TIMEOUT: 1 };
   function causalRank(code) { return OUTCOMES[code] || 0; }
 
-  /* Adds ack (an ack object) to its command's row, creating the row. */
-  function noteAck(ack, device) {
+  /* Adds ack (an ack object) to its command's row, creating the row: at
+   * the top, or with `older` (the audit trail's records, below) at the
+   * bottom while there is room. */
+  function noteAck(ack, device, older) {
     if (!ack || !ack.req_id) return;
     var id = String(ack.req_id);
     var entry = acks[id];
@@ -335,8 +339,14 @@
         cells: cells,
         events: []
       };
-      ackOrder.unshift(id);
-      el.acks.insertBefore(entry.row, el.acks.firstChild);
+      if (older) {
+        if (ackOrder.length >= MAX_ACKS) { delete acks[id]; return; }
+        ackOrder.push(id);
+        el.acks.appendChild(entry.row);
+      } else {
+        ackOrder.unshift(id);
+        el.acks.insertBefore(entry.row, el.acks.firstChild);
+      }
       while (ackOrder.length > MAX_ACKS) {
         var old = acks[ackOrder.pop()];
         if (old) { el.acks.removeChild(old.row); }
@@ -393,6 +403,19 @@
       loadDevices(dev ? [dev] : undefined);
     }
   });
+  /* After a reload the table starts with the last 50 commands' outcomes
+   * from the audit trail (GET /api/audit, newest first), not empty.  A
+   * host without it (audit.enabled false, an older host) leaves it so. */
+  function loadRecent() {
+    OH.fetchJSON('/api/audit?kind=command&module=ndi&limit=' + MAX_ACKS).then(function (body) {
+      (body && body.records || []).forEach(function (r) {
+        if (!r.req_id) return;
+        noteAck({ req_id: r.req_id, code: r.code, action: r.action, actor: r.actor, ts: r.ts,
+          error: r.error, details: { device_id: r.device_id } }, r.device_id, true);
+      });
+    }, function () { /* not available here: live acks only */ });
+  }
+
   OH.live.on('registry_delta', applyDelta);
   /* After a reconnect, catch up on what the stream did not carry. */
   OH.live.on('open', function () { loadDevices(); loadJobs(); loadRoutes(); loadPresets(); });
@@ -734,6 +757,7 @@
   loadPresets();
   loadSources();
   loadJobs();
+  loadRecent();
   /* Module status (input, recording) is not in the registry stream, and
    * lease countdowns move: refresh now and then. */
   setInterval(function () { loadDevices(); }, 10000);
