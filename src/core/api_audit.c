@@ -208,8 +208,11 @@ static void jsonl_row(struct strbuf *b, const struct store_audit *r)
 /* ---- a JSON page ------------------------------------------------------------------------ */
 
 struct page {
+	struct host *host;
+	struct oh_http_req *req; /* NULL once the client left */
 	json_t *records;
 	long long last;
+	size_t limit;
 };
 
 static void page_row(const struct store_audit *r, void *ud)
@@ -217,6 +220,31 @@ static void page_row(const struct store_audit *r, void *ud)
 	struct page *p = ud;
 	json_array_append_new(p->records, audit_json(r));
 	p->last = r->seq;
+}
+
+static void page_gone(struct oh_http_req *req, void *ud)
+{
+	((struct page *)ud)->req = NULL;
+}
+
+/* The page's rows are in (at once on SQLite, a round trip later on
+ * PostgreSQL): the deferred reply. */
+static void page_done(int rc, size_t got, void *ud)
+{
+	struct page *p = ud;
+	if(p->req && rc) {
+		oh_reply_error(p->req, 503, "STORE", "the audit trail cannot be read now: %s", oh_strerror(rc));
+	} else if(p->req) {
+		char cursor[24];
+		snprintf(cursor, sizeof cursor, "%lld", p->last);
+		oh_reply_json(p->req, 200,
+				json_pack("{s:O, s:o, s:b}", "records", p->records, "next_cursor",
+						got == p->limit && p->last > 1 ? json_string(cursor)
+									       : json_null(),
+						"enabled", p->host->audit != NULL));
+	}
+	json_decref(p->records);
+	free(p);
 }
 
 /* ---- an export ------------------------------------------------------------------------ */
@@ -232,6 +260,9 @@ struct export
 	long left; /* rows still wanted */
 	struct strbuf buf;
 	long long last;
+	size_t want;   /* rows asked of the query in flight */
+	bool querying; /* a query is in flight: its end frees x if gone */
+	bool gone;
 };
 
 static void export_free(struct export *x)
@@ -244,7 +275,11 @@ static void export_free(struct export *x)
 
 static void export_gone(struct http_stream *st, void *ud)
 {
-	export_free(ud);
+	struct export *x = ud;
+	if(x->querying)
+		x->gone = true;
+	else
+		export_free(x);
 }
 
 static void export_row(const struct store_audit *r, void *ud)
@@ -263,16 +298,17 @@ static void export_arm(struct export *x, int ms)
 	event_add(x->ev, &tv);
 }
 
-/* One chunk per loop turn; none while the client has much unread. */
-static void export_step(evutil_socket_t fd, short what, void *arg)
+static void export_step(evutil_socket_t fd, short what, void *arg);
+
+/* A chunk's rows are in: sent, then the next chunk, or the end. */
+static void export_chunk(int rc, size_t got, void *ud)
 {
-	struct export *x = arg;
-	if(http_stream_backlog(x->st) > EXPORT_BACKLOG) {
-		export_arm(x, EXPORT_WAIT_MS);
+	struct export *x = ud;
+	x->querying = false;
+	if(x->gone) {
+		export_free(x);
 		return;
 	}
-	size_t want = x->left < EXPORT_CHUNK ? (size_t)x->left : EXPORT_CHUNK, got = 0;
-	int rc = store_audit_query(x->host->store, &x->f, want, export_row, x, &got);
 	x->left -= (long)got;
 	x->f.before_seq = x->last;
 	size_t len = x->buf.len;
@@ -284,10 +320,25 @@ static void export_step(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	free(text);
-	if(got < want || x->left <= 0)
+	if(got < x->want || x->left <= 0)
 		http_stream_close(x->st); /* export_gone frees x */
 	else
 		export_arm(x, 0);
+}
+
+/* One chunk per loop turn; none while the client has much unread. */
+static void export_step(evutil_socket_t fd, short what, void *arg)
+{
+	struct export *x = arg;
+	if(http_stream_backlog(x->st) > EXPORT_BACKLOG) {
+		export_arm(x, EXPORT_WAIT_MS);
+		return;
+	}
+	x->want = x->left < EXPORT_CHUNK ? (size_t)x->left : EXPORT_CHUNK;
+	x->querying = true;
+	int rc = store_audit_query(x->host->store, &x->f, x->want, export_row, export_chunk, x);
+	if(rc)
+		export_chunk(rc, 0, x);
 }
 
 static void start_export(struct host *h, struct oh_http_req *req, json_t *q,
@@ -344,21 +395,22 @@ static void get_audit(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		start_export(h, req, q, &f, fmt, limit);
 		return;
 	}
-	struct page p = {.records = json_array()};
-	size_t got = 0;
-	int rc = p.records ? store_audit_query(h->store, &f, (size_t)limit, page_row, &p, &got) : OH_ERR_NOMEM;
-	json_decref(q);
-	if(rc) {
-		json_decref(p.records);
-		oh_reply_error(req, 503, "STORE", "the audit trail cannot be read now: %s", oh_strerror(rc));
+	struct page *p = calloc(1, sizeof *p);
+	if(p && !(p->records = json_array())) {
+		free(p);
+		p = NULL;
+	}
+	if(!p) {
+		json_decref(q);
+		oh_reply_error(req, 503, "NO_MEMORY", "out of memory");
 		return;
 	}
-	char cursor[24];
-	snprintf(cursor, sizeof cursor, "%lld", p.last);
-	oh_reply_json(req, 200,
-			json_pack("{s:o, s:o, s:b}", "records", p.records, "next_cursor",
-					got == (size_t)limit && p.last > 1 ? json_string(cursor) : json_null(),
-					"enabled", h->audit != NULL));
+	*p = (struct page){.host = h, .req = req, .records = p->records, .limit = (size_t)limit};
+	oh_req_on_gone(req, page_gone, p);
+	int rc = store_audit_query(h->store, &f, (size_t)limit, page_row, page_done, p);
+	json_decref(q);
+	if(rc)
+		page_done(rc, 0, p);
 }
 
 #define AUDIT_RECORD_SCHEMA                                                                                  \

@@ -203,13 +203,56 @@ static void publish_deferred(struct audit *a)
 	}
 }
 
-/* The store's commit handler: the staged records are durable (ok) or not. */
+/* A batch a round trip from its commit (PostgreSQL's queued writes). */
+struct durable {
+	struct audit *a;
+	size_t n;
+	struct pend *p[];
+};
+
+/* Told and counted only once committed; on a failure (this host lost the
+ * lead, or is closing: a may be gone) dropped, as its change is. */
+static void on_durable(int rc, void *ud)
+{
+	struct durable *d = ud;
+	for(size_t i = 0; i < d->n; i++) {
+		if(!rc && d->a->stored)
+			d->a->stored(d->a->host, &d->p[i]->r);
+		free(d->p[i]);
+	}
+	if(!rc)
+		metrics_add(d->a->m_records, NULL, (double)d->n);
+	free(d);
+}
+
+static void durable_later(struct audit *a)
+{
+	struct durable *d = malloc(sizeof *d + a->n_staged * sizeof d->p[0]);
+	if(!d) {
+		for(size_t i = 0; i < a->n_staged; i++)
+			free(a->staged[i]);
+		metrics_add(a->m_lost, NULL, (double)a->n_staged);
+		return;
+	}
+	d->a = a;
+	d->n = a->n_staged;
+	memcpy(d->p, a->staged, d->n * sizeof d->p[0]);
+	store_when_committed(a->host->store, on_durable, d);
+}
+
+/* The store's commit handler: the staged records are durable (ok), queued
+ * for a commit (PostgreSQL: durable_later), or not. */
 static void on_commit(void *ud, bool ok)
 {
 	struct audit *a = ud;
 	if(!a->n_staged && !a->acks)
 		return;
 	size_t lost = 0, kept = 0;
+	if(ok && a->n_staged && store_pending(a->host->store)) {
+		/* Queued, not committed yet (PostgreSQL): shown once it is. */
+		durable_later(a);
+		a->n_staged = 0;
+	}
 	for(size_t i = 0; i < a->n_staged; i++) {
 		struct pend *p = a->staged[i];
 		if(ok) {
@@ -225,7 +268,7 @@ static void on_commit(void *ud, bool ok)
 			free(p);
 		}
 	}
-	if(ok)
+	if(ok && a->n_staged)
 		metrics_add(a->m_records, NULL, (double)a->n_staged);
 	if(lost)
 		metrics_add(a->m_lost, NULL, (double)lost);

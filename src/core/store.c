@@ -176,11 +176,9 @@ int store_audit_insert(struct store *s, struct store_audit *r)
 }
 
 int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
-		void *ud, size_t *n_out)
+		store_audit_done_fn done, void *ud)
 {
-	if(n_out)
-		*n_out = 0;
-	return s->ops->audit_query ? s->ops->audit_query(s->b, f, limit, fn, ud, n_out) : OH_ERR_IO;
+	return s->ops->audit_query ? s->ops->audit_query(s->b, f, limit, fn, done, ud) : OH_ERR_IO;
 }
 
 int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed)

@@ -77,6 +77,8 @@ struct store_audit_filter {
 	long long before_seq;
 };
 typedef void (*store_audit_fn)(const struct store_audit *r, void *ud);
+/* The end of a query: rc, and how many rows went to its store_audit_fn. */
+typedef void (*store_audit_done_fn)(int rc, size_t n, void *ud);
 /* rc: OH_OK when every write made before store_when_committed() is
  * committed; OH_ERR_IO when one failed (then none of the later ones are
  * to be trusted either). */
@@ -106,7 +108,7 @@ struct store_ops {
 	 * audit.c says so at start-up). */
 	int (*audit_insert)(void *b, struct store_audit *r);
 	int (*audit_query)(void *b, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
-			void *ud, size_t *n_out);
+			store_audit_done_fn done, void *ud);
 	int (*audit_prune)(void *b, double before, long long max_rows, size_t batch, size_t *removed);
 	int (*begin)(void *b, bool relaxed);
 	int (*commit)(void *b);
@@ -162,15 +164,18 @@ int store_doc_delete(struct store *s, const char *module, const char *collection
 int store_doc_load(struct store *s, const char *module, const char *collection, store_doc_fn fn, void *ud);
 
 /* The audit trail.  insert: into the open transaction (or on its own),
- * setting r->seq.  query: at most limit rows to fn (r borrowed for the
- * call), *n_out (may be NULL) how many.  prune: at most batch of the
+ * setting r->seq (0 on PostgreSQL, where the number comes with the
+ * commit).  query: at most limit rows to fn (r borrowed for the call),
+ * then done once; at once on SQLite, when the rows arrive on PostgreSQL
+ * (the loop never waits for them).  Neither is called when it returns an
+ * error.  prune: at most batch of the
  * oldest rows older than before (wall-clock seconds, <= 0: none by age;
  * never the newest row) or beyond the newest max_rows (<= 0: no cap).
  * OH_ERR_IO from a backend without them. */
 bool store_has_audit(const struct store *s);
 int store_audit_insert(struct store *s, struct store_audit *r);
 int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
-		void *ud, size_t *n_out);
+		store_audit_done_fn done, void *ud);
 int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed);
 
 /*

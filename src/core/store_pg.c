@@ -49,6 +49,8 @@
 /* A connection attempt gives up after the conninfo's connect_timeout, or
  * this long: libpq applies connect_timeout only to blocking connects. */
 #define PG_CONNECT_TIMEOUT_S 10
+/* Parameters of one query at most (an audit record has 13). */
+#define PG_MAX_PARAMS 16
 
 /* Each entry runs once, in order, when oh_schema.version is below its
  * number (its index + 1).  The leader row, the state tables with their
@@ -108,15 +110,26 @@ static const char *const migrations[] = {
 		" doc text NOT NULL, PRIMARY KEY (module, collection, key));"
 		"CREATE TRIGGER oh_fence BEFORE INSERT OR UPDATE OR DELETE ON oh_docs"
 		" FOR EACH STATEMENT EXECUTE FUNCTION oh_fence();",
+		/* 3: the audit trail (audit.c), as SQLite's (store_sqlite.c): seq
+		 * given in commit order, since only the leader's one session
+		 * writes; the same two indexes. */
+		"CREATE TABLE oh_audit(seq bigserial PRIMARY KEY, ts double precision NOT NULL,"
+		" kind text NOT NULL, action text, actor text, requested_by text, token text, device_id text,"
+		" module text, req_id text, code text, latency_ms double precision, error text, detail text);"
+		"CREATE INDEX oh_audit_device ON oh_audit(device_id, seq);"
+		"CREATE INDEX oh_audit_actor ON oh_audit(actor, seq);"
+		"CREATE TRIGGER oh_fence BEFORE INSERT OR UPDATE OR DELETE ON oh_audit"
+		" FOR EACH STATEMENT EXECUTE FUNCTION oh_fence();",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
 struct pg_query {
 	struct pg_query *next;
-	const char *sql; /* static */
+	const char *sql; /* static, or text */
+	char *text;      /* owned: a query built per call (the audit's filters) */
 	char *multi;     /* owned: a multi-statement text (migration), sent as a simple query */
 	int n;
-	char *params[4]; /* owned copies */
+	char *params[PG_MAX_PARAMS]; /* owned copies */
 	pg_result_fn fn;
 	void *ud;
 	uint64_t seq;  /* a write's place; 0 for reads */
@@ -206,6 +219,7 @@ static void query_free(struct pg_query *q)
 {
 	for(int i = 0; i < q->n; i++)
 		free(q->params[i]);
+	free(q->text);
 	free(q->multi);
 	free(q);
 }
@@ -596,7 +610,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 static struct pg_query *enqueue(struct pg_store *pg, const char *sql, int n, const char *const *params)
 {
-	if(pg->state != PG_READY)
+	if(pg->state != PG_READY || n > PG_MAX_PARAMS)
 		return NULL;
 	struct pg_query *q = calloc(1, sizeof *q);
 	if(!q)
@@ -823,6 +837,139 @@ static int pg_doc_load(void *b, const char *module, const char *collection, stor
 	return OH_OK;
 }
 
+/* ---- the audit trail ------------------------------------------------------------ */
+
+/* Records go as the others' writes do, into the batch's BEGIN ... COMMIT,
+ * which the pipeline sends without waiting: a batch costs one round trip,
+ * and publish.c holds the acks behind it until it is committed. */
+static int pg_audit_insert(void *b, struct store_audit *r)
+{
+	char ts[32], lat[32];
+	snprintf(ts, sizeof ts, "%.17g", r->ts);
+	snprintf(lat, sizeof lat, "%.17g", r->latency_ms);
+	const char *p[] = {ts, r->kind, r->action, r->actor, r->requested_by, r->token, r->device_id,
+			r->module, r->req_id, r->code, r->latency_ms >= 0 ? lat : NULL, r->error, r->detail};
+	r->seq = 0; /* given by the database, known after the commit */
+	return pg_write(b,
+			"INSERT INTO oh_audit(ts, kind, action, actor, requested_by, token, device_id, module,"
+			" req_id, code, latency_ms, error, detail)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+			13, p);
+}
+
+/* Like SQLite's: the oldest first, by the primary key, never the newest
+ * row.  How many went is not waited for: the next turn comes on the
+ * timer. */
+static int pg_audit_prune(void *b, double before, long long max_rows, size_t batch, size_t *removed)
+{
+	struct {
+		bool on;
+		const char *sql;
+		char v[32];
+	} del[] = {{before > 0,
+				   "DELETE FROM oh_audit WHERE seq IN (SELECT seq FROM (SELECT seq, ts FROM oh_audit"
+				   " ORDER BY seq LIMIT $2) o WHERE ts < $1 AND seq < (SELECT max(seq) FROM oh_audit))",
+				   ""},
+			{max_rows > 0,
+					"DELETE FROM oh_audit WHERE seq IN (SELECT seq FROM oh_audit WHERE seq <="
+					" (SELECT coalesce(max(seq), 0) FROM oh_audit) - $1 ORDER BY seq LIMIT $2)",
+					""}};
+	char n[24];
+	snprintf(n, sizeof n, "%zu", batch);
+	snprintf(del[0].v, sizeof del[0].v, "%.17g", before);
+	snprintf(del[1].v, sizeof del[1].v, "%lld", max_rows);
+	int rc = OH_OK;
+	for(size_t i = 0; !rc && i < sizeof del / sizeof del[0]; i++) {
+		const char *p[] = {del[i].v, n};
+		if(del[i].on)
+			rc = pg_write(b, del[i].sql, 2, p);
+	}
+	return rc;
+}
+
+struct audit_read {
+	store_audit_fn fn;
+	store_audit_done_fn done;
+	void *ud;
+};
+
+static bool on_audit_rows(PGresult *r, void *ud)
+{
+	struct audit_read *q = ud;
+	bool ok = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 14;
+	int n = ok ? PQntuples(r) : 0;
+	for(int i = 0; i < n; i++) {
+		struct store_audit a = {.seq = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+				.ts = strtod(PQgetvalue(r, i, 1), NULL)};
+		const char **text[] = {&a.kind, &a.action, &a.actor, &a.requested_by, &a.token, &a.device_id,
+				&a.module, &a.req_id, &a.code, &a.error, &a.detail};
+		for(int c = 0; c < 11; c++)
+			*text[c] = PQgetisnull(r, i, c + 2) ? NULL : PQgetvalue(r, i, c + 2);
+		a.latency_ms = PQgetisnull(r, i, 13) ? -1 : strtod(PQgetvalue(r, i, 13), NULL);
+		q->fn(&a, q->ud);
+	}
+	if(r && !ok)
+		log_error("store", "PostgreSQL: cannot read the audit trail: %s", PQresultErrorMessage(r));
+	q->done(ok ? OH_OK : OH_ERR_IO, (size_t)n, q->ud);
+	free(q);
+	return false;
+}
+
+/* A read, so a standby answers it too (the table is shared); the rows
+ * come a round trip later, to on_audit_rows. */
+static int pg_audit_query(void *b, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+		store_audit_done_fn done, void *ud)
+{
+	struct pg_store *pg = b;
+	const struct {
+		const char *col, *val;
+	} eq[] = {{"kind", f->kind}, {"action", f->action}, {"actor", f->actor}, {"device_id", f->device_id},
+			{"code", f->code}, {"module", f->module}};
+	char sql[640], since[32], until[32], below[24], lim[24];
+	const char *p[PG_MAX_PARAMS];
+	int n = 0;
+	size_t len = (size_t)snprintf(sql, sizeof sql,
+			"SELECT seq, ts, kind, action, actor, requested_by, token, device_id, module, req_id, code,"
+			" error, detail, latency_ms FROM oh_audit WHERE true");
+	for(size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
+		if(eq[i].val) {
+			p[n++] = eq[i].val;
+			len += (size_t)snprintf(sql + len, sizeof sql - len, " AND %s = $%d", eq[i].col, n);
+		}
+	}
+	snprintf(since, sizeof since, "%.17g", f->since);
+	snprintf(until, sizeof until, "%.17g", f->until);
+	snprintf(below, sizeof below, "%lld", f->before_seq);
+	snprintf(lim, sizeof lim, "%zu", limit);
+	const struct {
+		bool on;
+		const char *cond, *val;
+	} more[] = {{f->since > 0, "ts >=", since}, {f->until > 0, "ts <", until},
+			{f->before_seq > 0, "seq <", below}};
+	for(size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+		if(more[i].on) {
+			p[n++] = more[i].val;
+			len += (size_t)snprintf(sql + len, sizeof sql - len, " AND %s $%d", more[i].cond, n);
+		}
+	}
+	p[n++] = lim;
+	snprintf(sql + len, sizeof sql - len, " ORDER BY seq DESC LIMIT $%d", n);
+	struct audit_read *q = malloc(sizeof *q);
+	char *text = strdup(sql);
+	struct pg_query *pq = q && text ? enqueue(pg, text, n, p) : NULL;
+	if(!pq) {
+		free(q);
+		free(text);
+		return pg->state == PG_READY ? OH_ERR_NOMEM : OH_ERR_NO_CONN;
+	}
+	*q = (struct audit_read){fn, done, ud};
+	pq->text = text;
+	pq->fn = on_audit_rows;
+	pq->ud = q;
+	send_next(pg);
+	return OH_OK;
+}
+
 static int pg_begin(void *b, bool relaxed)
 {
 	struct pg_store *pg = b;
@@ -885,6 +1032,9 @@ const struct store_ops store_pg_ops = {
 		.doc_put = pg_doc_put,
 		.doc_delete = pg_doc_delete,
 		.doc_load = pg_doc_load,
+		.audit_insert = pg_audit_insert,
+		.audit_query = pg_audit_query,
+		.audit_prune = pg_audit_prune,
 		.begin = pg_begin,
 		.commit = pg_commit,
 		.pending = pg_pending,

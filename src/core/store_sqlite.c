@@ -483,7 +483,7 @@ static int sq_audit_prune(void *b, double before, long long max_rows, size_t bat
 	" detail, latency_ms"
 
 static int sq_audit_query(void *b, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
-		void *ud, size_t *n_out)
+		store_audit_done_fn done, void *ud)
 {
 	struct sqlite_store *s = b;
 	/* Built per query from the filters present, so that each can use its
@@ -539,9 +539,8 @@ static int sq_audit_query(void *b, const struct store_audit_filter *f, size_t li
 		log_error("store", "%s: cannot read the audit trail: %s%s", s->path, sqlite3_errmsg(s->db),
 				hint(s->db));
 	sqlite3_finalize(st);
-	if(n_out)
-		*n_out = rows;
-	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+	done(rc == SQLITE_DONE ? OH_OK : OH_ERR_IO, rows, ud);
+	return OH_OK;
 }
 
 static int begin_plain(void *b)

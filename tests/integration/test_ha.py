@@ -293,3 +293,41 @@ def test_mqtt_hosts_tried_in_turn(make_host, broker):
         h.write_config(dict(h.config, mqtt={"hosts": bad}))
         cp = h.run(["--check-config", "--config", h.config_path])
         assert cp.returncode == 1 and key in cp.stderr, (bad, cp.stderr)
+
+
+def audit(host, query=""):
+    st, body = host.get("/api/audit" + query)
+    assert st == 200, body
+    return body
+
+
+def test_audit_trail_shared_and_kept_across_failover(make_host, server, db, mqtt, make_mqtt):
+    a, b = start_pair(make_host, server, db)
+    app = Ndi(a, mqtt)
+    held = app.do("reserve", {"device_id": "rpi-05", "lease_s": 60}, actor="alice")
+    assert held["code"] == "OK"
+    for i in range(3):
+        app.do("reserve", {"device_id": "rpi-05", "lease_s": 60}, actor="bob%d" % i)
+    # Acknowledged once committed: the records are in the shared table.
+    assert "alice" in rows(server, db, "SELECT actor FROM oh_audit WHERE kind = 'lease'")
+    # The leader and the standby read the same trail, paged by keyset.
+    pages = []
+    for h in (a, b):
+        first = audit(h, "?kind=command&limit=2")
+        assert len(first["records"]) == 2 and first["next_cursor"], first
+        rest = audit(h, "?kind=command&limit=10&cursor=" + first["next_cursor"])
+        recs = [r for r in first["records"] + rest["records"] if r["actor"] != "app"]  # Ndi's probe
+        assert [r["actor"] for r in recs] == ["bob2", "bob1", "bob0", "alice"], recs
+        assert [r["code"] for r in recs] == ["IN_USE"] * 3 + ["OK"]
+        pages.append(recs)
+    assert pages[0] == pages[1]
+    st, hdrs, csv = b.request("GET", "/api/audit?format=csv&kind=lease")
+    assert st == 200 and csv.startswith("seq,ts,kind,"), csv
+    assert ",lease,take,alice," in csv, csv
+    # A failover keeps them: the new leader reads them and adds its own.
+    a.kill()
+    wait_until(lambda: role(b) == "leader", timeout=LEASE_S + 3, msg="b never took over")
+    Ndi(b, mqtt).do("reserve", {"device_id": "rpi-05"}, actor="carol")
+    recs = [r for r in audit(b, "?kind=command")["records"] if r["actor"] != "app"]
+    assert [r["actor"] for r in recs] == ["carol", "bob2", "bob1", "bob0", "alice"], recs
+    assert recs[0]["code"] == "IN_USE"
