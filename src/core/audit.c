@@ -329,7 +329,9 @@ void audit_flush(struct host *h)
 void audit_record(struct host *h, const struct audit_rec *r)
 {
 	struct audit *a = h->audit;
-	if(!a)
+	/* A standby records nothing: it cannot write, and the leader records
+	 * what both see (the devices). */
+	if(!a || !ha_acting(h))
 		return;
 	struct pend *p = pend_new(r);
 	if(!p || push(&a->pending, &a->n_pending, &a->cap_pending, p)) {
