@@ -164,8 +164,8 @@ int store_doc_delete(struct store *s, const char *module, const char *collection
 int store_doc_load(struct store *s, const char *module, const char *collection, store_doc_fn fn, void *ud);
 
 /* The audit trail.  insert: into the open transaction (or on its own),
- * setting r->seq (0 on PostgreSQL, where the number comes with the
- * commit).  query: at most limit rows to fn (r borrowed for the call),
+ * setting r->seq (on PostgreSQL a round trip later, before the commit is
+ * reported: r must live until then, audit.c's durable_later).  query: at most limit rows to fn (r borrowed for the call),
  * then done once; at once on SQLite, when the rows arrive on PostgreSQL
  * (the loop never waits for them).  Neither is called when it returns an
  * error.  prune: at most batch of the

@@ -246,10 +246,21 @@ static void wake_waiters(struct pg_store *pg, int rc)
 	}
 }
 
+/* The queued writes' owners are told by their waiters from here on: a
+ * write's result (the audit's seq) is no longer theirs to read. */
+static void forget_writes(struct pg_store *pg)
+{
+	for(struct pg_query *q = pg->head; q; q = q->next) {
+		if(q->seq)
+			q->fn = NULL;
+	}
+}
+
 /* A write failed or could not be made: nothing queued after it can be
  * trusted, and this host may no longer be the leader. */
 static void writes_failed(struct pg_store *pg, const char *why)
 {
+	forget_writes(pg);
 	pg->seq_done = pg->seq_queued;
 	pg->txn_depth = 0;
 	wake_waiters(pg, OH_ERR_IO);
@@ -646,19 +657,28 @@ int pg__query(struct pg_store *pg, const char *sql, int n, const char *const *pa
 	return OH_OK;
 }
 
-/* A state write: refused on a standby and while the database is away. */
-static int pg_write(struct pg_store *pg, const char *sql, int n, const char *const *params)
+/* A state write: refused on a standby and while the database is away.
+ * fn (may be NULL) gets its result, unless a write fails before. */
+static int pg_write_fn(struct pg_store *pg, const char *sql, int n, const char *const *params,
+		pg_result_fn fn, void *ud)
 {
-	if(!pg->writable || pg->state != PG_READY)
-		return OH_ERR_IO;
-	struct pg_query *q = enqueue(pg, sql, n, params);
-	if(!q)
-		return OH_ERR_NOMEM;
+	struct pg_query *q = pg->writable && pg->state == PG_READY ? enqueue(pg, sql, n, params) : NULL;
+	if(!q) {
+		forget_writes(pg);
+		return pg->writable && pg->state == PG_READY ? OH_ERR_NOMEM : OH_ERR_IO;
+	}
+	q->fn = fn;
+	q->ud = ud;
 	q->seq = ++pg->seq_queued;
 	q->advances = pg->txn_depth == 0;
 	q->commit = !strcmp(sql, "COMMIT");
 	send_next(pg);
 	return OH_OK;
+}
+
+static int pg_write(struct pg_store *pg, const char *sql, int n, const char *const *params)
+{
+	return pg_write_fn(pg, sql, n, params, NULL, NULL);
 }
 
 /* ---- store.h ------------------------------------------------------------------- */
@@ -839,6 +859,16 @@ static int pg_doc_load(void *b, const char *module, const char *collection, stor
 
 /* ---- the audit trail ------------------------------------------------------------ */
 
+/* The record's seq, into the caller's struct store_audit: it is kept
+ * until the commit, whose result comes after this one (audit.c,
+ * durable_later), or forgotten (forget_writes) when a write fails. */
+static bool on_audit_seq(PGresult *r, void *ud)
+{
+	if(r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		*(long long *)ud = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	return false;
+}
+
 /* Records go as the others' writes do, into the batch's BEGIN ... COMMIT,
  * which the pipeline sends without waiting: a batch costs one round trip,
  * and publish.c holds the acks behind it until it is committed. */
@@ -849,12 +879,12 @@ static int pg_audit_insert(void *b, struct store_audit *r)
 	snprintf(lat, sizeof lat, "%.17g", r->latency_ms);
 	const char *p[] = {ts, r->kind, r->action, r->actor, r->requested_by, r->token, r->device_id,
 			r->module, r->req_id, r->code, r->latency_ms >= 0 ? lat : NULL, r->error, r->detail};
-	r->seq = 0; /* given by the database, known after the commit */
-	return pg_write(b,
+	r->seq = 0; /* given by the database, a round trip later (on_audit_seq) */
+	return pg_write_fn(b,
 			"INSERT INTO oh_audit(ts, kind, action, actor, requested_by, token, device_id, module,"
 			" req_id, code, latency_ms, error, detail)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-			13, p);
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq",
+			13, p, on_audit_seq, &r->seq);
 }
 
 /* Like SQLite's: the oldest first, by the primary key, never the newest

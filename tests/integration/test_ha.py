@@ -321,6 +321,9 @@ def test_audit_trail_shared_and_kept_across_failover(make_host, server, db, mqtt
         assert [r["code"] for r in recs] == ["IN_USE"] * 3 + ["OK"]
         pages.append(recs)
     assert pages[0] == pages[1]
+    # Counted once committed (the live copies go then, with their seq).
+    _, _, text = a.request("GET", "/metrics")
+    assert float(text.split("\noh_audit_records_total ")[1].split()[0]) >= 4, text
     st, hdrs, csv = b.request("GET", "/api/audit?format=csv&kind=lease")
     assert st == 200 and csv.startswith("seq,ts,kind,"), csv
     assert ",lease,take,alice," in csv, csv
