@@ -218,6 +218,8 @@ int plugins_unload(struct host *h, const char *module);
 /* Tells every loaded plugin with a device_forgotten hook that id (borrowed)
  * is being forgotten (registry_forget). */
 void plugins_device_forgotten(struct host *h, const char *id);
+/* A pair's new leader: each plugin's took_lead (plugin.h). */
+void plugins_took_lead(struct host *h);
 
 /* ---- api_core.c: the host's own REST routes -------------------------------- */
 

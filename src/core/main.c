@@ -156,6 +156,7 @@ static void took_lead(struct host *h)
 {
 	leases_load(h->leases);
 	scheduler_load(h->scheduler);
+	plugins_took_lead(h);
 	snapshot_mark_dirty(h->snapshot);
 }
 

@@ -159,6 +159,29 @@ def test_leader_kill_gap_commands_and_lease(make_host, server, db, mqtt, make_mq
     assert a.proc.returncode is not None
 
 
+def test_routes_enforced_by_the_new_leader(make_host, server, db, make_mqtt, make_device):
+    from test_ndi_routes import behind_its_back, mod_status, put_route, shows
+    a, b = start_pair(make_host, server, db)
+    make_device({"heartbeat_interval_s": 60}, extra_args=["--simulate", "1", "--id-prefix", "fo-"])
+    lab = type("Lab", (), {})()
+    lab.mqtt = make_mqtt()
+    lab.mqtt.subscribe(mod_status("fo-01"))
+    lab.mqtt.wait_for(mod_status("fo-01"), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(a, "fo-01", {"source": "CAM-1", "actor": "alice"})
+    lab.mqtt.wait_for(mod_status("fo-01"), shows("CAM-1"), since=since, timeout=10)
+    # A standby neither knows the route nor sends anything for it.
+    assert b.get("/api/ndi/routes")[1] == {"routes": []}
+
+    a.kill()
+    wait_until(lambda: role(b) == "leader", timeout=LEASE_S + 3, msg="b never took over")
+    since = behind_its_back(lab, "fo-01", "set_input", source="CAM-9")
+    lab.mqtt.wait_for(mod_status("fo-01"), shows("CAM-1"), since=since, timeout=10)
+    routes = b.get("/api/ndi/routes")[1]["routes"]
+    assert [(r["device_id"], r["desired"]["source"], r["owner"]) for r in routes] == \
+        [("fo-01", "CAM-1", "alice")], routes
+
+
 def test_job_due_during_failover_runs_once(make_host, server, db, mqtt, make_mqtt):
     a, b = start_pair(make_host, server, db)
     app = Ndi(a, mqtt)
