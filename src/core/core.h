@@ -218,6 +218,12 @@ int plugins_unload(struct host *h, const char *module);
 /* Tells every loaded plugin with a device_forgotten hook that id (borrowed)
  * is being forgotten (registry_forget). */
 void plugins_device_forgotten(struct host *h, const char *id);
+/* main.c: the host's presence, {root}/orchestrator/status, and its payload
+ * {"online": true, "node", "ts": now} or {"online": false, "node", "ts":
+ * null} (the offline one is also the last will, fixed before connecting, so
+ * it carries no time); returned (free()), or NULL. */
+char *host_presence_topic(const struct host *h);
+char *host_presence_payload(const struct host *h, bool online);
 /* A pair's new leader: each plugin's took_lead (plugin.h). */
 void plugins_took_lead(struct host *h);
 

@@ -100,10 +100,23 @@ static void arm(struct event *ev, double s)
 
 /* ---- the leader's command session -------------------------------------------- */
 
+/* Retained, QoS 1, on the leader's session only, so a standby never
+ * overwrites the leader's presence (docs/ha.md). */
+static void publish_presence(struct ha *ha, bool online)
+{
+	char *topic = host_presence_topic(ha->h);
+	char *text = host_presence_payload(ha->h, online);
+	if(!topic || !text || mqtt_link_publish(ha->link, topic, text, strlen(text), 1, true))
+		log_warn("ha", "cannot publish the leader's %s status", online ? "online" : "offline");
+	free(topic);
+	free(text);
+}
+
 static void cmd_connect(struct mqtt_link *link, void *ud)
 {
 	struct ha *ha = ud;
 	mqtt_link_subscribe(link, ha->cmd_filter, 1);
+	publish_presence(ha, true);
 }
 
 static void cmd_message(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
@@ -126,8 +139,17 @@ static int cmd_link_start(struct ha *ha)
 	 * (an MQTT 5 session would need an expiry interval on CONNECT). */
 	mo.mqtt5 = false;
 	mo.persistent = true;
+	/* The host's presence is the leader's: its will is this session's. */
+	char *will_topic = host_presence_topic(h);
+	char *will = host_presence_payload(h, false);
+	mo.will_topic = will_topic;
+	mo.will_payload = will;
+	mo.will_qos = 1;
+	mo.will_retain = true;
 	struct mqtt_link_callbacks cb = {cmd_connect, NULL, cmd_message, NULL};
-	ha->link = mqtt_link_new(h->base, &mo, &cb, ha);
+	ha->link = will_topic && will ? mqtt_link_new(h->base, &mo, &cb, ha) : NULL;
+	free(will_topic);
+	free(will);
 	return ha->link ? mqtt_link_start(ha->link) : OH_ERR_INVAL;
 }
 
@@ -285,6 +307,9 @@ void ha_free(struct host *h)
 	if(!ha)
 		return;
 	if(ha->link) {
+		/* The will is not sent on a clean disconnect: say it ourselves. */
+		if(mqtt_link_connected(ha->link))
+			publish_presence(ha, false);
 		mqtt_link_stop(ha->link);
 		mqtt_link_free(ha->link);
 	}

@@ -54,6 +54,7 @@ def pair_config(server, db, node, port=None, lease_s=LEASE_S):
     http_port = harness.free_port()
     ci = server.conninfo(port).replace("dbname=lab", "dbname=" + db)
     cfg = ndi_config({"ack_timeout_s": 5})
+    cfg.setdefault("mqtt", {})["client_id"] = "host-" + node
     cfg.update({
         "http": {"bind": harness.LOCALHOST, "port": http_port},
         "store": {"backend": "postgresql", "conninfo": ci},
@@ -75,8 +76,6 @@ def role(host):
 
 
 def start_pair(make_host, server, db, a_port=None):
-    # One at a time: each waits for its own birth message, which the
-    # other's would replace (both publish on {root}/orchestrator/status).
     a = make_host(pair_config(server, db, "a", a_port))
     a.wait_connected()
     wait_until(lambda: role(a) == "leader", timeout=10, msg="a never led")
@@ -131,8 +130,23 @@ def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db):
     assert hz(s)["role"] == "single"
 
 
+PRESENCE = "/lab/orchestrator/status"
+
+
+def presence(make_mqtt):
+    """The retained host presence, as a new subscriber gets it."""
+    c = make_mqtt()
+    c.subscribe(PRESENCE)
+    p = c.wait_for(PRESENCE, timeout=5)["payload"]
+    return p["node"], p["online"]
+
+
 def test_leader_kill_gap_commands_and_lease(make_host, server, db, mqtt, make_mqtt):
     a, b = start_pair(make_host, server, db)
+    # The retained presence is the leader's, not the last host's to start.
+    assert presence(make_mqtt) == ("host-a", True)
+    mqtt.subscribe(PRESENCE)
+    since = mqtt.mark()
     app = Ndi(a, mqtt)
     dev = Device(make_mqtt, "rpi-01")
     held = app.do("reserve", {"device_id": "rpi-00", "lease_s": 60}, actor="alice")
@@ -157,6 +171,10 @@ def test_leader_kill_gap_commands_and_lease(make_host, server, db, mqtt, make_mq
     assert busy["details"]["holder"] == "alice"
     assert busy["details"]["expires_at"] == held["details"]["expires_at"]
     assert a.proc.returncode is not None
+    # a's will, then b's birth on its leader session.
+    mqtt.wait_for(PRESENCE, lambda m: m["payload"]["node"] == "host-b" and m["payload"]["online"],
+                  since=since, timeout=5)
+    assert presence(make_mqtt) == ("host-b", True)
 
 
 def test_routes_enforced_by_the_new_leader(make_host, server, db, make_mqtt, make_device):
