@@ -167,6 +167,8 @@ void leases_free(struct leases *l);
 int leases_load(struct leases *l); /* from the store, at startup */
 /* {"ndi:rpi-01": {"holder": ..., "expires_at": ...}}; returned. */
 json_t *leases_to_json(struct leases *l);
+/* One lease as leases_to_json shows it: {holder, expires_at (ISO)}. */
+json_t *leases_entry_json(const char *holder, double expires_at);
 size_t leases_count(const struct leases *l);
 int leases_take(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
 int leases_renew(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
@@ -196,6 +198,11 @@ void ha_free(struct host *h);
 bool ha_acting(const struct host *h);
 /* Part of a pair (PostgreSQL store), leading or not. */
 bool ha_paired(const struct host *h);
+/* A standby's view of the shared state, read every ha.lease_s: the leases
+ * as leases_to_json shows them, a module's jobs as the scheduler lists them
+ * (owner NULL: all).  New references. */
+json_t *ha_view_leases(const struct host *h);
+json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner);
 /* Topics the main connection leaves to the leader's command session
  * ({root}/orchestrator/{module}/cmd on a pair). */
 bool ha_ignores_topic(const struct host *h, const char *topic);

@@ -78,6 +78,10 @@ struct ha {
 	char why[300];          /* standby: why not leading, for /healthz */
 	void (*on_lead)(struct host *h);
 	ha_deliver_fn deliver;
+	/* A standby's view of the leader's leases and jobs, read every lease_s
+	 * (owned; NULL until the first answer). */
+	PGresult *view_leases, *view_jobs;
+	double viewed_at; /* mono time the view was last asked for */
 };
 
 static void step_down(struct ha *ha, const char *why)
@@ -239,10 +243,34 @@ static void ask(struct ha *ha)
 		ha->asking = true;
 }
 
+static bool on_view(PGresult *r, void *ud)
+{
+	struct ha *ha = ud;
+	if(!r || PQresultStatus(r) != PGRES_TUPLES_OK)
+		return false;
+	PGresult **slot = !strcmp(PQfname(r, 0), "id") ? &ha->view_jobs : &ha->view_leases;
+	PQclear(*slot);
+	*slot = r;
+	return true;
+}
+
+/* A standby shows the shared leases and jobs, read asynchronously: never
+ * more than lease_s old (docs/ha.md). */
+static void refresh_view(struct ha *ha)
+{
+	if(ha->role != HA_STANDBY || !pg__ready(ha->pg) ||
+			time_now_mono() - ha->viewed_at < ha->h->cfg.ha.lease_s)
+		return;
+	ha->viewed_at = time_now_mono();
+	if(!pg__query(ha->pg, "SELECT key, holder, expires_at FROM oh_leases", 0, NULL, on_view, ha))
+		pg__query(ha->pg, "SELECT id, module, doc FROM oh_jobs ORDER BY seq", 0, NULL, on_view, ha);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct ha *ha = arg;
 	ask(ha);
+	refresh_view(ha);
 	if(ha->acting && time_now_mono() - ha->pruned_at > HA_PRUNE_EVERY_S)
 		prune_runs(ha);
 }
@@ -318,6 +346,8 @@ void ha_free(struct host *h)
 	if(ha->deadline)
 		event_free(ha->deadline);
 	free(ha->cmd_filter);
+	PQclear(ha->view_leases);
+	PQclear(ha->view_jobs);
 	free(ha);
 	h->ha = NULL;
 }
@@ -325,6 +355,32 @@ void ha_free(struct host *h)
 bool ha_acting(const struct host *h)
 {
 	return !h->ha || h->ha->acting;
+}
+
+json_t *ha_view_leases(const struct host *h)
+{
+	PGresult *r = h->ha ? h->ha->view_leases : NULL;
+	json_t *out = json_object();
+	for(int i = 0; r && i < PQntuples(r); i++)
+		json_object_set_new(out, PQgetvalue(r, i, 0),
+				leases_entry_json(PQgetvalue(r, i, 1), strtod(PQgetvalue(r, i, 2), NULL)));
+	return out;
+}
+
+json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner)
+{
+	PGresult *r = h->ha ? h->ha->view_jobs : NULL;
+	json_t *out = json_array();
+	for(int i = 0; r && i < PQntuples(r); i++) {
+		if(strcmp(PQgetvalue(r, i, 1), module))
+			continue;
+		json_t *doc = json_loads(PQgetvalue(r, i, 2), 0, NULL);
+		const char *by = json_string_value(json_object_get(doc, "owner"));
+		if(doc && (!owner || (by && !strcmp(owner, by))))
+			json_array_append(out, doc);
+		json_decref(doc);
+	}
+	return out;
 }
 
 bool ha_paired(const struct host *h)

@@ -94,7 +94,7 @@ def relayed(device, req_id):
     return [c for c in device.commands() if c.get("req_id") == req_id]
 
 
-def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db):
+def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db, mqtt):
     a, b = start_pair(make_host, server, db)
     ha, hb = hz(a), hz(b)
     assert (ha["role"], hb["role"]) == ("leader", "standby")
@@ -125,6 +125,15 @@ def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db):
     for h, acting in ((a, "1"), (b, "0")):
         _, _, text = h.request("GET", "/metrics")
         assert "\noh_ha_acting %s\n" % acting in text
+    # The standby shows the leader's leases and jobs, read from the store.
+    app = Ndi(a, mqtt)
+    assert app.do("reserve", {"device_id": "rpi-05", "lease_s": 60}, actor="alice")["code"] == "OK"
+    job = app.do("schedule", {"at": "2099-01-01T00:00:00Z", "commands": [
+        {"device_id": "rpi-05", "action": "stop", "params": {}}]})["details"]["job_id"]
+    wait_until(lambda: b.get("/api/ndi/jobs")[1]["jobs"] and b.get("/api/registry")[1]["locks"],
+               timeout=LEASE_S + 3, msg="the standby never showed the lease and the job")
+    assert b.get("/api/registry")[1]["locks"] == a.get("/api/registry")[1]["locks"]
+    assert [j["id"] for j in b.get("/api/ndi/jobs")[1]["jobs"]] == [job]
     # The single host is "single", and leads itself.
     s = make_host(ndi_config())
     assert hz(s)["role"] == "single"
