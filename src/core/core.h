@@ -167,8 +167,6 @@ void leases_free(struct leases *l);
 int leases_load(struct leases *l); /* from the store, at startup */
 /* {"ndi:rpi-01": {"holder": ..., "expires_at": ...}}; returned. */
 json_t *leases_to_json(struct leases *l);
-/* One lease as leases_to_json shows it: {holder, expires_at (ISO)}. */
-json_t *leases_entry_json(const char *holder, double expires_at);
 size_t leases_count(const struct leases *l);
 int leases_take(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
 int leases_renew(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
@@ -231,6 +229,9 @@ void plugins_device_forgotten(struct host *h, const char *id);
  * it carries no time); returned (free()), or NULL. */
 char *host_presence_topic(const struct host *h);
 char *host_presence_payload(const struct host *h, bool online);
+/* One lease as the registry's locks show it: {holder, expires_at (ISO)}
+ * (leases.c, and a standby's view in ha.c). */
+json_t *host_lease_json(const char *holder, double expires_at);
 /* A pair's new leader: each plugin's took_lead (plugin.h). */
 void plugins_took_lead(struct host *h);
 

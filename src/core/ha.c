@@ -363,7 +363,7 @@ json_t *ha_view_leases(const struct host *h)
 	json_t *out = json_object();
 	for(int i = 0; r && i < PQntuples(r); i++)
 		json_object_set_new(out, PQgetvalue(r, i, 0),
-				leases_entry_json(PQgetvalue(r, i, 1), strtod(PQgetvalue(r, i, 2), NULL)));
+				host_lease_json(PQgetvalue(r, i, 1), strtod(PQgetvalue(r, i, 2), NULL)));
 	return out;
 }
 

@@ -1,8 +1,9 @@
 /*
  * The small helpers every core file may call: the names of the error codes,
- * new ids, timestamps, the host's presence message.  They call nothing else
- * of the core, so any file can use them without joining a cycle (they lived in command.c, which made
- * the registry and the HTTP layer depend on the command envelopes).
+ * new ids, timestamps, the host's presence message, a lease's JSON.  They
+ * call nothing else of the core, so any file can use them without joining a
+ * cycle (they lived in command.c, which made the registry and the HTTP layer
+ * depend on the command envelopes).
  */
 #include "core.h"
 
@@ -93,4 +94,11 @@ char *host_presence_payload(const struct host *h, bool online)
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	return text;
+}
+
+json_t *host_lease_json(const char *holder, double expires_at)
+{
+	char when[32];
+	return json_pack("{s:s, s:s}", "holder", holder, "expires_at",
+			time_format_utc((time_t)expires_at, when, sizeof when));
 }

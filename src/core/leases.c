@@ -214,13 +214,6 @@ int leases_load(struct leases *ls)
 	return rc;
 }
 
-json_t *leases_entry_json(const char *holder, double expires_at)
-{
-	char when[32];
-	return json_pack("{s:s, s:s}", "holder", holder, "expires_at",
-			time_format_utc((time_t)expires_at, when, sizeof when));
-}
-
 json_t *leases_to_json(struct leases *ls)
 {
 	/* A standby holds none: it shows the leader's, as last read. */
@@ -233,7 +226,7 @@ json_t *leases_to_json(struct leases *ls)
 	while(strmap_iter_next(&it, NULL, &v)) {
 		struct lease *l = v;
 		/* expires_at is finite and in range: checked when it was set. */
-		json_object_set_new(out, l->key, leases_entry_json(l->holder, l->expires_at));
+		json_object_set_new(out, l->key, host_lease_json(l->holder, l->expires_at));
 	}
 	return out;
 }
