@@ -12,6 +12,9 @@
  *   registry    devices publish meta, then a burst of status updates; time
  *               until GET /api/registry shows the last update of every device
  *   populate    register devices [from, to) and wait until the host has them
+ *   burst       --n commands through the host to a device that never answers,
+ *               until each one's TIMEOUT
+ *   startwait   poll /api/registry until it lists --devices devices
  *   jobs        write scheduler jobs straight into a host's state.db
  *   schedwatch  the device those jobs address: lateness of each firing
  *   routes      write NDI routes straight into a host's state.db
@@ -73,6 +76,7 @@ static struct {
 	double fire_at;  /* jobs: the first due time (wall clock) */
 	double window;   /* jobs: due times spread over this many seconds */
 	long fire_n;     /* jobs: how many are due in the window */
+	long leases;     /* jobs: leases written too */
 	long rate;       /* sse: status updates a second */
 	int pid;         /* sse: the host's, for its CPU time */
 } opt = {
@@ -621,6 +625,74 @@ static void cmd_throughput(void)
 	free(st.seen);
 }
 
+/* ---- burst: commands to a device that never answers ---------------------------- */
+
+struct burst_state {
+	pthread_mutex_t lock;
+	char tag[32];
+	long timeouts; /* TIMEOUT events for this run's commands */
+};
+
+static void burst_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	struct burst_state *s = c->ud;
+	const char *p = m->payload;
+	size_t len = (size_t)m->payloadlen;
+	if(memmem(p, len, s->tag, strlen(s->tag)) && memmem(p, len, "\"TIMEOUT\"", 9)) {
+		pthread_mutex_lock(&s->lock);
+		s->timeouts++;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* burst: --n commands through the host to --device-id, which nobody
+ * serves, then waits for every one's TIMEOUT event (the host's
+ * ack_timeout_s decides when).  bench/run.sh reads the host's RSS around
+ * it. */
+static void cmd_burst(void)
+{
+	char evt_topic[256], cmd_topic[256];
+	snprintf(evt_topic, sizeof evt_topic, "%s/orchestrator/ndi/evt", opt.root);
+	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+	struct burst_state st;
+	pthread_mutex_init(&st.lock, NULL);
+	st.timeouts = 0;
+	snprintf(st.tag, sizeof st.tag, "B%dx", (int)getpid());
+	struct client *watch = client_new("burst-evt", true);
+	watch->on_msg = burst_on_msg;
+	watch->ud = &st;
+	client_subscribe(watch, evt_topic, 0, true);
+	struct client *app = client_new("burst-app", true);
+	double t0 = now_s();
+	for(long i = 0; i < opt.n; i++) {
+		char payload[512];
+		int len = snprintf(payload, sizeof payload,
+				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
+				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
+				st.tag, i, opt.device_id);
+		int rc = mosquitto_publish(app->mosq, NULL, cmd_topic, len, payload, 1, false);
+		if(rc)
+			die("publish failed: %s", mosquitto_strerror(rc));
+	}
+	if(!client_wait_published(app, opt.n, opt.timeout_s))
+		die("the broker did not acknowledge the burst");
+	double t_sent = now_s(), end = t0 + opt.timeout_s;
+	long seen = 0;
+	while(seen < opt.n && now_s() < end) {
+		usleep(20000);
+		pthread_mutex_lock(&st.lock);
+		seen = st.timeouts;
+		pthread_mutex_unlock(&st.lock);
+	}
+	figure("publish_secs", t_sent - t0, "s");
+	figure("timeouts", (double)seen, "count");
+	figure("drained_secs", now_s() - t0, "s");
+	client_free(app, true);
+	client_free(watch, true);
+	if(seen < opt.n)
+		die("%ld of %ld commands timed out within %.0f s", seen, opt.n, opt.timeout_s);
+}
+
 /* ---- devices: meta, status, registry ------------------------------------------- */
 
 static void device_name(long i, char *out, size_t len)
@@ -709,7 +781,8 @@ static void cmd_populate(void)
 	}
 	wait_conns_published(cs, nc, expected);
 	double t_acked = now_s(), end = t0 + opt.timeout_s;
-	bool all = false;
+	/* --http-port 0: only the broker keeps them (retained). */
+	bool all = !opt.http_port;
 	while(!all && now_s() < end) {
 		all = true;
 		for(int k = 0; k < nc && all; k++) {
@@ -1005,7 +1078,44 @@ static void cmd_jobs(void)
 				id, when, i < opt.fire_n ? "sched-dev" : "idle-dev", due, created, when);
 		db_insert(db, st, id, doc, len);
 	}
+	sqlite3_finalize(st);
+	/* Leases on the devices populate makes, held for a month. */
+	if(sqlite3_prepare_v2(db,
+			   "INSERT OR REPLACE INTO leases(key, holder, expires_at) VALUES(?1, 'bench', ?2)",
+			   -1, &st, NULL) != SQLITE_OK)
+		die("prepare: %s", sqlite3_errmsg(db));
+	for(long i = 0; i < opt.leases; i++) {
+		char key[48], id[32];
+		device_name(i, id, sizeof id);
+		snprintf(key, sizeof key, "ndi:%s", id);
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_double(st, 2, wall_s() + 30 * 86400);
+		if(sqlite3_step(st) != SQLITE_DONE)
+			die("insert: %s", sqlite3_errmsg(db));
+		sqlite3_reset(st);
+	}
 	db_commit(db, st);
+}
+
+/* startwait: polls GET /api/registry until it lists --devices devices and
+ * prints the seconds from wall time --at (the host's exec) to that answer. */
+static void cmd_startwait(void)
+{
+	double end = now_s() + opt.timeout_s;
+	long polls = 0;
+	while(now_s() < end) {
+		json_t *reg = http_get_json("/api/registry");
+		polls++;
+		long n = (long)json_object_size(json_object_get(reg, "devices"));
+		json_decref(reg);
+		if(n >= opt.devices) {
+			figure("secs", wall_s() - opt.at, "s");
+			figure("polls", (double)polls, "count");
+			return;
+		}
+		usleep(20000);
+	}
+	die("the registry did not list %ld devices within %.0f s", opt.devices, opt.timeout_s);
 }
 
 struct watch_state {
@@ -1745,7 +1855,8 @@ static void cmd_sse(void)
 static void usage(void)
 {
 	fprintf(stderr,
-			"usage: oh-bench latency|throughput|registry|populate|jobs|schedwatch|routes|fleet|sse [options]\n"
+			"usage: oh-bench latency|throughput|registry|populate|burst|startwait|jobs|schedwatch|\n"
+			"       routes|fleet|sse [options]\n"
 			"  --port N          broker port (1883)\n"
 			"  --http-port N     host HTTP port (8080)\n"
 			"  --root R          topic root (/lab)\n"
@@ -1764,6 +1875,9 @@ static void usage(void)
 			"  --db FILE --fire-at T --window S --fire-n K\n"
 			"                    jobs: write --n jobs into FILE, K due in [T, T+S)\n"
 			"                    schedwatch: wait for K due jobs, print their lateness\n"
+			"  --leases N        jobs: write N leases ndi:dev-NNNNNN too\n"
+			"  --http-port 0     populate: leave the devices on the broker, do not wait\n"
+			"  --devices N --at T  startwait: wait for N devices, seconds since wall time T\n"
 			"  --db FILE --n N   routes: write N routes (dev-000000.. -> CAM-1) into FILE\n"
 			"  --n N             fleet: N devices dev-000000.. announce idle, then follow commands;\n"
 			"                    with --mode announce they show CAM-1 and the tool exits\n"
@@ -1799,6 +1913,7 @@ int main(int argc, char **argv)
 			{"fire-at", 1, 0, 'F'},
 			{"window", 1, 0, 'W'},
 			{"fire-n", 1, 0, 'K'},
+			{"leases", 1, 0, 'L'},
 			{"rate", 1, 0, 'R'},
 			{"pid", 1, 0, 'P'},
 			{0, 0, 0, 0},
@@ -1870,6 +1985,9 @@ int main(int argc, char **argv)
 		case 'K':
 			opt.fire_n = atol(optarg);
 			break;
+		case 'L':
+			opt.leases = atol(optarg);
+			break;
 		case 'R':
 			opt.rate = atol(optarg);
 			break;
@@ -1893,6 +2011,10 @@ int main(int argc, char **argv)
 		cmd_populate();
 	else if(!strcmp(cmd, "jobs"))
 		cmd_jobs();
+	else if(!strcmp(cmd, "burst"))
+		cmd_burst();
+	else if(!strcmp(cmd, "startwait"))
+		cmd_startwait();
 	else if(!strcmp(cmd, "schedwatch"))
 		cmd_schedwatch();
 	else if(!strcmp(cmd, "routes"))

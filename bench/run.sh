@@ -22,8 +22,10 @@
 #   BENCH_WRK_SECS=5 BENCH_MEM_STEPS="1000 10000 100000" BENCH_KEEP=1 (keep logs)
 #   BENCH_ROUTES=10000
 #   BENCH_SSE_CLIENTS=1000 BENCH_SSE_DEVICES=10000 BENCH_SSE_RATE=5000 BENCH_SSE_SECS=10
-#   BENCH_SECTIONS="latency tput rest mem sched sse routes ha" (default: all of them)
+#   BENCH_BURST_N=50000 BENCH_START_N=100000
 #   BENCH_HA_TRIALS=20 BENCH_HA_ROUNDS=9 (bench/ha_bench.py)
+#   BENCH_SECTIONS="latency tput rest mem burst start sched sse routes ha" (default: all of them;
+#   BENCH_MILLION=1 adds a 1,000,000-device step to mem)
 set -euo pipefail
 
 BUILD=${BUILD:-build}
@@ -99,7 +101,7 @@ emit() {   # name value unit
 
 # Runs oh-bench, showing and recording its figures.
 bench() {
-	timeout 300 "$BENCH_BIN" "$@" --port "$BROKER_PORT" | tee -a "$RESULTS"
+	timeout "${TOOL_TIMEOUT:-300}" "$BENCH_BIN" "$@" --port "$BROKER_PORT" | tee -a "$RESULTS"
 }
 
 value() {  # the value of figure $1 from this run
@@ -173,11 +175,14 @@ fi
 # The bench's device never acks, and NDI ack_timeout_s is a day, so every
 # command stays pending: a host with limits.max_pending_per_device (default
 # 1000) would refuse the rest of a run's commands to bench-dev.
+# BENCH_MILLION=1 adds a step of 1,000,000 devices to the memory scenario,
+# past the default limits.max_devices.
 LIMITS=
 if grep -aq max_pending_per_device "$HOST_BIN"; then
 	LIMITS='
-  "limits": {"max_pending": 10000000, "max_pending_per_device": 10000000},'
+  "limits": {"max_pending": 10000000, "max_pending_per_device": 10000000, "max_devices": 2000000},'
 fi
+[ -n "${BENCH_MILLION:-}" ] && MEM_STEPS="$MEM_STEPS 1000000"
 
 # start_host NAME ROOT: a fresh host with its own topic root (so retained
 # messages of one scenario never reach another), state dir and HTTP port.
@@ -206,7 +211,7 @@ start_host_once() {
   "stale_after_s": 600,
   "log_level": "warn",$LIMITS
   "plugins": [{"module": "ndi", "path": "builtin:ndi",
-               "settings": {"ack_timeout_s": 86400}}]
+               "settings": {"ack_timeout_s": ${ACK_TIMEOUT:-86400}}}]
 }
 EOF
 	taskset -c 0 "$HOST_BIN" --config "$WORK/$name/host.json" >"$WORK/$name/host.log" 2>&1 &
@@ -425,13 +430,39 @@ if want mem; then
 start_host memory /mem
 sleep 1
 emit_rss mem_idle
+# The cost per update at each size: the host's own time merging meta and
+# status (oh_registry_merge_seconds_total) over a second round of both for
+# the first min(n, 20000) devices, in ns per message.
+update_cost() {  # n
+	local k=$(( $1 < 20000 ? $1 : 20000 )) m0 s0 m1 s1
+	m0=$(metric oh_registry_merges_total)
+	s0=$(metric oh_registry_merge_seconds_total)
+	if [ -z "$m0" ]; then   # a host before the metric
+		emit "mem_${1}_ns_per_update" n/a "(no oh_registry_merges_total)"
+		return
+	fi
+	bench populate --http-port 0 --root /mem --from 0 --to "$k" --conns 8 --timeout 600 \
+		--name "mem_update_$1" >/dev/null
+	for _ in $(seq 600); do
+		m1=$(metric oh_registry_merges_total)
+		awk -v a="$m1" -v b="$m0" -v k="$k" 'BEGIN { exit !(a - b >= 2 * k) }' && break
+		sleep 0.1
+	done
+	s1=$(metric oh_registry_merge_seconds_total)
+	emit "mem_${1}_ns_per_update" "$(awk -v a="$s1" -v b="$s0" -v m="$m1" -v l="$m0" \
+		'BEGIN { printf "%.0f", (a - b) * 1e9 / (m - l) }')" ns
+	ratio "mem_${1}_update_vs_1000" "mem_${1}_ns_per_update" mem_1000_ns_per_update
+}
 prev=0
 for n in $MEM_STEPS; do
-	bench populate --http-port "$HTTP_PORT" --root /mem --from "$prev" --to "$n" --conns 8 \
-		--timeout 240 --name "mem_populate_$n"
+	TOOL_TIMEOUT=1500 bench populate --http-port "$HTTP_PORT" --root /mem --from "$prev" --to "$n" --conns 8 \
+		--timeout 1400 --name "mem_populate_$n"
 	sleep 1   # a snapshot interval or five: let the last snapshot go out
 	emit_rss "mem_${n}"
+	emit "mem_${n}_bytes_per_device" "$(awk -v r="$(value "mem_${n}_rss")" -v i="$(value mem_idle_rss)" \
+		-v n="$n" 'BEGIN { printf "%.0f", (r - i) * 1048576 / n }')" bytes
 	[ "$n" = 10000 ] && gzip_time mem_10000
+	update_cost "$n"
 	prev=$n
 done
 read -r get_code get_bytes get_secs < <(curl -s --noproxy '*' -o /dev/null \
@@ -439,6 +470,47 @@ read -r get_code get_bytes get_secs < <(curl -s --noproxy '*' -o /dev/null \
 emit "mem_registry_get_secs" "$get_secs" "s (HTTP $get_code)"
 emit "mem_registry_get_bytes" "$get_bytes" bytes
 emit_rss mem_after_get
+stop_host
+fi
+
+# ---- 5b. a burst to a silent device ------------------------------------------------
+# BURST_N commands relayed to a device nobody serves, on a host whose NDI
+# ack_timeout_s is 5: RSS before, its peak (VmHWM) over the commands, and 30 s
+# after the last TIMEOUT.  Targets: after within 25% of before, the peak at
+# most 1 KB per pending command.
+BURST_N=${BENCH_BURST_N:-50000}
+if want burst; then
+ACK_TIMEOUT=5 start_host burst /burst
+sleep 1
+emit_rss burst_before
+bench burst --root /burst --n "$BURST_N" --device-id silent-dev --timeout 120 --name burst
+emit_rss burst_drained
+sleep 30
+emit_rss burst_after_30s
+ratio burst_after_vs_before burst_after_30s_rss burst_before_rss
+emit burst_peak_bytes_per_command "$(awk -v p="$(value burst_after_30s_hwm)" -v b="$(value burst_before_rss)" \
+	-v n="$BURST_N" 'BEGIN { printf "%.0f", (p - b) * 1048576 / n }')" bytes
+stop_host
+fi
+
+# ---- 5c. start-up -----------------------------------------------------------------
+# A host that knew START_N devices (stored, and retained on the broker) is
+# stopped; START_N jobs and START_N leases are written into its state.db;
+# then the seconds from exec to the first /api/registry listing every
+# device.  Target: 3 s.
+START_N=${BENCH_START_N:-100000}
+if want start; then
+start_host start /start
+bench populate --http-port "$HTTP_PORT" --root /start --from 0 --to "$START_N" --conns 8 \
+	--timeout 240 --name start_populate
+stop_host   # a clean stop stores every device
+"$BENCH_BIN" jobs --db "$WORK/start/state.db" --n "$START_N" --fire-at $(( $(date +%s) + 86400 )) \
+	--window 1 --fire-n 0 --leases "$START_N"
+sync "$WORK/start"/state.db*
+t0=$(date +%s.%N)
+start_host start /start
+bench startwait --http-port "$HTTP_PORT" --devices "$START_N" --at "$t0" --timeout 60 --name start_registry
+emit_rss start_after
 stop_host
 fi
 

@@ -22,7 +22,7 @@ static void update_host_values(struct host *h)
 {
 	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *gzips, *gzip_in,
 			*gzip_out, *gzip_secs, *gzip_slice, *not_modified, *bad, *uptime, *jobs, *info,
-			*conns, *streams, *behind, *acting;
+			*conns, *streams, *merges, *merge_secs, *behind, *acting;
 	if(!up) {
 		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
 				NULL);
@@ -56,6 +56,10 @@ static void update_host_values(struct host *h)
 				"Open HTTP connections (limits.max_http_connections)", NULL);
 		streams = metrics_family("oh_sse_clients", METRIC_GAUGE,
 				"Open event streams (limits.max_sse_clients)", NULL);
+		merges = metrics_family("oh_registry_merges_total", METRIC_COUNTER,
+				"Device meta and status messages merged into the registry", NULL);
+		merge_secs = metrics_family("oh_registry_merge_seconds_total", METRIC_COUNTER,
+				"Time the loop spent merging them", NULL);
 		behind = metrics_family("oh_sse_behind_peak_bytes", METRIC_GAUGE,
 				"The most an event stream has been behind since start, unsent plus held back"
 				" (limits.max_sse_backlog_bytes)",
@@ -83,6 +87,8 @@ static void update_host_values(struct host *h)
 	metrics_set(conns, NULL, h->http ? (double)http_server_connections(h->http) : 0);
 	metrics_set(streams, NULL, h->http ? (double)http_server_streams(h->http) : 0);
 	metrics_set(acting, NULL, ha_acting(h));
+	metrics_set(merges, NULL, (double)h->stats.registry_merges);
+	metrics_set(merge_secs, NULL, h->stats.registry_merge_seconds);
 	const char *version = OH_VERSION;
 	metrics_set(info, &version, 1);
 	metrics_process_update();

@@ -36,6 +36,10 @@ struct counters {
 	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
 	double gzip_seconds, gzip_slice_max_s; /* loop CPU time in slices; the longest */
 	uint64_t http_not_modified;
+	/* registry.c: meta and status messages merged, and the loop time they
+	 * took (oh_registry_merge_seconds_total: the cost per update). */
+	uint64_t registry_merges;
+	double registry_merge_seconds;
 	/* events.c: the most any event stream has been behind (unsent bytes
 	 * plus registry deltas held back) since start. */
 	uint64_t sse_behind_peak;
@@ -113,6 +117,8 @@ int registry_start(struct registry *r); /* subscribes */
 char *registry_device_json(struct registry *r, const char *id);
 int registry_device(struct registry *r, const char *id, struct oh_device *out);
 void registry_foreach(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
+/* The same with dev->doc NULL: no document is thawed (oh_device_walk). */
+void registry_walk(struct registry *r, int (*fn)(const struct oh_device *, void *), void *ud);
 size_t registry_size(const struct registry *r);
 uint64_t registry_generation(const struct registry *r); /* host.generation */
 /* Tells the change handler (registry_on_change) that the devices changed. */

@@ -203,8 +203,10 @@ int leases_load(struct leases *ls)
 	if(ls->insane)
 		log_warn("leases", "%zu stored lease(s) had an expiry that is not a time; they end now",
 				ls->insane);
-	if(strmap_size(ls->map))
+	if(strmap_size(ls->map)) {
 		log_info("leases", "restored %zu lease(s)", strmap_size(ls->map));
+		changed(ls); /* a view made before (the snapshot's) is out of date */
+	}
 	long max = ls->host->cfg.limits.max_leases;
 	if(max > 0 && strmap_size(ls->map) > (size_t)max)
 		log_warn("leases",

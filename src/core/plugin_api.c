@@ -102,6 +102,11 @@ void oh_device_foreach(oh_ctx *ctx, int (*fn)(const struct oh_device *, void *),
 	registry_foreach(ctx->host->registry, fn, ud);
 }
 
+void oh_device_walk(oh_ctx *ctx, int (*fn)(const struct oh_device *, void *), void *ud)
+{
+	registry_walk(ctx->host->registry, fn, ud);
+}
+
 bool oh_device_id_valid(const char *id)
 {
 	return id && ident_device_id_valid(id, strlen(id));

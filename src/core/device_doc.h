@@ -1,0 +1,59 @@
+/*
+ * A device's document in the registry: the rule that merges a meta or
+ * status into it, its size as limits.max_device_bytes counts it, and its
+ * compact form, the cached snapshot fragment "\"id\":{...}" that the
+ * registry keeps instead of a jansson tree (docs/performance.md, "Memory").
+ * Freezing a tree and thawing the fragment give back the same tree, byte
+ * for byte once dumped again (key order, numbers, escapes): the registry
+ * drops trees between changes and relies on that.
+ */
+#ifndef OH_DEVICE_DOC_H
+#define OH_DEVICE_DOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+/* Merges obj (borrowed) into doc key by key, later wins, leaving out the
+ * fields docs/protocol.md types ("Registry input") when they have another
+ * type.  Those are named in why ("" when there were none); returns whether
+ * any was.  *changed is set when doc changed. */
+bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, bool *changed);
+
+/* The bytes of doc (borrowed) in compact JSON without the host's fields
+ * (last_seen, stale, online), and what they become once obj is merged into
+ * it, given that doc measures `bytes` now. */
+size_t device_doc_bytes(const json_t *doc);
+size_t device_doc_merged_bytes(const json_t *doc, size_t bytes, const json_t *obj);
+
+/* "\"id\":" followed by doc in compact JSON (returned, free()), its length
+ * in *len; NULL out of memory.  id must need no escaping (device ids are
+ * [A-Za-z0-9._-]). */
+char *device_doc_freeze(const char *id, const json_t *doc, size_t *len);
+/* The object a fragment of device_doc_freeze() holds (returned,
+ * json_decref), or NULL out of memory. */
+json_t *device_doc_thaw(const char *frag, size_t len);
+/* Where the object starts in such a fragment: strlen(id) + 3. */
+size_t device_doc_key_len(const char *frag);
+
+/*
+ * A warm start's fragment straight from the stored text (borrowed; compact
+ * JSON as device_doc_freeze wrote it) without a tree: the stored device_id,
+ * last_seen, stale and online left out, the rest in order, then
+ * "last_seen": last_seen (borrowed ISO time, or NULL for null), "stale":
+ * false, "online": null, exactly what thawing, deleting those and freezing
+ * again would give (tests/unit/test_registry_doc.c).  Returned (free()),
+ * its length in *len, and whether the document has "modules" in
+ * *has_modules; NULL out of memory or when the text is not such an object
+ * (then parse it).
+ */
+char *device_doc_from_stored(const char *id, const char *text, size_t n, const char *last_seen, size_t *len,
+		bool *has_modules);
+
+/* The devices in a registry snapshot's text (borrowed; "{\"devices\":{...",
+ * as snapshot.c writes it), counted without parsing it; -1 when it is not
+ * such a text (then parse it). */
+long device_doc_count_snapshot(const char *text, size_t n);
+
+#endif
