@@ -942,6 +942,7 @@ void http_server_free(struct http_server *s)
 				 * then finds no request). */
 				req->hold->req = NULL;
 				req->hold = NULL;
+				req->committed = true; /* so that MHD_run does not hold it again */
 				MHD_destroy_response(req->response);
 				req->response = NULL;
 				req->status = 0;
