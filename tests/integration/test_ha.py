@@ -8,7 +8,10 @@ the new leader, a lease held across with the same deadline), the standby
 killed, PostgreSQL restarted, the leader cut off from the database by a
 proxy that blackholes its connection (it stops within ha.lease_s), a job
 due during a failover (run once, one row in oh_job_runs), /healthz and the
-UI on both nodes, the standby's 503 for writes, and the config errors.
+UI on both nodes, the standby's 503 for writes and its view of the leases
+and jobs, the retained presence being the leader's, an NDI route set on
+the old leader enforced by the new one, a clean stop with a reply waiting
+for its commit, and the config errors.
 """
 
 import subprocess
