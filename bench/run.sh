@@ -24,7 +24,7 @@
 #   BENCH_SSE_CLIENTS=1000 BENCH_SSE_DEVICES=10000 BENCH_SSE_RATE=5000 BENCH_SSE_SECS=10
 #   BENCH_BURST_N=50000 BENCH_START_N=100000
 #   BENCH_HA_TRIALS=20 BENCH_HA_ROUNDS=9 (bench/ha_bench.py)
-#   BENCH_SECTIONS="latency tput rest mem burst start sched sse routes ha" (default: all of them;
+#   BENCH_SECTIONS="latency tput rest mem burst start sched sse routes ha audit" (default: all of them;
 #   BENCH_MILLION=1 adds a 1,000,000-device step to mem)
 set -euo pipefail
 
@@ -209,7 +209,7 @@ start_host_once() {
   "state_dir": "$WORK/$name",
   "snapshot_interval_ms": 200,
   "stale_after_s": 600,
-  "log_level": "warn",$LIMITS
+  "log_level": "warn",$LIMITS${HOST_EXTRA:-}
   "plugins": [{"module": "ndi", "path": "builtin:ndi",
                "settings": {"ack_timeout_s": ${ACK_TIMEOUT:-86400}}}]
 }
@@ -679,6 +679,40 @@ fi
 # relayed by the new one, losses, and relay cost against SQLite.
 if want ha && [ "$BROKER" = mosquitto ]; then
 	BUILD=$BUILD timeout 900 /usr/bin/python3 "$SRC/bench/ha_bench.py" | tee -a "$RESULTS"
+fi
+
+# ---- 10. audit trail on and off ---------------------------------------------------------
+# The cost of audit.enabled: relay throughput at QoS 1 with a device that
+# acks every command, so each command has an outcome to record (and its ack
+# waits for its batch).  Off and on alternate, three times each, on fresh
+# hosts; the best of each is compared (docs/audit.md, target >= 0.9): on a
+# shared machine a run now and then stalls or crawls, with the audit off as
+# well as on (docs/performance.md).
+if want audit; then
+for run in 1 2 3; do
+	for mode in off on; do
+		[ $mode = on ] && enabled=true || enabled=false
+		HOST_EXTRA="
+  \"audit\": {\"enabled\": $enabled},"
+		start_host audit_${mode}_$run /aud$run$mode
+		bench throughput --mode relay --ack --qos 1 --n "$TPUT_N" --timeout 60 \
+			--name audit_${mode}_${run}_tput_qos1 --root /aud$run$mode
+		stop_host
+		HOST_EXTRA=
+	done
+done
+best() {  # the largest of the figures named
+	local v m=0
+	for f in "$@"; do
+		v=$(value "$f")
+		m=$(awk -v a="$v" -v b="$m" 'BEGIN { print (a + 0 > b + 0) ? a : b }')
+	done
+	echo "$m"
+}
+for mode in off on; do
+	emit audit_${mode}_tput_qos1_rate "$(best audit_${mode}_{1,2,3}_tput_qos1_rate)" msg/s
+done
+ratio audit_on_vs_off_tput_qos1_ratio audit_on_tput_qos1_rate audit_off_tput_qos1_rate
 fi
 
 # ---- results.json ------------------------------------------------------------------

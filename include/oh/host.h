@@ -379,6 +379,31 @@ typedef void (*oh_spawn_done_fn)(
 int oh_spawn(oh_ctx *ctx, char *const argv[], unsigned timeout_ms, size_t max_output, oh_spawn_done_fn done,
 		void *ud);
 
+/* ---- the audit trail (minor 6) ------------------------------------------ */
+
+/*
+ * What the host does not see itself, for the audit trail (docs/audit.md):
+ * a route made or dropped, a preset applied.  Command outcomes published
+ * with oh_ack_publish, leases, jobs, plugin loads and devices are recorded
+ * by the host already: do not record them again.  The host adds the time,
+ * the seq, the module and the API token of the request being handled.
+ * Strings are borrowed (cut at 512 bytes); detail (borrowed, may be NULL)
+ * is a small object.  latency_ms < 0: none.
+ */
+struct oh_audit_record {
+	const char *kind; /* "route" (routes and presets) or "command" */
+	const char *action;
+	const char *actor, *requested_by, *device_id, *req_id, *code, *error;
+	const json_t *detail;
+	double latency_ms;
+	void *reserved[4]; /* zero */
+};
+/* Stored with the next batch (a few ms; an ack published with
+ * oh_ack_publish after it waits for that batch).  OH_OK, also when the
+ * audit is off (audit.enabled false); OH_ERR_INVAL for another kind, a
+ * NULL action or a detail that is not an object. */
+int oh_audit_record(oh_ctx *ctx, const struct oh_audit_record *rec);
+
 /* ---- scheduler ------------------------------------------------------------ */
 
 /*

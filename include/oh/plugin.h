@@ -35,13 +35,15 @@ extern "C" {
  *   check (oh_job_validate_fn) of a plugin of this minor also decides
  *   whether a job's command may lack device_id.
  * Minor OH_ABI_MINOR_WALK: oh_device_walk (host.h, "registry").
+ * Minor OH_ABI_MINOR_AUDIT: oh_audit_record (host.h, "the audit trail").
  * Minor OH_ABI_MINOR_LEAD: oh_plugin.took_lead (the second reserved slot). */
-#define OH_PLUGIN_ABI_MINOR 6
+#define OH_PLUGIN_ABI_MINOR 7
 /* The minor each addition came with, for a plugin's abi_minor: renumbering
  * an addition is a change of one line here. */
 #define OH_ABI_MINOR_DOCS 4
 #define OH_ABI_MINOR_WALK 5
-#define OH_ABI_MINOR_LEAD 6
+#define OH_ABI_MINOR_AUDIT 6
+#define OH_ABI_MINOR_LEAD 7
 
 /* The handle the host gives a plugin: its module name, settings, and every
  * service in host.h hang off it. */

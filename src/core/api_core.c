@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "ident.h"
 #include "mqtt_link.h"
 #include "shared_buf.h"
@@ -214,5 +215,7 @@ int api_core_register(struct host *h)
 		rc = api_plugins_register(h);
 	if(!rc)
 		rc = api_metrics_register(h);
+	if(!rc)
+		rc = api_audit_register(h);
 	return rc ? rc : api_ui_register(h);
 }

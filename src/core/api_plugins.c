@@ -49,6 +49,7 @@ struct pending_unload {
 	struct event *ev;        /* the deferred turn */
 	struct oh_http_req *req; /* NULL once the client left */
 	char module[64];
+	char actor[128]; /* the token's name, for the audit; "" without tokens */
 };
 
 /* Every unload not run yet, of every host (there is one outside tests). */
@@ -70,7 +71,7 @@ static void pending_free(struct pending_unload *p)
 static void do_unload(evutil_socket_t fd, short what, void *arg)
 {
 	struct pending_unload *p = arg;
-	int rc = plugins_unload(p->host, p->module);
+	int rc = plugins_unload(p->host, p->module, p->actor[0] ? p->actor : NULL);
 	if(p->req) {
 		oh_req_on_gone(p->req, NULL, NULL);
 		if(rc == OH_OK)
@@ -117,6 +118,7 @@ static void delete_plugin(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	p->host = h;
 	p->req = req;
 	snprintf(p->module, sizeof p->module, "%s", module);
+	snprintf(p->actor, sizeof p->actor, "%s", oh_req_actor(req) ? oh_req_actor(req) : "");
 	static const struct timeval now = {0, 0};
 	p->ev = evtimer_new(h->base, do_unload, p);
 	if(!p->ev || evtimer_add(p->ev, &now)) {

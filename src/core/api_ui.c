@@ -87,8 +87,10 @@ struct page {
 
 static bool has_page(const oh_ctx *c)
 {
-	/* /ui/devices is the core's; a plugin named so cannot take it. */
-	return c->loaded && c->ui_title && c->ui_html && strcmp(c->module, "devices");
+	/* /ui/devices and /ui/activity are the core's; a plugin named so
+	 * cannot take them. */
+	return c->loaded && c->ui_title && c->ui_html && strcmp(c->module, "devices") &&
+			strcmp(c->module, "activity");
 }
 
 static void nav_link(struct strbuf *b, const char *href, const char *label, bool current)
@@ -104,6 +106,7 @@ static void render_nav(struct host *h, struct strbuf *b, const char *current)
 {
 	nav_link(b, "/", "Home", !strcmp(current, "home"));
 	nav_link(b, "/ui/devices", "Devices", !strcmp(current, "devices"));
+	nav_link(b, "/ui/activity", "Activity", !strcmp(current, "activity"));
 	for(size_t i = 0; i < h->n_plugins; i++) {
 		oh_ctx *c = h->plugins[i];
 		if(!has_page(c))
@@ -336,6 +339,11 @@ static void get_devices_page(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	reply_fragment(ud, req, "devices", "Devices", WEB_DIR "devices.html", "/static/devices.js");
 }
 
+static void get_activity_page(oh_ctx *ctx, struct oh_http_req *req, void *ud)
+{
+	reply_fragment(ud, req, "activity", "Activity", WEB_DIR "activity.html", "/static/activity.js");
+}
+
 static void get_docs(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 {
 	reply_fragment(ud, req, "docs", "API docs", WEB_DIR "docs.html", "/static/docs.js");
@@ -418,6 +426,9 @@ int api_ui_register(struct host *h)
 			{"GET", "/ui/devices", get_devices_page,
 					"{\"summary\": \"Web UI: live table of devices\", \"tags\": [\"ui\"],"
 					" \"responses\": {" DOC_HTML("200", "the page") "}}"},
+			{"GET", "/ui/activity", get_activity_page,
+					"{\"summary\": \"Web UI: the audit trail, filtered, live, with CSV export\","
+					" \"tags\": [\"ui\"], \"responses\": {" DOC_HTML("200", "the page") "}}"},
 			{"GET", "/ui/{module}", get_plugin_page,
 					"{\"summary\": \"Web UI: a plugin's page inside the shared shell\", \"tags\": [\"ui\"],"
 					" \"parameters\": [{\"name\": \"module\", \"in\": \"path\", \"required\": true,"

@@ -10,8 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "envelope.h"
 #include "metrics.h"
+#include "http.h"
 #include "timeutil.h"
 #include "utf8.h"
 
@@ -140,13 +142,72 @@ static const char *field_or_dash(const json_t *obj, const char *key)
 	return v ? v : "-";
 }
 
+/* Who asked, beyond the ack's actor: the envelope's requested_by when the
+ * command came over MQTT, else "job:{id}" while a job runs (borrowed). */
+static const char *requester_now(struct host *h)
+{
+	const struct oh_message *msg = dispatch_delivering(NULL);
+	const char *rb = msg ? json_string_value(json_object_get(msg->json, "requested_by")) : NULL;
+	return rb ? rb : audit_requester(h);
+}
+
+/*
+ * The audit record of an ack.  DISPATCHED is not an outcome: it starts the
+ * clock of its command (audit_command_started), and the outcome stops it.
+ * The scheduler's FIRED, SKIPPED and MISSED are job runs; EXPIRED is told
+ * by the leases (leases.c) and not recorded twice.
+ */
+static void ack_record(oh_ctx *ctx, const json_t *ack, const char *code)
+{
+	struct host *h = ctx->host;
+	if(!h->audit || !code || !strcmp(code, "EXPIRED"))
+		return;
+	const char *req_id = json_string_value(json_object_get(ack, "req_id"));
+	const json_t *details = json_object_get(ack, "details");
+	const char *token = http_current_token();
+	const char *rb = requester_now(h);
+	if(!strcmp(code, "DISPATCHED")) {
+		audit_command_started(h, ctx->module, req_id, token, rb);
+		return;
+	}
+	struct audit_rec r = {
+			.kind = "command",
+			.action = json_string_value(json_object_get(ack, "action")),
+			.actor = json_string_value(json_object_get(ack, "actor")),
+			.requested_by = rb,
+			.token = token,
+			.device_id = json_string_value(json_object_get(details, "device_id")),
+			.module = ctx->module,
+			.req_id = req_id,
+			.code = code,
+			.error = json_string_value(json_object_get(ack, "error")),
+			.latency_ms = -1,
+	};
+	char tok[AUDIT_TEXT_MAX + 1], by[AUDIT_TEXT_MAX + 1]; /* whole: never cut inside a character */
+	if(!strcmp(code, "FIRED") || !strcmp(code, "SKIPPED") || !strcmp(code, "MISSED")) {
+		r.kind = "job";
+		r.action = !strcmp(code, "FIRED") ? "fired" : !strcmp(code, "SKIPPED") ? "skipped" : "missed";
+		r.detail = details;
+	} else {
+		audit_command_ended(h, ctx->module, req_id, &r.latency_ms, tok, sizeof tok, by, sizeof by);
+		if(!r.token && tok[0])
+			r.token = tok;
+		if(!r.requested_by && by[0])
+			r.requested_by = by;
+		/* What the device said went wrong, not its whole answer. */
+		if(!strcmp(code, "FAILED"))
+			r.detail = details;
+	}
+	audit_record(h, &r);
+}
+
 int oh_ack_publish(oh_ctx *ctx, json_t *ack)
 {
 	if(!ack)
 		return OH_ERR_NOMEM;
-	/* Every command outcome, counted and logged in one place.  DISPATCHED is
-	 * not an outcome (COMPLETED, FAILED or TIMEOUT follows), so each command
-	 * gets exactly one info line. */
+	/* Every command outcome, counted, logged and audited in one place.
+	 * DISPATCHED is not an outcome (COMPLETED, FAILED or TIMEOUT follows),
+	 * so each command gets exactly one info line. */
 	const char *code = json_string_value(json_object_get(ack, "code"));
 	oh_metric_count(ctx, "commands_total{code}", code ? code : "none", 1);
 	oh_log(ctx, code && !strcmp(code, "DISPATCHED") ? OH_LOG_DEBUG : OH_LOG_INFO,
@@ -154,7 +215,15 @@ int oh_ack_publish(oh_ctx *ctx, json_t *ack)
 			field_or_dash(ack, "req_id"), field_or_dash(ack, "actor"),
 			field_or_dash(json_object_get(ack, "details"), "device_id"),
 			field_or_dash(ack, "action"), code ? code : "-");
-	int rc = oh_publish_json(ctx, ctx->evt_topic, ack, 1, false);
+	ack_record(ctx, ack, code);
+	char *text = json_dumps(ack, JSON_COMPACT);
 	json_decref(ack);
+	if(!text)
+		return OH_ERR_NOMEM;
+	/* After the batch holding its record, when one waits (audit.h). */
+	int rc = audit_defer_publish(ctx->host, ctx->evt_topic, text, strlen(text))
+			? OH_OK
+			: oh_publish(ctx, ctx->evt_topic, text, strlen(text), 1, false);
+	free(text);
 	return rc;
 }

@@ -102,6 +102,9 @@ static void set_defaults(struct config *c)
 	c->mqtt_protocol = strdup("auto");
 	c->command_expiry_s = 60;
 	c->mqtt_commands.enabled = true;
+	c->audit.enabled = true;
+	c->audit.retention_days = 90;
+	c->audit.max_rows = 1000000;
 	c->log_level = strdup("info");
 	c->log_format = strdup("text");
 	for(size_t i = 0; i < N_LIMITS; i++)
@@ -118,7 +121,7 @@ static const char *module_check(const json_t *v, void *ud, char *buf, size_t len
 	}
 	/* The host's own /api/{name} and /ui/{name} paths. */
 	static const char *const reserved[] = {"plugins", "registry", "devices", "events", "healthz",
-			"metrics", "static", "docs", NULL};
+			"metrics", "static", "docs", "activity", "audit", NULL};
 	for(const char *const *r = reserved; *r; r++) {
 		if(!strcmp(m, *r)) {
 			snprintf(buf, len, "\"%s\" is reserved by the host", m);
@@ -421,6 +424,11 @@ int config_load(struct config *c, const char *path, char *err, size_t len)
 			{"mqtt_commands.enabled", CONF_BOOL, false, 0, 0, &c->mqtt_commands.enabled, NULL, NULL},
 			{"mqtt_commands.admin_actors", CONF_CUSTOM, true, 0, 0, NULL, custom_admin_actors,
 					"an array of actor names, or null"},
+			{"audit", CONF_OBJ, false, 0, 0, NULL, NULL, NULL},
+			{"audit.enabled", CONF_BOOL, false, 0, 0, &c->audit.enabled, NULL, NULL},
+			{"audit.retention_days", CONF_NUM, false, 0, 36500, &c->audit.retention_days, NULL,
+					NULL},
+			{"audit.max_rows", CONF_LONG, false, 0, 1000000000, &c->audit.max_rows, NULL, NULL},
 			{"log_level", CONF_STR, false, 0, 0, &c->log_level, NULL, NULL},
 			{"log_format", CONF_STR, false, 0, 0, &c->log_format, NULL, NULL},
 			{"plugins", CONF_CUSTOM, false, 0, 0, NULL, custom_plugins,

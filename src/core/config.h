@@ -100,6 +100,12 @@ struct config {
 	int command_expiry_s;
 	char *log_level;
 	char *log_format;
+	/* audit: the audit trail (audit.c, docs/audit.md). */
+	struct {
+		bool enabled;
+		double retention_days; /* 0: kept whatever their age */
+		long max_rows;         /* 0: no cap */
+	} audit;
 	struct plugin_conf *plugins;
 	size_t n_plugins;
 	struct config_limits limits;

@@ -26,6 +26,7 @@ struct scheduler;
 struct broker_probe;
 struct snapshot;
 struct shared_buf;
+struct audit;
 struct ha;
 
 struct counters {
@@ -56,6 +57,7 @@ struct host {
 	struct store *store;
 	struct leases *leases;
 	struct scheduler *scheduler;
+	struct audit *audit;        /* owned (audit_free); NULL: audit.enabled is false */
 	struct broker_probe *probe; /* owned (broker_probe_free) */
 	struct ha *ha;              /* owned (ha_free) */
 	char *node;                 /* owned: our name on the bus, in the birth message */
@@ -223,9 +225,10 @@ void plugins_unload_all(struct host *h);
 /* [{"module": "ndi", "loaded": true, "error": null}, ...]; returned. */
 json_t *plugins_status_json(struct host *h);
 /* Unloads a loaded plugin (cleanup, teardown, dlclose); OH_ERR_NOT_FOUND for
- * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  Never call it
+ * an unknown module, OH_ERR_NOT_HELD when it is not loaded.  actor
+ * (borrowed, may be NULL) names who asked, for the audit.  Never call it
  * from inside one of that plugin's callbacks. */
-int plugins_unload(struct host *h, const char *module);
+int plugins_unload(struct host *h, const char *module, const char *actor);
 /* Tells every loaded plugin with a device_forgotten hook that id (borrowed)
  * is being forgotten (registry_forget). */
 void plugins_device_forgotten(struct host *h, const char *id);

@@ -18,6 +18,7 @@
  *   event: orch_evt   data: {"topic": ..., "payload": <the event>} (payload null, with
  *                      "error", if a plugin published something that is not JSON)
  *   event: broker     data: {"mqtt": "connected" | "disconnected"}
+ *   event: audit      data: one audit record once it is stored (audit.c, GET /api/audit's shape)
  *
  * A whole snapshot at 10,000 devices is 3.4 MB; sending it to every page on
  * every coalesced change is what this file no longer does.  Each client is
@@ -48,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "http.h"
 #include "oh/list.h"
 #include "log.h"
@@ -478,6 +480,22 @@ static void on_ping(evutil_socket_t fd, short what, void *arg)
 	shared_buf_unref(msg);
 }
 
+/* An audit record, once stored (the audit's handler, registered below). */
+static void events_audit(struct host *h, const struct store_audit *r)
+{
+	struct events *ev = the_events;
+	if(!ev || ev->host != h || oh_list_empty(&ev->clients))
+		return;
+	json_t *j = audit_json(r);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if(text)
+		broadcast_event(ev, "audit", text, strlen(text));
+	else
+		log_error("events", "out of memory formatting an audit event");
+	free(text);
+	json_decref(j);
+}
+
 void events_broker_state(struct host *h, bool up)
 {
 	struct events *ev = the_events;
@@ -517,7 +535,8 @@ int events_register(struct host *h)
 			" ({devices, removed, locks, modules, ts, seq, since, delta: true}, as"
 			" GET /api/registry?since= answers; id: the seq it brings the client to) on every"
 			" published change, `orch_evt` ({topic, payload} of every event the host"
-			" publishes on {root}/orchestrator/{module}/evt) and `broker` ({mqtt: connected|disconnected}) as they"
+			" publishes on {root}/orchestrator/{module}/evt), `audit` (each audit record once stored,"
+			" as GET /api/audit gives it) and `broker` ({mqtt: connected|disconnected}) as they"
 			" happen, and a `: ping` comment every 15 s. A client behind gets one merged delta"
 			" when it has read its backlog; one behind by more than"
 			" limits.max_sse_backlog_bytes, or that read nothing for 8 s, is cut off and"
@@ -534,6 +553,7 @@ int events_register(struct host *h)
 	}
 	snapshot_on_publish(h->snapshot, on_snapshot, ev);
 	host_publish_tap(h, events_orch_evt);
+	audit_on_stored(h, events_audit);
 	the_events = ev;
 	return OH_OK;
 }
@@ -556,4 +576,5 @@ void events_free(struct host *h)
 	free(ev);
 	the_events = NULL;
 	host_publish_tap(h, NULL);
+	audit_on_stored(h, NULL);
 }

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "http_cache.h"
 #include "log.h"
@@ -76,6 +77,10 @@ static void add_cors_headers(struct oh_http_req *req, struct MHD_Response *r)
 	if(origin)
 		MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
 }
+
+/* The request whose handler runs now, for the audit records it causes
+ * (http_current_token); the loop is single-threaded. */
+static struct oh_http_req *current;
 
 /* ---- replies -------------------------------------------------------------- */
 
@@ -255,6 +260,20 @@ const char *oh_req_query(const struct oh_http_req *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	json_object_set_new(cls, key, value ? json_string(value) : json_string(""));
+	return MHD_YES;
+}
+
+json_t *http_req_query_json(const struct oh_http_req *req)
+{
+	json_t *o = json_object();
+	if(o)
+		MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query, o);
+	return o;
+}
+
 const char *oh_req_header(const struct oh_http_req *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -301,6 +320,9 @@ static enum MHD_Result queue_reply(struct oh_http_req *req)
 	if(!route && req->path && !req->path_problem)
 		route = http__route_pattern(req->server, req->path);
 	metrics_http_request(req->method, route, status, mono_now() - req->started);
+	/* An answer may acknowledge what an audit record describes (a command's
+	 * outcome): the record is stored first (audit.h). */
+	audit_flush(req->server->host);
 	enum MHD_Result rc = MHD_queue_response(req->conn, status, r);
 	MHD_destroy_response(r);
 	return rc;
@@ -630,8 +652,15 @@ static void dispatch_request(struct http_server *s, struct oh_http_req *req)
 		return;
 	}
 	req->in_handler = true;
+	current = req;
 	r->fn(r->owner, req, r->ud);
+	current = NULL;
 	req->in_handler = false;
+}
+
+const char *http_current_token(void)
+{
+	return current && current->token ? current->token->name : NULL;
 }
 
 /* ---- replies that wait for the store (store.h, publish.c) ------------------- */

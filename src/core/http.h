@@ -44,6 +44,12 @@ int http_reply_static(struct oh_http_req *req, unsigned status, const char *cont
 int http_reply_copy(struct oh_http_req *req, unsigned status, const char *content_type, const void *data,
 		size_t len);
 void http_req_add_header(struct oh_http_req *req, const char *name, const char *value);
+/* The token name of the HTTP request whose handler runs now, or NULL: the
+ * audit records what a request causes under it. */
+const char *http_current_token(void);
+/* The query string as an object of strings (returned; a name given twice:
+ * the last), for the one validator (include/oh/validate.h). */
+json_t *http_req_query_json(const struct oh_http_req *req);
 struct host *http_req_host(const struct oh_http_req *req);
 
 /*

@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
@@ -92,6 +94,53 @@ static void changed(struct leases *ls)
 		ls->changed(ls->changed_ud);
 }
 
+/*
+ * Writes a lease change and its audit record in one transaction: the lease
+ * (put, or deleted with l NULL) under key, `action` done by actor
+ * (borrowed; NULL: unknown).  OH_ERR_IO when it was not committed.
+ */
+static int write_change(struct leases *ls, const char *key, const struct lease *l, const char *action,
+		const char *actor, const char *previous)
+{
+	struct store *s = ls->host->store;
+	if(!s)
+		return OH_OK;
+	int rc = store_begin(s);
+	if(rc)
+		return rc;
+	if(l) {
+		struct store_lease sl = {l->key, l->holder, l->expires_at};
+		rc = store_lease_put(s, &sl);
+	} else {
+		rc = store_lease_delete(s, key);
+	}
+	if(!rc && ls->host->audit) {
+		/* "ndi:rpi-01": the module, and the device after the colon. */
+		const char *colon = strchr(key, ':');
+		char module[64] = "", when[32];
+		if(colon)
+			snprintf(module, sizeof module, "%.*s", (int)(colon - key), key);
+		json_t *detail = json_pack("{s:s}", "key", key);
+		if(l)
+			json_object_set_new(detail, "expires_at",
+					json_string(time_format_utc((time_t)l->expires_at, when, sizeof when)));
+		if(previous)
+			json_object_set_new(detail, "holder", json_string(previous));
+		struct audit_rec r = {.kind = "lease",
+				.action = action,
+				.actor = actor,
+				.token = http_current_token(),
+				.device_id = colon ? colon + 1 : NULL,
+				.module = colon ? module : NULL,
+				.detail = detail,
+				.latency_ms = -1};
+		audit_record(ls->host, &r);
+		json_decref(detail);
+	}
+	int crc = store_commit(s);
+	return rc ? rc : crc;
+}
+
 static void drop(struct leases *ls, struct lease *l)
 {
 	strmap_remove(ls->map, l->key);
@@ -105,8 +154,7 @@ static void expire_now(struct lease *l)
 	char key[LEASE_KEY_MAX], holder[128];
 	snprintf(key, sizeof key, "%s", l->key);
 	snprintf(holder, sizeof holder, "%s", l->holder);
-	if(ls->host->store)
-		store_lease_delete(ls->host->store, key);
+	write_change(ls, key, NULL, "expire", holder, holder);
 	drop(ls, l);
 	log_info("leases", "%s held by %s expired", key, holder);
 	if(ls->expired)
@@ -266,14 +314,6 @@ static struct lease *live(struct leases *ls, const char *key)
 	return l;
 }
 
-static int persist(struct leases *ls, struct lease *l)
-{
-	if(!ls->host->store)
-		return OH_OK;
-	struct store_lease sl = {l->key, l->holder, l->expires_at};
-	return store_lease_put(ls->host->store, &sl);
-}
-
 /*
  * Reserve and renew: gives actor the lease on key for lease_s from now.  A
  * renewal needs a lease actor already holds (NOT_HELD, NOT_OWNER); a
@@ -310,7 +350,7 @@ static int hold(struct leases *ls, const char *key, const char *actor, double le
 	snprintf(old_holder, sizeof old_holder, "%s", l->holder);
 	snprintf(l->holder, sizeof l->holder, "%s", actor);
 	l->expires_at = time_now_wall() + lease_s;
-	int rc = persist(ls, l);
+	int rc = write_change(ls, key, l, renew ? "renew" : "take", actor, NULL);
 	if(rc) {
 		/* Not durable: do not claim it. */
 		if(created) {
@@ -347,7 +387,9 @@ static int unhold(struct leases *ls, const char *key, const char *actor, struct 
 	fill_out(l, out);
 	if(actor && strcmp(l->holder, actor))
 		return OH_ERR_NOT_OWNER;
-	int rc = ls->host->store ? store_lease_delete(ls->host->store, key) : OH_OK;
+	/* A forced release names whoever asked, when a token says. */
+	int rc = write_change(ls, key, NULL, actor ? "release" : "force_release",
+			actor ? actor : http_current_token(), l->holder);
 	if(rc)
 		return rc;
 	drop(ls, l);

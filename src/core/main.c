@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "broker_probe.h"
 #include "command_policy.h"
@@ -163,6 +164,8 @@ static int host_start(struct host *h)
 		log_error("host", "%s", err);
 		return OH_ERR_IO;
 	}
+	if(failed(audit_init(h), "audit"))
+		return OH_ERR_NOMEM;
 	h->dispatch = dispatch_new(h);
 	h->registry = registry_new(h);
 	h->leases = leases_new(h);
@@ -217,21 +220,26 @@ static int host_start(struct host *h)
 	int rc = http_server_start(h->http); /* logs why */
 	if(rc)
 		return rc;
+	/* The leases before the plugins, which may ask about them as they
+	 * start (routes), and so that a damaged store stops the host with the
+	 * store's one line naming the file, not with a plugin refused after
+	 * it.  A pair's leader loads leases and jobs when it takes the lead
+	 * (ha.c, started above). */
+	if(!ha_paired(h) && (rc = leases_load(h->leases)))
+		return rc;
 	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
 			failed(scheduler_init(h), "scheduler") || failed(plugins_load_all(h), "plugins"))
 		return OH_ERR_INVAL;
-	/* The store names the file and what SQLite said.  A pair's leader
-	 * loads them when it takes the lead (ha.c). */
-	rc = ha_paired(h) ? OH_OK : leases_load(h->leases);
-	if(!rc && !ha_paired(h))
-		rc = scheduler_load(h->scheduler);
-	if(rc)
+	/* Jobs need their modules' executors, registered by the plugins. */
+	if(!ha_paired(h) && (rc = scheduler_load(h->scheduler)))
 		return rc;
 	return failed(mqtt_link_start(h->link), "mqtt");
 }
 
 static void host_stop(struct host *h)
 {
+	/* Acks waiting for their records leave while the broker is there. */
+	audit_flush(h);
 	if(h->snapshot && h->link && mqtt_link_connected(h->link)) {
 		snapshot_flush(h->snapshot);
 		registry_flush(h->registry);
@@ -249,6 +257,7 @@ static void host_stop(struct host *h)
 	ha_free(h); /* its session before the loop goes */
 	scheduler_free(h->scheduler);
 	http_server_free(h->http);
+	audit_free(h);               /* commits the last records; publishes the last acks */
 	broker_probe_free(h->probe); /* before dispatch, whose subscription it may hold */
 	mqtt_link_free(h->link);
 	free(h->node);

@@ -7,6 +7,8 @@
  */
 #include "plugin_ctx.h"
 
+#include "audit.h"
+
 #include <event2/event.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -484,5 +486,29 @@ int oh_ui_page(oh_ctx *ctx, const char *title, const char *html, const char *scr
 	ctx->ui_script = script ? strdup(script) : NULL;
 	if(!ctx->ui_title || !ctx->ui_html || (script && !ctx->ui_script))
 		return OH_ERR_NOMEM;
+	return OH_OK;
+}
+
+/* ---- the audit trail ---------------------------------------------------------- */
+
+int oh_audit_record(oh_ctx *ctx, const struct oh_audit_record *rec)
+{
+	if(!rec || !rec->kind || !rec->action || (rec->detail && !json_is_object(rec->detail)) ||
+			(strcmp(rec->kind, "route") && strcmp(rec->kind, "command")))
+		return OH_ERR_INVAL;
+	const char *token = http_current_token();
+	struct audit_rec r = {.kind = rec->kind,
+			.action = rec->action,
+			.actor = rec->actor,
+			.requested_by = rec->requested_by,
+			.token = token,
+			.device_id = rec->device_id,
+			.module = ctx->module,
+			.req_id = rec->req_id,
+			.code = rec->code,
+			.error = rec->error,
+			.detail = rec->detail,
+			.latency_ms = rec->latency_ms >= 0 ? rec->latency_ms : -1};
+	audit_record(ctx->host, &r);
 	return OH_OK;
 }

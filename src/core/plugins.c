@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "http.h"
 #include "log.h"
 #include "snapshot.h"
@@ -146,6 +147,27 @@ static int load_one(struct host *h, oh_ctx *ctx)
 	return OH_OK;
 }
 
+/* The audit record of a load or unload (docs/audit.md). */
+static void plugin_record(struct host *h, const oh_ctx *ctx, const char *action, bool ok, const char *actor)
+{
+	json_t *detail = json_pack("{s:s}", "path", ctx->path);
+	/* A refused plugin's description may be gone with its code. */
+	if(ok && ctx->desc && ctx->desc->version)
+		json_object_set_new(detail, "version", json_string(ctx->desc->version));
+	const char *token = actor ? actor : http_current_token();
+	struct audit_rec r = {.kind = "plugin",
+			.action = action,
+			.actor = token,
+			.token = token,
+			.module = ctx->module,
+			.code = ok ? "OK" : "REFUSED",
+			.error = ok ? NULL : ctx->error,
+			.detail = detail,
+			.latency_ms = -1};
+	audit_record(h, &r);
+	json_decref(detail);
+}
+
 int plugins_load_all(struct host *h)
 {
 	h->plugins = calloc(h->cfg.n_plugins ? h->cfg.n_plugins : 1, sizeof *h->plugins);
@@ -171,12 +193,14 @@ int plugins_load_all(struct host *h)
 				ctx->dl = NULL;
 			}
 			log_error("plugins", "plugin %s (%s) refused: %s", ctx->module, ctx->path, ctx->error);
+			plugin_record(h, ctx, "load", false, NULL);
 			continue;
 		}
 		ctx->loaded = true;
 		log_info("plugins", "loaded %s (%s %s) from %s", ctx->module,
 				ctx->desc->name ? ctx->desc->name : ctx->module,
 				ctx->desc->version ? ctx->desc->version : "", ctx->path);
+		plugin_record(h, ctx, "load", true, NULL);
 	}
 	snapshot_mark_dirty(h->snapshot);
 	return OH_OK;
@@ -208,7 +232,7 @@ void plugins_unload_all(struct host *h)
  * The caller must not be inside one of this plugin's callbacks: after
  * dlclose its code is gone (api_plugins.c defers to a fresh loop turn).
  */
-int plugins_unload(struct host *h, const char *module)
+int plugins_unload(struct host *h, const char *module, const char *actor)
 {
 	oh_ctx *ctx = plugins_find(h, module);
 	if(!ctx)
@@ -221,6 +245,9 @@ int plugins_unload(struct host *h, const char *module)
 	if(ctx->desc->cleanup)
 		ctx->desc->cleanup(ctx);
 	teardown(ctx);
+	plugin_record(h, ctx, "unload", true, actor);
+	/* Acks the plugin left waiting for the batch go before it is gone. */
+	audit_flush(h);
 	ctx->desc = NULL;
 	if(ctx->dl) {
 		dlclose(ctx->dl);

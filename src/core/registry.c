@@ -59,7 +59,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "device_doc.h"
+#include "http.h"
 #include "ident.h"
 #include "oh/list.h"
 #include "log.h"
@@ -502,17 +504,34 @@ static int clear_module_status(struct registry *r, const char *id, const json_t 
 	return OH_OK;
 }
 
-/*
- * Where the audit record of a forgotten device goes (issue 17's audit
- * trail).  Until the audit store exists, the log carries it: who, why and
- * which retained topics were cleared.
- */
-static void forget_record(const char *id, const char *actor, const char *why, const json_t *cleared)
+/* A device's audit record: added, online, offline, remove, forget
+ * (docs/audit.md); detail borrowed, may be NULL. */
+static void device_record(struct registry *r, const char *id, const char *action, const char *actor,
+		const json_t *detail)
+{
+	const char *token = http_current_token();
+	struct audit_rec rec = {.kind = "device",
+			.action = action,
+			.actor = actor,
+			.token = token,
+			.device_id = id,
+			.detail = detail,
+			.latency_ms = -1};
+	audit_record(r->host, &rec);
+}
+
+/* The log line and the audit record of a forgotten device: who, why and
+ * which retained topics were cleared. */
+static void forget_record(
+		struct registry *r, const char *id, const char *actor, const char *why, json_t *cleared)
 {
 	char *topics = json_dumps(cleared, JSON_COMPACT);
 	log_info("registry", "forgetting device %s (%s, by %s): cleared %s", id, why,
 			actor ? actor : "the host", topics ? topics : "[]");
 	free(topics);
+	json_t *detail = json_pack("{s:s, s:O}", "why", why, "cleared", cleared);
+	device_record(r, id, "forget", actor, detail);
+	json_decref(detail);
 }
 
 int registry_forget(struct registry *r, const char *id, const char *actor, const char *why, json_t **cleared_out)
@@ -544,7 +563,7 @@ int registry_forget(struct registry *r, const char *id, const char *actor, const
 	 * readable through oh_registry_device. */
 	if(r->on_forget)
 		r->on_forget(r->host, id);
-	forget_record(id, actor, why, cleared);
+	forget_record(r, id, actor, why, cleared);
 	remove_device(r, id, why);
 	if(cleared_out)
 		*cleared_out = cleared;
@@ -598,6 +617,15 @@ static bool replayed(struct registry *r, struct device *d, bool is_meta, bool re
 	return true;
 }
 
+/* The audit record of a device coming online or going offline, when a
+ * message moved it (was_up: online and not stale before). */
+static void note_up(struct registry *r, const struct device *d, bool was_up)
+{
+	bool up = d->online == 1 && !d->stale;
+	if(up != was_up)
+		device_record(r, d->id, up ? "online" : "offline", NULL, NULL);
+}
+
 static void merge_message(struct registry *r, const struct oh_message *msg);
 
 /* Counts each message and its time (oh_registry_merge_seconds_total). */
@@ -632,8 +660,13 @@ static void merge_message(struct registry *r, const struct oh_message *msg)
 		/* Clearing a retained meta is how a device is decommissioned.  On
 		 * MQTT 5 the broker tells a retained clear from a plain empty
 		 * publish (retain as published); on 3.1.1 it cannot. */
-		if(is_meta && (msg->retained || !mqtt_link_retain_as_published(r->host->link)))
+		if(is_meta && (msg->retained || !mqtt_link_retain_as_published(r->host->link)) &&
+				strmap_get(r->devices, id)) {
+			json_t *detail = json_pack("{s:s}", "why", "empty retained meta");
+			device_record(r, id, "remove", NULL, detail);
+			json_decref(detail);
 			remove_device(r, id, "empty retained meta");
+		}
 		return;
 	}
 	if(!msg->json || !json_is_object(msg->json)) {
@@ -679,6 +712,7 @@ static void merge_message(struct registry *r, const struct oh_message *msg)
 		return;
 	}
 	d->doc_bytes = bytes;
+	bool was_up = d->online == 1 && !d->stale;
 	/* After the device exists, so that the complaint spends its own budget. */
 	bool changed = false;
 	if(device_doc_merge(doc, msg->json, why, sizeof why, &changed))
@@ -695,6 +729,7 @@ static void merge_message(struct registry *r, const struct oh_message *msg)
 		int was_online = d->online;
 		if(!is_meta && json_is_boolean(online) && d->contacted)
 			d->online = json_is_true(online) ? 1 : 0;
+		note_up(r, d, was_up);
 		if(changed || d->online != was_online) {
 			device_changed(r, d);
 			persist_mark(r, d); /* once per device and connection */
@@ -705,9 +740,12 @@ static void merge_message(struct registry *r, const struct oh_message *msg)
 	d->contacted = true;
 	if(!is_meta && json_is_boolean(online))
 		d->online = json_is_true(online) ? 1 : 0;
+	if(created)
+		device_record(r, id, "added", NULL, NULL);
 	d->last_seen_wall = time_now_wall();
 	d->last_seen_mono = time_now_mono();
 	d->stale = false;
+	note_up(r, d, was_up);
 	fresh_unlink(r, d);
 	fresh_append(r, d);
 	device_changed(r, d);
@@ -771,6 +809,9 @@ static void on_stale_scan(evutil_socket_t fd, short what, void *arg)
 		if(d->online == 1 && !d->stale) {
 			d->stale = true;
 			device_changed(r, d);
+			json_t *detail = json_pack("{s:s}", "why", "stale");
+			device_record(r, d->id, "offline", NULL, detail);
+			json_decref(detail);
 		}
 	}
 }

@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
+#include "http.h"
 #include "log.h"
 #include "mqtt_link.h"
 #include "metrics.h"
@@ -241,6 +243,29 @@ json_t *sched__job_json(const struct job *j)
 	return doc;
 }
 
+/* The audit record of a job change (scheduled, cancelled), made inside
+ * the transaction that writes the change. */
+static void job_record(struct scheduler *s, const struct job *j, const char *action)
+{
+	if(!s->h->audit)
+		return;
+	const char *token = http_current_token();
+	json_t *detail = json_pack("{s:s, s:s, s:s, s:s}", "job_id", j->id, "owner", j->owner, "spec",
+			j->kind == JOB_CRON ? "cron" : "at", "when", j->spec);
+	if(j->name)
+		json_object_set_new(detail, "name", json_string(j->name));
+	struct audit_rec r = {.kind = "job",
+			.action = action,
+			.actor = token ? token : j->owner,
+			.requested_by = j->owner,
+			.token = token,
+			.module = j->sp->ctx->module,
+			.detail = detail,
+			.latency_ms = -1};
+	audit_record(s->h, &r);
+	json_decref(detail);
+}
+
 static int persist(struct scheduler *s, const struct job *j)
 {
 	if(!s->h->store)
@@ -317,8 +342,16 @@ int sched__add(struct sched_plugin *sp, const struct job_req *r, struct job **ou
 		free(j);
 		return rc;
 	}
-	/* Durable before it is acknowledged, or not at all. */
-	rc = persist(s, j);
+	/* Durable before it is acknowledged, or not at all; its audit record
+	 * in the same transaction. */
+	rc = s->h->store ? store_begin(s->h->store) : OH_OK;
+	if(!rc) {
+		rc = persist(s, j);
+		if(!rc)
+			job_record(s, j, "scheduled");
+		int crc = s->h->store ? store_commit(s->h->store) : OH_OK;
+		rc = rc ? rc : crc;
+	}
 	if(rc) {
 		strmap_remove(s->jobs, j->id);
 		owner_count(s, j->owner, -1);
@@ -351,9 +384,15 @@ int sched__remove(struct job *j)
 {
 	struct scheduler *s = j->sp->s;
 	if(s->h->store) {
-		int rc = store_job_delete(s->h->store, j->id);
+		int rc = store_begin(s->h->store);
 		if(rc)
 			return rc;
+		rc = store_job_delete(s->h->store, j->id);
+		if(!rc)
+			job_record(s, j, "cancelled");
+		int crc = store_commit(s->h->store);
+		if(rc || crc)
+			return rc ? rc : crc;
 	}
 	bool was_top = j->heap_idx == 0;
 	unlink_job(s, j);
@@ -394,13 +433,17 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 	json_error_t e;
 	json_t *cmds = json_loads(j->commands, 0, &e);
 	json_t *dispatched = json_array(), *skipped = json_array();
-	char rid[SCHED_ID_LEN + 1];
+	char rid[SCHED_ID_LEN + 1], requester[SCHED_ID_LEN + 8];
+	snprintf(requester, sizeof requester, "job:%s", j->id);
 	size_t i;
 	json_t *c;
 	json_array_foreach(cmds, i, c)
 	{
 		const char *dev = str_of(c, "device_id"), *act = str_of(c, "action");
+		/* What the command causes is the job's doing (the audit). */
+		audit_set_requester(s->h, requester);
 		json_t *ack = j->sp->exec(ctx, j->id, j->owner, c, j->sp->ud);
+		audit_set_requester(s->h, NULL);
 		if(ack && json_is_true(json_object_get(ack, "ok"))) {
 			json_array_append_new(dispatched,
 					json_pack("{s:s?, s:s?, s:O?}", "device_id", dev, "action", act,

@@ -15,7 +15,10 @@
 
 struct store {
 	const struct store_ops *ops;
-	void *b; /* owned: ops->close */
+	void *b;   /* owned: ops->close */
+	int depth; /* store_begin nesting, for store_in_txn and the commit handler */
+	void (*on_commit)(void *ud, bool ok);
+	void *on_commit_ud;
 };
 
 static struct store *wrap(const struct store_ops *ops, void *b, char *err, size_t errlen)
@@ -131,17 +134,59 @@ int store_doc_load(struct store *s, const char *module, const char *collection, 
 
 int store_begin(struct store *s)
 {
-	return s->ops->begin(s->b, false);
+	int rc = s->ops->begin(s->b, false);
+	s->depth += !rc;
+	return rc;
 }
 
 int store_begin_relaxed(struct store *s)
 {
-	return s->ops->begin(s->b, true);
+	int rc = s->ops->begin(s->b, true);
+	s->depth += !rc;
+	return rc;
 }
 
 int store_commit(struct store *s)
 {
-	return s->ops->commit(s->b);
+	int rc = s->ops->commit(s->b);
+	if(s->depth > 0 && --s->depth == 0 && s->on_commit)
+		s->on_commit(s->on_commit_ud, rc == OH_OK);
+	return rc;
+}
+
+bool store_in_txn(const struct store *s)
+{
+	return s->depth > 0;
+}
+
+void store_on_commit(struct store *s, void (*fn)(void *ud, bool ok), void *ud)
+{
+	s->on_commit = fn;
+	s->on_commit_ud = ud;
+}
+
+bool store_has_audit(const struct store *s)
+{
+	return s && s->ops->audit_insert && s->ops->audit_query && s->ops->audit_prune;
+}
+
+int store_audit_insert(struct store *s, struct store_audit *r)
+{
+	return s->ops->audit_insert ? s->ops->audit_insert(s->b, r) : OH_ERR_IO;
+}
+
+int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+		void *ud, size_t *n_out)
+{
+	if(n_out)
+		*n_out = 0;
+	return s->ops->audit_query ? s->ops->audit_query(s->b, f, limit, fn, ud, n_out) : OH_ERR_IO;
+}
+
+int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed)
+{
+	*removed = 0;
+	return s->ops->audit_prune ? s->ops->audit_prune(s->b, before, max_rows, batch, removed) : OH_ERR_IO;
 }
 
 bool store_pending(const struct store *s)

@@ -1,7 +1,7 @@
 /*
  * Durable state behind one small interface: leases, scheduled jobs, the
- * runs of jobs, the last known document of each device and plugins'
- * documents.
+ * runs of jobs, the last known document of each device, plugins'
+ * documents and the audit trail (audit.c).
  *
  * Two backends implement it (struct store_ops): SQLite (store_sqlite.c),
  * one file in state_dir, every write committed before the call returns;
@@ -54,6 +54,29 @@ typedef void (*store_job_fn)(const char *id, const char *module, json_t *doc /* 
 typedef void (*store_device_fn)(
 		const char *id, const char *doc /* borrowed */, size_t len, double last_seen, void *ud);
 typedef void (*store_doc_fn)(const char *key, json_t *doc /* borrowed */, void *ud);
+
+/*
+ * The audit trail (audit.c, docs/audit.md): one row per record, numbered
+ * by seq, which only grows (never reused: pruning keeps the newest row).
+ * The strings are borrowed for the call; NULL is stored as NULL.  detail is
+ * JSON text or NULL; latency_ms < 0 means none.
+ */
+struct store_audit {
+	long long seq; /* set by store_audit_insert; read by queries */
+	double ts;     /* wall-clock seconds */
+	const char *kind, *action, *actor, *requested_by, *token, *device_id, *module, *req_id, *code, *error,
+			*detail;
+	double latency_ms;
+};
+/* Filters of a query: NULL strings and since/until <= 0 filter nothing;
+ * before_seq > 0 keeps rows below it (the keyset cursor).  Rows come newest
+ * first. */
+struct store_audit_filter {
+	const char *kind, *action, *actor, *device_id, *code, *module;
+	double since, until;
+	long long before_seq;
+};
+typedef void (*store_audit_fn)(const struct store_audit *r, void *ud);
 /* rc: OH_OK when every write made before store_when_committed() is
  * committed; OH_ERR_IO when one failed (then none of the later ones are
  * to be trusted either). */
@@ -79,6 +102,12 @@ struct store_ops {
 	int (*doc_put)(void *b, const char *module, const char *collection, const char *key, const json_t *doc);
 	int (*doc_delete)(void *b, const char *module, const char *collection, const char *key);
 	int (*doc_load)(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud);
+	/* The audit trail; NULL: this backend has none yet (the audit is off,
+	 * audit.c says so at start-up). */
+	int (*audit_insert)(void *b, struct store_audit *r);
+	int (*audit_query)(void *b, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+			void *ud, size_t *n_out);
+	int (*audit_prune)(void *b, double before, long long max_rows, size_t batch, size_t *removed);
 	int (*begin)(void *b, bool relaxed);
 	int (*commit)(void *b);
 	/* Writes queued and not yet committed; NULL: never any. */
@@ -132,6 +161,18 @@ int store_doc_put(struct store *s, const char *module, const char *collection, c
 int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key);
 int store_doc_load(struct store *s, const char *module, const char *collection, store_doc_fn fn, void *ud);
 
+/* The audit trail.  insert: into the open transaction (or on its own),
+ * setting r->seq.  query: at most limit rows to fn (r borrowed for the
+ * call), *n_out (may be NULL) how many.  prune: at most batch of the
+ * oldest rows older than before (wall-clock seconds, <= 0: none by age;
+ * never the newest row) or beyond the newest max_rows (<= 0: no cap).
+ * OH_ERR_IO from a backend without them. */
+bool store_has_audit(const struct store *s);
+int store_audit_insert(struct store *s, struct store_audit *r);
+int store_audit_query(struct store *s, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+		void *ud, size_t *n_out);
+int store_audit_prune(struct store *s, double before, long long max_rows, size_t batch, size_t *removed);
+
 /*
  * Groups writes into one transaction, so a batch of job updates costs one
  * synchronous commit instead of one each.  Calls nest; only the outermost
@@ -147,6 +188,13 @@ int store_begin_relaxed(struct store *s);
 /* OH_ERR_IO when the outermost commit failed: then none of the
  * transaction's writes were kept. */
 int store_commit(struct store *s);
+
+/* Whether a transaction is open (store_begin without its commit yet). */
+bool store_in_txn(const struct store *s);
+/* The one handler told when the outermost transaction ends: ok says
+ * whether its writes were committed (audit.c, to publish what waited for
+ * them).  fn NULL: none. */
+void store_on_commit(struct store *s, void (*fn)(void *ud, bool ok), void *ud);
 
 /* Whether writes are queued and not yet committed (s may be NULL). */
 bool store_pending(const struct store *s);

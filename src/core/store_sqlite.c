@@ -44,6 +44,9 @@ enum stmt_id {
 	DOC_PUT,
 	DOC_DEL,
 	DOC_ALL,
+	AUDIT_PUT,
+	AUDIT_PRUNE_AGE,
+	AUDIT_PRUNE_ROWS,
 	N_STMTS
 };
 
@@ -60,6 +63,20 @@ static const char *const stmt_sql[N_STMTS] = {
 		[DOC_PUT] = "INSERT OR REPLACE INTO docs(module, collection, key, doc) VALUES(?1, ?2, ?3, ?4)",
 		[DOC_DEL] = "DELETE FROM docs WHERE module = ?1 AND collection = ?2 AND key = ?3",
 		[DOC_ALL] = "SELECT key, doc FROM docs WHERE module = ?1 AND collection = ?2 ORDER BY rowid",
+		[AUDIT_PUT] = "INSERT INTO audit(ts, kind, action, actor, requested_by, token, device_id, module,"
+			      " req_id, code, latency_ms, error, detail)"
+			      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+		/* The oldest first, a batch at a time, each by the primary key:
+		 * the oldest rows by seq that are older than the cutoff (seq and ts
+		 * grow together; a clock stepped back keeps a row a little longer),
+		 * never the newest (so seq is never given again), or past the
+		 * newest max_rows (rows above max(seq) - max_rows are at most
+		 * max_rows). */
+		[AUDIT_PRUNE_AGE] =
+				"DELETE FROM audit WHERE seq IN (SELECT seq FROM (SELECT seq, ts FROM audit"
+				" ORDER BY seq LIMIT ?2) WHERE ts < ?1 AND seq < (SELECT MAX(seq) FROM audit))",
+		[AUDIT_PRUNE_ROWS] = "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE seq <="
+				     " (SELECT IFNULL(MAX(seq), 0) FROM audit) - ?1 ORDER BY seq LIMIT ?2)",
 };
 
 struct sqlite_store {
@@ -111,20 +128,35 @@ void *store_sqlite_open(const char *dir, char *err, size_t errlen)
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, STORE_BUSY_START_MS);
-	const char *schema = "PRAGMA journal_mode=WAL;"
-			     "PRAGMA synchronous=FULL;"
-			     "CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
-			     " expires_at REAL NOT NULL);"
-			     "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
-			     " doc TEXT NOT NULL);"
-			     "CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
-			     "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
-			     " last_seen REAL NOT NULL);"
-			     "CREATE TABLE IF NOT EXISTS docs(module TEXT NOT NULL, collection TEXT NOT NULL,"
-			     " key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY(module, collection, key));"
-			     /* A real write now, so the first one that matters (a job firing
+	const char *schema =
+			"PRAGMA journal_mode=WAL;"
+			"PRAGMA synchronous=FULL;"
+			"CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+			" expires_at REAL NOT NULL);"
+			"CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, module TEXT NOT NULL,"
+			" doc TEXT NOT NULL);"
+			"CREATE TABLE IF NOT EXISTS host(key TEXT PRIMARY KEY, value TEXT);"
+			"CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
+			" last_seen REAL NOT NULL);"
+			"CREATE TABLE IF NOT EXISTS docs(module TEXT NOT NULL, collection TEXT NOT NULL,"
+			" key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY(module, collection, key));"
+			/* seq is the rowid: max + 1, so never given twice as long as
+			      * the newest row stays, which pruning never removes (no
+			      * AUTOINCREMENT: its counter row was one more page written
+			      * per batch).  Every index costs each record
+			      * (docs/performance.md): only the filters with many values
+			      * have one.  kind, action, code and module have a handful,
+			      * and time follows seq, so a scan down seq finds a page of
+			      * them soon enough. */
+			"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY,"
+			" ts REAL NOT NULL, kind TEXT NOT NULL, action TEXT, actor TEXT, requested_by TEXT,"
+			" token TEXT, device_id TEXT, module TEXT, req_id TEXT, code TEXT, latency_ms REAL,"
+			" error TEXT, detail TEXT);"
+			"CREATE INDEX IF NOT EXISTS audit_device ON audit(device_id, seq);"
+			"CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, seq);"
+			/* A real write now, so the first one that matters (a job firing
 		 * right after start-up) does not pay for setting up the WAL. */
-			     "INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
+			"INSERT OR REPLACE INTO host(key, value) VALUES('opened_at', datetime('now'));";
 	char *msg = NULL;
 	if(sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
 		snprintf(err, errlen, "state_dir: cannot open %s: %s%s", path,
@@ -392,6 +424,126 @@ static int sq_doc_load(void *b, const char *module, const char *collection, stor
 	return load_done(s, st, rc, "documents");
 }
 
+/* ---- the audit trail ------------------------------------------------------------ */
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+	if(v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int sq_audit_insert(void *b, struct store_audit *r)
+{
+	struct sqlite_store *s = b;
+	sqlite3_stmt *st = s->stmts[AUDIT_PUT];
+	sqlite3_bind_double(st, 1, r->ts);
+	const char *text[] = {r->kind, r->action, r->actor, r->requested_by, r->token, r->device_id,
+			r->module, r->req_id, r->code};
+	for(int i = 0; i < 9; i++)
+		bind_text_or_null(st, i + 2, text[i]);
+	if(r->latency_ms >= 0)
+		sqlite3_bind_double(st, 11, r->latency_ms);
+	else
+		sqlite3_bind_null(st, 11);
+	bind_text_or_null(st, 12, r->error);
+	bind_text_or_null(st, 13, r->detail);
+	int rc = step_done(s, st);
+	if(!rc)
+		r->seq = (long long)sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+static int sq_audit_prune(void *b, double before, long long max_rows, size_t batch, size_t *removed)
+{
+	struct sqlite_store *s = b;
+	*removed = 0;
+	int rc = OH_OK;
+	if(before > 0) {
+		sqlite3_stmt *st = s->stmts[AUDIT_PRUNE_AGE];
+		sqlite3_bind_double(st, 1, before);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)batch);
+		if(!(rc = step_done(s, st)))
+			*removed += (size_t)sqlite3_changes(s->db);
+	}
+	if(!rc && max_rows > 0 && *removed < batch) {
+		sqlite3_stmt *st = s->stmts[AUDIT_PRUNE_ROWS];
+		sqlite3_bind_int64(st, 1, max_rows);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)(batch - *removed));
+		if(!(rc = step_done(s, st)))
+			*removed += (size_t)sqlite3_changes(s->db);
+	}
+	return rc;
+}
+
+/* The columns of a query, in struct store_audit's order. */
+#define AUDIT_COLUMNS                                                                                        \
+	"seq, ts, kind, action, actor, requested_by, token, device_id, module, req_id, code, error,"         \
+	" detail, latency_ms"
+
+static int sq_audit_query(void *b, const struct store_audit_filter *f, size_t limit, store_audit_fn fn,
+		void *ud, size_t *n_out)
+{
+	struct sqlite_store *s = b;
+	/* Built per query from the filters present, so that each can use its
+	 * index; the values are bound, never spliced in. */
+	const struct {
+		const char *col, *val;
+	} eq[] = {{"kind", f->kind}, {"action", f->action}, {"actor", f->actor}, {"device_id", f->device_id},
+			{"code", f->code}, {"module", f->module}};
+	char sql[640];
+	size_t n = (size_t)snprintf(sql, sizeof sql, "SELECT " AUDIT_COLUMNS " FROM audit WHERE 1");
+	int arg = 0;
+	for(size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
+		if(eq[i].val)
+			n += (size_t)snprintf(sql + n, sizeof sql - n, " AND %s = ?%d", eq[i].col, ++arg);
+	}
+	if(f->since > 0)
+		n += (size_t)snprintf(sql + n, sizeof sql - n, " AND ts >= ?%d", ++arg);
+	if(f->until > 0)
+		n += (size_t)snprintf(sql + n, sizeof sql - n, " AND ts < ?%d", ++arg);
+	if(f->before_seq > 0)
+		n += (size_t)snprintf(sql + n, sizeof sql - n, " AND seq < ?%d", ++arg);
+	snprintf(sql + n, sizeof sql - n, " ORDER BY seq DESC LIMIT ?%d", ++arg);
+	sqlite3_stmt *st = NULL;
+	if(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_error("store", "%s: cannot read the audit trail: %s", s->path, sqlite3_errmsg(s->db));
+		return OH_ERR_IO;
+	}
+	arg = 0;
+	for(size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
+		if(eq[i].val)
+			sqlite3_bind_text(st, ++arg, eq[i].val, -1, SQLITE_STATIC);
+	}
+	if(f->since > 0)
+		sqlite3_bind_double(st, ++arg, f->since);
+	if(f->until > 0)
+		sqlite3_bind_double(st, ++arg, f->until);
+	if(f->before_seq > 0)
+		sqlite3_bind_int64(st, ++arg, f->before_seq);
+	sqlite3_bind_int64(st, ++arg, (sqlite3_int64)limit);
+	size_t rows = 0;
+	int rc;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_audit r = {.seq = sqlite3_column_int64(st, 0), .ts = sqlite3_column_double(st, 1)};
+		const char **text[] = {&r.kind, &r.action, &r.actor, &r.requested_by, &r.token, &r.device_id,
+				&r.module, &r.req_id, &r.code, &r.error, &r.detail};
+		for(int i = 0; i < 11; i++)
+			*text[i] = (const char *)sqlite3_column_text(st, i + 2);
+		r.latency_ms = sqlite3_column_type(st, 13) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 13);
+		rows++;
+		fn(&r, ud);
+	}
+	if(rc != SQLITE_DONE)
+		log_error("store", "%s: cannot read the audit trail: %s%s", s->path, sqlite3_errmsg(s->db),
+				hint(s->db));
+	sqlite3_finalize(st);
+	if(n_out)
+		*n_out = rows;
+	return rc == SQLITE_DONE ? OH_OK : OH_ERR_IO;
+}
+
 static int begin_plain(void *b)
 {
 	struct sqlite_store *s = b;
@@ -468,6 +620,9 @@ const struct store_ops store_sqlite_ops = {
 		.doc_put = sq_doc_put,
 		.doc_delete = sq_doc_delete,
 		.doc_load = sq_doc_load,
+		.audit_insert = sq_audit_insert,
+		.audit_query = sq_audit_query,
+		.audit_prune = sq_audit_prune,
 		.begin = sq_begin,
 		.commit = sq_commit,
 };

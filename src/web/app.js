@@ -10,6 +10,7 @@
  *                                  "registry_delta" (the delta itself, after
  *                                  it was applied), "orch_evt"
  *                                  ({topic, payload}), "broker" ({mqtt}),
+ *                                  "audit" (one stored audit record),
  *                                  "open" / "lost" (the stream itself)
  *   OH.live.snapshot               the registry as the deltas made it (the
  *                                  host sends one snapshot, then only what
@@ -299,6 +300,10 @@
     es.addEventListener('orch_evt', function (ev) {
       var e = parse(ev);
       if (e) emit('orch_evt', e);
+    });
+    es.addEventListener('audit', function (ev) {
+      var r = parse(ev);
+      if (r) emit('audit', r);
     });
     es.onerror = function () {
       if (live.connected) emit('lost', null);

@@ -33,10 +33,10 @@ static double fake_clock(void)
  * connected refuses every publish).  What would go out must be a valid
  * topic under the root carrying a JSON object, or empty.
  */
-int __wrap_mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
-		int qos, bool retain, int *mid);
-int __wrap_mqtt_link_publish_mid(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
-		int qos, bool retain, int *mid)
+int __wrap_mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const void *payload,
+		size_t len, int qos, bool retain, unsigned expiry_s, int *mid);
+int __wrap_mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const void *payload,
+		size_t len, int qos, bool retain, unsigned expiry_s, int *mid)
 {
 	static int next_mid;
 	FUZZ_CHECK(topic_name_valid(topic) && !strncmp(topic, "/lab/", 5));

@@ -210,6 +210,23 @@ def test_devices_lists_ndi_devices_with_state_and_holder(host, device, make_mqtt
     wait_until(lambda: ndi_device(host, device.id)["module_status"] is None, 5)
 
 
+def test_devices_ids_lists_just_those(host, device, make_mqtt):
+    """?ids= (for a page that saw a few devices change): the entries exactly
+    as the whole list shows them; unknown ids and non-NDI devices left out."""
+    other = Device(make_mqtt, "cam-only", modules=["camera"])
+    quiet = Device(make_mqtt, "rpi-02")
+    wait_until(lambda: in_registry(host, other.id) and in_registry(host, quiet.id), 5)
+    wait_until(lambda: (ndi_device(host, device.id) or {}).get("input") == "CAM-1", 5)
+    whole = host.get("/api/ndi/devices")[1]["devices"]
+    status, body = host.get("/api/ndi/devices?ids=rpi-02,nobody,cam-only,rpi-01")
+    assert status == 200
+    assert body["devices"] == [whole[1], whole[0]], body
+    status, body = host.get("/api/ndi/devices?ids=rpi-01,bad%2Fid")
+    assert status == 400 and "ids[1]" in body["error"]["message"], body
+    status, body = host.get("/api/ndi/devices?ids=" + ",".join("d%d" % i for i in range(101)))
+    assert status == 400 and "ids: at most 100" in body["error"]["message"], body
+
+
 def test_devices_ignores_bad_module_status(host, device, mqtt):
     wait_until(lambda: (ndi_device(host, device.id) or {}).get("input") == "CAM-1", 5)
     mqtt.publish("/lab/device/%s/ndi/status" % device.id, b"not json", retain=True)

@@ -331,3 +331,93 @@ def test_matrix_click_routes_and_the_device_follows(host, make_device, browser):
     b.wait_until(lambda: any(j.get("name") == "preset lecture" for j in host.get("/api/ndi/jobs")[1]["jobs"]),
                  msg="the scheduled preset")
     assert not b.problems(), b.problems()
+
+
+# ------------------------------------------------------------ incremental updates
+
+# Records the page's requests (installed after it has loaded).
+COUNT_FETCHES = """
+window.__fetched = [];
+var f = window.fetch;
+window.fetch = function (url) {
+  window.__fetched.push(String(url));
+  return f.apply(this, arguments);
+};"""
+
+
+def route_events(client, since):
+    return [m["payload"]["details"] for m in client.messages("/lab/orchestrator/ndi/evt", since)
+            if m["payload"].get("code") == "ROUTE_STATE"]
+
+
+def test_route_and_status_events_update_the_page_without_refetching_lists(host, make_mqtt, browser):
+    """ROUTE_STATE events and registry deltas are applied to the page's
+    copy: N route changes (two routes, one unroute) and M status changes
+    show without GET /api/ndi/routes or /api/ndi/devices (the old page
+    refetched a whole list for each); a newcomer's module status is asked
+    for alone (?ids=)."""
+    d1 = Device(make_mqtt, "rpi-inc-1", ndi_status={"state": "running", "fields": {
+        "input": "CAM-1", "recording": False}})
+    d2 = Device(make_mqtt, "rpi-inc-2", ndi_status={"state": "running", "fields": {
+        "input": "CAM-2", "recording": False}})
+    for d in (d1, d2):
+        wait_until(lambda: in_registry(host, d.id), 5, msg="the device in the registry")
+    b = browser
+    b.open(host.url("/ui/ndi"))
+    b.wait_until(lambda: b.attr("#live-state", "data-state") == "open", msg="live updates")
+    row = "#ndi-matrix tr[data-device='%s']"
+    b.wait_for_css((row % d2.id) + " [data-cell][data-source='CAM-2'][data-actual]")
+    # Past the page's start-up requests (the 1 s spacing of the device list).
+    b.wait_until(lambda: b.js("return performance.getEntriesByType('resource').filter(function (e) {"
+                              " return /api\\/ndi\\/devices/.test(e.name); }).length") >= 2,
+                 msg="the start-up device lists")
+    b.js(COUNT_FETCHES)
+
+    # Routes to what the devices show: converged at once, no command.
+    for d, src in ((d1, "CAM-1"), (d2, "CAM-2")):
+        assert host.put("/api/ndi/routes/" + d.id, {"source": src, "actor": "alice"})[0] == 200
+        b.wait_for_css((row % d.id) + "[data-state='converged']")
+    assert host.delete("/api/ndi/routes/" + d2.id)[0] == 200
+    b.wait_for_css((row % d2.id) + "[data-state='unrouted']")
+    # Status changes: the routed device's state and the device table's.
+    state = "#ndi-devices tr[data-device='%s'] [data-state='%s']"
+    for online in (False, True):
+        d1.set_status(online)
+        b.wait_for_css((row % d1.id) + "[data-state='%s']" % ("converged" if online else "offline"))
+        d2.set_status(online)
+        b.wait_for_css(state % (d2.id, "online" if online else "offline"))
+
+    d3 = Device(make_mqtt, "rpi-inc-4", ndi_status={"state": "running", "fields": {
+        "input": "CAM-2", "recording": True}})
+    b.wait_for_text("#ndi-devices tr[data-device='%s'] .recording" % d3.id, "yes")
+
+    fetched = b.js("return window.__fetched")
+    assert "/api/ndi/routes" not in fetched, fetched
+    # At most the page's 10 s refresh of module status.
+    assert fetched.count("/api/ndi/devices") <= 1, fetched
+    assert "/api/ndi/devices?ids=" + d3.id in fetched, fetched
+    assert not b.problems(), b.problems()
+
+
+def test_unroute_and_forgetting_publish_the_removal(host, make_mqtt):
+    d = Device(make_mqtt, "rpi-inc-3", ndi_status={"state": "running", "fields": {
+        "input": "CAM-1", "recording": False}})
+    wait_until(lambda: in_registry(host, d.id), 5, msg="the device in the registry")
+    watch = make_mqtt()
+    watch.subscribe("/lab/orchestrator/ndi/evt")
+
+    def removal(since, reason):
+        return watch.wait_for("/lab/orchestrator/ndi/evt", lambda m: m["payload"]["code"] == "ROUTE_STATE"
+                              and m["payload"]["details"]["state"] == "removed", since=since)["payload"]
+
+    for how in ("unroute", "forgotten"):
+        assert host.put("/api/ndi/routes/" + d.id, {"source": "CAM-1", "actor": "alice"})[0] == 200
+        mark = watch.mark()
+        if how == "unroute":
+            assert host.delete("/api/ndi/routes/" + d.id)[0] == 200
+        else:
+            assert host.delete("/api/devices/" + d.id)[0] in (200, 204)
+        ev = removal(mark, how)
+        assert ev["ok"] is True and ev["action"] == "route", ev
+        assert ev["details"] == {"device_id": d.id, "state": "removed", "reason": how}, ev
+        assert host.get("/api/ndi/routes/" + d.id)[0] == 404

@@ -387,6 +387,8 @@ def test_every_route_answers_what_the_document_says(make_host, broker, mqtt):
     go("GET", "/api/plugins", 200, "vic")
     go("DELETE", "/api/plugins/nope", 404, "root")
     go("GET", "/metrics", 200, "vic")
+    go("GET", "/api/audit?kind=plugin&limit=5", 200, "vic")
+    go("GET", "/api/audit?limit=0", 400, "vic")
     # One event stream is the limit here: the second is refused.
     first = http.client.HTTPConnection(LOCALHOST, host.http_port, timeout=10)
     first.request("GET", "/api/events", headers=auth("vic"))
@@ -396,7 +398,7 @@ def test_every_route_answers_what_the_document_says(make_host, broker, mqtt):
     first.close()
 
     # The web UI.
-    for path in ("/", "/ui/devices", "/ui/ndi", "/ui/ndi/page.js", "/static/app.js",
+    for path in ("/", "/ui/devices", "/ui/activity", "/ui/ndi", "/ui/ndi/page.js", "/static/app.js",
                  "/static/style.css", "/static/favicon.svg", "/docs"):
         go("GET", path, 200)
     go("GET", "/ui/nothing", 404)

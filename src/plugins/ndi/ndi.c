@@ -234,7 +234,7 @@ static void ndi_took_lead(oh_ctx *ctx)
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
 		.abi_minor = OH_ABI_MINOR_LEAD, /* oh_topic_parse (1), device_forgotten (2), oh_doc_* (4),
-						   oh_device_walk (5), took_lead (6) */
+						   oh_device_walk (5), oh_audit_record (6), took_lead (7) */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,

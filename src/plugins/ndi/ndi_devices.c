@@ -65,6 +65,8 @@
 #define SORT_RUN 1024
 /* remaining_s of the listed leases is at most this old. */
 #define LEASE_AGE_S 1.0
+/* Device ids one ?ids= may name. */
+#define MAX_IDS 100
 
 static const char BODY_HEAD[] = "{\"devices\":[";
 static const char BODY_TAIL[] = "]}";
@@ -340,32 +342,17 @@ static void text_string(struct text *t, const char *s)
 	json_decref(j);
 }
 
-/*
- * Renders e from dev (borrowed) and what the module status and the lease
- * say now; false when out of memory (e is left as it was).  The text is
- * written directly, byte for byte what json_dumps(JSON_COMPACT) made of the
- * object this list was once built from (same fields, same order), in a
- * fraction of the time: clients compare the bytes.
- */
-static bool render(struct ndi_devices *v, struct entry *e, const struct oh_device *dev)
+/* Appends dev's entry (an NDI device: the caller checked) to t, as the list
+ * shows it; the lease it shows goes to *l and *leased.  False when out of
+ * memory. */
+static bool render_text(struct ndi_devices *v, struct text *t, const struct oh_device *dev, const json_t *st,
+		struct oh_lease *l, bool *leased)
 {
 	oh_ctx *ctx = v->n->ctx;
-	struct text *t = &v->scratch;
-	unsigned long long seq;
-	const json_t *st = ndi_status_get(v->n, dev->id, &seq);
 	char key[160], iso[32], num[64];
-	struct oh_lease l;
-	bool leased;
 
-	if(!has_module(dev->doc, oh_module(ctx))) {
-		set_fragment(v, e, NULL, 0);
-		lease_unlink(v, e);
-		goto done;
-	}
 	lease_key(v, dev->id, key, sizeof(key));
-	leased = oh_lease_get(ctx, key, &l) == OH_OK;
-	t->len = 0;
-	t->failed = false;
+	*leased = oh_lease_get(ctx, key, l) == OH_OK;
 	/* Device ids are [A-Za-z0-9._-]: nothing to escape. */
 	text_str(t, "{\"device_id\":\"");
 	text_str(t, dev->id);
@@ -392,19 +379,44 @@ static bool render(struct ndi_devices *v, struct entry *e, const struct oh_devic
 	text_str(t, ",\"module_status\":");
 	text_json(t, st);
 	text_str(t, ",\"holder\":");
-	if(leased) {
-		text_string(t, l.holder);
+	if(*leased) {
+		text_string(t, l->holder);
 		text_str(t, ",\"lease\":{\"holder\":");
-		text_string(t, l.holder);
+		text_string(t, l->holder);
 		text_str(t, ",\"expires_at\":\"");
-		text_str(t, oh_format_time(l.expires_at, iso, sizeof(iso)));
+		text_str(t, oh_format_time(l->expires_at, iso, sizeof(iso)));
 		snprintf(num, sizeof(num), "\",\"remaining_s\":%" JSON_INTEGER_FORMAT "}}",
-				(json_int_t)(l.remaining_s > 0 ? ceil(l.remaining_s) : 0));
+				(json_int_t)(l->remaining_s > 0 ? ceil(l->remaining_s) : 0));
 		text_str(t, num);
 	} else {
 		text_str(t, "null,\"lease\":null}");
 	}
-	if(t->failed)
+	return !t->failed;
+}
+
+/*
+ * Renders e from dev (borrowed) and what the module status and the lease
+ * say now; false when out of memory (e is left as it was).  The text is
+ * written directly, byte for byte what json_dumps(JSON_COMPACT) made of the
+ * object this list was once built from (same fields, same order), in a
+ * fraction of the time: clients compare the bytes.
+ */
+static bool render(struct ndi_devices *v, struct entry *e, const struct oh_device *dev)
+{
+	struct text *t = &v->scratch;
+	unsigned long long seq;
+	const json_t *st = ndi_status_get(v->n, dev->id, &seq);
+	struct oh_lease l;
+	bool leased;
+
+	if(!has_module(dev->doc, oh_module(v->n->ctx))) {
+		set_fragment(v, e, NULL, 0);
+		lease_unlink(v, e);
+		goto done;
+	}
+	t->len = 0;
+	t->failed = false;
+	if(!render_text(v, t, dev, st, &l, &leased))
 		return false;
 	if(leased) {
 		char *holder = e->holder && !strcmp(e->holder, l.holder) ? NULL : strdup(l.holder);
@@ -1021,10 +1033,60 @@ static bool wait_for_build(struct ndi_devices *v, struct oh_http_req *req, bool 
 	return true;
 }
 
+/* GET ...?ids=a,b: just those devices (at most MAX_IDS), rendered now and
+ * not cached, for a page that saw a few of them change; an unknown id, or a
+ * device without the module, is left out. */
+static void get_some(struct ndi_devices *v, struct oh_http_req *req, const char *ids)
+{
+	struct text t = {0};
+	char id[65];
+	unsigned count = 0, listed = 0;
+	unsigned long long seq;
+
+	text_str(&t, BODY_HEAD);
+	for(const char *p = ids;; p++) {
+		size_t len = strcspn(p, ",");
+		struct oh_device dev;
+		struct oh_lease l;
+		bool leased;
+
+		if(++count > MAX_IDS) {
+			oh_reply_error(req, 400, "BAD_REQUEST", "ids: at most %d device ids", MAX_IDS);
+			goto out;
+		}
+		snprintf(id, sizeof id, "%.*s", (int)len, p);
+		if(len >= sizeof id || !oh_device_id_valid(id)) {
+			oh_reply_error(req, 400, "BAD_REQUEST", "ids[%u]: not a device id", count - 1);
+			goto out;
+		}
+		if(oh_device_get(v->n->ctx, id, &dev) == OH_OK && has_module(dev.doc, oh_module(v->n->ctx))) {
+			if(listed++)
+				text_str(&t, ",");
+			render_text(v, &t, &dev, ndi_status_get(v->n, id, &seq), &l, &leased);
+		}
+		p += len;
+		if(!*p)
+			break;
+	}
+	text_str(&t, BODY_TAIL);
+	if(t.failed)
+		oh_reply_error(req, 500, "ERROR", "out of memory");
+	else
+		oh_reply_raw(req, 200, "application/json", t.p, t.len);
+out:
+	free(t.p);
+}
+
 void ndi_devices_get(struct ndi *n, struct oh_http_req *req)
 {
 	struct ndi_devices *v = n->devices;
 	struct inputs in = inputs_now(v);
+	const char *ids = oh_req_query(req, "ids");
+
+	if(ids) {
+		get_some(v, req, ids);
+		return;
+	}
 
 	if(v->building) {
 		/* Joins only a build that started on these very inputs. */

@@ -195,6 +195,20 @@ static void publish_state(struct route *r)
 					"route", r->owner, r->error, details));
 }
 
+/* ROUTE_STATE for a route that is gone (reason: "unroute" or "forgotten"),
+ * so that a page's copy of the routes loses it without a refetch. */
+static void publish_removed(struct ndi *n, const char *device_id, const char *actor, const char *reason)
+{
+	char rid[40];
+	json_t *details = json_pack(
+			"{s:s, s:s, s:s}", "device_id", device_id, "state", "removed", "reason", reason);
+
+	if(details)
+		oh_ack_publish(n->ctx,
+				oh_ack_new(oh_new_id(rid, sizeof rid), true, "ROUTE_STATE", "route", actor,
+						NULL, details));
+}
+
 static void set_state(struct route *r, enum rstate s)
 {
 	if(r->state == s && r->published)
@@ -697,6 +711,7 @@ void ndi_routes_forget(struct ndi *n, const char *device_id)
 		return;
 	oh_doc_delete(n->ctx, COLL_ROUTES, device_id);
 	route_free(r);
+	publish_removed(n, device_id, "orchestrator", "forgotten");
 }
 
 /* ---- actions: route, unroute, apply_preset, preset put/delete ------------------ */
@@ -714,12 +729,22 @@ static json_t *ack(const char *req_id, const char *code, const char *action, con
 }
 
 /*
- * The one place route and preset changes are recorded, once stored.
- * TODO(audit): call oh_audit_record() here once the audit trail's ABI
- * (issue 17) has landed; until then the change is logged.
+ * The one place route and preset changes are recorded, once stored: in
+ * the host's audit trail (kind "route"; docs/audit.md) and the log.
  */
 static void audit(struct ndi *n, const char *actor, const char *what, const char *target)
 {
+	bool device = !strcmp(what, "route") || !strcmp(what, "unroute");
+	json_t *detail = device ? NULL : json_pack("{s:s}", "preset", target);
+	struct oh_audit_record r = {.kind = "route",
+			.action = what,
+			.actor = actor,
+			.device_id = device ? target : NULL,
+			.detail = detail,
+			.latency_ms = -1};
+
+	oh_audit_record(n->ctx, &r);
+	json_decref(detail);
 	oh_log(n->ctx, OH_LOG_INFO, "%s %s by %s", what, target, actor);
 }
 
@@ -818,6 +843,7 @@ json_t *ndi_route_delete(struct ndi *n, const char *req_id, const char *actor, c
 		return store_failed(req_id, "unroute", actor, rc);
 	audit(n, actor, "unroute", device_id);
 	route_free(oh_map_remove(n->routes->routes, device_id));
+	publish_removed(n, device_id, actor, "unroute");
 	/* The device is left as it is: without a route, it is the apps'. */
 	return ack(req_id, "OK", "unroute", actor, NULL, json_pack("{s:s}", "device_id", device_id));
 }
@@ -932,7 +958,7 @@ json_t *ndi_preset_put(
 		json_decref(doc);
 		return store_failed(req_id, "preset", actor, rc);
 	}
-	audit(n, actor, "preset put", name);
+	audit(n, actor, "preset_put", name);
 	json_t *old = NULL;
 	if(oh_map_put(n->routes->presets, name, doc, (void **)&old)) {
 		json_decref(doc);
@@ -955,7 +981,7 @@ json_t *ndi_preset_delete(struct ndi *n, const char *req_id, const char *actor, 
 	if(rc)
 		return store_failed(req_id, "preset", actor, rc);
 	json_decref(oh_map_remove(n->routes->presets, name));
-	audit(n, actor, "preset delete", name);
+	audit(n, actor, "preset_delete", name);
 	return ack(req_id, "OK", "preset", actor, NULL, json_pack("{s:s}", "name", name));
 }
 

@@ -2,8 +2,13 @@
  * /ui/ndi: drive NDI devices through the plugin's REST API and watch what
  * becomes of each command.
  *
- *   devices   GET /api/ndi/devices, again on every registry snapshot (leases,
- *             online state) and after each device ack (input, recording)
+ *   devices   GET /api/ndi/devices when the event stream (re)connects and
+ *             every 10 s (module status is not in the registry stream); a
+ *             device ack (input, recording), a lease change or a newcomer
+ *             in a registry delta asks for just that device (?ids=); at
+ *             most one request in flight and one a second.  A registry delta
+ *             updates the rows of the devices it names (online, stale, last
+ *             seen) and the lease holders (its locks) in place.
  *   sources   GET /api/ndi/sources, offered as suggestions for the source box
  *   commands  POST /api/ndi/send; the reply is the DISPATCHED ack (or an
  *             error), published on /lab/orchestrator/ndi/evt as well, where
@@ -13,10 +18,13 @@
  *             Disabled while the broker is away (data-needs-broker).
  *   leases    POST /api/ndi/reserve, /release, /force_release
  *   jobs      GET/POST /api/ndi/jobs, DELETE /api/ndi/jobs/{id}
- *   routing   the matrix: GET /api/ndi/routes, again on every ROUTE_STATE
- *             event; a click is PUT /api/ndi/routes/{device}; presets are
+ *   routing   the matrix: GET /api/ndi/routes when the event stream (re)connects;
+ *             each ROUTE_STATE event carries the whole route (or its
+ *             removal) and is applied to the page's copy; a click is PUT /api/ndi/routes/{device}; presets are
  *             GET/PUT /api/ndi/presets[/{name}], POST .../apply, and a cron
  *             job with one apply_preset command
+ *   history   GET /api/audit (the host's audit trail): the last 50
+ *             commands' outcomes, so the acks table survives a reload
  *
  * Everything a device or another user supplied reaches the DOM through
  * OH.h (text nodes and attributes, never markup).
@@ -58,8 +66,9 @@
     presetsEmpty: OH.$('#ndi-presets-empty')
   };
 
-  var devices = [];           /* the last GET /devices */
-  var routes = {};            /* device_id -> route, the last GET /routes */
+  var devices = [];           /* the last GET /devices, as deltas changed it */
+  var routes = {};            /* device_id -> route: GET /routes + ROUTE_STATE */
+  var routeEvents = {};       /* device_id -> ROUTE_STATE events seen */
   var sourceNames = [];       /* the last GET /sources */
   var acks = {};              /* req_id -> {row, cells, events: [ack...]} */
   var ackOrder = [];          /* req_ids, newest first */
@@ -126,10 +135,17 @@
 
   function leaseText(d) {
     if (!d.lease) return '—';
-    return str(d.lease.holder) + ' (' + str(d.lease.remaining_s) + ' s left)';
+    /* Counted down here: a lease from a registry delta has no remaining_s. */
+    var left = Date.parse(d.lease.expires_at);
+    left = isNaN(left) ? d.lease.remaining_s : Math.max(0, Math.ceil((left - Date.now()) / 1000));
+    return str(d.lease.holder) + ' (' + str(left) + ' s left)';
   }
 
+  var selectShown = null;     /* the ids the device menu lists, joined */
   function renderSelect() {
+    var ids = devices.map(function (d) { return d.device_id; }).join(' ');
+    if (ids === selectShown) return;
+    selectShown = ids;
     var keep = el.device.value;
     OH.clear(el.device);
     if (!devices.length) {
@@ -157,11 +173,15 @@
       cell('Lease holder', leaseText(d))));
   }
 
-  function renderTable() {
-    OH.clear(el.devices);
-    devices.forEach(function (d) {
-      var st = stateOf(d);
-      el.devices.appendChild(h('tr', { 'data-device': d.device_id },
+  /* Rows are made again only for the devices whose cells changed: a delta
+   * names a few devices of thousands. */
+  var rowsShown = {};         /* device_id -> {sig, tr} */
+  function deviceRow(d) {
+    var st = stateOf(d);
+    var sig = JSON.stringify([st[0], d.state, d.input, d.recording, leaseText(d)]);
+    var was = rowsShown[d.device_id];
+    if (was && was.sig === sig) return was.tr;
+    var tr = h('tr', { 'data-device': d.device_id },
         h('td', { 'data-label': 'Device' }, h('code', { class: 'device-id' }, d.device_id)),
         h('td', { 'data-label': 'State' },
           h('span', { class: ['badge', st[1]], 'data-state': st[0] }, st[0]),
@@ -169,26 +189,111 @@
         h('td', { 'data-label': 'Input', class: 'input' }, d.input == null ? '—' : str(d.input)),
         h('td', { 'data-label': 'Recording', class: 'recording' },
           d.recording === true ? 'yes' : d.recording === false ? 'no' : '—'),
-        h('td', { 'data-label': 'Lease holder', class: 'holder' }, leaseText(d))));
+        h('td', { 'data-label': 'Lease holder', class: 'holder' }, leaseText(d)));
+    /* In its place, so the rows after it stay where they are. */
+    if (was && was.tr.parentNode) was.tr.parentNode.replaceChild(tr, was.tr);
+    rowsShown[d.device_id] = { sig: sig, tr: tr };
+    return tr;
+  }
+
+  function renderTable() {
+    var next = el.devices.firstChild, keep = {};
+    devices.forEach(function (d) {
+      var was = rowsShown[d.device_id], tr = deviceRow(d);
+      if (was && was.tr === next) next = tr;
+      keep[d.device_id] = true;
+      if (tr === next) next = next.nextSibling;
+      else el.devices.insertBefore(tr, next);
     });
+    while (next) { var gone = next; next = next.nextSibling; el.devices.removeChild(gone); }
+    Object.keys(rowsShown).forEach(function (id) { if (!keep[id]) delete rowsShown[id]; });
     el.devicesEmpty.hidden = devices.length > 0;
   }
 
-  var loadingDevices = null, againDevices = false;
-  function loadDevices() {
-    /* One request at a time; a burst of snapshots ends in one more. */
-    if (loadingDevices) { againDevices = true; return loadingDevices; }
-    loadingDevices = OH.fetchJSON(API + '/devices').then(function (body) {
-      devices = (body && body.devices) || [];
-      renderSelect();
-      renderInfo();
-      renderTable();
-      renderMatrix();
-    }).catch(showError).then(function () {
-      loadingDevices = null;
-      if (againDevices) { againDevices = false; loadDevices(); }
+  function renderDevices() {
+    renderSelect();
+    renderInfo();
+    renderTable();
+    matrixSoon();
+  }
+
+  /* loadDevices() asks for the whole list (multi-MB with a large
+   * registry), loadDevices([ids]) for just those devices (?ids=, at most
+   * MAX_IDS).  One request at a time and at most one a second; what is
+   * asked for meanwhile is gathered into the next. */
+  var MAX_IDS = 100;
+  var wantAll = false, wantIds = {}, loadingDevices = false, lastDevices = 0, devicesTimer = null;
+  var lateDeltas = [];        /* deltas seen while a list was on its way */
+  function loadDevices(ids) {
+    if (ids) ids.forEach(function (id) { wantIds[id] = true; });
+    else wantAll = true;
+    pumpDevices();
+  }
+  function pumpDevices() {
+    var ids = Object.keys(wantIds), wait = lastDevices + 1000 - Date.now();
+    if (loadingDevices || devicesTimer || (!wantAll && !ids.length)) return;
+    if (wait > 0) { devicesTimer = setTimeout(function () { devicesTimer = null; pumpDevices(); }, wait); return; }
+    var all = wantAll || ids.length > MAX_IDS;
+    wantAll = false;
+    wantIds = {};
+    loadingDevices = true;
+    lastDevices = Date.now();
+    OH.fetchJSON(API + '/devices' + (all ? '' : '?ids=' + ids.map(encodeURIComponent).join(',')))
+      .then(function (body) {
+        var got = (body && body.devices) || [], byId = {};
+        if (!all) {
+          devices.forEach(function (d) { byId[d.device_id] = d; });
+          ids.forEach(function (id) { delete byId[id]; });
+          got.forEach(function (d) { byId[d.device_id] = d; });
+          got = Object.keys(byId).sort().map(function (id) { return byId[id]; });
+        }
+        devices = got;
+        /* The answer may predate them: applied again (they are idempotent). */
+        lateDeltas.forEach(function (d) { applyDelta(d, true); });
+        renderDevices();
+      }).catch(showError).then(function () {
+        loadingDevices = false;
+        lateDeltas = [];
+        pumpDevices();
+      });
+  }
+
+  /* A registry delta (already applied to OH.live.snapshot): the rows of the
+   * devices it names and every lease, changed in place. */
+  function applyDelta(d, quiet) {
+    if (loadingDevices && !quiet) lateDeltas.push(d);
+    var newcomers = [];
+    var mod = API.slice(API.lastIndexOf('/') + 1), byId = {}, changed = false;
+    devices.forEach(function (x) { byId[x.device_id] = x; });
+    Object.keys(d.devices || {}).forEach(function (id) {
+      var doc = d.devices[id] || {}, x = byId[id];
+      if (!Array.isArray(doc.modules) || doc.modules.indexOf(mod) < 0) {
+        if (x) { delete byId[id]; changed = true; }
+        return;
+      }
+      /* A newcomer's module status is asked for. */
+      if (!x) {
+        x = byId[id] = { device_id: id, input: null, recording: null, state: null };
+        if (!quiet) newcomers.push(id);
+      }
+      x.online = doc.online === undefined ? null : doc.online;
+      x.stale = !!doc.stale;
+      x.last_seen = doc.last_seen;
+      changed = true;
     });
-    return loadingDevices;
+    (d.removed || []).forEach(function (id) { if (byId[id]) { delete byId[id]; changed = true; } });
+    Object.keys(byId).forEach(function (id) {
+      var x = byId[id], l = (d.locks || {})[mod + ':' + id];
+      var was = x.lease ? x.lease.holder + x.lease.expires_at : '';
+      if (was === (l ? l.holder + l.expires_at : '')) return;
+      x.lease = l ? { holder: l.holder, expires_at: l.expires_at } : null;
+      x.holder = l ? l.holder : null;
+      changed = true;
+    });
+    if (!changed) return;
+    devices = Object.keys(byId).sort().map(function (id) { return byId[id]; });
+    if (!quiet) renderDevices();
+    if (newcomers.length) loadDevices(newcomers);
   }
 
   function loadSources() {
@@ -213,8 +318,10 @@
   var OUTCOMES = { COMPLETED: 1, FAILED: 1, TIMEOUT: 1 };
   function causalRank(code) { return OUTCOMES[code] || 0; }
 
-  /* Adds ack (an ack object) to its command's row, creating the row. */
-  function noteAck(ack, device) {
+  /* Adds ack (an ack object) to its command's row, creating the row: at
+   * the top, or with `older` (the audit trail's records, below) at the
+   * bottom while there is room. */
+  function noteAck(ack, device, older) {
     if (!ack || !ack.req_id) return;
     var id = String(ack.req_id);
     var entry = acks[id];
@@ -232,8 +339,14 @@
         cells: cells,
         events: []
       };
-      ackOrder.unshift(id);
-      el.acks.insertBefore(entry.row, el.acks.firstChild);
+      if (older) {
+        if (ackOrder.length >= MAX_ACKS) { delete acks[id]; return; }
+        ackOrder.push(id);
+        el.acks.appendChild(entry.row);
+      } else {
+        ackOrder.unshift(id);
+        el.acks.insertBefore(entry.row, el.acks.firstChild);
+      }
       while (ackOrder.length > MAX_ACKS) {
         var old = acks[ackOrder.pop()];
         if (old) { el.acks.removeChild(old.row); }
@@ -275,18 +388,35 @@
     if (!ack || typeof ack !== 'object') return;
     var code = ack.code;
     if (code === 'FIRED' || code === 'MISSED' || code === 'SKIPPED' || code === 'SCHEDULED') loadJobs();
-    if (code === 'ROUTE_STATE' || ack.action === 'route' || ack.action === 'unroute' ||
-        ack.action === 'apply_preset') {
-      loadRoutes();
-      if (ack.action === 'preset' || code === 'ROUTE_STATE') return;
+    if (code === 'ROUTE_STATE') {
+      if (ack.details) routeEvents[ack.details.device_id] = (routeEvents[ack.details.device_id] || 0) + 1;
+      applyRoute(ack.details);
+      return;
     }
+    /* route / unroute / apply_preset: their ROUTE_STATE events follow. */
     if (ack.action === 'preset') { loadPresets(); return; }
     noteAck(ack);
     if (code === 'COMPLETED' || code === 'FAILED' || code === 'TIMEOUT' || code === 'EXPIRED') {
-      loadDevices();
+      /* What the device shows now (input, recording): just that device. */
+      var row = acks[String(ack.req_id)], dev = (ack.details && ack.details.device_id) ||
+        (row && row.cells.device.textContent);
+      loadDevices(dev ? [dev] : undefined);
     }
   });
-  OH.live.on('registry', function () { loadDevices(); });
+  /* After a reload the table starts with the last 50 commands' outcomes
+   * from the audit trail (GET /api/audit, newest first), not empty.  A
+   * host without it (audit.enabled false, an older host) leaves it so. */
+  function loadRecent() {
+    OH.fetchJSON('/api/audit?kind=command&module=ndi&limit=' + MAX_ACKS).then(function (body) {
+      (body && body.records || []).forEach(function (r) {
+        if (!r.req_id) return;
+        noteAck({ req_id: r.req_id, code: r.code, action: r.action, actor: r.actor, ts: r.ts,
+          error: r.error, details: { device_id: r.device_id } }, r.device_id, true);
+      });
+    }, function () { /* not available here: live acks only */ });
+  }
+
+  OH.live.on('registry_delta', applyDelta);
   /* After a reconnect, catch up on what the stream did not carry. */
   OH.live.on('open', function () { loadDevices(); loadJobs(); loadRoutes(); loadPresets(); });
 
@@ -338,7 +468,7 @@
       btn.disabled = true;
       OH.postJSON(API + '/' + action, body).then(function (ack) {
         noteAck(ack, id);
-        loadDevices();
+        loadDevices([id]);
       }).catch(function (err) {
         noteError(err, action, id);
       }).then(function () { btn.disabled = false; });
@@ -458,10 +588,12 @@
 
   function putRoute(id, source, recording) {
     OH.showError(el.routingError, null);
+    var seen = routeEvents[id] || 0;
     return OH.postJSON(API + '/routes/' + encodeURIComponent(id),
       { source: source, recording: !!(recording && source), actor: actor() }, 'PUT').then(function (ack) {
-      if (ack && ack.details) routes[id] = ack.details;
-      renderMatrix();
+      /* The events may have overtaken the reply (a device that answers
+       * at once): then they are newer than it. */
+      if ((routeEvents[id] || 0) === seen) applyRoute(ack && ack.details);
     }).catch(function (err) { OH.showError(el.routingError, err); });
   }
 
@@ -518,15 +650,39 @@
     el.matrixEmpty.hidden = m.rows.length > 0;
   }
 
+  /* A route from an ack or ROUTE_STATE event, or its removal. */
+  function applyRoute(r) {
+    if (!r || typeof r.device_id !== 'string') return;
+    if (loadingRoutes) lateRoutes.push(r);
+    if (r.state === 'removed') delete routes[r.device_id];
+    else if (r.desired) routes[r.device_id] = r;
+    else return;
+    matrixSoon();
+  }
+
+  /* Events come in bursts (a preset applied to thousands of devices): the
+   * matrix is redrawn at most once per 50 ms. */
+  var matrixDue = false;
+  function matrixSoon() {
+    if (matrixDue) return;
+    matrixDue = true;
+    setTimeout(function () { matrixDue = false; renderMatrix(); }, 50);
+  }
+
+  /* Only when the stream (re)connects: the events carry every change after. */
   var loadingRoutes = null, againRoutes = false;
+  var lateRoutes = [];        /* ROUTE_STATE details seen while the list was on its way */
   function loadRoutes() {
     if (loadingRoutes) { againRoutes = true; return loadingRoutes; }
     loadingRoutes = OH.fetchJSON(API + '/routes').then(function (body) {
       routes = {};
       ((body && body.routes) || []).forEach(function (r) { routes[r.device_id] = r; });
+      /* The list may predate them. */
+      lateRoutes.forEach(applyRoute);
       renderMatrix();
     }).catch(function (err) { OH.showError(el.routingError, err); }).then(function () {
       loadingRoutes = null;
+      lateRoutes = [];
       if (againRoutes) { againRoutes = false; loadRoutes(); }
     });
     return loadingRoutes;
@@ -548,7 +704,7 @@
       apply.addEventListener('click', function () {
         OH.showError(el.routingError, null);
         OH.postJSON(API + '/presets/' + encodeURIComponent(p.name) + '/apply', { actor: actor() })
-          .then(loadRoutes).catch(function (err) { OH.showError(el.routingError, err); });
+          .catch(function (err) { OH.showError(el.routingError, err); });
       });
       var schedule = h('button', { type: 'button', 'data-schedule': p.name }, 'Schedule');
       schedule.addEventListener('click', function () {
@@ -601,8 +757,9 @@
   loadPresets();
   loadSources();
   loadJobs();
+  loadRecent();
   /* Module status (input, recording) is not in the registry stream, and
    * lease countdowns move: refresh now and then. */
-  setInterval(loadDevices, 10000);
+  setInterval(function () { loadDevices(); }, 10000);
   setInterval(loadSources, 30000);
 })();
