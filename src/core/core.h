@@ -196,8 +196,10 @@ void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
  * taken the lead and may load the state (leases, jobs) from the store. */
 typedef void (*ha_deliver_fn)(
 		struct host *h, const char *topic, const void *payload, size_t len, bool retained);
-/* deliver: where the leader's command session hands each command. */
-int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver);
+/* deliver: where the leader's command session hands each command;
+ * on_view(h): a standby's view of the leases (ha_view_leases) changed. */
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver,
+		void (*on_view)(struct host *h));
 void ha_free(struct host *h);
 /* Whether this host relays commands, fires jobs, expires leases and
  * publishes the snapshot: a single host, or the leader once loaded. */

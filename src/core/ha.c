@@ -78,6 +78,7 @@ struct ha {
 	char why[300];          /* standby: why not leading, for /healthz */
 	void (*on_lead)(struct host *h);
 	ha_deliver_fn deliver;
+	void (*on_view)(struct host *h); /* the standby's view of the leases changed */
 	/* A standby's view of the leader's leases and jobs, read every lease_s
 	 * (owned; NULL until the first answer). */
 	PGresult *view_leases, *view_jobs;
@@ -243,14 +244,28 @@ static void ask(struct ha *ha)
 		ha->asking = true;
 }
 
-static bool on_view(PGresult *r, void *ud)
+static bool same_rows(const PGresult *a, const PGresult *b)
+{
+	if(!a || PQntuples(a) != PQntuples(b) || PQnfields(a) != PQnfields(b))
+		return false;
+	for(int i = 0; i < PQntuples(a); i++)
+		for(int c = 0; c < PQnfields(a); c++)
+			if(strcmp(PQgetvalue(a, i, c), PQgetvalue(b, i, c)))
+				return false;
+	return true;
+}
+
+static bool on_view_rows(PGresult *r, void *ud)
 {
 	struct ha *ha = ud;
 	if(!r || PQresultStatus(r) != PGRES_TUPLES_OK)
 		return false;
 	PGresult **slot = !strcmp(PQfname(r, 0), "id") ? &ha->view_jobs : &ha->view_leases;
+	bool changed = slot == &ha->view_leases && !same_rows(*slot, r);
 	PQclear(*slot);
 	*slot = r;
+	if(changed)
+		ha->on_view(ha->h);
 	return true;
 }
 
@@ -262,8 +277,9 @@ static void refresh_view(struct ha *ha)
 			time_now_mono() - ha->viewed_at < ha->h->cfg.ha.lease_s)
 		return;
 	ha->viewed_at = time_now_mono();
-	if(!pg__query(ha->pg, "SELECT key, holder, expires_at FROM oh_leases", 0, NULL, on_view, ha))
-		pg__query(ha->pg, "SELECT id, module, doc FROM oh_jobs ORDER BY seq", 0, NULL, on_view, ha);
+	if(!pg__query(ha->pg, "SELECT key, holder, expires_at FROM oh_leases", 0, NULL, on_view_rows, ha))
+		pg__query(ha->pg, "SELECT id, module, doc FROM oh_jobs ORDER BY seq", 0, NULL, on_view_rows,
+				ha);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -298,7 +314,8 @@ static void on_pg_failed(void *ud, const char *message)
 
 /* ---- core.h --------------------------------------------------------------------- */
 
-int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver)
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver,
+		void (*on_view)(struct host *h))
 {
 	struct ha *ha = calloc(1, sizeof *ha);
 	if(!ha)
@@ -307,6 +324,7 @@ int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deli
 	ha->h = h;
 	ha->on_lead = on_lead;
 	ha->deliver = deliver;
+	ha->on_view = on_view;
 	ha->pg = store_backend_state(h->store, &store_pg_ops);
 	if(!ha->pg) {
 		ha->role = HA_SINGLE;

@@ -145,6 +145,13 @@ static void took_lead(struct host *h)
 	snapshot_mark_dirty(h->snapshot);
 }
 
+/* A standby's view of the leader's leases changed (ha.c): the snapshot
+ * it serves shows them. */
+static void view_changed(struct host *h)
+{
+	snapshot_mark_dirty(h->snapshot);
+}
+
 /* Every failure is logged once, here or by the callee (see the top). */
 static int host_start(struct host *h)
 {
@@ -187,7 +194,7 @@ static int host_start(struct host *h)
 		h->node = NULL;
 	h->probe = h->node ? broker_probe_new(h, h->node) : NULL;
 	/* Before the link, whose will depends on it; nothing runs before the loop. */
-	if(failed(ha_start(h, took_lead, deliver_command), "ha"))
+	if(failed(ha_start(h, took_lead, deliver_command, view_changed), "ha"))
 		return OH_ERR_NOMEM;
 	char *will_topic = host_presence_topic(h);
 	char *will = h->node ? host_presence_payload(h, false) : NULL;
