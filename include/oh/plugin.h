@@ -35,13 +35,15 @@ extern "C" {
  *   check (oh_job_validate_fn) of a plugin of this minor also decides
  *   whether a job's command may lack device_id.
  * Minor OH_ABI_MINOR_WALK: oh_device_walk (host.h, "registry").
- * Minor OH_ABI_MINOR_AUDIT: oh_audit_record (host.h, "the audit trail"). */
-#define OH_PLUGIN_ABI_MINOR 6
+ * Minor OH_ABI_MINOR_AUDIT: oh_audit_record (host.h, "the audit trail").
+ * Minor OH_ABI_MINOR_LEAD: oh_plugin.took_lead (the second reserved slot). */
+#define OH_PLUGIN_ABI_MINOR 7
 /* The minor each addition came with, for a plugin's abi_minor: renumbering
  * an addition is a change of one line here. */
 #define OH_ABI_MINOR_DOCS 4
 #define OH_ABI_MINOR_WALK 5
 #define OH_ABI_MINOR_AUDIT 6
+#define OH_ABI_MINOR_LEAD 7
 
 /* The handle the host gives a plugin: its module name, settings, and every
  * service in host.h hang off it. */
@@ -72,7 +74,16 @@ struct oh_plugin {
 	 * A host of minor 1 or less never calls it.
 	 */
 	void (*device_forgotten)(oh_ctx *ctx, const char *device_id);
-	void *reserved[7]; /* room to grow without breaking old plugins: zero */
+	/*
+	 * Minor OH_ABI_MINOR_LEAD; may be NULL.  Called when a host of a pair
+	 * (docs/ha.md) takes the lead, after it loaded the leases and jobs.
+	 * With the PostgreSQL store oh_doc_load hands out nothing before this
+	 * (a standby's plugin starts empty): here the plugin reads its
+	 * documents and starts acting on them.  A leader that loses the lead
+	 * exits, so there is no matching call.  Never called on a single host.
+	 */
+	void (*took_lead)(oh_ctx *ctx);
+	void *reserved[6]; /* room to grow without breaking old plugins: zero */
 };
 
 typedef const struct oh_plugin *(*oh_plugin_entry_fn)(void);

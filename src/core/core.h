@@ -196,14 +196,21 @@ void leases_on_change(struct leases *l, void (*fn)(void *ud), void *ud);
  * taken the lead and may load the state (leases, jobs) from the store. */
 typedef void (*ha_deliver_fn)(
 		struct host *h, const char *topic, const void *payload, size_t len, bool retained);
-/* deliver: where the leader's command session hands each command. */
-int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver);
+/* deliver: where the leader's command session hands each command;
+ * on_view(h): a standby's view of the leases (ha_view_leases) changed. */
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver,
+		void (*on_view)(struct host *h));
 void ha_free(struct host *h);
 /* Whether this host relays commands, fires jobs, expires leases and
  * publishes the snapshot: a single host, or the leader once loaded. */
 bool ha_acting(const struct host *h);
 /* Part of a pair (PostgreSQL store), leading or not. */
 bool ha_paired(const struct host *h);
+/* A standby's view of the shared state, read every ha.lease_s: the leases
+ * as leases_to_json shows them, a module's jobs as the scheduler lists them
+ * (owner NULL: all).  New references. */
+json_t *ha_view_leases(const struct host *h);
+json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner);
 /* Topics the main connection leaves to the leader's command session
  * ({root}/orchestrator/{module}/cmd on a pair). */
 bool ha_ignores_topic(const struct host *h, const char *topic);
@@ -227,6 +234,17 @@ int plugins_unload(struct host *h, const char *module, const char *actor);
 /* Tells every loaded plugin with a device_forgotten hook that id (borrowed)
  * is being forgotten (registry_forget). */
 void plugins_device_forgotten(struct host *h, const char *id);
+/* main.c: the host's presence, {root}/orchestrator/status, and its payload
+ * {"online": true, "node", "ts": now} or {"online": false, "node", "ts":
+ * null} (the offline one is also the last will, fixed before connecting, so
+ * it carries no time); returned (free()), or NULL. */
+char *host_presence_topic(const struct host *h);
+char *host_presence_payload(const struct host *h, bool online);
+/* One lease as the registry's locks show it: {holder, expires_at (ISO)}
+ * (leases.c, and a standby's view in ha.c). */
+json_t *host_lease_json(const char *holder, double expires_at);
+/* A pair's new leader: each plugin's took_lead (plugin.h). */
+void plugins_took_lead(struct host *h);
 
 /* ---- api_core.c: the host's own REST routes -------------------------------- */
 

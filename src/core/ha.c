@@ -78,6 +78,11 @@ struct ha {
 	char why[300];          /* standby: why not leading, for /healthz */
 	void (*on_lead)(struct host *h);
 	ha_deliver_fn deliver;
+	void (*on_view)(struct host *h); /* the standby's view of the leases changed */
+	/* A standby's view of the leader's leases and jobs, read every lease_s
+	 * (owned; NULL until the first answer). */
+	PGresult *view_leases, *view_jobs;
+	double viewed_at; /* mono time the view was last asked for */
 };
 
 static void step_down(struct ha *ha, const char *why)
@@ -100,10 +105,23 @@ static void arm(struct event *ev, double s)
 
 /* ---- the leader's command session -------------------------------------------- */
 
+/* Retained, QoS 1, on the leader's session only, so a standby never
+ * overwrites the leader's presence (docs/ha.md). */
+static void publish_presence(struct ha *ha, bool online)
+{
+	char *topic = host_presence_topic(ha->h);
+	char *text = host_presence_payload(ha->h, online);
+	if(!topic || !text || mqtt_link_publish(ha->link, topic, text, strlen(text), 1, true))
+		log_warn("ha", "cannot publish the leader's %s status", online ? "online" : "offline");
+	free(topic);
+	free(text);
+}
+
 static void cmd_connect(struct mqtt_link *link, void *ud)
 {
 	struct ha *ha = ud;
 	mqtt_link_subscribe(link, ha->cmd_filter, 1);
+	publish_presence(ha, true);
 }
 
 static void cmd_message(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
@@ -126,8 +144,17 @@ static int cmd_link_start(struct ha *ha)
 	 * (an MQTT 5 session would need an expiry interval on CONNECT). */
 	mo.mqtt5 = false;
 	mo.persistent = true;
+	/* The host's presence is the leader's: its will is this session's. */
+	char *will_topic = host_presence_topic(h);
+	char *will = host_presence_payload(h, false);
+	mo.will_topic = will_topic;
+	mo.will_payload = will;
+	mo.will_qos = 1;
+	mo.will_retain = true;
 	struct mqtt_link_callbacks cb = {cmd_connect, NULL, cmd_message, NULL};
-	ha->link = mqtt_link_new(h->base, &mo, &cb, ha);
+	ha->link = will_topic && will ? mqtt_link_new(h->base, &mo, &cb, ha) : NULL;
+	free(will_topic);
+	free(will);
 	return ha->link ? mqtt_link_start(ha->link) : OH_ERR_INVAL;
 }
 
@@ -217,10 +244,49 @@ static void ask(struct ha *ha)
 		ha->asking = true;
 }
 
+static bool same_rows(const PGresult *a, const PGresult *b)
+{
+	if(!a || PQntuples(a) != PQntuples(b) || PQnfields(a) != PQnfields(b))
+		return false;
+	for(int i = 0; i < PQntuples(a); i++)
+		for(int c = 0; c < PQnfields(a); c++)
+			if(strcmp(PQgetvalue(a, i, c), PQgetvalue(b, i, c)))
+				return false;
+	return true;
+}
+
+static bool on_view_rows(PGresult *r, void *ud)
+{
+	struct ha *ha = ud;
+	if(!r || PQresultStatus(r) != PGRES_TUPLES_OK)
+		return false;
+	PGresult **slot = !strcmp(PQfname(r, 0), "id") ? &ha->view_jobs : &ha->view_leases;
+	bool changed = slot == &ha->view_leases && !same_rows(*slot, r);
+	PQclear(*slot);
+	*slot = r;
+	if(changed)
+		ha->on_view(ha->h);
+	return true;
+}
+
+/* A standby shows the shared leases and jobs, read asynchronously: never
+ * more than lease_s old (docs/ha.md). */
+static void refresh_view(struct ha *ha)
+{
+	if(ha->role != HA_STANDBY || !pg__ready(ha->pg) ||
+			time_now_mono() - ha->viewed_at < ha->h->cfg.ha.lease_s)
+		return;
+	ha->viewed_at = time_now_mono();
+	if(!pg__query(ha->pg, "SELECT key, holder, expires_at FROM oh_leases", 0, NULL, on_view_rows, ha))
+		pg__query(ha->pg, "SELECT id, module, doc FROM oh_jobs ORDER BY seq", 0, NULL, on_view_rows,
+				ha);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct ha *ha = arg;
 	ask(ha);
+	refresh_view(ha);
 	if(ha->acting && time_now_mono() - ha->pruned_at > HA_PRUNE_EVERY_S)
 		prune_runs(ha);
 }
@@ -248,7 +314,8 @@ static void on_pg_failed(void *ud, const char *message)
 
 /* ---- core.h --------------------------------------------------------------------- */
 
-int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver)
+int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deliver,
+		void (*on_view)(struct host *h))
 {
 	struct ha *ha = calloc(1, sizeof *ha);
 	if(!ha)
@@ -257,6 +324,7 @@ int ha_start(struct host *h, void (*on_lead)(struct host *h), ha_deliver_fn deli
 	ha->h = h;
 	ha->on_lead = on_lead;
 	ha->deliver = deliver;
+	ha->on_view = on_view;
 	ha->pg = store_backend_state(h->store, &store_pg_ops);
 	if(!ha->pg) {
 		ha->role = HA_SINGLE;
@@ -285,6 +353,9 @@ void ha_free(struct host *h)
 	if(!ha)
 		return;
 	if(ha->link) {
+		/* The will is not sent on a clean disconnect: say it ourselves. */
+		if(mqtt_link_connected(ha->link))
+			publish_presence(ha, false);
 		mqtt_link_stop(ha->link);
 		mqtt_link_free(ha->link);
 	}
@@ -293,6 +364,8 @@ void ha_free(struct host *h)
 	if(ha->deadline)
 		event_free(ha->deadline);
 	free(ha->cmd_filter);
+	PQclear(ha->view_leases);
+	PQclear(ha->view_jobs);
 	free(ha);
 	h->ha = NULL;
 }
@@ -300,6 +373,32 @@ void ha_free(struct host *h)
 bool ha_acting(const struct host *h)
 {
 	return !h->ha || h->ha->acting;
+}
+
+json_t *ha_view_leases(const struct host *h)
+{
+	PGresult *r = h->ha ? h->ha->view_leases : NULL;
+	json_t *out = json_object();
+	for(int i = 0; r && i < PQntuples(r); i++)
+		json_object_set_new(out, PQgetvalue(r, i, 0),
+				host_lease_json(PQgetvalue(r, i, 1), strtod(PQgetvalue(r, i, 2), NULL)));
+	return out;
+}
+
+json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner)
+{
+	PGresult *r = h->ha ? h->ha->view_jobs : NULL;
+	json_t *out = json_array();
+	for(int i = 0; r && i < PQntuples(r); i++) {
+		if(strcmp(PQgetvalue(r, i, 1), module))
+			continue;
+		json_t *doc = json_loads(PQgetvalue(r, i, 2), 0, NULL);
+		const char *by = json_string_value(json_object_get(doc, "owner"));
+		if(doc && (!owner || (by && !strcmp(owner, by))))
+			json_array_append(out, doc);
+		json_decref(doc);
+	}
+	return out;
 }
 
 bool ha_paired(const struct host *h)

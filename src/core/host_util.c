@@ -1,8 +1,9 @@
 /*
  * The small helpers every core file may call: the names of the error codes,
- * new ids and timestamps.  They call nothing else of the core, so any file
- * can use them without joining a cycle (they lived in command.c, which made
- * the registry and the HTTP layer depend on the command envelopes).
+ * new ids, timestamps, the host's presence message, a lease's JSON.  They
+ * call nothing else of the core, so any file can use them without joining a
+ * cycle (they lived in command.c, which made the registry and the HTTP layer
+ * depend on the command envelopes).
  */
 #include "core.h"
 
@@ -11,6 +12,7 @@
 
 #include "entropy.h"
 #include "timeutil.h"
+#include "topics.h"
 
 const char *oh_strerror(int err)
 {
@@ -77,4 +79,26 @@ char *oh_format_time(double t, char *buf, size_t len)
 	if(!time_format_utc((time_t)t, buf, len))
 		snprintf(buf, len, "1970-01-01T00:00:00Z");
 	return buf;
+}
+
+char *host_presence_topic(const struct host *h)
+{
+	return topic_build(h->cfg.topic_root, NULL, "status", NULL);
+}
+
+char *host_presence_payload(const struct host *h, bool online)
+{
+	char ts[32];
+	json_t *j = json_pack("{s:b, s:s, s:s?}", "online", online, "node", h->node, "ts",
+			online ? host_now_iso(ts, sizeof ts) : NULL);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return text;
+}
+
+json_t *host_lease_json(const char *holder, double expires_at)
+{
+	char when[32];
+	return json_pack("{s:s, s:s}", "holder", holder, "expires_at",
+			time_format_utc((time_t)expires_at, when, sizeof when));
 }

@@ -963,9 +963,21 @@ void http_server_free(struct http_server *s)
 		/* Suspended connections must be resumed before MHD can stop. */
 		for(struct oh_list_node *n = s->open.first; n; n = n->next) {
 			struct oh_http_req *req = oh_list_entry(n, struct oh_http_req, link);
-			if(req->stream)
+			if(req->stream) {
 				http_stream_close(req->stream);
-			else if(req->dispatched && !req->response && !req->status)
+			} else if(req->hold) {
+				/* A reply still waiting for its commit: whether the change
+				 * was kept is unknown (the store goes too, and its waiter
+				 * then finds no request). */
+				req->hold->req = NULL;
+				req->hold = NULL;
+				req->committed = true; /* so that MHD_run does not hold it again */
+				MHD_destroy_response(req->response);
+				req->response = NULL;
+				req->status = 0;
+				oh_reply_error(req, 503, "SHUTTING_DOWN",
+						"the host is shutting down; the change may not be stored");
+			} else if(req->dispatched && !req->response && !req->status)
 				oh_reply_error(req, 503, "SHUTTING_DOWN", "the host is shutting down");
 		}
 		MHD_run(s->mhd);

@@ -266,17 +266,17 @@ int leases_load(struct leases *ls)
 
 json_t *leases_to_json(struct leases *ls)
 {
+	/* A standby holds none: it shows the leader's, as last read. */
+	if(!ha_acting(ls->host))
+		return ha_view_leases(ls->host);
 	json_t *out = json_object();
 	struct strmap_iter it;
 	strmap_iter_init(&it, ls->map);
 	void *v;
-	char when[32];
 	while(strmap_iter_next(&it, NULL, &v)) {
 		struct lease *l = v;
 		/* expires_at is finite and in range: checked when it was set. */
-		json_object_set_new(out, l->key,
-				json_pack("{s:s, s:s}", "holder", l->holder, "expires_at",
-						time_format_utc((time_t)l->expires_at, when, sizeof when)));
+		json_object_set_new(out, l->key, host_lease_json(l->holder, l->expires_at));
 	}
 	return out;
 }

@@ -60,31 +60,15 @@ static void usage(FILE *out)
 			"connected, 1 otherwise (refused, timed out, 503), 2 for a URL it cannot ask.\n");
 }
 
-/* {root}/orchestrator/status, returned (free()), or NULL. */
-static char *presence_topic(const struct host *h)
-{
-	return topic_build(h->cfg.topic_root, NULL, "status", NULL);
-}
-
-/* {"online": true, "node", "ts": now} or {"online": false, "node", "ts": null}:
- * the offline one is also the last will, fixed before connecting, so it
- * cannot carry a time.  Returned (free()), or NULL when out of memory. */
-static char *presence_payload(const struct host *h, bool online)
-{
-	char ts[32];
-	json_t *j = json_pack("{s:b, s:s, s:s?}", "online", online, "node", h->node, "ts",
-			online ? host_now_iso(ts, sizeof ts) : NULL);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	return text;
-}
-
-/* Retained, QoS 1: the birth at connect, the clean "offline" at exit. */
+/* Retained, QoS 1: the birth at connect, the clean "offline" at exit.  On
+ * a pair the retained presence is the leader's, sent on its own session
+ * (ha.c): a host's birth is then a plain message, still telling devices to
+ * announce themselves again (a standby keeps a warm registry). */
 static void publish_presence(struct host *h, bool online)
 {
-	char *topic = presence_topic(h);
-	char *text = presence_payload(h, online);
-	if(!topic || !text || host_publish(h, topic, text, strlen(text), 1, true))
+	char *topic = host_presence_topic(h);
+	char *text = host_presence_payload(h, online);
+	if(!topic || !text || host_publish(h, topic, text, strlen(text), 1, !ha_paired(h)))
 		log_warn("host", "cannot publish the host's %s status", online ? "online" : "offline");
 	free(topic);
 	free(text);
@@ -157,6 +141,14 @@ static void took_lead(struct host *h)
 {
 	leases_load(h->leases);
 	scheduler_load(h->scheduler);
+	plugins_took_lead(h);
+	snapshot_mark_dirty(h->snapshot);
+}
+
+/* A standby's view of the leader's leases changed (ha.c): the snapshot
+ * it serves shows them. */
+static void view_changed(struct host *h)
+{
 	snapshot_mark_dirty(h->snapshot);
 }
 
@@ -201,8 +193,11 @@ static int host_start(struct host *h)
 	else if(asprintf(&h->node, "orchestrator-host-%.12s", host_new_id(id, sizeof id)) < 0)
 		h->node = NULL;
 	h->probe = h->node ? broker_probe_new(h, h->node) : NULL;
-	char *will_topic = presence_topic(h);
-	char *will = h->node ? presence_payload(h, false) : NULL;
+	/* Before the link, whose will depends on it; nothing runs before the loop. */
+	if(failed(ha_start(h, took_lead, deliver_command, view_changed), "ha"))
+		return OH_ERR_NOMEM;
+	char *will_topic = host_presence_topic(h);
+	char *will = h->node ? host_presence_payload(h, false) : NULL;
 	if(!h->probe || !will_topic || !will) {
 		free(will_topic);
 		free(will);
@@ -217,7 +212,8 @@ static int host_start(struct host *h)
 	 * with 3.1.1 for the brokers that do not; mqtt.protocol forces one. */
 	mo.mqtt5 = strcmp(h->cfg.mqtt_protocol, "3.1.1") != 0;
 	mo.mqtt5_only = strcmp(h->cfg.mqtt_protocol, "5") == 0;
-	mo.will_topic = will_topic;
+	/* A pair's will is on the leader's session (ha.c). */
+	mo.will_topic = ha_paired(h) ? NULL : will_topic;
 	mo.will_payload = will;
 	mo.will_qos = 1;
 	mo.will_retain = true;
@@ -235,9 +231,7 @@ static int host_start(struct host *h)
 	 * start (routes), and so that a damaged store stops the host with the
 	 * store's one line naming the file, not with a plugin refused after
 	 * it.  A pair's leader loads leases and jobs when it takes the lead
-	 * (ha.c). */
-	if(failed(ha_start(h, took_lead, deliver_command), "ha"))
-		return OH_ERR_NOMEM;
+	 * (ha.c, started above). */
 	if(!ha_paired(h) && (rc = leases_load(h->leases)))
 		return rc;
 	if(failed(api_core_register(h), "REST routes") || failed(registry_start(h->registry), "registry") ||
@@ -256,8 +250,10 @@ static void host_stop(struct host *h)
 	if(h->snapshot && h->link && mqtt_link_connected(h->link)) {
 		snapshot_flush(h->snapshot);
 		registry_flush(h->registry);
-		/* The will is not sent on a clean disconnect: say it ourselves. */
-		publish_presence(h, false);
+		/* The will is not sent on a clean disconnect: say it ourselves
+		 * (a pair's leader does on its own session, ha_free). */
+		if(!ha_paired(h))
+			publish_presence(h, false);
 	}
 	if(h->link)
 		mqtt_link_stop(h->link);

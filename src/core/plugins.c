@@ -268,6 +268,15 @@ void plugins_device_forgotten(struct host *h, const char *id)
 	}
 }
 
+void plugins_took_lead(struct host *h)
+{
+	for(size_t i = 0; i < h->n_plugins; i++) {
+		oh_ctx *ctx = h->plugins[i];
+		if(ctx->loaded && ctx->desc->abi_minor >= OH_ABI_MINOR_LEAD && ctx->desc->took_lead)
+			ctx->desc->took_lead(ctx);
+	}
+}
+
 json_t *plugins_status_json(struct host *h)
 {
 	json_t *out = json_array();

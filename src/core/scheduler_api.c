@@ -240,6 +240,9 @@ static int job_cmp(const void *a, const void *b)
 
 json_t *sched__list(struct sched_plugin *sp, const char *owner)
 {
+	/* A standby fires none: it shows the leader's, as last read. */
+	if(!ha_acting(sp->s->h))
+		return ha_view_jobs(sp->s->h, sp->ctx->module, owner);
 	struct job **all = malloc((sp->n_jobs ? sp->n_jobs : 1) * sizeof *all);
 	if(!all)
 		return NULL;

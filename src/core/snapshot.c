@@ -85,10 +85,12 @@ static void on_leases_change(void *ud)
 }
 
 /* The leases' part of the snapshot (borrowed, until they change), or NULL
- * out of memory. */
+ * out of memory.  A standby's are its view of the leader's, which changes
+ * without telling: never kept. */
 static const char *locks_text(struct snapshot *s)
 {
-	if(!s->locks) {
+	if(!s->locks || !ha_acting(s->host)) {
+		free(s->locks);
 		json_t *j = s->host->leases ? leases_to_json(s->host->leases) : json_object();
 		s->locks = json_dumps(j, JSON_COMPACT);
 		json_decref(j);

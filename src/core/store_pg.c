@@ -171,6 +171,7 @@ struct pg_store {
 	int txn_depth;
 	bool writable;
 	PGresult *leases, *jobs; /* prefetched, handed out once */
+	PGresult *docs;          /* prefetched at take-over, for the plugins' took_lead */
 	void (*on_state)(void *ud, bool up);
 	void (*on_failed)(void *ud, const char *message);
 	void *ev_ud;
@@ -723,6 +724,7 @@ static void pg_close(void *b)
 	fail_queue(pg);
 	PQclear(pg->leases);
 	PQclear(pg->jobs);
+	PQclear(pg->docs);
 	event_free(pg->ev_retry);
 	event_free(pg->ev_give_up);
 	free(pg->conninfo);
@@ -851,9 +853,19 @@ static int pg_doc_delete(void *b, const char *module, const char *collection, co
 
 /* A plugin reads its documents when it loads, before this host knows
  * whether it leads and before the database may even answer: nothing to
- * hand out then (docs/ha.md, "Not carried over"). */
+ * hand out then.  A leader prefetches them when it takes the lead and its
+ * plugins read them again from their took_lead hook (docs/ha.md). */
 static int pg_doc_load(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud)
 {
+	PGresult *r = ((struct pg_store *)b)->docs;
+	for(int i = 0; r && i < PQntuples(r); i++) {
+		if(strcmp(PQgetvalue(r, i, 0), module) || strcmp(PQgetvalue(r, i, 1), collection))
+			continue;
+		json_t *doc = json_loads(PQgetvalue(r, i, 3), 0, NULL);
+		if(doc)
+			fn(PQgetvalue(r, i, 2), doc, ud);
+		json_decref(doc);
+	}
 	return OH_OK;
 }
 
@@ -1102,26 +1114,25 @@ void pg__set_writable(struct pg_store *pg, bool on)
 	pg->writable = on;
 }
 
+/* Three answers, in order: the leases, the jobs, the plugins' documents. */
 static bool on_prefetch(PGresult *r, void *ud)
 {
 	struct pg_store *pg = ud;
 	bool ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
-	bool jobs = ok && PQnfields(r) == 3 && !strcmp(PQfname(r, 0), "id");
-	if(ok && !jobs) {
-		PQclear(pg->leases);
-		pg->leases = r;
-		return true; /* the jobs come next */
+	PGresult **slot = !ok                          ? NULL
+			: PQnfields(r) == 4            ? &pg->docs
+			: !strcmp(PQfname(r, 0), "id") ? &pg->jobs
+						       : &pg->leases;
+	if(slot) {
+		PQclear(*slot);
+		*slot = r;
 	}
-	if(jobs) {
-		PQclear(pg->jobs);
-		pg->jobs = r;
-	}
-	if(pg->prefetch_done) {
+	if((!slot || slot == &pg->docs) && pg->prefetch_done) {
 		void (*done)(void *, bool) = pg->prefetch_done;
 		pg->prefetch_done = NULL;
 		done(pg->prefetch_ud, ok);
 	}
-	return jobs;
+	return slot != NULL;
 }
 
 int pg__prefetch(struct pg_store *pg, void (*done)(void *ud, bool ok), void *ud)
@@ -1131,6 +1142,9 @@ int pg__prefetch(struct pg_store *pg, void (*done)(void *ud, bool ok), void *ud)
 	int rc = pg__query(pg, "SELECT key, holder, expires_at FROM oh_leases", 0, NULL, on_prefetch, pg);
 	if(!rc)
 		rc = pg__query(pg, "SELECT id, module, doc FROM oh_jobs ORDER BY seq", 0, NULL, on_prefetch,
+				pg);
+	if(!rc)
+		rc = pg__query(pg, "SELECT module, collection, key, doc FROM oh_docs", 0, NULL, on_prefetch,
 				pg);
 	return rc;
 }

@@ -8,7 +8,10 @@ the new leader, a lease held across with the same deadline), the standby
 killed, PostgreSQL restarted, the leader cut off from the database by a
 proxy that blackholes its connection (it stops within ha.lease_s), a job
 due during a failover (run once, one row in oh_job_runs), /healthz and the
-UI on both nodes, the standby's 503 for writes, and the config errors.
+UI on both nodes, the standby's 503 for writes and its view of the leases
+and jobs, the retained presence being the leader's, an NDI route set on
+the old leader enforced by the new one, a clean stop with a reply waiting
+for its commit, and the config errors.
 """
 
 import subprocess
@@ -54,6 +57,7 @@ def pair_config(server, db, node, port=None, lease_s=LEASE_S):
     http_port = harness.free_port()
     ci = server.conninfo(port).replace("dbname=lab", "dbname=" + db)
     cfg = ndi_config({"ack_timeout_s": 5})
+    cfg.setdefault("mqtt", {})["client_id"] = "host-" + node
     cfg.update({
         "http": {"bind": harness.LOCALHOST, "port": http_port},
         "store": {"backend": "postgresql", "conninfo": ci},
@@ -75,8 +79,6 @@ def role(host):
 
 
 def start_pair(make_host, server, db, a_port=None):
-    # One at a time: each waits for its own birth message, which the
-    # other's would replace (both publish on {root}/orchestrator/status).
     a = make_host(pair_config(server, db, "a", a_port))
     a.wait_connected()
     wait_until(lambda: role(a) == "leader", timeout=10, msg="a never led")
@@ -95,7 +97,7 @@ def relayed(device, req_id):
     return [c for c in device.commands() if c.get("req_id") == req_id]
 
 
-def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db):
+def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db, mqtt):
     a, b = start_pair(make_host, server, db)
     ha, hb = hz(a), hz(b)
     assert (ha["role"], hb["role"]) == ("leader", "standby")
@@ -126,13 +128,37 @@ def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db):
     for h, acting in ((a, "1"), (b, "0")):
         _, _, text = h.request("GET", "/metrics")
         assert "\noh_ha_acting %s\n" % acting in text
+    # The standby shows the leader's leases and jobs, read from the store.
+    app = Ndi(a, mqtt)
+    assert app.do("reserve", {"device_id": "rpi-05", "lease_s": 60}, actor="alice")["code"] == "OK"
+    job = app.do("schedule", {"at": "2099-01-01T00:00:00Z", "commands": [
+        {"device_id": "rpi-05", "action": "stop", "params": {}}]})["details"]["job_id"]
+    wait_until(lambda: b.get("/api/ndi/jobs")[1]["jobs"] and b.get("/api/registry")[1]["locks"],
+               timeout=LEASE_S + 3, msg="the standby never showed the lease and the job")
+    assert b.get("/api/registry")[1]["locks"] == a.get("/api/registry")[1]["locks"]
+    assert [j["id"] for j in b.get("/api/ndi/jobs")[1]["jobs"]] == [job]
     # The single host is "single", and leads itself.
     s = make_host(ndi_config())
     assert hz(s)["role"] == "single"
 
 
+PRESENCE = "/lab/orchestrator/status"
+
+
+def presence(make_mqtt):
+    """The retained host presence, as a new subscriber gets it."""
+    c = make_mqtt()
+    c.subscribe(PRESENCE)
+    p = c.wait_for(PRESENCE, timeout=5)["payload"]
+    return p["node"], p["online"]
+
+
 def test_leader_kill_gap_commands_and_lease(make_host, server, db, mqtt, make_mqtt):
     a, b = start_pair(make_host, server, db)
+    # The retained presence is the leader's, not the last host's to start.
+    assert presence(make_mqtt) == ("host-a", True)
+    mqtt.subscribe(PRESENCE)
+    since = mqtt.mark()
     app = Ndi(a, mqtt)
     dev = Device(make_mqtt, "rpi-01")
     held = app.do("reserve", {"device_id": "rpi-00", "lease_s": 60}, actor="alice")
@@ -157,6 +183,33 @@ def test_leader_kill_gap_commands_and_lease(make_host, server, db, mqtt, make_mq
     assert busy["details"]["holder"] == "alice"
     assert busy["details"]["expires_at"] == held["details"]["expires_at"]
     assert a.proc.returncode is not None
+    # a's will, then b's birth on its leader session.
+    mqtt.wait_for(PRESENCE, lambda m: m["payload"]["node"] == "host-b" and m["payload"]["online"],
+                  since=since, timeout=5)
+    assert presence(make_mqtt) == ("host-b", True)
+
+
+def test_routes_enforced_by_the_new_leader(make_host, server, db, make_mqtt, make_device):
+    from test_ndi_routes import behind_its_back, mod_status, put_route, shows
+    a, b = start_pair(make_host, server, db)
+    make_device({"heartbeat_interval_s": 60}, extra_args=["--simulate", "1", "--id-prefix", "fo-"])
+    lab = type("Lab", (), {})()
+    lab.mqtt = make_mqtt()
+    lab.mqtt.subscribe(mod_status("fo-01"))
+    lab.mqtt.wait_for(mod_status("fo-01"), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(a, "fo-01", {"source": "CAM-1", "actor": "alice"})
+    lab.mqtt.wait_for(mod_status("fo-01"), shows("CAM-1"), since=since, timeout=10)
+    # A standby neither knows the route nor sends anything for it.
+    assert b.get("/api/ndi/routes")[1] == {"routes": []}
+
+    a.kill()
+    wait_until(lambda: role(b) == "leader", timeout=LEASE_S + 3, msg="b never took over")
+    since = behind_its_back(lab, "fo-01", "set_input", source="CAM-9")
+    lab.mqtt.wait_for(mod_status("fo-01"), shows("CAM-1"), since=since, timeout=10)
+    routes = b.get("/api/ndi/routes")[1]["routes"]
+    assert [(r["device_id"], r["desired"]["source"], r["owner"]) for r in routes] == \
+        [("fo-01", "CAM-1", "alice")], routes
 
 
 def test_job_due_during_failover_runs_once(make_host, server, db, mqtt, make_mqtt):
@@ -224,6 +277,12 @@ def test_acks_wait_for_the_commit(make_host, server, db, mqtt):
         assert app.event(env["req_id"], timeout=5)["code"] == "OK"
         wait_until(lambda: rows(server, db, "SELECT key FROM oh_leases ORDER BY key")
                    == ["ndi:rpi-05", "ndi:rpi-06"], timeout=5)
+        # Stopped with a reply still waiting for its commit: a clean exit
+        # (libmicrohttpd aborts when stopped with a connection suspended).
+        proxy.blackhole()
+        with pytest.raises(Exception):
+            a.post("/api/ndi/reserve", {"device_id": "rpi-07", "actor": "bob"}, timeout=0.5)
+        assert a.stop() == 0, a.log()[-2000:]
     finally:
         proxy.close()
 

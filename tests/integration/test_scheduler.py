@@ -418,6 +418,9 @@ def test_missed_run_outside_grace_is_recorded(start):
     time.sleep(max(0, due - time.time()) + 2)
     mark = client.mark()
     host.start()
+    # The MISSED ack can reach the broker before the host's subscriptions
+    # do: the barrier's command below must not go out until they are in.
+    host.wait_connected()
     missed = event(client, "MISSED", job_id, timeout=10, since=mark)["payload"]
     assert missed["ok"] is False
     assert missed["details"]["due"] == when and missed["details"]["name"] == "late"

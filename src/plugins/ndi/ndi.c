@@ -224,15 +224,23 @@ static void ndi_device_forgotten(oh_ctx *ctx, const char *device_id)
 				was.holder);
 }
 
+static void ndi_took_lead(oh_ctx *ctx)
+{
+	struct ndi *n = oh_data(ctx);
+	if(n)
+		ndi_routes_took_lead(n);
+}
+
 static const struct oh_plugin ndi_plugin = {
 		.abi_version = OH_PLUGIN_ABI_VERSION,
-		.abi_minor = OH_ABI_MINOR_AUDIT, /* oh_topic_parse (1), device_forgotten (2), oh_doc_* (4),
-						    oh_device_walk (5), oh_audit_record (6) */
+		.abi_minor = OH_ABI_MINOR_LEAD, /* oh_topic_parse (1), device_forgotten (2), oh_doc_* (4),
+						   oh_device_walk (5), oh_audit_record (6), took_lead (7) */
 		.name = "NDI video",
 		.version = "0.1.0",
 		.init = ndi_init,
 		.cleanup = ndi_cleanup,
 		.device_forgotten = ndi_device_forgotten,
+		.took_lead = ndi_took_lead,
 };
 
 /* oh_plugin_entry in plugins/ndi.so; in the host, the name cmake/plugin.cmake

@@ -188,6 +188,9 @@ void ndi_devices_get(struct ndi *n, struct oh_http_req *req);
  * status; n->routes is freed by ndi_routes_free (after ndi_pending_free).
  * OH_ERR_NOMEM, or the store's or subscribe's error (after oh_fail). */
 int ndi_routes_start(struct ndi *n);
+/* The host took the lead of a pair: read the routes and presets (the
+ * PostgreSQL store hands them out only now) and enforce them. */
+void ndi_routes_took_lead(struct ndi *n);
 void ndi_routes_free(struct ndi *n);
 /* The module status of device_id (borrowed) changed or went (ndi_status.c). */
 void ndi_routes_status_changed(struct ndi *n, const char *device_id);

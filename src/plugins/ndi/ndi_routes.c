@@ -635,6 +635,28 @@ static void grace_over(oh_ctx *ctx, void *ud)
 	oh_map_foreach(rs->routes, enqueue_one, NULL);
 }
 
+static int load_docs(struct ndi *n)
+{
+	int rc = oh_doc_load(n->ctx, COLL_ROUTES, load_route, n);
+	if(!rc)
+		rc = oh_doc_load(n->ctx, COLL_PRESETS, load_preset, n);
+	if(!rc && oh_map_size(n->routes->routes))
+		oh_log(n->ctx, OH_LOG_INFO, "%zu route(s) and %zu preset(s) restored",
+				oh_map_size(n->routes->routes), oh_map_size(n->routes->presets));
+	return rc;
+}
+
+void ndi_routes_took_lead(struct ndi *n)
+{
+	int rc = load_docs(n);
+	if(rc)
+		oh_log(n->ctx, OH_LOG_ERROR, "cannot load routes and presets: %s", oh_strerror(rc));
+	/* The registry is warm (a standby reads the device topics): enforce now
+	 * unless the start-up grace still waits for the retained statuses. */
+	if(n->routes->grace == OH_TIMER_NONE)
+		oh_map_foreach(n->routes->routes, enqueue_one, NULL);
+}
+
 int ndi_routes_start(struct ndi *n)
 {
 	oh_ctx *ctx = n->ctx;
@@ -650,18 +672,13 @@ int ndi_routes_start(struct ndi *n)
 	n->routes->grace = oh_timer_add(ctx, STARTUP_GRACE_MS, false, grace_over, n->routes);
 	n->routes->tokens = SEND_BURST;
 	n->routes->refilled = now_mono();
-	rc = oh_doc_load(ctx, COLL_ROUTES, load_route, n);
-	if(!rc)
-		rc = oh_doc_load(ctx, COLL_PRESETS, load_preset, n);
+	rc = load_docs(n);
 	if(rc)
 		return oh_fail(ctx, "cannot load routes and presets: %s", oh_strerror(rc));
 	snprintf(topic, sizeof topic, "%s/device/+/status", oh_topic_root(ctx));
 	rc = oh_subscribe(ctx, topic, 0, on_device_status, n);
 	if(rc)
 		return oh_fail(ctx, "cannot subscribe to %s: %s", topic, oh_strerror(rc));
-	if(oh_map_size(n->routes->routes))
-		oh_log(ctx, OH_LOG_INFO, "%zu route(s) and %zu preset(s) restored",
-				oh_map_size(n->routes->routes), oh_map_size(n->routes->presets));
 	return OH_OK;
 }
 
