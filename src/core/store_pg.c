@@ -684,6 +684,8 @@ static int pg_write(struct pg_store *pg, const char *sql, int n, const char *con
 
 /* ---- store.h ------------------------------------------------------------------- */
 
+static bool on_audit_rows(PGresult *r, void *ud);
+
 void *store_pg_open(const struct config *cfg, struct event_base *base, char *err, size_t errlen)
 {
 	struct pg_store *pg = calloc(1, sizeof *pg);
@@ -714,8 +716,13 @@ static void pg_close(void *b)
 	pg->on_state = NULL;
 	pg->on_failed = NULL;
 	pg->prefetch_done = NULL;
-	for(struct pg_query *q = pg->head; q; q = q->next)
-		q->fn = NULL;
+	for(struct pg_query *q = pg->head; q; q = q->next) {
+		/* An audit read's owner (a page, an export) was told by http.c,
+		 * freed before the store, that its client is gone: it frees
+		 * itself when told the read failed. */
+		if(q->fn != on_audit_rows)
+			q->fn = NULL;
+	}
 	drop_events(pg);
 	if(pg->conn)
 		PQfinish(pg->conn);
