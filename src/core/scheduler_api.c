@@ -484,7 +484,27 @@ static void get_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		oh_reply_error(req, 404, "NOT_FOUND", "%s schedules no jobs", oh_module(ctx));
 		return;
 	}
-	struct job *j = sched__find(sp, oh_req_param(req, "id"));
+	const char *id = oh_req_param(req, "id");
+	/* A standby holds no jobs: it shows the leader's, as last read. */
+	if(!ha_acting(sp->s->h)) {
+		json_t *all = ha_view_jobs(sp->s->h, sp->ctx->module, NULL), *doc, *found = NULL;
+		size_t i;
+		json_array_foreach(all, i, doc)
+		{
+			const char *has = json_string_value(json_object_get(doc, "id"));
+			if(has && id && !strcmp(has, id)) {
+				found = json_incref(doc);
+				break;
+			}
+		}
+		json_decref(all);
+		if(found)
+			oh_reply_json(req, 200, found);
+		else
+			reply_err(req, "NOT_FOUND", "no such job");
+		return;
+	}
+	struct job *j = sched__find(sp, id);
 	if(!j) {
 		reply_err(req, "NOT_FOUND", "no such job");
 		return;

@@ -137,6 +137,9 @@ def test_roles_health_ui_and_standby_refuses_writes(make_host, server, db, mqtt)
                timeout=LEASE_S + 3, msg="the standby never showed the lease and the job")
     assert b.get("/api/registry")[1]["locks"] == a.get("/api/registry")[1]["locks"]
     assert [j["id"] for j in b.get("/api/ndi/jobs")[1]["jobs"]] == [job]
+    # One job by id too, as the leader shows it; an unknown id is a 404.
+    assert b.get("/api/ndi/jobs/" + job) == a.get("/api/ndi/jobs/" + job)
+    assert b.get("/api/ndi/jobs/nosuch")[0] == 404
     # The single host is "single", and leads itself.
     s = make_host(ndi_config())
     assert hz(s)["role"] == "single"
