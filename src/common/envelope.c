@@ -72,7 +72,7 @@ enum envelope_status envelope_read(const json_t *root, const struct envelope_rul
 	if(f->actor && !f->actor_ok) {
 		if(rules->actors)
 			snprintf(err, errlen, "actor: \"%.*s\" is not allowed (expected %s)",
-					utf8_cut(f->actor, 64), f->actor, rules->actors_text);
+					oh_utf8_cut(f->actor, 64), f->actor, rules->actors_text);
 		else if(rules->actor_max)
 			snprintf(err, errlen, "actor: expected a string of 1-%zu characters", rules->actor_max);
 		else

@@ -6,16 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int utf8_cut(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-	if(len <= max)
-		return (int)len;
-	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return (int)max;
-}
-
 /* How many bytes the valid UTF-8 character at s takes, or 0 when it is not
  * one (a stray continuation byte, a truncated or overlong sequence, a
  * surrogate, beyond U+10FFFF). */

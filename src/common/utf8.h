@@ -13,9 +13,8 @@
 
 #include <jansson.h>
 
-/* The length of s (borrowed) cut to at most max bytes without splitting a
- * UTF-8 character, for "%.*s". */
-int utf8_cut(const char *s, size_t max);
+/* Cutting on a character boundary is oh_utf8_cut(), shared with plugins. */
+#include "oh/utf8.h"
 
 /* A JSON string of s (borrowed; returned), with every byte that is not part
  * of valid UTF-8 replaced by '?'; NULL only when out of memory. */

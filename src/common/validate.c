@@ -25,7 +25,7 @@
 
 static void join(char *buf, size_t len, const char *path, const char *key)
 {
-	snprintf(buf, len, "%s%s%.*s", path, *path ? "." : "", utf8_cut(key, KEY_QUOTE_MAX), key);
+	snprintf(buf, len, "%s%s%.*s", path, *path ? "." : "", oh_utf8_cut(key, KEY_QUOTE_MAX), key);
 }
 
 static const char *type_word(enum oh_vtype t)

@@ -165,7 +165,8 @@ static int create(struct sched_plugin *sp, const json_t *params, const struct oh
 	if(!r.tz)
 		r.tz = h->cfg.timezone && *h->cfg.timezone ? h->cfg.timezone : "UTC";
 	if(!tz_valid(r.tz)) {
-		snprintf(err, errlen, "tz: \"%.*s\" is not a known IANA time zone", utf8_cut(r.tz, 64), r.tz);
+		snprintf(err, errlen, "tz: \"%.*s\" is not a known IANA time zone", oh_utf8_cut(r.tz, 64),
+				r.tz);
 		return OH_ERR_INVAL;
 	}
 	double now = s->now();
@@ -332,7 +333,7 @@ json_t *oh_scheduler_command(oh_ctx *ctx, const struct oh_command *cmd)
 		struct job *j = sched__find(sp, json_string_value(id));
 		if(!j) {
 			snprintf(err, sizeof err, "no job %.*s in module %s",
-					utf8_cut(json_string_value(id), 64), json_string_value(id),
+					oh_utf8_cut(json_string_value(id), 64), json_string_value(id),
 					ctx->module);
 			return bad(cmd, owner, "NOT_FOUND", err, json_pack("{s:O}", "job_id", id));
 		}

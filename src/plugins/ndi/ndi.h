@@ -235,9 +235,4 @@ int ndi_rest_register(struct ndi *n);
 /* Whether an ack with this code reports success (the one table of codes). */
 bool ndi_code_ok(const char *code);
 
-/* The length of s (borrowed) cut to at most max bytes without splitting a
- * UTF-8 character, for "%.*s": a message quoting a client's text must stay
- * UTF-8, or the ack's or reply's JSON cannot hold it. */
-int ndi_utf8_cut(const char *s, size_t max);
-
 #endif

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "oh/host.h"
+#include "oh/utf8.h"
 #include "oh/validate.h"
 
 #include "ndi.h"
@@ -113,17 +114,6 @@ static json_t *limit_ack(const struct ndi *n, const char *req_id, const char *ac
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-int ndi_utf8_cut(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-
-	if(len <= max)
-		return (int)len;
-	while(max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return (int)max;
-}
 
 static double now_wall(void)
 {
@@ -290,7 +280,7 @@ static void unknown_action(const char *name, char *err, size_t len)
 {
 	if(!name)
 		name = "";
-	snprintf(err, len, "action: unknown action \"%.*s\"", ndi_utf8_cut(name, 64), name);
+	snprintf(err, len, "action: unknown action \"%.*s\"", oh_utf8_cut(name, 64), name);
 }
 
 /*

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "oh/host.h"
+#include "oh/utf8.h"
 #include "oh/validate.h"
 
 #include "ndi.h"
@@ -278,7 +279,7 @@ static void post_send(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 		/* The command topic's text: /send relays only, so a lease
 		 * action is as unknown here as "fly". */
 		oh_reply_error(req, 400, "BAD_ACTION", "action: unknown action \"%.*s\"",
-				ndi_utf8_cut(action, 64), action);
+				oh_utf8_cut(action, 64), action);
 		return;
 	}
 	/* The device's params: the body's params, its source and device_id. */
@@ -468,7 +469,7 @@ static bool preset_check(struct oh_http_req *req, const char *name, const json_t
 	}
 	json_object_foreach((json_t *)json_object_get(body, "routes"), dev, v)
 	{
-		snprintf(path, sizeof path, "routes.%.*s", ndi_utf8_cut(dev, 80), dev);
+		snprintf(path, sizeof path, "routes.%.*s", oh_utf8_cut(dev, 80), dev);
 		if(!oh_device_id_valid(dev)) {
 			oh_reply_error(req, 400, "BAD_REQUEST",
 					"%s: not a device id (1-64 of [A-Za-z0-9._-])", path);
