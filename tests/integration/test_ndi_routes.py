@@ -88,6 +88,16 @@ def put_route(host, dev, body):
     return reply
 
 
+def routed(lab, prefix, dev):
+    """Starts simulated agents named prefix*, and waits until dev's route
+    to CAM-1 has converged."""
+    lab.simulated(prefix)
+    lab.mqtt.wait_for(mod_status(dev), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(lab.host, dev, {"source": "CAM-1"})
+    lab.mqtt.wait_for(EVT, route_state(dev, "converged"), since=since, timeout=10)
+
+
 def test_route_survives_agent_kill_and_restart(lab):
     agent = lab.simulated("rk-")
     lab.mqtt.wait_for(mod_status("rk-01"), timeout=10)
@@ -119,11 +129,7 @@ def test_route_survives_agent_kill_and_restart(lab):
 
 
 def test_reported_other_input_is_corrected(lab):
-    lab.simulated("ri-")
-    lab.mqtt.wait_for(mod_status("ri-01"), timeout=10)
-    since = lab.mqtt.mark()
-    put_route(lab.host, "ri-01", {"source": "CAM-1"})
-    lab.mqtt.wait_for(EVT, route_state("ri-01", "converged"), since=since, timeout=10)
+    routed(lab, "ri-", "ri-01")
     since = behind_its_back(lab, "ri-01", "set_input", source="CAM-9")
     lab.mqtt.wait_for(mod_status("ri-01"), shows("CAM-1"), since=since, timeout=10)
     lab.mqtt.wait_for(EVT, route_state("ri-01", "converged"), since=since, timeout=10)
@@ -134,11 +140,7 @@ def test_correction_held_back_by_the_send_rate_shows_drift(lab):
     # rate is spent (here by a preset of devices that never answer, as
     # after a site restart) waits its turn: meanwhile it is in drift, not
     # converged as before.
-    lab.simulated("rd-")
-    lab.mqtt.wait_for(mod_status("rd-01"), timeout=10)
-    since = lab.mqtt.mark()
-    put_route(lab.host, "rd-01", {"source": "CAM-1"})
-    lab.mqtt.wait_for(EVT, route_state("rd-01", "converged"), since=since, timeout=10)
+    routed(lab, "rd-", "rd-01")
     ghosts = {"rd-ghost-%04d" % i: {"source": "CAM-G"} for i in range(1500)}
     assert lab.host.put("/api/ndi/presets/flood", {"routes": ghosts})[0] == 200
     since = lab.mqtt.mark()
