@@ -98,13 +98,12 @@ struct route {
 	double converged_at; /* monotonic seconds the route last converged */
 	char *error;         /* the last failure's text, or NULL */
 	double next_retry;
-	double retry_in_s; /* the backoff before next_retry */
-	char req_id[40];   /* the command in flight, "" none */
-	char sent[16];     /* the last command's action */
-	oh_timer_id timer; /* backoff or settle */
-	bool settling;     /* timer waits for the status to follow an ack */
-	bool queued;
-	struct oh_list_node qlink;
+	double retry_in_s;         /* the backoff before next_retry */
+	char req_id[40];           /* the command in flight, "" none */
+	char sent[16];             /* the last command's action */
+	oh_timer_id timer;         /* backoff or settle */
+	bool settling;             /* timer waits for the status to follow an ack */
+	struct oh_list_node qlink; /* in the queue: see queued() */
 	char id[];
 };
 
@@ -254,10 +253,8 @@ static void pump(oh_ctx *ctx, void *ud)
 	for(int i = 0; i < BATCH && rs->queue.first; i++) {
 		struct route *r = oh_list_entry(rs->queue.first, struct route, qlink);
 		oh_list_remove(&rs->queue, &r->qlink);
-		r->queued = false;
 		if(!evaluate(r)) {
 			/* Out of tokens: first in line when they come. */
-			r->queued = true;
 			oh_list_push_front(&rs->queue, &r->qlink);
 			ms = PACE_MS;
 			break;
@@ -267,13 +264,18 @@ static void pump(oh_ctx *ctx, void *ud)
 		rs->pump = oh_timer_add(ctx, ms, false, pump, rs);
 }
 
+/* Whether r waits in the queue for evaluate(). */
+static bool queued(const struct route *r)
+{
+	return oh_list_linked(&r->n->routes->queue, &r->qlink);
+}
+
 static void enqueue(struct route *r)
 {
 	struct ndi_routes *rs = r->n->routes;
 
-	if(r->queued || (rs->grace && !ndi_status_get(r->n, r->id, NULL)))
+	if(queued(r) || (rs->grace && !ndi_status_get(r->n, r->id, NULL)))
 		return;
-	r->queued = true;
 	oh_list_push_back(&rs->queue, &r->qlink);
 	if(!rs->pump)
 		rs->pump = oh_timer_add(r->n->ctx, 0, false, pump, rs);
@@ -487,7 +489,7 @@ static void route_free(void *v)
 	timer_stop(r);
 	if(r->req_id[0])
 		ndi_pending_forget(r->n, r->id, r->req_id);
-	if(r->queued)
+	if(queued(r))
 		oh_list_remove(&r->n->routes->queue, &r->qlink);
 	free(r->source);
 	free(r->owner);
