@@ -372,9 +372,13 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 static json_t *relay_warnings(struct ndi *n, const char *device_id, bool known, const json_t *params)
 {
 	const char *source = json_string_value(json_object_get(params, "source"));
-	json_t *out = json_array();
+	bool unseen = source && !ndi_discovery_has(n->discovery, source);
+	json_t *out;
 
-	if(!out)
+	/* The usual relay warns of nothing and allocates nothing. */
+	if(known && !unseen)
+		return NULL;
+	if(!(out = json_array()))
 		return NULL;
 	if(!known)
 		json_array_append_new(out,
@@ -382,16 +386,12 @@ static json_t *relay_warnings(struct ndi *n, const char *device_id, bool known, 
 					     " lists those it is); relayed anyway",
 						device_id));
 	/* Quoted whole: a cut could split a UTF-8 character. */
-	if(source && !ndi_discovery_has(n->discovery, source))
+	if(unseen)
 		json_array_append_new(out,
 				json_sprintf("params.source: the host's discovery has not seen NDI"
 					     " source \"%s\" (GET /api/%s/sources lists those it"
 					     " has); relayed anyway",
 						source, oh_module(n->ctx)));
-	if(!json_array_size(out)) {
-		json_decref(out);
-		return NULL;
-	}
 	return out;
 }
 
