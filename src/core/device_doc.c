@@ -45,6 +45,11 @@ static const struct oh_vfield known_fields[] = {
 		OH_VFIELD_END,
 };
 
+const struct oh_vfield *device_doc_fields(void)
+{
+	return known_fields;
+}
+
 static const struct oh_vfield *known_field(const char *key)
 {
 	for(const struct oh_vfield *f = known_fields; f->name; f++) {
