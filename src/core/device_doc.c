@@ -8,7 +8,7 @@
  * Thawing must give back exactly what was frozen: jansson keeps the keys in
  * insertion order, writes reals with 17 significant digits (they read back
  * to the same double), and JSON_ALLOW_NUL keeps a "\u0000" a device sent.
- * tests/unit/test_device_doc.c checks it against merging into one tree.
+ * tests/unit/test_registry_doc.c checks it against merging into one tree.
  */
 #include "device_doc.h"
 
