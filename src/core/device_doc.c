@@ -135,6 +135,10 @@ size_t device_doc_merged_bytes(const json_t *doc, size_t bytes, const json_t *ob
 		if(host_field(key) || !typed_ok(known_field(key), v, key, one, sizeof one))
 			continue;
 		const json_t *old = json_object_get(doc, key);
+		/* A heartbeat mostly repeats what the document holds: no
+		 * serialising for a value that stays. */
+		if(old && json_equal(old, v))
+			continue;
 		bytes += pair_bytes(key, v) - (old ? pair_bytes(key, old) : 0);
 	}
 	return bytes;
