@@ -20,9 +20,8 @@
 /* Copies what the host keeps anyway into the registry, just before rendering. */
 static void update_host_values(struct host *h)
 {
-	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *gzips, *gzip_in,
-			*gzip_out, *gzip_secs, *gzip_slice, *not_modified, *bad, *uptime, *jobs, *info,
-			*conns, *streams, *merges, *merge_secs, *behind, *acting;
+	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *gzip_slice, *bad,
+			*uptime, *jobs, *info, *conns, *streams, *merges, *merge_secs, *behind, *acting;
 	if(!up) {
 		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
 				NULL);
@@ -34,19 +33,8 @@ static void update_host_values(struct host *h)
 				"Registry snapshots published", NULL);
 		snap_bytes = metrics_family("oh_snapshot_bytes_total", METRIC_COUNTER,
 				"Bytes of registry snapshots published", NULL);
-		gzips = metrics_family("oh_http_gzip_compressions_total", METRIC_COUNTER,
-				"gzip copies made of shared HTTP bodies (one per snapshot or device list)",
-				NULL);
-		gzip_in = metrics_family("oh_http_gzip_input_bytes_total", METRIC_COUNTER,
-				"Bytes of shared HTTP bodies compressed", NULL);
-		gzip_out = metrics_family("oh_http_gzip_output_bytes_total", METRIC_COUNTER,
-				"Bytes of their gzip copies", NULL);
-		gzip_secs = metrics_family("oh_http_gzip_seconds_total", METRIC_COUNTER,
-				"CPU time the loop spent compressing, in slices", NULL);
 		gzip_slice = metrics_family("oh_http_gzip_slice_max_seconds", METRIC_GAUGE,
 				"The most CPU time the loop spent on one compression slice", NULL);
-		not_modified = metrics_family("oh_http_not_modified_total", METRIC_COUNTER,
-				"304 answers to If-None-Match", NULL);
 		devices = metrics_family("oh_devices", METRIC_GAUGE, "Devices in the registry", NULL);
 		leases = metrics_family("oh_leases_held", METRIC_GAUGE, "Reservations held", NULL);
 		jobs = metrics_family("oh_scheduler_jobs", METRIC_GAUGE, "Jobs waiting to run", NULL);
@@ -73,12 +61,7 @@ static void update_host_values(struct host *h)
 	metrics_set(bad, NULL, (double)h->stats.bad_payloads);
 	metrics_set(snaps, NULL, (double)h->stats.snapshots_published);
 	metrics_set(snap_bytes, NULL, (double)h->stats.snapshot_bytes);
-	metrics_set(gzips, NULL, (double)h->stats.gzip_compressions);
-	metrics_set(gzip_in, NULL, (double)h->stats.gzip_bytes_in);
-	metrics_set(gzip_out, NULL, (double)h->stats.gzip_bytes_out);
-	metrics_set(gzip_secs, NULL, h->stats.gzip_seconds);
 	metrics_set(gzip_slice, NULL, h->stats.gzip_slice_max_s);
-	metrics_set(not_modified, NULL, (double)h->stats.http_not_modified);
 	metrics_set(behind, NULL, (double)h->stats.sse_behind_peak);
 	metrics_set(devices, NULL, h->registry ? (double)registry_size(h->registry) : 0);
 	metrics_set(leases, NULL, h->leases ? (double)leases_count(h->leases) : 0);
@@ -115,6 +98,14 @@ int api_metrics_register(struct host *h)
 	metrics_family("oh_scheduler_jobs_fired_total", METRIC_COUNTER, "Job runs started", NULL);
 	metrics_family("oh_scheduler_jobs_missed_total", METRIC_COUNTER,
 			"Job runs missed (later than misfire_grace_s)", NULL);
+	metrics_family("oh_http_gzip_compressions_total", METRIC_COUNTER,
+			"gzip copies made of shared HTTP bodies (one per snapshot or device list)", NULL);
+	metrics_family("oh_http_gzip_input_bytes_total", METRIC_COUNTER,
+			"Bytes of shared HTTP bodies compressed", NULL);
+	metrics_family("oh_http_gzip_output_bytes_total", METRIC_COUNTER, "Bytes of their gzip copies", NULL);
+	metrics_family("oh_http_gzip_seconds_total", METRIC_COUNTER,
+			"CPU time the loop spent compressing, in slices", NULL);
+	metrics_family("oh_http_not_modified_total", METRIC_COUNTER, "304 answers to If-None-Match", NULL);
 	metrics_family("oh_mqtt_command_parses_total", METRIC_COUNTER,
 			"Command envelopes parsed and validated (oh_command_parse): one per MQTT command,"
 			" however many look at it",

@@ -32,11 +32,9 @@ struct ha;
 struct counters {
 	uint64_t bad_payloads;
 	uint64_t snapshots_published, snapshot_bytes;
-	/* http_cache.c: gzip copies made (one per shared body) and their bytes
-	 * before and after; 304 answers. */
-	uint64_t gzip_compressions, gzip_bytes_in, gzip_bytes_out;
-	double gzip_seconds, gzip_slice_max_s; /* loop CPU time in slices; the longest */
-	uint64_t http_not_modified;
+	/* http_cache.c: the longest compression slice (a gauge; what it
+	 * counts goes straight to metrics.c, metrics_count). */
+	double gzip_slice_max_s;
 	/* registry.c: meta and status messages merged, and the loop time they
 	 * took (oh_registry_merge_seconds_total: the cost per update). */
 	uint64_t registry_merges;

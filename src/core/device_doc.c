@@ -8,7 +8,7 @@
  * Thawing must give back exactly what was frozen: jansson keeps the keys in
  * insertion order, writes reals with 17 significant digits (they read back
  * to the same double), and JSON_ALLOW_NUL keeps a "\u0000" a device sent.
- * tests/unit/test_device_doc.c checks it against merging into one tree.
+ * tests/unit/test_registry_doc.c checks it against merging into one tree.
  */
 #include "device_doc.h"
 
@@ -44,6 +44,11 @@ static const struct oh_vfield known_fields[] = {
 		OH_VFIELD("hostname", OH_VT_STRING, 0),
 		OH_VFIELD_END,
 };
+
+const struct oh_vfield *device_doc_fields(void)
+{
+	return known_fields;
+}
 
 static const struct oh_vfield *known_field(const char *key)
 {
@@ -130,6 +135,10 @@ size_t device_doc_merged_bytes(const json_t *doc, size_t bytes, const json_t *ob
 		if(host_field(key) || !typed_ok(known_field(key), v, key, one, sizeof one))
 			continue;
 		const json_t *old = json_object_get(doc, key);
+		/* A heartbeat mostly repeats what the document holds: no
+		 * serialising for a value that stays. */
+		if(old && json_equal(old, v))
+			continue;
 		bytes += pair_bytes(key, v) - (old ? pair_bytes(key, old) : 0);
 	}
 	return bytes;

@@ -21,6 +21,11 @@
  * any was.  *changed is set when doc changed. */
 bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, bool *changed);
 
+struct oh_vfield;
+/* The typed fields above (oh/validate.h, ended by OH_VFIELD_END): readers
+ * of the snapshot may rely on them (tests/fuzz/fuzz_registry.c checks). */
+const struct oh_vfield *device_doc_fields(void);
+
 /* The bytes of doc (borrowed) in compact JSON without the host's fields
  * (last_seen, stale, online), and what they become once obj is merged into
  * it, given that doc measures `bytes` now. */

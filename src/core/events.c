@@ -98,7 +98,6 @@ struct events {
 	struct oh_list clients; /* of struct client */
 	struct event *ev_ping;
 	struct event *ev_catch_up; /* pending while a client is held back */
-	uint64_t seq;              /* of the last snapshot the listeners were given */
 	struct delta_cache cache;
 };
 
@@ -327,14 +326,15 @@ static bool client_sync(struct client *c)
 	return held;
 }
 
-/* Every client behind ev->seq is brought there, or counted as held back;
+/* Every client behind the snapshot's seq is brought there, or counted as held back;
  * while some are, the catch-up timer looks again. */
 static void sync_all(struct events *ev)
 {
 	bool held = false;
+	uint64_t seq = snapshot_seq(ev->host->snapshot);
 	for(struct oh_list_node *n = ev->clients.first; n; n = n->next) {
 		struct client *c = oh_list_entry(n, struct client, link);
-		if(c->seq < ev->seq)
+		if(c->seq < seq)
 			held |= client_sync(c);
 	}
 	if(held && !evtimer_pending(ev->ev_catch_up, NULL)) {
@@ -428,10 +428,7 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 static void on_snapshot(struct shared_buf *snap, void *ud)
 {
 	struct events *ev = ud;
-	uint64_t prev = ev->seq;
-	ev->seq = snapshot_seq(ev->host->snapshot);
-	if(!oh_list_empty(&ev->clients) && ev->seq != prev)
-		sync_all(ev);
+	sync_all(ev); /* only clients behind the new seq */
 }
 
 /* An event the host publishes on {root}/orchestrator/{module}/evt (the
@@ -525,7 +522,6 @@ int events_register(struct host *h)
 		free(ev);
 		return OH_ERR_NOMEM;
 	}
-	ev->seq = snapshot_seq(h->snapshot);
 	int rc = http_route_add(h->http, NULL, "GET", "/api/events", get_events, ev,
 			"{\"summary\": \"Live updates as server-sent events\","
 			" \"description\": \"text/event-stream. On connect: retry: 2000, an event"

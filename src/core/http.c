@@ -153,7 +153,7 @@ int http_reply_buf(struct oh_http_req *req, unsigned status, const char *content
 	if(ch.status == 304) {
 		rc = http__set_response(req, 304,
 				MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL);
-		req->server->host->stats.http_not_modified++;
+		metrics_count("oh_http_not_modified_total", 1);
 	} else {
 		rc = reply_plain(req, 200, content_type, ch.body);
 		if(rc == OH_OK && ch.gzip)

@@ -37,6 +37,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "metrics.h"
 #include "shared_buf.h"
 
 /* Below this a body is sent as it is: gzip saves too little to pay. */
@@ -131,7 +132,7 @@ static void on_slice(evutil_socket_t fd, short what, void *arg)
 	slice(c, b);
 	struct counters *st = &c->host->stats;
 	double took = thread_cpu_s() - t0;
-	st->gzip_seconds += took;
+	metrics_count("oh_http_gzip_seconds_total", took);
 	if(took > st->gzip_slice_max_s)
 		st->gzip_slice_max_s = took;
 }
@@ -183,9 +184,9 @@ static void slice(struct http_cache *c, struct shared_buf *b)
 		give_up(c, "out of memory");
 		return;
 	}
-	c->host->stats.gzip_compressions++;
-	c->host->stats.gzip_bytes_in += b->len;
-	c->host->stats.gzip_bytes_out += c->gz->len;
+	metrics_count("oh_http_gzip_compressions_total", 1);
+	metrics_count("oh_http_gzip_input_bytes_total", (double)b->len);
+	metrics_count("oh_http_gzip_output_bytes_total", (double)c->gz->len);
 }
 
 /* Starts compressing c's buffer in slices; false if it cannot. */

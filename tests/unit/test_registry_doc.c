@@ -263,6 +263,8 @@ static void test_bytes(void)
 	CHECK_STR_CONTAINS(why, "modules");
 	CHECK(changed);
 	CHECK_INT_EQ(predicted, device_doc_bytes(doc));
+	/* The same message again (a heartbeat) changes nothing. */
+	CHECK_INT_EQ(device_doc_merged_bytes(doc, predicted, msg), predicted);
 	json_decref(msg);
 	json_decref(doc);
 }
