@@ -1,9 +1,9 @@
 """
 The audit trail (issue 17, docs/audit.md), black-box: every kind of record
 (commands with latency, leases, job changes and runs: fired, skipped and
-missed, plugins, devices, DELETE /api/devices/{id}); filters and keyset paging over 10,000 records; CSV and
-JSON Lines exports that parse; retention by age and by max_rows; and a
-kill -9 in the middle of a burst losing no record of what was acknowledged.
+missed, plugins, devices, DELETE /api/devices/{id}); filters and keyset
+paging over 10,000 records; CSV and JSON Lines exports that parse;
+retention by age and by max_rows; and a kill -9 in the middle of a burst losing no record of what was acknowledged.
 """
 
 import csv
