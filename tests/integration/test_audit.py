@@ -1,9 +1,9 @@
 """
 The audit trail (issue 17, docs/audit.md), black-box: every kind of record
-(commands with latency, leases, jobs, plugins, devices, DELETE
-/api/devices/{id}); filters and keyset paging over 10,000 records; CSV and
-JSON Lines exports that parse; retention by age and by max_rows; and a
-kill -9 in the middle of a burst losing no record of what was acknowledged.
+(commands with latency, leases, job changes and runs: fired, skipped and
+missed, plugins, devices, DELETE /api/devices/{id}); filters and keyset
+paging over 10,000 records; CSV and JSON Lines exports that parse;
+retention by age and by max_rows; and a kill -9 in the middle of a burst losing no record of what was acknowledged.
 """
 
 import csv
@@ -164,6 +164,37 @@ def test_each_kind_of_record(make_host, mqtt, make_mqtt):
     assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
     assert all(r["ts"].endswith("Z") for r in recs)
 
+
+
+def test_skipped_and_missed_runs_are_recorded(make_host, mqtt):
+    # The two job runs test_each_kind_of_record does not reach: a command
+    # refused at fire time (a device reserved by someone else) and a run
+    # found past misfire_grace_s after a restart.
+    host = make_host(ndi_config(misfire_grace_s=1))
+    host.wait_connected()
+    mqtt.subscribe(EVT)
+    evt(mqtt, send(mqtt, "reserve", {"device_id": "cam-9", "lease_s": 60}, actor="bob"), "OK")
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    st, job = host.post("/api/ndi/jobs", {"at": at, "actor": "erin", "commands": [
+        {"device_id": "cam-9", "action": "stop", "params": {}}]})
+    assert st == 201, job
+    skipped = mqtt.wait_for(EVT, lambda m: m["payload"]["code"] == "SKIPPED", timeout=5)["payload"]
+    rec = one(audit(host, "?kind=job&action=skipped"), actor="erin", req_id=skipped["req_id"])
+    assert rec["detail"]["job_id"] == job["id"], rec
+
+    due = int(time.time()) + 1
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
+    st, job = host.post("/api/ndi/jobs", {"at": at, "actor": "erin", "commands": [
+        {"device_id": "cam-8", "action": "stop", "params": {}}]})
+    assert st == 201, job
+    host.stop()
+    # A clock that must pass: beyond the due time by more than the grace.
+    wait_until(lambda: time.time() >= due + 2.5, timeout=10)
+    host.start()
+    host.wait_connected()
+    wait_until(lambda: audit(host, "?kind=job&action=missed"), timeout=10)
+    rec = one(audit(host, "?kind=job&action=missed"), actor="erin")
+    assert rec["detail"]["job_id"] == job["id"] and rec["detail"]["due"] == at, rec
 
 
 def test_tokens_viewers_read_and_the_token_is_recorded(make_host, mqtt):

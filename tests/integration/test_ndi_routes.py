@@ -201,6 +201,26 @@ def test_refused_command_backs_off(lab):
     assert len(commands) == 1, commands
 
 
+def test_one_devices_failures_do_not_delay_another(lab):
+    # A route failing in its backoff (next try in 2 s) holds back nobody
+    # else's: a route set meanwhile on another device converges at once.
+    lab.real("rn-1")
+    lab.simulated("rm-")
+    lab.mqtt.wait_for(mod_status("rn-1"), timeout=10)
+    lab.mqtt.wait_for(mod_status("rm-01"), timeout=10)
+    since = lab.mqtt.mark()
+    put_route(lab.host, "rn-1", {"source": "CAM-1", "recording": True})
+    first = lab.mqtt.wait_for(EVT, route_state("rn-1", "failed"), since=since, timeout=10)
+    second = lab.mqtt.wait_for(EVT, route_state("rn-1", "failed"),
+                               since=lab.mqtt.messages().index(first) + 1, timeout=10)
+    assert second["payload"]["details"]["retry_in_s"] == 2, second
+    since = lab.mqtt.mark()
+    put_route(lab.host, "rm-01", {"source": "CAM-2"})
+    lab.mqtt.wait_for(EVT, route_state("rm-01", "converged"), since=since, timeout=1.5)
+    # Still inside rn-1's backoff: it has not failed a third time yet.
+    assert not [m for m in lab.mqtt.messages(EVT, since=since) if route_state("rn-1", "failed")(m)]
+
+
 def test_viewer_that_dies_at_once_backs_off(lab):
     # Each start is acked and shown, then the viewer is gone: sent again as
     # fast as the device dropped it, that was hundreds of starts a second.

@@ -406,7 +406,7 @@ def test_unroute_and_forgetting_publish_the_removal(host, make_mqtt):
     watch = make_mqtt()
     watch.subscribe("/lab/orchestrator/ndi/evt")
 
-    def removal(since, reason):
+    def removal(since):
         return watch.wait_for("/lab/orchestrator/ndi/evt", lambda m: m["payload"]["code"] == "ROUTE_STATE"
                               and m["payload"]["details"]["state"] == "removed", since=since)["payload"]
 
@@ -417,7 +417,7 @@ def test_unroute_and_forgetting_publish_the_removal(host, make_mqtt):
             assert host.delete("/api/ndi/routes/" + d.id)[0] == 200
         else:
             assert host.delete("/api/devices/" + d.id)[0] in (200, 204)
-        ev = removal(mark, how)
+        ev = removal(mark)
         assert ev["ok"] is True and ev["action"] == "route", ev
         assert ev["details"] == {"device_id": d.id, "state": "removed", "reason": how}, ev
         assert host.get("/api/ndi/routes/" + d.id)[0] == 404
