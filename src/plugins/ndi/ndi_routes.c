@@ -96,6 +96,7 @@ struct route {
 	unsigned failures;   /* in a row; 0 after converging */
 	unsigned relapses;   /* lost within STABLE_S of converging, in a row */
 	double converged_at; /* monotonic seconds the route last converged */
+	bool completed;      /* the device acked `sent` done; cleared once it shows it */
 	char *error;         /* the last failure's text, or NULL */
 	double next_retry;
 	double retry_in_s;         /* the backoff before next_retry */
@@ -352,6 +353,10 @@ static void on_done(struct ndi *n, const json_t *event, void *ud)
 		return; /* the plugin is stopping */
 	const char *code = json_string_value(json_object_get(event, "code"));
 	if(code && !strcmp(code, "COMPLETED")) {
+		/* Done, as far as the device says: losing it from here on is a
+		 * relapse even before its status showed it (relapse()). */
+		r->completed = true;
+		r->converged_at = now_mono();
 		/* The agent may ack before its status shows the change: the same
 		 * command again would be a storm, so wait for the status. */
 		if(next_command(r, next, sizeof next, &with_source) && !strcmp(next, r->sent)) {
@@ -439,8 +444,9 @@ static bool evaluate(struct route *r)
 		return true;
 	if(!next_command(r, action, sizeof action, &with_source)) {
 		timer_stop(r);
-		if(r->state != RS_CONVERGED)
+		if(r->state != RS_CONVERGED && !r->completed)
 			r->converged_at = now_mono();
+		r->completed = false;
 		r->failures = 0;
 		free(r->error);
 		r->error = NULL;
@@ -452,7 +458,12 @@ static bool evaluate(struct route *r)
 			set_state(r, RS_DRIFT);
 		return true;
 	}
-	if(r->state == RS_CONVERGED && relapse(r))
+	/* Lost after converging, or after the device acked the very command
+	 * due again (its running and idle statuses can arrive in one turn, so
+	 * the route never looked converged in between). */
+	bool lost = r->state == RS_CONVERGED || (r->completed && !strcmp(action, r->sent));
+	r->completed = false;
+	if(lost && relapse(r))
 		return true;
 	if(!take_token(n->routes))
 		return false;
