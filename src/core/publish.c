@@ -32,7 +32,8 @@ struct held {
 	size_t len;
 	int qos;
 	bool retain;
-	int state; /* 0: waiting for the store, 1: committed, -1: failed */
+	const char *kind; /* metrics_topic_kind(), classified once on the way in */
+	int state;        /* 0: waiting for the store, 1: committed, -1: failed */
 };
 
 /* The held publishes, oldest first.  One host per process. */
@@ -43,10 +44,11 @@ void host_publish_tap(struct host *h, host_evt_tap_fn fn)
 	h->evt_tap = fn;
 }
 
-static int send_now(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
-		int *mid)
+/* kind: metrics_topic_kind() of topic, classified once by host_publish_mid
+ * (a topic parse per published message is enough). */
+static int send_now(struct host *h, const char *topic, const char *kind, const void *payload, size_t len,
+		int qos, bool retain, int *mid)
 {
-	const char *kind = metrics_topic_kind(h, topic);
 	/* A command to a device expires (command_expiry_s): every relay path
 	 * (MQTT, REST, scheduled, a plugin's own) publishes through here, and
 	 * one left queued for an offline device's session must not run hours
@@ -78,7 +80,7 @@ static void release(void)
 		if(!held_head)
 			held_tail = NULL;
 		if(m->state > 0)
-			send_now(m->host, m->topic, m->payload, m->len, m->qos, m->retain, NULL);
+			send_now(m->host, m->topic, m->kind, m->payload, m->len, m->qos, m->retain, NULL);
 		held_free(m);
 	}
 }
@@ -90,7 +92,8 @@ static void committed(int rc, void *ud)
 	release();
 }
 
-static int hold(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain)
+static int hold(struct host *h, const char *topic, const char *kind, const void *payload, size_t len, int qos,
+		bool retain)
 {
 	struct held *m = calloc(1, sizeof *m);
 	if(!m || !(m->topic = strdup(topic)) || !(m->payload = malloc(len ? len : 1))) {
@@ -101,6 +104,7 @@ static int hold(struct host *h, const char *topic, const void *payload, size_t l
 	}
 	memcpy(m->payload, payload, len);
 	m->host = h;
+	m->kind = kind;
 	m->len = len;
 	m->qos = qos;
 	m->retain = retain;
@@ -124,11 +128,12 @@ int host_publish_mid(struct host *h, const char *topic, const void *payload, siz
 {
 	/* A standby of a pair sends no command to a device, whatever a
 	 * plugin's own timers want: only the leader acts (ha.c). */
-	if(!ha_acting(h) && metrics_topic_kind(h, topic) == METRICS_KIND_DEVICE_COMMAND)
+	const char *kind = metrics_topic_kind(h, topic);
+	if(!ha_acting(h) && kind == METRICS_KIND_DEVICE_COMMAND)
 		return OH_ERR_DENIED;
 	/* A caller wanting the message id (the snapshot) reports no state of
 	 * a write, and needs the id now. */
 	if(!mid && (held_head || store_pending(h->store)))
-		return hold(h, topic, payload, len, qos, retain);
-	return send_now(h, topic, payload, len, qos, retain, mid);
+		return hold(h, topic, kind, payload, len, qos, retain);
+	return send_now(h, topic, kind, payload, len, qos, retain, mid);
 }
