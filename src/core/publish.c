@@ -36,9 +36,6 @@ struct held {
 	int state;        /* 0: waiting for the store, 1: committed, -1: failed */
 };
 
-/* The held publishes, oldest first.  One host per process. */
-static struct held *held_head, *held_tail;
-
 void host_publish_tap(struct host *h, host_evt_tap_fn fn)
 {
 	h->evt_tap = fn;
@@ -72,13 +69,13 @@ static void held_free(struct held *m)
 }
 
 /* Sends (or drops) the held messages whose writes are settled, in order. */
-static void release(void)
+static void release(struct host *h)
 {
-	while(held_head && held_head->state) {
-		struct held *m = held_head;
-		held_head = m->next;
-		if(!held_head)
-			held_tail = NULL;
+	while(h->held_head && h->held_head->state) {
+		struct held *m = h->held_head;
+		h->held_head = m->next;
+		if(!h->held_head)
+			h->held_tail = NULL;
 		if(m->state > 0)
 			send_now(m->host, m->topic, m->kind, m->payload, m->len, m->qos, m->retain, NULL);
 		held_free(m);
@@ -89,7 +86,7 @@ static void committed(int rc, void *ud)
 {
 	struct held *m = ud;
 	m->state = rc ? -1 : 1;
-	release();
+	release(m->host);
 }
 
 static int hold(struct host *h, const char *topic, const char *kind, const void *payload, size_t len, int qos,
@@ -108,11 +105,11 @@ static int hold(struct host *h, const char *topic, const char *kind, const void 
 	m->len = len;
 	m->qos = qos;
 	m->retain = retain;
-	if(held_tail)
-		held_tail->next = m;
+	if(h->held_tail)
+		h->held_tail->next = m;
 	else
-		held_head = m;
-	held_tail = m;
+		h->held_head = m;
+	h->held_tail = m;
 	/* Behind the writes made so far; at once when there are none. */
 	store_when_committed(h->store, committed, m);
 	return OH_OK;
@@ -133,7 +130,7 @@ int host_publish_mid(struct host *h, const char *topic, const void *payload, siz
 		return OH_ERR_DENIED;
 	/* A caller wanting the message id (the snapshot) reports no state of
 	 * a write, and needs the id now. */
-	if(!mid && (held_head || store_pending(h->store)))
+	if(!mid && (h->held_head || store_pending(h->store)))
 		return hold(h, topic, kind, payload, len, qos, retain);
 	return send_now(h, topic, kind, payload, len, qos, retain, mid);
 }
