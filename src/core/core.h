@@ -71,6 +71,9 @@ struct host {
 	/* publish.c: told of every {root}/orchestrator/{module}/evt the host
 	 * publishes (events.c sets it; NULL: nobody listens). */
 	void (*evt_tap)(struct host *h, const char *topic, const void *payload, size_t len);
+	/* publish.c: the publishes held behind the store's uncommitted writes,
+	 * oldest first (owned; struct held is publish.c's). */
+	struct held *held_head, *held_tail;
 };
 
 /* ---- dispatch.c: inbound: broker subscriptions and topic routing ---------- */

@@ -32,21 +32,20 @@ struct held {
 	size_t len;
 	int qos;
 	bool retain;
-	int state; /* 0: waiting for the store, 1: committed, -1: failed */
+	const char *kind; /* metrics_topic_kind(), classified once on the way in */
+	int state;        /* 0: waiting for the store, 1: committed, -1: failed */
 };
-
-/* The held publishes, oldest first.  One host per process. */
-static struct held *held_head, *held_tail;
 
 void host_publish_tap(struct host *h, host_evt_tap_fn fn)
 {
 	h->evt_tap = fn;
 }
 
-static int send_now(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain,
-		int *mid)
+/* kind: metrics_topic_kind() of topic, classified once by host_publish_mid
+ * (a topic parse per published message is enough). */
+static int send_now(struct host *h, const char *topic, const char *kind, const void *payload, size_t len,
+		int qos, bool retain, int *mid)
 {
-	const char *kind = metrics_topic_kind(h, topic);
 	/* A command to a device expires (command_expiry_s): every relay path
 	 * (MQTT, REST, scheduled, a plugin's own) publishes through here, and
 	 * one left queued for an offline device's session must not run hours
@@ -70,15 +69,15 @@ static void held_free(struct held *m)
 }
 
 /* Sends (or drops) the held messages whose writes are settled, in order. */
-static void release(void)
+static void release(struct host *h)
 {
-	while(held_head && held_head->state) {
-		struct held *m = held_head;
-		held_head = m->next;
-		if(!held_head)
-			held_tail = NULL;
+	while(h->held_head && h->held_head->state) {
+		struct held *m = h->held_head;
+		h->held_head = m->next;
+		if(!h->held_head)
+			h->held_tail = NULL;
 		if(m->state > 0)
-			send_now(m->host, m->topic, m->payload, m->len, m->qos, m->retain, NULL);
+			send_now(m->host, m->topic, m->kind, m->payload, m->len, m->qos, m->retain, NULL);
 		held_free(m);
 	}
 }
@@ -87,10 +86,11 @@ static void committed(int rc, void *ud)
 {
 	struct held *m = ud;
 	m->state = rc ? -1 : 1;
-	release();
+	release(m->host);
 }
 
-static int hold(struct host *h, const char *topic, const void *payload, size_t len, int qos, bool retain)
+static int hold(struct host *h, const char *topic, const char *kind, const void *payload, size_t len, int qos,
+		bool retain)
 {
 	struct held *m = calloc(1, sizeof *m);
 	if(!m || !(m->topic = strdup(topic)) || !(m->payload = malloc(len ? len : 1))) {
@@ -101,14 +101,15 @@ static int hold(struct host *h, const char *topic, const void *payload, size_t l
 	}
 	memcpy(m->payload, payload, len);
 	m->host = h;
+	m->kind = kind;
 	m->len = len;
 	m->qos = qos;
 	m->retain = retain;
-	if(held_tail)
-		held_tail->next = m;
+	if(h->held_tail)
+		h->held_tail->next = m;
 	else
-		held_head = m;
-	held_tail = m;
+		h->held_head = m;
+	h->held_tail = m;
 	/* Behind the writes made so far; at once when there are none. */
 	store_when_committed(h->store, committed, m);
 	return OH_OK;
@@ -124,11 +125,12 @@ int host_publish_mid(struct host *h, const char *topic, const void *payload, siz
 {
 	/* A standby of a pair sends no command to a device, whatever a
 	 * plugin's own timers want: only the leader acts (ha.c). */
-	if(!ha_acting(h) && metrics_topic_kind(h, topic) == METRICS_KIND_DEVICE_COMMAND)
+	const char *kind = metrics_topic_kind(h, topic);
+	if(!ha_acting(h) && kind == METRICS_KIND_DEVICE_COMMAND)
 		return OH_ERR_DENIED;
 	/* A caller wanting the message id (the snapshot) reports no state of
 	 * a write, and needs the id now. */
-	if(!mid && (held_head || store_pending(h->store)))
-		return hold(h, topic, payload, len, qos, retain);
-	return send_now(h, topic, payload, len, qos, retain, mid);
+	if(!mid && (h->held_head || store_pending(h->store)))
+		return hold(h, topic, kind, payload, len, qos, retain);
+	return send_now(h, topic, kind, payload, len, qos, retain, mid);
 }

@@ -83,7 +83,10 @@ int store_lease_load(struct store *s, store_lease_fn fn, void *ud)
 
 int store_job_put(struct store *s, const char *id, const char *module, const json_t *doc)
 {
-	return s->ops->job_put(s->b, id, module, doc);
+	char *text = json_dumps(doc, JSON_COMPACT);
+	int rc = text ? s->ops->job_put(s->b, id, module, text) : OH_ERR_NOMEM;
+	free(text);
+	return rc;
 }
 
 int store_job_delete(struct store *s, const char *id)
@@ -119,7 +122,10 @@ int store_device_load(struct store *s, store_device_fn fn, void *ud)
 int store_doc_put(struct store *s, const char *module, const char *collection, const char *key,
 		const json_t *doc)
 {
-	return s->ops->doc_put(s->b, module, collection, key, doc);
+	char *text = json_dumps(doc, JSON_COMPACT);
+	int rc = text ? s->ops->doc_put(s->b, module, collection, key, text) : OH_ERR_NOMEM;
+	free(text);
+	return rc;
 }
 
 int store_doc_delete(struct store *s, const char *module, const char *collection, const char *key)

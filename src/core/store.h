@@ -91,7 +91,9 @@ struct store_ops {
 	int (*lease_put)(void *b, const struct store_lease *lease);
 	int (*lease_delete)(void *b, const char *key);
 	int (*lease_load)(void *b, store_lease_fn fn, void *ud);
-	int (*job_put)(void *b, const char *id, const char *module, const json_t *doc);
+	/* doc: the job or document as compact JSON text (store.c serialises it
+	 * once for every backend). */
+	int (*job_put)(void *b, const char *id, const char *module, const char *doc);
 	int (*job_delete)(void *b, const char *id);
 	int (*job_load)(void *b, store_job_fn fn, void *ud);
 	/* Records that job id ran for due; OH_ERR_EXISTS when it already did
@@ -101,7 +103,7 @@ struct store_ops {
 	int (*device_put)(void *b, const char *id, const char *doc, size_t len, double last_seen);
 	int (*device_delete)(void *b, const char *id);
 	int (*device_load)(void *b, store_device_fn fn, void *ud);
-	int (*doc_put)(void *b, const char *module, const char *collection, const char *key, const json_t *doc);
+	int (*doc_put)(void *b, const char *module, const char *collection, const char *key, const char *doc);
 	int (*doc_delete)(void *b, const char *module, const char *collection, const char *key);
 	int (*doc_load)(void *b, const char *module, const char *collection, store_doc_fn fn, void *ud);
 	/* The audit trail; NULL: this backend has none yet (the audit is off,

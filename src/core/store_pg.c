@@ -776,18 +776,13 @@ static int pg_lease_load(void *b, store_lease_fn fn, void *ud)
 	return OH_OK;
 }
 
-static int pg_job_put(void *b, const char *id, const char *module, const json_t *doc)
+static int pg_job_put(void *b, const char *id, const char *module, const char *doc)
 {
-	char *text = json_dumps(doc, JSON_COMPACT);
-	if(!text)
-		return OH_ERR_NOMEM;
-	const char *p[] = {id, module, text};
-	int rc = pg_write(b,
+	const char *p[] = {id, module, doc};
+	return pg_write(b,
 			"INSERT INTO oh_jobs(id, module, doc) VALUES ($1, $2, $3)"
 			" ON CONFLICT (id) DO UPDATE SET module = EXCLUDED.module, doc = EXCLUDED.doc",
 			3, p);
-	free(text);
-	return rc;
 }
 
 static int pg_job_delete(void *b, const char *id)
@@ -838,18 +833,13 @@ static int pg_device_load(void *b, store_device_fn fn, void *ud)
 	return OH_OK;
 }
 
-static int pg_doc_put(void *b, const char *module, const char *collection, const char *key, const json_t *doc)
+static int pg_doc_put(void *b, const char *module, const char *collection, const char *key, const char *doc)
 {
-	char *text = json_dumps(doc, JSON_COMPACT);
-	if(!text)
-		return OH_ERR_NOMEM;
-	const char *p[] = {module, collection, key, text};
-	int rc = pg_write(b,
+	const char *p[] = {module, collection, key, doc};
+	return pg_write(b,
 			"INSERT INTO oh_docs(module, collection, key, doc) VALUES ($1, $2, $3, $4)"
 			" ON CONFLICT (module, collection, key) DO UPDATE SET doc = EXCLUDED.doc",
 			4, p);
-	free(text);
-	return rc;
 }
 
 static int pg_doc_delete(void *b, const char *module, const char *collection, const char *key)

@@ -294,26 +294,14 @@ static int sq_lease_load(void *b, void (*fn)(const struct store_lease *, void *)
 	return load_done(s, st, rc, "leases");
 }
 
-/* Binds doc as JSON text to column col of st, whose other columns are
- * bound, and runs it; the bindings are cleared either way. */
-static int put_json(struct sqlite_store *s, sqlite3_stmt *st, int col, const json_t *doc)
-{
-	char *text = json_dumps(doc, JSON_COMPACT);
-	if(!text) {
-		sqlite3_clear_bindings(st);
-		return OH_ERR_NOMEM;
-	}
-	sqlite3_bind_text(st, col, text, -1, free);
-	return step_done(s, st);
-}
-
-static int sq_job_put(void *b, const char *id, const char *module, const json_t *doc)
+static int sq_job_put(void *b, const char *id, const char *module, const char *doc)
 {
 	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_PUT];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, module, -1, SQLITE_TRANSIENT);
-	return put_json(s, st, 3, doc);
+	sqlite3_bind_text(st, 3, doc, -1, SQLITE_TRANSIENT);
+	return step_done(s, st);
 }
 
 static int sq_job_delete(void *b, const char *id)
@@ -380,14 +368,15 @@ static int sq_device_load(void *b,
 	return load_done(s, st, rc, "devices");
 }
 
-static int sq_doc_put(void *b, const char *module, const char *collection, const char *key, const json_t *doc)
+static int sq_doc_put(void *b, const char *module, const char *collection, const char *key, const char *doc)
 {
 	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[DOC_PUT];
 	sqlite3_bind_text(st, 1, module, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, collection, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 3, key, -1, SQLITE_TRANSIENT);
-	return put_json(s, st, 4, doc);
+	sqlite3_bind_text(st, 4, doc, -1, SQLITE_TRANSIENT);
+	return step_done(s, st);
 }
 
 static int sq_doc_delete(void *b, const char *module, const char *collection, const char *key)
