@@ -538,9 +538,11 @@ long oh_limit(const oh_ctx *ctx, const char *name);
  * names that are not limits are ignored. */
 void oh_limit_refused(oh_ctx *ctx, const char *name);
 /* Hands free heap memory back to the system now (malloc_trim(0) with glibc,
- * nothing elsewhere).  It walks the heap, up to milliseconds when it is
- * large: call it once, from a timer, after a table shrank by thousands of
- * entries, never per free. */
+ * nothing elsewhere), after shrinking what the host itself grew for the
+ * same traffic (its table of commands in flight, the store's page cache).
+ * It walks the heap, up to milliseconds when it is large: call it once,
+ * from a timer, after a table shrank by thousands of entries, never per
+ * free. */
 void oh_memory_trim(oh_ctx *ctx);
 
 /* ---- string maps ---------------------------------------------------------- */

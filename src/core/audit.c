@@ -464,6 +464,12 @@ void audit_command_ended(struct host *h, const char *module, const char *req_id,
 	free(f);
 }
 
+void audit_compact(struct host *h)
+{
+	if(h->audit)
+		strmap_compact(h->audit->inflight);
+}
+
 /* ---- retention --------------------------------------------------------------------------- */
 
 static void arm_prune(struct audit *a, int s)

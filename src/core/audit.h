@@ -60,6 +60,9 @@ void audit_command_started(struct host *h, const char *module, const char *req_i
  * buffers ("" unknown); the entry is dropped. */
 void audit_command_ended(struct host *h, const char *module, const char *req_id, double *latency_ms,
 		char *token, size_t token_len, char *requested_by, size_t rb_len);
+/* Shrinks the table of commands in flight to what it holds now, after a
+ * burst (oh_memory_trim). */
+void audit_compact(struct host *h);
 
 /* The one handler told of each record once it is committed (events.c:
  * the `audit` event); r borrowed for the call.  NULL: none. */

@@ -22,6 +22,7 @@
 #include "ident.h"
 #include "log.h"
 #include "snapshot.h"
+#include "store.h"
 #include "shared_buf.h"
 #include "topic_tree.h"
 #include "topics.h"
@@ -460,6 +461,11 @@ long oh_limit(const oh_ctx *ctx, const char *name)
 
 void oh_memory_trim(oh_ctx *ctx)
 {
+	/* What a burst grew in the host besides the plugin's own tables: the
+	 * audit's commands in flight (a bucket per command at the peak) and
+	 * the page cache its records filled (docs/performance.md, 4b). */
+	audit_compact(ctx->host);
+	store_release_memory(ctx->host->store);
 #ifdef __GLIBC__
 	malloc_trim(0);
 #endif

@@ -193,6 +193,12 @@ int store_audit_prune(struct store *s, double before, long long max_rows, size_t
 	return s->ops->audit_prune ? s->ops->audit_prune(s->b, before, max_rows, batch, removed) : OH_ERR_IO;
 }
 
+void store_release_memory(struct store *s)
+{
+	if(s && s->ops->release_memory)
+		s->ops->release_memory(s->b);
+}
+
 bool store_pending(const struct store *s)
 {
 	return s && s->ops->pending && s->ops->pending(s->b);

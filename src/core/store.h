@@ -118,6 +118,9 @@ struct store_ops {
 	bool (*pending)(void *b);
 	/* Calls fn once what was written so far is committed; NULL: at once. */
 	void (*when_committed)(void *b, store_done_fn fn, void *ud);
+	/* Frees what the backend caches and can read again (SQLite's page
+	 * cache); NULL: nothing cached. */
+	void (*release_memory)(void *b);
 };
 
 /* Opens the configured backend: SQLite under cfg->state_dir, or a
@@ -202,6 +205,10 @@ bool store_in_txn(const struct store *s);
  * whether its writes were committed (audit.c, to publish what waited for
  * them).  fn NULL: none. */
 void store_on_commit(struct store *s, void (*fn)(void *ud, bool ok), void *ud);
+
+/* Frees the backend's caches (s may be NULL): oh_memory_trim after a burst,
+ * whose audit records grew SQLite's page cache to its 2 MB. */
+void store_release_memory(struct store *s);
 
 /* Whether writes are queued and not yet committed (s may be NULL). */
 bool store_pending(const struct store *s);

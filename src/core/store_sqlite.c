@@ -593,6 +593,14 @@ static int sq_begin(void *b, bool relaxed)
 	return relaxed ? begin_relaxed(b) : begin_plain(b);
 }
 
+/* Pages of statements still running stay; the rest is read again when
+ * needed. */
+static void sq_release_memory(void *b)
+{
+	struct sqlite_store *s = b;
+	sqlite3_db_release_memory(s->db);
+}
+
 const struct store_ops store_sqlite_ops = {
 		.name = "sqlite",
 		.close = sq_close,
@@ -613,4 +621,5 @@ const struct store_ops store_sqlite_ops = {
 		.audit_prune = sq_audit_prune,
 		.begin = sq_begin,
 		.commit = sq_commit,
+		.release_memory = sq_release_memory,
 };
