@@ -120,8 +120,8 @@
 /* Messages read are held while this many publishes wait for the broker,
  * and handed over again once BACKLOG_LOW do (see the top): several windows,
  * so the window stays full. */
-#define BACKLOG_HIGH 1000
-#define BACKLOG_LOW (BACKLOG_HIGH / 2)
+#define BACKLOG_HIGH MQTT_LINK_BACKLOG_HIGH
+#define BACKLOG_LOW MQTT_LINK_BACKLOG_LOW
 
 /* The protocol levels of CONNECT. */
 enum mqtt_link_version {
@@ -1094,6 +1094,11 @@ const char *mqtt_link_last_error(const struct mqtt_link *link)
 unsigned long mqtt_link_reconnects(const struct mqtt_link *link)
 {
 	return link->reconnects;
+}
+
+size_t mqtt_link_held(const struct mqtt_link *link)
+{
+	return link->n_held;
 }
 
 const char *mqtt_link_protocol(const struct mqtt_link *link)

@@ -13,6 +13,12 @@
  * every subscription is made with "retain as published", so `retained` is
  * the publisher's flag also for messages forwarded live; on 3.1.1 it is set
  * only for the stored messages a new subscription brings.
+ *
+ * While MQTT_LINK_BACKLOG_HIGH publishes wait for the broker (sent and not
+ * acknowledged, or not yet sent), messages that arrive are held, in order,
+ * and handed to on_message from the loop once MQTT_LINK_BACKLOG_LOW do:
+ * a burst of commands then waits as copies of what arrived, not as the
+ * relays and acks they would make (mqtt_link.c says why).
  */
 #ifndef OH_MQTT_LINK_H
 #define OH_MQTT_LINK_H
@@ -22,6 +28,9 @@
 
 struct event_base;
 struct mqtt_link;
+
+#define MQTT_LINK_BACKLOG_HIGH 1000
+#define MQTT_LINK_BACKLOG_LOW (MQTT_LINK_BACKLOG_HIGH / 2)
 
 struct mqtt_tls_opts {
 	const char *ca_file;
@@ -116,5 +125,7 @@ const char *mqtt_link_protocol(const struct mqtt_link *link);
 /* Why the link is down ("connection refused: not authorised", ...), or "". */
 const char *mqtt_link_last_error(const struct mqtt_link *link);
 unsigned long mqtt_link_reconnects(const struct mqtt_link *link);
+/* Messages read and not yet handed over (see the top). */
+size_t mqtt_link_held(const struct mqtt_link *link);
 
 #endif
