@@ -9,7 +9,10 @@
  * once), so the commands in order of sending are also in order of their
  * deadlines: one list (due) and one timer, armed for the oldest, serve
  * them all; a timer per command cost about 240 bytes of it in flight.  An
- * entry and its strings are one allocation.  Keying by device too (a
+ * entry and its strings are one allocation of about 90 bytes: the strings
+ * one after the other, found by offsets, and the key only in the map (it
+ * is made again to remove the entry), where pointers to each, the key and
+ * the table cost 150 (docs/performance.md, 4b).  Keying by device too (a
  * device id cannot contain '/') means only the addressed device can
  * complete a command, and two devices may use the same req_id.
  *
@@ -50,19 +53,34 @@
 #include "ndi.h"
 
 struct entry {
-	/* All in text[], after the entry. */
-	const char *key;       /* "{device_id}/{req_id}", the table's key */
-	const char *req_id;    /* in key */
-	const char *device_id; /* its own copy, NUL-terminated */
-	const char *action;
-	const char *actor;
 	struct oh_list_node due; /* in ndi_pending.due, oldest first */
-	struct ndi *n;
-	ndi_done_fn done_fn; /* NULL when nobody waits */
+	ndi_done_fn done_fn;     /* NULL when nobody waits */
 	void *done_ud;
-	struct timespec sent; /* relayed at, for oh_ndi_relay_latency_seconds */
-	char text[];
+	int64_t sent_ns; /* relayed at (CLOCK_MONOTONIC): the deadline, oh_ndi_relay_latency_seconds */
+	/* Where req_id, action and actor start in text (device_id at 0). */
+	uint16_t req_at, action_at, actor_at;
+	char text[]; /* device_id, req_id, action, actor, each with its NUL */
 };
+
+static const char *device_of(const struct entry *e)
+{
+	return e->text;
+}
+
+static const char *req_of(const struct entry *e)
+{
+	return e->text + e->req_at;
+}
+
+static const char *action_of(const struct entry *e)
+{
+	return e->text + e->action_at;
+}
+
+static const char *actor_of(const struct entry *e)
+{
+	return e->text + e->actor_at;
+}
 
 struct ndi_pending {
 	struct oh_map *by_key;    /* "{device_id}/{req_id}" -> struct entry */
@@ -147,15 +165,18 @@ static void on_trim(oh_ctx *ctx, void *ud)
 static void entry_unlink(struct ndi *n, struct entry *e)
 {
 	struct ndi_pending *p = n->pending;
-	size_t left = device_pending(p, e->device_id);
+	size_t left = device_pending(p, device_of(e));
+	char key[KEY_MAX];
 
-	oh_map_remove(p->by_key, e->key);
+	/* It was made when e went in, so it fits. */
+	if(make_key(key, device_of(e), req_of(e)))
+		oh_map_remove(p->by_key, key);
 	oh_list_remove(&p->due, &e->due);
 	if(left > 1) {
 		/* Replacing an existing key allocates nothing, so cannot fail. */
-		(void)oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)(left - 1), NULL);
+		(void)oh_map_put(p->by_device, device_of(e), (void *)(uintptr_t)(left - 1), NULL);
 	} else {
-		oh_map_remove(p->by_device, e->device_id);
+		oh_map_remove(p->by_device, device_of(e));
 	}
 	p->removed++;
 	bool emptied = !oh_map_size(p->by_key) && p->high >= TRIM_MIN_PEAK;
@@ -173,33 +194,33 @@ static void entry_free(struct entry *e)
 }
 
 /* Runs and detaches the entry's callback; event NULL: ended without one. */
-static void finish(struct entry *e, const json_t *event)
+static void finish(struct ndi *n, struct entry *e, const json_t *event)
 {
 	ndi_done_fn fn = e->done_fn;
 
 	e->done_fn = NULL;
 	if(fn)
-		fn(e->n, event, e->done_ud);
+		fn(n, event, e->done_ud);
 }
 
 /* Publishes the command's last event (taken) and tells whoever waits. */
-static void conclude(oh_ctx *ctx, struct entry *e, json_t *event)
+static void conclude(struct ndi *n, struct entry *e, json_t *event)
 {
 	if(!event) {
-		oh_log(ctx, OH_LOG_ERROR, "out of memory reporting %s", e->req_id);
-		finish(e, NULL);
+		oh_log(n->ctx, OH_LOG_ERROR, "out of memory reporting %s", req_of(e));
+		finish(n, e, NULL);
 		return;
 	}
 	json_incref(event);
-	oh_ack_publish(ctx, event);
-	finish(e, event);
+	oh_ack_publish(n->ctx, event);
+	finish(n, e, event);
 	json_decref(event);
 }
 
 static int drop_entry(const char *key, void *value, void *ud)
 {
 	struct entry *e = value;
-	finish(e, NULL);
+	finish(ud, e, NULL);
 	entry_free(e);
 	return 0;
 }
@@ -226,11 +247,16 @@ size_t ndi_pending_count(const struct ndi *n)
 	return n->pending ? oh_map_size(n->pending->by_key) : 0;
 }
 
-static double since_s(const struct timespec *t)
+static int64_t now_ns(void)
 {
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static double since_s(int64_t ns)
+{
+	return (double)(now_ns() - ns) / 1e9;
 }
 
 static void on_expiry(oh_ctx *ctx, void *ud);
@@ -242,7 +268,7 @@ static void expiry_arm(struct ndi *n)
 	if(p->expiry || oh_list_empty(&p->due))
 		return;
 	struct entry *e = oh_list_entry(p->due.first, struct entry, due);
-	double left = n->set.ack_timeout_s - since_s(&e->sent);
+	double left = n->set.ack_timeout_s - since_s(e->sent_ns);
 	p->expiry = oh_timer_add(n->ctx, left > 0 ? (unsigned)(left * 1000 + 0.999) : 0, false, on_expiry, n);
 	if(!p->expiry)
 		oh_log(n->ctx, OH_LOG_ERROR, "out of memory: commands in flight will not time out");
@@ -260,14 +286,14 @@ static void on_expiry(oh_ctx *ctx, void *ud)
 	while(!oh_list_empty(&p->due)) {
 		struct entry *e = oh_list_entry(p->due.first, struct entry, due);
 		/* A millisecond early at most: the timer's own rounding. */
-		if(since_s(&e->sent) + 0.001 < n->set.ack_timeout_s)
+		if(since_s(e->sent_ns) + 0.001 < n->set.ack_timeout_s)
 			break;
 		entry_unlink(n, e);
-		snprintf(err, sizeof(err), "no ack from %s within %g s", e->device_id, n->set.ack_timeout_s);
-		conclude(ctx, e,
-				oh_ack_new(e->req_id, ndi_code_ok("TIMEOUT"), "TIMEOUT", e->action, e->actor,
-						err,
-						json_pack("{s:s, s:f}", "device_id", e->device_id,
+		snprintf(err, sizeof(err), "no ack from %s within %g s", device_of(e), n->set.ack_timeout_s);
+		conclude(n, e,
+				oh_ack_new(req_of(e), ndi_code_ok("TIMEOUT"), "TIMEOUT", action_of(e),
+						actor_of(e), err,
+						json_pack("{s:s, s:f}", "device_id", device_of(e),
 								"timeout_s", n->set.ack_timeout_s)));
 		entry_free(e);
 	}
@@ -312,21 +338,21 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, co
 		return OH_ERR_EXISTS;
 	if((rc = check_limits(n, device_id)))
 		return rc;
-	size_t kl = strlen(key) + 1, dl = strlen(device_id) + 1, al = strlen(action) + 1,
+	size_t dl = strlen(device_id) + 1, rl = strlen(req_id) + 1, al = strlen(action) + 1,
 	       tl = strlen(actor) + 1;
-	e = calloc(1, sizeof(*e) + kl + dl + al + tl);
+	/* Ids are short (make_key) and actions are the table's names. */
+	if(dl + rl + al > UINT16_MAX)
+		return OH_ERR_INVAL;
+	e = calloc(1, sizeof(*e) + dl + rl + al + tl);
 	if(!e)
 		return OH_ERR_NOMEM;
-	char *t = e->text;
-	e->key = memcpy(t, key, kl);
-	e->device_id = memcpy(t += kl, device_id, dl);
-	e->action = memcpy(t += dl, action, al);
-	e->actor = memcpy(t + al, actor, tl);
-	e->req_id = e->key + dl;
-	e->n = n;
-	clock_gettime(CLOCK_MONOTONIC, &e->sent);
+	memcpy(e->text, device_id, dl);
+	memcpy(e->text + (e->req_at = (uint16_t)dl), req_id, rl);
+	memcpy(e->text + (e->action_at = (uint16_t)(dl + rl)), action, al);
+	memcpy(e->text + (e->actor_at = (uint16_t)(dl + rl + al)), actor, tl);
+	e->sent_ns = now_ns();
 	on_device = device_pending(p, device_id);
-	err = oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)(on_device + 1), NULL);
+	err = oh_map_put(p->by_device, device_of(e), (void *)(uintptr_t)(on_device + 1), NULL);
 	if(err)
 		goto out_entry;
 	err = oh_map_put(p->by_key, key, e, NULL);
@@ -343,9 +369,9 @@ int ndi_pending_add(struct ndi *n, const char *device_id, const char *req_id, co
 out_count:
 	/* Back to the count before: replacing a key allocates nothing. */
 	if(on_device)
-		(void)oh_map_put(p->by_device, e->device_id, (void *)(uintptr_t)on_device, NULL);
+		(void)oh_map_put(p->by_device, device_of(e), (void *)(uintptr_t)on_device, NULL);
 	else
-		oh_map_remove(p->by_device, e->device_id);
+		oh_map_remove(p->by_device, device_of(e));
 
 out_entry:
 	entry_free(e);
@@ -376,7 +402,7 @@ void ndi_pending_drop(struct ndi *n, const char *device_id, const char *req_id)
 
 	if(!e)
 		return;
-	finish(e, NULL);
+	finish(n, e, NULL);
 	entry_free(e);
 }
 
@@ -440,7 +466,7 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		oh_log(ctx, OH_LOG_DEBUG, "ack for unknown req_id %s from %s", req_id, device_id);
 		return;
 	}
-	oh_metric_observe(ctx, "relay_latency_seconds", since_s(&e->sent));
+	oh_metric_observe(ctx, "relay_latency_seconds", since_s(e->sent_ns));
 
 	/* Devices send ok with code "OK"; trust ok, and code only without it. */
 	code = json_string_value(json_object_get(doc, "code"));
@@ -451,18 +477,18 @@ void ndi_on_device_evt(oh_ctx *ctx, const struct oh_message *msg, void *ud)
 		details = json_is_object(v) ? json_deep_copy(v) : json_object();
 		if(details)
 			json_object_set_new(details, "device_id", json_string(device_id));
-		conclude(ctx, e,
-				oh_ack_new(e->req_id, ndi_code_ok("COMPLETED"), "COMPLETED", e->action,
-						e->actor, NULL, details));
+		conclude(n, e,
+				oh_ack_new(req_of(e), ndi_code_ok("COMPLETED"), "COMPLETED", action_of(e),
+						actor_of(e), NULL, details));
 	} else {
 		error = json_string_value(json_object_get(doc, "error"));
 		snprintf(err, sizeof(err), "device %s failed: %s%s%s", device_id, code ? code : "no code",
 				error ? ": " : "", error ? error : "");
 		details = json_pack("{s:O?, s:O?, s:s}", "device_code", json_object_get(doc, "code"),
 				"device_error", json_object_get(doc, "error"), "device_id", device_id);
-		conclude(ctx, e,
-				oh_ack_new(e->req_id, ndi_code_ok("FAILED"), "FAILED", e->action, e->actor,
-						err, details));
+		conclude(n, e,
+				oh_ack_new(req_of(e), ndi_code_ok("FAILED"), "FAILED", action_of(e),
+						actor_of(e), err, details));
 	}
 	entry_free(e);
 }
