@@ -169,7 +169,7 @@ struct mqtt_link {
 	bool stopping;
 	bool connected;   /* CONNACK accepted */
 	bool attempted;   /* a connect call has been made once */
-	bool in_read;     /* inside mosquitto_loop_read */
+	bool in_turn;     /* in on_readable or on_drain, which write what is published at the end */
 	int turn_packets; /* messages and acks handled in this read turn */
 	bool refused;     /* the broker said no; keep its reason */
 	bool tls;
@@ -365,9 +365,9 @@ static void set_cork(int fd, bool on)
 
 static void flush_writes(struct mqtt_link *link)
 {
-	/* While reading, the read handler writes out afterwards itself; arming
-	 * the write event here would cost two epoll_ctl calls per message. */
-	if(link->in_read || !link->ev_write || !mosquitto_want_write(link->mosq))
+	/* In a turn, the turn writes out afterwards itself; arming the write
+	 * event here would cost two epoll_ctl calls per message. */
+	if(link->in_turn || !link->ev_write || !mosquitto_want_write(link->mosq))
 		return;
 	event_add(link->ev_write, NULL);
 }
@@ -405,10 +405,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	 * follow; held together they leave as a few segments instead of one
 	 * per packet, and each segment costs the broker a wake-up. */
 	set_cork(fd, true);
-	link->in_read = true;
+	link->in_turn = true;
 	link->turn_packets = 0;
 	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
-	link->in_read = false;
+	link->in_turn = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
 		io_failed(link, rc);
 		return;
@@ -705,7 +705,7 @@ static void on_mosq_disconnect(struct mosquitto *mosq, void *ud, int rc, const m
 /* Ends the read turn after MAX_PACKETS_PER_WAKE packets (see the top). */
 static void count_packet(struct mqtt_link *link)
 {
-	if(link->in_read && ++link->turn_packets >= MAX_PACKETS_PER_WAKE)
+	if(link->in_turn && ++link->turn_packets >= MAX_PACKETS_PER_WAKE)
 		errno = EAGAIN;
 }
 
@@ -787,6 +787,12 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct mqtt_link *link = arg;
+	int sock = link->connected ? mosquitto_socket(link->mosq) : -1;
+	/* Corked, written at the end, as a read turn (see on_readable): one
+	 * segment per publish would cost the broker a wake-up each. */
+	if(sock >= 0)
+		set_cork(sock, true);
+	link->in_turn = true;
 	for(int n = 0; link->held && link->unacked < BACKLOG_HIGH && n < MAX_PACKETS_PER_WAKE; n++) {
 		struct held *h = link->held;
 		if(!(link->held = h->next))
@@ -796,6 +802,16 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 			link->cb.on_message(link, h->topic, h->data, h->len, h->retained, link->ud);
 		free(h);
 	}
+	link->in_turn = false;
+	if(sock >= 0 && mosquitto_want_write(link->mosq)) {
+		int rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
+		if(rc != MOSQ_ERR_SUCCESS) {
+			io_failed(link, rc);
+			return;
+		}
+	}
+	if(sock >= 0)
+		set_cork(sock, false);
 	if(link->held && link->unacked < BACKLOG_HIGH)
 		event_active(link->ev_drain, EV_TIMEOUT, 1);
 	flush_writes(link);
