@@ -5,7 +5,8 @@
  * before commands are dispatched, a run whose next run cannot be stored
  * (another process holds the database) is not dispatched until it can be,
  * jobs due in the same second run in one turn with their commands before
- * their reports, and 100,000 jobs stay cheap.
+ * their reports, commands due soon are parsed ahead, and 100,000 jobs stay
+ * cheap.
  *
  * The real scheduler runs on a real event base with a fake plugin context;
  * events are published into an unconnected MQTT link (queued, unseen).
@@ -412,6 +413,37 @@ static void test_same_second_runs_in_one_turn(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* The commands of jobs due within SCHED_PREPARE_S are parsed ahead by a
+ * loop timer; the run uses (and drops) them, and so does a job that goes
+ * before its run. */
+static void test_commands_are_parsed_ahead(void)
+{
+	setup(NULL);
+	fake_now = (double)at("2030-01-01T00:00:59Z") + 0.5;
+	struct job *a = add(NULL, "2030-01-01T00:01:00Z", "d1");
+	struct job *b = add(NULL, "2030-01-01T00:01:00Z", "d2");
+	struct job *later = add(NULL, "2030-01-01T00:01:05Z", "d3");
+	if(!CHECK(a && b && later)) {
+		teardown();
+		return;
+	}
+	event_base_loop(H.base, EVLOOP_NONBLOCK);
+	CHECK(a->cmds_ahead != NULL && b->cmds_ahead != NULL);
+	CHECK(later->cmds_ahead == NULL);
+	CHECK_INT_EQ(H.scheduler->n_prepared, 2);
+	char id[40];
+	snprintf(id, sizeof id, "%s", b->id);
+	CHECK_INT_EQ(oh_job_remove(&CTX, id, "alice"), OH_OK);
+	CHECK_INT_EQ(H.scheduler->n_prepared, 1);
+	fake_now = (double)at("2030-01-01T00:01:00Z");
+	sched__poll(H.scheduler);
+	CHECK_INT_EQ(n_calls, 1);
+	CHECK_STR_EQ(calls[0].device, "d1");
+	CHECK(a->cmds_ahead == NULL);
+	CHECK_INT_EQ(H.scheduler->n_prepared, 0);
+	teardown();
+}
+
 static void test_hundred_thousand_jobs(void)
 {
 	setup(NULL);
@@ -461,6 +493,7 @@ int main(void)
 	test_next_run_is_durable_before_dispatch();
 	test_unstored_run_is_not_dispatched();
 	test_same_second_runs_in_one_turn();
+	test_commands_are_parsed_ahead();
 	test_hundred_thousand_jobs();
 	return check_summary();
 }
