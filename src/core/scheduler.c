@@ -490,6 +490,7 @@ struct planned {
 	uint8_t old_state;
 	/* Once its commands ran (exec_commands): the commands, parsed, and
 	 * each one's answer from the executor (null: none), both owned. */
+	bool ran;
 	json_t *cmds, *acks;
 	double fired_at;
 };
@@ -504,6 +505,7 @@ static void exec_commands(struct scheduler *s, struct planned *p)
 	json_error_t e;
 	char requester[SCHED_ID_LEN + 8];
 	snprintf(requester, sizeof requester, "job:%s", j->id);
+	p->ran = true;
 	p->fired_at = s->now();
 	p->cmds = j->cmds_ahead ? json_incref(j->cmds_ahead) : json_loads(j->commands, 0, &e);
 	unprepare(s, j);
@@ -686,7 +688,8 @@ static bool is_due(const struct scheduler *s, double now)
  * in one transaction, what must be durable before they run: each one's
  * advance (next run, or the deletion of a one-off job) and, on a shared
  * store, its (job, due) row.  Returns how many were planned; *failed when
- * the store refused, and then none of them is planned and the rest waits.
+ * the store refused a write: the jobs before it are planned if their
+ * commit held, and the rest waits for the retry.
  */
 static size_t store_batch(struct scheduler *s, struct planned *batch, size_t max, double now, bool *failed)
 {
@@ -793,6 +796,12 @@ static void run_due(struct scheduler *s)
 	command_hold_acks(true);
 	mqtt_link_cork(s->h->link, true);
 	while(nt < SCHED_TURN_MAX && !failed && is_due(s, now)) {
+		if(nt) {
+			/* The last batch's commands leave at once: the broker
+			 * passes them on while this one is stored and built. */
+			mqtt_link_cork(s->h->link, false);
+			mqtt_link_cork(s->h->link, true);
+		}
 		/* The first batch is small, so that commands leave soon; the rest
 		 * of the turn is stored in one transaction (a commit costs more
 		 * than the commands it delays). */
@@ -804,10 +813,6 @@ static void run_due(struct scheduler *s)
 				exec_commands(s, &turn[i]);
 		}
 		nt += nb;
-		/* Each batch's commands leave at once: the broker passes them
-		 * on while the next batch is stored and built. */
-		mqtt_link_cork(s->h->link, false);
-		mqtt_link_cork(s->h->link, true);
 	}
 	/* The commands leave now, in a few TCP segments. */
 	mqtt_link_cork(s->h->link, false);
@@ -815,7 +820,7 @@ static void run_due(struct scheduler *s)
 	mqtt_link_cork(s->h->link, true);
 	for(size_t i = 0; i < nt; i++) {
 		struct planned *p = &turn[i];
-		if(p->cmds) {
+		if(p->ran) {
 			report_run(p);
 			if(!p->job->removed)
 				mark_outcome_dirty(s, p->job); /* FIRED with its counts */
@@ -837,7 +842,6 @@ static void run_due(struct scheduler *s)
 	}
 	arm(s);
 }
-
 
 void sched__poll(struct scheduler *s)
 {
