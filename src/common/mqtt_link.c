@@ -75,7 +75,10 @@
  *   the backlog is down to BACKLOG_LOW (hold, on_drain): a held command
  *   costs its bytes, not the 700 of its relay and its ack.  The count is
  *   reset at each CONNACK, since libmosquitto drops unsent QoS 0 packets
- *   on a reconnect without reporting them.
+ *   on a reconnect without reporting them, and a whole on_misc tick
+ *   without a PUBACK while messages are held hands them over anyway: a
+ *   count that is off, or a broker that stopped acknowledging, must not
+ *   stop the host from handling what arrives.
  */
 #include "mqtt_link.h"
 
@@ -160,7 +163,10 @@ struct mqtt_link {
 	struct held *held;      /* owned: read while the backlog was high, oldest first */
 	struct held **held_tail;
 	size_t n_held;
-	struct evdns_base *dns; /* created on the first name to resolve */
+	unsigned long acks;         /* on_mosq_publish calls */
+	unsigned long acks_at_tick; /* acks at the last on_misc */
+	bool stalled;               /* held, and no PUBACK for a tick: hand over anyway */
+	struct evdns_base *dns;     /* created on the first name to resolve */
 	struct evdns_getaddrinfo_request *dns_req;
 	bool resolving;    /* a lookup has not called back yet */
 	bool host_numeric; /* an IP address: nothing to resolve */
@@ -478,6 +484,15 @@ static void on_misc(evutil_socket_t fd, short what, void *arg)
 		link_lost(link, "keepalive timeout");
 		return;
 	}
+	/* See the top: held through a whole tick without one PUBACK. */
+	if(link->held && link->connected && link->acks == link->acks_at_tick && !link->stalled) {
+		log_debug(link->log_prefix,
+				"no PUBACK for a second, %lu publishes counted: handing over %zu held",
+				link->unacked, link->n_held);
+		link->stalled = true;
+		event_active(link->ev_drain, EV_TIMEOUT, 1);
+	}
+	link->acks_at_tick = link->acks;
 	flush_writes(link);
 }
 
@@ -664,6 +679,7 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 	link->refused = false;
 	/* A new session: what libmosquitto dropped is never reported (see the top). */
 	link->unacked = 0;
+	link->stalled = false;
 	drain_soon(link);
 	clock_gettime(CLOCK_MONOTONIC, &link->connected_at);
 	link->backoff_ms = BACKOFF_MIN_MS;
@@ -723,6 +739,8 @@ static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
 	struct mqtt_link *link = ud;
 	if(link->unacked > 0)
 		link->unacked--;
+	link->acks++;
+	link->stalled = false;
 	drain_soon(link);
 	if(link->cb.on_published && !link->stopping)
 		link->cb.on_published(link, mid, link->ud);
@@ -774,7 +792,7 @@ static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosqu
 	if(link->stopping)
 		return;
 	/* Behind held ones too, so the owner sees the broker's order. */
-	bool held = (link->held || link->unacked >= BACKLOG_HIGH) && hold(link, m);
+	bool held = (link->held || (link->unacked >= BACKLOG_HIGH && !link->stalled)) && hold(link, m);
 	if(!held && link->cb.on_message)
 		link->cb.on_message(link, m->topic, m->payload, (size_t)m->payloadlen, m->retain, link->ud);
 	count_packet(link);
@@ -793,7 +811,8 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 	if(sock >= 0)
 		set_cork(sock, true);
 	link->in_turn = true;
-	for(int n = 0; link->held && link->unacked < BACKLOG_HIGH && n < MAX_PACKETS_PER_WAKE; n++) {
+	for(int n = 0; link->held && (link->unacked < BACKLOG_HIGH || link->stalled) && n < MAX_PACKETS_PER_WAKE;
+			n++) {
 		struct held *h = link->held;
 		if(!(link->held = h->next))
 			link->held_tail = &link->held;
@@ -812,7 +831,7 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 	}
 	if(sock >= 0)
 		set_cork(sock, false);
-	if(link->held && link->unacked < BACKLOG_HIGH)
+	if(link->held && (link->unacked < BACKLOG_HIGH || link->stalled))
 		event_active(link->ev_drain, EV_TIMEOUT, 1);
 	flush_writes(link);
 }

@@ -6,7 +6,8 @@
  *
  * The broker is played by this file on a loopback socket, speaking just
  * enough MQTT 3.1.1 (CONNACK, PUBACK, QoS 0 PUBLISH), because what is
- * tested is when it acknowledges, which a real broker does at once.
+ * tested is when it acknowledges, which a real broker does at once; and,
+ * when it stops acknowledging, that the link hands over what it held.
  */
 #include "check.h"
 
@@ -233,6 +234,15 @@ int main(void)
 	/* Below the mark again: read, handed over at once. */
 	deliver(&f, "e");
 	SPIN_UNTIL(o.delivered == 6);
+
+	/* A broker that stops acknowledging altogether: what is held goes to
+	 * the owner after a second without a PUBACK. */
+	for(int i = 0; i < MQTT_LINK_BACKLOG_HIGH; i++)
+		mqtt_link_publish(link, "out", "x", 1, 1, false);
+	deliver(&f, "f");
+	SPIN_UNTIL(mqtt_link_held(link) == 1);
+	SPIN_UNTIL(o.delivered == 7);
+	CHECK_INT_EQ(mqtt_link_held(link), 0);
 
 	mqtt_link_free(link);
 	event_base_free(base);
