@@ -14,6 +14,7 @@
 #include "envelope.h"
 #include "metrics.h"
 #include "http.h"
+#include "json_text.h"
 #include "timeutil.h"
 #include "utf8.h"
 
@@ -216,7 +217,7 @@ int oh_ack_publish(oh_ctx *ctx, json_t *ack)
 			field_or_dash(json_object_get(ack, "details"), "device_id"),
 			field_or_dash(ack, "action"), code ? code : "-");
 	ack_record(ctx, ack, code);
-	char *text = json_dumps(ack, JSON_COMPACT);
+	char *text = json_text_compact(ack);
 	json_decref(ack);
 	if(!text)
 		return OH_ERR_NOMEM;
