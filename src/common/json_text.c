@@ -31,6 +31,19 @@ enum result {
 	NOT_MINE /* json_dumps writes it */
 };
 
+/* What a byte in a string asks for: 0 copied as is, 1 escaped, 2 the
+ * start of a multi-byte character (checked). */
+static unsigned char byte_kind[256];
+
+static void byte_kinds_init(void)
+{
+	for(int c = 0; c < 0x20; c++)
+		byte_kind[c] = 1;
+	byte_kind['"'] = byte_kind['\\'] = 1;
+	for(int c = 0x80; c < 0x100; c++)
+		byte_kind[c] = 2;
+}
+
 static enum result add_string(struct strbuf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -38,26 +51,25 @@ static enum result add_string(struct strbuf *b, const char *s, size_t len)
 	size_t run = 0, i = 0;
 
 	strbuf_putc(b, '"');
-	while(i < len) {
+	for(;;) {
+		while(i < len && !byte_kind[u[i]])
+			i++;
+		if(i == len)
+			break;
 		unsigned char c = u[i];
-		if(c >= 0x80) {
+		if(byte_kind[c] == 2) {
 			size_t n = utf8_char_len(u + i, len - i);
 			if(!n)
 				return FAILED;
 			i += n;
 			continue;
 		}
-		if(c != '"' && c != '\\' && c >= 0x20) {
-			i++;
-			continue;
-		}
 		strbuf_add(b, s + run, i - run);
-		char esc[7] = {'\\', 0};
+		char esc[6] = {'\\', (char)c};
 		size_t n = 2;
 		switch(c) {
 		case '"':
 		case '\\':
-			esc[1] = (char)c;
 			break;
 		case '\b':
 			esc[1] = 'b';
@@ -166,6 +178,8 @@ char *json_text_compact(const json_t *v)
 {
 	struct strbuf b = {0};
 
+	if(!byte_kind[0])
+		byte_kinds_init();
 	if(!json_is_object(v) && !json_is_array(v))
 		return NULL; /* as json_dumps without JSON_ENCODE_ANY */
 	enum result r = add_value(&b, v, 0);
