@@ -363,9 +363,11 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 			action, "params", p, "reply_to", "ttl_s");
 }
 
-/* The pieces (up to a NULL) as one JSON string, or NULL when out of memory
- * or not UTF-8: what json_sprintf("%s...") gives, without formatting twice
- * (a warning may go with every relayed command). */
+/* The pieces (up to a NULL) as one JSON string, or NULL when out of memory:
+ * what json_sprintf("%s...") gives, without formatting twice (a warning
+ * may go with every relayed command).  Every piece is UTF-8 already (our
+ * texts, a checked device id, a JSON string's value, a module name), so
+ * their concatenation is too and is not checked again. */
 static json_t *text_join(const char *const *parts)
 {
 	char stack[512] = "", *buf = stack;
@@ -381,7 +383,7 @@ static json_t *text_join(const char *const *parts)
 		memcpy(buf + at, *p, l);
 		at += l;
 	}
-	out = json_stringn(buf, len);
+	out = json_stringn_nocheck(buf, at);
 	if(buf != stack)
 		free(buf);
 	return out;
@@ -501,8 +503,14 @@ static int relay(struct ndi *n, const struct request *r, json_t **ack_out)
 				json_pack("{s:s}", "device_id", device_id));
 		return rc;
 	}
-	*ack_out = ack_make(req_id, err_code(OH_OK, OP_RELAY), action, actor, NULL,
-			json_pack("{s:s, s:s}", "device_id", device_id, "topic", topic));
+	/* {device_id, topic}, set directly: json_pack would parse its format
+	 * for every relayed command. */
+	json_t *details = json_object();
+	if(details) {
+		json_object_set_new(details, "device_id", json_string(device_id));
+		json_object_set_new(details, "topic", json_string(topic));
+	}
+	*ack_out = ack_make(req_id, err_code(OH_OK, OP_RELAY), action, actor, NULL, details);
 	if(*ack_out && (out = relay_warnings(n, device_id, known, params)))
 		json_object_set_new(*ack_out, "warnings", out);
 	return OH_OK;
