@@ -143,6 +143,8 @@ struct mqtt_link {
 	bool attempted;   /* a connect call has been made once */
 	bool in_read;     /* inside mosquitto_loop_read */
 	int turn_packets; /* messages and acks handled in this read turn */
+	int queued;       /* packets queued since the last write (to cork or not) */
+	bool ack_last;    /* the last packet read was a PUBACK */
 	bool refused;     /* the broker said no; keep its reason */
 	bool tls;
 	bool want_v5;                          /* opts.mqtt5 */
@@ -335,6 +337,21 @@ static void set_cork(int fd, bool on)
 	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v);
 }
 
+/* Writes what libmosquitto queued.  Several packets leave corked, as a few
+ * TCP segments, so the broker wakes once for them; one alone is not worth
+ * the two setsockopt calls. */
+static int write_queued(struct mqtt_link *link, int fd)
+{
+	bool cork = link->queued > 1;
+	link->queued = 0;
+	if(cork)
+		set_cork(fd, true);
+	int rc = mosquitto_loop_write(link->mosq, WRITE_PASSES);
+	if(cork && rc == MOSQ_ERR_SUCCESS)
+		set_cork(fd, false);
+	return rc;
+}
+
 static void flush_writes(struct mqtt_link *link)
 {
 	/* While reading, the read handler writes out afterwards itself; arming
@@ -372,14 +389,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	/* Corked for the whole turn: libmosquitto writes each PUBACK the moment
-	 * it reads a QoS 1 message, and the relays and acks made in callbacks
-	 * follow; held together they leave as a few segments instead of one
-	 * per packet, and each segment costs the broker a wake-up. */
-	set_cork(fd, true);
+	/* Nothing is written while reading (the link is "threaded", see
+	 * mqtt_link_new): the PUBACKs of the QoS 1 messages read, then the
+	 * relays and acks their callbacks made, leave together afterwards. */
 	link->in_read = true;
 	link->turn_packets = 0;
-	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
+	int rc;
+	do {
+		/* A PUBACK that freed room in the send window queued the next
+		 * publish, whose wake-up byte ended the read: go on reading. */
+		link->ack_last = false;
+		rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
+	} while(rc == MOSQ_ERR_SUCCESS && link->ack_last && link->turn_packets < MAX_PACKETS_PER_WAKE &&
+			mosquitto_socket(link->mosq) >= 0);
 	link->in_read = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
 		io_failed(link, rc);
@@ -394,19 +416,17 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	/* Publishes made from message callbacks were only queued. */
 	if(mosquitto_want_write(link->mosq)) {
-		rc = mosquitto_loop_write(link->mosq, WRITE_PASSES);
+		rc = write_queued(link, fd);
 		if(rc != MOSQ_ERR_SUCCESS) {
 			io_failed(link, rc);
 			return;
 		}
 	}
-	set_cork(fd, false);
 	flush_writes(link);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
 	(void)what;
 	struct mqtt_link *link = arg;
 	int rc;
@@ -419,7 +439,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	rc = mosquitto_loop_write(link->mosq, WRITE_PASSES);
+	rc = write_queued(link, (int)fd);
 	if(rc != MOSQ_ERR_SUCCESS) {
 		io_failed(link, rc);
 		return;
@@ -696,6 +716,7 @@ static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
 	if(link->cb.on_published && !link->stopping)
 		link->cb.on_published(link, mid, link->ud);
 	count_packet(link);
+	link->ack_last = true;
 }
 
 /* libmosquitto reports why a TLS handshake failed only through its log. */
@@ -717,6 +738,15 @@ static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosqu
 {
 	(void)mosq;
 	struct mqtt_link *link = ud;
+	/* Its PUBACK was just queued, which wrote the wake-up byte and left
+	 * EAGAIN (see the top); an unthreaded link wrote the PUBACK at once,
+	 * clearing it.  What the handler queues may set it again, ending the
+	 * read as before. */
+	if(link->in_read)
+		errno = 0;
+	link->ack_last = false;
+	if(m->qos > 0)
+		link->queued++; /* its PUBACK */
 	/* Read while draining acks in mqtt_link_stop(): the owner is going. */
 	if(link->stopping)
 		return;
@@ -773,6 +803,14 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	}
 
 	mosquitto_int_option(link->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+	/* "Threaded": the application drives the I/O, so libmosquitto queues
+	 * every packet for our next mosquitto_loop_write() instead of writing
+	 * it at once.  Unthreaded, it wrote each PUBACK in the middle of a read
+	 * and each publish made outside a callback (a timer's, a REST call's)
+	 * with a write() of its own, and corking a whole read turn to hold
+	 * them together cost two setsockopt calls even in the turns that wrote
+	 * nothing (the broker's PUBACKs, half the turns of a relay). */
+	mosquitto_threaded_set(link->mosq, true);
 	/* A window of in-flight QoS 1 messages: large enough that a burst does
 	 * not wait on acks, small because libmosquitto walks the whole window
 	 * on every publish and every PUBACK (measured: 65535 cut the relay to
@@ -881,6 +919,9 @@ void mqtt_link_stop(struct mqtt_link *link)
 		}
 		if(link->connected)
 			drain_acks(link, STOP_ACK_WAIT_MS);
+		/* Before the DISCONNECT: libmosquitto closes the socket once it is
+		 * written, and an event still armed on it could not be removed. */
+		drop_socket_events(link);
 		mosquitto_disconnect(link->mosq);
 		mosquitto_loop_write(link->mosq, 1);
 	}
@@ -959,6 +1000,7 @@ int mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const 
 	if(rc != MOSQ_ERR_SUCCESS)
 		return OH_ERR_INVAL;
 	link->unacked++;
+	link->queued++;
 	flush_writes(link);
 	return OH_OK;
 }

@@ -322,6 +322,29 @@ def test_many_commands_in_flight(make_host, mqtt, device):
         assert app.event(req_id, "COMPLETED", timeout=10)
 
 
+def test_relay_leaves_before_its_dispatched_ack(app, device, mqtt):
+    # One subscriber to both topics sees the host's packets in the order it
+    # wrote them: each command's relay before its DISPATCHED, and the
+    # DISPATCHED acks in the order of the commands, also when a burst
+    # arrives in one read and everything leaves in one write.
+    mqtt.subscribe(dev_cmd(device.id))
+    mark = mqtt.mark()
+    ids = ["order-%d-%s" % (i, rid()) for i in range(200)]
+    for req_id in ids:
+        app.mqtt.publish(CMD, {"req_id": req_id, "actor": "app", "action": "stop",
+                               "params": {"device_id": device.id}}, wait=False)
+    wait_until(lambda: len([m for m in mqtt.messages(EVT, since=mark)
+                            if m["payload"].get("code") == "DISPATCHED"]) == len(ids),
+               10, msg="every DISPATCHED")
+    seen = [(m["topic"], m["payload"]["req_id"]) for m in mqtt.messages(since=mark)
+            if m["payload"].get("req_id") in set(ids)]
+    relayed = [r for t, r in seen if t == dev_cmd(device.id)]
+    dispatched = [r for t, r in seen if t == EVT]
+    assert relayed == ids and dispatched == ids
+    for req_id in ids:
+        assert seen.index((dev_cmd(device.id), req_id)) < seen.index((EVT, req_id)), req_id
+
+
 # ---------------------------------------------------------------- offline
 
 
