@@ -2,8 +2,20 @@
  * libmosquitto on a libevent loop.
  *
  * The pitfalls this file exists to get right:
- * - a publish made inside a callback is only queued, so after every read we
- *   check mosquitto_want_write() and arm the write event;
+ * - the link is "threaded" (mosquitto_threaded_set): every packet, a
+ *   PUBACK made while reading as much as a publish, is only queued, so
+ *   after every read we write what is queued, and a publish outside a read
+ *   arms the write event; a turn's packets leave together, corked when
+ *   there are several (write_queued);
+ * - queueing a packet also writes a wake-up byte to libmosquitto's own
+ *   socketpair, which nothing drains, so it leaves errno at EAGAIN; the
+ *   read loop stops on that, so the message callback clears it (the
+ *   PUBACK queued just before), and reading goes on after a PUBACK whose
+ *   freed send window queued the next publish (ack_last);
+ * - mosquitto_loop_write() makes max_packets passes however little is
+ *   queued: it is called with WRITE_PASSES;
+ * - with a log callback set, libmosquitto formats a line per packet: a
+ *   plain link drops it once connected unless debug logging is on;
  * - mosquitto_loop_read() ignores its max_packets: it reads as many packets
  *   as it has QoS 1 messages queued, thousands once the send window is
  *   full, writing none of what it queues meanwhile (measured: relay
