@@ -8,10 +8,12 @@
  *   arms the write event; a turn's packets leave together, corked when
  *   there are several (write_queued);
  * - queueing a packet also writes a wake-up byte to libmosquitto's own
- *   socketpair, which nothing drains, so it leaves errno at EAGAIN; the
- *   read loop stops on that, so the message callback clears it (the
- *   PUBACK queued just before), and reading goes on after a PUBACK whose
- *   freed send window queued the next publish (ack_last);
+ *   socketpair, a system call that fails with EAGAIN since nothing drains
+ *   it: the client is created without one (new_client).  Should that
+ *   fail, the EAGAIN it leaves in errno would end the read loop after
+ *   every packet, so the message callback clears it (the PUBACK queued
+ *   just before), and reading goes on after a PUBACK whose freed send
+ *   window queued the next publish (ack_last);
  * - mosquitto_loop_write() makes max_packets passes however little is
  *   queued: it is called with WRITE_PASSES;
  * - with a log callback set, libmosquitto formats a line per packet: a
@@ -92,6 +94,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -157,6 +160,7 @@ struct mqtt_link {
 	int turn_packets; /* messages and acks handled in this read turn */
 	int queued;       /* packets queued since the last write (to cork or not) */
 	bool ack_last;    /* the last packet read was a PUBACK */
+	bool wake_pair;   /* libmosquitto has its wake-up socketpair (new_client) */
 	bool refused;     /* the broker said no; keep its reason */
 	bool tls;
 	bool want_v5;                          /* opts.mqtt5 */
@@ -408,12 +412,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	link->turn_packets = 0;
 	int rc;
 	do {
-		/* A PUBACK that freed room in the send window queued the next
-		 * publish, whose wake-up byte ended the read: go on reading. */
+		/* With the wake-up socketpair, a PUBACK that freed room in the
+		 * send window queued the next publish, whose wake-up byte ended
+		 * the read: go on reading. */
 		link->ack_last = false;
 		rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
-	} while(rc == MOSQ_ERR_SUCCESS && link->ack_last && link->turn_packets < MAX_PACKETS_PER_WAKE &&
-			mosquitto_socket(link->mosq) >= 0);
+	} while(rc == MOSQ_ERR_SUCCESS && link->wake_pair && link->ack_last &&
+			link->turn_packets < MAX_PACKETS_PER_WAKE && mosquitto_socket(link->mosq) >= 0);
 	link->in_read = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
 		io_failed(link, rc);
@@ -767,6 +772,35 @@ static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosqu
 	count_packet(link);
 }
 
+/*
+ * mosquitto_new() without the wake-up socketpair.  libmosquitto opens one
+ * per client for its own network thread (mosquitto_loop_start), which this
+ * link never runs, and writes a byte to it for every packet it queues:
+ * nothing drains it, so after the first few KB each write fails with
+ * EAGAIN, a system call for nothing, three per relayed command (17% of the
+ * host's calls in a QoS 1 relay).  When the socketpair cannot be opened
+ * libmosquitto carries on without it (it only delays a threaded loop), so
+ * it is created while the descriptor limit is 0; the limit is restored at
+ * once (the host is single-threaded), and a client that cannot be created
+ * that way is created the ordinary way.
+ */
+static struct mosquitto *new_client(const char *id, bool clean, struct mqtt_link *link)
+{
+	struct rlimit was, none;
+	if(getrlimit(RLIMIT_NOFILE, &was) == 0) {
+		none = was;
+		none.rlim_cur = 0;
+		if(setrlimit(RLIMIT_NOFILE, &none) == 0) {
+			struct mosquitto *mosq = mosquitto_new(id, clean, link);
+			setrlimit(RLIMIT_NOFILE, &was);
+			if(mosq)
+				return mosq;
+		}
+	}
+	link->wake_pair = true;
+	return mosquitto_new(id, clean, link);
+}
+
 struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_opts *o,
 		const struct mqtt_link_callbacks *cb, void *ud)
 {
@@ -803,7 +837,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->want_v5 = o->mqtt5;
 	link->v5_only = o->mqtt5 && o->mqtt5_only;
 	link->version = o->mqtt5 ? MQTT_LINK_V5 : MQTT_LINK_V311;
-	link->mosq = mosquitto_new(o->client_id, !(o->persistent && o->client_id), link);
+	link->mosq = new_client(o->client_id, !(o->persistent && o->client_id), link);
 	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
 		/* mosquitto_new() leaves errno unset for a client id it refuses. */
 		log_error(o->log_prefix ? o->log_prefix : "mqtt", "%s",

@@ -9,6 +9,8 @@ followed by a good command.  The contract is docs/protocol.md.
 """
 
 import json
+import re
+import subprocess
 import time
 import uuid
 
@@ -343,6 +345,27 @@ def test_relay_leaves_before_its_dispatched_ack(app, device, mqtt):
     assert relayed == ids and dispatched == ids
     for req_id in ids:
         assert seen.index((dev_cmd(device.id), req_id)) < seen.index((EVT, req_id)), req_id
+
+
+def unix_pairs(pid):
+    """Unix sockets of pid whose peer pid holds too (a socketpair)."""
+    out = subprocess.run(["ss", "-xpaH"], capture_output=True, text=True, check=True).stdout
+    mine = {}
+    for line in out.splitlines():
+        f = line.split()
+        if "pid=%d," % pid in line and len(f) >= 8:
+            mine[f[5]] = f[7]  # local inode -> peer inode
+    return [(a, b) for a, b in mine.items() if b in mine]
+
+
+def test_mqtt_client_has_no_wakeup_socketpair(app, device, host):
+    # libmosquitto opens a socketpair per client for a network thread the
+    # host never runs and writes a byte to it for every packet queued, a
+    # failing write() per packet; the link creates its client without it.
+    for _ in range(3):
+        app.send("stop", {"device_id": device.id})
+    app.barrier()
+    assert unix_pairs(host.proc.pid) == []
 
 
 # ---------------------------------------------------------------- offline
