@@ -18,6 +18,16 @@
  * document in the client's queue.  While the registry settles at start-up
  * the broker gets none (a half-empty snapshot would replace a full one);
  * the listeners (the UI) get every one.
+ *
+ * Memory (docs/performance.md, "Memory"): libmosquitto holds a queued
+ * publish twice (the message and its packet) until the broker acks it.
+ * An ack that is late is waited for, never given up on within a
+ * connection: publishing the next after a timeout stacked 180 MB copies
+ * while a broker busy with a million devices took each one (4.6 GB).  A
+ * new connection ends the wait.  And past limits.max_snapshot_bytes the
+ * broker gets a summary instead of the whole registry (clients read GET
+ * /api/registry?since= and /api/events): a million devices make a
+ * quarter-gigabyte snapshot, near MQTT's largest packet.
  */
 #include "snapshot.h"
 
@@ -28,13 +38,16 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "shared_buf.h"
 #include "timeutil.h"
 #include "topics.h"
 
 #define MAX_LISTENERS 8
-/* An ack lost with a connection must not stop the snapshots for good. */
+/* After this long without an ack, plus a second per SNAPSHOT_ACK_RATE
+ * bytes, the wait is logged (once per snapshot). */
 #define SNAPSHOT_ACK_WAIT_S 5.0
+#define SNAPSHOT_ACK_RATE (1024.0 * 1024.0)
 
 struct snapshot {
 	struct host *host;
@@ -44,6 +57,9 @@ struct snapshot {
 	bool in_flight;
 	int in_flight_mid;
 	double in_flight_since;
+	size_t in_flight_len;
+	bool late_logged; /* the wait for its ack was logged */
+	bool over_limit;  /* the last one sent was a summary */
 	bool dirty;       /* something changed since it was built */
 	bool unpublished; /* built but not yet sent to the broker */
 	uint64_t seq;
@@ -151,6 +167,10 @@ static int rebuild(struct snapshot *s)
 
 	size_t total = sizeof head - 1 + f.total + sizeof mid1 - 1 + strlen(locks) + sizeof mid2 - 1 +
 			strlen(modules) + strlen(tail);
+	/* The old one goes first (unless a reader holds it): two at once were
+	 * half a gigabyte at a million devices. */
+	shared_buf_unref(s->buf);
+	s->buf = NULL;
 	struct shared_buf *snap = shared_buf_new(NULL, total);
 	if(!snap)
 		goto out;
@@ -164,8 +184,6 @@ static int rebuild(struct snapshot *s)
 	put(&f.p, tail, strlen(tail));
 	*f.p = '\0';
 	snap->len = (size_t)(f.p - snap->data); /* no comma before the first device */
-
-	shared_buf_unref(s->buf);
 	s->buf = snap;
 	s->seq++;
 	registry_set_next_seq(h->registry, s->seq + 1);
@@ -272,29 +290,75 @@ uint64_t snapshot_seq(const struct snapshot *s)
 
 /* ---- publishing ---------------------------------------------------------------- */
 
+/* What the broker gets instead of a snapshot past limits.max_snapshot_bytes
+ * (docs/protocol.md, "Registry snapshot"): no devices, how many there are
+ * and how big the whole is; its length, or 0 if it does not fit. */
+static size_t summary(struct snapshot *s, const struct shared_buf *snap, char *out, size_t cap)
+{
+	char when[32];
+	int n = snprintf(out, cap,
+			"{\"devices\":null,\"device_count\":%zu,\"bytes\":%zu,\"max_snapshot_bytes\":%ld,"
+			"\"ts\":\"%s\",\"seq\":%llu}",
+			registry_size(s->host->registry), snap->len, s->host->cfg.limits.max_snapshot_bytes,
+			host_now_iso(when, sizeof when), (unsigned long long)s->seq);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* Hands snap to the broker unless one is still unacknowledged (see the top). */
+static void send_to_broker(struct snapshot *s, struct shared_buf *snap)
+{
+	struct host *h = s->host;
+	double now = time_now_mono();
+	if(s->in_flight) {
+		double wait = SNAPSHOT_ACK_WAIT_S + (double)s->in_flight_len / SNAPSHOT_ACK_RATE;
+		if(!s->late_logged && now - s->in_flight_since > wait) {
+			s->late_logged = true;
+			log_warn("registry",
+					"the broker has not acknowledged the %zu-byte snapshot in %.0f s;"
+					" the next one waits for it",
+					s->in_flight_len, now - s->in_flight_since);
+		}
+		return;
+	}
+	const char *data = snap->data;
+	size_t len = snap->len;
+	char brief[256];
+	bool over = len > (size_t)h->cfg.limits.max_snapshot_bytes;
+	if(over) {
+		if(!(len = summary(s, snap, brief, sizeof brief)))
+			return;
+		data = brief;
+		metrics_limit_refusal("max_snapshot_bytes");
+	}
+	if(over != s->over_limit)
+		log_info("registry",
+				"the snapshot is %zu bytes: the broker gets %s (limits.max_snapshot_bytes %ld)",
+				snap->len, over ? "a summary" : "the whole again",
+				h->cfg.limits.max_snapshot_bytes);
+	int mid = 0;
+	int rc = host_publish_mid(h, s->topic, data, len, 1, true, &mid);
+	/* While the broker is away the snapshot stays marked unpublished
+	 * and goes out on reconnect. */
+	if(rc == OH_OK) {
+		s->over_limit = over;
+		s->unpublished = false;
+		s->in_flight = true;
+		s->in_flight_mid = mid;
+		s->in_flight_since = now;
+		s->in_flight_len = len;
+		s->late_logged = false;
+		h->stats.snapshots_published++;
+		h->stats.snapshot_bytes += len;
+	}
+}
+
 static void publish_now(struct snapshot *s)
 {
 	struct shared_buf *snap = snapshot_get(s);
 	if(!snap)
 		return;
-	double now = time_now_mono();
-	if(s->in_flight && now - s->in_flight_since > SNAPSHOT_ACK_WAIT_S)
-		s->in_flight = false;
-	if(s->unpublished && !s->in_flight && !registry_settling(s->host->registry) && ha_acting(s->host)) {
-		struct host *h = s->host;
-		int mid = 0;
-		int rc = host_publish_mid(h, s->topic, snap->data, snap->len, 1, true, &mid);
-		/* While the broker is away the snapshot stays marked unpublished
-		 * and goes out on reconnect. */
-		if(rc == OH_OK) {
-			s->unpublished = false;
-			s->in_flight = true;
-			s->in_flight_mid = mid;
-			s->in_flight_since = now;
-			h->stats.snapshots_published++;
-			h->stats.snapshot_bytes += snap->len;
-		}
-	}
+	if(s->unpublished && !registry_settling(s->host->registry) && ha_acting(s->host))
+		send_to_broker(s, snap);
 	s->last_publish_mono = time_now_mono();
 	/* Listeners (the UI's event stream) hear of every snapshot, also while
 	 * the broker is away. */
