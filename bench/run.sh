@@ -431,27 +431,38 @@ start_host memory /mem
 sleep 1
 emit_rss mem_idle
 # The cost per update at each size: the host's own time merging meta and
-# status (oh_registry_merge_seconds_total) over a second round of both for
-# the first min(n, 20000) devices, in ns per message.
+# status (oh_registry_merge_seconds_total), in ns per message, over the same
+# mix at every size: 40,000 messages, a meta (unchanged) and a status (its
+# seq and cpu moved) for each of the first min(n, 20000) devices, in as many
+# sweeps as that takes.  Five such rounds: the figure is the fastest round
+# (on a shared machine a round that waited for the CPU only looks slower),
+# the median beside it.
 update_cost() {  # n
-	local k=$(( $1 < 20000 ? $1 : 20000 )) m0 s0 m1 s1
-	m0=$(metric oh_registry_merges_total)
-	s0=$(metric oh_registry_merge_seconds_total)
-	if [ -z "$m0" ]; then   # a host before the metric
+	local k=$(( $1 < 20000 ? $1 : 20000 )) sweeps m0 s0 m1 s1 r all=()
+	sweeps=$(( 20000 / k ))
+	if [ -z "$(metric oh_registry_merges_total)" ]; then   # a host before the metric
 		emit "mem_${1}_ns_per_update" n/a "(no oh_registry_merges_total)"
 		return
 	fi
-	bench populate --http-port 0 --root /mem --from 0 --to "$k" --conns 8 --timeout 600 \
-		--name "mem_update_$1" >/dev/null
-	for _ in $(seq 600); do
-		m1=$(metric oh_registry_merges_total)
-		awk -v a="$m1" -v b="$m0" -v k="$k" 'BEGIN { exit !(a - b >= 2 * k) }' && break
-		sleep 0.1
+	for r in 1 2 3 4 5; do
+		m0=$(metric oh_registry_merges_total)
+		s0=$(metric oh_registry_merge_seconds_total)
+		bench populate --http-port 0 --root /mem --from 0 --to "$k" --sweeps "$sweeps" \
+			--seq $(( r * sweeps )) --conns 8 --timeout 600 --name "mem_update_$1" >/dev/null
+		for _ in $(seq 600); do
+			m1=$(metric oh_registry_merges_total)
+			awk -v a="$m1" -v b="$m0" -v k="$(( 2 * k * sweeps ))" 'BEGIN { exit !(a - b >= k) }' && break
+			sleep 0.1
+		done
+		s1=$(metric oh_registry_merge_seconds_total)
+		all+=("$(awk -v a="$s1" -v b="$s0" -v m="$m1" -v l="$m0" \
+			'BEGIN { printf "%.0f", (a - b) * 1e9 / (m - l) }')")
 	done
-	s1=$(metric oh_registry_merge_seconds_total)
-	emit "mem_${1}_ns_per_update" "$(awk -v a="$s1" -v b="$s0" -v m="$m1" -v l="$m0" \
-		'BEGIN { printf "%.0f", (a - b) * 1e9 / (m - l) }')" ns
+	read -r lo med < <(printf '%s\n' "${all[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[1], v[3] }')
+	emit "mem_${1}_ns_per_update" "$lo" "ns (fastest of 5 rounds: ${all[*]})"
+	emit "mem_${1}_ns_per_update_median" "$med" ns
 	ratio "mem_${1}_update_vs_1000" "mem_${1}_ns_per_update" mem_1000_ns_per_update
+	ratio "mem_${1}_update_median_vs_1000" "mem_${1}_ns_per_update_median" mem_1000_ns_per_update_median
 }
 prev=0
 for n in $MEM_STEPS; do
