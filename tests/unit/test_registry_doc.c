@@ -3,9 +3,11 @@
  * fragment thaws into the tree it was frozen from, byte for byte, and
  * merging a run of messages with a freeze and a thaw between each one
  * gives the same document as the old way, one tree merged into for the
- * whole run: on fixtures, then on random documents (unicode, escapes,
- * "\u0000", reals, deep values, known fields of the wrong type, the host's
- * fields).  Also the size accounting of limits.max_device_bytes, and a
+ * whole run, and merging straight into the fragment (device_doc_plan and
+ * device_doc_write, the registry's way for a device without a tree) gives
+ * the same bytes too: on fixtures, then on random documents (unicode,
+ * escapes, "\u0000", reals, deep values, known fields of the wrong type, the
+ * host's fields).  Also the size accounting of limits.max_device_bytes, and a
  * warm start's fragments made from the stored text without a tree.
  */
 #include <stdlib.h>
@@ -346,6 +348,31 @@ static void test_bytes(void)
 	json_decref(doc);
 }
 
+/* A change of the host's fields only (a device gone stale): no message,
+ * the same bytes as refreshing the tree. */
+static void test_plan_host_only(void)
+{
+	static struct device_doc_plan plan;
+	json_t *doc = json_loads("{\"device_id\":\"d\",\"online\":true,\"x\":[1],\"stale\":false,"
+				 "\"last_seen\":\"2026-12-07T03:00:00Z\"}",
+			0, NULL);
+	size_t len, before, after, n;
+	bool changed = false;
+	char why[8];
+	char *frag = device_doc_freeze("d", doc, &len);
+	CHECK(device_doc_plan(&plan, frag, len, NULL, &before, &after, &changed, why, sizeof why));
+	CHECK(!changed && before == after && before == device_doc_bytes(doc));
+	char *out = device_doc_write(&plan, NULL, true, 0, &n);
+	CHECK_STR_EQ(out,
+			"\"d\":{\"device_id\":\"d\",\"online\":false,\"x\":[1],\"stale\":true,\"last_seen\":null}");
+	CHECK_INT_EQ(n, strlen(out));
+	/* Not a fragment: the caller thaws instead. */
+	CHECK(!device_doc_plan(&plan, "\"d\":[1]", 7, NULL, &before, &after, &changed, why, sizeof why));
+	free(out);
+	free(frag);
+	json_decref(doc);
+}
+
 /* A snapshot's devices counted in its text, as parsing counts them. */
 static void test_count_snapshot(void)
 {
@@ -373,5 +400,6 @@ int main(void)
 	test_bytes();
 	test_stored();
 	test_count_snapshot();
+	test_plan_host_only();
 	return check_summary();
 }
