@@ -532,7 +532,8 @@ char *device_doc_write(struct device_doc_plan *p, const char *last_seen, bool st
 			w += m->value + m->value_len - (m->key - 1);
 			continue;
 		}
-		w += sprintf(w, "\"%.*s\":", (int)m->key_len, m->key);
+		memcpy(w, m->key - 1, m->key_len + 3); /* "key": */
+		w += m->key_len + 3;
 		memcpy(w, p->text + p->edit[m->edit].text, p->edit[m->edit].text_len);
 		w += p->edit[m->edit].text_len;
 	}
