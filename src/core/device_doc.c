@@ -66,6 +66,13 @@ static bool typed_ok(const struct oh_vfield *f, const json_t *v, const char *key
 	return !f || !oh_json_validate_value(v, f, key, NULL, err, len);
 }
 
+/* Fields the host rewrites on every build: not the device's bytes, and
+ * not merged (a device's "online" is read by the registry, not kept). */
+static bool host_field(const char *key)
+{
+	return !strcmp(key, "last_seen") || !strcmp(key, "stale") || !strcmp(key, "online");
+}
+
 bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, bool *changed)
 {
 	size_t used = 0;
@@ -82,6 +89,10 @@ bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, boo
 			}
 			continue;
 		}
+		/* A restart's replayed status says "online": true where the
+		 * stored document says null: no change of the document. */
+		if(host_field(key))
+			continue;
 		if(!json_equal(json_object_get(doc, key), v)) {
 			json_object_set(doc, key, v);
 			*changed = true;
@@ -91,12 +102,6 @@ bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, boo
 }
 
 /* ---- sizes (limits.max_device_bytes) ------------------------------------------ */
-
-/* Fields the host rewrites on every build: not the device's bytes. */
-static bool host_field(const char *key)
-{
-	return !strcmp(key, "last_seen") || !strcmp(key, "stale") || !strcmp(key, "online");
-}
 
 /* The bytes of "key":value, and its comma, in compact JSON as jansson
  * writes it: '"', '\\' and control characters escaped, UTF-8 as is. */
