@@ -595,8 +595,22 @@ char *time_format_utc(time_t t, char *buf, size_t len)
 		buf[0] = '\0';
 		return NULL;
 	}
-	snprintf(buf, len, "%04d-%02u-%02uT%02d:%02d:%02dZ", (int)y, m, d, (int)(secs / 3600),
-			(int)(secs / 60 % 60), (int)(secs % 60));
+	/* By hand: snprintf was most of the cost of a snapshot's 100,000
+	 * leases and of a warm start's 100,000 devices. */
+	unsigned parts[6] = {(unsigned)y, m, d, (unsigned)(secs / 3600), (unsigned)(secs / 60 % 60),
+			(unsigned)(secs % 60)};
+	static const char seps[6] = {'-', '-', 'T', ':', ':', 'Z'};
+	char *p = buf;
+	for(int i = 0; i < 6; i++) {
+		int n = i ? 2 : 4;
+		for(int k = n - 1; k >= 0; k--) {
+			p[k] = (char)('0' + parts[i] % 10);
+			parts[i] /= 10;
+		}
+		p += n;
+		*p++ = seps[i];
+	}
+	*p = '\0';
 	return buf;
 }
 
