@@ -201,6 +201,33 @@ static void ack_record(oh_ctx *ctx, const json_t *ack, const char *code)
 	audit_record(h, &r);
 }
 
+/* Acks held by command_hold_acks(): recorded when published (while who
+ * asked is still known), sent when the hold ends, in order. */
+static struct {
+	int depth;
+	size_t n, cap;
+	struct held_ack {
+		oh_ctx *ctx;
+		json_t *ack; /* owned */
+	} * q;
+} held;
+
+static int ack_send(oh_ctx *ctx, json_t *ack);
+
+void command_hold_acks(bool on)
+{
+	if(on) {
+		held.depth++;
+		return;
+	}
+	if(held.depth > 0 && --held.depth > 0)
+		return;
+	/* By index: a send may publish, never hold again. */
+	for(size_t i = 0; i < held.n; i++)
+		ack_send(held.q[i].ctx, held.q[i].ack);
+	held.n = 0;
+}
+
 int oh_ack_publish(oh_ctx *ctx, json_t *ack)
 {
 	if(!ack)
@@ -216,6 +243,24 @@ int oh_ack_publish(oh_ctx *ctx, json_t *ack)
 			field_or_dash(json_object_get(ack, "details"), "device_id"),
 			field_or_dash(ack, "action"), code ? code : "-");
 	ack_record(ctx, ack, code);
+	if(held.depth) {
+		if(held.n == held.cap) {
+			size_t cap = held.cap ? held.cap * 2 : 256;
+			struct held_ack *q = realloc(held.q, cap * sizeof *q);
+			if(!q)
+				return ack_send(ctx, ack); /* no room to wait: now */
+			held.q = q;
+			held.cap = cap;
+		}
+		held.q[held.n++] = (struct held_ack){ctx, ack};
+		return OH_OK;
+	}
+	return ack_send(ctx, ack);
+}
+
+/* Publishes a recorded ack on the module's evt topic; takes ack. */
+static int ack_send(oh_ctx *ctx, json_t *ack)
+{
 	char *text = json_dumps(ack, JSON_COMPACT);
 	json_decref(ack);
 	if(!text)

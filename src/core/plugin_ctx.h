@@ -47,6 +47,10 @@ struct oh_ctx {
 	char *evt_topic; /* {root}/orchestrator/{module}/evt */
 };
 
+/* While held, oh_ack_publish() records acks but sends them only when the
+ * outermost hold ends, in order (command.c).  The scheduler holds them
+ * while a turn's commands go out, so that no event delays a command. */
+void command_hold_acks(bool on);
 void plugins_lease_expired(struct host *h, const char *key, const char *holder);
 void plugin_timers_free(oh_ctx *ctx);
 /* How many timers ctx holds (for tests and diagnostics). */

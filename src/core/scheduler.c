@@ -163,6 +163,7 @@ static void arm(struct scheduler *s)
 {
 	if(!s->n) {
 		evtimer_del(s->timer);
+		evtimer_del(s->prep);
 		return;
 	}
 	double wait = (double)s->heap[0]->due - s->now();
@@ -175,6 +176,59 @@ static void arm(struct scheduler *s)
 		wait = 86400.0 * 365; /* re-checked then; keeps timeval sane */
 	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - floor(wait)) * 1e6)};
 	evtimer_add(s->timer, &tv);
+	/* The top's commands, and those of the jobs due with it, are parsed
+	 * SCHED_PREPARE_S ahead. */
+	double ahead = wait > SCHED_PREPARE_S ? wait - SCHED_PREPARE_S : 0;
+	struct timeval ptv = {(time_t)ahead, (suseconds_t)((ahead - floor(ahead)) * 1e6)};
+	evtimer_add(s->prep, &ptv);
+}
+
+/* Parses the commands of the jobs in the heap below i due by limit. */
+static void prepare_from(struct scheduler *s, uint32_t i, int64_t limit)
+{
+	if(i >= s->n || s->n_prepared >= SCHED_PREPARE_MAX)
+		return;
+	struct job *j = s->heap[i];
+	if(j->due > limit)
+		return; /* and so is every job below it */
+	if(!j->cmds_ahead && j->state != JOB_DONE) {
+		json_error_t e;
+		j->cmds_ahead = json_loads(j->commands, 0, &e);
+		if(j->cmds_ahead)
+			s->n_prepared++;
+	}
+	prepare_from(s, 2 * i + 1, limit);
+	prepare_from(s, 2 * i + 2, limit);
+}
+
+static void on_prep(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	prepare_from(s, 0, (int64_t)floor(s->now() + SCHED_PREPARE_S));
+}
+
+/* Drops what was parsed ahead for j. */
+static void unprepare(struct scheduler *s, struct job *j)
+{
+	if(!j->cmds_ahead)
+		return;
+	json_decref(j->cmds_ahead);
+	j->cmds_ahead = NULL;
+	s->n_prepared--;
+}
+
+static void job_free(struct scheduler *s, struct job *j)
+{
+	unprepare(s, j);
+	free(j);
+}
+
+/* For freeing the whole table (strmap_free). */
+static void job_free_any(void *v)
+{
+	struct job *j = v;
+	json_decref(j->cmds_ahead);
+	free(j);
 }
 
 /* ---- jobs and their JSON ------------------------------------------------- */
@@ -378,7 +432,7 @@ static void unlink_job(struct scheduler *s, struct job *j)
 	if(j->firing)
 		j->removed = true;
 	else
-		free(j);
+		job_free(s, j);
 }
 
 int sched__remove(struct job *j)
@@ -426,30 +480,67 @@ static const char *str_of(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* Runs every command through the module's executor, as the job's owner,
- * and publishes SKIPPED per refused command and one FIRED. */
-static void fire_commands(struct scheduler *s, struct job *j, int64_t due, double now)
+/* A run taken off the heap in this turn. */
+struct planned {
+	struct job *job;
+	int64_t due;
+	bool miss;
+	/* The job as it was, to put back when its advance was not stored. */
+	int64_t old_due, old_last_run;
+	struct job_result old_last;
+	uint8_t old_state;
+	/* Once its commands ran (exec_commands): the commands, parsed, and
+	 * each one's answer from the executor (null: none), both owned. */
+	bool ran;
+	json_t *cmds, *acks;
+	double fired_at;
+};
+
+/* Runs every command of p's job through the module's executor, as the
+ * job's owner.  Only the commands leave now: what is reported about them
+ * (report_run) waits until the turn's commands are all out. */
+static void exec_commands(struct scheduler *s, struct planned *p)
 {
+	struct job *j = p->job;
 	oh_ctx *ctx = j->sp->ctx;
 	json_error_t e;
-	json_t *cmds = json_loads(j->commands, 0, &e);
-	json_t *dispatched = json_array(), *skipped = json_array();
-	char rid[SCHED_ID_LEN + 1], requester[SCHED_ID_LEN + 8];
+	char requester[SCHED_ID_LEN + 8];
 	snprintf(requester, sizeof requester, "job:%s", j->id);
+	p->ran = true;
+	p->fired_at = s->now();
+	p->cmds = j->cmds_ahead ? json_incref(j->cmds_ahead) : json_loads(j->commands, 0, &e);
+	unprepare(s, j);
+	p->acks = json_array();
 	size_t i;
 	json_t *c;
-	json_array_foreach(cmds, i, c)
+	json_array_foreach(p->cmds, i, c)
 	{
-		const char *dev = str_of(c, "device_id"), *act = str_of(c, "action");
 		/* What the command causes is the job's doing (the audit). */
 		audit_set_requester(s->h, requester);
 		json_t *ack = j->sp->exec(ctx, j->id, j->owner, c, j->sp->ud);
 		audit_set_requester(s->h, NULL);
-		if(ack && json_is_true(json_object_get(ack, "ok"))) {
+		json_array_append_new(p->acks, ack ? ack : json_null());
+	}
+}
+
+/* Publishes SKIPPED per refused command of p's run and one FIRED, and
+ * keeps the outcome on the job. */
+static void report_run(struct planned *p)
+{
+	struct job *j = p->job;
+	oh_ctx *ctx = j->sp->ctx;
+	json_t *dispatched = json_array(), *skipped = json_array();
+	char rid[SCHED_ID_LEN + 1];
+	size_t i;
+	json_t *c;
+	json_array_foreach(p->cmds, i, c)
+	{
+		const char *dev = str_of(c, "device_id"), *act = str_of(c, "action");
+		json_t *ack = json_array_get(p->acks, i);
+		if(json_is_true(json_object_get(ack, "ok"))) {
 			json_array_append_new(dispatched,
 					json_pack("{s:s?, s:s?, s:O?}", "device_id", dev, "action", act,
 							"req_id", json_object_get(ack, "req_id")));
-			json_decref(ack);
 			continue;
 		}
 		const char *code = str_of(ack, "code");
@@ -474,16 +565,17 @@ static void fire_commands(struct scheduler *s, struct job *j, int64_t due, doubl
 				oh_ack_new(host_new_id(rid, sizeof rid), false, "SKIPPED", "schedule",
 						j->owner, msg, details));
 		json_decref(item);
-		json_decref(ack);
 	}
-	json_decref(cmds);
+	json_decref(p->cmds);
+	json_decref(p->acks);
+	p->cmds = p->acks = NULL;
 
-	double late = now - (double)due;
+	double late = p->fired_at - (double)p->due;
 	if(late < 0)
 		late = 0;
 	char due_s[TIME_UTC_BUFLEN], at_s[TIME_UTC_BUFLEN];
-	time_format_utc((time_t)due, due_s, sizeof due_s);
-	time_format_utc((time_t)now, at_s, sizeof at_s);
+	time_format_utc((time_t)p->due, due_s, sizeof due_s);
+	time_format_utc((time_t)p->fired_at, at_s, sizeof at_s);
 	j->last.dispatched = (uint32_t)json_array_size(dispatched);
 	j->last.skipped = (uint32_t)json_array_size(skipped);
 	snprintf(j->last.code, sizeof j->last.code, "FIRED");
@@ -562,17 +654,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	scheduler_flush(arg);
 }
 
-struct planned {
-	struct job *job;
-	int64_t due;
-	bool miss;
-	/* The job as it was, to put back when its advance was not stored. */
-	int64_t old_due, old_last_run;
-	struct job_result old_last;
-	uint8_t old_state;
-};
-
-/* Puts a planned job back as it was before run_due advanced it. */
+/* Puts a planned job back as it was before store_batch advanced it. */
 static void unplan(struct planned *p)
 {
 	struct job *j = p->job;
@@ -595,27 +677,34 @@ static void store_retry_later(struct scheduler *s)
 	s->backoff.failing = true;
 }
 
-static void run_due(struct scheduler *s)
+static bool is_due(const struct scheduler *s, double now)
 {
-	double now = s->now();
-	double grace = s->h->cfg.misfire_grace_s;
-	struct planned batch[SCHED_BATCH_MAX];
-	size_t nb = 0;
 	/* 1 ms early is on time: whole-second due times meet a loop timer
 	 * that may wake a hair before the wall clock gets there. */
-	if(!s->n || (double)s->heap[0]->due > now + 0.001) {
-		arm(s);
-		return;
-	}
+	return s->n && (double)s->heap[0]->due <= now + 0.001;
+}
+
+/*
+ * Takes up to max jobs due by now off the heap into batch and commits,
+ * in one transaction, what must be durable before they run: each one's
+ * advance (next run, or the deletion of a one-off job) and, on a shared
+ * store, its (job, due) row.  Returns how many were planned; *failed when
+ * the store refused a write: the jobs before it are planned if their
+ * commit held, and the rest waits for the retry.
+ */
+static size_t store_batch(struct scheduler *s, struct planned *batch, size_t max, double now, bool *failed)
+{
+	double grace = s->h->cfg.misfire_grace_s;
+	size_t nb = 0;
 	bool txn = txn_begin_relaxed(s);
 	if(s->h->store && !txn) {
 		/* The store is busy or failing: no write would stick. */
 		store_retry_later(s);
-		arm(s);
-		return;
+		*failed = true;
+		return 0;
 	}
 	struct job *not_stored = NULL;
-	while(s->n && nb < SCHED_BATCH_MAX && (double)s->heap[0]->due <= now + 0.001) {
+	while(nb < max && is_due(s, now)) {
 		struct job *j = s->heap[0];
 		heap_remove(s, j);
 		if(j->state == JOB_DONE) {
@@ -626,6 +715,7 @@ static void run_due(struct scheduler *s)
 			continue;
 		}
 		struct planned *p = &batch[nb++];
+		memset(p, 0, sizeof *p);
 		p->job = j;
 		p->due = j->due;
 		p->miss = now - (double)j->due > grace;
@@ -675,6 +765,7 @@ static void run_due(struct scheduler *s)
 	}
 	if(not_stored || !committed) {
 		store_retry_later(s);
+		*failed = true;
 	} else if(s->backoff.failing && nb) {
 		log_info("scheduler", "the store works again; running the delayed jobs");
 		s->backoff.failing = false;
@@ -683,35 +774,70 @@ static void run_due(struct scheduler *s)
 		if(batch[i].job->state == JOB_DONE && batch[i].miss)
 			mark_outcome_dirty(s, batch[i].job);
 	}
+	return nb;
+}
 
-	/* The batch's commands leave in a few TCP segments instead of one or
-	 * two per job. */
-	if(nb > 1)
-		mqtt_link_cork(s->h->link, true);
-	for(size_t i = 0; i < nb; i++) {
-		struct planned *p = &batch[i];
-		if(p->job->removed)
-			continue; /* unscheduled by an executor earlier in this batch */
-		if(p->miss) {
+/*
+ * Runs what is due, up to SCHED_TURN_MAX jobs in this loop turn.  Jobs due
+ * in the same second run together: batch after batch is stored and its
+ * commands sent, corked, with nothing else in between; only then are the
+ * turn's events (DISPATCHED, SKIPPED, FIRED, MISSED) built and published,
+ * so that no event and no other work delays the last command.
+ */
+static void run_due(struct scheduler *s)
+{
+	double now = s->now();
+	struct planned turn[SCHED_TURN_MAX];
+	size_t nt = 0;
+	bool failed = false;
+	if(!is_due(s, now)) {
+		arm(s);
+		return;
+	}
+	command_hold_acks(true);
+	mqtt_link_cork(s->h->link, true);
+	while(nt < SCHED_TURN_MAX && !failed && is_due(s, now)) {
+		if(nt) {
+			/* The last batch's commands leave at once: the broker
+			 * passes them on while this one is stored and built. */
+			mqtt_link_cork(s->h->link, false);
+			mqtt_link_cork(s->h->link, true);
+		}
+		/* The first batch is small, so that commands leave soon; the rest
+		 * of the turn is stored in one transaction (a commit costs more
+		 * than the commands it delays). */
+		size_t want = nt ? SCHED_TURN_MAX - nt : SCHED_BATCH_MAX;
+		size_t nb = store_batch(s, turn + nt, want, now, &failed);
+		for(size_t i = nt; i < nt + nb; i++) {
+			/* Not if unscheduled by an executor earlier in this turn. */
+			if(!turn[i].miss && !turn[i].job->removed)
+				exec_commands(s, &turn[i]);
+		}
+		nt += nb;
+	}
+	/* The commands leave now, in a few TCP segments. */
+	mqtt_link_cork(s->h->link, false);
+
+	mqtt_link_cork(s->h->link, true);
+	for(size_t i = 0; i < nt; i++) {
+		struct planned *p = &turn[i];
+		if(p->ran) {
+			report_run(p);
+			if(!p->job->removed)
+				mark_outcome_dirty(s, p->job); /* FIRED with its counts */
+		} else if(p->miss && !p->job->removed) {
 			publish_missed(p->job, p->due, now);
-		} else {
-			fire_commands(s, p->job, p->due, s->now());
 		}
 	}
+	command_hold_acks(false);
+	mqtt_link_cork(s->h->link, false);
 
-	if(nb > 1)
-		mqtt_link_cork(s->h->link, false);
-	for(size_t i = 0; i < nb; i++) {
-		struct job *j = batch[i].job;
-		if(!batch[i].miss && !j->removed)
-			mark_outcome_dirty(s, j); /* FIRED with its counts */
-	}
-
-	for(size_t i = 0; i < nb; i++) {
-		struct job *j = batch[i].job;
+	for(size_t i = 0; i < nt; i++) {
+		struct job *j = turn[i].job;
 		j->firing = false;
+		unprepare(s, j); /* a miss, or a job unscheduled in the turn */
 		if(j->removed)
-			free(j);
+			job_free(s, j);
 		else
 			heap_push(s, j);
 	}
@@ -1068,7 +1194,8 @@ int scheduler_init(struct host *h)
 	s->timer = evtimer_new(h->base, on_timer, s);
 	s->watch = event_new(h->base, -1, EV_PERSIST, on_watch, s);
 	s->flush = evtimer_new(h->base, on_flush, s);
-	if(!s->jobs || !s->owners || !s->timer || !s->watch || !s->flush) {
+	s->prep = evtimer_new(h->base, on_prep, s);
+	if(!s->jobs || !s->owners || !s->timer || !s->watch || !s->flush || !s->prep) {
 		h->scheduler = s;
 		scheduler_free(s);
 		return OH_ERR_NOMEM;
@@ -1113,13 +1240,15 @@ void scheduler_free(struct scheduler *s)
 		s->h->scheduler = NULL;
 	if(s->flush)
 		event_free(s->flush);
+	if(s->prep)
+		event_free(s->prep);
 	free(s->dirty);
 	if(s->timer)
 		event_free(s->timer);
 	if(s->watch)
 		event_free(s->watch);
 	if(s->jobs)
-		strmap_free(s->jobs, free);
+		strmap_free(s->jobs, job_free_any);
 	strmap_free(s->owners, NULL);
 	free(s->heap);
 	free(s);

@@ -20,10 +20,18 @@
 
 /* A finished one-off job stays listed this long before it is purged. */
 #define SCHED_DONE_KEEP_S 3600
-/* Most jobs handled in one loop turn; the rest follow on the next turn so
- * a burst of due jobs cannot starve MQTT and HTTP.  Small, because every
- * job of a batch is stored before the first of them is dispatched. */
+/* Most jobs run in one loop turn; the rest follow on the next turn so a
+ * burst of due jobs cannot starve MQTT and HTTP. */
+#define SCHED_TURN_MAX 256
+/* Jobs stored in a turn's first transaction.  Small, because every job
+ * of a batch is stored before the first of them is dispatched. */
 #define SCHED_BATCH_MAX 32
+/* The commands of jobs due within SCHED_PREPARE_S are parsed ahead (at
+ * most SCHED_PREPARE_MAX jobs at a time), so that a due turn only stores
+ * and sends.  Nothing is stored ahead: that would open a window in which a
+ * killed host skips a run. */
+#define SCHED_PREPARE_S 1.0
+#define SCHED_PREPARE_MAX 1024
 /* Outcomes (last_result) are stored this long after a run, many per
  * transaction: they are a report, unlike next_run, which is stored before
  * the run so a crash can never repeat it. */
@@ -76,6 +84,7 @@ struct job {
 	uint8_t kind, state;
 	bool firing, removed;
 	bool outcome_dirty; /* last_result not yet stored */
+	json_t *cmds_ahead; /* the commands parsed ahead of a run (owned), or NULL */
 	char id[SCHED_ID_LEN + 1];
 	const char *owner, *name /* NULL when unnamed */, *tz, *spec, *commands;
 	char text[];
@@ -94,6 +103,8 @@ struct scheduler {
 	struct event *timer;             /* the earliest due job */
 	struct event *watch;             /* 1 s clock-step watch */
 	struct event *flush;             /* stores the outcomes of recent runs */
+	struct event *prep;              /* parses the commands of jobs due soon */
+	size_t n_prepared;               /* jobs with cmds_ahead */
 	char (*dirty)[SCHED_ID_LEN + 1]; /* ids of jobs with outcome_dirty */
 	size_t n_dirty, cap_dirty;
 	double clock_offset; /* wall - mono at the last watch */
@@ -138,7 +149,7 @@ json_t *sched__job_json(const struct job *j);
 json_t *sched__list(struct sched_plugin *sp, const char *owner);
 /* Restores sp's stored jobs when it registers after scheduler_load(). */
 int sched__load_plugin(struct sched_plugin *sp);
-/* What the timer does: runs the jobs due by s->now() (up to a batch) and
+/* What the timer does: runs the jobs due by s->now() (up to a turn) and
  * re-arms.  Exposed for tests that drive a fake clock. */
 void sched__poll(struct scheduler *s);
 /* Mounts the REST routes of a registered plugin. */

@@ -9,8 +9,9 @@ module of that name twice, once per subscription.)
 
 Covers: an `at` job delivered on time with the orchestrator envelope,
 validation errors naming the field, the reservation skip, unschedule and
-listing over MQTT and REST, jobs surviving kill -9, and misfire inside and
-outside the grace period.  A cron job firing on a minute boundary waits for
+listing over MQTT and REST, jobs surviving kill -9, misfire inside and
+outside the grace period, and the commands of jobs due together leaving
+before their events.  A cron job firing on a minute boundary waits for
 one (up to a minute): test_scheduler_cron.py, so that it runs beside these.
 """
 
@@ -517,6 +518,31 @@ def test_ndi_job_runs_through_the_ndi_command_path(ndi):
     status, job = host.get("/api/ndi/jobs/" + job_id)
     assert status == 200 and job["module"] == "ndi" and job["owner"] == "alice"
     assert job["last_result"]["dispatched"] == 1 and job["last_result"]["skipped"] == 1
+
+
+def test_commands_due_together_leave_before_their_events(ndi):
+    """Jobs due in the same second go out as one turn: every device command
+    of that second reaches the broker before any event about them (each
+    command's DISPATCHED, each job's FIRED), so that no event delays the
+    last command.  One client sees both topics, in the order the host sent
+    them."""
+    host, client = ndi
+    when, due = at_in(1.5)
+    jobs = []
+    for k in range(2):
+        ack = ndi_command(client, "schedule", {"at": when, "commands": [
+            {"device_id": "turn-%d-%02d" % (k, i), "action": "stop"} for i in range(20)]})
+        assert ack["code"] == "SCHEDULED", ack
+        jobs.append(ack["details"]["job_id"])
+    mark = client.mark()
+    for job_id in jobs:
+        client.wait_for(NDI_EVT, lambda m, j=job_id: m["payload"]["code"] == "FIRED"
+                        and m["payload"]["details"]["job_id"] == j, due - time.time() + 5, since=mark)
+    seen = [m for m in client.messages(since=mark)
+            if m["topic"].startswith("/lab/device/turn-") or m["payload"].get("code") in ("DISPATCHED", "FIRED")]
+    kinds = ["cmd" if m["topic"].startswith("/lab/device/") else m["payload"]["code"] for m in seen]
+    assert kinds.count("cmd") == 40 and kinds.count("DISPATCHED") == 40 and kinds.count("FIRED") == 2, kinds
+    assert kinds[:40] == ["cmd"] * 40, kinds
 
 
 def test_ndi_schedule_checks_actions_and_params(ndi):

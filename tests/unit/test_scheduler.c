@@ -4,7 +4,9 @@
  * nor lose runs, one-off jobs finish and are purged, the next run is durable
  * before commands are dispatched, a run whose next run cannot be stored
  * (another process holds the database) is not dispatched until it can be,
- * and 100,000 jobs stay cheap.
+ * jobs due in the same second run in one turn with their commands before
+ * their reports, commands due soon are parsed ahead, and 100,000 jobs stay
+ * cheap.
  *
  * The real scheduler runs on a real event base with a fake plugin context;
  * events are published into an unconnected MQTT link (queued, unseen).
@@ -52,8 +54,18 @@ static void read_stored(const char *id, const char *module, const char *text, si
 	json_decref(doc);
 }
 
+/* test_same_second_runs_in_one_turn: the jobs of a turn, and how many of
+ * them had reported FIRED when a command was executed. */
+static char turn_ids[40][40];
+static int n_turn_ids, fired_before_exec;
+
 static json_t *exec(oh_ctx *ctx, const char *job_id, const char *owner, const json_t *command, void *ud)
 {
+	for(int i = 0; i < n_turn_ids; i++) {
+		struct job *t = sched__find(CTX.sched, turn_ids[i]);
+		if(t && !strcmp(t->last.code, "FIRED"))
+			fired_before_exec++;
+	}
 	if(n_calls < 64) {
 		snprintf(calls[n_calls].owner, sizeof calls[0].owner, "%s", owner);
 		snprintf(calls[n_calls].device, sizeof calls[0].device, "%s",
@@ -525,6 +537,74 @@ static void test_unstored_run_is_not_dispatched(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* Jobs due in the same second, more than one store batch of them, run in
+ * one poll, and every one's commands are executed before any run is
+ * reported: no FIRED (nor the DISPATCHED acks a plugin publishes) goes out
+ * between two commands of the second. */
+static void test_same_second_runs_in_one_turn(void)
+{
+	char dir[] = "/tmp/oh-sched-unit-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	setup(dir);
+	fake_now = (double)at("2030-01-01T00:00:10Z");
+	n_turn_ids = 0;
+	for(int i = 0; i < 40; i++) {
+		char dev[16];
+		snprintf(dev, sizeof dev, "d%02d", i);
+		struct job *j = add(NULL, "2030-01-01T00:01:00Z", dev);
+		if(!CHECK(j != NULL))
+			break;
+		snprintf(turn_ids[n_turn_ids++], sizeof turn_ids[0], "%s", j->id);
+	}
+	CHECK(n_turn_ids > SCHED_BATCH_MAX);
+	fired_before_exec = 0;
+	fake_now = (double)at("2030-01-01T00:01:00Z");
+	sched__poll(H.scheduler);
+	CHECK_INT_EQ(n_calls, n_turn_ids);
+	CHECK_INT_EQ(fired_before_exec, 0);
+	for(int i = 0; i < n_turn_ids; i++) {
+		struct job *j = sched__find(CTX.sched, turn_ids[i]);
+		if(CHECK(j != NULL))
+			CHECK_STR_EQ(j->last.code, "FIRED");
+	}
+	n_turn_ids = 0;
+	teardown();
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+}
+
+/* The commands of jobs due within SCHED_PREPARE_S are parsed ahead by a
+ * loop timer; the run uses (and drops) them, and so does a job that goes
+ * before its run. */
+static void test_commands_are_parsed_ahead(void)
+{
+	setup(NULL);
+	fake_now = (double)at("2030-01-01T00:00:59Z") + 0.5;
+	struct job *a = add(NULL, "2030-01-01T00:01:00Z", "d1");
+	struct job *b = add(NULL, "2030-01-01T00:01:00Z", "d2");
+	struct job *later = add(NULL, "2030-01-01T00:01:05Z", "d3");
+	if(!CHECK(a && b && later)) {
+		teardown();
+		return;
+	}
+	event_base_loop(H.base, EVLOOP_NONBLOCK);
+	CHECK(a->cmds_ahead != NULL && b->cmds_ahead != NULL);
+	CHECK(later->cmds_ahead == NULL);
+	CHECK_INT_EQ(H.scheduler->n_prepared, 2);
+	char id[40];
+	snprintf(id, sizeof id, "%s", b->id);
+	CHECK_INT_EQ(oh_job_remove(&CTX, id, "alice"), OH_OK);
+	CHECK_INT_EQ(H.scheduler->n_prepared, 1);
+	fake_now = (double)at("2030-01-01T00:01:00Z");
+	sched__poll(H.scheduler);
+	CHECK_INT_EQ(n_calls, 1);
+	CHECK_STR_EQ(calls[0].device, "d1");
+	CHECK(a->cmds_ahead == NULL);
+	CHECK_INT_EQ(H.scheduler->n_prepared, 0);
+	teardown();
+}
+
 static void test_hundred_thousand_jobs(void)
 {
 	setup(NULL);
@@ -574,6 +654,8 @@ int main(void)
 	test_next_run_is_durable_before_dispatch();
 	test_unstored_run_is_not_dispatched();
 	test_stored_jobs_read_without_a_tree();
+	test_same_second_runs_in_one_turn();
+	test_commands_are_parsed_ahead();
 	test_hundred_thousand_jobs();
 	return check_summary();
 }
