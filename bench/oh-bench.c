@@ -71,6 +71,8 @@ static struct {
 	long devices;
 	long updates;
 	long from, to;
+	long sweeps; /* populate: times over [from, to), status seq seq0, seq0 + 1, ... */
+	long seq0;
 	int conns;
 	double timeout_s;
 	double at;       /* latency: start at this wall-clock time */
@@ -96,6 +98,7 @@ static struct {
 		.updates = 20,
 		.from = 0,
 		.to = 1000,
+		.sweeps = 1,
 		.conns = 8,
 		.timeout_s = 60,
 };
@@ -784,15 +787,17 @@ static void cmd_populate(void)
 	long *expected = calloc((size_t)nc, sizeof *expected);
 	long *last = calloc((size_t)nc, sizeof *last);
 	double t0 = now_s();
-	for(long i = opt.from; i < opt.to; i++) {
-		int k = (int)(i % nc);
-		publish_meta(cs[k], i);
-		publish_status(cs[k], i, 0);
-		expected[k] += 2;
-		last[k] = i;
-		/* Keep the client queues short: the broker acks as it goes. */
-		if((i - opt.from) % 2000 == 1999)
-			client_wait_published(cs[k], expected[k] - 1000, opt.timeout_s);
+	for(long sweep = 0, n = 0; sweep < opt.sweeps; sweep++) {
+		for(long i = opt.from; i < opt.to; i++, n++) {
+			int k = (int)(i % nc);
+			publish_meta(cs[k], i);
+			publish_status(cs[k], i, opt.seq0 + sweep);
+			expected[k] += 2;
+			last[k] = i;
+			/* Keep the client queues short: the broker acks as it goes. */
+			if(n % 2000 == 1999)
+				client_wait_published(cs[k], expected[k] - 1000, opt.timeout_s);
+		}
 	}
 	wait_conns_published(cs, nc, expected);
 	double t_acked = now_s(), end = t0 + opt.timeout_s;
@@ -801,7 +806,7 @@ static void cmd_populate(void)
 	while(!all && now_s() < end) {
 		all = true;
 		for(int k = 0; k < nc && all; k++) {
-			if(expected[k] && !device_visible(last[k], 0))
+			if(expected[k] && !device_visible(last[k], opt.seq0 + opt.sweeps - 1))
 				all = false;
 		}
 		if(!all)
@@ -1892,6 +1897,7 @@ static void usage(void)
 			"  --devices N       registry: devices (1000)\n"
 			"  --updates N       registry: status updates per device (20)\n"
 			"  --from A --to B   populate: device numbers [A, B)\n"
+			"  --sweeps N --seq S  populate: N times over them, status seq S to S+N-1 (1, 0)\n"
 			"  --conns N         MQTT connections the devices share (8)\n"
 			"  --timeout S       give up after S seconds (60)\n"
 			"  --name NAME       prefix of the printed figures\n"
@@ -1941,6 +1947,8 @@ int main(int argc, char **argv)
 			{"leases", 1, 0, 'L'},
 			{"rate", 1, 0, 'R'},
 			{"pid", 1, 0, 'P'},
+			{"sweeps", 1, 0, 'S'},
+			{"seq", 1, 0, 'Q'},
 			{0, 0, 0, 0},
 	};
 	int ch;
@@ -1985,6 +1993,12 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			opt.conns = atoi(optarg);
+			break;
+		case 'S':
+			opt.sweeps = atol(optarg);
+			break;
+		case 'Q':
+			opt.seq0 = atol(optarg);
 			break;
 		case 'T':
 			opt.timeout_s = atof(optarg);

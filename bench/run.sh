@@ -431,36 +431,57 @@ start_host memory /mem
 sleep 1
 emit_rss mem_idle
 # The cost per update at each size: the host's own time merging meta and
-# status (oh_registry_merge_seconds_total) over a second round of both for
-# the first min(n, 20000) devices, in ns per message.
+# status (oh_registry_merge_seconds_total), in ns per message, over the same
+# mix at every size: 40,000 messages, a meta (unchanged) and a status (its
+# seq and cpu moved) for each of the first min(n, 20000) devices, in as many
+# sweeps as that takes.  Five such rounds: the figure is the fastest round
+# (on a shared machine a round that waited for the CPU only looks slower),
+# the median beside it.
 update_cost() {  # n
-	local k=$(( $1 < 20000 ? $1 : 20000 )) m0 s0 m1 s1
-	m0=$(metric oh_registry_merges_total)
-	s0=$(metric oh_registry_merge_seconds_total)
-	if [ -z "$m0" ]; then   # a host before the metric
+	local k=$(( $1 < 20000 ? $1 : 20000 )) sweeps m0 s0 m1 s1 r all=()
+	sweeps=$(( 20000 / k ))
+	if [ -z "$(metric oh_registry_merges_total)" ]; then   # a host before the metric
 		emit "mem_${1}_ns_per_update" n/a "(no oh_registry_merges_total)"
 		return
 	fi
-	bench populate --http-port 0 --root /mem --from 0 --to "$k" --conns 8 --timeout 600 \
-		--name "mem_update_$1" >/dev/null
-	for _ in $(seq 600); do
-		m1=$(metric oh_registry_merges_total)
-		awk -v a="$m1" -v b="$m0" -v k="$k" 'BEGIN { exit !(a - b >= 2 * k) }' && break
-		sleep 0.1
+	for r in 1 2 3 4 5; do
+		m0=$(metric oh_registry_merges_total)
+		s0=$(metric oh_registry_merge_seconds_total)
+		bench populate --http-port 0 --root /mem --from 0 --to "$k" --sweeps "$sweeps" \
+			--seq $(( r * sweeps )) --conns 8 --timeout 600 --name "mem_update_$1" >/dev/null
+		for _ in $(seq 600); do
+			m1=$(metric oh_registry_merges_total)
+			awk -v a="$m1" -v b="$m0" -v k="$(( 2 * k * sweeps ))" 'BEGIN { exit !(a - b >= k) }' && break
+			sleep 0.1
+		done
+		s1=$(metric oh_registry_merge_seconds_total)
+		all+=("$(awk -v a="$s1" -v b="$s0" -v m="$m1" -v l="$m0" \
+			'BEGIN { printf "%.0f", (a - b) * 1e9 / (m - l) }')")
 	done
-	s1=$(metric oh_registry_merge_seconds_total)
-	emit "mem_${1}_ns_per_update" "$(awk -v a="$s1" -v b="$s0" -v m="$m1" -v l="$m0" \
-		'BEGIN { printf "%.0f", (a - b) * 1e9 / (m - l) }')" ns
+	read -r lo med < <(printf '%s\n' "${all[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[1], v[3] }')
+	emit "mem_${1}_ns_per_update" "$lo" "ns (fastest of 5 rounds: ${all[*]})"
+	emit "mem_${1}_ns_per_update_median" "$med" ns
 	ratio "mem_${1}_update_vs_1000" "mem_${1}_ns_per_update" mem_1000_ns_per_update
+	ratio "mem_${1}_update_median_vs_1000" "mem_${1}_ns_per_update_median" mem_1000_ns_per_update_median
 }
+# Devices are registered 100,000 at a time: the host's subscription is QoS 0,
+# and a host more than max_queued_messages behind loses messages, so 900,000
+# at once left a "1,000,000-device" registry with 760,000 to 850,000.  The
+# count the host holds is printed (mem_N_devices) and divides the RSS.
 prev=0
 for n in $MEM_STEPS; do
-	TOOL_TIMEOUT=1500 bench populate --http-port "$HTTP_PORT" --root /mem --from "$prev" --to "$n" --conns 8 \
-		--timeout 1400 --name "mem_populate_$n"
+	from=$prev
+	while [ "$from" -lt "$n" ]; do
+		to=$(( from + 100000 < n ? from + 100000 : n ))
+		TOOL_TIMEOUT=1500 bench populate --http-port "$HTTP_PORT" --root /mem --from "$from" --to "$to" \
+			--conns 8 --timeout 1400 --name "mem_populate_$to"
+		from=$to
+	done
 	sleep 1   # a snapshot interval or five: let the last snapshot go out
 	emit_rss "mem_${n}"
+	emit "mem_${n}_devices" "$(metric oh_devices)" count
 	emit "mem_${n}_bytes_per_device" "$(awk -v r="$(value "mem_${n}_rss")" -v i="$(value mem_idle_rss)" \
-		-v n="$n" 'BEGIN { printf "%.0f", (r - i) * 1048576 / n }')" bytes
+		-v n="$(value "mem_${n}_devices")" 'BEGIN { printf "%.0f", (r - i) * 1048576 / n }')" bytes
 	[ "$n" = 10000 ] && gzip_time mem_10000
 	update_cost "$n"
 	prev=$n

@@ -20,6 +20,10 @@ void log_set_level(enum log_level lvl)
 {
 	min_level = lvl;
 }
+bool log_enabled(enum log_level lvl)
+{
+	return lvl >= min_level;
+}
 void log_set_json(int on)
 {
 	json_mode = on;

@@ -6,6 +6,7 @@
 #define OH_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level {
 	LOG_LVL_DEBUG,
@@ -15,6 +16,8 @@ enum log_level {
 };
 
 void log_set_level(enum log_level lvl);
+/* Whether a line at lvl would be written (to skip work only a log needs). */
+bool log_enabled(enum log_level lvl);
 void log_set_json(int on);
 int log_level_parse(const char *text, enum log_level *out);
 

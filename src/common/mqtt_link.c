@@ -2,8 +2,22 @@
  * libmosquitto on a libevent loop.
  *
  * The pitfalls this file exists to get right:
- * - a publish made inside a callback is only queued, so after every read we
- *   check mosquitto_want_write() and arm the write event;
+ * - the link is "threaded" (mosquitto_threaded_set): every packet, a
+ *   PUBACK made while reading as much as a publish, is only queued, so
+ *   after every read we write what is queued, and a publish outside a read
+ *   arms the write event; a turn's packets leave together, corked when
+ *   there are several (write_queued);
+ * - queueing a packet also writes a wake-up byte to libmosquitto's own
+ *   socketpair, a system call that fails with EAGAIN since nothing drains
+ *   it: the client is created without one (new_client).  Should that
+ *   fail, the EAGAIN it leaves in errno would end the read loop after
+ *   every packet, so the message callback clears it (the PUBACK queued
+ *   just before), and reading goes on after a PUBACK whose freed send
+ *   window queued the next publish (ack_last);
+ * - mosquitto_loop_write() makes max_packets passes however little is
+ *   queued: it is called with WRITE_PASSES;
+ * - with a log callback set, libmosquitto formats a line per packet: a
+ *   plain link drops it once connected unless debug logging is on;
  * - mosquitto_loop_read() ignores its max_packets: it reads as many packets
  *   as it has QoS 1 messages queued, thousands once the send window is
  *   full, writing none of what it queues meanwhile (measured: relay
@@ -80,6 +94,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -87,6 +102,11 @@
 #define BACKOFF_MAX_MS 30000
 /* Packets handled per readiness event before yielding to the loop. */
 #define MAX_PACKETS_PER_WAKE 256
+/* mosquitto_loop_write()'s max_packets: one call of its packet writer
+ * empties the whole queue (or stops at EAGAIN), and 2.0.11 calls it
+ * max_packets times regardless, each an empty pass taking four mutexes;
+ * 256 passes were 28% of the host's instructions per relayed command. */
+#define WRITE_PASSES 1
 /* How long mqtt_link_stop() waits for the broker to acknowledge what was
  * published before it disconnects. */
 #define STOP_ACK_WAIT_MS 1000
@@ -138,6 +158,9 @@ struct mqtt_link {
 	bool attempted;   /* a connect call has been made once */
 	bool in_read;     /* inside mosquitto_loop_read */
 	int turn_packets; /* messages and acks handled in this read turn */
+	int queued;       /* packets queued since the last write (to cork or not) */
+	bool ack_last;    /* the last packet read was a PUBACK */
+	bool wake_pair;   /* libmosquitto has its wake-up socketpair (new_client) */
 	bool refused;     /* the broker said no; keep its reason */
 	bool tls;
 	bool want_v5;                          /* opts.mqtt5 */
@@ -168,6 +191,7 @@ struct mqtt_link {
 
 static void link_schedule_retry(struct mqtt_link *link);
 static void link_arm_socket(struct mqtt_link *link);
+static void on_mosq_log(struct mosquitto *mosq, void *ud, int level, const char *text);
 
 static void set_error(struct mqtt_link *link, const char *text)
 {
@@ -329,6 +353,21 @@ static void set_cork(int fd, bool on)
 	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v);
 }
 
+/* Writes what libmosquitto queued.  Several packets leave corked, as a few
+ * TCP segments, so the broker wakes once for them; one alone is not worth
+ * the two setsockopt calls. */
+static int write_queued(struct mqtt_link *link, int fd)
+{
+	bool cork = link->queued > 1;
+	link->queued = 0;
+	if(cork)
+		set_cork(fd, true);
+	int rc = mosquitto_loop_write(link->mosq, WRITE_PASSES);
+	if(cork && rc == MOSQ_ERR_SUCCESS)
+		set_cork(fd, false);
+	return rc;
+}
+
 static void flush_writes(struct mqtt_link *link)
 {
 	/* While reading, the read handler writes out afterwards itself; arming
@@ -366,14 +405,20 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	/* Corked for the whole turn: libmosquitto writes each PUBACK the moment
-	 * it reads a QoS 1 message, and the relays and acks made in callbacks
-	 * follow; held together they leave as a few segments instead of one
-	 * per packet, and each segment costs the broker a wake-up. */
-	set_cork(fd, true);
+	/* Nothing is written while reading (the link is "threaded", see
+	 * mqtt_link_new): the PUBACKs of the QoS 1 messages read, then the
+	 * relays and acks their callbacks made, leave together afterwards. */
 	link->in_read = true;
 	link->turn_packets = 0;
-	int rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
+	int rc;
+	do {
+		/* With the wake-up socketpair, a PUBACK that freed room in the
+		 * send window queued the next publish, whose wake-up byte ended
+		 * the read: go on reading. */
+		link->ack_last = false;
+		rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
+	} while(rc == MOSQ_ERR_SUCCESS && link->wake_pair && link->ack_last &&
+			link->turn_packets < MAX_PACKETS_PER_WAKE && mosquitto_socket(link->mosq) >= 0);
 	link->in_read = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
 		io_failed(link, rc);
@@ -388,19 +433,17 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	/* Publishes made from message callbacks were only queued. */
 	if(mosquitto_want_write(link->mosq)) {
-		rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
+		rc = write_queued(link, fd);
 		if(rc != MOSQ_ERR_SUCCESS) {
 			io_failed(link, rc);
 			return;
 		}
 	}
-	set_cork(fd, false);
 	flush_writes(link);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
 	(void)what;
 	struct mqtt_link *link = arg;
 	int rc;
@@ -413,7 +456,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	rc = mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE);
+	rc = write_queued(link, (int)fd);
 	if(rc != MOSQ_ERR_SUCCESS) {
 		io_failed(link, rc);
 		return;
@@ -538,6 +581,7 @@ static void try_connect(struct mqtt_link *link)
 	mosquitto_int_option(link->mosq, MOSQ_OPT_PROTOCOL_VERSION,
 			link->version == MQTT_LINK_V5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
 	mosquitto_int_option(link->mosq, MOSQ_OPT_SEND_MAXIMUM, SEND_MAXIMUM);
+	mosquitto_log_callback_set(link->mosq, on_mosq_log);
 	/* The fallback's attempt continues the one before; it is no reconnect. */
 	if(link->attempted && !link->retry_now)
 		link->reconnects++;
@@ -639,6 +683,13 @@ static void on_mosq_connect(struct mosquitto *mosq, void *ud, int rc)
 		log_info(link->log_prefix, "connected to %s:%d%s", link->host, link->port,
 				link->tls ? " (TLS)" : "");
 	link->failures = 0;
+	/* With a log callback set, libmosquitto formats a line for every packet
+	 * it sends or receives (vsnprintf into a fresh allocation): 6 per
+	 * relayed command, 15% of the host's instructions.  A plain link needs
+	 * the log only to say why an attempt failed; TLS keeps it for OpenSSL's
+	 * reasons (lib_error), and debug logging for the lines themselves. */
+	if(!link->tls && !log_enabled(LOG_LVL_DEBUG))
+		mosquitto_log_callback_set(link->mosq, NULL);
 	if(link->want_v5 && link->version != link->logged_version) {
 		if(link->version == MQTT_LINK_V5)
 			log_info(link->log_prefix, "speaking MQTT 5 with %s:%d", link->host, link->port);
@@ -682,6 +733,7 @@ static void on_mosq_publish(struct mosquitto *mosq, void *ud, int mid)
 	if(link->cb.on_published && !link->stopping)
 		link->cb.on_published(link, mid, link->ud);
 	count_packet(link);
+	link->ack_last = true;
 }
 
 /* libmosquitto reports why a TLS handshake failed only through its log. */
@@ -703,12 +755,50 @@ static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosqu
 {
 	(void)mosq;
 	struct mqtt_link *link = ud;
+	/* Its PUBACK was just queued, which wrote the wake-up byte and left
+	 * EAGAIN (see the top); an unthreaded link wrote the PUBACK at once,
+	 * clearing it.  What the handler queues may set it again, ending the
+	 * read as before. */
+	if(link->in_read)
+		errno = 0;
+	link->ack_last = false;
+	if(m->qos > 0)
+		link->queued++; /* its PUBACK */
 	/* Read while draining acks in mqtt_link_stop(): the owner is going. */
 	if(link->stopping)
 		return;
 	if(link->cb.on_message)
 		link->cb.on_message(link, m->topic, m->payload, (size_t)m->payloadlen, m->retain, link->ud);
 	count_packet(link);
+}
+
+/*
+ * mosquitto_new() without the wake-up socketpair.  libmosquitto opens one
+ * per client for its own network thread (mosquitto_loop_start), which this
+ * link never runs, and writes a byte to it for every packet it queues:
+ * nothing drains it, so after the first few KB each write fails with
+ * EAGAIN, a system call for nothing, three per relayed command (17% of the
+ * host's calls in a QoS 1 relay).  When the socketpair cannot be opened
+ * libmosquitto carries on without it (it only delays a threaded loop), so
+ * it is created while the descriptor limit is 0; the limit is restored at
+ * once (the host is single-threaded), and a client that cannot be created
+ * that way is created the ordinary way.
+ */
+static struct mosquitto *new_client(const char *id, bool clean, struct mqtt_link *link)
+{
+	struct rlimit was, none;
+	if(getrlimit(RLIMIT_NOFILE, &was) == 0) {
+		none = was;
+		none.rlim_cur = 0;
+		if(setrlimit(RLIMIT_NOFILE, &none) == 0) {
+			struct mosquitto *mosq = mosquitto_new(id, clean, link);
+			setrlimit(RLIMIT_NOFILE, &was);
+			if(mosq)
+				return mosq;
+		}
+	}
+	link->wake_pair = true;
+	return mosquitto_new(id, clean, link);
 }
 
 struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_opts *o,
@@ -747,7 +837,7 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	link->want_v5 = o->mqtt5;
 	link->v5_only = o->mqtt5 && o->mqtt5_only;
 	link->version = o->mqtt5 ? MQTT_LINK_V5 : MQTT_LINK_V311;
-	link->mosq = mosquitto_new(o->client_id, !(o->persistent && o->client_id), link);
+	link->mosq = new_client(o->client_id, !(o->persistent && o->client_id), link);
 	if(!link->host || !link->log_prefix || (o->client_id && !link->client_id) || !link->mosq) {
 		/* mosquitto_new() leaves errno unset for a client id it refuses. */
 		log_error(o->log_prefix ? o->log_prefix : "mqtt", "%s",
@@ -759,6 +849,14 @@ struct mqtt_link *mqtt_link_new(struct event_base *base, const struct mqtt_link_
 	}
 
 	mosquitto_int_option(link->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+	/* "Threaded": the application drives the I/O, so libmosquitto queues
+	 * every packet for our next mosquitto_loop_write() instead of writing
+	 * it at once.  Unthreaded, it wrote each PUBACK in the middle of a read
+	 * and each publish made outside a callback (a timer's, a REST call's)
+	 * with a write() of its own, and corking a whole read turn to hold
+	 * them together cost two setsockopt calls even in the turns that wrote
+	 * nothing (the broker's PUBACKs, half the turns of a relay). */
+	mosquitto_threaded_set(link->mosq, true);
 	/* A window of in-flight QoS 1 messages: large enough that a burst does
 	 * not wait on acks, small because libmosquitto walks the whole window
 	 * on every publish and every PUBACK (measured: 65535 cut the relay to
@@ -832,7 +930,7 @@ static void drain_acks(struct mqtt_link *link, int max_ms)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int fd = mosquitto_socket(link->mosq);
 	while(link->unacked > 0 && fd >= 0) {
-		if(mosquitto_want_write(link->mosq) && mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE))
+		if(mosquitto_want_write(link->mosq) && mosquitto_loop_write(link->mosq, WRITE_PASSES))
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		long left = max_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
@@ -862,11 +960,14 @@ void mqtt_link_stop(struct mqtt_link *link)
 		/* Push out whatever is queued (a final retained snapshot, an
 		 * "offline" status) before saying goodbye. */
 		for(int i = 0; i < 50 && mosquitto_want_write(link->mosq); i++) {
-			if(mosquitto_loop_write(link->mosq, MAX_PACKETS_PER_WAKE))
+			if(mosquitto_loop_write(link->mosq, WRITE_PASSES))
 				break;
 		}
 		if(link->connected)
 			drain_acks(link, STOP_ACK_WAIT_MS);
+		/* Before the DISCONNECT: libmosquitto closes the socket once it is
+		 * written, and an event still armed on it could not be removed. */
+		drop_socket_events(link);
 		mosquitto_disconnect(link->mosq);
 		mosquitto_loop_write(link->mosq, 1);
 	}
@@ -945,6 +1046,7 @@ int mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const 
 	if(rc != MOSQ_ERR_SUCCESS)
 		return OH_ERR_INVAL;
 	link->unacked++;
+	link->queued++;
 	flush_writes(link);
 	return OH_OK;
 }

@@ -25,7 +25,7 @@ static bool reserve(struct strbuf *b, size_t more)
 	return true;
 }
 
-void strbuf_add(struct strbuf *b, const void *data, size_t len)
+void strbuf_add_grow(struct strbuf *b, const void *data, size_t len)
 {
 	if(!reserve(b, len))
 		return;
@@ -37,10 +37,6 @@ void strbuf_add(struct strbuf *b, const void *data, size_t len)
 void strbuf_puts(struct strbuf *b, const char *s)
 {
 	strbuf_add(b, s, strlen(s));
-}
-void strbuf_putc(struct strbuf *b, char c)
-{
-	strbuf_add(b, &c, 1);
 }
 
 void strbuf_printf(struct strbuf *b, const char *fmt, ...)

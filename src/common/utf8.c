@@ -6,22 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* How many bytes the valid UTF-8 character at s takes, or 0 when it is not
- * one (a stray continuation byte, a truncated or overlong sequence, a
- * surrogate, beyond U+10FFFF). */
-static size_t char_len(const unsigned char *s)
+size_t utf8_char_len(const unsigned char *s, size_t left)
 {
+	if(!left)
+		return 0;
 	if(s[0] < 0x80)
 		return 1;
 	size_t more = s[0] >= 0xC2 && s[0] < 0xE0     ? 1
 			: s[0] >= 0xE0 && s[0] < 0xF0 ? 2
 			: s[0] >= 0xF0 && s[0] < 0xF5 ? 3
 						      : 0;
-	if(!more)
+	if(!more || more >= left)
 		return 0;
 	for(size_t k = 1; k <= more; k++) {
 		if((s[k] & 0xC0) != 0x80)
-			return 0; /* the NUL ends it here too */
+			return 0;
 	}
 	if((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0) || (s[0] == 0xF0 && s[1] < 0x90) ||
 			(s[0] == 0xF4 && s[1] >= 0x90))
@@ -37,8 +36,9 @@ json_t *utf8_json_string(const char *s)
 	char *copy = strdup(s);
 	if(!copy)
 		return NULL;
+	const unsigned char *end = (unsigned char *)copy + strlen(copy);
 	for(unsigned char *p = (unsigned char *)copy; *p;) {
-		size_t n = char_len(p);
+		size_t n = utf8_char_len(p, (size_t)(end - p));
 		if(n) {
 			p += n;
 		} else {

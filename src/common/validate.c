@@ -23,9 +23,25 @@
 #define PATH_MAX_LEN 256
 #define KEY_QUOTE_MAX 64
 
+/* Appends n bytes of s to buf[*at], cut to fit len with its NUL. */
+static void put(char *buf, size_t len, size_t *at, const char *s, size_t n)
+{
+	if(n > len - 1 - *at)
+		n = len - 1 - *at;
+	memcpy(buf + *at, s, n);
+	*at += n;
+}
+
+/* "{path}.{key}" (the key cut as errors quote it), as snprintf would cut
+ * it: built for every field checked, so without a format to parse. */
 static void join(char *buf, size_t len, const char *path, const char *key)
 {
-	snprintf(buf, len, "%s%s%.*s", path, *path ? "." : "", oh_utf8_cut(key, KEY_QUOTE_MAX), key);
+	size_t at = 0;
+	put(buf, len, &at, path, strlen(path));
+	if(*path)
+		put(buf, len, &at, ".", 1);
+	put(buf, len, &at, key, (size_t)oh_utf8_cut(key, KEY_QUOTE_MAX));
+	buf[at] = '\0';
 }
 
 static const char *type_word(enum oh_vtype t)

@@ -14,6 +14,7 @@
 #include "envelope.h"
 #include "metrics.h"
 #include "http.h"
+#include "json_text.h"
 #include "timeutil.h"
 #include "utf8.h"
 
@@ -261,7 +262,7 @@ int oh_ack_publish(oh_ctx *ctx, json_t *ack)
 /* Publishes a recorded ack on the module's evt topic; takes ack. */
 static int ack_send(oh_ctx *ctx, json_t *ack)
 {
-	char *text = json_dumps(ack, JSON_COMPACT);
+	char *text = json_text_compact(ack);
 	json_decref(ack);
 	if(!text)
 		return OH_ERR_NOMEM;

@@ -44,6 +44,8 @@ static const struct {
 		{"max_http_connections", offsetof(struct config_limits, max_http_connections), 1000, 100000},
 		{"max_http_connections_per_client",
 				offsetof(struct config_limits, max_http_connections_per_client), 256, 100000},
+		/* MQTT carries at most 256 MiB in a packet. */
+		{"max_snapshot_bytes", offsetof(struct config_limits, max_snapshot_bytes), 64 << 20, 255 << 20},
 };
 #define N_LIMITS (sizeof limits / sizeof limits[0])
 

@@ -38,6 +38,7 @@ struct config_limits {
 	long max_sse_backlog_bytes;           /* what one stream may fall behind */
 	long max_http_connections;            /* open HTTP connections, in all */
 	long max_http_connections_per_client; /* ... from one address */
+	long max_snapshot_bytes;              /* the retained snapshot; past it, a summary */
 };
 
 struct config {

@@ -73,6 +73,20 @@ static bool host_field(const char *key)
 	return !strcmp(key, "last_seen") || !strcmp(key, "stale") || !strcmp(key, "online");
 }
 
+/* Whether key: v merges (it has its field's type); if not, the reason is
+ * added to why, whose first *used bytes are taken. */
+static bool merges(const char *key, const json_t *v, char *why, size_t len, size_t *used)
+{
+	char one[160];
+	if(typed_ok(known_field(key), v, key, one, sizeof one))
+		return true;
+	if(*used < len) {
+		int n = snprintf(why + *used, len - *used, "%s%s", *used ? "; " : "", one);
+		*used += n > 0 ? (size_t)n : 0;
+	}
+	return false;
+}
+
 bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, bool *changed)
 {
 	size_t used = 0;
@@ -81,19 +95,11 @@ bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, boo
 	why[0] = '\0';
 	json_object_foreach((json_t *)obj, key, v)
 	{
-		char one[160];
-		if(!typed_ok(known_field(key), v, key, one, sizeof one)) {
-			if(used < len) {
-				int n = snprintf(why + used, len - used, "%s%s", used ? "; " : "", one);
-				used += n > 0 ? (size_t)n : 0;
-			}
-			continue;
-		}
-		/* A restart's replayed status says "online": true where the
-		 * stored document says null: no change of the document. */
-		if(host_field(key))
-			continue;
-		if(!json_equal(json_object_get(doc, key), v)) {
+		/* The host's fields are checked, never merged: a restart's
+		 * replayed status says "online": true where the stored document
+		 * says null, and that is no change of the document. */
+		if(merges(key, v, why, len, &used) && !host_field(key) &&
+				!json_equal(json_object_get(doc, key), v)) {
 			json_object_set(doc, key, v);
 			*changed = true;
 		}
@@ -305,4 +311,251 @@ long device_doc_count_snapshot(const char *text, size_t n)
 			p++;
 	}
 	return p < end ? count : -1;
+}
+
+/* ---- merging into a fragment ---------------------------------------------------- */
+
+/* Whether a key is written as it is in JSON (nothing to escape): then the
+ * fragment's key text compares byte for byte. */
+static bool plain_key(const char *key, size_t *len)
+{
+	const unsigned char *p = (const unsigned char *)key;
+	for(; *p; p++) {
+		if(*p < 0x20 || *p == '"' || *p == '\\')
+			return false;
+	}
+	*len = (size_t)(p - (const unsigned char *)key);
+	return true;
+}
+
+/* The member of p named key, or -1. */
+static int find_member(const struct device_doc_plan *p, const char *key, size_t kl)
+{
+	for(size_t i = 0; i < p->n_members; i++) {
+		if(p->member[i].key_len == kl && !memcmp(p->member[i].key, key, kl))
+			return (int)i;
+	}
+	return -1;
+}
+
+/* The edit of p setting key (an edit of a member or an append), or -1. */
+static int find_edit(const struct device_doc_plan *p, const char *key, size_t kl)
+{
+	for(size_t i = 0; i < p->n_edits; i++) {
+		if(p->edit[i].key_len == kl && !memcmp(p->edit[i].key, key, kl))
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Sets key to text (copied into p->text), replacing a member in place or
+ * appending, as json_object_set does; false when p is full. */
+static bool plan_set(struct device_doc_plan *p, const char *key, size_t kl, const char *text, size_t tl)
+{
+	if(tl > sizeof p->text - p->used)
+		return false;
+	/* text may be where it goes (device_doc_plan dumps it there). */
+	int e = find_edit(p, key, kl);
+	if(e < 0) {
+		if(p->n_edits == DEVICE_DOC_PLAN_MAX)
+			return false;
+		e = (int)p->n_edits++;
+		p->edit[e].key = key;
+		p->edit[e].key_len = kl;
+		p->edit[e].member = find_member(p, key, kl);
+		if(p->edit[e].member >= 0)
+			p->member[p->edit[e].member].edit = e;
+	}
+	memmove(p->text + p->used, text, tl);
+	p->edit[e].text = p->used;
+	p->edit[e].text_len = tl;
+	p->used += tl;
+	return true;
+}
+
+/* v in compact JSON into out (cap bytes), as json_dumpb writes it; its
+ * length, more than cap when it does not fit, 0 on failure.  The common
+ * values (plain strings, integers, true, false, null) are written here:
+ * through jansson's writer they were a third of a merge. */
+static size_t dump_value(const json_t *v, char *out, size_t cap)
+{
+	const char *lit = json_is_true(v)  ? "true"
+			: json_is_false(v) ? "false"
+			: json_is_null(v)  ? "null"
+					   : NULL;
+	if(lit) {
+		size_t n = strlen(lit);
+		if(n <= cap)
+			memcpy(out, lit, n);
+		return n;
+	}
+	if(json_is_integer(v)) {
+		int n = snprintf(out, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return n > 0 && (size_t)n < cap ? (size_t)n : cap + 1;
+	}
+	if(json_is_string(v)) {
+		const unsigned char *str = (const unsigned char *)json_string_value(v);
+		size_t n = json_string_length(v);
+		for(size_t i = 0; i < n; i++) {
+			if(str[i] < 0x20 || str[i] == '"' || str[i] == '\\')
+				return json_dumpb(v, out, cap, JSON_COMPACT | JSON_ENCODE_ANY); /* to escape */
+		}
+		if(n + 2 <= cap) {
+			out[0] = '"';
+			memcpy(out + 1, str, n);
+			out[n + 1] = '"';
+		}
+		return n + 2;
+	}
+	return json_dumpb(v, out, cap, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Whether a member's value text (borrowed) stands for v: the same text, or,
+ * where json_equal looks past the text (an object's key order, -0.0), the
+ * same value once parsed. */
+static bool same_value(const char *text, size_t len, const char *dumped, size_t dl, const json_t *v)
+{
+	if(len == dl && !memcmp(text, dumped, len))
+		return true;
+	if(!json_is_object(v) && !json_is_array(v) && !json_is_real(v))
+		return false;
+	json_t *old = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	bool same = old && json_equal(old, v);
+	json_decref(old);
+	return same;
+}
+
+/* A pair's bytes as device_doc_bytes counts them, for a key that needs no
+ * escaping: quotes, colon, value, comma. */
+static size_t plain_pair_bytes(size_t kl, size_t vl)
+{
+	return kl + 2 + 1 + vl + 1;
+}
+
+bool device_doc_plan(struct device_doc_plan *p, const char *frag, size_t len, const json_t *obj,
+		size_t *before, size_t *after, bool *changed, char *why, size_t why_len)
+{
+	size_t used = 0;
+	why[0] = '\0';
+	p->frag = frag;
+	p->len = len;
+	p->n_members = p->n_edits = p->used = 0;
+	p->kl = device_doc_key_len(frag);
+	const char *q = frag + p->kl, *end = frag + len;
+	if(q >= end || *q++ != '{')
+		return false;
+	*before = 1;
+	while(q < end && *q != '}') {
+		const char *key_end = *q == '"' ? skip_string(q, end) : NULL;
+		if(!key_end || key_end >= end || *key_end != ':' || p->n_members == DEVICE_DOC_PLAN_MAX)
+			return false;
+		const char *v_end = skip_value(key_end + 1, end);
+		if(!v_end || v_end == key_end + 1)
+			return false;
+		struct device_doc_member *m = &p->member[p->n_members++];
+		m->key = q + 1;
+		m->key_len = (size_t)(key_end - 1 - m->key);
+		m->value = key_end + 1;
+		m->value_len = (size_t)(v_end - m->value);
+		m->edit = -1;
+		if(!key_is(m->key, m->key_len, "last_seen") && !key_is(m->key, m->key_len, "stale") &&
+				!key_is(m->key, m->key_len, "online"))
+			*before += plain_pair_bytes(m->key_len, m->value_len);
+		q = v_end;
+		if(*q == ',')
+			q++;
+	}
+	if(q + 1 != end)
+		return false;
+	*after = *before;
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)obj, key, v)
+	{
+		size_t kl;
+		/* The host's fields are never merged (device_doc_merge). */
+		if(!merges(key, v, why, why_len, &used) || host_field(key))
+			continue;
+		if(!plain_key(key, &kl))
+			return false;
+		/* Dumped into the spare text; kept there only if it changes. */
+		size_t room = sizeof p->text - p->used;
+		size_t dl = dump_value(v, p->text + p->used, room);
+		if(!dl || dl > room)
+			return false;
+		char *dumped = p->text + p->used;
+		int e = find_edit(p, key, kl), i = find_member(p, key, kl);
+		const char *cur = e >= 0 ? p->text + p->edit[e].text : i >= 0 ? p->member[i].value : NULL;
+		size_t cur_len = e >= 0 ? p->edit[e].text_len : i >= 0 ? p->member[i].value_len : 0;
+		if(cur && same_value(cur, cur_len, dumped, dl, v))
+			continue;
+		if(!plan_set(p, key, kl, dumped, dl))
+			return false;
+		*changed = true;
+		*after += plain_pair_bytes(kl, dl) - (cur ? plain_pair_bytes(kl, cur_len) : 0);
+	}
+	/* Room for the host's fields, so that only memory can fail the write. */
+	return p->n_edits + 3 <= DEVICE_DOC_PLAN_MAX && sizeof p->text - p->used >= 64;
+}
+
+char *device_doc_write(struct device_doc_plan *p, const char *last_seen, bool stale, int online, size_t *len)
+{
+	/* The host's fields as refresh_doc (registry.c) sets them. */
+	char ls[40];
+	int ll = last_seen ? snprintf(ls, sizeof ls, "\"%s\"", last_seen) : snprintf(ls, sizeof ls, "null");
+	const char *on = online > 0 ? "true" : online == 0 ? "false" : "null";
+	if(ll <= 0 || (size_t)ll >= sizeof ls || !plan_set(p, "last_seen", 9, ls, (size_t)ll) ||
+			!plan_set(p, "stale", 5, stale ? "true" : "false", stale ? 4 : 5) ||
+			!plan_set(p, "online", 6, on, strlen(on)))
+		return NULL;
+	/* Measured first, written once into a buffer of its exact size. */
+	size_t total = p->kl + 2, n = 0;
+	for(size_t i = 0; i < p->n_members; i++, n++) {
+		const struct device_doc_member *m = &p->member[i];
+		size_t vl = m->edit >= 0 ? p->edit[m->edit].text_len : m->value_len;
+		total += (n ? 1 : 0) + m->key_len + 3 + vl;
+	}
+	for(size_t e = 0; e < p->n_edits; e++) {
+		if(p->edit[e].member < 0)
+			total += (n++ ? 1 : 0) + p->edit[e].key_len + 3 + p->edit[e].text_len;
+	}
+	char *out = malloc(total + 1), *w = out;
+	if(!out)
+		return NULL;
+	memcpy(w, p->frag, p->kl);
+	w += p->kl;
+	*w++ = '{';
+	n = 0;
+	for(size_t i = 0; i < p->n_members; i++, n++) {
+		const struct device_doc_member *m = &p->member[i];
+		if(n)
+			*w++ = ',';
+		if(m->edit < 0) {
+			/* "key":value as it is, from its opening quote. */
+			memcpy(w, m->key - 1, (size_t)(m->value + m->value_len - (m->key - 1)));
+			w += m->value + m->value_len - (m->key - 1);
+			continue;
+		}
+		memcpy(w, m->key - 1, m->key_len + 3); /* "key": */
+		w += m->key_len + 3;
+		memcpy(w, p->text + p->edit[m->edit].text, p->edit[m->edit].text_len);
+		w += p->edit[m->edit].text_len;
+	}
+	for(size_t e = 0; e < p->n_edits; e++) {
+		if(p->edit[e].member >= 0)
+			continue;
+		if(n++)
+			*w++ = ',';
+		*w++ = '"';
+		memcpy(w, p->edit[e].key, p->edit[e].key_len);
+		w += p->edit[e].key_len;
+		*w++ = '"';
+		*w++ = ':';
+		memcpy(w, p->text + p->edit[e].text, p->edit[e].text_len);
+		w += p->edit[e].text_len;
+	}
+	*w++ = '}';
+	*w = '\0';
+	*len = (size_t)(w - out);
+	return out;
 }

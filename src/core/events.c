@@ -425,7 +425,7 @@ static void get_events(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 
 /* ---- sources ---------------------------------------------------------------------- */
 
-static void on_snapshot(struct shared_buf *snap, void *ud)
+static void on_snapshot(void *ud)
 {
 	struct events *ev = ud;
 	sync_all(ev); /* only clients behind the new seq */

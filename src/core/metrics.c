@@ -460,13 +460,51 @@ static struct metric *plugin_family(oh_ctx *ctx, const char *name, enum metric_t
 	return m;
 }
 
+/*
+ * The families plugins named last, so a counter bumped per command (every
+ * ack counts commands_total{code}) is not a name built with snprintf and a
+ * walk of every family each time.  Keyed by the text of the module and the
+ * name (a plugin may pass a buffer it reuses); families live as long as the
+ * process, so an entry never dangles.  Long names are simply not kept.
+ */
+#define FAMILY_CACHE 8
+static struct {
+	char module[32], name[96];
+	enum metric_type type;
+	bool labelled;
+	struct metric *m;
+} family_cache[FAMILY_CACHE];
+static unsigned family_cache_next;
+
+static struct metric *plugin_family_cached(oh_ctx *ctx, const char *name, enum metric_type type, bool labelled)
+{
+	const char *module = oh_module(ctx);
+	if(!name || !module)
+		return plugin_family(ctx, name, type, labelled);
+	for(size_t i = 0; i < FAMILY_CACHE; i++) {
+		if(family_cache[i].m && family_cache[i].type == type && family_cache[i].labelled == labelled &&
+				!strcmp(family_cache[i].name, name) && !strcmp(family_cache[i].module, module))
+			return family_cache[i].m;
+	}
+	struct metric *m = plugin_family(ctx, name, type, labelled);
+	if(m && strlen(name) < sizeof family_cache[0].name && strlen(module) < sizeof family_cache[0].module) {
+		unsigned i = family_cache_next++ % FAMILY_CACHE;
+		strcpy(family_cache[i].module, module);
+		strcpy(family_cache[i].name, name);
+		family_cache[i].type = type;
+		family_cache[i].labelled = labelled;
+		family_cache[i].m = m;
+	}
+	return m;
+}
+
 void oh_metric_count(oh_ctx *ctx, const char *name, const char *label_value, unsigned long n)
 {
-	struct metric *m = plugin_family(ctx, name, METRIC_COUNTER, label_value != NULL);
+	struct metric *m = plugin_family_cached(ctx, name, METRIC_COUNTER, label_value != NULL);
 	metrics_add(m, label_value ? &label_value : NULL, (double)n);
 }
 
 void oh_metric_observe(oh_ctx *ctx, const char *name, double seconds)
 {
-	metrics_observe(plugin_family(ctx, name, METRIC_HISTOGRAM, false), NULL, seconds);
+	metrics_observe(plugin_family_cached(ctx, name, METRIC_HISTOGRAM, false), NULL, seconds);
 }

@@ -20,6 +20,7 @@
 
 #include "http.h"
 #include "ident.h"
+#include "json_text.h"
 #include "log.h"
 #include "snapshot.h"
 #include "shared_buf.h"
@@ -67,7 +68,9 @@ int oh_publish(oh_ctx *ctx, const char *topic, const void *payload, size_t len, 
 
 int oh_publish_json(oh_ctx *ctx, const char *topic, const json_t *payload, int qos, bool retain)
 {
-	char *text = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *text = json_is_object(payload) || json_is_array(payload)
+			? json_text_compact(payload)
+			: json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
 	if(!text)
 		return OH_ERR_NOMEM;
 	int rc = oh_publish(ctx, topic, text, strlen(text), qos, retain);

@@ -18,6 +18,16 @@
  * document in the client's queue.  While the registry settles at start-up
  * the broker gets none (a half-empty snapshot would replace a full one);
  * the listeners (the UI) get every one.
+ *
+ * Memory (docs/performance.md, "Memory"): libmosquitto holds a queued
+ * publish twice (the message and its packet) until the broker acks it.
+ * An ack that is late is waited for, never given up on within a
+ * connection: publishing the next after a timeout stacked 180 MB copies
+ * while a broker busy with a million devices took each one (4.6 GB).  A
+ * new connection ends the wait.  And past limits.max_snapshot_bytes the
+ * broker gets a summary instead of the whole registry (clients read GET
+ * /api/registry?since= and /api/events): a million devices make a
+ * quarter-gigabyte snapshot, near MQTT's largest packet.
  */
 #include "snapshot.h"
 
@@ -28,24 +38,32 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "shared_buf.h"
 #include "timeutil.h"
 #include "topics.h"
 
 #define MAX_LISTENERS 8
-/* An ack lost with a connection must not stop the snapshots for good. */
+/* After this long without an ack, plus a second per SNAPSHOT_ACK_RATE
+ * bytes, the wait is logged (once per snapshot). */
 #define SNAPSHOT_ACK_WAIT_S 5.0
+#define SNAPSHOT_ACK_RATE (1024.0 * 1024.0)
 
 struct snapshot {
 	struct host *host;
 	char *topic; /* {root}/orchestrator/registry */
 
-	struct shared_buf *buf; /* the latest built snapshot */
+	struct shared_buf *buf; /* the latest built snapshot, NULL before the first */
+	uint64_t buf_seq;       /* the seq it was built at */
+	size_t last_len;        /* the bytes of the latest built or measured */
 	bool in_flight;
 	int in_flight_mid;
 	double in_flight_since;
-	bool dirty;       /* something changed since it was built */
-	bool unpublished; /* built but not yet sent to the broker */
+	size_t in_flight_len;
+	bool late_logged; /* the wait for its ack was logged */
+	bool over_limit;  /* the last one sent was a summary */
+	bool dirty;       /* something changed since seq moved (advance) */
+	bool unpublished; /* seq moved since the broker was sent one */
 	uint64_t seq;
 	uint64_t notified_seq; /* last seq the listeners were given */
 	double last_publish_mono;
@@ -56,7 +74,7 @@ struct snapshot {
 	char *locks;
 
 	struct {
-		void (*fn)(struct shared_buf *, void *);
+		void (*fn)(void *);
 		void *ud;
 	} listeners[MAX_LISTENERS];
 	int n_listeners;
@@ -126,58 +144,100 @@ static void put_fragment(const char *frag, size_t len, void *ud)
 	f->first = false;
 }
 
+/* Gives every change so far a seq, the next snapshot's, without building
+ * it: a delta, the broker's summary and the listeners need no more, and at
+ * a million devices each build copies a quarter of a gigabyte. */
+static void advance(struct snapshot *s)
+{
+	if(!s->dirty)
+		return;
+	s->seq++;
+	registry_set_next_seq(s->host->registry, s->seq + 1);
+	s->dirty = false;
+	s->unpublished = true;
+}
+
+/* What a snapshot is made of, and its exact size. */
+struct parts {
+	const char *locks; /* borrowed (locks_text) */
+	char *modules;     /* owned */
+	char tail[96];
+	struct fill f;
+	size_t total;
+};
+
+static const char whole_head[] = "{\"devices\":{",
+		  whole_mid1[] = "},\"locks\":", whole_mid2[] = ",\"modules\":";
+
+/* Measures the snapshot at s->seq (building the fragments it lacks); call
+ * parts_free after, also on failure (OH_ERR_NOMEM). */
+static int parts_measure(struct snapshot *s, struct parts *p)
+{
+	struct host *h = s->host;
+	char when[32];
+	memset(p, 0, sizeof *p);
+	p->f.first = true;
+	p->locks = locks_text(s);
+	json_t *modules_json = plugins_modules_json(h);
+	p->modules = json_dumps(modules_json, JSON_COMPACT);
+	json_decref(modules_json);
+	snprintf(p->tail, sizeof p->tail, ",\"ts\":\"%s\",\"seq\":%llu}", host_now_iso(when, sizeof when),
+			(unsigned long long)s->seq);
+	if(!p->locks || !p->modules || registry_fragments(h->registry, count_fragment, &p->f))
+		return OH_ERR_NOMEM;
+	p->total = sizeof whole_head - 1 + p->f.total + sizeof whole_mid1 - 1 + strlen(p->locks) +
+			sizeof whole_mid2 - 1 + strlen(p->modules) + strlen(p->tail);
+	return OH_OK;
+}
+
+static void parts_free(struct parts *p)
+{
+	free(p->modules);
+}
+
 /*
- * Builds the snapshot straight into a buffer of its exact size: with 100,000
- * devices a snapshot is tens of megabytes, and growing it by doubling and
- * then copying it once more was a third of the host's peak memory.
+ * Builds the snapshot at s->seq straight into a buffer of its exact size:
+ * with 100,000 devices a snapshot is tens of megabytes, and growing it by
+ * doubling and then copying it once more was a third of the host's peak
+ * memory.
  */
 static int rebuild(struct snapshot *s)
 {
-	struct host *h = s->host;
-	const char *locks = locks_text(s);
-	json_t *modules_json = plugins_modules_json(h);
-	char *modules = json_dumps(modules_json, JSON_COMPACT);
-	json_decref(modules_json);
-	char tail[96], when[32];
-	snprintf(tail, sizeof tail, ",\"ts\":\"%s\",\"seq\":%llu}", host_now_iso(when, sizeof when),
-			(unsigned long long)(s->seq + 1));
-	static const char head[] = "{\"devices\":{", mid1[] = "},\"locks\":", mid2[] = ",\"modules\":";
-	int rc = OH_ERR_NOMEM;
-	struct fill f = {.first = true};
-	if(!locks || !modules || registry_fragments(h->registry, count_fragment, &f))
+	struct parts p;
+	int rc = parts_measure(s, &p);
+	if(rc)
 		goto out;
-
-	size_t total = sizeof head - 1 + f.total + sizeof mid1 - 1 + strlen(locks) + sizeof mid2 - 1 +
-			strlen(modules) + strlen(tail);
-	struct shared_buf *snap = shared_buf_new(NULL, total);
+	/* The old one goes first (unless a reader holds it): two at once were
+	 * half a gigabyte at a million devices. */
+	shared_buf_unref(s->buf);
+	s->buf = NULL;
+	struct shared_buf *snap = shared_buf_new(NULL, p.total);
+	rc = OH_ERR_NOMEM;
 	if(!snap)
 		goto out;
-	f.p = snap->data;
-	put(&f.p, head, sizeof head - 1);
-	registry_fragments(h->registry, put_fragment, &f); /* all built by the sizing pass */
-	put(&f.p, mid1, sizeof mid1 - 1);
-	put(&f.p, locks, strlen(locks));
-	put(&f.p, mid2, sizeof mid2 - 1);
-	put(&f.p, modules, strlen(modules));
-	put(&f.p, tail, strlen(tail));
-	*f.p = '\0';
-	snap->len = (size_t)(f.p - snap->data); /* no comma before the first device */
-
-	shared_buf_unref(s->buf);
+	p.f.p = snap->data;
+	put(&p.f.p, whole_head, sizeof whole_head - 1);
+	registry_fragments(s->host->registry, put_fragment, &p.f); /* all built by the sizing pass */
+	put(&p.f.p, whole_mid1, sizeof whole_mid1 - 1);
+	put(&p.f.p, p.locks, strlen(p.locks));
+	put(&p.f.p, whole_mid2, sizeof whole_mid2 - 1);
+	put(&p.f.p, p.modules, strlen(p.modules));
+	put(&p.f.p, p.tail, strlen(p.tail));
+	*p.f.p = '\0';
+	snap->len = (size_t)(p.f.p - snap->data); /* no comma before the first device */
 	s->buf = snap;
-	s->seq++;
-	registry_set_next_seq(h->registry, s->seq + 1);
-	s->dirty = false;
-	s->unpublished = true;
+	s->buf_seq = s->seq;
+	s->last_len = snap->len;
 	rc = OH_OK;
 out:
-	free(modules);
+	parts_free(&p);
 	return rc;
 }
 
 struct shared_buf *snapshot_get(struct snapshot *s)
 {
-	if((s->dirty || !s->buf) && rebuild(s))
+	advance(s);
+	if((!s->buf || s->buf_seq != s->seq) && rebuild(s))
 		log_error("registry", "out of memory building the snapshot");
 	return s->buf ? shared_buf_ref(s->buf) : NULL;
 }
@@ -212,18 +272,16 @@ static void put_removed(const char *id, void *ud)
 int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, bool *whole)
 {
 	struct host *h = s->host;
-	*out = snapshot_get(s); /* stamps every change up to now with a seq */
+	advance(s); /* stamps every change up to now with a seq */
+	*out = NULL;
 	*whole = true;
-	if(!*out)
-		return OH_ERR_NOMEM;
-	/* A SEQ from the future is from an earlier run of the host. */
-	if(since > s->seq)
-		return OH_OK;
 	struct fill devs = {.first = true}, gone = {.first = true};
-	int rc = registry_delta(h->registry, since, count_fragment, count_removed, &devs);
+	/* A SEQ from the future is from an earlier run of the host. */
+	int rc = since > s->seq ? OH_ERR_NOT_FOUND
+				: registry_delta(h->registry, since, count_fragment, count_removed, &devs);
 	if(rc == OH_ERR_NOT_FOUND)
-		return OH_OK;    /* too old: the whole */
-	gone.total = devs.total; /* one pass counted both */
+		return (*out = snapshot_get(s)) ? OH_OK : OH_ERR_NOMEM; /* too old: the whole */
+	gone.total = devs.total;                                        /* one pass counted both */
 	const char *locks = locks_text(s);
 	json_t *modules_json = plugins_modules_json(h);
 	char *modules = json_dumps(modules_json, JSON_COMPACT);
@@ -255,7 +313,6 @@ int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, 
 	buf->len = (size_t)(gone.p - buf->data); /* no comma before the first of each */
 out:
 	free(modules);
-	shared_buf_unref(*out);
 	*out = buf;
 	if(!buf)
 		return OH_ERR_NOMEM;
@@ -270,38 +327,109 @@ uint64_t snapshot_seq(const struct snapshot *s)
 
 /* ---- publishing ---------------------------------------------------------------- */
 
-static void publish_now(struct snapshot *s)
+/* What the broker gets instead of a snapshot past limits.max_snapshot_bytes
+ * (docs/protocol.md, "Registry snapshot"): no devices, how many there are
+ * and how big the whole is; its length, or 0 if it does not fit. */
+static size_t summary(struct snapshot *s, size_t whole_len, char *out, size_t cap)
 {
-	struct shared_buf *snap = snapshot_get(s);
-	if(!snap)
-		return;
-	double now = time_now_mono();
-	if(s->in_flight && now - s->in_flight_since > SNAPSHOT_ACK_WAIT_S)
-		s->in_flight = false;
-	if(s->unpublished && !s->in_flight && !registry_settling(s->host->registry) && ha_acting(s->host)) {
-		struct host *h = s->host;
-		int mid = 0;
-		int rc = host_publish_mid(h, s->topic, snap->data, snap->len, 1, true, &mid);
-		/* While the broker is away the snapshot stays marked unpublished
-		 * and goes out on reconnect. */
-		if(rc == OH_OK) {
-			s->unpublished = false;
-			s->in_flight = true;
-			s->in_flight_mid = mid;
-			s->in_flight_since = now;
-			h->stats.snapshots_published++;
-			h->stats.snapshot_bytes += snap->len;
+	char when[32];
+	int n = snprintf(out, cap,
+			"{\"devices\":null,\"device_count\":%zu,\"bytes\":%zu,\"max_snapshot_bytes\":%ld,"
+			"\"ts\":\"%s\",\"seq\":%llu}",
+			registry_size(s->host->registry), whole_len, s->host->cfg.limits.max_snapshot_bytes,
+			host_now_iso(when, sizeof when), (unsigned long long)s->seq);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* Whether the snapshot at s->seq is over limits.max_snapshot_bytes, and
+ * its bytes in *len.  Measured without building it when the last one was
+ * over (the broker gets the summary, so nothing needs the whole); built
+ * otherwise, into *snap (a new reference), as the broker gets it. */
+static bool over_limit(struct snapshot *s, size_t *len, struct shared_buf **snap)
+{
+	size_t max = (size_t)s->host->cfg.limits.max_snapshot_bytes;
+	*snap = NULL;
+	if(s->last_len > max && (!s->buf || s->buf_seq != s->seq)) {
+		struct parts p;
+		int rc = parts_measure(s, &p);
+		parts_free(&p);
+		if(!rc) {
+			s->last_len = p.total;
+			if(p.total > max) {
+				*len = p.total;
+				return true;
+			}
 		}
 	}
+	if(!(*snap = snapshot_get(s)))
+		return false;
+	*len = (*snap)->len;
+	return *len > max;
+}
+
+/* Hands the snapshot at s->seq to the broker, unless one is still
+ * unacknowledged (see the top). */
+static void send_to_broker(struct snapshot *s)
+{
+	struct host *h = s->host;
+	double now = time_now_mono();
+	if(s->in_flight) {
+		double wait = SNAPSHOT_ACK_WAIT_S + (double)s->in_flight_len / SNAPSHOT_ACK_RATE;
+		if(!s->late_logged && now - s->in_flight_since > wait) {
+			s->late_logged = true;
+			log_warn("registry",
+					"the broker has not acknowledged the %zu-byte snapshot in %.0f s;"
+					" the next one waits for it",
+					s->in_flight_len, now - s->in_flight_since);
+		}
+		return;
+	}
+	size_t whole_len = 0;
+	struct shared_buf *snap;
+	bool over = over_limit(s, &whole_len, &snap);
+	const char *data = snap ? snap->data : NULL;
+	size_t len = whole_len;
+	char brief[256];
+	if(over) {
+		len = summary(s, whole_len, brief, sizeof brief);
+		data = brief;
+		metrics_limit_refusal("max_snapshot_bytes");
+	}
+	if(data && len && over != s->over_limit)
+		log_info("registry",
+				"the snapshot is %zu bytes: the broker gets %s (limits.max_snapshot_bytes %ld)",
+				whole_len, over ? "a summary" : "the whole again",
+				h->cfg.limits.max_snapshot_bytes);
+	int mid = 0;
+	/* While the broker is away the snapshot stays marked unpublished
+	 * and goes out on reconnect. */
+	if(data && len && host_publish_mid(h, s->topic, data, len, 1, true, &mid) == OH_OK) {
+		s->over_limit = over;
+		s->unpublished = false;
+		s->in_flight = true;
+		s->in_flight_mid = mid;
+		s->in_flight_since = now;
+		s->in_flight_len = len;
+		s->late_logged = false;
+		h->stats.snapshots_published++;
+		h->stats.snapshot_bytes += len;
+	}
+	shared_buf_unref(snap);
+}
+
+static void publish_now(struct snapshot *s)
+{
+	advance(s);
+	if(s->unpublished && !registry_settling(s->host->registry) && ha_acting(s->host))
+		send_to_broker(s);
 	s->last_publish_mono = time_now_mono();
-	/* Listeners (the UI's event stream) hear of every snapshot, also while
-	 * the broker is away. */
+	/* Listeners (the UI's event stream) hear of every new seq, also while
+	 * the broker is away; they take the snapshot or a delta themselves. */
 	if(s->notified_seq != s->seq) {
 		s->notified_seq = s->seq;
 		for(int i = 0; i < s->n_listeners; i++)
-			s->listeners[i].fn(snap, s->listeners[i].ud);
+			s->listeners[i].fn(s->listeners[i].ud);
 	}
-	shared_buf_unref(snap);
 }
 
 static void on_publish_timer(evutil_socket_t fd, short what, void *arg)
@@ -348,7 +476,7 @@ void snapshot_flush(struct snapshot *s)
 		publish_now(s); /* ...unless still settling: it is partial */
 }
 
-void snapshot_on_publish(struct snapshot *s, void (*fn)(struct shared_buf *, void *), void *ud)
+void snapshot_on_publish(struct snapshot *s, void (*fn)(void *), void *ud)
 {
 	if(s->n_listeners < MAX_LISTENERS) {
 		s->listeners[s->n_listeners].fn = fn;

@@ -28,15 +28,18 @@ struct shared_buf *snapshot_get(struct snapshot *s);
  * that old are forgotten or SEQ is newer than the current one (an earlier
  * run).  OH_ERR_NOMEM with *out NULL. */
 int snapshot_delta(struct snapshot *s, uint64_t since, struct shared_buf **out, bool *whole);
-/* The seq of the latest built snapshot (what snapshot_get returned last). */
+/* The seq of the latest snapshot: what snapshot_get gives or a delta
+ * brings to (it may be built only when asked for). */
 uint64_t snapshot_seq(const struct snapshot *s);
 /* Link callbacks: the broker acknowledged message mid; a new connection. */
 void snapshot_published(struct snapshot *s, int mid);
 void snapshot_on_connect(struct snapshot *s);
 /* Publishes the final snapshot at once (shutdown). */
 void snapshot_flush(struct snapshot *s);
-/* fn (with ud) is called with each new snapshot, whether or not the broker
- * is there to receive it (the UI's event stream).  Up to 8 listeners. */
-void snapshot_on_publish(struct snapshot *s, void (*fn)(struct shared_buf *snap, void *ud), void *ud);
+/* fn (with ud) is called at each new seq, whether or not the broker is
+ * there to receive it (the UI's event stream); it takes the snapshot
+ * (snapshot_get) or a delta itself, so that none is built for nobody.  Up
+ * to 8 listeners. */
+void snapshot_on_publish(struct snapshot *s, void (*fn)(void *ud), void *ud);
 
 #endif

@@ -595,22 +595,18 @@ char *time_format_utc(time_t t, char *buf, size_t len)
 		buf[0] = '\0';
 		return NULL;
 	}
-	/* By hand: snprintf was most of the cost of a snapshot's 100,000
-	 * leases and of a warm start's 100,000 devices. */
-	unsigned parts[6] = {(unsigned)y, m, d, (unsigned)(secs / 3600), (unsigned)(secs / 60 % 60),
+	/* "YYYY-MM-DDTHH:MM:SSZ" digit by digit: every ack carries one, and
+	 * snprintf's format parsing was 2% of a relayed command. */
+	static const char shape[] = "0000-00-00T00:00:00Z";
+	static const unsigned char at[][2] = {{0, 4}, {5, 2}, {8, 2}, {11, 2}, {14, 2}, {17, 2}};
+	const unsigned v[] = {(unsigned)y, m, d, (unsigned)(secs / 3600), (unsigned)(secs / 60 % 60),
 			(unsigned)(secs % 60)};
-	static const char seps[6] = {'-', '-', 'T', ':', ':', 'Z'};
-	char *p = buf;
-	for(int i = 0; i < 6; i++) {
-		int n = i ? 2 : 4;
-		for(int k = n - 1; k >= 0; k--) {
-			p[k] = (char)('0' + parts[i] % 10);
-			parts[i] /= 10;
-		}
-		p += n;
-		*p++ = seps[i];
+	memcpy(buf, shape, sizeof shape);
+	for(size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		unsigned n = v[i];
+		for(int k = at[i][0] + at[i][1] - 1; k >= at[i][0]; k--, n /= 10)
+			buf[k] = (char)('0' + n % 10);
 	}
-	*p = '\0';
 	return buf;
 }
 

@@ -9,6 +9,8 @@ followed by a good command.  The contract is docs/protocol.md.
 """
 
 import json
+import re
+import subprocess
 import time
 import uuid
 
@@ -320,6 +322,50 @@ def test_many_commands_in_flight(make_host, mqtt, device):
         device.ack(req_id)
     for req_id in ids:
         assert app.event(req_id, "COMPLETED", timeout=10)
+
+
+def test_relay_leaves_before_its_dispatched_ack(app, device, mqtt):
+    # One subscriber to both topics sees the host's packets in the order it
+    # wrote them: each command's relay before its DISPATCHED, and the
+    # DISPATCHED acks in the order of the commands, also when a burst
+    # arrives in one read and everything leaves in one write.
+    mqtt.subscribe(dev_cmd(device.id))
+    mark = mqtt.mark()
+    ids = ["order-%d-%s" % (i, rid()) for i in range(200)]
+    for req_id in ids:
+        app.mqtt.publish(CMD, {"req_id": req_id, "actor": "app", "action": "stop",
+                               "params": {"device_id": device.id}}, wait=False)
+    wait_until(lambda: len([m for m in mqtt.messages(EVT, since=mark)
+                            if m["payload"].get("code") == "DISPATCHED"]) == len(ids),
+               10, msg="every DISPATCHED")
+    seen = [(m["topic"], m["payload"]["req_id"]) for m in mqtt.messages(since=mark)
+            if m["payload"].get("req_id") in set(ids)]
+    relayed = [r for t, r in seen if t == dev_cmd(device.id)]
+    dispatched = [r for t, r in seen if t == EVT]
+    assert relayed == ids and dispatched == ids
+    for req_id in ids:
+        assert seen.index((dev_cmd(device.id), req_id)) < seen.index((EVT, req_id)), req_id
+
+
+def unix_pairs(pid):
+    """Unix sockets of pid whose peer pid holds too (a socketpair)."""
+    out = subprocess.run(["ss", "-xpaH"], capture_output=True, text=True, check=True).stdout
+    mine = {}
+    for line in out.splitlines():
+        f = line.split()
+        if "pid=%d," % pid in line and len(f) >= 8:
+            mine[f[5]] = f[7]  # local inode -> peer inode
+    return [(a, b) for a, b in mine.items() if b in mine]
+
+
+def test_mqtt_client_has_no_wakeup_socketpair(app, device, host):
+    # libmosquitto opens a socketpair per client for a network thread the
+    # host never runs and writes a byte to it for every packet queued, a
+    # failing write() per packet; the link creates its client without it.
+    for _ in range(3):
+        app.send("stop", {"device_id": device.id})
+    app.barrier()
+    assert unix_pairs(host.proc.pid) == []
 
 
 # ---------------------------------------------------------------- offline

@@ -4,6 +4,8 @@ snapshot that is published retained on {root}/orchestrator/registry and served
 at GET /api/registry and GET /api/devices/{id}.
 """
 
+import re
+import signal
 import time
 
 import pytest
@@ -593,3 +595,66 @@ def _try(fn):
         return True
     except AssertionError:
         return False
+
+
+# ------------------------------------------------- the snapshot's size and acks
+
+def snapshot_publishes(host):
+    """oh_snapshot_publishes_total of GET /metrics."""
+    status, text = host.get("/metrics")
+    m = re.search(r"^oh_snapshot_publishes_total(?:\{\})? (\d+)", text, re.M)
+    assert status == 200 and m, (status, text[-2000:])
+    return int(m.group(1))
+
+
+def test_past_max_snapshot_bytes_the_broker_gets_a_summary(make_host, reg):
+    host = make_host({"limits": {"max_snapshot_bytes": 2000}})
+    host.wait_connected()
+    reg.publish(meta_topic("sum-small"), meta("sum-small"), retain=True)
+    reg.wait_for(REGISTRY, lambda m: "sum-small" in (m["payload"]["devices"] or {}))
+    mark = reg.mark()
+    reg.publish(meta_topic("sum-big"), meta("sum-big", pad="p" * 3000), retain=True)
+    m = reg.wait_for(REGISTRY, lambda m: m["payload"]["devices"] is None, since=mark)
+    s = m["payload"]
+    assert s["device_count"] == 2 and s["bytes"] > 3000 and s["max_snapshot_bytes"] == 2000, s
+    assert isinstance(s["seq"], int) and s["ts"], s
+    # HTTP still has the whole.
+    status, body = host.get("/api/registry")
+    assert status == 200 and set(body["devices"]) >= {"sum-small", "sum-big"}, body
+    assert body["seq"] >= s["seq"]
+    # Back under the limit, the whole again.
+    reg.publish(meta_topic("sum-big"), b"", retain=True)
+    reg.wait_for(REGISTRY, lambda m: m["payload"]["devices"] is not None and
+                 "sum-big" not in m["payload"]["devices"], since=mark)
+
+
+def test_a_stalled_broker_gets_no_second_snapshot_before_its_ack(make_host, reg, broker):
+    """libmosquitto holds an unacknowledged snapshot twice; one that was
+    published again after 5 s stacked copies (4.6 GB at 755,000 devices)."""
+    host = make_host({"snapshot_interval_ms": 50})
+    host.wait_connected()
+    reg.publish(meta_topic("stall-1"), meta("stall-1"), retain=True)
+    reg.wait_for(REGISTRY, device_is("stall-1"))
+    before = snapshot_publishes(host)
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        # Changes the broker does not carry: a reservation, renewed.
+        status, ack = host.post("/api/ndi/reserve", {"device_id": "stall-1", "actor": "a", "lease_s": 600})
+        assert status == 200, ack
+        # That snapshot goes out and waits for its ack.
+        wait_until(lambda: snapshot_publishes(host) > before, timeout=5)
+        sent = snapshot_publishes(host)
+        renewals = [0]
+
+        def waited_or_sent_again():
+            renewals[0] += 1
+            host.post("/api/ndi/renew", {"device_id": "stall-1", "actor": "a", "lease_s": 600 - renewals[0]})
+            return snapshot_publishes(host) > sent or "has not acknowledged" in host.log()
+
+        wait_until(waited_or_sent_again, timeout=15, interval=0.2)
+        assert snapshot_publishes(host) == sent, "a second snapshot was queued before the first's ack"
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    # Once acknowledged, the latest goes out.
+    status, body = host.get("/api/registry")
+    reg.wait_for(REGISTRY, lambda m: m["payload"]["locks"] == body["locks"], timeout=20)

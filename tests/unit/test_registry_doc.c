@@ -3,9 +3,11 @@
  * fragment thaws into the tree it was frozen from, byte for byte, and
  * merging a run of messages with a freeze and a thaw between each one
  * gives the same document as the old way, one tree merged into for the
- * whole run: on fixtures, then on random documents (unicode, escapes,
- * "\u0000", reals, deep values, known fields of the wrong type, the host's
- * fields).  Also the size accounting of limits.max_device_bytes, and a
+ * whole run, and merging straight into the fragment (device_doc_plan and
+ * device_doc_write, the registry's way for a device without a tree) gives
+ * the same bytes too: on fixtures, then on random documents (unicode,
+ * escapes, "\u0000", reals, deep values, known fields of the wrong type, the
+ * host's fields).  Also the size accounting of limits.max_device_bytes, and a
  * warm start's fragments made from the stored text without a tree.
  */
 #include <stdlib.h>
@@ -14,34 +16,97 @@
 #include "check.h"
 #include "device_doc.h"
 
-/* Merges a message into doc the registry's way, and sets the host's
- * fields as its refresh does. */
-static void merge(json_t *doc, const json_t *msg, int step)
+/* The host's fields at a step of a run, as the registry would set them. */
+static const char *step_last_seen(int step)
 {
-	char why[256];
-	bool changed = false;
-	device_doc_merge(doc, msg, why, sizeof why, &changed);
-	json_object_set_new(doc, "last_seen", step % 3 ? json_string("2026-12-07T03:00:00Z") : json_null());
-	json_object_set_new(doc, "stale", json_boolean(step % 2));
-	json_object_set_new(doc, "online", step % 5 ? json_true() : json_null());
+	return step % 3 ? "2026-12-07T03:00:00Z" : NULL;
+}
+static bool step_stale(int step)
+{
+	return step % 2;
+}
+static int step_online(int step)
+{
+	return step % 5 ? step % 4 ? 1 : 0 : -1;
 }
 
-/* Runs msgs (borrowed) both ways from {"device_id": id}; true when the
- * two documents dump to the same bytes after every message. */
+/* Merges a message into doc the registry's way, and sets the host's
+ * fields as its refresh does; *changed and why as the merge says. */
+static void merge(json_t *doc, const json_t *msg, int step, bool *changed, char *why, size_t len)
+{
+	device_doc_merge(doc, msg, why, len, changed);
+	const char *ls = step_last_seen(step);
+	json_object_set_new(doc, "last_seen", ls ? json_string(ls) : json_null());
+	json_object_set_new(doc, "stale", json_boolean(step_stale(step)));
+	int online = step_online(step);
+	json_object_set_new(doc, "online", online >= 0 ? json_boolean(online) : json_null());
+}
+
+/* Messages device_doc_plan left to the tree. */
+static int plan_refusals;
+
+/* The same message merged straight into the fragment (device_doc_plan and
+ * device_doc_write); true when it agrees with the tree (tree: the document
+ * before the merge, its bytes; changed, why: what the tree's merge said). */
+static bool plan_agrees(char **frag, size_t *len, const json_t *tree_before, const json_t *msg, int step,
+		bool changed, const char *why, const json_t *tree_after)
+{
+	static struct device_doc_plan plan;
+	size_t before, after;
+	bool plan_changed = false;
+	char plan_why[256];
+	if(!device_doc_plan(&plan, *frag, *len, msg, &before, &after, &plan_changed, plan_why, sizeof plan_why)) {
+		/* The registry thaws instead, as the tree above did. */
+		plan_refusals++;
+		free(*frag);
+		*frag = device_doc_freeze(
+				json_string_value(json_object_get(tree_after, "device_id")), tree_after, len);
+		return *frag != NULL;
+	}
+	size_t n;
+	char *out = device_doc_write(&plan, step_last_seen(step), step_stale(step), step_online(step), &n);
+	if(!out)
+		return false;
+	char *want = json_dumps(tree_after, JSON_COMPACT);
+	size_t kl = device_doc_key_len(out);
+	bool same = want && n - kl == strlen(want) && !memcmp(out + kl, want, n - kl) &&
+			before == device_doc_bytes(tree_before) && after == device_doc_bytes(tree_after) &&
+			plan_changed == changed && !strcmp(plan_why, why);
+	if(!same)
+		printf("     plan %s\n     tree %s\n     bytes %zu/%zu -> %zu/%zu, changed %d/%d, why '%s'/'%s'\n",
+				out + kl, want, before, device_doc_bytes(tree_before), after,
+				device_doc_bytes(tree_after), plan_changed, changed, plan_why, why);
+	free(want);
+	free(*frag);
+	*frag = out;
+	*len = n;
+	return same;
+}
+
+/* Runs msgs (borrowed) three ways from {"device_id": id}: one tree for the
+ * whole run, a freeze and a thaw between each message, and straight into
+ * the fragment; true when all three dump to the same bytes after every
+ * message. */
 static bool parity(const char *id, json_t *const *msgs, size_t n)
 {
 	json_t *old = json_pack("{s:s}", "device_id", id);
-	char *frag = NULL;
-	size_t len = 0;
+	char *frag = NULL, *direct = NULL;
+	size_t len = 0, direct_len = 0;
 	bool same = true;
 	frag = device_doc_freeze(id, old, &len);
+	direct = device_doc_freeze(id, old, &direct_len);
 	for(size_t i = 0; i < n && same; i++) {
-		merge(old, msgs[i], (int)i);
+		json_t *before = json_deep_copy(old);
+		bool changed = false;
+		char why[256];
+		merge(old, msgs[i], (int)i, &changed, why, sizeof why);
 		json_t *doc = device_doc_thaw(frag, len);
 		CHECK(doc != NULL);
 		if(!doc)
 			break;
-		merge(doc, msgs[i], (int)i);
+		bool ignored = false;
+		char why2[256];
+		merge(doc, msgs[i], (int)i, &ignored, why2, sizeof why2);
 		free(frag);
 		frag = device_doc_freeze(id, doc, &len);
 		char *a = json_dumps(old, JSON_COMPACT), *b = json_dumps(doc, JSON_COMPACT);
@@ -49,11 +114,14 @@ static bool parity(const char *id, json_t *const *msgs, size_t n)
 		same = a && b && !strcmp(a, b) && len - kl == strlen(a) && !memcmp(frag + kl, a, len - kl);
 		if(!same)
 			printf("     after message %zu:\n     old %s\n     new %s\n", i, a, b);
+		same = same && plan_agrees(&direct, &direct_len, before, msgs[i], (int)i, changed, why, old);
 		free(a);
 		free(b);
 		json_decref(doc);
+		json_decref(before);
 	}
 	free(frag);
+	free(direct);
 	json_decref(old);
 	return same;
 }
@@ -93,6 +161,13 @@ static void test_fixtures(void)
 			"{\"ndi\":null,\"seq\":18446744073709551615,\"n\":-9223372036854775808}",
 			"{\"capabilities\":{\"ndi\":{\"inputs\":[\"a\",\"b\"]}},\"z\":{},\"a\":[]}",
 			"{\"seq\":2,\"last_seen\":\"forged\",\"stale\":true,\"name\":\"\\u0000nul\"}",
+			/* Equal to what is held though written otherwise (json_equal):
+			 * kept as held, in its order; 1 and 1.0 differ. */
+			"{\"o\":{\"a\":1,\"b\":[0.5,{\"c\":null,\"d\":2}]},\"r\":0.0,\"n\":1}",
+			"{\"o\":{\"b\":[0.5,{\"d\":2,\"c\":null}],\"a\":1},\"r\":-0.0,\"n\":1.0}",
+			"{\"o\":{\"b\":[0.5,{\"d\":2,\"c\":null}],\"a\":2},\"new\":\"x\",\"online\":false}",
+			/* Keys the plan leaves to the tree: the caller thaws. */
+			"{\"a\\\"b\":1,\"tab\\t\":2}",
 	};
 	json_t *msgs[sizeof run / sizeof run[0]];
 	size_t n = 0;
@@ -104,7 +179,9 @@ static void test_fixtures(void)
 			msgs[n++] = m;
 	}
 	CHECK(n >= 6);
+	plan_refusals = 0;
 	CHECK(parity("rpi-01", msgs, n));
+	CHECK_INT_EQ(plan_refusals, 1); /* the escaped keys */
 	for(size_t i = 0; i < n; i++)
 		json_decref(msgs[i]);
 }
@@ -155,6 +232,7 @@ static void test_random(void)
 		MSGS = 12
 	};
 	srand(16);
+	plan_refusals = 0;
 	bool all = true;
 	for(long run = 0; run < check_sample(RUNS) && all; run++) {
 		json_t *msgs[MSGS];
@@ -176,6 +254,7 @@ static void test_random(void)
 			json_decref(msgs[i]);
 	}
 	CHECK(all);
+	CHECK_INT_EQ(plan_refusals, 0);
 }
 
 /* A warm start's fragment from the stored text is what the registry made
@@ -269,6 +348,31 @@ static void test_bytes(void)
 	json_decref(doc);
 }
 
+/* A change of the host's fields only (a device gone stale): no message,
+ * the same bytes as refreshing the tree. */
+static void test_plan_host_only(void)
+{
+	static struct device_doc_plan plan;
+	json_t *doc = json_loads("{\"device_id\":\"d\",\"online\":true,\"x\":[1],\"stale\":false,"
+				 "\"last_seen\":\"2026-12-07T03:00:00Z\"}",
+			0, NULL);
+	size_t len, before, after, n;
+	bool changed = false;
+	char why[8];
+	char *frag = device_doc_freeze("d", doc, &len);
+	CHECK(device_doc_plan(&plan, frag, len, NULL, &before, &after, &changed, why, sizeof why));
+	CHECK(!changed && before == after && before == device_doc_bytes(doc));
+	char *out = device_doc_write(&plan, NULL, true, 0, &n);
+	CHECK_STR_EQ(out,
+			"\"d\":{\"device_id\":\"d\",\"online\":false,\"x\":[1],\"stale\":true,\"last_seen\":null}");
+	CHECK_INT_EQ(n, strlen(out));
+	/* Not a fragment: the caller thaws instead. */
+	CHECK(!device_doc_plan(&plan, "\"d\":[1]", 7, NULL, &before, &after, &changed, why, sizeof why));
+	free(out);
+	free(frag);
+	json_decref(doc);
+}
+
 /* A snapshot's devices counted in its text, as parsing counts them. */
 static void test_count_snapshot(void)
 {
@@ -296,5 +400,6 @@ int main(void)
 	test_bytes();
 	test_stored();
 	test_count_snapshot();
+	test_plan_host_only();
 	return check_summary();
 }

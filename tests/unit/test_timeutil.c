@@ -134,6 +134,23 @@ static void test_format(void)
 	CHECK(time_format_utc(0, NULL, 0) == NULL);
 	CHECK(time_format_utc(0, buf, 0) == NULL);
 
+	/* Written digit by digit: the same text as strftime over years 1 to
+	 * 9999, every second of a day's end included. */
+	int same = 0, tried = 0;
+	for(int64_t t = -62135596800LL; t <= 253402300799LL; t += 86399 * 367 + 13, tried++) {
+		struct tm tm;
+		char want[32];
+		time_t tt = (time_t)t;
+		gmtime_r(&tt, &tm);
+		snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+				tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		same += time_format_utc(tt, buf, sizeof(buf)) && !strcmp(buf, want);
+	}
+	CHECK_INT_EQ(same, tried);
+	CHECK_STR_EQ(time_format_utc(1795910399, buf, sizeof(buf)), "2026-11-28T23:59:59Z");
+	CHECK_STR_EQ(time_format_utc(1795910400, buf, sizeof(buf)), "2026-11-29T00:00:00Z");
+	CHECK_STR_EQ(time_format_utc(-62135596800LL, buf, sizeof(buf)), "0001-01-01T00:00:00Z");
+
 	/* Round trip over a spread of instants, before and after 1970. */
 	for(int64_t t = -2000000000LL; t < 4000000000LL; t += 7777777) {
 		time_t back = 0;

@@ -363,6 +363,32 @@ static json_t *relay_envelope(const char *device_id, const char *action, const j
 			action, "params", p, "reply_to", "ttl_s");
 }
 
+/* The pieces (up to a NULL) as one JSON string, or NULL when out of memory:
+ * what json_sprintf("%s...") gives, without formatting twice (a warning
+ * may go with every relayed command).  Every piece is UTF-8 already (our
+ * texts, a checked device id, a JSON string's value, a module name), so
+ * their concatenation is too and is not checked again. */
+static json_t *text_join(const char *const *parts)
+{
+	char stack[512] = "", *buf = stack;
+	size_t len = 0, at = 0;
+	json_t *out;
+
+	for(const char *const *p = parts; *p; p++)
+		len += strlen(*p);
+	if(len >= sizeof stack && !(buf = malloc(len + 1)))
+		return NULL;
+	for(const char *const *p = parts; *p; p++) {
+		size_t l = strlen(*p);
+		memcpy(buf + at, *p, l);
+		at += l;
+	}
+	out = json_stringn_nocheck(buf, at);
+	if(buf != stack)
+		free(buf);
+	return out;
+}
+
 /* The DISPATCHED ack's "warnings" (returned, or NULL for none): a device
  * this host's registry does not know, and a source the host's discovery
  * has not seen.  Both are relayed all the same, on every path: an agent can
@@ -382,16 +408,17 @@ static json_t *relay_warnings(struct ndi *n, const char *device_id, bool known, 
 		return NULL;
 	if(!known)
 		json_array_append_new(out,
-				json_sprintf("device_id: device %s is not in the registry (GET /api/registry"
-					     " lists those it is); relayed anyway",
-						device_id));
+				text_join((const char *[]){"device_id: device ", device_id,
+						" is not in the registry (GET /api/registry"
+						" lists those it is); relayed anyway",
+						NULL}));
 	/* Quoted whole: a cut could split a UTF-8 character. */
 	if(unseen)
 		json_array_append_new(out,
-				json_sprintf("params.source: the host's discovery has not seen NDI"
-					     " source \"%s\" (GET /api/%s/sources lists those it"
-					     " has); relayed anyway",
-						source, oh_module(n->ctx)));
+				text_join((const char *[]){"params.source: the host's discovery has not seen NDI"
+							   " source \"",
+						source, "\" (GET /api/", oh_module(n->ctx),
+						"/sources lists those it has); relayed anyway", NULL}));
 	return out;
 }
 
@@ -476,8 +503,14 @@ static int relay(struct ndi *n, const struct request *r, json_t **ack_out)
 				json_pack("{s:s}", "device_id", device_id));
 		return rc;
 	}
-	*ack_out = ack_make(req_id, err_code(OH_OK, OP_RELAY), action, actor, NULL,
-			json_pack("{s:s, s:s}", "device_id", device_id, "topic", topic));
+	/* {device_id, topic}, set directly: json_pack would parse its format
+	 * for every relayed command. */
+	json_t *details = json_object();
+	if(details) {
+		json_object_set_new(details, "device_id", json_string(device_id));
+		json_object_set_new(details, "topic", json_string(topic));
+	}
+	*ack_out = ack_make(req_id, err_code(OH_OK, OP_RELAY), action, actor, NULL, details);
 	if(*ack_out && (out = relay_warnings(n, device_id, known, params)))
 		json_object_set_new(*ack_out, "warnings", out);
 	return OH_OK;
