@@ -296,6 +296,16 @@ def test_registry_since_from_an_earlier_run_gets_the_whole(host, mqtt):
     assert "delta" not in whole and "before-1" in whole["devices"]
 
 
+def changed_after_the_replay(host, mqtt, seq):
+    """The devices GET /api/registry?since=seq holds once the broker's
+    replay has reached the host: once a marker published after it is in."""
+    announce(mqtt, ["marker"])
+    wait_registry(host, lambda r: "marker" in r["devices"], "the marker")
+    d = json.loads(get(host, "/api/registry?since=%d" % seq)[2])
+    assert d.get("delta") is True, d
+    return set(d["devices"])
+
+
 def test_a_reconnect_replaying_what_the_host_holds_changes_nothing(make_host, make_broker, make_mqtt):
     """After a reconnect the broker replays every retained meta and status.
     Copies identical to what the host holds are no change: a client's
@@ -311,13 +321,8 @@ def test_a_reconnect_replaying_what_the_host_holds_changes_nothing(make_host, ma
     b.stop()
     b.start()
     host.wait_connected()
-    # The replay has reached the host once a marker published after it is in.
-    mqtt = make_mqtt(broker=b)
-    announce(mqtt, ["marker"])
-    wait_registry(host, lambda r: "marker" in r["devices"], "the marker")
-    d = json.loads(get(host, "/api/registry?since=%d" % seq)[2])
-    assert d.get("delta") is True, d
-    assert set(d["devices"]) <= {"marker"}, sorted(d["devices"])
+    changed = changed_after_the_replay(host, make_mqtt(broker=b), seq)
+    assert changed <= {"marker"}, sorted(changed)
 
 
 def test_a_restart_replaying_what_the_store_holds_changes_nothing(make_host, make_broker, make_mqtt):
@@ -344,11 +349,7 @@ def test_a_restart_replaying_what_the_store_holds_changes_nothing(make_host, mak
     seq = wait_registry(host, lambda r: set(ids) <= set(r["devices"]), "the stored devices")["seq"]
     b.start()
     host.wait_connected()
-    mqtt = make_mqtt(broker=b)
-    announce(mqtt, ["marker"])
-    wait_registry(host, lambda r: "marker" in r["devices"], "the marker")
-    d = json.loads(get(host, "/api/registry?since=%d" % seq)[2])
-    assert d.get("delta") is True, d
-    assert set(d["devices"]) <= {"marker"}, sorted(d["devices"])
+    changed = changed_after_the_replay(host, make_mqtt(broker=b), seq)
+    assert changed <= {"marker"}, sorted(changed)
     reg = registry(host)["devices"]
     assert all(reg[i]["online"] is None for i in ids), [reg[i] for i in ids]
