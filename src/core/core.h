@@ -174,8 +174,9 @@ void registry_on_change(struct registry *r, void (*fn)(void *ud), void *ud);
 struct leases *leases_new(struct host *h);
 void leases_free(struct leases *l);
 int leases_load(struct leases *l); /* from the store, at startup */
-/* {"ndi:rpi-01": {"holder": ..., "expires_at": ...}}; returned. */
-json_t *leases_to_json(struct leases *l);
+/* {"ndi:rpi-01": {"holder": ..., "expires_at": ...}} as compact JSON
+ * text; returned (free()), NULL out of memory. */
+char *leases_to_text(struct leases *l);
 size_t leases_count(const struct leases *l);
 int leases_take(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
 int leases_renew(struct leases *l, const char *key, const char *actor, double lease_s, struct oh_lease *out);
@@ -208,7 +209,7 @@ bool ha_acting(const struct host *h);
 /* Part of a pair (PostgreSQL store), leading or not. */
 bool ha_paired(const struct host *h);
 /* A standby's view of the shared state, read every ha.lease_s: the leases
- * as leases_to_json shows them, a module's jobs as the scheduler lists them
+ * as leases_to_text shows them, a module's jobs as the scheduler lists them
  * (owner NULL: all).  New references. */
 json_t *ha_view_leases(const struct host *h);
 json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner);

@@ -66,6 +66,13 @@ static bool typed_ok(const struct oh_vfield *f, const json_t *v, const char *key
 	return !f || !oh_json_validate_value(v, f, key, NULL, err, len);
 }
 
+/* Fields the host rewrites on every build: not the device's bytes, and
+ * not merged (a device's "online" is read by the registry, not kept). */
+static bool host_field(const char *key)
+{
+	return !strcmp(key, "last_seen") || !strcmp(key, "stale") || !strcmp(key, "online");
+}
+
 /* Whether key: v merges (it has its field's type); if not, the reason is
  * added to why, whose first *used bytes are taken. */
 static bool merges(const char *key, const json_t *v, char *why, size_t len, size_t *used)
@@ -88,7 +95,11 @@ bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, boo
 	why[0] = '\0';
 	json_object_foreach((json_t *)obj, key, v)
 	{
-		if(merges(key, v, why, len, &used) && !json_equal(json_object_get(doc, key), v)) {
+		/* The host's fields are checked, never merged: a restart's
+		 * replayed status says "online": true where the stored document
+		 * says null, and that is no change of the document. */
+		if(merges(key, v, why, len, &used) && !host_field(key) &&
+				!json_equal(json_object_get(doc, key), v)) {
 			json_object_set(doc, key, v);
 			*changed = true;
 		}
@@ -97,12 +108,6 @@ bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, boo
 }
 
 /* ---- sizes (limits.max_device_bytes) ------------------------------------------ */
-
-/* Fields the host rewrites on every build: not the device's bytes. */
-static bool host_field(const char *key)
-{
-	return !strcmp(key, "last_seen") || !strcmp(key, "stale") || !strcmp(key, "online");
-}
 
 /* The bytes of "key":value, and its comma, in compact JSON as jansson
  * writes it: '"', '\\' and control characters escaped, UTF-8 as is. */
@@ -468,7 +473,8 @@ bool device_doc_plan(struct device_doc_plan *p, const char *frag, size_t len, co
 	json_object_foreach((json_t *)obj, key, v)
 	{
 		size_t kl;
-		if(!merges(key, v, why, why_len, &used))
+		/* The host's fields are never merged (device_doc_merge). */
+		if(!merges(key, v, why, why_len, &used) || host_field(key))
 			continue;
 		if(!plain_key(key, &kl))
 			return false;
@@ -486,8 +492,6 @@ bool device_doc_plan(struct device_doc_plan *p, const char *frag, size_t len, co
 		if(!plan_set(p, key, kl, dumped, dl))
 			return false;
 		*changed = true;
-		if(host_field(key))
-			continue;
 		*after += plain_pair_bytes(kl, dl) - (cur ? plain_pair_bytes(kl, cur_len) : 0);
 	}
 	/* Room for the host's fields, so that only memory can fail the write. */

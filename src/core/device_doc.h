@@ -18,7 +18,8 @@
 /* Merges obj (borrowed) into doc key by key, later wins, leaving out the
  * fields docs/protocol.md types ("Registry input") when they have another
  * type.  Those are named in why ("" when there were none); returns whether
- * any was.  *changed is set when doc changed. */
+ * any was.  The host's fields (last_seen, stale, online) are checked but
+ * never merged: the registry sets them.  *changed is set when doc changed. */
 bool device_doc_merge(json_t *doc, const json_t *obj, char *why, size_t len, bool *changed);
 
 struct oh_vfield;

@@ -804,8 +804,9 @@ static void merge_message(struct registry *r, const struct oh_message *msg)
 		 * until the device speaks in this run (after a reconnect, a
 		 * retained status still says what happened while we were away).
 		 * A copy identical to what we hold (every device, after each
-		 * reconnect) changes nothing: no new fragment, no store write,
-		 * no place in the next ?since delta. */
+		 * reconnect, and after a restart: its "online" is not merged)
+		 * changes nothing: no new fragment, no store write, no place in
+		 * the next ?since delta. */
 		int was_online = d->online;
 		if(!is_meta && json_is_boolean(online) && d->contacted)
 			d->online = json_is_true(online) ? 1 : 0;

@@ -109,6 +109,7 @@ struct scheduler {
 	size_t n_dirty, cap_dirty;
 	double clock_offset; /* wall - mono at the last watch */
 	bool loaded;
+	size_t loaded_plain; /* jobs the last load read without jansson (json_text.h) */
 	double (*now)(void); /* the wall clock; tests may replace it */
 };
 

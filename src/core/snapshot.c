@@ -4,7 +4,7 @@
  * /api/registry and in the UI's event stream.
  *
  * It is built here from what the registry (each device's cached fragment),
- * the leases (leases_to_json) and the plugin table (plugins_modules_json)
+ * the leases (leases_to_text) and the plugin table (plugins_modules_json)
  * expose, and none of them calls back: the registry and the leases tell of
  * a change through the handler this file gives them, the plugin loader
  * calls snapshot_mark_dirty().  (Before, the registry built the snapshot by
@@ -109,9 +109,7 @@ static const char *locks_text(struct snapshot *s)
 {
 	if(!s->locks || !ha_acting(s->host)) {
 		free(s->locks);
-		json_t *j = s->host->leases ? leases_to_json(s->host->leases) : json_object();
-		s->locks = json_dumps(j, JSON_COMPACT);
-		json_decref(j);
+		s->locks = s->host->leases ? leases_to_text(s->host->leases) : strdup("{}");
 	}
 	return s->locks;
 }

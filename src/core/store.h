@@ -50,7 +50,9 @@ struct store_lease {
 };
 
 typedef void (*store_lease_fn)(const struct store_lease *l, void *ud);
-typedef void (*store_job_fn)(const char *id, const char *module, json_t *doc /* borrowed */, void *ud);
+/* A job's document as stored (JSON text, borrowed; not NUL-terminated):
+ * the scheduler reads it, mostly without a tree (json_text.h). */
+typedef void (*store_job_fn)(const char *id, const char *module, const char *doc, size_t len, void *ud);
 typedef void (*store_device_fn)(
 		const char *id, const char *doc /* borrowed */, size_t len, double last_seen, void *ud);
 typedef void (*store_doc_fn)(const char *key, json_t *doc /* borrowed */, void *ud);

@@ -794,15 +794,9 @@ static int pg_job_delete(void *b, const char *id)
 static int pg_job_load(void *b, store_job_fn fn, void *ud)
 {
 	PGresult *r = take(&((struct pg_store *)b)->jobs);
-	for(int i = 0; r && i < PQntuples(r); i++) {
-		json_error_t err;
-		json_t *doc = json_loads(PQgetvalue(r, i, 2), 0, &err);
-		if(doc)
-			fn(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), doc, ud);
-		else
-			log_warn("store", "skipping unreadable job %s", PQgetvalue(r, i, 0));
-		json_decref(doc);
-	}
+	for(int i = 0; r && i < PQntuples(r); i++)
+		fn(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+				(size_t)PQgetlength(r, i, 2), ud);
 	PQclear(r);
 	return OH_OK;
 }

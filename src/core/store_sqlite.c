@@ -312,7 +312,7 @@ static int sq_job_delete(void *b, const char *id)
 	return step_done(s, st);
 }
 
-static int sq_job_load(void *b, void (*fn)(const char *, const char *, json_t *, void *), void *ud)
+static int sq_job_load(void *b, store_job_fn fn, void *ud)
 {
 	struct sqlite_store *s = b;
 	sqlite3_stmt *st = s->stmts[JOB_ALL];
@@ -322,13 +322,10 @@ static int sq_job_load(void *b, void (*fn)(const char *, const char *, json_t *,
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		const char *module = (const char *)sqlite3_column_text(st, 1);
 		const char *text = (const char *)sqlite3_column_text(st, 2);
-		json_error_t err;
-		json_t *doc = text ? json_loads(text, 0, &err) : NULL;
-		if(id && module && doc)
-			fn(id, module, doc, ud);
+		if(id && module && text)
+			fn(id, module, text, (size_t)sqlite3_column_bytes(st, 2), ud);
 		else
 			log_warn("store", "skipping unreadable job %s", id ? id : "?");
-		json_decref(doc);
 	}
 	return load_done(s, st, rc, "jobs");
 }

@@ -1,6 +1,7 @@
 /*
  * Fuzz target: the documents the host reads back from its store at start:
- * a scheduled job (job_from_doc in src/core/scheduler.c), then listed,
+ * a scheduled job (job_from_stored in src/core/scheduler.c: read from the
+ * text when it is plain, json_text.c, else by jansson), then listed,
  * fired on the fake clock through the NDI plugin's executor and stored
  * again; and a device's last merged document, which the registry loads for
  * a warm start (src/core/registry.c).  A store edited by hand, restored

@@ -44,12 +44,14 @@ static struct call calls[64];
 static int n_calls;
 static char stored_next_at_dispatch[64];
 
-static void read_stored(const char *id, const char *module, json_t *doc, void *ud)
+static void read_stored(const char *id, const char *module, const char *text, size_t len, void *ud)
 {
+	json_t *doc = json_loadb(text, len, 0, NULL);
 	snprintf(stored_next_at_dispatch, sizeof stored_next_at_dispatch, "%s",
 			json_is_string(json_object_get(doc, "next_run"))
 					? json_string_value(json_object_get(doc, "next_run"))
 					: "null");
+	json_decref(doc);
 }
 
 /* test_same_second_runs_in_one_turn: the jobs of a turn, and how many of
@@ -275,6 +277,165 @@ static void test_next_run_is_durable_before_dispatch(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* Stored job documents as the host writes them and as it may find them
+ * (names, cron, results, done, repeated keys, wrong types, unreadable):
+ * each is stored twice, as it is and indented, which only jansson reads,
+ * and the two jobs restored must be the same. */
+static const char *const stored_docs[] = {
+		"{\"id\":\"x\",\"module\":\"t\",\"owner\":\"bob\",\"name\":\"nightly\",\"spec\":{\"cron\":\"0 6 * * MON-FRI\"},"
+		"\"tz\":\"Europe/Berlin\",\"commands\":[{\"device_id\":\"d\",\"action\":\"start\",\"params\":{\"n\":-12,"
+		"\"a\":[true,false,null,{}],\"s\":\"x y/z\"}}],\"created\":\"2029-12-31T10:00:00Z\","
+		"\"next_run\":\"2030-01-02T05:00:00Z\",\"last_run\":\"2030-01-01T05:00:00Z\",\"last_result\":{\"code\":"
+		"\"FIRED\",\"at\":\"2030-01-01T05:00:00Z\",\"due\":\"2030-01-01T05:00:00Z\",\"dispatched\":3,\"skipped\":1},"
+		"\"state\":\"scheduled\"}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[],"
+		"\"next_run\":null,\"last_result\":{\"code\":\"MISSED\",\"at\":\"2030-01-01T00:10:00Z\",\"dispatched\":\"3\"},"
+		"\"state\":\"done\"}",
+		"{\"owner\":\"o\",\"name\":7,\"spec\":{\"at\":\"2030-01-01T00:00:00Z\",\"at\":\"2030-01-03T00:00:00Z\"},"
+		"\"tz\":\"UTC\",\"commands\":[1],\"commands\":[2,3],\"next_run\":\"2030-01-03T00:00:00Z\","
+		"\"last_result\":{\"code\":\"FIRED\"},\"last_result\":null,\"state\":\"scheduled\",\"extra\":{\"k\":[]}}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"spec\":{\"cron\":\"*/5 * * * *\"},\"tz\":"
+		"\"UTC\",\"commands\":[],\"next_run\":\"2030-01-01T00:05:00Z\",\"last_result\":{\"code\":5}}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\",\"cron\":\"* * * * *\"},\"tz\":\"UTC\","
+		"\"commands\":[]}",
+		"{\"owner\":\"o\",\"spec\":\"2030-01-01T00:00:00Z\",\"tz\":\"UTC\",\"commands\":[]}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":{}}",
+		"{\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[]}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"Mars/Olympus\",\"commands\":[]}",
+		"{\"owner\":\"o\",\"spec\":{\"cron\":\"61 * * * *\"},\"tz\":\"UTC\",\"commands\":[]}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[],"
+		"\"created\":\"2030-01-01T00:00:00Z\",\"state\":\"done\",\"last_run\":\"not a time\"}",
+		/* Not plain: escapes, a real, UTF-8, a big integer, white space. */
+		"{\"owner\":\"o\\\"q\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[],"
+		"\"next_run\":\"2030-01-01T00:00:00Z\"}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[{\"v\":0.5}],"
+		"\"next_run\":\"2030-01-01T00:00:00Z\"}",
+		"{\"owner\":\"caf\xc3\xa9\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[],"
+		"\"next_run\":\"2030-01-01T00:00:00Z\",\"last_result\":{\"code\":\"FIRED\",\"dispatched\":"
+		"12345678901234567890}}",
+		"{\"owner\":\"o\", \"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[]}",
+		/* Not JSON at all, or cut short. */
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[01]}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[],}",
+		"{\"owner\":\"o\",\"spec\":{\"at\":\"2030-01-01T00:00:00Z\"},\"tz\":\"UTC\",\"commands\":[]",
+		"[\"owner\"]",
+};
+
+static void insert_job(sqlite3 *db, const char *id, const char *doc)
+{
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(db, "INSERT INTO jobs(id, module, doc) VALUES(?1, 't', ?2)", -1, &st, NULL) ==
+			SQLITE_OK);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, doc, -1, SQLITE_TRANSIENT);
+	CHECK(sqlite3_step(st) == SQLITE_DONE);
+	sqlite3_finalize(st);
+}
+
+/* The two restored jobs agree; *same counts those that do. */
+static void check_same_job(const char *a_id, const char *b_id, size_t *same)
+{
+	struct job *a = sched__find(CTX.sched, a_id), *b = sched__find(CTX.sched, b_id);
+	if(!CHECK((a == NULL) == (b == NULL))) {
+		printf("     %s %s, %s %s\n", a_id, a ? "restored" : "not restored", b_id,
+				b ? "restored" : "not");
+		return;
+	}
+	if(!a)
+		return;
+	int failed = check_failed;
+	CHECK_STR_EQ(a->owner, b->owner);
+	CHECK_STR_EQ(a->tz, b->tz);
+	CHECK_STR_EQ(a->spec, b->spec);
+	CHECK_STR_EQ(a->commands, b->commands);
+	CHECK_STR_EQ(a->name ? a->name : "(none)", b->name ? b->name : "(none)");
+	CHECK_INT_EQ(a->kind, b->kind);
+	CHECK(!memcmp(&a->cron, &b->cron, sizeof a->cron));
+	CHECK_INT_EQ(a->due, b->due);
+	CHECK_INT_EQ(a->created, b->created);
+	CHECK_INT_EQ(a->last_run, b->last_run);
+	CHECK_STR_EQ(a->last.code, b->last.code);
+	CHECK_INT_EQ(a->last.at, b->last.at);
+	CHECK_INT_EQ(a->last.due, b->last.due);
+	CHECK_INT_EQ(a->last.dispatched, b->last.dispatched);
+	CHECK_INT_EQ(a->last.skipped, b->last.skipped);
+	CHECK_INT_EQ(a->state, b->state);
+	bool ok = check_failed == failed;
+	if(!ok)
+		printf("     %s and %s differ\n", a_id, b_id);
+	*same += ok;
+}
+
+static void test_stored_jobs_read_without_a_tree(void)
+{
+	char dir[] = "/tmp/oh-sched-unit-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	/* The host's own documents: scheduled, cron, fired, done, skipped. */
+	setup(dir);
+	fake_now = (double)at("2030-01-01T00:00:00Z");
+	add(NULL, "2030-01-01T00:00:05Z", "d1");
+	add(NULL, "2030-01-01T00:00:05Z", "busy");
+	add("*/5 * * * *", NULL, "d2");
+	add(NULL, "2030-06-01T00:00:00Z", "d3");
+	fake_now = (double)at("2030-01-01T00:00:05Z");
+	sched__poll(H.scheduler);
+	scheduler_flush(H.scheduler);
+	teardown();
+
+	char path[256];
+	snprintf(path, sizeof path, "%s/state.db", dir);
+	sqlite3 *db = NULL;
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	json_t *docs = json_array();
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(db, "SELECT doc FROM jobs", -1, &st, NULL) == SQLITE_OK);
+	while(sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(docs, json_string((const char *)sqlite3_column_text(st, 0)));
+	sqlite3_finalize(st);
+	CHECK_INT_EQ(json_array_size(docs), 4);
+	for(size_t i = 0; i < sizeof stored_docs / sizeof stored_docs[0]; i++)
+		json_array_append_new(docs, json_string(stored_docs[i]));
+	CHECK(sqlite3_exec(db, "DELETE FROM jobs", NULL, NULL, NULL) == SQLITE_OK);
+	size_t i, host_docs = 4, not_plain = 8;
+	json_t *v;
+	json_array_foreach(docs, i, v)
+	{
+		char id[16];
+		snprintf(id, sizeof id, "p%zu", i);
+		insert_job(db, id, json_string_value(v));
+		/* jansson's reading of the same document, indented. */
+		json_t *tree = json_loads(json_string_value(v), 0, NULL);
+		char *indented = tree ? json_dumps(tree, JSON_INDENT(1)) : strdup(json_string_value(v));
+		snprintf(id, sizeof id, "j%zu", i);
+		insert_job(db, id, indented);
+		free(indented);
+		json_decref(tree);
+	}
+	sqlite3_close(db);
+
+	setup(dir);
+	size_t same = 0, n = json_array_size(docs);
+	for(i = 0; i < n; i++) {
+		char a[16], b[16];
+		snprintf(a, sizeof a, "p%zu", i);
+		snprintf(b, sizeof b, "j%zu", i);
+		check_same_job(a, b, &same);
+	}
+	/* Readable, the same both ways: the host's four, five plain ones
+	 * above and three that are not (the big integer is not JSON for
+	 * jansson either). */
+	CHECK_INT_EQ(same, host_docs + 5 + 3);
+	CHECK_INT_EQ(scheduler_count(H.scheduler), 2 * same);
+	/* The host's documents and the plain ones above were read without
+	 * jansson; the others and the indented copies with it. */
+	CHECK_INT_EQ(H.scheduler->loaded_plain, n - not_plain);
+	teardown();
+	json_decref(docs);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+}
+
 static double mono_s(void)
 {
 	struct timespec ts;
@@ -492,6 +653,7 @@ int main(void)
 	test_one_off_finishes_and_is_purged();
 	test_next_run_is_durable_before_dispatch();
 	test_unstored_run_is_not_dispatched();
+	test_stored_jobs_read_without_a_tree();
 	test_same_second_runs_in_one_turn();
 	test_commands_are_parsed_ahead();
 	test_hundred_thousand_jobs();
