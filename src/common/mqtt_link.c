@@ -1209,11 +1209,21 @@ int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter)
 	return OH_OK;
 }
 
-void mqtt_link_cork(struct mqtt_link *link, bool on)
+void mqtt_link_flush(struct mqtt_link *link)
 {
+	/* Inside a read libmosquitto holds its callback mutex, and a failed
+	 * write takes it again (on_disconnect): it would never return. */
+	if(link->in_read || !link->connected || !mosquitto_want_write(link->mosq))
+		return;
 	int fd = mosquitto_socket(link->mosq);
-	if(fd >= 0 && link->connected)
-		set_cork(fd, on);
+	if(fd < 0)
+		return;
+	int rc = write_queued(link, fd);
+	if(rc != MOSQ_ERR_SUCCESS) {
+		io_failed(link, rc);
+		return;
+	}
+	flush_writes(link); /* what the socket would not take yet */
 }
 
 bool mqtt_link_connected(const struct mqtt_link *link)

@@ -110,9 +110,12 @@ int mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const 
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos);
 int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
 
-/* Holds back (on) or sends (off) what is published meanwhile as few TCP
- * segments, for a burst of publishes made outside any read. */
-void mqtt_link_cork(struct mqtt_link *link, bool on);
+/* Writes what is queued now, as few TCP segments pushed to the wire, instead of at the loop's
+ * next turn: for publishes made outside any read whose first must not
+ * wait for the rest (the scheduler's commands).  Does nothing inside a
+ * message callback, where the read turn writes afterwards (see the top of
+ * mqtt_link.c), or while disconnected. */
+void mqtt_link_flush(struct mqtt_link *link);
 
 bool mqtt_link_connected(const struct mqtt_link *link);
 /* The connection is MQTT 5 with retain-as-published subscriptions: a

@@ -780,9 +780,10 @@ static size_t store_batch(struct scheduler *s, struct planned *batch, size_t max
 /*
  * Runs what is due, up to SCHED_TURN_MAX jobs in this loop turn.  Jobs due
  * in the same second run together: batch after batch is stored and its
- * commands sent, corked, with nothing else in between; only then are the
- * turn's events (DISPATCHED, SKIPPED, FIRED, MISSED) built and published,
- * so that no event and no other work delays the last command.
+ * commands written out (mqtt_link_flush), with nothing else in between;
+ * only then are the turn's events (DISPATCHED, SKIPPED, FIRED, MISSED)
+ * built and published, so that no event and no other work delays the last
+ * command.
  */
 static void run_due(struct scheduler *s)
 {
@@ -795,18 +796,13 @@ static void run_due(struct scheduler *s)
 		return;
 	}
 	command_hold_acks(true);
-	mqtt_link_cork(s->h->link, true);
 	while(nt < SCHED_TURN_MAX && !failed && is_due(s, now)) {
-		if(nt) {
-			/* The last batch's commands leave at once: the broker
-			 * passes them on while this one is stored and built. */
-			mqtt_link_cork(s->h->link, false);
-			mqtt_link_cork(s->h->link, true);
-		}
-		/* The first batch is small, so that commands leave soon; the rest
-		 * of the turn is stored in one transaction (a commit costs more
-		 * than the commands it delays). */
-		size_t want = nt ? SCHED_TURN_MAX - nt : SCHED_BATCH_MAX;
+		/* Batches grow: the first few commands leave after a tiny commit,
+		 * the rest of the turn is stored in few transactions (a commit
+		 * costs more than the commands it delays). */
+		size_t want = !nt                      ? SCHED_FIRST_BATCH
+				: nt < SCHED_BATCH_MAX ? SCHED_BATCH_MAX - nt
+						       : SCHED_TURN_MAX - nt;
 		size_t nb = store_batch(s, turn + nt, want, now, &failed);
 		for(size_t i = nt; i < nt + nb; i++) {
 			/* Not if unscheduled by an executor earlier in this turn. */
@@ -814,11 +810,12 @@ static void run_due(struct scheduler *s)
 				exec_commands(s, &turn[i]);
 		}
 		nt += nb;
+		/* The batch's commands leave now, not at the loop's next turn:
+		 * the broker passes them on while the next batch is stored. */
+		mqtt_link_flush(s->h->link);
 	}
-	/* The commands leave now, in a few TCP segments. */
-	mqtt_link_cork(s->h->link, false);
 
-	mqtt_link_cork(s->h->link, true);
+	/* The turn's events follow, in one write at the loop's next turn. */
 	for(size_t i = 0; i < nt; i++) {
 		struct planned *p = &turn[i];
 		if(p->ran) {
@@ -830,7 +827,6 @@ static void run_due(struct scheduler *s)
 		}
 	}
 	command_hold_acks(false);
-	mqtt_link_cork(s->h->link, false);
 
 	for(size_t i = 0; i < nt; i++) {
 		struct job *j = turn[i].job;

@@ -23,8 +23,11 @@
 /* Most jobs run in one loop turn; the rest follow on the next turn so a
  * burst of due jobs cannot starve MQTT and HTTP. */
 #define SCHED_TURN_MAX 256
-/* Jobs stored in a turn's first transaction.  Small, because every job
- * of a batch is stored before the first of them is dispatched. */
+/* Jobs stored in a turn's first transaction, and in its first two.
+ * Small, because every job of a batch is stored before the first of them
+ * is dispatched: the first few commands leave after a tiny commit, and the
+ * broker passes them on while the rest are stored. */
+#define SCHED_FIRST_BATCH 4
 #define SCHED_BATCH_MAX 32
 /* The commands of jobs due within SCHED_PREPARE_S are parsed ahead (at
  * most SCHED_PREPARE_MAX jobs at a time), so that a due turn only stores

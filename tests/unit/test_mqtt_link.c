@@ -4,6 +4,8 @@
  * PUBACK, what arrives is held, and handed over in order once the broker
  * has acknowledged enough for MQTT_LINK_BACKLOG_LOW to wait.
  *
+ * Also that mqtt_link_flush() writes at once, without a loop turn.
+ *
  * The broker is played by this file on a loopback socket, speaking just
  * enough MQTT 3.1.1 (CONNACK, PUBACK, QoS 0 PUBLISH), because what is
  * tested is when it acknowledges, which a real broker does at once; and,
@@ -194,6 +196,18 @@ int main(void)
 		return check_summary();
 	mqtt_link_start(link);
 	SPIN_UNTIL(f.connected && mqtt_link_connected(link));
+
+	/* mqtt_link_flush() writes a publish made outside any read at once,
+	 * without a loop turn: the broker has it before the loop runs again. */
+	CHECK_INT_EQ(mqtt_link_publish(link, "out", "now", 3, 1, false), 0);
+	mqtt_link_flush(link);
+	struct pollfd pf = {f.fd, POLLIN, 0};
+	CHECK_INT_EQ(poll(&pf, 1, 2000), 1);
+	pump(&f);
+	CHECK_INT_EQ(f.n_mid, 1);
+	ack(&f, 1);
+	SPIN_UNTIL(o.acked == 1);
+	o.acked = 0;
 
 	/* Nothing waits: a message goes to the owner as it is read. */
 	deliver(&f, "first");
