@@ -14,6 +14,14 @@
  *   every packet, so the message callback clears it (the PUBACK queued
  *   just before), and reading goes on after a PUBACK whose freed send
  *   window queued the next publish (ack_last);
+ * - a read turn's first message is handed to the owner after
+ *   mosquitto_loop_read() returns (the message callback keeps a copy and
+ *   ends the read), so that mqtt_link_flush() can write its PUBACK and the
+ *   relay made for it before the ack is built and before the next read:
+ *   inside the callback libmosquitto holds its callback mutex, and a write
+ *   that fails, or that sends a QoS 0 publish, takes it again and never
+ *   returns.  Later messages of the turn are handed over in the callback,
+ *   and leave together at the end of the turn;
  * - mosquitto_loop_write() makes max_packets passes however little is
  *   queued: it is called with WRITE_PASSES;
  * - with a log callback set, libmosquitto formats a line per packet: a
@@ -181,6 +189,7 @@ struct mqtt_link {
 	struct event *ev_retry; /* reconnect after backoff */
 	struct event *ev_drain; /* hands held messages over, from the loop */
 	struct held *held;      /* owned: read while the backlog was high, oldest first */
+	struct held *first;     /* owned: a read turn's first message, to hand over after the read */
 	struct held **held_tail;
 	size_t n_held;
 	unsigned long acks;         /* on_mosq_publish calls */
@@ -193,9 +202,14 @@ struct mqtt_link {
 
 	bool started;
 	bool stopping;
-	bool connected;   /* CONNACK accepted */
-	bool attempted;   /* a connect call has been made once */
-	bool in_read;     /* in a read turn or on_drain, which write what was queued at the end */
+	bool connected;  /* CONNACK accepted */
+	bool attempted;  /* a connect call has been made once */
+	bool in_read;    /* in a read turn or on_drain, which write what was queued at the end */
+	bool in_lib;     /* in mosquitto_loop_read(), its callback mutex held */
+	bool turn_first; /* no message handed over yet in this read turn */
+	bool flush_now;  /* handing the turn's first message over: mqtt_link_flush() writes */
+	int flush_rc;    /* a write of mqtt_link_flush() failed in a read turn, and its errno */
+	int flush_errno;
 	int turn_packets; /* messages and acks handled in this read turn */
 	int queued;       /* packets queued since the last write (to cork or not) */
 	bool ack_last;    /* the last packet read was a PUBACK */
@@ -432,6 +446,19 @@ static void io_failed(struct mqtt_link *link, int rc)
 	link_lost(link, link->broker_reason[0] ? link->broker_reason : rc_text(link, rc, buf, sizeof buf));
 }
 
+/* The read turn's first message to the owner, outside libmosquitto's
+ * callback, so that mqtt_link_flush() may write (see the top). */
+static void hand_over_first(struct mqtt_link *link)
+{
+	struct held *h = link->first;
+	link->first = NULL;
+	link->flush_now = true;
+	if(!link->stopping)
+		link->cb.on_message(link, h->topic, h->data, h->len, h->retained, link->ud);
+	link->flush_now = false;
+	free(h);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
@@ -450,15 +477,33 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	 * relays and acks their callbacks made, leave together afterwards. */
 	link->in_read = true;
 	link->turn_packets = 0;
+	link->turn_first = true;
 	int rc;
+	bool again;
 	do {
 		/* With the wake-up socketpair, a PUBACK that freed room in the
 		 * send window queued the next publish, whose wake-up byte ended
 		 * the read: go on reading. */
 		link->ack_last = false;
+		link->in_lib = true;
 		rc = mosquitto_loop_read(link->mosq, MAX_PACKETS_PER_WAKE);
-	} while(rc == MOSQ_ERR_SUCCESS && link->wake_pair && link->ack_last &&
-			link->turn_packets < MAX_PACKETS_PER_WAKE && mosquitto_socket(link->mosq) >= 0);
+		link->in_lib = false;
+		again = link->wake_pair && link->ack_last;
+		if(link->first) {
+			/* Read, and its PUBACK queued, whatever rc says. */
+			hand_over_first(link);
+			if(link->flush_rc) {
+				link->in_read = false;
+				errno = link->flush_errno;
+				rc = link->flush_rc;
+				link->flush_rc = 0;
+				io_failed(link, rc);
+				return;
+			}
+			again = true;
+		}
+	} while(rc == MOSQ_ERR_SUCCESS && again && link->turn_packets < MAX_PACKETS_PER_WAKE &&
+			mosquitto_socket(link->mosq) >= 0);
 	link->in_read = false;
 	if(rc != MOSQ_ERR_SUCCESS) {
 		io_failed(link, rc);
@@ -814,19 +859,28 @@ static void on_mosq_log(struct mosquitto *mosq, void *ud, int level, const char 
 	snprintf(link->lib_error, sizeof link->lib_error, "%s", p ? p + 3 : text);
 }
 
-/* Keeps a copy of m for on_drain; false when out of memory. */
-static bool hold(struct mqtt_link *link, const struct mosquitto_message *m)
+/* A copy of m, in one allocation; NULL when out of memory. */
+static struct held *copy_message(const struct mosquitto_message *m)
 {
 	size_t len = (size_t)m->payloadlen, tlen = strlen(m->topic) + 1;
 	struct held *h = malloc(sizeof(*h) + len + tlen);
 	if(!h)
-		return false;
+		return NULL;
 	if(len)
 		memcpy(h->data, m->payload, len);
 	h->topic = memcpy(h->data + len, m->topic, tlen);
 	h->len = len;
 	h->retained = m->retain;
 	h->next = NULL;
+	return h;
+}
+
+/* Keeps a copy of m for on_drain; false when out of memory. */
+static bool hold(struct mqtt_link *link, const struct mosquitto_message *m)
+{
+	struct held *h = copy_message(m);
+	if(!h)
+		return false;
 	if(!link->held)
 		log_debug(link->log_prefix, "%lu publishes wait for the broker: holding what arrives",
 				link->unacked);
@@ -854,6 +908,15 @@ static void on_mosq_message(struct mosquitto *mosq, void *ud, const struct mosqu
 		return;
 	/* Behind held ones too, so the owner sees the broker's order. */
 	bool held = (link->held || (link->unacked >= BACKLOG_HIGH && !link->stalled)) && hold(link, m);
+	/* The turn's first message is handed over after the read (see the
+	 * top), which this ends: a relay made for it leaves before anything
+	 * more is read or built. */
+	if(!held && link->in_lib && link->turn_first && link->cb.on_message && (link->first = copy_message(m))) {
+		link->turn_first = false;
+		count_packet(link);
+		errno = EAGAIN;
+		return;
+	}
 	if(!held && link->cb.on_message)
 		link->cb.on_message(link, m->topic, m->payload, (size_t)m->payloadlen, m->retain, link->ud);
 	count_packet(link);
@@ -1213,13 +1276,21 @@ void mqtt_link_flush(struct mqtt_link *link)
 {
 	/* Inside a read libmosquitto holds its callback mutex, and a failed
 	 * write takes it again (on_disconnect): it would never return. */
-	if(link->in_read || !link->connected || !mosquitto_want_write(link->mosq))
+	if(link->in_lib || (link->in_read && !link->flush_now) || !link->connected ||
+			!mosquitto_want_write(link->mosq))
 		return;
 	int fd = mosquitto_socket(link->mosq);
 	if(fd < 0)
 		return;
 	int rc = write_queued(link, fd);
 	if(rc != MOSQ_ERR_SUCCESS) {
+		if(link->in_read) {
+			/* on_readable gives the connection up once the owner
+			 * has returned. */
+			link->flush_rc = rc;
+			link->flush_errno = errno;
+			return;
+		}
 		io_failed(link, rc);
 		return;
 	}

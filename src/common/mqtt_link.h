@@ -110,11 +110,14 @@ int mqtt_link_publish_expiring(struct mqtt_link *link, const char *topic, const 
 int mqtt_link_subscribe(struct mqtt_link *link, const char *filter, int qos);
 int mqtt_link_unsubscribe(struct mqtt_link *link, const char *filter);
 
-/* Writes what is queued now, as few TCP segments pushed to the wire, instead of at the loop's
- * next turn: for publishes made outside any read whose first must not
- * wait for the rest (the scheduler's commands).  Does nothing inside a
- * message callback, where the read turn writes afterwards (see the top of
- * mqtt_link.c), or while disconnected. */
+/* Writes what is queued now, as few TCP segments pushed to the wire,
+ * instead of at the end of the read turn or the loop's next turn.  Outside
+ * any read: for publishes whose first must not wait for the rest (the
+ * scheduler's commands).  While the owner handles a read turn's first
+ * message: its PUBACK and what was published for it (a relayed command,
+ * before its ack is built).  Inside any other message callback, and while
+ * disconnected, it does nothing: the turn writes afterwards (see the top
+ * of mqtt_link.c). */
 void mqtt_link_flush(struct mqtt_link *link);
 
 bool mqtt_link_connected(const struct mqtt_link *link);

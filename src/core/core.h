@@ -74,6 +74,9 @@ struct host {
 	/* publish.c: the publishes held behind the store's uncommitted writes,
 	 * oldest first (owned; struct held is publish.c's). */
 	struct held *held_head, *held_tail;
+	/* publish.c: a command to a device leaves at once (mqtt_link_flush)
+	 * unless the scheduler is sending a batch, which it writes whole. */
+	bool batching;
 };
 
 /* ---- dispatch.c: inbound: broker subscriptions and topic routing ---------- */

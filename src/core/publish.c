@@ -52,6 +52,10 @@ static int send_now(struct host *h, const char *topic, const char *kind, const v
 	 * later.  Nothing else expires: retained state, acks and events stay. */
 	unsigned expiry = kind == METRICS_KIND_DEVICE_COMMAND ? (unsigned)h->cfg.command_expiry_s : 0;
 	int rc = mqtt_link_publish_expiring(h->link, topic, payload, len, qos, retain, expiry, mid);
+	/* A relayed command leaves before its ack is built, and one sent
+	 * outside any read before the loop's next turn. */
+	if(rc == OH_OK && kind == METRICS_KIND_DEVICE_COMMAND && !h->batching)
+		mqtt_link_flush(h->link);
 	if(rc == OH_OK)
 		metrics_mqtt_message(true, kind);
 	/* The UI's event stream hears of the host's events ({root}/orchestrator/

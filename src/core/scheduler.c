@@ -796,6 +796,7 @@ static void run_due(struct scheduler *s)
 		return;
 	}
 	command_hold_acks(true);
+	s->h->batching = true;
 	while(nt < SCHED_TURN_MAX && !failed && is_due(s, now)) {
 		/* Batches grow: the first few commands leave after a tiny commit,
 		 * the rest of the turn is stored in few transactions (a commit
@@ -814,6 +815,7 @@ static void run_due(struct scheduler *s)
 		 * the broker passes them on while the next batch is stored. */
 		mqtt_link_flush(s->h->link);
 	}
+	s->h->batching = false;
 
 	/* The turn's events follow, in one write at the loop's next turn. */
 	for(size_t i = 0; i < nt; i++) {

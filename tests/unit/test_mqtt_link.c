@@ -4,7 +4,8 @@
  * PUBACK, what arrives is held, and handed over in order once the broker
  * has acknowledged enough for MQTT_LINK_BACKLOG_LOW to wait.
  *
- * Also that mqtt_link_flush() writes at once, without a loop turn.
+ * Also that mqtt_link_flush() writes at once, without a loop turn, and
+ * from the callback of a read turn's first message.
  *
  * The broker is played by this file on a loopback socket, speaking just
  * enough MQTT 3.1.1 (CONNACK, PUBACK, QoS 0 PUBLISH), because what is
@@ -42,18 +43,26 @@ struct owner {
 	int delivered;
 	char seen[8][32]; /* payloads of the first messages, in order */
 	int acked;        /* on_published calls */
+	bool relay;       /* on_message publishes and flushes, as the NDI relay does */
+	int broker_fd;    /* ... then looks whether the broker has the relay yet */
+	bool relay_out;
 };
 
 static void on_message(struct mqtt_link *link, const char *topic, const void *payload, size_t len,
 		bool retained, void *ud)
 {
 	struct owner *o = ud;
-	(void)link;
 	(void)topic;
 	(void)retained;
 	if(o->delivered < 8)
 		snprintf(o->seen[o->delivered], sizeof o->seen[0], "%.*s", (int)len, (const char *)payload);
 	o->delivered++;
+	if(o->relay) {
+		mqtt_link_publish(link, "out", "relay", 5, 1, false);
+		mqtt_link_flush(link);
+		struct pollfd pf = {o->broker_fd, POLLIN, 0};
+		o->relay_out = poll(&pf, 1, 1000) == 1;
+	}
 }
 
 static void on_published(struct mqtt_link *link, int mid, void *ud)
@@ -208,6 +217,21 @@ int main(void)
 	ack(&f, 1);
 	SPIN_UNTIL(o.acked == 1);
 	o.acked = 0;
+
+	/* A message's relay flushed from its callback is on the wire before the
+	 * callback returns (and builds its ack), when it is its read turn's
+	 * first. */
+	o.relay = true;
+	o.broker_fd = f.fd;
+	deliver(&f, "cmd");
+	SPIN_UNTIL(o.delivered == 1);
+	CHECK(o.relay_out);
+	o.relay = false;
+	SPIN_UNTIL(f.n_mid == 1);
+	ack(&f, 1);
+	SPIN_UNTIL(o.acked == 1);
+	o.acked = 0;
+	o.delivered = 0;
 
 	/* Nothing waits: a message goes to the owner as it is read. */
 	deliver(&f, "first");
