@@ -506,14 +506,18 @@ static void cmd_barerelay(void)
 	}
 	client_free(c, false);
 	mosquitto_property_free_all(&bare_props);
-	printf("forwarded %ld\n", bare_forwarded);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			(double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	printf("forwarded %ld %.6f\n", bare_forwarded, cpu_s);
 	fflush(stdout);
 }
 
 /* A bare relay this tool runs as a child process. */
 struct bare_relay {
 	pid_t pid;
-	FILE *out; /* its stdout: "ready", then "forwarded N" as it exits */
+	FILE *out; /* its stdout: "ready", then "forwarded N CPU_S" as it exits */
 };
 
 /* Forks and execs this tool as `barerelay` on opt.bare_root; returns once it
@@ -545,19 +549,25 @@ static void bare_start(struct bare_relay *b)
 		die("the bare relay did not start");
 }
 
-/* Stops it; dies unless it exits cleanly.  Returns the commands it forwarded. */
-static long bare_stop(struct bare_relay *b)
+/* Stops it, dies unless it exits cleanly, and prints the commands it
+ * forwarded and its CPU time (user and system) per command. */
+static void bare_stop(struct bare_relay *b, const char *prefix)
 {
 	kill(b->pid, SIGTERM);
 	long forwarded = -1;
+	double cpu_s = 0;
 	char line[64];
-	if(fgets(line, sizeof line, b->out) && sscanf(line, "forwarded %ld", &forwarded) != 1)
+	if(fgets(line, sizeof line, b->out) && sscanf(line, "forwarded %ld %lf", &forwarded, &cpu_s) != 2)
 		forwarded = -1;
 	fclose(b->out);
 	int status;
 	if(waitpid(b->pid, &status, 0) != b->pid || !WIFEXITED(status) || WEXITSTATUS(status) || forwarded < 0)
 		die("the bare relay did not exit cleanly (status %#x)", status);
-	return forwarded;
+	char name[128];
+	snprintf(name, sizeof name, "%sforwarded", prefix);
+	figure(name, (double)forwarded, "count");
+	snprintf(name, sizeof name, "%scpu_us_per_command", prefix);
+	figure(name, forwarded ? cpu_s * 1e6 / (double)forwarded : NAN, "us");
 }
 
 /* ---- latency ----------------------------------------------------------------- */
@@ -716,7 +726,7 @@ static void cmd_latency(void)
 	client_free(app, false);
 	client_free(dev, false);
 	if(bare_path)
-		figure(np > 1 ? "bare_forwarded" : "forwarded", (double)bare_stop(&bare), "count");
+		bare_stop(&bare, np > 1 ? "bare_" : "");
 }
 
 /* ---- throughput ---------------------------------------------------------------- */
@@ -846,7 +856,7 @@ static void cmd_throughput(void)
 	client_free(dev, true);
 	free(st.seen);
 	if(bare_path)
-		figure("forwarded", (double)bare_stop(&bare), "count");
+		bare_stop(&bare, "");
 }
 
 /* ---- burst: commands to a device that never answers ---------------------------- */
