@@ -24,20 +24,26 @@
  *               restart: announce themselves idle, follow each command
  *               (new module status, an ack), count commands per device
  *   sse         event-stream clients applying registry deltas under load
+ *   barerelay   (hidden, started by latency and throughput --mode bare/all)
+ *               the floor under the host's relay: libmosquitto, no JSON
  *
  * --mode relay publishes to {root}/orchestrator/ndi/cmd (through the host),
  * --mode direct to {root}/device/{id}/ndi/cmd (the broker alone); the device
- * side subscribes to {root}/device/{id}/ndi/cmd in both cases.
+ * side subscribes to {root}/device/{id}/ndi/cmd in both cases.  --mode bare
+ * does the same as relay under --bare-root (/bare), where no host listens and
+ * a bare relay this tool forks forwards each command.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -49,8 +55,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +71,7 @@ static struct {
 	int port;
 	int http_port;
 	const char *root;
+	const char *bare_root; /* latency, throughput: where the bare relay serves */
 	const char *mode;
 	const char *name;
 	const char *device_id;
@@ -88,6 +99,7 @@ static struct {
 		.port = 1883,
 		.http_port = 8080,
 		.root = "/lab",
+		.bare_root = "/bare",
 		.mode = "relay",
 		.name = "bench",
 		.device_id = "bench-dev",
@@ -201,6 +213,30 @@ static void cb_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 		c->on_msg(c, msg);
 }
 
+/* The bare relay's client (set before client_new): what the host's link
+ * does to libmosquitto, so the floor is no higher than the host's own. */
+static bool client_lean;
+
+/* A client without libmosquitto's wake-up socketpair, which only its own
+ * network thread drains: every queued packet writes a byte to it, and once
+ * it is full each write fails with EAGAIN, which ends mosquitto_loop_read()
+ * early.  libmosquitto goes on without the pair when it cannot open one;
+ * the host's link (src/common/mqtt_link.c, new_client) does the same. */
+static struct mosquitto *mosquitto_new_unpaired(const char *id, void *ud)
+{
+	struct rlimit was, none;
+	if(getrlimit(RLIMIT_NOFILE, &was) == 0) {
+		none = was;
+		none.rlim_cur = 0;
+		if(setrlimit(RLIMIT_NOFILE, &none) == 0) {
+			struct mosquitto *m = mosquitto_new(id, true, ud);
+			setrlimit(RLIMIT_NOFILE, &was);
+			return m;
+		}
+	}
+	return mosquitto_new(id, true, ud);
+}
+
 /* Connects synchronously; threaded: a libmosquitto network thread runs it. */
 static struct client *client_new(const char *tag, bool threaded)
 {
@@ -209,9 +245,11 @@ static struct client *client_new(const char *tag, bool threaded)
 	snprintf(id, sizeof id, "oh-bench-%s-%d", tag, (int)getpid());
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
-	c->mosq = mosquitto_new(id, true, c);
+	c->mosq = client_lean ? mosquitto_new_unpaired(id, c) : mosquitto_new(id, true, c);
 	if(!c->mosq)
 		die("mosquitto_new failed");
+	if(client_lean)
+		mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	/* A modest window: libmosquitto 2.0 walks its whole outgoing list on
 	 * every publish and PUBACK while the window has room, so a window of
@@ -386,6 +424,152 @@ static json_t *http_get_json(const char *path)
 	return j;
 }
 
+/* ---- barerelay: the floor under the host's relay ------------------------------- */
+
+/*
+ * The least a relay can do with libmosquitto: take each command from
+ * {root}/orchestrator/ndi/cmd and publish its payload unchanged to
+ * {root}/device/{id}/ndi/cmd, putting on the wire what the host's relay puts
+ * there (MQTT 5, subscribed and published at QoS 1, the default command
+ * expiry property, a send window of 100, TCP_NODELAY) and doing nothing else:
+ * no JSON, no ack, no event.  Bare relay / broker alone is what crossing the
+ * broker twice and waking a third process costs, which no host can beat;
+ * host relay / bare relay is the host's own share.
+ *
+ * It runs in its own process, as the host does, forked by the latency and
+ * throughput subcommands (bare_start) on a root no host listens on.  Two
+ * loops: poll() with one read and one write pass per wake-up (the default,
+ * the faster in docs/performance.md 2b), or OH_BENCH_BARE_LOOP=mosquitto,
+ * mosquitto_loop() as mosquitto_loop_forever() drives it.
+ */
+static volatile sig_atomic_t bare_stopping;
+static char bare_dev_topic[256];
+static mosquitto_property *bare_props; /* the command expiry, as the host's default */
+static long bare_forwarded;
+
+static void bare_on_signal(int sig)
+{
+	(void)sig;
+	bare_stopping = 1;
+}
+
+static void bare_on_msg(struct client *c, const struct mosquitto_message *m)
+{
+	int rc = mosquitto_publish_v5(
+			c->mosq, NULL, bare_dev_topic, m->payloadlen, m->payload, 1, false, bare_props);
+	if(rc)
+		die("bare relay: publish failed: %s", mosquitto_strerror(rc));
+	bare_forwarded++;
+}
+
+static void cmd_barerelay(void)
+{
+	struct sigaction sa = {.sa_handler = bare_on_signal}; /* no SA_RESTART: poll returns */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	const char *loop = getenv("OH_BENCH_BARE_LOOP");
+	bool use_poll = !loop || strcmp(loop, "mosquitto");
+	char cmd_topic[256];
+	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+	snprintf(bare_dev_topic, sizeof bare_dev_topic, "%s/device/%s/ndi/cmd", opt.root, opt.device_id);
+	if(mosquitto_property_add_int32(&bare_props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 60))
+		die("bare relay: no memory");
+	client_lean = true;
+	struct client *c = client_new("bare", false);
+	c->on_msg = bare_on_msg;
+	client_subscribe(c, cmd_topic, 1, false);
+	printf("ready\n");
+	fflush(stdout);
+	double last_misc = now_s();
+	while(!bare_stopping) {
+		int rc;
+		if(use_poll) {
+			struct pollfd p = {.fd = mosquitto_socket(c->mosq),
+					.events = POLLIN | (mosquitto_want_write(c->mosq) ? POLLOUT : 0)};
+			if(poll(&p, 1, 1000) < 0 && errno != EINTR)
+				die("bare relay: poll: %s", strerror(errno));
+			rc = MOSQ_ERR_SUCCESS;
+			if(p.revents & (POLLIN | POLLERR | POLLHUP))
+				rc = mosquitto_loop_read(c->mosq, 1);
+			/* One pass writes everything queued (or stops at EAGAIN). */
+			if(!rc && mosquitto_want_write(c->mosq))
+				rc = mosquitto_loop_write(c->mosq, 1);
+			if(!rc && now_s() - last_misc > 1) {
+				rc = mosquitto_loop_misc(c->mosq);
+				last_misc = now_s();
+			}
+		} else {
+			rc = mosquitto_loop(c->mosq, 1000, 1);
+		}
+		if(rc && !bare_stopping && !(rc == MOSQ_ERR_ERRNO && errno == EINTR))
+			die("bare relay: connection to the broker lost: %s", mosquitto_strerror(rc));
+	}
+	client_free(c, false);
+	mosquitto_property_free_all(&bare_props);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			(double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	printf("forwarded %ld %.6f\n", bare_forwarded, cpu_s);
+	fflush(stdout);
+}
+
+/* A bare relay this tool runs as a child process. */
+struct bare_relay {
+	pid_t pid;
+	FILE *out; /* its stdout: "ready", then "forwarded N CPU_S" as it exits */
+};
+
+/* Forks and execs this tool as `barerelay` on opt.bare_root; returns once it
+ * is subscribed.  Call it before any thread starts. */
+static void bare_start(struct bare_relay *b)
+{
+	int p[2];
+	if(pipe2(p, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	pid_t parent = getpid();
+	b->pid = fork();
+	if(b->pid < 0)
+		die("fork: %s", strerror(errno));
+	if(!b->pid) {
+		/* It ends with this tool, however that ends (run.sh's timeout, die()). */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if(getppid() != parent || dup2(p[1], STDOUT_FILENO) < 0)
+			_exit(1);
+		char port[16];
+		snprintf(port, sizeof port, "%d", opt.port);
+		execl("/proc/self/exe", "oh-bench", "barerelay", "--port", port, "--root", opt.bare_root,
+				"--device-id", opt.device_id, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	b->out = fdopen(p[0], "r");
+	char line[64];
+	if(!b->out || !fgets(line, sizeof line, b->out) || strcmp(line, "ready\n"))
+		die("the bare relay did not start");
+}
+
+/* Stops it, dies unless it exits cleanly, and prints the commands it
+ * forwarded and its CPU time (user and system) per command. */
+static void bare_stop(struct bare_relay *b, const char *prefix)
+{
+	kill(b->pid, SIGTERM);
+	long forwarded = -1;
+	double cpu_s = 0;
+	char line[64];
+	if(fgets(line, sizeof line, b->out) && sscanf(line, "forwarded %ld %lf", &forwarded, &cpu_s) != 2)
+		forwarded = -1;
+	fclose(b->out);
+	int status;
+	if(waitpid(b->pid, &status, 0) != b->pid || !WIFEXITED(status) || WEXITSTATUS(status) || forwarded < 0)
+		die("the bare relay did not exit cleanly (status %#x)", status);
+	char name[128];
+	snprintf(name, sizeof name, "%sforwarded", prefix);
+	figure(name, (double)forwarded, "count");
+	snprintf(name, sizeof name, "%scpu_us_per_command", prefix);
+	figure(name, forwarded ? cpu_s * 1e6 / (double)forwarded : NAN, "us");
+}
+
 /* ---- latency ----------------------------------------------------------------- */
 
 /*
@@ -443,17 +627,36 @@ static void print_latency(const char *prefix, double *samples, size_t ns, long l
 }
 
 /*
- * --mode relay or direct measure one path; --mode both alternates the two
- * round trip by round trip, so both see the same machine (a build running
- * next door slows both alike) and the ratio is not at the mercy of drift.
+ * --mode relay, direct or bare measure one path; --mode both alternates relay
+ * and direct round trip by round trip, so both see the same machine (a build
+ * running next door slows both alike) and the ratio is not at the mercy of
+ * drift; --mode all alternates relay, direct and bare.
  */
 static void cmd_latency(void)
 {
-	bool both = !strcmp(opt.mode, "both");
-	bool relay_only = !strcmp(opt.mode, "relay");
-	char dev_topic[256], cmd_topic[256], tag[32];
-	snprintf(dev_topic, sizeof dev_topic, "%s/device/%s/ndi/cmd", opt.root, opt.device_id);
-	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+	/* Paths: 0 through the host, 1 the broker alone, 2 the bare relay. */
+	static const char *const path_name[3] = {"relay", "broker", "bare"};
+	int paths[3], np;
+	if(!strcmp(opt.mode, "both") || !strcmp(opt.mode, "all")) {
+		np = strcmp(opt.mode, "all") ? 2 : 3;
+		for(int i = 0; i < np; i++)
+			paths[i] = i;
+	} else {
+		np = 1;
+		paths[0] = !strcmp(opt.mode, "relay") ? 0 : !strcmp(opt.mode, "bare") ? 2 : 1;
+	}
+	bool bare_path = paths[np - 1] == 2;
+	struct bare_relay bare;
+	if(bare_path)
+		bare_start(&bare);
+	/* Topics by path: where the app publishes, where the device hears it. */
+	char pub_topic[3][256], dev_topic[2][256], tag[32];
+	const char *roots[2] = {opt.root, opt.bare_root};
+	for(int r = 0; r < 2; r++)
+		snprintf(dev_topic[r], sizeof dev_topic[r], "%s/device/%s/ndi/cmd", roots[r], opt.device_id);
+	snprintf(pub_topic[0], sizeof pub_topic[0], "%s/orchestrator/ndi/cmd", opt.root);
+	snprintf(pub_topic[1], sizeof pub_topic[1], "%s", dev_topic[0]);
+	snprintf(pub_topic[2], sizeof pub_topic[2], "%s/orchestrator/ndi/cmd", opt.bare_root);
 	snprintf(tag, sizeof tag, "L%dx", (int)getpid());
 
 	struct lat_state st = {0};
@@ -461,25 +664,27 @@ static void cmd_latency(void)
 	struct client *app = client_new("lat-app", false);
 	dev->on_msg = lat_on_msg;
 	dev->ud = &st;
-	client_subscribe(dev, dev_topic, opt.qos, false);
+	if(paths[0] != 2)
+		client_subscribe(dev, dev_topic[0], opt.qos, false);
+	if(bare_path)
+		client_subscribe(dev, dev_topic[1], opt.qos, false);
 	struct client *cs[2] = {app, dev};
 
 	long per_path = opt.warmup + opt.n;
-	long total = both ? 2 * per_path : per_path;
-	long lost[2] = {0, 0};
-	double *samples[2];
-	size_t ns[2] = {0, 0};
-	samples[0] = calloc((size_t)opt.n, sizeof(double));
-	samples[1] = calloc((size_t)opt.n, sizeof(double));
+	long total = np * per_path;
+	long lost[3] = {0, 0, 0};
+	double *samples[3];
+	size_t ns[3] = {0, 0, 0};
+	for(int p = 0; p < 3; p++)
+		samples[p] = calloc((size_t)opt.n, sizeof(double));
 	while(opt.at > 0 && wall_s() < opt.at)
 		pump(cs, 2, 10);
 	double last_misc = now_s(), deadline = now_s() + opt.timeout_s;
 	if(opt.duration > 0 && now_s() + opt.duration < deadline)
 		deadline = now_s() + opt.duration;
 	for(long i = 0; i < total && now_s() < deadline; i++) {
-		/* path 0: through the host, 1: the broker alone */
-		int path = both ? (int)(i & 1) : relay_only ? 0 : 1;
-		long k = both ? i / 2 : i;
+		int path = paths[i % np];
+		long k = i / np;
 		char payload[512];
 		int len = snprintf(payload, sizeof payload,
 				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
@@ -487,8 +692,7 @@ static void cmd_latency(void)
 				tag, i, opt.device_id);
 		long want = atomic_load(&st.received) + 1;
 		double t0 = now_s();
-		if(mosquitto_publish(app->mosq, NULL, path == 0 ? cmd_topic : dev_topic, len, payload,
-				   opt.qos, false))
+		if(mosquitto_publish(app->mosq, NULL, pub_topic[path], len, payload, opt.qos, false))
 			die("publish failed");
 		/* One second is two orders above any sane round trip. */
 		while(atomic_load(&st.received) < want && now_s() - t0 < 1.0)
@@ -509,19 +713,20 @@ static void cmd_latency(void)
 	for(int i = 0; i < 5; i++)
 		pump(cs, 2, 10);
 	char prefix[128];
-	if(both) {
-		snprintf(prefix, sizeof prefix, "%s_relay", opt.name);
-		print_latency(prefix, samples[0], ns[0], lost[0]);
-		snprintf(prefix, sizeof prefix, "%s_broker", opt.name);
-		print_latency(prefix, samples[1], ns[1], lost[1]);
-	} else {
-		int path = relay_only ? 0 : 1;
-		print_latency(opt.name, samples[path], ns[path], lost[path]);
+	for(int i = 0; i < np; i++) {
+		int path = paths[i];
+		if(np > 1)
+			snprintf(prefix, sizeof prefix, "%s_%s", opt.name, path_name[path]);
+		else
+			snprintf(prefix, sizeof prefix, "%s", opt.name);
+		print_latency(prefix, samples[path], ns[path], lost[path]);
 	}
-	free(samples[0]);
-	free(samples[1]);
+	for(int p = 0; p < 3; p++)
+		free(samples[p]);
 	client_free(app, false);
 	client_free(dev, false);
+	if(bare_path)
+		bare_stop(&bare, np > 1 ? "bare_" : "");
 }
 
 /* ---- throughput ---------------------------------------------------------------- */
@@ -578,15 +783,24 @@ static void tput_on_msg(struct client *c, const struct mosquitto_message *m)
 
 static void cmd_throughput(void)
 {
-	bool relay = !strcmp(opt.mode, "relay");
+	/* --mode bare: as relay, under --bare-root, where the bare relay serves */
+	bool bare_path = !strcmp(opt.mode, "bare");
+	bool relay = bare_path || !strcmp(opt.mode, "relay");
+	const char *root = bare_path ? opt.bare_root : opt.root;
 	char dev_topic[256], cmd_topic[256];
-	snprintf(dev_topic, sizeof dev_topic, "%s/device/%s/ndi/cmd", opt.root, opt.device_id);
-	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", opt.root);
+	snprintf(dev_topic, sizeof dev_topic, "%s/device/%s/ndi/cmd", root, opt.device_id);
+	snprintf(cmd_topic, sizeof cmd_topic, "%s/orchestrator/ndi/cmd", root);
+	struct bare_relay bare;
+	if(bare_path)
+		bare_start(&bare);
 
 	struct tput_state st = {.n = opt.n};
 	pthread_mutex_init(&st.lock, NULL);
 	st.seen = calloc((size_t)opt.n, 1);
-	snprintf(st.tag, sizeof st.tag, "T%dq%d%sx", (int)getpid(), opt.qos, relay ? "r" : "d");
+	snprintf(st.tag, sizeof st.tag, "T%dq%d%sx", (int)getpid(), opt.qos,
+			bare_path               ? "b"
+					: relay ? "r"
+						: "d");
 
 	struct client *dev = client_new("tput-dev", true);
 	dev->on_msg = tput_on_msg;
@@ -641,6 +855,8 @@ static void cmd_throughput(void)
 	client_free(app, true);
 	client_free(dev, true);
 	free(st.seen);
+	if(bare_path)
+		bare_stop(&bare, "");
 }
 
 /* ---- burst: commands to a device that never answers ---------------------------- */
@@ -1888,8 +2104,11 @@ static void usage(void)
 			"  --port N          broker port (1883)\n"
 			"  --http-port N     host HTTP port (8080)\n"
 			"  --root R          topic root (/lab)\n"
-			"  --mode M          relay (through the host), direct (broker alone), or\n"
-			"                    both (latency: alternate the two, trip by trip)\n"
+			"  --mode M          relay (through the host), direct (broker alone), bare\n"
+			"                    (a bare relay this tool forks, under --bare-root), or\n"
+			"                    both / all (latency: alternate relay and direct / all three,\n"
+			"                    trip by trip)\n"
+			"  --bare-root R     topic root of the bare relay; no host may listen there (/bare)\n"
 			"  --qos Q           0 or 1 (1)\n"
 			"  --ack             throughput: the device acks every command\n"
 			"  --n N             round trips / commands\n"
@@ -1925,6 +2144,7 @@ int main(int argc, char **argv)
 			{"port", 1, 0, 'p'},
 			{"http-port", 1, 0, 'h'},
 			{"root", 1, 0, 'r'},
+			{"bare-root", 1, 0, 'b'},
 			{"mode", 1, 0, 'm'},
 			{"qos", 1, 0, 'q'},
 			{"ack", 0, 0, 'k'},
@@ -1963,6 +2183,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			opt.root = optarg;
+			break;
+		case 'b':
+			opt.bare_root = optarg;
 			break;
 		case 'm':
 			opt.mode = optarg;
@@ -2065,6 +2288,8 @@ int main(int argc, char **argv)
 		cmd_fleet();
 	else if(!strcmp(cmd, "sse"))
 		cmd_sse();
+	else if(!strcmp(cmd, "barerelay"))
+		cmd_barerelay();
 	else
 		usage();
 	mosquitto_lib_cleanup();
