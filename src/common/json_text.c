@@ -290,7 +290,8 @@ bool json_text_member(struct json_text_obj *o, const char **key, size_t *key_len
 	const char *key_end = p < end && *p == '"' ? string_end(p, end) : NULL;
 	const char *v_end = key_end && key_end < end && *key_end == ':' ? json_text_value_end(key_end + 1, end)
 									: NULL;
-	if(!v_end || v_end >= end || (*v_end != ',' && *v_end != '}') || (*v_end == ',' && v_end[1] == '}')) {
+	if(!v_end || v_end >= end || (*v_end != ',' && *v_end != '}') ||
+			(*v_end == ',' && (v_end + 1 == end || v_end[1] == '}'))) {
 		o->bad = true;
 		return false;
 	}

@@ -249,6 +249,18 @@ static void test_plain_members(void)
 		if(!CHECK(o.bad))
 			printf("     \"%s\" read as a plain object\n", bad[i]);
 	}
+	/* Cut short after a comma, in a buffer of exactly its bytes (no NUL
+	 * behind it): refused without a read past the end (ASan). */
+	static const char cut[] = "{\"a\":1,";
+	char *exact = malloc(sizeof cut - 1);
+	if(CHECK(exact != NULL)) {
+		memcpy(exact, cut, sizeof cut - 1);
+		json_text_object(&o, exact, exact + sizeof cut - 1);
+		while(json_text_member(&o, &k, &kl, &v, &vl))
+			;
+		CHECK(o.bad);
+		free(exact);
+	}
 }
 
 /* Random JSON-like text into out (room for at least 4 KB): mostly valid,
