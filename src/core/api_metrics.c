@@ -21,12 +21,16 @@
 static void update_host_values(struct host *h)
 {
 	static struct metric *up, *reconnects, *leases, *devices, *snaps, *snap_bytes, *gzip_slice, *bad,
-			*uptime, *jobs, *info, *conns, *streams, *merges, *merge_secs, *behind, *acting;
+			*uptime, *jobs, *info, *conns, *streams, *merges, *merge_secs, *behind, *acting, *held;
 	if(!up) {
 		up = metrics_family("oh_mqtt_connected", METRIC_GAUGE, "1 while the broker connection is up",
 				NULL);
 		reconnects = metrics_family("oh_mqtt_reconnects_total", METRIC_COUNTER,
 				"Reconnection attempts to the broker", NULL);
+		/* The link's queue has no cap of its own (mqtt_link.c): watch it. */
+		held = metrics_family("oh_mqtt_held_messages", METRIC_GAUGE,
+				"Messages read while many publishes waited for the broker, not yet handled",
+				NULL);
 		bad = metrics_family("oh_mqtt_bad_payloads_total", METRIC_COUNTER,
 				"Registry messages refused as malformed", NULL);
 		snaps = metrics_family("oh_snapshot_publishes_total", METRIC_COUNTER,
@@ -58,6 +62,7 @@ static void update_host_values(struct host *h)
 	}
 	metrics_set(up, NULL, h->link && mqtt_link_connected(h->link));
 	metrics_set(reconnects, NULL, h->link ? (double)mqtt_link_reconnects(h->link) : 0);
+	metrics_set(held, NULL, h->link ? (double)mqtt_link_held(h->link) : 0);
 	metrics_set(bad, NULL, (double)h->stats.bad_payloads);
 	metrics_set(snaps, NULL, (double)h->stats.snapshots_published);
 	metrics_set(snap_bytes, NULL, (double)h->stats.snapshot_bytes);

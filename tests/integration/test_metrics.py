@@ -39,10 +39,12 @@ def test_metrics_move_with_traffic(make_host, mqtt):
                        ("oh_scheduler_jobs_scheduled_total", "counter"),
                        ("oh_scheduler_jobs_fired_total", "counter"),
                        ("oh_scheduler_jobs_missed_total", "counter"),
-                       ("oh_mqtt_connected", "gauge")]:
+                       ("oh_mqtt_connected", "gauge"),
+                       ("oh_mqtt_held_messages", "gauge")]:
         if kind:
             assert types.get(name) == kind, name
     assert value(before, "oh_mqtt_connected") == 1
+    assert ("oh_mqtt_held_messages", frozenset()) in before
 
     mqtt.publish("/lab/device/rpi-01/meta", {"modules": ["ndi"]}, retain=True)
     mqtt.publish("/lab/device/rpi-01/status", {"online": True}, retain=True)
