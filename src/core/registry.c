@@ -1103,8 +1103,12 @@ static void on_previous_snapshot(oh_ctx *ctx, const struct oh_message *msg, void
 	long counted = device_doc_count_snapshot(msg->payload, msg->len);
 	size_t n = counted >= 0 ? (size_t)counted : 0;
 	if(counted < 0) {
+		/* Past limits.max_snapshot_bytes the snapshot is a summary whose
+		 * device_count says how many. */
 		json_t *doc = json_loadb(msg->payload, msg->len, 0, NULL);
-		n = json_object_size(json_object_get(doc, "devices"));
+		json_t *devices = json_object_get(doc, "devices");
+		json_int_t summary = json_integer_value(json_object_get(doc, "device_count"));
+		n = json_is_null(devices) && summary > 0 ? (size_t)summary : json_object_size(devices);
 		json_decref(doc);
 	}
 	if(n > r->expected) {

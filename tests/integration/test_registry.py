@@ -658,3 +658,19 @@ def test_a_stalled_broker_gets_no_second_snapshot_before_its_ack(make_host, reg,
     # Once acknowledged, the latest goes out.
     status, body = host.get("/api/registry")
     reg.wait_for(REGISTRY, lambda m: m["payload"]["locks"] == body["locks"], timeout=20)
+
+
+def test_a_summary_left_by_the_last_run_sets_the_devices_to_wait_for(make_host, reg):
+    """A host whose store was lost must not replace a big registry with its
+    first few devices: it waits for as many as the broker's last snapshot
+    had, and past max_snapshot_bytes that snapshot is a summary."""
+    reg.publish(REGISTRY, {"devices": None, "device_count": 7, "bytes": 9000,
+                           "max_snapshot_bytes": 2000, "ts": "2026-12-07T08:00:00Z", "seq": 3},
+                retain=True)
+    try:
+        host = make_host({"limits": {"max_snapshot_bytes": 2000}})
+        host.wait_connected()
+        wait_until(lambda: "the broker's last snapshot has 7 devices" in host.log(), timeout=10,
+                   msg="the summary's device_count to be waited for")
+    finally:
+        reg.publish(REGISTRY, b"", retain=True)
