@@ -9,10 +9,10 @@
  * instructions, a third of the host's work per relayed command.  This
  * writer walks the tree once into one buffer.  A value it does not write
  * the same way (a real, whose text jansson chooses) or a tree deeper than
- * DEPTH_MAX hands the whole value to json_dumps, so the text never depends
- * on which writer ran, and so does a key holding a NUL or not UTF-8
- * (jansson writes it cut short); a string value that is not UTF-8 fails
- * as jansson's does.
+ * JSON_TEXT_DEPTH_MAX hands the whole value to json_dumps, so the text
+ * never depends on which writer ran, and so does a key holding a NUL or
+ * not UTF-8 (jansson writes it cut short); a string value that is not
+ * UTF-8 fails as jansson's does.
  * tests/unit/test_json_text.c compares the two on many generated values.
  */
 #include "json_text.h"
@@ -22,8 +22,6 @@
 
 #include "strbuf.h"
 #include "utf8.h"
-
-#define DEPTH_MAX 32
 
 enum result {
 	WRITTEN,
@@ -43,6 +41,11 @@ static void byte_kinds_init(void)
 	for(int c = 0x80; c < 0x100; c++)
 		byte_kind[c] = 2;
 }
+
+/* The two-character escapes jansson writes (\" \\ \b \f \n \r \t); 0: the
+ * byte is written as \u00XX. */
+static const char short_escape[256] = {
+		['"'] = '"', ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
 
 static enum result add_string(struct strbuf *b, const char *s, size_t len)
 {
@@ -65,33 +68,13 @@ static enum result add_string(struct strbuf *b, const char *s, size_t len)
 			continue;
 		}
 		strbuf_add(b, s + run, i - run);
-		char esc[6] = {'\\', (char)c};
+		char esc[6] = {'\\', short_escape[c], '0', '0'};
 		size_t n = 2;
-		switch(c) {
-		case '"':
-		case '\\':
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			memcpy(esc + 1, "u00", 3);
+		if(!esc[1]) {
+			esc[1] = 'u';
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
 			n = 6;
-			break;
 		}
 		strbuf_add(b, esc, n);
 		run = ++i;
@@ -120,7 +103,7 @@ static enum result add_value(struct strbuf *b, const json_t *v, int depth)
 {
 	enum result r;
 
-	if(depth > DEPTH_MAX)
+	if(depth > JSON_TEXT_DEPTH_MAX)
 		return NOT_MINE;
 	switch(json_typeof(v)) {
 	case JSON_OBJECT: {
