@@ -24,16 +24,17 @@
 #include "mqtt_link.h"
 #include "store.h"
 
+/* One allocation, as audit.c's deferred acks: the payload, then the topic. */
 struct held {
 	struct held *next;
 	struct host *host;
-	char *topic;
-	void *payload;
+	const char *topic; /* in data, after the payload */
 	size_t len;
 	int qos;
 	bool retain;
 	const char *kind; /* metrics_topic_kind(), classified once on the way in */
 	int state;        /* 0: waiting for the store, 1: committed, -1: failed */
+	char data[];
 };
 
 void host_publish_tap(struct host *h, host_evt_tap_fn fn)
@@ -65,13 +66,6 @@ static int send_now(struct host *h, const char *topic, const char *kind, const v
 	return rc;
 }
 
-static void held_free(struct held *m)
-{
-	free(m->topic);
-	free(m->payload);
-	free(m);
-}
-
 /* Sends (or drops) the held messages whose writes are settled, in order. */
 static void release(struct host *h)
 {
@@ -81,8 +75,8 @@ static void release(struct host *h)
 		if(!h->held_head)
 			h->held_tail = NULL;
 		if(m->state > 0)
-			send_now(m->host, m->topic, m->kind, m->payload, m->len, m->qos, m->retain, NULL);
-		held_free(m);
+			send_now(m->host, m->topic, m->kind, m->data, m->len, m->qos, m->retain, NULL);
+		free(m);
 	}
 }
 
@@ -96,14 +90,15 @@ static void committed(int rc, void *ud)
 static int hold(struct host *h, const char *topic, const char *kind, const void *payload, size_t len, int qos,
 		bool retain)
 {
-	struct held *m = calloc(1, sizeof *m);
-	if(!m || !(m->topic = strdup(topic)) || !(m->payload = malloc(len ? len : 1))) {
-		if(m)
-			free(m->topic);
-		free(m);
+	size_t tlen = strlen(topic) + 1;
+	struct held *m = malloc(sizeof *m + len + tlen);
+	if(!m)
 		return OH_ERR_NOMEM;
-	}
-	memcpy(m->payload, payload, len);
+	m->next = NULL;
+	m->state = 0;
+	if(len)
+		memcpy(m->data, payload, len);
+	m->topic = memcpy(m->data + len, topic, tlen);
 	m->host = h;
 	m->kind = kind;
 	m->len = len;
