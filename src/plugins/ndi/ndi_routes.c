@@ -662,12 +662,11 @@ static int load_docs(struct ndi *n)
 void ndi_routes_took_lead(struct ndi *n)
 {
 	int rc = load_docs(n);
+	/* Each route loaded is queued by route_set(): at once, as the registry
+	 * is warm (a standby reads the device topics), unless the start-up
+	 * grace still waits for the retained statuses (enqueue()). */
 	if(rc)
 		oh_log(n->ctx, OH_LOG_ERROR, "cannot load routes and presets: %s", oh_strerror(rc));
-	/* The registry is warm (a standby reads the device topics): enforce now
-	 * unless the start-up grace still waits for the retained statuses. */
-	if(n->routes->grace == OH_TIMER_NONE)
-		oh_map_foreach(n->routes->routes, enqueue_one, NULL);
 }
 
 int ndi_routes_start(struct ndi *n)
