@@ -744,20 +744,19 @@ static json_t *ack(const char *req_id, const char *code, const char *action, con
  * The one place route and preset changes are recorded, once stored: in
  * the host's audit trail (kind "route"; docs/audit.md) and the log.
  */
-static void audit(struct ndi *n, const char *actor, const char *what, const char *target)
+static void audit(struct ndi *n, const char *actor, const char *what, const char *device_id, const char *preset)
 {
-	bool device = !strcmp(what, "route") || !strcmp(what, "unroute");
-	json_t *detail = device ? NULL : json_pack("{s:s}", "preset", target);
+	json_t *detail = preset ? json_pack("{s:s}", "preset", preset) : NULL;
 	struct oh_audit_record r = {.kind = "route",
 			.action = what,
 			.actor = actor,
-			.device_id = device ? target : NULL,
+			.device_id = device_id,
 			.detail = detail,
 			.latency_ms = -1};
 
 	oh_audit_record(n->ctx, &r);
 	json_decref(detail);
-	oh_log(n->ctx, OH_LOG_INFO, "%s %s by %s", what, target, actor);
+	oh_log(n->ctx, OH_LOG_INFO, "%s %s by %s", what, preset ? preset : device_id, actor);
 }
 
 /* NULL when actor may drive device_id, else the holder's name (in buf). */
@@ -832,7 +831,7 @@ json_t *ndi_route_put(struct ndi *n, const char *req_id, const char *actor, cons
 	json_decref(doc);
 	if(rc)
 		return store_failed(req_id, "route", actor, rc);
-	audit(n, actor, "route", device_id);
+	audit(n, actor, "route", device_id, NULL);
 	struct route *r = route_set(n, device_id, source, recording, actor, since);
 	return ack(req_id, "OK", "route", actor, NULL, r ? route_json(r) : NULL);
 }
@@ -853,7 +852,7 @@ json_t *ndi_route_delete(struct ndi *n, const char *req_id, const char *actor, c
 	rc = oh_doc_delete(n->ctx, COLL_ROUTES, device_id);
 	if(rc)
 		return store_failed(req_id, "unroute", actor, rc);
-	audit(n, actor, "unroute", device_id);
+	audit(n, actor, "unroute", device_id, NULL);
 	route_free(oh_map_remove(n->routes->routes, device_id));
 	publish_removed(n, device_id, actor, "unroute");
 	/* The device is left as it is: without a route, it is the apps'. */
@@ -970,7 +969,7 @@ json_t *ndi_preset_put(
 		json_decref(doc);
 		return store_failed(req_id, "preset", actor, rc);
 	}
-	audit(n, actor, "preset_put", name);
+	audit(n, actor, "preset_put", NULL, name);
 	json_t *old = NULL;
 	if(oh_map_put(n->routes->presets, name, doc, (void **)&old)) {
 		json_decref(doc);
@@ -993,7 +992,7 @@ json_t *ndi_preset_delete(struct ndi *n, const char *req_id, const char *actor, 
 	if(rc)
 		return store_failed(req_id, "preset", actor, rc);
 	json_decref(oh_map_remove(n->routes->presets, name));
-	audit(n, actor, "preset_delete", name);
+	audit(n, actor, "preset_delete", NULL, name);
 	return ack(req_id, "OK", "preset", actor, NULL, json_pack("{s:s}", "name", name));
 }
 
@@ -1061,7 +1060,7 @@ json_t *ndi_preset_apply(struct ndi *n, const char *req_id, const char *actor, c
 		}
 		return store_failed(req_id, "apply_preset", actor, rc ? rc : crc);
 	}
-	audit(n, actor, "apply_preset", name);
+	audit(n, actor, "apply_preset", NULL, name);
 	json_object_foreach((json_t *)routes, dev, v)
 	{
 		route_set(n, dev, json_string_value(json_object_get(v, "source")),
