@@ -39,7 +39,6 @@
  *   the change is acknowledged; a preset is applied in one transaction,
  *   after every device's lease was checked, so it changes all or nothing.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,8 +67,6 @@
 /* Restored routes wait this long for the devices' retained statuses before
  * a device that said nothing is sent anything. */
 #define STARTUP_GRACE_MS 3000
-#define BACKOFF_MIN_S 1.0
-#define BACKOFF_MAX_S 60.0
 /* A route that held this long was not lost to a crash loop: see relapse(). */
 #define STABLE_S 10.0
 
@@ -324,10 +321,8 @@ static void on_timer(oh_ctx *ctx, void *ud);
 
 static void fail(struct route *r, const char *why)
 {
-	double delay = BACKOFF_MIN_S * ldexp(1.0, r->failures < 7 ? (int)r->failures : 7);
+	double delay = ndi_route_backoff_s(r->failures);
 
-	if(delay > BACKOFF_MAX_S)
-		delay = BACKOFF_MAX_S;
 	r->failures++;
 	free(r->error);
 	r->error = strdup(why);
