@@ -38,16 +38,29 @@ enum format {
 
 /* ---- the query: one validator table ------------------------------------------------- */
 
-/* since, until: an ISO 8601 time or seconds since the epoch. */
+/* since, until: an ISO 8601 time or seconds since the epoch, in *out;
+ * false when s is neither. */
+static bool time_of(const char *s, double *out)
+{
+	char *end;
+	double t = strtod(s, &end);
+	time_t tt;
+
+	if(*s && !*end && isfinite(t) && t >= 0) {
+		*out = t;
+		return true;
+	}
+	if(time_parse_iso8601(s, "UTC", &tt, NULL, 0))
+		return false;
+	*out = (double)tt;
+	return true;
+}
+
 static const char *time_check(const json_t *v, void *ud, char *buf, size_t len)
 {
 	const char *s = json_string_value(v);
-	char *end;
-	double t = strtod(s, &end);
-	if(*s && !*end && isfinite(t) && t >= 0)
-		return NULL;
-	time_t tt;
-	if(!time_parse_iso8601(s, "UTC", &tt, NULL, 0))
+	double t;
+	if(time_of(s, &t))
 		return NULL;
 	snprintf(buf, len, "\"%.40s\" is not a time (ISO 8601, e.g. 2026-12-01T08:00:00Z, or epoch seconds)",
 			s);
@@ -81,17 +94,13 @@ static const struct oh_vfield query_fields[] = {
 };
 static const struct oh_vobject query_spec = OH_VOBJECT(query_fields, OH_V_REFUSE);
 
+/* A checked since or until (time_check()); 0 when absent. */
 static double time_value(const char *s)
 {
-	if(!s)
-		return 0;
-	char *end;
-	double t = strtod(s, &end);
-	if(*s && !*end)
-		return t;
-	time_t tt = 0;
-	time_parse_iso8601(s, "UTC", &tt, NULL, 0);
-	return (double)tt;
+	double t = 0;
+	if(s)
+		time_of(s, &t);
+	return t;
 }
 
 /* The query, checked; NULL after answering 400.  Returned (json_decref);

@@ -143,6 +143,16 @@ def test_each_kind_of_record(make_host, mqtt, make_mqtt):
     st, body = host.put("/api/ndi/routes/cam-1", {"source": "CAM-R", "actor": "frank"})
     assert st == 200, body
     one(audit(host, "?kind=route"), action="route", actor="frank", device_id="cam-1", module="ndi")
+    # A preset's put, apply and delete: kind route too, the preset named in
+    # detail, no device (a preset names many).
+    assert host.put("/api/ndi/presets/p1", {"routes": {"cam-1": {"source": "CAM-P"}},
+                                            "actor": "frank"})[0] == 200
+    assert host.post("/api/ndi/presets/p1/apply", {"actor": "frank"})[0] == 200
+    assert host.delete("/api/ndi/presets/p1")[0] == 200
+    presets = [r for r in audit(host, "?kind=route") if r.get("detail") == {"preset": "p1"}]
+    assert [(r["action"], r.get("device_id")) for r in presets] == \
+        [("preset_delete", None), ("apply_preset", None), ("preset_put", None)], presets
+    assert [r["actor"] for r in presets[1:]] == ["frank", "frank"], presets
 
     # A device going offline; DELETE /api/devices/{id} forgetting it.
     announce(mqtt, "cam-1", online=False)

@@ -191,6 +191,18 @@ int ndi_routes_start(struct ndi *n);
 /* The host took the lead of a pair: read the routes and presets (the
  * PostgreSQL store hands them out only now) and enforce them. */
 void ndi_routes_took_lead(struct ndi *n);
+/* A failing route's wait before its next try, after `failures` in a row
+ * before this one: 1 s doubling, at most 60 s.  Here, pure, for the unit
+ * test (tests/unit/test_ndi_backoff.c): the cap is a minute of real time
+ * away in an integration test. */
+static inline double ndi_route_backoff_s(unsigned failures)
+{
+	double delay = 1.0;
+
+	for(unsigned i = 0; i < failures && delay < 60.0; i++)
+		delay *= 2;
+	return delay < 60.0 ? delay : 60.0;
+}
 void ndi_routes_free(struct ndi *n);
 /* The module status of device_id (borrowed) changed or went (ndi_status.c). */
 void ndi_routes_status_changed(struct ndi *n, const char *device_id);

@@ -39,7 +39,6 @@
  *   the change is acknowledged; a preset is applied in one transaction,
  *   after every device's lease was checked, so it changes all or nothing.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,8 +67,6 @@
 /* Restored routes wait this long for the devices' retained statuses before
  * a device that said nothing is sent anything. */
 #define STARTUP_GRACE_MS 3000
-#define BACKOFF_MIN_S 1.0
-#define BACKOFF_MAX_S 60.0
 /* A route that held this long was not lost to a crash loop: see relapse(). */
 #define STABLE_S 10.0
 
@@ -324,10 +321,8 @@ static void on_timer(oh_ctx *ctx, void *ud);
 
 static void fail(struct route *r, const char *why)
 {
-	double delay = BACKOFF_MIN_S * ldexp(1.0, r->failures < 7 ? (int)r->failures : 7);
+	double delay = ndi_route_backoff_s(r->failures);
 
-	if(delay > BACKOFF_MAX_S)
-		delay = BACKOFF_MAX_S;
 	r->failures++;
 	free(r->error);
 	r->error = strdup(why);
@@ -662,12 +657,11 @@ static int load_docs(struct ndi *n)
 void ndi_routes_took_lead(struct ndi *n)
 {
 	int rc = load_docs(n);
+	/* Each route loaded is queued by route_set(): at once, as the registry
+	 * is warm (a standby reads the device topics), unless the start-up
+	 * grace still waits for the retained statuses (enqueue()). */
 	if(rc)
 		oh_log(n->ctx, OH_LOG_ERROR, "cannot load routes and presets: %s", oh_strerror(rc));
-	/* The registry is warm (a standby reads the device topics): enforce now
-	 * unless the start-up grace still waits for the retained statuses. */
-	if(n->routes->grace == OH_TIMER_NONE)
-		oh_map_foreach(n->routes->routes, enqueue_one, NULL);
 }
 
 int ndi_routes_start(struct ndi *n)
@@ -745,20 +739,19 @@ static json_t *ack(const char *req_id, const char *code, const char *action, con
  * The one place route and preset changes are recorded, once stored: in
  * the host's audit trail (kind "route"; docs/audit.md) and the log.
  */
-static void audit(struct ndi *n, const char *actor, const char *what, const char *target)
+static void audit(struct ndi *n, const char *actor, const char *what, const char *device_id, const char *preset)
 {
-	bool device = !strcmp(what, "route") || !strcmp(what, "unroute");
-	json_t *detail = device ? NULL : json_pack("{s:s}", "preset", target);
+	json_t *detail = preset ? json_pack("{s:s}", "preset", preset) : NULL;
 	struct oh_audit_record r = {.kind = "route",
 			.action = what,
 			.actor = actor,
-			.device_id = device ? target : NULL,
+			.device_id = device_id,
 			.detail = detail,
 			.latency_ms = -1};
 
 	oh_audit_record(n->ctx, &r);
 	json_decref(detail);
-	oh_log(n->ctx, OH_LOG_INFO, "%s %s by %s", what, target, actor);
+	oh_log(n->ctx, OH_LOG_INFO, "%s %s by %s", what, preset ? preset : device_id, actor);
 }
 
 /* NULL when actor may drive device_id, else the holder's name (in buf). */
@@ -833,7 +826,7 @@ json_t *ndi_route_put(struct ndi *n, const char *req_id, const char *actor, cons
 	json_decref(doc);
 	if(rc)
 		return store_failed(req_id, "route", actor, rc);
-	audit(n, actor, "route", device_id);
+	audit(n, actor, "route", device_id, NULL);
 	struct route *r = route_set(n, device_id, source, recording, actor, since);
 	return ack(req_id, "OK", "route", actor, NULL, r ? route_json(r) : NULL);
 }
@@ -854,7 +847,7 @@ json_t *ndi_route_delete(struct ndi *n, const char *req_id, const char *actor, c
 	rc = oh_doc_delete(n->ctx, COLL_ROUTES, device_id);
 	if(rc)
 		return store_failed(req_id, "unroute", actor, rc);
-	audit(n, actor, "unroute", device_id);
+	audit(n, actor, "unroute", device_id, NULL);
 	route_free(oh_map_remove(n->routes->routes, device_id));
 	publish_removed(n, device_id, actor, "unroute");
 	/* The device is left as it is: without a route, it is the apps'. */
@@ -971,7 +964,7 @@ json_t *ndi_preset_put(
 		json_decref(doc);
 		return store_failed(req_id, "preset", actor, rc);
 	}
-	audit(n, actor, "preset_put", name);
+	audit(n, actor, "preset_put", NULL, name);
 	json_t *old = NULL;
 	if(oh_map_put(n->routes->presets, name, doc, (void **)&old)) {
 		json_decref(doc);
@@ -994,7 +987,7 @@ json_t *ndi_preset_delete(struct ndi *n, const char *req_id, const char *actor, 
 	if(rc)
 		return store_failed(req_id, "preset", actor, rc);
 	json_decref(oh_map_remove(n->routes->presets, name));
-	audit(n, actor, "preset_delete", name);
+	audit(n, actor, "preset_delete", NULL, name);
 	return ack(req_id, "OK", "preset", actor, NULL, json_pack("{s:s}", "name", name));
 }
 
@@ -1062,7 +1055,7 @@ json_t *ndi_preset_apply(struct ndi *n, const char *req_id, const char *actor, c
 		}
 		return store_failed(req_id, "apply_preset", actor, rc ? rc : crc);
 	}
-	audit(n, actor, "apply_preset", name);
+	audit(n, actor, "apply_preset", NULL, name);
 	json_object_foreach((json_t *)routes, dev, v)
 	{
 		route_set(n, dev, json_string_value(json_object_get(v, "source")),
