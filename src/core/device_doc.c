@@ -66,11 +66,22 @@ static bool typed_ok(const struct oh_vfield *f, const json_t *v, const char *key
 	return !f || !oh_json_validate_value(v, f, key, NULL, err, len);
 }
 
+static bool key_is(const char *k, size_t kl, const char *name)
+{
+	return kl == strlen(name) && !memcmp(k, name, kl);
+}
+
 /* Fields the host rewrites on every build: not the device's bytes, and
- * not merged (a device's "online" is read by the registry, not kept). */
+ * not merged (a device's "online" is read by the registry, not kept).
+ * k need not end in a NUL: the fragment's keys are read in place. */
+static bool host_key(const char *k, size_t kl)
+{
+	return key_is(k, kl, "last_seen") || key_is(k, kl, "stale") || key_is(k, kl, "online");
+}
+
 static bool host_field(const char *key)
 {
-	return !strcmp(key, "last_seen") || !strcmp(key, "stale") || !strcmp(key, "online");
+	return host_key(key, strlen(key));
 }
 
 /* Whether key: v merges (it has its field's type); if not, the reason is
@@ -236,9 +247,23 @@ static const char *skip_value(const char *p, const char *end)
 	return NULL;
 }
 
-static bool key_is(const char *k, size_t kl, const char *name)
+/* The member of compact object text at p ("key":value): its key, without
+ * the quotes, in *k and *kl, its value's text in *v and *vl.  Returns where
+ * the next member starts (past a comma), NULL when p holds none before end. */
+static const char *next_member(
+		const char *p, const char *end, const char **k, size_t *kl, const char **v, size_t *vl)
 {
-	return kl == strlen(name) && !memcmp(k, name, kl);
+	const char *key_end = *p == '"' ? skip_string(p, end) : NULL;
+	if(!key_end || key_end >= end || *key_end != ':')
+		return NULL;
+	const char *v_end = skip_value(key_end + 1, end);
+	if(!v_end || v_end == key_end + 1)
+		return NULL;
+	*k = p + 1;
+	*kl = (size_t)(key_end - 1 - *k);
+	*v = key_end + 1;
+	*vl = (size_t)(v_end - *v);
+	return *v_end == ',' ? v_end + 1 : v_end;
 }
 
 char *device_doc_from_stored(const char *id, const char *text, size_t n, const char *last_seen, size_t *len,
@@ -256,25 +281,17 @@ char *device_doc_from_stored(const char *id, const char *text, size_t n, const c
 	if(p >= end || *p++ != '{')
 		goto fail;
 	while(p < end && *p != '}') {
-		const char *member = p, *key_end;
-		if(*p != '"' || !(key_end = skip_string(p, end)) || key_end >= end || *key_end != ':')
-			goto fail;
-		const char *k = p + 1;
-		size_t kl = (size_t)(key_end - 1 - k);
-		const char *v_end = skip_value(key_end + 1, end);
-		if(!v_end || v_end == key_end + 1)
+		const char *member = p, *k, *v;
+		size_t kl, vl;
+		if(!(p = next_member(p, end, &k, &kl, &v, &vl)))
 			goto fail;
 		if(key_is(k, kl, "modules"))
 			*has_modules = true;
-		if(!key_is(k, kl, "device_id") && !key_is(k, kl, "last_seen") && !key_is(k, kl, "stale") &&
-				!key_is(k, kl, "online")) {
+		if(!key_is(k, kl, "device_id") && !host_key(k, kl)) {
 			*w++ = ',';
-			memcpy(w, member, (size_t)(v_end - member));
-			w += v_end - member;
+			memcpy(w, member, (size_t)(v + vl - member));
+			w += v + vl - member;
 		}
-		p = v_end;
-		if(p < end && *p == ',')
-			p++;
 	}
 	if(p >= end || p + 1 != end)
 		goto fail;
@@ -299,16 +316,11 @@ long device_doc_count_snapshot(const char *text, size_t n)
 	if(n < sizeof head - 1 || memcmp(text, head, sizeof head - 1))
 		return -1;
 	while(p < end && *p != '}') {
-		const char *key_end = *p == '"' ? skip_string(p, end) : NULL;
-		if(!key_end || key_end >= end || *key_end != ':')
-			return -1;
-		const char *v_end = skip_value(key_end + 1, end);
-		if(!v_end || v_end == key_end + 1)
+		const char *k, *v;
+		size_t kl, vl;
+		if(!(p = next_member(p, end, &k, &kl, &v, &vl)))
 			return -1;
 		count++;
-		p = v_end;
-		if(p < end && *p == ',')
-			p++;
 	}
 	return p < end ? count : -1;
 }
@@ -446,24 +458,14 @@ bool device_doc_plan(struct device_doc_plan *p, const char *frag, size_t len, co
 		return false;
 	*before = 1;
 	while(q < end && *q != '}') {
-		const char *key_end = *q == '"' ? skip_string(q, end) : NULL;
-		if(!key_end || key_end >= end || *key_end != ':' || p->n_members == DEVICE_DOC_PLAN_MAX)
-			return false;
-		const char *v_end = skip_value(key_end + 1, end);
-		if(!v_end || v_end == key_end + 1)
+		if(p->n_members == DEVICE_DOC_PLAN_MAX)
 			return false;
 		struct device_doc_member *m = &p->member[p->n_members++];
-		m->key = q + 1;
-		m->key_len = (size_t)(key_end - 1 - m->key);
-		m->value = key_end + 1;
-		m->value_len = (size_t)(v_end - m->value);
+		if(!(q = next_member(q, end, &m->key, &m->key_len, &m->value, &m->value_len)))
+			return false;
 		m->edit = -1;
-		if(!key_is(m->key, m->key_len, "last_seen") && !key_is(m->key, m->key_len, "stale") &&
-				!key_is(m->key, m->key_len, "online"))
+		if(!host_key(m->key, m->key_len))
 			*before += plain_pair_bytes(m->key_len, m->value_len);
-		q = v_end;
-		if(*q == ',')
-			q++;
 	}
 	if(q + 1 != end)
 		return false;

@@ -386,17 +386,14 @@ static void device_changed(struct registry *r, struct device *d, struct device_d
 			log_error("registry", "out of memory merging into the document of %s", d->id);
 			return;
 		}
-		registry_mark_dirty(r);
-		d->changes = r->host->generation;
-		stamp_seq(r, d);
-		return;
+	} else {
+		/* The fragment goes: the tree must hold the document from now on. */
+		if(!device_tree(r, d))
+			return;
+		free(d->frag);
+		d->frag = NULL;
+		d->doc_current = false;
 	}
-	/* The fragment goes: the tree must hold the document from now on. */
-	if(!device_tree(r, d))
-		return;
-	free(d->frag);
-	d->frag = NULL;
-	d->doc_current = false;
 	registry_mark_dirty(r);
 	d->changes = r->host->generation;
 	stamp_seq(r, d);

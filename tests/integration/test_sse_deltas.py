@@ -66,12 +66,18 @@ def refusals(host, limit):
     return float(m.group(1)) if m else None
 
 
-def test_a_snapshot_then_deltas_with_removals(make_host, mqtt):
-    host = make_host()
+def host_with(make_host, mqtt, ids, pad=None, config=None):
+    """A connected host whose registry holds ids, announced by mqtt."""
+    host = make_host(config) if config else make_host()
     host.wait_connected()
-    for d in ("d-a", "d-b", "d-c"):
-        announce(mqtt, d)
-    wait_until(lambda: len(registry(host)["devices"]) == 3, 5, msg="three devices")
+    for d in ids:
+        announce(mqtt, d, pad=pad)
+    wait_until(lambda: set(ids) <= set(registry(host)["devices"]), 5, msg="%d devices" % len(ids))
+    return host
+
+
+def test_a_snapshot_then_deltas_with_removals(make_host, mqtt):
+    host = host_with(make_host, mqtt, ["d-a", "d-b", "d-c"])
     s = EventStream(host)
     m = Mirror()
     first = m.follow(s)
@@ -94,11 +100,7 @@ def test_a_snapshot_then_deltas_with_removals(make_host, mqtt):
 
 
 def test_last_event_id_resumes_with_only_what_was_missed(make_host, mqtt):
-    host = make_host()
-    host.wait_connected()
-    for d in ("r-a", "r-b", "r-c"):
-        announce(mqtt, d)
-    wait_until(lambda: len(registry(host)["devices"]) == 3, 5, msg="three devices")
+    host = host_with(make_host, mqtt, ["r-a", "r-b", "r-c"])
     s = EventStream(host)
     m = Mirror()
     m.follow(s, lambda st: len(st["devices"]) == 3)
@@ -120,10 +122,7 @@ def test_last_event_id_resumes_with_only_what_was_missed(make_host, mqtt):
 
 
 def test_a_too_old_or_foreign_id_gets_the_whole_snapshot(make_host, mqtt):
-    host = make_host()
-    host.wait_connected()
-    announce(mqtt, "w-a")
-    wait_until(lambda: "w-a" in registry(host)["devices"], 5, msg="w-a")
+    host = host_with(make_host, mqtt, ["w-a"])
     # 1: older than this run's first seq; 2^62: from a later (clock) run;
     # not a number at all.
     for last in ("1", str(1 << 62), "yesterday"):
@@ -138,13 +137,8 @@ def test_a_too_old_or_foreign_id_gets_the_whole_snapshot(make_host, mqtt):
 
 def test_a_slow_client_is_cut_off_and_catches_up(make_host, mqtt):
     limit = 64 * 1024
-    host = make_host({"limits": {"max_sse_backlog_bytes": limit}})
-    host.wait_connected()
     ids = ["s-%02d" % i for i in range(80)]
-    pad = "x" * 1000
-    for d in ids:
-        announce(mqtt, d, pad=pad)
-    wait_until(lambda: len(registry(host)["devices"]) == 80, 5, msg="eighty devices")
+    host = host_with(make_host, mqtt, ids, pad="x" * 1000, config={"limits": {"max_sse_backlog_bytes": limit}})
     # A small receive buffer: what it does not read stays with the host.
     s = EventStream(host, rcvbuf=4096)
     m = Mirror()
