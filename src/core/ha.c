@@ -377,12 +377,14 @@ json_t *ha_view_leases(const struct host *h)
 	return out;
 }
 
-json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner)
+json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner, const char *id)
 {
 	PGresult *r = h->ha ? h->ha->view_jobs : NULL;
 	json_t *out = json_array();
 	for(int i = 0; r && i < PQntuples(r); i++) {
-		if(strcmp(PQgetvalue(r, i, 1), module))
+		/* Matched on the columns first: a document is parsed only when it
+		 * is wanted (one, for a GET of one job). */
+		if(strcmp(PQgetvalue(r, i, 1), module) || (id && strcmp(PQgetvalue(r, i, 0), id)))
 			continue;
 		json_t *doc = json_loads(PQgetvalue(r, i, 2), 0, NULL);
 		const char *by = json_string_value(json_object_get(doc, "owner"));
