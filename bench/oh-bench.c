@@ -129,6 +129,16 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The "start" command every command loop sends, with req_id tag + i; its
+ * length, as snprintf() gives it. */
+static int start_command(char *buf, size_t size, const char *tag, long i)
+{
+	return snprintf(buf, size,
+			"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
+			"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
+			tag, i, opt.device_id);
+}
+
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
@@ -686,10 +696,7 @@ static void cmd_latency(void)
 		int path = paths[i % np];
 		long k = i / np;
 		char payload[512];
-		int len = snprintf(payload, sizeof payload,
-				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
-				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
-				tag, i, opt.device_id);
+		int len = start_command(payload, sizeof payload, tag, i);
 		long want = atomic_load(&st.received) + 1;
 		double t0 = now_s();
 		if(mosquitto_publish(app->mosq, NULL, pub_topic[path], len, payload, opt.qos, false))
@@ -811,10 +818,7 @@ static void cmd_throughput(void)
 	double t0 = now_s();
 	for(long i = 0; i < opt.n; i++) {
 		char payload[512];
-		int len = snprintf(payload, sizeof payload,
-				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
-				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
-				st.tag, i, opt.device_id);
+		int len = start_command(payload, sizeof payload, st.tag, i);
 		int rc = mosquitto_publish(
 				app->mosq, NULL, relay ? cmd_topic : dev_topic, len, payload, opt.qos, false);
 		if(rc)
@@ -900,10 +904,7 @@ static void cmd_burst(void)
 	double t0 = now_s();
 	for(long i = 0; i < opt.n; i++) {
 		char payload[512];
-		int len = snprintf(payload, sizeof payload,
-				"{\"req_id\":\"%s%ld\",\"actor\":\"bench\",\"action\":\"start\","
-				"\"params\":{\"device_id\":\"%s\",\"source\":\"S\"}}",
-				st.tag, i, opt.device_id);
+		int len = start_command(payload, sizeof payload, st.tag, i);
 		int rc = mosquitto_publish(app->mosq, NULL, cmd_topic, len, payload, 1, false);
 		if(rc)
 			die("publish failed: %s", mosquitto_strerror(rc));

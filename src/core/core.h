@@ -213,9 +213,9 @@ bool ha_acting(const struct host *h);
 bool ha_paired(const struct host *h);
 /* A standby's view of the shared state, read every ha.lease_s: the leases
  * as leases_to_text shows them, a module's jobs as the scheduler lists them
- * (owner NULL: all).  New references. */
+ * (owner NULL: all; id NULL: all, else only that one).  New references. */
 json_t *ha_view_leases(const struct host *h);
-json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner);
+json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner, const char *id);
 /* Topics the main connection leaves to the leader's command session
  * ({root}/orchestrator/{module}/cmd on a pair). */
 bool ha_ignores_topic(const struct host *h, const char *topic);

@@ -95,14 +95,6 @@ static void step_down(struct ha *ha, const char *why)
 	_exit(HA_EXIT_STEPPED_DOWN);
 }
 
-static void arm(struct event *ev, double s)
-{
-	if(s < 0)
-		s = 0;
-	struct timeval tv = {(time_t)s, (suseconds_t)((s - (time_t)s) * 1e6)};
-	evtimer_add(ev, &tv);
-}
-
 /* ---- the leader's command session -------------------------------------------- */
 
 /* Retained, QoS 1, on the leader's session only, so a standby never
@@ -210,7 +202,7 @@ static bool on_lead_result(PGresult *r, void *ud)
 	if(mine) {
 		/* Acting stops lease_s after this renewal was asked for, which is
 		 * before the row's deadline, set when the database answered. */
-		arm(ha->deadline, ha->asked_at + ha->h->cfg.ha.lease_s - time_now_mono());
+		time_evtimer_add(ha->deadline, ha->asked_at + ha->h->cfg.ha.lease_s - time_now_mono());
 		if(ha->role != HA_LEADER) {
 			ha->role = HA_LEADER;
 			ha->epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -385,12 +377,14 @@ json_t *ha_view_leases(const struct host *h)
 	return out;
 }
 
-json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner)
+json_t *ha_view_jobs(const struct host *h, const char *module, const char *owner, const char *id)
 {
 	PGresult *r = h->ha ? h->ha->view_jobs : NULL;
 	json_t *out = json_array();
 	for(int i = 0; r && i < PQntuples(r); i++) {
-		if(strcmp(PQgetvalue(r, i, 1), module))
+		/* Matched on the columns first: a document is parsed only when it
+		 * is wanted (one, for a GET of one job). */
+		if(strcmp(PQgetvalue(r, i, 1), module) || (id && strcmp(PQgetvalue(r, i, 0), id)))
 			continue;
 		json_t *doc = json_loads(PQgetvalue(r, i, 2), 0, NULL);
 		const char *by = json_string_value(json_object_get(doc, "owner"));

@@ -85,8 +85,7 @@ static void arm(struct lease *l)
 		wait = 0;
 	if(wait > OH_LEASE_MAX_S)
 		wait = OH_LEASE_MAX_S;
-	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (time_t)wait) * 1e6)};
-	evtimer_add(l->timer, &tv);
+	time_evtimer_add(l->timer, wait);
 }
 
 static void changed(struct leases *ls)

@@ -174,13 +174,10 @@ static void arm(struct scheduler *s)
 		wait = 0;
 	if(wait > 86400.0 * 365)
 		wait = 86400.0 * 365; /* re-checked then; keeps timeval sane */
-	struct timeval tv = {(time_t)wait, (suseconds_t)((wait - floor(wait)) * 1e6)};
-	evtimer_add(s->timer, &tv);
+	time_evtimer_add(s->timer, wait);
 	/* The top's commands, and those of the jobs due with it, are parsed
 	 * SCHED_PREPARE_S ahead. */
-	double ahead = wait > SCHED_PREPARE_S ? wait - SCHED_PREPARE_S : 0;
-	struct timeval ptv = {(time_t)ahead, (suseconds_t)((ahead - floor(ahead)) * 1e6)};
-	evtimer_add(s->prep, &ptv);
+	time_evtimer_add(s->prep, wait - SCHED_PREPARE_S);
 }
 
 /* Parses the commands of the jobs in the heap below i due by limit. */

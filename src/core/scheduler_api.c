@@ -243,7 +243,7 @@ json_t *sched__list(struct sched_plugin *sp, const char *owner)
 {
 	/* A standby fires none: it shows the leader's, as last read. */
 	if(!ha_acting(sp->s->h))
-		return ha_view_jobs(sp->s->h, sp->ctx->module, owner);
+		return ha_view_jobs(sp->s->h, sp->ctx->module, owner, NULL);
 	struct job **all = malloc((sp->n_jobs ? sp->n_jobs : 1) * sizeof *all);
 	if(!all)
 		return NULL;
@@ -488,17 +488,9 @@ static void get_job(oh_ctx *ctx, struct oh_http_req *req, void *ud)
 	const char *id = oh_req_param(req, "id");
 	/* A standby holds no jobs: it shows the leader's, as last read. */
 	if(!ha_acting(sp->s->h)) {
-		json_t *all = ha_view_jobs(sp->s->h, sp->ctx->module, NULL), *doc, *found = NULL;
-		size_t i;
-		json_array_foreach(all, i, doc)
-		{
-			const char *has = json_string_value(json_object_get(doc, "id"));
-			if(has && id && !strcmp(has, id)) {
-				found = json_incref(doc);
-				break;
-			}
-		}
-		json_decref(all);
+		json_t *one = id ? ha_view_jobs(sp->s->h, sp->ctx->module, NULL, id) : NULL;
+		json_t *found = json_incref(json_array_get(one, 0));
+		json_decref(one);
 		if(found)
 			oh_reply_json(req, 200, found);
 		else

@@ -79,6 +79,23 @@ struct store_audit_filter {
 	long long before_seq;
 };
 typedef void (*store_audit_fn)(const struct store_audit *r, void *ud);
+
+/* A value of an audit query, in placeholder order (store__audit_where). */
+struct store_audit_arg {
+	char type; /* 's' text, 'd' real, 'i' integer */
+	const char *text;
+	double real;
+	long long integer;
+};
+#define STORE_AUDIT_ARGS_MAX 10
+/*
+ * For the backends, so that both filter alike: appends to sql (size bytes,
+ * len used) the conditions of f, each " AND col op <mark>N" (N from 1), then
+ * " ORDER BY seq DESC LIMIT <mark>N"; the values go, in order, into args
+ * (STORE_AUDIT_ARGS_MAX).  Returns how many.
+ */
+int store__audit_where(const struct store_audit_filter *f, size_t limit, char mark, char *sql, size_t size,
+		size_t len, struct store_audit_arg *args);
 /* The end of a query: rc, and how many rows went to its store_audit_fn. */
 typedef void (*store_audit_done_fn)(int rc, size_t n, void *ud);
 /* rc: OH_OK when every write made before store_when_committed() is

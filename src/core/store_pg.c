@@ -954,39 +954,21 @@ static int pg_audit_query(void *b, const struct store_audit_filter *f, size_t li
 		store_audit_done_fn done, void *ud)
 {
 	struct pg_store *pg = b;
-	const struct {
-		const char *col, *val;
-	} eq[] = {{"kind", f->kind}, {"action", f->action}, {"actor", f->actor}, {"device_id", f->device_id},
-			{"code", f->code}, {"module", f->module}};
-	char sql[640], since[32], until[32], below[24], lim[24];
-	const char *p[PG_MAX_PARAMS];
-	int n = 0;
+	char sql[640], num[STORE_AUDIT_ARGS_MAX][32];
+	struct store_audit_arg args[STORE_AUDIT_ARGS_MAX];
+	const char *p[STORE_AUDIT_ARGS_MAX];
 	size_t len = (size_t)snprintf(sql, sizeof sql,
 			"SELECT seq, ts, kind, action, actor, requested_by, token, device_id, module, req_id, code,"
 			" error, detail, latency_ms FROM oh_audit WHERE true");
-	for(size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
-		if(eq[i].val) {
-			p[n++] = eq[i].val;
-			len += (size_t)snprintf(sql + len, sizeof sql - len, " AND %s = $%d", eq[i].col, n);
-		}
+	int n = store__audit_where(f, limit, '$', sql, sizeof sql, len, args);
+	/* Every value travels as text. */
+	for(int i = 0; i < n; i++) {
+		if(args[i].type == 'd')
+			snprintf(num[i], sizeof num[i], "%.17g", args[i].real);
+		else if(args[i].type == 'i')
+			snprintf(num[i], sizeof num[i], "%lld", args[i].integer);
+		p[i] = args[i].type == 's' ? args[i].text : num[i];
 	}
-	snprintf(since, sizeof since, "%.17g", f->since);
-	snprintf(until, sizeof until, "%.17g", f->until);
-	snprintf(below, sizeof below, "%lld", f->before_seq);
-	snprintf(lim, sizeof lim, "%zu", limit);
-	const struct {
-		bool on;
-		const char *cond, *val;
-	} more[] = {{f->since > 0, "ts >=", since}, {f->until > 0, "ts <", until},
-			{f->before_seq > 0, "seq <", below}};
-	for(size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
-		if(more[i].on) {
-			p[n++] = more[i].val;
-			len += (size_t)snprintf(sql + len, sizeof sql - len, " AND %s $%d", more[i].cond, n);
-		}
-	}
-	p[n++] = lim;
-	snprintf(sql + len, sizeof sql - len, " ORDER BY seq DESC LIMIT $%d", n);
 	struct audit_read *q = malloc(sizeof *q);
 	char *text = strdup(sql);
 	struct pg_query *pq = q && text ? enqueue(pg, text, n, p) : NULL;

@@ -472,43 +472,23 @@ static int sq_audit_query(void *b, const struct store_audit_filter *f, size_t li
 		store_audit_done_fn done, void *ud)
 {
 	struct sqlite_store *s = b;
-	/* Built per query from the filters present, so that each can use its
-	 * index; the values are bound, never spliced in. */
-	const struct {
-		const char *col, *val;
-	} eq[] = {{"kind", f->kind}, {"action", f->action}, {"actor", f->actor}, {"device_id", f->device_id},
-			{"code", f->code}, {"module", f->module}};
 	char sql[640];
-	size_t n = (size_t)snprintf(sql, sizeof sql, "SELECT " AUDIT_COLUMNS " FROM audit WHERE 1");
-	int arg = 0;
-	for(size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
-		if(eq[i].val)
-			n += (size_t)snprintf(sql + n, sizeof sql - n, " AND %s = ?%d", eq[i].col, ++arg);
-	}
-	if(f->since > 0)
-		n += (size_t)snprintf(sql + n, sizeof sql - n, " AND ts >= ?%d", ++arg);
-	if(f->until > 0)
-		n += (size_t)snprintf(sql + n, sizeof sql - n, " AND ts < ?%d", ++arg);
-	if(f->before_seq > 0)
-		n += (size_t)snprintf(sql + n, sizeof sql - n, " AND seq < ?%d", ++arg);
-	snprintf(sql + n, sizeof sql - n, " ORDER BY seq DESC LIMIT ?%d", ++arg);
+	struct store_audit_arg args[STORE_AUDIT_ARGS_MAX];
+	size_t len = (size_t)snprintf(sql, sizeof sql, "SELECT " AUDIT_COLUMNS " FROM audit WHERE 1");
+	int n = store__audit_where(f, limit, '?', sql, sizeof sql, len, args);
 	sqlite3_stmt *st = NULL;
 	if(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		log_error("store", "%s: cannot read the audit trail: %s", s->path, sqlite3_errmsg(s->db));
 		return OH_ERR_IO;
 	}
-	arg = 0;
-	for(size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
-		if(eq[i].val)
-			sqlite3_bind_text(st, ++arg, eq[i].val, -1, SQLITE_STATIC);
+	for(int i = 0; i < n; i++) {
+		if(args[i].type == 's')
+			sqlite3_bind_text(st, i + 1, args[i].text, -1, SQLITE_STATIC);
+		else if(args[i].type == 'd')
+			sqlite3_bind_double(st, i + 1, args[i].real);
+		else
+			sqlite3_bind_int64(st, i + 1, (sqlite3_int64)args[i].integer);
 	}
-	if(f->since > 0)
-		sqlite3_bind_double(st, ++arg, f->since);
-	if(f->until > 0)
-		sqlite3_bind_double(st, ++arg, f->until);
-	if(f->before_seq > 0)
-		sqlite3_bind_int64(st, ++arg, f->before_seq);
-	sqlite3_bind_int64(st, ++arg, (sqlite3_int64)limit);
 	size_t rows = 0;
 	int rc;
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {

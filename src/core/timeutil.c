@@ -26,6 +26,7 @@
 #include "timeutil.h"
 
 #include <ctype.h>
+#include <event2/event.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -622,4 +623,12 @@ double time_now_mono(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void time_evtimer_add(struct event *ev, double s)
+{
+	if(!(s > 0))
+		s = 0;
+	struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+	evtimer_add(ev, &tv);
 }

@@ -116,6 +116,12 @@ char *time_format_utc(time_t t, char *buf, size_t len);
 double time_now_wall(void); /* CLOCK_REALTIME, seconds since the epoch */
 double time_now_mono(void); /* CLOCK_MONOTONIC, seconds; for intervals only */
 
+struct event;
+/* Adds the timer ev (borrowed) to fire s seconds from now, at once when s
+ * is negative or NaN.  The caller keeps s within what a time_t holds (its
+ * deadlines are re-checked when they fire). */
+void time_evtimer_add(struct event *ev, double s);
+
 /*
  * Proleptic Gregorian calendar arithmetic on day numbers (0 = 1970-01-01),
  * valid for any year an int holds; no time zone involved.

@@ -11,7 +11,8 @@ due during a failover (run once, one row in oh_job_runs), /healthz and the
 UI on both nodes, the standby's 503 for writes and its view of the leases
 and jobs, the retained presence being the leader's, an NDI route set on
 the old leader enforced by the new one, a clean stop with a reply waiting
-for its commit, and the config errors.
+for its commit, a write the database refuses (the ack held behind it
+never sent, exit 75), and the config errors.
 """
 
 import subprocess
@@ -287,6 +288,28 @@ def test_acks_wait_for_the_commit(make_host, server, db, mqtt):
         assert a.stop() == 0, a.log()[-2000:]
     finally:
         proxy.close()
+
+
+def test_held_ack_dropped_when_the_write_fails(make_host, server, db, mqtt):
+    """A write the database refuses: the ack held behind it is dropped, never
+    sent, and the leader exits 75 (publish.c, store_pg.c)."""
+    a = make_host(pair_config(server, db, "a", lease_s=30))
+    a.wait_connected()
+    wait_until(lambda: role(a) == "leader", timeout=10)
+    app = Ndi(a, mqtt)
+    # Refused by the database itself, as a fenced write would be, but
+    # without the lead changing hands (which would step down first); a
+    # second late, so that an ack sent before the commit would be seen.
+    rows(server, db, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+         " $$BEGIN PERFORM pg_sleep(1); RAISE EXCEPTION 'refused by the test'; END$$")
+    rows(server, db, "CREATE TRIGGER refuse BEFORE INSERT ON oh_leases"
+         " FOR EACH ROW EXECUTE FUNCTION refuse()")
+    env = app.send("reserve", {"device_id": "rpi-08", "lease_s": 60}, actor="alice")
+    assert a.wait(timeout=5) == 75, a.log()[-2000:]
+    assert "a write was refused" in a.log()
+    with pytest.raises(AssertionError):
+        app.event(env["req_id"], timeout=1)
+    assert rows(server, db, "SELECT count(*) FROM oh_leases") == ["0"]
 
 
 def test_standby_kill_and_postgresql_restart(make_host, server, db, mqtt, make_mqtt):
